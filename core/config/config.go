@@ -1,0 +1,105 @@
+// Package config owns gateway.hcl: the typed Config every other part reads,
+// the defaults (all in defaults.go), and loading with HCL diagnostics that
+// name file:line:column for unknown keys, wrong types and bad values.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is the whole gateway configuration after defaults and validation.
+type Config struct {
+	Hostname string // the name in the greeting, EHLO reply and Received headers
+	DataDir  string // the spool and other state live here; relative to the config file's folder
+
+	Log Log
+
+	Listeners []Listener
+
+	Domains []string // mail for these domains is accepted from anyone (lower case)
+	Relay   Relay
+	Auth    Auth
+
+	Delivery Delivery
+	Admin    Admin
+
+	// ShutdownTimeout is how long a graceful stop lets sessions finish
+	// before answering 421 to their next command.
+	ShutdownTimeout time.Duration
+
+	// File is the path the config was loaded from ("" if from bytes).
+	File string
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string // debug | info | warn | error
+	Format string // text | json
+}
+
+// Listener is one SMTP listener block: listener "name" { … }.
+type Listener struct {
+	Name    string
+	Address string // host:port
+
+	MaxMessageSize      int64 // bytes; SIZE is declared with this value
+	MaxRecipients       int   // per transaction; more get 452 4.5.3
+	MaxLineLength       int   // command line, bytes including CRLF; longer gets 500 5.5.2
+	MaxHeaderSize       int64 // bytes of the header section of a message
+	MaxConnections      int   // concurrent sessions on this listener
+	MaxConnectionsPerIP int   // concurrent sessions from one client IP
+	MaxErrors           int   // protocol errors before the session is closed with 421
+
+	// BareLineEndings is what happens to a message containing a bare CR or LF:
+	// "reject" (550 5.5.2, the default) or "fix" (convert them to CRLF).
+	// Neither ever ends the message early (SMTP smuggling).
+	BareLineEndings string
+
+	TLS          *TLS // nil: no STARTTLS
+	AuthRequired bool // submission-style: MAIL needs AUTH first (530 5.7.0)
+	AuthInsecure bool // offer AUTH without TLS (off by default)
+	Timeouts     Timeouts
+}
+
+// TLS is a listener's certificate for STARTTLS.
+type TLS struct {
+	Cert string // PEM file
+	Key  string // PEM file
+}
+
+// Timeouts are the server-side timeouts of RFC 5321 §4.5.3.2.
+type Timeouts struct {
+	Command   time.Duration // waiting for the next command (default 5m)
+	DataBlock time.Duration // between reads of message content (default 3m)
+	Message   time.Duration // a whole DATA or BDAT exchange (default 10m)
+}
+
+// Relay decides who may send to domains not in Domains.
+type Relay struct {
+	Networks      []netip.Prefix // clients here may relay
+	Authenticated bool           // authenticated clients may relay (default true)
+}
+
+// Auth is the built-in credential store used until hooks take over.
+type Auth struct {
+	Users map[string]string // user name -> bcrypt hash
+}
+
+// Delivery configures the delivery engine (core/delivery).
+type Delivery struct {
+	Routes []Route
+}
+
+// Route is a static next hop: route "domain" { via = "host:port" }.
+type Route struct {
+	Domain    string // lower case; "*" matches every domain
+	Via       string // host:port
+	Transport string // "smtp" (default), later: "lmtp", "maildir", plugin transports
+	Path      string // for transports that need a path
+}
+
+// Admin is the loopback admin API.
+type Admin struct {
+	Address string // host:port; "" disables it
+}
