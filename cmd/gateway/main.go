@@ -1,0 +1,123 @@
+// Command gateway is the one binary of the mail gateway: serve, check,
+// send, bench, sink, version. Wiring is explicit here; no package registers
+// itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// cli is what a subcommand reads and writes instead of the process globals,
+// so tests can run commands in-process.
+type cli struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// command is one subcommand. It returns an error to print and exit 1, or
+// errUsage (already explained on stderr) to exit 2.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, c *cli, args []string) error
+}
+
+var errUsage = errors.New("usage")
+
+func commands() []command {
+	return []command{
+		{"serve", "run the gateway", runServe},
+		{"check", "validate the configuration", runCheck},
+		{"send", "submit a message from a file or stdin", runSend},
+		{"bench", "load generator: send many messages and report rates", runBench},
+		{"sink", "accept and count mail, keep nothing", runSink},
+		{"version", "print the version", runVersion},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, &cli{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches args to a subcommand and returns the exit code.
+func run(ctx context.Context, c *cli, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(c.Stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, cmd := range commands() {
+		if cmd.name != args[0] {
+			continue
+		}
+		err := cmd.run(ctx, c, args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+			return 2
+		default:
+			fmt.Fprintf(c.Stderr, "gateway %s: %v\n", cmd.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(c.Stderr, "gateway: unknown command %q\n", args[0])
+	usage(c.Stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: gateway <command> [flags]")
+	fmt.Fprintln(w)
+	for _, cmd := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'gateway <command> -h' for a command's flags.")
+}
+
+// newFlags returns a flag set that reports errors on c.Stderr.
+func newFlags(c *cli, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("gateway "+name, flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(c.Stderr, "usage: gateway %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and maps a parse failure to errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
+func runVersion(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "version", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "gateway %s\n", version)
+	return nil
+}
