@@ -11,7 +11,7 @@ import (
 // Config is the whole gateway configuration after defaults and validation.
 type Config struct {
 	Hostname string // the name in the greeting, EHLO reply and Received headers
-	DataDir  string // the spool and other state live here; relative to the config file's folder
+	DataDir  string // the spool and other state live here; a relative data_dir is resolved against the config file's folder
 
 	Log Log
 
@@ -64,8 +64,8 @@ type Listener struct {
 
 // TLS is a listener's certificate for STARTTLS.
 type TLS struct {
-	Cert string // PEM file
-	Key  string // PEM file
+	Cert string // PEM file; a relative path is resolved against the config file's folder
+	Key  string // PEM file; likewise
 }
 
 // Timeouts are the server-side timeouts of RFC 5321 §4.5.3.2.

@@ -1,0 +1,556 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/gocty"
+)
+
+// decoder converts the raw structs of schema.go into a Config. It collects
+// every problem as a diagnostic at the range of the value at fault, and
+// keeps going, so that one run reports them all.
+type decoder struct {
+	dir      string                 // the config file's folder, for relative paths
+	hostname func() (string, error) // os.Hostname, for the default hostname
+	diags    hcl.Diagnostics
+}
+
+// config converts the whole file. body is the range of the file's start,
+// for diagnostics about what is missing.
+func (d *decoder) config(r *rawFile, body hcl.Range) Config {
+	c := defaultConfig()
+	if !d.domain("hostname", r.Hostname, &c.Hostname) {
+		c.Hostname = defaultHostname(d.hostname())
+	}
+	if d.str("data_dir", r.DataDir, &c.DataDir) && c.DataDir == "" {
+		d.errorf(r.DataDir.Range(), "Invalid value", "data_dir is empty.")
+	}
+	c.DataDir = d.resolve(c.DataDir)
+	d.duration("shutdown_timeout", r.ShutdownTimeout, &c.ShutdownTimeout, true)
+	c.Domains = d.domains("domains", r.Domains)
+
+	if r.Log != nil {
+		d.enum("level", r.Log.Level, &c.Log.Level, logLevels())
+		d.enum("format", r.Log.Format, &c.Log.Format, logFormats())
+	}
+	var listening map[string]*rawListener
+	c.Listeners, listening = d.listeners(r.Listeners, body)
+	if r.Relay != nil {
+		c.Relay.Networks = d.networks("networks", r.Relay.Networks)
+		d.boolean("authenticated", r.Relay.Authenticated, &c.Relay.Authenticated)
+	}
+	if r.Auth != nil {
+		c.Auth.Users = d.users(r.Auth.Users)
+	}
+	if r.Delivery != nil {
+		c.Delivery.Routes = d.routes(r.Delivery.Routes)
+	}
+	if r.Admin != nil {
+		if d.required("address", r.Admin.Address, r.Admin.DefRange) {
+			d.address("address", r.Admin.Address, &c.Admin.Address, true)
+		}
+		if first, dup := listening[listenKey(c.Admin.Address)]; dup && c.Admin.Address != "" {
+			d.errorf(r.Admin.Address.Range(), "Duplicate listener address",
+				"Listener %q already uses this address, at %s.", first.Name, line(first.Address.Range()))
+		}
+	}
+	return c
+}
+
+// validListenerName reports whether a listener's label is fit to name it in
+// logs and metrics: letters, digits, '.', '_' and '-', starting with a
+// letter or digit.
+func validListenerName(s string) bool {
+	for i, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validTransportName reports whether s can name a route's transport:
+// lower-case letters, digits, '_' and '-', starting with a letter.
+func validTransportName(s string) bool {
+	for i, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// listeners converts the listener blocks: at least one, names and
+// addresses unique. Port 0 (a free port, in tests) may be used by several.
+// It also returns the listeners by address (listenKey), port 0 excepted.
+func (d *decoder) listeners(rs []rawListener, body hcl.Range) ([]Listener, map[string]*rawListener) {
+	if len(rs) == 0 {
+		d.errorf(body, "Missing listener block",
+			`At least one listener "name" { address = "host:port" } block is required.`)
+		return nil, nil
+	}
+	var (
+		ls    []Listener
+		names = map[string]hcl.Range{}
+		addrs = map[string]*rawListener{} // by listenKey
+	)
+	for i := range rs {
+		r := &rs[i]
+		l := d.listener(r)
+		if first, dup := names[r.Name]; dup {
+			d.errorf(r.NameRange, "Duplicate listener",
+				"A listener named %q is already defined at %s.", r.Name, line(first))
+		} else {
+			names[r.Name] = r.DefRange
+		}
+		if key := listenKey(l.Address); l.Address != "" && !strings.HasSuffix(key, ":0") {
+			if first, dup := addrs[key]; dup {
+				d.errorf(r.Address.Range(), "Duplicate listener address",
+					"Listener %q already uses this address, at %s.", first.Name, line(first.Address.Range()))
+			} else {
+				addrs[key] = r
+			}
+		}
+		ls = append(ls, l)
+	}
+	return ls, addrs
+}
+
+func (d *decoder) listener(r *rawListener) Listener {
+	l := defaultListener(r.Name)
+	if !validListenerName(r.Name) {
+		d.errorf(r.NameRange, "Invalid listener name",
+			"A listener name has letters, digits, '.', '_' and '-', and starts with a letter or digit; got %q.", r.Name)
+	}
+	if d.required("address", r.Address, r.DefRange) {
+		d.address("address", r.Address, &l.Address, true)
+	}
+	d.size("max_message_size", r.MaxMessageSize, &l.MaxMessageSize)
+	d.integer("max_recipients", r.MaxRecipients, &l.MaxRecipients, 1)
+	d.integer("max_line_length", r.MaxLineLength, &l.MaxLineLength, minMaxLineLength)
+	d.size("max_header_size", r.MaxHeaderSize, &l.MaxHeaderSize)
+	d.integer("max_connections", r.MaxConnections, &l.MaxConnections, 1)
+	d.integer("max_connections_per_ip", r.MaxConnectionsPerIP, &l.MaxConnectionsPerIP, 1)
+	d.integer("max_errors", r.MaxErrors, &l.MaxErrors, 1)
+	d.enum("bare_line_endings", r.BareLineEndings, &l.BareLineEndings, bareLineEndings())
+	d.boolean("auth_required", r.AuthRequired, &l.AuthRequired)
+	d.boolean("auth_insecure", r.AuthInsecure, &l.AuthInsecure)
+	if r.TLS != nil {
+		l.TLS = &TLS{}
+		if d.required("cert", r.TLS.Cert, r.TLS.DefRange) {
+			d.file("cert", r.TLS.Cert, &l.TLS.Cert)
+		}
+		if d.required("key", r.TLS.Key, r.TLS.DefRange) {
+			d.file("key", r.TLS.Key, &l.TLS.Key)
+		}
+	}
+	if t := r.Timeouts; t != nil {
+		d.duration("command", t.Command, &l.Timeouts.Command, false)
+		d.duration("data_block", t.DataBlock, &l.Timeouts.DataBlock, false)
+		d.duration("message", t.Message, &l.Timeouts.Message, false)
+	}
+	return l
+}
+
+// line names the file and line where r starts, for "defined at" details.
+func line(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d", r.Filename, r.Start.Line)
+}
+
+func (d *decoder) routes(rs []rawRoute) []Route {
+	var (
+		routes []Route
+		seen   = map[string]hcl.Range{}
+	)
+	for _, r := range rs {
+		domain := r.Domain
+		if domain != "*" {
+			var err error
+			if domain, err = normalizeDomain(r.Domain); err != nil {
+				d.errorf(r.DomainRange, "Invalid domain name",
+					`A route's label is a domain name or "*"; %q is not: %s.`, r.Domain, err)
+				continue
+			}
+		}
+		if first, dup := seen[domain]; dup {
+			d.errorf(r.DomainRange, "Duplicate route",
+				"A route for %q is already defined at %s.", domain, line(first))
+			continue
+		}
+		seen[domain] = r.DomainRange
+		rt := defaultRoute(domain)
+		d.address("via", r.Via, &rt.Via, false)
+		if d.str("transport", r.Transport, &rt.Transport) && !validTransportName(rt.Transport) {
+			d.errorf(r.Transport.Range(), "Invalid value",
+				"transport = %q is not a transport name: lower-case letters, digits, '_' and '-'.", rt.Transport)
+		}
+		if d.str("path", r.Path, &rt.Path) {
+			if rt.Path == "" {
+				d.errorf(r.Path.Range(), "Invalid value", "path is empty.")
+			}
+			rt.Path = d.resolve(rt.Path)
+		}
+		routes = append(routes, rt)
+	}
+	return routes
+}
+
+// bcryptPrefixes are the versions of bcrypt hashes the password table takes.
+func bcryptPrefixes() []string { return []string{"$2a$", "$2b$", "$2y$"} }
+
+// users converts auth { users = { name = "bcrypt hash" } }. Only the hash's
+// version prefix is checked here: a malformed hash fails at login.
+func (d *decoder) users(expr hcl.Expression) map[string]string {
+	users, ok := value[map[string]string](d, "users", expr)
+	if !ok {
+		return nil
+	}
+	ranges := map[string]hcl.Range{}
+	if pairs, diags := hcl.ExprMap(expr); !diags.HasErrors() {
+		for _, p := range pairs {
+			k, diags := p.Key.Value(nil)
+			if diags.HasErrors() || !k.IsKnown() || k.IsNull() || k.Type() != cty.String {
+				continue
+			}
+			name := k.AsString()
+			if first, dup := ranges[name]; dup {
+				d.errorf(p.Key.Range(), "Duplicate user",
+					"User %q is already defined at %s.", name, line(first))
+				continue
+			}
+			ranges[name] = p.Value.Range()
+		}
+	}
+	rangeOf := func(name string) hcl.Range {
+		if r, ok := ranges[name]; ok {
+			return r
+		}
+		return expr.Range()
+	}
+	for _, name := range slices.Sorted(maps.Keys(users)) {
+		hash := users[name]
+		if name == "" {
+			d.errorf(rangeOf(name), "Invalid user name", "A user name is empty.")
+		}
+		if !hasAnyPrefix(hash, bcryptPrefixes()) {
+			d.errorf(rangeOf(name), "Invalid password hash",
+				"The password of user %q must be a bcrypt hash, starting with $2a$, $2b$ or $2y$.", name)
+		}
+	}
+	return users
+}
+
+// orList quotes words and joins them: "a", "b" or "c".
+func orList(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = strconv.Quote(w)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// domains converts a list of domain names: lower-cased, without a trailing
+// dot, duplicates dropped.
+func (d *decoder) domains(name string, expr hcl.Expression) []string {
+	list, ok := value[[]string](d, name, expr)
+	if !ok {
+		return nil
+	}
+	ranges := elementRanges(expr, len(list))
+	out := make([]string, 0, len(list))
+	for i, s := range list {
+		dom, err := normalizeDomain(s)
+		if err != nil {
+			d.errorf(ranges[i], "Invalid domain name", "%s: %q is not a domain name: %s.", name, s, err)
+			continue
+		}
+		if !slices.Contains(out, dom) {
+			out = append(out, dom)
+		}
+	}
+	return out
+}
+
+// networks converts a list of CIDR prefixes or IP addresses.
+func (d *decoder) networks(name string, expr hcl.Expression) []netip.Prefix {
+	list, ok := value[[]string](d, name, expr)
+	if !ok {
+		return nil
+	}
+	ranges := elementRanges(expr, len(list))
+	out := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		p, err := parseNetwork(s)
+		if err != nil {
+			d.errorf(ranges[i], "Invalid network", "%s: %q is not a network: %s.", name, s, err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// elementRanges gives the range of each element of a list expression, or
+// the whole expression's range when it is not a list written out.
+func elementRanges(expr hcl.Expression, n int) []hcl.Range {
+	exprs, diags := hcl.ExprList(expr)
+	ranges := make([]hcl.Range, n)
+	for i := range ranges {
+		if !diags.HasErrors() && len(exprs) == n {
+			ranges[i] = exprs[i].Range()
+		} else {
+			ranges[i] = expr.Range()
+		}
+	}
+	return ranges
+}
+
+// The decoders of single values below leave dst alone and report false
+// when the argument is absent or null (the default stays) or when its value
+// is bad (a diagnostic says why).
+
+// value decodes expr, the value of the argument name, as a T (a type
+// gocty can decode into).
+func value[T any](d *decoder, name string, expr hcl.Expression) (T, bool) {
+	var v T
+	if expr == nil {
+		return v, false
+	}
+	val, diags := expr.Value(nil)
+	if diags.HasErrors() {
+		d.diags = append(d.diags, diags...)
+		return v, false
+	}
+	if val.IsNull() {
+		return v, false
+	}
+	ty, err := gocty.ImpliedType(&v)
+	if err != nil {
+		panic(fmt.Sprintf("config: cannot decode into %T: %v", v, err))
+	}
+	val, err = convert.Convert(val, ty)
+	if err == nil {
+		err = gocty.FromCtyValue(val, &v)
+	}
+	if err != nil {
+		d.errorf(expr.Range(), "Unsuitable value type", "%s: %s.", name, err)
+		return v, false
+	}
+	return v, true
+}
+
+func (d *decoder) str(name string, expr hcl.Expression, dst *string) bool {
+	v, ok := value[string](d, name, expr)
+	if ok {
+		*dst = v
+	}
+	return ok
+}
+
+func (d *decoder) boolean(name string, expr hcl.Expression, dst *bool) bool {
+	v, ok := value[bool](d, name, expr)
+	if ok {
+		*dst = v
+	}
+	return ok
+}
+
+func (d *decoder) integer(name string, expr hcl.Expression, dst *int, minimum int) bool {
+	v, ok := value[int](d, name, expr)
+	if !ok {
+		return false
+	}
+	if v < minimum {
+		d.errorf(expr.Range(), "Invalid value", "%s must be at least %d; got %d.", name, minimum, v)
+		return false
+	}
+	*dst = v
+	return true
+}
+
+// size decodes a size in bytes (see ParseSize), which must not be 0.
+func (d *decoder) size(name string, expr hcl.Expression, dst *int64) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	n, err := parseSize(s)
+	if err == nil && n == 0 {
+		err = errors.New("must not be 0")
+	}
+	if err != nil {
+		d.errorf(expr.Range(), "Invalid size", "%s = %q: %s.", name, s, err)
+		return false
+	}
+	*dst = n
+	return true
+}
+
+// duration decodes a duration (see ParseDuration), which must be positive,
+// or may be 0 if allowZero.
+func (d *decoder) duration(name string, expr hcl.Expression, dst *time.Duration, allowZero bool) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	v, err := parseDuration(s)
+	switch {
+	case err != nil:
+	case v < 0:
+		err = errors.New("must not be negative")
+	case v == 0 && !allowZero:
+		err = errors.New("must not be 0")
+	}
+	if err != nil {
+		d.errorf(expr.Range(), "Invalid duration", "%s = %q: %s.", name, s, err)
+		return false
+	}
+	*dst = v
+	return true
+}
+
+func (d *decoder) enum(name string, expr hcl.Expression, dst *string, allowed []string) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	if !slices.Contains(allowed, s) {
+		d.errorf(expr.Range(), "Invalid value", "%s = %q: want %s.", name, s, orList(allowed))
+		return false
+	}
+	*dst = s
+	return true
+}
+
+// domain decodes a domain name, lower-cased and without a trailing dot.
+func (d *decoder) domain(name string, expr hcl.Expression, dst *string) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	v, err := normalizeDomain(s)
+	if err != nil {
+		d.errorf(expr.Range(), "Invalid domain name", "%s = %q: %s.", name, s, err)
+		return false
+	}
+	*dst = v
+	return true
+}
+
+// address decodes a host:port; listen allows an empty host and port 0.
+func (d *decoder) address(name string, expr hcl.Expression, dst *string, listen bool) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	if err := checkHostPort(s, listen); err != nil {
+		d.errorf(expr.Range(), "Invalid address", "%s = %q: %s.", name, s, err)
+		return false
+	}
+	*dst = s
+	return true
+}
+
+// file decodes the path of a file that must be readable now, resolved
+// against the config file's folder.
+func (d *decoder) file(name string, expr hcl.Expression, dst *string) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	if s == "" {
+		d.errorf(expr.Range(), "Invalid value", "%s is empty.", name)
+		return false
+	}
+	path := d.resolve(s)
+	if err := readable(path); err != nil {
+		d.errorf(expr.Range(), "Unreadable file", "%s = %q: %s: %s.", name, s, path, err)
+		return false
+	}
+	*dst = path
+	return true
+}
+
+// readable checks that path is a regular file (or a link to one) that this
+// process can open, with messages that do not depend on the platform.
+func readable(path string) error {
+	f, err := os.Open(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("no such file")
+	case errors.Is(err, fs.ErrPermission):
+		return errors.New("permission denied")
+	case err != nil:
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return errors.New("a directory, not a file")
+	}
+	return nil
+}
+
+// required reports a missing (or null) required argument of the block that
+// starts at block.
+func (d *decoder) required(name string, expr hcl.Expression, block hcl.Range) bool {
+	if expr != nil {
+		if v, diags := expr.Value(nil); diags.HasErrors() || !v.IsNull() {
+			return true // present: its value is checked by the caller
+		}
+	}
+	d.errorf(block, "Missing required argument",
+		"The argument %q is required, but no definition was found.", name)
+	return false
+}
+
+// resolve makes a relative path relative to the config file's folder.
+func (d *decoder) resolve(path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(d.dir, path)
+}
+
+func (d *decoder) errorf(subject hcl.Range, summary, format string, args ...any) {
+	d.diags = append(d.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  subject.Ptr(),
+	})
+}

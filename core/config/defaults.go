@@ -1,0 +1,89 @@
+package config
+
+import "time"
+
+// Every default of gateway.hcl is here, so the documentation in the root
+// gateway.hcl and the README can be checked against one place.
+const (
+	defaultDataDir         = "data" // relative to the config file's folder
+	defaultShutdownTimeout = 30 * time.Second
+	fallbackHostname       = "localhost" // when os.Hostname fails or is not a domain name
+
+	defaultLogLevel  = "info"
+	defaultLogFormat = "text"
+
+	defaultMaxMessageSize      = 25 << 20  // 25MB
+	defaultMaxRecipients       = 100       // RFC 5321 §4.5.3.1.8: at least 100 must be accepted
+	defaultMaxLineLength       = 2048      // bytes including CRLF
+	minMaxLineLength           = 512       // RFC 5321 §4.5.3.1.4: a command line is up to 512 octets
+	defaultMaxHeaderSize       = 256 << 10 // 256KB
+	defaultMaxConnections      = 1000
+	defaultMaxConnectionsPerIP = 50
+	defaultMaxErrors           = 20
+	defaultBareLineEndings     = "reject"
+
+	// RFC 5321 §4.5.3.2.
+	defaultCommandTimeout   = 5 * time.Minute  // §4.5.3.2.7, server timeout
+	defaultDataBlockTimeout = 3 * time.Minute  // §4.5.3.2.5, data block
+	defaultMessageTimeout   = 10 * time.Minute // §4.5.3.2.6, DATA termination
+
+	defaultRelayAuthenticated = true
+
+	defaultRouteTransport = "smtp"
+)
+
+// The allowed values of the enumerated settings, the default first. They
+// are functions so that no caller can change a shared slice.
+func logLevels() []string       { return []string{defaultLogLevel, "debug", "warn", "error"} }
+func logFormats() []string      { return []string{defaultLogFormat, "json"} }
+func bareLineEndings() []string { return []string{defaultBareLineEndings, "fix"} }
+
+// defaultConfig is the configuration of an empty file, except for the
+// listener that a file must declare and the hostname (defaultHostname,
+// which asks the machine only when the file has no hostname).
+func defaultConfig() Config {
+	return Config{
+		DataDir:         defaultDataDir,
+		Log:             Log{Level: defaultLogLevel, Format: defaultLogFormat},
+		Relay:           Relay{Authenticated: defaultRelayAuthenticated},
+		ShutdownTimeout: defaultShutdownTimeout,
+	}
+}
+
+// defaultHostname is the machine's name (the result of os.Hostname) if it
+// is a usable domain name, and "localhost" otherwise.
+func defaultHostname(name string, err error) string {
+	if err != nil {
+		return fallbackHostname
+	}
+	d, derr := normalizeDomain(name)
+	if derr != nil {
+		return fallbackHostname
+	}
+	return d
+}
+
+// defaultListener is a listener block with only its name and address set.
+func defaultListener(name string) Listener {
+	return Listener{
+		Name:                name,
+		MaxMessageSize:      defaultMaxMessageSize,
+		MaxRecipients:       defaultMaxRecipients,
+		MaxLineLength:       defaultMaxLineLength,
+		MaxHeaderSize:       defaultMaxHeaderSize,
+		MaxConnections:      defaultMaxConnections,
+		MaxConnectionsPerIP: defaultMaxConnectionsPerIP,
+		MaxErrors:           defaultMaxErrors,
+		BareLineEndings:     defaultBareLineEndings,
+		Timeouts: Timeouts{
+			Command:   defaultCommandTimeout,
+			DataBlock: defaultDataBlockTimeout,
+			Message:   defaultMessageTimeout,
+		},
+	}
+}
+
+// defaultRoute is a route block with only its (normalized) domain set.
+func defaultRoute(domain string) Route {
+	return Route{Domain: domain, Transport: defaultRouteTransport}
+}

@@ -1,0 +1,63 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Load reads and parses the configuration file at path. Relative paths in
+// it (data_dir, TLS files) are resolved against the file's folder, and
+// Config.File is path. A file that cannot be read gives an error wrapping
+// the *fs.PathError; a file that does not load gives an *Error.
+func Load(path string) (*Config, error) {
+	return parser{hostname: os.Hostname}.load(path)
+}
+
+// Parse parses a configuration held in memory. filename names it in
+// diagnostics, and relative paths are resolved against its folder (the
+// current folder when filename has none). Config.File is left empty. A
+// configuration that does not load gives an *Error.
+func Parse(src []byte, filename string) (*Config, error) {
+	return parser{hostname: os.Hostname}.parse(src, filename)
+}
+
+// parser holds what parsing needs from the machine, so tests can fix it.
+type parser struct {
+	hostname func() (string, error) // os.Hostname
+}
+
+func (p parser) load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := p.parse(src, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.File = path
+	return cfg, nil
+}
+
+func (p parser) parse(src []byte, filename string) (*Config, error) {
+	f, diags := hclparse.NewParser().ParseHCL(src, filename)
+	if diags.HasErrors() {
+		return nil, newError(diags)
+	}
+	// gohcl checks the structure: unknown or missing blocks and arguments.
+	// Values are decoded below, each against its own range.
+	var raw rawFile
+	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
+		return nil, newError(diags)
+	}
+	d := &decoder{dir: filepath.Dir(filename), hostname: p.hostname}
+	cfg := d.config(&raw, f.Body.MissingItemRange())
+	if d.diags.HasErrors() {
+		return nil, newError(d.diags)
+	}
+	return &cfg, nil
+}

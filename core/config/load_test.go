@@ -1,0 +1,256 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current results")
+
+// goldenHostname is the machine's name as the golden tests see it, so that
+// minimal.golden does not depend on the machine.
+const goldenHostname = "default-hostname.test"
+
+// TestGolden loads every testdata/*.hcl and compares the result with the
+// matching .golden file: the Config as indented JSON, or the exact text of
+// the *Error. Run with -update to rewrite the golden files.
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inputs) == 0 {
+		t.Fatal("no testdata/*.hcl")
+	}
+	p := parser{hostname: func() (string, error) { return goldenHostname, nil }}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".hcl")
+		t.Run(name, func(t *testing.T) {
+			var got string
+			cfg, err := p.load(in)
+			if err != nil {
+				var cerr *Error
+				if !errors.As(err, &cerr) {
+					t.Fatalf("load(%q) error is a %T, want *config.Error: %v", in, err, err)
+				}
+				got = err.Error() + "\n"
+			} else {
+				b, err := json.MarshalIndent(cfg, "", "  ")
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = string(b) + "\n"
+			}
+			golden := strings.TrimSuffix(in, ".hcl") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("load(%q) differs from %s (-want +got):\n%s", in, golden, diff)
+			}
+		})
+	}
+}
+
+// TestLoadExample loads the issue's example through the public API and
+// checks the values the other packages read first.
+func TestLoadExample(t *testing.T) {
+	cfg, err := Load("testdata/example.hcl")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := &Config{
+		Hostname: "mx.example.test",
+		DataDir:  "/tmp/gw-data",
+		Log:      Log{Level: "info", Format: "text"},
+		Listeners: []Listener{{
+			Name:                "mx",
+			Address:             "127.0.0.1:2525",
+			MaxMessageSize:      25 << 20,
+			MaxRecipients:       100,
+			MaxLineLength:       2048,
+			MaxHeaderSize:       256 << 10,
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 50,
+			MaxErrors:           20,
+			BareLineEndings:     "reject",
+			Timeouts:            Timeouts{Command: 5 * time.Minute, DataBlock: 3 * time.Minute, Message: 10 * time.Minute},
+		}},
+		Domains:         []string{"example.test"},
+		Relay:           Relay{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Authenticated: true},
+		Auth:            Auth{Users: map[string]string{"alice": "$2a$10$…"}},
+		Delivery:        Delivery{Routes: []Route{{Domain: "example.test", Via: "127.0.0.1:2626", Transport: "smtp"}}},
+		Admin:           Admin{Address: "127.0.0.1:8025"},
+		ShutdownTimeout: 30 * time.Second,
+		File:            "testdata/example.hcl",
+	}
+	if diff := cmp.Diff(want, cfg, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("Load(testdata/example.hcl) (-want +got):\n%s", diff)
+	}
+}
+
+// TestRootGatewayHCL loads the gateway.hcl a newcomer runs with.
+func TestRootGatewayHCL(t *testing.T) {
+	path := filepath.Join("..", "..", "gateway.hcl")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", path, err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"hostname", cfg.Hostname, "localhost"},
+		{"data_dir", cfg.DataDir, filepath.Join("..", "..", "data")},
+		{"listeners", len(cfg.Listeners), 1},
+		{"listener name", cfg.Listeners[0].Name, "mx"},
+		{"listener address", cfg.Listeners[0].Address, "127.0.0.1:2525"},
+		{"listener TLS", cfg.Listeners[0].TLS, (*TLS)(nil)},
+		{"domains", strings.Join(cfg.Domains, " "), "localhost example.test"},
+		{"relay networks", len(cfg.Relay.Networks), 2},
+		{"relay authenticated", cfg.Relay.Authenticated, true},
+		{"routes", len(cfg.Delivery.Routes), 0},
+		{"admin", cfg.Admin.Address, "127.0.0.1:8025"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	for i, want := range []string{"127.0.0.0/8", "::1/128"} {
+		if got := cfg.Relay.Networks[i].String(); got != want {
+			t.Errorf("relay network %d: got %s, want %s", i, got, want)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.hcl"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load(missing file): got %v, want an error wrapping fs.ErrNotExist", err)
+	}
+	if !strings.HasPrefix(err.Error(), "config: ") {
+		t.Errorf("Load(missing file): got %q, want the config: prefix", err)
+	}
+}
+
+// TestParseRelativePaths checks that Parse resolves data_dir and TLS files
+// against the folder of the file name it is given, and leaves File empty.
+func TestParseRelativePaths(t *testing.T) {
+	src := []byte(`
+hostname = "mx.example.test"
+listener "mx" {
+  address = "127.0.0.1:0"
+  tls {
+    cert = "tls/cert.pem"
+    key  = "` + mustAbs(t, "testdata/tls/key.pem") + `"
+  }
+}
+`)
+	cfg, err := Parse(src, "testdata/in-memory.hcl")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if cfg.File != "" {
+		t.Errorf("File: got %q, want empty", cfg.File)
+	}
+	if got, want := cfg.DataDir, filepath.Join("testdata", "data"); got != want {
+		t.Errorf("DataDir: got %q, want %q", got, want)
+	}
+	if got, want := cfg.Listeners[0].TLS.Cert, filepath.Join("testdata", "tls", "cert.pem"); got != want {
+		t.Errorf("TLS.Cert: got %q, want %q", got, want)
+	}
+	if got, want := cfg.Listeners[0].TLS.Key, mustAbs(t, "testdata/tls/key.pem"); got != want {
+		t.Errorf("TLS.Key (absolute): got %q, want %q", got, want)
+	}
+}
+
+func mustAbs(t *testing.T, path string) string {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// TestErrorDiagnostics checks that callers can reach the positions.
+func TestErrorDiagnostics(t *testing.T) {
+	_, err := Parse([]byte("listener \"mx\" {\n  adress = \"127.0.0.1:25\"\n}\n"), "gateway.hcl")
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("Parse: got %v (%T), want a *config.Error", err, err)
+	}
+	want := `gateway.hcl:2:3: Unsupported argument; An argument named "adress" is not expected here. Did you mean "address"?`
+	if got := err.Error(); got != want {
+		t.Errorf("Error():\ngot  %s\nwant %s", got, want)
+	}
+	if n := len(cerr.Diagnostics); n != 1 {
+		t.Fatalf("got %d diagnostics, want 1", n)
+	}
+	if got := cerr.Diagnostics[0].Subject.Start; got.Line != 2 || got.Column != 3 {
+		t.Errorf("diagnostic position: got %d:%d, want 2:3", got.Line, got.Column)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	at := &hcl.Range{Filename: "f.hcl", Start: hcl.Pos{Line: 3, Column: 7}, End: hcl.Pos{Line: 3, Column: 9}}
+	tests := []struct {
+		name string
+		diag *hcl.Diagnostic
+		want string
+	}{
+		{"summary and detail", &hcl.Diagnostic{Summary: "Bad", Detail: "Why.", Subject: at}, "f.hcl:3:7: Bad; Why."},
+		{"no detail", &hcl.Diagnostic{Summary: "Bad", Subject: at}, "f.hcl:3:7: Bad"},
+		{"no position", &hcl.Diagnostic{Summary: "Bad", Detail: "Why."}, "Bad; Why."},
+		{"detail on lines", &hcl.Diagnostic{Summary: "Bad", Detail: "One\ntwo.", Subject: at}, "f.hcl:3:7: Bad; One two."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := (&Error{Diagnostics: hcl.Diagnostics{tt.diag}}).Error()
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDefaultHostname(t *testing.T) {
+	tests := []struct {
+		name string
+		host string
+		err  error
+		want string
+	}{
+		{"machine name", "Mail.Example.TEST.", nil, "mail.example.test"},
+		{"single label", "box", nil, "box"},
+		{"not a domain name", "my_box", nil, "localhost"},
+		{"empty", "", nil, "localhost"},
+		{"error", "box", errors.New("no name"), "localhost"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := defaultHostname(tt.host, tt.err); got != tt.want {
+				t.Errorf("defaultHostname(%q, %v): got %q, want %q", tt.host, tt.err, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,102 @@
+package config
+
+import "github.com/hashicorp/hcl/v2"
+
+// The raw structs below are the HCL schema of gateway.hcl, decoded by gohcl.
+// Every argument is an hcl.Expression, so that decoding its value (in
+// decode.go) can report a wrong type or a bad value at the value's own
+// range; blocks carry their ranges for "missing" and "duplicate"
+// diagnostics.
+//
+// To add a block: add a raw struct here and a field for it in its parent,
+// give it a converter method on decoder (decode.go), call that from the
+// parent's converter, and put its defaults in defaults.go.
+
+// rawFile is the top level of gateway.hcl.
+type rawFile struct {
+	Hostname        hcl.Expression `hcl:"hostname,optional"`
+	DataDir         hcl.Expression `hcl:"data_dir,optional"`
+	ShutdownTimeout hcl.Expression `hcl:"shutdown_timeout,optional"`
+	Domains         hcl.Expression `hcl:"domains,optional"`
+
+	Log       *rawLog       `hcl:"log,block"`
+	Listeners []rawListener `hcl:"listener,block"`
+	Relay     *rawRelay     `hcl:"relay,block"`
+	Auth      *rawAuth      `hcl:"auth,block"`
+	Delivery  *rawDelivery  `hcl:"delivery,block"`
+	Admin     *rawAdmin     `hcl:"admin,block"`
+}
+
+// rawLog is log { … }.
+type rawLog struct {
+	Level  hcl.Expression `hcl:"level,optional"`
+	Format hcl.Expression `hcl:"format,optional"`
+}
+
+// rawListener is listener "name" { … }.
+type rawListener struct {
+	Name      string    `hcl:"name,label"`
+	NameRange hcl.Range `hcl:"name,label_range"`
+	DefRange  hcl.Range `hcl:",def_range"`
+
+	Address             hcl.Expression `hcl:"address,optional"` // required, checked by the converter
+	MaxMessageSize      hcl.Expression `hcl:"max_message_size,optional"`
+	MaxRecipients       hcl.Expression `hcl:"max_recipients,optional"`
+	MaxLineLength       hcl.Expression `hcl:"max_line_length,optional"`
+	MaxHeaderSize       hcl.Expression `hcl:"max_header_size,optional"`
+	MaxConnections      hcl.Expression `hcl:"max_connections,optional"`
+	MaxConnectionsPerIP hcl.Expression `hcl:"max_connections_per_ip,optional"`
+	MaxErrors           hcl.Expression `hcl:"max_errors,optional"`
+	BareLineEndings     hcl.Expression `hcl:"bare_line_endings,optional"`
+	AuthRequired        hcl.Expression `hcl:"auth_required,optional"`
+	AuthInsecure        hcl.Expression `hcl:"auth_insecure,optional"`
+
+	TLS      *rawTLS      `hcl:"tls,block"`
+	Timeouts *rawTimeouts `hcl:"timeouts,block"`
+}
+
+// rawTLS is tls { … } in a listener.
+type rawTLS struct {
+	DefRange hcl.Range      `hcl:",def_range"`
+	Cert     hcl.Expression `hcl:"cert,optional"` // required
+	Key      hcl.Expression `hcl:"key,optional"`  // required
+}
+
+// rawTimeouts is timeouts { … } in a listener.
+type rawTimeouts struct {
+	Command   hcl.Expression `hcl:"command,optional"`
+	DataBlock hcl.Expression `hcl:"data_block,optional"`
+	Message   hcl.Expression `hcl:"message,optional"`
+}
+
+// rawRelay is relay { … }.
+type rawRelay struct {
+	Networks      hcl.Expression `hcl:"networks,optional"`
+	Authenticated hcl.Expression `hcl:"authenticated,optional"`
+}
+
+// rawAuth is auth { … }.
+type rawAuth struct {
+	Users hcl.Expression `hcl:"users,optional"`
+}
+
+// rawDelivery is delivery { … }.
+type rawDelivery struct {
+	Routes []rawRoute `hcl:"route,block"`
+}
+
+// rawRoute is route "domain" { … } in delivery.
+type rawRoute struct {
+	Domain      string    `hcl:"domain,label"`
+	DomainRange hcl.Range `hcl:"domain,label_range"`
+
+	Via       hcl.Expression `hcl:"via,optional"`
+	Transport hcl.Expression `hcl:"transport,optional"`
+	Path      hcl.Expression `hcl:"path,optional"`
+}
+
+// rawAdmin is admin { … }.
+type rawAdmin struct {
+	DefRange hcl.Range      `hcl:",def_range"`
+	Address  hcl.Expression `hcl:"address,optional"` // required
+}

@@ -1,0 +1,79 @@
+# Every setting, most of them not at their default.
+hostname         = "MX1.Example.TEST."
+data_dir         = "state"
+shutdown_timeout = "1m30s"
+
+log {
+  level  = "debug"
+  format = "json"
+}
+
+listener "mx" {
+  address                = "[::1]:25"
+  max_message_size       = "50MiB"
+  max_recipients         = 500
+  max_line_length        = 4096
+  max_header_size        = "1MB"
+  max_connections        = 200
+  max_connections_per_ip = 10
+  max_errors             = 5
+  bare_line_endings      = "fix"
+  auth_required          = false
+  auth_insecure          = true
+
+  tls {
+    cert = "tls/cert.pem"
+    key  = "tls/key.pem"
+  }
+
+  timeouts {
+    command    = "2m"
+    data_block = "90s"
+    message    = "1d"
+  }
+}
+
+listener "submission" {
+  address       = ":587"
+  auth_required = true
+  tls {
+    cert = "tls/cert.pem"
+    key  = "tls/key.pem"
+  }
+}
+
+listener "test-a" { address = "127.0.0.1:0" }
+listener "test-b" { address = "127.0.0.1:0" } # port 0 twice: each gets a free port
+
+domains = ["Example.TEST", "example.org.", "example.test"]
+
+relay {
+  networks      = ["127.0.0.0/8", "::1", "10.1.2.3/8", "192.0.2.7", "2001:db8::/32"]
+  authenticated = false
+}
+
+auth {
+  users = {
+    "alice" = "$2a$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234"
+    bob     = "$2b$12$…"
+    carol   = "$2y$04$…"
+  }
+}
+
+delivery {
+  route "Example.Test" {
+    via = "127.0.0.1:2626"
+  }
+  route "example.net" {
+    transport = "maildir"
+    path      = "mail/example.net"
+  }
+  route "*" {
+    via       = "smarthost.example.org:587"
+    transport = "smtp"
+  }
+}
+
+admin {
+  address = "127.0.0.1:8025"
+}

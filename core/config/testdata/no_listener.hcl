@@ -1,0 +1,2 @@
+hostname = "mx.example.test"
+domains  = ["example.test"]

@@ -1,0 +1,6 @@
+hostname = "mx.example.test"
+
+listener "mx" {
+  address        = "127.0.0.1:2525"
+  max_recipients = "many"
+}

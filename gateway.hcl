@@ -1,0 +1,60 @@
+# gateway.hcl: the configuration `go run ./cmd/gateway serve` starts with.
+# It runs without root: everything listens on loopback ports above 1024.
+# Relative paths are resolved against this file's folder. Sizes are like
+# "25MB" (KB, MB and GB are powers of 1024) and durations like "30s", "5m"
+# or "1d12h". Check a change with `go run ./cmd/gateway check`.
+
+# The name in the greeting, the EHLO reply and Received headers.
+# Default: the machine's host name, or "localhost".
+hostname = "localhost"
+
+# Where the spool and other state are kept. Default: "data".
+data_dir = "data"
+
+# How long a graceful stop lets sessions finish. Default: "30s".
+# shutdown_timeout = "30s"
+
+# Logging: level is debug, info, warn or error; format is text or json.
+# Default: level = "info", format = "text".
+# log { level = "info"  format = "text" }
+
+# An SMTP listener; at least one is required, each with its own name and
+# address. Only address is required; the rest are shown with their defaults.
+listener "mx" {
+  address = "127.0.0.1:2525" # host:port to listen on
+
+  # max_message_size       = "25MB"   # largest message accepted (announced with SIZE)
+  # max_recipients         = 100      # RCPT TO per transaction
+  # max_line_length        = 2048     # bytes per command line, CRLF included (at least 512)
+  # max_header_size        = "256KB"  # bytes of a message's header section
+  # max_connections        = 1000     # concurrent sessions on this listener
+  # max_connections_per_ip = 50       # concurrent sessions from one client IP
+  # max_errors             = 20       # protocol errors before the session is closed
+  # bare_line_endings      = "reject" # a bare CR or LF in a message: "reject" or "fix"
+  # auth_required          = false    # require AUTH before MAIL (a submission listener)
+  # auth_insecure          = false    # offer AUTH without TLS
+
+  # STARTTLS with this certificate and key (PEM files). Default: no TLS.
+  # tls { cert = "cert.pem"  key = "key.pem" }
+
+  # Server timeouts (RFC 5321 §4.5.3.2). Defaults shown.
+  # timeouts { command = "5m"  data_block = "3m"  message = "10m" }
+}
+
+# Mail for these domains is accepted from anyone. Default: none.
+domains = ["localhost", "example.test"]
+
+# Who may send mail to other domains (relay).
+relay {
+  networks = ["127.0.0.0/8", "::1/128"] # clients in these networks (CIDR or IP). Default: none
+  # authenticated = true                # authenticated clients may relay. Default: true
+}
+
+# Built-in users for AUTH: user name = bcrypt hash ($2a$, $2b$ or $2y$).
+# Default: none, and AUTH is not offered.
+# auth { users = { "alice" = "$2a$10$..." } }
+
+# The admin HTTP API. Default: off (no admin block).
+admin {
+  address = "127.0.0.1:8025" # host:port; keep it on loopback
+}
