@@ -1,0 +1,267 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailgate/gateway/core/envelope"
+)
+
+const spillBufferSize = 64 << 10
+
+type draftState uint8
+
+const (
+	draftOpen draftState = iota
+	draftCommitted
+	draftFailed // Commit returned an error; only Abort is left
+	draftAborted
+)
+
+// Draft is one message being received. Its content is kept in memory up to
+// the spill threshold and beyond that streamed to bodies/<id>.tmp. A Draft
+// is used by one goroutine at a time.
+type Draft struct {
+	s  *Spool
+	id string
+
+	state draftState
+	err   error // sticky write error
+	size  int64 // content bytes written
+
+	buf  []byte // content while not spilled
+	file *os.File
+	w    *bufio.Writer
+	path string // the body file, once one exists (the .tmp name, then the final one)
+	keep bool   // the body file may be referred to by a committed record: never remove it
+}
+
+// Create starts a new message with a fresh ID. Nothing touches the disk until
+// the content passes the spill threshold.
+func (s *Spool) Create(ctx context.Context) (*Draft, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("queue: create: %w", err)
+	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return nil, fmt.Errorf("queue: create: %w", ErrClosed)
+	}
+	return &Draft{s: s, id: s.ids.next(s.now())}, nil
+}
+
+// ID returns the queue ID of the message.
+func (d *Draft) ID() string { return d.id }
+
+// Write appends p to the content.
+func (d *Draft) Write(p []byte) (int, error) {
+	if d.state != draftOpen {
+		return 0, fmt.Errorf("queue: write %s: draft is no longer open", d.id)
+	}
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.w == nil && len(d.buf)+len(p) > d.s.spill {
+		if err := d.spillToFile(); err != nil {
+			d.err = err
+			return 0, err
+		}
+	}
+	if d.w == nil {
+		d.buf = append(d.buf, p...)
+		d.size += int64(len(p))
+		return len(p), nil
+	}
+	n, err := d.w.Write(p)
+	d.size += int64(n)
+	if err != nil {
+		d.err = fmt.Errorf("queue: write %s: %w", d.id, err)
+		return n, d.err
+	}
+	return n, nil
+}
+
+func (d *Draft) spillToFile() error {
+	path := filepath.Join(d.s.bodiesDir, d.id+tmpSuffix)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: spill %s: %w", d.id, err)
+	}
+	d.file, d.path = f, path
+	d.w = bufio.NewWriterSize(f, spillBufferSize)
+	d.s.spilled.Add(1)
+	if _, err := d.w.Write(d.buf); err != nil {
+		return fmt.Errorf("queue: spill %s: %w", d.id, err)
+	}
+	d.buf = nil
+	return nil
+}
+
+// Commit stores env, header and the content durably. header is prepended to
+// the content: Body returns header+content. When Commit returns nil the
+// message is fsync'd; on error nothing is queued (or, if the database
+// failed while writing, the outcome is unknown and the next Open sorts it
+// out) and the draft can only be aborted.
+//
+// ctx is honoured only until the message is handed to the commit loop.
+// After that Commit waits for the outcome, at most one batch write: the
+// message may already be in a transaction being written, and returning early
+// would leave the caller unsure whether it is queued (the client would be
+// told to retry a message that may be delivered anyway).
+func (d *Draft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
+	if d.state != draftOpen {
+		return fmt.Errorf("queue: commit %s: draft is no longer open", d.id)
+	}
+	err := d.commit(ctx, env, header)
+	if err != nil {
+		d.state = draftFailed
+		return err
+	}
+	d.state = draftCommitted
+	return nil
+}
+
+func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
+	if d.err != nil {
+		return d.err
+	}
+	if env == nil || len(env.Recipients) == 0 {
+		return fmt.Errorf("queue: commit %s: no recipients", d.id)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("queue: commit %s: %w", d.id, err)
+	}
+	s := d.s
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return fmt.Errorf("queue: commit %s: %w", d.id, ErrClosed)
+	}
+
+	m := &Message{
+		Version:    recordVersion,
+		ID:         d.id,
+		Envelope:   *env,
+		Recipients: make([]RecipientState, len(env.Recipients)),
+		Created:    s.now(),
+		Size:       int64(len(header)) + d.size,
+		spilled:    d.w != nil,
+	}
+	rec, err := encodeMessage(m)
+	if err != nil {
+		return err
+	}
+	var body []byte
+	if m.spilled {
+		if err := d.finishFile(); err != nil {
+			return err
+		}
+		body = header
+	} else {
+		body = make([]byte, 0, len(header)+len(d.buf))
+		body = append(append(body, header...), d.buf...)
+	}
+	key := []byte(d.id)
+	sched := scheduleKey(m)
+
+	r := &request{
+		name:    "commit " + d.id,
+		commits: 1,
+		delta:   1,
+		apply: func(tx *bolt.Tx) error {
+			msgs := tx.Bucket(bucketMessages)
+			if msgs.Get(key) != nil {
+				return fmt.Errorf("queue: commit %s: duplicate id", d.id)
+			}
+			if err := tx.Bucket(bucketBodies).Put(key, body); err != nil {
+				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+			}
+			if err := tx.Bucket(bucketSchedule).Put(sched, nil); err != nil {
+				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+			}
+			if err := msgs.Put(key, rec); err != nil {
+				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+			}
+			return nil
+		},
+	}
+	err = s.submit(ctx, r)
+	if r.uncertain {
+		d.keep = true
+	}
+	if err == nil {
+		d.buf = nil
+	}
+	return err
+}
+
+// finishFile makes the spilled content durable under its final name: flush,
+// fsync, rename from .tmp, fsync the directory. A crash after this and
+// before the record is committed leaves an orphan that Open removes.
+func (d *Draft) finishFile() error {
+	err := d.w.Flush()
+	if err == nil {
+		err = d.file.Sync()
+	}
+	if cerr := d.file.Close(); err == nil {
+		err = cerr
+	}
+	d.file, d.w = nil, nil
+	if err != nil {
+		return fmt.Errorf("queue: commit %s: %w", d.id, err)
+	}
+	final := filepath.Join(d.s.bodiesDir, d.id)
+	if err := os.Rename(d.path, final); err != nil {
+		return fmt.Errorf("queue: commit %s: %w", d.id, err)
+	}
+	d.path = final
+	if err := syncDir(d.s.bodiesDir); err != nil {
+		return fmt.Errorf("queue: commit %s: %w", d.id, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Abort discards the draft and its body file. It is safe after a failed
+// Commit, after a successful one (it does nothing then) and more than once.
+func (d *Draft) Abort() error {
+	if d.state == draftCommitted || d.state == draftAborted {
+		return nil
+	}
+	d.state = draftAborted
+	d.buf = nil
+	var err error
+	if d.file != nil {
+		err = d.file.Close()
+		d.file, d.w = nil, nil
+	}
+	if d.path != "" && !d.keep {
+		if rerr := os.Remove(d.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+			err = rerr
+		}
+		d.path = ""
+	}
+	if err != nil {
+		return fmt.Errorf("queue: abort %s: %w", d.id, err)
+	}
+	return nil
+}

@@ -1,0 +1,711 @@
+// Package queue owns the durable spool of accepted messages: a bbolt database
+// holding each message's envelope, per-recipient delivery state and retry
+// schedule, plus the message bodies (small ones in bbolt, large ones as files
+// beside it).
+//
+// The rule it exists for: when Draft.Commit returns nil the message is on
+// disk (fsync'd) and survives a crash, so the SMTP server may answer 250.
+// Every write goes through one commit loop, a goroutine owned by the Spool,
+// which gathers all requests pending at that moment into one bbolt
+// transaction, so that concurrent sessions share one fsync (group commit)
+// without any added waiting.
+//
+// On-disk layout under the spool directory:
+//
+//	spool.db          bbolt; buckets:
+//	                    messages  id → JSON record ({"v":1,...})
+//	                    bodies    id → header+content, or only the header when
+//	                              the content is in bodies/<id>
+//	                    schedule  8-byte big-endian NextAttempt (Unix ns) + id → empty,
+//	                              one key per message that is not held
+//	bodies/<id>       content of messages larger than the spill threshold
+//	bodies/<id>.tmp   a draft being received; removed at Open
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors callers branch on. They are returned wrapped; test with errors.Is.
+var (
+	ErrNotFound = errors.New("queue: message not found")
+	ErrClosed   = errors.New("queue: spool closed")
+)
+
+const (
+	defaultSpillThreshold = 256 << 10
+	maxBatch              = 512 // requests per bbolt transaction
+	dbFile                = "spool.db"
+	bodiesDir             = "bodies"
+	tmpSuffix             = ".tmp"
+	listPage              = 256 // records decoded per read transaction in List and Due
+)
+
+var (
+	bucketMessages = []byte("messages")
+	bucketBodies   = []byte("bodies")
+	bucketSchedule = []byte("schedule")
+)
+
+// Options configure a Spool. The zero value is ready to use.
+type Options struct {
+	Log            *slog.Logger     // nil = discard
+	SpillThreshold int              // content bytes kept in memory per draft before spilling to a file; <= 0 = 256 KiB
+	Now            func() time.Time // nil = time.Now (tests)
+}
+
+// Stats are counters since Open.
+type Stats struct {
+	Commits int64 // messages committed by Draft.Commit
+	Batches int64 // bbolt write transactions, each one fsync
+	Spilled int64 // drafts whose content went to a file
+}
+
+// Spool is the durable message queue. Open one per directory; all methods are
+// safe for concurrent use.
+type Spool struct {
+	dir       string
+	bodiesDir string
+	db        *bolt.DB
+	log       *slog.Logger
+	now       func() time.Time
+	spill     int
+	ids       idGen
+
+	mu     sync.RWMutex // guards closed and sends on reqs
+	closed bool
+	reqs   chan *request
+	done   chan struct{} // closed when the commit loop has returned
+
+	count   atomic.Int64 // records in the messages bucket
+	commits atomic.Int64
+	batches atomic.Int64
+	spilled atomic.Int64
+}
+
+// Open opens (creating if needed, mode 0700) the spool in dir, removes stale
+// temporary files and body files that no record refers to, and starts the
+// commit loop. Only one process can hold a spool open; a second Open waits a
+// few seconds for the lock and then fails.
+func Open(dir string, opt Options) (*Spool, error) {
+	s := &Spool{
+		dir:       dir,
+		bodiesDir: filepath.Join(dir, bodiesDir),
+		log:       opt.Log,
+		now:       opt.Now,
+		spill:     opt.SpillThreshold,
+		reqs:      make(chan *request, maxBatch),
+		done:      make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.spill <= 0 {
+		s.spill = defaultSpillThreshold
+	}
+	if err := os.MkdirAll(s.bodiesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: open: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{
+		Timeout:      5 * time.Second,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", dir, err)
+	}
+	s.db = db
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.loop()
+	return s, nil
+}
+
+// init creates the buckets, checks that every spilled record has its body
+// file, sweeps files no record refers to, and seeds the counters and the ID
+// generator. It runs before the commit loop starts.
+func (s *Spool) init() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMessages, bucketBodies, bucketSchedule} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: open: create buckets: %w", err)
+	}
+
+	entries, err := os.ReadDir(s.bodiesDir)
+	if err != nil {
+		return fmt.Errorf("queue: open: %w", err)
+	}
+	files := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, tmpSuffix) && validID(strings.TrimSuffix(name, tmpSuffix)):
+			s.removeStale(name, "stale draft")
+		case validID(name):
+			files[name] = true
+		}
+	}
+
+	var n int64
+	var last string
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMessages).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			n++
+			last = string(k)
+			var r struct {
+				Body string `json:"body"`
+			}
+			if err := json.Unmarshal(v, &r); err != nil {
+				s.log.Error("queue: unreadable record", "id", string(k), "err", err)
+				continue
+			}
+			if r.Body != bodyFile {
+				continue
+			}
+			if files[string(k)] {
+				delete(files, string(k))
+			} else {
+				s.log.Error("queue: body file missing; record kept", "id", string(k),
+					"path", filepath.Join(s.bodiesDir, string(k)))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: open: scan: %w", err)
+	}
+	for name := range files {
+		s.removeStale(name, "orphan body")
+	}
+	s.count.Store(n)
+	s.ids.seed(last)
+	return nil
+}
+
+func (s *Spool) removeStale(name, what string) {
+	err := os.Remove(filepath.Join(s.bodiesDir, name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("queue: cannot remove "+what, "file", name, "err", err)
+		return
+	}
+	s.log.Info("queue: removed "+what, "file", name)
+}
+
+// Close stops accepting writes, lets the commit loop finish every request
+// already handed to it, and closes the database. Every later call returns
+// an error wrapping ErrClosed (Abort of a Draft still works). Close is
+// idempotent.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.mu.Unlock()
+	<-s.done
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("queue: close: %w", err)
+	}
+	return nil
+}
+
+// Stats returns the counters since Open.
+func (s *Spool) Stats() Stats {
+	return Stats{
+		Commits: s.commits.Load(),
+		Batches: s.batches.Load(),
+		Spilled: s.spilled.Load(),
+	}
+}
+
+// Len returns the number of messages in the spool.
+func (s *Spool) Len() int { return int(s.count.Load()) }
+
+// ---- the commit loop ----
+
+// request is one write for the commit loop. apply runs inside the shared
+// transaction; it must do its reads and checks before its first write and
+// return an error wrapped in writeError if a write fails, so that the loop
+// knows the transaction holds a partial write and must be redone without it.
+type request struct {
+	apply   func(tx *bolt.Tx) error
+	commits int64 // messages this request adds to Stats.Commits
+	delta   int64 // change in the number of records
+	name    string
+
+	err       error
+	uncertain bool          // err came from committing the transaction: it may be on disk
+	done      chan struct{} // closed when err is final
+}
+
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// errRedo makes db.Update roll back so that the batch can run again without
+// a request that failed half-way.
+var errRedo = errors.New("queue: redo batch")
+
+// submit hands r to the commit loop and waits for its outcome. ctx is
+// honoured only until the loop has r: after that the request may already be
+// part of a transaction being written, and returning early would leave the
+// caller unsure whether the write is durable (for a Commit: the client would
+// be told to retry a message we may deliver, and a spilled body could be
+// removed under a record that did get committed). The wait is bounded by one
+// batch write.
+func (s *Spool) submit(ctx context.Context, r *request) error {
+	r.done = make(chan struct{})
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return fmt.Errorf("queue: %s: %w", r.name, ErrClosed)
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return fmt.Errorf("queue: %s: %w", r.name, ctx.Err())
+	}
+	s.mu.RUnlock()
+	<-r.done
+	return r.err
+}
+
+// loop is the commit loop. It blocks for one request, takes whatever else is
+// already queued (up to maxBatch) without waiting, writes them in one
+// transaction and answers each. Requests that arrive meanwhile form the next
+// batch. It returns when reqs is closed and drained.
+func (s *Spool) loop() {
+	defer close(s.done)
+	batch := make([]*request, 0, maxBatch)
+	for r := range s.reqs {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.write(batch)
+		clear(batch)
+	}
+}
+
+// write applies batch in one transaction and answers every request. A panic
+// fails the requests of this batch and leaves the loop running.
+func (s *Spool) write(batch []*request) {
+	answered := false
+	defer func() {
+		p := recover()
+		if p == nil || answered {
+			return
+		}
+		s.log.Error("queue: panic in commit loop", "panic", p, "stack", string(debug.Stack()))
+		for _, r := range batch {
+			if r.err == nil {
+				r.err = fmt.Errorf("queue: %s: internal error: %v", r.name, p)
+			}
+			close(r.done)
+		}
+	}()
+
+	var err error
+	for {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			for _, r := range batch {
+				if r.err != nil {
+					continue // failed on an earlier pass
+				}
+				if err := r.apply(tx); err != nil {
+					r.err = err
+					if _, ok := errors.AsType[*writeError](err); ok {
+						return errRedo
+					}
+				}
+			}
+			return nil
+		})
+		if !errors.Is(err, errRedo) {
+			break
+		}
+	}
+	var commits, delta int64
+	if err == nil {
+		s.batches.Add(1)
+	}
+	for _, r := range batch {
+		switch {
+		case r.err != nil:
+		case err != nil:
+			r.err, r.uncertain = fmt.Errorf("queue: %s: %w", r.name, err), true
+		default:
+			commits += r.commits
+			delta += r.delta
+		}
+	}
+	s.commits.Add(commits)
+	s.count.Add(delta)
+	answered = true
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// ---- writes other than Commit ----
+
+// Update reads the message id, calls fn on it and stores the result, all in
+// one transaction of the commit loop: when Update returns nil the change is
+// durable. If fn returns an error nothing is stored and Update returns it.
+//
+// fn runs on the commit loop and holds up every other write while it runs:
+// it must be quick and must not call the Spool. In the rare case that another
+// request in the same batch fails half-way, the batch is redone and fn is
+// called again on a fresh copy, so fn should only change the Message.
+//
+// ID, Version, Size and Created cannot be changed; Recipients must stay
+// aligned with Envelope.Recipients. Changing NextAttempt or Held moves the
+// message in the schedule.
+func (s *Spool) Update(ctx context.Context, id string, fn func(*Message) error) error {
+	if !validID(id) {
+		return fmt.Errorf("queue: update %s: %w", id, ErrNotFound)
+	}
+	key := []byte(id)
+	return s.submit(ctx, &request{
+		name: "update " + id,
+		apply: func(tx *bolt.Tx) (err error) {
+			msgs := tx.Bucket(bucketMessages)
+			v := msgs.Get(key)
+			if v == nil {
+				return fmt.Errorf("queue: update %s: %w", id, ErrNotFound)
+			}
+			old, err := decodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("queue: update %s: %w", id, err)
+			}
+			if old.Version > recordVersion {
+				return fmt.Errorf("queue: update %s: record version %d is newer than %d", id, old.Version, recordVersion)
+			}
+			m, err := decodeMessage(v) // the copy fn may change
+			if err != nil {
+				return fmt.Errorf("queue: update %s: %w", id, err)
+			}
+			if err := callUpdate(fn, m); err != nil {
+				return fmt.Errorf("queue: update %s: %w", id, err)
+			}
+			if len(m.Recipients) != len(m.Envelope.Recipients) {
+				return fmt.Errorf("queue: update %s: %d recipient states for %d recipients",
+					id, len(m.Recipients), len(m.Envelope.Recipients))
+			}
+			m.ID, m.Version, m.Size, m.Created, m.spilled = old.ID, recordVersion, old.Size, old.Created, old.spilled
+			b, err := encodeMessage(m)
+			if err != nil {
+				return err
+			}
+
+			sched := tx.Bucket(bucketSchedule)
+			oldKey, newKey := scheduleKey(old), scheduleKey(m)
+			if oldKey != nil && !bytes.Equal(oldKey, newKey) {
+				if err := sched.Delete(oldKey); err != nil {
+					return &writeError{fmt.Errorf("queue: update %s: %w", id, err)}
+				}
+			}
+			if newKey != nil {
+				if err := sched.Put(newKey, nil); err != nil {
+					return &writeError{fmt.Errorf("queue: update %s: %w", id, err)}
+				}
+			}
+			if err := msgs.Put(key, b); err != nil {
+				return &writeError{fmt.Errorf("queue: update %s: %w", id, err)}
+			}
+			return nil
+		},
+	})
+}
+
+func callUpdate(fn func(*Message) error, m *Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in update function: %v", p)
+		}
+	}()
+	return fn(m)
+}
+
+// Delete removes the message id: its record, schedule entry and body (the
+// body file too, once the removal of the record is durable).
+func (s *Spool) Delete(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("queue: delete %s: %w", id, ErrNotFound)
+	}
+	key := []byte(id)
+	var spilled bool
+	err := s.submit(ctx, &request{
+		name:  "delete " + id,
+		delta: -1,
+		apply: func(tx *bolt.Tx) error {
+			msgs := tx.Bucket(bucketMessages)
+			v := msgs.Get(key)
+			if v == nil {
+				return fmt.Errorf("queue: delete %s: %w", id, ErrNotFound)
+			}
+			m, err := decodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("queue: delete %s: %w", id, err)
+			}
+			spilled = m.spilled
+			if k := scheduleKey(m); k != nil {
+				if err := tx.Bucket(bucketSchedule).Delete(k); err != nil {
+					return &writeError{fmt.Errorf("queue: delete %s: %w", id, err)}
+				}
+			}
+			if err := tx.Bucket(bucketBodies).Delete(key); err != nil {
+				return &writeError{fmt.Errorf("queue: delete %s: %w", id, err)}
+			}
+			if err := msgs.Delete(key); err != nil {
+				return &writeError{fmt.Errorf("queue: delete %s: %w", id, err)}
+			}
+			return nil
+		},
+	})
+	if err != nil || !spilled {
+		return err
+	}
+	// A crash before this leaves an orphan file, which the next Open removes.
+	if err := os.Remove(filepath.Join(s.bodiesDir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("queue: cannot remove body file", "id", id, "err", err)
+	}
+	return nil
+}
+
+// scheduleKey returns m's key in the schedule bucket, or nil if m is held
+// (held messages are not scheduled).
+func scheduleKey(m *Message) []byte {
+	if m.Held {
+		return nil
+	}
+	k := make([]byte, 8+len(m.ID))
+	binary.BigEndian.PutUint64(k, scheduleTime(m.NextAttempt))
+	copy(k[8:], m.ID)
+	return k
+}
+
+// scheduleTime maps t to Unix nanoseconds for the schedule key: the zero time
+// and times before 1970 are 0 (due now).
+func scheduleTime(t time.Time) uint64 {
+	if t.IsZero() || t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return uint64(t.UnixNano())
+}
+
+// ---- reads ----
+
+// Reads use their own read-only transactions, concurrently with the commit
+// loop, and never call back into caller code while one is open: a long read
+// transaction would stop bbolt from growing its file and stall every commit.
+
+func (s *Spool) view(fn func(tx *bolt.Tx) error) error {
+	err := s.db.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Get returns the message id, or an error wrapping ErrNotFound.
+func (s *Spool) Get(id string) (*Message, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("queue: get %s: %w", id, ErrNotFound)
+	}
+	var m *Message
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMessages).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		m, err = decodeMessage(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: get %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// Body returns the header and content of message id exactly as committed.
+// Large bodies are streamed from their file; the caller must Close the
+// reader.
+func (s *Spool) Body(id string) (io.ReadCloser, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("queue: body %s: %w", id, ErrNotFound)
+	}
+	var stored []byte
+	var spilled bool
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMessages).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		m, err := decodeMessage(v)
+		if err != nil {
+			return err
+		}
+		spilled = m.spilled
+		// bbolt's memory is valid only inside the transaction: copy.
+		stored = bytes.Clone(tx.Bucket(bucketBodies).Get([]byte(id)))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: body %s: %w", id, err)
+	}
+	if !spilled {
+		return io.NopCloser(bytes.NewReader(stored)), nil
+	}
+	f, err := os.Open(filepath.Join(s.bodiesDir, id))
+	if err != nil {
+		if _, gerr := s.Get(id); errors.Is(gerr, ErrNotFound) {
+			err = ErrNotFound // deleted since the record was read
+		}
+		return nil, fmt.Errorf("queue: body %s: %w", id, err)
+	}
+	return &bodyReader{Reader: io.MultiReader(bytes.NewReader(stored), f), f: f}, nil
+}
+
+type bodyReader struct {
+	io.Reader
+	f *os.File
+}
+
+func (b *bodyReader) Close() error { return b.f.Close() }
+
+// List calls fn for each message in ID (arrival) order until fn returns
+// false. fn may call the Spool, including Update and Delete; messages
+// committed or deleted during the walk may or may not be seen.
+func (s *Spool) List(fn func(*Message) bool) error {
+	var from []byte
+	for {
+		var page []*Message
+		var resume []byte
+		err := s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketMessages).Cursor()
+			k, v := c.First()
+			if from != nil {
+				k, v = c.Seek(from)
+			}
+			for ; k != nil; k, v = c.Next() {
+				if len(page) == listPage {
+					resume = bytes.Clone(k)
+					return nil
+				}
+				m, err := decodeMessage(v)
+				if err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				page = append(page, m)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("queue: list: %w", err)
+		}
+		for _, m := range page {
+			if !fn(m) {
+				return nil
+			}
+		}
+		if resume == nil {
+			return nil
+		}
+		from = resume
+	}
+}
+
+// Due calls fn, in NextAttempt order (ties in ID order), for each message
+// that is not held and whose NextAttempt is at or before now, until fn
+// returns false. fn may call the Spool.
+func (s *Spool) Due(now time.Time, fn func(*Message) bool) error {
+	limit := scheduleTime(now)
+	var from []byte
+	for {
+		var page []*Message
+		var resume []byte
+		err := s.view(func(tx *bolt.Tx) error {
+			msgs := tx.Bucket(bucketMessages)
+			c := tx.Bucket(bucketSchedule).Cursor()
+			k, _ := c.First()
+			if from != nil {
+				k, _ = c.Seek(from)
+			}
+			for ; k != nil; k, _ = c.Next() {
+				if len(k) < 8 || binary.BigEndian.Uint64(k) > limit {
+					return nil
+				}
+				if len(page) == listPage {
+					resume = bytes.Clone(k)
+					return nil
+				}
+				v := msgs.Get(k[8:])
+				if v == nil {
+					continue // cannot happen: Commit, Update and Delete keep both in step
+				}
+				m, err := decodeMessage(v)
+				if err != nil {
+					return fmt.Errorf("%s: %w", k[8:], err)
+				}
+				if !m.Held {
+					page = append(page, m)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("queue: due: %w", err)
+		}
+		for _, m := range page {
+			if !fn(m) {
+				return nil
+			}
+		}
+		if resume == nil {
+			return nil
+		}
+		from = resume
+	}
+}
