@@ -2,11 +2,19 @@ package smtp
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
@@ -38,6 +46,11 @@ type Authenticator interface {
 }
 
 // Options configure a Server.
+//
+// Zero values in Listener stand for the defaults of core/config:
+// MaxLineLength 2048, MaxRecipients 100, MaxErrors 20, timeouts 5m (command),
+// 3m (data block) and 10m (message). A zero MaxMessageSize, MaxHeaderSize,
+// MaxConnections or MaxConnectionsPerIP means no limit.
 type Options struct {
 	Hostname string
 	Listener config.Listener // limits, timeouts, auth_required, bare line endings
@@ -53,21 +66,277 @@ type Options struct {
 	Log   *slog.Logger
 }
 
+// Defaults for zero Listener settings (the same as core/config's).
+const (
+	defaultMaxLineLength    = 2048
+	defaultMaxRecipients    = 100
+	defaultMaxErrors        = 20
+	defaultCommandTimeout   = 5 * time.Minute
+	defaultDataBlockTimeout = 3 * time.Minute
+	defaultMessageTimeout   = 10 * time.Minute
+	minLineLength           = 512 // RFC 5321 §4.5.3.1.4
+)
+
 // Server serves SMTP on listeners. Create it with NewServer.
+//
+// The connection limits of Options.Listener count every session of the
+// server, over all the net.Listeners it serves (one Server stands for one
+// listener block of the config).
 type Server struct {
-	opt Options
+	opt     Options
+	log     *slog.Logger
+	hooks   hook.Dispatcher // nil: no hooks
+	local   map[string]bool // LocalDomains, lower case, no trailing dot
+	limits  limits
+	idBase  string
+	nextID  atomic.Uint64
+	buffers sync.Pool // *[]byte for copying message content
+
+	// root is the parent of every session's ctx; cancel ends it when a
+	// shutdown's ctx is done.
+	root   context.Context
+	cancel context.CancelFunc
+
+	shutting atomic.Bool // Shutdown started: no new commands
+	forced   atomic.Bool // Shutdown's ctx is done: end sessions now
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[netip.Addr]int
+	wg        sync.WaitGroup
+}
+
+// limits are Options.Listener with defaults filled in.
+type limits struct {
+	maxMessage    int64
+	maxHeader     int64
+	maxLine       int
+	maxRcpt       int
+	maxErrors     int
+	maxConns      int
+	maxConnsPerIP int
+	fixBare       bool
+	cmdTimeout    time.Duration
+	blockTimeout  time.Duration
+	msgTimeout    time.Duration
 }
 
 // NewServer checks opt and returns a server.
-func NewServer(opt Options) (*Server, error) { panic("todo") }
+func NewServer(opt Options) (*Server, error) {
+	if opt.Hostname == "" {
+		return nil, errors.New("smtp: server needs a hostname")
+	}
+	if strings.ContainsAny(opt.Hostname, " \t\r\n") {
+		return nil, fmt.Errorf("smtp: bad hostname %q", opt.Hostname)
+	}
+	if opt.Spool == nil {
+		return nil, errors.New("smtp: server needs a spool")
+	}
+	l := opt.Listener
+	switch l.BareLineEndings {
+	case "", "reject", "fix":
+	default:
+		return nil, fmt.Errorf("smtp: bare_line_endings must be reject or fix, not %q", l.BareLineEndings)
+	}
+	if l.MaxLineLength != 0 && l.MaxLineLength < minLineLength {
+		return nil, fmt.Errorf("smtp: max line length %d is below %d", l.MaxLineLength, minLineLength)
+	}
+	if l.MaxMessageSize < 0 || l.MaxHeaderSize < 0 || l.MaxRecipients < 0 || l.MaxErrors < 0 ||
+		l.MaxConnections < 0 || l.MaxConnectionsPerIP < 0 {
+		return nil, errors.New("smtp: negative listener limit")
+	}
+	s := &Server{
+		opt:       opt,
+		log:       opt.Log,
+		hooks:     opt.Hooks,
+		local:     make(map[string]bool, len(opt.LocalDomains)),
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+		perIP:     make(map[netip.Addr]int),
+	}
+	s.buffers.New = func() any {
+		b := make([]byte, 32<<10)
+		return &b
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range opt.LocalDomains {
+		s.local[foldDomain(d)] = true
+	}
+	s.limits = limits{
+		maxMessage:    l.MaxMessageSize,
+		maxHeader:     l.MaxHeaderSize,
+		maxLine:       orDefault(l.MaxLineLength, defaultMaxLineLength),
+		maxRcpt:       orDefault(l.MaxRecipients, defaultMaxRecipients),
+		maxErrors:     orDefault(l.MaxErrors, defaultMaxErrors),
+		maxConns:      l.MaxConnections,
+		maxConnsPerIP: l.MaxConnectionsPerIP,
+		fixBare:       l.BareLineEndings == "fix",
+		cmdTimeout:    orDefault(l.Timeouts.Command, defaultCommandTimeout),
+		blockTimeout:  orDefault(l.Timeouts.DataBlock, defaultDataBlockTimeout),
+		msgTimeout:    orDefault(l.Timeouts.Message, defaultMessageTimeout),
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	s.idBase = hex.EncodeToString(b[:])
+	// The one root context of the server: every session's ctx derives from
+	// it, and a shutdown whose deadline passes cancels it.
+	s.root, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func foldDomain(d string) string { return strings.ToLower(strings.TrimSuffix(d, ".")) }
 
 // Serve accepts connections on ln until Shutdown or Close; it returns
 // net.ErrClosed after a shutdown. Each session runs in a goroutine owned by
 // the server.
-func (s *Server) Serve(ln net.Listener) error { panic("todo") }
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return net.ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("smtp: accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.accept(conn)
+	}
+}
+
+// accept starts a session for conn, or turns it away when a connection limit
+// is reached.
+func (s *Server) accept(conn net.Conn) {
+	ip, port := remoteIP(conn)
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	if (s.limits.maxConns > 0 && len(s.sessions) >= s.limits.maxConns) ||
+		(s.limits.maxConnsPerIP > 0 && s.perIP[ip] >= s.limits.maxConnsPerIP) {
+		n := len(s.sessions)
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.log.Info("smtp: connection limit reached", "ip", ip, "sessions", n)
+		go s.turnAway(conn, R(421, enh470, s.opt.Hostname+" Too many connections, try again later"))
+		return
+	}
+	id := s.idBase + fmt.Sprintf("%06x", s.nextID.Add(1))
+	sess := newSession(s, conn, id, ip, port)
+	s.sessions[sess] = struct{}{}
+	s.perIP[ip]++
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go sess.serve(s.root)
+}
+
+// turnAway greets conn with r and closes it.
+func (s *Server) turnAway(conn net.Conn, r Reply) {
+	defer s.wg.Done()
+	defer conn.Close()
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, r.String()+"\r\n")
+}
+
+// remove forgets an ended session.
+func (s *Server) remove(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	if s.perIP[sess.ip]--; s.perIP[sess.ip] <= 0 {
+		delete(s.perIP, sess.ip)
+	}
+	s.mu.Unlock()
+}
+
+func remoteIP(conn net.Conn) (netip.Addr, int) {
+	switch a := conn.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		return ap.Addr().Unmap(), int(ap.Port())
+	case nil:
+		return netip.Addr{}, 0
+	default:
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return netip.Addr{}, 0
+		}
+		return ap.Addr().Unmap(), int(ap.Port())
+	}
+}
 
 // Shutdown stops accepting, lets sessions finish, and when ctx is done
 // answers each remaining session's next command with 421 4.3.2 and closes it
 // (sessions waiting for a command are closed at once with that reply). It
 // returns when every session has ended.
-func (s *Server) Shutdown(ctx context.Context) error { panic("todo") }
+//
+// Sessions waiting for a command when Shutdown starts get the 421 at once;
+// a session in the middle of a command (a DATA transfer, a hook, a commit)
+// finishes it and gets the 421 instead of its next command. When ctx is
+// done first, the server's root context is cancelled (hooks and commits see
+// it) and every session's reads end at once; Shutdown then returns
+// ctx.Err() once the sessions are gone.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.wakeIdle()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	s.forced.Store(true)
+	s.cancel()
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.force()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}

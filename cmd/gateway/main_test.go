@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// envRunMain makes the test binary act as the gateway binary, so tests can
+// start real child processes without a separate build step.
+const envRunMain = "GATEWAY_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunMain) == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// child is a `gateway` process started from the test binary.
+type child struct {
+	cmd    *exec.Cmd
+	addr   string // first listener's address, from its "listening" log line
+	stderr *lockedBuffer
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening .*address=(\S+)`)
+
+// startGateway runs `gateway args...` as a child process and, for serve,
+// waits until its first listener is up.
+func startGateway(t *testing.T, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, stderr: &lockedBuffer{}}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			c.stderr.WriteLine(line)
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	if len(args) > 0 && args[0] == "serve" {
+		select {
+		case c.addr = <-addr:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("gateway did not start listening; stderr:\n%s", c.stderr.String())
+		}
+	}
+	return c
+}
+
+// writeConfig writes a gateway.hcl for tests into a temporary folder and
+// returns its path. extra is appended inside the listener block.
+func writeConfig(t *testing.T, dataDir, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`hostname = "mx.test"
+data_dir = %q
+shutdown_timeout = "5s"
+log { level = "info" }
+listener "mx" {
+  address = "127.0.0.1:0"
+%s
+}
+domains = ["example.test"]
+relay { networks = ["127.0.0.0/8"] }
+`, dataDir, extra)
+	path := filepath.Join(dir, "gateway.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// lockedBuffer collects a child's log lines while the test reads them.
+type lockedBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *lockedBuffer) WriteLine(s string) { b.mu.Lock(); b.lines = append(b.lines, s); b.mu.Unlock() }
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb strings.Builder
+	code = run(context.Background(), &cli{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 || out != "gateway dev\n" {
+		t.Fatalf("version: code %d, out %q; want 0, %q", code, out, "gateway dev\n")
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	code, _, errOut := runCLI(t, "frobnicate")
+	if code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("code %d, stderr %q; want 2 and the unknown command named", code, errOut)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	data := t.TempDir()
+	good := writeConfig(t, data, "")
+	code, out, errOut := runCLI(t, "check", "-config", good)
+	if want := good + ": ok (1 listeners, 1 local domains, data in " + data + ")\n"; code != 0 || out != want {
+		t.Fatalf("check good config: code %d, out %q, err %q", code, out, errOut)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.hcl")
+	os.WriteFile(bad, []byte("listener \"mx\" {\n  address = \"127.0.0.1:0\"\n  max_recipients = \"many\"\n}\n"), 0o600)
+	code, _, errOut = runCLI(t, "check", "-config", bad)
+	if code != 1 || !strings.Contains(errOut, bad+":3:") {
+		t.Fatalf("check bad config: code %d, stderr %q; want 1 and a diagnostic at %s:3", code, errOut, bad)
+	}
+}
+
+func TestCheckDefaultConfig(t *testing.T) {
+	code, out, errOut := runCLI(t, "check", "-config", "../../gateway.hcl")
+	if code != 0 || !strings.HasPrefix(out, "../../gateway.hcl: ok (") {
+		t.Fatalf("check gateway.hcl: code %d, out %q, err %q", code, out, errOut)
+	}
+}

@@ -1,0 +1,372 @@
+package main
+
+// gateway sink: an SMTP server that accepts (or refuses, as told) and counts
+// mail, like Postfix's smtp-sink. With --save it keeps each message for
+// tests of the delivery engine.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/sdk"
+)
+
+const sinkShutdownTimeout = 10 * time.Second
+
+func runSink(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "sink", "--listen HOST:PORT [flags]")
+	listen := fs.String("listen", "127.0.0.1:2525", "address to listen on (port 0: any free port)")
+	hostname := fs.String("hostname", "sink.test", "name in the greeting, EHLO reply and Received header")
+	mailReply := fs.String("mail-reply", "", `answer every MAIL FROM with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
+	rcptReply := fs.String("rcpt-reply", "", `answer every RCPT TO with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
+	dataReply := fs.String("data-reply", "", `answer every message (after the final ".") with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
+	save := fs.String("save", "", "keep each message as DIR/<id>.eml (with the Received header) and its envelope as DIR/<id>.json")
+	report := fs.Duration("report", 0, "print a running count at this interval (0: only the totals at the end)")
+	maxSize := fs.Int64("max-size", 1<<30, "largest message accepted, in bytes")
+	bare := fs.String("bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
+	logLevel := fs.String("log-level", "warn", "server log level on stderr: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	hooks, err := newSinkHooks(*mailReply, *rcptReply, *dataReply)
+	if err != nil {
+		return err
+	}
+	if *bare != "reject" && *bare != "fix" {
+		return fmt.Errorf("--bare-line-endings %q: want reject or fix", *bare)
+	}
+	if *maxSize <= 0 {
+		return fmt.Errorf("--max-size %d: must be positive", *maxSize)
+	}
+	if *save != "" {
+		if err := os.MkdirAll(*save, 0o755); err != nil {
+			return err
+		}
+	}
+	log, err := newLogger(c.Stderr, config.Log{Level: *logLevel})
+	if err != nil {
+		return err
+	}
+
+	spool := newSinkSpool(*save)
+	srv, err := smtp.NewServer(smtp.Options{
+		Hostname: *hostname,
+		Listener: config.Listener{
+			Name:                "sink",
+			Address:             *listen,
+			MaxMessageSize:      *maxSize,
+			MaxRecipients:       10000,
+			MaxLineLength:       4096,
+			MaxHeaderSize:       *maxSize,
+			MaxConnections:      10000,
+			MaxConnectionsPerIP: 10000,
+			MaxErrors:           100,
+			BareLineEndings:     *bare,
+			Timeouts: config.Timeouts{
+				Command:   5 * time.Minute,
+				DataBlock: 3 * time.Minute,
+				Message:   10 * time.Minute,
+			},
+		},
+		// An open relay: the sink takes mail for anyone from anyone.
+		RelayNetworks: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
+		Hooks:         hooks,
+		Spool:         spool,
+		Log:           log.With("listener", "sink"),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "listening on %s\n", ln.Addr())
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	var tick <-chan time.Time
+	if *report > 0 {
+		t := time.NewTicker(*report)
+		defer t.Stop()
+		tick = t.C
+	}
+	var serveResult error
+	last, lastAt := int64(0), time.Now()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case serveResult = <-serveErr:
+			serveErr = nil
+			break loop
+		case now := <-tick:
+			m, b := spool.messages.Load(), spool.bytes.Load()
+			rate := float64(m-last) / now.Sub(lastAt).Seconds()
+			fmt.Fprintf(c.Stdout, "messages=%d bytes=%d rate=%.1f/s\n", m, b, rate)
+			last, lastAt = m, now
+		}
+	}
+	// ctx is done: the grace period needs a context of its own.
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sinkShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(stopCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	if serveErr != nil {
+		serveResult = <-serveErr
+	}
+	fmt.Fprintf(c.Stdout, "messages=%d bytes=%d\n", spool.messages.Load(), spool.bytes.Load())
+	if serveResult != nil && !errors.Is(serveResult, net.ErrClosed) {
+		return serveResult
+	}
+	return nil
+}
+
+// sinkHooks answers the mail, rcpt and data stages with the replies chosen
+// on the command line; other stages (and unset replies) continue.
+type sinkHooks struct {
+	mail, rcpt, data *sdk.Decision
+}
+
+func newSinkHooks(mail, rcpt, data string) (sinkHooks, error) {
+	var h sinkHooks
+	var err error
+	if h.mail, err = parseSinkReply("mail-reply", mail, sdk.StageMail); err != nil {
+		return h, err
+	}
+	if h.rcpt, err = parseSinkReply("rcpt-reply", rcpt, sdk.StageRcpt); err != nil {
+		return h, err
+	}
+	if h.data, err = parseSinkReply("data-reply", data, sdk.StageData); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// parseSinkReply turns "CODE [X.Y.Z] text" into a Reject (5xx) or Defer
+// (4xx) decision valid at stage; "" is no decision.
+func parseSinkReply(flagName, s string, stage sdk.Stage) (*sdk.Decision, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("--%s %q: %s", flagName, s, fmt.Sprintf(format, a...))
+	}
+	codeText, rest, _ := strings.Cut(s, " ")
+	code, err := strconv.Atoi(codeText)
+	if err != nil || len(codeText) != 3 {
+		return nil, bad("want a 3-digit reply code first")
+	}
+	var enh sdk.EnhancedCode
+	if tok, after, _ := strings.Cut(rest, " "); tok != "" && tok[0] >= '0' && tok[0] <= '9' && strings.Contains(tok, ".") {
+		if enh, err = sdk.ParseEnhancedCode(tok); err != nil {
+			return nil, bad("%v", err)
+		}
+		rest = after
+	}
+	var d sdk.Decision
+	switch code / 100 {
+	case 4:
+		d = sdk.DeferDecision(code, enh, rest)
+	case 5:
+		d = sdk.RejectDecision(code, enh, rest)
+	default:
+		return nil, bad("want a 4xx or 5xx code")
+	}
+	d = d.WithReason("sink --" + flagName)
+	if err := d.Validate(stage); err != nil {
+		return nil, bad("%v", err)
+	}
+	return &d, nil
+}
+
+// Dispatch implements hook.Dispatcher.
+func (h sinkHooks) Dispatch(ctx context.Context, req *hook.Request) hook.Result {
+	var d *sdk.Decision
+	switch req.Stage {
+	case sdk.StageMail:
+		d = h.mail
+	case sdk.StageRcpt:
+		d = h.rcpt
+	case sdk.StageData:
+		d = h.data
+	}
+	if d == nil {
+		return hook.Result{}
+	}
+	return hook.Result{Decision: *d, Handler: "sink"}
+}
+
+// sinkSpool counts what the server accepts. With a directory it also keeps
+// each message: DIR/<id>.json (the envelope) is written first, then
+// DIR/<id>.eml (Received header and content), each atomically (a temporary
+// file renamed into place), so a reader that sees the .eml finds the .json.
+type sinkSpool struct {
+	dir      string
+	prefix   string // makes IDs unique across runs
+	seq      atomic.Uint64
+	messages atomic.Int64 // committed messages
+	bytes    atomic.Int64 // their content bytes (without the header the server adds)
+}
+
+func newSinkSpool(dir string) *sinkSpool {
+	return &sinkSpool{dir: dir, prefix: strings.ToUpper(strconv.FormatInt(time.Now().UnixNano()/int64(time.Millisecond), 36))}
+}
+
+// Create implements smtp.Spool.
+func (s *sinkSpool) Create(ctx context.Context) (smtp.Draft, error) {
+	return &sinkDraft{spool: s, id: fmt.Sprintf("%s%06d", s.prefix, s.seq.Add(1))}, nil
+}
+
+type sinkDraft struct {
+	spool *sinkSpool
+	id    string
+	n     int64
+	buf   []byte // the content, only with --save
+}
+
+func (d *sinkDraft) ID() string { return d.id }
+
+func (d *sinkDraft) Write(p []byte) (int, error) {
+	d.n += int64(len(p))
+	if d.spool.dir != "" {
+		d.buf = append(d.buf, p...)
+	}
+	return len(p), nil
+}
+
+func (d *sinkDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
+	if dir := d.spool.dir; dir != "" {
+		meta, err := json.MarshalIndent(newSavedEnvelope(d.id, env), "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(dir, d.id+".json", meta, []byte("\n")); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(dir, d.id+".eml", header, d.buf); err != nil {
+			return err
+		}
+		d.buf = nil
+	}
+	d.spool.messages.Add(1)
+	d.spool.bytes.Add(d.n)
+	return nil
+}
+
+func (d *sinkDraft) Abort() error {
+	d.buf = nil
+	return nil
+}
+
+// savedEnvelope is DIR/<id>.json.
+type savedEnvelope struct {
+	ID         string    `json:"id"`
+	From       string    `json:"from"`             // "" for the null sender
+	To         []string  `json:"to"`               // recipients in order
+	Notify     []string  `json:"notify,omitempty"` // per recipient (parallel to To), "" if not given
+	ORCPT      []string  `json:"orcpt,omitempty"`  // per recipient (parallel to To), "" if not given
+	Size       int64     `json:"size,omitempty"`   // SIZE= declared
+	Body       string    `json:"body,omitempty"`
+	SMTPUTF8   bool      `json:"smtputf8,omitempty"`
+	Ret        string    `json:"ret,omitempty"`
+	EnvID      string    `json:"envid,omitempty"`
+	ClientIP   string    `json:"client_ip"`
+	ClientHELO string    `json:"client_helo"`
+	AuthUser   string    `json:"auth_user,omitempty"`
+	TLS        bool      `json:"tls"`
+	Received   time.Time `json:"received"`
+}
+
+func newSavedEnvelope(id string, env *envelope.Envelope) savedEnvelope {
+	s := savedEnvelope{
+		ID: id, From: env.Sender.String(), To: []string{},
+		Size: env.Size, Body: string(env.Body), SMTPUTF8: env.SMTPUTF8, Ret: string(env.Ret), EnvID: env.EnvID,
+		ClientIP: env.ClientIP, ClientHELO: env.ClientHELO, AuthUser: env.AuthUser, TLS: env.TLS, Received: env.Received,
+	}
+	notify := make([]string, len(env.Recipients))
+	orcpt := make([]string, len(env.Recipients))
+	var anyNotify, anyORCPT bool
+	for i, r := range env.Recipients {
+		s.To = append(s.To, r.Address.String())
+		notify[i], orcpt[i] = notifyString(r.Notify), r.ORCPT
+		anyNotify = anyNotify || r.Notify != 0
+		anyORCPT = anyORCPT || r.ORCPT != ""
+	}
+	if anyNotify {
+		s.Notify = notify
+	}
+	if anyORCPT {
+		s.ORCPT = orcpt
+	}
+	return s
+}
+
+func notifyString(n envelope.Notify) string {
+	var parts []string
+	for _, f := range []struct {
+		bit  envelope.Notify
+		name string
+	}{{envelope.NotifyNever, "NEVER"}, {envelope.NotifySuccess, "SUCCESS"}, {envelope.NotifyFailure, "FAILURE"}, {envelope.NotifyDelay, "DELAY"}} {
+		if n&f.bit != 0 {
+			parts = append(parts, f.name)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// writeFileAtomic writes the parts to dir/name through a synced temporary
+// file renamed into place.
+func writeFileAtomic(dir, name string, parts ...[]byte) (err error) {
+	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	for _, p := range parts {
+		if _, err := f.Write(p); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, name))
+}
+
+// Interface guards.
+var (
+	_ hook.Dispatcher = sinkHooks{}
+	_ smtp.Spool      = (*sinkSpool)(nil)
+	_ smtp.Draft      = (*sinkDraft)(nil)
+)

@@ -1,0 +1,351 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// handle runs the command hook, then the command.
+//
+// A Drop from the command hook discards the message for DATA and BDAT
+// (354 or 250, content read and thrown away). For every other verb there
+// is no message to discard, so Drop ends the session like a Drop at helo:
+// 421 4.7.0 and close.
+func (s *session) handle(ctx context.Context, cmd Command) {
+	d := s.commandHook(ctx, cmd)
+	switch d.Verdict {
+	case sdk.Reject, sdk.Defer:
+		if cmd.Verb == "BDAT" {
+			// The chunk follows the command whatever the answer.
+			if n, _, err := ParseBDAT(cmd.Arg); err == nil && !s.drain(n) {
+				return
+			}
+		}
+		s.replyDecision(sdk.StageCommand, d)
+		return
+	case sdk.Drop:
+		if cmd.Verb != "DATA" && cmd.Verb != "BDAT" {
+			s.reply(R(421, enh470, s.srv.opt.Hostname+" Closing connection"))
+			s.quit = true
+			return
+		}
+	}
+	drop := d.Verdict == sdk.Drop
+	switch cmd.Verb {
+	case "EHLO":
+		s.cmdHello(ctx, cmd.Arg, true)
+	case "HELO":
+		s.cmdHello(ctx, cmd.Arg, false)
+	case "MAIL":
+		s.cmdMail(ctx, cmd.Arg)
+	case "RCPT":
+		s.cmdRcpt(ctx, cmd.Arg)
+	case "DATA":
+		s.cmdData(ctx, cmd.Arg, drop)
+	case "BDAT":
+		s.cmdBDAT(ctx, cmd.Arg, drop)
+	case "RSET":
+		if cmd.Arg != "" {
+			s.reply(R(501, enh554, "Syntax: RSET"))
+			return
+		}
+		s.resetTx()
+		s.reply(R(250, enh200, "Ok"))
+	case "NOOP":
+		s.reply(R(250, enh200, "Ok"))
+	case "QUIT":
+		s.reply(R(221, enh200, "Bye"))
+		s.quit = true
+	case "HELP":
+		s.reply(R(214, enh200, "See RFC 5321"))
+	case "VRFY":
+		s.reply(R(252, enh250, "Cannot VRFY user, but will accept message and attempt delivery"))
+	case "EXPN":
+		s.reply(R(502, enh551, "EXPN not available"))
+	case "TURN":
+		s.reply(R(502, enh551, "TURN not supported"))
+	case "ETRN":
+		s.reply(R(502, enh551, "ETRN not available"))
+	case "STARTTLS":
+		s.cmdStartTLS(ctx, cmd.Arg)
+	case "AUTH":
+		s.cmdAuth(ctx, cmd.Arg)
+	default:
+		s.reply(R(500, enh551, "Unrecognized command"))
+	}
+}
+
+// commandHook runs the command stage. For AUTH only the mechanism is
+// passed on: the rest of the line is a credential.
+func (s *session) commandHook(ctx context.Context, cmd Command) sdk.Decision {
+	if s.srv.hooks == nil {
+		return sdk.Decision{}
+	}
+	arg := cmd.Arg
+	if cmd.Verb == "AUTH" {
+		arg, _, _ = strings.Cut(arg, " ")
+	}
+	req := &hook.Request{Stage: sdk.StageCommand, Command: cmd.Verb, Arg: arg}
+	if s.tx != nil {
+		req.Envelope = &s.tx.env
+	}
+	return s.dispatch(ctx, req).Decision
+}
+
+// cmdHello answers EHLO and HELO.
+func (s *session) cmdHello(ctx context.Context, arg string, ehlo bool) {
+	arg = strings.TrimSpace(arg)
+	if arg == "" {
+		if ehlo {
+			s.reply(R(501, enh554, "Syntax: EHLO hostname"))
+		} else {
+			s.reply(R(501, enh554, "Syntax: HELO hostname"))
+		}
+		return
+	}
+	s.resetTx()
+	s.helo, s.esmtp = "", false
+	hs := s.hookSession()
+	hs.HELO, hs.ESMTP = arg, ehlo
+	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageHelo, Session: &hs})
+	switch res.Decision.Verdict {
+	case sdk.Reject, sdk.Defer, sdk.Drop:
+		s.replyDecision(sdk.StageHelo, res.Decision)
+		return
+	}
+	s.helo, s.esmtp = arg, ehlo
+	host := s.srv.opt.Hostname
+	if !ehlo {
+		s.reply(Reply{Code: 250, Lines: []string{host}})
+		return
+	}
+	s.reply(Reply{Code: 250, Lines: s.ehloLines(arg)})
+}
+
+// ehloLines are the EHLO reply: greeting line, then the keywords.
+func (s *session) ehloLines(arg string) []string {
+	size := "SIZE"
+	if s.lim.maxMessage > 0 {
+		size = "SIZE " + itoa(s.lim.maxMessage)
+	}
+	lines := []string{
+		s.srv.opt.Hostname + " Hello " + arg,
+		"PIPELINING",
+		size,
+		"8BITMIME",
+		"SMTPUTF8",
+		"ENHANCEDSTATUSCODES",
+		"CHUNKING",
+		"BINARYMIME",
+		"DSN",
+	}
+	if s.srv.opt.TLS != nil && !s.tls {
+		lines = append(lines, "STARTTLS")
+	}
+	if s.authOffered() {
+		lines = append(lines, "AUTH PLAIN LOGIN")
+	}
+	return lines
+}
+
+// replyParseErr answers a MAIL or RCPT argument the parser refused.
+func (s *session) replyParseErr(err error) {
+	switch {
+	case errors.Is(err, ErrUnknownParam):
+		s.reply(R(555, enh554, "Unsupported parameter"))
+	case errors.Is(err, ErrUTF8Required): // RFC 6531 §3.5
+		s.reply(R(553, enh567, "UTF-8 addresses need SMTPUTF8"))
+	case errors.Is(err, ErrBadParamValue):
+		s.reply(R(501, enh554, "Invalid parameter value"))
+	case errors.Is(err, envelope.ErrBadAddress):
+		s.reply(R(501, enh554, "Bad address syntax"))
+	default:
+		s.reply(R(501, enh554, "Syntax error in parameters or arguments"))
+	}
+}
+
+func (s *session) cmdMail(ctx context.Context, arg string) {
+	switch {
+	case s.helo == "":
+		s.reply(R(503, enh551, "Send EHLO/HELO first"))
+		return
+	case s.tx != nil:
+		s.reply(R(503, enh551, "Nested MAIL command"))
+		return
+	case s.srv.opt.Listener.AuthRequired && s.authUser == "":
+		s.reply(R(530, enh570, "Authentication required"))
+		return
+	}
+	m, err := ParseMail(arg)
+	if err != nil {
+		s.replyParseErr(err)
+		return
+	}
+	if !s.esmtp && (m.Size != 0 || m.Body != "" || m.SMTPUTF8 || m.Ret != "" || m.EnvID != "" || m.Auth != "") {
+		s.reply(R(555, enh554, "ESMTP parameters need EHLO"))
+		return
+	}
+	if s.lim.maxMessage > 0 && m.Size > s.lim.maxMessage {
+		s.reply(R(552, enh534, "Message size exceeds fixed maximum message size"))
+		return
+	}
+	tx := &txn{env: envelope.Envelope{
+		Sender:   m.From,
+		Size:     m.Size,
+		Body:     m.Body,
+		SMTPUTF8: m.SMTPUTF8,
+		Ret:      m.Ret,
+		EnvID:    m.EnvID,
+		Auth:     m.Auth,
+	}}
+	s.fillClient(&tx.env)
+	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageMail, Envelope: &tx.env})
+	switch res.Decision.Verdict {
+	case sdk.Reject, sdk.Defer:
+		s.replyDecision(sdk.StageMail, res.Decision)
+		return
+	case sdk.Drop:
+		tx.blackhole = true
+	}
+	if a := res.Effects.Sender; a != nil {
+		tx.env.Sender = envelope.Address{Local: a.Local, Domain: a.Domain}
+	}
+	s.tx = tx
+	s.reply(R(250, enh210, "Ok"))
+}
+
+func (s *session) cmdRcpt(ctx context.Context, arg string) {
+	tx := s.tx
+	if tx == nil {
+		s.reply(R(503, enh551, "Need MAIL command"))
+		return
+	}
+	r, err := ParseRcpt(arg, tx.env.SMTPUTF8)
+	if err != nil {
+		s.replyParseErr(err)
+		return
+	}
+	if !s.esmtp && (r.To.Notify != 0 || r.To.ORCPT != "") {
+		s.reply(R(555, enh554, "ESMTP parameters need EHLO"))
+		return
+	}
+	if tx.accepted >= s.lim.maxRcpt {
+		s.reply(R(452, enh453, "Too many recipients"))
+		return
+	}
+	rcpt := r.To
+	if tx.blackhole {
+		tx.accepted++
+		tx.env.Recipients = append(tx.env.Recipients, rcpt)
+		s.reply(R(250, enh215, "Ok"))
+		return
+	}
+	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageRcpt, Envelope: &tx.env, Rcpt: &rcpt})
+	switch res.Decision.Verdict {
+	case sdk.Reject, sdk.Defer:
+		s.replyDecision(sdk.StageRcpt, res.Decision)
+		return
+	case sdk.Drop:
+		tx.accepted++
+		tx.dropped++
+		s.reply(R(250, enh215, "Ok"))
+		return
+	case sdk.Accept:
+		// An explicit Accept is the only thing that widens relaying.
+	default:
+		if !r.Postmaster && !s.mayRelay(rcpt.Address) {
+			s.reply(R(550, enh571, "Relay access denied"))
+			return
+		}
+	}
+	tx.accepted++
+	if alias := res.Effects.Recipients; len(alias) > 0 {
+		for _, a := range alias {
+			tx.env.Recipients = append(tx.env.Recipients, envelope.Recipient{
+				Address: envelope.Address{Local: a.Local, Domain: a.Domain},
+				Notify:  rcpt.Notify,
+				ORCPT:   rcpt.ORCPT,
+			})
+		}
+	} else {
+		tx.env.Recipients = append(tx.env.Recipients, rcpt)
+	}
+	s.reply(R(250, enh215, "Ok"))
+}
+
+// mayRelay is the built-in relay rule: a local domain, a client in the
+// relay networks, or an authenticated client where that is allowed.
+func (s *session) mayRelay(to envelope.Address) bool {
+	if s.srv.local[to.DomainFold()] {
+		return true
+	}
+	for _, p := range s.srv.opt.RelayNetworks {
+		if s.ip.IsValid() && p.Contains(s.ip) {
+			return true
+		}
+	}
+	return s.authUser != "" && s.srv.opt.RelayAuthenticated
+}
+
+// fillClient records the client facts in env.
+func (s *session) fillClient(env *envelope.Envelope) {
+	if s.ip.IsValid() {
+		env.ClientIP = s.ip.String()
+	}
+	env.ClientHELO = s.helo
+	env.AuthUser = s.authUser
+	env.TLS = s.tls
+}
+
+func (s *session) cmdStartTLS(ctx context.Context, arg string) {
+	switch {
+	case s.srv.opt.TLS == nil:
+		s.reply(R(502, enh551, "STARTTLS not available"))
+		return
+	case s.tls:
+		s.reply(R(503, enh551, "TLS already active"))
+		return
+	case arg != "":
+		s.reply(R(501, enh554, "Syntax: STARTTLS"))
+		return
+	}
+	s.reply(R(220, enh200, "Ready to start TLS"))
+	if err := s.flush(); err != nil {
+		s.connFailed(err)
+		return
+	}
+	// Whatever the client sent after STARTTLS before the handshake was
+	// not protected by TLS: drop it unanswered (CVE-2011-0411).
+	if n := s.br.Buffered(); n > 0 {
+		s.log.Info("smtp: discarding data pipelined after STARTTLS", "bytes", n)
+	}
+	s.br.Reset(&s.rd)
+
+	tc := tls.Server(s.conn, s.srv.opt.TLS)
+	s.mu.Lock()
+	s.conn.SetDeadline(time.Now().Add(s.lim.cmdTimeout))
+	s.mu.Unlock()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		s.log.Info("smtp: TLS handshake failed", "err", err)
+		s.quit = true
+		return
+	}
+	s.mu.Lock()
+	s.conn = tc
+	s.mu.Unlock()
+	s.bw.Reset(tc)
+	s.tls = true
+	// RFC 3207 §4.2: forget everything learnt before the handshake.
+	s.resetTx()
+	s.helo, s.esmtp, s.authUser = "", false, ""
+	st := tc.ConnectionState()
+	s.log.Debug("smtp: TLS established", "version", tls.VersionName(st.Version),
+		"cipher", tls.CipherSuiteName(st.CipherSuite))
+}

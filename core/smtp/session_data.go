@@ -1,0 +1,474 @@
+package smtp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/sdk"
+)
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// cmdData answers DATA: 354, the content through the strict DataReader
+// into a draft, then the data hook and the commit. drop (a command hook's
+// Drop) reads the content and throws it away.
+func (s *session) cmdData(ctx context.Context, arg string, drop bool) {
+	tx := s.tx
+	switch {
+	case arg != "":
+		s.reply(R(501, enh554, "Syntax: DATA"))
+		return
+	case tx == nil:
+		s.reply(R(503, enh551, "Need MAIL command"))
+		return
+	case tx.bdat:
+		s.reply(R(503, enh551, "DATA not allowed during a BDAT transfer"))
+		return
+	case tx.env.Body == envelope.BodyBinaryMIME:
+		s.reply(R(503, enh551, "BODY=BINARYMIME requires BDAT"))
+		return
+	case len(tx.env.Recipients) == 0 && tx.dropped == 0:
+		s.reply(R(503, enh551, "No valid recipients"))
+		return
+	}
+	// Recipients all dropped by hooks: take the message, spool nothing.
+	blackhole := tx.blackhole || drop || len(tx.env.Recipients) == 0
+	var draft Draft
+	if !blackhole {
+		var err error
+		if draft, err = s.srv.opt.Spool.Create(ctx); err != nil {
+			s.log.Error("smtp: spool create failed", "err", err)
+			s.reply(R(451, enh430, "Local error in processing"))
+			return
+		}
+		tx.draft = draft
+	}
+	s.reply(Reply{Code: 354, Lines: []string{"End data with <CR><LF>.<CR><LF>"}})
+	if err := s.flush(); err != nil {
+		s.resetTx()
+		s.connFailed(err)
+		return
+	}
+
+	s.beginData()
+	dr := NewDataReader(s.br, DataReaderOptions{
+		MaxSize:            s.lim.maxMessage,
+		MaxHeaderSize:      s.lim.maxHeader,
+		FixBareLineEndings: s.lim.fixBare,
+	})
+	dw := &draftWriter{w: draft}
+	err := s.copy(dw, dr)
+	s.endData()
+	if err != nil {
+		s.resetTx()
+		switch {
+		case errors.Is(err, ErrTooBig):
+			s.reply(R(552, enh534, "Message too big"))
+		case errors.Is(err, ErrHeaderTooBig):
+			s.reply(R(552, enh534, "Message header too large"))
+		case errors.Is(err, ErrBareLineEnding):
+			s.reply(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
+		default:
+			s.connFailed(err)
+		}
+		return
+	}
+	if dw.err != nil {
+		s.log.Error("smtp: spool write failed", "id", draft.ID(), "err", dw.err)
+		s.resetTx()
+		s.reply(R(451, enh430, "Local error in processing"))
+		return
+	}
+	s.finish(ctx, dw.n, blackhole)
+}
+
+// copy copies src to dst through a pooled buffer.
+func (s *session) copy(dst io.Writer, src io.Reader) error {
+	bp := s.srv.buffers.Get().(*[]byte)
+	defer s.srv.buffers.Put(bp)
+	_, err := io.CopyBuffer(dst, src, *bp)
+	return err
+}
+
+// draftWriter writes content to a draft (nil: discard), remembering the
+// first write error instead of returning it, so that the session keeps
+// reading the client's data to its end and stays in sync.
+type draftWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (d *draftWriter) Write(p []byte) (int, error) {
+	d.n += int64(len(p))
+	if d.w != nil && d.err == nil {
+		if _, err := d.w.Write(p); err != nil {
+			d.err = err
+		}
+	}
+	return len(p), nil
+}
+
+// finish ends a transaction whose content is in s.tx.draft: data hook,
+// header fields, commit, reply. The transaction is over afterwards.
+func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
+	tx := s.tx
+	defer s.resetTx()
+	tx.env.Received = time.Now()
+	s.fillClient(&tx.env)
+	if blackhole || tx.draft == nil {
+		s.log.Info("smtp: message discarded", "size", size)
+		s.reply(R(250, enh200, "Ok: queued as "+s.blackholeID()))
+		return
+	}
+	draft := tx.draft
+	id := draft.ID()
+	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageData, Envelope: &tx.env})
+	switch res.Decision.Verdict {
+	case sdk.Reject, sdk.Defer:
+		s.replyDecision(sdk.StageData, res.Decision)
+		return
+	case sdk.Drop:
+		s.log.Info("smtp: message dropped by hook", "id", id, "size", size)
+		s.reply(R(250, enh200, "Ok: queued as "+id))
+		return
+	}
+	header := s.received(&tx.env, id)
+	header = appendHeaderFields(header, res.Effects.AddHeaders)
+	if err := draft.Commit(ctx, &tx.env, header); err != nil {
+		s.log.Error("smtp: spool commit failed", "id", id, "err", err)
+		s.reply(R(451, enh430, "Local error in processing"))
+		return
+	}
+	tx.draft = nil // committed: nothing to abort
+	s.messages++
+	s.log.Info("smtp: message queued", "id", id, "from", tx.env.Sender.String(),
+		"rcpts", len(tx.env.Recipients), "size", size)
+	s.reply(R(250, enh200, "Ok: queued as "+id))
+}
+
+// blackholeID is the queue ID reported for a discarded message, so that a
+// drop looks like any acceptance.
+func (s *session) blackholeID() string {
+	s.messages++
+	return fmt.Sprintf("%s.%d", s.id, s.messages)
+}
+
+// received is the Received trace field of RFC 5321 §4.4, with the WITH
+// protocol types of RFC 3848 and RFC 6531.
+func (s *session) received(env *envelope.Envelope, id string) []byte {
+	var b bytes.Buffer
+	b.Grow(256)
+	b.WriteString("Received: from ")
+	b.WriteString(headerSafe(s.helo))
+	b.WriteString(" (")
+	switch {
+	case !s.ip.IsValid():
+		b.WriteString("unknown")
+	case s.ip.Is4():
+		b.WriteString("[" + s.ip.String() + "]")
+	default:
+		b.WriteString("[IPv6:" + s.ip.String() + "]")
+	}
+	b.WriteString(")\r\n\tby ")
+	b.WriteString(s.srv.opt.Hostname)
+	b.WriteString(" (gateway) with ")
+	b.WriteString(s.protocol(env))
+	b.WriteString(" id ")
+	b.WriteString(id)
+	if len(env.Recipients) == 1 {
+		b.WriteString("\r\n\tfor ")
+		b.WriteString(headerSafe(env.Recipients[0].Address.Path()))
+		b.WriteString("; ")
+	} else {
+		b.WriteString(";\r\n\t")
+	}
+	b.WriteString(env.Received.Format(time.RFC1123Z))
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// protocol is the WITH clause: SMTP, ESMTP with S (TLS) and A (AUTH)
+// suffixes, UTF8SMTP likewise for SMTPUTF8 transactions.
+func (s *session) protocol(env *envelope.Envelope) string {
+	if !s.esmtp {
+		return "SMTP"
+	}
+	p := "ESMTP"
+	if env.SMTPUTF8 {
+		p = "UTF8SMTP"
+	}
+	if s.tls {
+		p += "S"
+	}
+	if s.authUser != "" {
+		p += "A"
+	}
+	return p
+}
+
+// headerSafe replaces control characters, so client-supplied text cannot
+// break a header field.
+func headerSafe(v string) string {
+	if strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
+		return v
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, v)
+}
+
+// appendHeaderFields adds hook header fields; a field with a bad name is
+// skipped, CR and LF in a value become spaces.
+func appendHeaderFields(b []byte, fields []sdk.HeaderField) []byte {
+	for _, f := range fields {
+		if !validFieldName(f.Name) {
+			continue
+		}
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		b = append(b, strings.NewReplacer("\r", " ", "\n", " ").Replace(f.Value)...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// validFieldName checks RFC 5322 §3.6.8 ftext, at most 76 characters.
+func validFieldName(n string) bool {
+	if n == "" || len(n) > 76 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// drain reads and discards n bytes of a chunk that is refused; false
+// means the connection failed (the session ends).
+func (s *session) drain(n int64) bool {
+	if n == 0 {
+		return true
+	}
+	s.beginData()
+	if int64(s.br.Buffered()) < n {
+		s.flush()
+	}
+	got, err := io.CopyN(io.Discard, s.br, n)
+	s.endData()
+	if err == nil && got < n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		s.resetTx()
+		s.connFailed(err)
+		return false
+	}
+	return true
+}
+
+// cmdBDAT answers BDAT (RFC 3030). Each chunk is read exactly, with no dot
+// processing; bare CR and LF are checked across the whole message (unless
+// BODY=BINARYMIME) and get the listener's policy at LAST.
+func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
+	n, last, err := ParseBDAT(arg)
+	if err != nil {
+		s.reply(R(501, enh554, "Syntax: BDAT size [LAST]"))
+		return
+	}
+	tx := s.tx
+	switch {
+	case tx == nil:
+		if s.drain(n) {
+			s.reply(R(503, enh551, "Need MAIL command"))
+		}
+		return
+	case len(tx.env.Recipients) == 0 && tx.dropped == 0:
+		if s.drain(n) {
+			s.reply(R(503, enh551, "No valid recipients"))
+		}
+		return
+	}
+	if drop || len(tx.env.Recipients) == 0 {
+		tx.blackhole = true
+	}
+	if tx.blackhole && tx.draft != nil {
+		tx.draft.Abort()
+		tx.draft = nil
+	}
+	if !tx.bdat {
+		tx.bdat = true
+		if !tx.blackhole {
+			draft, err := s.srv.opt.Spool.Create(ctx)
+			if err != nil {
+				s.log.Error("smtp: spool create failed", "err", err)
+				if s.drain(n) {
+					s.resetTx()
+					s.reply(R(451, enh430, "Local error in processing"))
+				}
+				return
+			}
+			tx.draft = draft
+		}
+		tx.dw = &draftWriter{w: tx.draft}
+		tx.chunk = &chunkWriter{
+			dst:       tx.dw,
+			binary:    tx.env.Body == envelope.BodyBinaryMIME,
+			fix:       s.lim.fixBare,
+			maxHeader: s.lim.maxHeader,
+		}
+	}
+	if tx.blackhole {
+		tx.dw.w = nil
+	}
+	if s.lim.maxMessage > 0 && tx.size+n > s.lim.maxMessage {
+		if s.drain(n) {
+			s.resetTx()
+			s.reply(R(552, enh534, "Message too big"))
+		}
+		return
+	}
+
+	if n > 0 {
+		s.beginData()
+		if int64(s.br.Buffered()) < n {
+			s.flush()
+		}
+		got, err := s.copyN(tx.chunk, n)
+		s.endData()
+		if err == nil && got < n {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			s.resetTx()
+			s.connFailed(err)
+			return
+		}
+	}
+	tx.size += n
+	if tx.chunk.headerTooBig {
+		s.resetTx()
+		s.reply(R(552, enh534, "Message header too large"))
+		return
+	}
+	if !last {
+		s.reply(R(250, enh200, itoa(n)+" octets received"))
+		return
+	}
+	tx.chunk.finish()
+	if tx.chunk.bare && !tx.chunk.fix {
+		s.resetTx()
+		s.reply(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
+		return
+	}
+	if tx.dw.err != nil {
+		s.log.Error("smtp: spool write failed", "id", tx.draft.ID(), "err", tx.dw.err)
+		s.resetTx()
+		s.reply(R(451, enh430, "Local error in processing"))
+		return
+	}
+	s.finish(ctx, tx.size, tx.blackhole)
+}
+
+// copyN copies exactly n bytes of the input to dst (fewer at EOF).
+func (s *session) copyN(dst io.Writer, n int64) (int64, error) {
+	bp := s.srv.buffers.Get().(*[]byte)
+	defer s.srv.buffers.Put(bp)
+	return io.CopyBuffer(dst, io.LimitReader(s.br, n), *bp)
+}
+
+// chunkWriter passes BDAT content on to dst, watching for bare CR and LF
+// across chunk boundaries (and converting them when fix is set) and
+// measuring the header section.
+type chunkWriter struct {
+	dst    *draftWriter
+	binary bool // BODY=BINARYMIME: content is passed on as is
+	fix    bool
+	prevCR bool
+	bare   bool
+
+	maxHeader    int64
+	header       int64
+	lineLen      int // bytes other than CR in the current header line
+	headerDone   bool
+	headerTooBig bool
+}
+
+var lf = []byte("\n")
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	if !c.headerDone {
+		c.scanHeader(p)
+	}
+	if c.binary {
+		c.dst.Write(p)
+		return len(p), nil
+	}
+	start := 0
+	for i, b := range p {
+		if c.prevCR && b != '\n' { // the CR before b was bare
+			c.bare = true
+			if c.fix {
+				c.dst.Write(p[start:i])
+				c.dst.Write(lf)
+				start = i
+			}
+		}
+		if b == '\n' && !c.prevCR {
+			c.bare = true
+			if c.fix {
+				c.dst.Write(p[start:i])
+				c.dst.Write(crlf)
+				start = i + 1
+			}
+		}
+		c.prevCR = b == '\r'
+	}
+	c.dst.Write(p[start:])
+	return len(p), nil
+}
+
+// finish handles a CR at the very end of the message.
+func (c *chunkWriter) finish() {
+	if c.prevCR && !c.binary {
+		c.bare = true
+		if c.fix {
+			c.dst.Write(lf)
+		}
+		c.prevCR = false
+	}
+}
+
+func (c *chunkWriter) scanHeader(p []byte) {
+	for _, b := range p {
+		switch b {
+		case '\n':
+			if c.lineLen == 0 {
+				c.headerDone = true
+				return
+			}
+			c.lineLen = 0
+		case '\r':
+		default:
+			c.lineLen++
+		}
+		c.header++
+		if c.maxHeader > 0 && c.header > c.maxHeader {
+			c.headerTooBig, c.headerDone = true, true
+			return
+		}
+	}
+}

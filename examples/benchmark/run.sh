@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Accept benchmark: `gateway bench` against `gateway sink` (the ceiling: a
+# server that keeps nothing) and against `gateway serve` (fsync'd spool),
+# interleaved, RUNS times each, on this machine. Prints every run and the
+# medians, and the server's CPU time per message.
+#
+#   examples/benchmark/run.sh            # 5 runs of 20000 messages, 2 KB, 1 rcpt, 20 sessions
+#   RUNS=3 MESSAGES=10000 examples/benchmark/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUNS=${RUNS:-5}
+MESSAGES=${MESSAGES:-20000}
+CONCURRENCY=${CONCURRENCY:-20}
+SIZE=${SIZE:-2048}
+RCPTS=${RCPTS:-1}
+
+bin=$(mktemp -d)/gateway
+go build -o "$bin" ./cmd/gateway
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# cpu_ticks PID: user+system clock ticks of a process so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# run_bench ADDR: one bench run; prints "msgs_per_sec p50_ms".
+run_bench() {
+	"$bin" bench --server "$1" --messages "$MESSAGES" --concurrency "$CONCURRENCY" \
+		--size "$SIZE" --rcpts "$RCPTS" --json >"$work/bench.json"
+	python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["messages_per_second"], r["latency_ms"]["p50"], r["failures"])' "$work/bench.json"
+}
+
+# wait_port ADDR: until something listens there.
+wait_port() {
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "nothing listening on $1" >&2; return 1
+}
+
+sink_rates=(); serve_rates=(); serve_cpu=()
+for i in $(seq "$RUNS"); do
+	"$bin" sink --listen 127.0.0.1:2626 >"$work/sink.out" &
+	sink=$!
+	wait_port 127.0.0.1:2626
+	read -r rate p50 fails < <(run_bench 127.0.0.1:2626)
+	kill -TERM "$sink"; wait "$sink" || true
+	sink_rates+=("$rate")
+	echo "run $i sink : $rate msg/s, p50 ${p50} ms, failures $fails"
+
+	data="$work/data$i"
+	sed "s|^data_dir = .*|data_dir = \"$data\"|" examples/benchmark/gateway.hcl >"$work/gateway.hcl"
+	"$bin" serve -config "$work/gateway.hcl" 2>"$work/serve.err" &
+	srv=$!
+	wait_port 127.0.0.1:2527
+	before=$(cpu_ticks "$srv")
+	read -r rate p50 fails < <(run_bench 127.0.0.1:2527)
+	after=$(cpu_ticks "$srv")
+	kill -TERM "$srv"; wait "$srv" || true
+	cpu_us=$(( (after - before) * 1000000 / hz / MESSAGES ))
+	serve_rates+=("$rate"); serve_cpu+=("$cpu_us")
+	echo "run $i serve: $rate msg/s, p50 ${p50} ms, failures $fails, server CPU ${cpu_us} µs/msg"
+	rm -rf "$data"
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ms=$(median "${sink_rates[@]}"); mv=$(median "${serve_rates[@]}"); mc=$(median "${serve_cpu[@]}")
+echo
+echo "median sink (ceiling): $ms msg/s"
+echo "median serve (fsync):  $mv msg/s = $(python3 -c "print(round(100*$mv/$ms))")% of the ceiling, server CPU $mc µs/msg"
