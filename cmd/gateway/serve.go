@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 
@@ -23,8 +25,20 @@ const defaultConfig = "gateway.hcl"
 func runServe(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "serve", "[-config gateway.hcl]")
 	path := fs.String("config", defaultConfig, "configuration file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until the gateway stops")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

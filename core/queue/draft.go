@@ -177,11 +177,14 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 		commits: 1,
 		delta:   1,
 		apply: func(tx *bolt.Tx) error {
-			msgs := tx.Bucket(bucketMessages)
+			msgs, bodies := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies)
 			if msgs.Get(key) != nil {
 				return fmt.Errorf("queue: commit %s: duplicate id", d.id)
 			}
-			if err := tx.Bucket(bucketBodies).Put(key, body); err != nil {
+			// IDs only grow, so these buckets are appended to: full pages
+			// mean fewer pages to write and fsync per batch.
+			msgs.FillPercent, bodies.FillPercent = appendFill, appendFill
+			if err := bodies.Put(key, body); err != nil {
 				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
 			}
 			if err := tx.Bucket(bucketSchedule).Put(sched, nil); err != nil {

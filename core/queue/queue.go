@@ -54,7 +54,8 @@ const (
 	dbFile                = "spool.db"
 	bodiesDir             = "bodies"
 	tmpSuffix             = ".tmp"
-	listPage              = 256 // records decoded per read transaction in List and Due
+	listPage              = 256  // records decoded per read transaction in List and Due
+	appendFill            = 0.95 // bbolt fill for buckets keyed by ever-growing IDs
 )
 
 var (
@@ -128,6 +129,12 @@ func Open(dir string, opt Options) (*Spool, error) {
 	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{
 		Timeout:      5 * time.Second,
 		FreelistType: bolt.FreelistMapType,
+		// The freelist is rebuilt by scanning at Open instead of being
+		// written on every commit: less to fsync per batch.
+		NoFreelistSync: true,
+		// Map address space for a large spool up front so that growing
+		// the file does not remap, which waits for every reader.
+		InitialMmapSize: 1 << 30,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", dir, err)

@@ -28,7 +28,7 @@ hz=$(getconf CLK_TCK)
 run_bench() {
 	"$bin" bench --server "$1" --messages "$MESSAGES" --concurrency "$CONCURRENCY" \
 		--size "$SIZE" --rcpts "$RCPTS" --json >"$work/bench.json"
-	python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["messages_per_second"], r["latency_ms"]["p50"], r["failures"])' "$work/bench.json"
+	python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["messages_per_second"], r["latency_p50_ms"], r["failures"])' "$work/bench.json"
 }
 
 # wait_port ADDR: until something listens there.
