@@ -297,14 +297,14 @@ func remoteIP(conn net.Conn) (netip.Addr, int) {
 	}
 }
 
-// Shutdown stops accepting, lets sessions finish, and when ctx is done
-// answers each remaining session's next command with 421 4.3.2 and closes it
-// (sessions waiting for a command are closed at once with that reply). It
-// returns when every session has ended.
+// Shutdown stops accepting, lets sessions finish their mail transactions,
+// and answers every other command with 421 4.3.2 and a close. It returns
+// when every session has ended.
 //
-// Sessions waiting for a command when Shutdown starts get the 421 at once;
-// a session in the middle of a command (a DATA transfer, a hook, a commit)
-// finishes it and gets the 421 instead of its next command. When ctx is
+// A session outside a mail transaction gets the 421 at once (if it is
+// waiting for a command) or instead of its next command. A session inside a
+// transaction (after MAIL, through the end of DATA or BDAT LAST) may finish
+// it, and gets the 421 instead of its first command after. When ctx is
 // done first, the server's root context is cancelled (hooks and commits see
 // it) and every session's reads end at once; Shutdown then returns
 // ctx.Err() once the sessions are gone.

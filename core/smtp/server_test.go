@@ -1273,6 +1273,41 @@ func TestShutdownWaitsForData(t *testing.T) {
 	}
 }
 
+// TestShutdownLetsTransactionFinish: a session waiting for a command inside
+// a mail transaction when Shutdown starts is not cut off; it may finish the
+// message, then gets the 421 instead of its next command.
+func TestShutdownLetsTransactionFinish(t *testing.T) {
+	addr, spool, srv := start(t, nil)
+	c := smtptest.Dial(t, addr)
+	c.Run(hello + `
+		C: MAIL FROM:<a@example.net>
+		S: 250 2.1.0 Ok
+	`)
+	done := shutdown(srv, 10*time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v while a transaction was open", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.Run(`
+		C: RCPT TO:<b@example.org>
+		S: 250 2.1.5 Ok
+		C: DATA
+		S: 354 End data with <CR><LF>.<CR><LF>
+		C: Subject: finished during shutdown
+		C:
+		C: .
+		S: 250 2.0.0 Ok: queued as M0001
+		C: MAIL FROM:<a@example.net>
+		S: 421 4.3.2 mx.test Service shutting down
+		EOF
+	`)
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	wantMessages(t, spool, 1)
+}
+
 func TestShutdownDeadline(t *testing.T) {
 	addr, spool, srv := start(t, nil)
 	c := smtptest.Dial(t, addr)

@@ -71,9 +71,10 @@ type session struct {
 	port int
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	conn net.Conn // replaced by STARTTLS
-	idle bool     // blocked waiting for a command
+	mu     sync.Mutex
+	conn   net.Conn // replaced by STARTTLS
+	idle   bool     // blocked waiting for a command
+	idleTx bool     // … inside a mail transaction, which Shutdown lets finish
 
 	rd connReader
 	br *bufio.Reader
@@ -167,10 +168,6 @@ func (s *session) greet(ctx context.Context) bool {
 // next reads and answers one command; false means close.
 func (s *session) next(ctx context.Context) bool {
 	s.verb = ""
-	if s.srv.shutting.Load() {
-		s.reply(R(421, enh432, s.srv.opt.Hostname+" Service shutting down"))
-		return false
-	}
 	line, err := s.readCommand()
 	switch {
 	case err == nil:
@@ -269,20 +266,25 @@ func (s *session) closeConn() {
 }
 
 // readCommand waits for the next command line. The read deadline is the
-// command timeout; Shutdown may cut it short while the session is idle.
+// command timeout. Once Shutdown has started, a session outside a mail
+// transaction gets no more commands; one inside a transaction may finish it
+// until Shutdown's deadline.
 func (s *session) readCommand() ([]byte, error) {
+	if s.srv.forced.Load() || (s.srv.shutting.Load() && s.tx == nil) {
+		return nil, errShutdown
+	}
 	if !s.lineBuffered() {
 		s.mu.Lock()
-		if s.srv.shutting.Load() {
+		if s.srv.shutting.Load() && s.tx == nil {
 			s.mu.Unlock()
 			return nil, errShutdown
 		}
 		s.conn.SetReadDeadline(time.Now().Add(s.lim.cmdTimeout))
-		s.idle = true
+		s.idle, s.idleTx = true, s.tx != nil
 		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
-			s.idle = false
+			s.idle, s.idleTx = false, false
 			s.mu.Unlock()
 		}()
 	}
@@ -353,10 +355,11 @@ func (s *session) setWriteDeadline(t time.Time) {
 	s.mu.Unlock()
 }
 
-// wakeIdle ends a wait for a command at once (Shutdown).
+// wakeIdle ends a wait for a command outside a transaction at once
+// (Shutdown).
 func (s *session) wakeIdle() {
 	s.mu.Lock()
-	if s.idle {
+	if s.idle && !s.idleTx {
 		s.conn.SetReadDeadline(aLongTimeAgo)
 	}
 	s.mu.Unlock()
