@@ -89,14 +89,33 @@ type Auth struct {
 // Delivery configures the delivery engine (core/delivery).
 type Delivery struct {
 	Routes []Route
+
+	Resolver []string // DNS servers "host:port" (resolver = "127.0.0.1:5353" or a list); empty = /etc/resolv.conf
+	Port     int      // SMTP port of MX hosts; default 25
+	TLS      string   // default STARTTLS policy: "none" | "opportunistic" (default) | "require"
+
+	MaxConnections          int // outbound connections in total; default 100
+	MaxConnectionsPerDomain int // outbound connections per destination; default 20
+
+	Retry        []time.Duration // waits before retry 1, 2, …; the last repeats. Default 1m, 5m, 15m, 30m, 1h
+	MaxLifetime  time.Duration   // a recipient still failing after this is bounced; default 5d
+	DelayWarning time.Duration   // send one delay DSN after this; default 4h; 0 = never
+
+	// Postmaster receives bounces that could not be delivered to their
+	// sender (double bounces); "" = log them and drop them.
+	Postmaster string
+
+	ConnectTimeout time.Duration // TCP connect to a next hop; default 30s
+	CommandTimeout time.Duration // each SMTP reply from a next hop; default 5m
 }
 
-// Route is a static next hop: route "domain" { via = "host:port" }.
+// Route is a static route: route "domain" { via = "host:port" }.
 type Route struct {
 	Domain    string // lower case; "*" matches every domain
-	Via       string // host:port
-	Transport string // "smtp" (default), later: "lmtp", "maildir", plugin transports
-	Path      string // for transports that need a path
+	Via       string // host:port; "" = MX look-up (smtp) — required for lmtp over TCP
+	Transport string // "smtp" (default), "lmtp", "maildir"; later plugin transports
+	Path      string // maildir: the Maildir root; lmtp: a unix socket path instead of via
+	TLS       string // STARTTLS policy for this route; "" = Delivery.TLS
 }
 
 // Admin is the loopback admin API.

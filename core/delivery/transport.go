@@ -1,0 +1,73 @@
+package delivery
+
+import (
+	"context"
+	"io"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// Class is how a delivery attempt ended for one recipient.
+type Class uint8
+
+const (
+	Temporary Class = iota // zero value: try again later (4xx, connection failures, DNS failures)
+	Delivered              // 2xx: done
+	Permanent              // 5xx, null MX, NXDOMAIN: bounce
+)
+
+func (c Class) String() string {
+	switch c {
+	case Delivered:
+		return "delivered"
+	case Permanent:
+		return "permanent"
+	}
+	return "temporary"
+}
+
+// Result is the outcome of one attempt for one recipient.
+type Result struct {
+	Class     Class
+	Code      int              // SMTP reply code (or the one a local transport stands for)
+	Enhanced  sdk.EnhancedCode // RFC 3463 status
+	Text      string           // reply text or error, single line, for logs and DSN Diagnostic-Code
+	RemoteMTA string           // the host that answered, "" if none
+}
+
+// Job is one delivery attempt: the recipients of one queued message that
+// share a destination and a route.
+type Job struct {
+	ID         string               // queue ID
+	Envelope   *envelope.Envelope   // sender, DSN and body parameters; read-only
+	Recipients []envelope.Recipient // this attempt's recipients
+	Domain     string               // destination domain, lower case (the recipients' domain)
+	Route      Route                // how to get there
+	Size       int64                // bytes of Open's content
+	// Open returns the message (trace header + content) from the spool; a
+	// transport may call it more than once (a retry on the next MX).
+	Open func() (io.ReadCloser, error)
+}
+
+// Route is a resolved route for one destination.
+type Route struct {
+	Transport string // "smtp", "lmtp", "maildir", or a plugin transport's name
+	Via       string // host:port next hop; "" = MX look-up (smtp only)
+	Path      string // maildir root; lmtp unix socket
+	TLS       string // "none" | "opportunistic" | "require"
+}
+
+// Transport delivers jobs. Deliver returns one Result per job recipient, in
+// order, and never fails as a whole: a connection failure is a Temporary
+// result for every recipient. It honours ctx (shutdown, per-attempt
+// deadline).
+type Transport interface {
+	Deliver(ctx context.Context, job *Job) []Result
+}
+
+// Closer is implemented by transports that keep connections open between
+// jobs (connection reuse); the engine calls Close on shutdown.
+type Closer interface {
+	Close() error
+}
