@@ -5,6 +5,7 @@ package main
 // tests of the delivery engine.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,7 @@ func runSink(ctx context.Context, c *cli, args []string) error {
 	maxSize := fs.Int64("max-size", 1<<30, "largest message accepted, in bytes")
 	bare := fs.String("bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
 	logLevel := fs.String("log-level", "warn", "server log level on stderr: debug, info, warn or error")
+	dropMidData := fs.Bool("drop-mid-data", false, "close the connection once message content starts arriving, without a reply (tests a client's handling of a dropped DATA)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -98,6 +100,9 @@ func runSink(ctx context.Context, c *cli, args []string) error {
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
+	}
+	if *dropMidData {
+		ln = dropListener{ln}
 	}
 	fmt.Fprintf(c.Stdout, "listening on %s\n", ln.Addr())
 
@@ -370,3 +375,37 @@ var (
 	_ smtp.Spool      = (*sinkSpool)(nil)
 	_ smtp.Draft      = (*sinkDraft)(nil)
 )
+
+// dropListener hands out connections that close themselves mid-DATA.
+type dropListener struct{ net.Listener }
+
+func (l dropListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &dropConn{Conn: c}, nil
+}
+
+// dropConn closes the connection at the first read after the server has
+// sent a 354 (start mail input): the client is cut off mid-DATA with no
+// reply, as a crashing or overloaded remote server would.
+type dropConn struct {
+	net.Conn
+	armed atomic.Bool
+}
+
+func (c *dropConn) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte("354 ")) || bytes.Contains(p, []byte("\n354 ")) {
+		c.armed.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *dropConn) Read(p []byte) (int, error) {
+	if c.armed.Load() {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Read(p)
+}

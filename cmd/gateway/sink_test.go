@@ -212,3 +212,16 @@ func TestParseSinkReply(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSinkDropMidData: the sink cuts the connection once content starts,
+// with no reply, and counts nothing.
+func TestSinkDropMidData(t *testing.T) {
+	addr, stop := startSink(t, "--drop-mid-data")
+	code, out, errOut := runWithInput(t, "hello\n", "send", "--server", addr, "--from", "a@x.test", "--to", "b@y.test")
+	if code != 1 || out != "" || errOut == "" {
+		t.Errorf("send: code %d, stdout %q, stderr %q; want 1, nothing, an error", code, out, errOut)
+	}
+	if got := sinkTotals(t, stop()); got != "messages=0 bytes=0" {
+		t.Errorf("sink totals %q, want none", got)
+	}
+}
