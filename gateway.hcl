@@ -33,6 +33,8 @@ listener "mx" {
   # bare_line_endings      = "reject" # a bare CR or LF in a message: "reject" or "fix"
   # auth_required          = false    # require AUTH before MAIL (a submission listener)
   # auth_insecure          = false    # offer AUTH without TLS
+  # verify_sender_domain   = false    # MAIL FROM's domain must have an MX, A or AAAA record
+  # max_hops               = 50       # most Received fields a message may carry (a loop beyond)
 
   # STARTTLS with this certificate and key (PEM files). Default: no TLS.
   # tls { cert = "cert.pem"  key = "key.pem" }
@@ -53,6 +55,39 @@ relay {
 # Built-in users for AUTH: user name = bcrypt hash ($2a$, $2b$ or $2y$).
 # Default: none, and AUTH is not offered.
 # auth { users = { "alice" = "$2a$10$..." } }
+
+# Delivery of queued mail. Mail for example.test and localhost goes into a
+# Maildir under the data folder (data/mail/new/ once a message arrives);
+# everything else goes to the MX hosts of its domain. The settings below are
+# shown with their defaults.
+delivery {
+  # resolver                   = "127.0.0.1:5353" # DNS server(s), "ip:port" or a list; a bare IP gets :53.
+  #                                               # Default: the servers of /etc/resolv.conf
+  # port                       = 25               # SMTP port of MX hosts
+  # tls                        = "opportunistic"  # STARTTLS: "none", "opportunistic" or "require"
+  # max_connections            = 100              # outbound connections in all
+  # max_connections_per_domain = 20               # outbound connections per destination
+  # retry                      = ["1m", "5m", "15m", "30m", "1h"] # waits between attempts; the last repeats
+  # max_lifetime               = "5d"             # bounce what is still undelivered after this
+  # delay_warning              = "4h"             # send one delay notice after this; "0" = never
+  # postmaster                 = "postmaster@example.test" # gets undeliverable bounces. Default: none (logged)
+  # connect_timeout            = "30s"            # TCP connect to a next hop
+  # command_timeout            = "5m"             # each reply from a next hop
+
+  # A static route per domain ("*" matches all): transport is "smtp" (the
+  # default; via = "host:port" instead of an MX look-up), "lmtp" (via, or
+  # path = a unix socket), "maildir" (path = the Maildir root) or a plugin
+  # transport's name; tls overrides the tls above.
+  route "example.test" {
+    transport = "maildir"
+    path      = "data/mail"
+  }
+  route "localhost" {
+    transport = "maildir"
+    path      = "data/mail"
+  }
+  # route "example.org" { via = "127.0.0.1:2626"  tls = "none" }
+}
 
 # The admin HTTP API. Default: off (no admin block).
 admin {

@@ -59,7 +59,16 @@ type Listener struct {
 	TLS          *TLS // nil: no STARTTLS
 	AuthRequired bool // submission-style: MAIL needs AUTH first (530 5.7.0)
 	AuthInsecure bool // offer AUTH without TLS (off by default)
-	Timeouts     Timeouts
+
+	// VerifySenderDomain rejects MAIL FROM when the sender's domain has no
+	// MX, A or AAAA record (550 5.1.8; 450 4.1.8 when the look-up fails).
+	// Off by default.
+	VerifySenderDomain bool
+	// MaxHops is the most Received header fields a message may arrive with;
+	// more is taken for a mail loop (554 5.4.6). Default 50.
+	MaxHops int
+
+	Timeouts Timeouts
 }
 
 // TLS is a listener's certificate for STARTTLS.

@@ -56,7 +56,7 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 		c.Auth.Users = d.users(r.Auth.Users)
 	}
 	if r.Delivery != nil {
-		c.Delivery.Routes = d.routes(r.Delivery.Routes)
+		c.Delivery = d.delivery(r.Delivery)
 	}
 	if r.Admin != nil {
 		if d.required("address", r.Admin.Address, r.Admin.DefRange) {
@@ -154,6 +154,8 @@ func (d *decoder) listener(r *rawListener) Listener {
 	d.enum("bare_line_endings", r.BareLineEndings, &l.BareLineEndings, bareLineEndings())
 	d.boolean("auth_required", r.AuthRequired, &l.AuthRequired)
 	d.boolean("auth_insecure", r.AuthInsecure, &l.AuthInsecure)
+	d.boolean("verify_sender_domain", r.VerifySenderDomain, &l.VerifySenderDomain)
+	d.integer("max_hops", r.MaxHops, &l.MaxHops, 1)
 	if r.TLS != nil {
 		l.TLS = &TLS{}
 		if d.required("cert", r.TLS.Cert, r.TLS.DefRange) {
@@ -174,6 +176,70 @@ func (d *decoder) listener(r *rawListener) Listener {
 // line names the file and line where r starts, for "defined at" details.
 func line(r hcl.Range) string {
 	return fmt.Sprintf("%s:%d", r.Filename, r.Start.Line)
+}
+
+// delivery converts delivery { … } over the defaults.
+func (d *decoder) delivery(r *rawDelivery) Delivery {
+	dl := defaultDelivery()
+	dl.Resolver = d.resolvers("resolver", r.Resolver)
+	d.port("port", r.Port, &dl.Port)
+	d.enum("tls", r.TLS, &dl.TLS, deliveryTLS())
+	d.integer("max_connections", r.MaxConnections, &dl.MaxConnections, 1)
+	d.integer("max_connections_per_domain", r.MaxConnectionsPerDomain, &dl.MaxConnectionsPerDomain, 1)
+	d.durations("retry", r.Retry, &dl.Retry)
+	d.duration("max_lifetime", r.MaxLifetime, &dl.MaxLifetime, false)
+	d.duration("delay_warning", r.DelayWarning, &dl.DelayWarning, true)
+	d.mailbox("postmaster", r.Postmaster, &dl.Postmaster)
+	d.duration("connect_timeout", r.ConnectTimeout, &dl.ConnectTimeout, false)
+	d.duration("command_timeout", r.CommandTimeout, &dl.CommandTimeout, false)
+	dl.Routes = d.routes(r.Routes)
+	return dl
+}
+
+// resolvers converts resolver: one address or a list of them (see
+// resolverAddress), duplicates dropped.
+func (d *decoder) resolvers(name string, expr hcl.Expression) []string {
+	if expr == nil {
+		return nil
+	}
+	val, diags := expr.Value(nil)
+	if diags.HasErrors() {
+		d.diags = append(d.diags, diags...)
+		return nil
+	}
+	var (
+		list   []string
+		ranges []hcl.Range
+	)
+	if val.Type().IsPrimitiveType() { // a single address
+		s, ok := value[string](d, name, expr)
+		if !ok {
+			return nil
+		}
+		list, ranges = []string{s}, []hcl.Range{expr.Range()}
+	} else {
+		if ty := val.Type(); !val.IsNull() && !ty.IsListType() && !ty.IsTupleType() && !ty.IsSetType() {
+			d.errorf(expr.Range(), "Unsuitable value type", `%s: want an address string or a list of them.`, name)
+			return nil
+		}
+		var ok bool
+		if list, ok = value[[]string](d, name, expr); !ok {
+			return nil
+		}
+		ranges = elementRanges(expr, len(list))
+	}
+	var out []string
+	for i, s := range list {
+		addr, err := resolverAddress(s)
+		if err != nil {
+			d.errorf(ranges[i], "Invalid address", "%s: %q: %s.", name, s, err)
+			continue
+		}
+		if !slices.Contains(out, addr) {
+			out = append(out, addr)
+		}
+	}
+	return out
 }
 
 func (d *decoder) routes(rs []rawRoute) []Route {
@@ -199,9 +265,12 @@ func (d *decoder) routes(rs []rawRoute) []Route {
 		seen[domain] = r.DomainRange
 		rt := defaultRoute(domain)
 		d.address("via", r.Via, &rt.Via, false)
-		if d.str("transport", r.Transport, &rt.Transport) && !validTransportName(rt.Transport) {
-			d.errorf(r.Transport.Range(), "Invalid value",
-				"transport = %q is not a transport name: lower-case letters, digits, '_' and '-'.", rt.Transport)
+		transportOK := !present(r.Transport)
+		if d.str("transport", r.Transport, &rt.Transport) {
+			if transportOK = validTransportName(rt.Transport); !transportOK {
+				d.errorf(r.Transport.Range(), "Invalid value",
+					"transport = %q is not a transport name: lower-case letters, digits, '_' and '-'.", rt.Transport)
+			}
 		}
 		if d.str("path", r.Path, &rt.Path) {
 			if rt.Path == "" {
@@ -209,9 +278,55 @@ func (d *decoder) routes(rs []rawRoute) []Route {
 			}
 			rt.Path = d.resolve(rt.Path)
 		}
+		d.enum("tls", r.TLS, &rt.TLS, deliveryTLS())
+		if transportOK {
+			d.transportArgs(&r, rt.Transport)
+		}
 		routes = append(routes, rt)
 	}
 	return routes
+}
+
+// transportArgs checks that a route has the arguments its transport needs
+// and none it would ignore. Plugin transports check their own.
+func (d *decoder) transportArgs(r *rawRoute, transport string) {
+	switch transport {
+	case transportSMTP:
+		if present(r.Path) {
+			d.errorf(r.Path.Range(), "Unsupported argument",
+				`path is for transport = "maildir" or "lmtp"; an smtp route takes via, or none for an MX look-up.`)
+		}
+	case transportLMTP:
+		switch {
+		case !present(r.Via) && !present(r.Path):
+			d.errorf(r.Transport.Range(), "Missing required argument",
+				`transport = "lmtp" needs via (host:port) or path (a unix socket).`)
+		case present(r.Via) && present(r.Path):
+			d.errorf(r.Path.Range(), "Conflicting arguments",
+				`transport = "lmtp" takes via (host:port) or path (a unix socket), not both.`)
+		}
+	case transportMaildir:
+		if !present(r.Path) {
+			d.errorf(r.Transport.Range(), "Missing required argument",
+				`transport = "maildir" needs path, the Maildir root folder.`)
+		}
+		if present(r.Via) {
+			d.errorf(r.Via.Range(), "Unsupported argument", `via is not used by transport = "maildir".`)
+		}
+		if present(r.TLS) {
+			d.errorf(r.TLS.Range(), "Unsupported argument", `tls is not used by transport = "maildir".`)
+		}
+	}
+}
+
+// present reports whether an optional argument is given a non-null value
+// (or one whose value is in error: that is reported where it is decoded).
+func present(expr hcl.Expression) bool {
+	if expr == nil {
+		return false
+	}
+	v, diags := expr.Value(nil)
+	return diags.HasErrors() || !v.IsNull()
 }
 
 // bcryptPrefixes are the versions of bcrypt hashes the password table takes.
@@ -399,6 +514,20 @@ func (d *decoder) integer(name string, expr hcl.Expression, dst *int, minimum in
 	return true
 }
 
+// port decodes a port number, 1 to 65535.
+func (d *decoder) port(name string, expr hcl.Expression, dst *int) bool {
+	v := *dst
+	if !d.integer(name, expr, &v, 1) {
+		return false
+	}
+	if v > 65535 {
+		d.errorf(expr.Range(), "Invalid value", "%s must be at most 65535; got %d.", name, v)
+		return false
+	}
+	*dst = v
+	return true
+}
+
 // size decodes a size in bytes (see ParseSize), which must not be 0.
 func (d *decoder) size(name string, expr hcl.Expression, dst *int64) bool {
 	s, ok := value[string](d, name, expr)
@@ -440,6 +569,40 @@ func (d *decoder) duration(name string, expr hcl.Expression, dst *time.Duration,
 	return true
 }
 
+// durations decodes a non-empty list of positive durations.
+func (d *decoder) durations(name string, expr hcl.Expression, dst *[]time.Duration) bool {
+	list, ok := value[[]string](d, name, expr)
+	if !ok {
+		return false
+	}
+	if len(list) == 0 {
+		d.errorf(expr.Range(), "Invalid value", "%s needs at least one duration.", name)
+		return false
+	}
+	ranges := elementRanges(expr, len(list))
+	out := make([]time.Duration, 0, len(list))
+	for i, s := range list {
+		v, err := parseDuration(s)
+		switch {
+		case err != nil:
+		case v < 0:
+			err = errors.New("must not be negative")
+		case v == 0:
+			err = errors.New("must not be 0")
+		}
+		if err != nil {
+			d.errorf(ranges[i], "Invalid duration", "%s: %q: %s.", name, s, err)
+			continue
+		}
+		out = append(out, v)
+	}
+	if len(out) != len(list) {
+		return false
+	}
+	*dst = out
+	return true
+}
+
 func (d *decoder) enum(name string, expr hcl.Expression, dst *string, allowed []string) bool {
 	s, ok := value[string](d, name, expr)
 	if !ok {
@@ -462,6 +625,22 @@ func (d *decoder) domain(name string, expr hcl.Expression, dst *string) bool {
 	v, err := normalizeDomain(s)
 	if err != nil {
 		d.errorf(expr.Range(), "Invalid domain name", "%s = %q: %s.", name, s, err)
+		return false
+	}
+	*dst = v
+	return true
+}
+
+// mailbox decodes an address local@domain: ASCII, with a domain name (not
+// an address literal), which is lower-cased.
+func (d *decoder) mailbox(name string, expr hcl.Expression, dst *string) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	v, err := normalizeMailbox(s)
+	if err != nil {
+		d.errorf(expr.Range(), "Invalid address", "%s = %q: %s.", name, s, err)
 		return false
 	}
 	*dst = v

@@ -21,6 +21,7 @@ const (
 	defaultMaxConnectionsPerIP = 50
 	defaultMaxErrors           = 20
 	defaultBareLineEndings     = "reject"
+	defaultMaxHops             = 50 // Received fields; Postfix's hopcount_limit
 
 	// RFC 5321 §4.5.3.2.
 	defaultCommandTimeout   = 5 * time.Minute  // §4.5.3.2.7, server timeout
@@ -29,14 +30,38 @@ const (
 
 	defaultRelayAuthenticated = true
 
-	defaultRouteTransport = "smtp"
+	defaultRouteTransport = transportSMTP
+
+	defaultDeliveryPort                    = 25
+	defaultDeliveryTLS                     = "opportunistic"
+	defaultDeliveryMaxConnections          = 100
+	defaultDeliveryMaxConnectionsPerDomain = 20
+	defaultMaxLifetime                     = 5 * 24 * time.Hour
+	defaultDelayWarning                    = 4 * time.Hour
+	defaultConnectTimeout                  = 30 * time.Second
+	defaultDeliveryCommandTimeout          = 5 * time.Minute
+	defaultResolverPort                    = "53" // for a resolver given as a bare IP address
 )
+
+// The built-in transports of a route; any other lower-case name is a
+// plugin transport.
+const (
+	transportSMTP    = "smtp"
+	transportLMTP    = "lmtp"
+	transportMaildir = "maildir"
+)
+
+// defaultRetry is the waits before retries 1, 2, …; the last repeats.
+func defaultRetry() []time.Duration {
+	return []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour}
+}
 
 // The allowed values of the enumerated settings, the default first. They
 // are functions so that no caller can change a shared slice.
 func logLevels() []string       { return []string{defaultLogLevel, "debug", "warn", "error"} }
 func logFormats() []string      { return []string{defaultLogFormat, "json"} }
 func bareLineEndings() []string { return []string{defaultBareLineEndings, "fix"} }
+func deliveryTLS() []string     { return []string{defaultDeliveryTLS, "none", "require"} }
 
 // defaultConfig is the configuration of an empty file, except for the
 // listener that a file must declare and the hostname (defaultHostname,
@@ -46,7 +71,23 @@ func defaultConfig() Config {
 		DataDir:         defaultDataDir,
 		Log:             Log{Level: defaultLogLevel, Format: defaultLogFormat},
 		Relay:           Relay{Authenticated: defaultRelayAuthenticated},
+		Delivery:        defaultDelivery(),
 		ShutdownTimeout: defaultShutdownTimeout,
+	}
+}
+
+// defaultDelivery is the delivery block when absent or empty.
+func defaultDelivery() Delivery {
+	return Delivery{
+		Port:                    defaultDeliveryPort,
+		TLS:                     defaultDeliveryTLS,
+		MaxConnections:          defaultDeliveryMaxConnections,
+		MaxConnectionsPerDomain: defaultDeliveryMaxConnectionsPerDomain,
+		Retry:                   defaultRetry(),
+		MaxLifetime:             defaultMaxLifetime,
+		DelayWarning:            defaultDelayWarning,
+		ConnectTimeout:          defaultConnectTimeout,
+		CommandTimeout:          defaultDeliveryCommandTimeout,
 	}
 }
 
@@ -75,6 +116,7 @@ func defaultListener(name string) Listener {
 		MaxConnectionsPerIP: defaultMaxConnectionsPerIP,
 		MaxErrors:           defaultMaxErrors,
 		BareLineEndings:     defaultBareLineEndings,
+		MaxHops:             defaultMaxHops,
 		Timeouts: Timeouts{
 			Command:   defaultCommandTimeout,
 			DataBlock: defaultDataBlockTimeout,

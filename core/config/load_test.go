@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,12 +93,24 @@ func TestLoadExample(t *testing.T) {
 			MaxConnectionsPerIP: 50,
 			MaxErrors:           20,
 			BareLineEndings:     "reject",
+			MaxHops:             50,
 			Timeouts:            Timeouts{Command: 5 * time.Minute, DataBlock: 3 * time.Minute, Message: 10 * time.Minute},
 		}},
-		Domains:         []string{"example.test"},
-		Relay:           Relay{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Authenticated: true},
-		Auth:            Auth{Users: map[string]string{"alice": "$2a$10$…"}},
-		Delivery:        Delivery{Routes: []Route{{Domain: "example.test", Via: "127.0.0.1:2626", Transport: "smtp"}}},
+		Domains: []string{"example.test"},
+		Relay:   Relay{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Authenticated: true},
+		Auth:    Auth{Users: map[string]string{"alice": "$2a$10$…"}},
+		Delivery: Delivery{
+			Routes:                  []Route{{Domain: "example.test", Via: "127.0.0.1:2626", Transport: "smtp"}},
+			Port:                    25,
+			TLS:                     "opportunistic",
+			MaxConnections:          100,
+			MaxConnectionsPerDomain: 20,
+			Retry:                   []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour},
+			MaxLifetime:             5 * 24 * time.Hour,
+			DelayWarning:            4 * time.Hour,
+			ConnectTimeout:          30 * time.Second,
+			CommandTimeout:          5 * time.Minute,
+		},
 		Admin:           Admin{Address: "127.0.0.1:8025"},
 		ShutdownTimeout: 30 * time.Second,
 		File:            "testdata/example.hcl",
@@ -127,7 +140,10 @@ func TestRootGatewayHCL(t *testing.T) {
 		{"domains", strings.Join(cfg.Domains, " "), "localhost example.test"},
 		{"relay networks", len(cfg.Relay.Networks), 2},
 		{"relay authenticated", cfg.Relay.Authenticated, true},
-		{"routes", len(cfg.Delivery.Routes), 0},
+		{"routes", len(cfg.Delivery.Routes), 2},
+		{"delivery TLS", cfg.Delivery.TLS, "opportunistic"},
+		{"max hops", cfg.Listeners[0].MaxHops, 50},
+		{"verify sender domain", cfg.Listeners[0].VerifySenderDomain, false},
 		{"admin", cfg.Admin.Address, "127.0.0.1:8025"},
 	}
 	for _, c := range checks {
@@ -138,6 +154,21 @@ func TestRootGatewayHCL(t *testing.T) {
 	for i, want := range []string{"127.0.0.0/8", "::1/128"} {
 		if got := cfg.Relay.Networks[i].String(); got != want {
 			t.Errorf("relay network %d: got %s, want %s", i, got, want)
+		}
+	}
+	// A newcomer's mail to a local domain lands in a Maildir under the data
+	// folder, where they can see it.
+	mail := filepath.Join("..", "..", "data", "mail")
+	for i, domain := range []string{"example.test", "localhost"} {
+		if i >= len(cfg.Delivery.Routes) {
+			break
+		}
+		want := Route{Domain: domain, Transport: "maildir", Path: mail}
+		if got := cfg.Delivery.Routes[i]; got != want {
+			t.Errorf("route %d: got %+v, want %+v", i, got, want)
+		}
+		if !slices.Contains(cfg.Domains, domain) {
+			t.Errorf("route %q: not in domains %q, so its mail is refused", domain, cfg.Domains)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mailgate/gateway/core/envelope"
 )
 
 // normalizeDomain lower-cases a domain name, strips one trailing dot and
@@ -103,4 +105,53 @@ func parseNetwork(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, errors.New(`want a CIDR prefix or an IP address, as in "192.0.2.0/24", "2001:db8::/32" or "192.0.2.1"`)
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// resolverAddress checks the address of a DNS server, "ip:port" or a bare
+// IP address (port 53), and returns it as ip:port. The host must be an IP
+// address: the resolver is what finds addresses by name.
+func resolverAddress(s string) (string, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return net.JoinHostPort(a.String(), defaultResolverPort), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", errors.New(`want an IP address or ip:port, as in "192.0.2.53", "127.0.0.1:5353" or "[2001:db8::53]:53"`)
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return "", fmt.Errorf("host %q is not an IP address", host)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return net.JoinHostPort(a.String(), strconv.FormatUint(n, 10)), nil
+}
+
+// normalizeMailbox checks an address local@domain as configuration gives
+// it (no angle brackets): ASCII, an RFC 5321 local part and a domain name
+// (not an address literal), which is lower-cased.
+func normalizeMailbox(s string) (string, error) {
+	for _, c := range []byte(s) {
+		if c >= 0x80 {
+			return "", errors.New("not ASCII")
+		}
+	}
+	a, err := envelope.ParseAddress(s)
+	if err != nil {
+		var aerr *envelope.AddressError
+		if errors.As(err, &aerr) {
+			return "", errors.New(aerr.Reason)
+		}
+		return "", err
+	}
+	if strings.HasPrefix(a.Domain, "[") {
+		return "", errors.New("the domain is an address literal; want a domain name")
+	}
+	dom, err := normalizeDomain(a.Domain)
+	if err != nil {
+		return "", fmt.Errorf("want local@domain with a domain name: %w", err)
+	}
+	return a.Local + "@" + dom, nil
 }

@@ -92,3 +92,57 @@ func TestParseNetwork(t *testing.T) {
 		}
 	}
 }
+
+func TestResolverAddress(t *testing.T) {
+	tests := []struct {
+		in, want, err string
+	}{
+		{in: "192.0.2.53", want: "192.0.2.53:53"},
+		{in: "127.0.0.1:5353", want: "127.0.0.1:5353"},
+		{in: "::1", want: "[::1]:53"},
+		{in: "[2001:DB8::53]:053", want: "[2001:db8::53]:53"},
+		{in: "dns.example.test:53", err: "not an IP address"},
+		{in: "127.0.0.1:0", err: "from 1 to 65535"},
+		{in: "127.0.0.1:dns", err: "from 1 to 65535"},
+		{in: "[::1]", err: "want an IP address or ip:port"},
+		{in: "", err: "want an IP address or ip:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := resolverAddress(tt.in)
+			switch {
+			case tt.err == "" && (err != nil || got != tt.want):
+				t.Errorf("resolverAddress(%q): got %q, %v; want %q, nil", tt.in, got, err, tt.want)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Errorf("resolverAddress(%q): got %q, %v; want an error about %q", tt.in, got, err, tt.err)
+			}
+		})
+	}
+}
+
+func TestNormalizeMailbox(t *testing.T) {
+	tests := []struct {
+		in, want, err string
+	}{
+		{in: "postmaster@example.test", want: "postmaster@example.test"},
+		{in: "Bounces+x@Mail.Example.TEST", want: "Bounces+x@mail.example.test"},
+		{in: `"a b"@example.test`, want: `"a b"@example.test`},
+		{in: "postmaster", err: `"@"`},
+		{in: "@example.test", err: ""},
+		{in: "a@[192.0.2.1]", err: "address literal"},
+		{in: "zoë@example.test", err: "not ASCII"},
+		{in: "a@exa_mple.test", err: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := normalizeMailbox(tt.in)
+			wantErr := tt.want == ""
+			switch {
+			case !wantErr && (err != nil || got != tt.want):
+				t.Errorf("normalizeMailbox(%q): got %q, %v; want %q, nil", tt.in, got, err, tt.want)
+			case wantErr && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Errorf("normalizeMailbox(%q): got %q, %v; want an error about %q", tt.in, got, err, tt.err)
+			}
+		})
+	}
+}

@@ -50,6 +50,8 @@ type rawListener struct {
 	BareLineEndings     hcl.Expression `hcl:"bare_line_endings,optional"`
 	AuthRequired        hcl.Expression `hcl:"auth_required,optional"`
 	AuthInsecure        hcl.Expression `hcl:"auth_insecure,optional"`
+	VerifySenderDomain  hcl.Expression `hcl:"verify_sender_domain,optional"`
+	MaxHops             hcl.Expression `hcl:"max_hops,optional"`
 
 	TLS      *rawTLS      `hcl:"tls,block"`
 	Timeouts *rawTimeouts `hcl:"timeouts,block"`
@@ -82,6 +84,18 @@ type rawAuth struct {
 
 // rawDelivery is delivery { … }.
 type rawDelivery struct {
+	Resolver                hcl.Expression `hcl:"resolver,optional"` // a string or a list of strings
+	Port                    hcl.Expression `hcl:"port,optional"`
+	TLS                     hcl.Expression `hcl:"tls,optional"`
+	MaxConnections          hcl.Expression `hcl:"max_connections,optional"`
+	MaxConnectionsPerDomain hcl.Expression `hcl:"max_connections_per_domain,optional"`
+	Retry                   hcl.Expression `hcl:"retry,optional"`
+	MaxLifetime             hcl.Expression `hcl:"max_lifetime,optional"`
+	DelayWarning            hcl.Expression `hcl:"delay_warning,optional"`
+	Postmaster              hcl.Expression `hcl:"postmaster,optional"`
+	ConnectTimeout          hcl.Expression `hcl:"connect_timeout,optional"`
+	CommandTimeout          hcl.Expression `hcl:"command_timeout,optional"`
+
 	Routes []rawRoute `hcl:"route,block"`
 }
 
@@ -93,6 +107,7 @@ type rawRoute struct {
 	Via       hcl.Expression `hcl:"via,optional"`
 	Transport hcl.Expression `hcl:"transport,optional"`
 	Path      hcl.Expression `hcl:"path,optional"`
+	TLS       hcl.Expression `hcl:"tls,optional"`
 }
 
 // rawAdmin is admin { … }.

@@ -48,9 +48,10 @@ type Authenticator interface {
 // Options configure a Server.
 //
 // Zero values in Listener stand for the defaults of core/config:
-// MaxLineLength 2048, MaxRecipients 100, MaxErrors 20, timeouts 5m (command),
-// 3m (data block) and 10m (message). A zero MaxMessageSize, MaxHeaderSize,
-// MaxConnections or MaxConnectionsPerIP means no limit.
+// MaxLineLength 2048, MaxRecipients 100, MaxErrors 20, MaxHops 50,
+// timeouts 5m (command), 3m (data block) and 10m (message). A zero
+// MaxMessageSize, MaxHeaderSize, MaxConnections or MaxConnectionsPerIP
+// means no limit.
 type Options struct {
 	Hostname string
 	Listener config.Listener // limits, timeouts, auth_required, bare line endings
@@ -64,6 +65,14 @@ type Options struct {
 	Hooks hook.Dispatcher
 	Spool Spool
 	Log   *slog.Logger
+
+	// ETRN starts delivery of queued mail for domain (RFC 1985) and
+	// reports how many messages are waiting for it; nil = ETRN not offered
+	// (502 5.5.1).
+	ETRN func(ctx context.Context, domain string) (int, error)
+	// VerifySender reports whether a sender domain exists (MX, A or AAAA);
+	// nil = no check. Only consulted when Listener.VerifySenderDomain is set.
+	VerifySender func(ctx context.Context, domain string) (bool, error)
 }
 
 // Defaults for zero Listener settings (the same as core/config's).
@@ -71,6 +80,7 @@ const (
 	defaultMaxLineLength    = 2048
 	defaultMaxRecipients    = 100
 	defaultMaxErrors        = 20
+	defaultMaxHops          = 50
 	defaultCommandTimeout   = 5 * time.Minute
 	defaultDataBlockTimeout = 3 * time.Minute
 	defaultMessageTimeout   = 10 * time.Minute
@@ -105,6 +115,10 @@ type Server struct {
 	sessions  map[*session]struct{}
 	perIP     map[netip.Addr]int
 	wg        sync.WaitGroup
+
+	// Counters for Stats, counted by the sessions.
+	accepted atomic.Int64 // messages queued
+	rejected atomic.Int64 // messages refused after their content was received
 }
 
 // limits are Options.Listener with defaults filled in.
@@ -114,6 +128,7 @@ type limits struct {
 	maxLine       int
 	maxRcpt       int
 	maxErrors     int
+	maxHops       int // Received fields a message may carry
 	maxConns      int
 	maxConnsPerIP int
 	fixBare       bool
@@ -142,7 +157,7 @@ func NewServer(opt Options) (*Server, error) {
 	if l.MaxLineLength != 0 && l.MaxLineLength < minLineLength {
 		return nil, fmt.Errorf("smtp: max line length %d is below %d", l.MaxLineLength, minLineLength)
 	}
-	if l.MaxMessageSize < 0 || l.MaxHeaderSize < 0 || l.MaxRecipients < 0 || l.MaxErrors < 0 ||
+	if l.MaxMessageSize < 0 || l.MaxHeaderSize < 0 || l.MaxRecipients < 0 || l.MaxErrors < 0 || l.MaxHops < 0 ||
 		l.MaxConnections < 0 || l.MaxConnectionsPerIP < 0 {
 		return nil, errors.New("smtp: negative listener limit")
 	}
@@ -171,6 +186,7 @@ func NewServer(opt Options) (*Server, error) {
 		maxLine:       orDefault(l.MaxLineLength, defaultMaxLineLength),
 		maxRcpt:       orDefault(l.MaxRecipients, defaultMaxRecipients),
 		maxErrors:     orDefault(l.MaxErrors, defaultMaxErrors),
+		maxHops:       orDefault(l.MaxHops, defaultMaxHops),
 		maxConns:      l.MaxConnections,
 		maxConnsPerIP: l.MaxConnectionsPerIP,
 		fixBare:       l.BareLineEndings == "fix",
@@ -339,4 +355,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	<-done
 	return ctx.Err()
+}
+
+// ServerStats are a server's counters since NewServer.
+type ServerStats struct {
+	SessionsActive   int   // sessions open now
+	SessionsTotal    int64 // sessions started (connections turned away at a limit are not counted)
+	MessagesAccepted int64 // messages queued: 250 to the end of DATA or BDAT LAST
+	MessagesRejected int64 // messages refused with 4xx/5xx after their content was received
+}
+
+// Stats returns the server's counters; it is safe to call at any time.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	active := len(s.sessions)
+	s.mu.Unlock()
+	return ServerStats{
+		SessionsActive:   active,
+		SessionsTotal:    int64(s.nextID.Load()),
+		MessagesAccepted: s.accepted.Load(),
+		MessagesRejected: s.rejected.Load(),
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1779,4 +1780,408 @@ func BenchmarkSession(b *testing.B) {
 	if n, _ := spool.Committed(); n != int64(b.N) {
 		b.Fatalf("%d messages committed, want %d", n, b.N)
 	}
+}
+
+// ehloETRN is the EHLO reply of the base server with ETRN offered.
+const ehloETRN = `
+S: 250-mx.test Hello client.test
+S: 250-PIPELINING
+S: 250-SIZE 10240
+S: 250-8BITMIME
+S: 250-SMTPUTF8
+S: 250-ENHANCEDSTATUSCODES
+S: 250-CHUNKING
+S: 250-BINARYMIME
+S: 250-DSN
+S: 250 ETRN
+`
+
+// etrnQueue is an Options.ETRN that answers n messages (or err) and
+// records the domains it is asked for.
+type etrnQueue struct {
+	n   int
+	err error
+
+	mu      sync.Mutex
+	domains []string
+}
+
+func (q *etrnQueue) ETRN(ctx context.Context, domain string) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.domains = append(q.domains, domain)
+	return q.n, q.err
+}
+
+func (q *etrnQueue) asked() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.domains)
+}
+
+func TestETRN(t *testing.T) {
+	// startETRN runs a server whose ETRN is q; the test client (loopback)
+	// is in the relay networks when relay is set.
+	startETRN := func(t *testing.T, q *etrnQueue, relay bool, mod func(*smtp.Options)) string {
+		addr, _, _ := start(t, func(o *smtp.Options) {
+			o.ETRN = q.ETRN
+			if relay {
+				o.RelayNetworks = append(o.RelayNetworks, smtptest.Loopback())
+			}
+			if mod != nil {
+				mod(o)
+			}
+		})
+		return addr
+	}
+	const helloETRN = greeting + "C: EHLO client.test\n" + ehloETRN
+
+	t.Run("not offered without Options.ETRN", func(t *testing.T) {
+		addr, _, _ := start(t, func(o *smtp.Options) {
+			o.RelayNetworks = append(o.RelayNetworks, smtptest.Loopback())
+		})
+		smtptest.Run(t, addr, hello+`
+			C: ETRN example.org
+			S: 502 5.5.1 ETRN not available
+		`)
+	})
+	t.Run("pending messages from the relay network", func(t *testing.T) {
+		q := &etrnQueue{n: 3}
+		addr := startETRN(t, q, true, nil)
+		smtptest.Run(t, addr, helloETRN+`
+			C: ETRN Example.ORG.
+			S: 253 2.0.0 OK, 3 pending messages for node example.org started
+			C: ETRN @sub.example.org
+			S: 253 2.0.0 OK, 3 pending messages for node sub.example.org started
+		`)
+		if diff := cmp.Diff([]string{"example.org", "sub.example.org"}, q.asked()); diff != "" {
+			t.Errorf("ETRN domains (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("no messages waiting", func(t *testing.T) {
+		q := &etrnQueue{}
+		addr := startETRN(t, q, true, nil)
+		smtptest.Run(t, addr, helloETRN+`
+			C: ETRN example.org
+			S: 251 2.0.0 OK, no messages waiting for node example.org
+		`)
+	})
+	t.Run("queue error", func(t *testing.T) {
+		q := &etrnQueue{err: errors.New("queue closed")}
+		addr := startETRN(t, q, true, nil)
+		smtptest.Run(t, addr, helloETRN+`
+			C: ETRN example.org
+			S: 458 4.3.0 Unable to queue messages for node example.org
+			C: NOOP
+			S: 250 2.0.0 Ok
+		`)
+	})
+	t.Run("denied outside the relay networks", func(t *testing.T) {
+		q := &etrnQueue{n: 1}
+		addr := startETRN(t, q, false, nil)
+		smtptest.Run(t, addr, helloETRN+`
+			C: ETRN example.org
+			S: 459 4.7.1 Node example.org not allowed
+		`)
+		if got := q.asked(); len(got) != 0 {
+			t.Errorf("ETRN called for %q, want no call", got)
+		}
+	})
+	t.Run("allowed when authenticated", func(t *testing.T) {
+		q := &etrnQueue{n: 2}
+		addr := startETRN(t, q, false, func(o *smtp.Options) {
+			o.Auth = passwords(t)
+			o.Listener.AuthInsecure = true
+		})
+		smtptest.Run(t, addr, greeting+`
+			C: EHLO client.test
+			S: 250-mx.test Hello client.test
+			S~ 250-.*
+			S~ 250-.*
+			S~ 250-.*
+			S~ 250-.*
+			S~ 250-.*
+			S~ 250-.*
+			S~ 250-.*
+			S: 250-DSN
+			S: 250-ETRN
+			S: 250 AUTH PLAIN LOGIN
+			C: ETRN example.org
+			S: 459 4.7.1 Node example.org not allowed
+			C: AUTH PLAIN `+authPlain("alice", "secret")+`
+			S: 235 2.7.0 Authentication successful
+			C: ETRN example.org
+			S: 253 2.0.0 OK, 2 pending messages for node example.org started
+		`)
+		if diff := cmp.Diff([]string{"example.org"}, q.asked()); diff != "" {
+			t.Errorf("ETRN domains (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("sequence and syntax", func(t *testing.T) {
+		q := &etrnQueue{n: 1}
+		addr := startETRN(t, q, true, nil)
+		smtptest.Run(t, addr, greeting+`
+			C: ETRN example.org
+			S: 503 5.5.1 Send EHLO/HELO first
+			C: EHLO client.test
+			`+ehloETRN+`
+			C: ETRN
+			S: 501 5.5.4 Syntax: ETRN domain
+			C: ETRN @
+			S: 501 5.5.4 Syntax: ETRN domain
+			C: ETRN exa_mple.org
+			S: 501 5.5.4 Syntax: ETRN domain
+			C: ETRN [192.0.2.1]
+			S: 501 5.5.4 Syntax: ETRN domain
+			C: ETRN #queue
+			S: 458 4.5.4 Queue names are not supported
+			C: MAIL FROM:<a@example.net>
+			S: 250 2.1.0 Ok
+			C: ETRN example.org
+			S: 503 5.5.1 ETRN not allowed during a mail transaction
+			C: RSET
+			S: 250 2.0.0 Ok
+			C: ETRN example.org
+			S: 253 2.0.0 OK, 1 pending messages for node example.org started
+		`)
+		if diff := cmp.Diff([]string{"example.org"}, q.asked()); diff != "" {
+			t.Errorf("ETRN domains (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("command hook runs first", func(t *testing.T) {
+		q := &etrnQueue{n: 1}
+		addr := startETRN(t, q, true, func(o *smtp.Options) {
+			o.Hooks = at(sdk.StageCommand, "ETRN", sdk.Decision{Verdict: sdk.Reject})
+		})
+		smtptest.Run(t, addr, helloETRN+`
+			C: ETRN example.org
+			S: 554 5.7.1 Rejected by policy
+		`)
+		if got := q.asked(); len(got) != 0 {
+			t.Errorf("ETRN called for %q after the command hook rejected it", got)
+		}
+	})
+}
+
+// senderDomains is an Options.VerifySender over fixed answers: a domain
+// not listed does not exist; "broken.test" fails to resolve.
+type senderDomains struct {
+	mu    sync.Mutex
+	asked []string
+}
+
+func (v *senderDomains) verify(ctx context.Context, domain string) (bool, error) {
+	v.mu.Lock()
+	v.asked = append(v.asked, domain)
+	v.mu.Unlock()
+	switch domain {
+	case "example.net":
+		return true, nil
+	case "broken.test":
+		return false, errors.New("SERVFAIL")
+	}
+	return false, nil
+}
+
+func (v *senderDomains) domains() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.asked)
+}
+
+func TestVerifySenderDomain(t *testing.T) {
+	t.Run("on", func(t *testing.T) {
+		v := &senderDomains{}
+		var mu sync.Mutex
+		var mailHook []string // senders the mail hook saw
+		addr, spool, _ := start(t, func(o *smtp.Options) {
+			o.Listener.VerifySenderDomain = true
+			o.VerifySender = v.verify
+			o.Hooks = hooks(func(req *hook.Request) (sdk.Decision, sdk.Effects) {
+				if req.Stage == sdk.StageMail {
+					mu.Lock()
+					mailHook = append(mailHook, req.Envelope.Sender.String())
+					mu.Unlock()
+				}
+				return sdk.Decision{}, sdk.Effects{}
+			})
+		})
+		smtptest.Run(t, addr, hello+`
+			C: MAIL FROM:<a@nowhere.test>
+			S: 550 5.1.8 Sender address rejected: Domain not found
+			C: MAIL FROM:<a@broken.test>
+			S: 450 4.1.8 Sender address rejected: Domain lookup failed
+			C: MAIL FROM:<a@Example.NET>
+			S: 250 2.1.0 Ok
+			C: RSET
+			S: 250 2.0.0 Ok
+			C: MAIL FROM:<>
+			S: 250 2.1.0 Ok
+			C: RSET
+			S: 250 2.0.0 Ok
+			C: MAIL FROM:<a@[192.0.2.1]>
+			S: 250 2.1.0 Ok
+			C: RCPT TO:<b@example.org>
+			S: 250 2.1.5 Ok
+			C: DATA
+			S: 354 End data with <CR><LF>.<CR><LF>
+			C: x
+			C: .
+			S: 250 2.0.0 Ok: queued as M0001
+		`)
+		wantMessages(t, spool, 1)
+		if diff := cmp.Diff([]string{"nowhere.test", "broken.test", "example.net"}, v.domains()); diff != "" {
+			t.Errorf("domains looked up (-want +got):\n%s", diff)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if diff := cmp.Diff([]string{"a@Example.NET", "", "a@[192.0.2.1]"}, mailHook); diff != "" {
+			t.Errorf("senders the mail hook saw (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("off: not consulted", func(t *testing.T) {
+		v := &senderDomains{}
+		addr, _, _ := start(t, func(o *smtp.Options) { o.VerifySender = v.verify })
+		smtptest.Run(t, addr, hello+`
+			C: MAIL FROM:<a@nowhere.test>
+			S: 250 2.1.0 Ok
+		`)
+		if got := v.domains(); len(got) != 0 {
+			t.Errorf("VerifySender called for %q with verify_sender_domain off", got)
+		}
+	})
+	t.Run("on without Options.VerifySender", func(t *testing.T) {
+		addr, _, _ := start(t, func(o *smtp.Options) { o.Listener.VerifySenderDomain = true })
+		smtptest.Run(t, addr, hello+`
+			C: MAIL FROM:<a@nowhere.test>
+			S: 250 2.1.0 Ok
+		`)
+	})
+}
+
+// receivedLines is n Received header lines as transcript C: lines.
+func receivedLines(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "C: Received: from hop%d.example.net by hop%d.example.net; Mon, 1 Jan 2024 00:00:00 +0000\n", i, i+1)
+	}
+	return b.String()
+}
+
+func TestMaxHops(t *testing.T) {
+	const mailFrom = `
+		C: MAIL FROM:<a@example.net>
+		S: 250 2.1.0 Ok
+		C: RCPT TO:<b@example.org>
+		S: 250 2.1.5 Ok
+		C: DATA
+		S: 354 End data with <CR><LF>.<CR><LF>
+	`
+	t.Run("50 Received fields accepted", func(t *testing.T) {
+		addr, spool, _ := start(t, func(o *smtp.Options) { o.Listener.MaxHeaderSize = 0 })
+		smtptest.Run(t, addr, hello+mailFrom+receivedLines(50)+`
+			C: Subject: x
+			C:
+			C: body
+			C: .
+			S: 250 2.0.0 Ok: queued as M0001
+		`)
+		wantMessages(t, spool, 1)
+	})
+	t.Run("51 rejected, nothing spooled", func(t *testing.T) {
+		addr, spool, _ := start(t, func(o *smtp.Options) { o.Listener.MaxHeaderSize = 0 })
+		smtptest.Run(t, addr, hello+mailFrom+receivedLines(51)+`
+			C: Subject: x
+			C:
+			C: body
+			C: .
+			S: 554 5.4.6 Too many hops (mail loop detected)
+			C: RCPT TO:<b@example.org>
+			S: 503 5.5.1 Need MAIL command
+			C: MAIL FROM:<a@example.net>
+			S: 250 2.1.0 Ok
+		`)
+		wantMessages(t, spool, 0)
+		if got := spool.Aborted(); got != 1 {
+			t.Errorf("aborted drafts: got %d, want 1", got)
+		}
+	})
+	t.Run("field names", func(t *testing.T) {
+		// With max_hops 2, three fields are a loop; look-alikes are not
+		// fields and do not count.
+		tests := []struct {
+			name  string
+			lines string
+			want  string
+		}{
+			{"any case, obsolete blank before the colon", `
+				C: received: a
+				C: RECEIVED : b
+				C: Received:c
+			`, "S: 554 5.4.6 Too many hops (mail loop detected)"},
+			{"look-alikes", `
+				C: Received: a
+				C: X-Received: b
+				C: Received-SPF: pass
+				C: Subject: Received: c
+				C:  Received: folded into Subject
+				C: Receive: d
+				C: Received: e
+			`, "S: 250 2.0.0 Ok: queued as M0001"},
+			{"not in the body", `
+				C: Received: a
+				C: Received: b
+				C:
+				C: Received: c
+				C: Received: d
+			`, "S: 250 2.0.0 Ok: queued as M0001"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				addr, spool, _ := start(t, func(o *smtp.Options) { o.Listener.MaxHops = 2 })
+				smtptest.Run(t, addr, hello+mailFrom+tt.lines+`
+					C: .
+					`+tt.want+`
+				`)
+				n := 0
+				if strings.HasPrefix(tt.want, "S: 250") {
+					n = 1
+				}
+				wantMessages(t, spool, n)
+			})
+		}
+	})
+	t.Run("BDAT: a field split across chunks counts", func(t *testing.T) {
+		addr, spool, _ := start(t, func(o *smtp.Options) { o.Listener.MaxHops = 1 })
+		smtptest.Run(t, addr, hello+`
+			C: MAIL FROM:<a@example.net>
+			S: 250 2.1.0 Ok
+			C: RCPT TO:<b@example.org>
+			S: 250 2.1.5 Ok
+			B: BDAT 17\r\nReceived: a\r\nRece
+			S: 250 2.0.0 17 octets received
+			B: BDAT 17 LAST\r\niVED: b\r\n\r\nbody\r\n
+			S: 554 5.4.6 Too many hops (mail loop detected)
+			C: MAIL FROM:<a@example.net>
+			S: 250 2.1.0 Ok
+		`)
+		wantMessages(t, spool, 0)
+		if got := spool.Aborted(); got != 1 {
+			t.Errorf("aborted drafts: got %d, want 1", got)
+		}
+	})
+	t.Run("BDAT: a Received line in the body does not count", func(t *testing.T) {
+		addr, spool, _ := start(t, func(o *smtp.Options) { o.Listener.MaxHops = 1 })
+		smtptest.Run(t, addr, hello+`
+			C: MAIL FROM:<a@example.net>
+			S: 250 2.1.0 Ok
+			C: RCPT TO:<b@example.org>
+			S: 250 2.1.5 Ok
+			B: BDAT 15\r\nReceived: a\r\n\r\n
+			S: 250 2.0.0 15 octets received
+			B: BDAT 13 LAST\r\nReceived: b\r\n
+			S: 250 2.0.0 Ok: queued as M0001
+		`)
+		wantMessages(t, spool, 1)
+	})
 }

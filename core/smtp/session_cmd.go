@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +73,7 @@ func (s *session) handle(ctx context.Context, cmd Command) {
 	case "TURN":
 		s.reply(R(502, enh551, "TURN not supported"))
 	case "ETRN":
-		s.reply(R(502, enh551, "ETRN not available"))
+		s.cmdETRN(ctx, cmd.Arg)
 	case "STARTTLS":
 		s.cmdStartTLS(ctx, cmd.Arg)
 	case "AUTH":
@@ -146,6 +147,9 @@ func (s *session) ehloLines(arg string) []string {
 		"BINARYMIME",
 		"DSN",
 	}
+	if s.srv.opt.ETRN != nil {
+		lines = append(lines, "ETRN")
+	}
 	if s.srv.opt.TLS != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
@@ -194,6 +198,9 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 	}
 	if s.lim.maxMessage > 0 && m.Size > s.lim.maxMessage {
 		s.reply(R(552, enh534, "Message size exceeds fixed maximum message size"))
+		return
+	}
+	if !s.senderDomainExists(ctx, m.From) {
 		return
 	}
 	tx := &txn{env: envelope.Envelope{
@@ -286,12 +293,17 @@ func (s *session) mayRelay(to envelope.Address) bool {
 	if s.srv.local[to.DomainFold()] {
 		return true
 	}
+	return s.inRelayNetworks() || (s.authUser != "" && s.srv.opt.RelayAuthenticated)
+}
+
+// inRelayNetworks reports whether the client is in Options.RelayNetworks.
+func (s *session) inRelayNetworks() bool {
 	for _, p := range s.srv.opt.RelayNetworks {
 		if s.ip.IsValid() && p.Contains(s.ip) {
 			return true
 		}
 	}
-	return s.authUser != "" && s.srv.opt.RelayAuthenticated
+	return false
 }
 
 // fillClient records the client facts in env.
@@ -348,4 +360,98 @@ func (s *session) cmdStartTLS(ctx context.Context, arg string) {
 	st := tc.ConnectionState()
 	s.log.Debug("smtp: TLS established", "version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite))
+}
+
+// senderDomainExists checks the sender's domain when the listener asks for
+// it (verify_sender_domain) and Options.VerifySender is set; false means it
+// has replied 550 5.1.8 (no such domain) or 450 4.1.8 (look-up failed).
+// The null sender and address literals are not checked.
+func (s *session) senderDomainExists(ctx context.Context, from envelope.Address) bool {
+	verify := s.srv.opt.VerifySender
+	if !s.srv.opt.Listener.VerifySenderDomain || verify == nil ||
+		from.IsNull() || from.Domain == "" || strings.HasPrefix(from.Domain, "[") {
+		return true
+	}
+	domain := from.DomainFold()
+	ok, err := verify(ctx, domain)
+	switch {
+	case err != nil:
+		s.log.Warn("smtp: sender domain look-up failed", "domain", domain, "err", err)
+		s.reply(R(450, enh418, "Sender address rejected: Domain lookup failed"))
+		return false
+	case !ok:
+		s.log.Info("smtp: sender domain not found", "domain", domain)
+		s.reply(R(550, enh518, "Sender address rejected: Domain not found"))
+		return false
+	}
+	return true
+}
+
+// cmdETRN answers ETRN (RFC 1985): start delivering the mail queued for a
+// domain. Clients in the relay networks and authenticated clients may ask.
+// "ETRN domain" and "ETRN @domain" name the domain; "#queue" names are
+// not supported.
+func (s *session) cmdETRN(ctx context.Context, arg string) {
+	etrn := s.srv.opt.ETRN
+	node := strings.TrimSpace(arg)
+	switch {
+	case etrn == nil:
+		s.reply(R(502, enh551, "ETRN not available"))
+		return
+	case s.helo == "":
+		s.reply(R(503, enh551, "Send EHLO/HELO first"))
+		return
+	case s.tx != nil:
+		s.reply(R(503, enh551, "ETRN not allowed during a mail transaction"))
+		return
+	case node == "":
+		s.reply(R(501, enh554, "Syntax: ETRN domain"))
+		return
+	case strings.HasPrefix(node, "#"):
+		s.reply(R(458, enh454, "Queue names are not supported"))
+		return
+	}
+	domain, ok := etrnDomain(node)
+	if !ok {
+		s.reply(R(501, enh554, "Syntax: ETRN domain"))
+		return
+	}
+	if !s.inRelayNetworks() && s.authUser == "" {
+		s.reply(R(459, enh471, "Node "+domain+" not allowed"))
+		return
+	}
+	n, err := etrn(ctx, domain)
+	switch {
+	case err != nil:
+		s.log.Warn("smtp: ETRN failed", "domain", domain, "err", err)
+		s.reply(R(458, enh430, "Unable to queue messages for node "+domain))
+	case n <= 0:
+		s.log.Info("smtp: ETRN", "domain", domain, "messages", 0)
+		s.reply(R(251, enh200, "OK, no messages waiting for node "+domain))
+	default:
+		s.log.Info("smtp: ETRN", "domain", domain, "messages", n)
+		s.reply(R(253, enh200, "OK, "+strconv.Itoa(n)+" pending messages for node "+domain+" started"))
+	}
+}
+
+// etrnDomain returns the domain an ETRN argument names ("domain" or
+// "@domain"), lower case without a trailing dot: ASCII letters, digits and
+// hyphens in labels of 1 to 63 characters that do not start or end with a
+// hyphen, 253 characters in all.
+func etrnDomain(node string) (string, bool) {
+	d := foldDomain(strings.TrimPrefix(node, "@"))
+	if d == "" || len(d) > 253 {
+		return "", false
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !isAlnum(c) && c != '-' {
+				return "", false
+			}
+		}
+	}
+	return d, true
 }

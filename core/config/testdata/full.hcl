@@ -20,6 +20,8 @@ listener "mx" {
   bare_line_endings      = "fix"
   auth_required          = false
   auth_insecure          = true
+  verify_sender_domain   = true
+  max_hops               = 30
 
   tls {
     cert = "tls/cert.pem"
@@ -61,8 +63,32 @@ auth {
 }
 
 delivery {
+  resolver                   = ["127.0.0.1:5353", "192.0.2.53", "2001:db8::53", "[2001:db8::54]:5353"]
+  port                       = 2525
+  tls                        = "require"
+  max_connections            = 50
+  max_connections_per_domain = 5
+  retry                      = ["30s", "2m", "10m", "1d"]
+  max_lifetime               = "3d"
+  delay_warning              = "2h"
+  postmaster                 = "Postmaster@Example.TEST"
+  connect_timeout            = "10s"
+  command_timeout            = "2m"
+
   route "Example.Test" {
     via = "127.0.0.1:2626"
+    tls = "none"
+  }
+  route "lmtp.example.test" {
+    transport = "lmtp"
+    via       = "127.0.0.1:24"
+  }
+  route "socket.example.test" {
+    transport = "lmtp"
+    path      = "run/lmtp.sock"
+  }
+  route "plugin.example.test" {
+    transport = "my-transport"
   }
   route "example.net" {
     transport = "maildir"
