@@ -40,6 +40,7 @@ func commands() []command {
 		{"serve", "run the gateway", runServe},
 		{"check", "validate the configuration", runCheck},
 		{"send", "submit a message from a file or stdin", runSend},
+		{"queue", "list and manage the queue through the admin API", runQueue},
 		{"bench", "load generator: send many messages and report rates", runBench},
 		{"sink", "accept and count mail, keep nothing", runSink},
 		{"version", "print the version", runVersion},

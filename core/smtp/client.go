@@ -1,8 +1,9 @@
 package smtp
 
 // This file is the outbound SMTP client: `gateway send`, `gateway bench` and
-// (later) the delivery engine build on it. One Client is one connection; it is
-// not safe for concurrent use.
+// the delivery transports build on it. It also speaks LMTP (RFC 2033) when
+// ClientOptions.LMTP is set. One Client is one connection; it is not safe for
+// concurrent use.
 
 import (
 	"bufio"
@@ -68,6 +69,10 @@ type ClientOptions struct {
 	Timeout      time.Duration // per command and per read or write of message data; default 5m
 	Log          *slog.Logger  // commands and replies at debug level (AUTH data masked); nil: discard
 	NoPipelining bool          // never pipeline, even when the server offers PIPELINING
+	// LMTP speaks LMTP (RFC 2033) instead of SMTP: LHLO in place of EHLO,
+	// with no HELO fallback, and after the message one reply per accepted
+	// recipient (Result.DataPerRcpt).
+	LMTP bool
 }
 
 // Client is one outbound SMTP connection. It is not safe for concurrent use.
@@ -97,8 +102,20 @@ type Client struct {
 type Result struct {
 	Mail  Reply   // reply to MAIL FROM
 	Rcpts []Reply // one per env.Recipients, in order (zero Reply: never answered)
-	Data  Reply   // final reply after the message, or the reply to DATA if it was refused
-	ID    string  // the server's queue ID, from "queued as X" in Data, if present
+	// Data is the final reply after the message, or the reply to DATA if it
+	// was refused. In LMTP mode, after the message, it is the first of the
+	// per-recipient replies (DataPerRcpt's first non-zero entry).
+	Data Reply
+	// DataPerRcpt is set in LMTP mode once the message was sent: one entry
+	// per env.Recipients, in order, holding the reply the server gave for
+	// that recipient after the message (RFC 2033 §4.2). The entry is the
+	// zero Reply for a recipient whose RCPT was refused, and for accepted
+	// recipients left unanswered when the session ended early (an I/O error
+	// or a 421). Nil in SMTP mode and when the message was not sent.
+	DataPerRcpt []Reply
+	// ID is the server's queue ID, from "queued as X" in Data (in LMTP mode
+	// the first successful per-recipient reply), if present.
+	ID string
 }
 
 // Dial connects to addr (host:port), reads the greeting and returns the
@@ -171,7 +188,9 @@ func (c *Client) greet(ctx context.Context) error {
 
 // Hello sends EHLO and records the extensions offered. If the server
 // answers EHLO with 500, 502, 504 or 550 it falls back to HELO (no
-// extensions). Send, StartTLS and Auth say hello themselves if needed.
+// extensions). In LMTP mode it sends LHLO, and any reply but 250 is
+// returned as a Reply error. Send, StartTLS and Auth say hello themselves
+// if needed.
 func (c *Client) Hello(ctx context.Context) error {
 	end, err := c.begin(ctx)
 	if err != nil {
@@ -193,9 +212,16 @@ func (c *Client) hello(ctx context.Context) error {
 		return err
 	}
 	c.ext = map[string]string{}
-	r, err := c.cmd(ctx, "EHLO "+c.opt.LocalName)
+	verb := "EHLO "
+	if c.opt.LMTP {
+		verb = "LHLO "
+	}
+	r, err := c.cmd(ctx, verb+c.opt.LocalName)
 	if err != nil {
 		return err
+	}
+	if c.opt.LMTP && r.Code != 250 {
+		return r // RFC 2033 has no HELO to fall back to
 	}
 	switch r.Code {
 	case 250:
@@ -360,6 +386,11 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 // says why). The error is for the transaction: a refused MAIL or DATA (or
 // final reply) is returned as that Reply, anything else is a local or I/O
 // error after which the client is closed.
+//
+// In LMTP mode the outcome after the message is per recipient: Send reads
+// one reply for each accepted recipient into Result.DataPerRcpt and
+// returns a nil error whatever their codes, unless one of them is a 421
+// (returned as the error; the session is over) or the connection fails.
 func (c *Client) Send(ctx context.Context, env *envelope.Envelope, body io.Reader) (Result, error) {
 	var res Result
 	end, err := c.begin(ctx)
@@ -458,6 +489,12 @@ func (c *Client) sendPipelined(ctx context.Context, res *Result, mail string, rc
 		return *res, err
 	}
 	mailOK := res.Mail.Code/100 == 2
+	if data.Code == 354 && (!mailOK || !accepted) && c.opt.LMTP {
+		// RFC 2033 §4.2 requires 503 here. After "." an LMTP server sends
+		// one reply per accepted recipient, none here, so there is no way
+		// to know when it is done: the session is given up.
+		return *res, c.fail(ctx, fmt.Errorf("%w: LMTP server accepted DATA without recipients", ErrMalformedReply))
+	}
 	if data.Code == 354 && (!mailOK || !accepted) {
 		// RFC 2920 servers answer DATA with 503 or 554 when nothing was
 		// accepted; one that said 354 anyway gets an empty message, which it
@@ -517,6 +554,9 @@ func (c *Client) data(ctx context.Context, res *Result, body io.Reader) error {
 	if err := c.flush(ctx); err != nil {
 		return err
 	}
+	if c.opt.LMTP {
+		return c.lmtpReplies(ctx, res)
+	}
 	if res.Data, err = c.read(ctx); err != nil {
 		return err
 	}
@@ -524,6 +564,32 @@ func (c *Client) data(ctx context.Context, res *Result, body io.Reader) error {
 		return res.Data
 	}
 	res.ID = clientQueuedID(res.Data)
+	return nil
+}
+
+// lmtpReplies reads the replies after the message in LMTP mode: one per
+// recipient whose RCPT was accepted, in RCPT order (RFC 2033 §4.2).
+func (c *Client) lmtpReplies(ctx context.Context, res *Result) error {
+	res.DataPerRcpt = make([]Reply, len(res.Rcpts))
+	for i, rr := range res.Rcpts {
+		if rr.Code/100 != 2 {
+			continue
+		}
+		r, err := c.read(ctx)
+		if err != nil {
+			return err
+		}
+		res.DataPerRcpt[i] = r
+		if res.Data.Code == 0 {
+			res.Data = r
+		}
+		if res.ID == "" && r.Code/100 == 2 {
+			res.ID = clientQueuedID(r)
+		}
+		if r.Code == 421 {
+			return r // the client is closed behind it
+		}
+	}
 	return nil
 }
 
@@ -650,6 +716,11 @@ func (c *Client) Quit(ctx context.Context) error {
 	defer c.Close()
 	return c.simple(ctx, "QUIT", 221)
 }
+
+// Err returns the error that made the client unusable (an I/O or protocol
+// error, a 421, Close), or nil while the connection can carry another
+// command. A refused command does not make the client unusable.
+func (c *Client) Err() error { return c.err }
 
 // Close closes the connection without QUIT.
 func (c *Client) Close() error {

@@ -27,10 +27,11 @@ import (
 
 // fakeServer plays one side of a transcript on 127.0.0.1:0. Lines starting
 // "S: " are sent (with CRLF), "C: " lines must arrive exactly (with CRLF),
-// "S: <starttls>" runs the TLS handshake. After the script it expects the
-// client to close without sending anything more. Problems are reported
-// with t.Errorf (never t.Fatal: this runs in its own goroutine); wait on
-// the returned channel before the test ends.
+// "S: <starttls>" runs the TLS handshake, "S: <close>" hangs up and ends
+// the script. After the script it expects the client to close without
+// sending anything more. Problems are reported with t.Errorf (never
+// t.Fatal: this runs in its own goroutine); wait on the returned channel
+// before the test ends.
 func fakeServer(t *testing.T, script string, tlsCfg *tls.Config) (addr string, done <-chan struct{}) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -53,6 +54,8 @@ func fakeServer(t *testing.T, script string, tlsCfg *tls.Config) (addr string, d
 		for n, step := range strings.Split(strings.TrimSpace(script), "\n") {
 			step = strings.TrimSpace(step)
 			switch {
+			case step == "S: <close>":
+				return // the deferred Close hangs up
 			case step == "S: <starttls>":
 				tc := tls.Server(conn, tlsCfg)
 				if err := tc.Handshake(); err != nil {
@@ -867,5 +870,200 @@ func BenchmarkDotWriter(b *testing.B) {
 		d := dotWriter{w: bw}
 		d.Write(body)
 		d.close()
+	}
+}
+
+const lhlo = `
+S: 220 lmtp.test LMTP ready
+C: LHLO client.test
+S: 250-lmtp.test
+S: 250-PIPELINING
+S: 250-ENHANCEDSTATUSCODES
+S: 250 8BITMIME`
+
+func lmtpOptions() ClientOptions {
+	opt := testOptions()
+	opt.LMTP = true
+	return opt
+}
+
+// TestClientLMTP checks a pipelined LMTP transaction byte for byte: LHLO,
+// one refused recipient, and after the message one reply per accepted
+// recipient in RCPT order (RFC 2033 §4.2), with none for the refused one.
+func TestClientLMTP(t *testing.T) {
+	addr, done := fakeServer(t, lhlo+`
+C: MAIL FROM:<a@x.test> BODY=8BITMIME
+C: RCPT TO:<b@y.test>
+C: RCPT TO:<nobody@y.test>
+C: RCPT TO:<c@y.test>
+C: DATA
+S: 250 2.1.0 Sender ok
+S: 250 2.1.5 Recipient ok
+S: 550 5.1.1 No such user
+S: 250 2.1.5 Recipient ok
+S: 354 Go ahead
+C: Subject: t
+C:
+C: body
+C: .
+S: 250 2.0.0 <b@y.test> Saved as 17
+S: 452 4.2.2 <c@y.test> Mailbox full
+C: QUIT
+S: 221 2.0.0 Bye`, nil)
+	c := dialFake(t, addr, lmtpOptions())
+	e := env("a@x.test", "b@y.test", "nobody@y.test", "c@y.test")
+	e.Body = envelope.Body8BitMIME
+	res, err := c.Send(context.Background(), e, strings.NewReader("Subject: t\n\nbody\n"))
+	if err != nil {
+		t.Fatalf("Send: %v, want nil (the outcome is per recipient)", err)
+	}
+	want := Result{
+		Mail: R(250, sdk.EnhancedCode{2, 1, 0}, "Sender ok"),
+		Rcpts: []Reply{
+			R(250, sdk.EnhancedCode{2, 1, 5}, "Recipient ok"),
+			R(550, sdk.EnhancedCode{5, 1, 1}, "No such user"),
+			R(250, sdk.EnhancedCode{2, 1, 5}, "Recipient ok"),
+		},
+		Data: R(250, sdk.EnhancedCode{2, 0, 0}, "<b@y.test> Saved as 17"),
+		DataPerRcpt: []Reply{
+			R(250, sdk.EnhancedCode{2, 0, 0}, "<b@y.test> Saved as 17"),
+			{},
+			R(452, sdk.EnhancedCode{4, 2, 2}, "<c@y.test> Mailbox full"),
+		},
+	}
+	if !reflect.DeepEqual(res, want) {
+		t.Errorf("Send result:\n got %+v\nwant %+v", res, want)
+	}
+	if err := c.Err(); err != nil {
+		t.Errorf("Err() = %v after a complete transaction, want nil", err)
+	}
+	if err := c.Quit(context.Background()); err != nil {
+		t.Errorf("Quit: %v", err)
+	}
+	<-done
+}
+
+// TestClientLMTPStepByStep: without PIPELINING the commands go one at a
+// time; the first reply after the message that fails still leaves the
+// others to be read, and the queue ID comes from the first success.
+func TestClientLMTPStepByStep(t *testing.T) {
+	addr, done := fakeServer(t, `
+S: 220 lmtp.test LMTP ready
+C: LHLO client.test
+S: 250 lmtp.test
+C: MAIL FROM:<>
+S: 250 ok
+C: RCPT TO:<b@y.test>
+S: 250 ok
+C: RCPT TO:<c@y.test>
+S: 250 ok
+C: DATA
+S: 354 go
+C: x
+C: .
+S: 451 4.3.0 Temporary failure
+S: 250 2.0.0 Ok: queued as Q1`, nil)
+	c := dialFake(t, addr, lmtpOptions())
+	defer func() { c.Close(); <-done }()
+	res, err := c.Send(context.Background(), env("", "b@y.test", "c@y.test"), strings.NewReader("x"))
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	wantPer := []Reply{R(451, sdk.EnhancedCode{4, 3, 0}, "Temporary failure"), R(250, sdk.EnhancedCode{2, 0, 0}, "Ok: queued as Q1")}
+	if !reflect.DeepEqual(res.DataPerRcpt, wantPer) || !reflect.DeepEqual(res.Data, wantPer[0]) || res.ID != "Q1" {
+		t.Errorf("DataPerRcpt = %v, Data %v, ID %q; want %v, %v, Q1", res.DataPerRcpt, res.Data, res.ID, wantPer, wantPer[0])
+	}
+}
+
+func TestClientLMTPNoHELOFallback(t *testing.T) {
+	addr, done := fakeServer(t, `
+S: 220 lmtp.test LMTP ready
+C: LHLO client.test
+S: 500 5.5.1 Unknown command`, nil)
+	c := dialFake(t, addr, lmtpOptions())
+	defer func() { c.Close(); <-done }()
+	err := c.Hello(context.Background())
+	var r Reply
+	if !errors.As(err, &r) || r.Code != 500 {
+		t.Errorf("Hello = %v, want the 500 reply (and no HELO)", err)
+	}
+}
+
+// TestClientLMTPSessionEnds: a 421 among the replies after the message, or
+// the connection closing, ends the reading; the recipients not answered
+// keep a zero Reply.
+func TestClientLMTPSessionEnds(t *testing.T) {
+	const head = `
+S: 220 lmtp.test LMTP ready
+C: LHLO client.test
+S: 250 lmtp.test
+C: MAIL FROM:<a@x.test>
+S: 250 ok
+C: RCPT TO:<b@y.test>
+S: 250 ok
+C: RCPT TO:<c@y.test>
+S: 250 ok
+C: RCPT TO:<d@y.test>
+S: 250 ok
+C: DATA
+S: 354 go
+C: x
+C: .
+S: 250 2.0.0 Saved`
+	for _, tc := range []struct {
+		name    string
+		tail    string
+		want421 bool
+	}{
+		{"421", "\nS: 421 4.3.2 Shutting down", true},
+		{"closed", "\nS: <close>", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, done := fakeServer(t, head+tc.tail, nil)
+			c := dialFake(t, addr, lmtpOptions())
+			defer func() { c.Close(); <-done }()
+			res, err := c.Send(context.Background(), env("a@x.test", "b@y.test", "c@y.test", "d@y.test"), strings.NewReader("x"))
+			var r Reply
+			if got421 := errors.As(err, &r) && r.Code == 421; err == nil || got421 != tc.want421 {
+				t.Errorf("Send error = %v, want a 421 reply: %v", err, tc.want421)
+			}
+			want := []Reply{R(250, sdk.EnhancedCode{2, 0, 0}, "Saved"), {}, {}}
+			if tc.want421 {
+				want[1] = R(421, sdk.EnhancedCode{4, 3, 2}, "Shutting down")
+			}
+			if !reflect.DeepEqual(res.DataPerRcpt, want) {
+				t.Errorf("DataPerRcpt = %v, want %v", res.DataPerRcpt, want)
+			}
+			if c.Err() == nil {
+				t.Errorf("Err() = nil after the session ended")
+			}
+		})
+	}
+}
+
+// TestClientLMTPDataWithoutRecipients: an LMTP server that answers DATA
+// with 354 although every RCPT was refused breaks RFC 2033 §4.2; after "."
+// it would owe no reply, so the client gives the session up rather than
+// wait.
+func TestClientLMTPDataWithoutRecipients(t *testing.T) {
+	addr, done := fakeServer(t, `
+S: 220 lmtp.test LMTP ready
+C: LHLO client.test
+S: 250-lmtp.test
+S: 250 PIPELINING
+C: MAIL FROM:<a@x.test>
+C: RCPT TO:<b@y.test>
+C: DATA
+S: 250 ok
+S: 550 5.1.1 No such user
+S: 354 go ahead`, nil)
+	c := dialFake(t, addr, lmtpOptions())
+	defer func() { c.Close(); <-done }()
+	res, err := c.Send(context.Background(), env("a@x.test", "b@y.test"), strings.NewReader("never sent"))
+	if !errors.Is(err, ErrMalformedReply) {
+		t.Errorf("Send error = %v, want ErrMalformedReply", err)
+	}
+	if want := []Reply{R(550, sdk.EnhancedCode{5, 1, 1}, "No such user")}; !reflect.DeepEqual(res.Rcpts, want) {
+		t.Errorf("Rcpts = %v, want %v", res.Rcpts, want)
 	}
 }

@@ -72,10 +72,13 @@ func (s *session) cmdData(ctx context.Context, arg string, drop bool) {
 		switch {
 		case errors.Is(err, ErrTooBig):
 			s.reply(R(552, enh534, "Message too big"))
+			s.srv.rejected.Add(1)
 		case errors.Is(err, ErrHeaderTooBig):
 			s.reply(R(552, enh534, "Message header too large"))
+			s.srv.rejected.Add(1)
 		case errors.Is(err, ErrBareLineEnding):
 			s.reply(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
+			s.srv.rejected.Add(1)
 		default:
 			s.connFailed(err)
 		}
@@ -87,6 +90,7 @@ func (s *session) cmdData(ctx context.Context, arg string, drop bool) {
 	}
 	if dw.err != nil {
 		s.log.Error("smtp: spool write failed", "id", draft.ID(), "err", dw.err)
+		s.srv.rejected.Add(1)
 		s.resetTx()
 		s.reply(R(451, enh430, "Local error in processing"))
 		return
@@ -141,6 +145,7 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageData, Envelope: &tx.env})
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer:
+		s.srv.rejected.Add(1)
 		s.replyDecision(sdk.StageData, res.Decision)
 		return
 	case sdk.Drop:
@@ -152,10 +157,12 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	header = appendHeaderFields(header, res.Effects.AddHeaders)
 	if err := draft.Commit(ctx, &tx.env, header); err != nil {
 		s.log.Error("smtp: spool commit failed", "id", id, "err", err)
+		s.srv.rejected.Add(1)
 		s.reply(R(451, enh430, "Local error in processing"))
 		return
 	}
 	tx.draft = nil // committed: nothing to abort
+	s.srv.accepted.Add(1)
 	s.messages++
 	s.log.Info("smtp: message queued", "id", id, "from", tx.env.Sender.String(),
 		"rcpts", len(tx.env.Recipients), "size", size)
@@ -343,6 +350,7 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	if s.lim.maxMessage > 0 && tx.size+n > s.lim.maxMessage {
 		if s.drain(n) {
+			s.srv.rejected.Add(1)
 			s.resetTx()
 			s.reply(R(552, enh534, "Message too big"))
 		}
@@ -367,6 +375,7 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	tx.size += n
 	if tx.chunk.headerTooBig {
+		s.srv.rejected.Add(1)
 		s.resetTx()
 		s.reply(R(552, enh534, "Message header too large"))
 		return
@@ -377,6 +386,7 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	tx.chunk.finish()
 	if tx.chunk.bare && !tx.chunk.fix {
+		s.srv.rejected.Add(1)
 		s.resetTx()
 		s.reply(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
 		return
@@ -387,6 +397,7 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	if tx.dw.err != nil {
 		s.log.Error("smtp: spool write failed", "id", tx.draft.ID(), "err", tx.dw.err)
+		s.srv.rejected.Add(1)
 		s.resetTx()
 		s.reply(R(451, enh430, "Local error in processing"))
 		return
@@ -489,6 +500,7 @@ func (c *chunkWriter) scanHeader(p []byte) {
 func (s *session) tooManyHops(n int) {
 	s.log.Info("smtp: mail loop", "received", n, "max_hops", s.lim.maxHops,
 		"from", s.tx.env.Sender.String())
+	s.srv.rejected.Add(1)
 	s.resetTx()
 	s.reply(R(554, enh546, "Too many hops (mail loop detected)"))
 }

@@ -1,0 +1,199 @@
+package admin
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/queue"
+)
+
+// Metric names. Counters the parts keep themselves (SMTP servers, spool,
+// engine) are read at scrape time by collector; the delivery attempts and
+// DSNs arrive through the Observer.
+const (
+	metricAccepted       = "gateway_messages_accepted_total"
+	metricRejected       = "gateway_messages_rejected_total"
+	metricSessionsActive = "gateway_smtp_sessions_active"
+	metricSessionsTotal  = "gateway_smtp_sessions_total"
+	metricQueueMessages  = "gateway_queue_messages"
+	metricQueueOldest    = "gateway_queue_oldest_seconds"
+	metricSpoolCommits   = "gateway_spool_commits_total"
+	metricSpoolFsyncs    = "gateway_spool_fsyncs_total"
+	metricDeliveries     = "gateway_deliveries_total"
+	metricInFlight       = "gateway_delivery_in_flight"
+	metricAttempts       = "gateway_delivery_attempts_total"
+	metricDuration       = "gateway_delivery_duration_seconds"
+	metricDSNs           = "gateway_dsn_total"
+	metricBuildInfo      = "gateway_build_info"
+)
+
+// durationBuckets cover a local transport (milliseconds) up to a slow
+// remote MTA (minutes).
+var durationBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// newRegistry returns the Admin's own registry (never the global default
+// one) with every gateway metric, the Go runtime and process collectors, and
+// the observer that feeds the delivery metrics.
+func newRegistry(a *Admin) (*prometheus.Registry, *observer) {
+	o := &observer{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricAttempts,
+			Help: "Delivery attempts per recipient, by outcome class (delivered, temporary, permanent).",
+		}, []string{"class"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    metricDuration,
+			Help:    "How long delivery attempts took.",
+			Buckets: durationBuckets,
+		}),
+		dsns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricDSNs,
+			Help: "DSN messages queued, by action (failed, delayed).",
+		}, []string{"action"}),
+	}
+	// Series that exist from the start, so rates work from the first scrape.
+	for _, c := range []delivery.Class{delivery.Delivered, delivery.Temporary, delivery.Permanent} {
+		o.attempts.WithLabelValues(c.String())
+	}
+	for _, act := range []delivery.Action{delivery.ActionFailed, delivery.ActionDelayed} {
+		o.dsns.WithLabelValues(string(act))
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        metricBuildInfo,
+		Help:        "Always 1; the labels give the gateway's version and the Go version it was built with.",
+		ConstLabels: prometheus.Labels{"version": a.opt.Version, "goversion": runtime.Version()},
+	})
+	build.Set(1)
+
+	r := prometheus.NewRegistry()
+	r.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		o.attempts, o.duration, o.dsns, build,
+		newCollector(a),
+	)
+	return r, o
+}
+
+// observer implements delivery.Observer with Prometheus metrics.
+type observer struct {
+	attempts *prometheus.CounterVec
+	duration prometheus.Histogram
+	dsns     *prometheus.CounterVec
+}
+
+// Attempted counts one recipient's attempt by class and observes its
+// duration. The domain is not a label: it would grow without bound.
+func (o *observer) Attempted(domain string, class delivery.Class, took time.Duration) {
+	o.attempts.WithLabelValues(class.String()).Inc()
+	o.duration.Observe(took.Seconds())
+}
+
+// Bounced counts one DSN by action.
+func (o *observer) Bounced(action delivery.Action) {
+	o.dsns.WithLabelValues(string(action)).Inc()
+}
+
+// collector reads the counters of the SMTP servers, the spool and the
+// engine at scrape time.
+type collector struct {
+	a *Admin
+
+	accepted, rejected, sessionsActive, sessionsTotal *prometheus.Desc
+	queueMessages, queueOldest, commits, fsyncs       *prometheus.Desc
+	deliveries, inFlight                              *prometheus.Desc
+}
+
+func newCollector(a *Admin) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &collector{
+		a:              a,
+		accepted:       d(metricAccepted, "Messages queued by the SMTP servers."),
+		rejected:       d(metricRejected, "Messages refused by the SMTP servers after their content was received."),
+		sessionsActive: d(metricSessionsActive, "SMTP sessions open now."),
+		sessionsTotal:  d(metricSessionsTotal, "SMTP sessions started."),
+		queueMessages:  d(metricQueueMessages, "Messages in the queue."),
+		queueOldest:    d(metricQueueOldest, "Age of the oldest message in the queue; 0 when it is empty."),
+		commits:        d(metricSpoolCommits, "Messages committed to the spool."),
+		fsyncs:         d(metricSpoolFsyncs, "Spool write transactions, each one fsync (group commit)."),
+		deliveries:     d(metricDeliveries, "Recipients by delivery result: delivered, deferred (attempts that ended temporary) and failed.", "result"),
+		inFlight:       d(metricInFlight, "Messages being delivered now."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.accepted, c.rejected, c.sessionsActive, c.sessionsTotal,
+		c.queueMessages, c.queueOldest, c.commits, c.fsyncs,
+	} {
+		ch <- d
+	}
+	if c.a.opt.Engine != nil {
+		ch <- c.deliveries
+		ch <- c.inFlight
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+
+	var accepted, rejected, total int64
+	var active int
+	for _, s := range c.a.opt.Servers {
+		st := s.Stats()
+		accepted += st.MessagesAccepted
+		rejected += st.MessagesRejected
+		total += st.SessionsTotal
+		active += st.SessionsActive
+	}
+	counter(c.accepted, float64(accepted))
+	counter(c.rejected, float64(rejected))
+	gauge(c.sessionsActive, float64(active))
+	counter(c.sessionsTotal, float64(total))
+
+	q := c.a.opt.Queue
+	gauge(c.queueMessages, float64(q.Len()))
+	if age, err := c.oldest(); err != nil {
+		c.a.log.Warn("admin: metrics: oldest message", "err", err)
+	} else {
+		gauge(c.queueOldest, age.Seconds())
+	}
+	qs := q.Stats()
+	counter(c.commits, float64(qs.Commits))
+	counter(c.fsyncs, float64(qs.Batches))
+
+	if e := c.a.opt.Engine; e != nil {
+		es := e.Stats()
+		counter(c.deliveries, float64(es.Delivered), "delivered")
+		counter(c.deliveries, float64(es.Deferred), "deferred")
+		counter(c.deliveries, float64(es.Failed), "failed")
+		gauge(c.inFlight, float64(es.InFlight))
+	}
+}
+
+// oldest is the age of the first message in arrival order; List stops
+// after it, so a scrape reads one record.
+func (c *collector) oldest() (time.Duration, error) {
+	var created time.Time
+	err := c.a.opt.Queue.List(func(m *queue.Message) bool {
+		created = m.Created
+		return false
+	})
+	if err != nil || created.IsZero() {
+		return 0, err
+	}
+	return max(c.a.now().Sub(created), 0), nil
+}
+
+var _ delivery.Observer = (*observer)(nil)
+var _ prometheus.Collector = (*collector)(nil)
