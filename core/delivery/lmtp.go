@@ -1,0 +1,134 @@
+package delivery
+
+// This file is the LMTP transport (RFC 2033): hand-off to a local delivery
+// agent (Dovecot, Cyrus) over TCP or a unix socket, with one outcome per
+// recipient after the message.
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+// LMTPOptions configure an LMTP transport.
+type LMTPOptions struct {
+	// Hostname is the LHLO name; "" = "localhost".
+	Hostname string
+	// ConnectTimeout bounds the connect; 0 = 30s.
+	ConnectTimeout time.Duration
+	// CommandTimeout bounds each reply and each read or write of the
+	// message; 0 = 5m.
+	CommandTimeout time.Duration
+	// Log receives one record per attempt; nil = discard.
+	Log *slog.Logger
+}
+
+// LMTP delivers to an LMTP server: Route.Path names a unix socket, else
+// Route.Via is its "host:port" over TCP. There is no MX look-up and no
+// TLS (the server is local), and each job gets its own connection, closed
+// with QUIT afterwards. It is safe for concurrent use.
+//
+// Outcomes follow the SMTP transport's rules (see SMTP), except that after
+// the message each accepted recipient has its own reply (RFC 2033 §4.2),
+// which decides its result. A route with neither Path nor Via, a refused
+// connection, or an LHLO or greeting that is not 2xx is Temporary for
+// every recipient. RemoteMTA is the Via host ("[ip]" for an address), ""
+// over a unix socket.
+type LMTP struct {
+	opt LMTPOptions
+	log *slog.Logger
+}
+
+// NewLMTP returns an LMTP transport with opt's zero fields set to their
+// defaults.
+func NewLMTP(opt LMTPOptions) *LMTP {
+	if opt.ConnectTimeout <= 0 {
+		opt.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opt.CommandTimeout <= 0 {
+		opt.CommandTimeout = DefaultCommandTimeout
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	return &LMTP{opt: opt, log: opt.Log}
+}
+
+// Deliver implements Transport.
+func (l *LMTP) Deliver(ctx context.Context, job *Job) []Result {
+	if len(job.Recipients) == 0 {
+		return nil
+	}
+	network, addr, remote := "unix", job.Route.Path, ""
+	if addr == "" {
+		host, port, err := splitVia(job.Route.Via, 0)
+		switch {
+		case job.Route.Via == "":
+			return allResults(job, localResult(Temporary, 451, 4, 3, 5, "LMTP route with neither a socket path nor a host:port"))
+		case err != nil:
+			return allResults(job, localResult(Temporary, 451, 4, 3, 5, err.Error()))
+		case port == 0:
+			return allResults(job, localResult(Temporary, 451, 4, 3, 5, "LMTP route "+job.Route.Via+" has no port"))
+		}
+		network, addr, remote = "tcp", job.Route.Via, remoteName(host)
+	}
+	where := addr
+	if network == "unix" {
+		where = "unix:" + addr
+	}
+
+	d := net.Dialer{Timeout: l.opt.ConnectTimeout}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		l.log.InfoContext(ctx, "lmtp: connect failed", "id", job.ID, "addr", where, "err", err)
+		return allResults(job, localResult(Temporary, 451, 4, 4, 1, "connection failed: "+where+": "+resultText(err)))
+	}
+	c, err := smtp.NewClient(ctx, conn, smtp.ClientOptions{
+		LocalName: l.opt.Hostname,
+		Timeout:   l.opt.CommandTimeout,
+		Log:       l.log,
+		LMTP:      true,
+	})
+	if err == nil {
+		err = c.Hello(ctx)
+	}
+	if err != nil {
+		l.log.InfoContext(ctx, "lmtp: session refused", "id", job.ID, "addr", where, "err", err)
+		if c != nil {
+			l.close(ctx, c)
+		}
+		var reply smtp.Reply
+		if errors.As(err, &reply) {
+			return allResults(job, hopReplyResult(reply, remote))
+		}
+		r := localResult(Temporary, 451, 4, 4, 2, "connection to "+where+" failed: "+resultText(err))
+		r.RemoteMTA = remote
+		return allResults(job, r)
+	}
+	rs, lost, id := transactJob(ctx, c, job, where, remote)
+	if rs == nil {
+		rs = allResults(job, *lost)
+	}
+	l.log.InfoContext(ctx, "lmtp: attempt", "id", job.ID, "addr", where, "queued_as", id, "outcome", outcomeSummary(rs))
+	l.close(ctx, c)
+	return rs
+}
+
+// close ends a session: QUIT if it is still usable.
+func (l *LMTP) close(ctx context.Context, c *smtp.Client) {
+	if c.Err() != nil {
+		c.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), quitTimeout)
+	defer cancel()
+	if err := c.Quit(ctx); err != nil {
+		l.log.DebugContext(ctx, "lmtp: QUIT", "err", err)
+	}
+}
+
+var _ Transport = (*LMTP)(nil)

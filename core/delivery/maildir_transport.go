@@ -1,0 +1,77 @@
+package delivery
+
+// This file is the Maildir transport: the Transport face of Maildir.
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// MaildirTransport delivers each recipient into its Maildir under
+// Route.Path (Root/<domain>/<local>, see Maildir), reading the message
+// afresh from Job.Open for each. It is safe for concurrent use: it keeps
+// one Maildir per root, so unique file names stay unique across jobs.
+//
+// Results: Delivered 250 2.0.0 with "delivered to <file>" in Text; a
+// recipient that names no safe mailbox (ErrBadMailbox) is Permanent 550
+// 5.1.1; any other failure (spool, disk, ctx done) is Temporary 451 4.3.0,
+// and so is a route without a Path.
+type MaildirTransport struct {
+	hostname string
+
+	mu    sync.Mutex
+	roots map[string]*Maildir
+}
+
+// NewMaildirTransport returns a Maildir transport; hostname goes into the
+// unique file names ("" = os.Hostname()).
+func NewMaildirTransport(hostname string) *MaildirTransport {
+	return &MaildirTransport{hostname: hostname, roots: map[string]*Maildir{}}
+}
+
+// maildir returns the Maildir for root, made on first use.
+func (t *MaildirTransport) maildir(root string) *Maildir {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.roots[root]
+	if m == nil {
+		m = &Maildir{Root: root, Hostname: t.hostname}
+		t.roots[root] = m
+	}
+	return m
+}
+
+// Deliver implements Transport.
+func (t *MaildirTransport) Deliver(ctx context.Context, job *Job) []Result {
+	if job.Route.Path == "" {
+		return allResults(job, localResult(Temporary, 451, 4, 3, 0, "maildir route without a path"))
+	}
+	m := t.maildir(job.Route.Path)
+	out := make([]Result, len(job.Recipients))
+	for i, rcpt := range job.Recipients {
+		out[i] = t.deliverOne(ctx, m, job, rcpt.Address)
+	}
+	return out
+}
+
+func (t *MaildirTransport) deliverOne(ctx context.Context, m *Maildir, job *Job, rcpt envelope.Address) Result {
+	body, err := job.Open()
+	if err != nil {
+		return localResult(Temporary, 451, 4, 3, 0, "reading the message from the spool: "+resultText(err))
+	}
+	defer body.Close()
+	path, err := m.Deliver(ctx, rcpt, body)
+	switch {
+	case err == nil:
+		return Result{Class: Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0}, Text: clean("delivered to " + path)}
+	case errors.Is(err, ErrBadMailbox):
+		return localResult(Permanent, 550, 5, 1, 1, resultText(err))
+	}
+	return localResult(Temporary, 451, 4, 3, 0, resultText(err))
+}
+
+var _ Transport = (*MaildirTransport)(nil)

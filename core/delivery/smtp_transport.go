@@ -1,0 +1,856 @@
+package delivery
+
+// This file is the SMTP transport: MX look-up (or a static route), fail-over
+// across exchangers and their addresses, STARTTLS by policy, one pipelined
+// transaction per job, and a pool of idle connections reused by later jobs
+// to the same destination.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// Defaults for SMTPOptions.
+const (
+	DefaultSMTPPort       = 25
+	DefaultConnectTimeout = 30 * time.Second
+	DefaultCommandTimeout = 5 * time.Minute
+	DefaultMaxIdle        = 5 * time.Second
+	DefaultMaxPerConn     = 100
+)
+
+// quitTimeout bounds the QUIT sent when a connection is retired.
+const quitTimeout = 5 * time.Second
+
+// STARTTLS policies of Route.TLS.
+const (
+	TLSNone          = "none"
+	TLSOpportunistic = "opportunistic" // also what "" means
+	TLSRequire       = "require"
+)
+
+// SMTPOptions configure an SMTP transport.
+type SMTPOptions struct {
+	// Hostname is the EHLO name. Required in production; "" = "localhost".
+	Hostname string
+	// Resolver answers the MX and address look-ups. Required unless every
+	// route is a static one to an IP address or a domain literal.
+	Resolver *resolver.Resolver
+	// Port is the port exchangers are dialled at; 0 = 25. (A static route
+	// names its own port.)
+	Port int
+	// ConnectTimeout bounds one TCP connect; 0 = 30s.
+	ConnectTimeout time.Duration
+	// CommandTimeout bounds each command's reply and each read or write of
+	// the message; 0 = 5m.
+	CommandTimeout time.Duration
+	// TLSConfig returns the client TLS config for STARTTLS to host (the MX
+	// or route host name, or the IP for a literal). nil = a default config
+	// with ServerName host, which verifies the certificate under "require"
+	// and does not under "opportunistic" (RFC 7435: unauthenticated
+	// encryption beats clear text).
+	TLSConfig func(host string) *tls.Config
+	// MaxIdle is how long an idle connection is kept for reuse; 0 = 5s, a
+	// negative value = no reuse (QUIT after every job).
+	MaxIdle time.Duration
+	// MaxPerConn is the number of messages sent on one connection before
+	// it is retired with QUIT; 0 = 100.
+	MaxPerConn int
+	// Log receives one record per attempt and per connection problem; nil
+	// = discard.
+	Log *slog.Logger
+}
+
+// SMTP delivers over SMTP to the exchangers of the destination domain or to
+// a static route's next hop. It is safe for concurrent use. It implements
+// Transport and Closer: it keeps idle connections for reuse and owns a
+// goroutine that retires them after MaxIdle, both ended by Close.
+//
+// Next hops: Route.Via "host:port" (host a name, looked up with LookupIP,
+// or an IP address) if set; else a domain literal ([192.0.2.1] or
+// [IPv6:…]) in Job.Domain; else the MX hosts of Job.Domain in preference
+// order (implicit MX included), each host's addresses in the order
+// LookupIP gives. Every address is tried until one takes the transaction:
+// a refused or timed-out connect, a greeting or EHLO that is not 2xx,
+// STARTTLS that "require" cannot have, or a connection that dies before
+// MAIL is answered, moves on to the next address. When all fail, every
+// recipient gets a Temporary result built from the last failure.
+//
+// Look-up failures: a null MX is Permanent 556 5.1.10, NXDOMAIN (or a name
+// that cannot be looked up) Permanent 550 5.1.2, a domain without MX and
+// address, or whose exchangers all have none, Permanent 550 5.4.4; a DNS
+// failure is Temporary 451 4.4.3. A static route whose host cannot be
+// resolved is Temporary 451 4.4.3 whatever the cause: it is a
+// configuration matter, and mail waits for it to be fixed.
+//
+// STARTTLS, per Route.TLS: "none" never; "opportunistic" (or "") when
+// offered, continuing in clear text if the server refuses the command and
+// reconnecting without TLS to the same address if the handshake fails;
+// "require" only over TLS, trying the next address when STARTTLS is not
+// offered or fails, and Temporary 451 4.7.5 at the end.
+//
+// Outcomes of a transaction: a refused MAIL gives its reply to every
+// recipient; a refused RCPT gives that recipient its reply; the reply
+// after the message (or a refused DATA) goes to every recipient whose RCPT
+// was accepted. 2xx is Delivered, 5xx Permanent, anything else Temporary;
+// the enhanced code comes from StatusFromReply. A connection lost during
+// the transaction is Temporary 451 4.4.2 for every recipient without a
+// final reply (the message may arrive twice after the retry:
+// at-least-once). Before any command: a message needing SMTPUTF8 that the
+// server lacks is Permanent 553 5.6.7, one larger than the server's SIZE
+// is Permanent 552 5.3.4, and a failure to read the message from the spool
+// is Temporary 451 4.3.0.
+//
+// Result.Text is the remote reply on one line ("550 5.1.1 No such user")
+// when one decided, else a description of what failed. RemoteMTA is the
+// host that answered: the MX or route host name, or "[ip]" for an IP.
+//
+// Connection reuse: after a transaction that leaves the session usable,
+// the connection goes to an idle pool keyed by host, address and TLS
+// policy, at most MaxPerConn messages per connection. A later job whose
+// next hops include a pooled connection takes it first (preferring the
+// more preferred hop); if that connection turns out dead before MAIL is
+// answered, it is dropped and the job dials afresh.
+type SMTP struct {
+	opt SMTPOptions
+	log *slog.Logger
+
+	mu     sync.Mutex
+	idle   map[connKey][]*smtpConn // most recently used last
+	closed bool
+
+	stop chan struct{} // closed by Close: the reaper returns
+	done chan struct{} // closed when the reaper has returned; nil without one
+}
+
+// connKey identifies a destination whose connections are interchangeable.
+type connKey struct {
+	host string // MX or route host name, or the IP: TLS ServerName and RemoteMTA
+	addr string // ip:port dialled
+	tls  string // policy the connection was set up under
+}
+
+// smtpConn is one connection, in use or idle.
+type smtpConn struct {
+	key    connKey
+	c      *smtp.Client
+	sent   int       // messages handed over on it
+	idle   time.Time // when it went idle
+	reused bool      // taken from the pool for this job
+}
+
+// NewSMTP returns an SMTP transport with opt's zero fields set to their
+// defaults. When reuse is on it starts the reaper goroutine; call Close to
+// stop it.
+func NewSMTP(opt SMTPOptions) *SMTP {
+	if opt.Port <= 0 {
+		opt.Port = DefaultSMTPPort
+	}
+	if opt.ConnectTimeout <= 0 {
+		opt.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opt.CommandTimeout <= 0 {
+		opt.CommandTimeout = DefaultCommandTimeout
+	}
+	if opt.MaxIdle == 0 {
+		opt.MaxIdle = DefaultMaxIdle
+	}
+	if opt.MaxPerConn <= 0 {
+		opt.MaxPerConn = DefaultMaxPerConn
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &SMTP{opt: opt, log: opt.Log, idle: map[connKey][]*smtpConn{}, stop: make(chan struct{})}
+	if opt.MaxIdle > 0 {
+		s.done = make(chan struct{})
+		go s.reap()
+	}
+	return s
+}
+
+// smtpHop is one address to try.
+type smtpHop struct {
+	host string // name for TLS and RemoteMTA; the IP for literals
+	addr string // ip:port
+}
+
+// smtpHost is one exchanger whose addresses are looked up when needed.
+type smtpHost struct {
+	name string
+	ip   netip.Addr // set for IP literals: no look-up
+	port int
+}
+
+// Deliver implements Transport.
+func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
+	if len(job.Recipients) == 0 {
+		return nil
+	}
+	policy := job.Route.TLS
+	switch policy {
+	case "":
+		policy = TLSOpportunistic
+	case TLSNone, TLSOpportunistic, TLSRequire:
+	default:
+		return allResults(job, localResult(Temporary, 451, 4, 3, 5, fmt.Sprintf("unknown TLS policy %q", job.Route.TLS)))
+	}
+	hosts, static, fail := s.nextHosts(ctx, job)
+	if fail != nil {
+		s.log.InfoContext(ctx, "smtp: no route", "id", job.ID, "domain", job.Domain, "class", fail.Class.String(), "err", fail.Text)
+		return allResults(job, *fail)
+	}
+
+	// A pooled connection to any of the hosts goes first, the most
+	// preferred host's first; a dead one is dropped.
+	for sc := s.takeFor(hosts, policy); sc != nil; sc = s.takeFor(hosts, policy) {
+		if rs, _ := s.run(ctx, job, sc); rs != nil {
+			return rs
+		}
+	}
+
+	var last *Result
+	var dnsErr error // the last temporary look-up failure
+	for _, h := range hosts {
+		addrs, err := s.addrs(ctx, h)
+		if err != nil {
+			if static || resolver.IsTemporary(err) {
+				dnsErr = err
+			}
+			s.log.InfoContext(ctx, "smtp: exchanger has no address", "id", job.ID, "host", h.name, "err", err)
+			continue
+		}
+		for _, a := range addrs {
+			hp := smtpHop{host: h.name, addr: net.JoinHostPort(a.String(), strconv.Itoa(h.port))}
+			rs, hopFail := s.attempt(ctx, job, hp, policy)
+			if rs != nil {
+				return rs
+			}
+			last = hopFail
+			if ctx.Err() != nil {
+				return allResults(job, *last)
+			}
+		}
+	}
+	switch {
+	case last != nil:
+		return allResults(job, *last)
+	case dnsErr != nil:
+		return allResults(job, localResult(Temporary, 451, 4, 4, 3, "DNS look-up failed: "+resultText(dnsErr)))
+	}
+	return allResults(job, localResult(Permanent, 550, 5, 4, 4, "no route: no exchanger of "+job.Domain+" has an address"))
+}
+
+// nextHosts lists where the job may go. static is true for Route.Via.
+func (s *SMTP) nextHosts(ctx context.Context, job *Job) (hosts []smtpHost, static bool, fail *Result) {
+	if via := job.Route.Via; via != "" {
+		host, port, err := splitVia(via, s.opt.Port)
+		if err != nil {
+			r := localResult(Temporary, 451, 4, 3, 5, err.Error())
+			return nil, true, &r
+		}
+		h := smtpHost{name: host, port: port}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			h.ip = ip
+		}
+		return []smtpHost{h}, true, nil
+	}
+	if ip, ok, err := domainLiteral(job.Domain); ok {
+		if err != nil {
+			r := localResult(Permanent, 550, 5, 1, 2, err.Error())
+			return nil, false, &r
+		}
+		return []smtpHost{{name: ip.String(), ip: ip, port: s.opt.Port}}, false, nil
+	}
+	if s.opt.Resolver == nil {
+		r := localResult(Temporary, 451, 4, 3, 5, "no resolver configured for MX look-ups")
+		return nil, false, &r
+	}
+	mxs, err := s.opt.Resolver.Route(ctx, job.Domain)
+	if err != nil {
+		var r Result
+		switch {
+		case errors.Is(err, resolver.ErrNullMX):
+			r = localResult(Permanent, 556, 5, 1, 10, "null MX: "+job.Domain+" accepts no mail (RFC 7505)")
+		case errors.Is(err, resolver.ErrNotFound), errors.Is(err, resolver.ErrInvalidName):
+			r = localResult(Permanent, 550, 5, 1, 2, "domain not found: "+resultText(err))
+		case errors.Is(err, resolver.ErrNoAddress):
+			r = localResult(Permanent, 550, 5, 4, 4, "no route: "+resultText(err))
+		default:
+			r = localResult(Temporary, 451, 4, 4, 3, "DNS look-up failed: "+resultText(err))
+		}
+		return nil, false, &r
+	}
+	for _, mx := range mxs {
+		h := smtpHost{name: mx.Host, port: s.opt.Port}
+		if ip, err := netip.ParseAddr(mx.Host); err == nil {
+			h.ip = ip // an MX naming an address: wrong, but unambiguous
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, false, nil
+}
+
+// addrs returns the addresses of h.
+func (s *SMTP) addrs(ctx context.Context, h smtpHost) ([]netip.Addr, error) {
+	if h.ip.IsValid() {
+		return []netip.Addr{h.ip}, nil
+	}
+	if s.opt.Resolver == nil {
+		return nil, fmt.Errorf("delivery: no resolver to look up %s", h.name)
+	}
+	return s.opt.Resolver.LookupIP(ctx, h.name)
+}
+
+// splitVia parses a static route's "host:port" (or "[ip]:port", or a host
+// without a port, which gets def).
+func splitVia(via string, def int) (string, int, error) {
+	host, port, err := net.SplitHostPort(via)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return strings.Trim(via, "[]"), def, nil
+		}
+		return "", 0, fmt.Errorf("delivery: bad route %q: %v", via, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n > 65535 || host == "" {
+		return "", 0, fmt.Errorf("delivery: bad route %q: want host:port", via)
+	}
+	return host, n, nil
+}
+
+// domainLiteral parses "[192.0.2.1]" or "[IPv6:2001:db8::1]". ok reports
+// whether domain is a literal at all.
+func domainLiteral(domain string) (ip netip.Addr, ok bool, err error) {
+	if !strings.HasPrefix(domain, "[") || !strings.HasSuffix(domain, "]") {
+		return netip.Addr{}, false, nil
+	}
+	lit := domain[1 : len(domain)-1]
+	v6 := false
+	if len(lit) > 5 && strings.EqualFold(lit[:5], "IPv6:") {
+		lit, v6 = lit[5:], true
+	}
+	ip, err = netip.ParseAddr(lit)
+	if err != nil || ip.Zone() != "" || ip.Is6() != v6 || ip.Is4In6() {
+		return netip.Addr{}, true, fmt.Errorf("bad address literal %s", domain)
+	}
+	return ip, true, nil
+}
+
+// attempt delivers the job over a new connection to one address. It
+// returns the results, or nil and the failure that makes the caller try
+// the next address.
+func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, policy string) ([]Result, *Result) {
+	key := connKey{host: hp.host, addr: hp.addr, tls: policy}
+	sc, fail := s.connect(ctx, key, false)
+	if fail != nil {
+		return nil, fail
+	}
+	rs, fail := s.run(ctx, job, sc)
+	if rs == nil {
+		return nil, fail
+	}
+	return rs, nil
+}
+
+// connect dials key.addr and readies a session: greeting, EHLO, STARTTLS
+// by policy. clear skips STARTTLS (the opportunistic fall-back).
+func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn, *Result) {
+	remote := remoteName(key.host)
+	d := net.Dialer{Timeout: s.opt.ConnectTimeout}
+	conn, err := d.DialContext(ctx, "tcp", key.addr)
+	if err != nil {
+		s.log.InfoContext(ctx, "smtp: connect failed", "host", key.host, "addr", key.addr, "err", err)
+		r := localResult(Temporary, 451, 4, 4, 1, "connection failed: "+key.host+" ["+key.addr+"]: "+resultText(err))
+		return nil, &r
+	}
+	c, err := smtp.NewClient(ctx, conn, smtp.ClientOptions{
+		LocalName: s.opt.Hostname,
+		Timeout:   s.opt.CommandTimeout,
+		Log:       s.log,
+	})
+	if err == nil {
+		err = c.Hello(ctx)
+	}
+	if err != nil {
+		s.log.InfoContext(ctx, "smtp: session refused", "host", key.host, "addr", key.addr, "err", err)
+		if c != nil {
+			if c.Err() == nil {
+				s.quit(ctx, c)
+			} else {
+				c.Close()
+			}
+		}
+		var reply smtp.Reply
+		if errors.As(err, &reply) {
+			r := hopReplyResult(reply, remote)
+			return nil, &r
+		}
+		r := localResult(Temporary, 451, 4, 4, 2, "connection to "+key.host+" ["+key.addr+"] failed: "+resultText(err))
+		r.RemoteMTA = remote
+		return nil, &r
+	}
+	sc := &smtpConn{key: key, c: c}
+	if key.tls == TLSNone || clear {
+		return sc, nil
+	}
+	_, offered := c.Extension("STARTTLS")
+	if !offered {
+		if key.tls == TLSRequire {
+			s.quit(ctx, c)
+			r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"] does not offer STARTTLS")
+			r.RemoteMTA = remote
+			return nil, &r
+		}
+		return sc, nil
+	}
+	err = c.StartTLS(ctx, s.tlsConfig(key))
+	if err == nil {
+		return sc, nil
+	}
+	if key.tls == TLSRequire {
+		s.log.InfoContext(ctx, "smtp: STARTTLS failed", "host", key.host, "addr", key.addr, "err", err)
+		if c.Err() == nil {
+			s.quit(ctx, c)
+		} else {
+			c.Close()
+		}
+		r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"]: "+resultText(err))
+		r.RemoteMTA = remote
+		return nil, &r
+	}
+	if c.Err() == nil {
+		// STARTTLS refused with a reply: the session goes on in clear text.
+		s.log.WarnContext(ctx, "smtp: STARTTLS refused, continuing without TLS", "host", key.host, "addr", key.addr, "err", err)
+		return sc, nil
+	}
+	s.log.WarnContext(ctx, "smtp: TLS handshake failed, reconnecting without TLS", "host", key.host, "addr", key.addr, "err", err)
+	c.Close()
+	if ctx.Err() != nil {
+		r := localResult(Temporary, 451, 4, 4, 2, "connection to "+key.host+" ["+key.addr+"] failed: "+resultText(err))
+		return nil, &r
+	}
+	return s.connect(ctx, key, true)
+}
+
+// tlsConfig is the STARTTLS config for a connection.
+func (s *SMTP) tlsConfig(key connKey) *tls.Config {
+	if s.opt.TLSConfig != nil {
+		if cfg := s.opt.TLSConfig(key.host); cfg != nil {
+			return cfg
+		}
+	}
+	return &tls.Config{ServerName: key.host, InsecureSkipVerify: key.tls != TLSRequire, MinVersion: tls.VersionTLS12}
+}
+
+// run sends the job on sc and hands the connection back to the pool or
+// retires it. Nil results mean the transaction never started (the
+// connection died or said 421 before answering MAIL): the caller tries
+// elsewhere, with fail saying what happened.
+func (s *SMTP) run(ctx context.Context, job *Job, sc *smtpConn) ([]Result, *Result) {
+	where := sc.key.host + " [" + sc.key.addr + "]"
+	rs, lost, id := transactJob(ctx, sc.c, job, where, remoteName(sc.key.host))
+	if rs == nil {
+		s.log.InfoContext(ctx, "smtp: session lost before MAIL", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "reused", sc.reused, "err", lost.Text)
+		sc.c.Close()
+		return nil, lost
+	}
+	sc.sent++
+	s.log.InfoContext(ctx, "smtp: attempt", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "tls", tlsOn(sc.c),
+		"reused", sc.reused, "queued_as", id, "outcome", outcomeSummary(rs))
+	s.release(ctx, sc)
+	return rs, nil
+}
+
+// transactJob runs job's transaction on c, which has said hello; where names
+// the server in texts, remote is RemoteMTA. It returns one result per
+// recipient and the server's queue ID, or, when the transaction never
+// started (the connection died or a 421 came before MAIL was answered,
+// with ctx not done), nil results and what happened: the message was not
+// handed over, so another server may take it. Checks made before anything
+// is sent (SIZE, SMTPUTF8, BODY, a bad address) leave c usable.
+func transactJob(ctx context.Context, c *smtp.Client, job *Job, where, remote string) (rs []Result, lost *Result, id string) {
+	if max := c.MaxSize(); max > 0 && job.Size > max {
+		return allResults(job, Result{Class: Permanent, Code: 552, Enhanced: sdk.EnhancedCode{5, 3, 4},
+			Text:      fmt.Sprintf("message too big for %s: %d bytes, its limit is %d", where, job.Size, max),
+			RemoteMTA: remote}), nil, ""
+	}
+	body, err := job.Open()
+	if err != nil {
+		return allResults(job, localResult(Temporary, 451, 4, 3, 0, "reading the message from the spool: "+resultText(err))), nil, ""
+	}
+	env := *job.Envelope
+	env.Recipients = job.Recipients
+	if job.Size > 0 {
+		env.Size = job.Size
+	}
+	res, err := c.Send(ctx, &env, body)
+	body.Close()
+
+	if err != nil && res.Mail.Code == 0 {
+		// Errors found before anything was sent. (ErrSMTPUTF8Unsupported
+		// is a Reply too, so this comes before the reply checks.)
+		var r Result
+		switch {
+		case errors.Is(err, smtp.ErrSMTPUTF8Unsupported):
+			r = Result{Class: Permanent, Code: 553, Enhanced: sdk.EnhancedCode{5, 6, 7},
+				Text: "SMTPUTF8 required but not supported by " + where, RemoteMTA: remote}
+		case errors.Is(err, smtp.ErrBinaryMIMEUnsupported):
+			r = localResult(Permanent, 554, 5, 6, 3, resultText(err))
+		case errors.Is(err, smtp.ErrBadCommand):
+			r = localResult(Permanent, 501, 5, 5, 4, resultText(err))
+		}
+		if r.Code != 0 {
+			return allResults(job, r), nil, ""
+		}
+	}
+	if err != nil && (res.Mail.Code == 0 || res.Mail.Code == 421) && ctx.Err() == nil {
+		r := localResult(Temporary, 451, 4, 4, 2, "connection to "+where+" lost: "+resultText(err))
+		if res.Mail.Code == 421 {
+			r = replyResult(res.Mail, remote)
+		}
+		r.RemoteMTA = remote
+		return nil, &r, ""
+	}
+	return transactionResults(job, res, err, remote, "connection to "+where+" lost"), nil, res.ID
+}
+
+// transactionResults maps a transaction's replies to one Result per
+// recipient (see SMTP for the rules). lost describes err when it is not a
+// reply.
+func transactionResults(job *Job, res smtp.Result, err error, remote, lost string) []Result {
+	out := make([]Result, len(job.Recipients))
+	for i := range out {
+		var rcpt, data smtp.Reply
+		if i < len(res.Rcpts) {
+			rcpt = res.Rcpts[i]
+		}
+		data = res.Data
+		if i < len(res.DataPerRcpt) {
+			data = res.DataPerRcpt[i]
+		}
+		switch {
+		case res.Mail.Code != 0 && res.Mail.Code/100 != 2:
+			out[i] = replyResult(res.Mail, remote)
+		case rcpt.Code != 0 && rcpt.Code/100 != 2:
+			out[i] = replyResult(rcpt, remote)
+		case rcpt.Code/100 == 2 && data.Code != 0:
+			out[i] = replyResult(data, remote)
+		case err != nil && isSMTPReply(err):
+			// A 421 ended the session before this recipient's turn.
+			var r smtp.Reply
+			errors.As(err, &r)
+			out[i] = replyResult(r, remote)
+			if out[i].Class != Temporary {
+				out[i] = localResult(Temporary, 451, 4, 4, 2, lost+": "+replyLine(r))
+				out[i].RemoteMTA = remote
+			}
+		default:
+			out[i] = localResult(Temporary, 451, 4, 4, 2, lost+": "+resultText(err))
+			out[i].RemoteMTA = remote
+		}
+	}
+	return out
+}
+
+// takeFor takes a pooled connection to one of hosts under policy, the
+// first host's before the second's, the most recently used first; nil if
+// there is none. Connections past MaxIdle that the reaper has not retired
+// yet are closed on the way.
+func (s *SMTP) takeFor(hosts []smtpHost, policy string) *smtpConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle) == 0 {
+		return nil
+	}
+	now := time.Now()
+	for _, h := range hosts {
+		port := strconv.Itoa(h.port)
+		for key, list := range s.idle {
+			if key.host != h.name || key.tls != policy || !strings.HasSuffix(key.addr, ":"+port) {
+				continue
+			}
+			for len(list) > 0 {
+				sc := list[len(list)-1]
+				list = list[:len(list)-1]
+				if now.Sub(sc.idle) >= s.opt.MaxIdle {
+					sc.c.Close()
+					continue
+				}
+				s.putList(key, list)
+				sc.reused = true
+				return sc
+			}
+			s.putList(key, list)
+		}
+	}
+	return nil
+}
+
+// putList stores key's idle list, deleting an empty one. s.mu is held.
+func (s *SMTP) putList(key connKey, list []*smtpConn) {
+	if len(list) == 0 {
+		delete(s.idle, key)
+	} else {
+		s.idle[key] = list
+	}
+}
+
+// release pools a usable connection or retires it.
+func (s *SMTP) release(ctx context.Context, sc *smtpConn) {
+	if sc.c.Err() != nil {
+		sc.c.Close()
+		return
+	}
+	if s.opt.MaxIdle > 0 && sc.sent < s.opt.MaxPerConn {
+		s.mu.Lock()
+		if !s.closed {
+			sc.idle = time.Now()
+			sc.reused = false
+			s.idle[sc.key] = append(s.idle[sc.key], sc)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+	s.quit(ctx, sc.c)
+}
+
+// quit sends QUIT (bounded by quitTimeout, even if ctx is done) and closes.
+func (s *SMTP) quit(ctx context.Context, c *smtp.Client) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), quitTimeout)
+	defer cancel()
+	if err := c.Quit(ctx); err != nil {
+		s.log.DebugContext(ctx, "smtp: QUIT", "err", err)
+	}
+}
+
+// quitAll retires connections concurrently.
+func (s *SMTP) quitAll(ctx context.Context, conns []*smtpConn) {
+	var wg sync.WaitGroup
+	for _, sc := range conns {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					s.log.Error("smtp: panic retiring a connection", "panic", p, "stack", string(debug.Stack()))
+				}
+			}()
+			s.quit(ctx, sc.c)
+		})
+	}
+	wg.Wait()
+}
+
+// reap retires connections idle for longer than MaxIdle until Close.
+func (s *SMTP) reap() {
+	defer close(s.done)
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("smtp: idle connection reaper panicked", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	tick := max(s.opt.MaxIdle/4, 10*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.quitAll(ctx, s.expired(now))
+		}
+	}
+}
+
+// expired takes the connections idle for longer than MaxIdle out of the pool.
+func (s *SMTP) expired(now time.Time) []*smtpConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*smtpConn
+	for key, list := range s.idle {
+		keep := list[:0]
+		for _, sc := range list {
+			if now.Sub(sc.idle) >= s.opt.MaxIdle {
+				out = append(out, sc)
+			} else {
+				keep = append(keep, sc)
+			}
+		}
+		s.putList(key, keep)
+	}
+	return out
+}
+
+// Idle returns the number of pooled connections.
+func (s *SMTP) Idle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, list := range s.idle {
+		n += len(list)
+	}
+	return n
+}
+
+// Close implements Closer: it stops the reaper and sends QUIT on every
+// idle connection. Deliver still works afterwards but pools nothing.
+func (s *SMTP) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var conns []*smtpConn
+	for _, list := range s.idle {
+		conns = append(conns, list...)
+	}
+	s.idle = map[connKey][]*smtpConn{}
+	s.mu.Unlock()
+	close(s.stop)
+	if s.done != nil {
+		<-s.done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
+	defer cancel()
+	s.quitAll(ctx, conns)
+	return nil
+}
+
+// allResults gives every recipient of job the same result.
+func allResults(job *Job, r Result) []Result {
+	out := make([]Result, len(job.Recipients))
+	for i := range out {
+		out[i] = r
+	}
+	return out
+}
+
+// localResult is a result decided here, not by a remote reply.
+func localResult(class Class, code int, e0, e1, e2 uint16, text string) Result {
+	return Result{Class: class, Code: code, Enhanced: sdk.EnhancedCode{e0, e1, e2}, Text: clean(text)}
+}
+
+// replyResult is the result a remote reply stands for.
+func replyResult(r smtp.Reply, remote string) Result {
+	return Result{
+		Class:     replyClass(r.Code),
+		Code:      r.Code,
+		Enhanced:  StatusFromReply(r.Code, r.Enhanced),
+		Text:      replyLine(r),
+		RemoteMTA: remote,
+	}
+}
+
+// hopReplyResult is the result of a greeting or EHLO refusal: always
+// Temporary (RFC 5321 §3.1: another exchanger may take the mail; after the
+// last one, try later), so a 5xx keeps its text but becomes 451 with a
+// class 4 status.
+func hopReplyResult(r smtp.Reply, remote string) Result {
+	res := replyResult(r, remote)
+	if res.Class != Temporary {
+		res.Class = Temporary
+		res.Code = 451
+		res.Enhanced = StatusFromReply(451, r.Enhanced)
+	}
+	return res
+}
+
+// replyClass maps a reply code to a class: 2xx Delivered, 5xx Permanent,
+// anything else Temporary.
+func replyClass(code int) Class {
+	switch code / 100 {
+	case 2:
+		return Delivered
+	case 5:
+		return Permanent
+	}
+	return Temporary
+}
+
+// replyLine is a reply on one line: "550 5.1.1 No such user", the lines of
+// a multi-line reply joined by spaces.
+func replyLine(r smtp.Reply) string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(r.Code))
+	if !r.Enhanced.IsZero() {
+		b.WriteByte(' ')
+		b.WriteString(r.Enhanced.String())
+	}
+	for _, l := range r.Lines {
+		if l = strings.TrimSpace(l); l != "" {
+			b.WriteByte(' ')
+			b.WriteString(l)
+		}
+	}
+	return clean(b.String())
+}
+
+func isSMTPReply(err error) bool {
+	var r smtp.Reply
+	return errors.As(err, &r)
+}
+
+// resultText is err's message for a Result, "" for nil.
+func resultText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return clean(err.Error())
+}
+
+// remoteName is RemoteMTA for a host: the name, or "[ip]" for an address.
+func remoteName(host string) string {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return "[" + host + "]"
+	}
+	return host
+}
+
+func tlsOn(c *smtp.Client) bool {
+	_, ok := c.TLSConnectionState()
+	return ok
+}
+
+// outcomeSummary is the classes of rs for a log line, e.g. "delivered=2 temporary=1".
+func outcomeSummary(rs []Result) string {
+	var n [3]int
+	for _, r := range rs {
+		if int(r.Class) < len(n) {
+			n[r.Class]++
+		}
+	}
+	var parts []string
+	for c, k := range n {
+		if k > 0 {
+			parts = append(parts, Class(c).String()+"="+strconv.Itoa(k))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// Interface guards.
+var (
+	_ Transport = (*SMTP)(nil)
+	_ Closer    = (*SMTP)(nil)
+)
