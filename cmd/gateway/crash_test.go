@@ -31,7 +31,12 @@ func TestCrashKeepsAcceptedMail(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	data := t.TempDir()
-	cfgPath := writeConfig(t, data, "")
+	// Deliveries go to a closed loopback port and are retried in an hour:
+	// every accepted message stays in the spool for the check below.
+	cfgPath := writeConfig(t, data, `delivery {
+  route "*" { via = "127.0.0.1:9" }
+  retry = ["1h"]
+}`)
 	gw := startGateway(t, "serve", "-config", cfgPath)
 
 	type accepted struct {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,14 +29,33 @@ func TestMain(m *testing.M) {
 // child is a `gateway` process started from the test binary.
 type child struct {
 	cmd    *exec.Cmd
-	addr   string // first listener's address, from its "listening" log line
+	addr   string // serve: first listener's address; sink: its address
 	stderr *lockedBuffer
+
+	adminCh chan string // serve: the admin API's address, once it listens
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening .*address=(\S+)`)
+// adminAddr waits for the admin API's "admin listening" log line.
+func (c *child) adminAddr(t *testing.T) string {
+	t.Helper()
+	select {
+	case a := <-c.adminCh:
+		c.adminCh <- a
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatalf("admin API did not start; output:\n%s", c.stderr.String())
+	}
+	return ""
+}
 
-// startGateway runs `gateway args...` as a child process and, for serve,
-// waits until its first listener is up.
+var (
+	listeningRE      = regexp.MustCompile(`msg=listening .*address=(\S+)`)
+	adminListeningRE = regexp.MustCompile(`msg="admin listening" address=(\S+)`)
+	sinkListeningLn  = regexp.MustCompile(`^listening on (\S+)$`)
+)
+
+// startGateway runs `gateway args...` as a child process and, for serve
+// and sink, waits until it listens.
 func startGateway(t *testing.T, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
@@ -44,42 +64,54 @@ func startGateway(t *testing.T, args ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, stderr: &lockedBuffer{}}
+	c := &child{cmd: cmd, stderr: &lockedBuffer{}, adminCh: make(chan string, 1)}
 	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
+	scan := func(r io.Reader, re *regexp.Regexp) {
+		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			line := sc.Text()
 			c.stderr.WriteLine(line)
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
+			if m := re.FindStringSubmatch(line); m != nil {
 				select {
 				case addr <- m[1]:
 				default:
 				}
 			}
+			if m := adminListeningRE.FindStringSubmatch(line); m != nil {
+				select {
+				case c.adminCh <- m[1]:
+				default:
+				}
+			}
 		}
-	}()
+	}
+	go scan(stderr, listeningRE)
+	go scan(stdout, sinkListeningLn)
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
 			cmd.Wait()
 		}
 	})
-	if len(args) > 0 && args[0] == "serve" {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "sink") {
 		select {
 		case c.addr = <-addr:
 		case <-time.After(20 * time.Second):
-			t.Fatalf("gateway did not start listening; stderr:\n%s", c.stderr.String())
+			t.Fatalf("gateway %s did not start listening; output:\n%s", args[0], c.stderr.String())
 		}
 	}
 	return c
 }
 
 // writeConfig writes a gateway.hcl for tests into a temporary folder and
-// returns its path. extra is appended inside the listener block.
+// returns its path. extra is appended at the top level.
 func writeConfig(t *testing.T, dataDir, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -89,10 +121,10 @@ shutdown_timeout = "5s"
 log { level = "info" }
 listener "mx" {
   address = "127.0.0.1:0"
-%s
 }
 domains = ["example.test"]
 relay { networks = ["127.0.0.0/8"] }
+%s
 `, dataDir, extra)
 	path := filepath.Join(dir, "gateway.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

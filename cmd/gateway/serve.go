@@ -14,9 +14,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
 )
 
@@ -52,8 +56,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 }
 
 // serve runs the gateway described by cfg until ctx is done, then stops
-// gracefully: listeners close, sessions get cfg.ShutdownTimeout to finish,
-// and the spool is closed last so every accepted message is on disk.
+// gracefully in the order that loses nothing: the SMTP listeners close and
+// sessions get cfg.ShutdownTimeout to finish, then the delivery engine lets
+// its attempts in flight end, then the admin API stops, and the spool is
+// closed last.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	spool, err := queue.Open(filepath.Join(cfg.DataDir, "queue"), queue.Options{Log: log.With("part", "queue")})
 	if err != nil {
@@ -65,20 +71,66 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		}
 	}()
 
+	dns, err := resolver.New(resolver.Options{Servers: cfg.Delivery.Resolver, Log: log.With("part", "resolver")})
+	if err != nil {
+		return err
+	}
+	hooks := hook.NewChain(log.With("part", "hook")) // the pipeline: empty until hooks are configured
+
+	smtpTransport := delivery.NewSMTP(delivery.SMTPOptions{
+		Hostname:       cfg.Hostname,
+		Resolver:       dns,
+		Port:           cfg.Delivery.Port,
+		ConnectTimeout: cfg.Delivery.ConnectTimeout,
+		CommandTimeout: cfg.Delivery.CommandTimeout,
+		Log:            log.With("part", "smtp-out"),
+	})
+	defer smtpTransport.Close()
+	transports := map[string]delivery.Transport{
+		"smtp": smtpTransport,
+		"lmtp": delivery.NewLMTP(delivery.LMTPOptions{
+			Hostname:       cfg.Hostname,
+			ConnectTimeout: cfg.Delivery.ConnectTimeout,
+			CommandTimeout: cfg.Delivery.CommandTimeout,
+			Log:            log.With("part", "lmtp"),
+		}),
+		"maildir": delivery.NewMaildirTransport(cfg.Hostname),
+	}
+
+	// The admin API reports on the engine and the servers, and the engine
+	// reports to the admin's metrics: the admin is built first and reads
+	// both only when a request comes, after they are set below.
+	var servers []*smtp.Server
+	var engineRef struct{ *delivery.Engine }
+	adm := admin.New(admin.Options{
+		Queue:   spool,
+		Engine:  &engineRef,
+		Servers: []admin.ServerStats{admin.ServerStatsFunc(func() smtp.ServerStats { return sumStats(servers) })},
+		Log:     log.With("part", "admin"),
+		Version: version,
+	})
+	engine, err := delivery.New(delivery.Options{
+		Spool:      spool,
+		Hostname:   cfg.Hostname,
+		Config:     cfg.Delivery,
+		Transports: transports,
+		Hooks:      hooks,
+		Observer:   adm.Observer(),
+		Log:        log.With("part", "delivery"),
+	})
+	if err != nil {
+		return err
+	}
+	engineRef.Engine = engine
+
 	var auth smtp.Authenticator
 	if len(cfg.Auth.Users) > 0 {
 		auth = smtp.NewPasswordTable(cfg.Auth.Users)
 	}
-	hooks := hook.NewChain(log.With("part", "hook")) // the pipeline: empty until hooks are configured
-
-	type running struct {
-		srv *smtp.Server
-		ln  net.Listener
-	}
-	var servers []running
+	var listeners []net.Listener
 	defer func() {
-		for _, r := range servers {
-			r.ln.Close()
+		for _, ln := range listeners {
+			ln.Close()
 		}
 	}()
 	for _, l := range cfg.Listeners {
@@ -95,7 +147,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 			TLS:                tlsConfig,
 			Auth:               auth,
 			Hooks:              hooks,
-			Spool:              spoolAdapter{spool},
+			Spool:              spoolAdapter{spool: spool, committed: engine.Enqueue},
+			ETRN:               engine.RetryDomain,
+			VerifySender:       dns.DomainExists,
 			Log:                log.With("listener", l.Name),
 		})
 		if err != nil {
@@ -105,17 +159,38 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
-		servers = append(servers, running{srv, ln})
+		servers = append(servers, srv)
+		listeners = append(listeners, ln)
 		log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", tlsConfig != nil)
+	}
+
+	// Every goroutine below is owned here and stopped before serve returns.
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(engineCtx) }()
+
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
+	adminDone := make(chan error, 1)
+	if cfg.Admin.Address != "" {
+		ln, err := net.Listen("tcp", cfg.Admin.Address)
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		log.Info("admin listening", "address", ln.Addr().String())
+		go func() { adminDone <- adm.Serve(adminCtx, ln) }()
+	} else {
+		adminDone <- nil
 	}
 
 	var wg sync.WaitGroup
 	serveErr := make(chan error, len(servers))
-	for _, r := range servers {
+	for i, srv := range servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.srv.Serve(r.ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, net.ErrClosed) {
 				serveErr <- err
 			}
 		}()
@@ -131,30 +206,70 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	var sw sync.WaitGroup
-	for _, r := range servers {
+	for _, srv := range servers {
 		sw.Add(1)
 		go func() {
 			defer sw.Done()
-			if err := r.srv.Shutdown(stopCtx); err != nil {
+			if err := srv.Shutdown(stopCtx); err != nil {
 				log.Warn("shutdown", "err", err)
 			}
 		}()
 	}
 	sw.Wait()
 	wg.Wait()
-	log.Info("stopped")
+	stopEngine()
+	if eerr := <-engineDone; eerr != nil && !errors.Is(eerr, context.Canceled) {
+		log.Warn("delivery engine", "err", eerr)
+	}
+	stopAdmin()
+	if aerr := <-adminDone; aerr != nil {
+		log.Warn("admin", "err", aerr)
+	}
+	st := spool.Stats()
+	log.Info("stopped", "queued", spool.Len(), "commits", st.Commits, "fsyncs", st.Batches)
 	return err
 }
 
-// spoolAdapter lets the server use the spool through its own Spool interface.
-type spoolAdapter struct{ s *queue.Spool }
+// sumStats adds up the counters of every listener's server.
+func sumStats(servers []*smtp.Server) smtp.ServerStats {
+	var sum smtp.ServerStats
+	for _, s := range servers {
+		st := s.Stats()
+		sum.SessionsActive += st.SessionsActive
+		sum.SessionsTotal += st.SessionsTotal
+		sum.MessagesAccepted += st.MessagesAccepted
+		sum.MessagesRejected += st.MessagesRejected
+	}
+	return sum
+}
+
+// spoolAdapter lets the server use the spool through its own Spool
+// interface, and hands each committed message to the delivery engine.
+type spoolAdapter struct {
+	spool     *queue.Spool
+	committed func(id string)
+}
 
 func (a spoolAdapter) Create(ctx context.Context) (smtp.Draft, error) {
-	d, err := a.s.Create(ctx)
+	d, err := a.spool.Create(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return d, nil
+	return kickDraft{d, a.committed}, nil
+}
+
+// kickDraft is a queue draft that calls committed after a successful commit.
+type kickDraft struct {
+	*queue.Draft
+	committed func(id string)
+}
+
+func (d kickDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
+	if err := d.Draft.Commit(ctx, env, header); err != nil {
+		return err
+	}
+	d.committed(d.ID())
+	return nil
 }
 
 func loadTLS(t *config.TLS) (*tls.Config, error) {

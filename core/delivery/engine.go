@@ -2,11 +2,19 @@ package delivery
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -49,38 +57,551 @@ var ErrNotFound = queue.ErrNotFound
 // delivered right now.
 var ErrBusy = errors.New("delivery: message is being delivered")
 
+// maxSleep is the longest the scheduler sleeps without looking at the
+// spool: a safety net for due times it could not know about.
+const maxSleep = time.Minute
+
+// maxCandidates bounds the due messages the scheduler remembers, after a
+// scan, as waiting for capacity; past it the scan stops and resumes once
+// they are started.
+const maxCandidates = 4096
+
 // Engine schedules and performs deliveries of the spool's messages.
-type Engine struct{ opt Options }
+//
+// How it works: one scheduler goroutine (Run) scans Spool.Due when kicked,
+// when the earliest due time it knows of arrives (at least once a minute),
+// and after an attempt frees capacity. A due message is leased in memory
+// (so that nothing dispatches it twice), read again from the spool, and
+// split into one job per destination domain of its Pending and Deferred
+// recipients: a delivery round. Each job runs in its own goroutine when
+// both the total and the domain's connection limit allow; the others wait
+// in the round without holding up other domains. A job records its
+// recipients' outcomes with one Spool.Update (queuing the DSN it needs
+// first); the round's last job also sets the message's next attempt, sends
+// the delay warning, or deletes the finished message. Nothing but the
+// leases lives only in memory: after a crash every unfinished message is
+// simply due again (at-least-once).
+type Engine struct {
+	opt        Options
+	cfg        config.Delivery // opt.Config with defaults
+	spool      *queue.Spool
+	log        *slog.Logger
+	now        func() time.Time
+	postmaster envelope.Address // null = none
+
+	kick    chan struct{} // rescan the spool (Kick)
+	fresh   chan string   // newly queued messages, due now (Enqueue)
+	wake    chan struct{} // an attempt ended: start what waits for capacity
+	running atomic.Bool
+	jobs    sync.WaitGroup
+
+	mu        sync.Mutex
+	rng       *rand.Rand              // retry jitter
+	leases    map[string]*engineRound // in-flight messages; nil = held by an admin operation or being started
+	rounds    int                     // leases with a round (Stats.InFlight)
+	active    int                     // jobs in flight
+	perDomain map[string]int          // jobs in flight per destination domain
+	waiting   []*engineRound          // rounds with jobs not yet started, in lease order
+	soonest   time.Time               // earliest NextAttempt set by a round since the scheduler last looked
+
+	// Scheduler goroutine only.
+	candidates []dueCandidate // due messages that waited for capacity at the last scan
+	truncated  bool           // the last scan stopped at maxCandidates
+
+	delivered, deferred, failed, dsns atomic.Int64
+}
+
+// dueCandidate is a due message the scheduler could not start for lack of
+// capacity.
+type dueCandidate struct {
+	id      string
+	domains []string
+}
+
+// engineRound is one delivery round of a leased message: its jobs, one
+// per destination domain.
+type engineRound struct {
+	id          string
+	env         envelope.Envelope // as leased; read-only
+	size        int64
+	created     time.Time
+	prevUpdated time.Time // latest RecipientState.Updated when leased (delay-warning rule)
+
+	mu         sync.Mutex          // serialises the recording of the round's jobs
+	msg        *queue.Message      // the message as recorded so far; guarded by mu
+	last       map[int]rcptOutcome // latest outcome per recipient this round; guarded by mu
+	pending    []*destGroup        // jobs not started yet; guarded by Engine.mu
+	unfinished int                 // jobs not yet recorded; guarded by Engine.mu
+
+	hopsOnce sync.Once
+	hops     int
+	hopsErr  error
+	body     []byte // the whole message when small, set once by hopCount
+}
 
 // New checks opt and returns an engine; Run starts it.
-func New(opt Options) (*Engine, error) { panic("todo") }
+func New(opt Options) (*Engine, error) {
+	if opt.Spool == nil {
+		return nil, errors.New("delivery: no spool")
+	}
+	if strings.TrimSpace(opt.Hostname) == "" {
+		return nil, errors.New("delivery: no hostname")
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	cfg := withDefaults(opt.Config)
+	for _, rt := range cfg.Routes {
+		name := rt.Transport
+		if name == "" {
+			name = "smtp"
+		}
+		if opt.Transports[name] == nil {
+			log.Warn("delivery: route names an unknown transport; its mail will be deferred", "domain", rt.Domain, "transport", name)
+		}
+	}
+	var seed [32]byte
+	crand.Read(seed[:]) // never fails (crypto/rand since Go 1.24)
+	return &Engine{
+		opt:        opt,
+		cfg:        cfg,
+		spool:      opt.Spool,
+		log:        log,
+		now:        now,
+		postmaster: postmasterAddress(cfg.Postmaster, opt.Hostname),
+		kick:       make(chan struct{}, 1),
+		fresh:      make(chan string, maxCandidates),
+		wake:       make(chan struct{}, 1),
+		rng:        rand.New(rand.NewChaCha8(seed)),
+		leases:     make(map[string]*engineRound),
+		perDomain:  make(map[string]int),
+	}, nil
+}
 
 // Run delivers due messages until ctx is done, then waits for attempts in
 // flight to finish (they see ctx cancelled) and returns.
-func (e *Engine) Run(ctx context.Context) error { panic("todo") }
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("delivery: engine already running")
+	}
+	defer e.running.Store(false)
+	e.schedule(ctx)
+	e.jobs.Wait()
 
-// Kick tells the engine that new mail may be due now (called after a
-// commit); it never blocks.
-func (e *Engine) Kick() { panic("todo") }
+	e.mu.Lock()
+	clear(e.leases) // rounds cut short by the shutdown: their messages stay due
+	e.rounds, e.waiting = 0, nil
+	e.mu.Unlock()
+	e.candidates, e.truncated = nil, false
+	e.closeTransports()
+	return nil
+}
 
-// Retry makes a message due now. RetryDomain makes every message with an
-// undelivered recipient in domain due now (ETRN, `queue retry --domain`);
-// RetryAll makes everything due now. They return how many messages changed.
-func (e *Engine) Retry(ctx context.Context, id string) error                  { panic("todo") }
-func (e *Engine) RetryDomain(ctx context.Context, domain string) (int, error) { panic("todo") }
-func (e *Engine) RetryAll(ctx context.Context) (int, error)                   { panic("todo") }
+// Kick tells the engine that mail may be due now that it does not know of
+// (a retry asked for, a DSN queued): the scheduler rescans the spool. It
+// never blocks.
+func (e *Engine) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
 
-// Hold stops deliveries of a message until Release.
-func (e *Engine) Hold(ctx context.Context, id string) error    { panic("todo") }
-func (e *Engine) Release(ctx context.Context, id string) error { panic("todo") }
-
-// Bounce fails every undelivered recipient now (5.0.0, "bounced by the
-// administrator"), sends the DSN the recipients asked for and removes the
-// message.
-func (e *Engine) Bounce(ctx context.Context, id string) error { panic("todo") }
-
-// Remove deletes a message without any DSN.
-func (e *Engine) Remove(ctx context.Context, id string) error { panic("todo") }
+// Enqueue hands the engine a message just committed to the spool, due now:
+// the scheduler starts it without scanning the spool, which keeps the cost
+// of each accepted message independent of the queue's size. It never
+// blocks; when too many are waiting it falls back to Kick.
+func (e *Engine) Enqueue(id string) {
+	select {
+	case e.fresh <- id:
+	default:
+		e.Kick()
+	}
+}
 
 // Stats returns the engine's counters.
-func (e *Engine) Stats() Stats { panic("todo") }
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	inFlight := e.rounds
+	e.mu.Unlock()
+	return Stats{
+		InFlight:  inFlight,
+		Delivered: e.delivered.Load(),
+		Deferred:  e.deferred.Load(),
+		Failed:    e.failed.Load(),
+		DSNs:      e.dsns.Load(),
+	}
+}
+
+// schedule is the scheduler goroutine's loop.
+func (e *Engine) schedule(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var deadline time.Time // when timer fires, on e.now's clock
+	arm := func(next time.Time) {
+		now := e.now()
+		wait := maxSleep
+		if !next.IsZero() {
+			wait = min(max(next.Sub(now), 0), maxSleep)
+		}
+		timer.Reset(wait)
+		deadline = now.Add(wait)
+	}
+	rescan := true
+	for {
+		if !rescan {
+			rescan = e.resume(ctx)
+		}
+		e.mu.Lock()
+		soonest := e.soonest
+		e.soonest = time.Time{}
+		e.mu.Unlock()
+		switch {
+		case rescan:
+			arm(e.scan(ctx))
+		case !soonest.IsZero() && soonest.Before(deadline):
+			arm(soonest) // a round just set an earlier retry than the timer's
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kick:
+			rescan = true
+		case <-timer.C:
+			rescan = true
+		case <-e.wake:
+			rescan = false
+		case id := <-e.fresh:
+			e.startFresh(ctx, id)
+			rescan = false
+		}
+	}
+}
+
+// startFresh starts newly queued messages, id and whatever else is waiting
+// in e.fresh, or keeps them as candidates until there is capacity.
+func (e *Engine) startFresh(ctx context.Context, id string) {
+	now := e.now()
+	for {
+		c := dueCandidate{id: id}
+		if e.tryStart(ctx, now, &c) == startBlocked {
+			if len(e.candidates) < maxCandidates {
+				e.candidates = append(e.candidates, c)
+			} else {
+				e.truncated = true // a later scan finds it in the spool
+			}
+		}
+		select {
+		case id = <-e.fresh:
+		default:
+			return
+		}
+	}
+}
+
+// scan starts what waits in leased rounds, then walks the due messages in
+// NextAttempt order, starting those it has capacity for and remembering
+// the others as candidates. It returns the NextAttempt of the first message
+// not yet due (zero if none is due within maxSleep or the walk stopped
+// early).
+func (e *Engine) scan(ctx context.Context) time.Time {
+	now := e.now()
+	e.mu.Lock()
+	e.startWaitingLocked(ctx)
+	e.mu.Unlock()
+
+	var next time.Time
+	var cands []dueCandidate
+	truncated := false
+	// Walking the schedule's keys costs no decoding for messages already
+	// leased; tryStart reads the others once.
+	err := e.spool.DueIDs(now.Add(maxSleep), func(id string, at time.Time) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		if at.After(now) {
+			next = at
+			return false
+		}
+		c := dueCandidate{id: id}
+		if e.tryStart(ctx, now, &c) == startBlocked {
+			if len(cands) == maxCandidates {
+				truncated = true
+				return false
+			}
+			cands = append(cands, c)
+		}
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		e.log.Error("delivery: scanning the queue", "err", err)
+	}
+	e.candidates, e.truncated = cands, truncated
+	return next
+}
+
+// resume runs after an attempt ended: it starts what waits in leased
+// rounds and the candidates of the last scan that now have capacity. It
+// reports whether a new scan is needed (the candidates ran out and the
+// last scan had stopped early).
+func (e *Engine) resume(ctx context.Context) bool {
+	e.mu.Lock()
+	e.startWaitingLocked(ctx)
+	e.mu.Unlock()
+	now := e.now()
+	keep := e.candidates[:0]
+	for i := range e.candidates {
+		if ctx.Err() != nil || e.full() {
+			keep = append(keep, e.candidates[i:]...)
+			break
+		}
+		c := e.candidates[i]
+		if e.tryStart(ctx, now, &c) == startBlocked {
+			keep = append(keep, c)
+		}
+	}
+	clear(e.candidates[len(keep):])
+	e.candidates = keep
+	return len(keep) == 0 && e.truncated
+}
+
+// full reports whether no job can start at all.
+func (e *Engine) full() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.fullLocked()
+}
+
+func (e *Engine) fullLocked() bool {
+	return e.active >= e.cfg.MaxConnections || e.rounds >= 2*e.cfg.MaxConnections+16
+}
+
+type startResult uint8
+
+const (
+	startSkipped startResult = iota // leased already, no longer due, or gone
+	startBlocked                    // no capacity now; try again later
+	startStarted
+)
+
+// tryStart leases candidate c if it is not leased and one of its domains
+// has capacity, reads it from the spool, and starts its round. A candidate
+// seen for the first time has no domains yet: they are learnt from the
+// read, and kept in c so that a blocked candidate is not read again until
+// its domains have room.
+func (e *Engine) tryStart(ctx context.Context, now time.Time, c *dueCandidate) startResult {
+	id := c.id
+	e.mu.Lock()
+	if _, busy := e.leases[id]; busy {
+		e.mu.Unlock()
+		return startSkipped
+	}
+	// A message without undelivered recipients (domains empty) needs no
+	// capacity: it is only removed.
+	if len(c.domains) > 0 && (e.fullLocked() || !e.capacityLocked(c.domains)) {
+		e.mu.Unlock()
+		return startBlocked
+	}
+	e.leases[id] = nil
+	e.mu.Unlock()
+
+	m, err := e.spool.Get(id)
+	if err != nil || m.Held || m.NextAttempt.After(now) {
+		e.unlease(id)
+		return startSkipped
+	}
+	if c.domains == nil {
+		c.domains = domainsOf(m)
+		e.mu.Lock()
+		blocked := len(c.domains) > 0 && (e.fullLocked() || !e.capacityLocked(c.domains))
+		if blocked {
+			delete(e.leases, id)
+		}
+		e.mu.Unlock()
+		if blocked {
+			return startBlocked
+		}
+	}
+	groups := destGroups(m)
+	if len(groups) == 0 {
+		// Every recipient is final but the message is still here (a crash
+		// between the last record and the delete): finish it. Its DSNs were
+		// queued before its recipients were recorded.
+		if err := e.spool.Delete(context.WithoutCancel(ctx), id); err != nil {
+			e.log.Error("delivery: removing a finished message", "id", id, "err", err)
+		} else {
+			e.log.Info("delivery: removed a finished message", "id", id)
+		}
+		e.unlease(id)
+		return startSkipped
+	}
+	r := &engineRound{
+		id:         id,
+		env:        m.Envelope,
+		size:       m.Size,
+		created:    m.Created,
+		msg:        m,
+		last:       make(map[int]rcptOutcome),
+		pending:    groups,
+		unfinished: len(groups),
+	}
+	for _, rs := range m.Recipients {
+		if rs.Updated.After(r.prevUpdated) {
+			r.prevUpdated = rs.Updated
+		}
+	}
+	e.mu.Lock()
+	e.leases[id] = r
+	e.rounds++
+	e.startGroupsLocked(ctx, r)
+	if len(r.pending) > 0 {
+		e.waiting = append(e.waiting, r)
+	}
+	e.mu.Unlock()
+	return startStarted
+}
+
+// capacityLocked reports whether a job for one of domains could start.
+func (e *Engine) capacityLocked(domains []string) bool {
+	for _, d := range domains {
+		if e.perDomain[d] < e.cfg.MaxConnectionsPerDomain {
+			return true
+		}
+	}
+	return false
+}
+
+// startGroupsLocked starts the pending jobs of r that the limits allow.
+func (e *Engine) startGroupsLocked(ctx context.Context, r *engineRound) {
+	kept := r.pending[:0]
+	for _, g := range r.pending {
+		if ctx.Err() != nil || e.active >= e.cfg.MaxConnections || e.perDomain[g.domain] >= e.cfg.MaxConnectionsPerDomain {
+			kept = append(kept, g)
+			continue
+		}
+		e.active++
+		e.perDomain[g.domain]++
+		e.jobs.Add(1)
+		go e.runJob(ctx, r, g)
+	}
+	clear(r.pending[len(kept):])
+	r.pending = kept
+}
+
+// startWaitingLocked starts what the limits now allow of the rounds that
+// wait, oldest first.
+func (e *Engine) startWaitingLocked(ctx context.Context) {
+	kept := e.waiting[:0]
+	for _, r := range e.waiting {
+		e.startGroupsLocked(ctx, r)
+		if len(r.pending) > 0 {
+			kept = append(kept, r)
+		}
+	}
+	clear(e.waiting[len(kept):])
+	e.waiting = kept
+}
+
+// unlease drops the lease of a message that has no round.
+func (e *Engine) unlease(id string) {
+	e.mu.Lock()
+	delete(e.leases, id)
+	e.mu.Unlock()
+}
+
+// acquire leases id for an admin operation; false if it is in flight.
+func (e *Engine) acquire(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, busy := e.leases[id]; busy {
+		return false
+	}
+	e.leases[id] = nil
+	return true
+}
+
+// jobEnded gives back a job's capacity, and the message's lease when the
+// job was the round's last, notes the message's next attempt (zero if not
+// rescheduled) and wakes the scheduler.
+func (e *Engine) jobEnded(r *engineRound, g *destGroup, last bool, next time.Time) {
+	e.mu.Lock()
+	if !next.IsZero() && (e.soonest.IsZero() || next.Before(e.soonest)) {
+		e.soonest = next
+	}
+	e.active--
+	if e.perDomain[g.domain]--; e.perDomain[g.domain] <= 0 {
+		delete(e.perDomain, g.domain)
+	}
+	if last {
+		delete(e.leases, r.id)
+		e.rounds--
+	}
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// jitter returns d ±10%.
+func (e *Engine) jitter(d time.Duration) time.Duration {
+	e.mu.Lock()
+	f := 0.9 + 0.2*e.rng.Float64()
+	e.mu.Unlock()
+	return time.Duration(float64(d) * f)
+}
+
+// closeTransports closes every transport that keeps connections, once.
+func (e *Engine) closeTransports() {
+	var closed []Transport
+	for name, t := range e.opt.Transports {
+		c, ok := t.(Closer)
+		if !ok {
+			continue
+		}
+		seen := false
+		if reflect.TypeOf(t).Comparable() {
+			for _, o := range closed {
+				if reflect.TypeOf(o) == reflect.TypeOf(t) && o == t {
+					seen = true
+				}
+			}
+		}
+		if seen {
+			continue
+		}
+		closed = append(closed, t)
+		if err := c.Close(); err != nil {
+			e.log.Warn("delivery: closing transport", "transport", name, "err", err)
+		}
+	}
+}
+
+// domainsOf is the destination domains of m's undelivered recipients.
+func domainsOf(m *queue.Message) []string {
+	var doms []string
+	for i, rc := range m.Envelope.Recipients {
+		if i >= len(m.Recipients) || !undelivered(m.Recipients[i].Status) {
+			continue
+		}
+		d := rc.Address.DomainFold()
+		dup := false
+		for _, o := range doms {
+			dup = dup || o == d
+		}
+		if !dup {
+			doms = append(doms, d)
+		}
+	}
+	return doms
+}
+
+// wrapID wraps a spool error for an admin operation on id.
+func wrapID(op, id string, err error) error {
+	return fmt.Errorf("delivery: %s %s: %w", op, id, err)
+}

@@ -186,6 +186,26 @@ func encodeMessage(m *Message) ([]byte, error) {
 	return b, nil
 }
 
+// recordMeta is the part of a record that Body and Delete need: where the
+// content is and the schedule key. Decoding only these fields skips the
+// envelope, the bulk of the record.
+type recordMeta struct {
+	ID          string    `json:"id"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	Held        bool      `json:"held,omitzero"`
+	Body        string    `json:"body"`
+}
+
+// decodeMeta decodes a stored record's recordMeta into a Message that has
+// only ID, NextAttempt, Held and spilled set.
+func decodeMeta(b []byte) (*Message, error) {
+	var r recordMeta
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("queue: decode record: %w", err)
+	}
+	return &Message{ID: r.ID, NextAttempt: r.NextAttempt, Held: r.Held, spilled: r.Body == bodyFile}, nil
+}
+
 // decodeMessage decodes a stored record. A missing "v" is read as version 1;
 // recipient states missing from the record are filled in as Pending so that
 // Recipients is always aligned with Envelope.Recipients.

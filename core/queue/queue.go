@@ -491,7 +491,7 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 			if v == nil {
 				return fmt.Errorf("queue: delete %s: %w", id, ErrNotFound)
 			}
-			m, err := decodeMessage(v)
+			m, err := decodeMeta(v)
 			if err != nil {
 				return fmt.Errorf("queue: delete %s: %w", id, err)
 			}
@@ -590,7 +590,7 @@ func (s *Spool) Body(id string) (io.ReadCloser, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		m, err := decodeMessage(v)
+		m, err := decodeMeta(v)
 		if err != nil {
 			return err
 		}
@@ -654,6 +654,58 @@ func (s *Spool) List(fn func(*Message) bool) error {
 		}
 		for _, m := range page {
 			if !fn(m) {
+				return nil
+			}
+		}
+		if resume == nil {
+			return nil
+		}
+		from = resume
+	}
+}
+
+// DueIDs calls fn, in NextAttempt order (ties in ID order), with the ID and
+// NextAttempt of each message that is not held and whose NextAttempt is at
+// or before now, until fn returns false. It reads only the schedule's keys,
+// so a scheduler can walk a large backlog without decoding records it will
+// skip. fn may call the Spool.
+func (s *Spool) DueIDs(now time.Time, fn func(id string, next time.Time) bool) error {
+	limit := scheduleTime(now)
+	type due struct {
+		id   string
+		next uint64
+	}
+	var from []byte
+	for {
+		var page []due
+		var resume []byte
+		err := s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketSchedule).Cursor()
+			k, _ := c.First()
+			if from != nil {
+				k, _ = c.Seek(from)
+			}
+			for ; k != nil; k, _ = c.Next() {
+				if len(k) < 8 || binary.BigEndian.Uint64(k) > limit {
+					return nil
+				}
+				if len(page) == listPage {
+					resume = bytes.Clone(k)
+					return nil
+				}
+				page = append(page, due{string(k[8:]), binary.BigEndian.Uint64(k)})
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("queue: due: %w", err)
+		}
+		for _, d := range page {
+			var next time.Time
+			if d.next > 0 {
+				next = time.Unix(0, int64(d.next))
+			}
+			if !fn(d.id, next) {
 				return nil
 			}
 		}

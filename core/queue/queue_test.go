@@ -641,10 +641,26 @@ func TestDue(t *testing.T) {
 		{name: "tomorrow", now: now.Add(24 * time.Hour), want: []string{ids[5], ids[1], ids[4], ids[0], ids[2]}},
 		{name: "zero time", now: time.Time{}, want: []string{ids[5]}},
 	}
+	nexts := map[string]time.Time{ids[0]: now.Add(2 * time.Minute), ids[1]: now.Add(-time.Minute), ids[2]: now.Add(time.Hour), ids[4]: now}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, dueIDs(t, s, tc.now)); diff != "" {
 				t.Errorf("Due(%v) (-want +got):\n%s", tc.now, diff)
+			}
+			// DueIDs walks the same messages from the schedule alone.
+			var got []string
+			err := s.DueIDs(tc.now, func(id string, next time.Time) bool {
+				if !next.Equal(nexts[id]) {
+					t.Errorf("DueIDs: %s next %v, want %v", id, next, nexts[id])
+				}
+				got = append(got, id)
+				return true
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("DueIDs(%v) (-want +got):\n%s", tc.now, diff)
 			}
 		})
 	}

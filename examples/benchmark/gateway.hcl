@@ -1,5 +1,8 @@
 # The gateway as the accept benchmark runs it: one listener, the durable
 # spool (fsync on every commit, shared by group commit), no hooks.
+# Its next hop is down (a closed loopback port), so what is measured is how
+# fast the gateway absorbs mail while the queue builds up: each message is
+# accepted, tried once, and deferred for an hour.
 hostname = "bench.test"
 data_dir = "data"   # run.sh points this at a fresh temporary folder
 
@@ -9,5 +12,10 @@ listener "mx" {
 }
 
 domains = ["example.test"]
+
+delivery {
+  route "*" { via = "127.0.0.1:9" }
+  retry = ["1h"]
+}
 
 log { level = "warn" }

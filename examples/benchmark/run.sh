@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Accept benchmark: `gateway bench` against `gateway sink` (the ceiling: a
-# server that keeps nothing) and against `gateway serve` (fsync'd spool),
-# interleaved, RUNS times each, on this machine. Prints every run and the
-# medians, and the server's CPU time per message.
+# Accept and relay benchmarks, interleaved, RUNS times each, on this machine:
+#   sink : `gateway bench` -> `gateway sink` (the ceiling: keeps nothing)
+#   serve: `gateway bench` -> `gateway serve` (fsync'd spool, no delivery)
+#   relay: `gateway bench` -> `gateway serve` -> `gateway sink`, timed until
+#          the downstream sink has every message
+# Prints every run, the medians, and the gateway's CPU time per message.
 #
 #   examples/benchmark/run.sh            # 5 runs of 20000 messages, 2 KB, 1 rcpt, 20 sessions
 #   RUNS=3 MESSAGES=10000 examples/benchmark/run.sh
@@ -40,7 +42,16 @@ wait_port() {
 	echo "nothing listening on $1" >&2; return 1
 }
 
-sink_rates=(); serve_rates=(); serve_cpu=()
+# wait_count FILE N: until a sink's --report output says messages=N.
+wait_count() {
+	for _ in $(seq 6000); do
+		tail -n 1 "$1" 2>/dev/null | grep -q "^messages=$2 " && return 0
+		sleep 0.01
+	done
+	echo "sink never reached $2 messages" >&2; return 1
+}
+
+sink_rates=(); serve_rates=(); serve_cpu=(); relay_rates=(); relay_cpu=()
 for i in $(seq "$RUNS"); do
 	"$bin" sink --listen 127.0.0.1:2626 >"$work/sink.out" &
 	sink=$!
@@ -63,6 +74,27 @@ for i in $(seq "$RUNS"); do
 	serve_rates+=("$rate"); serve_cpu+=("$cpu_us")
 	echo "run $i serve: $rate msg/s, p50 ${p50} ms, failures $fails, server CPU ${cpu_us} µs/msg"
 	rm -rf "$data"
+
+	"$bin" sink --listen 127.0.0.1:2627 --report 10ms >"$work/down.out" &
+	down=$!
+	wait_port 127.0.0.1:2627
+	sed "s|^data_dir = .*|data_dir = \"$data\"|" examples/benchmark/relay.hcl >"$work/relay.hcl"
+	"$bin" serve -config "$work/relay.hcl" 2>"$work/relay.err" &
+	srv=$!
+	wait_port 127.0.0.1:2528
+	before=$(cpu_ticks "$srv")
+	start=$(date +%s.%N)
+	read -r rate p50 fails < <(run_bench 127.0.0.1:2528)
+	wait_count "$work/down.out" "$MESSAGES"
+	end=$(date +%s.%N)
+	after=$(cpu_ticks "$srv")
+	kill -TERM "$srv"; wait "$srv" || true
+	kill -TERM "$down"; wait "$down" || true
+	rate=$(python3 -c "print(round($MESSAGES/($end-$start), 1))")
+	cpu_us=$(( (after - before) * 1000000 / hz / MESSAGES ))
+	relay_rates+=("$rate"); relay_cpu+=("$cpu_us")
+	echo "run $i relay: $rate msg/s end to end (accept p50 ${p50} ms), failures $fails, gateway CPU ${cpu_us} µs/msg"
+	rm -rf "$data"
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -70,3 +102,5 @@ ms=$(median "${sink_rates[@]}"); mv=$(median "${serve_rates[@]}"); mc=$(median "
 echo
 echo "median sink (ceiling): $ms msg/s"
 echo "median serve (fsync):  $mv msg/s = $(python3 -c "print(round(100*$mv/$ms))")% of the ceiling, server CPU $mc µs/msg"
+mr=$(median "${relay_rates[@]}"); mrc=$(median "${relay_cpu[@]}")
+echo "median relay:          $mr msg/s = $(python3 -c "print(round(100*$mr/$ms))")% of the ceiling, gateway CPU $mrc µs/msg"

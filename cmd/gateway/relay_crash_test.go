@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+var seqRE = regexp.MustCompile(`(?m)^X-Seq: (\S+)\r?$`)
+
+// TestCrashRelayDeliversEveryAcceptedMessage kills `gateway serve` with
+// SIGKILL while it accepts a load and relays it to a sink, restarts it on
+// the same spool and waits for the queue to drain: the sink must have every
+// message that got a 250 at least once. Duplicates (delivered, but killed
+// before the spool recorded it) are allowed and reported.
+func TestCrashRelayDeliversEveryAcceptedMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	sinkDir := t.TempDir()
+	sink := startGateway(t, "sink", "--listen", "127.0.0.1:0", "--save", sinkDir)
+	data := t.TempDir()
+	cfg := writeConfig(t, data, fmt.Sprintf(`
+delivery {
+  route "*" { via = %q }
+  retry = ["200ms"]
+}
+admin { address = "127.0.0.1:0" }
+`, sink.addr))
+	gw := startGateway(t, "serve", "-config", cfg)
+
+	var (
+		mu   sync.Mutex
+		acks = map[string]bool{}
+		wg   sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := smtp.Dial(ctx, gw.addr, smtp.ClientOptions{LocalName: "crash.test", Timeout: 5 * time.Second})
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			if c.Hello(ctx) != nil {
+				return
+			}
+			env := &envelope.Envelope{
+				Sender:     envelope.Address{Local: "s", Domain: "crash.test"},
+				Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "r", Domain: "remote.test"}}},
+			}
+			for n := 0; ; n++ {
+				seq := fmt.Sprintf("%d-%d", w, n)
+				body := "X-Seq: " + seq + "\r\nSubject: relay crash\r\n\r\n" + strings.Repeat("relay crash body line\r\n", 40)
+				res, err := c.Send(ctx, env, strings.NewReader(body))
+				if err != nil {
+					return // the server died under us
+				}
+				if res.Data.Code == 250 {
+					mu.Lock()
+					acks[seq] = true
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	// Kill mid-flight, once mail is both arriving and leaving.
+	eventually(10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acks) >= 400 && len(savedFiles(t, sinkDir)) >= 50
+	})
+	gw.cmd.Process.Signal(syscall.SIGKILL)
+	gw.cmd.Wait()
+	wg.Wait()
+
+	gw2 := startGateway(t, "serve", "-config", cfg)
+	adminAddr := gw2.adminAddr(t)
+	if !eventually(30*time.Second, func() bool { return len(queueList(t, adminAddr)) == 0 }) {
+		t.Fatalf("queue did not drain after restart: %d left", len(queueList(t, adminAddr)))
+	}
+
+	got := map[string]int{}
+	for _, f := range savedFiles(t, sinkDir) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := seqRE.FindSubmatch(b); m != nil {
+			got[string(m[1])]++
+		}
+	}
+	missing, dups := 0, 0
+	for seq := range acks {
+		if got[seq] == 0 {
+			missing++
+			if missing <= 5 {
+				t.Errorf("message %s got a 250 but never reached the sink", seq)
+			}
+		}
+	}
+	for _, n := range got {
+		if n > 1 {
+			dups += n - 1
+		}
+	}
+	t.Logf("%d messages acknowledged before SIGKILL; sink received %d distinct (%d files), %d missing, %d duplicates",
+		len(acks), len(got), len(savedFiles(t, sinkDir)), missing, dups)
+	if missing > 0 {
+		t.Errorf("%d acknowledged messages lost", missing)
+	}
+}

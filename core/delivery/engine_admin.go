@@ -1,0 +1,181 @@
+package delivery
+
+// This file holds the operator's queue operations (the admin API and
+// `gateway queue …`). Each leases the message like a delivery does, so
+// that no operation and no delivery work on one message at once.
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// Retry makes a message due now. RetryDomain makes every message with an
+// undelivered recipient in domain due now (ETRN, `queue retry --domain`);
+// RetryAll makes everything due now. They return how many messages changed.
+//
+// A message being delivered right now is left alone (Retry returns nil):
+// it is being tried. A held message keeps being held; Retry still sets its
+// next attempt, RetryDomain and RetryAll skip it.
+func (e *Engine) Retry(ctx context.Context, id string) error {
+	if !e.acquire(id) {
+		return nil
+	}
+	defer e.unlease(id)
+	now := e.now()
+	err := e.spool.Update(ctx, id, func(m *queue.Message) error {
+		m.NextAttempt = now
+		return nil
+	})
+	if err != nil {
+		return wrapID("retry", id, err)
+	}
+	e.Kick()
+	return nil
+}
+
+func (e *Engine) RetryDomain(ctx context.Context, domain string) (int, error) {
+	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	return e.retryWhere(ctx, func(m *queue.Message) bool {
+		for i, rc := range m.Envelope.Recipients {
+			if i < len(m.Recipients) && undelivered(m.Recipients[i].Status) && rc.Address.DomainFold() == domain {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (e *Engine) RetryAll(ctx context.Context) (int, error) {
+	return e.retryWhere(ctx, func(*queue.Message) bool { return true })
+}
+
+// retryWhere makes the messages that match, are not held, not in flight
+// and not yet due, due now.
+func (e *Engine) retryWhere(ctx context.Context, match func(*queue.Message) bool) (int, error) {
+	now := e.now()
+	n := 0
+	var opErr error
+	err := e.spool.List(func(m *queue.Message) bool {
+		if ctx.Err() != nil {
+			opErr = ctx.Err()
+			return false
+		}
+		if m.Held || !m.NextAttempt.After(now) || !match(m) || !e.acquire(m.ID) {
+			return true
+		}
+		changed := false
+		err := e.spool.Update(ctx, m.ID, func(sm *queue.Message) error {
+			if sm.Held || !sm.NextAttempt.After(now) {
+				return nil
+			}
+			sm.NextAttempt, changed = now, true
+			return nil
+		})
+		e.unlease(m.ID)
+		switch {
+		case errors.Is(err, queue.ErrNotFound): // removed meanwhile
+		case err != nil:
+			opErr = wrapID("retry", m.ID, err)
+			return false
+		case changed:
+			n++
+		}
+		return true
+	})
+	if n > 0 {
+		e.Kick()
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, opErr
+}
+
+// Hold stops deliveries of a message until Release.
+func (e *Engine) Hold(ctx context.Context, id string) error {
+	if !e.acquire(id) {
+		return wrapID("hold", id, ErrBusy)
+	}
+	defer e.unlease(id)
+	if err := e.spool.Update(ctx, id, func(m *queue.Message) error {
+		m.Held = true
+		return nil
+	}); err != nil {
+		return wrapID("hold", id, err)
+	}
+	e.log.Info("delivery: message held", "id", id)
+	return nil
+}
+
+// Release lets a held message be delivered again, at its next attempt time
+// (at once if that has passed).
+func (e *Engine) Release(ctx context.Context, id string) error {
+	if err := e.spool.Update(ctx, id, func(m *queue.Message) error {
+		m.Held = false
+		return nil
+	}); err != nil {
+		return wrapID("release", id, err)
+	}
+	e.log.Info("delivery: message released", "id", id)
+	e.Kick()
+	return nil
+}
+
+// Bounce fails every undelivered recipient now (5.0.0, "bounced by the
+// administrator"), sends the DSN the recipients asked for and removes the
+// message.
+func (e *Engine) Bounce(ctx context.Context, id string) error {
+	if !e.acquire(id) {
+		return wrapID("bounce", id, ErrBusy)
+	}
+	defer e.unlease(id)
+	m, err := e.spool.Get(id)
+	if err != nil {
+		return wrapID("bounce", id, err)
+	}
+	now := e.now()
+	var reports []RecipientReport
+	var notes []notification
+	for i, rc := range m.Envelope.Recipients {
+		if i >= len(m.Recipients) || !undelivered(m.Recipients[i].Status) {
+			continue
+		}
+		notes = append(notes, notification{sdk.StageBounced, rc})
+		if m.Envelope.Sender.IsNull() || Wants(rc.Notify, ActionFailed) {
+			o := rcptOutcome{reply: m.Recipients[i].LastReply}
+			rep := o.report(rc, ActionFailed, m.Recipients[i].Updated)
+			rep.Status = sdk.EnhancedCode{5, 0, 0}
+			rep.Diagnostic = "bounced by the administrator"
+			reports = append(reports, rep)
+		}
+	}
+	if len(reports) > 0 {
+		if err := e.queueDSN(ctx, m, reports, now); err != nil {
+			return wrapID("bounce", id, err)
+		}
+	}
+	if err := e.spool.Delete(ctx, id); err != nil {
+		return wrapID("bounce", id, err)
+	}
+	e.failed.Add(int64(len(notes)))
+	e.log.Info("delivery: message bounced by the administrator", "id", id, "rcpts", len(notes))
+	e.notify(ctx, &engineRound{env: m.Envelope}, notes)
+	return nil
+}
+
+// Remove deletes a message without any DSN.
+func (e *Engine) Remove(ctx context.Context, id string) error {
+	if !e.acquire(id) {
+		return wrapID("remove", id, ErrBusy)
+	}
+	defer e.unlease(id)
+	if err := e.spool.Delete(ctx, id); err != nil {
+		return wrapID("remove", id, err)
+	}
+	e.log.Info("delivery: message removed", "id", id)
+	return nil
+}

@@ -1,0 +1,116 @@
+package delivery
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/sdk"
+)
+
+func TestRetryDelay(t *testing.T) {
+	tests := []struct {
+		schedule []time.Duration
+		attempts int
+		want     time.Duration
+	}{
+		{nil, 0, time.Minute},
+		{nil, 1, 5 * time.Minute},
+		{nil, 4, time.Hour},
+		{nil, 40, time.Hour},
+		{nil, -1, time.Minute},
+		{[]time.Duration{time.Second, 2 * time.Second}, 1, 2 * time.Second},
+		{[]time.Duration{time.Second, 2 * time.Second}, 9, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := RetryDelay(tt.schedule, tt.attempts); got != tt.want {
+			t.Errorf("RetryDelay(%v, %d) = %v; want %v", tt.schedule, tt.attempts, got, tt.want)
+		}
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	got := withDefaults(config.Delivery{})
+	if got.MaxConnections != 100 || got.MaxConnectionsPerDomain != 20 || got.MaxLifetime != 5*24*time.Hour ||
+		got.DelayWarning != 4*time.Hour || len(got.Retry) != 5 || got.TLS != "opportunistic" {
+		t.Errorf("defaults of a zero Delivery: %+v", got)
+	}
+	// A loaded config (Retry set) keeps DelayWarning 0: never.
+	if got := withDefaults(config.Delivery{Retry: []time.Duration{time.Minute}}); got.DelayWarning != 0 {
+		t.Errorf("DelayWarning of a loaded config with 0 = %v; want 0 (never)", got.DelayWarning)
+	}
+	if got := withDefaults(config.Delivery{DelayWarning: -1}); got.DelayWarning != -1 {
+		t.Errorf("negative DelayWarning became %v; want it kept (never)", got.DelayWarning)
+	}
+}
+
+func TestSelectRoute(t *testing.T) {
+	cfg := config.Delivery{
+		TLS: "require",
+		Routes: []config.Route{
+			{Domain: "*", Via: "smart:25"},
+			{Domain: "example.net", Transport: "lmtp", Path: "/sock", TLS: "none"},
+			{Domain: "example.net", Transport: "maildir"}, // shadowed
+		},
+	}
+	tests := []struct {
+		cfg    config.Delivery
+		domain string
+		want   Route
+	}{
+		{cfg, "example.net", Route{Transport: "lmtp", Path: "/sock", TLS: "none"}},
+		{cfg, "other.test", Route{Transport: "smtp", Via: "smart:25", TLS: "require"}},
+		{config.Delivery{}, "other.test", Route{Transport: "smtp", TLS: "opportunistic"}},
+	}
+	for _, tt := range tests {
+		if got := selectRoute(tt.cfg, tt.domain); got != tt.want {
+			t.Errorf("selectRoute(%s) = %+v; want %+v", tt.domain, got, tt.want)
+		}
+	}
+}
+
+func TestFormatReply(t *testing.T) {
+	tests := []struct {
+		code int
+		enh  sdk.EnhancedCode
+		text string
+		want string
+	}{
+		{451, sdk.EnhancedCode{4, 7, 1}, "try later", "451 4.7.1 try later"},
+		{451, sdk.EnhancedCode{4, 7, 1}, "451 4.7.1 try later", "451 4.7.1 try later"},
+		{550, sdk.EnhancedCode{5, 1, 1}, "5.1.1 no such user", "550 5.1.1 no such user"},
+		{421, sdk.EnhancedCode{}, "busy", "421 busy"},
+		{0, sdk.EnhancedCode{}, "dial tcp: connection refused", "dial tcp: connection refused"},
+		{0, sdk.EnhancedCode{}, "two\r\nlines", "two lines"},
+	}
+	for _, tt := range tests {
+		if got := formatReply(tt.code, tt.enh, tt.text); got != tt.want {
+			t.Errorf("formatReply(%d, %s, %q) = %q; want %q", tt.code, tt.enh, tt.text, got, tt.want)
+		}
+	}
+}
+
+func TestReceivedCount(t *testing.T) {
+	long := "X-Long: " + strings.Repeat("a", 10000) + " Received: not a field\r\n"
+	tests := []struct {
+		name string
+		msg  string
+		want int
+	}{
+		{"none", "Subject: x\r\n\r\nReceived: in the body\r\n", 0},
+		{"mixed case", "Received: a\r\nRECEIVED: b\r\n\tReceived: folded, not a field\r\nreceived:c\r\n\r\n", 3},
+		{"bare LF", "Received: a\nReceived: b\n\nReceived: body\n", 2},
+		{"long line", long + "Received: a\r\n\r\n", 1},
+		{"no body", "Received: a\r\nReceived: b", 2},
+		{"stops past limit", strings.Repeat("Received: x\r\n", 200), 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := receivedCount(strings.NewReader(tt.msg), 3)
+			if err != nil || got != tt.want {
+				t.Errorf("receivedCount = %d, %v; want %d", got, err, tt.want)
+			}
+		})
+	}
+}

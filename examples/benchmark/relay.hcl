@@ -1,0 +1,17 @@
+# The gateway as the relay benchmark runs it: accept with the durable spool,
+# then deliver everything to a downstream `gateway sink` on 127.0.0.1:2627.
+hostname = "bench.test"
+data_dir = "data"   # run.sh points this at a fresh temporary folder
+
+listener "mx" {
+  address                = "127.0.0.1:2528"
+  max_connections_per_ip = 200
+}
+
+relay { networks = ["127.0.0.0/8"] }
+
+delivery {
+  route "*" { via = "127.0.0.1:2627" }
+}
+
+log { level = "warn" }
