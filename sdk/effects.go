@@ -38,11 +38,14 @@ type Effects struct {
 	Notes         map[string]string // keys "<hook>/<name>"
 	Skip          []string          // handlers to skip for the rest of the transaction
 	Route         *Route            // predelivery only
+	// ReplyLines are the text lines of the 250 reply to VRFY or EXPN when a
+	// command-stage hook accepts them (one member per line for EXPN).
+	ReplyLines []string
 }
 
 // IsZero reports whether e asks for nothing.
 func (e *Effects) IsZero() bool {
 	return e == nil || (len(e.AddHeaders) == 0 && len(e.RemoveHeaders) == 0 &&
 		len(e.Recipients) == 0 && e.Sender == nil && e.Body == nil &&
-		len(e.Notes) == 0 && len(e.Skip) == 0 && e.Route == nil)
+		len(e.Notes) == 0 && len(e.Skip) == 0 && e.Route == nil && len(e.ReplyLines) == 0)
 }

@@ -196,4 +196,7 @@ func merge(dst *sdk.Effects, src sdk.Effects) {
 	if src.Route != nil {
 		dst.Route = src.Route
 	}
+	if len(src.ReplyLines) > 0 {
+		dst.ReplyLines = src.ReplyLines
+	}
 }
