@@ -15,7 +15,7 @@ FUZZ_TARGETS = \
 	./core/smtp:FuzzReadReply \
 	./core/envelope:FuzzParsePath
 
-STATICCHECK = honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build test vet race fuzz fuzz-smoke lint bench plugins clean
 

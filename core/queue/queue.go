@@ -40,6 +40,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors callers branch on. They are returned wrapped; test with errors.Is.
@@ -549,7 +550,7 @@ func scheduleTime(t time.Time) uint64 {
 
 func (s *Spool) view(fn func(tx *bolt.Tx) error) error {
 	err := s.db.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
