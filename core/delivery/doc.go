@@ -1,19 +1,25 @@
 // Package delivery owns turning queued messages into delivered ones: the
 // scheduler that picks due messages from core/queue, per-destination
-// concurrency limits and connection reuse, the retry schedule with its delay
-// warnings and expiry, RFC 3464 delivery status notifications (bounces) to
-// the envelope sender, and the transports that hand a message to its next
-// hop (SMTP to an MX or a static route, LMTP, and a local Maildir).
+// concurrency limits, the retry schedule with its delay warnings and
+// expiry, RFC 3464 delivery status notifications (bounces) to the envelope
+// sender, and the transports that hand a message to its next hop.
 //
-// What exists so far are two self-contained pieces the engine is built from:
+// The parts:
 //
-//   - DSN builds a delivery status notification (multipart/report with a
-//     human part, a message/delivery-status part and the returned original),
-//     with Wants deciding from a recipient's NOTIFY whether one is asked for
-//     and StatusFromReply mapping an SMTP reply to an enhanced status code.
-//   - Maildir writes a message into a Maildir the standard way (tmp/, fsync,
-//     link into new/, fsync new/).
+//   - Engine (engine.go, engine_job.go, engine_admin.go): leases due
+//     messages, splits each into one Job per destination domain, runs the
+//     predelivery hook, calls the route's Transport within the connection
+//     limits, records every recipient's outcome in the spool, schedules
+//     the next attempt, queues DSNs, and deletes finished messages. New
+//     mail arrives by Enqueue; retries are found by walking the spool's
+//     schedule.
+//   - Transports (transport.go): SMTP (smtp_transport.go: MX look-up with
+//     fail-over, STARTTLS policy, connection reuse), LMTP (lmtp.go) and
+//     Maildir (maildir_transport.go over maildir.go).
+//   - DSN (dsn.go, bounce.go): the multipart/report message, which
+//     recipients want one (NOTIFY), and never a DSN to the null sender.
 //
-// The package holds no global state: every value it uses is a field of a
-// value the caller builds.
+// Nothing but in-flight leases lives only in memory: after a crash every
+// unfinished message is due again (at-least-once). The package holds no
+// global state.
 package delivery
