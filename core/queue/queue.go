@@ -627,42 +627,17 @@ func (b *bodyReader) Close() error { return b.f.Close() }
 // false. fn may call the Spool, including Update and Delete; messages
 // committed or deleted during the walk may or may not be seen.
 func (s *Spool) List(fn func(*Message) bool) error {
-	var from []byte
-	for {
-		var page []*Message
-		var resume []byte
-		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketMessages).Cursor()
-			k, v := c.First()
-			if from != nil {
-				k, v = c.Seek(from)
-			}
-			for ; k != nil; k, v = c.Next() {
-				if len(page) == listPage {
-					resume = bytes.Clone(k)
-					return nil
-				}
-				m, err := decodeMessage(v)
-				if err != nil {
-					return fmt.Errorf("%s: %w", k, err)
-				}
-				page = append(page, m)
-			}
-			return nil
-		})
+	err := walk(s, bucketMessages, func(_ *bolt.Tx, k, v []byte) (*Message, bool, error) {
+		m, err := decodeMessage(v)
 		if err != nil {
-			return fmt.Errorf("queue: list: %w", err)
+			return nil, false, fmt.Errorf("%s: %w", k, err)
 		}
-		for _, m := range page {
-			if !fn(m) {
-				return nil
-			}
-		}
-		if resume == nil {
-			return nil
-		}
-		from = resume
+		return m, true, nil
+	}, fn)
+	if err != nil {
+		return fmt.Errorf("queue: list: %w", err)
 	}
+	return nil
 }
 
 // DueIDs calls fn, in NextAttempt order (ties in ID order), with the ID and
@@ -674,47 +649,26 @@ func (s *Spool) DueIDs(now time.Time, fn func(id string, next time.Time) bool) e
 	limit := scheduleTime(now)
 	type due struct {
 		id   string
-		next uint64
+		next time.Time
 	}
-	var from []byte
-	for {
-		var page []due
-		var resume []byte
-		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketSchedule).Cursor()
-			k, _ := c.First()
-			if from != nil {
-				k, _ = c.Seek(from)
-			}
-			for ; k != nil; k, _ = c.Next() {
-				if len(k) < 8 || binary.BigEndian.Uint64(k) > limit {
-					return nil
-				}
-				if len(page) == listPage {
-					resume = bytes.Clone(k)
-					return nil
-				}
-				page = append(page, due{string(k[8:]), binary.BigEndian.Uint64(k)})
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("queue: due: %w", err)
+	err := walk(s, bucketSchedule, func(_ *bolt.Tx, k, _ []byte) (due, bool, error) {
+		if len(k) < 8 {
+			return due{}, false, nil // not a schedule key: cannot happen
 		}
-		for _, d := range page {
-			var next time.Time
-			if d.next > 0 {
-				next = time.Unix(0, int64(d.next))
-			}
-			if !fn(d.id, next) {
-				return nil
-			}
+		at := binary.BigEndian.Uint64(k)
+		if at > limit {
+			return due{}, false, errStopWalk
 		}
-		if resume == nil {
-			return nil
+		d := due{id: string(k[8:])}
+		if at > 0 {
+			d.next = time.Unix(0, int64(at))
 		}
-		from = resume
+		return d, true, nil
+	}, func(d due) bool { return fn(d.id, d.next) })
+	if err != nil {
+		return fmt.Errorf("queue: due: %w", err)
 	}
+	return nil
 }
 
 // Due calls fn, in NextAttempt order (ties in ID order), for each message
@@ -722,48 +676,77 @@ func (s *Spool) DueIDs(now time.Time, fn func(id string, next time.Time) bool) e
 // returns false. fn may call the Spool.
 func (s *Spool) Due(now time.Time, fn func(*Message) bool) error {
 	limit := scheduleTime(now)
+	err := walk(s, bucketSchedule, func(tx *bolt.Tx, k, _ []byte) (*Message, bool, error) {
+		if len(k) < 8 {
+			return nil, false, nil // not a schedule key: cannot happen
+		}
+		if binary.BigEndian.Uint64(k) > limit {
+			return nil, false, errStopWalk
+		}
+		v := tx.Bucket(bucketMessages).Get(k[8:])
+		if v == nil {
+			return nil, false, nil // cannot happen: Commit, Update and Delete keep both in step
+		}
+		m, err := decodeMessage(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", k[8:], err)
+		}
+		return m, !m.Held, nil
+	}, fn)
+	if err != nil {
+		return fmt.Errorf("queue: due: %w", err)
+	}
+	return nil
+}
+
+// errStopWalk ends a walk early from its read function; walk returns nil.
+var errStopWalk = errors.New("queue: stop walk")
+
+// walk reads bucket in key order, listPage entries per read transaction,
+// turning each into an item with read (keep false skips it; errStopWalk
+// ends the walk), and calls fn with the items of a page after its
+// transaction has ended, until fn returns false. fn may call the Spool: no
+// transaction is open while it runs.
+func walk[T any](s *Spool, bucket []byte, read func(tx *bolt.Tx, k, v []byte) (T, bool, error), fn func(T) bool) error {
 	var from []byte
 	for {
-		var page []*Message
+		var page []T
 		var resume []byte
+		stopped := false
 		err := s.view(func(tx *bolt.Tx) error {
-			msgs := tx.Bucket(bucketMessages)
-			c := tx.Bucket(bucketSchedule).Cursor()
-			k, _ := c.First()
+			c := tx.Bucket(bucket).Cursor()
+			k, v := c.First()
 			if from != nil {
-				k, _ = c.Seek(from)
+				k, v = c.Seek(from)
 			}
-			for ; k != nil; k, _ = c.Next() {
-				if len(k) < 8 || binary.BigEndian.Uint64(k) > limit {
-					return nil
-				}
+			for ; k != nil; k, v = c.Next() {
 				if len(page) == listPage {
 					resume = bytes.Clone(k)
 					return nil
 				}
-				v := msgs.Get(k[8:])
-				if v == nil {
-					continue // cannot happen: Commit, Update and Delete keep both in step
+				item, keep, err := read(tx, k, v)
+				if errors.Is(err, errStopWalk) {
+					stopped = true
+					return nil
 				}
-				m, err := decodeMessage(v)
 				if err != nil {
-					return fmt.Errorf("%s: %w", k[8:], err)
+					return err
 				}
-				if !m.Held {
-					page = append(page, m)
+				if keep {
+					page = append(page, item)
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("queue: due: %w", err)
+			return err
 		}
-		for _, m := range page {
-			if !fn(m) {
+		for _, item := range page {
+			if !fn(item) {
 				return nil
 			}
 		}
-		if resume == nil {
+		if resume == nil || stopped {
 			return nil
 		}
 		from = resume
