@@ -14,7 +14,6 @@ import (
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
-	"github.com/mailgate/gateway/core/smtp"
 )
 
 // crashBody is the content of message n from sender w; the test can rebuild
@@ -46,41 +45,15 @@ func TestCrashKeepsAcceptedMail(t *testing.T) {
 	var (
 		mu   sync.Mutex
 		acks []accepted
-		wg   sync.WaitGroup
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const senders = 8
-	for w := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := smtp.Dial(ctx, gw.addr, smtp.ClientOptions{LocalName: "crash.test", Timeout: 5 * time.Second})
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			if c.Hello(ctx) != nil {
-				return
-			}
-			env := &envelope.Envelope{
-				Sender:     envelope.Address{Local: "s", Domain: "crash.test"},
-				Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "r", Domain: "example.test"}}},
-			}
-			for n := 0; ; n++ {
-				body := crashBody(w, n)
-				res, err := c.Send(ctx, env, strings.NewReader(body))
-				if err != nil {
-					return // the server died under us
-				}
-				if res.Data.Code == 250 && res.ID != "" {
-					mu.Lock()
-					acks = append(acks, accepted{res.ID, body})
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	wait := sendUntilGone(ctx, gw.addr, envelope.Address{Local: "r", Domain: "example.test"}, 8, crashBody,
+		func(id, body string) {
+			mu.Lock()
+			acks = append(acks, accepted{id, body})
+			mu.Unlock()
+		})
 	// Let the load run, then kill the server mid-flight.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -96,7 +69,7 @@ func TestCrashKeepsAcceptedMail(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw.cmd.Wait()
-	wg.Wait()
+	wait()
 	if len(acks) == 0 {
 		t.Fatalf("no message was accepted before the kill; stderr:\n%s", gw.stderr.String())
 	}

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/smtp"
 )
 
 // envRunMain makes the test binary act as the gateway binary, so tests can
@@ -189,4 +192,43 @@ func TestCheckDefaultConfig(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "../../gateway.hcl: ok (") {
 		t.Fatalf("check gateway.hcl: code %d, out %q, err %q", code, out, errOut)
 	}
+}
+
+// sendUntilGone sends messages to addr from senders sessions at once until
+// the server goes away (or ctx ends): message n of sender w is body(w, n),
+// to rcpt. accepted is called, from the senders' goroutines, with the queue
+// ID and body of every message that got a 250. The returned wait blocks
+// until every sender has stopped.
+func sendUntilGone(ctx context.Context, addr string, rcpt envelope.Address, senders int,
+	body func(w, n int) string, accepted func(id, body string)) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "load.test", Timeout: 5 * time.Second})
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			if c.Hello(ctx) != nil {
+				return
+			}
+			env := &envelope.Envelope{
+				Sender:     envelope.Address{Local: "s", Domain: "load.test"},
+				Recipients: []envelope.Recipient{{Address: rcpt}},
+			}
+			for n := 0; ; n++ {
+				b := body(w, n)
+				res, err := c.Send(ctx, env, strings.NewReader(b))
+				if err != nil {
+					return // the server died under us
+				}
+				if res.Data.Code == 250 {
+					accepted(res.ID, b)
+				}
+			}
+		}()
+	}
+	return wg.Wait
 }

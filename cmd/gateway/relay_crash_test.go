@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/envelope"
-	"github.com/mailgate/gateway/core/smtp"
 )
 
 var seqRE = regexp.MustCompile(`(?m)^X-Seq: (\S+)\r?$`)
@@ -41,41 +40,18 @@ admin { address = "127.0.0.1:0" }
 	var (
 		mu   sync.Mutex
 		acks = map[string]bool{}
-		wg   sync.WaitGroup
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := smtp.Dial(ctx, gw.addr, smtp.ClientOptions{LocalName: "crash.test", Timeout: 5 * time.Second})
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			if c.Hello(ctx) != nil {
-				return
-			}
-			env := &envelope.Envelope{
-				Sender:     envelope.Address{Local: "s", Domain: "crash.test"},
-				Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "r", Domain: "remote.test"}}},
-			}
-			for n := 0; ; n++ {
-				seq := fmt.Sprintf("%d-%d", w, n)
-				body := "X-Seq: " + seq + "\r\nSubject: relay crash\r\n\r\n" + strings.Repeat("relay crash body line\r\n", 40)
-				res, err := c.Send(ctx, env, strings.NewReader(body))
-				if err != nil {
-					return // the server died under us
-				}
-				if res.Data.Code == 250 {
-					mu.Lock()
-					acks[seq] = true
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	wait := sendUntilGone(ctx, gw.addr, envelope.Address{Local: "r", Domain: "remote.test"}, 8,
+		func(w, n int) string {
+			return fmt.Sprintf("X-Seq: %d-%d\r\nSubject: relay crash\r\n\r\n%s", w, n, strings.Repeat("relay crash body line\r\n", 40))
+		},
+		func(_, body string) {
+			mu.Lock()
+			acks[seqRE.FindStringSubmatch(body)[1]] = true
+			mu.Unlock()
+		})
 	// Kill mid-flight, once mail is both arriving and leaving.
 	eventually(10*time.Second, func() bool {
 		mu.Lock()
@@ -84,7 +60,7 @@ admin { address = "127.0.0.1:0" }
 	})
 	gw.cmd.Process.Signal(syscall.SIGKILL)
 	gw.cmd.Wait()
-	wg.Wait()
+	wait()
 
 	gw2 := startGateway(t, "serve", "-config", cfg)
 	adminAddr := gw2.adminAddr(t)
