@@ -13,6 +13,8 @@ FUZZ_TARGETS = \
 	./core/smtp:FuzzParseRcpt \
 	./core/smtp:FuzzDataReader \
 	./core/smtp:FuzzReadReply \
+	./core/smtp:FuzzXText \
+	./core/smtp:FuzzHopCounter \
 	./core/envelope:FuzzParsePath
 
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
