@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -280,6 +281,15 @@ func (d *sinkDraft) Commit(ctx context.Context, env *envelope.Envelope, header [
 	d.spool.bytes.Add(d.n)
 	return nil
 }
+
+// Open implements smtp.Draft. The sink keeps no content to read back
+// (--save writes it only at Commit), so hooks that read the message at the
+// data stage get an error from the view.
+func (d *sinkDraft) Open() (io.ReadCloser, error) {
+	return nil, errSinkNoContent
+}
+
+var errSinkNoContent = errors.New("sink: the message content is not kept")
 
 func (d *sinkDraft) Abort() error {
 	d.buf = nil

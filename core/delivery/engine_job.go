@@ -4,10 +4,13 @@ package delivery
 // predelivery hook, transport) and the recording of its outcome.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -77,6 +81,14 @@ func (e *Engine) rescue(ctx context.Context, id string) {
 
 // attempt runs the job for group g of round r and returns the route used
 // and one outcome per recipient of g. A panic becomes a temporary failure.
+//
+// The predelivery hook sees the message (hook.Request.Message) and its
+// effects change this attempt only, never the queued message: Route,
+// Sender (the job's envelope sender), and Body, RemoveHeaders and
+// AddHeaders, applied in that order to a copy the job's Open returns.
+// Recipients are not supported at predelivery (the job's recipients are
+// the destination's): they are logged and ignored. An effect that cannot
+// be applied defers the job.
 func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (route Route, outs []rcptOutcome) {
 	outs = make([]rcptOutcome, len(g.idx))
 	for i, idx := range g.idx {
@@ -119,12 +131,14 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (rou
 		rcpts[i] = env.Recipients[idx]
 	}
 
+	content := jobContent{size: r.size, open: func() (io.ReadCloser, error) { return r.open(e) }}
 	if e.opt.Hooks != nil {
 		res := e.opt.Hooks.Dispatch(ctx, &hook.Request{
 			Stage:    sdk.StagePredelivery,
 			Envelope: env,
 			Rcpt:     &rcpts[0],
 			Arg:      g.domain,
+			Message:  message.NewView(r.size, content.open),
 		})
 		d := res.Decision
 		switch d.Verdict {
@@ -145,14 +159,37 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (rou
 			all(rcptOutcome{class: Delivered, reply: "dropped by predelivery hook " + res.Handler, dropped: true})
 			return route, outs
 		}
-		if rt := res.Effects.Route; rt != nil {
+		eff := &res.Effects
+		if rt := eff.Route; rt != nil {
 			if rt.Transport != "" {
 				route.Transport = rt.Transport
 			}
 			route.Via = rt.Via
 		}
-		if ignored := ignoredEffects(&res.Effects); ignored != "" {
-			e.log.Warn("delivery: predelivery effects not supported yet; ignored", "id", r.id, "domain", g.domain, "effects", ignored)
+		// This attempt's envelope sender, then its content: Body, then
+		// RemoveHeaders, then AddHeaders on top. The queued message stays
+		// as it is; bounces still go to its own sender.
+		if a := eff.Sender; a != nil {
+			from, err := hookSender(*a, env.SMTPUTF8)
+			if err != nil {
+				e.log.Error("delivery: predelivery hook gave a bad sender; deferring", "id", r.id, "domain", g.domain, "err", err)
+				all(rcptOutcome{class: Temporary, reply: "451 4.3.0 bad sender from a predelivery hook", status: sdk.EnhancedCode{4, 3, 0}})
+				return route, outs
+			}
+			env.Sender = from
+		}
+		if eff.Body != nil || len(eff.RemoveHeaders) > 0 || len(eff.AddHeaders) > 0 {
+			c, err := rewriteJob(r, e, eff)
+			if err != nil {
+				e.log.Error("delivery: applying a predelivery hook's changes; deferring", "id", r.id, "domain", g.domain, "err", err)
+				all(rcptOutcome{class: Temporary, reply: "451 4.3.0 cannot apply the predelivery hook's changes", status: sdk.EnhancedCode{4, 3, 0}})
+				return route, outs
+			}
+			defer c.remove()
+			content = c
+		}
+		if len(eff.Recipients) > 0 {
+			e.log.Warn("delivery: predelivery hooks cannot change recipients; ignored", "id", r.id, "domain", g.domain)
 		}
 	}
 
@@ -169,8 +206,8 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (rou
 		Recipients: rcpts,
 		Domain:     g.domain,
 		Route:      route,
-		Size:       r.size,
-		Open:       func() (io.ReadCloser, error) { return r.open(e) },
+		Size:       content.size,
+		Open:       content.open,
 	}
 	results := t.Deliver(ctx, job)
 	if len(results) != len(rcpts) {
@@ -482,23 +519,89 @@ func (e *Engine) notify(ctx context.Context, r *engineRound, notes []notificatio
 	}
 }
 
-// ignoredEffects names the predelivery effects the engine does not apply
-// yet ("" when none is set).
-func ignoredEffects(eff *sdk.Effects) string {
-	var names []string
-	if len(eff.AddHeaders) > 0 {
-		names = append(names, "add_headers")
+// jobContent is what a job's Open returns: the queued message, or the
+// copy a predelivery hook's changes made of it (in memory, or in a
+// temporary file that remove deletes).
+type jobContent struct {
+	size int64
+	open func() (io.ReadCloser, error)
+	path string // the temporary file, "" if none
+}
+
+// remove deletes the temporary file, if any.
+func (c jobContent) remove() {
+	if c.path != "" {
+		os.Remove(c.path)
 	}
-	if len(eff.RemoveHeaders) > 0 {
-		names = append(names, "remove_headers")
-	}
-	if eff.Sender != nil {
-		names = append(names, "sender")
-	}
+}
+
+// rewriteJob builds the content a predelivery hook asked for, once per
+// job: eff.Body or the queued message, without the fields named in
+// eff.RemoveHeaders, with eff.AddHeaders on top. A result under
+// roundBodyCache is kept in memory, a larger one goes to a temporary file
+// (under os.TempDir) that the caller removes after the job.
+func rewriteJob(r *engineRound, e *Engine, eff *sdk.Effects) (jobContent, error) {
+	var src io.Reader
+	estimate := r.size
 	if eff.Body != nil {
-		names = append(names, "body")
+		src, estimate = message.Replacement(eff.Body), int64(len(eff.Body))
+	} else {
+		rc, err := r.open(e)
+		if err != nil {
+			return jobContent{}, fmt.Errorf("delivery: reading the queued message: %w", err)
+		}
+		defer rc.Close()
+		src = rc
 	}
-	return strings.Join(names, ",")
+	if estimate < roundBodyCache {
+		var b bytes.Buffer
+		if err := message.Rewrite(&b, src, eff.AddHeaders, eff.RemoveHeaders); err != nil {
+			return jobContent{}, fmt.Errorf("delivery: rewriting the message: %w", err)
+		}
+		data := b.Bytes()
+		return jobContent{size: int64(len(data)), open: func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(data)), nil
+		}}, nil
+	}
+	f, err := os.CreateTemp("", "gateway-predelivery-*.eml")
+	if err != nil {
+		return jobContent{}, fmt.Errorf("delivery: rewriting the message: %w", err)
+	}
+	c := jobContent{path: f.Name()}
+	w := bufio.NewWriterSize(f, 64<<10)
+	err = message.Rewrite(w, src, eff.AddHeaders, eff.RemoveHeaders)
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		c.remove()
+		return jobContent{}, fmt.Errorf("delivery: rewriting the message: %w", err)
+	}
+	fi, err := os.Stat(c.path)
+	if err != nil {
+		c.remove()
+		return jobContent{}, fmt.Errorf("delivery: rewriting the message: %w", err)
+	}
+	c.size = fi.Size()
+	c.open = func() (io.ReadCloser, error) { return os.Open(c.path) }
+	return c, nil
+}
+
+// hookSender checks a sender a hook gave as MAIL FROM would be checked:
+// the null path is allowed, UTF-8 only with SMTPUTF8.
+func hookSender(a sdk.Address, utf8 bool) (envelope.Address, error) {
+	path := "<" + a.String() + ">"
+	addr, rest, err := envelope.ParsePath(path, true, utf8)
+	if err == nil && rest != "" {
+		err = errors.New("text after the path")
+	}
+	if err != nil {
+		return envelope.Address{}, fmt.Errorf("delivery: sender %q: %w", path, err)
+	}
+	return addr, nil
 }
 
 // cloneEnvelope copies env and its recipients.

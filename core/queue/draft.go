@@ -2,9 +2,11 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -87,6 +89,45 @@ func (d *Draft) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Open returns the content written so far (not the header that Commit
+// will prepend), for reading it back before the commit: from memory, or
+// from the body file after flushing it. The reader is an io.Seeker too. It
+// reads what was written before Open; the draft must stay open (no Commit
+// or Abort) while it is read.
+func (d *Draft) Open() (io.ReadCloser, error) {
+	if d.state != draftOpen {
+		return nil, fmt.Errorf("queue: open %s: draft is no longer open", d.id)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if d.w == nil {
+		return memReader{bytes.NewReader(d.buf)}, nil
+	}
+	if err := d.w.Flush(); err != nil {
+		d.err = fmt.Errorf("queue: write %s: %w", d.id, err)
+		return nil, d.err
+	}
+	f, err := os.Open(d.path)
+	if err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", d.id, err)
+	}
+	return fileReader{io.NewSectionReader(f, 0, d.size), f}, nil
+}
+
+// memReader and fileReader are what Open returns: readers and seekers
+// that can be closed.
+type memReader struct{ *bytes.Reader }
+
+func (memReader) Close() error { return nil }
+
+type fileReader struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (r fileReader) Close() error { return r.f.Close() }
 
 func (d *Draft) spillToFile() error {
 	path := filepath.Join(d.s.bodiesDir, d.id+tmpSuffix)

@@ -38,6 +38,13 @@ type Draft interface {
 	Commit(ctx context.Context, env *envelope.Envelope, header []byte) error
 	// Abort discards the draft; safe after a failed Commit and twice.
 	Abort() error
+	// Open returns the content written so far (without the header of
+	// Commit, which is not known yet), for the data hook's view of the
+	// message and for rewriting it. The draft stays open: it may be read
+	// while nothing is written, before Commit or Abort. A spool that keeps
+	// no content returns an error; the server opens a draft only when a
+	// hook asks for the message or for changes to it.
+	Open() (io.ReadCloser, error)
 }
 
 // Authenticator checks AUTH PLAIN/LOGIN credentials.

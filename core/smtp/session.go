@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -100,9 +101,10 @@ type session struct {
 // txn is one mail transaction, MAIL FROM to the end of DATA or BDAT LAST.
 type txn struct {
 	env       envelope.Envelope
-	accepted  int  // RCPT commands answered 250 (dropped ones too)
-	dropped   int  // recipients a hook dropped
-	blackhole bool // accept everything, spool nothing (mail hook Drop)
+	accepted  int      // RCPT commands answered 250 (dropped ones too)
+	dropped   int      // recipients a hook dropped
+	blackhole bool     // accept everything, spool nothing (mail hook Drop)
+	skip      []string // handlers not to call for the rest of the transaction
 
 	// BDAT state.
 	bdat  bool
@@ -440,7 +442,17 @@ func (s *session) dispatch(ctx context.Context, req *hook.Request) hook.Result {
 		hs := s.hookSession()
 		req.Session = &hs
 	}
-	return s.srv.hooks.Dispatch(ctx, req)
+	// Handlers named in Effects.Skip are skipped for the rest of the
+	// transaction (Haraka's skip_plugins).
+	tx := s.tx
+	if tx != nil {
+		req.Skip = tx.skip
+	}
+	res := s.srv.hooks.Dispatch(ctx, req)
+	if tx != nil && len(res.Effects.Skip) > 0 {
+		tx.skip = append(slices.Clip(tx.skip), res.Effects.Skip...)
+	}
+	return res
 }
 
 // resetTx ends the transaction, discarding any draft.

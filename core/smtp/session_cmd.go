@@ -19,8 +19,13 @@ import (
 // (354 or 250, content read and thrown away). For every other verb there
 // is no message to discard, so Drop ends the session like a Drop at helo:
 // 421 4.7.0 and close.
+//
+// For VRFY and EXPN, an Accept that carries Effects.ReplyLines is the
+// answer: 250 with those lines (RFC 5321 §3.5: one mailbox a line for
+// EXPN). An Accept without lines, like Continue, gets the built-in answer.
 func (s *session) handle(ctx context.Context, cmd Command) {
-	d := s.commandHook(ctx, cmd)
+	res := s.commandHook(ctx, cmd)
+	d := res.Decision
 	switch d.Verdict {
 	case sdk.Reject, sdk.Defer:
 		if cmd.Verb == "BDAT" {
@@ -35,6 +40,11 @@ func (s *session) handle(ctx context.Context, cmd Command) {
 		if cmd.Verb != "DATA" && cmd.Verb != "BDAT" {
 			s.reply(R(421, enh470, s.srv.opt.Hostname+" Closing connection"))
 			s.quit = true
+			return
+		}
+	case sdk.Accept:
+		if (cmd.Verb == "VRFY" || cmd.Verb == "EXPN") && len(res.Effects.ReplyLines) > 0 {
+			s.reply(Reply{Code: 250, Enhanced: enh215, Lines: replyLines(res.Effects.ReplyLines)})
 			return
 		}
 	}
@@ -85,9 +95,9 @@ func (s *session) handle(ctx context.Context, cmd Command) {
 
 // commandHook runs the command stage. For AUTH only the mechanism is
 // passed on: the rest of the line is a credential.
-func (s *session) commandHook(ctx context.Context, cmd Command) sdk.Decision {
+func (s *session) commandHook(ctx context.Context, cmd Command) hook.Result {
 	if s.srv.hooks == nil {
-		return sdk.Decision{}
+		return hook.Result{}
 	}
 	arg := cmd.Arg
 	if cmd.Verb == "AUTH" {
@@ -97,7 +107,26 @@ func (s *session) commandHook(ctx context.Context, cmd Command) sdk.Decision {
 	if s.tx != nil {
 		req.Envelope = &s.tx.env
 	}
-	return s.dispatch(ctx, req).Decision
+	return s.dispatch(ctx, req)
+}
+
+// maxReplyText is the longest text of a reply line a hook may give: a
+// reply line is at most 512 octets with its code and CRLF (RFC 5321
+// §4.5.3.1.5).
+const maxReplyText = 512 - len("250-2.1.5 \r\n")
+
+// replyLines makes a hook's reply lines safe to send: control characters
+// become '?', and a line too long is cut.
+func replyLines(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		l = headerSafe(l)
+		if len(l) > maxReplyText {
+			l = strings.ToValidUTF8(l[:maxReplyText], "")
+		}
+		out[i] = l
+	}
+	return out
 }
 
 // cmdHello answers EHLO and HELO.
@@ -222,8 +251,15 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 		tx.blackhole = true
 	}
 	if a := res.Effects.Sender; a != nil {
-		tx.env.Sender = envelope.Address{Local: a.Local, Domain: a.Domain}
+		from, err := hookAddress(*a, true, tx.env.SMTPUTF8)
+		if err != nil {
+			s.log.Error("smtp: applying the mail hook's sender", "err", err)
+			s.reply(R(451, enh430, "Local error in processing"))
+			return
+		}
+		tx.env.Sender = from
 	}
+	tx.skip = res.Effects.Skip
 	s.tx = tx
 	s.reply(R(250, enh210, "Ok"))
 }

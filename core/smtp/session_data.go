@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -142,7 +143,12 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	}
 	draft := tx.draft
 	id := draft.ID()
-	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageData, Envelope: &tx.env})
+	req := &hook.Request{Stage: sdk.StageData, Envelope: &tx.env}
+	if s.srv.hooks != nil {
+		// Read only when a handler looks: a spool may keep no content.
+		req.Message = message.NewView(size, draft.Open)
+	}
+	res := s.dispatch(ctx, req)
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer:
 		s.srv.rejected.Add(1)
@@ -153,8 +159,38 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 		s.reply(R(250, enh200, "Ok: queued as "+id))
 		return
 	}
+
+	// The effects, in this order: Body, RemoveHeaders (both rewrite the
+	// content into a new draft), AddHeaders (after our Received field),
+	// Sender, Recipients. The Received field names the recipients the
+	// client gave, not a list's members.
+	eff := &res.Effects
+	sender, rcpts, err := envelopeEffects(&tx.env, eff) // checked before any rewriting
+	if err != nil {
+		s.log.Error("smtp: applying the data hook's changes", "id", id, "err", err)
+		s.srv.rejected.Add(1)
+		s.reply(R(451, enh430, "Local error in processing"))
+		return
+	}
+	if eff.Body != nil || len(eff.RemoveHeaders) > 0 {
+		nd, n, err := s.rewriteContent(ctx, draft, eff)
+		if err != nil {
+			s.srv.rejected.Add(1)
+			if errors.Is(err, errRewriteTooBig) {
+				s.log.Info("smtp: message too big after the data hook's changes", "id", id, "max", s.lim.maxMessage)
+				s.reply(R(552, enh534, "Message too big"))
+				return
+			}
+			s.log.Error("smtp: applying the data hook's changes", "id", id, "err", err)
+			s.reply(R(451, enh430, "Local error in processing"))
+			return
+		}
+		s.log.Debug("smtp: message rewritten by the data hook", "id", id, "new_id", nd.ID(), "size", n)
+		tx.draft, draft, id, size = nd, nd, nd.ID(), n
+	}
 	header := s.received(&tx.env, id)
-	header = appendHeaderFields(header, res.Effects.AddHeaders)
+	header = message.AppendFields(header, eff.AddHeaders)
+	tx.env.Sender, tx.env.Recipients = sender, rcpts
 	if err := draft.Commit(ctx, &tx.env, header); err != nil {
 		s.log.Error("smtp: spool commit failed", "id", id, "err", err)
 		s.srv.rejected.Add(1)
@@ -241,34 +277,6 @@ func headerSafe(v string) string {
 		}
 		return r
 	}, v)
-}
-
-// appendHeaderFields adds hook header fields; a field with a bad name is
-// skipped, CR and LF in a value become spaces.
-func appendHeaderFields(b []byte, fields []sdk.HeaderField) []byte {
-	for _, f := range fields {
-		if !validFieldName(f.Name) {
-			continue
-		}
-		b = append(b, f.Name...)
-		b = append(b, ": "...)
-		b = append(b, strings.NewReplacer("\r", " ", "\n", " ").Replace(f.Value)...)
-		b = append(b, "\r\n"...)
-	}
-	return b
-}
-
-// validFieldName checks RFC 5322 §3.6.8 ftext, at most 76 characters.
-func validFieldName(n string) bool {
-	if n == "" || len(n) > 76 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		if c := n[i]; c < 33 || c > 126 || c == ':' {
-			return false
-		}
-	}
-	return true
 }
 
 // drain reads and discards n bytes of a chunk that is refused; false
@@ -402,7 +410,7 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 		s.reply(R(451, enh430, "Local error in processing"))
 		return
 	}
-	s.finish(ctx, tx.size, tx.blackhole)
+	s.finish(ctx, tx.dw.n, tx.blackhole) // the content as stored (bare line endings fixed)
 }
 
 // copyN copies exactly n bytes of the input to dst (fewer at EOF).

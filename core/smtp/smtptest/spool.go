@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"sync"
@@ -106,6 +107,19 @@ func (d *memDraft) Commit(ctx context.Context, env *envelope.Envelope, header []
 	return nil
 }
 
+// Open implements smtp.Draft: the content written so far; the reader is
+// an io.Seeker too.
+func (d *memDraft) Open() (io.ReadCloser, error) {
+	if d.done {
+		return nil, errors.New("smtptest: open after commit or abort")
+	}
+	return readSeekNopCloser{bytes.NewReader(d.buf.Bytes())}, nil
+}
+
+type readSeekNopCloser struct{ io.ReadSeeker }
+
+func (readSeekNopCloser) Close() error { return nil }
+
 func (d *memDraft) Abort() error {
 	if d.done {
 		return nil
@@ -150,6 +164,11 @@ func (d *discardDraft) Commit(ctx context.Context, env *envelope.Envelope, heade
 	return nil
 }
 func (d *discardDraft) Abort() error { return nil }
+
+// Open implements smtp.Draft: a DiscardSpool keeps no content.
+func (d *discardDraft) Open() (io.ReadCloser, error) {
+	return nil, errors.New("smtptest: a discard spool keeps no content")
+}
 
 var (
 	_ smtp.Spool = (*MemorySpool)(nil)

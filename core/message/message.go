@@ -1,0 +1,317 @@
+// Package message reads and rewrites the header section of a message
+// (RFC 5322) without holding the message: ParseHeader returns the fields,
+// Rewrite streams a copy with fields added and removed, and View is the
+// lazy, read-only look at a message that hooks get at the data and
+// predelivery stages.
+//
+// The header section is the lines up to the first empty line (which belongs
+// to it). A line that is neither a field ("name:" …) nor the continuation of
+// one (it starts with a space or tab) also ends it, as in Postfix's cleanup:
+// that line and everything after it are the body. So is a line longer than
+// MaxLine, which no header field needs.
+package message
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/mailgate/gateway/sdk"
+)
+
+// MaxLine is the longest header line the parsers look at (RFC 5322 allows
+// 998 characters): a longer line starts the body.
+const MaxLine = 64 << 10
+
+var crlf = []byte("\r\n")
+
+// ParseHeader reads the header section from r and returns its fields in
+// order, with the names as written and the values unfolded (line breaks
+// removed) and trimmed of blanks, and headerLen, the length in bytes of the
+// header section including the empty line that ends it: the body starts at
+// that offset. Lines that are not fields are left out. Only read errors are
+// returned.
+func ParseHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, err error) {
+	hs := newScanner(r)
+	for {
+		f, err := hs.next()
+		if err != nil {
+			return fields, hs.n, err
+		}
+		if f == nil {
+			return fields, hs.n, nil
+		}
+		fields = append(fields, sdk.HeaderField{Name: f.name, Value: unfold(f.raw[f.valueAt:])})
+	}
+}
+
+// Rewrite copies the message in src to dst with the fields of add first
+// (a field whose name is not valid is left out, CR and LF in a value become
+// spaces: AppendFields), then src's header section without the fields
+// named in remove (case-insensitively, every occurrence), then the body as
+// it is. Every line break of the output is CRLF: bare CR and bare LF become
+// CRLF. When the header section was not ended by an empty line but by a
+// line that is not a field, an empty line is put before that line. It holds
+// one header field at a time, never the body.
+func Rewrite(dst io.Writer, src io.Reader, add []sdk.HeaderField, remove []string) error {
+	if len(add) > 0 {
+		if _, err := dst.Write(AppendFields(nil, add)); err != nil {
+			return err
+		}
+	}
+	drop := make(map[string]bool, len(remove))
+	for _, n := range remove {
+		drop[strings.ToLower(strings.TrimSpace(n))] = true
+	}
+	// Line breaks are made CRLF before parsing, so that the fields seen
+	// are the fields written.
+	hs := newScanner(newCRLFReader(src))
+	fields := len(add) > 0
+	for {
+		f, err := hs.next()
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			break
+		}
+		if drop[strings.ToLower(f.name)] {
+			continue
+		}
+		if _, err := dst.Write(f.raw); err != nil {
+			return err
+		}
+		fields = true
+	}
+	// What ended the header section, then the body. When that was not an
+	// empty line but the body's first line, an empty line goes before it
+	// (as Postfix's cleanup does): the line must not become part of the
+	// header section.
+	if fields && len(hs.rest) > 0 && string(hs.rest) != "\r\n" {
+		if _, err := dst.Write(crlf); err != nil {
+			return err
+		}
+	}
+	if _, err := dst.Write(hs.rest); err != nil {
+		return err
+	}
+	_, err := hs.br.WriteTo(dst)
+	return err
+}
+
+// Replacement returns a reader of body as a whole message, as a hook's
+// Effects.Body gives it: with a line break added at the end when its last
+// line has none. Rewrite then makes every line break CRLF.
+func Replacement(body []byte) io.Reader {
+	r := bytes.NewReader(body)
+	if n := len(body); n > 0 && body[n-1] != '\n' && body[n-1] != '\r' {
+		return io.MultiReader(r, bytes.NewReader(crlf))
+	}
+	return r
+}
+
+// AppendFields appends fields to b as header lines: a field whose name is
+// not valid (ValidFieldName) is left out, CR and LF in a value become
+// spaces.
+func AppendFields(b []byte, fields []sdk.HeaderField) []byte {
+	for _, f := range fields {
+		if !ValidFieldName(f.Name) {
+			continue
+		}
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		for i := 0; i < len(f.Value); i++ {
+			c := f.Value[i]
+			if c == '\r' || c == '\n' {
+				c = ' '
+			}
+			b = append(b, c)
+		}
+		b = append(b, crlf...)
+	}
+	return b
+}
+
+// ValidFieldName reports whether n is a field name of RFC 5322 §3.6.8
+// (ftext: printable ASCII but ':'), at most 76 characters.
+func ValidFieldName(n string) bool {
+	if n == "" || len(n) > 76 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// field is one header field as it stands in the message.
+type field struct {
+	name    string // as written, without blanks before the colon
+	raw     []byte // every line of the field, line breaks included
+	valueAt int    // offset in raw just past the colon
+}
+
+// scanner splits a header section into fields.
+type scanner struct {
+	br      *bufio.Reader
+	n       int64  // bytes of the header section so far
+	pending []byte // the line read after the current field, not yet placed
+	rest    []byte // what ended the header section: the empty line or the body's first line
+	done    bool
+}
+
+func newScanner(r io.Reader) *scanner {
+	return &scanner{br: bufio.NewReaderSize(r, 32<<10)}
+}
+
+// next returns the next field; nil at the end of the header section, when
+// rest holds what ended it.
+func (s *scanner) next() (*field, error) {
+	if s.done {
+		return nil, nil
+	}
+	line := s.pending
+	s.pending = nil
+	if line == nil {
+		var err error
+		if line, err = s.line(); err != nil {
+			return nil, err
+		}
+	}
+	var f *field
+	if name, at, ok := fieldStart(line); ok {
+		f = &field{name: name, raw: line, valueAt: at}
+	} else {
+		s.end(line)
+		return nil, nil
+	}
+	s.n += int64(len(line))
+	for {
+		line, err := s.line()
+		if err != nil {
+			return nil, err
+		}
+		if len(line) == 0 || (line[0] != ' ' && line[0] != '\t') || len(line) > MaxLine {
+			s.pending = line
+			return f, nil
+		}
+		f.raw = append(f.raw, line...)
+		s.n += int64(len(line))
+	}
+}
+
+// end records the line that ended the header section: an empty line is
+// part of it, anything else is the start of the body.
+func (s *scanner) end(line []byte) {
+	s.done, s.rest = true, line
+	if string(line) == "\r\n" || string(line) == "\n" {
+		s.n += int64(len(line))
+	}
+}
+
+// line reads one line with its line break ("" at the end of the input).
+// A line longer than MaxLine comes back as its first MaxLine+1 bytes,
+// which no field accepts.
+func (s *scanner) line() ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := s.br.ReadSlice('\n')
+		line = append(line, frag...)
+		switch {
+		case err == nil, errors.Is(err, io.EOF):
+			return line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			if len(line) > MaxLine {
+				return line, nil
+			}
+		default:
+			return nil, err
+		}
+	}
+}
+
+// fieldStart parses the first line of a field: the name, blanks (obsolete
+// syntax, RFC 5322 §4.5), the colon. at is the offset after the colon.
+func fieldStart(line []byte) (name string, at int, ok bool) {
+	if len(line) > MaxLine {
+		return "", 0, false
+	}
+	i := 0
+	for i < len(line) && line[i] > 32 && line[i] < 127 && line[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return "", 0, false
+	}
+	j := i
+	for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
+		j++
+	}
+	if j == len(line) || line[j] != ':' {
+		return "", 0, false
+	}
+	return string(line[:i]), j + 1, true
+}
+
+// unfold removes the line breaks of a field's value and trims blanks.
+func unfold(v []byte) string {
+	if bytes.IndexAny(v, "\r\n") >= 0 {
+		v = bytes.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' {
+				return -1
+			}
+			return r
+		}, v)
+	}
+	return string(bytes.Trim(v, " \t"))
+}
+
+// crlfReader reads r with every bare CR and bare LF turned into CRLF,
+// also across reads and at the very end.
+type crlfReader struct {
+	r      io.Reader
+	in     []byte // read buffer
+	buf    []byte // converted bytes' backing array
+	out    []byte // converted bytes not yet returned (in buf)
+	prevCR bool   // the last byte read was a CR
+	err    error  // r's error, returned once out is empty
+}
+
+func newCRLFReader(r io.Reader) *crlfReader {
+	return &crlfReader{r: r, in: make([]byte, 16<<10)}
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if c.err != nil {
+			if !c.prevCR {
+				return 0, c.err
+			}
+			c.prevCR = false // a CR at the very end
+			c.buf = append(c.buf[:0], '\n')
+			c.out = c.buf
+			break
+		}
+		n, err := c.r.Read(c.in)
+		c.err = err
+		c.buf = c.buf[:0]
+		for _, b := range c.in[:n] {
+			switch {
+			case c.prevCR && b != '\n': // the CR before b was bare
+				c.buf = append(c.buf, '\n')
+			case b == '\n' && !c.prevCR:
+				c.buf = append(c.buf, '\r')
+			}
+			c.buf = append(c.buf, b)
+			c.prevCR = b == '\r'
+		}
+		c.out = c.buf
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	return n, nil
+}

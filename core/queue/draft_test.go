@@ -1,0 +1,85 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+)
+
+func TestDraftOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		size    int
+		spilled bool
+	}{
+		{"in memory", 1000, false},
+		{"spilled", 10 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openSpool(t, t.TempDir(), Options{SpillThreshold: 4 << 10})
+			ctx := context.Background()
+			d, err := s.Create(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := content("open", tc.size)
+			for i := 0; i < len(data); i += 777 {
+				if _, err := d.Write(data[i:min(i+777, len(data))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := d.w != nil; got != tc.spilled {
+				t.Fatalf("spilled %v; want %v", got, tc.spilled)
+			}
+
+			rc, err := d.Open()
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			got, err := io.ReadAll(rc)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("read %d bytes, %v; want the %d written", len(got), err, len(data))
+			}
+			// It seeks, for skipping the header section.
+			if _, err := rc.(io.Seeker).Seek(int64(tc.size-10), io.SeekStart); err != nil {
+				t.Fatalf("Seek: %v", err)
+			}
+			tail, _ := io.ReadAll(rc)
+			if !bytes.Equal(tail, data[tc.size-10:]) {
+				t.Errorf("after Seek read %q; want %q", tail, data[tc.size-10:])
+			}
+			if err := rc.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+
+			// Writing on after an Open, then committing, stores everything.
+			if _, err := d.Write([]byte("more\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Commit(ctx, testEnvelope("bob@example.net"), []byte("H: 1\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			want := append(append([]byte("H: 1\r\n"), data...), "more\r\n"...)
+			if got := readBody(t, s, d.ID()); !bytes.Equal(got, want) {
+				t.Errorf("committed body differs: %d bytes; want %d", len(got), len(want))
+			}
+			if _, err := d.Open(); err == nil {
+				t.Errorf("Open after Commit succeeded")
+			}
+		})
+	}
+}
+
+func TestDraftOpenAfterAbort(t *testing.T) {
+	s := openSpool(t, t.TempDir(), Options{})
+	d, err := s.Create(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Write([]byte("x\r\n"))
+	d.Abort()
+	if _, err := d.Open(); err == nil {
+		t.Errorf("Open after Abort succeeded")
+	}
+}
