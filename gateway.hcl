@@ -93,3 +93,30 @@ delivery {
 admin {
   address = "127.0.0.1:8025" # host:port; keep it on loopback
 }
+
+# Hooks: Lua scripts that answer at each stage (connect, helo, auth, mail,
+# rcpt, command, data, predelivery, and the delivered, deferred, bounced and
+# disconnect notifications). They run in pipeline order; the first that
+# decides (accept, reject, defer, drop) ends the stage. A SIGHUP or
+# POST /v1/reload on the admin API reloads pipeline and the lua blocks
+# without a restart (every other setting needs one); if anything fails to
+# load, the running hooks stay. Default: no hooks.
+#
+# pipeline = ["lua.relay"]  # "lua.<name>" of every lua block, once each. Default: the blocks' order
+#
+# lua "relay" {
+#   path     = "scripts/relay.lua" # the script (relative to this file)
+#   timeout  = "1s"                # deadline of each call. Default: "1s"
+#   on_error = "defer"             # on an error, panic or timeout: "defer" (451 4.3.0), "continue" or "reject"
+#   params   = { allow_networks = ["10.0.0.0/8"] } # any HCL object; the script reads it as gw.params
+#
+#   # Call the script only for requests that meet every condition given.
+#   # Default: every request at the stages the script has an on_<stage> for.
+#   match {
+#     stage            = ["mail", "rcpt"]                 # stage names
+#     client           = ["10.0.0.0/8", "2001:db8::/32"]  # client IP in one of these
+#     sender_domain    = ["example.test", "*.example.test"] # "*." = any subdomain
+#     recipient_domain = ["example.org"]                  # at rcpt the recipient at hand; else any
+#     authenticated    = false                            # true: only AUTH sessions; false: only others
+#   }
+# }

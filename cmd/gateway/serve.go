@@ -9,16 +9,21 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/lua"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
@@ -75,7 +80,26 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	if err != nil {
 		return err
 	}
-	hooks := hook.NewChain(log.With("part", "hook")) // the pipeline: empty until hooks are configured
+	// The hook pipeline runs behind a hook.Live, which a reload (SIGHUP or
+	// POST /v1/reload) points at a newly built chain.
+	deps := hookDeps{Resolver: dns, KV: spool, Log: log.With("part", "hook")}
+	chain, closers, err := buildChain(ctx, cfg, deps)
+	if err != nil {
+		return err
+	}
+	hooks := hook.NewLive(chain)
+	reloader := &hookReloader{
+		file:    cfg.File,
+		running: cfg,
+		deps:    deps,
+		live:    hooks,
+		current: closers,
+		log:     log.With("part", "reload"),
+	}
+	defer reloader.close() // after the servers and the engine stop, before the spool closes
+	if chain.Len() > 0 {
+		log.Info("hooks loaded", "pipeline", strings.Join(cfg.Pipeline, " "))
+	}
 
 	smtpTransport := delivery.NewSMTP(delivery.SMTPOptions{
 		Hostname:       cfg.Hostname,
@@ -106,6 +130,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		Queue:   spool,
 		Engine:  &engineRef,
 		Servers: []admin.ServerStats{admin.ServerStatsFunc(func() smtp.ServerStats { return sumStats(servers) })},
+		Reload:  reloader.reload,
 		Log:     log.With("part", "admin"),
 		Version: version,
 	})
@@ -184,6 +209,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		adminDone <- nil
 	}
 
+	hupCtx, stopHUP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHUP()
+	hupDone := reloader.onSIGHUP(hupCtx)
+
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSweep()
+	sweepDone := sweepKV(sweepCtx, spool, kvSweepInterval, log.With("part", "queue"))
+
 	var wg sync.WaitGroup
 	serveErr := make(chan error, len(servers))
 	for i, srv := range servers {
@@ -202,6 +235,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	case err = <-serveErr:
 		log.Error("listener failed; stopping", "err", err)
 	}
+	stopHUP() // no reload once stopping
+	<-hupDone
 	// The caller's ctx is done: the grace period needs a context of its own.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
@@ -225,6 +260,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	if aerr := <-adminDone; aerr != nil {
 		log.Warn("admin", "err", aerr)
 	}
+	stopSweep()
+	<-sweepDone
 	st := spool.Stats()
 	log.Info("stopped", "queued", spool.Len(), "commits", st.Commits, "fsyncs", st.Batches)
 	return err
@@ -296,4 +333,293 @@ func newLogger(w io.Writer, l config.Log) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opt)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", l.Format)
+}
+
+// hookDeps is what the hook handlers get from the rest of the gateway.
+type hookDeps struct {
+	Resolver *resolver.Resolver // behind gw.dns
+	KV       lua.KV             // behind gw.kv: the spool; nil in check (gw.kv calls fail)
+	Log      *slog.Logger       // the chain's and the scripts' logger
+}
+
+// buildChain loads the handlers of cfg.Pipeline in its order: each lua
+// block's script, compiled with its params, behind an entry with the
+// block's timeout, on_error and match. It tries every handler and returns
+// all failures joined, each naming the script's file:line where the
+// script is at fault; on failure it closes what it loaded. The closers
+// release the handlers once no dispatch uses the chain any more.
+func buildChain(ctx context.Context, cfg *config.Config, deps hookDeps) (*hook.Chain, []io.Closer, error) {
+	blocks := make(map[string]config.LuaHook, len(cfg.Lua))
+	for _, h := range cfg.Lua {
+		blocks[h.PipelineName()] = h
+	}
+	var (
+		entries []hook.Entry
+		closers []io.Closer
+		errs    []error
+	)
+	for _, name := range cfg.Pipeline {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		h, ok := blocks[name]
+		if !ok { // config validates the pipeline; plugins are not built yet
+			errs = append(errs, fmt.Errorf("hook %s: no such hook block", name))
+			continue
+		}
+		// The chain's per-stage table applies the stage list (Entry.Stages);
+		// the matcher checks the other conditions, if any.
+		var match func(*hook.Request) bool
+		rest := h.Match
+		rest.Stages = nil
+		if !rest.IsZero() {
+			var err error
+			if match, err = hook.NewMatch(rest); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				continue
+			}
+		}
+		script, err := lua.Load(lua.Options{
+			Name:     h.Name,
+			Path:     h.Path,
+			Params:   h.Params,
+			Resolver: deps.Resolver,
+			KV:       deps.KV,
+			Log:      deps.Log,
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		closers = append(closers, scriptCloser{script})
+		entries = append(entries, hook.Entry{
+			Handler: script,
+			Timeout: h.Timeout,
+			OnError: hook.OnError(h.OnError),
+			Match:   match,
+			Stages:  h.Match.Stages,
+		})
+	}
+	if len(errs) > 0 {
+		closeAll(closers)
+		return nil, nil, errors.Join(errs...)
+	}
+	return hook.NewChain(deps.Log, entries...), closers, nil
+}
+
+// scriptCloser adapts a script's Close to io.Closer.
+type scriptCloser struct{ s *lua.Script }
+
+func (c scriptCloser) Close() error { c.s.Close(); return nil }
+
+func closeAll(cs []io.Closer) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// minRetireGrace is the least time a replaced chain's handlers stay open
+// after a reload (see hookReloader.retire).
+const minRetireGrace = 30 * time.Second
+
+// hookReloader replaces the hook chain behind a hook.Live when asked to
+// (SIGHUP, POST /v1/reload): it reads the configuration file again, loads
+// every handler of its pipeline, and only if all of that succeeds swaps the
+// new chain in. On any failure (a config diagnostic, a script that does
+// not compile) the running chain stays and the error, naming file:line, is
+// logged and returned.
+//
+// Only the hook pipeline (pipeline and the lua blocks) is reloaded:
+// listeners, domains, relay, auth, delivery, admin and the rest need a
+// restart, and a reload that finds them changed says so in the log.
+//
+// A replaced chain may still be running dispatches that loaded it just
+// before the swap, so its handlers are closed only after a grace period:
+// the longest a dispatch on it can take (the sum of its handlers'
+// timeouts) plus minRetireGrace. Those left at shutdown are closed by
+// close, once the servers and the engine have stopped.
+type hookReloader struct {
+	file    string         // the configuration file; "" = reload is not possible
+	running *config.Config // the configuration serve started with
+	deps    hookDeps
+	live    *hook.Live
+	log     *slog.Logger
+	grace   time.Duration // 0 = minRetireGrace (tests shorten it)
+
+	mu      sync.Mutex // serializes reloads; guards the fields below
+	current []io.Closer
+	retired map[*time.Timer][]io.Closer // closers waiting for their timer
+	closed  bool
+}
+
+// reload is the admin API's Options.Reload and the SIGHUP action.
+func (r *hookReloader) reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("reload: the gateway is stopping")
+	}
+	if r.file == "" {
+		return errors.New("reload: the configuration was not loaded from a file")
+	}
+	cfg, err := config.Load(r.file)
+	if err == nil {
+		var chain *hook.Chain
+		var closers []io.Closer
+		if chain, closers, err = buildChain(ctx, cfg, r.deps); err == nil {
+			old := r.live.Swap(chain)
+			r.retire(old, r.current)
+			r.current = closers
+			r.log.Info("reloaded the hook pipeline", "file", r.file, "pipeline", strings.Join(cfg.Pipeline, " "))
+			if changed := restartSections(r.running, cfg); len(changed) > 0 {
+				r.log.Warn("reload applies only pipeline and the hook blocks; restart to apply the rest",
+					"changed", strings.Join(changed, " "))
+			}
+			return nil
+		}
+	}
+	r.log.Error("reload failed; the running hooks stay", "file", r.file, "err", err)
+	return fmt.Errorf("reload: %w", err)
+}
+
+// retire closes closers, the handlers of old, once no dispatch can still
+// be using them. Call with r.mu held.
+func (r *hookReloader) retire(old *hook.Chain, closers []io.Closer) {
+	if len(closers) == 0 {
+		return
+	}
+	if r.retired == nil {
+		r.retired = make(map[*time.Timer][]io.Closer)
+	}
+	grace := r.grace
+	if grace <= 0 {
+		grace = minRetireGrace
+	}
+	var t *time.Timer
+	t = time.AfterFunc(old.MaxDuration(time.Minute)+grace, func() {
+		defer func() {
+			if p := recover(); p != nil {
+				r.log.Error("closing replaced hooks panicked", "panic", p)
+			}
+		}()
+		r.mu.Lock()
+		cs, ok := r.retired[t]
+		delete(r.retired, t)
+		r.mu.Unlock()
+		if ok {
+			closeAll(cs)
+		}
+	})
+	r.retired[t] = closers
+}
+
+// close releases every handler, current and retired: call it once no
+// dispatch can run any more. Later reloads fail.
+func (r *hookReloader) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for t, cs := range r.retired {
+		t.Stop()
+		closeAll(cs)
+	}
+	r.retired = nil
+	closeAll(r.current)
+	r.current = nil
+}
+
+// onSIGHUP reloads on every SIGHUP until ctx is done; the returned channel
+// is closed when it has stopped listening.
+func (r *hookReloader) onSIGHUP(ctx context.Context) <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				r.log.Info("SIGHUP: reloading the hook pipeline")
+				r.reloadLogged(ctx)
+			}
+		}
+	}()
+	return done
+}
+
+// reloadLogged reloads, turning a panic into a logged error (reload logs
+// its own failures).
+func (r *hookReloader) reloadLogged(ctx context.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("reload panicked", "panic", p)
+		}
+	}()
+	r.reload(ctx)
+}
+
+// restartSections names the settings outside the hook pipeline that differ
+// between the running configuration and a reloaded one.
+func restartSections(running, loaded *config.Config) []string {
+	sections := []struct {
+		name string
+		a, b any
+	}{
+		{"hostname", running.Hostname, loaded.Hostname},
+		{"data_dir", running.DataDir, loaded.DataDir},
+		{"shutdown_timeout", running.ShutdownTimeout, loaded.ShutdownTimeout},
+		{"log", running.Log, loaded.Log},
+		{"listener", running.Listeners, loaded.Listeners},
+		{"domains", running.Domains, loaded.Domains},
+		{"relay", running.Relay, loaded.Relay},
+		{"auth", running.Auth, loaded.Auth},
+		{"delivery", running.Delivery, loaded.Delivery},
+		{"admin", running.Admin, loaded.Admin},
+	}
+	var changed []string
+	for _, s := range sections {
+		if !reflect.DeepEqual(s.a, s.b) {
+			changed = append(changed, s.name)
+		}
+	}
+	return changed
+}
+
+// kvSweepInterval is how often serve removes expired entries of the
+// scripts' key-value store.
+const kvSweepInterval = time.Hour
+
+// sweepKV calls spool.KVSweep every interval until ctx is done; the
+// returned channel is closed when it has stopped.
+func sweepKV(ctx context.Context, spool *queue.Spool, interval time.Duration, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("kv sweep panicked", "panic", p)
+			}
+		}()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				n, err := spool.KVSweep(ctx, now)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					log.Warn("kv sweep", "err", err)
+				case n > 0:
+					log.Debug("kv sweep", "removed", n)
+				}
+			}
+		}
+	}()
+	return done
 }

@@ -6,6 +6,8 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"github.com/mailgate/gateway/sdk"
 )
 
 // Config is the whole gateway configuration after defaults and validation.
@@ -23,6 +25,14 @@ type Config struct {
 
 	Delivery Delivery
 	Admin    Admin
+
+	// Pipeline is the order the hook handlers run in, at every stage: each
+	// entry names a handler block as "lua.<name>" (later "plugin.<name>").
+	// Every handler block appears exactly once. Without a pipeline setting
+	// it is the order of the blocks in the file.
+	Pipeline []string
+	// Lua is the lua "name" { … } blocks, in file order.
+	Lua []LuaHook
 
 	// ShutdownTimeout is how long a graceful stop lets sessions finish
 	// before answering 421 to their next command.
@@ -130,4 +140,53 @@ type Route struct {
 // Admin is the loopback admin API.
 type Admin struct {
 	Address string // host:port; "" disables it
+}
+
+// LuaHook is a Lua script in the hook pipeline: lua "name" { … }.
+type LuaHook struct {
+	Name    string        // the block's label; the pipeline calls it "lua.<name>"
+	Path    string        // the script; a relative path is resolved against the config file's folder
+	Timeout time.Duration // deadline of each call (default 1s)
+	OnError string        // when a call errors, panics or times out: "defer" (default), "continue" or "reject"
+
+	// Params is the params = { … } object, handed to the script: values
+	// are string, int64 (whole numbers), float64, bool, nil, []any and
+	// map[string]any. Nil when absent.
+	Params map[string]any
+
+	Match Match // which requests the script is called for; the zero Match is all of them
+}
+
+// PipelineName is the name of the hook in the pipeline: "lua.<name>".
+func (h LuaHook) PipelineName() string { return HookLua + "." + h.Name }
+
+// The kinds of hook block, the prefixes of pipeline entries.
+const (
+	HookLua    = "lua"
+	HookPlugin = "plugin"
+)
+
+// Match is a hook block's match { … }: the hook is called only for the
+// requests that meet every condition given. An empty list or a nil
+// Authenticated sets no condition.
+type Match struct {
+	Stages  []sdk.Stage    // stage = ["rcpt", "data"]
+	Clients []netip.Prefix // client = ["10.0.0.0/8"]: the client's IP is in one of them
+
+	// SenderDomains and RecipientDomains are lower-case domain names, or
+	// "*.domain", which matches every subdomain of domain (not domain
+	// itself). sender_domain is the envelope sender's domain (never the
+	// null sender's). recipient_domain is the domain of the recipient the
+	// request is about (at rcpt, predelivery and the delivery
+	// notifications), or else of any recipient of the transaction so far.
+	SenderDomains    []string
+	RecipientDomains []string
+
+	Authenticated *bool // true: only authenticated sessions; false: only others
+}
+
+// IsZero reports whether m sets no condition.
+func (m Match) IsZero() bool {
+	return len(m.Stages) == 0 && len(m.Clients) == 0 && len(m.SenderDomains) == 0 &&
+		len(m.RecipientDomains) == 0 && m.Authenticated == nil
 }

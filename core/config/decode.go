@@ -67,6 +67,7 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 				"Listener %q already uses this address, at %s.", first.Name, line(first.Address.Range()))
 		}
 	}
+	d.hooks(r, &c)
 	return c
 }
 

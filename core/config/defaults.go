@@ -41,6 +41,9 @@ const (
 	defaultConnectTimeout                  = 30 * time.Second
 	defaultDeliveryCommandTimeout          = 5 * time.Minute
 	defaultResolverPort                    = "53" // for a resolver given as a bare IP address
+
+	defaultHookTimeout = time.Second // each call of a hook (lua, plugin)
+	defaultOnError     = "defer"     // a hook that errors, panics or times out: 451 4.3.0
 )
 
 // The built-in transports of a route; any other lower-case name is a
@@ -62,6 +65,7 @@ func logLevels() []string       { return []string{defaultLogLevel, "debug", "war
 func logFormats() []string      { return []string{defaultLogFormat, "json"} }
 func bareLineEndings() []string { return []string{defaultBareLineEndings, "fix"} }
 func deliveryTLS() []string     { return []string{defaultDeliveryTLS, "none", "require"} }
+func onErrors() []string        { return []string{defaultOnError, "continue", "reject"} }
 
 // defaultConfig is the configuration of an empty file, except for the
 // listener that a file must declare and the hostname (defaultHostname,
@@ -128,4 +132,9 @@ func defaultListener(name string) Listener {
 // defaultRoute is a route block with only its (normalized) domain set.
 func defaultRoute(domain string) Route {
 	return Route{Domain: domain, Transport: defaultRouteTransport}
+}
+
+// defaultLuaHook is a lua block with only its name set.
+func defaultLuaHook(name string) LuaHook {
+	return LuaHook{Name: name, Timeout: defaultHookTimeout, OnError: defaultOnError}
 }

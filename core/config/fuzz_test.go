@@ -45,6 +45,7 @@ func FuzzParse(f *testing.F) {
 		"domains = [\"a.test\", 1]\nrelay { networks = [\"::1\"] }\nauth { users = { a = \"$2a$\" } }\n",
 		"delivery {\n route \"*\" { via = \"h:25\" }\n}\nadmin { address = \":0\" }\n",
 		"listener \"mx\" {\n",
+		"pipeline = [\"lua.a\"]\nlua \"a\" {\n path = \"x.lua\"\n params = { n = 1.5, l = [1, {a = null}] }\n match { stage = [\"rcpt\"] }\n}\n",
 	} {
 		f.Add([]byte(s))
 	}

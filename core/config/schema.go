@@ -18,6 +18,7 @@ type rawFile struct {
 	DataDir         hcl.Expression `hcl:"data_dir,optional"`
 	ShutdownTimeout hcl.Expression `hcl:"shutdown_timeout,optional"`
 	Domains         hcl.Expression `hcl:"domains,optional"`
+	Pipeline        hcl.Expression `hcl:"pipeline,optional"`
 
 	Log       *rawLog       `hcl:"log,block"`
 	Listeners []rawListener `hcl:"listener,block"`
@@ -25,6 +26,7 @@ type rawFile struct {
 	Auth      *rawAuth      `hcl:"auth,block"`
 	Delivery  *rawDelivery  `hcl:"delivery,block"`
 	Admin     *rawAdmin     `hcl:"admin,block"`
+	Lua       []rawLua      `hcl:"lua,block"`
 }
 
 // rawLog is log { … }.
@@ -114,4 +116,27 @@ type rawRoute struct {
 type rawAdmin struct {
 	DefRange hcl.Range      `hcl:",def_range"`
 	Address  hcl.Expression `hcl:"address,optional"` // required
+}
+
+// rawLua is lua "name" { … }: a Lua script in the hook pipeline.
+type rawLua struct {
+	Name      string    `hcl:"name,label"`
+	NameRange hcl.Range `hcl:"name,label_range"`
+	DefRange  hcl.Range `hcl:",def_range"`
+
+	Path    hcl.Expression `hcl:"path,optional"` // required
+	Timeout hcl.Expression `hcl:"timeout,optional"`
+	OnError hcl.Expression `hcl:"on_error,optional"`
+	Params  hcl.Expression `hcl:"params,optional"`
+
+	Match *rawMatch `hcl:"match,block"`
+}
+
+// rawMatch is match { … } in a hook block (lua, later plugin).
+type rawMatch struct {
+	Stage           hcl.Expression `hcl:"stage,optional"`
+	Client          hcl.Expression `hcl:"client,optional"`
+	SenderDomain    hcl.Expression `hcl:"sender_domain,optional"`
+	RecipientDomain hcl.Expression `hcl:"recipient_domain,optional"`
+	Authenticated   hcl.Expression `hcl:"authenticated,optional"`
 }

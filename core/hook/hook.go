@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mailgate/gateway/core/envelope"
@@ -37,6 +38,30 @@ type Request struct {
 	Rcpt     *envelope.Recipient // rcpt: the recipient being decided
 	Command  string              // command: the verb, upper case
 	Arg      string              // command: the argument as received; auth: the mechanism
+	// Message is the content at the data and predelivery stages (nil
+	// elsewhere): read-only and read lazily, so a handler that does not
+	// look at it costs nothing.
+	Message Message
+
+	// Skip names handlers (as Handler.Name reports them: "lua.<name>" for
+	// a configured script) that this dispatch must not call. The chain
+	// itself skips, for the rest of a dispatch, the handlers named in the
+	// Effects.Skip of handlers that ran before them; Result.Effects.Skip
+	// gathers those names, so a caller that wants skipping to last for the
+	// transaction (Haraka's skip_plugins) keeps them and passes them here
+	// in its later requests. Nil skips nothing.
+	Skip []string
+}
+
+// Message is a read-only view of a message's content.
+type Message interface {
+	// Header returns the header fields in order, values unfolded.
+	Header() ([]sdk.HeaderField, error)
+	// Body returns at most limit bytes of the body (what follows the
+	// header section); limit <= 0 means all of it.
+	Body(limit int) ([]byte, error)
+	// Size returns the size of the content in bytes.
+	Size() int64
 }
 
 // Result is the chain's answer: the decision, the effects gathered from the
@@ -54,7 +79,8 @@ type Handler interface {
 }
 
 // Dispatcher runs a stage. The SMTP server and the delivery engine depend on
-// this interface; *Chain implements it.
+// this interface; *Chain implements it, and so does *Live, which serve
+// hands them so that a reload can replace the chain under them.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, req *Request) Result
 }
@@ -74,12 +100,30 @@ type Entry struct {
 	Timeout time.Duration           // 0 = no deadline beyond the caller's
 	OnError OnError                 // "" = defer
 	Match   func(req *Request) bool // nil = every request
+
+	// Stages limits the entry to these stages (a match block's stage
+	// list); nil = every stage. A Handler that also implements Stager is
+	// called only at the stages both allow. NewChain works out once which
+	// entries each stage runs, so a dispatch never looks at the others.
+	Stages []sdk.Stage
+}
+
+// Stager is implemented by handlers that answer only some stages (a Lua
+// script that defines on_rcpt and on_data, a plugin that declared its
+// stages at handshake): the chain calls them only there. Stages is called
+// once, when the chain is built.
+type Stager interface {
+	Stages() []sdk.Stage
 }
 
 // Chain runs entries in pipeline order; the first non-continue verdict ends
-// the stage. The zero Chain (or nil) runs nothing and answers Continue.
+// the stage. The zero Chain (or nil) runs nothing and answers Continue. A
+// Chain does not change once built, so any number of goroutines may
+// dispatch on it.
 type Chain struct {
 	entries []Entry
+	byStage [numStages][]Entry // the entries each stage of sdk.Stages runs, in order
+	other   []Entry            // the entries of any other stage: those without a stage limit
 	log     *slog.Logger
 }
 
@@ -88,7 +132,88 @@ func NewChain(log *slog.Logger, entries ...Entry) *Chain {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Chain{entries: entries, log: log}
+	c := &Chain{entries: entries, log: log}
+	for _, e := range entries {
+		var declared []sdk.Stage
+		st, isStager := e.Handler.(Stager)
+		if isStager {
+			declared = st.Stages()
+		}
+		for _, stage := range sdk.Stages {
+			if len(e.Stages) > 0 && !slices.Contains(e.Stages, stage) {
+				continue
+			}
+			if isStager && !slices.Contains(declared, stage) {
+				continue
+			}
+			i := stageIndex(stage)
+			c.byStage[i] = append(c.byStage[i], e)
+		}
+		if len(e.Stages) == 0 && !isStager {
+			c.other = append(c.other, e)
+		}
+	}
+	return c
+}
+
+// numStages is the number of stages stageIndex knows: len(sdk.Stages).
+const numStages = 12
+
+// stageIndex numbers the stages of sdk.Stages from 0, and answers -1 for
+// any other. A switch, not a map: it runs on every dispatch.
+func stageIndex(s sdk.Stage) int {
+	switch s {
+	case sdk.StageConnect:
+		return 0
+	case sdk.StageHelo:
+		return 1
+	case sdk.StageAuth:
+		return 2
+	case sdk.StageMail:
+		return 3
+	case sdk.StageRcpt:
+		return 4
+	case sdk.StageCommand:
+		return 5
+	case sdk.StageData:
+		return 6
+	case sdk.StagePredelivery:
+		return 7
+	case sdk.StageDelivered:
+		return 8
+	case sdk.StageDeferred:
+		return 9
+	case sdk.StageBounced:
+		return 10
+	case sdk.StageDisconnect:
+		return 11
+	}
+	return -1
+}
+
+// forStage returns the entries that run at stage, in order.
+func (c *Chain) forStage(stage sdk.Stage) []Entry {
+	if i := stageIndex(stage); i >= 0 {
+		return c.byStage[i]
+	}
+	return c.other
+}
+
+// MaxDuration is the longest a dispatch on c can take given its handlers'
+// timeouts: their sum. A handler without a timeout is counted as def.
+func (c *Chain) MaxDuration(def time.Duration) time.Duration {
+	var d time.Duration
+	if c == nil {
+		return 0
+	}
+	for _, e := range c.entries {
+		if e.Timeout > 0 {
+			d += e.Timeout
+		} else {
+			d += def
+		}
+	}
+	return d
 }
 
 // Len returns the number of handlers.
@@ -108,12 +233,16 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 	if c == nil {
 		return res
 	}
-	for _, e := range c.entries {
+	for _, e := range c.forStage(req.Stage) {
+		name := e.Handler.Name()
+		if skipped(name, req.Skip, res.Effects.Skip) {
+			c.log.Debug("hook skipped", "stage", req.Stage, "hook", name)
+			continue
+		}
 		if e.Match != nil && !e.Match(req) {
 			continue
 		}
 		d, eff, err := c.call(ctx, e, req)
-		name := e.Handler.Name()
 		if err != nil {
 			d = failure(e.OnError)
 			d.Reason = err.Error()
@@ -127,7 +256,9 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 		}
 		merge(&res.Effects, eff)
 		if req.Stage.IsNotification() || d.Verdict == sdk.Continue {
-			c.log.Debug("hook", "stage", req.Stage, "hook", name, "verdict", d.Verdict)
+			if c.log.Enabled(ctx, slog.LevelDebug) { // spares boxing the arguments on the common path
+				c.log.Debug("hook", "stage", req.Stage, "hook", name, "verdict", d.Verdict)
+			}
 			continue
 		}
 		res.Decision, res.Handler = d, name
@@ -136,6 +267,12 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 		return res
 	}
 	return res
+}
+
+// skipped reports whether name is in either list.
+func skipped(name string, byCaller, byHooks []string) bool {
+	return (len(byCaller) > 0 && slices.Contains(byCaller, name)) ||
+		(len(byHooks) > 0 && slices.Contains(byHooks, name))
 }
 
 func (c *Chain) call(ctx context.Context, e Entry, req *Request) (d sdk.Decision, eff sdk.Effects, err error) {

@@ -1,0 +1,97 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestParams checks the Go types params values become, which the JSON of
+// the goldens cannot show (1 and 1.0 print alike).
+func TestParams(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "s.lua"), []byte("return nil\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := `listener "mx" { address = "127.0.0.1:0" }
+lua "s" {
+  path   = "s.lua"
+  params = {
+    s     = "text"
+    i     = 42
+    whole = 2.0
+    neg   = -3
+    f     = 0.5
+    huge  = 1e30
+    b     = false
+    n     = null
+    list  = [1, "a", true]
+    obj   = { k = [] }
+  }
+}
+`
+	cfg, err := Parse([]byte(src), filepath.Join(dir, "gateway.hcl"))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := map[string]any{
+		"s":     "text",
+		"i":     int64(42),
+		"whole": int64(2),
+		"neg":   int64(-3),
+		"f":     0.5,
+		"huge":  1e30,
+		"b":     false,
+		"list":  []any{int64(1), "a", true},
+		"obj":   map[string]any{"k": []any{}},
+	}
+	h := cfg.Lua[0]
+	if diff := cmp.Diff(want, h.Params); diff != "" {
+		t.Errorf("params (-want +got):\n%s", diff)
+	}
+	if _, ok := h.Params["n"]; ok {
+		t.Errorf("params: a null attribute is kept; want it left out")
+	}
+	if h.Timeout != time.Second || h.OnError != "defer" || !h.Match.IsZero() {
+		t.Errorf("defaults: got timeout %v, on_error %q, match %+v; want 1s, defer, zero", h.Timeout, h.OnError, h.Match)
+	}
+	if got, want := cfg.Pipeline, []string{"lua.s"}; !cmp.Equal(got, want) {
+		t.Errorf("pipeline: got %q, want %q", got, want)
+	}
+}
+
+// TestRootGatewayHCLHookExample uncomments the example hook settings at
+// the end of the root gateway.hcl and loads them, so the example cannot
+// drift from what the loader accepts.
+func TestRootGatewayHCLHookExample(t *testing.T) {
+	path := filepath.Join("..", "..", "gateway.hcl")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, example, ok := strings.Cut(string(src), "# pipeline = ")
+	if !ok {
+		t.Fatalf("%s has no commented pipeline example", path)
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	b.WriteString("pipeline = ")
+	for _, l := range strings.SplitAfter(example, "\n") {
+		l = strings.TrimPrefix(l, "#")
+		b.WriteString(strings.TrimPrefix(l, " "))
+	}
+	cfg, err := Parse([]byte(b.String()), path)
+	if err != nil {
+		t.Fatalf("the uncommented example does not load: %v\n%s", err, b.String())
+	}
+	if len(cfg.Lua) != 1 || cfg.Lua[0].Name != "relay" || cfg.Lua[0].Match.IsZero() || len(cfg.Lua[0].Params) == 0 {
+		t.Errorf("example: got %+v, want one lua block \"relay\" with params and a match block", cfg.Lua)
+	}
+	if got, want := cfg.Pipeline, []string{"lua.relay"}; !cmp.Equal(got, want) {
+		t.Errorf("example pipeline: got %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,4 @@
+-- A script for the config tests: only its existence is checked here.
+function on_data(ctx)
+  return nil
+end

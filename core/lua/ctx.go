@@ -1,0 +1,403 @@
+package lua
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	glua "github.com/yuin/gopher-lua"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// call is one on_<stage> call: what the ctx object reads and the effects its
+// setters record.
+type call struct {
+	st   *state
+	ctx  context.Context
+	req  *hook.Request
+	msg  hook.Message
+	eff  sdk.Effects
+	done bool
+
+	sess                 *hook.Session
+	connUD, txnUD, msgUD *glua.LUserData // built on first access
+	ip, rcpt             glua.LValue
+	rcpts, params        *glua.LTable
+	header               []sdk.HeaderField
+	body                 glua.LValue
+	bodyCut              bool
+}
+
+// defineCtx builds the metatables of ctx and ctx.msg and the ctx methods.
+func (st *state) defineCtx() {
+	L := st.L
+	st.ctxMethods = map[string]glua.LValue{
+		"set_recipients": L.NewFunction(st.ctxSetRecipients),
+		"set_sender":     L.NewFunction(st.ctxSetSender),
+		"set_route":      L.NewFunction(st.ctxSetRoute),
+		"reply_lines":    L.NewFunction(st.ctxReplyLines),
+		"skip":           L.NewFunction(st.ctxSkip),
+		"note":           L.NewFunction(st.ctxNote),
+	}
+	st.ctxMeta = st.readOnlyMeta("ctx", st.ctxIndex)
+	st.connMeta = st.readOnlyMeta("ctx.conn", st.connIndex)
+	st.txnMeta = st.readOnlyMeta("ctx.txn", st.txnIndex)
+	st.defineMsg()
+}
+
+// ctxCall returns the live call of the ctx at argument 1.
+func (st *state) ctxCall(L *glua.LState, what string) *call {
+	if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == st.ctxMeta {
+		c := ud.Value.(*call)
+		if c.done {
+			L.RaiseError("%s: ctx of a finished call", what)
+		}
+		return c
+	}
+	L.RaiseError("%s: call it as a method, ctx:%s(…)", what, strings.TrimPrefix(what, "ctx:"))
+	return nil
+}
+
+func (st *state) ctxIndex(L *glua.LState) int {
+	c := st.ctxCall(L, "ctx")
+	key := L.CheckString(2)
+	req := c.req
+	var v glua.LValue = glua.LNil
+	switch key {
+	case "stage":
+		v = glua.LString(req.Stage)
+	case "conn":
+		if c.connUD == nil {
+			c.connUD = L.NewUserData()
+			c.connUD.Value, c.connUD.Metatable = c, st.connMeta
+		}
+		v = c.connUD
+	case "txn":
+		if req.Envelope != nil {
+			if c.txnUD == nil {
+				c.txnUD = L.NewUserData()
+				c.txnUD.Value, c.txnUD.Metatable = c, st.txnMeta
+			}
+			v = c.txnUD
+		}
+	case "command":
+		if req.Stage == sdk.StageCommand {
+			v = glua.LString(req.Command)
+		}
+	case "arg":
+		if req.Arg != "" || req.Stage == sdk.StageCommand || req.Stage == sdk.StageAuth {
+			v = glua.LString(req.Arg)
+		}
+	case "msg":
+		if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
+			if c.msgUD == nil {
+				c.msgUD = L.NewUserData()
+				c.msgUD.Value, c.msgUD.Metatable = c, st.msgMeta
+			}
+			v = c.msgUD
+		}
+	default:
+		if m, ok := st.ctxMethods[key]; ok {
+			v = m
+		}
+	}
+	L.Push(v)
+	return 1
+}
+
+// session returns the connection facts. Requests from the queue
+// (predelivery, delivered, deferred, bounced) have no session: their conn
+// has the client facts the envelope recorded (ip, helo, tls, auth_user)
+// and empty id, listener and port.
+func (c *call) session() *hook.Session {
+	if c.sess == nil {
+		c.sess = c.req.Session
+		if c.sess == nil {
+			s := &hook.Session{}
+			if env := c.req.Envelope; env != nil {
+				s.ClientIP, _ = netip.ParseAddr(env.ClientIP)
+				s.HELO, s.TLS, s.AuthUser = env.ClientHELO, env.TLS, env.AuthUser
+			}
+			c.sess = s
+		}
+	}
+	return c.sess
+}
+
+// connIndex is __index of ctx.conn, a read-only userdata.
+func (st *state) connIndex(L *glua.LState) int {
+	c := st.subCall(L, st.connMeta, "ctx.conn")
+	s := c.session()
+	var v glua.LValue = glua.LNil
+	switch L.CheckString(2) {
+	case "id":
+		v = glua.LString(s.ID)
+	case "listener":
+		v = glua.LString(s.Listener)
+	case "ip":
+		if c.ip == nil {
+			c.ip = glua.LString("")
+			if s.ClientIP.IsValid() {
+				c.ip = glua.LString(s.ClientIP.Unmap().String())
+			}
+		}
+		v = c.ip
+	case "port":
+		v = glua.LNumber(s.Port)
+	case "helo":
+		v = glua.LString(s.HELO)
+	case "esmtp":
+		v = glua.LBool(s.ESMTP)
+	case "tls":
+		v = glua.LBool(s.TLS)
+	case "auth_user":
+		v = glua.LString(s.AuthUser)
+	}
+	L.Push(v)
+	return 1
+}
+
+// txnIndex is __index of ctx.txn, a read-only userdata whose tables
+// (recipients, params, notify) are built on first use.
+func (st *state) txnIndex(L *glua.LState) int {
+	c := st.subCall(L, st.txnMeta, "ctx.txn")
+	req, env := c.req, c.req.Envelope
+	var v glua.LValue = glua.LNil
+	switch L.CheckString(2) {
+	case "sender":
+		v = glua.LString(env.Sender.String())
+	case "recipients":
+		if c.rcpts == nil {
+			c.rcpts = L.CreateTable(len(env.Recipients), 0)
+			for _, r := range env.Recipients {
+				c.rcpts.Append(glua.LString(r.Address.String()))
+			}
+		}
+		v = c.rcpts
+	case "params":
+		if c.params == nil {
+			c.params = L.CreateTable(0, 6)
+			c.params.RawSetString("ret", glua.LString(env.Ret))
+			c.params.RawSetString("envid", glua.LString(env.EnvID))
+			c.params.RawSetString("smtputf8", glua.LBool(env.SMTPUTF8))
+			c.params.RawSetString("body", glua.LString(env.Body))
+			c.params.RawSetString("size", glua.LNumber(env.Size))
+			c.params.RawSetString("auth", glua.LString(env.Auth))
+		}
+		v = c.params
+	case "rcpt":
+		if req.Rcpt != nil {
+			if c.rcpt == nil {
+				c.rcpt = glua.LString(req.Rcpt.Address.String())
+			}
+			v = c.rcpt
+		}
+	case "notify":
+		if req.Rcpt != nil {
+			t := L.NewTable()
+			for _, n := range []struct {
+				bit  envelope.Notify
+				name string
+			}{
+				{envelope.NotifyNever, "NEVER"},
+				{envelope.NotifySuccess, "SUCCESS"},
+				{envelope.NotifyFailure, "FAILURE"},
+				{envelope.NotifyDelay, "DELAY"},
+			} {
+				if req.Rcpt.Notify&n.bit != 0 {
+					t.Append(glua.LString(n.name))
+				}
+			}
+			v = t
+		}
+	case "orcpt":
+		if req.Rcpt != nil && req.Rcpt.ORCPT != "" {
+			v = glua.LString(req.Rcpt.ORCPT)
+		}
+	}
+	L.Push(v)
+	return 1
+}
+
+// subCall returns the live call of the ctx.conn or ctx.txn at argument 1.
+func (st *state) subCall(L *glua.LState, meta *glua.LTable, what string) *call {
+	if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == meta {
+		c := ud.Value.(*call)
+		if c.done {
+			L.RaiseError("%s of a finished call", what)
+		}
+		return c
+	}
+	L.RaiseError("%s: not a %s", what, what)
+	return nil
+}
+
+// readOnlyMeta makes the metatable of a read-only userdata named name.
+func (st *state) readOnlyMeta(name string, index glua.LGFunction) *glua.LTable {
+	L := st.L
+	mt := L.NewTable()
+	mt.RawSetString("__index", L.NewFunction(index))
+	mt.RawSetString("__newindex", L.NewFunction(func(L *glua.LState) int {
+		L.RaiseError("%s is read-only", name)
+		return 0
+	}))
+	mt.RawSetString("__metatable", glua.LString("gw."+name))
+	mt.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString("gw." + name))
+		return 1
+	}))
+	return mt
+}
+
+// stageIn raises an error unless the call's stage is one of stages.
+func stageIn(L *glua.LState, c *call, what string, stages ...sdk.Stage) {
+	for _, s := range stages {
+		if c.req.Stage == s {
+			return
+		}
+	}
+	names := make([]string, len(stages))
+	for i, s := range stages {
+		names[i] = string(s)
+	}
+	L.RaiseError("%s is for %s, not %s", what, strings.Join(names, ", "), c.req.Stage)
+}
+
+// checkAddress parses a mailbox given to a setter; "" is the null path
+// when allowNull.
+func checkAddress(L *glua.LState, what, s string, allowNull bool) sdk.Address {
+	if s == "" && allowNull {
+		return sdk.Address{}
+	}
+	a, err := envelope.ParseAddress(s)
+	if err != nil || a.IsNull() {
+		L.RaiseError("%s: bad address %q", what, truncate(s, 200))
+	}
+	return sdk.Address{Local: a.Local, Domain: a.Domain}
+}
+
+// stringList reads argument n as an array of strings.
+func stringList(L *glua.LState, what string, n int) []string {
+	t := L.CheckTable(n)
+	l := t.Len()
+	if l > maxList {
+		L.RaiseError("%s: more than %d entries", what, maxList)
+	}
+	out := make([]string, 0, l)
+	for i := 1; i <= l; i++ {
+		s, ok := t.RawGetInt(i).(glua.LString)
+		if !ok {
+			L.RaiseError("%s: entry %d is a %s, want a string", what, i, t.RawGetInt(i).Type())
+		}
+		out = append(out, string(s))
+	}
+	return out
+}
+
+func (st *state) ctxSetRecipients(L *glua.LState) int {
+	const what = "ctx:set_recipients"
+	c := st.ctxCall(L, what)
+	stageIn(L, c, what, sdk.StageRcpt, sdk.StageData, sdk.StagePredelivery)
+	list := stringList(L, what, 2)
+	if len(list) == 0 {
+		L.RaiseError("%s: empty list (use gw.drop() to drop the recipient)", what)
+	}
+	rcpts := make([]sdk.Address, len(list))
+	for i, s := range list {
+		rcpts[i] = checkAddress(L, what, s, false)
+	}
+	c.eff.Recipients = rcpts
+	return 0
+}
+
+func (st *state) ctxSetSender(L *glua.LState) int {
+	const what = "ctx:set_sender"
+	c := st.ctxCall(L, what)
+	stageIn(L, c, what, sdk.StageMail, sdk.StageData, sdk.StagePredelivery)
+	a := checkAddress(L, what, L.CheckString(2), true)
+	c.eff.Sender = &a
+	return 0
+}
+
+func (st *state) ctxSetRoute(L *glua.LState) int {
+	const what = "ctx:set_route"
+	c := st.ctxCall(L, what)
+	stageIn(L, c, what, sdk.StagePredelivery)
+	t := L.CheckTable(2)
+	var r sdk.Route
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"transport", &r.Transport}, {"via", &r.Via}} {
+		key, dst := f.key, f.dst
+		switch v := t.RawGetString(key).(type) {
+		case *glua.LNilType:
+		case glua.LString:
+			if strings.ContainsAny(string(v), "\r\n\x00 ") {
+				L.RaiseError("%s: bad %s %q", what, key, truncate(string(v), 200))
+			}
+			*dst = string(v)
+		default:
+			L.RaiseError("%s: %s is a %s, want a string", what, key, v.Type())
+		}
+	}
+	c.eff.Route = &r
+	return 0
+}
+
+func (st *state) ctxReplyLines(L *glua.LState) int {
+	const what = "ctx:reply_lines"
+	c := st.ctxCall(L, what)
+	stageIn(L, c, what, sdk.StageCommand)
+	lines := stringList(L, what, 2)
+	for i, l := range lines {
+		if len(l) > 510 || strings.ContainsAny(l, "\r\n\x00") {
+			L.RaiseError("%s: line %d is longer than 510 bytes or has CR, LF or NUL", what, i+1)
+		}
+	}
+	c.eff.ReplyLines = lines
+	return 0
+}
+
+func (st *state) ctxSkip(L *glua.LState) int {
+	const what = "ctx:skip"
+	c := st.ctxCall(L, what)
+	for i := 2; i <= L.GetTop(); i++ {
+		name := L.CheckString(i)
+		if len(c.eff.Skip) >= maxList {
+			L.RaiseError("%s: more than %d names", what, maxList)
+		}
+		c.eff.Skip = append(c.eff.Skip, name)
+	}
+	return 0
+}
+
+func (st *state) ctxNote(L *glua.LState) int {
+	const what = "ctx:note"
+	c := st.ctxCall(L, what)
+	key := L.CheckString(2)
+	var val string
+	switch v := L.CheckAny(3).(type) {
+	case glua.LString:
+		val = string(v)
+	case glua.LNumber, glua.LBool:
+		val = v.String()
+	default:
+		L.ArgError(3, fmt.Sprintf("%s: value is a %s, want a string, number or boolean", what, v.Type()))
+	}
+	if key == "" || len(key) > 200 || len(val) > 4096 {
+		L.RaiseError("%s: key must be 1-200 bytes and value at most 4096", what)
+	}
+	if c.eff.Notes == nil {
+		c.eff.Notes = make(map[string]string)
+	}
+	if len(c.eff.Notes) >= 1000 {
+		L.RaiseError("%s: more than 1000 notes", what)
+	}
+	c.eff.Notes[st.s.name+"/"+key] = val
+	return 0
+}

@@ -1,0 +1,522 @@
+package lua
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	glua "github.com/yuin/gopher-lua"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// defineGW sets the global gw.
+func (st *state) defineGW() error {
+	L := st.L
+	gw := L.NewTable()
+	fns := map[string]glua.LGFunction{
+		"continue": st.verdictFn(sdk.Continue),
+		"accept":   st.verdictFn(sdk.Accept),
+		"reject":   st.verdictFn(sdk.Reject),
+		"defer":    st.verdictFn(sdk.Defer),
+		"drop":     st.verdictFn(sdk.Drop),
+		"log":      st.gwLog,
+		"time":     gwTime,
+		"glob":     gwGlob,
+	}
+	for name, fn := range fns {
+		gw.RawSetString(name, L.NewFunction(fn))
+	}
+	gw.RawSetString("dns", st.module(map[string]glua.LGFunction{
+		"mx": st.dnsMX, "a": st.dnsA, "txt": st.dnsTXT, "ptr": st.dnsPTR,
+	}))
+	gw.RawSetString("addr", st.module(map[string]glua.LGFunction{
+		"parse": addrParse, "domain": addrDomain, "localpart": addrLocal,
+	}))
+	gw.RawSetString("cidr", st.module(map[string]glua.LGFunction{
+		"contains": st.cidrContains,
+	}))
+	gw.RawSetString("kv", st.module(map[string]glua.LGFunction{
+		"get": st.kvGet, "set": st.kvSet, "incr": st.kvIncr, "delete": st.kvDelete,
+	}))
+	params, err := toLua(L, st.s.params)
+	if err != nil {
+		return fmt.Errorf("params: %w", err)
+	}
+	gw.RawSetString("params", params)
+	L.SetGlobal("gw", gw)
+
+	methods := L.NewTable()
+	methods.RawSetString("reason", L.NewFunction(st.verdictReason))
+	methods.RawSetString("disconnect", L.NewFunction(st.verdictDisconnect))
+	st.verdictMeta = L.NewTable()
+	st.verdictMeta.RawSetString("__index", L.NewFunction(func(L *glua.LState) int {
+		d := st.checkVerdict(L, "verdict")
+		key := L.CheckString(2)
+		var v glua.LValue = glua.LNil
+		switch key {
+		case "verdict":
+			v = glua.LString(d.Verdict.String())
+		case "code":
+			v = glua.LNumber(d.Code)
+		case "enhanced":
+			if !d.Enhanced.IsZero() {
+				v = glua.LString(d.Enhanced.String())
+			}
+		case "text":
+			v = glua.LString(d.Message)
+		default:
+			v = methods.RawGetString(key)
+		}
+		L.Push(v)
+		return 1
+	}))
+	st.verdictMeta.RawSetString("__newindex", L.NewFunction(func(L *glua.LState) int {
+		L.RaiseError("a verdict is read-only; use v:reason(…) or v:disconnect()")
+		return 0
+	}))
+	st.verdictMeta.RawSetString("__metatable", glua.LString("gw.verdict"))
+	st.verdictMeta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
+		d := st.checkVerdict(L, "tostring")
+		s := "gw." + d.Verdict.String()
+		if d.Code != 0 || !d.Enhanced.IsZero() || d.Message != "" {
+			s += fmt.Sprintf("(%d %s %s)", d.Code, d.Enhanced, d.Message)
+		}
+		L.Push(glua.LString(s))
+		return 1
+	}))
+	return nil
+}
+
+func (st *state) module(fns map[string]glua.LGFunction) *glua.LTable {
+	t := st.L.CreateTable(0, len(fns))
+	for name, fn := range fns {
+		t.RawSetString(name, st.L.NewFunction(fn))
+	}
+	return t
+}
+
+// ---- verdicts ----
+
+func (st *state) verdictFn(v sdk.Verdict) glua.LGFunction {
+	name := "gw." + v.String()
+	return func(L *glua.LState) int {
+		d := &sdk.Decision{Verdict: v}
+		switch v {
+		case sdk.Continue:
+		case sdk.Drop:
+			d.Reason = optString(L, name, 1)
+		default:
+			if c := L.Get(1); c != glua.LNil {
+				n, ok := c.(glua.LNumber)
+				if !ok || float64(n) != math.Trunc(float64(n)) || n < 0 || n > 999 {
+					L.ArgError(1, name+": code must be an integer from 0 to 999")
+				}
+				d.Code = int(n)
+			}
+			if e := optString(L, name, 2); e != "" {
+				enh, err := sdk.ParseEnhancedCode(e)
+				if err != nil {
+					L.ArgError(2, fmt.Sprintf("%s: bad enhanced status code %q", name, truncate(e, 40)))
+				}
+				d.Enhanced = enh
+			}
+			d.Message = optString(L, name, 3)
+			d.Reason = optString(L, name, 4)
+		}
+		ud := L.NewUserData()
+		ud.Value, ud.Metatable = d, st.verdictMeta
+		L.Push(ud)
+		return 1
+	}
+}
+
+func optString(L *glua.LState, fn string, n int) string {
+	switch v := L.Get(n).(type) {
+	case *glua.LNilType:
+		return ""
+	case glua.LString:
+		return string(v)
+	default:
+		L.ArgError(n, fmt.Sprintf("%s: a %s, want a string", fn, v.Type()))
+		return ""
+	}
+}
+
+func (st *state) checkVerdict(L *glua.LState, what string) *sdk.Decision {
+	if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == st.verdictMeta {
+		return ud.Value.(*sdk.Decision)
+	}
+	L.RaiseError("%s: not a gw verdict (call it as a method, v:%s(…))", what, what)
+	return nil
+}
+
+func (st *state) verdictReason(L *glua.LState) int {
+	d := st.checkVerdict(L, "reason")
+	d.Reason = L.CheckString(2)
+	L.SetTop(1)
+	return 1
+}
+
+func (st *state) verdictDisconnect(L *glua.LState) int {
+	d := st.checkVerdict(L, "disconnect")
+	d.Disconnect = true
+	L.SetTop(1)
+	return 1
+}
+
+// ---- logging, time, glob ----
+
+func (st *state) gwLog(L *glua.LState) int {
+	var level slog.Level
+	switch lv := L.CheckString(1); lv {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		L.ArgError(1, fmt.Sprintf("gw.log: level %q is not debug, info, warn or error", truncate(lv, 20)))
+	}
+	msg := truncate(L.CheckString(2), 2048)
+	ctx := st.ctx()
+	if !st.s.log.Enabled(ctx, level) {
+		return 0
+	}
+	attrs := make([]slog.Attr, 0, 4)
+	if st.cur != nil {
+		attrs = append(attrs, slog.String("stage", string(st.cur.req.Stage)))
+		if s := st.cur.req.Session; s != nil {
+			attrs = append(attrs, slog.String("session", s.ID))
+		}
+	}
+	if t, ok := L.Get(3).(*glua.LTable); ok {
+		var keys []string
+		vals := map[string]slog.Value{}
+		t.ForEach(func(k, v glua.LValue) {
+			ks, ok := k.(glua.LString)
+			if !ok || len(keys) >= 32 {
+				return
+			}
+			keys = append(keys, string(ks))
+			switch v := v.(type) {
+			case glua.LString:
+				vals[string(ks)] = slog.StringValue(truncate(string(v), 1024))
+			case glua.LNumber:
+				vals[string(ks)] = slog.Float64Value(float64(v))
+			case glua.LBool:
+				vals[string(ks)] = slog.BoolValue(bool(v))
+			default:
+				vals[string(ks)] = slog.StringValue(truncate(L.ToStringMeta(v).String(), 1024))
+			}
+		})
+		sort.Strings(keys)
+		for _, k := range keys {
+			attrs = append(attrs, slog.Attr{Key: k, Value: vals[k]})
+		}
+	}
+	st.s.log.LogAttrs(ctx, level, msg, attrs...)
+	return 0
+}
+
+func gwTime(L *glua.LState) int {
+	L.Push(glua.LNumber(float64(time.Now().UnixNano()) / 1e9))
+	return 1
+}
+
+func gwGlob(L *glua.LState) int {
+	L.Push(glua.LBool(glob(strings.ToLower(L.CheckString(1)), strings.ToLower(L.CheckString(2)))))
+	return 1
+}
+
+// glob matches s against pattern, where * is any run of bytes and ? one
+// byte; linear-time with one backtrack point.
+func glob(pattern, s string) bool {
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p, i = p+1, i+1
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case star >= 0:
+			p, mark = star+1, mark+1
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// ---- addresses and CIDRs ----
+
+func addrParse(L *glua.LState) int {
+	a, err := envelope.ParseAddress(L.CheckString(1))
+	if err != nil {
+		L.Push(glua.LNil)
+		L.Push(glua.LString(err.Error()))
+		return 2
+	}
+	t := L.CreateTable(0, 2)
+	t.RawSetString("local", glua.LString(a.Local))
+	t.RawSetString("domain", glua.LString(a.Domain))
+	L.Push(t)
+	return 1
+}
+
+func addrDomain(L *glua.LState) int {
+	if a, err := envelope.ParseAddress(L.CheckString(1)); err == nil && a.Domain != "" {
+		L.Push(glua.LString(a.Domain))
+	} else {
+		L.Push(glua.LNil)
+	}
+	return 1
+}
+
+func addrLocal(L *glua.LState) int {
+	if a, err := envelope.ParseAddress(L.CheckString(1)); err == nil && !a.IsNull() {
+		L.Push(glua.LString(a.Local))
+	} else {
+		L.Push(glua.LNil)
+	}
+	return 1
+}
+
+// prefix parses a CIDR or a bare IP, caching per state. A bad one raises an
+// error: it is a mistake in the script or its params.
+func (st *state) prefix(L *glua.LState, s string) netip.Prefix {
+	if p, ok := st.prefixes[s]; ok {
+		return p
+	}
+	var p netip.Prefix
+	var err error
+	if strings.Contains(s, "/") {
+		p, err = netip.ParsePrefix(s)
+		p = p.Masked()
+	} else {
+		var a netip.Addr
+		if a, err = netip.ParseAddr(s); err == nil {
+			a = a.Unmap()
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+	}
+	if err != nil {
+		L.RaiseError("gw.cidr.contains: bad CIDR %q", truncate(s, 60))
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	if st.prefixes == nil || len(st.prefixes) >= 4096 {
+		st.prefixes = make(map[string]netip.Prefix)
+	}
+	st.prefixes[s] = p
+	return p
+}
+
+func (st *state) cidrContains(L *glua.LState) int {
+	ip, err := netip.ParseAddr(L.CheckString(2))
+	if err != nil {
+		L.Push(glua.LFalse)
+		return 1
+	}
+	ip = ip.Unmap().WithZone("")
+	found := false
+	switch v := L.Get(1).(type) {
+	case glua.LString:
+		found = st.prefix(L, string(v)).Contains(ip)
+	case *glua.LTable:
+		for i, n := 1, v.Len(); i <= n && !found; i++ {
+			s, ok := v.RawGetInt(i).(glua.LString)
+			if !ok {
+				L.RaiseError("gw.cidr.contains: entry %d is a %s, want a string", i, v.RawGetInt(i).Type())
+			}
+			found = st.prefix(L, string(s)).Contains(ip)
+		}
+	default:
+		L.ArgError(1, "gw.cidr.contains: want a CIDR string or an array of them")
+	}
+	L.Push(glua.LBool(found))
+	return 1
+}
+
+// ---- DNS ----
+
+// dnsError pushes nil, the error text and whether it is temporary.
+func dnsError(L *glua.LState, err error) int {
+	L.Push(glua.LNil)
+	L.Push(glua.LString(err.Error()))
+	L.Push(glua.LBool(resolver.IsTemporary(err)))
+	return 3
+}
+
+func (st *state) dnsResolver(L *glua.LState, fn string) (*resolver.Resolver, context.Context) {
+	if st.s.resolver == nil {
+		L.RaiseError("%s: no resolver configured", fn)
+	}
+	return st.s.resolver, st.ctx()
+}
+
+func (st *state) dnsMX(L *glua.LState) int {
+	r, ctx := st.dnsResolver(L, "gw.dns.mx")
+	mxs, err := r.MX(ctx, L.CheckString(1))
+	if err != nil {
+		return dnsError(L, err)
+	}
+	t := L.CreateTable(len(mxs), 0)
+	for _, mx := range mxs {
+		e := L.CreateTable(0, 2)
+		e.RawSetString("host", glua.LString(mx.Host))
+		e.RawSetString("pref", glua.LNumber(mx.Preference))
+		t.Append(e)
+	}
+	L.Push(t)
+	return 1
+}
+
+func (st *state) dnsA(L *glua.LState) int {
+	r, ctx := st.dnsResolver(L, "gw.dns.a")
+	ips, err := r.LookupIP(ctx, L.CheckString(1))
+	if err != nil {
+		return dnsError(L, err)
+	}
+	t := L.CreateTable(len(ips), 0)
+	for _, ip := range ips {
+		t.Append(glua.LString(ip.String()))
+	}
+	L.Push(t)
+	return 1
+}
+
+func (st *state) dnsTXT(L *glua.LState) int {
+	r, ctx := st.dnsResolver(L, "gw.dns.txt")
+	txts, err := r.TXT(ctx, L.CheckString(1))
+	if err != nil {
+		return dnsError(L, err)
+	}
+	L.Push(stringsTable(L, txts))
+	return 1
+}
+
+func (st *state) dnsPTR(L *glua.LState) int {
+	r, ctx := st.dnsResolver(L, "gw.dns.ptr")
+	ip, err := netip.ParseAddr(L.CheckString(1))
+	if err != nil {
+		return dnsError(L, &resolver.Error{Name: L.CheckString(1), Type: "PTR", Err: resolver.ErrInvalidName})
+	}
+	names, err := r.PTR(ctx, ip)
+	if err != nil {
+		return dnsError(L, err)
+	}
+	L.Push(stringsTable(L, names))
+	return 1
+}
+
+func stringsTable(L *glua.LState, ss []string) *glua.LTable {
+	t := L.CreateTable(len(ss), 0)
+	for _, s := range ss {
+		t.Append(glua.LString(s))
+	}
+	return t
+}
+
+// ---- key-value store ----
+
+func (st *state) kvKey(L *glua.LState, fn string) (KV, string) {
+	if st.s.kv == nil {
+		L.RaiseError("%s: no key-value store configured", fn)
+	}
+	key := L.CheckString(1)
+	if key == "" {
+		L.ArgError(1, fn+": empty key")
+	}
+	return st.s.kv, st.s.short + "/" + key
+}
+
+// ttlArg reads an optional ttl in seconds.
+func ttlArg(L *glua.LState, fn string, n int) time.Duration {
+	switch v := L.Get(n).(type) {
+	case *glua.LNilType:
+		return 0
+	case glua.LNumber:
+		if v < 0 || math.IsNaN(float64(v)) || float64(v) > 100*365*86400 {
+			L.ArgError(n, fn+": ttl must be from 0 to 100 years in seconds")
+		}
+		return time.Duration(float64(v) * float64(time.Second))
+	default:
+		L.ArgError(n, fmt.Sprintf("%s: ttl is a %s, want seconds", fn, v.Type()))
+		return 0
+	}
+}
+
+func (st *state) kvGet(L *glua.LState) int {
+	kv, key := st.kvKey(L, "gw.kv.get")
+	v, ok, err := kv.KVGet(key, time.Now())
+	if err != nil {
+		L.RaiseError("gw.kv.get: %v", err)
+	}
+	if !ok {
+		L.Push(glua.LNil)
+		return 1
+	}
+	L.Push(glua.LString(v))
+	return 1
+}
+
+func (st *state) kvSet(L *glua.LState) int {
+	kv, key := st.kvKey(L, "gw.kv.set")
+	var val string
+	switch v := L.CheckAny(2).(type) {
+	case glua.LString:
+		val = string(v)
+	case glua.LNumber, glua.LBool:
+		val = v.String()
+	default:
+		L.ArgError(2, fmt.Sprintf("gw.kv.set: value is a %s, want a string, number or boolean", v.Type()))
+	}
+	if err := kv.KVSet(st.ctx(), key, val, ttlArg(L, "gw.kv.set", 3)); err != nil {
+		L.RaiseError("gw.kv.set: %v", err)
+	}
+	return 0
+}
+
+func (st *state) kvIncr(L *glua.LState) int {
+	kv, key := st.kvKey(L, "gw.kv.incr")
+	delta := int64(1)
+	if v := L.Get(2); v != glua.LNil {
+		n, ok := v.(glua.LNumber)
+		if !ok || float64(n) != math.Trunc(float64(n)) || math.Abs(float64(n)) > 1<<53 {
+			L.ArgError(2, "gw.kv.incr: delta must be an integer")
+		}
+		delta = int64(n)
+	}
+	n, err := kv.KVIncr(st.ctx(), key, delta, ttlArg(L, "gw.kv.incr", 3))
+	if err != nil {
+		L.RaiseError("gw.kv.incr: %v", err)
+	}
+	L.Push(glua.LNumber(n))
+	return 1
+}
+
+func (st *state) kvDelete(L *glua.LState) int {
+	kv, key := st.kvKey(L, "gw.kv.delete")
+	if err := kv.KVDelete(st.ctx(), key); err != nil {
+		L.RaiseError("gw.kv.delete: %v", err)
+	}
+	return 0
+}

@@ -1,0 +1,459 @@
+// Package lua hosts the gateway's policy scripts: Lua 5.1 run by
+// gopher-lua, compiled once per script, executed on a pool of sandboxed
+// states, with the gw module (verdict constructors, logging, DNS, address,
+// CIDR and glob helpers, a persistent key-value store and the script's HCL
+// params) preloaded as a global. A *Script is a hook.Handler.
+//
+// # Calling convention
+//
+// For stage X the host calls the script's global function on_X(ctx) (on_connect,
+// on_helo, on_auth, on_mail, on_rcpt, on_command, on_data, on_predelivery,
+// on_delivered, on_deferred, on_bounced, on_disconnect). A stage without its
+// function answers Continue without touching a Lua state. The function returns
+// a verdict built by gw.continue, gw.accept, gw.reject, gw.defer or gw.drop,
+// or nil (= continue). Anything else is an error.
+//
+// The ctx argument is a read-only userdata, valid only during the call;
+// ctx.conn and ctx.txn are read-only userdata too (index them by the field
+// names below; pairs does not list them), their tables are plain tables:
+//
+//	ctx.stage        "rcpt", …
+//	ctx.conn         .id, .listener, .ip ("" if unknown), .port, .helo,
+//	                 .esmtp, .tls, .auth_user ("" if none). Requests from the
+//	                 queue (predelivery and the notifications) have no
+//	                 session: ip, helo, tls and auth_user come from the
+//	                 envelope, id and listener are "", port 0
+//	ctx.txn          nil before MAIL, else:
+//	  .sender        "local@domain", "" for <>
+//	  .recipients    array of the recipients accepted so far
+//	  .rcpt          the recipient being decided (rcpt; at predelivery the
+//	                 first recipient of the destination), else nil
+//	  .notify        with rcpt: array of "NEVER", "SUCCESS", "FAILURE",
+//	                 "DELAY" (empty when not given); else nil
+//	  .orcpt         with rcpt: the ORCPT parameter or nil
+//	  .params        {ret, envid, smtputf8, body, size, auth} of MAIL FROM
+//	ctx.command      command stage: the verb in upper case; else nil
+//	ctx.arg          command: the argument; auth: the mechanism; predelivery:
+//	                 the destination domain; else nil
+//	ctx.msg          data and predelivery: the message (see below); else nil
+//	ctx:set_recipients({"a@x", …})   rcpt, data, predelivery → Effects.Recipients
+//	ctx:set_sender("x@y")             mail, data, predelivery → Effects.Sender ("" = <>)
+//	ctx:set_route{transport=, via=}   predelivery → Effects.Route ("" = unchanged)
+//	ctx:reply_lines({…})              command → Effects.ReplyLines (VRFY/EXPN)
+//	ctx:skip("lua.other", …)          → Effects.Skip
+//	ctx:note(key, value)              → Effects.Notes["lua.<name>/<key>"]
+//
+// Notes are write-only: the core does not hand earlier notes back to hooks.
+// A setter used at a stage it does not apply to raises an error, and so do
+// malformed arguments (a bad address, CR or LF in a header value).
+//
+// The message (ctx.msg) reads the message as received; the script's own edits
+// are not reflected back:
+//
+//	msg:header(name)        first value of the field (case-insensitive) or nil
+//	msg:headers(name)       array of every value of the field
+//	msg:header_names()      array of field names in order (repeats included)
+//	msg:size()              bytes of the whole message
+//	msg:body()              the body (after the blank line) up to Options.BodyLimit
+//	                        bytes, and true as a second result if it was cut
+//	msg:add_header(n, v)    → Effects.AddHeaders
+//	msg:remove_header(n)    → Effects.RemoveHeaders
+//	msg:set_header(n, v)    remove_header(n) then add_header(n, v)
+//	msg:set_body(s)         → Effects.Body = the received header fields, a blank
+//	                        line, then s (bare LF turned into CRLF); header edits
+//	                        still apply on top of it
+//
+// Globals a script sets persist in the state that ran it, and there are
+// several states: keep nothing in globals across calls (use gw.kv).
+// Coroutines work within one call.
+//
+// # The gw module
+//
+// gw is a global in every state (no require). Verdicts (every argument
+// optional; code 0 or nil and enhanced nil or "" mean the stage default;
+// text is the client-visible line, reason goes to the logs only):
+//
+//	gw.continue()
+//	gw.accept([code[, enhanced[, text[, reason]]]])   e.g. gw.accept(250, "2.1.5", "OK")
+//	gw.reject([code[, enhanced[, text[, reason]]]])   e.g. gw.reject(550, "5.7.1", "Relaying denied")
+//	gw.defer([code[, enhanced[, text[, reason]]]])
+//	gw.drop([reason])
+//	v:reason(text)    sets the reason; returns v
+//	v:disconnect()    reply, then close (reject and defer); returns v
+//	v.verdict, v.code, v.enhanced, v.text   read-only ("reject", 550, "5.7.1" or nil, "…")
+//
+// A malformed enhanced code ("5.7") or a code that is not an integer from 0
+// to 999 raises an error at the call; other mistakes (a 250 with reject)
+// are left to Decision.Validate.
+//
+//	gw.log(level, msg[, fields])  level "debug", "info", "warn" or "error";
+//	                              fields a table of string keys
+//	gw.params                     the HCL params as Lua values (a copy per
+//	                              state: do not modify it)
+//	gw.time()                     Unix time in seconds, with fraction
+//	gw.glob(pattern, s)           * and ?, case-insensitive → bool
+//	gw.cidr.contains(c, ip)       c a CIDR or an array of them (a bare IP is a
+//	                              /32 or /128); a bad ip is false, a bad
+//	                              CIDR raises an error → bool
+//	gw.addr.parse(s)              {["local"]=, domain=} or nil, "error text"
+//	gw.addr.domain(s)             the domain or nil
+//	gw.addr.localpart(s)          the local part or nil
+//
+// DNS, through the gateway's resolver and the call's deadline; each returns
+// its result, or nil, "error text", temporary (true for SERVFAIL, timeouts
+// and the like, false for NXDOMAIN and other permanent answers). A name
+// without records of the type gives an empty array (TXT, PTR, MX).
+//
+//	gw.dns.mx(domain)    {{host = "mx1.example", pref = 10}, …} by preference
+//	gw.dns.a(host)       {"192.0.2.1", "2001:db8::1"} (A then AAAA)
+//	gw.dns.txt(name)     {"v=spf1 -all", …} (strings of a record joined)
+//	gw.dns.ptr(ip)       {"host.example", …}
+//
+// The key-value store (durable; keys are stored as "<name>/<key>", so
+// scripts do not see each other's keys; a failure of the store raises an
+// error):
+//
+//	gw.kv.get(key)                            the value (a string) or nil
+//	gw.kv.set(key, value[, ttl_seconds])      value a string, number or boolean
+//	gw.kv.incr(key[, delta[, ttl_seconds]])   → the new number; ttl applies when
+//	                                          the key is created (or had expired)
+//	gw.kv.delete(key)
+//
+// # Sandbox and limits
+//
+// A state has base (without dofile, loadfile, load, loadstring, require,
+// module, collectgarbage, getfenv, setfenv, newproxy; print logs at debug),
+// string (without dump), table, math, coroutine and an os table with only
+// time, date and clock. There is no io, package, debug or channel. Every
+// call runs under the request's context (LState.SetContext), so a deadline
+// stops loops, tail-call loops, coroutines and DNS look-ups alike. The call
+// depth is 200; Options.MaxMemory bounds the value stack and the strings
+// string.rep, string.gsub (reimplemented in linear time), string.format
+// (width and precision at most two digits, as in C Lua) and table.concat
+// can make in one step. Heap growth by a loop is bounded only by the
+// deadline, and a single Lua pattern match (string.find, match, gsub) is
+// not interruptible: a pathological pattern on a long subject runs to its
+// end.
+//
+// # Errors
+//
+// A Lua runtime error, a bad return value or a misused binding makes Handle
+// return a *ScriptError whose text names file:line; a deadline or
+// cancellation makes it return an error wrapping the context's error. Either
+// way the state that ran the call is discarded and the chain applies the
+// hook's on_error policy. Invalid decisions (say gw.reject(250, …)) are
+// returned as given: the chain validates them and falls back to the stage
+// default.
+package lua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	glua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/ast"
+	"github.com/yuin/gopher-lua/parse"
+
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxMemory = 8 << 20 // bytes
+	DefaultBodyLimit = 1 << 20 // bytes
+
+	callStackSize = 200             // Lua call depth
+	registryStart = 1024            // initial value-stack slots per state
+	registryShare = 8               // the value stack may use 1/registryShare of MaxMemory
+	slotBytes     = 16              // one LValue (an interface) per slot
+	initTimeout   = 5 * time.Second // bound on running the chunk's top level
+)
+
+// KV is the persistent key-value store behind gw.kv; *queue.Spool
+// implements it.
+type KV interface {
+	KVGet(key string, now time.Time) (value string, ok bool, err error)
+	KVSet(ctx context.Context, key, value string, ttl time.Duration) error
+	KVIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+	KVDelete(ctx context.Context, key string) error
+}
+
+// Options configure a Script.
+type Options struct {
+	Name   string // handler name without the "lua." prefix, e.g. "relay"
+	Path   string // the script file
+	Source string // the script text, instead of Path (tests); chunk name Name+".lua"
+	// Params are the script's params from HCL, seen as gw.params: string,
+	// float64, int, int64, bool, []any, []string and map[string]any values.
+	Params   map[string]any
+	Resolver *resolver.Resolver // behind gw.dns; nil makes gw.dns calls fail
+	KV       KV                 // behind gw.kv; nil makes gw.kv calls fail
+	Log      *slog.Logger       // nil = discard
+	Pool     int                // most states alive at once; <= 0 = GOMAXPROCS*4
+	// MaxMemory (bytes, <= 0 = DefaultMaxMemory) bounds two things per
+	// state: the Lua value stack (gopher-lua's registry) may use an eighth
+	// of it (MaxMemory/128 slots of 16 bytes: unpack of a huge table or
+	// s:byte(1, -1) of a long string fails with "registry overflow"), and no
+	// single string made in one step by string.rep, string.gsub,
+	// string.format, table.concat or msg:body may be longer than MaxMemory.
+	// It does not bound the heap: tables and strings a script grows in a
+	// loop are limited only by the call's deadline.
+	MaxMemory int
+	BodyLimit int64 // most body bytes msg:body() returns; <= 0 = DefaultBodyLimit
+}
+
+// ScriptError is a failure of the script itself: a runtime error, a bad
+// return value, a misused binding. Msg starts with file:line where known.
+type ScriptError struct {
+	Hook  string // "lua.relay"
+	Func  string // "on_rcpt"; "" for the chunk's top level
+	Msg   string
+	Trace string // the Lua stack traceback, for debug logs
+}
+
+func (e *ScriptError) Error() string {
+	if e.Func == "" {
+		return e.Hook + ": " + e.Msg
+	}
+	return e.Hook + ": " + e.Func + ": " + e.Msg
+}
+
+// ErrClosed is returned by Handle after Close.
+var ErrClosed = errors.New("lua: script closed")
+
+// Script is a compiled script and its pool of states. It is safe for
+// concurrent use.
+type Script struct {
+	name      string // "lua.<Name>"
+	short     string // Name, the gw.kv namespace
+	chunk     string // chunk name used in messages
+	proto     *glua.FunctionProto
+	stages    []sdk.Stage
+	defines   map[sdk.Stage]bool
+	params    map[string]any
+	resolver  *resolver.Resolver
+	kv        KV
+	log       *slog.Logger
+	maxMemory int
+	bodyLimit int64
+
+	idle    chan *state   // states ready for use
+	live    chan struct{} // one token per state alive
+	mu      sync.Mutex    // guards closed against put
+	closed  bool
+	created atomic.Int64 // states made since Load (tests)
+}
+
+var (
+	_ hook.Handler = (*Script)(nil)
+	_ hook.Stager  = (*Script)(nil)
+)
+
+// Load compiles the script, runs its top level once in a fresh sandboxed
+// state to learn which on_* functions it defines, and returns it ready for
+// Handle. Compile and top-level errors name file:line.
+func Load(opt Options) (*Script, error) {
+	if opt.Name == "" {
+		return nil, errors.New("lua: load: no name")
+	}
+	s := &Script{
+		name:      "lua." + opt.Name,
+		short:     opt.Name,
+		params:    opt.Params,
+		resolver:  opt.Resolver,
+		kv:        opt.KV,
+		log:       opt.Log,
+		maxMemory: opt.MaxMemory,
+		bodyLimit: opt.BodyLimit,
+		defines:   make(map[sdk.Stage]bool),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("hook", s.name)
+	if s.maxMemory <= 0 {
+		s.maxMemory = DefaultMaxMemory
+	}
+	if s.bodyLimit <= 0 {
+		s.bodyLimit = DefaultBodyLimit
+	}
+	pool := opt.Pool
+	if pool <= 0 {
+		pool = runtime.GOMAXPROCS(0) * 4
+	}
+	s.idle = make(chan *state, pool)
+	s.live = make(chan struct{}, pool)
+
+	var src io.Reader
+	switch {
+	case opt.Path != "":
+		f, err := os.Open(opt.Path)
+		if err != nil {
+			return nil, fmt.Errorf("lua: load %s: %w", s.name, err)
+		}
+		defer f.Close()
+		src, s.chunk = f, opt.Path
+	default:
+		src, s.chunk = strings.NewReader(opt.Source), opt.Name+".lua"
+	}
+	if err := checkParams(opt.Params); err != nil {
+		return nil, fmt.Errorf("lua: load %s: params: %w", s.name, err)
+	}
+	chunk, err := parse.Parse(src, s.chunk)
+	if err != nil {
+		return nil, fmt.Errorf("lua: load %s: %s", s.name, parseError(s.chunk, err))
+	}
+	s.proto, err = compile(chunk, s.chunk)
+	if err != nil {
+		return nil, fmt.Errorf("lua: load %s: %s", s.name, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
+	defer cancel()
+	st, err := s.newState(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lua: load: %w", err)
+	}
+	for _, stage := range sdk.Stages {
+		if fn, ok := st.L.GetGlobal("on_" + string(stage)).(*glua.LFunction); ok && fn != nil {
+			s.defines[stage] = true
+			s.stages = append(s.stages, stage)
+		}
+	}
+	// The probe state is as good as any: keep it for the first call.
+	s.live <- struct{}{}
+	s.idle <- st
+	return s, nil
+}
+
+// compile turns a parsed chunk into a prototype, reporting errors as
+// file:line: message.
+func compile(chunk []ast.Stmt, name string) (proto *glua.FunctionProto, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: compile: %v", name, r)
+		}
+	}()
+	proto, err = glua.Compile(chunk, name)
+	if ce, ok := errors.AsType[*glua.CompileError](err); ok {
+		return nil, fmt.Errorf("%s:%d: %s", name, ce.Line, ce.Message)
+	}
+	return proto, err
+}
+
+func parseError(name string, err error) string {
+	if pe, ok := errors.AsType[*parse.Error](err); ok {
+		if pe.Pos.Line == parse.EOF {
+			return fmt.Sprintf("%s: at end of file: %s", name, pe.Message)
+		}
+		return fmt.Sprintf("%s:%d: %s near '%s'", name, pe.Pos.Line, pe.Message, pe.Token)
+	}
+	return strings.TrimSpace(err.Error())
+}
+
+// Name implements hook.Handler: "lua.<Options.Name>".
+func (s *Script) Name() string { return s.name }
+
+// Stages returns the stages the script has an on_* function for, in
+// sdk.Stages order.
+func (s *Script) Stages() []sdk.Stage { return append([]sdk.Stage(nil), s.stages...) }
+
+// Handle implements hook.Handler: it calls on_<stage>(ctx) on a pooled state.
+// It returns the verdict and the effects the script recorded, or an error
+// and no effects.
+func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision, eff sdk.Effects, err error) {
+	if !s.defines[req.Stage] {
+		return sdk.Decision{}, sdk.Effects{}, nil
+	}
+	st, err := s.get(ctx)
+	if err != nil {
+		return sdk.Decision{}, sdk.Effects{}, err
+	}
+	ok := false
+	defer func() {
+		if r := recover(); r != nil {
+			d, eff = sdk.Decision{}, sdk.Effects{}
+			err = &ScriptError{Hook: s.name, Func: "on_" + string(req.Stage), Msg: fmt.Sprintf("host panic: %v", r)}
+			ok = false
+		}
+		s.put(st, ok)
+	}()
+	d, eff, err = st.call(ctx, req, req.Message)
+	ok = err == nil
+	if err == nil && ctx.Err() != nil {
+		// The script finished (say, after a DNS look-up failed on the
+		// deadline) but too late: its answer does not count.
+		return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %s: %w", s.name, funcNames[req.Stage], ctx.Err())
+	}
+	return d, eff, err
+}
+
+// Close drops the idle states; states in use are dropped when their call
+// ends. Later Handle calls fail with ErrClosed.
+func (s *Script) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	for {
+		select {
+		case st := <-s.idle:
+			st.L.Close()
+			<-s.live
+		default:
+			return
+		}
+	}
+}
+
+// get returns an idle state, or makes one if fewer than Pool are alive, or
+// waits for one to come back.
+func (s *Script) get(ctx context.Context) (*state, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("%s: %w", s.name, ErrClosed)
+	}
+	select {
+	case st := <-s.idle:
+		return st, nil
+	default:
+	}
+	select {
+	case st := <-s.idle:
+		return st, nil
+	case s.live <- struct{}{}:
+		st, err := s.newState(ctx)
+		if err != nil {
+			<-s.live
+			return nil, err
+		}
+		return st, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: waiting for a state: %w", s.name, ctx.Err())
+	}
+}
+
+// put returns st to the pool, or discards it if its call failed or the
+// script is closed.
+func (s *Script) put(st *state, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok && !s.closed {
+		s.idle <- st // never blocks: at most cap(idle) states are alive
+		return
+	}
+	st.L.Close()
+	<-s.live
+}

@@ -1,0 +1,765 @@
+package lua_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/lua"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// load compiles src as script "t" and closes it at the end of the test.
+func load(t testing.TB, src string, opt ...lua.Options) *lua.Script {
+	t.Helper()
+	o := lua.Options{}
+	if len(opt) > 0 {
+		o = opt[0]
+	}
+	if o.Name == "" {
+		o.Name = "t"
+	}
+	o.Source = src
+	s, err := lua.Load(o)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func session() *hook.Session {
+	return &hook.Session{
+		ID: "S1", Listener: "mx", ClientIP: netip.MustParseAddr("192.0.2.7"), Port: 40000,
+		HELO: "client.example", ESMTP: true, TLS: true, AuthUser: "alice",
+	}
+}
+
+func testEnvelope() *envelope.Envelope {
+	return &envelope.Envelope{
+		Sender: envelope.Address{Local: "bob", Domain: "sender.example"},
+		Recipients: []envelope.Recipient{
+			{Address: envelope.Address{Local: "r1", Domain: "dest.example"}},
+			{Address: envelope.Address{Local: "r2", Domain: "dest.example"}},
+		},
+		Size: 1234, Body: envelope.Body8BitMIME, SMTPUTF8: true, Ret: envelope.RetHdrs, EnvID: "ID1", Auth: "<>",
+		ClientIP: "198.51.100.9", ClientHELO: "queued.example", AuthUser: "carol", TLS: true,
+	}
+}
+
+// request builds a plausible request for stage.
+func request(stage sdk.Stage) *hook.Request {
+	req := &hook.Request{Stage: stage, Session: session()}
+	switch stage {
+	case sdk.StageConnect, sdk.StageHelo, sdk.StageAuth:
+		req.Arg = "PLAIN"
+		if stage != sdk.StageAuth {
+			req.Arg = ""
+		}
+		return req
+	case sdk.StageCommand:
+		req.Command, req.Arg = "VRFY", "postmaster"
+	}
+	req.Envelope = testEnvelope()
+	switch stage {
+	case sdk.StageRcpt:
+		req.Rcpt = &envelope.Recipient{
+			Address: envelope.Address{Local: "new", Domain: "dest.example"},
+			Notify:  envelope.NotifySuccess | envelope.NotifyFailure, ORCPT: "rfc822;orig@dest.example",
+		}
+	case sdk.StageData:
+		req.Message = testMessage()
+	case sdk.StagePredelivery:
+		req.Session = nil
+		req.Rcpt = &req.Envelope.Recipients[0]
+		req.Arg = "dest.example"
+		req.Message = testMessage()
+	case sdk.StageDelivered, sdk.StageDeferred, sdk.StageBounced:
+		req.Session = nil
+	}
+	return req
+}
+
+// fakeMessage implements hook.Message.
+type fakeMessage struct {
+	fields      []sdk.HeaderField
+	body        string
+	err         error
+	panicHeader bool
+	bodyCalls   atomic.Int32
+}
+
+func testMessage() *fakeMessage {
+	return &fakeMessage{
+		fields: []sdk.HeaderField{
+			{Name: "From", Value: "Bob <bob@sender.example>"},
+			{Name: "To", Value: "r1@dest.example"},
+			{Name: "Received", Value: "from a"},
+			{Name: "received", Value: "from b"},
+			{Name: "Subject", Value: "hello"},
+		},
+		body: "line 1\r\nline 2\r\n",
+	}
+}
+
+func (m *fakeMessage) Header() ([]sdk.HeaderField, error) {
+	if m.panicHeader {
+		panic("fake message: header exploded")
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	return append([]sdk.HeaderField(nil), m.fields...), nil
+}
+
+func (m *fakeMessage) Body(limit int) ([]byte, error) {
+	m.bodyCalls.Add(1)
+	if m.err != nil {
+		return nil, m.err
+	}
+	b := m.body
+	if limit > 0 && len(b) > limit {
+		b = b[:limit]
+	}
+	return []byte(b), nil
+}
+
+func (m *fakeMessage) Size() int64 {
+	n := 0
+	for _, f := range m.fields {
+		n += len(f.Name) + 2 + len(f.Value) + 2
+	}
+	return int64(n + 2 + len(m.body))
+}
+
+func handle(t *testing.T, s *lua.Script, req *hook.Request) (sdk.Decision, sdk.Effects) {
+	t.Helper()
+	d, eff, err := s.Handle(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Handle(%s): %v", req.Stage, err)
+	}
+	return d, eff
+}
+
+// TestVerdicts runs every verdict constructor at every stage.
+func TestVerdicts(t *testing.T) {
+	tests := []struct {
+		name string
+		expr string // the value on_<stage> returns
+		want sdk.Decision
+	}{
+		{"nil", "nil", sdk.Decision{}},
+		{"no return", "", sdk.Decision{}},
+		{"continue", "gw.continue()", sdk.Decision{}},
+		{"accept", "gw.accept()", sdk.Decision{Verdict: sdk.Accept}},
+		{"accept with reply", `gw.accept(250, "2.1.5", "Recipient ok")`,
+			sdk.Decision{Verdict: sdk.Accept, Code: 250, Enhanced: sdk.EnhancedCode{2, 1, 5}, Message: "Recipient ok"}},
+		{"reject default", "gw.reject()", sdk.Decision{Verdict: sdk.Reject}},
+		{"reject", `gw.reject(550, "5.7.1", "Relaying denied")`,
+			sdk.Decision{Verdict: sdk.Reject, Code: 550, Enhanced: sdk.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}},
+		{"reject with reason arg", `gw.reject(554, "5.7.0", "No", "rule 7")`,
+			sdk.Decision{Verdict: sdk.Reject, Code: 554, Enhanced: sdk.EnhancedCode{5, 7, 0}, Message: "No", Reason: "rule 7"}},
+		{"reject code only", `gw.reject(550)`, sdk.Decision{Verdict: sdk.Reject, Code: 550}},
+		{"reject disconnect", `gw.reject(554, "5.7.1", "Go away"):disconnect()`,
+			sdk.Decision{Verdict: sdk.Reject, Code: 554, Enhanced: sdk.EnhancedCode{5, 7, 1}, Message: "Go away", Disconnect: true}},
+		{"defer with reason method", `gw.defer(451, "4.7.1", "Greylisted"):reason("greylist new triplet")`,
+			sdk.Decision{Verdict: sdk.Defer, Code: 451, Enhanced: sdk.EnhancedCode{4, 7, 1}, Message: "Greylisted", Reason: "greylist new triplet"}},
+		{"defer chained", `gw.defer(421, "4.3.2"):reason("busy"):disconnect()`,
+			sdk.Decision{Verdict: sdk.Defer, Code: 421, Enhanced: sdk.EnhancedCode{4, 3, 2}, Reason: "busy", Disconnect: true}},
+		{"drop", "gw.drop()", sdk.Decision{Verdict: sdk.Drop}},
+		{"drop with reason", `gw.drop("spam trap")`, sdk.Decision{Verdict: sdk.Drop, Reason: "spam trap"}},
+	}
+	for _, stage := range sdk.Stages {
+		for _, tt := range tests {
+			t.Run(string(stage)+"/"+tt.name, func(t *testing.T) {
+				ret := ""
+				if tt.expr != "" {
+					ret = "return " + tt.expr
+				}
+				s := load(t, fmt.Sprintf("function on_%s(ctx)\n  %s\nend\n", stage, ret))
+				d, eff := handle(t, s, request(stage))
+				if diff := cmp.Diff(tt.want, d); diff != "" {
+					t.Errorf("decision (-want +got):\n%s", diff)
+				}
+				if !eff.IsZero() {
+					t.Errorf("effects = %+v, want none", eff)
+				}
+				if tt.want.Verdict == sdk.Accept && tt.want.Code == 0 || tt.want.Verdict != sdk.Accept {
+					if err := d.Validate(stage); err != nil {
+						t.Errorf("Validate(%s) = %v, want nil", stage, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestInvalidDecisions: decisions the constructors accept but Validate
+// refuses come back as given; the chain falls back to the stage default.
+func TestInvalidDecisions(t *testing.T) {
+	tests := []struct {
+		name string
+		expr string
+		want sdk.Decision
+	}{
+		{"reject with 2xx", `gw.reject(250, "5.7.1", "x")`,
+			sdk.Decision{Verdict: sdk.Reject, Code: 250, Enhanced: sdk.EnhancedCode{5, 7, 1}, Message: "x"}},
+		{"defer with class 5", `gw.defer(451, "5.7.1", "x")`,
+			sdk.Decision{Verdict: sdk.Defer, Code: 451, Enhanced: sdk.EnhancedCode{5, 7, 1}, Message: "x"}},
+		{"reject with CRLF text", `gw.reject(550, "5.7.1", "a\r\nMAIL FROM:<>")`,
+			sdk.Decision{Verdict: sdk.Reject, Code: 550, Enhanced: sdk.EnhancedCode{5, 7, 1}, Message: "a\r\nMAIL FROM:<>"}},
+		{"accept disconnect", `gw.accept():disconnect()`, sdk.Decision{Verdict: sdk.Accept, Disconnect: true}},
+		{"long text", `gw.reject(550, "5.7.1", string.rep("x", 401))`,
+			sdk.Decision{Verdict: sdk.Reject, Code: 550, Enhanced: sdk.EnhancedCode{5, 7, 1}, Message: strings.Repeat("x", 401)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := load(t, "function on_rcpt(ctx) return "+tt.expr+" end")
+			d, _ := handle(t, s, request(sdk.StageRcpt))
+			if diff := cmp.Diff(tt.want, d); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if err := d.Validate(sdk.StageRcpt); !errors.Is(err, sdk.ErrInvalidDecision) {
+				t.Errorf("Validate = %v, want ErrInvalidDecision", err)
+			}
+		})
+	}
+}
+
+// TestScriptErrors: runtime errors, bad return values and misused
+// constructors make Handle fail with file:line.
+func TestScriptErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want string // the whole error text
+	}{
+		{"index nil", "function on_rcpt(ctx)\n  local x\n  return x.y\nend",
+			"lua.t: on_rcpt: t.lua:3: attempt to index a non-table object(nil) with key 'y'"},
+		{"error()", "function on_rcpt(ctx)\n\n  error('boom')\nend", "lua.t: on_rcpt: t.lua:3: boom"},
+		{"bad return", "\nfunction on_rcpt(ctx)\n  return 'accept'\nend",
+			"lua.t: on_rcpt: t.lua:2: on_rcpt returned a string; want a gw verdict or nil"},
+		{"table return", "function on_rcpt(ctx) return {verdict='accept'} end",
+			"lua.t: on_rcpt: t.lua:1: on_rcpt returned a table; want a gw verdict or nil"},
+		{"bad enhanced", "function on_rcpt(ctx)\n  return gw.reject(550, '5.7', 'x')\nend",
+			`lua.t: on_rcpt: t.lua:2: bad argument #2 to reject (gw.reject: bad enhanced status code "5.7")`},
+		{"bad code", "function on_rcpt(ctx)\n  return gw.defer(450.5)\nend",
+			"lua.t: on_rcpt: t.lua:2: bad argument #1 to defer (gw.defer: code must be an integer from 0 to 999)"},
+		{"setter at the wrong stage", "function on_rcpt(ctx)\n\n\n  ctx:set_route{via='x:25'}\nend",
+			"lua.t: on_rcpt: t.lua:4: ctx:set_route is for predelivery, not rcpt"},
+		{"ctx is read-only", "function on_rcpt(ctx)\n  ctx.stage = 'x'\nend", "lua.t: on_rcpt: t.lua:2: ctx is read-only"},
+		{"stack overflow", "local function f(n) return 1 + f(n + 1) end\nfunction on_rcpt(ctx) f(1) end",
+			"lua.t: on_rcpt: t.lua:1: stack overflow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := load(t, tt.src)
+			d, eff, err := s.Handle(context.Background(), request(sdk.StageRcpt))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Handle error = %v\nwant %s", err, tt.want)
+			}
+			if _, ok := errors.AsType[*lua.ScriptError](err); !ok {
+				t.Errorf("error %T is not a *lua.ScriptError", err)
+			}
+			if d != (sdk.Decision{}) || !eff.IsZero() {
+				t.Errorf("with an error got decision %+v effects %+v, want zero", d, eff)
+			}
+		})
+	}
+}
+
+func TestRuntimeErrorNamesFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "scripts")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "relay.lua")
+	src := "-- relay\nfunction on_mail(ctx)\n  local n = nil\n  return n + 1\nend\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := lua.Load(lua.Options{Name: "relay", Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _, err = s.Handle(context.Background(), request(sdk.StageMail))
+	want := "lua.relay: on_mail: " + path + ":4: "
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Handle error = %v, want prefix %q", err, want)
+	}
+	se, ok := errors.AsType[*lua.ScriptError](err)
+	if !ok || !strings.Contains(se.Trace, path+":4") {
+		t.Errorf("trace = %q, want it to name %s:4", se.Trace, path)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want string
+	}{
+		{"syntax", "function on_rcpt(ctx\n\n  return 1\nend", "lua: load lua.t: t.lua:3: syntax error near 'return'"},
+		{"syntax at EOF", "x = 1 +\n", "lua: load lua.t: t.lua: at end of file: syntax error"},
+		{"compile", "\ngoto nowhere\n", "lua: load lua.t: t.lua:3: no visible label 'nowhere' for <goto> at line 2"},
+		{"top-level error", "local x = 1\n\nerror('no config')\n", "lua: load: lua.t: top level: t.lua:3: no config"},
+		{"top-level binding misuse", "gw.cidr.contains('300.0.0.0/8', '10.0.0.1')", `lua: load: lua.t: top level: t.lua:1: gw.cidr.contains: bad CIDR "300.0.0.0/8"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := lua.Load(lua.Options{Name: "t", Source: tt.src})
+			if err == nil {
+				s.Close()
+				t.Fatalf("Load succeeded, want error %q", tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("Load error = %q\nwant %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		_, err := lua.Load(lua.Options{Name: "t", Path: filepath.Join(t.TempDir(), "nope.lua")})
+		if !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Load error = %v, want os.ErrNotExist", err)
+		}
+	})
+	t.Run("bad params", func(t *testing.T) {
+		_, err := lua.Load(lua.Options{Name: "t", Source: "", Params: map[string]any{"x": struct{}{}}})
+		if err == nil || !strings.Contains(err.Error(), "params: x: unsupported value of type struct {}") {
+			t.Errorf("Load error = %v", err)
+		}
+	})
+}
+
+func TestStages(t *testing.T) {
+	s := load(t, `
+function on_data(ctx) end
+function on_rcpt(ctx) end
+on_helo = 5           -- not a function: not a stage
+function on_disconnect() end
+function on_other() end
+`)
+	want := []sdk.Stage{sdk.StageRcpt, sdk.StageData, sdk.StageDisconnect}
+	if diff := cmp.Diff(want, s.Stages()); diff != "" {
+		t.Errorf("Stages (-want +got):\n%s", diff)
+	}
+	if s.Name() != "lua.t" {
+		t.Errorf("Name = %q, want lua.t", s.Name())
+	}
+	// An undefined stage answers Continue without a state.
+	d, eff := handle(t, s, request(sdk.StageMail))
+	if d != (sdk.Decision{}) || !eff.IsZero() {
+		t.Errorf("undefined stage: %+v %+v", d, eff)
+	}
+}
+
+// TestCtx records what the ctx object shows at each stage as notes.
+func TestCtx(t *testing.T) {
+	const src = `
+local function dump(ctx)
+  local out = {}
+  local function put(k, v)
+    if type(v) == "table" then v = "{" .. table.concat(v, ",") .. "}" end
+    out[#out + 1] = k .. "=" .. tostring(v)
+  end
+  put("stage", ctx.stage)
+  local c = ctx.conn
+  for _, k in ipairs{"id", "listener", "ip", "port", "helo", "esmtp", "tls", "auth_user"} do put("conn." .. k, c[k]) end
+  put("command", ctx.command)
+  put("arg", ctx.arg)
+  put("msg", ctx.msg ~= nil)
+  local x = ctx.txn
+  if x then
+    put("sender", x.sender)
+    put("recipients", x.recipients)
+    put("rcpt", x.rcpt)
+    put("notify", x.notify)
+    put("orcpt", x.orcpt)
+    for _, k in ipairs{"ret", "envid", "smtputf8", "body", "size", "auth"} do put("params." .. k, x.params[k]) end
+  else
+    put("txn", nil)
+  end
+  put("unknown", ctx.nope)
+  ctx:note("dump", table.concat(out, " "))
+end
+`
+	var b strings.Builder
+	b.WriteString(src)
+	for _, st := range sdk.Stages {
+		fmt.Fprintf(&b, "function on_%s(ctx) dump(ctx) end\n", st)
+	}
+	s := load(t, b.String())
+	const conn = "conn.id=S1 conn.listener=mx conn.ip=192.0.2.7 conn.port=40000 conn.helo=client.example conn.esmtp=true conn.tls=true conn.auth_user=alice"
+	const queued = "conn.id= conn.listener= conn.ip=198.51.100.9 conn.port=0 conn.helo=queued.example conn.esmtp=false conn.tls=true conn.auth_user=carol"
+	const txn = "sender=bob@sender.example recipients={r1@dest.example,r2@dest.example}"
+	const params = "params.ret=HDRS params.envid=ID1 params.smtputf8=true params.body=8BITMIME params.size=1234 params.auth=<>"
+	want := map[sdk.Stage]string{
+		sdk.StageConnect:     "stage=connect " + conn + " command=nil arg=nil msg=false txn=nil unknown=nil",
+		sdk.StageHelo:        "stage=helo " + conn + " command=nil arg=nil msg=false txn=nil unknown=nil",
+		sdk.StageAuth:        "stage=auth " + conn + " command=nil arg=PLAIN msg=false txn=nil unknown=nil",
+		sdk.StageMail:        "stage=mail " + conn + " command=nil arg=nil msg=false " + txn + " rcpt=nil notify=nil orcpt=nil " + params + " unknown=nil",
+		sdk.StageRcpt:        "stage=rcpt " + conn + " command=nil arg=nil msg=false " + txn + " rcpt=new@dest.example notify={SUCCESS,FAILURE} orcpt=rfc822;orig@dest.example " + params + " unknown=nil",
+		sdk.StageCommand:     "stage=command " + conn + " command=VRFY arg=postmaster msg=false " + txn + " rcpt=nil notify=nil orcpt=nil " + params + " unknown=nil",
+		sdk.StageData:        "stage=data " + conn + " command=nil arg=nil msg=true " + txn + " rcpt=nil notify=nil orcpt=nil " + params + " unknown=nil",
+		sdk.StagePredelivery: "stage=predelivery " + queued + " command=nil arg=dest.example msg=true " + txn + " rcpt=r1@dest.example notify={} orcpt=nil " + params + " unknown=nil",
+		sdk.StageDelivered:   "stage=delivered " + queued + " command=nil arg=nil msg=false " + txn + " rcpt=nil notify=nil orcpt=nil " + params + " unknown=nil",
+		sdk.StageDeferred:    "stage=deferred " + queued + " command=nil arg=nil msg=false " + txn + " rcpt=nil notify=nil orcpt=nil " + params + " unknown=nil",
+		sdk.StageBounced:     "stage=bounced " + queued + " command=nil arg=nil msg=false " + txn + " rcpt=nil notify=nil orcpt=nil " + params + " unknown=nil",
+		sdk.StageDisconnect:  "stage=disconnect " + conn + " command=nil arg=nil msg=false " + txn + " rcpt=nil notify=nil orcpt=nil " + params + " unknown=nil",
+	}
+	for _, stage := range sdk.Stages {
+		t.Run(string(stage), func(t *testing.T) {
+			_, eff := handle(t, s, request(stage))
+			if got := eff.Notes["lua.t/dump"]; got != want[stage] {
+				t.Errorf("ctx at %s:\n got %s\nwant %s", stage, got, want[stage])
+			}
+		})
+	}
+}
+
+func TestCtxAfterCall(t *testing.T) {
+	s := load(t, `
+function on_mail(ctx) saved = ctx end
+function on_rcpt(ctx) return gw.reject(550, "5.7.1", saved.stage) end
+`, lua.Options{Pool: 1})
+	handle(t, s, request(sdk.StageMail))
+	_, _, err := s.Handle(context.Background(), request(sdk.StageRcpt))
+	if err == nil || !strings.Contains(err.Error(), "ctx of a finished call") {
+		t.Errorf("using a saved ctx: %v, want a 'finished call' error", err)
+	}
+}
+
+func TestEffects(t *testing.T) {
+	msg := testMessage()
+	tests := []struct {
+		name  string
+		stage sdk.Stage
+		body  string
+		want  sdk.Effects
+	}{
+		{"set_recipients", sdk.StageRcpt, `ctx:set_recipients({"a@x.example", "b@y.example"})`,
+			sdk.Effects{Recipients: []sdk.Address{{Local: "a", Domain: "x.example"}, {Local: "b", Domain: "y.example"}}}},
+		{"set_sender", sdk.StageMail, `ctx:set_sender("srs0=x@fwd.example")`,
+			sdk.Effects{Sender: &sdk.Address{Local: "srs0=x", Domain: "fwd.example"}}},
+		{"set_sender null", sdk.StagePredelivery, `ctx:set_sender("")`, sdk.Effects{Sender: &sdk.Address{}}},
+		{"set_route", sdk.StagePredelivery, `ctx:set_route{transport = "lmtp", via = "127.0.0.1:24"}`,
+			sdk.Effects{Route: &sdk.Route{Transport: "lmtp", Via: "127.0.0.1:24"}}},
+		{"set_route empty", sdk.StagePredelivery, `ctx:set_route{transport = "", via = ""}`,
+			sdk.Effects{Route: &sdk.Route{}}},
+		{"reply_lines", sdk.StageCommand, `ctx:reply_lines({"Alice <alice@x.example>", "<bob@x.example>"})`,
+			sdk.Effects{ReplyLines: []string{"Alice <alice@x.example>", "<bob@x.example>"}}},
+		{"skip and note", sdk.StageHelo, `ctx:skip("lua.other", "plugin.x"); ctx:note("score", 5); ctx:note("why", "rule")`,
+			sdk.Effects{Skip: []string{"lua.other", "plugin.x"}, Notes: map[string]string{"lua.t/score": "5", "lua.t/why": "rule"}}},
+		{"headers", sdk.StageData, `
+			local m = ctx.msg
+			m:add_header("X-Spam", "no")
+			m:remove_header("Received")
+			m:set_header("Subject", "[tag] " .. m:header("subject"))`,
+			sdk.Effects{
+				AddHeaders:    []sdk.HeaderField{{Name: "X-Spam", Value: "no"}, {Name: "Subject", Value: "[tag] hello"}},
+				RemoveHeaders: []string{"Received", "Subject"},
+			}},
+		{"set_body", sdk.StageData, `ctx.msg:set_body("new\nbody\r\n")`,
+			sdk.Effects{Body: []byte("From: Bob <bob@sender.example>\r\nTo: r1@dest.example\r\nReceived: from a\r\nreceived: from b\r\nSubject: hello\r\n\r\nnew\r\nbody\r\n")}},
+		{"set_body with header edit", sdk.StagePredelivery, `ctx.msg:set_body(""); ctx.msg:add_header("X-T", "1")`,
+			sdk.Effects{
+				Body:       []byte("From: Bob <bob@sender.example>\r\nTo: r1@dest.example\r\nReceived: from a\r\nreceived: from b\r\nSubject: hello\r\n\r\n"),
+				AddHeaders: []sdk.HeaderField{{Name: "X-T", Value: "1"}},
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := load(t, fmt.Sprintf("function on_%s(ctx)\n%s\nreturn gw.reject()\nend", tt.stage, tt.body))
+			req := request(tt.stage)
+			if req.Message != nil {
+				req.Message = msg
+			}
+			d, eff := handle(t, s, req)
+			if d.Verdict != sdk.Reject {
+				t.Errorf("verdict = %v, want reject (effects ride along with any verdict)", d.Verdict)
+			}
+			if diff := cmp.Diff(tt.want, eff); diff != "" {
+				t.Errorf("effects (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEffectErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		stage sdk.Stage
+		body  string
+		want  string // substring of the error
+	}{
+		{"bad recipient", sdk.StageRcpt, `ctx:set_recipients({"ok@x.example", "not an address"})`, `t.lua:2: ctx:set_recipients: bad address "not an address"`},
+		{"empty recipients", sdk.StageRcpt, `ctx:set_recipients({})`, "empty list (use gw.drop() to drop the recipient)"},
+		{"recipient not a string", sdk.StageRcpt, `ctx:set_recipients({1})`, "entry 1 is a number, want a string"},
+		{"recipients at mail", sdk.StageMail, `ctx:set_recipients({"a@x.example"})`, "ctx:set_recipients is for rcpt, data, predelivery, not mail"},
+		{"sender at rcpt", sdk.StageRcpt, `ctx:set_sender("a@x.example")`, "ctx:set_sender is for mail, data, predelivery, not rcpt"},
+		{"reply_lines at rcpt", sdk.StageRcpt, `ctx:reply_lines({"x"})`, "ctx:reply_lines is for command, not rcpt"},
+		{"reply line with CRLF", sdk.StageCommand, `ctx:reply_lines({"a\r\n250 b"})`, "line 1 is longer than 510 bytes or has CR, LF or NUL"},
+		{"header value with LF", sdk.StageData, `ctx.msg:add_header("X-A", "a\nb")`, "msg:add_header: value has CR, LF or NUL"},
+		{"header name with colon", sdk.StageData, `ctx.msg:add_header("X-A:", "a")`, `msg:add_header: bad header field name "X-A:"`},
+		{"route via with space", sdk.StagePredelivery, `ctx:set_route{via = "a b"}`, `ctx:set_route: bad via "a b"`},
+		{"method called with a dot", sdk.StageMail, `ctx.set_sender("a@x.example")`, "ctx:set_sender: call it as a method"},
+		{"msg method called with a dot", sdk.StageData, `ctx.msg.header("From")`, "msg:header: call it as a method"},
+		{"msg is read-only", sdk.StageData, `ctx.msg.x = 1`, "msg is read-only"},
+		{"verdict is read-only", sdk.StageData, `local v = gw.accept(); v.code = 1`, "a verdict is read-only"},
+		{"metatable is protected", sdk.StageData, `setmetatable(ctx.msg, {})`, "cannot change a protected metatable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := load(t, fmt.Sprintf("function on_%s(ctx)\n%s\nend", tt.stage, tt.body))
+			_, eff, err := s.Handle(context.Background(), request(tt.stage))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v, want it to contain %q", err, tt.want)
+			}
+			if !eff.IsZero() {
+				t.Errorf("effects after an error = %+v, want none", eff)
+			}
+		})
+	}
+}
+
+func TestMessage(t *testing.T) {
+	s := load(t, `
+function on_data(ctx)
+  local m = ctx.msg
+  local body, cut = m:body()
+  local again = m:body()
+  ctx:note("from", m:header("FROM"))
+  ctx:note("missing", tostring(m:header("X-None")))
+  ctx:note("received", table.concat(m:headers("Received"), "|"))
+  ctx:note("none", #m:headers("X-None"))
+  ctx:note("names", table.concat(m:header_names(), ","))
+  ctx:note("size", m:size())
+  ctx:note("body", body)
+  ctx:note("cut", cut)
+  ctx:note("same", body == again)
+  ctx:note("tostring", tostring(m))
+end
+`, lua.Options{BodyLimit: 10})
+	msg := testMessage()
+	req := request(sdk.StageData)
+	req.Message = msg
+	_, eff := handle(t, s, req)
+	want := map[string]string{
+		"lua.t/from":     "Bob <bob@sender.example>",
+		"lua.t/missing":  "nil",
+		"lua.t/received": "from a|from b",
+		"lua.t/none":     "0",
+		"lua.t/names":    "From,To,Received,received,Subject",
+		"lua.t/size":     fmt.Sprint(msg.Size()),
+		"lua.t/body":     "line 1\r\nli",
+		"lua.t/cut":      "true",
+		"lua.t/same":     "true",
+		"lua.t/tostring": "gw.msg",
+	}
+	if diff := cmp.Diff(want, eff.Notes); diff != "" {
+		t.Errorf("notes (-want +got):\n%s", diff)
+	}
+	if n := msg.bodyCalls.Load(); n != 1 {
+		t.Errorf("Body called %d times, want 1 (cached per call)", n)
+	}
+
+	t.Run("short body not cut", func(t *testing.T) {
+		s := load(t, `function on_data(ctx) local b, cut = ctx.msg:body() ctx:note("cut", cut) ctx:note("len", #b) end`)
+		_, eff := handle(t, s, request(sdk.StageData))
+		if eff.Notes["lua.t/cut"] != "false" || eff.Notes["lua.t/len"] != "16" {
+			t.Errorf("notes = %v", eff.Notes)
+		}
+	})
+	t.Run("read error", func(t *testing.T) {
+		s := load(t, "function on_data(ctx)\n  ctx.msg:header('From')\nend")
+		req := request(sdk.StageData)
+		req.Message = &fakeMessage{err: errors.New("disk on fire")}
+		_, _, err := s.Handle(context.Background(), req)
+		if err == nil || err.Error() != "lua.t: on_data: t.lua:2: msg:header: disk on fire" {
+			t.Errorf("error = %v", err)
+		}
+	})
+	t.Run("panic in the view", func(t *testing.T) {
+		s := load(t, "function on_data(ctx)\n  ctx.msg:header('From')\nend", lua.Options{Pool: 1})
+		req := request(sdk.StageData)
+		req.Message = &fakeMessage{panicHeader: true}
+		_, _, err := s.Handle(context.Background(), req)
+		if err == nil || !strings.Contains(err.Error(), "fake message: header exploded") {
+			t.Errorf("error = %v, want the panic as an error", err)
+		}
+		// The script still works (on a new state).
+		req.Message = testMessage()
+		if _, _, err := s.Handle(context.Background(), req); err != nil {
+			t.Errorf("after a panic: %v", err)
+		}
+	})
+}
+
+func TestTimeout(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+	}{
+		{"loop", "function on_rcpt(ctx) while true do end end"},
+		{"loop in pcall", "function on_rcpt(ctx) while true do pcall(function() while true do end end) end end"},
+		{"tail calls", "local function f(n) return f(n + 1) end\nfunction on_rcpt(ctx) return f(1) end"},
+		{"coroutine", "function on_rcpt(ctx) coroutine.wrap(function() while true do end end)() end"},
+		{"string building", "function on_rcpt(ctx) local s = '' while true do s = s .. 'x' if #s > 1e5 then s = '' end end end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := load(t, tt.src, lua.Options{Pool: 1})
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, _, err := s.Handle(ctx, request(sdk.StageRcpt))
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("Handle took %v, want about 50ms", took)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("error = %v, want context.DeadlineExceeded", err)
+			}
+			if s.StatesAlive() != 0 {
+				t.Errorf("%d states alive after a timeout, want 0 (discarded)", s.StatesAlive())
+			}
+		})
+	}
+	t.Run("cancelled before the call", func(t *testing.T) {
+		s := load(t, "function on_rcpt(ctx) return gw.accept() end")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _, err := s.Handle(ctx, request(sdk.StageRcpt))
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("error = %v, want context.Canceled", err)
+		}
+	})
+}
+
+// TestPool runs 50 concurrent calls on a pool of 4.
+func TestPool(t *testing.T) {
+	s := load(t, `
+local lookup = { ["u0@dest.example"] = "zero" }
+function on_rcpt(ctx)
+  local x = 0
+  for i = 1, 20000 do x = x + i end   -- take a little time
+  local r = ctx.txn.rcpt
+  return gw.reject(550, "5.1.1", (lookup[r] or "") .. r)
+end
+`, lua.Options{Pool: 4})
+	var wg sync.WaitGroup
+	errs := make(chan string, 50)
+	var peak atomic.Int64
+	for i := range 50 {
+		wg.Go(func() {
+			req := request(sdk.StageRcpt)
+			req.Rcpt.Address.Local = fmt.Sprintf("u%d", i)
+			want := req.Rcpt.Address.String()
+			if i == 0 {
+				want = "zero" + want
+			}
+			d, _, err := s.Handle(context.Background(), req)
+			if n := int64(s.StatesAlive()); n > peak.Load() {
+				peak.Store(n)
+			}
+			if err != nil || d.Message != want {
+				errs <- fmt.Sprintf("call %d: %q, %v; want %q", i, d.Message, err, want)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := s.StatesCreated(); n > 4 {
+		t.Errorf("%d states created, want at most 4", n)
+	}
+	if p := peak.Load(); p > 4 {
+		t.Errorf("%d states alive at once, want at most 4", p)
+	}
+}
+
+func TestStateDiscardedAfterError(t *testing.T) {
+	s := load(t, `
+calls = 0
+function on_rcpt(ctx)
+  calls = calls + 1
+  if ctx.txn.rcpt == "fail@dest.example" then error("asked to") end
+  return gw.reject(550, "5.7.1", tostring(calls))
+end
+`, lua.Options{Pool: 1})
+	ok := request(sdk.StageRcpt)
+	fail := request(sdk.StageRcpt)
+	fail.Rcpt.Address.Local = "fail"
+	steps := []struct {
+		req     *hook.Request
+		want    string // message, or "error"
+		created int64
+	}{
+		{ok, "1", 1}, // the state of Load is reused
+		{ok, "2", 1},
+		{fail, "error", 1},
+		{ok, "1", 2}, // a fresh state: the globals start over
+		{ok, "2", 2},
+	}
+	for i, st := range steps {
+		d, _, err := s.Handle(context.Background(), st.req)
+		got := d.Message
+		if err != nil {
+			got = "error"
+		}
+		if got != st.want || s.StatesCreated() != st.created {
+			t.Errorf("step %d: got %q with %d states created; want %q with %d", i, got, s.StatesCreated(), st.want, st.created)
+		}
+	}
+}
+
+func TestClose(t *testing.T) {
+	s, err := lua.Load(lua.Options{Name: "t", Source: "function on_rcpt(ctx) return gw.accept() end"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, _, err := s.Handle(context.Background(), request(sdk.StageRcpt)); !errors.Is(err, lua.ErrClosed) {
+		t.Errorf("Handle after Close = %v, want ErrClosed", err)
+	}
+	if s.StatesAlive() != 0 {
+		t.Errorf("%d states alive after Close", s.StatesAlive())
+	}
+	s.Close() // idempotent
+}
+
+// BenchmarkHandleRcpt is the cost of a small rcpt policy call.
+func BenchmarkHandleRcpt(b *testing.B) {
+	s := load(b, `
+local local_users = { ["alice@dest.example"] = true, ["bob@dest.example"] = true }
+function on_rcpt(ctx)
+  if local_users[ctx.txn.rcpt] then return gw.accept() end
+  return gw.continue()
+end
+`)
+	req := request(sdk.StageRcpt)
+	req.Rcpt.Address.Local = "alice"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		d, _, err := s.Handle(ctx, req)
+		if err != nil || d.Verdict != sdk.Accept {
+			b.Fatalf("Handle = %+v, %v", d, err)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package lua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	glua "github.com/yuin/gopher-lua"
+
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// funcNames maps a stage to the global the script defines for it.
+var funcNames = func() map[sdk.Stage]string {
+	m := make(map[sdk.Stage]string, len(sdk.Stages))
+	for _, st := range sdk.Stages {
+		m[st] = "on_" + string(st)
+	}
+	return m
+}()
+
+// state is one Lua state of a Script's pool. It runs one call at a time.
+type state struct {
+	s         *Script
+	L         *glua.LState
+	cur       *call           // the call in progress; nil between calls
+	initCtx   context.Context // while the top level runs in newState
+	maxString int
+
+	ctxMeta     *glua.LTable
+	connMeta    *glua.LTable
+	txnMeta     *glua.LTable
+	msgMeta     *glua.LTable
+	verdictMeta *glua.LTable
+	ctxMethods  map[string]glua.LValue
+	onError     *glua.LFunction         // PCall message handler: records a short traceback
+	trace       string                  // the traceback of the last error
+	prefixes    map[string]netip.Prefix // gw.cidr parse cache
+}
+
+// newState makes a sandboxed state, defines the gw module and runs the
+// chunk's top level under ctx.
+func (s *Script) newState(ctx context.Context) (*state, error) {
+	regMax := max(registryStart, s.maxMemory/slotBytes/registryShare)
+	L := glua.NewState(glua.Options{
+		SkipOpenLibs:    true,
+		CallStackSize:   callStackSize,
+		RegistrySize:    registryStart,
+		RegistryMaxSize: regMax,
+		// Growth is linear in gopher-lua: large steps keep a stack that
+		// grows to the limit from copying quadratically.
+		RegistryGrowStep: max(registryStart, regMax/16),
+	})
+	st := &state{s: s, L: L, initCtx: ctx, maxString: s.maxMemory}
+	if err := st.sandbox(); err != nil {
+		L.Close()
+		return nil, fmt.Errorf("%s: sandbox: %w", s.name, err)
+	}
+	st.defineCtx()
+	st.onError = L.NewFunction(st.traceback)
+	if err := st.defineGW(); err != nil {
+		L.Close()
+		return nil, fmt.Errorf("%s: %w", s.name, err)
+	}
+	L.SetContext(ctx)
+	err := st.pcall(L.NewFunctionFromProto(s.proto), 0)
+	L.RemoveContext()
+	st.initCtx = nil
+	if err != nil {
+		L.Close()
+		return nil, st.callError(ctx, "", err)
+	}
+	s.created.Add(1)
+	return st, nil
+}
+
+// ctx returns the context of the call in progress (or of the top-level run).
+func (st *state) ctx() context.Context {
+	if st.cur != nil {
+		return st.cur.ctx
+	}
+	if st.initCtx != nil {
+		return st.initCtx
+	}
+	return context.Background()
+}
+
+// call runs on_<stage>(ctx) and converts its result.
+func (st *state) call(ctx context.Context, req *hook.Request, msg hook.Message) (sdk.Decision, sdk.Effects, error) {
+	name := funcNames[req.Stage]
+	if name == "" {
+		return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: unknown stage %q", st.s.name, req.Stage)
+	}
+	L := st.L
+	fn, ok := L.GetGlobal(name).(*glua.LFunction)
+	if !ok {
+		return sdk.Decision{}, sdk.Effects{}, nil // the script removed it at run time
+	}
+	c := &call{st: st, ctx: ctx, req: req, msg: msg}
+	ud := L.NewUserData()
+	ud.Value, ud.Metatable = c, st.ctxMeta
+	st.cur = c
+	L.SetContext(ctx)
+	err := st.pcall(fn, 1, ud)
+	L.RemoveContext()
+	st.cur, c.done = nil, true
+	if err != nil {
+		return sdk.Decision{}, sdk.Effects{}, st.callError(ctx, name, err)
+	}
+	ret := L.Get(-1)
+	L.Pop(1)
+	switch v := ret.(type) {
+	case *glua.LNilType:
+		return sdk.Decision{}, c.eff, nil
+	case *glua.LUserData:
+		if d, ok := v.Value.(*sdk.Decision); ok {
+			return *d, c.eff, nil
+		}
+	}
+	return sdk.Decision{}, sdk.Effects{}, &ScriptError{Hook: st.s.name, Func: name,
+		Msg: fmt.Sprintf("%s:%d: %s returned a %s; want a gw verdict or nil",
+			st.s.chunk, fn.Proto.LineDefined, name, ret.Type())}
+}
+
+// pcall calls fn in protected mode with the traceback handler. It also
+// recovers what escapes gopher-lua's PCall (a registry overflow leaves no
+// room to call the handler, and the handler's push panics).
+func (st *state) pcall(fn *glua.LFunction, nret int, args ...glua.LValue) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if ae, ok := r.(*glua.ApiError); ok {
+				err = ae
+				return
+			}
+			err = &glua.ApiError{Type: glua.ApiErrorPanic, Object: glua.LString(fmt.Sprint(r))}
+		}
+	}()
+	return st.L.CallByParam(glua.P{Fn: fn, NRet: nret, Protect: true, Handler: st.onError}, args...)
+}
+
+// callError turns a failed PCall into the error Handle returns.
+func (st *state) callError(ctx context.Context, fn string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		where := fn
+		if where == "" {
+			where = "top level"
+		}
+		return fmt.Errorf("%s: %s: %w", st.s.name, where, cerr)
+	}
+	if fn == "" {
+		fn = "top level"
+	}
+	se := &ScriptError{Hook: st.s.name, Func: fn, Msg: err.Error(), Trace: st.trace}
+	st.trace = ""
+	if ae, ok := errors.AsType[*glua.ApiError](err); ok {
+		se.Msg = ae.Object.String()
+		if ae.Type == glua.ApiErrorPanic {
+			se.Msg = "panic in a host binding: " + se.Msg
+		}
+	}
+	return se
+}
+
+// traceback is the message handler of every protected call. It records a
+// short traceback and returns the error unchanged. (gopher-lua's own
+// traceback lists every tail call ever made by the frame, which after a
+// tail-recursive loop takes seconds to build.)
+func (st *state) traceback(L *glua.LState) int {
+	var b strings.Builder
+	b.WriteString("stack traceback:")
+	for level := 0; level < 16; level++ {
+		dbg, ok := L.GetStack(level)
+		if !ok {
+			break
+		}
+		if _, err := L.GetInfo("Sl", dbg, glua.LNil); err != nil || dbg.CurrentLine <= 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n\t%s:%d", dbg.Source, dbg.CurrentLine)
+	}
+	st.trace = b.String()
+	L.SetTop(1)
+	return 1
+}
