@@ -196,6 +196,7 @@ type Options struct {
 	Source string // the script text, instead of Path (tests); chunk name Name+".lua"
 	// Params are the script's params from HCL, seen as gw.params: string,
 	// float64, int, int64, bool, []any, []string and map[string]any values.
+	// Each new state converts it again: do not change it after Load.
 	Params   map[string]any
 	Resolver *resolver.Resolver // behind gw.dns; nil makes gw.dns calls fail
 	KV       KV                 // behind gw.kv; nil makes gw.kv calls fail
@@ -217,7 +218,7 @@ type Options struct {
 // return value, a misused binding. Msg starts with file:line where known.
 type ScriptError struct {
 	Hook  string // "lua.relay"
-	Func  string // "on_rcpt"; "" for the chunk's top level
+	Func  string // "on_rcpt", or "top level" for the chunk's top level
 	Msg   string
 	Trace string // the Lua stack traceback, for debug logs
 }
@@ -261,8 +262,10 @@ var (
 )
 
 // Load compiles the script, runs its top level once in a fresh sandboxed
-// state to learn which on_* functions it defines, and returns it ready for
-// Handle. Compile and top-level errors name file:line.
+// state to learn which on_* functions it defines (with a deadline of 5s),
+// and returns it ready for Handle; that state serves the first call. Compile
+// and top-level errors name file:line. Later states run the top level again,
+// under the deadline of the call that needs them.
 func Load(opt Options) (*Script, error) {
 	if opt.Name == "" {
 		return nil, errors.New("lua: load: no name")
