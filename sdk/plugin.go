@@ -1,0 +1,198 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ProtocolVersion is the plugin wire protocol this sdk speaks. A host and a
+// plugin that share no version refuse each other with a clear error.
+const ProtocolVersion = 1
+
+// Session is the read-only view of an SMTP connection given to plugins.
+type Session struct {
+	ID       string
+	Listener string
+	ClientIP string // no port; "" when unknown (predelivery)
+	Port     int
+	HELO     string
+	ESMTP    bool
+	TLS      bool
+	AuthUser string
+}
+
+// Recipient is one forward-path with its DSN parameters.
+type Recipient struct {
+	Address Address
+	Notify  []string // "NEVER", or some of "SUCCESS", "FAILURE", "DELAY"; nil = not given
+	ORCPT   string
+}
+
+// Txn is the read-only view of a mail transaction (MAIL FROM to the end of
+// DATA), or of a queued message at predelivery.
+type Txn struct {
+	Sender     Address
+	Recipients []Recipient
+	Size       int64  // SIZE= declared
+	Body       string // BODY=
+	SMTPUTF8   bool
+	Ret        string // RET=
+	EnvID      string // ENVID=
+	Received   time.Time
+}
+
+// Message is the read-only view of a message at data and predelivery.
+type Message struct {
+	Header    []HeaderField // in order, values unfolded
+	Body      []byte        // the body after the header section, up to the host's limit
+	Truncated bool          // Body stops at the limit
+	Size      int64         // the whole message in bytes
+}
+
+// Request is one hook call: the stage and what is known at it.
+type Request struct {
+	Stage   Stage
+	Session *Session   // nil at predelivery and queue notifications
+	Txn     *Txn       // nil before MAIL
+	Rcpt    *Recipient // rcpt: the recipient being decided; predelivery and notifications: the first of the destination
+	Command string     // command stage: the verb
+	Arg     string     // command: the argument; auth: the mechanism; predelivery: the destination domain
+	Message *Message   // data, predelivery
+}
+
+// Hook interfaces: a plugin implements the ones for the stages it handles.
+// Each returns a Decision (the zero value continues) and Effects; an error
+// means the plugin could not decide, and the host applies on_error.
+type (
+	ConnectHook interface {
+		Connect(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	HeloHook interface {
+		Helo(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	AuthHook interface {
+		Auth(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	MailHook interface {
+		Mail(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	RcptHook interface {
+		Rcpt(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	CommandHook interface {
+		Command(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	DataHook interface {
+		Data(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	PredeliveryHook interface {
+		Predelivery(ctx context.Context, r *Request) (Decision, Effects, error)
+	}
+	// NotifyHook receives delivered, deferred, bounced and disconnect.
+	NotifyHook interface {
+		Notify(ctx context.Context, r *Request) error
+	}
+)
+
+// ConfigField describes one setting of a plugin's config block; the host
+// checks the HCL block against these before any mail flows.
+type ConfigField struct {
+	Name        string
+	Type        string // "string", "number", "bool", "list(string)", "map(string)"
+	Required    bool
+	Default     any // nil = none
+	Description string
+}
+
+// Info is what a plugin says about itself at handshake.
+type Info struct {
+	Name             string
+	Version          string
+	ProtocolVersions []int   // filled in by Serve
+	Stages           []Stage // filled in by Serve from the hook interfaces implemented
+	Schema           []ConfigField
+	Transports       []string // transport names the plugin provides (Transport interface)
+}
+
+// Describer is implemented by every plugin: its name, version, schema and
+// transports.
+type Describer interface {
+	Info() Info
+}
+
+// Configurer receives the plugin's config block (as checked against the
+// schema: string, float64, bool, []string, map[string]string) and the host's
+// services, before any other call. A ConfigError return is reported with
+// file:line by the host.
+type Configurer interface {
+	Configure(ctx context.Context, config map[string]any, host Host) error
+}
+
+// ConfigError is a problem with one setting, reported by Configure.
+type ConfigError struct {
+	Field   string
+	Message string
+}
+
+func (e *ConfigError) Error() string { return "config: " + e.Field + ": " + e.Message }
+
+// Host is what the gateway offers a plugin (through go-plugin's broker).
+type Host interface {
+	LookupMX(ctx context.Context, domain string) ([]MX, error)
+	LookupIP(ctx context.Context, host string) ([]string, error)
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	LookupPTR(ctx context.Context, ip string) ([]string, error)
+	KVGet(ctx context.Context, key string) (value string, ok bool, err error)
+	KVSet(ctx context.Context, key, value string, ttl time.Duration) error
+	KVIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+	Log(ctx context.Context, level, msg string, fields map[string]string)
+}
+
+// MX is one mail exchanger.
+type MX struct {
+	Host       string
+	Preference uint16
+}
+
+// Delivery is a message handed to a plugin transport.
+type Delivery struct {
+	ID         string
+	Txn        Txn
+	Recipients []Recipient // this attempt's recipients
+	Domain     string
+	Transport  string // which of the plugin's transports
+	Via        string
+	Content    []byte // the whole message (trace header + content)
+}
+
+// DeliveryResult is a plugin transport's answer for one recipient.
+type DeliveryResult struct {
+	Outcome   Outcome
+	Code      int
+	Enhanced  EnhancedCode
+	Text      string
+	RemoteMTA string
+}
+
+// Outcome of one recipient's delivery.
+type Outcome uint8
+
+const (
+	Temporary Outcome = iota // try again later
+	Delivered
+	Permanent // bounce
+)
+
+// Transport is implemented by plugins that deliver mail (Info.Transports).
+// It returns one result per recipient, in order.
+type Transport interface {
+	Deliver(ctx context.Context, d *Delivery) ([]DeliveryResult, error)
+}
+
+// Errors carried across the process boundary; test with errors.Is.
+var (
+	ErrUnavailable = errors.New("sdk: plugin unavailable") // crashed, not started, restarting
+	ErrProtocol    = errors.New("sdk: protocol mismatch")  // no common protocol version
+	ErrNotHandled  = errors.New("sdk: stage not handled")  // the plugin does not implement that stage
+)
