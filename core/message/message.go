@@ -164,8 +164,11 @@ type scanner struct {
 	done    bool
 }
 
+// newScanner reads r through a small buffer: line copies its fragments
+// out, so a buffer need not hold a whole line, and a large one per parse
+// (one per hook call that reads headers) costs more to zero than to use.
 func newScanner(r io.Reader) *scanner {
-	return &scanner{br: bufio.NewReaderSize(r, 32<<10)}
+	return &scanner{br: bufio.NewReaderSize(r, 4<<10)}
 }
 
 // next returns the next field; nil at the end of the header section, when
