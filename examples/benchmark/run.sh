@@ -2,6 +2,7 @@
 # Accept and relay benchmarks, interleaved, RUNS times each, on this machine:
 #   sink : `gateway bench` -> `gateway sink` (the ceiling: keeps nothing)
 #   serve: `gateway bench` -> `gateway serve` (fsync'd spool, no delivery)
+#   hooks: as serve, with a Lua script answering rcpt and data (lua.hcl)
 #   relay: `gateway bench` -> `gateway serve` -> `gateway sink`, timed until
 #          the downstream sink has every message
 # Prints every run, the medians, and the gateway's CPU time per message.
@@ -51,7 +52,8 @@ wait_count() {
 	echo "sink never reached $2 messages" >&2; return 1
 }
 
-sink_rates=(); serve_rates=(); serve_cpu=(); relay_rates=(); relay_cpu=()
+sink_rates=(); serve_rates=(); serve_cpu=(); relay_rates=(); relay_cpu=(); lua_rates=(); lua_cpu=()
+here=$(pwd)/examples/benchmark
 for i in $(seq "$RUNS"); do
 	"$bin" sink --listen 127.0.0.1:2626 >"$work/sink.out" &
 	sink=$!
@@ -73,6 +75,20 @@ for i in $(seq "$RUNS"); do
 	cpu_us=$(( (after - before) * 1000000 / hz / MESSAGES ))
 	serve_rates+=("$rate"); serve_cpu+=("$cpu_us")
 	echo "run $i serve: $rate msg/s, p50 ${p50} ms, failures $fails, server CPU ${cpu_us} µs/msg"
+	rm -rf "$data"
+
+	sed -e "s|^data_dir = .*|data_dir = \"$data\"|" -e "s|path    = \"hooks.lua\"|path    = \"$here/hooks.lua\"|" \
+		examples/benchmark/lua.hcl >"$work/lua.hcl"
+	"$bin" serve -config "$work/lua.hcl" 2>"$work/lua.err" &
+	srv=$!
+	wait_port 127.0.0.1:2529
+	before=$(cpu_ticks "$srv")
+	read -r rate p50 fails < <(run_bench 127.0.0.1:2529)
+	after=$(cpu_ticks "$srv")
+	kill -TERM "$srv"; wait "$srv" || true
+	cpu_us=$(( (after - before) * 1000000 / hz / MESSAGES ))
+	lua_rates+=("$rate"); lua_cpu+=("$cpu_us")
+	echo "run $i hooks: $rate msg/s, p50 ${p50} ms, failures $fails, server CPU ${cpu_us} µs/msg"
 	rm -rf "$data"
 
 	"$bin" sink --listen 127.0.0.1:2627 --report 10ms >"$work/down.out" &
@@ -102,5 +118,7 @@ ms=$(median "${sink_rates[@]}"); mv=$(median "${serve_rates[@]}"); mc=$(median "
 echo
 echo "median sink (ceiling): $ms msg/s"
 echo "median serve (fsync):  $mv msg/s = $(python3 -c "print(round(100*$mv/$ms))")% of the ceiling, server CPU $mc µs/msg"
+ml=$(median "${lua_rates[@]}"); mlc=$(median "${lua_cpu[@]}")
+echo "median serve + Lua:    $ml msg/s = $(python3 -c "print(round(100*$ml/$mv))")% of serve without hooks, server CPU $mlc µs/msg"
 mr=$(median "${relay_rates[@]}"); mrc=$(median "${relay_cpu[@]}")
 echo "median relay:          $mr msg/s = $(python3 -c "print(round(100*$mr/$ms))")% of the ceiling, gateway CPU $mrc µs/msg"
