@@ -262,11 +262,19 @@ func (s *Server) Serve(ln net.Listener) error {
 // is reached.
 func (s *Server) accept(conn net.Conn) {
 	ip, port := remoteIP(conn)
+	if sess := s.start(conn, ip, port, ""); sess != nil {
+		go sess.serve(s.root)
+	}
+}
+
+// start registers a session on conn from ip:port, or turns the connection
+// away (nil) when the server is stopping or a connection limit is reached.
+func (s *Server) start(conn net.Conn, ip netip.Addr, port int, authUser string) *session {
 	s.mu.Lock()
 	if s.shutting.Load() {
 		s.mu.Unlock()
 		conn.Close()
-		return
+		return nil
 	}
 	if (s.limits.maxConns > 0 && len(s.sessions) >= s.limits.maxConns) ||
 		(s.limits.maxConnsPerIP > 0 && s.perIP[ip] >= s.limits.maxConnsPerIP) {
@@ -275,15 +283,34 @@ func (s *Server) accept(conn net.Conn) {
 		s.mu.Unlock()
 		s.log.Info("smtp: connection limit reached", "ip", ip, "sessions", n)
 		go s.turnAway(conn, R(421, enh470, s.opt.Hostname+" Too many connections, try again later"))
-		return
+		return nil
 	}
 	id := s.idBase + fmt.Sprintf("%06x", s.nextID.Add(1))
 	sess := newSession(s, conn, id, ip, port)
+	sess.authUser = authUser
 	s.sessions[sess] = struct{}{}
 	s.perIP[ip]++
 	s.wg.Add(1)
 	s.mu.Unlock()
-	go sess.serve(s.root)
+	return sess
+}
+
+// ServeConn serves one session on conn, as if it came from client and had
+// already authenticated as authUser ("" = not authenticated), and returns
+// when it ends. It is how mail that does not arrive over SMTP (the HTTP
+// injection endpoint) goes through exactly the same hooks, relay rule,
+// limits and spool as mail that does: the caller talks SMTP to the other
+// end of a net.Pipe. It returns net.ErrClosed if the server is stopping.
+func (s *Server) ServeConn(conn net.Conn, client netip.AddrPort, authUser string) error {
+	sess := s.start(conn, client.Addr().Unmap(), int(client.Port()), authUser)
+	if sess == nil {
+		if s.shutting.Load() {
+			return net.ErrClosed
+		}
+		return nil // turned away with a 421 the caller reads
+	}
+	sess.serve(s.root)
+	return nil
 }
 
 // turnAway greets conn with r and closes it.
