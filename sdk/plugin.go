@@ -192,7 +192,8 @@ type Transport interface {
 
 // Errors carried across the process boundary; test with errors.Is.
 var (
-	ErrUnavailable = errors.New("sdk: plugin unavailable") // crashed, not started, restarting
-	ErrProtocol    = errors.New("sdk: protocol mismatch")  // no common protocol version
-	ErrNotHandled  = errors.New("sdk: stage not handled")  // the plugin does not implement that stage
+	ErrUnavailable = errors.New("sdk: plugin unavailable")    // crashed, not started, restarting
+	ErrProtocol    = errors.New("sdk: protocol mismatch")     // no common protocol version
+	ErrNotHandled  = errors.New("sdk: stage not handled")     // the plugin does not implement that stage
+	ErrInternal    = errors.New("sdk: plugin internal error") // a panic in the plugin, or a broken message
 )

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 
 	"github.com/hashicorp/go-plugin"
 )
@@ -56,11 +55,3 @@ func (e ConfigErrors) Error() string {
 	}
 	return msg
 }
-
-var errTodo = errors.New("sdk: not implemented yet")
-
-// serve and versionedPlugins are implemented in grpc.go.
-var (
-	serve            = func(p Describer) { panic(errTodo) }
-	versionedPlugins = func(impl Describer) map[int]plugin.PluginSet { panic(errTodo) }
-)

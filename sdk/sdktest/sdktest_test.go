@@ -1,0 +1,150 @@
+package sdktest_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/mailgate/gateway/sdk"
+	"github.com/mailgate/gateway/sdk/sdktest"
+)
+
+func TestHostKV(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := sdktest.NewHost()
+	h.Now = func() time.Time { return now }
+
+	if _, ok, err := h.KVGet(ctx, "k"); ok || err != nil {
+		t.Errorf("empty store: got ok=%v, %v", ok, err)
+	}
+	if err := h.KVSet(ctx, "k", "v", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := h.KVGet(ctx, "k"); !ok || v != "v" {
+		t.Errorf("after set: got %q, %v", v, ok)
+	}
+	for want := int64(1); want <= 3; want++ {
+		if n, err := h.KVIncr(ctx, "n", 1, time.Minute); n != want || err != nil {
+			t.Errorf("incr: got %d, %v; want %d", n, err, want)
+		}
+	}
+	if _, err := h.KVIncr(ctx, "k", 1, 0); err == nil {
+		t.Error("incr of a non-integer: want an error")
+	}
+	if err := h.KVSet(ctx, "forever", "x", 0); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	if diff := cmp.Diff(map[string]string{"forever": "x"}, h.KV()); diff != "" {
+		t.Errorf("after the ttl (-want +got):\n%s", diff)
+	}
+	if n, _ := h.KVIncr(ctx, "n", 5, 0); n != 5 {
+		t.Errorf("incr after expiry: got %d, want 5", n)
+	}
+}
+
+func TestHostLookups(t *testing.T) {
+	ctx := t.Context()
+	h := sdktest.NewHost()
+	h.MX["example.org"] = []sdk.MX{{Host: "mx.example.org", Preference: 10}}
+	h.TXT["example.org"] = []string{"v=spf1 -all"}
+	h.Err["broken.example"] = errors.New("servfail")
+	if mx, err := h.LookupMX(ctx, "example.org"); err != nil || len(mx) != 1 {
+		t.Errorf("MX: got %v, %v", mx, err)
+	}
+	if txt, _ := h.LookupTXT(ctx, "example.org"); !cmp.Equal(txt, []string{"v=spf1 -all"}) {
+		t.Errorf("TXT: got %v", txt)
+	}
+	if ips, err := h.LookupIP(ctx, "nxdomain.example"); ips != nil || err != nil {
+		t.Errorf("unknown name: got %v, %v; want no records and no error", ips, err)
+	}
+	if _, err := h.LookupPTR(ctx, "broken.example"); err == nil {
+		t.Error("Err entry: want an error")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := h.LookupMX(cctx, "example.org"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled ctx: got %v", err)
+	}
+	h.Log(ctx, "warn", "m", map[string]string{"a": "b"})
+	if diff := cmp.Diff([]sdktest.LogEntry{{Level: "warn", Message: "m", Fields: map[string]string{"a": "b"}}}, h.Logs()); diff != "" {
+		t.Errorf("logs (-want +got):\n%s", diff)
+	}
+}
+
+// minimal is the smallest plugin that passes Conformance: no hooks.
+type minimal struct{}
+
+func (minimal) Info() sdk.Info { return sdk.Info{Name: "minimal", Version: "1"} }
+
+func TestConformanceMinimal(t *testing.T) {
+	sdktest.Conformance(t, minimal{}, nil)
+}
+
+// bad breaks every rule Conformance checks that the sdk doesn't enforce
+// itself.
+type bad struct{}
+
+func (bad) Info() sdk.Info {
+	return sdk.Info{
+		Name:       "bad",
+		Stages:     []sdk.Stage{sdk.StageMail}, // declares a stage it does not implement
+		Schema:     []sdk.ConfigField{{Name: "n", Type: "int"}, {Name: "s", Type: sdk.TypeString, Required: true, Default: "x"}},
+		Transports: []string{"nowhere"}, // without implementing sdk.Transport
+	}
+}
+
+func (bad) Rcpt(context.Context, *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	return sdk.Decision{Verdict: sdk.Reject, Code: 250}, sdk.Effects{}, nil
+}
+
+func (bad) Data(context.Context, *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	return sdk.Decision{}, sdk.Effects{}, errors.New("bad: cannot decide")
+}
+
+const badFixtureEnv = "SDKTEST_BAD_FIXTURE"
+
+// TestConformanceBadFixture runs only inside TestConformanceFlagsBadPlugin.
+func TestConformanceBadFixture(t *testing.T) {
+	if os.Getenv(badFixtureEnv) != "1" {
+		t.Skip("run by TestConformanceFlagsBadPlugin")
+	}
+	sdktest.Conformance(t, bad{}, map[string]any{"s": "x"})
+}
+
+// TestConformanceFlagsBadPlugin proves the suite can fail: it runs it on
+// the bad fixture in a child test process and looks for each finding.
+func TestConformanceFlagsBadPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestConformanceBadFixture$", "-test.v")
+	cmd.Env = append(os.Environ(), badFixtureEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("Conformance passed the bad fixture:\n%s", out)
+	}
+	for _, want := range []string{
+		"Info: no version",
+		"declares stages [mail]",
+		"declares transports [nowhere] but does not implement sdk.Transport",
+		`type "int" not one of`,
+		"required with a default",
+		"rcpt: sdk: reject at rcpt: code 250 outside 500-599",
+		"data: minimal request: sdk: plugin data: bad: cannot decide",
+		"Deliver(nowhere)",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("Conformance did not report %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("child output:\n%s", out)
+	}
+}
