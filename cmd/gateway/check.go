@@ -29,23 +29,32 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 			return fmt.Errorf("%s: listener %q: %w", *path, l.Name, err)
 		}
 	}
-	// Compile every script of the pipeline, as serve would. There is no
-	// spool here (serve may hold it), so gw.kv at a script's top level
-	// fails; the scripts' hook functions are not run.
+	// Compile every script of the pipeline and start every plugin, as
+	// serve would: a plugin is handshaken, its config block checked
+	// against its schema (diagnostics name file:line) and configured, then
+	// stopped. There is no spool here (serve may hold it), so gw.kv at a
+	// script's top level and a plugin's KV calls in Configure fail; no
+	// hook is called.
 	dns, err := resolver.New(resolver.Options{Servers: cfg.Delivery.Resolver})
 	if err != nil {
 		return err
 	}
-	chain, closers, err := buildChain(ctx, cfg, hookDeps{Resolver: dns})
+	set, err := buildHooks(ctx, cfg, hookDeps{Resolver: dns})
 	if err != nil {
 		return err
 	}
-	closeAll(closers)
+	defer closeAll(set.closers)
+	if err := checkRoutes(cfg.Delivery.Routes, set.transports); err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
 	hooks := ""
-	if n := chain.Len(); n > 0 {
+	if n := set.chain.Len(); n > 0 {
 		hooks = fmt.Sprintf(", %d hooks", n)
 	}
 	fmt.Fprintf(c.Stdout, "%s: ok (%d listeners, %d local domains%s, data in %s)\n",
 		*path, len(cfg.Listeners), len(cfg.Domains), hooks, cfg.DataDir)
+	for _, p := range set.plugins {
+		fmt.Fprintf(c.Stdout, "  %s\n", pluginSummary(p.Name(), p.Info()))
+	}
 	return nil
 }

@@ -43,6 +43,7 @@ func commands() []command {
 		{"queue", "list and manage the queue through the admin API", runQueue},
 		{"bench", "load generator: send many messages and report rates", runBench},
 		{"sink", "accept and count mail, keep nothing", runSink},
+		{"plugin", "plugin tools: probe PATH prints a plugin's info and schema", runPlugin},
 		{"version", "print the version", runVersion},
 	}
 }

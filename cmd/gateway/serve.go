@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"reflect"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,9 +27,11 @@ import (
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/lua"
+	"github.com/mailgate/gateway/core/pluginhost"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/sdk"
 )
 
 const defaultConfig = "gateway.hcl"
@@ -83,21 +88,29 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 	// The hook pipeline runs behind a hook.Live, which a reload (SIGHUP or
 	// POST /v1/reload) points at a newly built chain.
 	deps := hookDeps{Resolver: dns, KV: spool, Log: log.With("part", "hook")}
-	chain, closers, err := buildChain(ctx, cfg, deps)
+	set, err := buildHooks(ctx, cfg, deps)
 	if err != nil {
 		return err
 	}
-	hooks := hook.NewLive(chain)
+	// Plugin transports are found only now that the plugins run: a route
+	// naming a transport nobody provides is a startup error.
+	if err := checkRoutes(cfg.Delivery.Routes, set.transports); err != nil {
+		closeAll(set.closers)
+		return err
+	}
+	hooks := hook.NewLive(set.chain)
+	plugged := newPluginTransports(set.transports)
 	reloader := &hookReloader{
-		file:    cfg.File,
-		running: cfg,
-		deps:    deps,
-		live:    hooks,
-		current: closers,
-		log:     log.With("part", "reload"),
+		file:       cfg.File,
+		running:    cfg,
+		deps:       deps,
+		live:       hooks,
+		transports: plugged,
+		current:    set.closers,
+		log:        log.With("part", "reload"),
 	}
 	defer reloader.close() // after the servers and the engine stop, before the spool closes
-	if chain.Len() > 0 {
+	if set.chain.Len() > 0 {
 		log.Info("hooks loaded", "pipeline", strings.Join(cfg.Pipeline, " "))
 	}
 
@@ -119,6 +132,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 			Log:            log.With("part", "lmtp"),
 		}),
 		"maildir": delivery.NewMaildirTransport(cfg.Hostname),
+	}
+	for _, name := range slices.Sorted(maps.Keys(set.transports)) {
+		transports[name] = plugged.transport(name)
 	}
 
 	// The admin API reports on the engine and the servers, and the engine
@@ -337,25 +353,56 @@ func newLogger(w io.Writer, l config.Log) (*slog.Logger, error) {
 
 // hookDeps is what the hook handlers get from the rest of the gateway.
 type hookDeps struct {
-	Resolver *resolver.Resolver // behind gw.dns
-	KV       lua.KV             // behind gw.kv: the spool; nil in check (gw.kv calls fail)
-	Log      *slog.Logger       // the chain's and the scripts' logger
+	Resolver *resolver.Resolver // behind gw.dns and the plugins' DNS look-ups
+	KV       lua.KV             // behind gw.kv and the plugins' KV: the spool; nil in check (their calls fail)
+	Log      *slog.Logger       // the chain's, the scripts' and the plugins' logger
 }
 
-// buildChain loads the handlers of cfg.Pipeline in its order: each lua
-// block's script, compiled with its params, behind an entry with the
-// block's timeout, on_error and match. It tries every handler and returns
-// all failures joined, each naming the script's file:line where the
-// script is at fault; on failure it closes what it loaded. The closers
-// release the handlers once no dispatch uses the chain any more.
+// hookSet is what buildHooks loads: the chain, what releases its
+// handlers, and the transports its plugins provide, by name.
+type hookSet struct {
+	chain      *hook.Chain
+	closers    []io.Closer
+	transports map[string]delivery.Transport
+	plugins    []*pluginhost.Plugin // in pipeline order, for check's report
+}
+
+// buildChain is buildHooks for callers that want only the chain and its
+// closers (a plugin's transports are released with it).
 func buildChain(ctx context.Context, cfg *config.Config, deps hookDeps) (*hook.Chain, []io.Closer, error) {
-	blocks := make(map[string]config.LuaHook, len(cfg.Lua))
-	for _, h := range cfg.Lua {
-		blocks[h.PipelineName()] = h
+	set, err := buildHooks(ctx, cfg, deps)
+	if err != nil {
+		return nil, nil, err
 	}
+	return set.chain, set.closers, nil
+}
+
+// builtinTransports are the transports serve always has.
+func builtinTransports() []string { return []string{"smtp", "lmtp", "maildir"} }
+
+// buildHooks loads the handlers of cfg.Pipeline in its order, each behind
+// an entry with its block's timeout, on_error and match: a lua block's
+// script, compiled with its params, or a plugin block's executable,
+// started, handshaken and configured with its config block (checked
+// against the schema the plugin reports). It tries every handler and
+// returns all failures joined, each naming file:line where the script or
+// the config block is at fault; on failure it closes what it loaded. The
+// closers release the handlers (and stop the plugins) once no dispatch or
+// delivery uses them any more.
+func buildHooks(ctx context.Context, cfg *config.Config, deps hookDeps) (*hookSet, error) {
+	luaBlocks := make(map[string]config.LuaHook, len(cfg.Lua))
+	for _, h := range cfg.Lua {
+		luaBlocks[h.PipelineName()] = h
+	}
+	pluginBlocks := make(map[string]config.PluginHook, len(cfg.Plugins))
+	for _, h := range cfg.Plugins {
+		pluginBlocks[h.PipelineName()] = h
+	}
+	host := pluginhost.NewHost(deps.Resolver, deps.KV, deps.Log)
+	set := &hookSet{transports: map[string]delivery.Transport{}}
+	owners := map[string]string{} // transport → the plugin providing it
 	var (
 		entries []hook.Entry
-		closers []io.Closer
 		errs    []error
 	)
 	for _, name := range cfg.Pipeline {
@@ -363,15 +410,20 @@ func buildChain(ctx context.Context, cfg *config.Config, deps hookDeps) (*hook.C
 			errs = append(errs, err)
 			break
 		}
-		h, ok := blocks[name]
-		if !ok { // config validates the pipeline; plugins are not built yet
+		lh, isLua := luaBlocks[name]
+		ph, isPlugin := pluginBlocks[name]
+		if !isLua && !isPlugin { // config validates the pipeline
 			errs = append(errs, fmt.Errorf("hook %s: no such hook block", name))
 			continue
+		}
+		m := lh.Match
+		if isPlugin {
+			m = ph.Match
 		}
 		// The chain's per-stage table applies the stage list (Entry.Stages);
 		// the matcher checks the other conditions, if any.
 		var match func(*hook.Request) bool
-		rest := h.Match
+		rest := m
 		rest.Stages = nil
 		if !rest.IsZero() {
 			var err error
@@ -380,32 +432,143 @@ func buildChain(ctx context.Context, cfg *config.Config, deps hookDeps) (*hook.C
 				continue
 			}
 		}
-		script, err := lua.Load(lua.Options{
-			Name:     h.Name,
-			Path:     h.Path,
-			Params:   h.Params,
-			Resolver: deps.Resolver,
-			KV:       deps.KV,
-			Log:      deps.Log,
+		if isLua {
+			script, err := lua.Load(lua.Options{
+				Name:     lh.Name,
+				Path:     lh.Path,
+				Params:   lh.Params,
+				Resolver: deps.Resolver,
+				KV:       deps.KV,
+				Log:      deps.Log,
+			})
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			set.closers = append(set.closers, scriptCloser{script})
+			entries = append(entries, hook.Entry{
+				Handler: script,
+				Timeout: lh.Timeout,
+				OnError: hook.OnError(lh.OnError),
+				Match:   match,
+				Stages:  m.Stages,
+			})
+			continue
+		}
+		p, err := pluginhost.Start(ctx, pluginhost.Options{
+			Name:        ph.Name,
+			Path:        ph.Path,
+			SHA256:      ph.SHA256,
+			Log:         deps.Log,
+			Host:        host,
+			Config:      ph.Config,
+			ConfigFile:  ph.ConfigRange.Filename,
+			ConfigLine:  ph.ConfigRange.Line,
+			ConfigLines: ph.ConfigLines,
 		})
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		closers = append(closers, scriptCloser{script})
+		set.closers = append(set.closers, p)
+		set.plugins = append(set.plugins, p)
+		for _, tn := range p.Transports() {
+			switch {
+			case slices.Contains(builtinTransports(), tn):
+				errs = append(errs, fmt.Errorf("%s: its transport %q has the name of a built-in transport", name, tn))
+			case owners[tn] != "":
+				errs = append(errs, fmt.Errorf("%s: its transport %q is already provided by %s", name, tn, owners[tn]))
+			default:
+				owners[tn] = name
+				set.transports[tn] = p.Transport(tn)
+			}
+		}
 		entries = append(entries, hook.Entry{
-			Handler: script,
-			Timeout: h.Timeout,
-			OnError: hook.OnError(h.OnError),
+			Handler: p,
+			Timeout: ph.Timeout,
+			OnError: hook.OnError(ph.OnError),
 			Match:   match,
-			Stages:  h.Match.Stages,
+			Stages:  m.Stages,
 		})
 	}
 	if len(errs) > 0 {
-		closeAll(closers)
-		return nil, nil, errors.Join(errs...)
+		closeAll(set.closers)
+		return nil, errors.Join(errs...)
 	}
-	return hook.NewChain(deps.Log, entries...), closers, nil
+	set.chain = hook.NewChain(deps.Log, entries...)
+	return set, nil
+}
+
+// checkRoutes checks that every route's transport is built in or
+// provided by a plugin.
+func checkRoutes(routes []config.Route, plugins map[string]delivery.Transport) error {
+	var errs []error
+	for _, rt := range routes {
+		name := rt.Transport
+		if name == "" || slices.Contains(builtinTransports(), name) || plugins[name] != nil {
+			continue
+		}
+		provided := "no plugin provides a transport"
+		if len(plugins) > 0 {
+			provided = "the plugins provide " + strings.Join(slices.Sorted(maps.Keys(plugins)), ", ")
+		}
+		errs = append(errs, fmt.Errorf("delivery: route %q: transport %q: no such transport (built in: %s; %s)",
+			rt.Domain, name, strings.Join(builtinTransports(), ", "), provided))
+	}
+	return errors.Join(errs...)
+}
+
+// pluginTransports hands the delivery engine the plugins' transports. The
+// engine's transport table is fixed when it starts, so it gets one
+// liveTransport per name, which delivers through whichever plugin
+// provides that name now: a reload swaps in the new plugins' set.
+type pluginTransports struct {
+	names []string // the names the engine has, sorted
+	cur   atomic.Pointer[map[string]delivery.Transport]
+}
+
+func newPluginTransports(m map[string]delivery.Transport) *pluginTransports {
+	pt := &pluginTransports{names: slices.Sorted(maps.Keys(m))}
+	pt.cur.Store(&m)
+	return pt
+}
+
+// started returns the transport names the engine started with.
+func (pt *pluginTransports) started() []string { return pt.names }
+
+// swap makes m the current set.
+func (pt *pluginTransports) swap(m map[string]delivery.Transport) {
+	pt.cur.Store(&m)
+}
+
+func (pt *pluginTransports) get(name string) delivery.Transport {
+	if m := pt.cur.Load(); m != nil {
+		return (*m)[name]
+	}
+	return nil
+}
+
+// transport returns the engine's transport for name.
+func (pt *pluginTransports) transport(name string) delivery.Transport {
+	return &liveTransport{set: pt, name: name}
+}
+
+// liveTransport delivers through the plugin that provides name now.
+type liveTransport struct {
+	set  *pluginTransports
+	name string
+}
+
+func (t *liveTransport) Deliver(ctx context.Context, job *delivery.Job) []delivery.Result {
+	if tr := t.set.get(t.name); tr != nil {
+		return tr.Deliver(ctx, job)
+	}
+	res := make([]delivery.Result, len(job.Recipients))
+	for i := range res {
+		res[i] = delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5},
+			Text: fmt.Sprintf("no plugin provides transport %q since the last reload", t.name)}
+	}
+	return res
 }
 
 // scriptCloser adapts a script's Close to io.Closer.
@@ -430,9 +593,12 @@ const minRetireGrace = 30 * time.Second
 // not compile) the running chain stays and the error, naming file:line, is
 // logged and returned.
 //
-// Only the hook pipeline (pipeline and the lua blocks) is reloaded:
-// listeners, domains, relay, auth, delivery, admin and the rest need a
-// restart, and a reload that finds them changed says so in the log.
+// Only the hook pipeline (pipeline, the lua and the plugin blocks) is
+// reloaded: listeners, domains, relay, auth, delivery, admin and the rest
+// need a restart, and a reload that finds them changed says so in the log.
+// Every plugin is started again: its new process serves the new chain
+// (and the delivery engine's plugin transports), the old one stops with
+// the old chain's handlers.
 //
 // A replaced chain may still be running dispatches that loaded it just
 // before the swap, so its handlers are closed only after a grace period:
@@ -446,6 +612,10 @@ type hookReloader struct {
 	live    *hook.Live
 	log     *slog.Logger
 	grace   time.Duration // 0 = minRetireGrace (tests shorten it)
+
+	// transports are the plugin transports the delivery engine uses; a
+	// reload swaps in the new plugins'. Nil = none (tests).
+	transports *pluginTransports
 
 	mu      sync.Mutex // serializes reloads; guards the fields below
 	current []io.Closer
@@ -465,12 +635,14 @@ func (r *hookReloader) reload(ctx context.Context) error {
 	}
 	cfg, err := config.Load(r.file)
 	if err == nil {
-		var chain *hook.Chain
-		var closers []io.Closer
-		if chain, closers, err = buildChain(ctx, cfg, r.deps); err == nil {
-			old := r.live.Swap(chain)
+		var set *hookSet
+		if set, err = r.build(ctx, cfg); err == nil {
+			old := r.live.Swap(set.chain)
+			if r.transports != nil {
+				r.transports.swap(set.transports)
+			}
 			r.retire(old, r.current)
-			r.current = closers
+			r.current = set.closers
 			r.log.Info("reloaded the hook pipeline", "file", r.file, "pipeline", strings.Join(cfg.Pipeline, " "))
 			if changed := restartSections(r.running, cfg); len(changed) > 0 {
 				r.log.Warn("reload applies only pipeline and the hook blocks; restart to apply the rest",
@@ -481,6 +653,30 @@ func (r *hookReloader) reload(ctx context.Context) error {
 	}
 	r.log.Error("reload failed; the running hooks stay", "file", r.file, "err", err)
 	return fmt.Errorf("reload: %w", err)
+}
+
+// build loads cfg's hooks for a reload. The routes are the running
+// configuration's (delivery is not reloaded): a reload whose plugins no
+// longer provide a transport a route uses is refused. Plugin transports
+// the engine did not start with are usable only after a restart.
+func (r *hookReloader) build(ctx context.Context, cfg *config.Config) (*hookSet, error) {
+	set, err := buildHooks(ctx, cfg, r.deps)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRoutes(r.running.Delivery.Routes, set.transports); err != nil {
+		closeAll(set.closers)
+		return nil, err
+	}
+	if r.transports != nil {
+		started := r.transports.started()
+		for name := range set.transports {
+			if !slices.Contains(started, name) {
+				r.log.Warn("a plugin provides a new transport; restart to deliver with it", "transport", name)
+			}
+		}
+	}
+	return set, nil
 }
 
 // retire closes closers, the handlers of old, once no dispatch can still

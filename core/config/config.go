@@ -4,6 +4,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -27,12 +28,14 @@ type Config struct {
 	Admin    Admin
 
 	// Pipeline is the order the hook handlers run in, at every stage: each
-	// entry names a handler block as "lua.<name>" (later "plugin.<name>").
+	// entry names a handler block as "lua.<name>" or "plugin.<name>".
 	// Every handler block appears exactly once. Without a pipeline setting
 	// it is the order of the blocks in the file.
 	Pipeline []string
 	// Lua is the lua "name" { … } blocks, in file order.
 	Lua []LuaHook
+	// Plugins is the plugin "name" { … } blocks, in file order.
+	Plugins []PluginHook
 
 	// ShutdownTimeout is how long a graceful stop lets sessions finish
 	// before answering 421 to their next command.
@@ -132,7 +135,7 @@ type Delivery struct {
 type Route struct {
 	Domain    string // lower case; "*" matches every domain
 	Via       string // host:port; "" = MX look-up (smtp) — required for lmtp over TCP
-	Transport string // "smtp" (default), "lmtp", "maildir"; later plugin transports
+	Transport string // "smtp" (default), "lmtp", "maildir", or a transport a plugin provides (checked when the plugins start)
 	Path      string // maildir: the Maildir root; lmtp: a unix socket path instead of via
 	TLS       string // STARTTLS policy for this route; "" = Delivery.TLS
 }
@@ -159,6 +162,44 @@ type LuaHook struct {
 
 // PipelineName is the name of the hook in the pipeline: "lua.<name>".
 func (h LuaHook) PipelineName() string { return HookLua + "." + h.Name }
+
+// PluginHook is an out-of-process plugin in the hook pipeline:
+// plugin "name" { … }. The gateway starts Path with hashicorp/go-plugin
+// (core/pluginhost), checks Config against the schema the plugin reports,
+// and calls it at the stages it declares.
+type PluginHook struct {
+	Name    string        // the block's label; the pipeline calls it "plugin.<name>"
+	Path    string        // the executable; a relative path is resolved against the config file's folder
+	SHA256  string        // lower-case hex SHA-256 the executable must have; "" = not checked
+	Timeout time.Duration // deadline of each call (default 2s)
+	OnError string        // when a call errors, times out or the plugin is down: "defer" (default), "continue" or "reject"
+
+	Match Match // which requests the plugin is called for; the zero Match is all of them
+
+	// Config is the config { … } block's attributes, converted like a lua
+	// block's params (string, int64, float64, bool, []any,
+	// map[string]any); nil without a config block. The plugin's schema
+	// checks it when the plugin starts, not when the file loads.
+	Config map[string]any
+	// ConfigRange is where the config block starts (the plugin block
+	// itself when it has none), and ConfigLines the line of each setting
+	// in it: the places diagnostics about the plugin's settings name.
+	ConfigRange Range
+	ConfigLines map[string]int
+}
+
+// PipelineName is the name of the hook in the pipeline: "plugin.<name>".
+func (h PluginHook) PipelineName() string { return HookPlugin + "." + h.Name }
+
+// Range is a place in a configuration file, for diagnostics found after
+// loading (a plugin's schema is known only once it runs).
+type Range struct {
+	Filename string
+	Line     int
+}
+
+// String returns "file:line".
+func (r Range) String() string { return fmt.Sprintf("%s:%d", r.Filename, r.Line) }
 
 // The kinds of hook block, the prefixes of pipeline entries.
 const (

@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
+	"os"
 	"slices"
 	"strings"
 
@@ -13,19 +15,32 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
-// hooks converts the hook blocks (lua, later plugin) and the pipeline that
+// hooks converts the hook blocks (lua, plugin) and the pipeline that
 // orders them. Every pipeline entry names a block, no entry is listed
 // twice, and every block is listed; without a pipeline the blocks run in
 // file order.
 func (d *decoder) hooks(r *rawFile, c *Config) {
-	c.Lua = d.luaHooks(r.Lua)
+	var luaLabels, pluginLabels []hcl.Range
+	c.Lua, luaLabels = d.luaHooks(r.Lua)
+	c.Plugins, pluginLabels = d.pluginHooks(r.Plugins)
+	type block struct {
+		name  string    // pipeline name
+		label hcl.Range // the block's label
+	}
+	var blocks []block
+	for i, h := range c.Lua {
+		blocks = append(blocks, block{h.PipelineName(), luaLabels[i]})
+	}
+	for i, h := range c.Plugins {
+		blocks = append(blocks, block{h.PipelineName(), pluginLabels[i]})
+	}
+	slices.SortStableFunc(blocks, func(a, b block) int { return a.label.Start.Byte - b.label.Start.Byte })
 	defined := map[string]hcl.Range{} // pipeline name → the block's label
 	var order []string                // pipeline names in file order
-	for i, h := range c.Lua {
-		name := h.PipelineName()
-		if _, dup := defined[name]; !dup {
-			defined[name] = r.Lua[i].NameRange
-			order = append(order, name)
+	for _, b := range blocks {
+		if _, dup := defined[b.name]; !dup {
+			defined[b.name] = b.label
+			order = append(order, b.name)
 		}
 	}
 	if !present(r.Pipeline) {
@@ -44,10 +59,6 @@ func (d *decoder) hooks(r *rawFile, c *Config) {
 		case kind != HookLua && kind != HookPlugin || name == "":
 			d.errorf(ranges[i], "Invalid pipeline entry",
 				`pipeline: %q: want "lua.<name>" or "plugin.<name>", naming a hook block.`, entry)
-			continue
-		case kind == HookPlugin:
-			d.errorf(ranges[i], "Unsupported hook",
-				`pipeline: %q: plugin blocks are not supported yet; only lua "name" { … } blocks are.`, entry)
 			continue
 		}
 		if _, ok := defined[entry]; !ok {
@@ -86,11 +97,13 @@ func validHookName(s string) bool {
 	return validListenerName(s) && !strings.Contains(s, ".")
 }
 
-// luaHooks converts the lua "name" { … } blocks.
-func (d *decoder) luaHooks(rs []rawLua) []LuaHook {
+// luaHooks converts the lua "name" { … } blocks; it also returns the range
+// of each one's label.
+func (d *decoder) luaHooks(rs []rawLua) ([]LuaHook, []hcl.Range) {
 	var (
-		hooks []LuaHook
-		names = map[string]hcl.Range{}
+		hooks  []LuaHook
+		labels []hcl.Range
+		names  = map[string]hcl.Range{}
 	)
 	for i := range rs {
 		r := &rs[i]
@@ -115,8 +128,123 @@ func (d *decoder) luaHooks(rs []rawLua) []LuaHook {
 			h.Match = d.match(r.Match)
 		}
 		hooks = append(hooks, h)
+		labels = append(labels, r.NameRange)
 	}
-	return hooks
+	return hooks, labels
+}
+
+// pluginHooks converts the plugin "name" { … } blocks. The config block is
+// only converted here: the plugin's schema checks it when it starts. It
+// also returns the range of each one's label.
+func (d *decoder) pluginHooks(rs []rawPlugin) ([]PluginHook, []hcl.Range) {
+	var (
+		hooks  []PluginHook
+		labels []hcl.Range
+		names  = map[string]hcl.Range{}
+	)
+	for i := range rs {
+		r := &rs[i]
+		if !validHookName(r.Name) {
+			d.errorf(r.NameRange, "Invalid hook name",
+				"A plugin block's name has letters, digits, '_' and '-', and starts with a letter or digit; got %q.", r.Name)
+		}
+		if first, dup := names[r.Name]; dup {
+			d.errorf(r.NameRange, "Duplicate plugin block",
+				"A plugin block named %q is already defined at %s.", r.Name, line(first))
+			continue
+		}
+		names[r.Name] = r.NameRange
+		h := defaultPluginHook(r.Name)
+		if d.required("path", r.Path, r.DefRange) {
+			d.executable("path", r.Path, &h.Path)
+		}
+		d.sha256("sha256", r.SHA256, &h.SHA256)
+		d.duration("timeout", r.Timeout, &h.Timeout, false)
+		d.enum("on_error", r.OnError, &h.OnError, onErrors())
+		if r.Match != nil {
+			h.Match = d.match(r.Match)
+		}
+		h.ConfigRange = Range{Filename: r.DefRange.Filename, Line: r.DefRange.Start.Line}
+		if r.Config != nil {
+			h.ConfigRange = Range{Filename: r.Config.DefRange.Filename, Line: r.Config.DefRange.Start.Line}
+			h.Config, h.ConfigLines = d.pluginConfig(r.Config)
+		}
+		hooks = append(hooks, h)
+		labels = append(labels, r.NameRange)
+	}
+	return hooks, labels
+}
+
+// pluginConfig converts a plugin's config { … } block: its attributes as
+// Go values (see goValue; a null attribute is left out) and the line of
+// each. The block has no nested blocks.
+func (d *decoder) pluginConfig(r *rawPluginConfig) (map[string]any, map[string]int) {
+	attrs, diags := r.Body.JustAttributes()
+	d.diags = append(d.diags, diags...)
+	config := make(map[string]any, len(attrs))
+	lines := make(map[string]int, len(attrs))
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
+		a := attrs[name]
+		val, diags := a.Expr.Value(nil)
+		if diags.HasErrors() {
+			d.diags = append(d.diags, diags...)
+			continue
+		}
+		if val.IsNull() {
+			continue
+		}
+		v, err := goValue(val)
+		if err != nil {
+			d.errorf(a.Expr.Range(), "Unsuitable value", "config: %s: %s.", name, err)
+			continue
+		}
+		config[name] = v
+		lines[name] = a.NameRange.Start.Line
+	}
+	return config, lines
+}
+
+// executable decodes the path of a file this process can run, resolved
+// against the config file's folder.
+func (d *decoder) executable(name string, expr hcl.Expression, dst *string) bool {
+	var path string
+	if !d.file(name, expr, &path) {
+		return false
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		d.errorf(expr.Range(), "Unreadable file", "%s: %s: %s.", name, path, err)
+		return false
+	}
+	if st.Mode().Perm()&0o111 == 0 {
+		d.errorf(expr.Range(), "Not executable",
+			"%s: %s is not executable (mode %04o); a plugin is a program: chmod +x it.", name, path, st.Mode().Perm())
+		return false
+	}
+	*dst = path
+	return true
+}
+
+// sha256 decodes a SHA-256 digest written as 64 hexadecimal digits, and
+// lower-cases it.
+func (d *decoder) sha256(name string, expr hcl.Expression, dst *string) bool {
+	s, ok := value[string](d, name, expr)
+	if !ok {
+		return false
+	}
+	sum := strings.ToLower(s)
+	bad := len(sum) != 64
+	for i := 0; i < len(sum) && !bad; i++ {
+		c := sum[i]
+		bad = !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f')
+	}
+	if bad {
+		d.errorf(expr.Range(), "Invalid SHA-256",
+			"%s = %q: want 64 hexadecimal digits, as sha256sum prints them.", name, s)
+		return false
+	}
+	*dst = sum
+	return true
 }
 
 // match converts match { … }.

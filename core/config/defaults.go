@@ -42,8 +42,9 @@ const (
 	defaultDeliveryCommandTimeout          = 5 * time.Minute
 	defaultResolverPort                    = "53" // for a resolver given as a bare IP address
 
-	defaultHookTimeout = time.Second // each call of a hook (lua, plugin)
-	defaultOnError     = "defer"     // a hook that errors, panics or times out: 451 4.3.0
+	defaultHookTimeout   = time.Second     // each call of a lua hook
+	defaultPluginTimeout = 2 * time.Second // each call of a plugin (a process away)
+	defaultOnError       = "defer"         // a hook that errors, panics or times out: 451 4.3.0
 )
 
 // The built-in transports of a route; any other lower-case name is a
@@ -137,4 +138,9 @@ func defaultRoute(domain string) Route {
 // defaultLuaHook is a lua block with only its name set.
 func defaultLuaHook(name string) LuaHook {
 	return LuaHook{Name: name, Timeout: defaultHookTimeout, OnError: defaultOnError}
+}
+
+// defaultPluginHook is a plugin block with only its name set.
+func defaultPluginHook(name string) PluginHook {
+	return PluginHook{Name: name, Timeout: defaultPluginTimeout, OnError: defaultOnError}
 }

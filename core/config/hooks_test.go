@@ -95,3 +95,60 @@ func TestRootGatewayHCLHookExample(t *testing.T) {
 		t.Errorf("example pipeline: got %q, want %q", got, want)
 	}
 }
+
+// TestPluginConfig checks the Go types of a plugin's config block (the
+// goldens' JSON cannot tell 1 from 1.0), the line of each setting, and
+// the defaults of a plugin block.
+func TestPluginConfig(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gateway-plugin-x")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 1\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := `listener "mx" { address = "127.0.0.1:0" }
+plugin "x" {
+  path = "gateway-plugin-x"
+  config {
+    s    = "text"
+    i    = 42
+    f    = 0.5
+    b    = true
+    list = ["a", "b"]
+    map  = { k = "v" }
+    n    = null
+  }
+}
+`
+	cfg, err := Parse([]byte(src), filepath.Join(dir, "gateway.hcl"))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	h := cfg.Plugins[0]
+	want := map[string]any{
+		"s":    "text",
+		"i":    int64(42),
+		"f":    0.5,
+		"b":    true,
+		"list": []any{"a", "b"},
+		"map":  map[string]any{"k": "v"},
+	}
+	if diff := cmp.Diff(want, h.Config); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	wantLines := map[string]int{"s": 5, "i": 6, "f": 7, "b": 8, "list": 9, "map": 10}
+	if diff := cmp.Diff(wantLines, h.ConfigLines); diff != "" {
+		t.Errorf("config lines (-want +got):\n%s", diff)
+	}
+	if got, want := h.ConfigRange, (Range{Filename: filepath.Join(dir, "gateway.hcl"), Line: 4}); got != want {
+		t.Errorf("ConfigRange: got %v, want %v", got, want)
+	}
+	if h.Path != bin || h.Timeout != 2*time.Second || h.OnError != "defer" || h.SHA256 != "" || !h.Match.IsZero() {
+		t.Errorf("defaults: got %+v; want path %s, timeout 2s, on_error defer, no sha256, zero match", h, bin)
+	}
+	if got, want := cfg.Pipeline, []string{"plugin.x"}; !cmp.Equal(got, want) {
+		t.Errorf("pipeline: got %q, want %q", got, want)
+	}
+	if got, want := h.PipelineName(), "plugin.x"; got != want {
+		t.Errorf("PipelineName: got %q, want %q", got, want)
+	}
+}

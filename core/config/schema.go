@@ -27,6 +27,7 @@ type rawFile struct {
 	Delivery  *rawDelivery  `hcl:"delivery,block"`
 	Admin     *rawAdmin     `hcl:"admin,block"`
 	Lua       []rawLua      `hcl:"lua,block"`
+	Plugins   []rawPlugin   `hcl:"plugin,block"`
 }
 
 // rawLog is log { … }.
@@ -132,7 +133,30 @@ type rawLua struct {
 	Match *rawMatch `hcl:"match,block"`
 }
 
-// rawMatch is match { … } in a hook block (lua, later plugin).
+// rawPlugin is plugin "name" { … }: an out-of-process plugin in the hook
+// pipeline.
+type rawPlugin struct {
+	Name      string    `hcl:"name,label"`
+	NameRange hcl.Range `hcl:"name,label_range"`
+	DefRange  hcl.Range `hcl:",def_range"`
+
+	Path    hcl.Expression `hcl:"path,optional"` // required
+	SHA256  hcl.Expression `hcl:"sha256,optional"`
+	Timeout hcl.Expression `hcl:"timeout,optional"`
+	OnError hcl.Expression `hcl:"on_error,optional"`
+
+	Match  *rawMatch        `hcl:"match,block"`
+	Config *rawPluginConfig `hcl:"config,block"`
+}
+
+// rawPluginConfig is config { … } in a plugin block: any attributes, which
+// the plugin's schema checks when it starts.
+type rawPluginConfig struct {
+	DefRange hcl.Range `hcl:",def_range"`
+	Body     hcl.Body  `hcl:",remain"`
+}
+
+// rawMatch is match { … } in a hook block (lua, plugin).
 type rawMatch struct {
 	Stage           hcl.Expression `hcl:"stage,optional"`
 	Client          hcl.Expression `hcl:"client,optional"`
