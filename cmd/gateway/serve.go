@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/inject"
 	"github.com/mailgate/gateway/core/lua"
 	"github.com/mailgate/gateway/core/pluginhost"
 	"github.com/mailgate/gateway/core/queue"
@@ -205,6 +207,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 		log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", tlsConfig != nil)
 	}
 
+	injectHTTP, injectSrv, err := startInject(cfg, log, smtp.Options{
+		Hostname:           cfg.Hostname,
+		LocalDomains:       cfg.Domains,
+		RelayNetworks:      cfg.Relay.Networks,
+		RelayAuthenticated: true, // the API client is authenticated by its token
+		Hooks:              hooks,
+		Spool:              spoolAdapter{spool: spool, committed: engine.Enqueue},
+		VerifySender:       dns.DomainExists,
+	})
+	if err != nil {
+		return err
+	}
+
 	// Every goroutine below is owned here and stopped before serve returns.
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
@@ -263,6 +278,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error
 			defer sw.Done()
 			if err := srv.Shutdown(stopCtx); err != nil {
 				log.Warn("shutdown", "err", err)
+			}
+		}()
+	}
+	if injectHTTP != nil {
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			// Requests in flight finish; then their SMTP side stops.
+			if err := injectHTTP.Shutdown(stopCtx); err != nil {
+				log.Warn("inject shutdown", "err", err)
+			}
+			if err := injectSrv.Shutdown(stopCtx); err != nil {
+				log.Warn("inject shutdown", "err", err)
 			}
 		}()
 	}
@@ -818,4 +846,48 @@ func sweepKV(ctx context.Context, spool *queue.Spool, interval time.Duration, lo
 		}
 	}()
 	return done
+}
+
+// startInject starts the HTTP injection endpoint when the config has one:
+// an smtp.Server that never listens (inject serves its sessions over
+// net.Pipe) with the first listener's limits, behind an HTTP server on
+// cfg.Inject.Address. Both are nil when there is no inject block.
+func startInject(cfg *config.Config, log *slog.Logger, opt smtp.Options) (*http.Server, *smtp.Server, error) {
+	if cfg.Inject.Address == "" {
+		return nil, nil, nil
+	}
+	l := cfg.Listeners[0]
+	l.Name, l.Address, l.AuthRequired, l.TLS = "inject", cfg.Inject.Address, false, nil
+	opt.Listener = l
+	opt.Log = log.With("listener", "inject")
+	srv, err := smtp.NewServer(opt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inject: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Inject.Address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inject: %w", err)
+	}
+	h := inject.New(inject.Options{
+		Server:   srv,
+		Token:    cfg.Inject.Token,
+		Hostname: cfg.Hostname,
+		MaxSize:  l.MaxMessageSize*4/3 + 1<<20, // base64 in JSON, plus the document
+		Log:      log.With("part", "inject"),
+	})
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("inject: serving", "err", err)
+		}
+	}()
+	log.Info("inject listening", "address", ln.Addr().String())
+	return hs, srv, nil
 }

@@ -26,6 +26,7 @@ type Config struct {
 
 	Delivery Delivery
 	Admin    Admin
+	Inject   Inject
 
 	// Pipeline is the order the hook handlers run in, at every stage: each
 	// entry names a handler block as "lua.<name>" or "plugin.<name>".
@@ -143,6 +144,13 @@ type Route struct {
 // Admin is the loopback admin API.
 type Admin struct {
 	Address string // host:port; "" disables it
+}
+
+// Inject is the HTTP injection endpoint (POST /v1/messages):
+// inject { address = "127.0.0.1:8026"  token_file = "inject.token" }.
+type Inject struct {
+	Address string // host:port; "" disables it
+	Token   string // the bearer token clients send, from token or token_file
 }
 
 // LuaHook is a Lua script in the hook pipeline: lua "name" { … }.

@@ -67,9 +67,60 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 				"Listener %q already uses this address, at %s.", first.Name, line(first.Address.Range()))
 		}
 	}
+	if r.Inject != nil {
+		c.Inject = d.inject(r.Inject)
+		if first, dup := listening[listenKey(c.Inject.Address)]; dup && c.Inject.Address != "" {
+			d.errorf(r.Inject.Address.Range(), "Duplicate listener address",
+				"Listener %q already uses this address, at %s.", first.Name, line(first.Address.Range()))
+		}
+		if c.Inject.Address != "" && c.Inject.Address == c.Admin.Address {
+			d.errorf(r.Inject.Address.Range(), "Duplicate listener address", "The admin API already uses this address.")
+		}
+	}
 	d.hooks(r, &c)
 	return c
 }
+
+// minTokenLen is the shortest bearer token the injection endpoint accepts.
+const minTokenLen = 16
+
+// inject decodes the injection endpoint's block: an address and exactly
+// one of token and token_file (whose content, trimmed, is the token).
+func (d *decoder) inject(r *rawInject) Inject {
+	var in Inject
+	if d.required("address", r.Address, r.DefRange) {
+		d.address("address", r.Address, &in.Address, true)
+	}
+	hasToken, hasFile := present(r.Token), present(r.TokenFile)
+	switch {
+	case hasToken == hasFile:
+		d.errorf(r.DefRange, "Invalid inject block", "Give exactly one of token and token_file.")
+		return in
+	case hasToken:
+		d.str("token", r.Token, &in.Token)
+	default:
+		var path string
+		if d.file("token_file", r.TokenFile, &path) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				d.errorf(r.TokenFile.Range(), "Unreadable file", "token_file: %s.", err)
+				return in
+			}
+			in.Token = strings.TrimSpace(string(b))
+		}
+	}
+	if in.Token != "" && len(in.Token) < minTokenLen {
+		rng := r.DefRange
+		if hasToken {
+			rng = r.Token.Range()
+		} else {
+			rng = r.TokenFile.Range()
+		}
+		d.errorf(rng, "Invalid value", "The token must be at least %d characters.", minTokenLen)
+	}
+	return in
+}
+
 
 // validListenerName reports whether a listener's label is fit to name it in
 // logs and metrics: letters, digits, '.', '_' and '-', starting with a

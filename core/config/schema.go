@@ -26,6 +26,7 @@ type rawFile struct {
 	Auth      *rawAuth      `hcl:"auth,block"`
 	Delivery  *rawDelivery  `hcl:"delivery,block"`
 	Admin     *rawAdmin     `hcl:"admin,block"`
+	Inject    *rawInject    `hcl:"inject,block"`
 	Lua       []rawLua      `hcl:"lua,block"`
 	Plugins   []rawPlugin   `hcl:"plugin,block"`
 }
@@ -117,6 +118,14 @@ type rawRoute struct {
 type rawAdmin struct {
 	DefRange hcl.Range      `hcl:",def_range"`
 	Address  hcl.Expression `hcl:"address,optional"` // required
+}
+
+// rawInject is inject { … }.
+type rawInject struct {
+	DefRange  hcl.Range      `hcl:",def_range"`
+	Address   hcl.Expression `hcl:"address,optional"` // required
+	Token     hcl.Expression `hcl:"token,optional"`   // token or token_file
+	TokenFile hcl.Expression `hcl:"token_file,optional"`
 }
 
 // rawLua is lua "name" { … }: a Lua script in the hook pipeline.

@@ -87,7 +87,25 @@ func (d *Document) Message(hostname string, now time.Time) ([]byte, error) {
 		{"From", from}, {"To", to}, {"Subject", mime.QEncoding.Encode("utf-8", d.Subject)},
 		{"Date", date}, {"Message-ID", "<" + randomID() + "@" + hostname + ">"}, {"MIME-Version", "1.0"},
 	}
-	for _, h := range append(fields, d.Headers...) {
+	// A document's own header fields (a webhook document lists them all)
+	// replace the generated ones; the MIME structure is written below.
+	for _, h := range d.Headers {
+		switch strings.ToLower(h.Name) {
+		case "mime-version", "content-type", "content-transfer-encoding":
+			continue
+		}
+		replaced := false
+		for i := range fields {
+			if strings.EqualFold(fields[i].Name, h.Name) {
+				fields[i].Value, replaced = h.Value, true
+				break
+			}
+		}
+		if !replaced {
+			fields = append(fields, h)
+		}
+	}
+	for _, h := range fields {
 		if err := field(h.Name, h.Value); err != nil {
 			return nil, err
 		}

@@ -116,7 +116,10 @@ func TestInjectComposed(t *testing.T) {
 		Subject:  "Grüße",
 		Text:     "Hello\nworld",
 		HTML:     "<p>Hello</p>",
-		Headers:  []inject.Header{{Name: "X-Ticket", Value: "42"}},
+		// As a webhook document lists them: its own fields win, MIME
+		// structure fields are rewritten.
+		Headers: []inject.Header{{Name: "X-Ticket", Value: "42"}, {Name: "Date", Value: "Sun, 22 Nov 2026 10:00:00 +0000"},
+			{Name: "Content-Type", Value: "text/plain"}},
 		Attachments: []inject.Attachment{{Filename: "a.txt", ContentType: "text/plain",
 			ContentBase64: base64.StdEncoding.EncodeToString([]byte("attached"))}},
 	})
@@ -133,8 +136,9 @@ func TestInjectComposed(t *testing.T) {
 	}
 	dec := new(mime.WordDecoder)
 	subj, _ := dec.DecodeHeader(msg.Header.Get("Subject"))
-	if subj != "Grüße" || msg.Header.Get("X-Ticket") != "42" || msg.Header.Get("To") != "bob@example.test, carol@elsewhere.test" {
-		t.Errorf("header: subject %q, X-Ticket %q, To %q", subj, msg.Header.Get("X-Ticket"), msg.Header.Get("To"))
+	if subj != "Grüße" || msg.Header.Get("X-Ticket") != "42" || msg.Header.Get("To") != "bob@example.test, carol@elsewhere.test" ||
+		msg.Header.Get("Date") != "Sun, 22 Nov 2026 10:00:00 +0000" || len(msg.Header["Date"]) != 1 || len(msg.Header["Content-Type"]) != 1 {
+		t.Errorf("header: subject %q, X-Ticket %q, To %q, Date %q (want one of each)", subj, msg.Header.Get("X-Ticket"), msg.Header.Get("To"), msg.Header["Date"])
 	}
 	mt, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
 	if mt != "multipart/mixed" {

@@ -103,3 +103,8 @@ delivery {
 admin {
   address = "127.0.0.1:8025"
 }
+
+inject {
+  address = "127.0.0.1:8026"
+  token   = "0123456789abcdef0123"
+}

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailgate/gateway/sdk"
+)
+
+const (
+	name    = "lists"
+	version = "0.1.0"
+
+	// kvTTL is how long the host's key-value store remembers that a
+	// transaction is a list's: longer than any transaction takes.
+	kvTTL = 10 * time.Minute
+)
+
+// removedFields are dropped from a list message before the list's own
+// fields are added, so that a message from another list does not carry
+// that list's fields too.
+var removedFields = []string{
+	"List-Id", "List-Post", "List-Owner", "List-Unsubscribe", "List-Unsubscribe-Post", "Precedence",
+}
+
+// Lists expands mailing lists: a list address is replaced by the list's
+// members at rcpt (when the sender may post), and the message gets the
+// list's header fields and envelope sender at data.
+type Lists struct {
+	now func() time.Time
+
+	lists atomic.Pointer[set]
+
+	mu        sync.Mutex // guards the fields below; held while reloading
+	cfg       config
+	host      sdk.Host
+	lastCheck time.Time
+}
+
+// New returns an unconfigured Lists: no lists until Configure.
+func New() *Lists {
+	p := &Lists{now: time.Now}
+	p.lists.Store(&set{byAddr: map[string]*list{}})
+	return p
+}
+
+func (p *Lists) Info() sdk.Info {
+	return sdk.Info{Name: name, Version: version, Schema: schema()}
+}
+
+// Configure parses the config block and reads the lists.
+func (p *Lists) Configure(ctx context.Context, m map[string]any, host sdk.Host) error {
+	c, err := parseConfig(m)
+	if err != nil {
+		return err
+	}
+	s, field, err := load(c)
+	if err != nil {
+		return sdk.ConfigErrors{{Field: field, Message: err.Error()}}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg, p.host, p.lastCheck = c, host, p.now()
+	p.lists.Store(s)
+	return nil
+}
+
+// txnKey is the key-value store key that marks the transaction of a
+// session and sender as a list's. The session ID is stable within a
+// session, the sender within a transaction; the mail hook clears the key
+// at each MAIL FROM.
+func txnKey(r *sdk.Request) string {
+	var sid, sender string
+	if r.Session != nil {
+		sid = r.Session.ID
+	}
+	if r.Txn != nil {
+		sender = strings.ToLower(r.Txn.Sender.String())
+	}
+	return "lists/txn/" + sid + "/<" + sender + ">"
+}
+
+// Mail clears the list mark of the session's previous transaction from the
+// same sender. It always continues.
+func (p *Lists) Mail(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	host := p.hostOf()
+	if host != nil && r.Session != nil {
+		if err := host.KVSet(ctx, txnKey(r), "", kvTTL); err != nil {
+			host.Log(ctx, "warn", "lists: clearing the transaction mark", map[string]string{"err": err.Error()})
+		}
+	}
+	return sdk.ContinueDecision(), sdk.Effects{}, nil
+}
+
+// Rcpt replaces a list address by the list's members, when the sender may
+// post to it, and accepts. A list goes in a transaction of its own: a list
+// address after other recipients, or another recipient after a list
+// address, gets 452 4.5.3 (the client sends it again in a new
+// transaction). Other recipients continue.
+func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	if r.Rcpt == nil || r.Txn == nil {
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	p.maybeReload(ctx)
+	host := p.hostOf()
+	addr := r.Rcpt.Address.String()
+	l := p.lists.Load().byAddr[strings.ToLower(addr)]
+	if l == nil {
+		if host != nil && len(r.Txn.Recipients) > 0 {
+			v, _, err := host.KVGet(ctx, txnKey(r))
+			if err != nil {
+				host.Log(ctx, "warn", "lists: reading the transaction mark", map[string]string{"err": err.Error()})
+			} else if v != "" {
+				return sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
+					WithReason("lists: " + addr + " after list " + v), sdk.Effects{}, nil
+			}
+		}
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	sender := r.Txn.Sender.String()
+	owner := sender != "" && strings.EqualFold(sender, l.owner)
+	switch {
+	case l.posters == PostersModerated && !owner:
+		return sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, "List is moderated").
+			WithReason(fmt.Sprintf("lists: <%s> is not the owner of moderated list %s", sender, l.addr)), sdk.Effects{}, nil
+	case l.posters == PostersMembers && !owner && !l.isMember[strings.ToLower(sender)]:
+		return sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, "Not allowed to post to this list").
+			WithReason(fmt.Sprintf("lists: <%s> is not a member of %s", sender, l.addr)), sdk.Effects{}, nil
+	}
+	if len(r.Txn.Recipients) > 0 {
+		return sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to the list in a separate transaction").
+			WithReason("lists: list " + l.addr + " after other recipients"), sdk.Effects{}, nil
+	}
+	if len(l.members) == 0 {
+		return sdk.DropDecision().WithReason("lists: list " + l.addr + " has no members"), sdk.Effects{}, nil
+	}
+	if host != nil {
+		if err := host.KVSet(ctx, txnKey(r), l.addr, kvTTL); err != nil {
+			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("lists: marking the transaction: %w", err)
+		}
+	}
+	eff := sdk.Effects{Recipients: make([]sdk.Address, len(l.members))}
+	for i, m := range l.members {
+		eff.Recipients[i] = split(m)
+	}
+	d := sdk.AcceptDecision().WithReason(fmt.Sprintf("lists: %s expands to %d members", l.addr, len(l.members)))
+	return d, eff, nil
+}
+
+// Data gives the message of a list transaction the list's header fields
+// (RFC 2369, RFC 2919) and its envelope sender becomes the list's bounce
+// address. It continues (so later data hooks still run), with effects.
+// A message that already carries the list's List-Id came back round a
+// loop: 554 5.4.6.
+func (p *Lists) Data(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	if r.Txn == nil || len(r.Txn.Recipients) == 0 {
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	l, err := p.listOf(ctx, r)
+	if err != nil || l == nil {
+		return sdk.ContinueDecision(), sdk.Effects{}, err
+	}
+	listID := "<" + l.id + ">"
+	if r.Message != nil {
+		for _, h := range r.Message.Header {
+			if strings.EqualFold(h.Name, "List-Id") && strings.Contains(strings.ToLower(h.Value), strings.ToLower(listID)) {
+				return sdk.RejectDecision(554, sdk.EnhancedCode{5, 4, 6}, "List loop detected").
+					WithReason("lists: the message already has List-Id " + listID), sdk.Effects{}, nil
+			}
+		}
+	}
+	if l.name != "" {
+		listID = l.name + " " + listID
+	}
+	eff := sdk.Effects{
+		RemoveHeaders: slices.Clone(removedFields),
+		AddHeaders: []sdk.HeaderField{
+			{Name: "List-Id", Value: listID},
+			{Name: "List-Post", Value: "<mailto:" + l.addr + ">"},
+		},
+	}
+	if l.owner != "" {
+		eff.AddHeaders = append(eff.AddHeaders, sdk.HeaderField{Name: "List-Owner", Value: "<mailto:" + l.owner + ">"})
+	}
+	if l.unsubscribe != "" {
+		eff.AddHeaders = append(eff.AddHeaders, sdk.HeaderField{Name: "List-Unsubscribe", Value: "<" + l.unsubscribe + ">"})
+	}
+	eff.AddHeaders = append(eff.AddHeaders, sdk.HeaderField{Name: "Precedence", Value: "list"})
+	bounce := split(l.bounce)
+	eff.Sender = &bounce
+	return sdk.ContinueDecision().WithReason("lists: message to list " + l.addr), eff, nil
+}
+
+// listOf finds the list of a data request's transaction: the list the
+// rcpt hook marked in the key-value store, when the recipients are still
+// exactly its members. Without a host (no key-value store) it falls back
+// to the first list, in address order, whose members are exactly the
+// recipients.
+func (p *Lists) listOf(ctx context.Context, r *sdk.Request) (*list, error) {
+	s := p.lists.Load()
+	rcpts := map[string]bool{}
+	for _, rc := range r.Txn.Recipients {
+		rcpts[strings.ToLower(rc.Address.String())] = true
+	}
+	same := func(l *list) bool {
+		if len(l.isMember) != len(rcpts) {
+			return false
+		}
+		for m := range l.isMember {
+			if !rcpts[m] {
+				return false
+			}
+		}
+		return true
+	}
+	host := p.hostOf()
+	if host == nil {
+		for _, k := range sortedKeys(s.byAddr) {
+			if l := s.byAddr[k]; same(l) {
+				return l, nil
+			}
+		}
+		return nil, nil
+	}
+	v, _, err := host.KVGet(ctx, txnKey(r))
+	if err != nil {
+		return nil, fmt.Errorf("lists: reading the transaction mark: %w", err)
+	}
+	if l := s.byAddr[strings.ToLower(v)]; l != nil && same(l) {
+		return l, nil
+	}
+	return nil, nil
+}
+
+// Command answers VRFY of a list address with the address, and EXPN of
+// one with its members when expn is on. A name without @ is taken to be
+// of the domain setting.
+func (p *Lists) Command(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	verb := strings.ToUpper(r.Command)
+	if verb != "VRFY" && verb != "EXPN" {
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	p.maybeReload(ctx)
+	p.mu.Lock()
+	expn, domain := p.cfg.expn, p.cfg.domain
+	p.mu.Unlock()
+	if verb == "EXPN" && !expn {
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	addr := strings.TrimSpace(r.Arg)
+	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">")
+	if !strings.Contains(addr, "@") && domain != "" {
+		addr += "@" + domain
+	}
+	l := p.lists.Load().byAddr[strings.ToLower(addr)]
+	if l == nil {
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	var eff sdk.Effects
+	if verb == "VRFY" {
+		line := "<" + l.addr + ">"
+		if l.name != "" {
+			line = l.name + " " + line
+		}
+		eff.ReplyLines = []string{line}
+	} else {
+		for _, m := range l.members {
+			eff.ReplyLines = append(eff.ReplyLines, "<"+m+">")
+		}
+		if len(eff.ReplyLines) == 0 {
+			return sdk.ContinueDecision(), sdk.Effects{}, nil
+		}
+	}
+	return sdk.AcceptDecision().WithReason("lists: " + verb + " " + l.addr), eff, nil
+}
+
+// maybeReload re-reads the lists when reload_interval has passed since the
+// last check and lists_dir or one of its files changed. Lists that no
+// longer read stay as they were, and the failure is logged.
+func (p *Lists) maybeReload(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.reload <= 0 || p.cfg.dir == "" || p.now().Sub(p.lastCheck) < p.cfg.reload {
+		return
+	}
+	p.lastCheck = p.now()
+	if !changed(p.lists.Load().files) {
+		return
+	}
+	s, _, err := load(p.cfg)
+	if err != nil {
+		p.log(ctx, "error", "lists: reload failed, keeping the lists read before", map[string]string{"err": err.Error()})
+		return
+	}
+	p.lists.Store(s)
+	p.log(ctx, "info", "lists: lists reloaded", map[string]string{"lists": fmt.Sprint(len(s.byAddr))})
+}
+
+func (p *Lists) hostOf() sdk.Host {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.host
+}
+
+// log writes through the host; p.mu is held.
+func (p *Lists) log(ctx context.Context, level, msg string, fields map[string]string) {
+	if p.host != nil {
+		p.host.Log(ctx, level, msg, fields)
+	}
+}
+
+func split(addr string) sdk.Address {
+	local, domain, _ := cut(addr)
+	return sdk.Address{Local: local, Domain: domain}
+}
+
+var (
+	_ sdk.Describer   = (*Lists)(nil)
+	_ sdk.Configurer  = (*Lists)(nil)
+	_ sdk.MailHook    = (*Lists)(nil)
+	_ sdk.RcptHook    = (*Lists)(nil)
+	_ sdk.DataHook    = (*Lists)(nil)
+	_ sdk.CommandHook = (*Lists)(nil)
+)

@@ -1,0 +1,656 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/mailgate/gateway/sdk"
+	"github.com/mailgate/gateway/sdk/sdktest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// fakeHost is an sdk.Host with a key-value store and a log.
+type fakeHost struct {
+	sdk.Host // nil: DNS is not used
+	mu       sync.Mutex
+	kv       map[string]string
+	logs     []string
+	kvErr    error // returned by every KV call when set
+}
+
+func newFakeHost() *fakeHost { return &fakeHost{kv: map[string]string{}} }
+
+func (h *fakeHost) KVGet(_ context.Context, key string) (string, bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kvErr != nil {
+		return "", false, h.kvErr
+	}
+	v, ok := h.kv[key]
+	return v, ok, nil
+}
+
+func (h *fakeHost) KVSet(_ context.Context, key, value string, _ time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kvErr != nil {
+		return h.kvErr
+	}
+	h.kv[key] = value
+	return nil
+}
+
+func (h *fakeHost) Log(_ context.Context, level, msg string, fields map[string]string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	line := level + " " + msg
+	if e, ok := fields["err"]; ok {
+		line += ": " + e
+	}
+	h.logs = append(h.logs, line)
+}
+
+func testdataConfig() map[string]any {
+	return map[string]any{
+		"lists_dir": filepath.Join("testdata", "lists"),
+		"lists":     map[string]string{"ops@example.test": "eve@example.org, frank,,"},
+		"domain":    "example.test",
+		"expn":      true,
+	}
+}
+
+func configured(t *testing.T, m map[string]any, host sdk.Host) *Lists {
+	t.Helper()
+	p := New()
+	if err := p.Configure(context.Background(), m, host); err != nil {
+		t.Fatalf("Configure(%v) = %v", m, err)
+	}
+	return p
+}
+
+func TestLoadTestdata(t *testing.T) {
+	c, err := parseConfig(testdataConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := load(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func(m ...string) ([]string, map[string]bool) {
+		set := map[string]bool{}
+		for _, a := range m {
+			set[strings.ToLower(a)] = true
+		}
+		return m, set
+	}
+	mk := func(l list, m ...string) *list {
+		l.members, l.isMember = members(m...)
+		return &l
+	}
+	want := map[string]*list{
+		"team@example.test": mk(list{
+			addr: "team@example.test", name: "Team", id: "team.example.test", owner: "alice@example.test",
+			posters: "members", unsubscribe: "mailto:team-request@example.test?subject=unsubscribe",
+			bounce: "alice@example.test", source: "testdata/lists/team@example.test",
+		}, "alice@example.test", "bob@example.org", "dave@example.test"),
+		"announce@example.test": mk(list{
+			addr: "announce@example.test", id: "announce.list.example.test", owner: "boss@example.test",
+			posters: "moderated", bounce: "announce-owner@example.test", source: "testdata/lists/announce.list",
+		}, "alice@example.test", "bob@example.org"),
+		"open@example.test": mk(list{
+			addr: "open@example.test", id: "open.example.test", posters: "anyone",
+			bounce: "open-bounces@example.test", source: "testdata/lists/open.list",
+		}, "carol@example.net"),
+		"ops@example.test": mk(list{
+			addr: "ops@example.test", id: "ops.example.test", posters: "members",
+			bounce: "ops-bounces@example.test", source: "lists",
+		}, "eve@example.org", "frank@example.test"),
+	}
+	if diff := cmp.Diff(want, s.byAddr, cmp.AllowUnexported(list{})); diff != "" {
+		t.Errorf("lists (-want +got):\n%s", diff)
+	}
+	var files []string
+	for _, st := range s.files {
+		files = append(files, st.path)
+	}
+	wantFiles := []string{"testdata/lists", "testdata/lists/announce.list", "testdata/lists/open.list", "testdata/lists/team@example.test"}
+	if diff := cmp.Diff(wantFiles, files); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		files  map[string]string
+		inline map[string]string
+		domain string
+		policy string
+		field  string
+		want   string // DIR is the folder
+	}{
+		{"two members on a line", map[string]string{"a@example.test": "x@example.test y@example.test\n"}, nil, "", "", "lists_dir",
+			`lists: DIR/a@example.test:1: want one member a line, got "x@example.test y@example.test": syntax error`},
+		{"bad posters", map[string]string{"a@example.test": "# posters: everyone\nx@example.test\n"}, nil, "", "", "lists_dir",
+			`lists: DIR/a@example.test:1: # posters: want one of members, anyone, moderated, got "everyone": syntax error`},
+		{"header twice", map[string]string{"a@example.test": "# owner: x@example.test\n# Owner: y@example.test\n"}, nil, "", "", "lists_dir",
+			"lists: DIR/a@example.test:2: # owner: given twice (first at line 1): syntax error"},
+		{"address differs from name", map[string]string{"a@example.test": "# address: b@example.test\n"}, nil, "", "", "lists_dir",
+			"lists: DIR/a@example.test:1: # address: b@example.test differs from the file name: syntax error"},
+		{".list without address or domain", map[string]string{"a.list": "x@example.test\n"}, nil, "", "", "lists_dir",
+			"lists: DIR/a.list: no # address: line and no domain setting for a.list"},
+		{"member without domain", map[string]string{"a@example.test": "\n\nbob\n"}, nil, "", "", "lists_dir",
+			`lists: DIR/a@example.test:3: "bob" has no domain and the domain setting is empty: syntax error`},
+		{"bad owner", map[string]string{"a@example.test": "# owner: x@\n"}, nil, "", "", "lists_dir",
+			`lists: DIR/a@example.test:1: # owner: "x@" is not an address: syntax error`},
+		{"moderated without owner", map[string]string{"a@example.test": "# posters: moderated\nx@example.test\n"}, nil, "", "", "lists_dir",
+			"lists: DIR/a@example.test: list a@example.test is moderated but has no owner"},
+		{"inline moderated by default", nil, map[string]string{"a@example.test": "x@example.test"}, "", "moderated", "lists",
+			"lists: lists: list a@example.test is moderated but has no owner"},
+		{"defined twice", map[string]string{"a@example.test": "x@example.test\n", "a.list": "y@example.test\n"},
+			nil, "example.test", "", "lists_dir",
+			"lists: DIR/a@example.test: list a@example.test is already defined in DIR/a.list"},
+		{"file and inline", map[string]string{"a@example.test": "x@example.test\n"}, map[string]string{"A@Example.test": "y@example.test"}, "", "", "lists",
+			"lists: lists: list A@example.test is already defined in DIR/a@example.test"},
+		{"inline bad member", nil, map[string]string{"a@example.test": "x@example.test, y z@example.test"}, "", "", "lists",
+			`lists: lists["a@example.test"]: "y z@example.test" is not an address`},
+		{"inline bad address", nil, map[string]string{"a@": "x@example.test"}, "", "", "lists",
+			`lists: lists: list address: "a@" is not an address`},
+		{"id with brackets", map[string]string{"a@example.test": "# id: <a.example.test>\n"}, nil, "", "", "lists_dir",
+			"lists: DIR/a@example.test: # name:, # id: and # unsubscribe: must not hold < or >"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := config{dir: dir, inline: tt.inline, domain: tt.domain, policy: PostersMembers}
+			if tt.policy != "" {
+				c.policy = tt.policy
+			}
+			_, field, err := load(c)
+			if err == nil {
+				t.Fatalf("load = nil error, want %s", tt.want)
+			}
+			if got := strings.ReplaceAll(err.Error(), dir, "DIR"); got != tt.want || field != tt.field {
+				t.Errorf("load error\n got %s: %s\nwant %s: %s", field, got, tt.field, tt.want)
+			}
+		})
+	}
+}
+
+func req(stage sdk.Stage, sender string, rcpts ...string) *sdk.Request {
+	r := &sdk.Request{
+		Stage:   stage,
+		Session: &sdk.Session{ID: "sess1", ClientIP: "192.0.2.1"},
+		Txn:     &sdk.Txn{Sender: split(sender)},
+	}
+	if sender == "" {
+		r.Txn.Sender = sdk.Address{}
+	}
+	for _, a := range rcpts {
+		r.Txn.Recipients = append(r.Txn.Recipients, sdk.Recipient{Address: split(a)})
+	}
+	return r
+}
+
+func rcptReq(sender, rcpt string, before ...string) *sdk.Request {
+	r := req(sdk.StageRcpt, sender, before...)
+	r.Rcpt = &sdk.Recipient{Address: split(rcpt)}
+	return r
+}
+
+func addrs(s ...string) []sdk.Address {
+	var out []sdk.Address
+	for _, a := range s {
+		out = append(out, split(a))
+	}
+	return out
+}
+
+func TestRcpt(t *testing.T) {
+	teamMembers := addrs("alice@example.test", "bob@example.org", "dave@example.test")
+	tests := []struct {
+		name     string
+		r        *sdk.Request
+		mark     string // the transaction mark already in the store
+		want     sdk.Decision
+		wantRcpt []sdk.Address
+		wantMark string
+	}{
+		{"member posts", rcptReq("bob@example.org", "team@example.test"), "",
+			sdk.AcceptDecision().WithReason("lists: team@example.test expands to 3 members"), teamMembers, "team@example.test"},
+		{"member, other case", rcptReq("BOB@EXAMPLE.ORG", "Team@Example.Test"), "",
+			sdk.AcceptDecision().WithReason("lists: team@example.test expands to 3 members"), teamMembers, "team@example.test"},
+		{"non-member", rcptReq("mallory@example.net", "team@example.test"), "",
+			sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, "Not allowed to post to this list").
+				WithReason("lists: <mallory@example.net> is not a member of team@example.test"), nil, ""},
+		{"null sender", rcptReq("", "team@example.test"), "",
+			sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, "Not allowed to post to this list").
+				WithReason("lists: <> is not a member of team@example.test"), nil, ""},
+		{"moderated, owner", rcptReq("boss@example.test", "announce@example.test"), "",
+			sdk.AcceptDecision().WithReason("lists: announce@example.test expands to 2 members"),
+			addrs("alice@example.test", "bob@example.org"), "announce@example.test"},
+		{"moderated, member", rcptReq("alice@example.test", "announce@example.test"), "",
+			sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, "List is moderated").
+				WithReason("lists: <alice@example.test> is not the owner of moderated list announce@example.test"), nil, ""},
+		{"anyone", rcptReq("stranger@example.net", "open@example.test"), "",
+			sdk.AcceptDecision().WithReason("lists: open@example.test expands to 1 members"),
+			addrs("carol@example.net"), "open@example.test"},
+		{"inline list", rcptReq("eve@example.org", "ops@example.test"), "",
+			sdk.AcceptDecision().WithReason("lists: ops@example.test expands to 2 members"),
+			addrs("eve@example.org", "frank@example.test"), "ops@example.test"},
+		{"list after other recipients", rcptReq("bob@example.org", "team@example.test", "x@example.test"), "",
+			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to the list in a separate transaction").
+				WithReason("lists: list team@example.test after other recipients"), nil, ""},
+		{"other recipient after a list", rcptReq("bob@example.org", "x@example.test", "alice@example.test"), "team@example.test",
+			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
+				WithReason("lists: x@example.test after list team@example.test"), nil, "team@example.test"},
+		{"not a list", rcptReq("bob@example.org", "x@example.test", "y@example.test"), "",
+			sdk.ContinueDecision(), nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := newFakeHost()
+			key := txnKey(tt.r)
+			if tt.mark != "" {
+				host.kv[key] = tt.mark
+			}
+			p := configured(t, testdataConfig(), host)
+			got, eff, err := p.Rcpt(context.Background(), tt.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantRcpt, eff.Recipients); diff != "" {
+				t.Errorf("recipients (-want +got):\n%s", diff)
+			}
+			if host.kv[key] != tt.wantMark {
+				t.Errorf("mark %s = %q, want %q", key, host.kv[key], tt.wantMark)
+			}
+			if err := got.Validate(sdk.StageRcpt); err != nil {
+				t.Errorf("decision does not validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestRcptEmptyListDrops(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "empty@example.test"), []byte("# posters: anyone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := configured(t, map[string]any{"lists_dir": dir}, newFakeHost())
+	got, eff, err := p.Rcpt(context.Background(), rcptReq("a@example.test", "empty@example.test"))
+	want := sdk.DropDecision().WithReason("lists: list empty@example.test has no members")
+	if err != nil || got != want || !eff.IsZero() {
+		t.Errorf("Rcpt = %+v, %+v, %v; want %+v", got, eff, err, want)
+	}
+}
+
+func TestRcptKVError(t *testing.T) {
+	host := newFakeHost()
+	p := configured(t, testdataConfig(), host)
+	host.kvErr = errors.New("store closed")
+	_, _, err := p.Rcpt(context.Background(), rcptReq("bob@example.org", "team@example.test"))
+	if err == nil || err.Error() != "lists: marking the transaction: store closed" {
+		t.Errorf("Rcpt error = %v, want the store's error", err)
+	}
+	// A recipient that is no list does not need the store to continue.
+	got, _, err := p.Rcpt(context.Background(), rcptReq("bob@example.org", "x@example.test", "y@example.test"))
+	if err != nil || got != sdk.ContinueDecision() {
+		t.Errorf("Rcpt of a non-list recipient = %+v, %v; want continue", got, err)
+	}
+}
+
+func dataReq(sender string, header []sdk.HeaderField, rcpts ...string) *sdk.Request {
+	r := req(sdk.StageData, sender, rcpts...)
+	r.Message = &sdk.Message{Header: header, Body: []byte("hi\r\n")}
+	return r
+}
+
+func TestData(t *testing.T) {
+	team := []string{"alice@example.test", "bob@example.org", "dave@example.test"}
+	teamEffects := sdk.Effects{
+		RemoveHeaders: removedFields,
+		AddHeaders: []sdk.HeaderField{
+			{Name: "List-Id", Value: "Team <team.example.test>"},
+			{Name: "List-Post", Value: "<mailto:team@example.test>"},
+			{Name: "List-Owner", Value: "<mailto:alice@example.test>"},
+			{Name: "List-Unsubscribe", Value: "<mailto:team-request@example.test?subject=unsubscribe>"},
+			{Name: "Precedence", Value: "list"},
+		},
+		Sender: &sdk.Address{Local: "alice", Domain: "example.test"},
+	}
+	opsEffects := sdk.Effects{
+		RemoveHeaders: removedFields,
+		AddHeaders: []sdk.HeaderField{
+			{Name: "List-Id", Value: "<ops.example.test>"},
+			{Name: "List-Post", Value: "<mailto:ops@example.test>"},
+			{Name: "Precedence", Value: "list"},
+		},
+		Sender: &sdk.Address{Local: "ops-bounces", Domain: "example.test"},
+	}
+	tests := []struct {
+		name    string
+		noHost  bool
+		mark    string
+		r       *sdk.Request
+		want    sdk.Decision
+		wantEff sdk.Effects
+	}{
+		{"list transaction", false, "team@example.test", dataReq("bob@example.org", nil, team...),
+			sdk.ContinueDecision().WithReason("lists: message to list team@example.test"), teamEffects},
+		{"inline list, no owner", false, "ops@example.test", dataReq("eve@example.org", nil, "eve@example.org", "frank@example.test"),
+			sdk.ContinueDecision().WithReason("lists: message to list ops@example.test"), opsEffects},
+		{"no mark", false, "", dataReq("bob@example.org", nil, team...), sdk.ContinueDecision(), sdk.Effects{}},
+		{"stale mark, other recipients", false, "team@example.test", dataReq("bob@example.org", nil, "alice@example.test"),
+			sdk.ContinueDecision(), sdk.Effects{}},
+		{"loop", false, "team@example.test",
+			dataReq("bob@example.org", []sdk.HeaderField{{Name: "list-id", Value: "Team <TEAM.example.test>"}}, team...),
+			sdk.RejectDecision(554, sdk.EnhancedCode{5, 4, 6}, "List loop detected").
+				WithReason("lists: the message already has List-Id <team.example.test>"), sdk.Effects{}},
+		{"other list's List-Id", false, "team@example.test",
+			dataReq("bob@example.org", []sdk.HeaderField{{Name: "List-Id", Value: "<other.example.net>"}}, team...),
+			sdk.ContinueDecision().WithReason("lists: message to list team@example.test"), teamEffects},
+		{"no host: recipients are a list's members", true, "", dataReq("bob@example.org", nil, "DAVE@example.test", "bob@example.org", "alice@example.test"),
+			sdk.ContinueDecision().WithReason("lists: message to list team@example.test"), teamEffects},
+		{"no host: recipients are no list's", true, "", dataReq("bob@example.org", nil, "alice@example.test"),
+			sdk.ContinueDecision(), sdk.Effects{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := newFakeHost()
+			if tt.mark != "" {
+				host.kv[txnKey(tt.r)] = tt.mark
+			}
+			var h sdk.Host = host
+			if tt.noHost {
+				h = nil
+			}
+			p := configured(t, testdataConfig(), h)
+			got, eff, err := p.Data(context.Background(), tt.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantEff, eff, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("effects (-want +got):\n%s", diff)
+			}
+			if err := got.Validate(sdk.StageData); err != nil {
+				t.Errorf("decision does not validate: %v", err)
+			}
+		})
+	}
+}
+
+// TestTransactions runs the hooks in the order the host calls them, for
+// two transactions of one session: the list mark of the first must not
+// leak into the second.
+func TestTransactions(t *testing.T) {
+	host := newFakeHost()
+	p := configured(t, testdataConfig(), host)
+	ctx := context.Background()
+	sender := "bob@example.org"
+
+	if _, _, err := p.Mail(ctx, req(sdk.StageMail, sender)); err != nil {
+		t.Fatal(err)
+	}
+	d, eff, err := p.Rcpt(ctx, rcptReq(sender, "team@example.test"))
+	if err != nil || d.Verdict != sdk.Accept {
+		t.Fatalf("Rcpt = %+v, %v; want accept", d, err)
+	}
+	var members []string
+	for _, a := range eff.Recipients {
+		members = append(members, a.String())
+	}
+	_, eff, err = p.Data(ctx, dataReq(sender, nil, members...))
+	if err != nil || eff.Sender == nil || eff.Sender.String() != "alice@example.test" {
+		t.Fatalf("Data of the list transaction = %+v, %v; want the list's sender", eff, err)
+	}
+
+	// Second transaction, to the list's members directly.
+	if _, _, err := p.Mail(ctx, req(sdk.StageMail, sender)); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range members {
+		d, _, err := p.Rcpt(ctx, rcptReq(sender, m, members[:i]...))
+		if err != nil || d.Verdict != sdk.Continue {
+			t.Fatalf("Rcpt %s = %+v, %v; want continue", m, d, err)
+		}
+	}
+	_, eff, err = p.Data(ctx, dataReq(sender, nil, members...))
+	if err != nil || !eff.IsZero() {
+		t.Errorf("Data of the direct transaction = %+v, %v; want no effects", eff, err)
+	}
+}
+
+func TestCommand(t *testing.T) {
+	on := configured(t, testdataConfig(), nil)
+	offCfg := testdataConfig()
+	delete(offCfg, "expn")
+	off := configured(t, offCfg, nil)
+	cmd := func(verb, arg string) *sdk.Request {
+		return &sdk.Request{Stage: sdk.StageCommand, Session: &sdk.Session{ID: "s"}, Command: verb, Arg: arg}
+	}
+	tests := []struct {
+		name  string
+		p     *Lists
+		r     *sdk.Request
+		want  sdk.Verdict
+		lines []string
+	}{
+		{"EXPN list", on, cmd("EXPN", "team@example.test"), sdk.Accept,
+			[]string{"<alice@example.test>", "<bob@example.org>", "<dave@example.test>"}},
+		{"EXPN bare name", on, cmd("expn", "<ops>"), sdk.Accept, []string{"<eve@example.org>", "<frank@example.test>"}},
+		{"EXPN off", off, cmd("EXPN", "team@example.test"), sdk.Continue, nil},
+		{"EXPN unknown", on, cmd("EXPN", "nobody@example.test"), sdk.Continue, nil},
+		{"VRFY list", off, cmd("VRFY", "team"), sdk.Accept, []string{"Team <team@example.test>"}},
+		{"VRFY list without name", off, cmd("VRFY", "<open@example.test>"), sdk.Accept, []string{"<open@example.test>"}},
+		{"VRFY member", on, cmd("VRFY", "alice@example.test"), sdk.Continue, nil},
+		{"other verb", on, cmd("NOOP", ""), sdk.Continue, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, eff, err := tt.p.Command(context.Background(), tt.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Verdict != tt.want {
+				t.Errorf("verdict = %s, want %s", got.Verdict, tt.want)
+			}
+			if diff := cmp.Diff(tt.lines, eff.ReplyLines); diff != "" {
+				t.Errorf("reply lines (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mtime time.Time) {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mtime := time.Now().Add(-time.Hour)
+	write("a@example.test", "# posters: anyone\nx@example.test\n", mtime)
+	host := newFakeHost()
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := New()
+	p.now = func() time.Time { return clock }
+	if err := p.Configure(context.Background(), map[string]any{"lists_dir": dir, "reload_interval": "30s"}, host); err != nil {
+		t.Fatal(err)
+	}
+	members := func(step, list string, want ...string) {
+		t.Helper()
+		_, eff, err := p.Rcpt(context.Background(), rcptReq("s@example.net", list))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range eff.Recipients {
+			got = append(got, a.String())
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: members of %s (-want +got):\n%s", step, list, diff)
+		}
+	}
+	members("first read", "a@example.test", "x@example.test")
+
+	write("a@example.test", "# posters: anyone\nx@example.test\ny@example.test\n", mtime.Add(time.Second))
+	write("b@example.test", "# posters: anyone\nz@example.test\n", mtime)
+	clock = clock.Add(29 * time.Second)
+	members("before the interval", "a@example.test", "x@example.test")
+	members("new list, before the interval", "b@example.test")
+	clock = clock.Add(time.Second)
+	members("after the interval", "a@example.test", "x@example.test", "y@example.test")
+	members("new list, after the interval", "b@example.test", "z@example.test")
+
+	write("a@example.test", "# posters: nobody\n", mtime.Add(2*time.Second))
+	clock = clock.Add(time.Minute)
+	members("broken file", "a@example.test", "x@example.test", "y@example.test")
+	want := []string{
+		"info lists: lists reloaded",
+		"error lists: reload failed, keeping the lists read before: lists: " + dir +
+			`/a@example.test:1: # posters: want one of members, anyone, moderated, got "nobody": syntax error`,
+	}
+	if diff := cmp.Diff(want, host.logs); diff != "" {
+		t.Errorf("logs (-want +got):\n%s", diff)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  map[string]any
+		want []string
+	}{
+		{"nothing", map[string]any{}, []string{"config: lists_dir: set lists_dir, lists or both"}},
+		{"bad policy", map[string]any{"lists": map[string]string{"a@b.test": "c@b.test"}, "policy_default": "open"},
+			[]string{`config: policy_default: want one of members, anyone, moderated, got "open"`}},
+		{"lists not a map", map[string]any{"lists": []string{"a@b.test"}},
+			[]string{"config: lists: want a map of strings, got []string", "config: lists_dir: set lists_dir, lists or both"}},
+		{"unknown", map[string]any{"lists_dir": "testdata/lists", "list_dir": "x"},
+			[]string{"config: list_dir: unknown setting; the settings are lists_dir, lists, domain, policy_default, reload_interval, expn"}},
+		{"bad domain and interval", map[string]any{"lists_dir": "testdata/lists", "domain": "-", "reload_interval": "1 minute"},
+			[]string{`config: reload_interval: want a duration such as "10s" or "0s", got "1 minute"`}},
+		{"missing folder", map[string]any{"lists_dir": "testdata/nonesuch"},
+			[]string{"config: lists_dir: lists: stat testdata/nonesuch: no such file or directory"}},
+		{"folder is a file", map[string]any{"lists_dir": "testdata/lists/open.list"},
+			[]string{"config: lists_dir: lists: testdata/lists/open.list is not a folder"}},
+		{"list file needs the domain", map[string]any{"lists_dir": "testdata/lists"},
+			[]string{"config: lists_dir: lists: testdata/lists/open.list: no # address: line and no domain setting for open.list"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := New().Configure(context.Background(), tt.cfg, nil)
+			var errs sdk.ConfigErrors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Configure = %v, want sdk.ConfigErrors", err)
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Error())
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSchemaGolden(t *testing.T) {
+	got, err := json.MarshalIndent(New().Info().Schema, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join("testdata", "schema.json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update writes it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s is stale; go test -update rewrites it (-file +schema):\n%s", path, diff)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	sdktest.Conformance(t, New(), testdataConfig())
+}
+
+// TestThroughHost runs one list transaction across the plugin boundary,
+// with the sdk's fake host holding the transaction mark.
+func TestThroughHost(t *testing.T) {
+	ctx := t.Context()
+	r := sdktest.Start(t, New())
+	host := sdktest.NewHost()
+	if err := r.Configure(ctx, testdataConfig(), host); err != nil {
+		t.Fatal(err)
+	}
+	sender := "eve@example.org"
+	if _, _, err := r.Handle(ctx, req(sdk.StageMail, sender)); err != nil {
+		t.Fatal(err)
+	}
+	d, eff, err := r.Handle(ctx, rcptReq(sender, "ops@example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Verdict != sdk.Accept || !cmp.Equal(eff.Recipients, addrs("eve@example.org", "frank@example.test")) {
+		t.Fatalf("rcpt ops = %+v, %+v; want accept with the members", d, eff.Recipients)
+	}
+	if got := host.KV()["lists/txn/sess1/<eve@example.org>"]; got != "ops@example.test" {
+		t.Errorf("transaction mark = %q, want ops@example.test", got)
+	}
+	d, eff, err = r.Handle(ctx, dataReq(sender, nil, "eve@example.org", "frank@example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sdk.Effects{
+		RemoveHeaders: removedFields,
+		AddHeaders: []sdk.HeaderField{
+			{Name: "List-Id", Value: "<ops.example.test>"},
+			{Name: "List-Post", Value: "<mailto:ops@example.test>"},
+			{Name: "Precedence", Value: "list"},
+		},
+		Sender: &sdk.Address{Local: "ops-bounces", Domain: "example.test"},
+	}
+	if diff := cmp.Diff(want, eff, cmpopts.EquateEmpty()); diff != "" || d.Verdict != sdk.Continue {
+		t.Errorf("data: verdict %s, effects (-want +got):\n%s", d.Verdict, diff)
+	}
+	d, _, err = r.Handle(ctx, rcptReq("mallory@example.net", "team@example.test"))
+	if err != nil || d.Verdict != sdk.Reject || d.Message != "Not allowed to post to this list" {
+		t.Errorf("rcpt team from a stranger = %+v, %v; want 550 5.7.1", d, err)
+	}
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"net/textproto"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mailgate/gateway/sdk"
+)
+
+// Document is the JSON body of one webhook POST: a message, parsed. The
+// gateway's HTTP injection endpoint accepts the same shape. Field order
+// here is the order in the JSON.
+type Document struct {
+	ID       string   `json:"id"`       // the queue ID of the message
+	Envelope Envelope `json:"envelope"` // SMTP envelope of this delivery
+	Headers  []Header `json:"headers"`  // every header field, in order, values unfolded and not decoded
+
+	// The main header fields, RFC 2047 encoded words decoded ("" when
+	// absent). Date is RFC 3339, "" when absent or unparsable.
+	Subject string `json:"subject"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Date    string `json:"date"`
+
+	// Text and HTML are the first text/plain and text/html parts that are
+	// not attachments, transfer-decoded, in UTF-8 with LF line ends.
+	Text string `json:"text"`
+	HTML string `json:"html"`
+
+	Attachments []Attachment `json:"attachments"` // every other leaf part, in order
+
+	RawBase64 string `json:"raw_base64,omitempty"` // the whole message (include_raw)
+
+	// Notes say where the document is not the message: a body part in a
+	// charset other than UTF-8 or US-ASCII (kept as an attachment, bytes
+	// unchanged), a part that did not decode.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Envelope is the SMTP envelope.
+type Envelope struct {
+	From     string   `json:"from"`      // the envelope sender; "" for <>
+	To       []string `json:"to"`        // the recipients of this delivery
+	HELO     string   `json:"helo"`      // from the gateway's Received field; "" when unknown
+	ClientIP string   `json:"client_ip"` // likewise
+}
+
+// Header is one header field.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Attachment is a body part that is not the text or HTML of the message.
+type Attachment struct {
+	Filename      string `json:"filename"`                 // "" when the part has none
+	ContentType   string `json:"content_type"`             // media type with its parameters, as in the message
+	Size          int64  `json:"size"`                     // decoded size in bytes
+	ContentBase64 string `json:"content_base64,omitempty"` // the decoded content; absent when Omitted
+	Omitted       bool   `json:"omitted,omitempty"`        // larger than max_attachment_size
+}
+
+// maxPartDepth bounds nested multiparts.
+const maxPartDepth = 20
+
+// newDocument parses the message of d.
+func newDocument(d *sdk.Delivery, maxAttach int64, includeRaw bool) *Document {
+	doc := &Document{
+		ID: d.ID,
+		Envelope: Envelope{
+			From: d.Txn.Sender.String(),
+			To:   make([]string, 0, len(d.Recipients)),
+		},
+		Headers:     []Header{},
+		Attachments: []Attachment{},
+	}
+	for _, r := range d.Recipients {
+		doc.Envelope.To = append(doc.Envelope.To, r.Address.String())
+	}
+	if includeRaw {
+		doc.RawBase64 = base64.StdEncoding.EncodeToString(d.Content)
+	}
+	fields, body := splitHeader(d.Content)
+	doc.Headers = append(doc.Headers, fields...)
+	if len(fields) > 0 && strings.EqualFold(fields[0].Name, "Received") {
+		doc.Envelope.HELO, doc.Envelope.ClientIP = parseReceived(fields[0].Value)
+	}
+	h := textproto.MIMEHeader{}
+	for _, f := range fields {
+		h.Add(f.Name, f.Value)
+	}
+	doc.Subject = decodeHeader(h.Get("Subject"))
+	doc.From = decodeHeader(h.Get("From"))
+	doc.To = decodeHeader(h.Get("To"))
+	if t, err := mail.ParseDate(h.Get("Date")); err == nil {
+		doc.Date = t.Format(time.RFC3339)
+	}
+	p := &parser{doc: doc, maxAttach: maxAttach}
+	p.part(h, body, 0)
+	return doc
+}
+
+type parser struct {
+	doc       *Document
+	maxAttach int64
+}
+
+// part adds one MIME entity to the document.
+func (p *parser) part(h textproto.MIMEHeader, body []byte, depth int) {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		ct = "text/plain; charset=us-ascii"
+	}
+	mediaType, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		mediaType, params = "application/octet-stream", nil
+	}
+	if strings.HasPrefix(mediaType, "multipart/") && params["boundary"] != "" && depth < maxPartDepth {
+		r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		for {
+			part, err := r.NextRawPart()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				p.note("a %s part did not parse: %v", mediaType, err)
+				return
+			}
+			data, err := io.ReadAll(part)
+			p.part(part.Header, data, depth+1) // what there is of it
+			if err != nil {
+				p.note("a %s part did not parse: %v", mediaType, err)
+				return
+			}
+		}
+	}
+	data, err := decodeTransfer(h.Get("Content-Transfer-Encoding"), body)
+	if err != nil {
+		p.note("a %s part did not decode (%v); kept as it was", mediaType, err)
+		data = body
+	}
+	disposition, dparams, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
+	filename := dparams["filename"]
+	if filename == "" {
+		filename = params["name"]
+	}
+	filename = decodeHeader(filename)
+	attachment := disposition == "attachment" || filename != ""
+	if !attachment && (mediaType == "text/plain" && p.doc.Text == "" || mediaType == "text/html" && p.doc.HTML == "") {
+		if s, ok := text(params["charset"], data); ok {
+			s = strings.ReplaceAll(s, "\r\n", "\n")
+			if mediaType == "text/plain" {
+				p.doc.Text = s
+			} else {
+				p.doc.HTML = s
+			}
+			return
+		}
+		p.note("a %s part in charset %q is kept as an attachment", mediaType, params["charset"])
+	}
+	a := Attachment{Filename: filename, ContentType: ct, Size: int64(len(data))}
+	if p.maxAttach > 0 && a.Size > p.maxAttach {
+		a.Omitted = true
+	} else {
+		a.ContentBase64 = base64.StdEncoding.EncodeToString(data)
+	}
+	p.doc.Attachments = append(p.doc.Attachments, a)
+}
+
+func (p *parser) note(format string, a ...any) {
+	p.doc.Notes = append(p.doc.Notes, fmt.Sprintf(format, a...))
+}
+
+// text returns data as a string when it is text the document can carry
+// unchanged: UTF-8 or US-ASCII (or no charset) and valid UTF-8, or pure
+// ASCII in another charset that agrees with ASCII. Other charsets are not
+// converted.
+func text(charset string, data []byte) (string, bool) {
+	switch cs := strings.ToLower(charset); cs {
+	case "", "utf-8", "utf8", "us-ascii", "ascii":
+		return string(data), utf8.Valid(data)
+	case "utf-7", "utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le", "utf-32be":
+		return "", false
+	default:
+		for _, c := range data {
+			if c >= 0x80 || c == 0x1b { // 8-bit, or an ISO 2022 escape
+				return "", false
+			}
+		}
+		return string(data), true
+	}
+}
+
+// decodeTransfer undoes a Content-Transfer-Encoding.
+func decodeTransfer(cte string, body []byte) ([]byte, error) {
+	switch strings.ToLower(strings.TrimSpace(cte)) {
+	case "base64":
+		clean := bytes.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+				return -1
+			}
+			return r
+		}, body)
+		out, err := base64.StdEncoding.DecodeString(string(clean))
+		if err != nil {
+			out, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(string(clean), "="))
+		}
+		return out, err
+	case "quoted-printable":
+		return io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+	}
+	return body, nil // 7bit, 8bit, binary, none
+}
+
+var wordDecoder = &mime.WordDecoder{}
+
+// decodeHeader decodes RFC 2047 encoded words; a value it cannot decode
+// (an unknown charset) is returned as it is.
+func decodeHeader(s string) string {
+	out, err := wordDecoder.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return out
+}
+
+// splitHeader splits a message into its header fields (continuation lines
+// unfolded) and its body. A message without an empty line is all header.
+func splitHeader(raw []byte) ([]Header, []byte) {
+	var fields []Header
+	rest := raw
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		var line []byte
+		if i < 0 {
+			line, rest = rest, nil
+		} else {
+			line, rest = rest[:i], rest[i+1:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			return fields, rest
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
+			fields[len(fields)-1].Value += " " + strings.TrimSpace(string(line))
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue // not a header field: skipped
+		}
+		fields = append(fields, Header{Name: string(bytes.TrimSpace(name)), Value: strings.TrimSpace(string(value))})
+	}
+	return fields, nil
+}
+
+// receivedFrom reads the gateway's own Received field: "from HELO ([IP])",
+// "([IPv6:IP])" or "(unknown)".
+var receivedFrom = regexp.MustCompile(`^from (\S+) \((?:unknown|\[(?:IPv6:)?([^\]]+)\])\)`)
+
+func parseReceived(v string) (helo, ip string) {
+	m := receivedFrom.FindStringSubmatch(v)
+	if m == nil {
+		return "", ""
+	}
+	return m[1], m[2]
+}
