@@ -121,7 +121,6 @@ func (d *decoder) inject(r *rawInject) Inject {
 	return in
 }
 
-
 // validListenerName reports whether a listener's label is fit to name it in
 // logs and metrics: letters, digits, '.', '_' and '-', starting with a
 // letter or digit.

@@ -287,10 +287,26 @@ func (c *Chain) call(ctx context.Context, e Entry, req *Request) (d sdk.Decision
 		}
 	}()
 	d, eff, err = e.Handler.Handle(ctx, req)
-	if err == nil && ctx.Err() != nil {
-		err = fmt.Errorf("hook %s: %w", e.Handler.Name(), ctx.Err())
+	if err == nil {
+		if cerr := Expired(ctx); cerr != nil {
+			err = fmt.Errorf("hook %s: %w", e.Handler.Name(), cerr)
+		}
 	}
 	return d, eff, err
+}
+
+// Expired reports whether ctx is done, or past its deadline although its
+// timer has not fired yet: ctx.Err() stays nil until then, while I/O bound
+// by ctx.Deadline() (socket deadlines) may already have given up. A
+// handler's answer that comes after its deadline does not count.
+func Expired(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func policy(p OnError) OnError {

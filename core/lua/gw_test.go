@@ -249,7 +249,7 @@ mx2           IN A   192.0.2.2
 			t.Errorf("Handle took %v with a 50ms deadline", took)
 		}
 		if err == nil {
-			t.Errorf("Handle after the deadline: no error")
+			t.Errorf("Handle after the deadline: no error (took %v, ctx err %v)", time.Since(start), ctx.Err())
 		}
 	})
 }

@@ -394,10 +394,12 @@ func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision,
 	}()
 	d, eff, err = st.call(ctx, req, req.Message)
 	ok = err == nil
-	if err == nil && ctx.Err() != nil {
+	if err == nil {
 		// The script finished (say, after a DNS look-up failed on the
 		// deadline) but too late: its answer does not count.
-		return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %s: %w", s.name, funcNames[req.Stage], ctx.Err())
+		if cerr := hook.Expired(ctx); cerr != nil {
+			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %s: %w", s.name, funcNames[req.Stage], cerr)
+		}
 	}
 	return d, eff, err
 }
