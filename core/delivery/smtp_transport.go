@@ -31,6 +31,7 @@ const (
 	DefaultCommandTimeout = 5 * time.Minute
 	DefaultMaxIdle        = 5 * time.Second
 	DefaultMaxPerConn     = 100
+	DefaultDeadAddressTTL = 30 * time.Second
 )
 
 // quitTimeout bounds the QUIT sent when a connection is retired.
@@ -70,6 +71,9 @@ type SMTPOptions struct {
 	// MaxPerConn is the number of messages sent on one connection before
 	// it is retired with QUIT; 0 = 100.
 	MaxPerConn int
+	// DeadAddressTTL is how long an address whose connect failed is not
+	// dialled again (jobs fail over past it, or defer); 0 = 30s, <0 = off.
+	DeadAddressTTL time.Duration
 	// Log receives one record per attempt and per connection problem; nil
 	// = discard.
 	Log *slog.Logger
@@ -131,10 +135,20 @@ type SMTP struct {
 
 	mu     sync.Mutex
 	idle   map[connKey][]*smtpConn // most recently used last
+	dead   map[string]deadAddr     // addresses whose connect failed lately
 	closed bool
 
 	stop chan struct{} // closed by Close: the reaper returns
 	done chan struct{} // closed when the reaper has returned; nil without one
+}
+
+// deadAddr remembers a failed connect, so that later jobs within
+// DeadAddressTTL fail over (or defer) without dialling it again: Postfix's
+// "delivery temporarily suspended". A dead next hop then costs a deferral
+// per message, not a connection attempt per message.
+type deadAddr struct {
+	until time.Time
+	why   string // the connect error, for the Result's text
 }
 
 // connKey identifies a destination whose connections are interchangeable.
@@ -171,6 +185,9 @@ func NewSMTP(opt SMTPOptions) *SMTP {
 	}
 	if opt.MaxPerConn <= 0 {
 		opt.MaxPerConn = DefaultMaxPerConn
+	}
+	if opt.DeadAddressTTL == 0 {
+		opt.DeadAddressTTL = DefaultDeadAddressTTL
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -351,6 +368,38 @@ func domainLiteral(domain string) (ip netip.Addr, ok bool, err error) {
 	return ip, true, nil
 }
 
+// isDead reports whether a connect to addr failed within DeadAddressTTL,
+// and why.
+func (s *SMTP) isDead(addr string) (string, bool) {
+	if s.opt.DeadAddressTTL < 0 {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.dead[addr]
+	if !ok {
+		return "", false
+	}
+	if !time.Now().Before(d.until) {
+		delete(s.dead, addr)
+		return "", false
+	}
+	return d.why, true
+}
+
+// markDead records a failed connect to addr.
+func (s *SMTP) markDead(addr, why string) {
+	if s.opt.DeadAddressTTL < 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead == nil {
+		s.dead = make(map[string]deadAddr)
+	}
+	s.dead[addr] = deadAddr{until: time.Now().Add(s.opt.DeadAddressTTL), why: why}
+}
+
 // attempt delivers the job over a new connection to one address. It
 // returns the results, or nil and the failure that makes the caller try
 // the next address.
@@ -371,10 +420,18 @@ func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, policy string)
 // by policy. clear skips STARTTLS (the opportunistic fall-back).
 func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn, *Result) {
 	remote := remoteName(key.host)
+	if why, dead := s.isDead(key.addr); dead {
+		r := localResult(Temporary, 451, 4, 4, 1, "connection failed: "+key.host+" ["+key.addr+"]: "+why+
+			" (delivery to this address suspended for a while)")
+		return nil, &r
+	}
 	d := net.Dialer{Timeout: s.opt.ConnectTimeout}
 	conn, err := d.DialContext(ctx, "tcp", key.addr)
 	if err != nil {
 		s.log.InfoContext(ctx, "smtp: connect failed", "host", key.host, "addr", key.addr, "err", err)
+		if ctx.Err() == nil {
+			s.markDead(key.addr, resultText(err))
+		}
 		r := localResult(Temporary, 451, 4, 4, 1, "connection failed: "+key.host+" ["+key.addr+"]: "+resultText(err))
 		return nil, &r
 	}

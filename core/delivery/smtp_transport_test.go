@@ -651,6 +651,48 @@ mx2.down.test.  IN A 127.0.0.2
 	}
 }
 
+// TestSMTPDeadAddress: after a refused connect, jobs to that address within
+// DeadAddressTTL defer without dialling it; after the TTL it is tried again,
+// and a negative TTL never suspends.
+func TestSMTPDeadAddress(t *testing.T) {
+	ln := listenLoopback(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	route := delivery.Route{Transport: "smtp", Via: addr}
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+		want []bool // per job: suspended (not dialled)
+	}{
+		{"suspended within the TTL", time.Hour, []bool{false, true, true}},
+		{"off", -1, []bool{false, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newSMTPTransport(t, delivery.SMTPOptions{DeadAddressTTL: tc.ttl})
+			for i, suspended := range tc.want {
+				job, _ := newTestJob(route, smtpTestBody, "bob@example.test")
+				got := tr.Deliver(context.Background(), job)
+				if len(got) != 1 || got[0].Class != delivery.Temporary || got[0].Code != 451 || !strings.HasPrefix(got[0].Text, "connection failed: ") {
+					t.Fatalf("job %d: %+v, want Temporary 451 connection failed", i, got)
+				}
+				if s := strings.Contains(got[0].Text, "suspended"); s != suspended {
+					t.Errorf("job %d: %q: suspended %v, want %v", i, got[0].Text, s, suspended)
+				}
+			}
+		})
+	}
+	t.Run("tried again after the TTL", func(t *testing.T) {
+		tr := newSMTPTransport(t, delivery.SMTPOptions{DeadAddressTTL: 50 * time.Millisecond})
+		job, _ := newTestJob(route, smtpTestBody, "bob@example.test")
+		tr.Deliver(context.Background(), job)
+		time.Sleep(80 * time.Millisecond)
+		got := tr.Deliver(context.Background(), job)
+		if len(got) != 1 || strings.Contains(got[0].Text, "suspended") {
+			t.Errorf("after the TTL: %+v, want a fresh connect failure", got)
+		}
+	})
+}
+
 // TestSMTPGreetingRefused: a 4xx or 5xx greeting sends the job to the next
 // address; when it was the last, the result is Temporary with the reply.
 func TestSMTPGreetingRefused(t *testing.T) {
