@@ -51,7 +51,7 @@ lint: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
-# Plugins are built as bin/gateway-plugin-<name> (none ship yet).
+# Every plugins/<name> is built as bin/gateway-plugin-<name>.
 plugins:
 	@set -e; for d in plugins/*/; do \
 		[ -f $$d/main.go ] || continue; \
