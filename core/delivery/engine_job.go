@@ -418,18 +418,10 @@ func (e *Engine) record(ctx context.Context, r *engineRound, g *destGroup, route
 			m.Attempts++
 			next = m.NextAttempt
 		}
-		states := m.Recipients
-		err = e.spool.Update(bg, m.ID, func(sm *queue.Message) error {
-			for _, o := range outs {
-				if o.idx < len(sm.Recipients) {
-					sm.Recipients[o.idx] = states[o.idx]
-				}
-			}
-			if schedule {
-				sm.Attempts, sm.NextAttempt = m.Attempts, m.NextAttempt
-			}
-			return nil
-		})
+		// The round holds the message's lease, and its jobs record one at
+		// a time (r.mu): r.msg is what is stored, and m replaces it whole,
+		// with nothing decoded on the spool's commit loop.
+		err = e.spool.Replace(bg, r.msg, m)
 	}
 	if err != nil {
 		e.log.Error("delivery: recording an attempt", "id", m.ID, "domain", g.domain, "err", err)

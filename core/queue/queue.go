@@ -445,25 +445,64 @@ func (s *Spool) Update(ctx context.Context, id string, fn func(*Message) error) 
 			if err != nil {
 				return err
 			}
-
-			sched := tx.Bucket(bucketSchedule)
-			oldKey, newKey := scheduleKey(old), scheduleKey(m)
-			if oldKey != nil && !bytes.Equal(oldKey, newKey) {
-				if err := sched.Delete(oldKey); err != nil {
-					return &writeError{fmt.Errorf("queue: update %s: %w", id, err)}
-				}
-			}
-			if newKey != nil {
-				if err := sched.Put(newKey, nil); err != nil {
-					return &writeError{fmt.Errorf("queue: update %s: %w", id, err)}
-				}
-			}
-			if err := msgs.Put(key, b); err != nil {
-				return &writeError{fmt.Errorf("queue: update %s: %w", id, err)}
-			}
-			return nil
+			return putRecord(tx, key, scheduleKey(old), scheduleKey(m), b)
 		},
 	})
+}
+
+// Replace stores m in place of the record of the same ID, whose stored
+// form the caller holds as old: a write for a caller that owns the message
+// (the delivery engine holds a lease on it), so that the commit loop only
+// writes. Unlike Update it decodes nothing inside the loop and encodes m
+// before it; the record must exist, and old must be what is stored (its
+// NextAttempt and Held name the schedule entry to move). ID, Version,
+// Size and Created are taken from old; Recipients must stay aligned with
+// Envelope.Recipients.
+func (s *Spool) Replace(ctx context.Context, old, m *Message) error {
+	id := old.ID
+	if !validID(id) {
+		return fmt.Errorf("queue: replace %s: %w", id, ErrNotFound)
+	}
+	if len(m.Recipients) != len(m.Envelope.Recipients) {
+		return fmt.Errorf("queue: replace %s: %d recipient states for %d recipients",
+			id, len(m.Recipients), len(m.Envelope.Recipients))
+	}
+	c := *m
+	c.ID, c.Version, c.Size, c.Created, c.spilled = old.ID, recordVersion, old.Size, old.Created, old.spilled
+	b, err := encodeMessage(&c)
+	if err != nil {
+		return err
+	}
+	key, oldKey, newKey := []byte(id), scheduleKey(old), scheduleKey(&c)
+	return s.submit(ctx, &request{
+		name: "replace " + id,
+		apply: func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketMessages).Get(key) == nil {
+				return fmt.Errorf("queue: replace %s: %w", id, ErrNotFound)
+			}
+			return putRecord(tx, key, oldKey, newKey, b)
+		},
+	})
+}
+
+// putRecord writes record b under key and moves its schedule entry from
+// oldKey to newKey (nil: none, a held message).
+func putRecord(tx *bolt.Tx, key, oldKey, newKey, b []byte) error {
+	sched := tx.Bucket(bucketSchedule)
+	if oldKey != nil && !bytes.Equal(oldKey, newKey) {
+		if err := sched.Delete(oldKey); err != nil {
+			return &writeError{fmt.Errorf("queue: write %s: %w", key, err)}
+		}
+	}
+	if newKey != nil {
+		if err := sched.Put(newKey, nil); err != nil {
+			return &writeError{fmt.Errorf("queue: write %s: %w", key, err)}
+		}
+	}
+	if err := tx.Bucket(bucketMessages).Put(key, b); err != nil {
+		return &writeError{fmt.Errorf("queue: write %s: %w", key, err)}
+	}
+	return nil
 }
 
 func callUpdate(fn func(*Message) error, m *Message) (err error) {

@@ -463,6 +463,59 @@ func TestMissingBodyFile(t *testing.T) {
 	}
 }
 
+// TestReplace: Replace stores the caller's copy, keeps ID, Size and
+// Created from old, moves the schedule entry, and refuses a record that is
+// gone or misaligned recipients.
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, dir, Options{})
+	id := commit(t, s, testEnvelope("bob@example.com", "carol@example.net"), []byte("H: 1\r\n"), []byte("body\r\n"), 100)
+	old, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := testNow().Add(5 * time.Minute)
+	m := *old
+	m.Recipients = []RecipientState{
+		{Status: Delivered, LastReply: "250 2.0.0 ok", Attempts: 1, Updated: testNow()},
+		{Status: Deferred, LastReply: "451 4.7.1 try later", Attempts: 1, Updated: testNow()},
+	}
+	m.Attempts, m.NextAttempt = 1, later
+	m.ID, m.Size, m.Created = "changed", 1, time.Time{} // taken from old
+	if err := s.Replace(t.Context(), old, &m); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	s.Close()
+	s = openSpool(t, dir, Options{})
+	got, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *old
+	want.Recipients, want.Attempts, want.NextAttempt = m.Recipients, 1, later
+	if diff := cmp.Diff(&want, got, cmp.AllowUnexported(Message{})); diff != "" {
+		t.Errorf("after Replace (-want +got):\n%s", diff)
+	}
+	if due := dueIDs(t, s, testNow()); len(due) != 0 {
+		t.Errorf("due now: %v, want none (moved to %v)", due, later)
+	}
+	if due := dueIDs(t, s, later); len(due) != 1 || due[0] != id {
+		t.Errorf("due at %v: %v, want [%s]", later, due, id)
+	}
+
+	bad := *got
+	bad.Recipients = bad.Recipients[:1]
+	if err := s.Replace(t.Context(), got, &bad); err == nil {
+		t.Error("Replace with misaligned recipients succeeded")
+	}
+	if err := s.Delete(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(t.Context(), got, got); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Replace of a deleted message: %v, want ErrNotFound", err)
+	}
+}
+
 func TestUpdate(t *testing.T) {
 	dir := t.TempDir()
 	s := openSpool(t, dir, Options{})
