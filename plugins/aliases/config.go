@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -36,61 +34,30 @@ type config struct {
 }
 
 func parseConfig(m map[string]any) (config, error) {
-	c := config{}
+	cfg := sdk.Config(sdk.Info{Schema: schema()}.ApplyDefaults(m))
+	c := config{
+		aliasesFile: cfg.String("aliases_file"),
+		virtualFile: cfg.String("virtual_file"),
+		domain:      strings.ToLower(strings.TrimSuffix(cfg.String("domain"), ".")),
+		expn:        cfg.Bool("expn"),
+	}
 	var errs sdk.ConfigErrors
-	bad := func(field, format string, a ...any) {
-		errs = append(errs, &sdk.ConfigError{Field: field, Message: fmt.Sprintf(format, a...)})
-	}
-	var known []string
-	for _, f := range schema() {
-		known = append(known, f.Name)
-	}
-	for _, k := range sortedKeys(m) {
-		if !slices.Contains(known, k) {
-			bad(k, "unknown setting; the settings are %s", strings.Join(known, ", "))
-		}
-	}
-	str := func(name string) string {
-		v, ok := m[name]
-		if !ok {
-			return ""
-		}
-		s, ok := v.(string)
-		if !ok {
-			bad(name, "want a string, got %T", v)
-		}
-		return s
-	}
-	c.aliasesFile = str("aliases_file")
-	c.virtualFile = str("virtual_file")
-	c.domain = strings.ToLower(strings.TrimSuffix(str("domain"), "."))
 	if c.domain != "" && !validDomain(c.domain) {
-		bad("domain", "%q is not a domain name", c.domain)
+		errs.Add("domain", "%q is not a domain name", c.domain)
 	}
 	if c.aliasesFile == "" && c.virtualFile == "" {
-		bad("aliases_file", "set aliases_file, virtual_file or both")
+		errs.Add("aliases_file", "set aliases_file, virtual_file or both")
 	}
 	if c.aliasesFile != "" && c.domain == "" {
-		bad("domain", "required with aliases_file: the names of an aliases file have no domain")
+		errs.Add("domain", "required with aliases_file: the names of an aliases file have no domain")
 	}
-	interval := defaultReloadInterval
-	if _, ok := m["reload_interval"]; ok {
-		interval = str("reload_interval")
-	}
-	if d, err := time.ParseDuration(interval); err != nil || d < 0 {
-		bad("reload_interval", "want a duration such as \"10s\" or \"0s\", got %q", interval)
+	if d, err := cfg.Duration("reload_interval"); err != nil || d < 0 {
+		errs.Add("reload_interval", "want a duration such as \"10s\" or \"0s\", got %q", cfg.String("reload_interval"))
 	} else {
 		c.reload = d
 	}
-	if v, ok := m["expn"]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			bad("expn", "want a bool, got %T", v)
-		}
-		c.expn = b
-	}
-	if len(errs) > 0 {
-		return config{}, errs
+	if err := errs.Err(); err != nil {
+		return config{}, err
 	}
 	return c, nil
 }
@@ -112,13 +79,4 @@ func validDomain(s string) bool {
 		}
 	}
 	return true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -50,87 +49,33 @@ type config struct {
 }
 
 func parseConfig(m map[string]any) (config, error) {
-	c := config{policy: defaultPolicy}
+	cfg := sdk.Config(sdk.Info{Schema: schema()}.ApplyDefaults(m))
+	c := config{
+		dir:    cfg.String("lists_dir"),
+		inline: cfg.Map("lists"),
+		domain: strings.ToLower(strings.TrimSuffix(cfg.String("domain"), ".")),
+		policy: cfg.String("policy_default"),
+		expn:   cfg.Bool("expn"),
+	}
 	var errs sdk.ConfigErrors
-	bad := func(field, format string, a ...any) {
-		errs = append(errs, &sdk.ConfigError{Field: field, Message: fmt.Sprintf(format, a...)})
-	}
-	var known []string
-	for _, f := range schema() {
-		known = append(known, f.Name)
-	}
-	for _, k := range sortedKeys(m) {
-		if !slices.Contains(known, k) {
-			bad(k, "unknown setting; the settings are %s", strings.Join(known, ", "))
-		}
-	}
-	str := func(name, def string) string {
-		v, ok := m[name]
-		if !ok {
-			return def
-		}
-		s, ok := v.(string)
-		if !ok {
-			bad(name, "want a string, got %T", v)
-		}
-		return s
-	}
-	c.dir = str("lists_dir", "")
-	c.domain = strings.ToLower(strings.TrimSuffix(str("domain", ""), "."))
 	if c.domain != "" && !validDomain(c.domain) {
-		bad("domain", "%q is not a domain name", c.domain)
-	}
-	if v, ok := m["lists"]; ok {
-		inline, ok := stringMap(v)
-		if !ok {
-			bad("lists", "want a map of strings, got %T", v)
-		}
-		c.inline = inline
+		errs.Add("domain", "%q is not a domain name", c.domain)
 	}
 	if c.dir == "" && len(c.inline) == 0 {
-		bad("lists_dir", "set lists_dir, lists or both")
+		errs.Add("lists_dir", "set lists_dir, lists or both")
 	}
-	c.policy = str("policy_default", defaultPolicy)
 	if !slices.Contains(posterPolicies, c.policy) {
-		bad("policy_default", "want one of %s, got %q", strings.Join(posterPolicies, ", "), c.policy)
+		errs.Add("policy_default", "want one of %s, got %q", strings.Join(posterPolicies, ", "), c.policy)
 	}
-	interval := str("reload_interval", defaultReloadInterval)
-	if d, err := time.ParseDuration(interval); err != nil || d < 0 {
-		bad("reload_interval", "want a duration such as \"10s\" or \"0s\", got %q", interval)
+	if d, err := cfg.Duration("reload_interval"); err != nil || d < 0 {
+		errs.Add("reload_interval", "want a duration such as \"10s\" or \"0s\", got %q", cfg.String("reload_interval"))
 	} else {
 		c.reload = d
 	}
-	if v, ok := m["expn"]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			bad("expn", "want a bool, got %T", v)
-		}
-		c.expn = b
-	}
-	if len(errs) > 0 {
-		return config{}, errs
+	if err := errs.Err(); err != nil {
+		return config{}, err
 	}
 	return c, nil
-}
-
-// stringMap accepts a map of strings as the host sends it, or as a
-// generic decoder might (map[string]any of strings).
-func stringMap(v any) (map[string]string, bool) {
-	switch v := v.(type) {
-	case map[string]string:
-		return v, true
-	case map[string]any:
-		out := make(map[string]string, len(v))
-		for k, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, false
-			}
-			out[k] = s
-		}
-		return out, true
-	}
-	return nil, false
 }
 
 func validDomain(s string) bool {

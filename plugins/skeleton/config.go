@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/mailgate/gateway/sdk"
@@ -40,86 +38,36 @@ type config struct {
 	message string
 }
 
-// parseConfig turns the block the host sends (values are string, float64,
-// bool, []string or map[string]string, as the schema types say) into a
-// config. It reports every bad setting at once, as sdk.ConfigErrors, so
-// the host can show them all with file:line.
+// parseConfig turns the block the host sends into a config. By the time
+// Configure sees the block the sdk has checked it against schema() (no
+// unknown settings, every value of its declared type) and filled in the
+// defaults, so parseConfig reads values with the sdk.Config accessors and
+// checks only what a schema cannot say. It reports every bad setting at
+// once, as sdk.ConfigErrors, so the host can show them all with file:line.
 func parseConfig(m map[string]any) (config, error) {
-	c := config{reject: map[string]bool{}, message: defaultMessage}
+	// Fill the defaults again (a no-op on the host's path) so a test that
+	// calls Configure directly sees what the host would send.
+	cfg := sdk.Config(sdk.Info{Schema: schema()}.ApplyDefaults(m))
+	c := config{reject: map[string]bool{}}
 	var errs sdk.ConfigErrors
-	bad := func(field, format string, a ...any) {
-		errs = append(errs, &sdk.ConfigError{Field: field, Message: fmt.Sprintf(format, a...)})
-	}
-	known := []string{"reject", "message"}
-	for _, k := range sortedKeys(m) {
-		if !slices.Contains(known, k) {
-			bad(k, "unknown setting; the settings are %s", strings.Join(known, ", "))
+	for _, a := range cfg.List("reject") {
+		local, domain, found := strings.Cut(a, "@")
+		if !found || local == "" || domain == "" {
+			errs.Add("reject", "%q is not an address (local@domain)", a)
+			continue
 		}
+		c.reject[strings.ToLower(a)] = true
 	}
-	if v, ok := m["reject"]; ok {
-		list, ok := stringList(v)
-		if !ok {
-			bad("reject", "want a list of strings, got %T", v)
-		}
-		for _, a := range list {
-			local, domain, found := strings.Cut(a, "@")
-			if !found || local == "" || domain == "" {
-				bad("reject", "%q is not an address (local@domain)", a)
-				continue
-			}
-			c.reject[strings.ToLower(a)] = true
-		}
+	c.message = cfg.String("message")
+	if c.message == "" {
+		errs.Add("message", "must not be empty")
+	} else if err := sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, c.message).Validate(sdk.StageRcpt); err != nil {
+		// Validate the message the way the host will validate the
+		// decision, so a bad one fails at configure, not per call.
+		errs.Add("message", "not usable as a reply text: %v", err)
 	}
-	if v, ok := m["message"]; ok {
-		s, ok := v.(string)
-		switch {
-		case !ok:
-			bad("message", "want a string, got %T", v)
-		case s == "":
-			bad("message", "must not be empty")
-		default:
-			// Validate the message the way the host will validate the
-			// decision, so a bad one fails at configure, not per call.
-			if err := sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, s).Validate(sdk.StageRcpt); err != nil {
-				bad("message", "not usable as a reply text: %v", err)
-			} else {
-				c.message = s
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return config{}, errs
+	if err := errs.Err(); err != nil {
+		return config{}, err
 	}
 	return c, nil
-}
-
-// stringList accepts a list of strings as the host sends it ([]string), or
-// as a generic decoder might ([]any of strings).
-func stringList(v any) ([]string, bool) {
-	switch v := v.(type) {
-	case []string:
-		return v, true
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, s)
-		}
-		return out, true
-	}
-	return nil, false
-}
-
-// sortedKeys returns m's keys in order, so errors come out the same way
-// every time.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

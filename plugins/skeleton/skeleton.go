@@ -21,7 +21,9 @@ const (
 //
 //   - New returns a ready, unconfigured value (main calls sdk.Serve(New())).
 //   - Info says who the plugin is and what its config looks like.
-//   - Configure parses the config block (config.go) and keeps the result.
+//   - Configure parses the config block (config.go: read values with the
+//     sdk.Config accessors, report with sdk.ConfigErrors.Add) and keeps
+//     the result.
 //   - One method per hook interface the plugin implements (sdk.RcptHook
 //     here); the host calls the plugin only at those stages.
 //   - Interface guards at the end of the file.
@@ -46,8 +48,9 @@ func (p *Skeleton) Info() sdk.Info {
 }
 
 // Configure receives the config block, already checked against the schema
-// by the host, before any hook call. Return sdk.ConfigErrors for bad
-// settings; anything else is reported as a plugin failure.
+// and with the defaults filled in by the sdk, before any hook call. Return
+// sdk.ConfigErrors (errs.Err()) for bad settings; anything else is
+// reported as a plugin failure.
 func (p *Skeleton) Configure(ctx context.Context, m map[string]any, host sdk.Host) error {
 	c, err := parseConfig(m)
 	if err != nil {

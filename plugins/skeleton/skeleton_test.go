@@ -104,11 +104,15 @@ func TestConfigErrors(t *testing.T) {
 		{"message empty", map[string]any{"message": ""}, []string{"message"}},
 		{"message with CRLF", map[string]any{"message": "a\r\nb"}, []string{"message"}},
 		{"everything wrong", map[string]any{"message": true, "reject": 1.0, "zzz": 1.0},
-			[]string{"zzz", "reject", "message"}},
+			[]string{"message", "reject", "zzz"}},
 	}
+	// Through the plugin boundary, as the host configures: the sdk refuses
+	// unknown settings, wrong types and missing required settings (sorted
+	// by field) before parseConfig runs; the rest are the plugin's checks.
+	r := sdktest.Start(t, New())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := New().Configure(context.Background(), tt.cfg, nil)
+			err := r.Configure(t.Context(), tt.cfg, nil)
 			var errs sdk.ConfigErrors
 			if !errors.As(err, &errs) {
 				t.Fatalf("Configure = %v, want sdk.ConfigErrors", err)

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,83 +40,39 @@ type config struct {
 }
 
 func parseConfig(m map[string]any) (config, error) {
-	c := config{headers: http.Header{}, maxAttach: defaultMaxAttachmentSize, includeRaw: true}
+	cfg := sdk.Config(sdk.Info{Schema: schema()}.ApplyDefaults(m))
+	c := config{headers: http.Header{}, includeRaw: cfg.Bool("include_raw")}
 	var errs sdk.ConfigErrors
-	bad := func(field, format string, a ...any) {
-		errs = append(errs, &sdk.ConfigError{Field: field, Message: fmt.Sprintf(format, a...)})
+	if u, err := url.Parse(cfg.String("url")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs.Add("url", "want an http:// or https:// URL, got %q", cfg.String("url"))
+	} else {
+		c.url = u
 	}
-	var known []string
-	for _, f := range schema() {
-		known = append(known, f.Name)
-	}
-	for _, k := range sortedKeys(m) {
-		if !slices.Contains(known, k) {
-			bad(k, "unknown setting; the settings are %s", strings.Join(known, ", "))
+	hs := cfg.Map("headers")
+	for _, name := range slices.Sorted(maps.Keys(hs)) {
+		value := hs[name]
+		if !validHeaderName(name) {
+			errs.Add("headers", "%q is not a header field name", name)
+			continue
 		}
-	}
-	switch v, ok := m["url"]; {
-	case !ok:
-		bad("url", "required")
-	default:
-		s, isString := v.(string)
-		u, err := url.Parse(s)
-		switch {
-		case !isString:
-			bad("url", "want a string, got %T", v)
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			bad("url", "want an http:// or https:// URL, got %q", s)
-		default:
-			c.url = u
+		if strings.ContainsAny(value, "\r\n\x00") {
+			errs.Add("headers", "the value of %s has a line break", name)
+			continue
 		}
+		c.headers.Set(name, value)
 	}
-	if v, ok := m["headers"]; ok {
-		hs, ok := stringMap(v)
-		if !ok {
-			bad("headers", "want a map of strings, got %T", v)
-		}
-		for _, name := range sortedKeys(hs) {
-			value := hs[name]
-			if !validHeaderName(name) {
-				bad("headers", "%q is not a header field name", name)
-				continue
-			}
-			if strings.ContainsAny(value, "\r\n\x00") {
-				bad("headers", "the value of %s has a line break", name)
-				continue
-			}
-			c.headers.Set(name, value)
-		}
-	}
-	timeout := defaultTimeout
-	if v, ok := m["timeout"]; ok {
-		s, ok := v.(string)
-		if !ok {
-			bad("timeout", "want a string, got %T", v)
-		}
-		timeout = s
-	}
-	if d, err := time.ParseDuration(timeout); err != nil || d <= 0 {
-		bad("timeout", "want a positive duration such as \"10s\", got %q", timeout)
+	if d, err := cfg.Duration("timeout"); err != nil || d <= 0 {
+		errs.Add("timeout", "want a positive duration such as \"10s\", got %q", cfg.String("timeout"))
 	} else {
 		c.timeout = d
 	}
-	if v, ok := m["max_attachment_size"]; ok {
-		n, ok := number(v)
-		if !ok || n < 0 || n != float64(int64(n)) {
-			bad("max_attachment_size", "want a whole number of bytes, 0 or more, got %v", v)
-		} else {
-			c.maxAttach = int64(n)
-		}
+	if n := cfg.Number("max_attachment_size"); n < 0 || n != float64(int64(n)) {
+		errs.Add("max_attachment_size", "want a whole number of bytes, 0 or more, got %v", n)
+	} else {
+		c.maxAttach = int64(n)
 	}
-	if v, ok := m["include_raw"]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			bad("include_raw", "want a bool, got %T", v)
-		}
-		c.includeRaw = b
-	}
-	if len(errs) > 0 {
-		return config{}, errs
+	if err := errs.Err(); err != nil {
+		return config{}, err
 	}
 	return c, nil
 }
@@ -134,50 +90,4 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
-}
-
-// number accepts the host's float64 and any Go integer.
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
-	}
-	return 0, false
-}
-
-func stringMap(v any) (map[string]string, bool) {
-	switch v := v.(type) {
-	case map[string]string:
-		return v, true
-	case map[string]any:
-		out := make(map[string]string, len(v))
-		for k, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, false
-			}
-			out[k] = s
-		}
-		return out, true
-	}
-	return nil, false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
