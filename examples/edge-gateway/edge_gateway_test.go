@@ -1,0 +1,330 @@
+package edgegateway_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/resolver/resolvertest"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
+)
+
+// submissionMarker separates the two conversations of transcript.txt.
+const submissionMarker = "# ---- submission:"
+
+// zone is the DNS the gateway sees: the sender domains of the transcript
+// exist, nowhere.test does not.
+const zone = `
+partner.test.     300 IN MX 10 mx.partner.test.
+mx.partner.test.  300 IN A  192.0.2.25
+example.test.     300 IN MX 10 mx.example.test.
+mx.example.test.  300 IN A  127.0.0.1
+`
+
+// post is one request the ticketing system received.
+type post struct {
+	auth string
+	doc  document
+}
+
+// document is the part of the webhook's JSON document the test checks
+// (plugins/webhook/README.md has all of it).
+type document struct {
+	ID       string `json:"id"`
+	Envelope struct {
+		From     string   `json:"from"`
+		To       []string `json:"to"`
+		HELO     string   `json:"helo"`
+		ClientIP string   `json:"client_ip"`
+	} `json:"envelope"`
+	Subject string `json:"subject"`
+	From    string `json:"from"`
+	Text    string `json:"text"`
+}
+
+// TestTranscript builds the gateway and the aliases, lists and webhook
+// plugins, runs `gateway serve` with this folder's gateway.hcl (free
+// ports, a resolvertest DNS server, an httptest ticketing system, the
+// example's aliases, virtual and lists files), replays transcript.txt on
+// the mx and submission listeners, and checks the Maildirs and the POST.
+func TestTranscript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts processes")
+	}
+	bin := t.TempDir()
+	gateway := goBuild(t, filepath.Join(bin, "gateway"), "../../cmd/gateway")
+	plugins := map[string]string{}
+	for _, p := range []string{"aliases", "lists", "webhook"} {
+		plugins[p] = goBuild(t, filepath.Join(bin, "gateway-plugin-"+p), "../../plugins/"+p)
+	}
+
+	dns := resolvertest.Start(t, zone)
+	posts := make(chan post, 10)
+	tickets := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p post
+		p.auth = r.Header.Get("Authorization")
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/inbound-mail" || json.Unmarshal(b, &p.doc) != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		posts <- p
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(tickets.Close)
+
+	// The example's config with the test's ports, programs, DNS server and
+	// ticketing system, and absolute paths for what it reads from this
+	// folder. Written to a temporary folder: data_dir and the Maildirs
+	// ("data", "data/mail") are relative to it.
+	here, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs := func(name string) string { return filepath.Join(here, name) }
+	cfg := rewrite(t, "gateway.hcl",
+		`address = "127.0.0.1:2532"`, `address = "127.0.0.1:0"`,
+		`address       = "127.0.0.1:2533"`, `address       = "127.0.0.1:0"`,
+		`resolver = "127.0.0.1:5353"`, `resolver = "`+dns.Addr()+`"`,
+		`"../../scripts/relay.lua"`, `"`+abs("../../scripts/relay.lua")+`"`,
+		`"bin/gateway-plugin-aliases"`, `"`+plugins["aliases"]+`"`,
+		`"bin/gateway-plugin-lists"`, `"`+plugins["lists"]+`"`,
+		`"bin/gateway-plugin-webhook"`, `"`+plugins["webhook"]+`"`,
+		`"examples/edge-gateway/aliases"`, `"`+abs("aliases")+`"`,
+		`"examples/edge-gateway/virtual"`, `"`+abs("virtual")+`"`,
+		`"examples/edge-gateway/lists"`, `"`+abs("lists")+`"`,
+		`"http://127.0.0.1:8080/inbound-mail"`, `"`+tickets.URL+`/inbound-mail"`)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateway.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := serve(t, gateway, path, "mx", "submission")
+
+	script, err := os.ReadFile("transcript.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx, submission, ok := strings.Cut(string(script), submissionMarker)
+	if !ok {
+		t.Fatalf("transcript.txt has no %q line", submissionMarker)
+	}
+	_, submission, _ = strings.Cut(submission, "\n") // the rest of the marker line
+	smtptest.Run(t, gw.addrs["mx"], mx)
+	smtptest.Run(t, gw.addrs["submission"], submission)
+
+	// The help desk's message, POSTed to the ticketing system.
+	select {
+	case p := <-posts:
+		if p.auth != "Bearer change-this-token" {
+			t.Errorf("POST Authorization = %q, want the configured header", p.auth)
+		}
+		d := p.doc
+		if d.ID == "" || d.Envelope.From != "carol@partner.test" ||
+			!slices.Equal(d.Envelope.To, []string{"tickets@hooks.example.test"}) ||
+			d.Envelope.HELO != "mta.partner.test" || d.Envelope.ClientIP != "127.0.0.1" {
+			t.Errorf("POSTed envelope: id %q, %+v; want carol@partner.test to tickets@hooks.example.test, from mta.partner.test at 127.0.0.1", d.ID, d.Envelope)
+		}
+		if d.Subject != "Printer on fire" || d.From != "Carol <carol@partner.test>" ||
+			d.Text != "The printer on the third floor is on fire again.\n" {
+			t.Errorf("POSTed document: subject %q, from %q, text %q", d.Subject, d.From, d.Text)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ticketing system got no POST")
+	}
+
+	// The alias and the list, in the Maildirs: alice and bob got the
+	// order (info@) and the team message, dave the team message only.
+	want := map[string][]string{
+		"alice": {"Friday", "Order 1234"},
+		"bob":   {"Friday", "Order 1234"},
+		"dave":  {"Friday"},
+	}
+	got := map[string][]string{}
+	msgs := map[string]string{} // user → the team message
+	if !eventually(10*time.Second, func() bool {
+		clear(got)
+		for user := range want {
+			files, _ := filepath.Glob(filepath.Join(dir, "data", "mail", "example.test", user, "new", "*"))
+			for _, f := range files {
+				b, _ := os.ReadFile(f)
+				s := header(string(b), "Subject")
+				got[user] = append(got[user], s)
+				if s == "Friday" {
+					msgs[user] = string(b)
+				}
+			}
+			slices.Sort(got[user])
+		}
+		return equal(got, want)
+	}) {
+		t.Fatalf("the Maildirs have the subjects %v; want %v", got, want)
+	}
+	for user, m := range msgs {
+		if id := header(m, "List-Id"); id != "Team <team.example.test>" {
+			t.Errorf("%s's team message: List-Id %q, want %q", user, id, "Team <team.example.test>")
+		}
+	}
+	// The refusals were for the reasons the transcript gives.
+	for _, line := range []string{
+		`msg="smtp: sender domain not found" listener=mx`,
+		`hook=plugin.lists verdict=reject`,
+		`hook=lua.relay verdict=reject`,
+	} {
+		if !strings.Contains(gw.log.String(), line) {
+			t.Errorf("the log has no %s", line)
+		}
+	}
+}
+
+// header returns the value of the first field called name of message m,
+// "" if none.
+func header(m, name string) string {
+	head, _, _ := strings.Cut(strings.ReplaceAll(m, "\r\n", "\n"), "\n\n")
+	for _, line := range strings.Split(head, "\n") {
+		if n, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(n, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func equal(a, b map[string][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// goBuild builds the package at dir (in the gateway's module) into out.
+func goBuild(t *testing.T, out, dir string) string {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-o", out, dir)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", dir, err, b)
+	}
+	return out
+}
+
+// rewrite returns file's text with each old string replaced by its new
+// one; every old string must occur exactly once, so the test notices when
+// the example changes under it.
+func rewrite(t *testing.T, file string, oldnew ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i < len(oldnew); i += 2 {
+		if n := strings.Count(s, oldnew[i]); n != 1 {
+			t.Fatalf("%s has %q %d times, want once", file, oldnew[i], n)
+		}
+		s = strings.Replace(s, oldnew[i], oldnew[i+1], 1)
+	}
+	return s
+}
+
+// gateway is a running `gateway serve`.
+type gateway struct {
+	addrs map[string]string // listener name → address
+	log   *lockedLines      // its log so far
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening listener=(\S+) address=(\S+)`)
+
+// serve runs `gateway serve -config path`, waits until the listeners
+// named listen, and stops it at the end of the test.
+func serve(t *testing.T, gatewayBin, path string, listeners ...string) *gateway {
+	t.Helper()
+	cmd := exec.Command(gatewayBin, "serve", "-config", path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	gw := &gateway{addrs: map[string]string{}, log: &lockedLines{}}
+	found := make(chan [2]string, len(listeners))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			gw.log.add(sc.Text())
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- [2]string{m[1], m[2]}:
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		// A graceful stop; the log ends when the process has exited.
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", gw.log)
+		}
+	})
+	timeout := time.After(20 * time.Second)
+	for len(gw.addrs) < len(listeners) {
+		select {
+		case l := <-found:
+			gw.addrs[l[0]] = l[1]
+		case <-timeout:
+			t.Fatalf("gateway serve did not start listening on %v", listeners)
+		}
+	}
+	return gw
+}
+
+// lockedLines collects a child's log lines while the test reads them.
+type lockedLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lockedLines) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.mu.Unlock() }
+
+func (l *lockedLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// eventually polls cond every 20ms until it holds or d passes.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
