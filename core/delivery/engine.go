@@ -121,11 +121,10 @@ type dueCandidate struct {
 // engineRound is one delivery round of a leased message: its jobs, one
 // per destination domain.
 type engineRound struct {
-	id          string
-	env         envelope.Envelope // as leased; read-only
-	size        int64
-	created     time.Time
-	prevUpdated time.Time // latest RecipientState.Updated when leased (delay-warning rule)
+	id      string
+	env     envelope.Envelope // as leased; read-only
+	size    int64
+	created time.Time
 
 	mu         sync.Mutex          // serialises the recording of the round's jobs
 	msg        *queue.Message      // the message as recorded so far; guarded by mu
@@ -449,11 +448,6 @@ func (e *Engine) tryStart(ctx context.Context, now time.Time, c *dueCandidate) s
 		last:       make(map[int]rcptOutcome),
 		pending:    groups,
 		unfinished: len(groups),
-	}
-	for _, rs := range m.Recipients {
-		if rs.Updated.After(r.prevUpdated) {
-			r.prevUpdated = rs.Updated
-		}
 	}
 	e.mu.Lock()
 	e.leases[id] = r

@@ -365,14 +365,14 @@ func (e *Engine) record(ctx context.Context, r *engineRound, g *destGroup, route
 		}
 	}
 
-	// The delay warning, once per message: at the end of the first round
-	// that ends at or after Created+DelayWarning with recipients still
-	// deferred. Every round records every undelivered recipient with a new
-	// Updated, so "first" is: the latest Updated before this round is
-	// earlier than the threshold.
+	// The delay warning, once per message (recorded in DelayWarned): at the
+	// end of the first round that ends at or after Created+DelayWarning
+	// with recipients still deferred. The DSN is queued before the record,
+	// so a crash in between can send it twice, never not at all.
 	if last && !interrupted && !nullSender && e.cfg.DelayWarning > 0 && !allFinal(m) {
 		threshold := m.Created.Add(e.cfg.DelayWarning)
-		if !now.Before(threshold) && r.prevUpdated.Before(threshold) {
+		if !now.Before(threshold) && !m.DelayWarned {
+			m.DelayWarned = true
 			for idx, rs := range m.Recipients {
 				rc := m.Envelope.Recipients[idx]
 				if rs.Status != queue.Deferred || !Wants(rc.Notify, ActionDelayed) {

@@ -545,6 +545,9 @@ func TestEngineDelayWarningOnce(t *testing.T) {
 		if got := len(engDSNCalls(h.sink)); got != want {
 			t.Fatalf("after the attempt at +%v: %d DSNs; want %d", at, got, want)
 		}
+		if got := h.get(id).DelayWarned; got != (want == 1) {
+			t.Fatalf("after the attempt at +%v: stored DelayWarned %v; want %v", at, got, want == 1)
+		}
 	}
 	if h.get(id).Attempts != 6 {
 		t.Errorf("Attempts %d; want 6", h.get(id).Attempts)

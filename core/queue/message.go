@@ -69,6 +69,7 @@ type Message struct {
 	Attempts    int
 	NextAttempt time.Time // zero = due now
 	Held        bool
+	DelayWarned bool // a delay DSN has been sent for this message (once only)
 
 	spilled bool // content is in bodies/<ID>; only the header is in the bodies bucket
 }
@@ -96,6 +97,7 @@ type record struct {
 	Attempts    int         `json:"attempts,omitzero"`
 	NextAttempt time.Time   `json:"next_attempt,omitzero"`
 	Held        bool        `json:"held,omitzero"`
+	DelayWarned bool        `json:"delay_warned,omitzero"`
 	Body        string      `json:"body"` // "inline" (bodies bucket) or "file" (bodies/<id>)
 }
 
@@ -148,6 +150,7 @@ func encodeMessage(m *Message) ([]byte, error) {
 		Attempts:    m.Attempts,
 		NextAttempt: m.NextAttempt,
 		Held:        m.Held,
+		DelayWarned: m.DelayWarned,
 		Body:        bodyInline,
 		Envelope: envRecord{
 			Sender:     addrRecord{Local: e.Sender.Local, Domain: e.Sender.Domain},
@@ -225,6 +228,7 @@ func decodeMessage(b []byte) (*Message, error) {
 		Attempts:    r.Attempts,
 		NextAttempt: r.NextAttempt,
 		Held:        r.Held,
+		DelayWarned: r.DelayWarned,
 		spilled:     r.Body == bodyFile,
 		Envelope: envelope.Envelope{
 			Sender:     envelope.Address{Local: r.Envelope.Sender.Local, Domain: r.Envelope.Sender.Domain},

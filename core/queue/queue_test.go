@@ -1000,6 +1000,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		Attempts:    3,
 		NextAttempt: testNow().Add(time.Hour),
 		Held:        true,
+		DelayWarned: true,
 		spilled:     true,
 	}
 	b, err := encodeMessage(m)
@@ -1025,7 +1026,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{reflect.TypeFor[envelope.Envelope](), 13},
 		{reflect.TypeFor[envelope.Recipient](), 3},
 		{reflect.TypeFor[envelope.Address](), 2},
-		{reflect.TypeFor[Message](), 10},
+		{reflect.TypeFor[Message](), 11},
 		{reflect.TypeFor[RecipientState](), 4},
 	} {
 		if got := c.typ.NumField(); got != c.want {
