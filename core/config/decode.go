@@ -110,11 +110,9 @@ func (d *decoder) inject(r *rawInject) Inject {
 		}
 	}
 	if in.Token != "" && len(in.Token) < minTokenLen {
-		rng := r.DefRange
+		rng := r.TokenFile.Range()
 		if hasToken {
 			rng = r.Token.Range()
-		} else {
-			rng = r.TokenFile.Range()
 		}
 		d.errorf(rng, "Invalid value", "The token must be at least %d characters.", minTokenLen)
 	}

@@ -262,7 +262,7 @@ func fieldStart(line []byte) (name string, at int, ok bool) {
 
 // unfold removes the line breaks of a field's value and trims blanks.
 func unfold(v []byte) string {
-	if bytes.IndexAny(v, "\r\n") >= 0 {
+	if bytes.ContainsAny(v, "\r\n") {
 		v = bytes.Map(func(r rune) rune {
 			if r == '\r' || r == '\n' {
 				return -1

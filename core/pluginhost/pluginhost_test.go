@@ -31,9 +31,8 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
-// binDir holds the test plugins, built once per test binary.
+// The test plugins are built once per test binary, into buildDir.
 var (
-	binDir   string
 	builds   sync.Map // name → *build
 	buildDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "pluginhost-test-") })
 )
