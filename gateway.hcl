@@ -94,6 +94,32 @@ admin {
   address = "127.0.0.1:8025" # host:port; keep it on loopback
 }
 
+# A plugin: an executable the gateway starts and talks to over gRPC
+# (`make plugins` builds the shipped ones into bin/). Its config block is
+# checked against the schema the plugin reports (`gateway plugin probe`
+# prints it). List it in pipeline as "plugin.<name>".
+#
+# plugin "aliases" {
+#   path     = "bin/gateway-plugin-aliases" # relative to this file
+#   sha256   = "…"                          # optional: refuse a binary that changed (sha256sum)
+#   timeout  = "2s"                         # deadline of each call. Default: "2s"
+#   on_error = "defer"                      # as for lua; also while the plugin restarts
+#   match { stage = ["rcpt", "command"] }
+#   config {
+#     aliases_file = "/etc/aliases"         # paths here are the plugin's, relative to the gateway's working folder
+#     domain       = "example.test"
+#   }
+# }
+
+# HTTP injection: POST /v1/messages with a JSON document (the shape the
+# webhook plugin posts) and "Authorization: Bearer <token>". The message
+# meets the same hooks and queue as SMTP mail. Default: off.
+#
+# inject {
+#   address    = "127.0.0.1:8026"
+#   token_file = "inject.token" # or token = "…"; at least 16 characters
+# }
+
 # Hooks: Lua scripts that answer at each stage (connect, helo, auth, mail,
 # rcpt, command, data, predelivery, and the delivered, deferred, bounced and
 # disconnect notifications). They run in pipeline order; the first that
@@ -121,28 +147,3 @@ admin {
 #   }
 # }
 
-# A plugin: an executable the gateway starts and talks to over gRPC
-# (`make plugins` builds the shipped ones into bin/). Its config block is
-# checked against the schema the plugin reports (`gateway plugin probe`
-# prints it). List it in pipeline as "plugin.<name>".
-#
-# plugin "aliases" {
-#   path     = "bin/gateway-plugin-aliases" # relative to this file
-#   sha256   = "…"                          # optional: refuse a binary that changed (sha256sum)
-#   timeout  = "2s"                         # deadline of each call. Default: "2s"
-#   on_error = "defer"                      # as for lua; also while the plugin restarts
-#   match { stage = ["rcpt", "command"] }
-#   config {
-#     aliases_file = "/etc/aliases"         # paths here are the plugin's, relative to the gateway's working folder
-#     domain       = "example.test"
-#   }
-# }
-
-# HTTP injection: POST /v1/messages with a JSON document (the shape the
-# webhook plugin posts) and "Authorization: Bearer <token>". The message
-# meets the same hooks and queue as SMTP mail. Default: off.
-#
-# inject {
-#   address    = "127.0.0.1:8026"
-#   token_file = "inject.token" # or token = "…"; at least 16 characters
-# }
