@@ -106,7 +106,7 @@ admin {
 #   on_error = "defer"                      # as for lua; also while the plugin restarts
 #   match { stage = ["rcpt", "command"] }
 #   config {
-#     aliases_file = "/etc/aliases"         # paths here are the plugin's, relative to the gateway's working folder
+#     aliases_file = "/etc/aliases"         # a plugin runs in this file's folder: relative paths are relative to it
 #     domain       = "example.test"
 #   }
 # }

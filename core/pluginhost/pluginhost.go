@@ -438,7 +438,7 @@ func (p *Plugin) relaunch() (*instance, sdk.Info, error) {
 func (p *Plugin) launch(ctx context.Context) (inst *instance, info sdk.Info, err error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opt.StartTimeout)
 	defer cancel()
-	client, rpc, remote, err := dial(p.opt.Path, p.sum, p.opt.StartTimeout, p.log)
+	client, rpc, remote, err := dial(p.opt.Path, workDir(p.opt.ConfigFile), p.sum, p.opt.StartTimeout, p.log)
 	if err != nil {
 		return nil, info, fmt.Errorf("pluginhost: %s: %w", p.name, err)
 	}
@@ -469,8 +469,9 @@ func (p *Plugin) launch(ctx context.Context) (inst *instance, info sdk.Info, err
 	return &instance{client: client, rpc: rpc, remote: remote, started: time.Now()}, info, nil
 }
 
-// dial starts the executable at path and dispenses its sdk.Remote.
-func dial(path string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*plugin.Client, plugin.ClientProtocol, sdk.Remote, error) {
+// dial starts the executable at path in the folder dir ("" = ours) and
+// dispenses its sdk.Remote.
+func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*plugin.Client, plugin.ClientProtocol, sdk.Remote, error) {
 	// An absolute path: exec would look a bare name up in $PATH.
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -484,7 +485,7 @@ func dial(path string, sum []byte, startTimeout time.Duration, log *slog.Logger)
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.VersionedPlugins(),
-		Cmd:              pluginCmd(abs),
+		Cmd:              pluginCmd(abs, dir),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLogger(log),
 		SyncStdout:       &lineLogger{log: log, msg: "plugin stdout"},
@@ -560,7 +561,7 @@ func Probe(ctx context.Context, path string, log *slog.Logger) (sdk.Info, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, DefaultStartTimeout)
 	defer cancel()
-	client, _, remote, err := dial(path, nil, DefaultStartTimeout, log)
+	client, _, remote, err := dial(path, "", nil, DefaultStartTimeout, log)
 	if err != nil {
 		return sdk.Info{}, fmt.Errorf("pluginhost: probe: %w", err)
 	}
@@ -588,14 +589,25 @@ func cloneInfo(i sdk.Info) sdk.Info {
 	return i
 }
 
-// pluginCmd is the command that starts a plugin. Unless the gateway's own
+// workDir is the folder a plugin runs in: the config file's, so that
+// relative paths in a plugin's config block mean what every other relative
+// path in gateway.hcl means. Without a config file (probe), the gateway's.
+func workDir(configFile string) string {
+	if configFile == "" {
+		return ""
+	}
+	return filepath.Dir(configFile)
+}
+
+// pluginCmd is the command that starts a plugin in dir. Unless the gateway's own
 // environment sets GOMAXPROCS, a plugin runs with GOMAXPROCS=1: a hook call
 // is a short gRPC exchange, and on a small machine the hand-offs between a
 // plugin's goroutines on several CPUs cost more than the call itself
 // (BenchmarkPluginRcptCall on 2 vCPUs: about 240 µs, about 120 µs with one).
 // A plugin that needs more CPUs for its own work can set it in main.
-func pluginCmd(path string) *exec.Cmd {
+func pluginCmd(path, dir string) *exec.Cmd {
 	cmd := exec.Command(path)
+	cmd.Dir = dir
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	}

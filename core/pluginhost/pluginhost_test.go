@@ -291,6 +291,23 @@ func TestStartAndHandle(t *testing.T) {
 	})
 }
 
+// TestWorkingFolder: a plugin runs in its config file's folder, so that
+// relative paths in its config block mean what they mean everywhere else in
+// gateway.hcl.
+func TestWorkingFolder(t *testing.T) {
+	dir := t.TempDir()
+	p, _ := start(t, pluginhost.Options{ConfigFile: filepath.Join(dir, "gateway.hcl")})
+	d, _, err := p.Handle(context.Background(), rcptRequest("pwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := filepath.EvalSymlinks(dir)
+	got, _ := filepath.EvalSymlinks(d.Message)
+	if got != want {
+		t.Errorf("plugin runs in %q, want the config's folder %q", d.Message, dir)
+	}
+}
+
 func TestChecksum(t *testing.T) {
 	path := plugin(t, "testplugin")
 	b, err := os.ReadFile(path)

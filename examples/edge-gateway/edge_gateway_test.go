@@ -101,9 +101,9 @@ func TestTranscript(t *testing.T) {
 		`"bin/gateway-plugin-aliases"`, `"`+plugins["aliases"]+`"`,
 		`"bin/gateway-plugin-lists"`, `"`+plugins["lists"]+`"`,
 		`"bin/gateway-plugin-webhook"`, `"`+plugins["webhook"]+`"`,
-		`"examples/edge-gateway/aliases"`, `"`+abs("aliases")+`"`,
-		`"examples/edge-gateway/virtual"`, `"`+abs("virtual")+`"`,
-		`"examples/edge-gateway/lists"`, `"`+abs("lists")+`"`,
+		`aliases_file = "aliases"`, `aliases_file = "`+abs("aliases")+`"`,
+		`virtual_file = "virtual"`, `virtual_file = "`+abs("virtual")+`"`,
+		`lists_dir = "lists"`, `lists_dir = "`+abs("lists")+`"`,
 		`"http://127.0.0.1:8080/inbound-mail"`, `"`+tickets.URL+`/inbound-mail"`)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gateway.hcl")

@@ -6,8 +6,8 @@
 # edge_gateway_test.go replays.
 #
 # Build the plugins, then run it, both from the repository root (the
-# plugins' own settings below, aliases_file and lists_dir, are read by the
-# plugin processes, relative to the directory the gateway runs in):
+# plugins run in this file's folder, so their own settings below,
+# aliases_file and lists_dir, are relative to it like every other path):
 #
 #   for p in aliases lists webhook; do
 #     go build -o examples/edge-gateway/bin/gateway-plugin-$p ./plugins/$p
@@ -113,8 +113,8 @@ plugin "aliases" {
   on_error = "defer"
   match { stage = ["rcpt"] }
   config {
-    aliases_file = "examples/edge-gateway/aliases" # relative to where the gateway runs
-    virtual_file = "examples/edge-gateway/virtual"
+    aliases_file = "aliases" # relative to this file: plugins run in its folder
+    virtual_file = "virtual"
     domain       = "example.test"
   }
 }
@@ -125,7 +125,7 @@ plugin "lists" {
   on_error = "defer"
   match { stage = ["mail", "rcpt", "data"] }
   config {
-    lists_dir = "examples/edge-gateway/lists"
+    lists_dir = "lists"
     domain    = "example.test"
   }
 }

@@ -7,6 +7,7 @@
 //	crash@…    exits the process
 //	error@…    returns an error
 //	count@…    accepts, with the count from the host's KV in the message
+//	pwd@…      rejects with its working folder as the message
 //	anything   continues
 //
 // Its config: greeting (string, required), limit (number, default 10),
@@ -68,6 +69,12 @@ func (p *testPlugin) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 	case "error":
 		fmt.Fprintln(os.Stderr, "testplugin: about to fail")
 		return sdk.Decision{}, sdk.Effects{}, errors.New("testplugin: boom")
+	case "pwd":
+		wd, err := os.Getwd()
+		if err != nil {
+			return sdk.Decision{}, sdk.Effects{}, err
+		}
+		return sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, wd), sdk.Effects{}, nil
 	case "count":
 		n, err := p.host.KVIncr(ctx, "count", 1, 0)
 		if err != nil {
