@@ -3,14 +3,9 @@ package scripts
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +13,6 @@ import (
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/lua"
 	"github.com/mailgate/gateway/core/message"
-	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -42,22 +36,19 @@ end
 `
 
 // Load of the accept benchmarks.
-const (
-	benchConns    = 8    // concurrent client sessions
-	benchBodySize = 2048 // bytes per message
-)
+const ()
 
 // BenchmarkAcceptNoHooks is the baseline of BenchmarkAcceptWithLua: the
 // same server and load without a hook chain.
-func BenchmarkAcceptNoHooks(b *testing.B) { benchAccept(b, nil) }
+func BenchmarkAcceptNoHooks(b *testing.B) { smtptest.BenchAccept(b, nil) }
 
 // BenchmarkAcceptWithLua measures a real server (discarding spool) with
-// one Lua script answering rcpt and data, driven by benchConns sessions
+// one Lua script answering rcpt and data, driven by smtptest.BenchConns sessions
 // sending 2 KB messages with pipelining. It reports msgs/s; compare with
 // BenchmarkAcceptNoHooks.
 func BenchmarkAcceptWithLua(b *testing.B) {
 	s := loadBenchScript(b)
-	benchAccept(b, hook.NewChain(nil, hook.Entry{Handler: s, OnError: hook.OnErrorDefer, Timeout: time.Second}))
+	smtptest.BenchAccept(b, hook.NewChain(nil, hook.Entry{Handler: s, OnError: hook.OnErrorDefer, Timeout: time.Second}))
 }
 
 // BenchmarkAcceptWithLuaRcptOnly is BenchmarkAcceptWithLua without on_data:
@@ -70,7 +61,7 @@ func BenchmarkAcceptWithLuaRcptOnly(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(s.Close)
-	benchAccept(b, hook.NewChain(nil, hook.Entry{Handler: s, OnError: hook.OnErrorDefer, Timeout: time.Second}))
+	smtptest.BenchAccept(b, hook.NewChain(nil, hook.Entry{Handler: s, OnError: hook.OnErrorDefer, Timeout: time.Second}))
 }
 
 func loadBenchScript(b *testing.B) *lua.Script {
@@ -81,125 +72,6 @@ func loadBenchScript(b *testing.B) *lua.Script {
 	}
 	b.Cleanup(s.Close)
 	return s
-}
-
-func benchAccept(b *testing.B, hooks hook.Dispatcher) {
-	spool := &benchSpool{}
-	opt := smtp.Options{
-		Hostname:     "mx.example.test",
-		LocalDomains: []string{"example.test"},
-		Spool:        spool,
-		Log:          slog.New(slog.DiscardHandler),
-	}
-	if hooks != nil {
-		opt.Hooks = hooks
-	}
-	addr, _ := smtptest.StartServer(b, opt)
-	body := benchBody()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	clients := make([]*smtp.Client, benchConns)
-	for i := range clients {
-		c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test", Timeout: time.Minute})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Hello(ctx); err != nil {
-			b.Fatal(err)
-		}
-		clients[i] = c
-	}
-
-	var next atomic.Int64
-	var (
-		mu     sync.Mutex
-		failed error // the first failure
-	)
-	var wg sync.WaitGroup
-	b.SetBytes(int64(len(body)))
-	b.ResetTimer()
-	start := time.Now()
-	for w, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				n := next.Add(1)
-				if n > int64(b.N) {
-					return
-				}
-				env := &envelope.Envelope{
-					Sender:     envelope.Address{Local: "sender", Domain: "example.org"},
-					Recipients: []envelope.Recipient{{Address: envelope.Address{Local: fmt.Sprintf("user%d", n%100+1), Domain: "example.test"}}},
-				}
-				res, err := c.Send(ctx, env, bytes.NewReader(body))
-				if err == nil && (len(res.Rcpts) != 1 || res.Rcpts[0].Code != 250) {
-					err = fmt.Errorf("rcpt: %v", res.Rcpts)
-				}
-				if err != nil {
-					mu.Lock()
-					if failed == nil {
-						failed = fmt.Errorf("session %d, message %d: %w", w, n, err)
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if failed != nil {
-		b.Fatal(failed)
-	}
-	if got := spool.committed.Load(); got != int64(b.N) {
-		b.Fatalf("%d messages committed, want %d", got, b.N)
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-}
-
-// benchSpool is a discarding spool that keeps each draft's content in
-// memory until its commit, so that the data hook can read the message
-// (smtptest.DiscardSpool keeps none). Both accept benchmarks use it.
-type benchSpool struct {
-	n         atomic.Int64
-	committed atomic.Int64
-}
-
-func (s *benchSpool) Create(ctx context.Context) (smtp.Draft, error) {
-	return &benchDraft{s: s, id: strconv.FormatInt(s.n.Add(1), 36)}, nil
-}
-
-type benchDraft struct {
-	s   *benchSpool
-	id  string
-	buf bytes.Buffer
-}
-
-func (d *benchDraft) ID() string                  { return d.id }
-func (d *benchDraft) Write(p []byte) (int, error) { return d.buf.Write(p) }
-func (d *benchDraft) Abort() error                { return nil }
-func (d *benchDraft) Open() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(d.buf.Bytes())), nil
-}
-func (d *benchDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
-	d.s.committed.Add(1)
-	return nil
-}
-
-// benchBody is a 2 KB message with a few header fields.
-func benchBody() []byte {
-	var buf bytes.Buffer
-	buf.WriteString("From: sender@example.org\r\nTo: user1@example.test\r\nSubject: benchmark\r\nMessage-ID: <bench@example.org>\r\n\r\n")
-	line := strings.Repeat("x", 76) + "\r\n"
-	for buf.Len()+len(line) <= benchBodySize {
-		buf.WriteString(line)
-	}
-	buf.WriteString(strings.Repeat("y", benchBodySize-buf.Len()-2) + "\r\n")
-	return buf.Bytes()
 }
 
 // BenchmarkLuaRcptCall is the cost of one rcpt call of the script:
@@ -225,7 +97,7 @@ func BenchmarkLuaRcptCall(b *testing.B) {
 // header read through the lazy message view): Handle directly.
 func BenchmarkLuaDataCall(b *testing.B) {
 	s := loadBenchScript(b)
-	body := benchBody()
+	body := smtptest.BenchBody()
 	sess := &hook.Session{ID: "bench", ClientIP: netip.MustParseAddr("192.0.2.1"), Port: 40000, HELO: "client.test", ESMTP: true}
 	env := &envelope.Envelope{
 		Sender:     envelope.Address{Local: "sender", Domain: "example.org"},

@@ -1,0 +1,150 @@
+package smtptest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+// The accept benchmarks' load: the scripts and plugin host benchmarks
+// measure their hooks' cost against the same run without hooks.
+const (
+	BenchConns    = 8    // concurrent client sessions
+	BenchBodySize = 2048 // bytes per message
+)
+
+// BenchAccept measures accept throughput: a real Server on 127.0.0.1:0
+// with hooks (nil = none) and a ContentSpool, driven by BenchConns
+// sessions each sending BenchBody messages pipelined, b.N in all. It
+// reports msgs/s, and fails on any refusal or when the spool did not
+// commit exactly b.N messages.
+func BenchAccept(b *testing.B, hooks hook.Dispatcher) {
+	spool := &ContentSpool{}
+	opt := smtp.Options{
+		Hostname:     "mx.example.test",
+		LocalDomains: []string{"example.test"},
+		Spool:        spool,
+		Log:          slog.New(slog.DiscardHandler),
+	}
+	if hooks != nil {
+		opt.Hooks = hooks
+	}
+	addr, _ := StartServer(b, opt)
+	body := BenchBody()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	clients := make([]*smtp.Client, BenchConns)
+	for i := range clients {
+		c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test", Timeout: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Hello(ctx); err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = c
+	}
+
+	var next atomic.Int64
+	var (
+		mu     sync.Mutex
+		failed error // the first failure
+	)
+	var wg sync.WaitGroup
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	start := time.Now()
+	for w, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				env := &envelope.Envelope{
+					Sender:     envelope.Address{Local: "sender", Domain: "example.org"},
+					Recipients: []envelope.Recipient{{Address: envelope.Address{Local: fmt.Sprintf("user%d", n%100+1), Domain: "example.test"}}},
+				}
+				res, err := c.Send(ctx, env, bytes.NewReader(body))
+				if err == nil && (len(res.Rcpts) != 1 || res.Rcpts[0].Code != 250) {
+					err = fmt.Errorf("rcpt: %v", res.Rcpts)
+				}
+				if err != nil {
+					mu.Lock()
+					if failed == nil {
+						failed = fmt.Errorf("session %d, message %d: %w", w, n, err)
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	if got := spool.committed.Load(); got != int64(b.N) {
+		b.Fatalf("%d messages committed, want %d", got, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+}
+
+// ContentSpool is a discarding spool that keeps each draft's content in
+// memory until its commit, so that a data hook can read the message
+// (DiscardSpool keeps none).
+type ContentSpool struct {
+	n         atomic.Int64
+	committed atomic.Int64
+}
+
+func (s *ContentSpool) Create(ctx context.Context) (smtp.Draft, error) {
+	return &benchDraft{s: s, id: strconv.FormatInt(s.n.Add(1), 36)}, nil
+}
+
+type benchDraft struct {
+	s   *ContentSpool
+	id  string
+	buf bytes.Buffer
+}
+
+func (d *benchDraft) ID() string                  { return d.id }
+func (d *benchDraft) Write(p []byte) (int, error) { return d.buf.Write(p) }
+func (d *benchDraft) Abort() error                { return nil }
+func (d *benchDraft) Open() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(d.buf.Bytes())), nil
+}
+func (d *benchDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
+	d.s.committed.Add(1)
+	return nil
+}
+
+// BenchBody is a BenchBodySize message with a few header fields.
+func BenchBody() []byte {
+	var buf bytes.Buffer
+	buf.WriteString("From: sender@example.org\r\nTo: user1@example.test\r\nSubject: benchmark\r\nMessage-ID: <bench@example.org>\r\n\r\n")
+	line := strings.Repeat("x", 76) + "\r\n"
+	for buf.Len()+len(line) <= BenchBodySize {
+		buf.WriteString(line)
+	}
+	buf.WriteString(strings.Repeat("y", BenchBodySize-buf.Len()-2) + "\r\n")
+	return buf.Bytes()
+}
