@@ -72,14 +72,11 @@ func (s *session) cmdData(ctx context.Context, arg string, drop bool) {
 		s.resetTx()
 		switch {
 		case errors.Is(err, ErrTooBig):
-			s.reply(R(552, enh534, "Message too big"))
-			s.srv.rejected.Add(1)
+			s.refuse(R(552, enh534, "Message too big"))
 		case errors.Is(err, ErrHeaderTooBig):
-			s.reply(R(552, enh534, "Message header too large"))
-			s.srv.rejected.Add(1)
+			s.refuse(R(552, enh534, "Message header too large"))
 		case errors.Is(err, ErrBareLineEnding):
-			s.reply(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
-			s.srv.rejected.Add(1)
+			s.refuse(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
 		default:
 			s.connFailed(err)
 		}
@@ -91,9 +88,8 @@ func (s *session) cmdData(ctx context.Context, arg string, drop bool) {
 	}
 	if dw.err != nil {
 		s.log.Error("smtp: spool write failed", "id", draft.ID(), "err", dw.err)
-		s.srv.rejected.Add(1)
 		s.resetTx()
-		s.reply(R(451, enh430, "Local error in processing"))
+		s.refuse(R(451, enh430, "Local error in processing"))
 		return
 	}
 	s.finish(ctx, dw.n, blackhole)
@@ -168,21 +164,19 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	sender, rcpts, err := envelopeEffects(&tx.env, eff) // checked before any rewriting
 	if err != nil {
 		s.log.Error("smtp: applying the data hook's changes", "id", id, "err", err)
-		s.srv.rejected.Add(1)
-		s.reply(R(451, enh430, "Local error in processing"))
+		s.refuse(R(451, enh430, "Local error in processing"))
 		return
 	}
 	if eff.Body != nil || len(eff.RemoveHeaders) > 0 {
 		nd, n, err := s.rewriteContent(ctx, draft, eff)
 		if err != nil {
-			s.srv.rejected.Add(1)
 			if errors.Is(err, errRewriteTooBig) {
 				s.log.Info("smtp: message too big after the data hook's changes", "id", id, "max", s.lim.maxMessage)
-				s.reply(R(552, enh534, "Message too big"))
+				s.refuse(R(552, enh534, "Message too big"))
 				return
 			}
 			s.log.Error("smtp: applying the data hook's changes", "id", id, "err", err)
-			s.reply(R(451, enh430, "Local error in processing"))
+			s.refuse(R(451, enh430, "Local error in processing"))
 			return
 		}
 		s.log.Debug("smtp: message rewritten by the data hook", "id", id, "new_id", nd.ID(), "size", n)
@@ -193,8 +187,7 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	tx.env.Sender, tx.env.Recipients = sender, rcpts
 	if err := draft.Commit(ctx, &tx.env, header); err != nil {
 		s.log.Error("smtp: spool commit failed", "id", id, "err", err)
-		s.srv.rejected.Add(1)
-		s.reply(R(451, enh430, "Local error in processing"))
+		s.refuse(R(451, enh430, "Local error in processing"))
 		return
 	}
 	tx.draft = nil // committed: nothing to abort
@@ -358,9 +351,8 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	if s.lim.maxMessage > 0 && tx.size+n > s.lim.maxMessage {
 		if s.drain(n) {
-			s.srv.rejected.Add(1)
 			s.resetTx()
-			s.reply(R(552, enh534, "Message too big"))
+			s.refuse(R(552, enh534, "Message too big"))
 		}
 		return
 	}
@@ -383,9 +375,8 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	tx.size += n
 	if tx.chunk.headerTooBig {
-		s.srv.rejected.Add(1)
 		s.resetTx()
-		s.reply(R(552, enh534, "Message header too large"))
+		s.refuse(R(552, enh534, "Message header too large"))
 		return
 	}
 	if !last {
@@ -394,9 +385,8 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	tx.chunk.finish()
 	if tx.chunk.bare && !tx.chunk.fix {
-		s.srv.rejected.Add(1)
 		s.resetTx()
-		s.reply(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
+		s.refuse(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
 		return
 	}
 	if tx.dw.hops.n > s.lim.maxHops {
@@ -405,9 +395,8 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	}
 	if tx.dw.err != nil {
 		s.log.Error("smtp: spool write failed", "id", tx.draft.ID(), "err", tx.dw.err)
-		s.srv.rejected.Add(1)
 		s.resetTx()
-		s.reply(R(451, enh430, "Local error in processing"))
+		s.refuse(R(451, enh430, "Local error in processing"))
 		return
 	}
 	s.finish(ctx, tx.dw.n, tx.blackhole) // the content as stored (bare line endings fixed)
@@ -508,9 +497,8 @@ func (c *chunkWriter) scanHeader(p []byte) {
 func (s *session) tooManyHops(n int) {
 	s.log.Info("smtp: mail loop", "received", n, "max_hops", s.lim.maxHops,
 		"from", s.tx.env.Sender.String())
-	s.srv.rejected.Add(1)
 	s.resetTx()
-	s.reply(R(554, enh546, "Too many hops (mail loop detected)"))
+	s.refuse(R(554, enh546, "Too many hops (mail loop detected)"))
 }
 
 // hopCounter counts the Received fields of a message's header section as
@@ -580,4 +568,12 @@ func (h *hopCounter) scan(p []byte) {
 			}
 		}
 	}
+}
+
+// refuse answers a message that is not queued after all (its content came
+// but it was refused or could not be stored), and counts it for the
+// metrics: every such reply goes through here.
+func (s *session) refuse(r Reply) {
+	s.srv.rejected.Add(1)
+	s.reply(r)
 }
