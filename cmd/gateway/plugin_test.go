@@ -7,9 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
 
 // buildTestPlugin builds core/pluginhost's test plugin (see its main.go:
@@ -49,10 +46,9 @@ plugin "policy" {
 `, bin, greeting, outdir)
 }
 
-// TestPlugin runs the gateway's plugin wiring on one build of the test
-// plugin: probe, check, serve (the plugin's reject on the wire, its KV,
-// its transport delivering queued mail, a reload restarting it) and the
-// startup errors.
+// TestPlugin runs the commands' plugin wiring on one build of the test
+// plugin: probe, check, and the startup errors. A plugin in a running
+// gateway's pipeline is core/gateway's TestPluginPipeline.
 func TestPlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts processes")
@@ -131,76 +127,4 @@ config:
 		}
 	})
 
-	t.Run("serve", func(t *testing.T) {
-		dir := t.TempDir()
-		outdir := filepath.Join(dir, "out")
-		if err := os.Mkdir(outdir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		path := writeConfig(t, filepath.Join(dir, "data"), pluginConfig(bin, "Blocked by plugin", outdir))
-		gw := startGateway(t, "serve", "-config", path)
-		// count@ is accepted only if the plugin's KV call through the
-		// host services (the spool) works; else on_error gives 451.
-		smtptest.Run(t, gw.addr, `
-S: 220 *
-C: HELO client.test
-S: 250 *
-C: MAIL FROM:<a@client.test>
-S: 250 *
-C: RCPT TO:<blocked@example.test>
-S: 550 5.7.1 Blocked by plugin: blocked
-C: RCPT TO:<count@example.test>
-S: 250 *
-C: RCPT TO:<ok@example.test>
-S: 250 *
-C: DATA
-S: 354 *
-C: Subject: through the plugin transport
-C:
-C: Hello.
-C: .
-S: 250 *
-C: QUIT
-S: 221 *
-`)
-		// The message is queued, then delivered by the plugin's transport.
-		var files []string
-		if !eventually(10*time.Second, func() bool {
-			files, _ = filepath.Glob(filepath.Join(outdir, "*"))
-			return len(files) == 1
-		}) {
-			t.Fatalf("the plugin transport wrote %v; want one message\nlog:\n%s", files, gw.stderr)
-		}
-		b, err := os.ReadFile(files[0])
-		if err != nil || !strings.Contains(string(b), "Subject: through the plugin transport") || !strings.HasPrefix(string(b), "Received:") {
-			t.Errorf("the plugin got %q, %v; want the whole message with its trace header", b, err)
-		}
-		if !eventually(5*time.Second, func() bool {
-			return strings.Contains(gw.stderr.String(), "stored by testtransport")
-		}) {
-			t.Errorf("no delivery through testtransport in the log:\n%s", gw.stderr)
-		}
-
-		// A reload restarts the plugin with its new config block.
-		src, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(strings.Replace(string(src), "Blocked by plugin", "Reloaded", 1)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if code, body := postReload(t, gw.adminAddr(t)); code != 200 {
-			t.Fatalf("reload: %d %s\nlog:\n%s", code, body, gw.stderr)
-		}
-		_, blocked, _, err := rcptReplies(t.Context(), gw.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := blocked.String(), "550 5.7.1 Reloaded: blocked"; got != want {
-			t.Errorf("after the reload: %q, want %q", got, want)
-		}
-		if !strings.Contains(gw.stderr.String(), `msg="hooks loaded" pipeline=plugin.policy`) {
-			t.Errorf("no hooks loaded line in the log:\n%s", gw.stderr)
-		}
-	})
 }

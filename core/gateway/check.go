@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// Report is what Check found in a configuration that passed.
+type Report struct {
+	Hooks   int          // handlers in the pipeline
+	Plugins []PluginInfo // the pipeline's plugins, in order
+}
+
+// PluginInfo is one plugin's answer to the handshake.
+type PluginInfo struct {
+	Name string // the block's label
+	Info sdk.Info
+}
+
+// Check does what New would do with cfg short of opening the spool and
+// binding sockets, and reports every problem it finds, all joined: each
+// listener's certificate is loaded, every script of the pipeline compiled
+// and every plugin started, handshaken, checked against its schema and
+// stopped again, and every route's transport looked up. No hook is called;
+// the hooks' key-value store is not the spool (a running gateway may hold
+// it), so a script's or plugin's key-value calls while loading fail.
+func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Report, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	for _, l := range cfg.Listeners {
+		if _, err := LoadTLS(l.TLS); err != nil {
+			errs = append(errs, fmt.Errorf("listener %q: %w", l.Name, err))
+		}
+	}
+	dns, err := resolver.New(resolver.Options{Servers: cfg.Delivery.Resolver})
+	if err != nil {
+		return nil, errors.Join(append(errs, err)...)
+	}
+	set, err := buildHooks(ctx, cfg, hookDeps{Resolver: dns, Log: log})
+	if err != nil {
+		return nil, errors.Join(append(errs, err)...)
+	}
+	defer set.close()
+	if err := checkRoutes(cfg.Delivery.Routes, set.transports); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	r := &Report{Hooks: set.chain.Len()}
+	for _, p := range set.plugins {
+		r.Plugins = append(r.Plugins, PluginInfo{Name: p.Name(), Info: p.Info()})
+	}
+	return r, nil
+}

@@ -1,0 +1,7 @@
+package gateway
+
+// The external tests share the internal tests' scripts.
+var (
+	PolicyScript = policyScript
+	BrokenScript = brokenScript
+)

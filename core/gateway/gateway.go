@@ -1,0 +1,269 @@
+// Package gateway assembles a whole mail gateway from a *config.Config and
+// runs it: the spool, the resolver, the hook pipeline (built from the lua
+// and plugin blocks, and reloaded live), the SMTP listeners, the delivery
+// engine and its transports, the admin API, the HTTP injection endpoint
+// and the key-value sweep; and it stops them in the order that loses
+// nothing. cmd/gateway parses flags, makes the logger and calls New and
+// Run; every test that needs a whole gateway builds it the same way
+// (gatewaytest).
+//
+// One message, top-down: an smtp.Server session runs the hook stages on
+// the pipeline's chain and writes the message into a draft of the spool
+// (intake); the draft's commit makes it durable and hands its ID to the
+// delivery engine, which runs the predelivery stage and a transport for
+// each destination, and records the outcome in the spool.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+
+	"github.com/mailgate/gateway/core/admin"
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+// Options are what a Gateway takes besides its configuration.
+type Options struct {
+	Log     *slog.Logger // nil = discard
+	Version string       // reported by the admin API's gateway_build_info
+	// Resolver, when set, are the DNS servers ("host:port") to use instead
+	// of the config's delivery.resolver (tests: a DNS server on loopback).
+	Resolver []string
+}
+
+// Gateway is one running mail gateway. New builds it and binds its
+// sockets; Run serves until its context ends and then stops everything.
+type Gateway struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	spool     *queue.Spool
+	dns       *resolver.Resolver
+	pipeline  *pipeline
+	smtpOut   *delivery.SMTP
+	engine    lateEngine
+	admin     *admin.Admin
+	adminLn   net.Listener // nil without an admin address
+	listeners []*listener
+	inject    *injectEndpoint // nil without an inject block
+
+	runOnce sync.Once
+}
+
+// listener is one SMTP listener: its server and its bound socket.
+type listener struct {
+	name string
+	srv  *smtp.Server
+	ln   net.Listener
+}
+
+// New builds the gateway cfg describes and binds its sockets, so that
+// Addr answers at once; nothing is served until Run. On error everything
+// opened so far is closed again. The caller must call Run (or Close, to
+// give up without running).
+func New(ctx context.Context, cfg *config.Config, opt Options) (*Gateway, error) {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{cfg: cfg, log: log}
+	if err := g.open(ctx, opt); err != nil {
+		g.release()
+		return nil, err
+	}
+	return g, nil
+}
+
+// open opens the parts in the order they depend on each other.
+func (g *Gateway) open(ctx context.Context, opt Options) error {
+	cfg := g.cfg
+	var err error
+	if g.spool, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), queue.Options{Log: g.log.With("part", "queue")}); err != nil {
+		return err
+	}
+	servers := cfg.Delivery.Resolver
+	if len(opt.Resolver) > 0 {
+		servers = opt.Resolver
+	}
+	if g.dns, err = resolver.New(resolver.Options{Servers: servers, Log: g.log.With("part", "resolver")}); err != nil {
+		return err
+	}
+	deps := hookDeps{Resolver: g.dns, KV: g.spool, Log: g.log.With("part", "hook")}
+	if g.pipeline, err = newPipeline(ctx, cfg, deps); err != nil {
+		return err
+	}
+	if err = g.newEngine(opt.Version); err != nil {
+		return err
+	}
+	return g.listen()
+}
+
+// newEngine builds the delivery engine with its transports, and the admin
+// API that reports on it and on the servers.
+func (g *Gateway) newEngine(version string) error {
+	cfg := g.cfg
+	g.smtpOut = delivery.NewSMTP(delivery.SMTPOptions{
+		Hostname:       cfg.Hostname,
+		Resolver:       g.dns,
+		Port:           cfg.Delivery.Port,
+		ConnectTimeout: cfg.Delivery.ConnectTimeout,
+		CommandTimeout: cfg.Delivery.CommandTimeout,
+		Log:            g.log.With("part", "smtp-out"),
+	})
+	transports := map[string]delivery.Transport{
+		"smtp": g.smtpOut,
+		"lmtp": delivery.NewLMTP(delivery.LMTPOptions{
+			Hostname:       cfg.Hostname,
+			ConnectTimeout: cfg.Delivery.ConnectTimeout,
+			CommandTimeout: cfg.Delivery.CommandTimeout,
+			Log:            g.log.With("part", "lmtp"),
+		}),
+		"maildir": delivery.NewMaildirTransport(cfg.Hostname),
+	}
+	g.pipeline.transports.add(transports)
+	// The admin API reads the engine and the servers only when a request
+	// comes, and the engine reports to the admin's metrics: the admin is
+	// built first, over the Gateway, which forwards to both.
+	g.admin = admin.New(admin.Options{
+		Queue:   g.spool,
+		Engine:  &g.engine,
+		Servers: []admin.ServerStats{admin.ServerStatsFunc(g.serverStats)},
+		Reload:  g.Reload,
+		Log:     g.log.With("part", "admin"),
+		Version: version,
+	})
+	var err error
+	g.engine.Engine, err = delivery.New(delivery.Options{
+		Spool:      g.spool,
+		Hostname:   cfg.Hostname,
+		Config:     cfg.Delivery,
+		Transports: transports,
+		Hooks:      g.pipeline.live,
+		Observer:   g.admin.Observer(),
+		Log:        g.log.With("part", "delivery"),
+	})
+	return err
+}
+
+// listen builds an SMTP server per listener block and binds its address,
+// then the admin and inject endpoints.
+func (g *Gateway) listen() error {
+	for _, l := range g.cfg.Listeners {
+		opt, err := g.smtpOptions(l)
+		if err != nil {
+			return fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		srv, err := smtp.NewServer(opt)
+		if err != nil {
+			return fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			return fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		g.listeners = append(g.listeners, &listener{name: l.Name, srv: srv, ln: ln})
+		g.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", l.TLS != nil)
+	}
+	if a := g.cfg.Admin.Address; a != "" {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		g.adminLn = ln
+		g.log.Info("admin listening", "address", ln.Addr().String())
+	}
+	var err error
+	g.inject, err = g.newInject()
+	return err
+}
+
+// Addr returns the bound address of the listener called name (a listener
+// block's label, or "admin" or "inject"); nil when there is none.
+func (g *Gateway) Addr(name string) net.Addr {
+	for _, l := range g.listeners {
+		if l.name == name {
+			return l.ln.Addr()
+		}
+	}
+	switch {
+	case name == "admin" && g.adminLn != nil:
+		return g.adminLn.Addr()
+	case name == "inject" && g.inject != nil:
+		return g.inject.ln.Addr()
+	}
+	return nil
+}
+
+// Spool returns the gateway's queue: tests and tools read it, the gateway
+// owns it (Run closes it).
+func (g *Gateway) Spool() *queue.Spool { return g.spool }
+
+// Engine returns the delivery engine.
+func (g *Gateway) Engine() *delivery.Engine { return g.engine.Engine }
+
+// lateEngine is the engine as the admin API sees it: the API is built
+// before the engine (whose metrics it collects) and reaches the engine
+// through this only when a request comes.
+type lateEngine struct{ *delivery.Engine }
+
+// Reload rebuilds the hook pipeline from the configuration file and swaps
+// it in; on any failure the running pipeline stays. SIGHUP and POST
+// /v1/reload call it.
+func (g *Gateway) Reload(ctx context.Context) error { return g.pipeline.reload(ctx) }
+
+// serverStats adds up the counters of every listener's server.
+func (g *Gateway) serverStats() smtp.ServerStats {
+	var sum smtp.ServerStats
+	for _, l := range g.listeners {
+		st := l.srv.Stats()
+		sum.SessionsActive += st.SessionsActive
+		sum.SessionsTotal += st.SessionsTotal
+		sum.MessagesAccepted += st.MessagesAccepted
+		sum.MessagesRejected += st.MessagesRejected
+	}
+	return sum
+}
+
+// Close releases a gateway that was built but never run. After Run it
+// does nothing.
+func (g *Gateway) Close() error {
+	var err error
+	g.runOnce.Do(func() { err = g.release() })
+	return err
+}
+
+// release closes, in order, whatever New opened: sockets, the pipeline's
+// handlers (which stops the plugins), the outbound SMTP connections, and
+// the spool last.
+func (g *Gateway) release() error {
+	for _, l := range g.listeners {
+		l.ln.Close()
+	}
+	if g.adminLn != nil {
+		g.adminLn.Close()
+	}
+	if g.inject != nil {
+		g.inject.ln.Close()
+	}
+	if g.pipeline != nil {
+		g.pipeline.close()
+	}
+	if g.smtpOut != nil {
+		g.smtpOut.Close()
+	}
+	if g.spool != nil {
+		return g.spool.Close()
+	}
+	return nil
+}
+
+// errRunTwice is Run called a second time, or after Close.
+var errRunTwice = errors.New("gateway: Run after Run or Close")

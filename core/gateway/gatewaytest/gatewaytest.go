@@ -1,0 +1,136 @@
+// Package gatewaytest runs a whole gateway in-process for tests, built by
+// core/gateway exactly as `gateway serve` builds it: a gateway.hcl written
+// into a temporary folder, listeners on 127.0.0.1:0, a DNS server on
+// loopback unless the config names one, and a stop at the test's cleanup
+// that waits for every part to end.
+package gatewaytest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/gateway"
+	"github.com/mailgate/gateway/core/resolver/resolvertest"
+)
+
+// Gateway is a running gateway and what a test reads of it.
+type Gateway struct {
+	*gateway.Gateway
+	Config *config.Config
+	Path   string // its gateway.hcl
+	log    *Log
+}
+
+// WriteConfig writes hcl as gateway.hcl into a new temporary folder and
+// returns its path. Relative paths in it (data_dir, scripts, plugins)
+// mean that folder.
+func WriteConfig(t testing.TB, hcl string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gateway.hcl")
+	if err := os.WriteFile(path, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Start writes hcl as WriteConfig does and runs the gateway it describes.
+func Start(t testing.TB, hcl string) *Gateway {
+	t.Helper()
+	return StartFile(t, WriteConfig(t, hcl))
+}
+
+// StartFile loads the configuration at path and runs the gateway it
+// describes until the test ends. A config without a resolver gets a DNS
+// server on loopback that knows no names, so no test asks the machine's
+// resolver. The gateway logs at debug level into Log.
+func StartFile(t testing.TB, path string) *Gateway {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var dns []string
+	if len(cfg.Delivery.Resolver) == 0 {
+		dns = []string{resolvertest.Start(t, "").Addr()}
+	}
+	logs := &Log{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := gateway.New(ctx, cfg, gateway.Options{Log: log, Version: "test", Resolver: dns})
+	if err != nil {
+		cancel()
+		t.Fatalf("gateway: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway stopped with: %v", err)
+			}
+		case <-time.After(cfg.ShutdownTimeout + 30*time.Second):
+			t.Errorf("gateway did not stop")
+		}
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	return &Gateway{Gateway: g, Config: cfg, Path: path, log: logs}
+}
+
+// Addr returns the address of the listener called name ("admin" and
+// "inject" included) as host:port; the test fails if there is none.
+func (g *Gateway) Addr(t testing.TB, name string) string {
+	t.Helper()
+	a := g.Gateway.Addr(name)
+	if a == nil {
+		t.Fatalf("gateway has no listener %q", name)
+	}
+	return a.String()
+}
+
+// Log returns what the gateway logged so far.
+func (g *Gateway) Log() *Log { return g.log }
+
+// Log collects log lines while a test reads them.
+type Log struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// Wait waits up to d for a line containing s to be logged.
+func (l *Log) Wait(d time.Duration, s string) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if strings.Contains(l.String(), s) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

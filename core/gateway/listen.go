@@ -1,0 +1,159 @@
+package gateway
+
+// This file is the front of the gateway: the one place smtp.Options are
+// made from the config, the HTTP injection endpoint, and intake, the
+// hand-off from a session's commit to the delivery engine.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/inject"
+	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+// smtpOptions are the options of the SMTP server for listener l: the only
+// place they are made from the config.
+func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
+	tlsConfig, err := LoadTLS(l.TLS)
+	if err != nil {
+		return smtp.Options{}, err
+	}
+	var auth smtp.Authenticator
+	if len(g.cfg.Auth.Users) > 0 {
+		auth = smtp.NewPasswordTable(g.cfg.Auth.Users)
+	}
+	return smtp.Options{
+		Hostname:           g.cfg.Hostname,
+		Listener:           l,
+		LocalDomains:       g.cfg.Domains,
+		RelayNetworks:      g.cfg.Relay.Networks,
+		RelayAuthenticated: g.cfg.Relay.Authenticated,
+		TLS:                tlsConfig,
+		Auth:               auth,
+		Hooks:              g.pipeline.live,
+		Spool:              intake{spool: g.spool, committed: g.engine.Enqueue},
+		ETRN:               g.engine.RetryDomain,
+		VerifySender:       g.dns.DomainExists,
+		Log:                g.log.With("listener", l.Name),
+	}, nil
+}
+
+// LoadTLS loads a listener's certificate; nil for none.
+func LoadTLS(t *config.TLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// intake is the spool as the SMTP servers see it: a queue draft that, once
+// committed (durable), is handed to the delivery engine by its ID.
+type intake struct {
+	spool     *queue.Spool
+	committed func(id string)
+}
+
+func (in intake) Create(ctx context.Context) (smtp.Draft, error) {
+	d, err := in.spool.Create(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return intakeDraft{d, in.committed}, nil
+}
+
+// intakeDraft is a queue draft that calls committed after its commit.
+type intakeDraft struct {
+	*queue.Draft
+	committed func(id string)
+}
+
+func (d intakeDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
+	if err := d.Draft.Commit(ctx, env, header); err != nil {
+		return err
+	}
+	d.committed(d.ID())
+	return nil
+}
+
+// injectEndpoint is the HTTP injection endpoint: an smtp.Server that never
+// listens (inject serves its sessions over net.Pipe) behind an HTTP server.
+type injectEndpoint struct {
+	srv  *smtp.Server
+	http *http.Server
+	ln   net.Listener
+	log  *slog.Logger
+}
+
+// newInject builds the injection endpoint when the config has an inject
+// block (nil otherwise). Its sessions have the first listener's limits,
+// no TLS and no AUTH, and may relay: the API client is authenticated by
+// its token.
+func (g *Gateway) newInject() (*injectEndpoint, error) {
+	if g.cfg.Inject.Address == "" {
+		return nil, nil
+	}
+	l := g.cfg.Listeners[0]
+	l.Name, l.Address, l.AuthRequired, l.TLS = "inject", g.cfg.Inject.Address, false, nil
+	opt, err := g.smtpOptions(l)
+	if err != nil {
+		return nil, fmt.Errorf("inject: %w", err)
+	}
+	opt.RelayAuthenticated, opt.Auth, opt.ETRN = true, nil, nil
+	srv, err := smtp.NewServer(opt)
+	if err != nil {
+		return nil, fmt.Errorf("inject: %w", err)
+	}
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return nil, fmt.Errorf("inject: %w", err)
+	}
+	log := g.log.With("part", "inject")
+	h := inject.New(inject.Options{
+		Server:   srv,
+		Token:    g.cfg.Inject.Token,
+		Hostname: g.cfg.Hostname,
+		MaxSize:  l.MaxMessageSize*4/3 + 1<<20, // base64 in JSON, plus the document
+		Log:      log,
+	})
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	g.log.Info("inject listening", "address", ln.Addr().String())
+	return &injectEndpoint{srv: srv, http: hs, ln: ln, log: log}, nil
+}
+
+// serve serves HTTP until shutdown; a failure goes to errc.
+func (e *injectEndpoint) serve(errc chan<- error) {
+	if err := e.http.Serve(e.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errc <- fmt.Errorf("inject: %w", err)
+	}
+}
+
+// shutdown lets the requests in flight finish, then stops their SMTP side.
+func (e *injectEndpoint) shutdown(ctx context.Context) {
+	if err := e.http.Shutdown(ctx); err != nil {
+		e.log.Warn("inject shutdown", "err", err)
+	}
+	if err := e.srv.Shutdown(ctx); err != nil {
+		e.log.Warn("inject shutdown", "err", err)
+	}
+}

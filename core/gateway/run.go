@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mailgate/gateway/core/queue"
+)
+
+// kvSweepInterval is how often Run removes expired entries of the hooks'
+// key-value store.
+const kvSweepInterval = time.Hour
+
+// Run serves until ctx is done or a listener fails, then stops in the
+// order that loses nothing: the SMTP listeners and the inject endpoint
+// close and their sessions get cfg.ShutdownTimeout to finish, then the
+// delivery engine lets its attempts in flight end, then the admin API and
+// the key-value sweep stop, the hook handlers are released (plugins stop),
+// and the spool is closed last. Every goroutine Run starts has ended when
+// it returns. Run may be called once, and not after Close.
+func (g *Gateway) Run(ctx context.Context) (err error) {
+	ran := false
+	g.runOnce.Do(func() { ran = true })
+	if !ran {
+		return errRunTwice
+	}
+	defer func() {
+		if cerr := g.release(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	// The background parts stop only after the servers: they get a
+	// context of their own.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	var background sync.WaitGroup
+	g.goLogged(&background, "delivery engine", func() error { return g.engine.Run(bg) })
+	if g.adminLn != nil {
+		g.goLogged(&background, "admin", func() error { return g.admin.Serve(bg, g.adminLn) })
+	}
+	g.goLogged(&background, "kv sweep", func() error { return sweepKV(bg, g.spool, kvSweepInterval, g.log) })
+
+	serveErr := make(chan error, len(g.listeners)+1)
+	var serving sync.WaitGroup
+	for _, l := range g.listeners {
+		serving.Go(func() {
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				serveErr <- err
+			}
+		})
+	}
+	if g.inject != nil {
+		serving.Go(func() { g.inject.serve(serveErr) })
+	}
+	select {
+	case <-ctx.Done():
+		g.log.Info("stopping", "grace", g.cfg.ShutdownTimeout.String())
+	case err = <-serveErr:
+		g.log.Error("listener failed; stopping", "err", err)
+	}
+	g.shutdownServers(ctx)
+	serving.Wait()
+	stopBackground()
+	background.Wait()
+	st := g.spool.Stats()
+	g.log.Info("stopped", "queued", g.spool.Len(), "commits", st.Commits, "fsyncs", st.Batches)
+	return err
+}
+
+// shutdownServers stops every SMTP server and the inject endpoint at once,
+// each letting its sessions finish within cfg.ShutdownTimeout.
+func (g *Gateway) shutdownServers(ctx context.Context) {
+	// The caller's ctx is done: the grace period needs a context of its own.
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range g.listeners {
+		wg.Go(func() {
+			if err := l.srv.Shutdown(stopCtx); err != nil {
+				g.log.Warn("shutdown", "listener", l.name, "err", err)
+			}
+		})
+	}
+	if g.inject != nil {
+		wg.Go(func() { g.inject.shutdown(stopCtx) })
+	}
+	wg.Wait()
+}
+
+// goLogged runs fn in a goroutine that wg tracks, logging what it returns
+// (other than a cancellation) and a panic.
+func (g *Gateway) goLogged(wg *sync.WaitGroup, part string, fn func() error) {
+	wg.Go(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				g.log.Error(part+" panicked", "panic", p)
+			}
+		}()
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
+			g.log.Warn(part, "err", err)
+		}
+	})
+}
+
+// sweepKV calls spool.KVSweep every interval until ctx is done.
+func sweepKV(ctx context.Context, spool *queue.Spool, interval time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			n, err := spool.KVSweep(ctx, now)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Warn("kv sweep", "err", err)
+			case n > 0:
+				log.Debug("kv sweep", "removed", n)
+			}
+		}
+	}
+}
