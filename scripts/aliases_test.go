@@ -66,7 +66,7 @@ func TestAliasesExpand(t *testing.T) {
 			S: 250 2.1.5 Ok
 		` + sendMessage([]string{"Subject: " + tt.name}, "hi"))
 	}
-	msgs := g.Spool.Messages()
+	msgs := g.Queued(t)
 	if len(msgs) != len(tests) {
 		t.Fatalf("%d messages queued, want %d", len(msgs), len(tests))
 	}
@@ -91,7 +91,7 @@ func TestAliasesRefused(t *testing.T) {
 		C: RCPT TO:<info@example.test>
 		S: 250 2.1.5 Ok
 	` + sendMessage(nil, "hi"))
-	wantStrings(t, "recipients", recipients(onlyMessage(t, g.Spool)), []string{"alice@example.test", "bob@example.test"})
+	wantStrings(t, "recipients", recipients(onlyMessage(t, g)), []string{"alice@example.test", "bob@example.test"})
 }
 
 var srsPattern = regexp.MustCompile(`^SRS0=([A-Z2-7]{4})=([A-Z2-7]{2})=sender\.test=carol@example\.test$`)
@@ -107,7 +107,7 @@ func TestAliasesSRS(t *testing.T) {
 		C: RCPT TO:<sales@example.test>
 		S: 250 2.1.5 Ok
 	` + sendMessage([]string{"Subject: forwarded"}, "hi"))
-	m := onlyMessage(t, g.Spool)
+	m := onlyMessage(t, g)
 	wantStrings(t, "recipients", recipients(m), []string{"dave@partner.test", "alice@example.test"})
 	srs := m.Envelope.Sender.String()
 	sub := srsPattern.FindStringSubmatch(srs)
@@ -135,7 +135,7 @@ func TestAliasesSRS(t *testing.T) {
 		C: RCPT TO:<` + strings.ToLower(srs) + `>
 		S: 250 2.1.5 Ok
 	` + sendMessage([]string{"Subject: bounce"}, "failed"))
-	msgs := g.Spool.Messages()
+	msgs := g.Queued(t)
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages, want 2", len(msgs))
 	}
@@ -169,7 +169,7 @@ func TestAliasesNoSRS(t *testing.T) {
 				C: RCPT TO:<` + tt.rcpt + `>
 				S: 250 2.1.5 Ok
 			` + sendMessage(nil, "hi"))
-			if got := onlyMessage(t, g.Spool).Envelope.Sender.String(); got != tt.sender {
+			if got := onlyMessage(t, g).Envelope.Sender.String(); got != tt.sender {
 				t.Errorf("sender = %q, want %q", got, tt.sender)
 			}
 		})

@@ -42,7 +42,7 @@ func TestListsPost(t *testing.T) {
 		C: RCPT TO:<team@example.test>
 		S: 250 2.1.5 Ok
 	` + sendMessage([]string{"From: Alice <alice@example.test>", "To: team@example.test", "Subject: news"}, "hello team"))
-	m := onlyMessage(t, g.Spool)
+	m := onlyMessage(t, g)
 	wantStrings(t, "recipients", recipients(m), []string{"alice@example.test", "bob@example.org"})
 	if got := m.Envelope.Sender.String(); got != "team-bounces@example.test" {
 		t.Errorf("sender = %q, want the bounce address", got)
@@ -64,7 +64,7 @@ func TestListsOpenList(t *testing.T) {
 		C: RCPT TO:<open@example.test>
 		S: 250 2.1.5 Ok
 	` + sendMessage([]string{"Subject: hi"}, "hello"))
-	m := onlyMessage(t, g.Spool)
+	m := onlyMessage(t, g)
 	wantStrings(t, "recipients", recipients(m), []string{"carol@example.test", "alice@example.test"})
 	if got := m.Envelope.Sender.String(); got != "stranger@elsewhere.test" {
 		t.Errorf("sender = %q", got)
@@ -128,7 +128,7 @@ func TestListsRefused(t *testing.T) {
 			g := startGateway(t, listsConfig(listsParams))
 			c := open(t, g, "")
 			c.Run(tt.script)
-			if n := len(g.Spool.Messages()); n != 0 {
+			if n := len(g.Queued(t)); n != 0 {
 				t.Errorf("%d messages queued", n)
 			}
 		})

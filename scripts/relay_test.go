@@ -147,7 +147,7 @@ func TestRelayUserDomainsMessage(t *testing.T) {
 		C: RCPT TO:<dave@outside.test>
 		S: 250 2.1.5 Ok
 	` + sendMessage([]string{"Subject: hi"}, "hello"))
-	m := onlyMessage(t, g.Spool)
+	m := onlyMessage(t, g)
 	if got := m.Envelope.Sender.String(); got != "alice@example.test" {
 		t.Errorf("sender = %q", got)
 	}

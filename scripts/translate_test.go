@@ -2,19 +2,19 @@ package scripts
 
 import (
 	"bytes"
-	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/mailgate/gateway/core/delivery"
-	"github.com/mailgate/gateway/core/delivery/deliverytest"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/lua"
-	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/core/resolver/resolvertest"
 	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -67,7 +67,7 @@ func TestTranslateMasquerade(t *testing.T) {
 				"Reply-To: desk@internal.example, other@elsewhere.test",
 				"Subject: hi",
 			}, "hello"))
-			m := onlyMessage(t, g.Spool)
+			m := onlyMessage(t, g)
 			if got := m.Envelope.Sender.String(); got != tt.wantSender {
 				t.Errorf("sender = %q, want %q", got, tt.wantSender)
 			}
@@ -106,7 +106,7 @@ func TestTranslateHeaders(t *testing.T) {
 				C: RCPT TO:<alice@example.test>
 				S: 250 2.1.5 Ok
 			` + sendMessage(header, "hello"))
-			m := onlyMessage(t, g.Spool)
+			m := onlyMessage(t, g)
 			wantStrings(t, "Subject", headerValues(m, "Subject"), tt.want)
 			wantStrings(t, "X-Internal-Id", headerValues(m, "X-Internal-Id"), nil)
 			wantStrings(t, "X-Gateway", headerValues(m, "X-Gateway"), []string{"edge"})
@@ -166,100 +166,59 @@ func TestTranslateRoutes(t *testing.T) {
 
 // TestTranslateDelivery runs the whole path: the SMTP server queues into
 // the spool, the delivery engine picks the message up, runs the
-// predelivery stage per destination domain and hands each job to the
-// transport the script's route names (recording transports here).
+// predelivery stage per destination domain and delivers each job where
+// the script's route says: a next hop named by the route, or the MX of
+// the domain (both real SMTP servers on loopback).
 func TestTranslateDelivery(t *testing.T) {
-	smtpOut, lmtpOut := &deliverytest.Transport{}, &deliverytest.Transport{}
-	g := startGateway(t, translateConfig(`{
+	routed, byMX := &smtptest.MemorySpool{}, &smtptest.MemorySpool{}
+	routedAddr, _ := smtptest.StartServer(t, smtp.Options{RelayNetworks: []netip.Prefix{smtptest.Loopback()}, Spool: routed})
+	mxAddr, _ := smtptest.StartServer(t, smtp.Options{RelayNetworks: []netip.Prefix{smtptest.Loopback()}, Spool: byMX})
+	_, mxPort, _ := net.SplitHostPort(mxAddr)
+	dns := resolvertest.Start(t, `
+elsewhere.test.    IN MX 10 mx.elsewhere.test.
+mx.elsewhere.test. IN A 127.0.0.1
+`)
+	delivery := fmt.Sprintf("delivery {\n  resolver = %q\n  port = %s\n}\n", dns.Addr(), mxPort)
+	g := startGateway(t, testConfigDelivery(`["example.test"]`, delivery, `
+pipeline = ["lua.translate"]
+lua "translate" {
+  path   = "{{scripts}}/translate.lua"
+  params = {
     masquerade = { from = "internal.example", to = "example.test" }
-    routes = [
-      { match = "*.partner.test", transport = "smtp", via = "127.0.0.1:2626" },
-      { match = "*.lmtp.test", transport = "lmtp", via = "127.0.0.1:2424" },
-    ]
-  }`), func(g *gateway, o *smtp.Options) {
-		eng, err := delivery.New(delivery.Options{
-			Spool:      g.KV,
-			Hostname:   g.Config.Hostname,
-			Transports: map[string]delivery.Transport{"smtp": smtpOut, "lmtp": lmtpOut},
-			Hooks:      g.Chain,
-			Log:        testLog(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- eng.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		o.Spool = engineSpool{g.KV, eng}
-		o.RelayNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	})
-	c := open(t, g, "")
+    routes = [{ match = "*.partner.test", transport = "smtp", via = "`+routedAddr+`" }]
+  }
+}
+`))
+	c := open(t, g, "alice")
 	c.Run(`
 		C: MAIL FROM:<joe@internal.example>
 		S: 250 2.1.0 Ok
 		C: RCPT TO:<ann@eu.partner.test>
-		S: 250 2.1.5 Ok
-		C: RCPT TO:<bob@box.lmtp.test>
 		S: 250 2.1.5 Ok
 		C: RCPT TO:<cid@elsewhere.test>
 		S: 250 2.1.5 Ok
 	` + sendMessage([]string{"From: Joe <joe@internal.example>", "Subject: out"}, "hello"))
 
 	deadline := time.Now().Add(10 * time.Second)
-	for smtpOut.NumCalls() < 2 || lmtpOut.NumCalls() < 1 {
+	for len(routed.Messages()) < 1 || len(byMX.Messages()) < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("deliveries: smtp %d, lmtp %d; want 2 and 1", smtpOut.NumCalls(), lmtpOut.NumCalls())
+			t.Fatalf("deliveries: routed %d, by MX %d; want 1 and 1", len(routed.Messages()), len(byMX.Messages()))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	routes := map[string]delivery.Route{}
-	for _, call := range append(smtpOut.Calls(), lmtpOut.Calls()...) {
-		routes[call.Job.Domain] = call.Job.Route
-		if s := call.Job.Envelope.Sender.String(); s != "joe@example.test" {
-			t.Errorf("%s: sender %q, want joe@example.test", call.Job.Domain, s)
+	for name, tt := range map[string]struct {
+		spool *smtptest.MemorySpool
+		rcpt  string
+	}{"routed": {routed, "ann@eu.partner.test"}, "by MX": {byMX, "cid@elsewhere.test"}} {
+		m := tt.spool.Messages()[0]
+		if got := m.Envelope.Sender.String(); got != "joe@example.test" {
+			t.Errorf("%s: sender %q, want joe@example.test", name, got)
 		}
-		if !bytes.Contains(call.Body, []byte("From: Joe <joe@example.test>\r\n")) {
-			t.Errorf("%s: From not masqueraded:\n%s", call.Job.Domain, call.Body)
+		if len(m.Envelope.Recipients) != 1 || m.Envelope.Recipients[0].Address.String() != tt.rcpt {
+			t.Errorf("%s: recipients %v, want %s", name, m.Envelope.Recipients, tt.rcpt)
 		}
-	}
-	want := map[string]delivery.Route{
-		"eu.partner.test": {Transport: "smtp", Via: "127.0.0.1:2626"},
-		"box.lmtp.test":   {Transport: "lmtp", Via: "127.0.0.1:2424"},
-		"elsewhere.test":  {Transport: "smtp"},
-	}
-	for domain, w := range want {
-		got, ok := routes[domain]
-		if !ok || got.Transport != w.Transport || got.Via != w.Via {
-			t.Errorf("%s: route %+v, want transport %q via %q", domain, got, w.Transport, w.Via)
+		if !bytes.Contains(m.Data(), []byte("From: Joe <joe@example.test>\r\n")) {
+			t.Errorf("%s: From not masqueraded:\n%s", name, m.Data())
 		}
 	}
-}
-
-// engineSpool is serve's spool adapter: the queue, and a kick to the
-// engine after each commit.
-type engineSpool struct {
-	q *queue.Spool
-	e *delivery.Engine
-}
-
-func (s engineSpool) Create(ctx context.Context) (smtp.Draft, error) {
-	d, err := s.q.Create(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return engineDraft{d, s.e}, nil
-}
-
-type engineDraft struct {
-	*queue.Draft
-	e *delivery.Engine
-}
-
-func (d engineDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
-	if err := d.Draft.Commit(ctx, env, header); err != nil {
-		return err
-	}
-	d.e.Enqueue(d.ID())
-	return nil
 }

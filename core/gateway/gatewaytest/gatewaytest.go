@@ -8,16 +8,20 @@ package gatewaytest
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/gateway"
+	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver/resolvertest"
 )
 
@@ -134,3 +138,46 @@ func (l *Log) Wait(d time.Duration, s string) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Message is a queued message as a test reads it.
+type Message struct {
+	ID       string
+	Envelope envelope.Envelope
+	Data     []byte // the header the server wrote, then the content
+}
+
+// Queued returns the messages in the gateway's queue, oldest first. A test
+// that reads what was accepted gives the config a next hop that does not
+// answer (see DeadRoute), so mail stays queued.
+func (g *Gateway) Queued(t testing.TB) []Message {
+	t.Helper()
+	var msgs []*queue.Message
+	if err := g.Spool().List(func(m *queue.Message) bool { msgs = append(msgs, m); return true }); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortStableFunc(msgs, func(a, b *queue.Message) int { return a.Created.Compare(b.Created) })
+	out := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		rc, err := g.Spool().Body(m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, Message{ID: m.ID, Envelope: m.Envelope, Data: data})
+	}
+	return out
+}
+
+// DeadRoute is a delivery block that sends every domain to a next hop on
+// loopback where nothing listens and retries only after an hour: accepted
+// mail stays in the queue for Queued to read.
+const DeadRoute = `
+delivery {
+  route "*" { via = "127.0.0.1:9" }
+  retry = ["1h"]
+}
+`
