@@ -43,7 +43,7 @@ auth {
 delivery {
   retry = ["10s", "1m"]
 
-  # Local mail ends up in a Maildir: examples/lua-routing/data/mail/new/.
+  # Local mail ends up in Maildirs: examples/lua-routing/data/mail/example.test/<user>/new/.
   route "example.test" {
     transport = "maildir"
     path      = "data/mail"

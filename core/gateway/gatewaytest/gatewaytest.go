@@ -52,15 +52,22 @@ func Start(t testing.TB, hcl string) *Gateway {
 }
 
 // StartFile loads the configuration at path and runs the gateway it
-// describes until the test ends. A config without a resolver gets a DNS
-// server on loopback that knows no names, so no test asks the machine's
-// resolver. The gateway logs at debug level into Log.
+// describes until the test ends (see StartConfig).
 func StartFile(t testing.TB, path string) *Gateway {
 	t.Helper()
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	return StartConfig(t, cfg)
+}
+
+// StartConfig runs the gateway cfg describes until the test ends. A
+// config without a resolver gets a DNS server on loopback that knows no
+// names, so no test asks the machine's resolver. The gateway logs at
+// debug level into Log.
+func StartConfig(t testing.TB, cfg *config.Config) *Gateway {
+	t.Helper()
 	var dns []string
 	if len(cfg.Delivery.Resolver) == 0 {
 		dns = []string{resolvertest.Start(t, "").Addr()}
@@ -89,7 +96,32 @@ func StartFile(t testing.TB, path string) *Gateway {
 			t.Logf("gateway log:\n%s", logs.String())
 		}
 	})
-	return &Gateway{Gateway: g, Config: cfg, Path: path, log: logs}
+	return &Gateway{Gateway: g, Config: cfg, Path: cfg.File, log: logs}
+}
+
+// Relocate moves a loaded configuration that is meant to run as it stands
+// (an example's gateway.hcl) out of the way of the machine and the
+// repository: every listener, the admin API and the inject endpoint onto
+// 127.0.0.1:0, and data_dir into a temporary folder, together with every
+// route path inside it (a Maildir under data/).
+func Relocate(t testing.TB, cfg *config.Config) {
+	t.Helper()
+	for i := range cfg.Listeners {
+		cfg.Listeners[i].Address = "127.0.0.1:0"
+	}
+	if cfg.Admin.Address != "" {
+		cfg.Admin.Address = "127.0.0.1:0"
+	}
+	if cfg.Inject.Address != "" {
+		cfg.Inject.Address = "127.0.0.1:0"
+	}
+	old, data := cfg.DataDir, t.TempDir()
+	for i, rt := range cfg.Delivery.Routes {
+		if rel, err := filepath.Rel(old, rt.Path); err == nil && rt.Path != "" && filepath.IsLocal(rel) {
+			cfg.Delivery.Routes[i].Path = filepath.Join(data, rel)
+		}
+	}
+	cfg.DataDir = data
 }
 
 // Addr returns the address of the listener called name ("admin" and
