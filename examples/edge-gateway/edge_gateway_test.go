@@ -1,7 +1,6 @@
 package edgegateway_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,13 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
 	"github.com/mailgate/gateway/core/resolver/resolvertest"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
@@ -53,17 +51,17 @@ type document struct {
 	Text    string `json:"text"`
 }
 
-// TestTranscript builds the gateway and the aliases, lists and webhook
-// plugins, runs `gateway serve` with this folder's gateway.hcl (free
-// ports, a resolvertest DNS server, an httptest ticketing system, the
-// example's aliases, virtual and lists files), replays transcript.txt on
-// the mx and submission listeners, and checks the Maildirs and the POST.
+// TestTranscript builds the aliases, lists and webhook plugins, runs this
+// folder's gateway.hcl in a whole gateway (core/gateway, in-process, as
+// `gateway serve` runs it) with free ports, a resolvertest DNS server, an
+// httptest ticketing system and the example's aliases, virtual and lists
+// files, replays transcript.txt on the mx and submission listeners, and
+// checks the Maildirs and the POST.
 func TestTranscript(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and starts processes")
+		t.Skip("builds and starts plugins")
 	}
 	bin := t.TempDir()
-	gateway := goBuild(t, filepath.Join(bin, "gateway"), "../../cmd/gateway")
 	plugins := map[string]string{}
 	for _, p := range []string{"aliases", "lists", "webhook"} {
 		plugins[p] = goBuild(t, filepath.Join(bin, "gateway-plugin-"+p), "../../plugins/"+p)
@@ -110,7 +108,7 @@ func TestTranscript(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gw := serve(t, gateway, path, "mx", "submission")
+	gw := gatewaytest.StartFile(t, path)
 
 	script, err := os.ReadFile("transcript.txt")
 	if err != nil {
@@ -121,8 +119,8 @@ func TestTranscript(t *testing.T) {
 		t.Fatalf("transcript.txt has no %q line", submissionMarker)
 	}
 	_, submission, _ = strings.Cut(submission, "\n") // the rest of the marker line
-	smtptest.Run(t, gw.addrs["mx"], mx)
-	smtptest.Run(t, gw.addrs["submission"], submission)
+	smtptest.Run(t, gw.Addr(t, "mx"), mx)
+	smtptest.Run(t, gw.Addr(t, "submission"), submission)
 
 	// The help desk's message, POSTed to the ticketing system.
 	select {
@@ -182,7 +180,7 @@ func TestTranscript(t *testing.T) {
 		`hook=plugin.lists verdict=reject`,
 		`hook=lua.relay verdict=reject`,
 	} {
-		if !strings.Contains(gw.log.String(), line) {
+		if !strings.Contains(gw.Log().String(), line) {
 			t.Errorf("the log has no %s", line)
 		}
 	}
@@ -239,82 +237,6 @@ func rewrite(t *testing.T, file string, oldnew ...string) string {
 		s = strings.Replace(s, oldnew[i], oldnew[i+1], 1)
 	}
 	return s
-}
-
-// gateway is a running `gateway serve`.
-type gateway struct {
-	addrs map[string]string // listener name → address
-	log   *lockedLines      // its log so far
-}
-
-var listeningRE = regexp.MustCompile(`msg=listening listener=(\S+) address=(\S+)`)
-
-// serve runs `gateway serve -config path`, waits until the listeners
-// named listen, and stops it at the end of the test.
-func serve(t *testing.T, gatewayBin, path string, listeners ...string) *gateway {
-	t.Helper()
-	cmd := exec.Command(gatewayBin, "serve", "-config", path)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	gw := &gateway{addrs: map[string]string{}, log: &lockedLines{}}
-	found := make(chan [2]string, len(listeners))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			gw.log.add(sc.Text())
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- [2]string{m[1], m[2]}:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		// A graceful stop; the log ends when the process has exited.
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", gw.log)
-		}
-	})
-	timeout := time.After(20 * time.Second)
-	for len(gw.addrs) < len(listeners) {
-		select {
-		case l := <-found:
-			gw.addrs[l[0]] = l[1]
-		case <-timeout:
-			t.Fatalf("gateway serve did not start listening on %v", listeners)
-		}
-	}
-	return gw
-}
-
-// lockedLines collects a child's log lines while the test reads them.
-type lockedLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *lockedLines) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.mu.Unlock() }
-
-func (l *lockedLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 // eventually polls cond every 20ms until it holds or d passes.
