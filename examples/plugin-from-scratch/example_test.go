@@ -1,16 +1,14 @@
 package pluginfromscratch_test
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
 
@@ -18,18 +16,19 @@ import (
 const retryMarker = "# ---- retry:"
 
 // TestTranscript builds the greylist plugin from its own module
-// (./greylist) and the gateway, runs `gateway serve` with this folder's
-// gateway.hcl (on a free port, the plugin from the temporary build,
-// delay = 1) and replays transcript.txt: the first RCPT is greylisted, the
-// retry more than a second later goes through and the message lands in
-// the Maildir.
+// (./greylist), runs this folder's gateway.hcl in a whole gateway
+// (core/gateway, in-process, as `gateway serve` runs it) on a free port,
+// with the plugin from the temporary build and delay = 1, and replays
+// transcript.txt: the first RCPT is greylisted, the retry more than a
+// second later goes through and the message lands in the Maildir. (That
+// README.md shows what `gateway plugin probe` prints is checked in
+// cmd/gateway, which runs the command in-process.)
 func TestTranscript(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts processes")
 	}
 	bin := t.TempDir()
 	plugin := goBuild(t, "greylist", filepath.Join(bin, "gateway-plugin-greylist"), ".")
-	gateway := goBuild(t, ".", filepath.Join(bin, "gateway"), "github.com/mailgate/gateway/cmd/gateway")
 
 	// The example's config, as it is but for the listener's port, the
 	// plugin's path and the delay. Written to a temporary folder, so its
@@ -43,7 +42,8 @@ func TestTranscript(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gw := serve(t, gateway, path)
+	gw := gatewaytest.StartFile(t, path)
+	addr := gw.Addr(t, "mx")
 
 	script, err := os.ReadFile("transcript.txt")
 	if err != nil {
@@ -55,9 +55,9 @@ func TestTranscript(t *testing.T) {
 	}
 	_, retry, _ = strings.Cut(retry, "\n") // the rest of the marker line
 	start := time.Now()
-	smtptest.Run(t, gw.addr, first)
+	smtptest.Run(t, addr, first)
 	time.Sleep(time.Until(start.Add(1100 * time.Millisecond)))
-	smtptest.Run(t, gw.addr, retry)
+	smtptest.Run(t, addr, retry)
 
 	// Delivered into the Maildir by the gateway's queue.
 	var files []string
@@ -71,22 +71,10 @@ func TestTranscript(t *testing.T) {
 		t.Errorf("the delivered message is %q, %v", b, err)
 	}
 	// The deferral was logged with its reason.
-	if want := `reason="greylist: new triple triple/127.0.0.1/carol@sender.test/alice@example.test"`; !strings.Contains(gw.log.String(), want) {
+	if want := `reason="greylist: new triple triple/127.0.0.1/carol@sender.test/alice@example.test"`; !strings.Contains(gw.Log().String(), want) {
 		t.Errorf("the log has no %s", want)
 	}
 
-	// What README.md shows `gateway plugin probe` printing is what it prints.
-	out, err := exec.Command(gateway, "plugin", "probe", plugin).Output()
-	if err != nil {
-		t.Fatalf("gateway plugin probe: %v", err)
-	}
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(readme), string(out)) {
-		t.Errorf("README.md does not show the output of gateway plugin probe:\n%s", out)
-	}
 }
 
 // goBuild builds pkg in the module at dir into out. The plugin's module
@@ -127,78 +115,6 @@ func rewrite(t *testing.T, file string, oldnew ...string) string {
 		s = strings.Replace(s, oldnew[i], oldnew[i+1], 1)
 	}
 	return s
-}
-
-// gateway is a running `gateway serve`.
-type gateway struct {
-	addr string       // the first listener's address
-	log  *lockedLines // its log so far
-}
-
-var listeningRE = regexp.MustCompile(`msg=listening .*address=(\S+)`)
-
-// serve runs `gateway serve -config path`, waits until it listens, and
-// stops it at the end of the test.
-func serve(t *testing.T, gatewayBin, path string) *gateway {
-	t.Helper()
-	cmd := exec.Command(gatewayBin, "serve", "-config", path)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	gw := &gateway{log: &lockedLines{}}
-	addr := make(chan string, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			gw.log.add(sc.Text())
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		// A graceful stop; the log ends when the process has exited.
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", gw.log)
-		}
-	})
-	select {
-	case gw.addr = <-addr:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("gateway serve did not start listening; log:\n%s", gw.log)
-	}
-	return gw
-}
-
-// lockedLines collects a child's log lines while the test reads them.
-type lockedLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *lockedLines) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.mu.Unlock() }
-
-func (l *lockedLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 // eventually polls cond every 20ms until it holds or d passes.
