@@ -21,6 +21,7 @@ import (
 
 	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
 	"github.com/mailgate/gateway/core/resolver/resolvertest"
 	"github.com/mailgate/gateway/core/smtp"
 )
@@ -116,7 +117,7 @@ func eventually(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-// TestDeliveryEndToEnd runs the gateway as a process that finds its next
+// TestDeliveryEndToEnd runs a whole gateway (in-process) that finds its next
 // hops through a DNS server on loopback and delivers to `gateway sink`
 // processes: one accepting, one answering 4xx, one 5xx, one that drops the
 // connection mid-DATA, and the sender's own MX, which receives the bounce.
@@ -155,8 +156,8 @@ delivery {
 }
 admin { address = "127.0.0.1:0" }
 `, dns.Addr(), port))
-	gw := startGateway(t, "serve", "-config", cfg)
-	adminAddr := gw.adminAddr(t)
+	g := gatewaytest.StartFile(t, cfg)
+	mx, adminAddr := g.Addr(t, "mx"), g.Addr(t, "admin")
 
 	alice := envelope.Address{Local: "alice", Domain: "sender.test"}
 	for _, to := range []envelope.Address{
@@ -165,20 +166,20 @@ admin { address = "127.0.0.1:0" }
 		{Local: "c", Domain: "fail.test"},
 		{Local: "d", Domain: "drop.test"},
 	} {
-		if r := sendOne(t, gw.addr, alice, to); r.Code != 250 {
+		if r := sendOne(t, mx, alice, to); r.Code != 250 {
 			t.Fatalf("send to %s: %s", to, r)
 		}
 	}
 	// A bounce that fails must never be bounced to <>.
-	if r := sendOne(t, gw.addr, envelope.Address{}, envelope.Address{Local: "e", Domain: "fail.test"}); r.Code != 250 {
+	if r := sendOne(t, mx, envelope.Address{}, envelope.Address{Local: "e", Domain: "fail.test"}); r.Code != 250 {
 		t.Fatalf("send from <>: %s", r)
 	}
 
 	if !eventually(10*time.Second, func() bool { return len(savedFiles(t, okDir)) == 1 }) {
-		t.Fatalf("ok.test sink got %d messages, want 1; gateway log:\n%s", len(savedFiles(t, okDir)), gw.stderr.String())
+		t.Fatalf("ok.test sink got %d messages, want 1; the gateway log follows", len(savedFiles(t, okDir)))
 	}
 	if !eventually(10*time.Second, func() bool { return len(savedFiles(t, bounceDir)) >= 1 }) {
-		t.Fatalf("no bounce reached the sender's MX; gateway log:\n%s", gw.stderr.String())
+		t.Fatalf("no bounce reached the sender's MX; the gateway log follows")
 	}
 
 	// The queue keeps the deferred ones, with the reply and growing attempts.

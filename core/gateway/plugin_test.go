@@ -86,12 +86,10 @@ S: 221 *
 `)
 	// The message is queued, then delivered by the plugin's transport.
 	var files []string
-	deadline := time.Now().Add(10 * time.Second)
-	for len(files) != 1 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	if !gatewaytest.Eventually(10*time.Second, func() bool {
 		files, _ = filepath.Glob(filepath.Join(outdir, "*"))
-	}
-	if len(files) != 1 {
+		return len(files) == 1
+	}) {
 		t.Fatalf("the plugin transport wrote %v; want one message", files)
 	}
 	b, err := os.ReadFile(files[0])

@@ -151,7 +151,7 @@ func TestTranscript(t *testing.T) {
 	}
 	got := map[string][]string{}
 	msgs := map[string]string{} // user → the team message
-	if !eventually(10*time.Second, func() bool {
+	if !gatewaytest.Eventually(10*time.Second, func() bool {
 		clear(got)
 		for user := range want {
 			files, _ := filepath.Glob(filepath.Join(dir, "data", "mail", "example.test", user, "new", "*"))
@@ -237,16 +237,4 @@ func rewrite(t *testing.T, file string, oldnew ...string) string {
 		s = strings.Replace(s, oldnew[i], oldnew[i+1], 1)
 	}
 	return s
-}
-
-// eventually polls cond every 20ms until it holds or d passes.
-func eventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cond()
 }

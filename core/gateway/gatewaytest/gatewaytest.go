@@ -159,16 +159,7 @@ func (l *Log) String() string {
 
 // Wait waits up to d for a line containing s to be logged.
 func (l *Log) Wait(d time.Duration, s string) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if strings.Contains(l.String(), s) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return Eventually(d, func() bool { return strings.Contains(l.String(), s) })
 }
 
 // Message is a queued message as a test reads it.
@@ -213,3 +204,16 @@ delivery {
   retry = ["1h"]
 }
 `
+
+// Eventually polls cond every 10ms until it holds or d has passed, and
+// reports whether it held.
+func Eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}

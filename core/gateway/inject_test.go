@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"bytes"
@@ -6,36 +6,21 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
 	"github.com/mailgate/gateway/core/inject"
 )
-
-var injectListeningRE = regexp.MustCompile(`msg="inject listening" address=(\S+)`)
-
-// logMatch waits for a line of the child's output matching re and returns
-// its first submatch.
-func (c *child) logMatch(t *testing.T, re *regexp.Regexp) string {
-	t.Helper()
-	var m []string
-	if !eventually(10*time.Second, func() bool { m = re.FindStringSubmatch(c.stderr.String()); return m != nil }) {
-		t.Fatalf("no log line matches %s; output:\n%s", re, c.stderr.String())
-	}
-	return m[1]
-}
 
 // TestInjectEndToEnd posts a JSON document to a running gateway's injection
 // endpoint and finds the message delivered into the Maildir.
 func TestInjectEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	data := t.TempDir()
-	mail := filepath.Join(data, "mail")
-	cfg := writeConfig(t, data, `
+	g := gatewaytest.Start(t, `
+hostname = "mx.test"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
 inject {
   address = "127.0.0.1:0"
   token   = "an-injection-token-for-tests"
@@ -43,12 +28,12 @@ inject {
 delivery {
   route "example.test" {
     transport = "maildir"
-    path      = "`+mail+`"
+    path      = "mail"
   }
 }
 `)
-	gw := startGateway(t, "serve", "-config", cfg)
-	addr := gw.logMatch(t, injectListeningRE)
+	addr := g.Addr(t, "inject")
+	mail := filepath.Join(filepath.Dir(g.Path), "mail")
 
 	post := func(token string, doc inject.Document) (int, map[string]any) {
 		b, _ := json.Marshal(doc)
@@ -76,11 +61,11 @@ delivery {
 		t.Fatalf("inject: %d %v, want 202 with an id", status, out)
 	}
 	var files []string
-	if !eventually(10*time.Second, func() bool {
+	if !gatewaytest.Eventually(10*time.Second, func() bool {
 		files, _ = filepath.Glob(filepath.Join(mail, "example.test", "bob", "new", "*"))
 		return len(files) == 1
 	}) {
-		t.Fatalf("no message in the Maildir; gateway log:\n%s", gw.stderr.String())
+		t.Fatalf("no message in the Maildir")
 	}
 	b, _ := os.ReadFile(files[0])
 	for _, want := range []string{"Delivered-To: bob@example.test", "Received: from inject (", "Subject: From the API", "Injected over HTTP."} {
