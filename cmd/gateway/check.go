@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/mailgate/gateway/core/config"
@@ -10,23 +11,28 @@ import (
 
 // runCheck validates the configuration, compiles the hook scripts, starts
 // and stops the plugins, and prints what it found; on error it prints
-// every diagnostic as file:line:column (a script's as file:line) and exits 1.
+// every problem it found in one run, each as file:line:column (a script's
+// as file:line), and exits 1: a wrong value in the file does not stop the
+// scripts and plugins from being checked.
 func runCheck(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "check", "[-config gateway.hcl]")
 	path := fs.String("config", defaultConfig, "configuration file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
+	cfg, cfgErr := config.LoadPartial(*path)
+	if cfg == nil {
+		return cfgErr
 	}
-	if _, err := newLogger(c.Stderr, cfg.Log); err != nil {
+	if _, err := newLogger(c.Stderr, cfg.Log); err != nil && cfgErr == nil {
 		return err
 	}
 	r, err := gateway.Check(ctx, cfg, nil)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+		err = fmt.Errorf("%s: %w", *path, err)
+	}
+	if err := errors.Join(cfgErr, err); err != nil {
+		return err
 	}
 	hooks := ""
 	if r.Hooks > 0 {

@@ -137,3 +137,22 @@ func TestCheckScripts(t *testing.T) {
 		t.Fatalf("check with a broken script: code %d, stderr %q; want 1 naming %s", code, errOut, want)
 	}
 }
+
+// TestCheckReportsEveryProblem: a wrong value in the file and a script
+// that does not compile are both reported by one run of check.
+func TestCheckReportsEveryProblem(t *testing.T) {
+	config, script := hookConfig(t, brokenScript)
+	src, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(src), `shutdown_timeout = "5s"`, `shutdown_timeout = "soon"`, 1)
+	writeFile(t, config, bad)
+	code, _, errOut := runCLI(t, "check", "-config", config)
+	line := 1 + strings.Count(bad[:strings.Index(bad, `"soon"`)], "\n")
+	for _, want := range []string{fmt.Sprintf("%s:%d:", config, line), script + ":3:"} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("check: code %d, stderr %q; want 1 naming %s", code, errOut, want)
+		}
+	}
+}

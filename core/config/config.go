@@ -194,6 +194,9 @@ type PluginHook struct {
 	// in it: the places diagnostics about the plugin's settings name.
 	ConfigRange Range
 	ConfigLines map[string]int
+	// SHA256Range is where the sha256 setting is, for the diagnostic of a
+	// binary whose digest differs (known only when the plugin starts).
+	SHA256Range Range
 }
 
 // PipelineName is the name of the hook in the pipeline: "plugin.<name>".

@@ -158,7 +158,10 @@ func (d *decoder) pluginHooks(rs []rawPlugin) ([]PluginHook, []hcl.Range) {
 		if d.required("path", r.Path, r.DefRange) {
 			d.executable("path", r.Path, &h.Path)
 		}
-		d.sha256("sha256", r.SHA256, &h.SHA256)
+		if d.sha256("sha256", r.SHA256, &h.SHA256) && h.SHA256 != "" {
+			rg := r.SHA256.Range()
+			h.SHA256Range = Range{Filename: rg.Filename, Line: rg.Start.Line}
+		}
 		d.duration("timeout", r.Timeout, &h.Timeout, false)
 		d.enum("on_error", r.OnError, &h.OnError, onErrors())
 		if r.Match != nil {

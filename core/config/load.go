@@ -17,6 +17,17 @@ func Load(path string) (*Config, error) {
 	return parser{hostname: os.Hostname}.load(path)
 }
 
+// LoadPartial is Load for a tool that reports every problem in one run
+// (gateway check). When the file parses but some values are wrong it
+// returns the configuration decoded so far, each wrong value left at its
+// default, together with the *Error; the configuration is nil only when
+// the file cannot be read or its structure is wrong. A partial
+// configuration is for finding more problems, never for running.
+func LoadPartial(path string) (*Config, error) {
+	p := parser{hostname: os.Hostname, partial: true}
+	return p.load(path)
+}
+
 // Parse parses a configuration held in memory. filename names it in
 // diagnostics, and relative paths are resolved against its folder (the
 // current folder when filename has none). Config.File is left empty. A
@@ -28,6 +39,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 // parser holds what parsing needs from the machine, so tests can fix it.
 type parser struct {
 	hostname func() (string, error) // os.Hostname
+	partial  bool                   // LoadPartial: return what decoded, with the errors
 }
 
 func (p parser) load(path string) (*Config, error) {
@@ -36,11 +48,10 @@ func (p parser) load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg, err := p.parse(src, path)
-	if err != nil {
-		return nil, err
+	if cfg != nil {
+		cfg.File = path
 	}
-	cfg.File = path
-	return cfg, nil
+	return cfg, err
 }
 
 func (p parser) parse(src []byte, filename string) (*Config, error) {
@@ -57,6 +68,9 @@ func (p parser) parse(src []byte, filename string) (*Config, error) {
 	d := &decoder{dir: filepath.Dir(filename), hostname: p.hostname}
 	cfg := d.config(&raw, f.Body.MissingItemRange())
 	if d.diags.HasErrors() {
+		if p.partial {
+			return &cfg, newError(d.diags)
+		}
 		return nil, newError(d.diags)
 	}
 	return &cfg, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/resolver"
@@ -21,6 +22,35 @@ type Report struct {
 type PluginInfo struct {
 	Name string // the block's label
 	Info sdk.Info
+}
+
+// loadableHooks returns cfg with only the pipeline entries that have a
+// block whose script or executable exists, and whether it left any out. A
+// configuration that loaded has no others; one from config.LoadPartial
+// may, and the config's own diagnostics already name them. (A route to
+// the transport of a plugin left out would fail for that reason only, so
+// routes are not checked then.)
+func loadableHooks(cfg *config.Config) (*config.Config, bool) {
+	paths := map[string]string{}
+	for _, h := range cfg.Lua {
+		paths[h.PipelineName()] = h.Path
+	}
+	for _, h := range cfg.Plugins {
+		paths[h.PipelineName()] = h.Path
+	}
+	c := *cfg
+	c.Pipeline = nil
+	for _, name := range cfg.Pipeline {
+		if p, ok := paths[name]; ok && p != "" && fileExists(p) {
+			c.Pipeline = append(c.Pipeline, name)
+		}
+	}
+	return &c, len(c.Pipeline) < len(cfg.Pipeline)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // Check does what New would do with cfg short of opening the spool and
@@ -44,12 +74,13 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Report, 
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}
-	set, err := buildHooks(ctx, cfg, hookDeps{Resolver: dns, Log: log})
+	loadable, skipped := loadableHooks(cfg)
+	set, err := buildHooks(ctx, loadable, hookDeps{Resolver: dns, Log: log})
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}
 	defer set.close()
-	if err := checkRoutes(cfg.Delivery.Routes, set.transports); err != nil {
+	if err := checkRoutes(cfg.Delivery.Routes, set.transports); err != nil && !skipped {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

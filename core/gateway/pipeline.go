@@ -175,6 +175,9 @@ func (b *hookBuilder) startPlugin(ctx context.Context, h config.PluginHook) (*pl
 		ConfigLine:  h.ConfigRange.Line,
 		ConfigLines: h.ConfigLines,
 	})
+	if errors.Is(err, pluginhost.ErrChecksum) {
+		return nil, fmt.Errorf("%s: %w", h.SHA256Range, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -214,3 +214,31 @@ lua "policy" {
 		t.Error("reload after close: got no error")
 	}
 }
+
+// TestPluginChecksumNamesLine: a plugin binary whose SHA-256 is not the
+// configured one is refused with the file:line of the sha256 setting.
+func TestPluginChecksumNamesLine(t *testing.T) {
+	exe, err := os.Executable() // any executable: the digest is checked before it runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateway.hcl")
+	hcl := `listener "mx" { address = "127.0.0.1:0" }
+plugin "p" {
+  path   = "` + exe + `"
+  sha256 = "` + strings.Repeat("0", 64) + `"
+}
+`
+	if err := os.WriteFile(path, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = buildHooks(context.Background(), cfg, hookDeps{Log: slog.New(slog.DiscardHandler)})
+	if want := path + ":4: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want an error starting %q", err, want)
+	}
+}
