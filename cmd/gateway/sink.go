@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -30,59 +31,99 @@ import (
 const sinkShutdownTimeout = 10 * time.Second
 
 func runSink(ctx context.Context, c *cli, args []string) error {
-	fs := newFlags(c, "sink", "--listen HOST:PORT [flags]")
-	listen := fs.String("listen", "127.0.0.1:2525", "address to listen on (port 0: any free port)")
-	hostname := fs.String("hostname", "sink.test", "name in the greeting, EHLO reply and Received header")
-	mailReply := fs.String("mail-reply", "", `answer every MAIL FROM with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
-	rcptReply := fs.String("rcpt-reply", "", `answer every RCPT TO with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
-	dataReply := fs.String("data-reply", "", `answer every message (after the final ".") with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
-	save := fs.String("save", "", "keep each message as DIR/<id>.eml (with the Received header) and its envelope as DIR/<id>.json")
-	report := fs.Duration("report", 0, "print a running count at this interval (0: only the totals at the end)")
-	maxSize := fs.Int64("max-size", 1<<30, "largest message accepted, in bytes")
-	bare := fs.String("bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
-	logLevel := fs.String("log-level", "warn", "server log level on stderr: debug, info, warn or error")
-	dropMidData := fs.Bool("drop-mid-data", false, "close the connection once message content starts arriving, without a reply (tests a client's handling of a dropped DATA)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
-	hooks, err := newSinkHooks(*mailReply, *rcptReply, *dataReply)
+	o, err := parseSinkFlags(c, args)
 	if err != nil {
 		return err
 	}
-	if *bare != "reject" && *bare != "fix" {
-		return fmt.Errorf("--bare-line-endings %q: want reject or fix", *bare)
-	}
-	if *maxSize <= 0 {
-		return fmt.Errorf("--max-size %d: must be positive", *maxSize)
-	}
-	if *save != "" {
-		if err := os.MkdirAll(*save, 0o755); err != nil {
+	if o.save != "" {
+		if err := os.MkdirAll(o.save, 0o755); err != nil {
 			return err
 		}
 	}
-	log, err := newLogger(c.Stderr, config.Log{Level: *logLevel})
+	log, err := newLogger(c.Stderr, config.Log{Level: o.logLevel})
 	if err != nil {
 		return err
 	}
+	spool := newSinkSpool(o.save)
+	srv, err := newSinkServer(o, spool, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	if o.dropMidData {
+		ln = dropListener{ln}
+	}
+	fmt.Fprintf(c.Stdout, "listening on %s\n", ln.Addr())
+	return serveSink(ctx, c, srv, ln, spool, o.report, log)
+}
 
-	spool := newSinkSpool(*save)
-	srv, err := smtp.NewServer(smtp.Options{
-		Hostname: *hostname,
+// sinkOptions are the sink's flags, checked.
+type sinkOptions struct {
+	listen      string
+	hostname    string
+	hooks       sinkHooks
+	save        string        // "" keeps nothing
+	report      time.Duration // 0: only the totals at the end
+	maxSize     int64
+	bare        string // "reject" or "fix"
+	logLevel    string
+	dropMidData bool
+}
+
+// parseSinkFlags reads the sink's flags and checks them.
+func parseSinkFlags(c *cli, args []string) (sinkOptions, error) {
+	var o sinkOptions
+	fs := newFlags(c, "sink", "--listen HOST:PORT [flags]")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:2525", "address to listen on (port 0: any free port)")
+	fs.StringVar(&o.hostname, "hostname", "sink.test", "name in the greeting, EHLO reply and Received header")
+	mailReply := fs.String("mail-reply", "", `answer every MAIL FROM with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
+	rcptReply := fs.String("rcpt-reply", "", `answer every RCPT TO with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
+	dataReply := fs.String("data-reply", "", `answer every message (after the final ".") with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
+	fs.StringVar(&o.save, "save", "", "keep each message as DIR/<id>.eml (with the Received header) and its envelope as DIR/<id>.json")
+	fs.DurationVar(&o.report, "report", 0, "print a running count at this interval (0: only the totals at the end)")
+	fs.Int64Var(&o.maxSize, "max-size", 1<<30, "largest message accepted, in bytes")
+	fs.StringVar(&o.bare, "bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
+	fs.StringVar(&o.logLevel, "log-level", "warn", "server log level on stderr: debug, info, warn or error")
+	fs.BoolVar(&o.dropMidData, "drop-mid-data", false, "close the connection once message content starts arriving, without a reply (tests a client's handling of a dropped DATA)")
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return o, errUsage
+	}
+	var err error
+	if o.hooks, err = newSinkHooks(*mailReply, *rcptReply, *dataReply); err != nil {
+		return o, err
+	}
+	if o.bare != "reject" && o.bare != "fix" {
+		return o, fmt.Errorf("--bare-line-endings %q: want reject or fix", o.bare)
+	}
+	if o.maxSize <= 0 {
+		return o, fmt.Errorf("--max-size %d: must be positive", o.maxSize)
+	}
+	return o, nil
+}
+
+// newSinkServer makes an open relay with generous limits that answers
+// through the sink's hooks and commits to spool.
+func newSinkServer(o sinkOptions, spool *sinkSpool, log *slog.Logger) (*smtp.Server, error) {
+	return smtp.NewServer(smtp.Options{
+		Hostname: o.hostname,
 		Listener: config.Listener{
 			Name:                "sink",
-			Address:             *listen,
-			MaxMessageSize:      *maxSize,
+			Address:             o.listen,
+			MaxMessageSize:      o.maxSize,
 			MaxRecipients:       10000,
 			MaxLineLength:       4096,
-			MaxHeaderSize:       *maxSize,
+			MaxHeaderSize:       o.maxSize,
 			MaxConnections:      10000,
 			MaxConnectionsPerIP: 10000,
 			MaxErrors:           100,
-			BareLineEndings:     *bare,
+			BareLineEndings:     o.bare,
 			Timeouts: config.Timeouts{
 				Command:   5 * time.Minute,
 				DataBlock: 3 * time.Minute,
@@ -91,55 +132,27 @@ func runSink(ctx context.Context, c *cli, args []string) error {
 		},
 		// An open relay: the sink takes mail for anyone from anyone.
 		RelayNetworks: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
-		Hooks:         hooks,
+		Hooks:         o.hooks,
 		Spool:         spool,
 		Log:           log.With("listener", "sink"),
 	})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	if *dropMidData {
-		ln = dropListener{ln}
-	}
-	fmt.Fprintf(c.Stdout, "listening on %s\n", ln.Addr())
+}
 
+// serveSink serves ln until ctx is done or the server stops by itself,
+// printing a running count every report (if not 0), then stops the server
+// and prints the totals.
+func serveSink(ctx context.Context, c *cli, srv *smtp.Server, ln net.Listener, spool *sinkSpool, report time.Duration, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	serveResult, stopped := spool.reportUntil(ctx, c.Stdout, report, serveErr)
 
-	var tick <-chan time.Time
-	if *report > 0 {
-		t := time.NewTicker(*report)
-		defer t.Stop()
-		tick = t.C
-	}
-	var serveResult error
-	last, lastAt := int64(0), time.Now()
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case serveResult = <-serveErr:
-			serveErr = nil
-			break loop
-		case now := <-tick:
-			m, b := spool.messages.Load(), spool.bytes.Load()
-			rate := float64(m-last) / now.Sub(lastAt).Seconds()
-			fmt.Fprintf(c.Stdout, "messages=%d bytes=%d rate=%.1f/s\n", m, b, rate)
-			last, lastAt = m, now
-		}
-	}
 	// ctx is done: the grace period needs a context of its own.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sinkShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(stopCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
-	if serveErr != nil {
+	if !stopped {
 		serveResult = <-serveErr
 	}
 	fmt.Fprintf(c.Stdout, "messages=%d bytes=%d\n", spool.messages.Load(), spool.bytes.Load())
@@ -147,6 +160,32 @@ loop:
 		return serveResult
 	}
 	return nil
+}
+
+// reportUntil prints the count and rate to w every interval (if not 0)
+// until ctx is done or serveErr gives the server's result. stopped says
+// whether it did: then result is that result.
+func (s *sinkSpool) reportUntil(ctx context.Context, w io.Writer, every time.Duration, serveErr <-chan error) (result error, stopped bool) {
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	last, lastAt := int64(0), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case err := <-serveErr:
+			return err, true
+		case now := <-tick:
+			m, b := s.messages.Load(), s.bytes.Load()
+			rate := float64(m-last) / now.Sub(lastAt).Seconds()
+			fmt.Fprintf(w, "messages=%d bytes=%d rate=%.1f/s\n", m, b, rate)
+			last, lastAt = m, now
+		}
+	}
 }
 
 // sinkHooks answers the mail, rcpt and data stages with the replies chosen
