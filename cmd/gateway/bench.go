@@ -43,52 +43,106 @@ type benchReport struct {
 }
 
 func runBench(ctx context.Context, c *cli, args []string) error {
-	fs := newFlags(c, "bench", "--server HOST:PORT [--messages N] [--concurrency C] [--size BYTES] [--rcpts R] [flags]")
-	server := fs.String("server", "127.0.0.1:2525", "SMTP server, host:port")
-	messages := fs.Int("messages", 1000, "messages to send in all")
-	concurrency := fs.Int("concurrency", 10, "connections, each sending messages one after another")
-	size := fs.Int("size", 1024, "message size in bytes, headers included")
-	rcpts := fs.Int("rcpts", 1, "recipients per message (rcptN@DOMAIN)")
-	from := fs.String("from", "bench@bench.test", "envelope sender")
-	toDomain := fs.String("to-domain", "example.test", "domain of the recipients")
-	pipelining := fs.Bool("pipelining", true, "pipeline MAIL, RCPT and DATA when the server offers PIPELINING")
-	jsonOut := fs.Bool("json", false, "print the report as one JSON object")
-	helo := fs.String("helo", "bench.test", "EHLO name")
-	timeout := fs.Duration("timeout", 30*time.Second, "timeout of each SMTP command")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 || *messages < 1 || *concurrency < 1 || *rcpts < 1 {
-		fs.Usage()
-		return errUsage
-	}
-	sender, err := envelope.ParseAddress(*from)
-	if err != nil {
-		return fmt.Errorf("--from: %w", err)
-	}
-	env := &envelope.Envelope{Sender: sender, Size: int64(*size)}
-	for i := range *rcpts {
-		a, err := envelope.ParseAddress(fmt.Sprintf("rcpt%d@%s", i+1, *toDomain))
-		if err != nil {
-			return fmt.Errorf("--to-domain: %w", err)
-		}
-		env.Recipients = append(env.Recipients, envelope.Recipient{Address: a})
-	}
-	body, err := benchBody(*size, sender.String(), env.Recipients[0].Address.String(), time.Now())
+	o, err := parseBenchFlags(c, args)
 	if err != nil {
 		return err
 	}
+	b, err := newBench(o)
+	if err != nil {
+		return err
+	}
+	rep := b.run(ctx)
+	if err := writeBenchReport(c, rep, o.jsonOut); err != nil {
+		return err
+	}
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted after %d messages", rep.Messages)
+	case rep.Failures > 0:
+		return fmt.Errorf("%d of %d messages failed", rep.Failures, rep.Messages+rep.Failures)
+	}
+	return nil
+}
 
-	workers := min(*concurrency, *messages)
-	b := &bench{
-		server: *server, n: int64(*messages), workers: workers, env: env, body: body,
-		opt: smtp.ClientOptions{LocalName: *helo, Timeout: *timeout, NoPipelining: !*pipelining},
+// benchOptions are bench's flags, checked.
+type benchOptions struct {
+	server      string
+	messages    int // in all
+	concurrency int
+	size        int // bytes per message, headers included
+	rcpts       int // per message
+	from        string
+	toDomain    string
+	jsonOut     bool // print the report as one JSON object
+	client      smtp.ClientOptions
+}
+
+// parseBenchFlags reads bench's flags and checks them.
+func parseBenchFlags(c *cli, args []string) (benchOptions, error) {
+	var o benchOptions
+	fs := newFlags(c, "bench", "--server HOST:PORT [--messages N] [--concurrency C] [--size BYTES] [--rcpts R] [flags]")
+	fs.StringVar(&o.server, "server", "127.0.0.1:2525", "SMTP server, host:port")
+	fs.IntVar(&o.messages, "messages", 1000, "messages to send in all")
+	fs.IntVar(&o.concurrency, "concurrency", 10, "connections, each sending messages one after another")
+	fs.IntVar(&o.size, "size", 1024, "message size in bytes, headers included")
+	fs.IntVar(&o.rcpts, "rcpts", 1, "recipients per message (rcptN@DOMAIN)")
+	fs.StringVar(&o.from, "from", "bench@bench.test", "envelope sender")
+	fs.StringVar(&o.toDomain, "to-domain", "example.test", "domain of the recipients")
+	pipelining := fs.Bool("pipelining", true, "pipeline MAIL, RCPT and DATA when the server offers PIPELINING")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the report as one JSON object")
+	fs.StringVar(&o.client.LocalName, "helo", "bench.test", "EHLO name")
+	fs.DurationVar(&o.client.Timeout, "timeout", 30*time.Second, "timeout of each SMTP command")
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
 	}
+	if fs.NArg() > 0 || o.messages < 1 || o.concurrency < 1 || o.rcpts < 1 {
+		fs.Usage()
+		return o, errUsage
+	}
+	o.client.NoPipelining = !*pipelining
+	return o, nil
+}
+
+// newBench builds the envelope and the message every worker sends.
+func newBench(o benchOptions) (*bench, error) {
+	sender, err := envelope.ParseAddress(o.from)
+	if err != nil {
+		return nil, fmt.Errorf("--from: %w", err)
+	}
+	to := make([]string, o.rcpts)
+	for i := range to {
+		to[i] = fmt.Sprintf("rcpt%d@%s", i+1, o.toDomain)
+	}
+	rcpts, err := parseRecipients("--to-domain", to)
+	if err != nil {
+		return nil, err
+	}
+	body, err := benchBody(o.size, sender.String(), rcpts[0].Address.String(), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &bench{
+		server: o.server, n: int64(o.messages), workers: min(o.concurrency, o.messages),
+		env:  &envelope.Envelope{Sender: sender, Size: int64(o.size), Recipients: rcpts},
+		body: body, opt: o.client,
+	}, nil
+}
+
+// run sends every message and reports on the run.
+func (b *bench) run(ctx context.Context) benchReport {
 	cpu0 := cpuTime()
 	start := time.Now()
+	lat := b.runWorkers(ctx)
+	elapsed := time.Since(start)
+	return b.report(lat, elapsed, cpuTime()-cpu0)
+}
+
+// runWorkers runs the workers until all messages are claimed (or ctx is
+// done) and returns each worker's latencies.
+func (b *bench) runWorkers(ctx context.Context) [][]time.Duration {
 	var wg sync.WaitGroup
-	lat := make([][]time.Duration, workers)
-	for i := range workers {
+	lat := make([][]time.Duration, b.workers)
+	for i := range b.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -101,18 +155,21 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	return lat
+}
 
+// report sums up a run that took elapsed and cpu, with the workers'
+// latencies lat.
+func (b *bench) report(lat [][]time.Duration, elapsed, cpu time.Duration) benchReport {
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	rep := benchReport{
 		Messages:          int64(len(all)),
 		Failures:          b.failures.Load(),
 		FailureReplies:    b.replies,
-		Concurrency:       workers,
-		Size:              *size,
-		Rcpts:             *rcpts,
+		Concurrency:       b.workers,
+		Size:              int(b.env.Size),
+		Rcpts:             len(b.env.Recipients),
 		ElapsedSeconds:    elapsed.Seconds(),
 		MessagesPerSecond: float64(len(all)) / elapsed.Seconds(),
 		LatencyP50ms:      ms(percentile(all, 0.50)),
@@ -126,21 +183,7 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 	if attempted := rep.Messages + rep.Failures; attempted > 0 {
 		rep.CPUPerMessageUS = float64(cpu.Microseconds()) / float64(attempted)
 	}
-	if *jsonOut {
-		enc := json.NewEncoder(c.Stdout)
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		printBenchReport(c, rep)
-	}
-	switch {
-	case ctx.Err() != nil:
-		return fmt.Errorf("interrupted after %d messages", rep.Messages)
-	case rep.Failures > 0:
-		return fmt.Errorf("%d of %d messages failed", rep.Failures, rep.Messages+rep.Failures)
-	}
-	return nil
+	return rep
 }
 
 // bench is the state the workers share.
@@ -287,6 +330,15 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeBenchReport prints r on stdout, as one JSON object or as text.
+func writeBenchReport(c *cli, r benchReport, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(c.Stdout).Encode(r)
+	}
+	printBenchReport(c, r)
+	return nil
 }
 
 func printBenchReport(c *cli, r benchReport) {

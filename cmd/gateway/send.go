@@ -64,13 +64,11 @@ func runSend(ctx context.Context, c *cli, args []string) error {
 		}
 		env.Sender = a
 	}
-	for _, t := range to {
-		a, err := envelope.ParseAddress(t)
-		if err != nil {
-			return fmt.Errorf("--to: %w", err)
-		}
-		env.Recipients = append(env.Recipients, envelope.Recipient{Address: a})
+	rcpts, err := parseRecipients("--to", to)
+	if err != nil {
+		return err
 	}
+	env.Recipients = rcpts
 	env.SMTPUTF8 = !isASCII(*from) || !isASCII(strings.Join(to, ""))
 
 	var in io.Reader = c.Stdin
@@ -134,6 +132,20 @@ func runSend(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("%d of %d recipients refused", refused, len(res.Rcpts))
 	}
 	return nil
+}
+
+// parseRecipients parses addrs into recipients; an error names flag, the
+// flag they came from.
+func parseRecipients(flag string, addrs []string) ([]envelope.Recipient, error) {
+	var rcpts []envelope.Recipient
+	for _, s := range addrs {
+		a, err := envelope.ParseAddress(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		rcpts = append(rcpts, envelope.Recipient{Address: a})
+	}
+	return rcpts, nil
 }
 
 // hasHeader reports whether msg starts with a header field ("Name: value"):
