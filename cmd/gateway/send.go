@@ -37,82 +37,146 @@ func (l *addrList) Set(s string) error {
 }
 
 func runSend(ctx context.Context, c *cli, args []string) error {
-	fs := newFlags(c, "send", "--from ADDR --to ADDR[,ADDR...] [flags] [FILE|-]")
-	server := fs.String("server", "127.0.0.1:2525", "SMTP server, host:port")
-	from := fs.String("from", "", `envelope sender ("<>" for the null sender)`)
-	var to addrList
-	fs.Var(&to, "to", "recipient; a comma-separated list, repeatable")
-	subject := fs.String("subject", "", `Subject when the headers are composed (default "(no subject)")`)
-	startTLS := fs.Bool("starttls", false, "require STARTTLS")
-	insecure := fs.Bool("insecure-tls", false, "do not verify the server certificate")
-	auth := fs.String("auth", "", "authenticate with AUTH PLAIN as user:password")
-	helo := fs.String("helo", "localhost", "EHLO name")
-	timeout := fs.Duration("timeout", time.Minute, "timeout of each SMTP command")
-	if err := parseFlags(fs, args); err != nil {
+	o, err := parseSendFlags(c, args)
+	if err != nil {
 		return err
 	}
-	if *from == "" || len(to) == 0 || fs.NArg() > 1 {
-		fs.Usage()
-		return errUsage
+	env, err := sendEnvelope(o.from, o.to)
+	if err != nil {
+		return err
 	}
+	text, err := readSendInput(c.Stdin, o.file)
+	if err != nil {
+		return err
+	}
+	msg := prepareMessage(env, o, text)
+	cl, err := dialSend(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return submitMessage(ctx, c, cl, env, msg)
+}
 
+// sendOptions are send's flags and argument, checked.
+type sendOptions struct {
+	server   string
+	from     string // "<>" for the null sender
+	to       addrList
+	subject  string
+	startTLS bool
+	insecure bool   // do not verify the server certificate
+	auth     string // user:password, or "" for none
+	helo     string
+	timeout  time.Duration
+	file     string // "" or "-" for stdin
+}
+
+// parseSendFlags reads send's flags and argument and checks them.
+func parseSendFlags(c *cli, args []string) (sendOptions, error) {
+	var o sendOptions
+	fs := newFlags(c, "send", "--from ADDR --to ADDR[,ADDR...] [flags] [FILE|-]")
+	fs.StringVar(&o.server, "server", "127.0.0.1:2525", "SMTP server, host:port")
+	fs.StringVar(&o.from, "from", "", `envelope sender ("<>" for the null sender)`)
+	fs.Var(&o.to, "to", "recipient; a comma-separated list, repeatable")
+	fs.StringVar(&o.subject, "subject", "", `Subject when the headers are composed (default "(no subject)")`)
+	fs.BoolVar(&o.startTLS, "starttls", false, "require STARTTLS")
+	fs.BoolVar(&o.insecure, "insecure-tls", false, "do not verify the server certificate")
+	fs.StringVar(&o.auth, "auth", "", "authenticate with AUTH PLAIN as user:password")
+	fs.StringVar(&o.helo, "helo", "localhost", "EHLO name")
+	fs.DurationVar(&o.timeout, "timeout", time.Minute, "timeout of each SMTP command")
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
+	}
+	if o.from == "" || len(o.to) == 0 || fs.NArg() > 1 {
+		fs.Usage()
+		return o, errUsage
+	}
+	o.file = fs.Arg(0)
+	return o, nil
+}
+
+// sendEnvelope parses the sender ("<>" is the null sender) and the
+// recipients; SMTPUTF8 is asked for when an address is not ASCII.
+func sendEnvelope(from string, to []string) (*envelope.Envelope, error) {
 	env := &envelope.Envelope{}
-	if *from != "<>" {
-		a, err := envelope.ParseAddress(*from)
+	if from != "<>" {
+		a, err := envelope.ParseAddress(from)
 		if err != nil {
-			return fmt.Errorf("--from: %w", err)
+			return nil, fmt.Errorf("--from: %w", err)
 		}
 		env.Sender = a
 	}
 	rcpts, err := parseRecipients("--to", to)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	env.Recipients = rcpts
-	env.SMTPUTF8 = !isASCII(*from) || !isASCII(strings.Join(to, ""))
+	env.SMTPUTF8 = !isASCII(from) || !isASCII(strings.Join(to, ""))
+	return env, nil
+}
 
-	var in io.Reader = c.Stdin
-	if name := fs.Arg(0); name != "" && name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
+// readSendInput reads the file name, or stdin when name is "" or "-".
+func readSendInput(stdin io.Reader, name string) ([]byte, error) {
+	if name == "" || name == "-" {
+		return io.ReadAll(stdin)
 	}
-	text, err := io.ReadAll(in)
+	f, err := os.Open(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// prepareMessage makes text the message to send: a header block composed
+// if it has none, every line ended with CRLF. It sets env's BODY and SIZE
+// to match.
+func prepareMessage(env *envelope.Envelope, o sendOptions, text []byte) []byte {
 	msg := text
 	if !hasHeader(text) {
-		msg = composeMessage(env, to, *subject, *helo, text, time.Now())
+		msg = composeMessage(env, o.to, o.subject, o.helo, text, time.Now())
 	}
 	msg = toCRLF(msg)
 	if !isASCII(string(msg)) {
 		env.Body = envelope.Body8BitMIME
 	}
 	env.Size = int64(len(msg))
+	return msg
+}
 
-	cl, err := smtp.Dial(ctx, *server, smtp.ClientOptions{LocalName: *helo, Timeout: *timeout})
+// dialSend connects to the server, says EHLO, and starts TLS and
+// authenticates if asked to.
+func dialSend(ctx context.Context, o sendOptions) (_ *smtp.Client, err error) {
+	cl, err := smtp.Dial(ctx, o.server, smtp.ClientOptions{LocalName: o.helo, Timeout: o.timeout})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cl.Close()
-	if *startTLS {
-		if err := cl.StartTLS(ctx, &tls.Config{InsecureSkipVerify: *insecure}); err != nil {
-			return err
+	defer func() {
+		if err != nil {
+			cl.Close()
+		}
+	}()
+	if o.startTLS {
+		if err := cl.StartTLS(ctx, &tls.Config{InsecureSkipVerify: o.insecure}); err != nil {
+			return nil, err
 		}
 	}
-	if *auth != "" {
-		user, pass, ok := strings.Cut(*auth, ":")
+	if o.auth != "" {
+		user, pass, ok := strings.Cut(o.auth, ":")
 		if !ok {
-			return errors.New("--auth: want user:password")
+			return nil, errors.New("--auth: want user:password")
 		}
 		if err := cl.Auth(ctx, sasl.NewPlainClient("", user, pass)); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	return cl, nil
+}
+
+// submitMessage sends msg over cl, names each refused recipient on stderr and
+// prints the server's reply to the message on stdout.
+func submitMessage(ctx context.Context, c *cli, cl *smtp.Client, env *envelope.Envelope, msg []byte) error {
 	res, err := cl.Send(ctx, env, bytes.NewReader(msg))
 	refused := 0
 	for i, r := range res.Rcpts {
