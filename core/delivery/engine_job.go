@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -169,14 +168,8 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (rou
 		// This attempt's envelope sender, then its content: Body, then
 		// RemoveHeaders, then AddHeaders on top. The queued message stays
 		// as it is; bounces still go to its own sender.
-		if a := eff.Sender; a != nil {
-			from, err := hookSender(*a, env.SMTPUTF8)
-			if err != nil {
-				e.log.Error("delivery: predelivery hook gave a bad sender; deferring", "id", r.id, "domain", g.domain, "err", err)
-				all(rcptOutcome{class: Temporary, reply: "451 4.3.0 bad sender from a predelivery hook", status: sdk.EnhancedCode{4, 3, 0}})
-				return route, outs
-			}
-			env.Sender = from
+		if a := eff.Sender; a != nil { // checked by the chain
+			env.Sender = *a
 		}
 		if eff.Body != nil || len(eff.RemoveHeaders) > 0 || len(eff.AddHeaders) > 0 {
 			c, err := rewriteJob(r, e, eff)
@@ -532,7 +525,7 @@ func (c jobContent) remove() {
 // eff.RemoveHeaders, with eff.AddHeaders on top. A result under
 // roundBodyCache is kept in memory, a larger one goes to a temporary file
 // (under os.TempDir) that the caller removes after the job.
-func rewriteJob(r *engineRound, e *Engine, eff *sdk.Effects) (jobContent, error) {
+func rewriteJob(r *engineRound, e *Engine, eff *hook.Effects) (jobContent, error) {
 	var src io.Reader
 	estimate := r.size
 	if eff.Body != nil {
@@ -580,20 +573,6 @@ func rewriteJob(r *engineRound, e *Engine, eff *sdk.Effects) (jobContent, error)
 	c.size = fi.Size()
 	c.open = func() (io.ReadCloser, error) { return os.Open(c.path) }
 	return c, nil
-}
-
-// hookSender checks a sender a hook gave as MAIL FROM would be checked:
-// the null path is allowed, UTF-8 only with SMTPUTF8.
-func hookSender(a sdk.Address, utf8 bool) (envelope.Address, error) {
-	path := "<" + a.String() + ">"
-	addr, rest, err := envelope.ParsePath(path, true, utf8)
-	if err == nil && rest != "" {
-		err = errors.New("text after the path")
-	}
-	if err != nil {
-		return envelope.Address{}, fmt.Errorf("delivery: sender %q: %w", path, err)
-	}
-	return addr, nil
 }
 
 // cloneEnvelope copies env and its recipients.

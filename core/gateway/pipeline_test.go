@@ -120,7 +120,7 @@ lua "first" {
 		{"neither matches", hook.Request{Stage: sdk.StageRcpt, Session: authed, Envelope: env, Rcpt: rcpt("example.net")},
 			"", sdk.Continue, ""},
 		{"second's error takes on_error = reject", hook.Request{Stage: sdk.StageMail, Session: anon, Envelope: env},
-			"lua.second", sdk.Reject, ""},
+			"lua.second", sdk.Reject, "Local processing error"},
 		{"stage no script defines", hook.Request{Stage: sdk.StageHelo, Session: anon},
 			"", sdk.Continue, ""},
 		{"stage outside second's match", hook.Request{Stage: sdk.StageData, Session: anon, Envelope: env},

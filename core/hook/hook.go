@@ -51,6 +51,12 @@ type Request struct {
 	// transaction (Haraka's skip_plugins) keeps them and passes them here
 	// in its later requests. Nil skips nothing.
 	Skip []string
+
+	// Notes are the notes written so far: by the handlers of the
+	// connection and of the transaction (the caller keeps them), then by
+	// the earlier handlers of this dispatch (the chain adds them).
+	// Read-only: handlers write notes through Effects.Notes.
+	Notes map[string]string
 }
 
 // Message is a read-only view of a message's content.
@@ -65,10 +71,11 @@ type Message interface {
 }
 
 // Result is the chain's answer: the decision, the effects gathered from the
-// handlers that ran, and which handler decided ("" when none did).
+// handlers that ran (checked for the stage), and which handler decided (""
+// when none did).
 type Result struct {
 	Decision sdk.Decision
-	Effects  sdk.Effects
+	Effects  Effects
 	Handler  string
 }
 
@@ -227,7 +234,9 @@ func (c *Chain) Len() int {
 // ErrPanic is wrapped when a handler panics.
 var ErrPanic = errors.New("hook: handler panicked")
 
-// Dispatch implements Dispatcher.
+// Dispatch implements Dispatcher. Each handler's effects are checked
+// for the stage (checkEffects) before they count, and the notes it writes
+// are in the request the later handlers get.
 func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 	var res Result
 	if c == nil {
@@ -242,19 +251,13 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 		if e.Match != nil && !e.Match(req) {
 			continue
 		}
-		d, eff, err := c.call(ctx, e, req)
-		if err != nil {
-			d = failure(e.OnError)
-			d.Reason = err.Error()
-			c.log.Warn("hook failed", "stage", req.Stage, "hook", name, "on_error", policy(e.OnError), "err", err)
-		} else if verr := d.Validate(req.Stage); verr != nil {
-			c.log.Error("hook returned an invalid decision; using the stage default", "stage", req.Stage, "hook", name, "err", verr)
-			d = sdk.Decision{Verdict: d.Verdict, Reason: d.Reason}
-			if d.Verdict > sdk.Drop {
-				d = sdk.Decision{Verdict: sdk.Defer, Reason: "invalid verdict"}
-			}
+		d, eff := c.run(ctx, e, req)
+		res.Effects.merge(eff)
+		if len(eff.Notes) > 0 {
+			r := *req // the caller's request stays as it was
+			r.Notes = MergeNotes(req.Notes, eff.Notes)
+			req = &r
 		}
-		merge(&res.Effects, eff)
 		if req.Stage.IsNotification() || d.Verdict == sdk.Continue {
 			if c.log.Enabled(ctx, slog.LevelDebug) { // spares boxing the arguments on the common path
 				c.log.Debug("hook", "stage", req.Stage, "hook", name, "verdict", d.Verdict)
@@ -267,6 +270,38 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 		return res
 	}
 	return res
+}
+
+// run calls one handler and checks its answer: a failure (an error, a
+// panic, the deadline, a malformed effect) becomes the entry's on_error
+// decision without effects; an invalid decision falls back to the stage
+// default; effects the stage does not take are removed with a warning.
+func (c *Chain) run(ctx context.Context, e Entry, req *Request) (sdk.Decision, Effects) {
+	name := e.Handler.Name()
+	d, given, err := c.call(ctx, e, req)
+	var eff Effects
+	if err == nil {
+		var off []Effect
+		utf8 := req.Envelope != nil && req.Envelope.SMTPUTF8
+		eff, off, err = checkEffects(req.Stage, name, utf8, given)
+		if len(off) > 0 {
+			c.log.Warn("hook gave effects its stage does not take; ignored", "stage", req.Stage, "hook", name, "effects", joinEffects(off))
+		}
+	}
+	if err != nil {
+		d = failure(e.OnError)
+		d.Reason = err.Error()
+		c.log.Warn("hook failed", "stage", req.Stage, "hook", name, "on_error", policy(e.OnError), "err", err)
+		return d, Effects{}
+	}
+	if verr := d.Validate(req.Stage); verr != nil {
+		c.log.Error("hook returned an invalid decision; using the stage default", "stage", req.Stage, "hook", name, "err", verr)
+		d = sdk.Decision{Verdict: d.Verdict, Reason: d.Reason}
+		if d.Verdict > sdk.Drop {
+			d = sdk.Decision{Verdict: sdk.Defer, Reason: "invalid verdict"}
+		}
+	}
+	return d, eff
 }
 
 // skipped reports whether name is in either list.
@@ -322,34 +357,8 @@ func failure(p OnError) sdk.Decision {
 	case OnErrorContinue:
 		return sdk.Decision{}
 	case OnErrorReject:
-		return sdk.Decision{Verdict: sdk.Reject}
+		// A local processing error, not a policy decision (550 5.7.1).
+		return sdk.Decision{Verdict: sdk.Reject, Code: 554, Enhanced: sdk.EnhancedCode{5, 3, 0}, Message: "Local processing error"}
 	}
 	return sdk.Decision{Verdict: sdk.Defer, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, please try again later"}
-}
-
-func merge(dst *sdk.Effects, src sdk.Effects) {
-	dst.AddHeaders = append(dst.AddHeaders, src.AddHeaders...)
-	dst.RemoveHeaders = append(dst.RemoveHeaders, src.RemoveHeaders...)
-	if len(src.Recipients) > 0 {
-		dst.Recipients = src.Recipients
-	}
-	if src.Sender != nil {
-		dst.Sender = src.Sender
-	}
-	if src.Body != nil {
-		dst.Body = src.Body
-	}
-	for k, v := range src.Notes {
-		if dst.Notes == nil {
-			dst.Notes = make(map[string]string)
-		}
-		dst.Notes[k] = v
-	}
-	dst.Skip = append(dst.Skip, src.Skip...)
-	if src.Route != nil {
-		dst.Route = src.Route
-	}
-	if len(src.ReplyLines) > 0 {
-		dst.ReplyLines = src.ReplyLines
-	}
 }

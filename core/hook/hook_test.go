@@ -1,12 +1,16 @@
 package hook_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/hook/hooktest"
 	"github.com/mailgate/gateway/sdk"
@@ -82,7 +86,7 @@ func TestOnError(t *testing.T) {
 	}{
 		{"", sdk.Decision{Verdict: sdk.Defer, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, please try again later"}},
 		{hook.OnErrorDefer, sdk.Decision{Verdict: sdk.Defer, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, please try again later"}},
-		{hook.OnErrorReject, sdk.Decision{Verdict: sdk.Reject}},
+		{hook.OnErrorReject, sdk.Decision{Verdict: sdk.Reject, Code: 554, Enhanced: sdk.EnhancedCode{5, 3, 0}, Message: "Local processing error"}},
 		{hook.OnErrorContinue, sdk.Decision{}},
 	}
 	for kind, h := range failures {
@@ -123,7 +127,7 @@ func TestEffectsMerge(t *testing.T) {
 			Notes:      map[string]string{"b/score": "9"},
 		}}
 	res := hook.NewChain(nil, hook.Entry{Handler: a}, hook.Entry{Handler: b}).Dispatch(context.Background(), &hook.Request{Stage: sdk.StageData})
-	want := sdk.Effects{
+	want := hook.Effects{
 		AddHeaders: []sdk.HeaderField{{Name: "X-A", Value: "1"}, {Name: "X-B", Value: "2"}},
 		Notes:      map[string]string{"a/x": "1", "b/score": "9"},
 	}
@@ -163,6 +167,91 @@ func TestDefaultReply(t *testing.T) {
 		t.Run(string(tt.stage)+"/"+tt.d.Verdict.String(), func(t *testing.T) {
 			if diff := cmp.Diff(tt.want, hook.DefaultReply(tt.stage, tt.d)); diff != "" {
 				t.Errorf("DefaultReply (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestNotesReachLaterHandlers: the notes a handler writes are in the
+// request of the later handlers of the same dispatch, on top of those the
+// caller passed; the caller's request is not changed, and the result
+// carries only the notes of this dispatch.
+func TestNotesReachLaterHandlers(t *testing.T) {
+	var seen []map[string]string
+	record := func(name string, write map[string]string) hook.Entry {
+		return hook.Entry{Handler: hooktest.Func{HandlerName: name, F: func(ctx context.Context, r *hook.Request) (sdk.Decision, sdk.Effects, error) {
+			seen = append(seen, r.Notes)
+			return sdk.Decision{}, sdk.Effects{Notes: write}, nil
+		}}}
+	}
+	chain := hook.NewChain(nil,
+		record("a", map[string]string{"score": "1"}),
+		record("b", map[string]string{"b/seen": "yes", "score": "2"}),
+		record("c", nil))
+	caller := map[string]string{"x/earlier": "0"}
+	req := &hook.Request{Stage: sdk.StageRcpt, Notes: caller}
+	res := chain.Dispatch(context.Background(), req)
+	want := []map[string]string{
+		{"x/earlier": "0"},
+		{"x/earlier": "0", "a/score": "1"},
+		{"x/earlier": "0", "a/score": "1", "b/seen": "yes", "b/score": "2"},
+	}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("notes seen (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"a/score": "1", "b/seen": "yes", "b/score": "2"}, res.Effects.Notes); diff != "" {
+		t.Errorf("result notes (-want +got):\n%s", diff)
+	}
+	if len(req.Notes) != 1 || len(caller) != 1 {
+		t.Errorf("the caller's notes changed: request %v, map %v", req.Notes, caller)
+	}
+}
+
+// TestOffStageEffectsWarn: an effect at a stage that does not take it is
+// removed and logged at WARN with the handler's name and the stage; the
+// rest of the answer stands.
+func TestOffStageEffectsWarn(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	h := &hooktest.Fixed{HandlerName: "plugin.odd",
+		At: map[sdk.Stage]sdk.Decision{sdk.StageRcpt: sdk.AcceptDecision()},
+		Effects: sdk.Effects{
+			Recipients: []sdk.Address{{Local: "a", Domain: "example.org"}},
+			AddHeaders: []sdk.HeaderField{{Name: "X-Rcpt", Value: "1"}},
+			Route:      &sdk.Route{Transport: "lmtp"},
+		}}
+	res := hook.NewChain(log, hook.Entry{Handler: h}).Dispatch(context.Background(), &hook.Request{Stage: sdk.StageRcpt})
+	want := hook.Effects{Recipients: []envelope.Address{{Local: "a", Domain: "example.org"}}}
+	if diff := cmp.Diff(want, res.Effects); diff != "" || res.Decision.Verdict != sdk.Accept {
+		t.Errorf("verdict %s; effects (-want +got):\n%s", res.Decision.Verdict, diff)
+	}
+	got := logs.String()
+	for _, w := range []string{"level=WARN", "stage=rcpt", "hook=plugin.odd", "effects=\"add_headers, route\""} {
+		if !strings.Contains(got, w) {
+			t.Errorf("log %q lacks %q", got, w)
+		}
+	}
+}
+
+// TestBadEffectIsAFailure: a malformed effect (here an address that would
+// not pass on the wire) is the handler's failure: its on_error decision,
+// and none of its effects.
+func TestBadEffectIsAFailure(t *testing.T) {
+	h := &hooktest.Fixed{HandlerName: "h",
+		At: map[sdk.Stage]sdk.Decision{sdk.StageRcpt: sdk.AcceptDecision()},
+		Effects: sdk.Effects{
+			Recipients: []sdk.Address{{Local: "ok", Domain: "example.org"}, {Local: "bad address", Domain: "example.org"}},
+			Notes:      map[string]string{"n": "1"},
+		}}
+	for _, p := range []hook.OnError{hook.OnErrorDefer, hook.OnErrorReject, hook.OnErrorContinue} {
+		t.Run(string(p), func(t *testing.T) {
+			res := hook.NewChain(nil, hook.Entry{Handler: h, OnError: p}).Dispatch(context.Background(), &hook.Request{Stage: sdk.StageRcpt})
+			want := map[hook.OnError]sdk.Verdict{hook.OnErrorDefer: sdk.Defer, hook.OnErrorReject: sdk.Reject, hook.OnErrorContinue: sdk.Continue}[p]
+			if res.Decision.Verdict != want || (want != sdk.Continue && !strings.Contains(res.Decision.Reason, "bad address")) {
+				t.Errorf("decision %+v; want %s with the reason", res.Decision, want)
+			}
+			if diff := cmp.Diff(hook.Effects{}, res.Effects); diff != "" {
+				t.Errorf("effects (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -293,6 +293,9 @@ func TestDataSenderAndRecipients(t *testing.T) {
 	}
 }
 
+// TestDataBadEnvelopeEffect: an address a data hook gives that would not
+// pass on the wire is the handler's failure: its on_error (defer by
+// default), nothing spooled.
 func TestDataBadEnvelopeEffect(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -306,7 +309,7 @@ func TestDataBadEnvelopeEffect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, spool := startWith(t, &dataEffects{eff: tc.eff}, nil)
 			smtptest.Run(t, addr, hello+effectsMessage+`
-				S: 451 4.3.0 Local error in processing
+				S: 451 4.3.0 Temporary local problem, please try again later
 				C: QUIT
 				S: 221 2.0.0 Bye
 				EOF

@@ -91,6 +91,7 @@ type session struct {
 	tls      bool
 	authUser string
 	tx       *txn
+	notes    map[string]string // written by handlers outside a transaction; never changed once handed out
 
 	verb     string // the command being answered, for logs
 	errors   int    // 4xx and 5xx replies sent
@@ -101,10 +102,12 @@ type session struct {
 // txn is one mail transaction, MAIL FROM to the end of DATA or BDAT LAST.
 type txn struct {
 	env       envelope.Envelope
-	accepted  int      // RCPT commands answered 250 (dropped ones too)
-	dropped   int      // recipients a hook dropped
-	blackhole bool     // accept everything, spool nothing (mail hook Drop)
-	skip      []string // handlers not to call for the rest of the transaction
+	accepted  int               // RCPT commands answered 250 (dropped ones too)
+	dropped   int               // recipients a hook dropped
+	blackhole bool              // accept everything, spool nothing (mail hook Drop)
+	skip      []string          // handlers not to call for the rest of the transaction
+	notes     map[string]string // written by handlers during the transaction; never changed once handed out
+	mailboxes map[string]bool   // the Mailbox() of each recipient, made when a second one comes
 
 	// BDAT state.
 	bdat  bool
@@ -155,6 +158,7 @@ func (s *session) serve(ctx context.Context) {
 		for s.next(ctx) {
 		}
 	}
+	s.resetTx() // an unfinished transaction ends before the disconnect stage
 	s.dispatch(ctx, &hook.Request{Stage: sdk.StageDisconnect})
 }
 
@@ -433,7 +437,12 @@ func (s *session) hookSession() hook.Session {
 	}
 }
 
-// dispatch runs a stage; without hooks it answers Continue.
+// dispatch runs a stage; without hooks it answers Continue. Handlers see
+// the notes of the connection and of the transaction, and the notes they
+// write go to the transaction while there is one, else to the connection
+// (Haraka's two scopes): transaction notes end with it. Handlers named in
+// Effects.Skip are skipped for the rest of the transaction (Haraka's
+// skip_plugins).
 func (s *session) dispatch(ctx context.Context, req *hook.Request) hook.Result {
 	if s.srv.hooks == nil {
 		return hook.Result{}
@@ -442,15 +451,21 @@ func (s *session) dispatch(ctx context.Context, req *hook.Request) hook.Result {
 		hs := s.hookSession()
 		req.Session = &hs
 	}
-	// Handlers named in Effects.Skip are skipped for the rest of the
-	// transaction (Haraka's skip_plugins).
 	tx := s.tx
+	req.Notes = s.notes
 	if tx != nil {
 		req.Skip = tx.skip
+		req.Notes = hook.MergeNotes(s.notes, tx.notes)
 	}
 	res := s.srv.hooks.Dispatch(ctx, req)
-	if tx != nil && len(res.Effects.Skip) > 0 {
-		tx.skip = append(slices.Clip(tx.skip), res.Effects.Skip...)
+	switch {
+	case tx == nil:
+		s.notes = hook.MergeNotes(s.notes, res.Effects.Notes)
+	default:
+		tx.notes = hook.MergeNotes(tx.notes, res.Effects.Notes)
+		if len(res.Effects.Skip) > 0 {
+			tx.skip = append(slices.Clip(tx.skip), res.Effects.Skip...)
+		}
 	}
 	return res
 }

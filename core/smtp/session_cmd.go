@@ -22,7 +22,8 @@ import (
 //
 // For VRFY and EXPN, an Accept that carries Effects.ReplyLines is the
 // answer: 250 with those lines (RFC 5321 §3.5: one mailbox a line for
-// EXPN). An Accept without lines, like Continue, gets the built-in answer.
+// EXPN); for HELP, 214 with those lines. An Accept without lines, like
+// Continue, gets the built-in answer.
 func (s *session) handle(ctx context.Context, cmd Command) {
 	res := s.commandHook(ctx, cmd)
 	d := res.Decision
@@ -43,9 +44,15 @@ func (s *session) handle(ctx context.Context, cmd Command) {
 			return
 		}
 	case sdk.Accept:
-		if (cmd.Verb == "VRFY" || cmd.Verb == "EXPN") && len(res.Effects.ReplyLines) > 0 {
-			s.reply(Reply{Code: 250, Enhanced: enh215, Lines: replyLines(res.Effects.ReplyLines)})
-			return
+		if lines := res.Effects.ReplyLines; len(lines) > 0 {
+			switch cmd.Verb {
+			case "VRFY", "EXPN":
+				s.reply(Reply{Code: 250, Enhanced: enh215, Lines: replyLines(lines)})
+				return
+			case "HELP":
+				s.reply(Reply{Code: 214, Enhanced: enh200, Lines: replyLines(lines)})
+				return
+			}
 		}
 	}
 	drop := d.Verdict == sdk.Drop
@@ -242,25 +249,19 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 		Auth:     m.Auth,
 	}}
 	s.fillClient(&tx.env)
+	s.tx = tx // the mail hook's notes and skips are the transaction's
 	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageMail, Envelope: &tx.env})
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer:
+		s.resetTx()
 		s.replyDecision(sdk.StageMail, res.Decision)
 		return
 	case sdk.Drop:
 		tx.blackhole = true
 	}
 	if a := res.Effects.Sender; a != nil {
-		from, err := hookAddress(*a, true, tx.env.SMTPUTF8)
-		if err != nil {
-			s.log.Error("smtp: applying the mail hook's sender", "err", err)
-			s.reply(R(451, enh430, "Local error in processing"))
-			return
-		}
-		tx.env.Sender = from
+		tx.env.Sender = *a
 	}
-	tx.skip = res.Effects.Skip
-	s.tx = tx
 	s.reply(R(250, enh210, "Ok"))
 }
 
@@ -286,7 +287,7 @@ func (s *session) cmdRcpt(ctx context.Context, arg string) {
 	rcpt := r.To
 	if tx.blackhole {
 		tx.accepted++
-		tx.env.Recipients = append(tx.env.Recipients, rcpt)
+		tx.addRecipient(rcpt)
 		s.reply(R(250, enh215, "Ok"))
 		return
 	}
@@ -309,17 +310,7 @@ func (s *session) cmdRcpt(ctx context.Context, arg string) {
 		}
 	}
 	tx.accepted++
-	if alias := res.Effects.Recipients; len(alias) > 0 {
-		for _, a := range alias {
-			tx.env.Recipients = append(tx.env.Recipients, envelope.Recipient{
-				Address: envelope.Address{Local: a.Local, Domain: a.Domain},
-				Notify:  rcpt.Notify,
-				ORCPT:   rcpt.ORCPT,
-			})
-		}
-	} else {
-		tx.env.Recipients = append(tx.env.Recipients, rcpt)
-	}
+	tx.addRecipients(rcpt, res.Effects.Recipients)
 	s.reply(R(250, enh215, "Ok"))
 }
 
@@ -392,7 +383,7 @@ func (s *session) cmdStartTLS(ctx context.Context, arg string) {
 	s.tls = true
 	// RFC 3207 §4.2: forget everything learnt before the handshake.
 	s.resetTx()
-	s.helo, s.esmtp, s.authUser = "", false, ""
+	s.helo, s.esmtp, s.authUser, s.notes = "", false, "", nil
 	st := tc.ConnectionState()
 	s.log.Debug("smtp: TLS established", "version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite))

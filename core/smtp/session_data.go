@@ -161,12 +161,6 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	// Sender, Recipients. The Received field names the recipients the
 	// client gave, not a list's members.
 	eff := &res.Effects
-	sender, rcpts, err := envelopeEffects(&tx.env, eff) // checked before any rewriting
-	if err != nil {
-		s.log.Error("smtp: applying the data hook's changes", "id", id, "err", err)
-		s.refuse(R(451, enh430, "Local error in processing"))
-		return
-	}
 	if eff.Body != nil || len(eff.RemoveHeaders) > 0 {
 		nd, n, err := s.rewriteContent(ctx, draft, eff)
 		if err != nil {
@@ -184,7 +178,12 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	}
 	header := s.received(&tx.env, id)
 	header = message.AppendFields(header, eff.AddHeaders)
-	tx.env.Sender, tx.env.Recipients = sender, rcpts
+	if eff.Sender != nil {
+		tx.env.Sender = *eff.Sender
+	}
+	if eff.Recipients != nil {
+		tx.env.Recipients = replaceRecipients(tx.env.Recipients, eff.Recipients)
+	}
 	if err := draft.Commit(ctx, &tx.env, header); err != nil {
 		s.log.Error("smtp: spool commit failed", "id", id, "err", err)
 		s.refuse(R(451, enh430, "Local error in processing"))

@@ -1,25 +1,22 @@
 package smtp
 
-// This file applies what data-stage hooks ask for (sdk.Effects) to the
-// transaction before its commit.
+// This file applies what hooks ask for (hook.Effects, checked by the chain)
+// to the transaction: recipients at rcpt, and at data the content, sender
+// and recipients before the commit.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/message"
-	"github.com/mailgate/gateway/sdk"
 )
 
 // errRewriteTooBig is a rewritten message over max_message_size.
 var errRewriteTooBig = errors.New("smtp: rewritten message exceeds the maximum message size")
-
-// errBadEffect is a hook effect the server cannot apply (a bad address).
-var errBadEffect = errors.New("smtp: bad hook effect")
 
 // rewriteContent writes the content a data hook asked for into a new draft:
 // eff.Body when set (bare line endings made CRLF, a last line break added),
@@ -27,7 +24,7 @@ var errBadEffect = errors.New("smtp: bad hook effect")
 // eff.RemoveHeaders. The content streams from the old draft to the new one;
 // the old draft is aborted once the new one holds it all. It returns the new
 // draft and its size.
-func (s *session) rewriteContent(ctx context.Context, old Draft, eff *sdk.Effects) (Draft, int64, error) {
+func (s *session) rewriteContent(ctx context.Context, old Draft, eff *hook.Effects) (Draft, int64, error) {
 	var src io.Reader
 	if eff.Body != nil {
 		src = message.Replacement(eff.Body)
@@ -71,56 +68,52 @@ func (c *sizeWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// envelopeEffects returns the envelope sender and recipients a data hook
-// asks for: Sender (the envelope sender becomes it) and Recipients (the
-// recipient list becomes them: a list expanded late), else env's own. An
-// address that is not valid is an error. A recipient that was already one
-// keeps its DSN parameters; duplicates are left out.
-func envelopeEffects(env *envelope.Envelope, eff *sdk.Effects) (envelope.Address, []envelope.Recipient, error) {
-	sender := env.Sender
-	if a := eff.Sender; a != nil {
-		var err error
-		if sender, err = hookAddress(*a, true, env.SMTPUTF8); err != nil {
-			return envelope.Address{}, nil, err
-		}
+// addRecipients adds the recipient of a RCPT command to the transaction,
+// or the addresses a rcpt hook made of it (an alias, a list), each with the
+// RCPT's DSN parameters.
+func (tx *txn) addRecipients(rcpt envelope.Recipient, expanded []envelope.Address) {
+	if expanded == nil {
+		tx.addRecipient(rcpt)
+		return
 	}
-	if len(eff.Recipients) == 0 {
-		return sender, env.Recipients, nil
+	for _, a := range expanded {
+		tx.addRecipient(envelope.Recipient{Address: a, Notify: rcpt.Notify, ORCPT: rcpt.ORCPT})
 	}
-	rcpts := make([]envelope.Recipient, 0, len(eff.Recipients))
-	for _, a := range eff.Recipients {
-		addr, err := hookAddress(a, false, env.SMTPUTF8)
-		if err != nil {
-			return envelope.Address{}, nil, err
-		}
-		same := func(r envelope.Recipient) bool { return sameAddress(r.Address, addr) }
-		if slices.ContainsFunc(rcpts, same) {
-			continue
-		}
-		r := envelope.Recipient{Address: addr}
-		if i := slices.IndexFunc(env.Recipients, same); i >= 0 {
-			r.Notify, r.ORCPT = env.Recipients[i].Notify, env.Recipients[i].ORCPT
-		}
-		rcpts = append(rcpts, r)
-	}
-	return sender, rcpts, nil
 }
 
-// hookAddress checks an address a hook gave as a path would be checked on
-// the wire: the null path only for a sender, UTF-8 only with SMTPUTF8.
-func hookAddress(a sdk.Address, sender, utf8 bool) (envelope.Address, error) {
-	path := "<" + a.String() + ">"
-	addr, rest, err := envelope.ParsePath(path, sender, utf8)
-	if err == nil && rest != "" {
-		err = errors.New("text after the path")
+// addRecipient adds r unless the transaction has its mailbox already
+// (envelope.Address.Mailbox: the whole address without case, as Postfix's
+// duplicate filter compares): then the recipient there first stays, with
+// its DSN parameters.
+func (tx *txn) addRecipient(r envelope.Recipient) {
+	rs := tx.env.Recipients
+	if len(rs) > 0 { // one recipient needs no look-up table
+		if tx.mailboxes == nil {
+			tx.mailboxes = map[string]bool{rs[0].Address.Mailbox(): true}
+		}
+		k := r.Address.Mailbox()
+		if tx.mailboxes[k] {
+			return
+		}
+		tx.mailboxes[k] = true
 	}
-	if err != nil {
-		return envelope.Address{}, fmt.Errorf("%w: address %q: %w", errBadEffect, path, err)
-	}
-	return addr, nil
+	tx.env.Recipients = append(rs, r)
 }
 
-// sameAddress compares local parts exactly and domains without case.
-func sameAddress(a, b envelope.Address) bool {
-	return a.Local == b.Local && a.DomainFold() == b.DomainFold()
+// replaceRecipients is the recipient list a data hook gave (each mailbox
+// once already), each address keeping the DSN parameters it had as a
+// recipient of the transaction.
+func replaceRecipients(old []envelope.Recipient, addrs []envelope.Address) []envelope.Recipient {
+	dsn := make(map[string]envelope.Recipient, len(old))
+	for _, r := range old {
+		dsn[r.Address.Mailbox()] = r
+	}
+	out := make([]envelope.Recipient, len(addrs))
+	for i, a := range addrs {
+		out[i] = envelope.Recipient{Address: a}
+		if r, ok := dsn[a.Mailbox()]; ok {
+			out[i].Notify, out[i].ORCPT = r.Notify, r.ORCPT
+		}
+	}
+	return out
 }
