@@ -26,7 +26,7 @@ type call struct {
 	sess                 *hook.Session
 	connUD, txnUD, msgUD *glua.LUserData // built on first access
 	ip, rcpt             glua.LValue
-	rcpts, params        *glua.LTable
+	rcpts, params, notes *glua.LTable
 	header               []sdk.HeaderField
 	body                 glua.LValue
 	bodyCut              bool
@@ -92,6 +92,14 @@ func (st *state) ctxIndex(L *glua.LState) int {
 		if req.Arg != "" || req.Stage == sdk.StageCommand || req.Stage == sdk.StageAuth {
 			v = glua.LString(req.Arg)
 		}
+	case "notes":
+		if c.notes == nil {
+			c.notes = L.CreateTable(0, len(req.Notes))
+			for k, v := range req.Notes {
+				c.notes.RawSetString(k, glua.LString(v))
+			}
+		}
+		v = c.notes
 	case "msg":
 		if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
 			if c.msgUD == nil {
@@ -253,13 +261,14 @@ func (st *state) readOnlyMeta(name string, index glua.LGFunction) *glua.LTable {
 	return mt
 }
 
-// stageIn raises an error unless the call's stage is one of stages.
-func stageIn(L *glua.LState, c *call, what string, stages ...sdk.Stage) {
-	for _, s := range stages {
-		if c.req.Stage == s {
-			return
-		}
+// takenHere raises an error unless the call's stage takes effect e (the
+// chain's stage × effect table): a script learns of the mistake at its
+// line, where a plugin's effect would be dropped with a warning.
+func takenHere(L *glua.LState, c *call, what string, e hook.Effect) {
+	if e.TakenAt(c.req.Stage) {
+		return
 	}
+	stages := e.Stages()
 	names := make([]string, len(stages))
 	for i, s := range stages {
 		names[i] = string(s)
@@ -301,7 +310,7 @@ func stringList(L *glua.LState, what string, n int) []string {
 func (st *state) ctxSetRecipients(L *glua.LState) int {
 	const what = "ctx:set_recipients"
 	c := st.ctxCall(L, what)
-	stageIn(L, c, what, sdk.StageRcpt, sdk.StageData, sdk.StagePredelivery)
+	takenHere(L, c, what, hook.EffectRecipients)
 	list := stringList(L, what, 2)
 	if len(list) == 0 {
 		L.RaiseError("%s: empty list (use gw.drop() to drop the recipient)", what)
@@ -317,7 +326,7 @@ func (st *state) ctxSetRecipients(L *glua.LState) int {
 func (st *state) ctxSetSender(L *glua.LState) int {
 	const what = "ctx:set_sender"
 	c := st.ctxCall(L, what)
-	stageIn(L, c, what, sdk.StageMail, sdk.StageData, sdk.StagePredelivery)
+	takenHere(L, c, what, hook.EffectSender)
 	a := checkAddress(L, what, L.CheckString(2), true)
 	c.eff.Sender = &a
 	return 0
@@ -326,7 +335,7 @@ func (st *state) ctxSetSender(L *glua.LState) int {
 func (st *state) ctxSetRoute(L *glua.LState) int {
 	const what = "ctx:set_route"
 	c := st.ctxCall(L, what)
-	stageIn(L, c, what, sdk.StagePredelivery)
+	takenHere(L, c, what, hook.EffectRoute)
 	t := L.CheckTable(2)
 	var r sdk.Route
 	for _, f := range []struct {
@@ -352,7 +361,7 @@ func (st *state) ctxSetRoute(L *glua.LState) int {
 func (st *state) ctxReplyLines(L *glua.LState) int {
 	const what = "ctx:reply_lines"
 	c := st.ctxCall(L, what)
-	stageIn(L, c, what, sdk.StageCommand)
+	takenHere(L, c, what, hook.EffectReplyLines)
 	lines := stringList(L, what, 2)
 	for i, l := range lines {
 		if len(l) > 510 || strings.ContainsAny(l, "\r\n\x00") {
@@ -389,15 +398,17 @@ func (st *state) ctxNote(L *glua.LState) int {
 	default:
 		L.ArgError(3, fmt.Sprintf("%s: value is a %s, want a string, number or boolean", what, v.Type()))
 	}
-	if key == "" || len(key) > 200 || len(val) > 4096 {
-		L.RaiseError("%s: key must be 1-200 bytes and value at most 4096", what)
+	key = st.s.name + "/" + key
+	if len(key) == len(st.s.name)+1 || len(key) > hook.MaxNoteKey || len(val) > hook.MaxNoteValue {
+		L.RaiseError("%s: key must be 1-%d bytes and value at most %d", what,
+			hook.MaxNoteKey-len(st.s.name)-1, hook.MaxNoteValue)
 	}
 	if c.eff.Notes == nil {
 		c.eff.Notes = make(map[string]string)
 	}
-	if len(c.eff.Notes) >= 1000 {
-		L.RaiseError("%s: more than 1000 notes", what)
+	if _, ok := c.eff.Notes[key]; !ok && len(c.eff.Notes) >= hook.MaxNotes {
+		L.RaiseError("%s: more than %d notes", what, hook.MaxNotes)
 	}
-	c.eff.Notes[st.s.name+"/"+key] = val
+	c.eff.Notes[key] = val
 	return 0
 }

@@ -36,6 +36,9 @@
 //	ctx.arg          command: the argument; auth: the mechanism; predelivery:
 //	                 the destination domain; else nil
 //	ctx.msg          data and predelivery: the message (see below); else nil
+//	ctx.notes        the notes written so far, by this script and the others:
+//	                 {["lua.relay/score"] = "5", ["plugin.x/list"] = …}; a
+//	                 copy (changing it changes nothing)
 //	ctx:set_recipients({"a@x", …})   rcpt, data, predelivery → Effects.Recipients
 //	ctx:set_sender("x@y")             mail, data, predelivery → Effects.Sender ("" = <>)
 //	ctx:set_route{transport=, via=}   predelivery → Effects.Route ("" = unchanged)
@@ -43,9 +46,19 @@
 //	ctx:skip("lua.other", …)          → Effects.Skip
 //	ctx:note(key, value)              → Effects.Notes["lua.<name>/<key>"]
 //
-// Notes are write-only: the core does not hand earlier notes back to hooks.
-// A setter used at a stage it does not apply to raises an error, and so do
-// malformed arguments (a bad address, CR or LF in a header value).
+// A note is seen (ctx.notes, a plugin's Request.Notes) by the later hooks
+// of the same stage and of the later stages of its transaction, and ends
+// with the transaction (RSET, the end of DATA); a note written outside a
+// transaction (connect, helo) lasts for the connection. Predelivery and
+// the queue notifications see none. Keys are at most 200 bytes with the
+// "lua.<name>/" prefix, values 4096, 1000 notes a call.
+//
+// A setter used at a stage that does not take its effect (the chain's
+// table, hook.Effect.Stages) raises an error, and so do malformed
+// arguments (a bad address, CR or LF in a header value). The chain checks
+// the effects again, as it does a plugin's: an address must also pass as
+// the path would on the wire (UTF-8 only in an SMTPUTF8 transaction), and
+// recipients are each mailbox once.
 //
 // The message (ctx.msg) reads the message as received; the script's own edits
 // are not reflected back:

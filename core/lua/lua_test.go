@@ -428,6 +428,35 @@ end
 	}
 }
 
+// TestCtxNotes: ctx.notes is a copy of the notes the request carries
+// (those of earlier hooks); a script that changes it changes nothing.
+func TestCtxNotes(t *testing.T) {
+	s := load(t, `
+function on_rcpt(ctx)
+  local keys = {}
+  for k, v in pairs(ctx.notes) do keys[#keys + 1] = k .. "=" .. v end
+  table.sort(keys)
+  ctx.notes["plugin.x/list"] = "changed"
+  ctx:note("seen", table.concat(keys, " "))
+end
+`, lua.Options{Pool: 1})
+	req := request(sdk.StageRcpt)
+	req.Notes = map[string]string{"plugin.x/list": "team", "lua.relay/score": "5"}
+	for i, want := range []string{"lua.relay/score=5 plugin.x/list=team", "lua.relay/score=5 plugin.x/list=team"} {
+		_, eff := handle(t, s, req)
+		if got := eff.Notes["lua.t/seen"]; got != want {
+			t.Errorf("call %d: ctx.notes %q, want %q", i, got, want)
+		}
+	}
+	if req.Notes["plugin.x/list"] != "team" {
+		t.Errorf("the request's notes changed: %v", req.Notes)
+	}
+	_, eff := handle(t, s, request(sdk.StageRcpt))
+	if got := eff.Notes["lua.t/seen"]; got != "" {
+		t.Errorf("no notes: ctx.notes %q, want an empty table", got)
+	}
+}
+
 func TestCtxAfterCall(t *testing.T) {
 	s := load(t, `
 function on_mail(ctx) saved = ctx end
@@ -512,6 +541,8 @@ func TestEffectErrors(t *testing.T) {
 		{"reply line with CRLF", sdk.StageCommand, `ctx:reply_lines({"a\r\n250 b"})`, "line 1 is longer than 510 bytes or has CR, LF or NUL"},
 		{"header value with LF", sdk.StageData, `ctx.msg:add_header("X-A", "a\nb")`, "msg:add_header: value has CR, LF or NUL"},
 		{"header name with colon", sdk.StageData, `ctx.msg:add_header("X-A:", "a")`, `msg:add_header: bad header field name "X-A:"`},
+		{"note key too long", sdk.StageRcpt, `ctx:note(string.rep("k", 195), "v")`, "ctx:note: key must be 1-194 bytes and value at most 4096"},
+		{"empty note key", sdk.StageRcpt, `ctx:note("", "v")`, "ctx:note: key must be 1-194 bytes"},
 		{"route via with space", sdk.StagePredelivery, `ctx:set_route{via = "a b"}`, `ctx:set_route: bad via "a b"`},
 		{"method called with a dot", sdk.StageMail, `ctx.set_sender("a@x.example")`, "ctx:set_sender: call it as a method"},
 		{"msg method called with a dot", sdk.StageData, `ctx.msg.header("From")`, "msg:header: call it as a method"},
