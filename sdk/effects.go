@@ -28,18 +28,32 @@ type Route struct {
 }
 
 // Effects are changes a hook asks for; the core applies them, independently
-// of the verdict (DESIGN.md, Hook points).
+// of the verdict (DESIGN.md, Hook points). The host checks them first, the
+// same way for every hook: an effect given at a stage that does not take
+// it (see each field) is dropped with a warning in the gateway's log; an
+// address that would not pass as a path on the wire (UTF-8 only in an
+// SMTPUTF8 transaction, <> only as a sender) is the hook's failure, as an
+// error would be (its on_error).
 type Effects struct {
-	AddHeaders    []HeaderField     // applied only if the message is finally accepted
-	RemoveHeaders []string          // data, predelivery: drop these fields
-	Recipients    []Address         // rcpt: the recipient becomes these; empty = unchanged
-	Sender        *Address          // mail, predelivery: rewrite the envelope sender
-	Body          []byte            // data, predelivery: replace the message
-	Notes         map[string]string // keys "<hook>/<name>"
-	Skip          []string          // handlers to skip for the rest of the transaction
-	Route         *Route            // predelivery only
-	// ReplyLines are the text lines of the 250 reply to VRFY or EXPN when a
-	// command-stage hook accepts them (one member per line for EXPN).
+	AddHeaders    []HeaderField // data, predelivery: applied only if the message is finally accepted
+	RemoveHeaders []string      // data, predelivery: drop these fields
+	// Recipients (rcpt, data, predelivery): the recipient becomes these
+	// (rcpt: an alias, a list), or the transaction's recipients do (data);
+	// empty = unchanged. A mailbox the transaction has already, compared
+	// without case, is not added twice.
+	Recipients []Address
+	Sender     *Address // mail, data, predelivery: rewrite the envelope sender
+	Body       []byte   // data, predelivery: replace the message
+	// Notes (every stage) are for later hooks of the transaction to read
+	// (Request.Notes) and for the logs. Keys are "<hook>/<name>": the host
+	// puts a key that does not start with the hook's own name and "/"
+	// under it. At most 1000 notes, keys of 200 bytes, values of 4096.
+	Notes map[string]string
+	Skip  []string // handlers to skip for the rest of the transaction
+	Route *Route   // predelivery only
+	// ReplyLines are the text lines of the reply to VRFY or EXPN (250) or
+	// HELP (214) when a command-stage hook accepts them (one member per
+	// line for EXPN).
 	ReplyLines []string
 }
 

@@ -14,6 +14,7 @@ package sdk
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"time"
 
@@ -152,6 +153,9 @@ func toPBRequest(r *Request) *pb.HandleRequest {
 		Stage: string(r.Stage), Session: toPBSession(r.Session), Txn: toPBTxn(r.Txn),
 		Command: r.Command, Arg: r.Arg, Message: toPBMessage(r.Message),
 	}
+	if len(r.Notes) > 0 {
+		out.Notes = r.Notes
+	}
 	if r.Rcpt != nil {
 		out.Rcpt = toPBRecipient(*r.Rcpt)
 	}
@@ -162,6 +166,7 @@ func fromPBRequest(r *pb.HandleRequest) *Request {
 	out := &Request{
 		Stage: Stage(r.GetStage()), Session: fromPBSession(r.GetSession()), Txn: fromPBTxn(r.GetTxn()),
 		Command: r.GetCommand(), Arg: r.GetArg(), Message: fromPBMessage(r.GetMessage()),
+		Notes: notesOrNil(r.GetNotes()),
 	}
 	if r.GetRcpt() != nil {
 		rc := fromPBRecipient(r.GetRcpt())
@@ -252,12 +257,7 @@ func fromPBEffects(e *pb.Effects) Effects {
 	if e.Body != nil && len(e.Body) == 0 {
 		out.Body = []byte{}
 	}
-	if len(e.GetNotes()) > 0 {
-		out.Notes = make(map[string]string, len(e.GetNotes()))
-		for k, v := range e.GetNotes() {
-			out.Notes[k] = v
-		}
-	}
+	out.Notes = notesOrNil(e.GetNotes())
 	for _, a := range e.GetRecipients() {
 		out.Recipients = append(out.Recipients, fromPBAddress(a))
 	}
@@ -538,4 +538,12 @@ func nonEmpty[S ~[]E, E any](s S) S {
 		return nil
 	}
 	return s
+}
+
+// notesOrNil returns a copy of a decoded notes map, nil when it is empty.
+func notesOrNil(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
 }

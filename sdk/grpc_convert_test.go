@@ -49,7 +49,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		{"zero", &Request{}},
 		{"connect", &Request{Stage: StageConnect, Session: &Session{ID: "s1", Listener: "smtp", ClientIP: "192.0.2.1", Port: 2525, HELO: "h", ESMTP: true, TLS: true, AuthUser: "u"}}},
 		{"zero session", &Request{Stage: StageHelo, Session: &Session{}}},
-		{"rcpt", &Request{Stage: StageRcpt, Session: &Session{ID: "s"}, Txn: fullTxn(), Rcpt: &rcpt}},
+		{"rcpt", &Request{Stage: StageRcpt, Session: &Session{ID: "s"}, Txn: fullTxn(), Rcpt: &rcpt,
+			Notes: map[string]string{"lua.relay/score": "5", "plugin.x/empty": ""}}},
 		{"zero rcpt", &Request{Stage: StageRcpt, Rcpt: &Recipient{}, Txn: &Txn{}}},
 		{"command", &Request{Stage: StageCommand, Command: "VRFY", Arg: "postmaster"}},
 		{"data", &Request{Stage: StageData, Txn: fullTxn(), Message: &Message{

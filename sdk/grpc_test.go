@@ -111,6 +111,8 @@ func (p *testPlugin) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 			reason += fmt.Sprintf(" mx=%s/%d", m.Host, m.Preference)
 		}
 		return sdk.DeferDecision(451, sdk.EnhancedCode{4, 7, 1}, "try later").WithReason(reason), sdk.Effects{}, nil
+	case "notes": // echoes the notes of earlier hooks
+		return sdk.ContinueDecision(), sdk.Effects{Notes: r.Notes}, nil
 	case "alias":
 		return sdk.AcceptDecision(), sdk.Effects{
 			Recipients: []sdk.Address{{Local: "a", Domain: "example.org"}, {Local: "b", Domain: "example.org"}},
@@ -221,6 +223,20 @@ func TestDecisionsAndEffectsCross(t *testing.T) {
 	d, e, err = r.Handle(ctx, rcpt("nobody"))
 	if err != nil || d != (sdk.Decision{}) || !e.IsZero() {
 		t.Errorf("continue: got %+v, %+v, %v; want the zero Decision and no effects", d, e, err)
+	}
+}
+
+// TestNotesCross: a plugin sees the notes of earlier hooks.
+func TestNotesCross(t *testing.T) {
+	r, _ := start(t)
+	req := rcpt("notes")
+	req.Notes = map[string]string{"lua.relay/score": "5", "plugin.lists/list": "team@example.org"}
+	_, e, err := r.Handle(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(req.Notes, e.Notes); diff != "" {
+		t.Errorf("notes the plugin saw (-want +got):\n%s", diff)
 	}
 }
 

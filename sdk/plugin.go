@@ -59,6 +59,12 @@ type Request struct {
 	Command string     // command stage: the verb
 	Arg     string     // command: the argument; auth: the mechanism; predelivery: the destination domain
 	Message *Message   // data, predelivery
+	// Notes are the notes written so far by the hooks of the connection
+	// and of the transaction, this plugin's included, keyed
+	// "<hook>/<name>" ("lua.relay/score", "plugin.lists/list"): what an
+	// earlier hook (or stage) wants later ones to know. A transaction's
+	// notes end with it. Predelivery and the queue notifications have none.
+	Notes map[string]string
 }
 
 // Hook interfaces: a plugin implements the ones for the stages it handles.

@@ -16,6 +16,7 @@ func (p *Plugin) request(req *hook.Request) (*sdk.Request, error) {
 		Stage:   req.Stage,
 		Command: req.Command,
 		Arg:     req.Arg,
+		Notes:   req.Notes, // read-only on both sides; the wire copies it
 	}
 	if s := req.Session; s != nil {
 		r.Session = &sdk.Session{

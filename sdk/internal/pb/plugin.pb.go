@@ -754,6 +754,7 @@ type HandleRequest struct {
 	Command       string                 `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
 	Arg           string                 `protobuf:"bytes,6,opt,name=arg,proto3" json:"arg,omitempty"`
 	Message       *Message               `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	Notes         map[string]string      `protobuf:"bytes,8,rep,name=notes,proto3" json:"notes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // written by earlier hooks of the transaction
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -833,6 +834,13 @@ func (x *HandleRequest) GetArg() string {
 func (x *HandleRequest) GetMessage() *Message {
 	if x != nil {
 		return x.Message
+	}
+	return nil
+}
+
+func (x *HandleRequest) GetNotes() map[string]string {
+	if x != nil {
+		return x.Notes
 	}
 	return nil
 }
@@ -2370,7 +2378,7 @@ const file_gateway_v1_plugin_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x03(\v2\x1e.gateway.plugin.v1.HeaderFieldR\x06header\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12\x1c\n" +
 	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size\"\x99\x02\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"\x96\x03\n" +
 	"\rHandleRequest\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\tR\x05stage\x124\n" +
 	"\asession\x18\x02 \x01(\v2\x1a.gateway.plugin.v1.SessionR\asession\x12(\n" +
@@ -2378,7 +2386,12 @@ const file_gateway_v1_plugin_proto_rawDesc = "" +
 	"\x04rcpt\x18\x04 \x01(\v2\x1c.gateway.plugin.v1.RecipientR\x04rcpt\x12\x18\n" +
 	"\acommand\x18\x05 \x01(\tR\acommand\x12\x10\n" +
 	"\x03arg\x18\x06 \x01(\tR\x03arg\x124\n" +
-	"\amessage\x18\a \x01(\v2\x1a.gateway.plugin.v1.MessageR\amessage\"\xc2\x01\n" +
+	"\amessage\x18\a \x01(\v2\x1a.gateway.plugin.v1.MessageR\amessage\x12A\n" +
+	"\x05notes\x18\b \x03(\v2+.gateway.plugin.v1.HandleRequest.NotesEntryR\x05notes\x1a8\n" +
+	"\n" +
+	"NotesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x01\n" +
 	"\bDecision\x124\n" +
 	"\averdict\x18\x01 \x01(\x0e2\x1a.gateway.plugin.v1.VerdictR\averdict\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x1a\n" +
@@ -2546,7 +2559,7 @@ func file_gateway_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_gateway_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gateway_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_gateway_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_gateway_v1_plugin_proto_goTypes = []any{
 	(ErrorKind)(0),                // 0: gateway.plugin.v1.ErrorKind
 	(Verdict)(0),                  // 1: gateway.plugin.v1.Verdict
@@ -2586,63 +2599,65 @@ var file_gateway_v1_plugin_proto_goTypes = []any{
 	(*KVIncrResponse)(nil),        // 35: gateway.plugin.v1.KVIncrResponse
 	(*LogRequest)(nil),            // 36: gateway.plugin.v1.LogRequest
 	(*LogResponse)(nil),           // 37: gateway.plugin.v1.LogResponse
-	nil,                           // 38: gateway.plugin.v1.Effects.NotesEntry
-	nil,                           // 39: gateway.plugin.v1.LogRequest.FieldsEntry
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	nil,                           // 38: gateway.plugin.v1.HandleRequest.NotesEntry
+	nil,                           // 39: gateway.plugin.v1.Effects.NotesEntry
+	nil,                           // 40: gateway.plugin.v1.LogRequest.FieldsEntry
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
 }
 var file_gateway_v1_plugin_proto_depIdxs = []int32{
 	0,  // 0: gateway.plugin.v1.Error.kind:type_name -> gateway.plugin.v1.ErrorKind
 	5,  // 1: gateway.plugin.v1.Recipient.address:type_name -> gateway.plugin.v1.Address
 	5,  // 2: gateway.plugin.v1.Txn.sender:type_name -> gateway.plugin.v1.Address
 	8,  // 3: gateway.plugin.v1.Txn.recipients:type_name -> gateway.plugin.v1.Recipient
-	40, // 4: gateway.plugin.v1.Txn.received:type_name -> google.protobuf.Timestamp
+	41, // 4: gateway.plugin.v1.Txn.received:type_name -> google.protobuf.Timestamp
 	6,  // 5: gateway.plugin.v1.Message.header:type_name -> gateway.plugin.v1.HeaderField
 	7,  // 6: gateway.plugin.v1.HandleRequest.session:type_name -> gateway.plugin.v1.Session
 	9,  // 7: gateway.plugin.v1.HandleRequest.txn:type_name -> gateway.plugin.v1.Txn
 	8,  // 8: gateway.plugin.v1.HandleRequest.rcpt:type_name -> gateway.plugin.v1.Recipient
 	10, // 9: gateway.plugin.v1.HandleRequest.message:type_name -> gateway.plugin.v1.Message
-	1,  // 10: gateway.plugin.v1.Decision.verdict:type_name -> gateway.plugin.v1.Verdict
-	6,  // 11: gateway.plugin.v1.Effects.add_headers:type_name -> gateway.plugin.v1.HeaderField
-	5,  // 12: gateway.plugin.v1.Effects.recipients:type_name -> gateway.plugin.v1.Address
-	5,  // 13: gateway.plugin.v1.Effects.sender:type_name -> gateway.plugin.v1.Address
-	38, // 14: gateway.plugin.v1.Effects.notes:type_name -> gateway.plugin.v1.Effects.NotesEntry
-	13, // 15: gateway.plugin.v1.Effects.route:type_name -> gateway.plugin.v1.Route
-	12, // 16: gateway.plugin.v1.HandleResponse.decision:type_name -> gateway.plugin.v1.Decision
-	14, // 17: gateway.plugin.v1.HandleResponse.effects:type_name -> gateway.plugin.v1.Effects
-	16, // 18: gateway.plugin.v1.Info.schema:type_name -> gateway.plugin.v1.ConfigField
-	17, // 19: gateway.plugin.v1.GetInfoResponse.info:type_name -> gateway.plugin.v1.Info
-	21, // 20: gateway.plugin.v1.ConfigureResponse.errors:type_name -> gateway.plugin.v1.ConfigError
-	9,  // 21: gateway.plugin.v1.Delivery.txn:type_name -> gateway.plugin.v1.Txn
-	8,  // 22: gateway.plugin.v1.Delivery.recipients:type_name -> gateway.plugin.v1.Recipient
-	2,  // 23: gateway.plugin.v1.DeliveryResult.outcome:type_name -> gateway.plugin.v1.Outcome
-	23, // 24: gateway.plugin.v1.DeliverRequest.delivery:type_name -> gateway.plugin.v1.Delivery
-	24, // 25: gateway.plugin.v1.DeliverResponse.results:type_name -> gateway.plugin.v1.DeliveryResult
-	3,  // 26: gateway.plugin.v1.LookupRequest.type:type_name -> gateway.plugin.v1.LookupType
-	28, // 27: gateway.plugin.v1.LookupResponse.mx:type_name -> gateway.plugin.v1.MX
-	39, // 28: gateway.plugin.v1.LogRequest.fields:type_name -> gateway.plugin.v1.LogRequest.FieldsEntry
-	18, // 29: gateway.plugin.v1.Plugin.GetInfo:input_type -> gateway.plugin.v1.GetInfoRequest
-	20, // 30: gateway.plugin.v1.Plugin.Configure:input_type -> gateway.plugin.v1.ConfigureRequest
-	11, // 31: gateway.plugin.v1.Plugin.Handle:input_type -> gateway.plugin.v1.HandleRequest
-	25, // 32: gateway.plugin.v1.Plugin.Deliver:input_type -> gateway.plugin.v1.DeliverRequest
-	27, // 33: gateway.plugin.v1.Host.Lookup:input_type -> gateway.plugin.v1.LookupRequest
-	30, // 34: gateway.plugin.v1.Host.KVGet:input_type -> gateway.plugin.v1.KVGetRequest
-	32, // 35: gateway.plugin.v1.Host.KVSet:input_type -> gateway.plugin.v1.KVSetRequest
-	34, // 36: gateway.plugin.v1.Host.KVIncr:input_type -> gateway.plugin.v1.KVIncrRequest
-	36, // 37: gateway.plugin.v1.Host.Log:input_type -> gateway.plugin.v1.LogRequest
-	19, // 38: gateway.plugin.v1.Plugin.GetInfo:output_type -> gateway.plugin.v1.GetInfoResponse
-	22, // 39: gateway.plugin.v1.Plugin.Configure:output_type -> gateway.plugin.v1.ConfigureResponse
-	15, // 40: gateway.plugin.v1.Plugin.Handle:output_type -> gateway.plugin.v1.HandleResponse
-	26, // 41: gateway.plugin.v1.Plugin.Deliver:output_type -> gateway.plugin.v1.DeliverResponse
-	29, // 42: gateway.plugin.v1.Host.Lookup:output_type -> gateway.plugin.v1.LookupResponse
-	31, // 43: gateway.plugin.v1.Host.KVGet:output_type -> gateway.plugin.v1.KVGetResponse
-	33, // 44: gateway.plugin.v1.Host.KVSet:output_type -> gateway.plugin.v1.KVSetResponse
-	35, // 45: gateway.plugin.v1.Host.KVIncr:output_type -> gateway.plugin.v1.KVIncrResponse
-	37, // 46: gateway.plugin.v1.Host.Log:output_type -> gateway.plugin.v1.LogResponse
-	38, // [38:47] is the sub-list for method output_type
-	29, // [29:38] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	38, // 10: gateway.plugin.v1.HandleRequest.notes:type_name -> gateway.plugin.v1.HandleRequest.NotesEntry
+	1,  // 11: gateway.plugin.v1.Decision.verdict:type_name -> gateway.plugin.v1.Verdict
+	6,  // 12: gateway.plugin.v1.Effects.add_headers:type_name -> gateway.plugin.v1.HeaderField
+	5,  // 13: gateway.plugin.v1.Effects.recipients:type_name -> gateway.plugin.v1.Address
+	5,  // 14: gateway.plugin.v1.Effects.sender:type_name -> gateway.plugin.v1.Address
+	39, // 15: gateway.plugin.v1.Effects.notes:type_name -> gateway.plugin.v1.Effects.NotesEntry
+	13, // 16: gateway.plugin.v1.Effects.route:type_name -> gateway.plugin.v1.Route
+	12, // 17: gateway.plugin.v1.HandleResponse.decision:type_name -> gateway.plugin.v1.Decision
+	14, // 18: gateway.plugin.v1.HandleResponse.effects:type_name -> gateway.plugin.v1.Effects
+	16, // 19: gateway.plugin.v1.Info.schema:type_name -> gateway.plugin.v1.ConfigField
+	17, // 20: gateway.plugin.v1.GetInfoResponse.info:type_name -> gateway.plugin.v1.Info
+	21, // 21: gateway.plugin.v1.ConfigureResponse.errors:type_name -> gateway.plugin.v1.ConfigError
+	9,  // 22: gateway.plugin.v1.Delivery.txn:type_name -> gateway.plugin.v1.Txn
+	8,  // 23: gateway.plugin.v1.Delivery.recipients:type_name -> gateway.plugin.v1.Recipient
+	2,  // 24: gateway.plugin.v1.DeliveryResult.outcome:type_name -> gateway.plugin.v1.Outcome
+	23, // 25: gateway.plugin.v1.DeliverRequest.delivery:type_name -> gateway.plugin.v1.Delivery
+	24, // 26: gateway.plugin.v1.DeliverResponse.results:type_name -> gateway.plugin.v1.DeliveryResult
+	3,  // 27: gateway.plugin.v1.LookupRequest.type:type_name -> gateway.plugin.v1.LookupType
+	28, // 28: gateway.plugin.v1.LookupResponse.mx:type_name -> gateway.plugin.v1.MX
+	40, // 29: gateway.plugin.v1.LogRequest.fields:type_name -> gateway.plugin.v1.LogRequest.FieldsEntry
+	18, // 30: gateway.plugin.v1.Plugin.GetInfo:input_type -> gateway.plugin.v1.GetInfoRequest
+	20, // 31: gateway.plugin.v1.Plugin.Configure:input_type -> gateway.plugin.v1.ConfigureRequest
+	11, // 32: gateway.plugin.v1.Plugin.Handle:input_type -> gateway.plugin.v1.HandleRequest
+	25, // 33: gateway.plugin.v1.Plugin.Deliver:input_type -> gateway.plugin.v1.DeliverRequest
+	27, // 34: gateway.plugin.v1.Host.Lookup:input_type -> gateway.plugin.v1.LookupRequest
+	30, // 35: gateway.plugin.v1.Host.KVGet:input_type -> gateway.plugin.v1.KVGetRequest
+	32, // 36: gateway.plugin.v1.Host.KVSet:input_type -> gateway.plugin.v1.KVSetRequest
+	34, // 37: gateway.plugin.v1.Host.KVIncr:input_type -> gateway.plugin.v1.KVIncrRequest
+	36, // 38: gateway.plugin.v1.Host.Log:input_type -> gateway.plugin.v1.LogRequest
+	19, // 39: gateway.plugin.v1.Plugin.GetInfo:output_type -> gateway.plugin.v1.GetInfoResponse
+	22, // 40: gateway.plugin.v1.Plugin.Configure:output_type -> gateway.plugin.v1.ConfigureResponse
+	15, // 41: gateway.plugin.v1.Plugin.Handle:output_type -> gateway.plugin.v1.HandleResponse
+	26, // 42: gateway.plugin.v1.Plugin.Deliver:output_type -> gateway.plugin.v1.DeliverResponse
+	29, // 43: gateway.plugin.v1.Host.Lookup:output_type -> gateway.plugin.v1.LookupResponse
+	31, // 44: gateway.plugin.v1.Host.KVGet:output_type -> gateway.plugin.v1.KVGetResponse
+	33, // 45: gateway.plugin.v1.Host.KVSet:output_type -> gateway.plugin.v1.KVSetResponse
+	35, // 46: gateway.plugin.v1.Host.KVIncr:output_type -> gateway.plugin.v1.KVIncrResponse
+	37, // 47: gateway.plugin.v1.Host.Log:output_type -> gateway.plugin.v1.LogResponse
+	39, // [39:48] is the sub-list for method output_type
+	30, // [30:39] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_plugin_proto_init() }
@@ -2657,7 +2672,7 @@ func file_gateway_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_plugin_proto_rawDesc), len(file_gateway_v1_plugin_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
