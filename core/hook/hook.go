@@ -280,7 +280,7 @@ func (c *Chain) run(ctx context.Context, e Entry, req *Request) (sdk.Decision, E
 	name := e.Handler.Name()
 	d, given, err := c.call(ctx, e, req)
 	var eff Effects
-	if err == nil {
+	if err == nil && !given.IsZero() {
 		var off []Effect
 		utf8 := req.Envelope != nil && req.Envelope.SMTPUTF8
 		eff, off, err = checkEffects(req.Stage, name, utf8, given)
