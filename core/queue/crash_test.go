@@ -20,7 +20,11 @@ const (
 	crashDirEnv     = "QUEUE_CRASH_TEST_DIR"
 	crashThreshold  = 4096
 	crashGoroutines = 8
-	crashRunFor     = 300 * time.Millisecond
+	// The child is killed once it has acknowledged crashCommits messages
+	// (its goroutines are then mid-commit), whatever the machine's load;
+	// crashPatience only bounds a child that makes no progress.
+	crashCommits  = 100
+	crashPatience = 2 * time.Minute
 )
 
 // crashBody derives a message's header and content from its ID, so that the
@@ -93,17 +97,30 @@ func TestCrash(t *testing.T) {
 	}
 
 	ids := make(chan []string, 1)
-	go func() { // owned by this test; ends at EOF, when the child is dead
+	enough := make(chan struct{}) // closed at crashCommits acknowledgements
+	// The reader is owned by this test; it ends at EOF, when the child is dead.
+	go func() {
 		var got []string
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if id, ok := strings.CutPrefix(sc.Text(), "committed "); ok {
 				got = append(got, id)
+				if len(got) == crashCommits {
+					close(enough)
+				}
 			}
 		}
 		ids <- got
 	}()
-	time.Sleep(crashRunFor)
+	start := time.Now()
+	select {
+	case <-enough:
+	case got := <-ids:
+		cmd.Wait()
+		t.Fatalf("child ended by itself (%v) after %d commits; stderr:\n%s", cmd.ProcessState, len(got), stderr.String())
+	case <-time.After(crashPatience):
+	}
+	ran := time.Since(start)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
@@ -112,8 +129,8 @@ func TestCrash(t *testing.T) {
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("child did not die by SIGKILL: %v; stderr:\n%s", cmd.ProcessState, stderr.String())
 	}
-	if len(committed) == 0 {
-		t.Fatalf("child committed nothing in %v; stderr:\n%s", crashRunFor, stderr.String())
+	if len(committed) < crashCommits {
+		t.Fatalf("child acknowledged %d commits in %v, want %d; stderr:\n%s", len(committed), ran, crashCommits, stderr.String())
 	}
 
 	tmps, _ := filepath.Glob(filepath.Join(dir, "bodies", "*.tmp"))
@@ -148,7 +165,7 @@ func TestCrash(t *testing.T) {
 		t.Errorf("temp files left after Open: %v", left)
 	}
 	t.Logf("child acknowledged %d commits in %v; after kill and reopen: %d stored (all acknowledged present and intact), %d temp files swept",
-		len(committed), crashRunFor, stored, len(tmps))
+		len(committed), ran, stored, len(tmps))
 	if stored < len(committed) {
 		t.Errorf("stored %d < acknowledged %d", stored, len(committed))
 	}
