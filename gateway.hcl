@@ -16,7 +16,10 @@ data_dir = "data"
 
 # Logging: level is debug, info, warn or error; format is text or json.
 # Default: level = "info", format = "text".
-# log { level = "info"  format = "text" }
+# log {
+#   level  = "info"
+#   format = "text"
+# }
 
 # An SMTP listener; at least one is required, each with its own name and
 # address. Only address is required; the rest are shown with their defaults.
@@ -37,10 +40,17 @@ listener "mx" {
   # max_hops               = 50       # most Received fields a message may carry (a loop beyond)
 
   # STARTTLS with this certificate and key (PEM files). Default: no TLS.
-  # tls { cert = "cert.pem"  key = "key.pem" }
+  # tls {
+  #   cert = "cert.pem"
+  #   key  = "key.pem"
+  # }
 
   # Server timeouts (RFC 5321 §4.5.3.2). Defaults shown.
-  # timeouts { command = "5m"  data_block = "3m"  message = "10m" }
+  # timeouts {
+  #   command    = "5m"
+  #   data_block = "3m"
+  #   message    = "10m"
+  # }
 }
 
 # Mail for these domains is accepted from anyone. Default: none.
@@ -57,7 +67,8 @@ relay {
 # auth { users = { "alice" = "$2a$10$..." } }
 
 # Delivery of queued mail. Mail for example.test and localhost goes into a
-# Maildir under the data folder (data/mail/new/ once a message arrives);
+# Maildir per recipient under the data folder (a message to
+# postmaster@example.test arrives in data/mail/example.test/postmaster/new/);
 # everything else goes to the MX hosts of its domain. The settings below are
 # shown with their defaults.
 delivery {
@@ -76,7 +87,7 @@ delivery {
 
   # A static route per domain ("*" matches all): transport is "smtp" (the
   # default; via = "host:port" instead of an MX look-up), "lmtp" (via, or
-  # path = a unix socket), "maildir" (path = the Maildir root) or a plugin
+  # a unix socket as path), "maildir" (path = the Maildir root) or a plugin
   # transport's name; tls overrides the tls above.
   route "example.test" {
     transport = "maildir"
@@ -86,7 +97,10 @@ delivery {
     transport = "maildir"
     path      = "data/mail"
   }
-  # route "example.org" { via = "127.0.0.1:2626"  tls = "none" }
+  # route "example.org" {
+  #   via = "127.0.0.1:2626"
+  #   tls = "none"
+  # }
 }
 
 # The admin HTTP API. Default: off (no admin block).

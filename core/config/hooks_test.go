@@ -3,7 +3,6 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -61,38 +60,6 @@ lua "s" {
 	}
 	if got, want := cfg.Pipeline, []string{"lua.s"}; !cmp.Equal(got, want) {
 		t.Errorf("pipeline: got %q, want %q", got, want)
-	}
-}
-
-// TestRootGatewayHCLHookExample uncomments the example hook settings at
-// the end of the root gateway.hcl and loads them, so the example cannot
-// drift from what the loader accepts.
-func TestRootGatewayHCLHookExample(t *testing.T) {
-	path := filepath.Join("..", "..", "gateway.hcl")
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head, example, ok := strings.Cut(string(src), "# pipeline = ")
-	if !ok {
-		t.Fatalf("%s has no commented pipeline example", path)
-	}
-	var b strings.Builder
-	b.WriteString(head)
-	b.WriteString("pipeline = ")
-	for _, l := range strings.SplitAfter(example, "\n") {
-		l = strings.TrimPrefix(l, "#")
-		b.WriteString(strings.TrimPrefix(l, " "))
-	}
-	cfg, err := Parse([]byte(b.String()), path)
-	if err != nil {
-		t.Fatalf("the uncommented example does not load: %v\n%s", err, b.String())
-	}
-	if len(cfg.Lua) != 1 || cfg.Lua[0].Name != "relay" || cfg.Lua[0].Match.IsZero() || len(cfg.Lua[0].Params) == 0 {
-		t.Errorf("example: got %+v, want one lua block \"relay\" with params and a match block", cfg.Lua)
-	}
-	if got, want := cfg.Pipeline, []string{"lua.relay"}; !cmp.Equal(got, want) {
-		t.Errorf("example pipeline: got %q, want %q", got, want)
 	}
 }
 
