@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -120,57 +121,62 @@ func TestLoadExample(t *testing.T) {
 	}
 }
 
-// TestRootGatewayHCL loads the gateway.hcl a newcomer runs with.
+// TestRootGatewayHCL loads the gateway.hcl a newcomer runs with and checks
+// what its comments promise rather than its values, which they invite a
+// reader to change: it runs without root (every address on loopback, on a
+// port above 1024), it is not an open relay, and mail to each local domain
+// lands in a Maildir under the data folder, where the reader can see it.
 func TestRootGatewayHCL(t *testing.T) {
 	path := filepath.Join("..", "..", "gateway.hcl")
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatalf("Load(%q): %v", path, err)
 	}
-	checks := []struct {
-		name      string
-		got, want any
-	}{
-		{"hostname", cfg.Hostname, "localhost"},
-		{"data_dir", cfg.DataDir, filepath.Join("..", "..", "data")},
-		{"listeners", len(cfg.Listeners), 1},
-		{"listener name", cfg.Listeners[0].Name, "mx"},
-		{"listener address", cfg.Listeners[0].Address, "127.0.0.1:2525"},
-		{"listener TLS", cfg.Listeners[0].TLS, (*TLS)(nil)},
-		{"domains", strings.Join(cfg.Domains, " "), "localhost example.test"},
-		{"relay networks", len(cfg.Relay.Networks), 2},
-		{"relay authenticated", cfg.Relay.Authenticated, true},
-		{"routes", len(cfg.Delivery.Routes), 2},
-		{"delivery TLS", cfg.Delivery.TLS, "opportunistic"},
-		{"max hops", cfg.Listeners[0].MaxHops, 50},
-		{"verify sender domain", cfg.Listeners[0].VerifySenderDomain, false},
-		{"admin", cfg.Admin.Address, "127.0.0.1:8025"},
+	addrs := map[string]string{"admin": cfg.Admin.Address, "inject": cfg.Inject.Address}
+	for _, l := range cfg.Listeners {
+		addrs["listener "+l.Name] = l.Address
 	}
-	for _, c := range checks {
-		if c.got != c.want {
-			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+	for name, addr := range addrs {
+		if addr == "" && !strings.HasPrefix(name, "listener") {
+			continue // off
+		}
+		if err := unprivilegedLoopback(addr); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
-	for i, want := range []string{"127.0.0.0/8", "::1/128"} {
-		if got := cfg.Relay.Networks[i].String(); got != want {
-			t.Errorf("relay network %d: got %s, want %s", i, got, want)
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	for _, n := range cfg.Relay.Networks {
+		if !slices.ContainsFunc(loopback, func(l netip.Prefix) bool { return l.Contains(n.Addr()) && n.Bits() >= l.Bits() }) {
+			t.Errorf("relay network %s: want only loopback networks, so that the gateway is not an open relay", n)
 		}
 	}
-	// A newcomer's mail to a local domain lands in a Maildir under the data
-	// folder, where they can see it.
-	mail := filepath.Join("..", "..", "data", "mail")
-	for i, domain := range []string{"example.test", "localhost"} {
-		if i >= len(cfg.Delivery.Routes) {
-			break
+	if len(cfg.Domains) == 0 {
+		t.Error("no local domains: a first message has nowhere to go")
+	}
+	for _, domain := range cfg.Domains {
+		i := slices.IndexFunc(cfg.Delivery.Routes, func(r Route) bool { return r.Domain == domain })
+		if i < 0 {
+			t.Errorf("local domain %q: no route, so its mail goes to DNS", domain)
+			continue
 		}
-		want := Route{Domain: domain, Transport: "maildir", Path: mail}
-		if got := cfg.Delivery.Routes[i]; got != want {
-			t.Errorf("route %d: got %+v, want %+v", i, got, want)
-		}
-		if !slices.Contains(cfg.Domains, domain) {
-			t.Errorf("route %q: not in domains %q, so its mail is refused", domain, cfg.Domains)
+		r := cfg.Delivery.Routes[i]
+		if rel, err := filepath.Rel(cfg.DataDir, r.Path); r.Transport != "maildir" || err != nil || !filepath.IsLocal(rel) {
+			t.Errorf("local domain %q: route %+v; want a Maildir under the data folder %s", domain, r, cfg.DataDir)
 		}
 	}
+}
+
+// unprivilegedLoopback checks that addr is a loopback host:port that needs
+// no root: a port above 1024 and below 65536.
+func unprivilegedLoopback(addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: want a loopback IP and port: %w", addr, err)
+	}
+	if !ap.Addr().IsLoopback() || ap.Port() <= 1024 {
+		return fmt.Errorf("address %q: want loopback and a port above 1024", addr)
+	}
+	return nil
 }
 
 func TestLoadMissingFile(t *testing.T) {
