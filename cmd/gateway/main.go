@@ -115,6 +115,32 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseVerbFlags parses the arguments of a command's verb (gateway queue
+// ls …) with the verb's flags and the command's own (cmd, already parsed
+// up to the verb), so that a command's flags work on either side of the
+// verb: `gateway queue ls -admin H:P` is `gateway queue -admin H:P ls`.
+// Flags may come before, after or between the verb's arguments, which it
+// returns. A verb's flag hides a command's flag of the same name.
+func parseVerbFlags(verb, cmd *flag.FlagSet, args []string) ([]string, error) {
+	cmd.VisitAll(func(f *flag.Flag) {
+		if verb.Lookup(f.Name) == nil {
+			verb.Var(f.Value, f.Name, f.Usage)
+			verb.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	var pos []string
+	for {
+		if err := parseFlags(verb, args); err != nil {
+			return nil, err
+		}
+		args = verb.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}
+
 func runVersion(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "version", "")
 	if err := parseFlags(fs, args); err != nil {

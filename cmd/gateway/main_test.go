@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -168,6 +171,66 @@ func TestUnknownCommand(t *testing.T) {
 	code, _, errOut := runCLI(t, "frobnicate")
 	if code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
 		t.Fatalf("code %d, stderr %q; want 2 and the unknown command named", code, errOut)
+	}
+}
+
+// TestParseVerbFlags: a command's flags and its verb's are taken on either
+// side of the verb's arguments, and a verb's flag hides the command's.
+func TestParseVerbFlags(t *testing.T) {
+	tests := []struct {
+		args      []string
+		wantPos   []string
+		wantAdmin string
+		wantJSON  bool
+		wantLimit int
+		wantErr   error
+	}{
+		{args: nil, wantAdmin: "cmd", wantLimit: 10},
+		{args: []string{"a", "b"}, wantPos: []string{"a", "b"}, wantAdmin: "cmd", wantLimit: 10},
+		{args: []string{"-admin", "h:1", "a"}, wantPos: []string{"a"}, wantAdmin: "h:1", wantLimit: 10},
+		{args: []string{"a", "-admin", "h:1", "-json"}, wantPos: []string{"a"}, wantAdmin: "h:1", wantJSON: true, wantLimit: 10},
+		{args: []string{"a", "--limit=3", "b", "-json"}, wantPos: []string{"a", "b"}, wantAdmin: "cmd", wantJSON: true, wantLimit: 3},
+		{args: []string{"-nope"}, wantErr: errUsage},
+		{args: []string{"a", "-h"}, wantErr: flag.ErrHelp},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stderr strings.Builder
+			c := &cli{Stderr: &stderr}
+			cmd := newFlags(c, "cmd", "")
+			admin := cmd.String("admin", "", "the command's")
+			asJSON := cmd.Bool("json", false, "the command's")
+			cmd.Int("limit", 99, "the command's, hidden by the verb's")
+			if err := cmd.Parse([]string{"-admin", "cmd", "verb"}); err != nil {
+				t.Fatal(err)
+			}
+			verb := newFlags(c, "cmd verb", "")
+			limit := verb.Int("limit", 10, "the verb's")
+			pos, err := parseVerbFlags(verb, cmd, tt.args)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error %v, want %v; stderr %q", err, tt.wantErr, stderr.String())
+			}
+			if err != nil {
+				return
+			}
+			if !slices.Equal(pos, tt.wantPos) || *admin != tt.wantAdmin || *asJSON != tt.wantJSON || *limit != tt.wantLimit {
+				t.Errorf("got %q, -admin %q, -json %v, -limit %d; want %q, %q, %v, %d",
+					pos, *admin, *asJSON, *limit, tt.wantPos, tt.wantAdmin, tt.wantJSON, tt.wantLimit)
+			}
+		})
+	}
+	// The verb's usage lists the command's flags with their defaults.
+	var stderr strings.Builder
+	c := &cli{Stderr: &stderr}
+	cmd := newFlags(c, "cmd", "")
+	cmd.String("admin", "", "admin API address")
+	cmd.Parse([]string{"-admin", "given", "verb"})
+	verb := newFlags(c, "cmd verb", "ARG")
+	if _, err := parseVerbFlags(verb, cmd, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if want := "usage: gateway cmd verb ARG\n  -admin string\n    \tadmin API address\n"; stderr.String() != want {
+		t.Errorf("verb usage:\n%q\nwant:\n%q", stderr.String(), want)
 	}
 }
 

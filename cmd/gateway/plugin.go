@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,13 +24,25 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
+const pluginSynopsis = "<command>\n\n" +
+	"Commands:\n" +
+	"  probe PATH [flags]   start a plugin, print its info and config schema, and optionally send it one sample request"
+
 // runPlugin is `gateway plugin …`, tools for plugin authors.
 func runPlugin(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 || args[0] != "probe" {
-		fmt.Fprintln(c.Stderr, "usage: gateway plugin probe PATH [flags]")
-		return errUsage
+	fs := newFlags(c, "plugin", pluginSynopsis)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	return runPluginProbe(ctx, c, args[1:])
+	switch sub := fs.Arg(0); sub {
+	case "probe":
+		return runPluginProbe(ctx, c, fs, fs.Args()[1:])
+	case "":
+	default:
+		fmt.Fprintf(c.Stderr, "gateway plugin: unknown command %q\n", sub)
+	}
+	fs.Usage()
+	return errUsage
 }
 
 // setFlags collects repeated -set name=value flags.
@@ -43,7 +56,7 @@ func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 // a table) and stops it. With -stage it also configures the plugin (-set
 // name=value for each setting) and sends it one sample request, printing
 // the decision, the reply a client would read and the effects.
-func runPluginProbe(ctx context.Context, c *cli, args []string) error {
+func runPluginProbe(ctx context.Context, c *cli, cmd *flag.FlagSet, args []string) error {
 	fs := newFlags(c, "plugin probe", "PATH [-stage rcpt -rcpt a@b -sender c@d -set name=value …]")
 	stage := fs.String("stage", "", "send one sample request at this stage (rcpt, mail, data, …)")
 	rcpt := fs.String("rcpt", "rcpt@example.test", "the sample request's recipient")
@@ -57,24 +70,19 @@ func runPluginProbe(ctx context.Context, c *cli, args []string) error {
 	var sets setFlags
 	fs.Var(&sets, "set", "a config setting name=value for the sample request (repeat it); lists and maps as JSON")
 	// The path may come before or after the flags.
-	var path string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		if path != "" {
-			fmt.Fprintf(c.Stderr, "gateway plugin probe: one PATH only; got %q and %q\n", path, fs.Arg(0))
-			return errUsage
-		}
-		path, args = fs.Arg(0), fs.Args()[1:]
+	pos, err := parseVerbFlags(fs, cmd, args)
+	if err != nil {
+		return err
 	}
-	if path == "" {
+	if len(pos) > 1 {
+		fmt.Fprintf(c.Stderr, "gateway plugin probe: one PATH only; got %q\n", pos)
+		return errUsage
+	}
+	if len(pos) == 0 {
 		fs.Usage()
 		return errUsage
 	}
+	path := pos[0]
 	log := slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	info, err := pluginhost.Probe(ctx, path, log)

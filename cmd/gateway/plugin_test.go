@@ -128,3 +128,27 @@ config:
 	})
 
 }
+
+// TestPluginUsage: the plugin command's usage names its commands, and a
+// wrong command line gets it (exit 2) before any plugin starts.
+func TestPluginUsage(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string // the first line of stderr
+	}{
+		{nil, "usage: gateway plugin <command>"},
+		{[]string{"frob"}, `gateway plugin: unknown command "frob"`},
+		{[]string{"probe"}, "usage: gateway plugin probe PATH [-stage rcpt -rcpt a@b -sender c@d -set name=value …]"},
+		{[]string{"probe", "a", "-stage", "rcpt", "b"}, `gateway plugin probe: one PATH only; got ["a" "b"]`},
+		{[]string{"probe", "a", "-nope"}, "flag provided but not defined: -nope"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(t, append([]string{"plugin"}, tt.args...)...)
+		if first, _, _ := strings.Cut(errOut, "\n"); code != 2 || out != "" || first != tt.wantErr {
+			t.Errorf("plugin %q: code %d, stdout %q, stderr %q; want 2 and %q", tt.args, code, out, errOut, tt.wantErr)
+		}
+	}
+	if _, _, errOut := runCLI(t, "plugin"); !strings.Contains(errOut, "\n  probe PATH [flags]") {
+		t.Errorf("plugin usage does not list probe:\n%s", errOut)
+	}
+}

@@ -27,7 +27,7 @@ const queueSynopsis = "[-config gateway.hcl | -admin host:port] [-json] <command
 	"  release ID                  undo hold\n" +
 	"  bounce ID                   fail the undelivered recipients now, with DSNs\n" +
 	"  rm ID                       remove a message without any DSN\n\n" +
-	"Flags:"
+	"Flags (before or after the command):"
 
 // maxAnswer bounds what is read of one API answer.
 const maxAnswer = 256 << 20
@@ -46,10 +46,11 @@ func runQueue(ctx context.Context, c *cli, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	q := &queueCmd{c: c, json: asJSON}
+	q := &queueCmd{c: c, flags: fs, json: asJSON}
 	sub, subArgs := fs.Arg(0), fs.Args()[1:]
-	// Flags of the subcommand come first, so that a usage error is
-	// reported before anything is looked up.
+	// The subcommand's flags (and the queue command's given after it) are
+	// parsed first, so that a usage error is reported before anything is
+	// looked up.
 	var run func(ctx context.Context) error
 	var err error
 	switch sub {
@@ -104,30 +105,20 @@ func adminURL(addr string) (string, error) {
 }
 
 type queueCmd struct {
-	c    *cli
-	json *bool
-	api  *apiClient
+	c     *cli
+	flags *flag.FlagSet // the queue command's, which every subcommand takes too
+	json  *bool
+	api   *apiClient
 }
 
-// subFlags parses a subcommand's flags, which may come before, after or
-// between its arguments, and returns the arguments.
+// subFlags parses a subcommand's flags, and the queue command's, which may
+// come before, after or between its arguments, and returns the arguments.
 func (q *queueCmd) subFlags(name, synopsis string, args []string, setup func(fs *flag.FlagSet)) ([]string, error) {
 	fs := newFlags(q.c, "queue "+name, synopsis)
-	fs.BoolVar(q.json, "json", *q.json, "print the API's JSON answer")
 	if setup != nil {
 		setup(fs)
 	}
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
+	return parseVerbFlags(fs, q.flags, args)
 }
 
 // oneID checks that args is exactly one queue ID.

@@ -362,6 +362,39 @@ func TestQueueAddressFromConfig(t *testing.T) {
 	}
 }
 
+// TestQueueFlagsAfterCommand: the queue command's flags (-admin, -config,
+// -json, -timeout) work after its subcommand too, as the README writes
+// `gateway queue ls -admin H:P`.
+func TestQueueFlagsAfterCommand(t *testing.T) {
+	f := startAdmin(t)
+	config := filepath.Join(t.TempDir(), "gateway.hcl")
+	src := "listener \"mx\" { address = \"127.0.0.1:0\" }\nadmin { address = \"" + f.addr + "\" }\n"
+	if err := os.WriteFile(config, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ls", "-admin", f.addr}, lsOutput},
+		{[]string{"ls", "-limit", "5", "--admin=" + f.addr, "-timeout", "10s"}, lsOutput},
+		{[]string{"ls", "-config", config}, lsOutput},
+		{[]string{"show", "{A}", "-admin", f.addr}, showOutput},
+		{[]string{"retry", "-all", "-admin", f.addr, "-json"}, "{\n  \"count\": 1\n}\n"},
+		{[]string{"-admin", "127.0.0.1:1", "hold", "{A}", "-admin", f.addr}, "{A}: held\n"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"queue"}, tt.args...)
+		for i := range args {
+			args[i] = f.ids(args[i])
+		}
+		code, out, errOut := runCLI(t, args...)
+		if code != 0 || out != f.ids(tt.want) {
+			t.Errorf("%q: code %d, stderr %q, out:\n%s\nwant:\n%s", args, code, errOut, out, f.ids(tt.want))
+		}
+	}
+}
+
 func TestQueueUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
