@@ -192,15 +192,16 @@ func loadExamples(dir, sum string, examples []docExample) map[string]error {
 }
 
 // TestDocExamples uncomments every commented example of the root
-// gateway.hcl and loads it, and loads every ```hcl snippet of README.md,
-// so that what a newcomer copies from the docs is a config that loads.
+// gateway.hcl and loads it, and loads every ```hcl snippet of README.md
+// and DESIGN.md, so that what a newcomer copies from the docs is a config
+// that loads.
 func TestDocExamples(t *testing.T) {
 	root := filepath.Join("..", "..")
 	var examples []docExample
 	for _, f := range []struct {
 		name    string
 		extract func(file, src string) []docExample
-	}{{"gateway.hcl", commentedExamples}, {"README.md", hclSnippets}} {
+	}{{"gateway.hcl", commentedExamples}, {"README.md", hclSnippets}, {"DESIGN.md", hclSnippets}} {
 		found := f.extract(f.name, string(mustRead(t, filepath.Join(root, f.name))))
 		if len(found) == 0 {
 			t.Fatalf("%s: no examples found; the test would check nothing", f.name)
