@@ -120,7 +120,7 @@ admin {
 #   on_error = "defer"                      # as for lua; also while the plugin restarts
 #   match { stage = ["rcpt", "command"] }
 #   config {
-#     aliases_file = "/etc/aliases"         # a plugin runs in this file's folder: relative paths are relative to it
+#     aliases_file = "examples/edge-gateway/aliases" # a plugin runs in this file's folder: relative paths are relative to it
 #     domain       = "example.test"
 #   }
 # }
