@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/gateway/gatewaytest"
-	"github.com/mailgate/gateway/core/inject"
+	"github.com/mailgate/gateway/sdk/jsonmail"
 )
 
 // TestInjectEndToEnd posts a JSON document to a running gateway's injection
@@ -35,7 +35,7 @@ delivery {
 	addr := g.Addr(t, "inject")
 	mail := filepath.Join(filepath.Dir(g.Path), "mail")
 
-	post := func(token string, doc inject.Document) (int, map[string]any) {
+	post := func(token string, doc jsonmail.Document) (int, map[string]any) {
 		b, _ := json.Marshal(doc)
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/messages", bytes.NewReader(b))
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -48,8 +48,8 @@ delivery {
 		json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
 	}
-	doc := inject.Document{
-		Envelope: inject.Envelope{From: "app@service.test", To: []string{"bob@example.test"}},
+	doc := jsonmail.Document{
+		Envelope: jsonmail.Envelope{From: "app@service.test", To: []string{"bob@example.test"}},
 		Subject:  "From the API",
 		Text:     "Injected over HTTP.",
 	}

@@ -9,53 +9,17 @@ import (
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
+	"net/mail"
 	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/mailgate/gateway/sdk/jsonmail"
 )
 
-// Document is a message as JSON: the shape the webhook transport posts and
-// the injection endpoint accepts. A document with RawBase64 is sent as it
-// is; otherwise the message is built from the other fields.
-type Document struct {
-	ID          string       `json:"id,omitempty"` // ignored on input
-	Envelope    Envelope     `json:"envelope"`
-	Headers     []Header     `json:"headers,omitempty"` // extra header fields
-	Subject     string       `json:"subject,omitempty"`
-	From        string       `json:"from,omitempty"` // the From header; default: the envelope sender
-	To          string       `json:"to,omitempty"`   // the To header; default: the envelope recipients
-	Date        string       `json:"date,omitempty"` // RFC 5322; default: now
-	Text        string       `json:"text,omitempty"`
-	HTML        string       `json:"html,omitempty"`
-	Attachments []Attachment `json:"attachments,omitempty"`
-	RawBase64   string       `json:"raw_base64,omitempty"` // the whole RFC 5322 message
-}
-
-// Envelope is the SMTP envelope of a document.
-type Envelope struct {
-	From     string   `json:"from"` // "" = the null sender <>
-	To       []string `json:"to"`
-	HELO     string   `json:"helo,omitempty"`      // output only
-	ClientIP string   `json:"client_ip,omitempty"` // output only
-}
-
-// Header is one header field.
-type Header struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-// Attachment is one attached file.
-type Attachment struct {
-	Filename      string `json:"filename"`
-	ContentType   string `json:"content_type,omitempty"` // default application/octet-stream
-	Size          int64  `json:"size,omitempty"`         // output only
-	ContentBase64 string `json:"content_base64"`
-}
-
-// Message returns the RFC 5322 message the document stands for, with CRLF
-// line endings.
-func (d *Document) Message(hostname string, now time.Time) ([]byte, error) {
+// Message returns the RFC 5322 message document d stands for, with CRLF
+// line endings; hostname is for the Message-ID of a composed message.
+func Message(d *jsonmail.Document, hostname string, now time.Time) ([]byte, error) {
 	if d.RawBase64 != "" {
 		raw, err := base64.StdEncoding.DecodeString(d.RawBase64)
 		if err != nil {
@@ -79,13 +43,17 @@ func (d *Document) Message(hostname string, now time.Time) ([]byte, error) {
 	if to == "" {
 		to = strings.Join(d.Envelope.To, ", ")
 	}
-	date := d.Date
-	if date == "" {
-		date = now.Format(time.RFC1123Z)
+	date, err := messageDate(d.Date, now)
+	if err != nil {
+		return nil, err
 	}
-	fields := []Header{
-		{"From", from}, {"To", to}, {"Subject", mime.QEncoding.Encode("utf-8", d.Subject)},
-		{"Date", date}, {"Message-ID", "<" + randomID() + "@" + hostname + ">"}, {"MIME-Version", "1.0"},
+	fields := []jsonmail.Header{
+		{Name: "From", Value: from},
+		{Name: "To", Value: to},
+		{Name: "Subject", Value: mime.QEncoding.Encode("utf-8", d.Subject)},
+		{Name: "Date", Value: date},
+		{Name: "Message-ID", Value: "<" + randomID() + "@" + hostname + ">"},
+		{Name: "MIME-Version", Value: "1.0"},
 	}
 	// A document's own header fields (a webhook document lists them all)
 	// replace the generated ones; the MIME structure is written below.
@@ -110,15 +78,31 @@ func (d *Document) Message(hostname string, now time.Time) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if err := d.writeBody(&b); err != nil {
+	if err := writeBody(&b, d); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
 }
 
+// messageDate returns the Date field of a composed message: the
+// document's date, RFC 5322 as it is or RFC 3339 (as the webhook writes
+// it) converted, or now when it has none.
+func messageDate(date string, now time.Time) (string, error) {
+	if date == "" {
+		return now.Format(time.RFC1123Z), nil
+	}
+	if t, err := time.Parse(time.RFC3339, date); err == nil {
+		return t.Format(time.RFC1123Z), nil
+	}
+	if _, err := mail.ParseDate(date); err != nil {
+		return "", fmt.Errorf("inject: date %q: want RFC 3339 or RFC 5322", date)
+	}
+	return date, nil
+}
+
 // writeBody writes Content-Type and the body: text/plain, text/html,
 // multipart/alternative for both, inside multipart/mixed with attachments.
-func (d *Document) writeBody(b *bytes.Buffer) error {
+func writeBody(b *bytes.Buffer, d *jsonmail.Document) error {
 	if len(d.Attachments) == 0 {
 		return writeAlternative(b, d.Text, d.HTML, true)
 	}
@@ -135,6 +119,9 @@ func (d *Document) writeBody(b *bytes.Buffer) error {
 	}
 	pw.Write(body)
 	for _, a := range d.Attachments {
+		if a.Omitted {
+			return fmt.Errorf("inject: attachment %q was omitted by the webhook (max_attachment_size): its content is not in the document; send raw_base64 instead", a.Filename)
+		}
 		content, err := base64.StdEncoding.DecodeString(a.ContentBase64)
 		if err != nil {
 			return fmt.Errorf("inject: attachment %q: %w", a.Filename, err)
@@ -161,14 +148,21 @@ func (d *Document) writeBody(b *bytes.Buffer) error {
 	return mw.Close()
 }
 
-// writeAlternative writes the text part(s) with their header. top says the
-// header goes straight into the message header (no leading empty line).
+// writeAlternative writes the text part(s) with their header. top says
+// they are the message's whole body, which ends with a line break; inside
+// a multipart a part ends where the boundary's line break starts, so that
+// its text is the document's, no more.
 func writeAlternative(b *bytes.Buffer, text, html string, top bool) error {
 	switch {
-	case html == "":
-		writeText(b, "text/plain", text)
-	case text == "":
-		writeText(b, "text/html", html)
+	case html == "" || text == "":
+		if html == "" {
+			writeText(b, "text/plain", text)
+		} else {
+			writeText(b, "text/html", html)
+		}
+		if top && !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
+			b.WriteString("\r\n")
+		}
 	default:
 		mw := multipart.NewWriter(b)
 		fmt.Fprintf(b, "Content-Type: multipart/alternative; boundary=%q\r\n\r\n", mw.Boundary())
@@ -187,13 +181,13 @@ func writeAlternative(b *bytes.Buffer, text, html string, top bool) error {
 	return nil
 }
 
-// writeText writes a quoted-printable UTF-8 part: header, empty line, body.
+// writeText writes a quoted-printable UTF-8 part: header, empty line, body
+// (with no line break after it that s does not have).
 func writeText(b *bytes.Buffer, ct, s string) {
 	fmt.Fprintf(b, "Content-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", ct)
 	qp := quotedprintable.NewWriter(b)
 	qp.Write([]byte(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")))
 	qp.Close()
-	b.WriteString("\r\n")
 }
 
 // partHeader parses the "Name: value" lines of a part header we wrote.

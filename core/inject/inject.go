@@ -1,5 +1,6 @@
 // Package inject owns the HTTP injection endpoint: POST /v1/messages takes
-// a message as a JSON Document (the shape the webhook transport sends),
+// a message as a JSON document (jsonmail.Document, the shape the webhook
+// transport sends),
 // authenticated by a bearer token, and submits it through an SMTP session
 // served in-process (smtp.Server.ServeConn over a net.Pipe), so it meets
 // exactly the hooks, relay rule, limits and spool that SMTP mail meets. It
@@ -22,6 +23,7 @@ import (
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/sdk/jsonmail"
 )
 
 // AuthUser is the identity injected sessions are authenticated as; hooks
@@ -94,18 +96,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, Refused{Rejection: Rejection{Error: "missing or wrong bearer token"}})
 		return
 	}
-	var doc Document
+	var doc jsonmail.Document
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.opt.MaxSize))
 	if err := dec.Decode(&doc); err != nil {
 		writeJSON(w, http.StatusBadRequest, Refused{Rejection: Rejection{Error: "bad JSON document: " + err.Error()}})
 		return
 	}
-	env, err := doc.envelope()
+	env, err := envelopeOf(&doc)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, Refused{Rejection: Rejection{Error: err.Error()}})
 		return
 	}
-	msg, err := doc.Message(h.opt.Hostname, h.opt.Now())
+	msg, err := Message(&doc, h.opt.Hostname, h.opt.Now())
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, Refused{Rejection: Rejection{Error: err.Error()}})
 		return
@@ -185,8 +187,8 @@ func rejection(rcpt string, r smtp.Reply) Rejection {
 	return out
 }
 
-// envelope checks the document's envelope.
-func (d *Document) envelope() (*envelope.Envelope, error) {
+// envelopeOf checks and converts the document's envelope.
+func envelopeOf(d *jsonmail.Document) (*envelope.Envelope, error) {
 	env := &envelope.Envelope{}
 	if d.Envelope.From != "" {
 		a, err := envelope.ParseAddress(d.Envelope.From)

@@ -22,6 +22,7 @@ import (
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
+	"github.com/mailgate/gateway/sdk/jsonmail"
 )
 
 const token = "s3cret-token-for-tests"
@@ -84,8 +85,8 @@ func post(t *testing.T, ts *httptest.Server, auth string, body any) (int, map[st
 func TestInjectRaw(t *testing.T) {
 	ts, spool := start(t)
 	raw := "From: <app@service.test>\r\nTo: <bob@example.test>\r\nSubject: raw\r\n\r\nHello, raw.\r\n"
-	status, out := post(t, ts, token, inject.Document{
-		Envelope:  inject.Envelope{From: "app@service.test", To: []string{"bob@example.test"}},
+	status, out := post(t, ts, token, jsonmail.Document{
+		Envelope:  jsonmail.Envelope{From: "app@service.test", To: []string{"bob@example.test"}},
 		RawBase64: base64.StdEncoding.EncodeToString([]byte(raw)),
 	})
 	if status != http.StatusAccepted || out["id"] == "" || out["id"] == nil {
@@ -111,16 +112,16 @@ func TestInjectRaw(t *testing.T) {
 // with text, HTML and an attachment that parses back to the same parts.
 func TestInjectComposed(t *testing.T) {
 	ts, spool := start(t)
-	status, out := post(t, ts, token, inject.Document{
-		Envelope: inject.Envelope{From: "app@service.test", To: []string{"bob@example.test", "carol@elsewhere.test"}},
+	status, out := post(t, ts, token, jsonmail.Document{
+		Envelope: jsonmail.Envelope{From: "app@service.test", To: []string{"bob@example.test", "carol@elsewhere.test"}},
 		Subject:  "Grüße",
 		Text:     "Hello\nworld",
 		HTML:     "<p>Hello</p>",
 		// As a webhook document lists them: its own fields win, MIME
 		// structure fields are rewritten.
-		Headers: []inject.Header{{Name: "X-Ticket", Value: "42"}, {Name: "Date", Value: "Sun, 22 Nov 2026 10:00:00 +0000"},
+		Headers: []jsonmail.Header{{Name: "X-Ticket", Value: "42"}, {Name: "Date", Value: "Sun, 22 Nov 2026 10:00:00 +0000"},
 			{Name: "Content-Type", Value: "text/plain"}},
-		Attachments: []inject.Attachment{{Filename: "a.txt", ContentType: "text/plain",
+		Attachments: []jsonmail.Attachment{{Filename: "a.txt", ContentType: "text/plain",
 			ContentBase64: base64.StdEncoding.EncodeToString([]byte("attached"))}},
 	})
 	if status != http.StatusAccepted {
@@ -178,11 +179,45 @@ func TestInjectComposed(t *testing.T) {
 	}
 }
 
+// TestInjectDate: a document's date, RFC 3339 as the webhook writes it or
+// RFC 5322, becomes the message's Date field; none is now.
+func TestInjectDate(t *testing.T) {
+	ts, spool := start(t)
+	for i, tt := range []struct{ date, want string }{
+		{"2026-11-22T10:00:00Z", "Sun, 22 Nov 2026 10:00:00 +0000"},
+		{"2026-11-22T11:00:00+01:00", "Sun, 22 Nov 2026 11:00:00 +0100"},
+		{"Sun, 22 Nov 2026 10:00:00 -0500", "Sun, 22 Nov 2026 10:00:00 -0500"},
+		{"", "Sun, 22 Nov 2026 12:00:00 +0000"},
+	} {
+		status, out := post(t, ts, token, jsonmail.Document{
+			Envelope: jsonmail.Envelope{From: "app@service.test", To: []string{"bob@example.test"}},
+			Date:     tt.date,
+			Text:     "x",
+		})
+		if status != http.StatusAccepted {
+			t.Fatalf("date %q: status %d, body %v; want 202", tt.date, status, out)
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(spool.Messages()[i].Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := msg.Header["Date"]; len(got) != 1 || got[0] != tt.want {
+			t.Errorf("date %q: Date fields %q, want %q", tt.date, got, tt.want)
+		}
+	}
+}
+
 func TestInjectRefusals(t *testing.T) {
 	ts, spool := start(t)
-	doc := func(to ...string) inject.Document {
-		return inject.Document{Envelope: inject.Envelope{From: "app@service.test", To: to}, Text: "x"}
+	doc := func(to ...string) jsonmail.Document {
+		return jsonmail.Document{Envelope: jsonmail.Envelope{From: "app@service.test", To: to}, Text: "x"}
 	}
+	// A webhook document whose attachment was too big to carry cannot be
+	// composed: refused, not queued without it.
+	omitted := doc("bob@example.test")
+	omitted.Attachments = []jsonmail.Attachment{{Filename: "big.pdf", ContentType: "application/pdf", Size: 1 << 30, Omitted: true}}
+	badDate := doc("bob@example.test")
+	badDate.Date = "yesterday"
 	tests := []struct {
 		name   string
 		auth   string
@@ -194,6 +229,8 @@ func TestInjectRefusals(t *testing.T) {
 		{"wrong token", "nope", doc("bob@example.test"), 401, map[string]any{"error": "missing or wrong bearer token"}},
 		{"bad JSON", token, "{", 400, nil},
 		{"no recipients", token, doc(), 400, map[string]any{"error": "envelope.to: at least one recipient is needed"}},
+		{"omitted attachment", token, omitted, 400, map[string]any{"error": `inject: attachment "big.pdf" was omitted by the webhook (max_attachment_size): its content is not in the document; send raw_base64 instead`}},
+		{"bad date", token, badDate, 400, map[string]any{"error": `inject: date "yesterday": want RFC 3339 or RFC 5322`}},
 		{"rejected for good", token, doc("blocked@example.test"), 422,
 			map[string]any{"code": float64(550), "enhanced": "5.1.1", "error": "No such user"}},
 		{"refused for now", token, doc("busy@example.test"), 503,

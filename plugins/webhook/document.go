@@ -16,74 +16,23 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailgate/gateway/sdk"
+	"github.com/mailgate/gateway/sdk/jsonmail"
 )
-
-// Document is the JSON body of one webhook POST: a message, parsed. The
-// gateway's HTTP injection endpoint accepts the same shape. Field order
-// here is the order in the JSON.
-type Document struct {
-	ID       string   `json:"id"`       // the queue ID of the message
-	Envelope Envelope `json:"envelope"` // SMTP envelope of this delivery
-	Headers  []Header `json:"headers"`  // every header field, in order, values unfolded and not decoded
-
-	// The main header fields, RFC 2047 encoded words decoded ("" when
-	// absent). Date is RFC 3339, "" when absent or unparsable.
-	Subject string `json:"subject"`
-	From    string `json:"from"`
-	To      string `json:"to"`
-	Date    string `json:"date"`
-
-	// Text and HTML are the first text/plain and text/html parts that are
-	// not attachments, transfer-decoded, in UTF-8 with LF line ends.
-	Text string `json:"text"`
-	HTML string `json:"html"`
-
-	Attachments []Attachment `json:"attachments"` // every other leaf part, in order
-
-	RawBase64 string `json:"raw_base64,omitempty"` // the whole message (include_raw)
-
-	// Notes say where the document is not the message: a body part in a
-	// charset other than UTF-8 or US-ASCII (kept as an attachment, bytes
-	// unchanged), a part that did not decode.
-	Notes []string `json:"notes,omitempty"`
-}
-
-// Envelope is the SMTP envelope.
-type Envelope struct {
-	From     string   `json:"from"`      // the envelope sender; "" for <>
-	To       []string `json:"to"`        // the recipients of this delivery
-	HELO     string   `json:"helo"`      // from the gateway's Received field; "" when unknown
-	ClientIP string   `json:"client_ip"` // likewise
-}
-
-// Header is one header field.
-type Header struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-// Attachment is a body part that is not the text or HTML of the message.
-type Attachment struct {
-	Filename      string `json:"filename"`                 // "" when the part has none
-	ContentType   string `json:"content_type"`             // media type with its parameters, as in the message
-	Size          int64  `json:"size"`                     // decoded size in bytes
-	ContentBase64 string `json:"content_base64,omitempty"` // the decoded content; absent when Omitted
-	Omitted       bool   `json:"omitted,omitempty"`        // larger than max_attachment_size
-}
 
 // maxPartDepth bounds nested multiparts.
 const maxPartDepth = 20
 
-// newDocument parses the message of d.
-func newDocument(d *sdk.Delivery, maxAttach int64, includeRaw bool) *Document {
-	doc := &Document{
+// newDocument parses the message of d into the JSON body of one webhook
+// POST, the document the gateway's injection endpoint also reads.
+func newDocument(d *sdk.Delivery, maxAttach int64, includeRaw bool) *jsonmail.Document {
+	doc := &jsonmail.Document{
 		ID: d.ID,
-		Envelope: Envelope{
+		Envelope: jsonmail.Envelope{
 			From: d.Txn.Sender.String(),
 			To:   make([]string, 0, len(d.Recipients)),
 		},
-		Headers:     []Header{},
-		Attachments: []Attachment{},
+		Headers:     []jsonmail.Header{},
+		Attachments: []jsonmail.Attachment{},
 	}
 	for _, r := range d.Recipients {
 		doc.Envelope.To = append(doc.Envelope.To, r.Address.String())
@@ -112,7 +61,7 @@ func newDocument(d *sdk.Delivery, maxAttach int64, includeRaw bool) *Document {
 }
 
 type parser struct {
-	doc       *Document
+	doc       *jsonmail.Document
 	maxAttach int64
 }
 
@@ -169,7 +118,7 @@ func (p *parser) part(h textproto.MIMEHeader, body []byte, depth int) {
 		}
 		p.note("a %s part in charset %q is kept as an attachment", mediaType, params["charset"])
 	}
-	a := Attachment{Filename: filename, ContentType: ct, Size: int64(len(data))}
+	a := jsonmail.Attachment{Filename: filename, ContentType: ct, Size: int64(len(data))}
 	if p.maxAttach > 0 && a.Size > p.maxAttach {
 		a.Omitted = true
 	} else {
@@ -237,8 +186,8 @@ func decodeHeader(s string) string {
 
 // splitHeader splits a message into its header fields (continuation lines
 // unfolded) and its body. A message without an empty line is all header.
-func splitHeader(raw []byte) ([]Header, []byte) {
-	var fields []Header
+func splitHeader(raw []byte) ([]jsonmail.Header, []byte) {
+	var fields []jsonmail.Header
 	rest := raw
 	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
@@ -260,7 +209,7 @@ func splitHeader(raw []byte) ([]Header, []byte) {
 		if !ok {
 			continue // not a header field: skipped
 		}
-		fields = append(fields, Header{Name: string(bytes.TrimSpace(name)), Value: strings.TrimSpace(string(value))})
+		fields = append(fields, jsonmail.Header{Name: string(bytes.TrimSpace(name)), Value: strings.TrimSpace(string(value))})
 	}
 	return fields, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mailgate/gateway/sdk"
+	"github.com/mailgate/gateway/sdk/jsonmail"
 	"github.com/mailgate/gateway/sdk/sdktest"
 )
 
@@ -161,20 +162,20 @@ func TestDocumentGolden(t *testing.T) {
 
 	// The golden file pinned as a Document too, so a reader sees the
 	// fields that matter without decoding base64.
-	var doc Document
+	var doc jsonmail.Document
 	if err := json.Unmarshal(body, &doc); err != nil {
 		t.Fatal(err)
 	}
-	summary := Document{
+	summary := jsonmail.Document{
 		ID:       "01J0ABCDEF",
-		Envelope: Envelope{From: "alice@example.net", To: []string{"bob@example.org", "carol@example.org"}, HELO: "client.example.net", ClientIP: "192.0.2.10"},
+		Envelope: jsonmail.Envelope{From: "alice@example.net", To: []string{"bob@example.org", "carol@example.org"}, HELO: "client.example.net", ClientIP: "192.0.2.10"},
 		Subject:  "Quarterly report ✓",
 		From:     "Alice Müller <alice@example.net>",
 		To:       "Bob <bob@example.org>, carol@example.org",
 		Date:     "2026-01-06T10:59:58+01:00",
 		Text:     "Hello Bob – see the report.\nThis line is long enough that it has to be wrapped with a soft line break.",
 		HTML:     "<p>Hello <b>Bob</b> – see the report.</p>\n",
-		Attachments: []Attachment{
+		Attachments: []jsonmail.Attachment{
 			{Filename: "Q1 résumé.pdf", ContentType: `application/pdf; name="report.pdf"`, Size: 39,
 				ContentBase64: "JVBERi0xLjQKJSBmYWtlIHBkZiBmb3IgdGhlIHRlc3QKJSVFT0YK"},
 			{ContentType: "text/plain; charset=iso-8859-1", Size: 14, ContentBase64: "R3L832UgYXVzIEv2bG4="},
@@ -208,7 +209,7 @@ func TestDocumentOptions(t *testing.T) {
 	if doc.RawBase64 != "" {
 		t.Error("raw_base64 set with include_raw = false")
 	}
-	want := Attachment{Filename: "Q1 résumé.pdf", ContentType: `application/pdf; name="report.pdf"`, Size: 39, Omitted: true}
+	want := jsonmail.Attachment{Filename: "Q1 résumé.pdf", ContentType: `application/pdf; name="report.pdf"`, Size: 39, Omitted: true}
 	if diff := cmp.Diff(want, doc.Attachments[0]); diff != "" {
 		t.Errorf("attachment over max_attachment_size (-want +got):\n%s", diff)
 	}
@@ -221,36 +222,36 @@ func TestDocumentSimple(t *testing.T) {
 	tests := []struct {
 		name    string
 		content string
-		want    Document
+		want    jsonmail.Document
 	}{
 		{"plain, no MIME, LF line ends", "Subject: hi\nFrom: a@example.net\n\nline 1\nline 2\n",
-			Document{Subject: "hi", From: "a@example.net", Text: "line 1\nline 2\n"}},
+			jsonmail.Document{Subject: "hi", From: "a@example.net", Text: "line 1\nline 2\n"}},
 		{"folded subject", "Subject: a\r\n  folded\r\n\tsubject\r\n\r\nbody",
-			Document{Subject: "a folded subject", Text: "body"}},
+			jsonmail.Document{Subject: "a folded subject", Text: "body"}},
 		{"html only", "Content-Type: text/html; charset=UTF-8\r\n\r\n<p>x</p>",
-			Document{HTML: "<p>x</p>"}},
+			jsonmail.Document{HTML: "<p>x</p>"}},
 		{"invalid UTF-8 in a UTF-8 part", "Content-Type: text/plain; charset=utf-8\r\n\r\n\xff\xfe",
-			Document{
-				Attachments: []Attachment{{ContentType: "text/plain; charset=utf-8", Size: 2, ContentBase64: "//4="}},
+			jsonmail.Document{
+				Attachments: []jsonmail.Attachment{{ContentType: "text/plain; charset=utf-8", Size: 2, ContentBase64: "//4="}},
 				Notes:       []string{`a text/plain part in charset "utf-8" is kept as an attachment`},
 			}},
 		{"Latin-1 text", "Content-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nK=F6ln",
-			Document{
-				Attachments: []Attachment{{ContentType: "text/plain; charset=ISO-8859-1", Size: 4, ContentBase64: "S/Zsbg=="}},
+			jsonmail.Document{
+				Attachments: []jsonmail.Attachment{{ContentType: "text/plain; charset=ISO-8859-1", Size: 4, ContentBase64: "S/Zsbg=="}},
 				Notes:       []string{`a text/plain part in charset "ISO-8859-1" is kept as an attachment`},
 			}},
 		{"ASCII in a Latin-1 part", "Content-Type: text/plain; charset=iso-8859-1\r\n\r\nplain",
-			Document{Text: "plain"}},
+			jsonmail.Document{Text: "plain"}},
 		{"unknown charset in an encoded word", "Subject: =?x-unknown?q?abc?=\r\n\r\n",
-			Document{Subject: "=?x-unknown?q?abc?="}},
+			jsonmail.Document{Subject: "=?x-unknown?q?abc?="}},
 		{"bad base64", "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!",
-			Document{
-				Attachments: []Attachment{{ContentType: "application/octet-stream", Size: 3, ContentBase64: "ISEh"}},
+			jsonmail.Document{
+				Attachments: []jsonmail.Attachment{{ContentType: "application/octet-stream", Size: 3, ContentBase64: "ISEh"}},
 				Notes:       []string{"a application/octet-stream part did not decode (illegal base64 data at input byte 0); kept as it was"},
 			}},
 		{"multipart without end", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ntext\r\n",
-			Document{Text: "text", Notes: []string{"a multipart/mixed part did not parse: unexpected EOF"}}},
-		{"unparsable date", "Date: yesterday\r\n\r\n", Document{}},
+			jsonmail.Document{Text: "text", Notes: []string{"a multipart/mixed part did not parse: unexpected EOF"}}},
+		{"unparsable date", "Date: yesterday\r\n\r\n", jsonmail.Document{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,7 +261,7 @@ func TestDocumentSimple(t *testing.T) {
 			tt.want.ID = "x"
 			tt.want.Envelope.To = []string{}
 			if tt.want.Attachments == nil {
-				tt.want.Attachments = []Attachment{}
+				tt.want.Attachments = []jsonmail.Attachment{}
 			}
 			if diff := cmp.Diff(tt.want, *got); diff != "" {
 				t.Errorf("document (-want +got):\n%s", diff)
