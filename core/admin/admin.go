@@ -177,7 +177,6 @@ func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
 			srv.Close()
 		}
 	}()
-	a.log.Info("admin: listening", "address", ln.Addr().String())
 	err := srv.Serve(ln)
 	close(done)
 	<-stopped
