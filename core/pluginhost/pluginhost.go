@@ -34,6 +34,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -59,10 +60,12 @@ type Options struct {
 	Path   string // the executable
 	SHA256 string // hex SHA-256 the executable must have; "" = not checked
 	Log    *slog.Logger
-	// Host is what the plugin may call back (DNS, key-value store, logs).
-	// A Host made by NewHost is namespaced to this plugin (its keys are
-	// stored as "plugin.<Name>/<key>"). Nil = a host whose calls fail.
-	Host sdk.Host
+	// Services are what the plugin may call back (DNS, the durable and
+	// ephemeral key-value stores, logs), in the plugin's own scope (its
+	// keys are stored as "plugin.<Name>/<key>"). Nil = services without a
+	// resolver or a durable store (their calls fail), with an in-memory
+	// ephemeral store of the plugin's own, logging to Log.
+	Services *hostsvc.Services
 	// Config is the plugin's config block as config.PluginHook.Config has
 	// it (string, int64, float64, bool, []any, map[string]any). It is
 	// checked against the schema the plugin reports (sdk.Info's
@@ -159,13 +162,11 @@ func Start(ctx context.Context, opt Options) (*Plugin, error) {
 	if p.opt.MaxBackoff <= 0 {
 		p.opt.MaxBackoff = DefaultMaxBackoff
 	}
-	p.host = opt.Host
-	if h, ok := opt.Host.(*Host); ok {
-		p.host = h.forPlugin(opt.Name)
+	svc := opt.Services
+	if svc == nil {
+		svc = hostsvc.New(hostsvc.Options{Log: opt.Log})
 	}
-	if p.host == nil {
-		p.host = (&Host{}).forPlugin(opt.Name)
-	}
+	p.host = host{svc.Plugin(opt.Name)}
 	if opt.SHA256 != "" {
 		sum, err := hex.DecodeString(opt.SHA256)
 		if err != nil || len(sum) != sha256.Size {
