@@ -6,7 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
 )
 
 // buildTestPlugin builds core/pluginhost's test plugin (see its main.go:
@@ -127,4 +131,38 @@ config:
 		}
 	})
 
+}
+
+// TestPluginDiesWithGateway kills a serving gateway with SIGKILL, which
+// it cannot catch: its plugin processes must end too, within seconds,
+// rather than run on as orphans.
+func TestPluginDiesWithGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts processes")
+	}
+	bindir := t.TempDir()
+	bin := buildTestPlugin(t, bindir)
+	path := writeConfig(t, t.TempDir(), pluginConfig(bin, "Blocked", t.TempDir()))
+	gw := startGateway(t, "serve", "-config", path)
+	plugins, err := pluginhosttest.Processes(bindir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plugins) == 0 {
+		t.Fatalf("no process of %s while the gateway serves\nlog:\n%s", bin, gw.stderr)
+	}
+	if err := gw.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	gw.cmd.Wait()
+	var left []pluginhosttest.Process
+	if !eventually(5*time.Second, func() bool {
+		left, _ = pluginhosttest.Processes(bindir)
+		return len(left) == 0
+	}) {
+		for _, p := range left {
+			syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+		t.Fatalf("plugin processes %v still run 5s after the gateway was killed", left)
+	}
 }

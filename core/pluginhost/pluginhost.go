@@ -115,7 +115,7 @@ type Plugin struct {
 
 // instance is one process of the plugin.
 type instance struct {
-	client  *plugin.Client
+	client  *process
 	rpc     plugin.ClientProtocol
 	remote  sdk.Remote
 	started time.Time
@@ -472,7 +472,7 @@ func (p *Plugin) launch(ctx context.Context) (inst *instance, info sdk.Info, err
 
 // dial starts the executable at path in the folder dir ("" = ours) and
 // dispenses its sdk.Remote.
-func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*plugin.Client, plugin.ClientProtocol, sdk.Remote, error) {
+func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*process, plugin.ClientProtocol, sdk.Remote, error) {
 	// An absolute path: exec would look a bare name up in $PATH.
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -497,8 +497,8 @@ func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Lo
 	if sum != nil {
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	client := plugin.NewClient(cfg)
-	if _, err := client.Start(); err != nil {
+	client, err := startProcess(plugin.NewClient(cfg))
+	if err != nil {
 		// Start has killed the process it started, if any.
 		return nil, nil, nil, startError(path, sum, err)
 	}
@@ -609,6 +609,7 @@ func workDir(configFile string) string {
 func pluginCmd(path, dir string) *exec.Cmd {
 	cmd := exec.Command(path)
 	cmd.Dir = dir
+	dieWithParent(cmd)
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	}

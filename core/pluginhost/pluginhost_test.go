@@ -27,6 +27,7 @@ import (
 	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/core/pluginhost"
+	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
@@ -44,12 +45,9 @@ type build struct {
 	err  error
 }
 
+// TestMain fails the run if a plugin process outlives the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if dir, err := buildDir(); err == nil {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
+	os.Exit(pluginhosttest.Main(m)) // it removes its TMPDIR, and buildDir in it
 }
 
 // plugin builds testdata/<name> (once per test binary) and returns the
