@@ -439,8 +439,8 @@ func ttlArg(L *glua.LState, fn string, n int) time.Duration {
 			L.ArgError(n, fn+": ttl is not a number")
 		case f < 0:
 			return -time.Second
-		case f > sdk.KVMaxTTL.Seconds():
-			return sdk.KVMaxTTL + time.Second
+		case f >= float64(math.MaxInt64)/float64(time.Second):
+			return math.MaxInt64
 		}
 		return time.Duration(f * float64(time.Second))
 	default:
