@@ -166,3 +166,23 @@ func TestPluginDiesWithGateway(t *testing.T) {
 		t.Fatalf("plugin processes %v still run 5s after the gateway was killed", left)
 	}
 }
+
+// TestProbeLists runs the lists plugin at rcpt through plugin probe: its
+// transaction mark needs the host's key-value store, which the probe gives
+// it in memory (it used to answer 451 4.3.0, "no key-value store").
+func TestProbeLists(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts a plugin")
+	}
+	bin := filepath.Join(t.TempDir(), "gateway-plugin-lists")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../plugins/lists").CombinedOutput(); err != nil {
+		t.Fatalf("go build the lists plugin: %v\n%s", err, out)
+	}
+	code, out, errOut := runCLI(t, "plugin", "probe", bin, "-stage", "rcpt", "-rcpt", "ops@example.test",
+		"-sender", "eve@example.org", "-set", `lists={"ops@example.test":"eve@example.org, frank"}`, "-set", "domain=example.test")
+	want := "\nsample rcpt request:\n  verdict: accept\n  reason:  lists: ops@example.test expands to 2 members\n" +
+		"  recipients: <eve@example.org> <frank@example.test>\n"
+	if code != 0 || !strings.HasSuffix(out, want) {
+		t.Errorf("probe lists: code %d, stdout:\n%s\nstderr:\n%s\nwant it to end with:\n%s", code, out, errOut, want)
+	}
+}
