@@ -13,7 +13,11 @@
 // to 30s), running Info, the config check and Configure again. A plugin
 // that hangs is bounded by each call's context deadline (the hook entry's
 // timeout); after MaxTimeouts calls in a row time out, it is killed and
-// restarted the same way.
+// restarted the same way. A plugin process does not outlive the gateway,
+// even one killed with SIGKILL (process.go).
+//
+// The services a plugin may call back (sdk.Host) are the gateway's
+// hostsvc.Services in the plugin's scope (host.go converts the types).
 package pluginhost
 
 import (

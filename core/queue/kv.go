@@ -1,7 +1,8 @@
 package queue
 
-// The scripts' key-value store: counters, greylisting triplets and other
-// small state that Lua scripts keep across calls and restarts. It lives in
+// The durable key-value store of the host services (core/hostsvc; Lua's
+// gw.durable, a plugin's Host.Durable): greylisting triplets and other
+// small state that scripts and plugins keep across restarts. It lives in
 // the spool's bbolt file, bucket "kv", and its writes go through the commit
 // loop like every other write, so that they are durable when they return and
 // share fsyncs with the messages being committed.
