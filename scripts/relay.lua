@@ -29,8 +29,10 @@
 --                        per seconds (default 3600) that starts with its
 --                        first one; past that, MAIL gets 450 4.7.1 until
 --                        the window ends. The counters live in the
---                        gateway's key-value store ("rate/<ip>"), so they
---                        survive restarts and are shared by all sessions.
+--                        gateway's ephemeral key-value store
+--                        (gw.ephemeral, "rate/<ip>"): shared by all
+--                        sessions, never a disk write on a message's path,
+--                        and forgotten on restart (a window starts again).
 --
 -- Domain names compare without regard to case.
 --
@@ -109,7 +111,7 @@ function on_mail(ctx)
     end
   end
   if rate_limit then
-    local n = gw.kv.incr("rate/" .. ctx.conn.ip, 1, rate_per)
+    local n = gw.ephemeral.incr("rate/" .. ctx.conn.ip, 1, rate_per)
     if n > rate_limit then
       gw.log("info", "rate limit exceeded", { ip = ctx.conn.ip, count = n, limit = rate_limit })
       return gw.defer(450, "4.7.1", "Rate limit exceeded, try later")

@@ -181,6 +181,20 @@ func TestRelayRateLimit(t *testing.T) {
 	`)
 }
 
+// The rate counter is ephemeral state: it lives in the in-memory store and
+// costs no durable commit on a message's path (TestRelayRateLimit shows it
+// still counts).
+func TestRelayRateLimitOffTheDisk(t *testing.T) {
+	g := startGateway(t, relayConfig(`{ rate = { limit = 5, per = 3600 } }`))
+	open(t, g, "").Run(`
+		C: MAIL FROM:<a@example.org>
+		S: 250 2.1.0 Ok
+	`)
+	if v, ok, _ := g.Spool().KVGet("relay/rate/127.0.0.1", time.Now()); ok {
+		t.Errorf("durable relay/rate/127.0.0.1 = %q; the counter must not be written to the spool", v)
+	}
+}
+
 // The window is fixed: it starts with the first MAIL and ends per seconds
 // later, when the counter expires.
 func TestRelayRateLimitWindow(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/mailgate/gateway/sdk/internal/pb"
@@ -18,13 +19,47 @@ import (
 // messages, so it is well above the gateway's largest message size.
 const MaxWireMessage = 64 << 20
 
-// serve runs p as a go-plugin process. It does not return.
+// parentPoll is how often a plugin process looks whether the gateway that
+// started it is still there.
+const parentPoll = 500 * time.Millisecond
+
+// serve runs p as a go-plugin process. It does not return: the process
+// ends when the host tells go-plugin to stop, or when the host is gone
+// (watchParent; the host also starts it with a parent-death signal where
+// the system has one).
 func serve(p Describer) {
+	if ppid := os.Getppid(); ppid > 1 {
+		// The watch lasts as long as the process: its owner is the
+		// process, and its stop is the exit.
+		go watchParent(nil, ppid, parentPoll, os.Getppid, func() {
+			fmt.Fprintf(os.Stderr, "sdk: the gateway (pid %d) is gone; exiting\n", ppid)
+			os.Exit(1)
+		})
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: versionedPlugins(p),
 		GRPCServer:       newGRPCServer,
 	})
+}
+
+// watchParent calls gone once getppid stops returning parent: the parent
+// has died and the process was given to init or a subreaper. It looks
+// every interval until it calls gone or stop is closed.
+func watchParent(stop <-chan struct{}, parent int, interval time.Duration, getppid func() int, gone func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if getppid() != parent {
+				gone()
+				return
+			}
+		}
+	}
 }
 
 // versionedPlugins is the plugin map for every protocol version; impl is

@@ -43,18 +43,40 @@ func (s *hostServer) Lookup(ctx context.Context, req *pb.LookupRequest) (resp *p
 	return &pb.LookupResponse{Values: values}, nil
 }
 
+// kv is the store a request names.
+func (s *hostServer) kv(kind pb.KVKind) (KV, error) {
+	switch kind {
+	case pb.KVKind_KV_KIND_DURABLE:
+		return s.host.Durable(), nil
+	case pb.KVKind_KV_KIND_EPHEMERAL:
+		return s.host.Ephemeral(), nil
+	}
+	return nil, fmt.Errorf("sdk: unknown key-value store kind %d: %w", kind, ErrProtocol)
+}
+
 func (s *hostServer) KVGet(ctx context.Context, req *pb.KVGetRequest) (resp *pb.KVGetResponse, err error) {
 	defer recoverPanic("host kv get", &err)
-	v, ok, err := s.host.KVGet(ctx, req.GetKey())
+	kv, err := s.kv(req.GetKind())
+	if err != nil {
+		return nil, errorToStatus(err)
+	}
+	v, ok, err := kv.Get(ctx, req.GetKey())
 	if err != nil {
 		return nil, errorToStatus(err)
 	}
 	return &pb.KVGetResponse{Value: v, Found: ok}, nil
 }
 
+// The ttls cross as they are: a negative one is the host's to refuse
+// (fromPBTTL would make it "no expiry").
+
 func (s *hostServer) KVSet(ctx context.Context, req *pb.KVSetRequest) (resp *pb.KVSetResponse, err error) {
 	defer recoverPanic("host kv set", &err)
-	if err := s.host.KVSet(ctx, req.GetKey(), req.GetValue(), fromPBTTL(req.GetTtlNanos())); err != nil {
+	kv, err := s.kv(req.GetKind())
+	if err != nil {
+		return nil, errorToStatus(err)
+	}
+	if err := kv.Set(ctx, req.GetKey(), req.GetValue(), time.Duration(req.GetTtlNanos())); err != nil {
 		return nil, errorToStatus(err)
 	}
 	return &pb.KVSetResponse{}, nil
@@ -62,16 +84,34 @@ func (s *hostServer) KVSet(ctx context.Context, req *pb.KVSetRequest) (resp *pb.
 
 func (s *hostServer) KVIncr(ctx context.Context, req *pb.KVIncrRequest) (resp *pb.KVIncrResponse, err error) {
 	defer recoverPanic("host kv incr", &err)
-	v, err := s.host.KVIncr(ctx, req.GetKey(), req.GetDelta(), fromPBTTL(req.GetTtlNanos()))
+	kv, err := s.kv(req.GetKind())
+	if err != nil {
+		return nil, errorToStatus(err)
+	}
+	v, err := kv.Incr(ctx, req.GetKey(), req.GetDelta(), time.Duration(req.GetTtlNanos()))
 	if err != nil {
 		return nil, errorToStatus(err)
 	}
 	return &pb.KVIncrResponse{Value: v}, nil
 }
 
+func (s *hostServer) KVDelete(ctx context.Context, req *pb.KVDeleteRequest) (resp *pb.KVDeleteResponse, err error) {
+	defer recoverPanic("host kv delete", &err)
+	kv, err := s.kv(req.GetKind())
+	if err != nil {
+		return nil, errorToStatus(err)
+	}
+	if err := kv.Delete(ctx, req.GetKey()); err != nil {
+		return nil, errorToStatus(err)
+	}
+	return &pb.KVDeleteResponse{}, nil
+}
+
 func (s *hostServer) Log(ctx context.Context, req *pb.LogRequest) (resp *pb.LogResponse, err error) {
 	defer recoverPanic("host log", &err)
-	s.host.Log(ctx, req.GetLevel(), req.GetMessage(), req.GetFields())
+	if err := s.host.Log(ctx, req.GetLevel(), req.GetMessage(), req.GetFields()); err != nil {
+		return nil, errorToStatus(err)
+	}
 	return &pb.LogResponse{}, nil
 }
 
@@ -113,33 +153,55 @@ func (h *hostClient) LookupPTR(ctx context.Context, ip string) ([]string, error)
 	return nonEmpty(resp.GetValues()), err
 }
 
-func (h *hostClient) KVGet(ctx context.Context, key string) (string, bool, error) {
-	resp, err := h.client.KVGet(ctx, &pb.KVGetRequest{Key: key}, callOptions()...)
+func (h *hostClient) Durable() KV   { return kvClient{h.client, pb.KVKind_KV_KIND_DURABLE} }
+func (h *hostClient) Ephemeral() KV { return kvClient{h.client, pb.KVKind_KV_KIND_EPHEMERAL} }
+
+// Log returns the host's refusal of a bad level; a line lost on the way
+// (the host is going away) is an error too, which callers may ignore.
+func (h *hostClient) Log(ctx context.Context, level, msg string, fields map[string]string) error {
+	_, err := h.client.Log(ctx, &pb.LogRequest{Level: level, Message: msg, Fields: fields}, callOptions()...)
+	if err != nil {
+		return hostError(ctx, "log", err)
+	}
+	return nil
+}
+
+// kvClient is one of the host's stores, as the plugin sees it.
+type kvClient struct {
+	client pb.HostClient
+	kind   pb.KVKind
+}
+
+func (c kvClient) Get(ctx context.Context, key string) (string, bool, error) {
+	resp, err := c.client.KVGet(ctx, &pb.KVGetRequest{Key: key, Kind: c.kind}, callOptions()...)
 	if err != nil {
 		return "", false, hostError(ctx, "kv get", err)
 	}
 	return resp.GetValue(), resp.GetFound(), nil
 }
 
-func (h *hostClient) KVSet(ctx context.Context, key, value string, ttl time.Duration) error {
-	_, err := h.client.KVSet(ctx, &pb.KVSetRequest{Key: key, Value: value, TtlNanos: toPBTTL(ttl)}, callOptions()...)
+func (c kvClient) Set(ctx context.Context, key, value string, ttl time.Duration) error {
+	_, err := c.client.KVSet(ctx, &pb.KVSetRequest{Key: key, Value: value, TtlNanos: int64(ttl), Kind: c.kind}, callOptions()...)
 	if err != nil {
 		return hostError(ctx, "kv set", err)
 	}
 	return nil
 }
 
-func (h *hostClient) KVIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
-	resp, err := h.client.KVIncr(ctx, &pb.KVIncrRequest{Key: key, Delta: delta, TtlNanos: toPBTTL(ttl)}, callOptions()...)
+func (c kvClient) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	resp, err := c.client.KVIncr(ctx, &pb.KVIncrRequest{Key: key, Delta: delta, TtlNanos: int64(ttl), Kind: c.kind}, callOptions()...)
 	if err != nil {
 		return 0, hostError(ctx, "kv incr", err)
 	}
 	return resp.GetValue(), nil
 }
 
-// Log is best effort: a failed call is dropped, like a full log buffer.
-func (h *hostClient) Log(ctx context.Context, level, msg string, fields map[string]string) {
-	_, _ = h.client.Log(ctx, &pb.LogRequest{Level: level, Message: msg, Fields: fields}, callOptions()...)
+func (c kvClient) Delete(ctx context.Context, key string) error {
+	_, err := c.client.KVDelete(ctx, &pb.KVDeleteRequest{Key: key, Kind: c.kind}, callOptions()...)
+	if err != nil {
+		return hostError(ctx, "kv delete", err)
+	}
+	return nil
 }
 
 // hostError is errorFromStatus for calls to the host.
@@ -159,11 +221,12 @@ func (h noHost) LookupTXT(context.Context, string) ([]string, error) {
 func (h noHost) LookupPTR(context.Context, string) ([]string, error) {
 	return nil, h.err()
 }
-func (h noHost) KVGet(context.Context, string) (string, bool, error) { return "", false, h.err() }
-func (h noHost) KVSet(context.Context, string, string, time.Duration) error {
-	return h.err()
-}
-func (h noHost) KVIncr(context.Context, string, int64, time.Duration) (int64, error) {
+func (h noHost) Durable() KV                                              { return h }
+func (h noHost) Ephemeral() KV                                            { return h }
+func (h noHost) Get(context.Context, string) (string, bool, error)        { return "", false, h.err() }
+func (h noHost) Set(context.Context, string, string, time.Duration) error { return h.err() }
+func (h noHost) Incr(context.Context, string, int64, time.Duration) (int64, error) {
 	return 0, h.err()
 }
-func (noHost) Log(context.Context, string, string, map[string]string) {}
+func (h noHost) Delete(context.Context, string) error                         { return h.err() }
+func (h noHost) Log(context.Context, string, string, map[string]string) error { return h.err() }

@@ -97,7 +97,7 @@ func (p *testPlugin) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 		return sdk.Decision{Verdict: sdk.Accept, Message: g}, sdk.Effects{}, nil
 	case "count":
 		domain := r.Rcpt.Address.Domain
-		n, err := host.KVIncr(ctx, "rcpt/"+domain, 1, time.Minute)
+		n, err := host.Durable().Incr(ctx, "rcpt/"+domain, 1, time.Minute)
 		if err != nil {
 			return sdk.Decision{}, sdk.Effects{}, err
 		}
@@ -113,6 +113,8 @@ func (p *testPlugin) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 		return sdk.DeferDecision(451, sdk.EnhancedCode{4, 7, 1}, "try later").WithReason(reason), sdk.Effects{}, nil
 	case "notes": // echoes the notes of earlier hooks
 		return sdk.ContinueDecision(), sdk.Effects{Notes: r.Notes}, nil
+	case "kinds":
+		return kinds(ctx, host)
 	case "alias":
 		return sdk.AcceptDecision(), sdk.Effects{
 			Recipients: []sdk.Address{{Local: "a", Domain: "example.org"}, {Local: "b", Domain: "example.org"}},
@@ -290,6 +292,42 @@ func TestPluginErrors(t *testing.T) {
 	}
 }
 
+// kinds writes one key to each store, deletes the durable one, and
+// reports what each store then holds and what a bad log level gives.
+func kinds(ctx context.Context, host sdk.Host) (sdk.Decision, sdk.Effects, error) {
+	if err := host.Durable().Set(ctx, "k", "on disk", 0); err != nil {
+		return sdk.Decision{}, sdk.Effects{}, err
+	}
+	if _, err := host.Ephemeral().Incr(ctx, "k", 7, time.Minute); err != nil {
+		return sdk.Decision{}, sdk.Effects{}, err
+	}
+	if err := host.Durable().Delete(ctx, "k"); err != nil {
+		return sdk.Decision{}, sdk.Effects{}, err
+	}
+	d, dok, _ := host.Durable().Get(ctx, "k")
+	e, eok, _ := host.Ephemeral().Get(ctx, "k")
+	logErr := host.Log(ctx, "loud", "x", nil)
+	return sdk.ContinueDecision().WithReason(fmt.Sprintf("durable=%q,%v ephemeral=%q,%v log=%v", d, dok, e, eok, logErr)), sdk.Effects{}, nil
+}
+
+func TestHostKinds(t *testing.T) {
+	r, host := start(t)
+	d, _, err := r.Handle(t.Context(), rcpt("kinds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `durable="",false ephemeral="7",true log=sdk: host log: sdktest: log level "loud" is not debug, info, warn or error`
+	if d.Reason != want {
+		t.Errorf("reason %q\nwant   %q", d.Reason, want)
+	}
+	if got := host.EphemeralKV(); !cmp.Equal(got, map[string]string{"k": "7"}) {
+		t.Errorf("ephemeral store: %v, want k=7", got)
+	}
+	if got := host.DurableKV(); len(got) != 0 {
+		t.Errorf("durable store: %v, want empty after the delete", got)
+	}
+}
+
 func TestHostServices(t *testing.T) {
 	r, host := start(t)
 	for want := 1; want <= 2; want++ {
@@ -301,7 +339,7 @@ func TestHostServices(t *testing.T) {
 			t.Errorf("call %d: reason %q, want %q", want, d.Reason, wantReason)
 		}
 	}
-	if got := host.KV()["rcpt/example.org"]; got != "2" {
+	if got := host.DurableKV()["rcpt/example.org"]; got != "2" {
 		t.Errorf("host kv: got %q, want 2", got)
 	}
 	want := []sdktest.LogEntry{

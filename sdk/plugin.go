@@ -143,17 +143,61 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return "config: " + e.Field + ": " + e.Message }
 
-// Host is what the gateway offers a plugin (through go-plugin's broker).
+// Host is what the gateway offers a plugin (through go-plugin's broker):
+// DNS through the gateway's resolver, two key-value stores, and logging.
+// Lua scripts get the same services with the same limits and error texts
+// (gw.dns, gw.durable, gw.ephemeral, gw.log; core/hostsvc implements
+// both). A plugin's keys are its own: the gateway stores them under
+// "plugin.<name>/", so no other plugin or script sees them.
 type Host interface {
 	LookupMX(ctx context.Context, domain string) ([]MX, error)
 	LookupIP(ctx context.Context, host string) ([]string, error)
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	LookupPTR(ctx context.Context, ip string) ([]string, error)
-	KVGet(ctx context.Context, key string) (value string, ok bool, err error)
-	KVSet(ctx context.Context, key, value string, ttl time.Duration) error
-	KVIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
-	Log(ctx context.Context, level, msg string, fields map[string]string)
+	// Durable is the store that survives a restart of the gateway (the
+	// spool's database): every write is a disk commit before it returns.
+	// Use it for what must not be forgotten, such as greylisting.
+	Durable() KV
+	// Ephemeral is the gateway's in-memory store: a write never touches
+	// the disk, everything is lost on restart, and when the store is full
+	// it drops the entries closest to expiry. Use it for what may be lost:
+	// rate counters, per-transaction marks.
+	Ephemeral() KV
+	// Log writes a line to the gateway's log, tagged with the plugin's
+	// name. level is "debug", "info", "warn" or "error"; any other level
+	// is an error and nothing is logged. The first LogMaxFields fields
+	// in key order are kept, each value cut at LogMaxValue bytes; the
+	// message is cut at LogMaxMessage bytes and made one line.
+	Log(ctx context.Context, level, msg string, fields map[string]string) error
 }
+
+// KV is one of the host's key-value stores. Keys are 1 to KVMaxKey bytes,
+// values at most KVMaxValue bytes; a ttl is from 0 (no expiry) to
+// KVMaxTTL. An expired key reads as absent.
+type KV interface {
+	// Get returns the value of key, and whether it is set.
+	Get(ctx context.Context, key string) (value string, ok bool, err error)
+	// Set stores value under key, expiring ttl from now.
+	Set(ctx context.Context, key, value string, ttl time.Duration) error
+	// Incr adds delta to the decimal integer stored under key and returns
+	// the result. An absent or expired key counts as 0 and gets an expiry
+	// of ttl from now; an existing key keeps the expiry it has. A value
+	// that is not an integer, or a result past the int64 range, is an
+	// error and changes nothing.
+	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+	// Delete removes key; deleting an absent key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Limits of the host services, the same for plugins and Lua scripts.
+const (
+	KVMaxKey      = 512                        // bytes in a key
+	KVMaxValue    = 64 << 10                   // bytes in a value
+	KVMaxTTL      = 100 * 365 * 24 * time.Hour // longest expiry
+	LogMaxFields  = 32                         // fields kept per log line
+	LogMaxValue   = 1024                       // bytes kept of a field's value
+	LogMaxMessage = 2048                       // bytes kept of a message
+)
 
 // MX is one mail exchanger.
 type MX struct {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
 	"github.com/mailgate/gateway/core/smtp"
 )
 
@@ -25,11 +26,13 @@ import (
 // start real child processes without a separate build step.
 const envRunMain = "GATEWAY_TEST_RUN_MAIN"
 
+// TestMain runs the tests, failing the run if a plugin process outlives
+// them; with envRunMain it is the gateway.
 func TestMain(m *testing.M) {
 	if os.Getenv(envRunMain) == "1" {
 		main()
 	}
-	os.Exit(m.Run())
+	os.Exit(pluginhosttest.Main(m))
 }
 
 // child is a `gateway` process started from the test binary.

@@ -19,8 +19,10 @@ import (
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/core/pluginhost"
+	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -55,7 +57,9 @@ func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 // version, protocol versions, stages, transports and its config schema as
 // a table) and stops it. With -stage it also configures the plugin (-set
 // name=value for each setting) and sends it one sample request, printing
-// the decision, the reply a client would read and the effects.
+// the decision, the reply a client would read and the effects. The
+// plugin's host services are the machine's resolver and, for both kinds
+// of key-value store, memory that ends with the probe.
 func runPluginProbe(ctx context.Context, c *cli, cmd *flag.FlagSet, args []string) error {
 	fs := newFlags(c, "plugin probe", "PATH [-stage rcpt -rcpt a@b -sender c@d -set name=value …]")
 	stage := fs.String("stage", "", "send one sample request at this stage (rcpt, mail, data, …)")
@@ -102,7 +106,12 @@ func runPluginProbe(ctx context.Context, c *cli, cmd *flag.FlagSet, args []strin
 	if err != nil {
 		return err
 	}
-	p, err := pluginhost.Start(ctx, pluginhost.Options{Name: "probe", Path: path, Config: config, Log: log})
+	dns, err := resolver.New(resolver.Options{})
+	if err != nil {
+		return err
+	}
+	svc := hostsvc.New(hostsvc.Options{Resolver: dns, Durable: hostsvc.NewMemory(hostsvc.MemoryOptions{}), Log: log})
+	p, err := pluginhost.Start(ctx, pluginhost.Options{Name: "probe", Path: path, Config: config, Log: log, Services: svc})
 	if _, ok := errors.AsType[*pluginhost.ConfigError](err); ok {
 		return fmt.Errorf("%w\n(give the sample request's settings with -set name=value)", err)
 	}

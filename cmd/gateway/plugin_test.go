@@ -6,7 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
 )
 
 // buildTestPlugin builds core/pluginhost's test plugin (see its main.go:
@@ -150,5 +154,59 @@ func TestPluginUsage(t *testing.T) {
 	}
 	if _, _, errOut := runCLI(t, "plugin"); !strings.Contains(errOut, "\n  probe PATH [flags]") {
 		t.Errorf("plugin usage does not list probe:\n%s", errOut)
+	}
+}
+
+// TestPluginDiesWithGateway kills a serving gateway with SIGKILL, which
+// it cannot catch: its plugin processes must end too, within seconds,
+// rather than run on as orphans.
+func TestPluginDiesWithGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts processes")
+	}
+	bindir := t.TempDir()
+	bin := buildTestPlugin(t, bindir)
+	path := writeConfig(t, t.TempDir(), pluginConfig(bin, "Blocked", t.TempDir()))
+	gw := startGateway(t, "serve", "-config", path)
+	plugins, err := pluginhosttest.Processes(bindir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plugins) == 0 {
+		t.Fatalf("no process of %s while the gateway serves\nlog:\n%s", bin, gw.stderr)
+	}
+	if err := gw.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	gw.cmd.Wait()
+	var left []pluginhosttest.Process
+	if !eventually(5*time.Second, func() bool {
+		left, _ = pluginhosttest.Processes(bindir)
+		return len(left) == 0
+	}) {
+		for _, p := range left {
+			syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+		t.Fatalf("plugin processes %v still run 5s after the gateway was killed", left)
+	}
+}
+
+// TestProbeLists runs the lists plugin at rcpt through plugin probe: its
+// transaction mark needs the host's key-value store, which the probe gives
+// it in memory (it used to answer 451 4.3.0, "no key-value store").
+func TestProbeLists(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts a plugin")
+	}
+	bin := filepath.Join(t.TempDir(), "gateway-plugin-lists")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../plugins/lists").CombinedOutput(); err != nil {
+		t.Fatalf("go build the lists plugin: %v\n%s", err, out)
+	}
+	code, out, errOut := runCLI(t, "plugin", "probe", bin, "-stage", "rcpt", "-rcpt", "ops@example.test",
+		"-sender", "eve@example.org", "-set", `lists={"ops@example.test":"eve@example.org, frank"}`, "-set", "domain=example.test")
+	want := "\nsample rcpt request:\n  verdict: accept\n  reason:  lists: ops@example.test expands to 2 members\n" +
+		"  recipients: <eve@example.org> <frank@example.test>\n"
+	if code != 0 || !strings.HasSuffix(out, want) {
+		t.Errorf("probe lists: code %d, stdout:\n%s\nstderr:\n%s\nwant it to end with:\n%s", code, out, errOut, want)
 	}
 }

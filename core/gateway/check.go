@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -75,7 +76,7 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Report, 
 		return nil, errors.Join(append(errs, err)...)
 	}
 	loadable, skipped := loadableHooks(cfg)
-	set, err := buildHooks(ctx, loadable, hookDeps{Resolver: dns, Log: log})
+	set, err := buildHooks(ctx, loadable, hookDeps{Services: hostsvc.New(hostsvc.Options{Resolver: dns, Log: log}), Log: log})
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}

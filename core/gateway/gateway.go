@@ -26,6 +26,7 @@ import (
 	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
@@ -96,7 +97,8 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 	if g.dns, err = resolver.New(resolver.Options{Servers: servers, Log: g.log.With("part", "resolver")}); err != nil {
 		return err
 	}
-	deps := hookDeps{Resolver: g.dns, KV: g.spool, Log: g.log.With("part", "hook")}
+	hookLog := g.log.With("part", "hook")
+	deps := hookDeps{Services: hostsvc.New(hostsvc.Options{Resolver: g.dns, Durable: g.spool, Log: hookLog}), Log: hookLog}
 	if g.pipeline, err = newPipeline(ctx, cfg, deps); err != nil {
 		return err
 	}

@@ -17,17 +17,19 @@ import (
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/lua"
 	"github.com/mailgate/gateway/core/pluginhost"
-	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/sdk"
 )
 
 // hookDeps is what the hook handlers get from the rest of the gateway.
 type hookDeps struct {
-	Resolver *resolver.Resolver // behind gw.dns and the plugins' DNS look-ups
-	KV       lua.KV             // behind gw.kv and the plugins' KV: the spool; nil in Check (their calls fail)
-	Log      *slog.Logger       // the chain's, the scripts' and the plugins' logger
+	// Services are the host services of every script and plugin (DNS, the
+	// durable store, the spool, and the ephemeral one, logging), built
+	// once so that a reload keeps the ephemeral store.
+	Services *hostsvc.Services
+	Log      *slog.Logger // the chain's, the scripts' and the plugins' logger
 }
 
 // hookSet is what buildHooks loads: the chain, what releases its
@@ -57,7 +59,6 @@ func builtinTransports() []string { return []string{"smtp", "lmtp", "maildir"} }
 func buildHooks(ctx context.Context, cfg *config.Config, deps hookDeps) (*hookSet, error) {
 	b := hookBuilder{
 		deps:    deps,
-		host:    pluginhost.NewHost(deps.Resolver, deps.KV, deps.Log),
 		set:     &hookSet{transports: map[string]delivery.Transport{}},
 		owners:  map[string]string{},
 		lua:     make(map[string]config.LuaHook, len(cfg.Lua)),
@@ -150,8 +151,7 @@ func (b *hookBuilder) loadLua(h config.LuaHook) (*lua.Script, error) {
 		Name:     h.Name,
 		Path:     h.Path,
 		Params:   h.Params,
-		Resolver: b.deps.Resolver,
-		KV:       b.deps.KV,
+		Services: b.deps.Services,
 		Log:      b.deps.Log,
 	})
 	if err != nil {
@@ -169,7 +169,7 @@ func (b *hookBuilder) startPlugin(ctx context.Context, h config.PluginHook) (*pl
 		Path:        h.Path,
 		SHA256:      h.SHA256,
 		Log:         b.deps.Log,
-		Host:        b.host,
+		Services:    b.deps.Services,
 		Config:      h.Config,
 		ConfigFile:  h.ConfigRange.Filename,
 		ConfigLine:  h.ConfigRange.Line,

@@ -1,18 +1,17 @@
 package lua
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/netip"
-	"sort"
 	"strings"
 	"time"
 
 	glua "github.com/yuin/gopher-lua"
 
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -43,9 +42,10 @@ func (st *state) defineGW() error {
 	gw.RawSetString("cidr", st.module(map[string]glua.LGFunction{
 		"contains": st.cidrContains,
 	}))
-	gw.RawSetString("kv", st.module(map[string]glua.LGFunction{
-		"get": st.kvGet, "set": st.kvSet, "incr": st.kvIncr, "delete": st.kvDelete,
-	}))
+	durable := st.kvModule(hostsvc.Durable)
+	gw.RawSetString("durable", durable)
+	gw.RawSetString("kv", durable) // the name scripts used before there were two kinds
+	gw.RawSetString("ephemeral", st.kvModule(hostsvc.Ephemeral))
 	params, err := toLua(L, st.s.params)
 	if err != nil {
 		return fmt.Errorf("params: %w", err)
@@ -175,58 +175,53 @@ func (st *state) verdictDisconnect(L *glua.LState) int {
 // ---- logging, time, glob ----
 
 func (st *state) gwLog(L *glua.LState) int {
-	var level slog.Level
-	switch lv := L.CheckString(1); lv {
-	case "debug":
-		level = slog.LevelDebug
-	case "info":
-		level = slog.LevelInfo
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	default:
-		L.ArgError(1, fmt.Sprintf("gw.log: level %q is not debug, info, warn or error", truncate(lv, 20)))
-	}
-	msg := truncate(L.CheckString(2), 2048)
+	level, msg := L.CheckString(1), L.CheckString(2)
 	ctx := st.ctx()
-	if !st.s.log.Enabled(ctx, level) {
-		return 0
-	}
-	attrs := make([]slog.Attr, 0, 4)
-	if st.cur != nil {
-		attrs = append(attrs, slog.String("stage", string(st.cur.req.Stage)))
-		if s := st.cur.req.Session; s != nil {
-			attrs = append(attrs, slog.String("session", s.ID))
+	var fields, attrs []slog.Attr
+	if st.s.host.LogEnabled(ctx, level) {
+		fields = logFields(L, 3)
+		if st.cur != nil {
+			attrs = append(attrs, slog.String("stage", string(st.cur.req.Stage)))
+			if s := st.cur.req.Session; s != nil {
+				attrs = append(attrs, slog.String("session", s.ID))
+			}
 		}
 	}
-	if t, ok := L.Get(3).(*glua.LTable); ok {
-		var keys []string
-		vals := map[string]slog.Value{}
-		t.ForEach(func(k, v glua.LValue) {
-			ks, ok := k.(glua.LString)
-			if !ok || len(keys) >= 32 {
-				return
-			}
-			keys = append(keys, string(ks))
-			switch v := v.(type) {
-			case glua.LString:
-				vals[string(ks)] = slog.StringValue(truncate(string(v), 1024))
-			case glua.LNumber:
-				vals[string(ks)] = slog.Float64Value(float64(v))
-			case glua.LBool:
-				vals[string(ks)] = slog.BoolValue(bool(v))
-			default:
-				vals[string(ks)] = slog.StringValue(truncate(L.ToStringMeta(v).String(), 1024))
-			}
-		})
-		sort.Strings(keys)
-		for _, k := range keys {
-			attrs = append(attrs, slog.Attr{Key: k, Value: vals[k]})
-		}
+	if err := st.s.host.Log(ctx, level, msg, fields, attrs...); err != nil {
+		L.RaiseError("gw.log: %v", err)
 	}
-	st.s.log.LogAttrs(ctx, level, msg, attrs...)
 	return 0
+}
+
+// maxLogTable bounds how much of a fields table gw.log reads (the host
+// keeps sdk.LogMaxFields of them).
+const maxLogTable = 1024
+
+// logFields converts the table at n, if any, to log fields: string keys
+// only; strings, numbers and booleans keep their type.
+func logFields(L *glua.LState, n int) []slog.Attr {
+	t, ok := L.Get(n).(*glua.LTable)
+	if !ok {
+		return nil
+	}
+	var fields []slog.Attr
+	t.ForEach(func(k, v glua.LValue) {
+		ks, ok := k.(glua.LString)
+		if !ok || len(fields) >= maxLogTable {
+			return
+		}
+		switch v := v.(type) {
+		case glua.LString:
+			fields = append(fields, slog.String(string(ks), string(v)))
+		case glua.LNumber:
+			fields = append(fields, slog.Float64(string(ks), float64(v)))
+		case glua.LBool:
+			fields = append(fields, slog.Bool(string(ks), bool(v)))
+		default:
+			fields = append(fields, slog.String(string(ks), L.ToStringMeta(v).String()))
+		}
+	})
+	return fields
 }
 
 func gwTime(L *glua.LState) int {
@@ -365,16 +360,8 @@ func dnsError(L *glua.LState, err error) int {
 	return 3
 }
 
-func (st *state) dnsResolver(L *glua.LState, fn string) (*resolver.Resolver, context.Context) {
-	if st.s.resolver == nil {
-		L.RaiseError("%s: no resolver configured", fn)
-	}
-	return st.s.resolver, st.ctx()
-}
-
 func (st *state) dnsMX(L *glua.LState) int {
-	r, ctx := st.dnsResolver(L, "gw.dns.mx")
-	mxs, err := r.MX(ctx, L.CheckString(1))
+	mxs, err := st.s.host.LookupMX(st.ctx(), L.CheckString(1))
 	if err != nil {
 		return dnsError(L, err)
 	}
@@ -390,22 +377,16 @@ func (st *state) dnsMX(L *glua.LState) int {
 }
 
 func (st *state) dnsA(L *glua.LState) int {
-	r, ctx := st.dnsResolver(L, "gw.dns.a")
-	ips, err := r.LookupIP(ctx, L.CheckString(1))
+	ips, err := st.s.host.LookupIP(st.ctx(), L.CheckString(1))
 	if err != nil {
 		return dnsError(L, err)
 	}
-	t := L.CreateTable(len(ips), 0)
-	for _, ip := range ips {
-		t.Append(glua.LString(ip.String()))
-	}
-	L.Push(t)
+	L.Push(stringsTable(L, ips))
 	return 1
 }
 
 func (st *state) dnsTXT(L *glua.LState) int {
-	r, ctx := st.dnsResolver(L, "gw.dns.txt")
-	txts, err := r.TXT(ctx, L.CheckString(1))
+	txts, err := st.s.host.LookupTXT(st.ctx(), L.CheckString(1))
 	if err != nil {
 		return dnsError(L, err)
 	}
@@ -414,12 +395,7 @@ func (st *state) dnsTXT(L *glua.LState) int {
 }
 
 func (st *state) dnsPTR(L *glua.LState) int {
-	r, ctx := st.dnsResolver(L, "gw.dns.ptr")
-	ip, err := netip.ParseAddr(L.CheckString(1))
-	if err != nil {
-		return dnsError(L, &resolver.Error{Name: L.CheckString(1), Type: "PTR", Err: resolver.ErrInvalidName})
-	}
-	names, err := r.PTR(ctx, ip)
+	names, err := st.s.host.LookupPTR(st.ctx(), L.CheckString(1))
 	if err != nil {
 		return dnsError(L, err)
 	}
@@ -435,40 +411,48 @@ func stringsTable(L *glua.LState, ss []string) *glua.LTable {
 	return t
 }
 
-// ---- key-value store ----
+// ---- key-value stores ----
 
-func (st *state) kvKey(L *glua.LState, fn string) (KV, string) {
-	if st.s.kv == nil {
-		L.RaiseError("%s: no key-value store configured", fn)
-	}
-	key := L.CheckString(1)
-	if key == "" {
-		L.ArgError(1, fn+": empty key")
-	}
-	return st.s.kv, st.s.short + "/" + key
+// kvModule is gw.durable or gw.ephemeral: the script's view of the store
+// of kind k. Errors of the store (a bad key, a full disk) raise.
+func (st *state) kvModule(k hostsvc.Kind) *glua.LTable {
+	kv := st.s.host.KV(k)
+	name := "gw." + k.String() + "."
+	return st.module(map[string]glua.LGFunction{
+		"get":    func(L *glua.LState) int { return st.kvGet(L, kv, name+"get") },
+		"set":    func(L *glua.LState) int { return st.kvSet(L, kv, name+"set") },
+		"incr":   func(L *glua.LState) int { return st.kvIncr(L, kv, name+"incr") },
+		"delete": func(L *glua.LState) int { return st.kvDelete(L, kv, name+"delete") },
+	})
 }
 
-// ttlArg reads an optional ttl in seconds.
+// ttlArg reads an optional ttl in seconds. Out-of-range values reach the
+// host services, which refuse them as they refuse a plugin's.
 func ttlArg(L *glua.LState, fn string, n int) time.Duration {
 	switch v := L.Get(n).(type) {
 	case *glua.LNilType:
 		return 0
 	case glua.LNumber:
-		if v < 0 || math.IsNaN(float64(v)) || float64(v) > 100*365*86400 {
-			L.ArgError(n, fn+": ttl must be from 0 to 100 years in seconds")
+		f := float64(v)
+		switch {
+		case math.IsNaN(f):
+			L.ArgError(n, fn+": ttl is not a number")
+		case f < 0:
+			return -time.Second
+		case f >= float64(math.MaxInt64)/float64(time.Second):
+			return math.MaxInt64
 		}
-		return time.Duration(float64(v) * float64(time.Second))
+		return time.Duration(f * float64(time.Second))
 	default:
 		L.ArgError(n, fmt.Sprintf("%s: ttl is a %s, want seconds", fn, v.Type()))
-		return 0
 	}
+	return 0
 }
 
-func (st *state) kvGet(L *glua.LState) int {
-	kv, key := st.kvKey(L, "gw.kv.get")
-	v, ok, err := kv.KVGet(key, time.Now())
+func (st *state) kvGet(L *glua.LState, kv hostsvc.KV, fn string) int {
+	v, ok, err := kv.Get(st.ctx(), L.CheckString(1))
 	if err != nil {
-		L.RaiseError("gw.kv.get: %v", err)
+		L.RaiseError("%s: %v", fn, err)
 	}
 	if !ok {
 		L.Push(glua.LNil)
@@ -478,8 +462,8 @@ func (st *state) kvGet(L *glua.LState) int {
 	return 1
 }
 
-func (st *state) kvSet(L *glua.LState) int {
-	kv, key := st.kvKey(L, "gw.kv.set")
+func (st *state) kvSet(L *glua.LState, kv hostsvc.KV, fn string) int {
+	key := L.CheckString(1)
 	var val string
 	switch v := L.CheckAny(2).(type) {
 	case glua.LString:
@@ -487,36 +471,35 @@ func (st *state) kvSet(L *glua.LState) int {
 	case glua.LNumber, glua.LBool:
 		val = v.String()
 	default:
-		L.ArgError(2, fmt.Sprintf("gw.kv.set: value is a %s, want a string, number or boolean", v.Type()))
+		L.ArgError(2, fmt.Sprintf("%s: value is a %s, want a string, number or boolean", fn, v.Type()))
 	}
-	if err := kv.KVSet(st.ctx(), key, val, ttlArg(L, "gw.kv.set", 3)); err != nil {
-		L.RaiseError("gw.kv.set: %v", err)
+	if err := kv.Set(st.ctx(), key, val, ttlArg(L, fn, 3)); err != nil {
+		L.RaiseError("%s: %v", fn, err)
 	}
 	return 0
 }
 
-func (st *state) kvIncr(L *glua.LState) int {
-	kv, key := st.kvKey(L, "gw.kv.incr")
+func (st *state) kvIncr(L *glua.LState, kv hostsvc.KV, fn string) int {
+	key := L.CheckString(1)
 	delta := int64(1)
 	if v := L.Get(2); v != glua.LNil {
 		n, ok := v.(glua.LNumber)
 		if !ok || float64(n) != math.Trunc(float64(n)) || math.Abs(float64(n)) > 1<<53 {
-			L.ArgError(2, "gw.kv.incr: delta must be an integer")
+			L.ArgError(2, fn+": delta must be an integer")
 		}
 		delta = int64(n)
 	}
-	n, err := kv.KVIncr(st.ctx(), key, delta, ttlArg(L, "gw.kv.incr", 3))
+	n, err := kv.Incr(st.ctx(), key, delta, ttlArg(L, fn, 3))
 	if err != nil {
-		L.RaiseError("gw.kv.incr: %v", err)
+		L.RaiseError("%s: %v", fn, err)
 	}
 	L.Push(glua.LNumber(n))
 	return 1
 }
 
-func (st *state) kvDelete(L *glua.LState) int {
-	kv, key := st.kvKey(L, "gw.kv.delete")
-	if err := kv.KVDelete(st.ctx(), key); err != nil {
-		L.RaiseError("gw.kv.delete: %v", err)
+func (st *state) kvDelete(L *glua.LState, kv hostsvc.KV, fn string) int {
+	if err := kv.Delete(st.ctx(), L.CheckString(1)); err != nil {
+		L.RaiseError("%s: %v", fn, err)
 	}
 	return 0
 }

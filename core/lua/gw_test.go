@@ -13,14 +13,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/lua"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/resolver/resolvertest"
 	"github.com/mailgate/gateway/sdk"
 )
-
-var _ lua.KV = (*queue.Spool)(nil)
 
 func TestGlob(t *testing.T) {
 	tests := []struct {
@@ -175,7 +174,7 @@ level=DEBUG msg="lua print" hook=lua.t msg="printed\t1"
 	if diff := cmp.Diff(want, buf.String()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
-	if got := eval(t, `select(2, pcall(gw.log, "loud", "x"))`); !strings.Contains(got, `gw.log: level "loud" is not debug, info, warn or error`) {
+	if got := eval(t, `select(2, pcall(gw.log, "loud", "x"))`); !strings.Contains(got, `t.lua:2: gw.log: hostsvc: log level "loud" is not debug, info, warn or error`) {
 		t.Errorf("bad level: %s", got)
 	}
 }
@@ -208,7 +207,7 @@ mx2           IN A   192.0.2.2
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt := lua.Options{Resolver: r}
+	opt := lua.Options{Services: hostsvc.New(hostsvc.Options{Resolver: r})}
 	tests := []struct {
 		expr string
 		want string
@@ -233,8 +232,8 @@ mx2           IN A   192.0.2.2
 		})
 	}
 	t.Run("no resolver", func(t *testing.T) {
-		got := eval(t, `gw.dns.mx("example.test")`)
-		if !strings.Contains(got, "t.lua:2: gw.dns.mx: no resolver configured") {
+		got := eval(t, `(function() local r, err = gw.dns.mx("example.test") return tostring(r) .. "|" .. err end)()`)
+		if got != "nil|hostsvc: no resolver" {
 			t.Errorf("got %q", got)
 		}
 	})
@@ -260,10 +259,13 @@ func TestKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { spool.Close() })
+	mem := hostsvc.NewMemory(hostsvc.MemoryOptions{})
+	svc := hostsvc.New(hostsvc.Options{Durable: spool, Ephemeral: mem})
 	s := load(t, `
 function on_mail(ctx)
   local n = gw.kv.incr("count")
-  return gw.reject(550, "5.7.1", tostring(n))
+  local e = gw.ephemeral.incr("count", 2, 60)
+  return gw.reject(550, "5.7.1", tostring(n) .. "/" .. tostring(e))
 end
 function on_rcpt(ctx)
   gw.kv.set("k", "v1")
@@ -274,13 +276,13 @@ function on_rcpt(ctx)
   local c = gw.kv.get("k")
   gw.kv.set("gone", "x", 0.000001)
   local d = gw.kv.get("gone")
-  return gw.reject(550, "5.7.1", table.concat({a, b, tostring(c), tostring(d)}, "|"))
+  return gw.reject(550, "5.7.1", table.concat({a, b, tostring(c), tostring(d), tostring(gw.kv == gw.durable)}, "|"))
 end
-`, lua.Options{Name: "relay", KV: spool, Pool: 4})
+`, lua.Options{Name: "relay", Services: svc, Pool: 4})
 
 	d, _ := handle(t, s, request(sdk.StageRcpt))
-	if d.Message != "v1|15|nil|nil" {
-		t.Errorf("kv sequence = %q, want v1|15|nil|nil", d.Message)
+	if d.Message != "v1|15|nil|nil|true" {
+		t.Errorf("kv sequence = %q, want v1|15|nil|nil|true", d.Message)
 	}
 	if v, ok, _ := spool.KVGet("relay/n", time.Now()); !ok || v != "15" {
 		t.Errorf("spool key relay/n = %q, %v; want 15 (keys are namespaced)", v, ok)
@@ -296,21 +298,27 @@ end
 	}
 	wg.Wait()
 	if v, _, _ := spool.KVGet("relay/count", time.Now()); v != "100" {
-		t.Errorf("counter after 100 calls = %q, want 100", v)
+		t.Errorf("durable counter after 100 calls = %q, want 100", v)
+	}
+	if v, _, _ := mem.KVGet("relay/count", time.Now()); v != "200" {
+		t.Errorf("ephemeral counter after 100 calls = %q, want 200 (a store of its own)", v)
 	}
 
-	t.Run("no store", func(t *testing.T) {
-		if got := eval(t, `gw.kv.get("x")`); !strings.Contains(got, "t.lua:2: gw.kv.get: no key-value store configured") {
+	t.Run("no durable store", func(t *testing.T) {
+		if got := eval(t, `gw.kv.get("x")`); !strings.Contains(got, "t.lua:2: gw.durable.get: hostsvc: durable: no key-value store") {
 			t.Errorf("got %q", got)
+		}
+		if got := eval(t, `gw.ephemeral.incr("x")`); got != "1" {
+			t.Errorf("gw.ephemeral.incr without services = %q, want 1 (an in-memory store of the script's own)", got)
 		}
 	})
 	t.Run("store errors raise", func(t *testing.T) {
-		got := eval(t, `gw.kv.set("x", string.rep("v", 70000))`, lua.Options{KV: spool})
-		if !strings.Contains(got, "t.lua:2: gw.kv.set: queue: kv set") {
+		got := eval(t, `gw.kv.set("x", string.rep("v", 70000))`, lua.Options{Services: svc})
+		if !strings.Contains(got, "t.lua:2: gw.durable.set: hostsvc: value of 70000 bytes exceeds 65536") {
 			t.Errorf("got %q", got)
 		}
-		got = eval(t, `select(2, pcall(gw.kv.incr, "x", 1.5))`, lua.Options{KV: spool})
-		if !strings.Contains(got, "gw.kv.incr: delta must be an integer") {
+		got = eval(t, `select(2, pcall(gw.kv.incr, "x", 1.5))`, lua.Options{Services: svc})
+		if !strings.Contains(got, "gw.durable.incr: delta must be an integer") {
 			t.Errorf("got %q", got)
 		}
 	})

@@ -1,8 +1,10 @@
 // Package lua hosts the gateway's policy scripts: Lua 5.1 run by
 // gopher-lua, compiled once per script, executed on a pool of sandboxed
 // states, with the gw module (verdict constructors, logging, DNS, address,
-// CIDR and glob helpers, a persistent key-value store and the script's HCL
-// params) preloaded as a global. A *Script is a hook.Handler.
+// CIDR and glob helpers, a durable and an ephemeral key-value store and the
+// script's HCL params) preloaded as a global. DNS, the stores and logging
+// are the host services of core/hostsvc, which plugins get too, with the
+// same limits and error texts. A *Script is a hook.Handler.
 //
 // # Calling convention
 //
@@ -77,7 +79,8 @@
 //	                        still apply on top of it
 //
 // Globals a script sets persist in the state that ran it, and there are
-// several states: keep nothing in globals across calls (use gw.kv).
+// several states: keep nothing in globals across calls (use gw.ephemeral
+// or gw.durable).
 // Coroutines work within one call.
 //
 // # The gw module
@@ -99,8 +102,11 @@
 // to 999 raises an error at the call; other mistakes (a 250 with reject)
 // are left to Decision.Validate.
 //
-//	gw.log(level, msg[, fields])  level "debug", "info", "warn" or "error";
-//	                              fields a table of string keys
+//	gw.log(level, msg[, fields])  level "debug", "info", "warn" or "error"
+//	                              (another raises an error); fields a table
+//	                              of string keys: the first 32 by key are
+//	                              logged, strings cut at 1024 bytes; msg is
+//	                              made one line and cut at 2048 bytes
 //	gw.params                     the HCL params as Lua values (a copy per
 //	                              state: do not modify it)
 //	gw.time()                     Unix time in seconds, with fraction
@@ -114,23 +120,44 @@
 //
 // DNS, through the gateway's resolver and the call's deadline; each returns
 // its result, or nil, "error text", temporary (true for SERVFAIL, timeouts
-// and the like, false for NXDOMAIN and other permanent answers). A name
-// without records of the type gives an empty array (TXT, PTR, MX).
+// and the like, and for a gateway without a resolver; false for NXDOMAIN
+// and other permanent answers). A name without records of the type gives
+// an empty array (TXT, PTR, MX).
 //
 //	gw.dns.mx(domain)    {{host = "mx1.example", pref = 10}, …} by preference
 //	gw.dns.a(host)       {"192.0.2.1", "2001:db8::1"} (A then AAAA)
 //	gw.dns.txt(name)     {"v=spf1 -all", …} (strings of a record joined)
 //	gw.dns.ptr(ip)       {"host.example", …}
 //
-// The key-value store (durable; keys are stored as "<name>/<key>", so
-// scripts do not see each other's keys; a failure of the store raises an
-// error):
+// Two key-value stores, with the same functions; pick by what losing the
+// data would cost:
 //
-//	gw.kv.get(key)                            the value (a string) or nil
-//	gw.kv.set(key, value[, ttl_seconds])      value a string, number or boolean
-//	gw.kv.incr(key[, delta[, ttl_seconds]])   → the new number; ttl applies when
-//	                                          the key is created (or had expired)
-//	gw.kv.delete(key)
+//	gw.durable     the spool's database: survives a restart, and every
+//	               write (set, incr, delete) is a disk commit (an fsync,
+//	               shared with the messages being queued) before it
+//	               returns. For what must not be forgotten: greylisting
+//	               triplets, allow lists learnt at run time.
+//	gw.kv          the same table as gw.durable (the name scripts used
+//	               before there were two kinds)
+//	gw.ephemeral   in the gateway's memory: a write never touches the disk,
+//	               everything is lost on restart, and when the store is
+//	               full (it is bounded in entries and bytes) it drops the
+//	               entries closest to expiry. For what may be lost: rate
+//	               counters, per-transaction marks.
+//
+// Keys are stored as "<name>/<key>", so scripts do not see each other's
+// keys (nor plugins', under "plugin.<name>/"). A key is 1 to 512 bytes, a
+// value at most 64 KiB, a ttl from 0 (no expiry, the default) to 100 years
+// in seconds, fractions allowed. A broken limit or a failure of the store
+// raises an error ("gw.ephemeral.incr: hostsvc: …"), and so does an incr of
+// a value that is not an integer.
+//
+//	gw.durable.get(key)                          the value (a string) or nil
+//	gw.durable.set(key, value[, ttl_seconds])    value a string, number or boolean
+//	gw.durable.incr(key[, delta[, ttl_seconds]]) → the new number; ttl applies when
+//	                                             the key is created (or had expired)
+//	gw.durable.delete(key)
+//	gw.ephemeral.get, .set, .incr, .delete       the same, in memory
 //
 // # Sandbox and limits
 //
@@ -177,7 +204,7 @@ import (
 	"github.com/yuin/gopher-lua/parse"
 
 	"github.com/mailgate/gateway/core/hook"
-	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -193,15 +220,6 @@ const (
 	initTimeout   = 5 * time.Second // bound on running the chunk's top level
 )
 
-// KV is the persistent key-value store behind gw.kv; *queue.Spool
-// implements it.
-type KV interface {
-	KVGet(key string, now time.Time) (value string, ok bool, err error)
-	KVSet(ctx context.Context, key, value string, ttl time.Duration) error
-	KVIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
-	KVDelete(ctx context.Context, key string) error
-}
-
 // Options configure a Script.
 type Options struct {
 	Name   string // handler name without the "lua." prefix, e.g. "relay"
@@ -210,11 +228,15 @@ type Options struct {
 	// Params are the script's params from HCL, seen as gw.params: string,
 	// float64, int, int64, bool, []any, []string and map[string]any values.
 	// Each new state converts it again: do not change it after Load.
-	Params   map[string]any
-	Resolver *resolver.Resolver // behind gw.dns; nil makes gw.dns calls fail
-	KV       KV                 // behind gw.kv; nil makes gw.kv calls fail
-	Log      *slog.Logger       // nil = discard
-	Pool     int                // most states alive at once; <= 0 = GOMAXPROCS*4
+	Params map[string]any
+	// Services are behind gw.dns, gw.durable (gw.kv), gw.ephemeral and
+	// gw.log, in the script's own scope (its keys are stored as
+	// "<Name>/<key>"). Nil = services without a resolver or a durable
+	// store (their calls fail), with an in-memory ephemeral store of the
+	// script's own, logging to Log.
+	Services *hostsvc.Services
+	Log      *slog.Logger // the script's errors and print; nil = discard
+	Pool     int          // most states alive at once; <= 0 = GOMAXPROCS*4
 	// MaxMemory (bytes, <= 0 = DefaultMaxMemory) bounds two things per
 	// state: the Lua value stack (gopher-lua's registry) may use an eighth
 	// of it (MaxMemory/128 slots of 16 bytes: unpack of a huge table or
@@ -250,14 +272,12 @@ var ErrClosed = errors.New("lua: script closed")
 // concurrent use.
 type Script struct {
 	name      string // "lua.<Name>"
-	short     string // Name, the gw.kv namespace
 	chunk     string // chunk name used in messages
 	proto     *glua.FunctionProto
 	stages    []sdk.Stage
 	defines   map[sdk.Stage]bool
 	params    map[string]any
-	resolver  *resolver.Resolver
-	kv        KV
+	host      *hostsvc.Scope
 	log       *slog.Logger
 	maxMemory int
 	bodyLimit int64
@@ -285,10 +305,7 @@ func Load(opt Options) (*Script, error) {
 	}
 	s := &Script{
 		name:      "lua." + opt.Name,
-		short:     opt.Name,
 		params:    opt.Params,
-		resolver:  opt.Resolver,
-		kv:        opt.KV,
 		log:       opt.Log,
 		maxMemory: opt.MaxMemory,
 		bodyLimit: opt.BodyLimit,
@@ -297,6 +314,11 @@ func Load(opt Options) (*Script, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	svc := opt.Services
+	if svc == nil {
+		svc = hostsvc.New(hostsvc.Options{Log: s.log})
+	}
+	s.host = svc.Script(opt.Name)
 	s.log = s.log.With("hook", s.name)
 	if s.maxMemory <= 0 {
 		s.maxMemory = DefaultMaxMemory

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/pluginhost"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
@@ -70,10 +71,10 @@ func startBench(b *testing.B) *pluginhost.Plugin {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	p, err := pluginhost.Start(ctx, pluginhost.Options{
-		Name:   "bench",
-		Path:   benchPlugin(b, "testplugin"),
-		Config: map[string]any{"greeting": "hello"},
-		Host:   pluginhost.NewHost(nil, &memKV{}, nil),
+		Name:     "bench",
+		Path:     benchPlugin(b, "testplugin"),
+		Config:   map[string]any{"greeting": "hello"},
+		Services: hostsvc.New(hostsvc.Options{Durable: hostsvc.NewMemory(hostsvc.MemoryOptions{})}),
 	})
 	if err != nil {
 		b.Fatal(err)

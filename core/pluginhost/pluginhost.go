@@ -13,7 +13,11 @@
 // to 30s), running Info, the config check and Configure again. A plugin
 // that hangs is bounded by each call's context deadline (the hook entry's
 // timeout); after MaxTimeouts calls in a row time out, it is killed and
-// restarted the same way.
+// restarted the same way. A plugin process does not outlive the gateway,
+// even one killed with SIGKILL (process.go).
+//
+// The services a plugin may call back (sdk.Host) are the gateway's
+// hostsvc.Services in the plugin's scope (host.go converts the types).
 package pluginhost
 
 import (
@@ -34,6 +38,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -59,10 +64,12 @@ type Options struct {
 	Path   string // the executable
 	SHA256 string // hex SHA-256 the executable must have; "" = not checked
 	Log    *slog.Logger
-	// Host is what the plugin may call back (DNS, key-value store, logs).
-	// A Host made by NewHost is namespaced to this plugin (its keys are
-	// stored as "plugin.<Name>/<key>"). Nil = a host whose calls fail.
-	Host sdk.Host
+	// Services are what the plugin may call back (DNS, the durable and
+	// ephemeral key-value stores, logs), in the plugin's own scope (its
+	// keys are stored as "plugin.<Name>/<key>"). Nil = services without a
+	// resolver or a durable store (their calls fail), with an in-memory
+	// ephemeral store of the plugin's own, logging to Log.
+	Services *hostsvc.Services
 	// Config is the plugin's config block as config.PluginHook.Config has
 	// it (string, int64, float64, bool, []any, map[string]any). It is
 	// checked against the schema the plugin reports (sdk.Info's
@@ -112,7 +119,7 @@ type Plugin struct {
 
 // instance is one process of the plugin.
 type instance struct {
-	client  *plugin.Client
+	client  *process
 	rpc     plugin.ClientProtocol
 	remote  sdk.Remote
 	started time.Time
@@ -159,13 +166,11 @@ func Start(ctx context.Context, opt Options) (*Plugin, error) {
 	if p.opt.MaxBackoff <= 0 {
 		p.opt.MaxBackoff = DefaultMaxBackoff
 	}
-	p.host = opt.Host
-	if h, ok := opt.Host.(*Host); ok {
-		p.host = h.forPlugin(opt.Name)
+	svc := opt.Services
+	if svc == nil {
+		svc = hostsvc.New(hostsvc.Options{Log: opt.Log})
 	}
-	if p.host == nil {
-		p.host = (&Host{}).forPlugin(opt.Name)
-	}
+	p.host = host{svc.Plugin(opt.Name)}
 	if opt.SHA256 != "" {
 		sum, err := hex.DecodeString(opt.SHA256)
 		if err != nil || len(sum) != sha256.Size {
@@ -471,7 +476,7 @@ func (p *Plugin) launch(ctx context.Context) (inst *instance, info sdk.Info, err
 
 // dial starts the executable at path in the folder dir ("" = ours) and
 // dispenses its sdk.Remote.
-func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*plugin.Client, plugin.ClientProtocol, sdk.Remote, error) {
+func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*process, plugin.ClientProtocol, sdk.Remote, error) {
 	// An absolute path: exec would look a bare name up in $PATH.
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -496,8 +501,8 @@ func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Lo
 	if sum != nil {
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	client := plugin.NewClient(cfg)
-	if _, err := client.Start(); err != nil {
+	client, err := startProcess(plugin.NewClient(cfg))
+	if err != nil {
 		// Start has killed the process it started, if any.
 		return nil, nil, nil, startError(path, sum, err)
 	}
@@ -608,6 +613,7 @@ func workDir(configFile string) string {
 func pluginCmd(path, dir string) *exec.Cmd {
 	cmd := exec.Command(path)
 	cmd.Dir = dir
+	dieWithParent(cmd)
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	}

@@ -24,8 +24,10 @@ import (
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/core/pluginhost"
+	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
@@ -43,12 +45,9 @@ type build struct {
 	err  error
 }
 
+// TestMain fails the run if a plugin process outlives the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if dir, err := buildDir(); err == nil {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
+	os.Exit(pluginhosttest.Main(m)) // it removes its TMPDIR, and buildDir in it
 }
 
 // plugin builds testdata/<name> (once per test binary) and returns the
@@ -75,42 +74,6 @@ func plugin(t *testing.T, name string) string {
 		t.Fatal(b.err)
 	}
 	return b.path
-}
-
-// memKV is an in-memory pluginhost.KV.
-type memKV struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (kv *memKV) KVGet(key string, now time.Time) (string, bool, error) {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
-	v, ok := kv.m[key]
-	return v, ok, nil
-}
-
-func (kv *memKV) KVSet(ctx context.Context, key, value string, ttl time.Duration) error {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
-	if kv.m == nil {
-		kv.m = map[string]string{}
-	}
-	kv.m[key] = value
-	return nil
-}
-
-func (kv *memKV) KVIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
-	if kv.m == nil {
-		kv.m = map[string]string{}
-	}
-	var n int64
-	fmt.Sscan(kv.m[key], &n)
-	n += delta
-	kv.m[key] = fmt.Sprint(n)
-	return n, nil
 }
 
 // syncBuffer collects log output from several goroutines.
@@ -186,8 +149,8 @@ func eventually(d time.Duration, cond func() bool) bool {
 }
 
 func TestStartAndHandle(t *testing.T) {
-	kv := &memKV{}
-	p, logs := start(t, pluginhost.Options{Host: pluginhost.NewHost(nil, kv, nil)})
+	kv := hostsvc.NewMemory(hostsvc.MemoryOptions{})
+	p, logs := start(t, pluginhost.Options{Services: hostsvc.New(hostsvc.Options{Durable: kv})})
 
 	if got, want := p.Name(), "plugin.t"; got != want {
 		t.Errorf("Name: got %q, want %q", got, want)

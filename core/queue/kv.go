@@ -1,7 +1,8 @@
 package queue
 
-// The scripts' key-value store: counters, greylisting triplets and other
-// small state that Lua scripts keep across calls and restarts. It lives in
+// The durable key-value store of the host services (core/hostsvc; Lua's
+// gw.durable, a plugin's Host.Durable): greylisting triplets and other
+// small state that scripts and plugins keep across restarts. It lives in
 // the spool's bbolt file, bucket "kv", and its writes go through the commit
 // loop like every other write, so that they are durable when they return and
 // share fsyncs with the messages being committed.
@@ -34,9 +35,12 @@ const (
 
 var bucketKV = []byte("kv")
 
-// ErrKVNotInteger is returned (wrapped) by KVIncr when the key holds a value
-// that is not a decimal integer.
-var ErrKVNotInteger = errors.New("queue: kv value is not an integer")
+// Errors of KVIncr (wrapped): the key holds a value that is not a decimal
+// integer, or the sum is past the int64 range.
+var (
+	ErrKVNotInteger = errors.New("queue: kv value is not an integer")
+	ErrKVOverflow   = errors.New("queue: kv integer overflow")
+)
 
 // KVGet returns the value of key if it is set and not expired at now.
 func (s *Spool) KVGet(key string, now time.Time) (value string, ok bool, err error) {
@@ -85,7 +89,8 @@ func (s *Spool) KVSet(ctx context.Context, key, value string, ttl time.Duration)
 // value. A key that is absent or expired counts as 0 and gets a fresh expiry
 // of ttl (0 = never); an existing key keeps the expiry it has. A value that
 // is not a decimal integer gives an error wrapping ErrKVNotInteger, and an
-// increment past the int64 range an error; neither changes the value.
+// increment past the int64 range one wrapping ErrKVOverflow; neither
+// changes the value.
 func (s *Spool) KVIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	if err := checkKVKey(key); err != nil {
 		return 0, fmt.Errorf("queue: kv incr: %w", err)
@@ -110,7 +115,7 @@ func (s *Spool) KVIncr(ctx context.Context, key string, delta int64, ttl time.Du
 				}
 			}
 			if (delta > 0 && cur > math.MaxInt64-delta) || (delta < 0 && cur < math.MinInt64-delta) {
-				return fmt.Errorf("queue: kv incr %q: %d%+d overflows", key, cur, delta)
+				return fmt.Errorf("queue: kv incr %q: %d%+d: %w", key, cur, delta, ErrKVOverflow)
 			}
 			n = cur + delta
 			return kvPut(tx, key, encodeKV(exp, strconv.FormatInt(n, 10)))

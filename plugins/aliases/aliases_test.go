@@ -410,7 +410,7 @@ type logHost struct {
 	lines    []string
 }
 
-func (h *logHost) Log(_ context.Context, level, msg string, fields map[string]string) {
+func (h *logHost) Log(_ context.Context, level, msg string, fields map[string]string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	line := level + " " + msg
@@ -418,6 +418,7 @@ func (h *logHost) Log(_ context.Context, level, msg string, fields map[string]st
 		line += ": " + e
 	}
 	h.lines = append(h.lines, line)
+	return nil
 }
 
 func (h *logHost) take() []string {

@@ -16,8 +16,10 @@ const (
 	name    = "lists"
 	version = "0.1.0"
 
-	// kvTTL is how long the host's key-value store remembers that a
-	// transaction is a list's: longer than any transaction takes.
+	// kvTTL is how long the host's ephemeral key-value store remembers
+	// that a transaction is a list's: longer than any transaction takes.
+	// The mark is ephemeral (in memory, no disk commit on a message's
+	// path): losing it in a restart loses the transaction with it.
 	kvTTL = 10 * time.Minute
 )
 
@@ -90,7 +92,7 @@ func txnKey(r *sdk.Request) string {
 func (p *Lists) Mail(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
 	host := p.hostOf()
 	if host != nil && r.Session != nil {
-		if err := host.KVSet(ctx, txnKey(r), "", kvTTL); err != nil {
+		if err := host.Ephemeral().Delete(ctx, txnKey(r)); err != nil {
 			host.Log(ctx, "warn", "lists: clearing the transaction mark", map[string]string{"err": err.Error()})
 		}
 	}
@@ -112,7 +114,7 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 	l := p.lists.Load().byAddr[strings.ToLower(addr)]
 	if l == nil {
 		if host != nil && len(r.Txn.Recipients) > 0 {
-			v, _, err := host.KVGet(ctx, txnKey(r))
+			v, _, err := host.Ephemeral().Get(ctx, txnKey(r))
 			if err != nil {
 				host.Log(ctx, "warn", "lists: reading the transaction mark", map[string]string{"err": err.Error()})
 			} else if v != "" {
@@ -140,7 +142,7 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 		return sdk.DropDecision().WithReason("lists: list " + l.addr + " has no members"), sdk.Effects{}, nil
 	}
 	if host != nil {
-		if err := host.KVSet(ctx, txnKey(r), l.addr, kvTTL); err != nil {
+		if err := host.Ephemeral().Set(ctx, txnKey(r), l.addr, kvTTL); err != nil {
 			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("lists: marking the transaction: %w", err)
 		}
 	}
@@ -227,7 +229,7 @@ func (p *Lists) listOf(ctx context.Context, r *sdk.Request) (*list, error) {
 		}
 		return nil, nil
 	}
-	v, _, err := host.KVGet(ctx, txnKey(r))
+	v, _, err := host.Ephemeral().Get(ctx, txnKey(r))
 	if err != nil {
 		return nil, fmt.Errorf("lists: reading the transaction mark: %w", err)
 	}

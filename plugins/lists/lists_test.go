@@ -21,18 +21,26 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// fakeHost is an sdk.Host with a key-value store and a log.
+// fakeHost is an sdk.Host with an ephemeral key-value store and a log.
+// Its durable store and DNS are nil: the plugin must not use them.
 type fakeHost struct {
-	sdk.Host // nil: DNS is not used
+	sdk.Host // nil: DNS and the durable store are not used
 	mu       sync.Mutex
-	kv       map[string]string
+	kv       map[string]string // the ephemeral store
 	logs     []string
 	kvErr    error // returned by every KV call when set
 }
 
 func newFakeHost() *fakeHost { return &fakeHost{kv: map[string]string{}} }
 
-func (h *fakeHost) KVGet(_ context.Context, key string) (string, bool, error) {
+func (h *fakeHost) Ephemeral() sdk.KV { return fakeKV{h} }
+
+// fakeKV is fakeHost's ephemeral store.
+type fakeKV struct {
+	*fakeHost
+}
+
+func (h fakeKV) Get(_ context.Context, key string) (string, bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.kvErr != nil {
@@ -42,7 +50,7 @@ func (h *fakeHost) KVGet(_ context.Context, key string) (string, bool, error) {
 	return v, ok, nil
 }
 
-func (h *fakeHost) KVSet(_ context.Context, key, value string, _ time.Duration) error {
+func (h fakeKV) Set(_ context.Context, key, value string, _ time.Duration) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.kvErr != nil {
@@ -52,7 +60,21 @@ func (h *fakeHost) KVSet(_ context.Context, key, value string, _ time.Duration) 
 	return nil
 }
 
-func (h *fakeHost) Log(_ context.Context, level, msg string, fields map[string]string) {
+func (h fakeKV) Incr(context.Context, string, int64, time.Duration) (int64, error) {
+	return 0, errors.New("fakeKV: Incr is not used")
+}
+
+func (h fakeKV) Delete(_ context.Context, key string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kvErr != nil {
+		return h.kvErr
+	}
+	delete(h.kv, key)
+	return nil
+}
+
+func (h *fakeHost) Log(_ context.Context, level, msg string, fields map[string]string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	line := level + " " + msg
@@ -60,6 +82,7 @@ func (h *fakeHost) Log(_ context.Context, level, msg string, fields map[string]s
 		line += ": " + e
 	}
 	h.logs = append(h.logs, line)
+	return nil
 }
 
 func testdataConfig() map[string]any {
@@ -634,8 +657,11 @@ func TestThroughHost(t *testing.T) {
 	if d.Verdict != sdk.Accept || !cmp.Equal(eff.Recipients, addrs("eve@example.org", "frank@example.test")) {
 		t.Fatalf("rcpt ops = %+v, %+v; want accept with the members", d, eff.Recipients)
 	}
-	if got := host.KV()["lists/txn/sess1/<eve@example.org>"]; got != "ops@example.test" {
-		t.Errorf("transaction mark = %q, want ops@example.test", got)
+	if got := host.EphemeralKV()["lists/txn/sess1/<eve@example.org>"]; got != "ops@example.test" {
+		t.Errorf("transaction mark = %q, want ops@example.test in the ephemeral store", got)
+	}
+	if got := host.DurableKV(); len(got) != 0 {
+		t.Errorf("durable store = %v; the transaction mark must not cost a disk commit", got)
 	}
 	d, eff, err = r.Handle(ctx, dataReq(sender, nil, "eve@example.org", "frank@example.test"))
 	if err != nil {

@@ -19,33 +19,54 @@ func TestHostKV(t *testing.T) {
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := sdktest.NewHost()
 	h.Now = func() time.Time { return now }
+	kv := h.Durable()
 
-	if _, ok, err := h.KVGet(ctx, "k"); ok || err != nil {
+	if _, ok, err := kv.Get(ctx, "k"); ok || err != nil {
 		t.Errorf("empty store: got ok=%v, %v", ok, err)
 	}
-	if err := h.KVSet(ctx, "k", "v", time.Minute); err != nil {
+	if err := kv.Set(ctx, "k", "v", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok, _ := h.KVGet(ctx, "k"); !ok || v != "v" {
+	if v, ok, _ := kv.Get(ctx, "k"); !ok || v != "v" {
 		t.Errorf("after set: got %q, %v", v, ok)
 	}
 	for want := int64(1); want <= 3; want++ {
-		if n, err := h.KVIncr(ctx, "n", 1, time.Minute); n != want || err != nil {
+		if n, err := kv.Incr(ctx, "n", 1, time.Minute); n != want || err != nil {
 			t.Errorf("incr: got %d, %v; want %d", n, err, want)
 		}
 	}
-	if _, err := h.KVIncr(ctx, "k", 1, 0); err == nil {
+	if _, err := kv.Incr(ctx, "k", 1, 0); err == nil {
 		t.Error("incr of a non-integer: want an error")
 	}
-	if err := h.KVSet(ctx, "forever", "x", 0); err != nil {
+	if err := kv.Set(ctx, "forever", "x", 0); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Minute)
-	if diff := cmp.Diff(map[string]string{"forever": "x"}, h.KV()); diff != "" {
+	if diff := cmp.Diff(map[string]string{"forever": "x"}, h.DurableKV()); diff != "" {
 		t.Errorf("after the ttl (-want +got):\n%s", diff)
 	}
-	if n, _ := h.KVIncr(ctx, "n", 5, 0); n != 5 {
+	if n, _ := kv.Incr(ctx, "n", 5, 0); n != 5 {
 		t.Errorf("incr after expiry: got %d, want 5", n)
+	}
+	if err := kv.Delete(ctx, "forever"); err != nil || len(h.DurableKV()) != 1 {
+		t.Errorf("delete: %v, store %v", err, h.DurableKV())
+	}
+	if len(h.EphemeralKV()) != 0 {
+		t.Errorf("the ephemeral store has %v; the durable one's writes went there", h.EphemeralKV())
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"long key", kv.Set(ctx, strings.Repeat("k", sdk.KVMaxKey+1), "v", 0), "sdktest: key of 513 bytes exceeds 512"},
+		{"empty key", kv.Delete(ctx, ""), "sdktest: empty key"},
+		{"negative ttl", kv.Set(ctx, "k", "v", -time.Second), "sdktest: ttl -1s is not from 0 to 100 years"},
+		{"long value", kv.Set(ctx, "k", strings.Repeat("v", sdk.KVMaxValue+1), 0), "sdktest: value of 65537 bytes exceeds 65536"},
+	} {
+		if tt.err == nil || tt.err.Error() != tt.want {
+			t.Errorf("%s: %v, want %q", tt.name, tt.err, tt.want)
+		}
 	}
 }
 
@@ -72,7 +93,12 @@ func TestHostLookups(t *testing.T) {
 	if _, err := h.LookupMX(cctx, "example.org"); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled ctx: got %v", err)
 	}
-	h.Log(ctx, "warn", "m", map[string]string{"a": "b"})
+	if err := h.Log(ctx, "warn", "m", map[string]string{"a": "b"}); err != nil {
+		t.Error(err)
+	}
+	if err := h.Log(ctx, "warning", "m", nil); err == nil {
+		t.Error("Log at level warning: no error, want one as the gateway gives")
+	}
 	if diff := cmp.Diff([]sdktest.LogEntry{{Level: "warn", Message: "m", Fields: map[string]string{"a": "b"}}}, h.Logs()); diff != "" {
 		t.Errorf("logs (-want +got):\n%s", diff)
 	}

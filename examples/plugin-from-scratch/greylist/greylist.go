@@ -86,13 +86,13 @@ func (g *Greylist) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.
 
 	key := tripleKey(r)
 	now := g.now()
-	v, ok, err := host.KVGet(ctx, key)
+	v, ok, err := host.Durable().Get(ctx, key)
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("greylist: read %s: %w", key, err)
 	}
 	first, err := strconv.ParseInt(v, 10, 64)
 	if !ok || err != nil { // a new triple (or an entry this version cannot read)
-		if err := host.KVSet(ctx, key, strconv.FormatInt(now.UnixMilli(), 10), c.ttl); err != nil {
+		if err := host.Durable().Set(ctx, key, strconv.FormatInt(now.UnixMilli(), 10), c.ttl); err != nil {
 			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("greylist: write %s: %w", key, err)
 		}
 		return deferral(c.delay, "greylist: new triple "+key), sdk.Effects{}, nil
@@ -101,7 +101,7 @@ func (g *Greylist) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.
 		return deferral(c.delay-waited, fmt.Sprintf("greylist: %s retried after %v", key, waited.Round(time.Millisecond))), sdk.Effects{}, nil
 	}
 	// Passed: keep the first-seen time, renew the expiry.
-	if err := host.KVSet(ctx, key, v, c.ttl); err != nil {
+	if err := host.Durable().Set(ctx, key, v, c.ttl); err != nil {
 		return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("greylist: write %s: %w", key, err)
 	}
 	return sdk.ContinueDecision(), sdk.Effects{}, nil

@@ -96,9 +96,14 @@ func TestHostFailure(t *testing.T) {
 	}
 }
 
+// failingHost is a host whose durable store is down.
 type failingHost struct{ sdk.Host }
 
-func (failingHost) KVGet(ctx context.Context, key string) (string, bool, error) {
+func (failingHost) Durable() sdk.KV { return failingKV{} }
+
+type failingKV struct{ sdk.KV }
+
+func (failingKV) Get(ctx context.Context, key string) (string, bool, error) {
 	return "", false, sdk.ErrUnavailable
 }
 
@@ -153,8 +158,8 @@ func TestThroughHost(t *testing.T) {
 	if err != nil || d.Verdict != sdk.Defer || d.Message != "Greylisted, try again in 1 seconds" {
 		t.Fatalf("first attempt: %+v, %v; want the 451", d, err)
 	}
-	if _, ok := host.KV()["triple/192.0.2.7/carol@sender.test/alice@example.test"]; !ok {
-		t.Errorf("the host's KV has %v; want the triple", host.KV())
+	if _, ok := host.DurableKV()["triple/192.0.2.7/carol@sender.test/alice@example.test"]; !ok {
+		t.Errorf("the host's KV has %v; want the triple", host.DurableKV())
 	}
 	time.Sleep(1100 * time.Millisecond)
 	if d, _, err := r.Handle(t.Context(), req); err != nil || d.Verdict != sdk.Continue {

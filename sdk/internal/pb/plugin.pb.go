@@ -259,6 +259,55 @@ func (LookupType) EnumDescriptor() ([]byte, []int) {
 	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{3}
 }
 
+// KVKind is which of the host's key-value stores a call uses (sdk.Host's
+// Durable and Ephemeral). The zero value is the durable store: a plugin
+// built before there were two kinds means that one.
+type KVKind int32
+
+const (
+	KVKind_KV_KIND_DURABLE   KVKind = 0 // the spool's store: survives restarts, a disk commit per write
+	KVKind_KV_KIND_EPHEMERAL KVKind = 1 // in memory: lost on restart, no disk
+)
+
+// Enum value maps for KVKind.
+var (
+	KVKind_name = map[int32]string{
+		0: "KV_KIND_DURABLE",
+		1: "KV_KIND_EPHEMERAL",
+	}
+	KVKind_value = map[string]int32{
+		"KV_KIND_DURABLE":   0,
+		"KV_KIND_EPHEMERAL": 1,
+	}
+)
+
+func (x KVKind) Enum() *KVKind {
+	p := new(KVKind)
+	*p = x
+	return p
+}
+
+func (x KVKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KVKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_gateway_v1_plugin_proto_enumTypes[4].Descriptor()
+}
+
+func (KVKind) Type() protoreflect.EnumType {
+	return &file_gateway_v1_plugin_proto_enumTypes[4]
+}
+
+func (x KVKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KVKind.Descriptor instead.
+func (KVKind) EnumDescriptor() ([]byte, []int) {
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{4}
+}
+
 // Error is carried as a detail of a gRPC status.
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1947,6 +1996,7 @@ func (x *LookupResponse) GetMx() []*MX {
 type KVGetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Kind          KVKind                 `protobuf:"varint,2,opt,name=kind,proto3,enum=gateway.plugin.v1.KVKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1986,6 +2036,13 @@ func (x *KVGetRequest) GetKey() string {
 		return x.Key
 	}
 	return ""
+}
+
+func (x *KVGetRequest) GetKind() KVKind {
+	if x != nil {
+		return x.Kind
+	}
+	return KVKind_KV_KIND_DURABLE
 }
 
 type KVGetResponse struct {
@@ -2044,7 +2101,8 @@ type KVSetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	TtlNanos      int64                  `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"` // 0 = no expiry
+	TtlNanos      int64                  `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"` // 0 = no expiry; negative is refused by the host
+	Kind          KVKind                 `protobuf:"varint,4,opt,name=kind,proto3,enum=gateway.plugin.v1.KVKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2100,6 +2158,13 @@ func (x *KVSetRequest) GetTtlNanos() int64 {
 	return 0
 }
 
+func (x *KVSetRequest) GetKind() KVKind {
+	if x != nil {
+		return x.Kind
+	}
+	return KVKind_KV_KIND_DURABLE
+}
+
 type KVSetResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2141,6 +2206,7 @@ type KVIncrRequest struct {
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Delta         int64                  `protobuf:"varint,2,opt,name=delta,proto3" json:"delta,omitempty"`
 	TtlNanos      int64                  `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	Kind          KVKind                 `protobuf:"varint,4,opt,name=kind,proto3,enum=gateway.plugin.v1.KVKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2196,6 +2262,13 @@ func (x *KVIncrRequest) GetTtlNanos() int64 {
 	return 0
 }
 
+func (x *KVIncrRequest) GetKind() KVKind {
+	if x != nil {
+		return x.Kind
+	}
+	return KVKind_KV_KIND_DURABLE
+}
+
 type KVIncrResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Value         int64                  `protobuf:"varint,1,opt,name=value,proto3" json:"value,omitempty"`
@@ -2240,6 +2313,94 @@ func (x *KVIncrResponse) GetValue() int64 {
 	return 0
 }
 
+type KVDeleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Kind          KVKind                 `protobuf:"varint,2,opt,name=kind,proto3,enum=gateway.plugin.v1.KVKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVDeleteRequest) Reset() {
+	*x = KVDeleteRequest{}
+	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVDeleteRequest) ProtoMessage() {}
+
+func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
+func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *KVDeleteRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KVDeleteRequest) GetKind() KVKind {
+	if x != nil {
+		return x.Kind
+	}
+	return KVKind_KV_KIND_DURABLE
+}
+
+type KVDeleteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVDeleteResponse) Reset() {
+	*x = KVDeleteResponse{}
+	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVDeleteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVDeleteResponse) ProtoMessage() {}
+
+func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
+func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{33}
+}
+
 type LogRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Level         string                 `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
@@ -2251,7 +2412,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2424,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2437,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogRequest) GetLevel() string {
@@ -2308,7 +2469,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2481,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2494,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 var File_gateway_v1_plugin_proto protoreflect.FileDescriptor
@@ -2484,23 +2645,30 @@ const file_gateway_v1_plugin_proto_rawDesc = "" +
 	"preference\"O\n" +
 	"\x0eLookupResponse\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\tR\x06values\x12%\n" +
-	"\x02mx\x18\x02 \x03(\v2\x15.gateway.plugin.v1.MXR\x02mx\" \n" +
+	"\x02mx\x18\x02 \x03(\v2\x15.gateway.plugin.v1.MXR\x02mx\"O\n" +
 	"\fKVGetRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\";\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x19.gateway.plugin.v1.KVKindR\x04kind\";\n" +
 	"\rKVGetResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
-	"\x05found\x18\x02 \x01(\bR\x05found\"S\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\"\x82\x01\n" +
 	"\fKVSetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1b\n" +
-	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\"\x0f\n" +
-	"\rKVSetResponse\"T\n" +
+	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\x12-\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x19.gateway.plugin.v1.KVKindR\x04kind\"\x0f\n" +
+	"\rKVSetResponse\"\x83\x01\n" +
 	"\rKVIncrRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05delta\x18\x02 \x01(\x03R\x05delta\x12\x1b\n" +
-	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\"&\n" +
+	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\x12-\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x19.gateway.plugin.v1.KVKindR\x04kind\"&\n" +
 	"\x0eKVIncrResponse\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\x03R\x05value\"\xba\x01\n" +
+	"\x05value\x18\x01 \x01(\x03R\x05value\"R\n" +
+	"\x0fKVDeleteRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x19.gateway.plugin.v1.KVKindR\x04kind\"\x12\n" +
+	"\x10KVDeleteResponse\"\xba\x01\n" +
 	"\n" +
 	"LogRequest\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x18\n" +
@@ -2533,17 +2701,21 @@ const file_gateway_v1_plugin_proto_rawDesc = "" +
 	"\x0eLOOKUP_TYPE_MX\x10\x01\x12\x12\n" +
 	"\x0eLOOKUP_TYPE_IP\x10\x02\x12\x13\n" +
 	"\x0fLOOKUP_TYPE_TXT\x10\x03\x12\x13\n" +
-	"\x0fLOOKUP_TYPE_PTR\x10\x042\xd3\x02\n" +
+	"\x0fLOOKUP_TYPE_PTR\x10\x04*4\n" +
+	"\x06KVKind\x12\x13\n" +
+	"\x0fKV_KIND_DURABLE\x10\x00\x12\x15\n" +
+	"\x11KV_KIND_EPHEMERAL\x10\x012\xd3\x02\n" +
 	"\x06Plugin\x12P\n" +
 	"\aGetInfo\x12!.gateway.plugin.v1.GetInfoRequest\x1a\".gateway.plugin.v1.GetInfoResponse\x12V\n" +
 	"\tConfigure\x12#.gateway.plugin.v1.ConfigureRequest\x1a$.gateway.plugin.v1.ConfigureResponse\x12M\n" +
 	"\x06Handle\x12 .gateway.plugin.v1.HandleRequest\x1a!.gateway.plugin.v1.HandleResponse\x12P\n" +
-	"\aDeliver\x12!.gateway.plugin.v1.DeliverRequest\x1a\".gateway.plugin.v1.DeliverResponse2\x82\x03\n" +
+	"\aDeliver\x12!.gateway.plugin.v1.DeliverRequest\x1a\".gateway.plugin.v1.DeliverResponse2\xd7\x03\n" +
 	"\x04Host\x12M\n" +
 	"\x06Lookup\x12 .gateway.plugin.v1.LookupRequest\x1a!.gateway.plugin.v1.LookupResponse\x12J\n" +
 	"\x05KVGet\x12\x1f.gateway.plugin.v1.KVGetRequest\x1a .gateway.plugin.v1.KVGetResponse\x12J\n" +
 	"\x05KVSet\x12\x1f.gateway.plugin.v1.KVSetRequest\x1a .gateway.plugin.v1.KVSetResponse\x12M\n" +
-	"\x06KVIncr\x12 .gateway.plugin.v1.KVIncrRequest\x1a!.gateway.plugin.v1.KVIncrResponse\x12D\n" +
+	"\x06KVIncr\x12 .gateway.plugin.v1.KVIncrRequest\x1a!.gateway.plugin.v1.KVIncrResponse\x12S\n" +
+	"\bKVDelete\x12\".gateway.plugin.v1.KVDeleteRequest\x1a#.gateway.plugin.v1.KVDeleteResponse\x12D\n" +
 	"\x03Log\x12\x1d.gateway.plugin.v1.LogRequest\x1a\x1e.gateway.plugin.v1.LogResponseB-Z+github.com/mailgate/gateway/sdk/internal/pbb\x06proto3"
 
 var (
@@ -2558,106 +2730,115 @@ func file_gateway_v1_plugin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_plugin_proto_rawDescData
 }
 
-var file_gateway_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gateway_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_gateway_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_gateway_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_gateway_v1_plugin_proto_goTypes = []any{
 	(ErrorKind)(0),                // 0: gateway.plugin.v1.ErrorKind
 	(Verdict)(0),                  // 1: gateway.plugin.v1.Verdict
 	(Outcome)(0),                  // 2: gateway.plugin.v1.Outcome
 	(LookupType)(0),               // 3: gateway.plugin.v1.LookupType
-	(*Error)(nil),                 // 4: gateway.plugin.v1.Error
-	(*Address)(nil),               // 5: gateway.plugin.v1.Address
-	(*HeaderField)(nil),           // 6: gateway.plugin.v1.HeaderField
-	(*Session)(nil),               // 7: gateway.plugin.v1.Session
-	(*Recipient)(nil),             // 8: gateway.plugin.v1.Recipient
-	(*Txn)(nil),                   // 9: gateway.plugin.v1.Txn
-	(*Message)(nil),               // 10: gateway.plugin.v1.Message
-	(*HandleRequest)(nil),         // 11: gateway.plugin.v1.HandleRequest
-	(*Decision)(nil),              // 12: gateway.plugin.v1.Decision
-	(*Route)(nil),                 // 13: gateway.plugin.v1.Route
-	(*Effects)(nil),               // 14: gateway.plugin.v1.Effects
-	(*HandleResponse)(nil),        // 15: gateway.plugin.v1.HandleResponse
-	(*ConfigField)(nil),           // 16: gateway.plugin.v1.ConfigField
-	(*Info)(nil),                  // 17: gateway.plugin.v1.Info
-	(*GetInfoRequest)(nil),        // 18: gateway.plugin.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),       // 19: gateway.plugin.v1.GetInfoResponse
-	(*ConfigureRequest)(nil),      // 20: gateway.plugin.v1.ConfigureRequest
-	(*ConfigError)(nil),           // 21: gateway.plugin.v1.ConfigError
-	(*ConfigureResponse)(nil),     // 22: gateway.plugin.v1.ConfigureResponse
-	(*Delivery)(nil),              // 23: gateway.plugin.v1.Delivery
-	(*DeliveryResult)(nil),        // 24: gateway.plugin.v1.DeliveryResult
-	(*DeliverRequest)(nil),        // 25: gateway.plugin.v1.DeliverRequest
-	(*DeliverResponse)(nil),       // 26: gateway.plugin.v1.DeliverResponse
-	(*LookupRequest)(nil),         // 27: gateway.plugin.v1.LookupRequest
-	(*MX)(nil),                    // 28: gateway.plugin.v1.MX
-	(*LookupResponse)(nil),        // 29: gateway.plugin.v1.LookupResponse
-	(*KVGetRequest)(nil),          // 30: gateway.plugin.v1.KVGetRequest
-	(*KVGetResponse)(nil),         // 31: gateway.plugin.v1.KVGetResponse
-	(*KVSetRequest)(nil),          // 32: gateway.plugin.v1.KVSetRequest
-	(*KVSetResponse)(nil),         // 33: gateway.plugin.v1.KVSetResponse
-	(*KVIncrRequest)(nil),         // 34: gateway.plugin.v1.KVIncrRequest
-	(*KVIncrResponse)(nil),        // 35: gateway.plugin.v1.KVIncrResponse
-	(*LogRequest)(nil),            // 36: gateway.plugin.v1.LogRequest
-	(*LogResponse)(nil),           // 37: gateway.plugin.v1.LogResponse
-	nil,                           // 38: gateway.plugin.v1.HandleRequest.NotesEntry
-	nil,                           // 39: gateway.plugin.v1.Effects.NotesEntry
-	nil,                           // 40: gateway.plugin.v1.LogRequest.FieldsEntry
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(KVKind)(0),                   // 4: gateway.plugin.v1.KVKind
+	(*Error)(nil),                 // 5: gateway.plugin.v1.Error
+	(*Address)(nil),               // 6: gateway.plugin.v1.Address
+	(*HeaderField)(nil),           // 7: gateway.plugin.v1.HeaderField
+	(*Session)(nil),               // 8: gateway.plugin.v1.Session
+	(*Recipient)(nil),             // 9: gateway.plugin.v1.Recipient
+	(*Txn)(nil),                   // 10: gateway.plugin.v1.Txn
+	(*Message)(nil),               // 11: gateway.plugin.v1.Message
+	(*HandleRequest)(nil),         // 12: gateway.plugin.v1.HandleRequest
+	(*Decision)(nil),              // 13: gateway.plugin.v1.Decision
+	(*Route)(nil),                 // 14: gateway.plugin.v1.Route
+	(*Effects)(nil),               // 15: gateway.plugin.v1.Effects
+	(*HandleResponse)(nil),        // 16: gateway.plugin.v1.HandleResponse
+	(*ConfigField)(nil),           // 17: gateway.plugin.v1.ConfigField
+	(*Info)(nil),                  // 18: gateway.plugin.v1.Info
+	(*GetInfoRequest)(nil),        // 19: gateway.plugin.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),       // 20: gateway.plugin.v1.GetInfoResponse
+	(*ConfigureRequest)(nil),      // 21: gateway.plugin.v1.ConfigureRequest
+	(*ConfigError)(nil),           // 22: gateway.plugin.v1.ConfigError
+	(*ConfigureResponse)(nil),     // 23: gateway.plugin.v1.ConfigureResponse
+	(*Delivery)(nil),              // 24: gateway.plugin.v1.Delivery
+	(*DeliveryResult)(nil),        // 25: gateway.plugin.v1.DeliveryResult
+	(*DeliverRequest)(nil),        // 26: gateway.plugin.v1.DeliverRequest
+	(*DeliverResponse)(nil),       // 27: gateway.plugin.v1.DeliverResponse
+	(*LookupRequest)(nil),         // 28: gateway.plugin.v1.LookupRequest
+	(*MX)(nil),                    // 29: gateway.plugin.v1.MX
+	(*LookupResponse)(nil),        // 30: gateway.plugin.v1.LookupResponse
+	(*KVGetRequest)(nil),          // 31: gateway.plugin.v1.KVGetRequest
+	(*KVGetResponse)(nil),         // 32: gateway.plugin.v1.KVGetResponse
+	(*KVSetRequest)(nil),          // 33: gateway.plugin.v1.KVSetRequest
+	(*KVSetResponse)(nil),         // 34: gateway.plugin.v1.KVSetResponse
+	(*KVIncrRequest)(nil),         // 35: gateway.plugin.v1.KVIncrRequest
+	(*KVIncrResponse)(nil),        // 36: gateway.plugin.v1.KVIncrResponse
+	(*KVDeleteRequest)(nil),       // 37: gateway.plugin.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),      // 38: gateway.plugin.v1.KVDeleteResponse
+	(*LogRequest)(nil),            // 39: gateway.plugin.v1.LogRequest
+	(*LogResponse)(nil),           // 40: gateway.plugin.v1.LogResponse
+	nil,                           // 41: gateway.plugin.v1.HandleRequest.NotesEntry
+	nil,                           // 42: gateway.plugin.v1.Effects.NotesEntry
+	nil,                           // 43: gateway.plugin.v1.LogRequest.FieldsEntry
+	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
 }
 var file_gateway_v1_plugin_proto_depIdxs = []int32{
 	0,  // 0: gateway.plugin.v1.Error.kind:type_name -> gateway.plugin.v1.ErrorKind
-	5,  // 1: gateway.plugin.v1.Recipient.address:type_name -> gateway.plugin.v1.Address
-	5,  // 2: gateway.plugin.v1.Txn.sender:type_name -> gateway.plugin.v1.Address
-	8,  // 3: gateway.plugin.v1.Txn.recipients:type_name -> gateway.plugin.v1.Recipient
-	41, // 4: gateway.plugin.v1.Txn.received:type_name -> google.protobuf.Timestamp
-	6,  // 5: gateway.plugin.v1.Message.header:type_name -> gateway.plugin.v1.HeaderField
-	7,  // 6: gateway.plugin.v1.HandleRequest.session:type_name -> gateway.plugin.v1.Session
-	9,  // 7: gateway.plugin.v1.HandleRequest.txn:type_name -> gateway.plugin.v1.Txn
-	8,  // 8: gateway.plugin.v1.HandleRequest.rcpt:type_name -> gateway.plugin.v1.Recipient
-	10, // 9: gateway.plugin.v1.HandleRequest.message:type_name -> gateway.plugin.v1.Message
-	38, // 10: gateway.plugin.v1.HandleRequest.notes:type_name -> gateway.plugin.v1.HandleRequest.NotesEntry
+	6,  // 1: gateway.plugin.v1.Recipient.address:type_name -> gateway.plugin.v1.Address
+	6,  // 2: gateway.plugin.v1.Txn.sender:type_name -> gateway.plugin.v1.Address
+	9,  // 3: gateway.plugin.v1.Txn.recipients:type_name -> gateway.plugin.v1.Recipient
+	44, // 4: gateway.plugin.v1.Txn.received:type_name -> google.protobuf.Timestamp
+	7,  // 5: gateway.plugin.v1.Message.header:type_name -> gateway.plugin.v1.HeaderField
+	8,  // 6: gateway.plugin.v1.HandleRequest.session:type_name -> gateway.plugin.v1.Session
+	10, // 7: gateway.plugin.v1.HandleRequest.txn:type_name -> gateway.plugin.v1.Txn
+	9,  // 8: gateway.plugin.v1.HandleRequest.rcpt:type_name -> gateway.plugin.v1.Recipient
+	11, // 9: gateway.plugin.v1.HandleRequest.message:type_name -> gateway.plugin.v1.Message
+	41, // 10: gateway.plugin.v1.HandleRequest.notes:type_name -> gateway.plugin.v1.HandleRequest.NotesEntry
 	1,  // 11: gateway.plugin.v1.Decision.verdict:type_name -> gateway.plugin.v1.Verdict
-	6,  // 12: gateway.plugin.v1.Effects.add_headers:type_name -> gateway.plugin.v1.HeaderField
-	5,  // 13: gateway.plugin.v1.Effects.recipients:type_name -> gateway.plugin.v1.Address
-	5,  // 14: gateway.plugin.v1.Effects.sender:type_name -> gateway.plugin.v1.Address
-	39, // 15: gateway.plugin.v1.Effects.notes:type_name -> gateway.plugin.v1.Effects.NotesEntry
-	13, // 16: gateway.plugin.v1.Effects.route:type_name -> gateway.plugin.v1.Route
-	12, // 17: gateway.plugin.v1.HandleResponse.decision:type_name -> gateway.plugin.v1.Decision
-	14, // 18: gateway.plugin.v1.HandleResponse.effects:type_name -> gateway.plugin.v1.Effects
-	16, // 19: gateway.plugin.v1.Info.schema:type_name -> gateway.plugin.v1.ConfigField
-	17, // 20: gateway.plugin.v1.GetInfoResponse.info:type_name -> gateway.plugin.v1.Info
-	21, // 21: gateway.plugin.v1.ConfigureResponse.errors:type_name -> gateway.plugin.v1.ConfigError
-	9,  // 22: gateway.plugin.v1.Delivery.txn:type_name -> gateway.plugin.v1.Txn
-	8,  // 23: gateway.plugin.v1.Delivery.recipients:type_name -> gateway.plugin.v1.Recipient
+	7,  // 12: gateway.plugin.v1.Effects.add_headers:type_name -> gateway.plugin.v1.HeaderField
+	6,  // 13: gateway.plugin.v1.Effects.recipients:type_name -> gateway.plugin.v1.Address
+	6,  // 14: gateway.plugin.v1.Effects.sender:type_name -> gateway.plugin.v1.Address
+	42, // 15: gateway.plugin.v1.Effects.notes:type_name -> gateway.plugin.v1.Effects.NotesEntry
+	14, // 16: gateway.plugin.v1.Effects.route:type_name -> gateway.plugin.v1.Route
+	13, // 17: gateway.plugin.v1.HandleResponse.decision:type_name -> gateway.plugin.v1.Decision
+	15, // 18: gateway.plugin.v1.HandleResponse.effects:type_name -> gateway.plugin.v1.Effects
+	17, // 19: gateway.plugin.v1.Info.schema:type_name -> gateway.plugin.v1.ConfigField
+	18, // 20: gateway.plugin.v1.GetInfoResponse.info:type_name -> gateway.plugin.v1.Info
+	22, // 21: gateway.plugin.v1.ConfigureResponse.errors:type_name -> gateway.plugin.v1.ConfigError
+	10, // 22: gateway.plugin.v1.Delivery.txn:type_name -> gateway.plugin.v1.Txn
+	9,  // 23: gateway.plugin.v1.Delivery.recipients:type_name -> gateway.plugin.v1.Recipient
 	2,  // 24: gateway.plugin.v1.DeliveryResult.outcome:type_name -> gateway.plugin.v1.Outcome
-	23, // 25: gateway.plugin.v1.DeliverRequest.delivery:type_name -> gateway.plugin.v1.Delivery
-	24, // 26: gateway.plugin.v1.DeliverResponse.results:type_name -> gateway.plugin.v1.DeliveryResult
+	24, // 25: gateway.plugin.v1.DeliverRequest.delivery:type_name -> gateway.plugin.v1.Delivery
+	25, // 26: gateway.plugin.v1.DeliverResponse.results:type_name -> gateway.plugin.v1.DeliveryResult
 	3,  // 27: gateway.plugin.v1.LookupRequest.type:type_name -> gateway.plugin.v1.LookupType
-	28, // 28: gateway.plugin.v1.LookupResponse.mx:type_name -> gateway.plugin.v1.MX
-	40, // 29: gateway.plugin.v1.LogRequest.fields:type_name -> gateway.plugin.v1.LogRequest.FieldsEntry
-	18, // 30: gateway.plugin.v1.Plugin.GetInfo:input_type -> gateway.plugin.v1.GetInfoRequest
-	20, // 31: gateway.plugin.v1.Plugin.Configure:input_type -> gateway.plugin.v1.ConfigureRequest
-	11, // 32: gateway.plugin.v1.Plugin.Handle:input_type -> gateway.plugin.v1.HandleRequest
-	25, // 33: gateway.plugin.v1.Plugin.Deliver:input_type -> gateway.plugin.v1.DeliverRequest
-	27, // 34: gateway.plugin.v1.Host.Lookup:input_type -> gateway.plugin.v1.LookupRequest
-	30, // 35: gateway.plugin.v1.Host.KVGet:input_type -> gateway.plugin.v1.KVGetRequest
-	32, // 36: gateway.plugin.v1.Host.KVSet:input_type -> gateway.plugin.v1.KVSetRequest
-	34, // 37: gateway.plugin.v1.Host.KVIncr:input_type -> gateway.plugin.v1.KVIncrRequest
-	36, // 38: gateway.plugin.v1.Host.Log:input_type -> gateway.plugin.v1.LogRequest
-	19, // 39: gateway.plugin.v1.Plugin.GetInfo:output_type -> gateway.plugin.v1.GetInfoResponse
-	22, // 40: gateway.plugin.v1.Plugin.Configure:output_type -> gateway.plugin.v1.ConfigureResponse
-	15, // 41: gateway.plugin.v1.Plugin.Handle:output_type -> gateway.plugin.v1.HandleResponse
-	26, // 42: gateway.plugin.v1.Plugin.Deliver:output_type -> gateway.plugin.v1.DeliverResponse
-	29, // 43: gateway.plugin.v1.Host.Lookup:output_type -> gateway.plugin.v1.LookupResponse
-	31, // 44: gateway.plugin.v1.Host.KVGet:output_type -> gateway.plugin.v1.KVGetResponse
-	33, // 45: gateway.plugin.v1.Host.KVSet:output_type -> gateway.plugin.v1.KVSetResponse
-	35, // 46: gateway.plugin.v1.Host.KVIncr:output_type -> gateway.plugin.v1.KVIncrResponse
-	37, // 47: gateway.plugin.v1.Host.Log:output_type -> gateway.plugin.v1.LogResponse
-	39, // [39:48] is the sub-list for method output_type
-	30, // [30:39] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	29, // 28: gateway.plugin.v1.LookupResponse.mx:type_name -> gateway.plugin.v1.MX
+	4,  // 29: gateway.plugin.v1.KVGetRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	4,  // 30: gateway.plugin.v1.KVSetRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	4,  // 31: gateway.plugin.v1.KVIncrRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	4,  // 32: gateway.plugin.v1.KVDeleteRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	43, // 33: gateway.plugin.v1.LogRequest.fields:type_name -> gateway.plugin.v1.LogRequest.FieldsEntry
+	19, // 34: gateway.plugin.v1.Plugin.GetInfo:input_type -> gateway.plugin.v1.GetInfoRequest
+	21, // 35: gateway.plugin.v1.Plugin.Configure:input_type -> gateway.plugin.v1.ConfigureRequest
+	12, // 36: gateway.plugin.v1.Plugin.Handle:input_type -> gateway.plugin.v1.HandleRequest
+	26, // 37: gateway.plugin.v1.Plugin.Deliver:input_type -> gateway.plugin.v1.DeliverRequest
+	28, // 38: gateway.plugin.v1.Host.Lookup:input_type -> gateway.plugin.v1.LookupRequest
+	31, // 39: gateway.plugin.v1.Host.KVGet:input_type -> gateway.plugin.v1.KVGetRequest
+	33, // 40: gateway.plugin.v1.Host.KVSet:input_type -> gateway.plugin.v1.KVSetRequest
+	35, // 41: gateway.plugin.v1.Host.KVIncr:input_type -> gateway.plugin.v1.KVIncrRequest
+	37, // 42: gateway.plugin.v1.Host.KVDelete:input_type -> gateway.plugin.v1.KVDeleteRequest
+	39, // 43: gateway.plugin.v1.Host.Log:input_type -> gateway.plugin.v1.LogRequest
+	20, // 44: gateway.plugin.v1.Plugin.GetInfo:output_type -> gateway.plugin.v1.GetInfoResponse
+	23, // 45: gateway.plugin.v1.Plugin.Configure:output_type -> gateway.plugin.v1.ConfigureResponse
+	16, // 46: gateway.plugin.v1.Plugin.Handle:output_type -> gateway.plugin.v1.HandleResponse
+	27, // 47: gateway.plugin.v1.Plugin.Deliver:output_type -> gateway.plugin.v1.DeliverResponse
+	30, // 48: gateway.plugin.v1.Host.Lookup:output_type -> gateway.plugin.v1.LookupResponse
+	32, // 49: gateway.plugin.v1.Host.KVGet:output_type -> gateway.plugin.v1.KVGetResponse
+	34, // 50: gateway.plugin.v1.Host.KVSet:output_type -> gateway.plugin.v1.KVSetResponse
+	36, // 51: gateway.plugin.v1.Host.KVIncr:output_type -> gateway.plugin.v1.KVIncrResponse
+	38, // 52: gateway.plugin.v1.Host.KVDelete:output_type -> gateway.plugin.v1.KVDeleteResponse
+	40, // 53: gateway.plugin.v1.Host.Log:output_type -> gateway.plugin.v1.LogResponse
+	44, // [44:54] is the sub-list for method output_type
+	34, // [34:44] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_plugin_proto_init() }
@@ -2671,8 +2852,8 @@ func file_gateway_v1_plugin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_plugin_proto_rawDesc), len(file_gateway_v1_plugin_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   37,
+			NumEnums:      5,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

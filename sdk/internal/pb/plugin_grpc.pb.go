@@ -268,11 +268,12 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Host_Lookup_FullMethodName = "/gateway.plugin.v1.Host/Lookup"
-	Host_KVGet_FullMethodName  = "/gateway.plugin.v1.Host/KVGet"
-	Host_KVSet_FullMethodName  = "/gateway.plugin.v1.Host/KVSet"
-	Host_KVIncr_FullMethodName = "/gateway.plugin.v1.Host/KVIncr"
-	Host_Log_FullMethodName    = "/gateway.plugin.v1.Host/Log"
+	Host_Lookup_FullMethodName   = "/gateway.plugin.v1.Host/Lookup"
+	Host_KVGet_FullMethodName    = "/gateway.plugin.v1.Host/KVGet"
+	Host_KVSet_FullMethodName    = "/gateway.plugin.v1.Host/KVSet"
+	Host_KVIncr_FullMethodName   = "/gateway.plugin.v1.Host/KVIncr"
+	Host_KVDelete_FullMethodName = "/gateway.plugin.v1.Host/KVDelete"
+	Host_Log_FullMethodName      = "/gateway.plugin.v1.Host/Log"
 )
 
 // HostClient is the client API for Host service.
@@ -285,6 +286,8 @@ type HostClient interface {
 	KVGet(ctx context.Context, in *KVGetRequest, opts ...grpc.CallOption) (*KVGetResponse, error)
 	KVSet(ctx context.Context, in *KVSetRequest, opts ...grpc.CallOption) (*KVSetResponse, error)
 	KVIncr(ctx context.Context, in *KVIncrRequest, opts ...grpc.CallOption) (*KVIncrResponse, error)
+	KVDelete(ctx context.Context, in *KVDeleteRequest, opts ...grpc.CallOption) (*KVDeleteResponse, error)
+	// Log fails for a level that is not debug, info, warn or error.
 	Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (*LogResponse, error)
 }
 
@@ -336,6 +339,16 @@ func (c *hostClient) KVIncr(ctx context.Context, in *KVIncrRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *hostClient) KVDelete(ctx context.Context, in *KVDeleteRequest, opts ...grpc.CallOption) (*KVDeleteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KVDeleteResponse)
+	err := c.cc.Invoke(ctx, Host_KVDelete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *hostClient) Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (*LogResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LogResponse)
@@ -356,6 +369,8 @@ type HostServer interface {
 	KVGet(context.Context, *KVGetRequest) (*KVGetResponse, error)
 	KVSet(context.Context, *KVSetRequest) (*KVSetResponse, error)
 	KVIncr(context.Context, *KVIncrRequest) (*KVIncrResponse, error)
+	KVDelete(context.Context, *KVDeleteRequest) (*KVDeleteResponse, error)
+	// Log fails for a level that is not debug, info, warn or error.
 	Log(context.Context, *LogRequest) (*LogResponse, error)
 	mustEmbedUnimplementedHostServer()
 }
@@ -378,6 +393,9 @@ func (UnimplementedHostServer) KVSet(context.Context, *KVSetRequest) (*KVSetResp
 }
 func (UnimplementedHostServer) KVIncr(context.Context, *KVIncrRequest) (*KVIncrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KVIncr not implemented")
+}
+func (UnimplementedHostServer) KVDelete(context.Context, *KVDeleteRequest) (*KVDeleteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KVDelete not implemented")
 }
 func (UnimplementedHostServer) Log(context.Context, *LogRequest) (*LogResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Log not implemented")
@@ -475,6 +493,24 @@ func _Host_KVIncr_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Host_KVDelete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KVDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).KVDelete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_KVDelete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).KVDelete(ctx, req.(*KVDeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Host_Log_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LogRequest)
 	if err := dec(in); err != nil {
@@ -515,6 +551,10 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KVIncr",
 			Handler:    _Host_KVIncr_Handler,
+		},
+		{
+			MethodName: "KVDelete",
+			Handler:    _Host_KVDelete_Handler,
 		},
 		{
 			MethodName: "Log",

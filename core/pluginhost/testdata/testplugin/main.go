@@ -76,7 +76,7 @@ func (p *testPlugin) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 		}
 		return sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, wd), sdk.Effects{}, nil
 	case "count":
-		n, err := p.host.KVIncr(ctx, "count", 1, 0)
+		n, err := p.host.Durable().Incr(ctx, "count", 1, 0)
 		if err != nil {
 			return sdk.Decision{}, sdk.Effects{}, err
 		}

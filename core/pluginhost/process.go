@@ -1,0 +1,59 @@
+package pluginhost
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/hashicorp/go-plugin"
+)
+
+// process is one plugin process. A plugin must not outlive the gateway,
+// even one killed with SIGKILL: on Linux its command carries a
+// parent-death signal (SIGKILL, pdeathsig_linux.go), and the sdk's Serve
+// also exits when its parent is gone (other systems, and a second line of
+// defence).
+//
+// The parent-death signal fires when the *thread* that started the
+// process exits, not the gateway, and Go ends a thread when a goroutine
+// locked to it returns. So the start runs on a goroutine of its own,
+// locked to its thread for as long as the process lives: no other
+// goroutine runs on that thread, and nothing can end it early. Kill ends
+// the process, then releases the thread.
+type process struct {
+	client *plugin.Client
+	exited chan struct{} // closed by Kill
+	once   sync.Once
+}
+
+// startProcess starts client's process as described above.
+func startProcess(client *plugin.Client) (*process, error) {
+	p := &process{client: client, exited: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		_, err := client.Start()
+		errc <- err
+		if err == nil {
+			<-p.exited
+		}
+	}()
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Kill stops the process (gracefully, then forcibly, as go-plugin does)
+// and waits for it, then lets its starting thread go.
+func (p *process) Kill() {
+	p.client.Kill()
+	p.once.Do(func() { close(p.exited) })
+}
+
+// Client returns the connection to the process (go-plugin's
+// Client.Client).
+func (p *process) Client() (plugin.ClientProtocol, error) { return p.client.Client() }
+
+// Exited reports whether the process has exited.
+func (p *process) Exited() bool { return p.client.Exited() }
