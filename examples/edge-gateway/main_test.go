@@ -1,0 +1,11 @@
+package edgegateway_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
+)
+
+// TestMain fails the run if a plugin process outlives the tests.
+func TestMain(m *testing.M) { os.Exit(pluginhosttest.Main(m)) }
