@@ -6,6 +6,8 @@
 package envelope
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -48,6 +50,69 @@ const (
 	NotifyFailure
 	NotifyDelay
 )
+
+// Names returns the NOTIFY keywords of n as RFC 3461 writes them: "NEVER"
+// alone, or some of "SUCCESS", "FAILURE" and "DELAY" in that order; nil
+// when n is 0 (not given). ParseNotify reads them back.
+func (n Notify) Names() []string {
+	if n&NotifyNever != 0 {
+		return []string{"NEVER"}
+	}
+	var out []string
+	for _, k := range notifyKeywords() {
+		if n&k.bit != 0 {
+			out = append(out, k.name)
+		}
+	}
+	return out
+}
+
+// String returns the NOTIFY parameter's value: Names joined by commas, ""
+// when n is 0.
+func (n Notify) String() string { return strings.Join(n.Names(), ",") }
+
+// ErrBadNotify is wrapped by every ParseNotify error.
+var ErrBadNotify = errors.New("envelope: bad NOTIFY")
+
+// ParseNotify parses a NOTIFY parameter's value (RFC 3461 §4.1): NEVER, or
+// a comma-separated list of SUCCESS, FAILURE and DELAY, each at most once,
+// in any case. It is the inverse of String.
+func ParseNotify(v string) (Notify, error) {
+	if v == "" {
+		return 0, fmt.Errorf("%w: empty", ErrBadNotify)
+	}
+	var n Notify
+	for word := range strings.SplitSeq(v, ",") {
+		bit := Notify(0)
+		for _, k := range append(notifyKeywords(), notifyKeyword{NotifyNever, "NEVER"}) {
+			if equalFoldASCII(word, k.name) {
+				bit = k.bit
+			}
+		}
+		switch {
+		case bit == 0:
+			return 0, fmt.Errorf("%w: not NEVER or a list of SUCCESS, FAILURE, DELAY", ErrBadNotify)
+		case n&bit != 0:
+			return 0, fmt.Errorf("%w: keyword repeated", ErrBadNotify)
+		}
+		n |= bit
+	}
+	if n&NotifyNever != 0 && n != NotifyNever {
+		return 0, fmt.Errorf("%w: NEVER combined with another keyword", ErrBadNotify)
+	}
+	return n, nil
+}
+
+// notifyKeyword is one bit of Notify and its keyword.
+type notifyKeyword struct {
+	bit  Notify
+	name string
+}
+
+// notifyKeywords are the keywords other than NEVER, in RFC 3461's order.
+func notifyKeywords() []notifyKeyword {
+	return []notifyKeyword{{NotifySuccess, "SUCCESS"}, {NotifyFailure, "FAILURE"}, {NotifyDelay, "DELAY"}}
+}
 
 // Ret is the RFC 3461 RET parameter of MAIL FROM.
 type Ret string
@@ -93,4 +158,22 @@ type Envelope struct {
 	AuthUser   string    // authenticated identity, "" if none
 	TLS        bool      // the session was under TLS when the message was received
 	Received   time.Time // when the end of data was received
+}
+
+// equalFoldASCII compares s with the upper-case ASCII keyword kw, folding
+// only ASCII letters (strings.EqualFold would also take "ſ" for "S").
+func equalFoldASCII(s, kw string) bool {
+	if len(s) != len(kw) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != kw[i] {
+			return false
+		}
+	}
+	return true
 }
