@@ -30,6 +30,11 @@ type Options struct {
 	Observer   Observer        // metrics; nil = none
 	Log        *slog.Logger
 	Now        func() time.Time // nil = time.Now (tests use a fake clock)
+	// MaxHops is the most Received fields a message may have arrived
+	// with (config.Config.MaxHops: the listeners' max_hops); a queued
+	// message with more than MaxHops+1 (ours) is taken for a mail loop
+	// and fails with 5.4.6. 0 = config's default.
+	MaxHops int
 }
 
 // Observer receives what metrics need; core/admin implements it.
@@ -88,6 +93,7 @@ type Engine struct {
 	log        *slog.Logger
 	now        func() time.Time
 	postmaster envelope.Address // null = none
+	hopLimit   int              // Received fields a queued message may carry: MaxHops and ours
 
 	kick    chan struct{} // rescan the spool (Kick)
 	fresh   chan string   // newly queued messages, due now (Enqueue)
@@ -155,6 +161,10 @@ func New(opt Options) (*Engine, error) {
 		now = time.Now
 	}
 	cfg := withDefaults(opt.Config)
+	maxHops := opt.MaxHops
+	if maxHops <= 0 {
+		maxHops = config.DefaultListener("").MaxHops
+	}
 	for _, rt := range cfg.Routes {
 		name := rt.Transport
 		if name == "" {
@@ -173,6 +183,7 @@ func New(opt Options) (*Engine, error) {
 		log:        log,
 		now:        now,
 		postmaster: postmasterAddress(cfg.Postmaster, opt.Hostname),
+		hopLimit:   maxHops + 1,
 		kick:       make(chan struct{}, 1),
 		fresh:      make(chan string, maxCandidates),
 		wake:       make(chan struct{}, 1),

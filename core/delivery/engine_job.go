@@ -119,7 +119,7 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (rou
 	case err != nil:
 		all(rcptOutcome{class: Temporary, reply: "451 4.3.0 cannot read the queued message: " + err.Error(), status: sdk.EnhancedCode{4, 3, 0}})
 		return route, outs
-	case hops > MaxReceived:
+	case hops > e.hopLimit:
 		all(rcptOutcome{class: Permanent, reply: "554 5.4.6 mail loop detected (too many Received header fields)", status: sdk.EnhancedCode{5, 4, 6}})
 		return route, outs
 	}
@@ -231,7 +231,7 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (rou
 const roundBodyCache = 256 << 10
 
 // hopCount is the number of Received fields of the message (up to one past
-// MaxReceived), read once per round. A small message is kept for open.
+// e.hopLimit), read once per round. A small message is kept for open.
 func (r *engineRound) hopCount(e *Engine) (int, error) {
 	r.hopsOnce.Do(func() {
 		body, err := e.spool.Body(r.id)
@@ -241,7 +241,7 @@ func (r *engineRound) hopCount(e *Engine) (int, error) {
 		}
 		defer body.Close()
 		if r.size > roundBodyCache {
-			r.hops, r.hopsErr = receivedCount(body, MaxReceived)
+			r.hops, r.hopsErr = message.CountHops(body, e.hopLimit)
 			return
 		}
 		b, err := io.ReadAll(body)
@@ -250,7 +250,7 @@ func (r *engineRound) hopCount(e *Engine) (int, error) {
 			return
 		}
 		r.body = b
-		r.hops, r.hopsErr = receivedCount(bytes.NewReader(b), MaxReceived)
+		r.hops, r.hopsErr = message.CountHops(bytes.NewReader(b), e.hopLimit)
 	})
 	return r.hops, r.hopsErr
 }

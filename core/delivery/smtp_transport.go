@@ -19,16 +19,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/sdk"
 )
 
-// Defaults for SMTPOptions.
+// Defaults for SMTPOptions; Port, ConnectTimeout and CommandTimeout
+// default to config.DefaultDelivery's.
 const (
-	DefaultSMTPPort       = 25
-	DefaultConnectTimeout = 30 * time.Second
-	DefaultCommandTimeout = 5 * time.Minute
 	DefaultMaxIdle        = 5 * time.Second
 	DefaultMaxPerConn     = 100
 	DefaultDeadAddressTTL = 30 * time.Second
@@ -171,14 +170,15 @@ type smtpConn struct {
 // defaults. When reuse is on it starts the reaper goroutine; call Close to
 // stop it.
 func NewSMTP(opt SMTPOptions) *SMTP {
+	def := config.DefaultDelivery()
 	if opt.Port <= 0 {
-		opt.Port = DefaultSMTPPort
+		opt.Port = def.Port
 	}
 	if opt.ConnectTimeout <= 0 {
-		opt.ConnectTimeout = DefaultConnectTimeout
+		opt.ConnectTimeout = def.ConnectTimeout
 	}
 	if opt.CommandTimeout <= 0 {
-		opt.CommandTimeout = DefaultCommandTimeout
+		opt.CommandTimeout = def.CommandTimeout
 	}
 	if opt.MaxIdle == 0 {
 		opt.MaxIdle = DefaultMaxIdle
