@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/queue"
@@ -43,7 +44,7 @@ type Observer interface {
 	// the attempt took.
 	Attempted(domain string, class Class, took time.Duration)
 	// Bounced reports a DSN queued (action "failed" or "delayed").
-	Bounced(action Action)
+	Bounced(action dsn.Action)
 }
 
 // Stats are the engine's counters since start.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/message"
@@ -147,7 +148,7 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (rou
 			if d.Verdict == sdk.Defer {
 				class = Temporary
 			}
-			all(rcptOutcome{class: class, reply: formatReply(rep.Code, rep.Enhanced, rep.Message), status: StatusFromReply(rep.Code, rep.Enhanced)})
+			all(rcptOutcome{class: class, reply: formatReply(rep.Code, rep.Enhanced, rep.Message), status: dsn.StatusFromReply(rep.Code, rep.Enhanced)})
 			if class == Temporary && ctx.Err() != nil {
 				all(rcptOutcome{class: Temporary, shutdown: true})
 			}
@@ -270,7 +271,7 @@ func outcomeOf(res Result) rcptOutcome {
 	o := rcptOutcome{
 		class:     res.Class,
 		reply:     formatReply(res.Code, res.Enhanced, res.Text),
-		status:    StatusFromReply(res.Code, res.Enhanced),
+		status:    dsn.StatusFromReply(res.Code, res.Enhanced),
 		remoteMTA: res.RemoteMTA,
 	}
 	want := map[Class]uint16{Delivered: 2, Temporary: 4, Permanent: 5}[res.Class]
@@ -324,7 +325,7 @@ func (e *Engine) record(ctx context.Context, r *engineRound, g *destGroup, route
 	m := cloneMessage(r.msg)
 	nullSender := m.Envelope.Sender.IsNull()
 
-	var reports []RecipientReport
+	var reports []dsn.RecipientReport
 	var notes []notification
 	for i := range outs {
 		o := &outs[i]
@@ -345,13 +346,13 @@ func (e *Engine) record(ctx context.Context, r *engineRound, g *destGroup, route
 		switch o.class {
 		case Delivered:
 			rs.Status = queue.Delivered
-			if !o.dropped && !nullSender && Wants(rc.Notify, ActionDelivered) {
-				reports = append(reports, o.report(rc, ActionDelivered, now))
+			if !o.dropped && !nullSender && dsn.Wants(rc.Notify, dsn.ActionDelivered) {
+				reports = append(reports, o.report(rc, dsn.ActionDelivered, now))
 			}
 		case Permanent:
 			rs.Status = queue.Failed
-			if nullSender || Wants(rc.Notify, ActionFailed) {
-				reports = append(reports, o.report(rc, ActionFailed, now))
+			if nullSender || dsn.Wants(rc.Notify, dsn.ActionFailed) {
+				reports = append(reports, o.report(rc, dsn.ActionFailed, now))
 			}
 		default:
 			rs.Status = queue.Deferred
@@ -368,7 +369,7 @@ func (e *Engine) record(ctx context.Context, r *engineRound, g *destGroup, route
 			m.DelayWarned = true
 			for idx, rs := range m.Recipients {
 				rc := m.Envelope.Recipients[idx]
-				if rs.Status != queue.Deferred || !Wants(rc.Notify, ActionDelayed) {
+				if rs.Status != queue.Deferred || !dsn.Wants(rc.Notify, dsn.ActionDelayed) {
 					continue
 				}
 				o, ok := r.last[idx]
@@ -378,7 +379,7 @@ func (e *Engine) record(ctx context.Context, r *engineRound, g *destGroup, route
 				if o.shutdown {
 					continue
 				}
-				rep := o.report(rc, ActionDelayed, rs.Updated)
+				rep := o.report(rc, dsn.ActionDelayed, rs.Updated)
 				rep.WillRetryUntil = m.Created.Add(e.cfg.MaxLifetime)
 				reports = append(reports, rep)
 			}
@@ -470,18 +471,18 @@ func (e *Engine) record(ctx context.Context, r *engineRound, g *destGroup, route
 }
 
 // report is o as a DSN entry for rc.
-func (o rcptOutcome) report(rc envelope.Recipient, a Action, at time.Time) RecipientReport {
+func (o rcptOutcome) report(rc envelope.Recipient, a dsn.Action, at time.Time) dsn.RecipientReport {
 	st := o.status
 	switch {
 	case st.IsZero():
-	case a == ActionFailed:
+	case a == dsn.ActionFailed:
 		st[0] = 5
-	case a == ActionDelayed:
+	case a == dsn.ActionDelayed:
 		st[0] = 4
 	default:
 		st[0] = 2
 	}
-	return RecipientReport{
+	return dsn.RecipientReport{
 		Recipient:   rc,
 		Action:      a,
 		Status:      st,

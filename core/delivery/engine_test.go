@@ -23,6 +23,7 @@ import (
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/delivery/deliverytest"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -841,7 +842,7 @@ func TestEngineRemovesFinishedMessage(t *testing.T) {
 type engObserver struct {
 	mu        sync.Mutex
 	attempted map[string]int // "domain class"
-	bounced   map[delivery.Action]int
+	bounced   map[dsn.Action]int
 }
 
 func (o *engObserver) Attempted(domain string, class delivery.Class, took time.Duration) {
@@ -850,14 +851,14 @@ func (o *engObserver) Attempted(domain string, class delivery.Class, took time.D
 	o.attempted[domain+" "+class.String()]++
 }
 
-func (o *engObserver) Bounced(a delivery.Action) {
+func (o *engObserver) Bounced(a dsn.Action) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.bounced[a]++
 }
 
 func TestEngineObserver(t *testing.T) {
-	obs := &engObserver{attempted: map[string]int{}, bounced: map[delivery.Action]int{}}
+	obs := &engObserver{attempted: map[string]int{}, bounced: map[dsn.Action]int{}}
 	h := newEngHarness(t, func(o *delivery.Options) { o.Observer = obs })
 	h.tr.Script("b@one.test", deliverytest.Perm(550, [3]uint16{5, 1, 1}, "unknown"))
 	h.tr.Script("c@two.test", deliverytest.Temp(451, [3]uint16{4, 7, 1}, "later"))
@@ -871,7 +872,7 @@ func TestEngineObserver(t *testing.T) {
 	if diff := cmp.Diff(wantAttempted, obs.attempted); diff != "" {
 		t.Errorf("Attempted (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[delivery.Action]int{delivery.ActionFailed: 1}, obs.bounced); diff != "" {
+	if diff := cmp.Diff(map[dsn.Action]int{dsn.ActionFailed: 1}, obs.bounced); diff != "" {
 		t.Errorf("Bounced (-want +got):\n%s", diff)
 	}
 }

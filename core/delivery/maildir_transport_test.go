@@ -116,12 +116,12 @@ func TestMaildirTransportFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		job, _ := newTestJob(delivery.Route{Path: file}, smtpTestBody, "bob@example.test")
-		check(t, tr.Deliver(context.Background(), job), temp("delivery: maildir: "))
+		check(t, tr.Deliver(context.Background(), job), temp("maildir: "))
 	})
 	t.Run("ctx done", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		job, _ := newTestJob(delivery.Route{Path: t.TempDir()}, smtpTestBody, "bob@example.test")
-		check(t, tr.Deliver(ctx, job), temp("delivery: maildir delivery to bob@example.test: context canceled"))
+		check(t, tr.Deliver(ctx, job), temp("maildir: delivery to bob@example.test: context canceled"))
 	})
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/dsn"
+	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/sdk"
@@ -805,7 +807,7 @@ func allResults(job *Job, r Result) []Result {
 
 // localResult is a result decided here, not by a remote reply.
 func localResult(class Class, code int, e0, e1, e2 uint16, text string) Result {
-	return Result{Class: class, Code: code, Enhanced: sdk.EnhancedCode{e0, e1, e2}, Text: clean(text)}
+	return Result{Class: class, Code: code, Enhanced: sdk.EnhancedCode{e0, e1, e2}, Text: message.OneLine(text)}
 }
 
 // replyResult is the result a remote reply stands for.
@@ -813,7 +815,7 @@ func replyResult(r smtp.Reply, remote string) Result {
 	return Result{
 		Class:     replyClass(r.Code),
 		Code:      r.Code,
-		Enhanced:  StatusFromReply(r.Code, r.Enhanced),
+		Enhanced:  dsn.StatusFromReply(r.Code, r.Enhanced),
 		Text:      replyLine(r),
 		RemoteMTA: remote,
 	}
@@ -828,7 +830,7 @@ func hopReplyResult(r smtp.Reply, remote string) Result {
 	if res.Class != Temporary {
 		res.Class = Temporary
 		res.Code = 451
-		res.Enhanced = StatusFromReply(451, r.Enhanced)
+		res.Enhanced = dsn.StatusFromReply(451, r.Enhanced)
 	}
 	return res
 }
@@ -860,7 +862,7 @@ func replyLine(r smtp.Reply) string {
 			b.WriteString(l)
 		}
 	}
-	return clean(b.String())
+	return message.OneLine(b.String())
 }
 
 func isSMTPReply(err error) bool {
@@ -873,7 +875,7 @@ func resultText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return clean(err.Error())
+	return message.OneLine(err.Error())
 }
 
 // remoteName is RemoteMTA for a host: the name, or "[ip]" for an address.

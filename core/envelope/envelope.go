@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Address is a mailbox as it appears in a reverse- or forward-path. The zero
@@ -83,12 +84,7 @@ func ParseNotify(v string) (Notify, error) {
 	}
 	var n Notify
 	for word := range strings.SplitSeq(v, ",") {
-		bit := Notify(0)
-		for _, k := range append(notifyKeywords(), notifyKeyword{NotifyNever, "NEVER"}) {
-			if equalFoldASCII(word, k.name) {
-				bit = k.bit
-			}
-		}
+		bit := notifyBit(word)
 		switch {
 		case bit == 0:
 			return 0, fmt.Errorf("%w: not NEVER or a list of SUCCESS, FAILURE, DELAY", ErrBadNotify)
@@ -101,6 +97,20 @@ func ParseNotify(v string) (Notify, error) {
 		return 0, fmt.Errorf("%w: NEVER combined with another keyword", ErrBadNotify)
 	}
 	return n, nil
+}
+
+// notifyBit is the bit of one NOTIFY keyword in any ASCII case, 0 if word
+// is none.
+func notifyBit(word string) Notify {
+	if strings.IndexFunc(word, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+		return 0 // strings.EqualFold would take "ſUCCESS" for SUCCESS
+	}
+	for _, k := range append(notifyKeywords(), notifyKeyword{NotifyNever, "NEVER"}) {
+		if strings.EqualFold(word, k.name) {
+			return k.bit
+		}
+	}
+	return 0
 }
 
 // notifyKeyword is one bit of Notify and its keyword.
@@ -158,22 +168,4 @@ type Envelope struct {
 	AuthUser   string    // authenticated identity, "" if none
 	TLS        bool      // the session was under TLS when the message was received
 	Received   time.Time // when the end of data was received
-}
-
-// equalFoldASCII compares s with the upper-case ASCII keyword kw, folding
-// only ASCII letters (strings.EqualFold would also take "ſ" for "S").
-func equalFoldASCII(s, kw string) bool {
-	if len(s) != len(kw) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		if c != kw[i] {
-			return false
-		}
-	}
-	return true
 }
