@@ -48,15 +48,30 @@ func (t *MaildirTransport) writer(root string) *maildir.Writer {
 	return m
 }
 
-// Deliver implements Transport.
+// Deliver implements Transport. Recipients that map to one mailbox (the
+// Maildir path folds case, so alice@example.test and Alice@Example.TEST are
+// one) get one file, written for the first of them, and all get its
+// result: a message reaches each mailbox once, as Postfix's duplicate
+// elimination ensures.
 func (t *MaildirTransport) Deliver(ctx context.Context, job *Job) []Result {
 	if job.Route.Path == "" {
 		return allResults(job, localResult(Temporary, 451, 4, 3, 0, "maildir route without a path"))
 	}
 	m := t.writer(job.Route.Path)
 	out := make([]Result, len(job.Recipients))
+	byMailbox := make(map[string]Result, len(job.Recipients))
 	for i, rcpt := range job.Recipients {
-		out[i] = t.deliverOne(ctx, m, job, rcpt.Address)
+		dir, err := m.Path(rcpt.Address)
+		if err != nil {
+			out[i] = maildirFailure(err)
+			continue
+		}
+		res, done := byMailbox[dir]
+		if !done {
+			res = t.deliverOne(ctx, m, job, rcpt.Address)
+			byMailbox[dir] = res
+		}
+		out[i] = res
 	}
 	return out
 }
