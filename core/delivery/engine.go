@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +25,8 @@ type Options struct {
 	Hostname string          // Reporting-MTA of DSNs, EHLO name
 	Config   config.Delivery // routes, retry schedule, lifetime, limits, postmaster
 	// Transports by name: "smtp", "lmtp", "maildir", plugin transports.
+	// The engine only calls Deliver: whoever creates a transport closes it
+	// (an SMTP transport's idle connections, a plugin), after Run returns.
 	Transports map[string]Transport
 	Hooks      hook.Dispatcher // predelivery and the delivered/deferred/bounced notifications; nil = none
 	Observer   Observer        // metrics; nil = none
@@ -209,7 +210,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.rounds, e.waiting = 0, nil
 	e.mu.Unlock()
 	e.candidates, e.truncated = nil, false
-	e.closeTransports()
 	return nil
 }
 
@@ -560,32 +560,6 @@ func (e *Engine) jitter(d time.Duration) time.Duration {
 	f := 0.9 + 0.2*e.rng.Float64()
 	e.mu.Unlock()
 	return time.Duration(float64(d) * f)
-}
-
-// closeTransports closes every transport that keeps connections, once.
-func (e *Engine) closeTransports() {
-	var closed []Transport
-	for name, t := range e.opt.Transports {
-		c, ok := t.(Closer)
-		if !ok {
-			continue
-		}
-		seen := false
-		if reflect.TypeOf(t).Comparable() {
-			for _, o := range closed {
-				if reflect.TypeOf(o) == reflect.TypeOf(t) && o == t {
-					seen = true
-				}
-			}
-		}
-		if seen {
-			continue
-		}
-		closed = append(closed, t)
-		if err := c.Close(); err != nil {
-			e.log.Warn("delivery: closing transport", "transport", name, "err", err)
-		}
-	}
 }
 
 // domainsOf is the destination domains of m's undelivered recipients.

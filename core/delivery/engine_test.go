@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -874,5 +875,27 @@ func TestEngineObserver(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[dsn.Action]int{dsn.ActionFailed: 1}, obs.bounced); diff != "" {
 		t.Errorf("Bounced (-want +got):\n%s", diff)
+	}
+}
+
+// closeCounter is a transport that counts Close calls.
+type closeCounter struct {
+	delivery.Transport
+	closes atomic.Int32
+}
+
+func (c *closeCounter) Close() error { c.closes.Add(1); return nil }
+
+// TestEngineDoesNotCloseTransports: the engine only calls Deliver; whoever
+// created a transport closes it (after Run returns).
+func TestEngineDoesNotCloseTransports(t *testing.T) {
+	tr := &closeCounter{Transport: &deliverytest.Transport{}}
+	h := newEngHarness(t, func(o *delivery.Options) { o.Transports["smtp"] = tr })
+	h.start()
+	h.enqueue(engSender, engRcpt("bob@example.net", 0))
+	h.waitOutcomes(1)
+	h.stop()
+	if n := tr.closes.Load(); n != 0 {
+		t.Errorf("the engine closed a transport it was handed (%d Close calls)", n)
 	}
 }

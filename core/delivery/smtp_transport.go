@@ -82,8 +82,9 @@ type SMTPOptions struct {
 
 // SMTP delivers over SMTP to the exchangers of the destination domain or to
 // a static route's next hop. It is safe for concurrent use. It implements
-// Transport and Closer: it keeps idle connections for reuse and owns a
-// goroutine that retires them after MaxIdle, both ended by Close.
+// Transport; it keeps idle connections for reuse and owns a
+// goroutine that retires them after MaxIdle, both ended by Close, which
+// its creator calls.
 //
 // Next hops: Route.Via "host:port" (host a name, looked up with LookupIP,
 // or an IP address) if set; else a domain literal ([192.0.2.1] or
@@ -771,8 +772,9 @@ func (s *SMTP) Idle() int {
 	return n
 }
 
-// Close implements Closer: it stops the reaper and sends QUIT on every
-// idle connection. Deliver still works afterwards but pools nothing.
+// Close stops the reaper and sends QUIT on every idle connection; its
+// creator calls it once the engine has stopped (the engine never closes a
+// transport). Deliver still works afterwards but pools nothing.
 func (s *SMTP) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -908,8 +910,4 @@ func outcomeSummary(rs []Result) string {
 	return strings.Join(parts, " ")
 }
 
-// Interface guards.
-var (
-	_ Transport = (*SMTP)(nil)
-	_ Closer    = (*SMTP)(nil)
-)
+var _ Transport = (*SMTP)(nil)

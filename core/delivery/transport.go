@@ -65,9 +65,3 @@ type Route struct {
 type Transport interface {
 	Deliver(ctx context.Context, job *Job) []Result
 }
-
-// Closer is implemented by transports that keep connections open between
-// jobs (connection reuse); the engine calls Close on shutdown.
-type Closer interface {
-	Close() error
-}
