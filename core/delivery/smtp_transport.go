@@ -449,11 +449,7 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 	if err != nil {
 		s.log.InfoContext(ctx, "smtp: session refused", "host", key.host, "addr", key.addr, "err", err)
 		if c != nil {
-			if c.Err() == nil {
-				s.quit(ctx, c)
-			} else {
-				c.Close()
-			}
+			s.hangUp(ctx, c)
 		}
 		var reply smtp.Reply
 		if errors.As(err, &reply) {
@@ -468,6 +464,15 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 	if key.tls == TLSNone || clear {
 		return sc, nil
 	}
+	return s.startTLS(ctx, sc)
+}
+
+// startTLS secures sc's session by its key's policy: "require" fails
+// without TLS; "opportunistic" goes on in clear text when STARTTLS is not
+// offered or is refused with a reply, and reconnects without it when the
+// handshake fails.
+func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
+	key, c, remote := sc.key, sc.c, remoteName(sc.key.host)
 	_, offered := c.Extension("STARTTLS")
 	if !offered {
 		if key.tls == TLSRequire {
@@ -478,17 +483,13 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 		}
 		return sc, nil
 	}
-	err = c.StartTLS(ctx, s.tlsConfig(key))
+	err := c.StartTLS(ctx, s.tlsConfig(key))
 	if err == nil {
 		return sc, nil
 	}
 	if key.tls == TLSRequire {
 		s.log.InfoContext(ctx, "smtp: STARTTLS failed", "host", key.host, "addr", key.addr, "err", err)
-		if c.Err() == nil {
-			s.quit(ctx, c)
-		} else {
-			c.Close()
-		}
+		s.hangUp(ctx, c)
 		r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"]: "+resultText(err))
 		r.RemoteMTA = remote
 		return nil, &r
@@ -505,6 +506,16 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 		return nil, &r
 	}
 	return s.connect(ctx, key, true)
+}
+
+// hangUp ends a session that is of no use: QUIT while the connection
+// works, else just close it.
+func (s *SMTP) hangUp(ctx context.Context, c *smtp.Client) {
+	if c.Err() == nil {
+		s.quit(ctx, c)
+	} else {
+		c.Close()
+	}
 }
 
 // tlsConfig is the STARTTLS config for a connection.
