@@ -94,7 +94,7 @@ func (e *Engine) dsnRecipient(m *queue.Message, reports []dsn.RecipientReport) (
 		if r.Action != dsn.ActionFailed {
 			continue
 		}
-		if !e.postmaster.IsNull() && sameAddress(r.Recipient.Address, e.postmaster) {
+		if !e.postmaster.IsNull() && r.Recipient.Address.Mailbox() == e.postmaster.Mailbox() {
 			e.log.Error("delivery: a double bounce to the postmaster failed; dropped", "id", m.ID,
 				"rcpt", r.Recipient.Address.String(), "reply", r.Diagnostic)
 			continue

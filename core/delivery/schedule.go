@@ -146,8 +146,3 @@ func postmasterAddress(s, host string) envelope.Address {
 	}
 	return envelope.Address{Local: s[:i], Domain: s[i+1:]}
 }
-
-// sameAddress compares two addresses, the domain case-insensitively.
-func sameAddress(a, b envelope.Address) bool {
-	return a.Local == b.Local && a.DomainFold() == b.DomainFold()
-}

@@ -305,25 +305,23 @@ type part struct {
 
 // humanPart is part 1, the human explanation.
 func humanPart(text []byte) part {
-	p := part{header: textproto.MIMEHeader{}, body: text, enc: encodingOf(text)}
-	p.header.Set("Content-Description", "Notification")
-	if p.enc == "" {
-		p.header.Set("Content-Type", "text/plain; charset=us-ascii")
-	} else {
-		p.header.Set("Content-Type", "text/plain; charset=utf-8")
-		p.header.Set("Content-Transfer-Encoding", p.enc)
-	}
-	return p
+	return textPart("Notification", "text/plain; charset=us-ascii", "text/plain; charset=utf-8", text)
 }
 
 // statusPart is part 2, the machine-readable report.
 func statusPart(text []byte) part {
+	return textPart("Delivery report", "message/delivery-status", "message/global-delivery-status", text)
+}
+
+// textPart is a part of text generated here: of type ascii when it is
+// 7-bit, else of type global in 8bit.
+func textPart(description, ascii, global string, text []byte) part {
 	p := part{header: textproto.MIMEHeader{}, body: text, enc: encodingOf(text)}
-	p.header.Set("Content-Description", "Delivery report")
+	p.header.Set("Content-Description", description)
 	if p.enc == "" {
-		p.header.Set("Content-Type", "message/delivery-status")
+		p.header.Set("Content-Type", ascii)
 	} else {
-		p.header.Set("Content-Type", "message/global-delivery-status")
+		p.header.Set("Content-Type", global)
 		p.header.Set("Content-Transfer-Encoding", p.enc)
 	}
 	return p
