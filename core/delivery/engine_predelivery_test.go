@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -262,5 +263,60 @@ func TestEnginePredeliveryTooManyRecipients(t *testing.T) {
 	}
 	if rs := m.Recipients[0]; rs.Status != queue.Deferred || !strings.HasPrefix(rs.LastReply, "451 4.5.3 ") {
 		t.Errorf("list@example.net %+v; want deferred 451 4.5.3", rs)
+	}
+}
+
+// TestEnginePredeliveryAddedRecipientsStored: the recipients a predelivery
+// hook added are in the spool with the attempt's record, so an engine
+// stopped mid-delivery, and a new one on the same spool, loses none of
+// them; the alias stays expanded, not expanded again.
+func TestEnginePredeliveryAddedRecipientsStored(t *testing.T) {
+	script := loadExpandScript(t, map[string]any{
+		"aliases": map[string]any{"team@example.net": []any{"alice@example.net", "bob@example.org"}},
+	})
+	h := newEngHarness(t, func(o *delivery.Options) {
+		o.Hooks = hook.NewChain(nil, hook.Entry{Handler: script})
+	})
+	h.tr.Block()
+	h.start()
+	id := h.enqueue(engSender, engRcpt("team@example.net", 0))
+	for deadline := time.Now().Add(10 * time.Second); h.tr.InFlight() == 0; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the example.net job never reached its transport")
+		}
+	}
+	h.stop()
+
+	m := h.get(id)
+	var got []string
+	for i, rc := range m.Envelope.Recipients {
+		got = append(got, fmt.Sprintf("%s %v", rc.Address, m.Recipients[i].Status))
+	}
+	want := []string{
+		"team@example.net " + queue.Delivered.String(),
+		"alice@example.net " + queue.Deferred.String(), // cut short: not an attempt
+		"bob@example.org " + queue.Pending.String(),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("queued recipients after the stop (-want +got):\n%s", diff)
+	}
+
+	h.tr.Unblock()
+	eng, err := delivery.New(h.opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	h.waitFor("the message to go", func() bool { return len(h.messages()) == 0 })
+	var rcpts []string
+	for _, c := range h.tr.Calls()[1:] {
+		rcpts = append(rcpts, c.Rcpts()...)
+	}
+	slices.Sort(rcpts)
+	if diff := cmp.Diff([]string{"alice@example.net", "bob@example.org"}, rcpts); diff != "" {
+		t.Errorf("delivered after the restart (-want +got):\n%s", diff)
 	}
 }
