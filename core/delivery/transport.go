@@ -40,7 +40,7 @@ type Result struct {
 // share a destination and a route.
 type Job struct {
 	ID         string               // queue ID
-	Envelope   *envelope.Envelope   // sender, DSN and body parameters; read-only
+	Envelope   *envelope.Envelope   // sender, DSN and body parameters, Recipients as below; read-only
 	Recipients []envelope.Recipient // this attempt's recipients
 	Domain     string               // destination domain, lower case (the recipients' domain)
 	Route      Route                // how to get there
