@@ -79,6 +79,15 @@ func (w *hookWatch) got() []string {
 	return out
 }
 
+// queuedRcpts lists m's recipients as "address status".
+func queuedRcpts(m *queue.Message) []string {
+	var out []string
+	for i, rc := range m.Envelope.Recipients {
+		out = append(out, fmt.Sprintf("%s %v", rc.Address, m.Recipients[i].Status))
+	}
+	return out
+}
+
 // jobRcpt is a recipient as a transport got it.
 type jobRcpt struct {
 	Addr   string
@@ -130,10 +139,7 @@ func TestEnginePredeliveryExpandsRecipients(t *testing.T) {
 	// The queued message records every recipient: the alias final, the
 	// member the hook added after the others.
 	m := h.get(id)
-	var got []string
-	for i, rc := range m.Envelope.Recipients {
-		got = append(got, fmt.Sprintf("%s %v", rc.Address, m.Recipients[i].Status))
-	}
+	got := queuedRcpts(m)
 	want := []string{
 		"team@example.net " + queue.Delivered.String(),
 		"carol@example.net " + queue.Delivered.String(),
@@ -288,10 +294,7 @@ func TestEnginePredeliveryAddedRecipientsStored(t *testing.T) {
 	h.stop()
 
 	m := h.get(id)
-	var got []string
-	for i, rc := range m.Envelope.Recipients {
-		got = append(got, fmt.Sprintf("%s %v", rc.Address, m.Recipients[i].Status))
-	}
+	got := queuedRcpts(m)
 	want := []string{
 		"team@example.net " + queue.Delivered.String(),
 		"alice@example.net " + queue.Deferred.String(), // cut short: not an attempt
