@@ -38,9 +38,11 @@ type Effects struct {
 	AddHeaders    []HeaderField // data, predelivery: applied only if the message is finally accepted
 	RemoveHeaders []string      // data, predelivery: drop these fields
 	// Recipients (rcpt, data, predelivery): the recipient becomes these
-	// (rcpt: an alias, a list), or the transaction's recipients do (data);
-	// empty = unchanged. A mailbox the transaction has already, compared
-	// without case, is not added twice.
+	// (rcpt: an alias, a list), or the transaction's recipients do (data),
+	// or the destination's recipients of a queued message do (predelivery:
+	// those left out are finished without delivery, new ones added to the
+	// message); empty = unchanged. A mailbox the transaction has already,
+	// compared without case, is not added twice.
 	Recipients []Address
 	Sender     *Address // mail, data, predelivery: rewrite the envelope sender
 	Body       []byte   // data, predelivery: replace the message

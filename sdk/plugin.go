@@ -33,9 +33,9 @@ type Recipient struct {
 // DATA), or of a queued message at predelivery.
 type Txn struct {
 	Sender     Address
-	Recipients []Recipient
-	Size       int64  // SIZE= declared
-	Body       string // BODY=
+	Recipients []Recipient // at predelivery: the recipients of the destination
+	Size       int64       // SIZE= declared
+	Body       string      // BODY=
 	SMTPUTF8   bool
 	Ret        string // RET=
 	EnvID      string // ENVID=

@@ -365,7 +365,7 @@ func newSavedEnvelope(id string, env *envelope.Envelope) savedEnvelope {
 	var anyNotify, anyORCPT bool
 	for i, r := range env.Recipients {
 		s.To = append(s.To, r.Address.String())
-		notify[i], orcpt[i] = notifyString(r.Notify), r.ORCPT
+		notify[i], orcpt[i] = r.Notify.String(), r.ORCPT
 		anyNotify = anyNotify || r.Notify != 0
 		anyORCPT = anyORCPT || r.ORCPT != ""
 	}
@@ -376,19 +376,6 @@ func newSavedEnvelope(id string, env *envelope.Envelope) savedEnvelope {
 		s.ORCPT = orcpt
 	}
 	return s
-}
-
-func notifyString(n envelope.Notify) string {
-	var parts []string
-	for _, f := range []struct {
-		bit  envelope.Notify
-		name string
-	}{{envelope.NotifyNever, "NEVER"}, {envelope.NotifySuccess, "SUCCESS"}, {envelope.NotifyFailure, "FAILURE"}, {envelope.NotifyDelay, "DELAY"}} {
-		if n&f.bit != 0 {
-			parts = append(parts, f.name)
-		}
-	}
-	return strings.Join(parts, ",")
 }
 
 // writeFileAtomic writes the parts to dir/name through a synced temporary

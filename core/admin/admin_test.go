@@ -20,6 +20,7 @@ import (
 	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/admin/admintest"
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/smtp"
@@ -677,7 +678,7 @@ func TestMetrics(t *testing.T) {
 	obs.Attempted("example.net", delivery.Delivered, 30*time.Millisecond)
 	obs.Attempted("example.net", delivery.Delivered, 200*time.Millisecond)
 	obs.Attempted("example.com", delivery.Temporary, 2*time.Second)
-	obs.Bounced(delivery.ActionFailed)
+	obs.Bounced(dsn.ActionFailed)
 	f.clock.Set(t0.Add(90 * time.Second))
 
 	code, body := f.do(t, "GET", "/metrics")
@@ -754,7 +755,7 @@ func TestMetricsEmptyQueue(t *testing.T) {
 // (no global registry).
 func TestRegistryPerAdmin(t *testing.T) {
 	f1, f2 := newFixture(t), newFixture(t)
-	f1.admin.Observer().Bounced(delivery.ActionDelayed)
+	f1.admin.Observer().Bounced(dsn.ActionDelayed)
 	_, body := f2.do(t, "GET", "/metrics")
 	if !strings.Contains(body, `gateway_dsn_total{action="delayed"} 0`) {
 		t.Errorf("second Admin sees the first one's DSN")

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailgate/gateway/core/delivery"
-	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 )
 
@@ -371,7 +370,7 @@ func detailed(m *queue.Message) Message {
 	out := listed(m)
 	e := &m.Envelope
 	for i, rc := range e.Recipients {
-		out.Recipients[i].Notify = notifyNames(rc.Notify)
+		out.Recipients[i].Notify = rc.Notify.Names()
 		out.Recipients[i].ORCPT = rc.ORCPT
 		if i < len(m.Recipients) {
 			out.Recipients[i].Updated = utc(m.Recipients[i].Updated)
@@ -389,24 +388,6 @@ func detailed(m *queue.Message) Message {
 		AuthUser:     e.AuthUser,
 		TLS:          e.TLS,
 		Received:     utc(e.Received),
-	}
-	return out
-}
-
-func notifyNames(n envelope.Notify) []string {
-	var out []string
-	for _, f := range []struct {
-		bit  envelope.Notify
-		name string
-	}{
-		{envelope.NotifyNever, "NEVER"},
-		{envelope.NotifySuccess, "SUCCESS"},
-		{envelope.NotifyFailure, "FAILURE"},
-		{envelope.NotifyDelay, "DELAY"},
-	} {
-		if n&f.bit != 0 {
-			out = append(out, f.name)
-		}
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/queue"
 )
 
@@ -58,7 +59,7 @@ func newRegistry(a *Admin) (*prometheus.Registry, *observer) {
 	for _, c := range []delivery.Class{delivery.Delivered, delivery.Temporary, delivery.Permanent} {
 		o.attempts.WithLabelValues(c.String())
 	}
-	for _, act := range []delivery.Action{delivery.ActionFailed, delivery.ActionDelayed} {
+	for _, act := range []dsn.Action{dsn.ActionFailed, dsn.ActionDelayed} {
 		o.dsns.WithLabelValues(string(act))
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -93,7 +94,7 @@ func (o *observer) Attempted(domain string, class delivery.Class, took time.Dura
 }
 
 // Bounced counts one DSN by action.
-func (o *observer) Bounced(action delivery.Action) {
+func (o *observer) Bounced(action dsn.Action) {
 	o.dsns.WithLabelValues(string(action)).Inc()
 }
 

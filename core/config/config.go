@@ -46,6 +46,21 @@ type Config struct {
 	File string
 }
 
+// MaxHops is the hop limit of queued mail, for the delivery engine's loop
+// check: the largest max_hops of the listeners, since a message any of them
+// accepted must not be taken for a loop later (the default without
+// listeners).
+func (c *Config) MaxHops() int {
+	n := 0
+	for _, l := range c.Listeners {
+		n = max(n, l.MaxHops)
+	}
+	if n == 0 {
+		n = defaultMaxHops
+	}
+	return n
+}
+
 // Log configures structured logging.
 type Log struct {
 	Level  string // debug | info | warn | error

@@ -185,7 +185,7 @@ func (d *decoder) listeners(rs []rawListener, body hcl.Range) ([]Listener, map[s
 }
 
 func (d *decoder) listener(r *rawListener) Listener {
-	l := defaultListener(r.Name)
+	l := DefaultListener(r.Name)
 	if !validListenerName(r.Name) {
 		d.errorf(r.NameRange, "Invalid listener name",
 			"A listener name has letters, digits, '.', '_' and '-', and starts with a letter or digit; got %q.", r.Name)
@@ -229,7 +229,7 @@ func line(r hcl.Range) string {
 
 // delivery converts delivery { … } over the defaults.
 func (d *decoder) delivery(r *rawDelivery) Delivery {
-	dl := defaultDelivery()
+	dl := DefaultDelivery()
 	dl.Resolver = d.resolvers("resolver", r.Resolver)
 	d.port("port", r.Port, &dl.Port)
 	d.enum("tls", r.TLS, &dl.TLS, deliveryTLS())

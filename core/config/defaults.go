@@ -76,13 +76,15 @@ func defaultConfig() Config {
 		DataDir:         defaultDataDir,
 		Log:             Log{Level: defaultLogLevel, Format: defaultLogFormat},
 		Relay:           Relay{Authenticated: defaultRelayAuthenticated},
-		Delivery:        defaultDelivery(),
+		Delivery:        DefaultDelivery(),
 		ShutdownTimeout: defaultShutdownTimeout,
 	}
 }
 
-// defaultDelivery is the delivery block when absent or empty.
-func defaultDelivery() Delivery {
+// DefaultDelivery is the delivery block when absent or empty. The delivery
+// engine and its transports fill a hand-built Delivery's zero fields from
+// it, so every default lives here.
+func DefaultDelivery() Delivery {
 	return Delivery{
 		Port:                    defaultDeliveryPort,
 		TLS:                     defaultDeliveryTLS,
@@ -109,8 +111,10 @@ func defaultHostname(name string, err error) string {
 	return d
 }
 
-// defaultListener is a listener block with only its name and address set.
-func defaultListener(name string) Listener {
+// DefaultListener is a listener block with only its name set. The SMTP
+// server fills a hand-built Listener's zero limits from it, so every default
+// lives here.
+func DefaultListener(name string) Listener {
 	return Listener{
 		Name:                name,
 		MaxMessageSize:      defaultMaxMessageSize,

@@ -291,3 +291,25 @@ func TestDefaultHostname(t *testing.T) {
 		})
 	}
 }
+
+func TestMaxHops(t *testing.T) {
+	tests := []struct {
+		hops []int // each listener's max_hops
+		want int
+	}{
+		{nil, defaultMaxHops},
+		{[]int{10}, 10},
+		{[]int{10, 80, 30}, 80},
+	}
+	for _, tt := range tests {
+		var c Config
+		for _, h := range tt.hops {
+			l := DefaultListener("l")
+			l.MaxHops = h
+			c.Listeners = append(c.Listeners, l)
+		}
+		if got := c.MaxHops(); got != tt.want {
+			t.Errorf("MaxHops with listeners %v = %d; want %d", tt.hops, got, tt.want)
+		}
+	}
+}

@@ -10,50 +10,20 @@ import (
 	"io"
 	"time"
 
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 )
 
-// queueDSN queues one DSN about message m with reports, to m's sender.
-//
-// A DSN never goes to the null sender. When m has the null sender (m is
-// itself a DSN, or a message like one) only its failures are reported, and
-// to the postmaster (Delivery.Postmaster) as a double bounce; without a
-// postmaster they are logged at error and dropped. A failure of a message
-// to the postmaster with the null sender — a double bounce that failed —
-// is only logged, which is what ends every bounce loop.
-//
-// The DSN is queued with the null sender and the recipient's NOTIFY=NEVER,
-// and the engine is kicked. Building or committing it can fail; then
-// nothing is queued.
-func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []RecipientReport, now time.Time) error {
-	to := m.Envelope.Sender
-	if to.IsNull() {
-		var failed []RecipientReport
-		for _, rep := range reports {
-			if rep.Action != ActionFailed {
-				continue
-			}
-			if !e.postmaster.IsNull() && sameAddress(rep.Recipient.Address, e.postmaster) {
-				e.log.Error("delivery: a double bounce to the postmaster failed; dropped", "id", m.ID,
-					"rcpt", rep.Recipient.Address.String(), "reply", rep.Diagnostic)
-				continue
-			}
-			failed = append(failed, rep)
-		}
-		if len(failed) == 0 {
-			return nil
-		}
-		if e.postmaster.IsNull() {
-			for _, rep := range failed {
-				e.log.Error("delivery: a message with the null sender failed and no postmaster is set; bounce dropped",
-					"id", m.ID, "rcpt", rep.Recipient.Address.String(), "reply", rep.Diagnostic)
-			}
-			return nil
-		}
-		to, reports = e.postmaster, failed
+// queueDSN queues one DSN about message m with reports, to m's sender (or
+// the postmaster: see dsnRecipient), with the null sender and the
+// recipient's NOTIFY=NEVER, and kicks the engine. Building or committing
+// it can fail; then nothing is queued.
+func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []dsn.RecipientReport, now time.Time) error {
+	to, reports := e.dsnRecipient(m, reports)
+	if len(reports) == 0 {
+		return nil
 	}
-
 	var orig io.Reader
 	if body, err := e.spool.Body(m.ID); err != nil {
 		e.log.Warn("delivery: DSN without the original message", "id", m.ID, "err", err)
@@ -61,7 +31,7 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []Recip
 		defer body.Close()
 		orig = body
 	}
-	dsn := &DSN{
+	rep := &dsn.Report{
 		ReportingMTA: e.opt.Hostname,
 		To:           to,
 		Envelope:     &m.Envelope,
@@ -71,22 +41,10 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []Recip
 		Now:          now,
 	}
 	var buf bytes.Buffer
-	if err := dsn.Build(&buf); err != nil {
+	if err := rep.Build(&buf); err != nil {
 		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
 	}
 	raw := buf.Bytes()
-
-	env := &envelope.Envelope{
-		Recipients: []envelope.Recipient{{Address: to, Notify: envelope.NotifyNever}},
-		Received:   now,
-	}
-	if !isASCII(string(raw)) {
-		env.Body = envelope.Body8BitMIME
-		if head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n")); bytes.Contains(head, []byte("\r\nContent-Transfer-Encoding: binary\r\n")) {
-			env.Body = envelope.BodyBinaryMIME
-		}
-		env.SMTPUTF8 = m.Envelope.SMTPUTF8 || !isASCII(to.String())
-	}
 	d, err := e.spool.Create(ctx)
 	if err != nil {
 		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
@@ -95,18 +53,18 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []Recip
 		d.Abort()
 		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
 	}
-	if err := d.Commit(ctx, env, nil); err != nil {
+	if err := d.Commit(ctx, rep.SendEnvelope(raw), nil); err != nil {
 		d.Abort()
 		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
 	}
 
-	action := ActionDelivered
-	for _, rep := range reports {
+	action := dsn.ActionDelivered
+	for _, r := range reports {
 		switch {
-		case rep.Action == ActionFailed:
-			action = ActionFailed
-		case rep.Action == ActionDelayed && action != ActionFailed:
-			action = ActionDelayed
+		case r.Action == dsn.ActionFailed:
+			action = dsn.ActionFailed
+		case r.Action == dsn.ActionDelayed && action != dsn.ActionFailed:
+			action = dsn.ActionDelayed
 		}
 	}
 	e.dsns.Add(1)
@@ -116,4 +74,39 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []Recip
 	e.log.Info("delivery: DSN queued", "id", d.ID(), "about", m.ID, "to", to.String(), "action", action, "rcpts", len(reports))
 	e.Kick()
 	return nil
+}
+
+// dsnRecipient returns whom a DSN about m goes to, and which of reports it
+// holds (none: no DSN).
+//
+// A DSN never goes to the null sender. When m has the null sender (m is
+// itself a DSN, or a message like one) only its failures are reported, and
+// to the postmaster (Delivery.Postmaster) as a double bounce; without a
+// postmaster they are logged at error and dropped. A failure of a message
+// to the postmaster with the null sender — a double bounce that failed —
+// is only logged, which is what ends every bounce loop.
+func (e *Engine) dsnRecipient(m *queue.Message, reports []dsn.RecipientReport) (envelope.Address, []dsn.RecipientReport) {
+	if !m.Envelope.Sender.IsNull() {
+		return m.Envelope.Sender, reports
+	}
+	var failed []dsn.RecipientReport
+	for _, r := range reports {
+		if r.Action != dsn.ActionFailed {
+			continue
+		}
+		if !e.postmaster.IsNull() && r.Recipient.Address.Mailbox() == e.postmaster.Mailbox() {
+			e.log.Error("delivery: a double bounce to the postmaster failed; dropped", "id", m.ID,
+				"rcpt", r.Recipient.Address.String(), "reply", r.Diagnostic)
+			continue
+		}
+		failed = append(failed, r)
+	}
+	if len(failed) > 0 && e.postmaster.IsNull() {
+		for _, r := range failed {
+			e.log.Error("delivery: a message with the null sender failed and no postmaster is set; bounce dropped",
+				"id", m.ID, "rcpt", r.Recipient.Address.String(), "reply", r.Diagnostic)
+		}
+		return envelope.Address{}, nil
+	}
+	return e.postmaster, failed
 }

@@ -1,8 +1,9 @@
 // Package delivery owns turning queued messages into delivered ones: the
 // scheduler that picks due messages from core/queue, per-destination
 // concurrency limits, the retry schedule with its delay warnings and
-// expiry, RFC 3464 delivery status notifications (bounces) to the envelope
-// sender, and the transports that hand a message to its next hop.
+// expiry, queuing delivery status notifications (bounces, built by
+// core/dsn) to the envelope sender, and the transports that hand a message
+// to its next hop.
 //
 // The parts:
 //
@@ -15,9 +16,10 @@
 //     schedule.
 //   - Transports (transport.go): SMTP (smtp_transport.go: MX look-up with
 //     fail-over, STARTTLS policy, connection reuse), LMTP (lmtp.go) and
-//     Maildir (maildir_transport.go over maildir.go).
-//   - DSN (dsn.go, bounce.go): the multipart/report message, which
-//     recipients want one (NOTIFY), and never a DSN to the null sender.
+//     Maildir (maildir_transport.go over core/maildir).
+//   - DSNs (bounce.go): which recipients want one (NOTIFY), the report
+//     built by core/dsn queued through the spool, and never a DSN to the
+//     null sender.
 //
 // Nothing but in-flight leases lives only in memory: after a crash every
 // unfinished message is due again (at-least-once). The package holds no

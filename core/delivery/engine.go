@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/queue"
@@ -25,11 +25,18 @@ type Options struct {
 	Hostname string          // Reporting-MTA of DSNs, EHLO name
 	Config   config.Delivery // routes, retry schedule, lifetime, limits, postmaster
 	// Transports by name: "smtp", "lmtp", "maildir", plugin transports.
+	// The engine only calls Deliver: whoever creates a transport closes it
+	// (an SMTP transport's idle connections, a plugin), after Run returns.
 	Transports map[string]Transport
 	Hooks      hook.Dispatcher // predelivery and the delivered/deferred/bounced notifications; nil = none
 	Observer   Observer        // metrics; nil = none
 	Log        *slog.Logger
 	Now        func() time.Time // nil = time.Now (tests use a fake clock)
+	// MaxHops is the most Received fields a message may have arrived
+	// with (config.Config.MaxHops: the listeners' max_hops); a queued
+	// message with more than MaxHops+1 (ours) is taken for a mail loop
+	// and fails with 5.4.6. 0 = config's default.
+	MaxHops int
 }
 
 // Observer receives what metrics need; core/admin implements it.
@@ -38,7 +45,7 @@ type Observer interface {
 	// the attempt took.
 	Attempted(domain string, class Class, took time.Duration)
 	// Bounced reports a DSN queued (action "failed" or "delayed").
-	Bounced(action Action)
+	Bounced(action dsn.Action)
 }
 
 // Stats are the engine's counters since start.
@@ -88,6 +95,7 @@ type Engine struct {
 	log        *slog.Logger
 	now        func() time.Time
 	postmaster envelope.Address // null = none
+	hopLimit   int              // Received fields a queued message may carry: MaxHops and ours
 
 	kick    chan struct{} // rescan the spool (Kick)
 	fresh   chan string   // newly queued messages, due now (Enqueue)
@@ -155,6 +163,10 @@ func New(opt Options) (*Engine, error) {
 		now = time.Now
 	}
 	cfg := withDefaults(opt.Config)
+	maxHops := opt.MaxHops
+	if maxHops <= 0 {
+		maxHops = config.DefaultListener("").MaxHops
+	}
 	for _, rt := range cfg.Routes {
 		name := rt.Transport
 		if name == "" {
@@ -173,6 +185,7 @@ func New(opt Options) (*Engine, error) {
 		log:        log,
 		now:        now,
 		postmaster: postmasterAddress(cfg.Postmaster, opt.Hostname),
+		hopLimit:   maxHops + 1,
 		kick:       make(chan struct{}, 1),
 		fresh:      make(chan string, maxCandidates),
 		wake:       make(chan struct{}, 1),
@@ -197,7 +210,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.rounds, e.waiting = 0, nil
 	e.mu.Unlock()
 	e.candidates, e.truncated = nil, false
-	e.closeTransports()
 	return nil
 }
 
@@ -548,32 +560,6 @@ func (e *Engine) jitter(d time.Duration) time.Duration {
 	f := 0.9 + 0.2*e.rng.Float64()
 	e.mu.Unlock()
 	return time.Duration(float64(d) * f)
-}
-
-// closeTransports closes every transport that keeps connections, once.
-func (e *Engine) closeTransports() {
-	var closed []Transport
-	for name, t := range e.opt.Transports {
-		c, ok := t.(Closer)
-		if !ok {
-			continue
-		}
-		seen := false
-		if reflect.TypeOf(t).Comparable() {
-			for _, o := range closed {
-				if reflect.TypeOf(o) == reflect.TypeOf(t) && o == t {
-					seen = true
-				}
-			}
-		}
-		if seen {
-			continue
-		}
-		closed = append(closed, t)
-		if err := c.Close(); err != nil {
-			e.log.Warn("delivery: closing transport", "transport", name, "err", err)
-		}
-	}
 }
 
 // domainsOf is the destination domains of m's undelivered recipients.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -138,16 +139,16 @@ func (e *Engine) Bounce(ctx context.Context, id string) error {
 		return wrapID("bounce", id, err)
 	}
 	now := e.now()
-	var reports []RecipientReport
+	var reports []dsn.RecipientReport
 	var notes []notification
 	for i, rc := range m.Envelope.Recipients {
 		if i >= len(m.Recipients) || !undelivered(m.Recipients[i].Status) {
 			continue
 		}
 		notes = append(notes, notification{sdk.StageBounced, rc})
-		if m.Envelope.Sender.IsNull() || Wants(rc.Notify, ActionFailed) {
+		if m.Envelope.Sender.IsNull() || dsn.Wants(rc.Notify, dsn.ActionFailed) {
 			o := rcptOutcome{reply: m.Recipients[i].LastReply}
-			rep := o.report(rc, ActionFailed, m.Recipients[i].Updated)
+			rep := o.report(rc, dsn.ActionFailed, m.Recipients[i].Updated)
 			rep.Status = sdk.EnhancedCode{5, 0, 0}
 			rep.Diagnostic = "bounced by the administrator"
 			reports = append(reports, rep)

@@ -34,6 +34,7 @@ func TestEnginePredeliveryEffects(t *testing.T) {
 		eff    sdk.Effects
 		sender string
 		body   string
+		rcpts  []string // the job's; nil = bob@example.net
 	}{
 		{
 			name:   "none",
@@ -73,10 +74,11 @@ func TestEnginePredeliveryEffects(t *testing.T) {
 			body:   "X-Translated: es\r\nSubject: traducido\r\n\r\nhola\r\n",
 		},
 		{
-			name:   "recipients are ignored",
+			name:   "recipients",
 			eff:    sdk.Effects{Recipients: []sdk.Address{{Local: "carol", Domain: "example.net"}}},
 			sender: engSender,
 			body:   engTrace + engBody,
+			rcpts:  []string{"carol@example.net"},
 		},
 	}
 	for _, tt := range tests {
@@ -102,7 +104,11 @@ func TestEnginePredeliveryEffects(t *testing.T) {
 			if got := c.Job.Envelope.Sender.String(); got != tt.sender {
 				t.Errorf("job sender %q; want %q", got, tt.sender)
 			}
-			if diff := cmp.Diff([]string{"bob@example.net"}, c.Rcpts()); diff != "" {
+			want := tt.rcpts
+			if want == nil {
+				want = []string{"bob@example.net"}
+			}
+			if diff := cmp.Diff(want, c.Rcpts()); diff != "" {
 				t.Errorf("job recipients (-want +got):\n%s", diff)
 			}
 			if msgs := h.messages(); len(msgs) != 0 {

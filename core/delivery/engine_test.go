@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/delivery/deliverytest"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -722,20 +724,33 @@ func TestEngineTransportPanics(t *testing.T) {
 	}
 }
 
+// TestEngineMailLoop: a queued message carries the Received fields it
+// arrived with (at most max_hops, or the listener refuses it) and ours, so
+// the engine takes it for a loop only past MaxHops+1.
 func TestEngineMailLoop(t *testing.T) {
-	for _, hops := range []int{50, 51} {
-		t.Run(fmt.Sprint(hops, " Received"), func(t *testing.T) {
-			h := newEngHarness(t)
+	tests := []struct {
+		maxHops int // Options.MaxHops; 0 = config's default, 50
+		hops    int // Received fields of the queued message, ours included
+		loop    bool
+	}{
+		{0, 51, false},
+		{0, 52, true},
+		{3, 4, false},
+		{3, 5, true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("max %d, %d Received", tt.maxHops, tt.hops), func(t *testing.T) {
+			h := newEngHarness(t, func(o *delivery.Options) { o.MaxHops = tt.maxHops })
 			h.start()
 			var b strings.Builder
-			for i := range hops {
+			for i := range tt.hops {
 				fmt.Fprintf(&b, "%s: from hop%d.example by hop%d.example\r\n", []string{"Received", "RECEIVED", "received"}[i%3], i, i+1)
 			}
 			h.enqueueRaw(engSender, engRcpts("bob@example.net"), b.String(), engBody)
 			h.waitOutcomes(1)
-			if hops <= delivery.MaxReceived {
+			if !tt.loop {
 				if h.tr.NumCalls() != 1 || h.eng.Stats().Delivered != 1 {
-					t.Errorf("not delivered with %d Received fields", hops)
+					t.Errorf("not delivered with %d Received fields", tt.hops)
 				}
 				return
 			}
@@ -828,7 +843,7 @@ func TestEngineRemovesFinishedMessage(t *testing.T) {
 type engObserver struct {
 	mu        sync.Mutex
 	attempted map[string]int // "domain class"
-	bounced   map[delivery.Action]int
+	bounced   map[dsn.Action]int
 }
 
 func (o *engObserver) Attempted(domain string, class delivery.Class, took time.Duration) {
@@ -837,14 +852,14 @@ func (o *engObserver) Attempted(domain string, class delivery.Class, took time.D
 	o.attempted[domain+" "+class.String()]++
 }
 
-func (o *engObserver) Bounced(a delivery.Action) {
+func (o *engObserver) Bounced(a dsn.Action) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.bounced[a]++
 }
 
 func TestEngineObserver(t *testing.T) {
-	obs := &engObserver{attempted: map[string]int{}, bounced: map[delivery.Action]int{}}
+	obs := &engObserver{attempted: map[string]int{}, bounced: map[dsn.Action]int{}}
 	h := newEngHarness(t, func(o *delivery.Options) { o.Observer = obs })
 	h.tr.Script("b@one.test", deliverytest.Perm(550, [3]uint16{5, 1, 1}, "unknown"))
 	h.tr.Script("c@two.test", deliverytest.Temp(451, [3]uint16{4, 7, 1}, "later"))
@@ -858,7 +873,29 @@ func TestEngineObserver(t *testing.T) {
 	if diff := cmp.Diff(wantAttempted, obs.attempted); diff != "" {
 		t.Errorf("Attempted (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[delivery.Action]int{delivery.ActionFailed: 1}, obs.bounced); diff != "" {
+	if diff := cmp.Diff(map[dsn.Action]int{dsn.ActionFailed: 1}, obs.bounced); diff != "" {
 		t.Errorf("Bounced (-want +got):\n%s", diff)
+	}
+}
+
+// closeCounter is a transport that counts Close calls.
+type closeCounter struct {
+	delivery.Transport
+	closes atomic.Int32
+}
+
+func (c *closeCounter) Close() error { c.closes.Add(1); return nil }
+
+// TestEngineDoesNotCloseTransports: the engine only calls Deliver; whoever
+// created a transport closes it (after Run returns).
+func TestEngineDoesNotCloseTransports(t *testing.T) {
+	tr := &closeCounter{Transport: &deliverytest.Transport{}}
+	h := newEngHarness(t, func(o *delivery.Options) { o.Transports["smtp"] = tr })
+	h.start()
+	h.enqueue(engSender, engRcpt("bob@example.net", 0))
+	h.waitOutcomes(1)
+	h.stop()
+	if n := tr.closes.Load(); n != 0 {
+		t.Errorf("the engine closed a transport it was handed (%d Close calls)", n)
 	}
 }

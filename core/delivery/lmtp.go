@@ -11,6 +11,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/smtp"
 )
 
@@ -18,10 +19,10 @@ import (
 type LMTPOptions struct {
 	// Hostname is the LHLO name; "" = "localhost".
 	Hostname string
-	// ConnectTimeout bounds the connect; 0 = 30s.
+	// ConnectTimeout bounds the connect; 0 = config.DefaultDelivery's (30s).
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds each reply and each read or write of the
-	// message; 0 = 5m.
+	// message; 0 = config.DefaultDelivery's (5m).
 	CommandTimeout time.Duration
 	// Log receives one record per attempt; nil = discard.
 	Log *slog.Logger
@@ -46,11 +47,12 @@ type LMTP struct {
 // NewLMTP returns an LMTP transport with opt's zero fields set to their
 // defaults.
 func NewLMTP(opt LMTPOptions) *LMTP {
+	def := config.DefaultDelivery()
 	if opt.ConnectTimeout <= 0 {
-		opt.ConnectTimeout = DefaultConnectTimeout
+		opt.ConnectTimeout = def.ConnectTimeout
 	}
 	if opt.CommandTimeout <= 0 {
-		opt.CommandTimeout = DefaultCommandTimeout
+		opt.CommandTimeout = def.CommandTimeout
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)

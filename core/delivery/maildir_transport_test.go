@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -67,8 +68,8 @@ func TestMaildirTransport(t *testing.T) {
 	if diff := cmp.Diff(want, got[:2]); diff != "" {
 		t.Errorf("Deliver (-want +got):\n%s", diff)
 	}
-	if n := opens.Load(); n != 3 {
-		t.Errorf("Open called %d times, want once per recipient (3)", n)
+	if n := opens.Load(); n != 2 {
+		t.Errorf("Open called %d times, want once per good mailbox (2)", n)
 	}
 	for _, dir := range []string{"tmp", "cur"} {
 		if entries, _ := os.ReadDir(filepath.Join(root, "example.test", "bob", dir)); len(entries) != 0 {
@@ -116,12 +117,75 @@ func TestMaildirTransportFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		job, _ := newTestJob(delivery.Route{Path: file}, smtpTestBody, "bob@example.test")
-		check(t, tr.Deliver(context.Background(), job), temp("delivery: maildir: "))
+		check(t, tr.Deliver(context.Background(), job), temp("maildir: "))
 	})
 	t.Run("ctx done", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		job, _ := newTestJob(delivery.Route{Path: t.TempDir()}, smtpTestBody, "bob@example.test")
-		check(t, tr.Deliver(ctx, job), temp("delivery: maildir delivery to bob@example.test: context canceled"))
+		check(t, tr.Deliver(ctx, job), temp("maildir: delivery to bob@example.test: context canceled"))
 	})
+}
+
+// TestMaildirTransportOneFilePerMailbox: addresses the transport maps to
+// one mailbox (it folds case) get the message there once, and each of them
+// the same result, as Postfix's duplicate elimination does.
+func TestMaildirTransportOneFilePerMailbox(t *testing.T) {
+	root := t.TempDir()
+	tr := delivery.NewMaildirTransport("gw.test")
+	job, opens := newTestJob(delivery.Route{Transport: "maildir", Path: root}, smtpTestBody,
+		"alice@example.test", "Alice@Example.test", "bob@example.test", "alice@example.test", "ALICE@EXAMPLE.TEST.")
+	got := tr.Deliver(context.Background(), job)
+
+	alice := maildirNewFiles(t, root, "example.test/alice")
+	if len(alice) != 1 {
+		t.Fatalf("alice/new holds %v, want one file", alice)
+	}
+	bob := maildirNewFiles(t, root, "example.test/bob")
+	if len(bob) != 1 {
+		t.Fatalf("bob/new holds %v, want one file", bob)
+	}
+	data, err := os.ReadFile(alice[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(data), "Delivered-To: alice@example.test\n") {
+		t.Errorf("alice's file starts %q, want the first address's Delivered-To", data[:min(len(data), 40)])
+	}
+	ok := func(file string) delivery.Result {
+		return delivery.Result{Class: delivery.Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0}, Text: "delivered to " + file}
+	}
+	want := []delivery.Result{ok(alice[0]), ok(alice[0]), ok(bob[0]), ok(alice[0]), ok(alice[0])}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Deliver (-want +got):\n%s", diff)
+	}
+	if n := opens.Load(); n != 2 {
+		t.Errorf("Open called %d times, want once per mailbox (2)", n)
+	}
+}
+
+// TestEngineMaildirOneFilePerMailbox: through the engine, two spellings of
+// one mailbox in one message give one file, and both recipients are
+// recorded delivered.
+func TestEngineMaildirOneFilePerMailbox(t *testing.T) {
+	root := t.TempDir()
+	h := newEngHarness(t, func(o *delivery.Options) {
+		o.Transports["maildir"] = delivery.NewMaildirTransport("gw.test")
+		o.Config.Routes = append(o.Config.Routes, config.Route{Domain: "example.test", Transport: "maildir", Path: root})
+	})
+	h.start()
+	h.enqueue(engSender, engRcpts("alice@example.test", "Alice@Example.TEST", "carol@example.test")...)
+	h.waitOutcomes(3)
+	if files := maildirNewFiles(t, root, "example.test/alice"); len(files) != 1 {
+		t.Errorf("alice/new holds %v, want one file", files)
+	}
+	if files := maildirNewFiles(t, root, "example.test/carol"); len(files) != 1 {
+		t.Errorf("carol/new holds %v, want one file", files)
+	}
+	if st := h.eng.Stats(); st.Delivered != 3 {
+		t.Errorf("stats %+v; want 3 recipients delivered", st)
+	}
+	if msgs := h.messages(); len(msgs) != 0 {
+		t.Errorf("%d messages still queued; want none", len(msgs))
+	}
 }

@@ -5,10 +5,6 @@ package delivery
 // selection, the retry back-off and the hop (Received) count.
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"io"
 	"strings"
 	"time"
 
@@ -17,25 +13,9 @@ import (
 	"github.com/mailgate/gateway/core/queue"
 )
 
-// The defaults of config.Delivery, applied by the engine to zero fields so
-// that a hand-built Delivery works as well as a loaded one.
-const (
-	DefaultMaxConnections          = 100
-	DefaultMaxConnectionsPerDomain = 20
-	DefaultMaxLifetime             = 5 * 24 * time.Hour
-	DefaultDelayWarning            = 4 * time.Hour
-	// MaxReceived is the most Received header fields a queued message may
-	// carry; with more it is taken for a mail loop and fails with 5.4.6.
-	MaxReceived = 50
-)
-
-// DefaultRetry returns the default waits before retries 1, 2, …; the last
-// repeats.
-func DefaultRetry() []time.Duration {
-	return []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour}
-}
-
-// withDefaults returns d with the defaults of its zero fields filled in.
+// withDefaults returns d with its zero fields filled from
+// config.DefaultDelivery, so that a hand-built Delivery works as well as a
+// loaded one.
 //
 // DelayWarning is the one field whose zero value has a meaning of its own:
 // config documents 0 as "never". config.Load always fills Retry, so a
@@ -43,34 +23,34 @@ func DefaultRetry() []time.Duration {
 // gets every default, DelayWarning 4h included; in a loaded one 0 keeps
 // meaning never. A negative DelayWarning is never in both cases.
 func withDefaults(d config.Delivery) config.Delivery {
-	handBuilt := len(d.Retry) == 0
-	if handBuilt {
-		d.Retry = DefaultRetry()
+	def := config.DefaultDelivery()
+	if len(d.Retry) == 0 {
+		d.Retry = def.Retry
 		if d.DelayWarning == 0 {
-			d.DelayWarning = DefaultDelayWarning
+			d.DelayWarning = def.DelayWarning
 		}
 	}
 	if d.MaxConnections <= 0 {
-		d.MaxConnections = DefaultMaxConnections
+		d.MaxConnections = def.MaxConnections
 	}
 	if d.MaxConnectionsPerDomain <= 0 {
-		d.MaxConnectionsPerDomain = DefaultMaxConnectionsPerDomain
+		d.MaxConnectionsPerDomain = def.MaxConnectionsPerDomain
 	}
 	if d.MaxLifetime <= 0 {
-		d.MaxLifetime = DefaultMaxLifetime
+		d.MaxLifetime = def.MaxLifetime
 	}
 	if d.TLS == "" {
-		d.TLS = "opportunistic"
+		d.TLS = def.TLS
 	}
 	return d
 }
 
 // RetryDelay is the wait after a message's attempt number attempts (0 for
 // the first attempt) per schedule: schedule[attempts], the last entry
-// repeating. An empty schedule is DefaultRetry.
+// repeating. An empty schedule is config.DefaultDelivery's.
 func RetryDelay(schedule []time.Duration, attempts int) time.Duration {
 	if len(schedule) == 0 {
-		schedule = DefaultRetry()
+		schedule = config.DefaultDelivery().Retry
 	}
 	return schedule[min(max(attempts, 0), len(schedule)-1)]
 }
@@ -120,8 +100,8 @@ func allFinal(m *queue.Message) bool {
 
 // selectRoute is the route for domain: the first configured route for
 // exactly that domain, else the first "*" route, else SMTP with an MX
-// look-up. Transport defaults to "smtp" and TLS to d.TLS (itself
-// defaulting to "opportunistic").
+// look-up. Transport defaults to "smtp" and TLS to d.TLS (which
+// withDefaults sets).
 func selectRoute(d config.Delivery, domain string) Route {
 	var pick *config.Route
 	for i := range d.Routes {
@@ -148,48 +128,7 @@ func selectRoute(d config.Delivery, domain string) Route {
 	if r.TLS == "" {
 		r.TLS = d.TLS
 	}
-	if r.TLS == "" {
-		r.TLS = "opportunistic"
-	}
 	return r
-}
-
-// maxHeaderScan bounds how much of a message's header section
-// receivedCount reads.
-const maxHeaderScan = 1 << 20
-
-// receivedCount counts the Received header fields of the header section
-// at the start of r (case-insensitive, at the start of a line), stopping
-// once it passes limit, at the empty line ending the header section, or
-// after maxHeaderScan bytes.
-func receivedCount(r io.Reader, limit int) (int, error) {
-	br := bufio.NewReaderSize(r, 4096)
-	n, read, atStart := 0, 0, true
-	for read < maxHeaderScan {
-		chunk, err := br.ReadSlice('\n')
-		read += len(chunk)
-		if atStart && len(chunk) > 0 {
-			if len(bytes.TrimRight(chunk, "\r\n")) == 0 && bytes.HasSuffix(chunk, []byte("\n")) {
-				return n, nil // the empty line: end of the header section
-			}
-			if len(chunk) >= len("received:") && strings.EqualFold(string(chunk[:len("received:")]), "received:") {
-				if n++; n > limit {
-					return n, nil
-				}
-			}
-		}
-		switch {
-		case errors.Is(err, bufio.ErrBufferFull):
-			atStart = false // the rest of a long line follows
-		case errors.Is(err, io.EOF):
-			return n, nil
-		case err != nil:
-			return n, err
-		default:
-			atStart = true
-		}
-	}
-	return n, nil
 }
 
 // postmasterAddress parses Delivery.Postmaster ("user@domain", optionally
@@ -206,9 +145,4 @@ func postmasterAddress(s, host string) envelope.Address {
 		return envelope.Address{Local: s, Domain: host}
 	}
 	return envelope.Address{Local: s[:i], Domain: s[i+1:]}
-}
-
-// sameAddress compares two addresses, the domain case-insensitively.
-func sameAddress(a, b envelope.Address) bool {
-	return a.Local == b.Local && a.DomainFold() == b.DomainFold()
 }

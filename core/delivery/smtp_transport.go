@@ -19,16 +19,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/dsn"
+	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/sdk"
 )
 
-// Defaults for SMTPOptions.
+// Defaults for SMTPOptions; Port, ConnectTimeout and CommandTimeout
+// default to config.DefaultDelivery's.
 const (
-	DefaultSMTPPort       = 25
-	DefaultConnectTimeout = 30 * time.Second
-	DefaultCommandTimeout = 5 * time.Minute
 	DefaultMaxIdle        = 5 * time.Second
 	DefaultMaxPerConn     = 100
 	DefaultDeadAddressTTL = 30 * time.Second
@@ -81,8 +82,9 @@ type SMTPOptions struct {
 
 // SMTP delivers over SMTP to the exchangers of the destination domain or to
 // a static route's next hop. It is safe for concurrent use. It implements
-// Transport and Closer: it keeps idle connections for reuse and owns a
-// goroutine that retires them after MaxIdle, both ended by Close.
+// Transport; it keeps idle connections for reuse and owns a
+// goroutine that retires them after MaxIdle, both ended by Close, which
+// its creator calls.
 //
 // Next hops: Route.Via "host:port" (host a name, looked up with LookupIP,
 // or an IP address) if set; else a domain literal ([192.0.2.1] or
@@ -171,14 +173,15 @@ type smtpConn struct {
 // defaults. When reuse is on it starts the reaper goroutine; call Close to
 // stop it.
 func NewSMTP(opt SMTPOptions) *SMTP {
+	def := config.DefaultDelivery()
 	if opt.Port <= 0 {
-		opt.Port = DefaultSMTPPort
+		opt.Port = def.Port
 	}
 	if opt.ConnectTimeout <= 0 {
-		opt.ConnectTimeout = DefaultConnectTimeout
+		opt.ConnectTimeout = def.ConnectTimeout
 	}
 	if opt.CommandTimeout <= 0 {
-		opt.CommandTimeout = DefaultCommandTimeout
+		opt.CommandTimeout = def.CommandTimeout
 	}
 	if opt.MaxIdle == 0 {
 		opt.MaxIdle = DefaultMaxIdle
@@ -446,11 +449,7 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 	if err != nil {
 		s.log.InfoContext(ctx, "smtp: session refused", "host", key.host, "addr", key.addr, "err", err)
 		if c != nil {
-			if c.Err() == nil {
-				s.quit(ctx, c)
-			} else {
-				c.Close()
-			}
+			s.hangUp(ctx, c)
 		}
 		var reply smtp.Reply
 		if errors.As(err, &reply) {
@@ -465,6 +464,15 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 	if key.tls == TLSNone || clear {
 		return sc, nil
 	}
+	return s.startTLS(ctx, sc)
+}
+
+// startTLS secures sc's session by its key's policy: "require" fails
+// without TLS; "opportunistic" goes on in clear text when STARTTLS is not
+// offered or is refused with a reply, and reconnects without it when the
+// handshake fails.
+func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
+	key, c, remote := sc.key, sc.c, remoteName(sc.key.host)
 	_, offered := c.Extension("STARTTLS")
 	if !offered {
 		if key.tls == TLSRequire {
@@ -475,17 +483,13 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 		}
 		return sc, nil
 	}
-	err = c.StartTLS(ctx, s.tlsConfig(key))
+	err := c.StartTLS(ctx, s.tlsConfig(key))
 	if err == nil {
 		return sc, nil
 	}
 	if key.tls == TLSRequire {
 		s.log.InfoContext(ctx, "smtp: STARTTLS failed", "host", key.host, "addr", key.addr, "err", err)
-		if c.Err() == nil {
-			s.quit(ctx, c)
-		} else {
-			c.Close()
-		}
+		s.hangUp(ctx, c)
 		r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"]: "+resultText(err))
 		r.RemoteMTA = remote
 		return nil, &r
@@ -502,6 +506,16 @@ func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn,
 		return nil, &r
 	}
 	return s.connect(ctx, key, true)
+}
+
+// hangUp ends a session that is of no use: QUIT while the connection
+// works, else just close it.
+func (s *SMTP) hangUp(ctx context.Context, c *smtp.Client) {
+	if c.Err() == nil {
+		s.quit(ctx, c)
+	} else {
+		c.Close()
+	}
 }
 
 // tlsConfig is the STARTTLS config for a connection.
@@ -769,8 +783,9 @@ func (s *SMTP) Idle() int {
 	return n
 }
 
-// Close implements Closer: it stops the reaper and sends QUIT on every
-// idle connection. Deliver still works afterwards but pools nothing.
+// Close stops the reaper and sends QUIT on every idle connection; its
+// creator calls it once the engine has stopped (the engine never closes a
+// transport). Deliver still works afterwards but pools nothing.
 func (s *SMTP) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -805,7 +820,7 @@ func allResults(job *Job, r Result) []Result {
 
 // localResult is a result decided here, not by a remote reply.
 func localResult(class Class, code int, e0, e1, e2 uint16, text string) Result {
-	return Result{Class: class, Code: code, Enhanced: sdk.EnhancedCode{e0, e1, e2}, Text: clean(text)}
+	return Result{Class: class, Code: code, Enhanced: sdk.EnhancedCode{e0, e1, e2}, Text: message.OneLine(text)}
 }
 
 // replyResult is the result a remote reply stands for.
@@ -813,7 +828,7 @@ func replyResult(r smtp.Reply, remote string) Result {
 	return Result{
 		Class:     replyClass(r.Code),
 		Code:      r.Code,
-		Enhanced:  StatusFromReply(r.Code, r.Enhanced),
+		Enhanced:  dsn.StatusFromReply(r.Code, r.Enhanced),
 		Text:      replyLine(r),
 		RemoteMTA: remote,
 	}
@@ -828,7 +843,7 @@ func hopReplyResult(r smtp.Reply, remote string) Result {
 	if res.Class != Temporary {
 		res.Class = Temporary
 		res.Code = 451
-		res.Enhanced = StatusFromReply(451, r.Enhanced)
+		res.Enhanced = dsn.StatusFromReply(451, r.Enhanced)
 	}
 	return res
 }
@@ -860,7 +875,7 @@ func replyLine(r smtp.Reply) string {
 			b.WriteString(l)
 		}
 	}
-	return clean(b.String())
+	return message.OneLine(b.String())
 }
 
 func isSMTPReply(err error) bool {
@@ -873,7 +888,7 @@ func resultText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return clean(err.Error())
+	return message.OneLine(err.Error())
 }
 
 // remoteName is RemoteMTA for a host: the name, or "[ip]" for an address.
@@ -906,8 +921,4 @@ func outcomeSummary(rs []Result) string {
 	return strings.Join(parts, " ")
 }
 
-// Interface guards.
-var (
-	_ Transport = (*SMTP)(nil)
-	_ Closer    = (*SMTP)(nil)
-)
+var _ Transport = (*SMTP)(nil)

@@ -40,7 +40,7 @@ type Result struct {
 // share a destination and a route.
 type Job struct {
 	ID         string               // queue ID
-	Envelope   *envelope.Envelope   // sender, DSN and body parameters; read-only
+	Envelope   *envelope.Envelope   // sender, DSN and body parameters, Recipients as below; read-only
 	Recipients []envelope.Recipient // this attempt's recipients
 	Domain     string               // destination domain, lower case (the recipients' domain)
 	Route      Route                // how to get there
@@ -64,10 +64,4 @@ type Route struct {
 // deadline).
 type Transport interface {
 	Deliver(ctx context.Context, job *Job) []Result
-}
-
-// Closer is implemented by transports that keep connections open between
-// jobs (connection reuse); the engine calls Close on shutdown.
-type Closer interface {
-	Close() error
 }

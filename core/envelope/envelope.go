@@ -6,8 +6,11 @@
 package envelope
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Address is a mailbox as it appears in a reverse- or forward-path. The zero
@@ -48,6 +51,78 @@ const (
 	NotifyFailure
 	NotifyDelay
 )
+
+// Names returns the NOTIFY keywords of n as RFC 3461 writes them: "NEVER"
+// alone, or some of "SUCCESS", "FAILURE" and "DELAY" in that order; nil
+// when n is 0 (not given). ParseNotify reads them back.
+func (n Notify) Names() []string {
+	if n&NotifyNever != 0 {
+		return []string{"NEVER"}
+	}
+	var out []string
+	for _, k := range notifyKeywords() {
+		if n&k.bit != 0 {
+			out = append(out, k.name)
+		}
+	}
+	return out
+}
+
+// String returns the NOTIFY parameter's value: Names joined by commas, ""
+// when n is 0.
+func (n Notify) String() string { return strings.Join(n.Names(), ",") }
+
+// ErrBadNotify is wrapped by every ParseNotify error.
+var ErrBadNotify = errors.New("envelope: bad NOTIFY")
+
+// ParseNotify parses a NOTIFY parameter's value (RFC 3461 §4.1): NEVER, or
+// a comma-separated list of SUCCESS, FAILURE and DELAY, each at most once,
+// in any case. It is the inverse of String.
+func ParseNotify(v string) (Notify, error) {
+	if v == "" {
+		return 0, fmt.Errorf("%w: empty", ErrBadNotify)
+	}
+	var n Notify
+	for word := range strings.SplitSeq(v, ",") {
+		bit := notifyBit(word)
+		switch {
+		case bit == 0:
+			return 0, fmt.Errorf("%w: not NEVER or a list of SUCCESS, FAILURE, DELAY", ErrBadNotify)
+		case n&bit != 0:
+			return 0, fmt.Errorf("%w: keyword repeated", ErrBadNotify)
+		}
+		n |= bit
+	}
+	if n&NotifyNever != 0 && n != NotifyNever {
+		return 0, fmt.Errorf("%w: NEVER combined with another keyword", ErrBadNotify)
+	}
+	return n, nil
+}
+
+// notifyBit is the bit of one NOTIFY keyword in any ASCII case, 0 if word
+// is none.
+func notifyBit(word string) Notify {
+	if strings.IndexFunc(word, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+		return 0 // strings.EqualFold would take "ſUCCESS" for SUCCESS
+	}
+	for _, k := range append(notifyKeywords(), notifyKeyword{NotifyNever, "NEVER"}) {
+		if strings.EqualFold(word, k.name) {
+			return k.bit
+		}
+	}
+	return 0
+}
+
+// notifyKeyword is one bit of Notify and its keyword.
+type notifyKeyword struct {
+	bit  Notify
+	name string
+}
+
+// notifyKeywords are the keywords other than NEVER, in RFC 3461's order.
+func notifyKeywords() []notifyKeyword {
+	return []notifyKeyword{{NotifySuccess, "SUCCESS"}, {NotifyFailure, "FAILURE"}, {NotifyDelay, "DELAY"}}
+}
 
 // Ret is the RFC 3461 RET parameter of MAIL FROM.
 type Ret string

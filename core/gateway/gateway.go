@@ -151,6 +151,7 @@ func (g *Gateway) newEngine(version string) error {
 		Hooks:      g.pipeline.live,
 		Observer:   g.admin.Observer(),
 		Log:        g.log.With("part", "delivery"),
+		MaxHops:    cfg.MaxHops(),
 	})
 	return err
 }

@@ -207,18 +207,8 @@ func (st *state) txnIndex(L *glua.LState) int {
 	case "notify":
 		if req.Rcpt != nil {
 			t := L.NewTable()
-			for _, n := range []struct {
-				bit  envelope.Notify
-				name string
-			}{
-				{envelope.NotifyNever, "NEVER"},
-				{envelope.NotifySuccess, "SUCCESS"},
-				{envelope.NotifyFailure, "FAILURE"},
-				{envelope.NotifyDelay, "DELAY"},
-			} {
-				if req.Rcpt.Notify&n.bit != 0 {
-					t.Append(glua.LString(n.name))
-				}
+			for _, name := range req.Rcpt.Notify.Names() {
+				t.Append(glua.LString(name))
 			}
 			v = t
 		}

@@ -27,7 +27,8 @@
 //	                 envelope, id and listener are "", port 0
 //	ctx.txn          nil before MAIL, else:
 //	  .sender        "local@domain", "" for <>
-//	  .recipients    array of the recipients accepted so far
+//	  .recipients    array of the recipients accepted so far (predelivery:
+//	                 the destination's, which set_recipients replaces)
 //	  .rcpt          the recipient being decided (rcpt; at predelivery the
 //	                 first recipient of the destination), else nil
 //	  .notify        with rcpt: array of "NEVER", "SUCCESS", "FAILURE",

@@ -134,6 +134,22 @@ func AppendFields(b []byte, fields []sdk.HeaderField) []byte {
 	return b
 }
 
+// OneLine returns s fit for one header field value or reply line: control
+// characters (CR and LF included) become spaces and the ends are trimmed,
+// so that no value can break out of its field or line.
+func OneLine(s string) string {
+	bad := func(r rune) bool { return r < 0x20 || r == 0x7f }
+	if strings.IndexFunc(s, bad) < 0 {
+		return strings.TrimSpace(s)
+	}
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if bad(r) {
+			return ' '
+		}
+		return r
+	}, s))
+}
+
 // ValidFieldName reports whether n is a field name of RFC 5322 §3.6.8
 // (ftext: printable ASCII but ':'), at most 76 characters.
 func ValidFieldName(n string) bool {

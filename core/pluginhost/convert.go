@@ -90,29 +90,5 @@ func txn(env *envelope.Envelope) sdk.Txn {
 func address(a envelope.Address) sdk.Address { return sdk.Address{Local: a.Local, Domain: a.Domain} }
 
 func recipient(r envelope.Recipient) sdk.Recipient {
-	return sdk.Recipient{Address: address(r.Address), Notify: notify(r.Notify), ORCPT: r.ORCPT}
-}
-
-// notify spells out a NOTIFY bit set; nil when it was not given.
-func notify(n envelope.Notify) []string {
-	if n == 0 {
-		return nil
-	}
-	if n&envelope.NotifyNever != 0 {
-		return []string{"NEVER"}
-	}
-	var out []string
-	for _, f := range []struct {
-		bit  envelope.Notify
-		name string
-	}{
-		{envelope.NotifySuccess, "SUCCESS"},
-		{envelope.NotifyFailure, "FAILURE"},
-		{envelope.NotifyDelay, "DELAY"},
-	} {
-		if n&f.bit != 0 {
-			out = append(out, f.name)
-		}
-	}
-	return out
+	return sdk.Recipient{Address: address(r.Address), Notify: r.Notify.Names(), ORCPT: r.ORCPT}
 }

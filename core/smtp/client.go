@@ -659,7 +659,7 @@ func (c *Client) rcptLine(r envelope.Recipient) (string, error) {
 	if _, ok := c.ext["DSN"]; ok {
 		if r.Notify != 0 {
 			b.WriteString(" NOTIFY=")
-			b.WriteString(clientNotifyParam(r.Notify))
+			b.WriteString(r.Notify.String())
 		}
 		if r.ORCPT != "" {
 			if err := clientCheckParam("ORCPT", r.ORCPT); err != nil {
@@ -670,23 +670,6 @@ func (c *Client) rcptLine(r envelope.Recipient) (string, error) {
 		}
 	}
 	return b.String(), clientCheckLine(b.String())
-}
-
-func clientNotifyParam(n envelope.Notify) string {
-	if n&envelope.NotifyNever != 0 {
-		return "NEVER"
-	}
-	var parts []string
-	if n&envelope.NotifySuccess != 0 {
-		parts = append(parts, "SUCCESS")
-	}
-	if n&envelope.NotifyFailure != 0 {
-		parts = append(parts, "FAILURE")
-	}
-	if n&envelope.NotifyDelay != 0 {
-		parts = append(parts, "DELAY")
-	}
-	return strings.Join(parts, ",")
 }
 
 // clientQueuedID finds "queued as X" in a reply (Postfix and most others).

@@ -227,9 +227,9 @@ func ParseRcpt(arg string, smtputf8 bool) (RcptArgs, error) {
 		}
 		switch key {
 		case "NOTIFY":
-			n, reason := parseNotify(value)
-			if reason != "" {
-				return badValue(key, value, reason)
+			n, err := envelope.ParseNotify(value)
+			if err != nil {
+				return badValue(key, value, err.Error())
 			}
 			r.To.Notify = n
 		case "ORCPT":
@@ -279,22 +279,7 @@ func (r RcptArgs) String() string {
 	b.WriteString(r.To.Address.Path())
 	if n := r.To.Notify; n != 0 {
 		b.WriteString(" NOTIFY=")
-		sep := ""
-		for _, kw := range []struct {
-			bit  envelope.Notify
-			name string
-		}{
-			{envelope.NotifyNever, "NEVER"},
-			{envelope.NotifySuccess, "SUCCESS"},
-			{envelope.NotifyFailure, "FAILURE"},
-			{envelope.NotifyDelay, "DELAY"},
-		} {
-			if n&kw.bit != 0 {
-				b.WriteString(sep)
-				b.WriteString(kw.name)
-				sep = ","
-			}
-		}
+		b.WriteString(n.String())
 	}
 	writeParam(&b, "ORCPT", r.To.ORCPT)
 	return b.String()
@@ -396,38 +381,6 @@ func parseDecimal(s string) (int64, error) {
 		return 0, errors.New("out of range")
 	}
 	return n, nil
-}
-
-// parseNotify parses NEVER or a comma-separated list of SUCCESS, FAILURE
-// and DELAY.
-func parseNotify(v string) (envelope.Notify, string) {
-	if v == "" {
-		return 0, "empty"
-	}
-	var n envelope.Notify
-	for word := range strings.SplitSeq(v, ",") {
-		var bit envelope.Notify
-		switch upperASCII(word) {
-		case "NEVER":
-			bit = envelope.NotifyNever
-		case "SUCCESS":
-			bit = envelope.NotifySuccess
-		case "FAILURE":
-			bit = envelope.NotifyFailure
-		case "DELAY":
-			bit = envelope.NotifyDelay
-		default:
-			return 0, "not NEVER or a list of SUCCESS, FAILURE, DELAY"
-		}
-		if n&bit != 0 {
-			return 0, "keyword repeated"
-		}
-		n |= bit
-	}
-	if n&envelope.NotifyNever != 0 && n != envelope.NotifyNever {
-		return 0, "NEVER combined with another keyword"
-	}
-	return n, ""
 }
 
 // checkORCPT checks "addr-type;xtext" and returns a reason if it is bad.

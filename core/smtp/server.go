@@ -54,10 +54,9 @@ type Authenticator interface {
 
 // Options configure a Server.
 //
-// Zero values in Listener stand for the defaults of core/config:
-// MaxLineLength 2048, MaxRecipients 100, MaxErrors 20, MaxHops 50,
-// timeouts 5m (command), 3m (data block) and 10m (message). A zero
-// MaxMessageSize, MaxHeaderSize, MaxConnections or MaxConnectionsPerIP
+// Zero values in Listener stand for config.DefaultListener's
+// (MaxLineLength, MaxRecipients, MaxErrors, MaxHops and the timeouts). A
+// zero MaxMessageSize, MaxHeaderSize, MaxConnections or MaxConnectionsPerIP
 // means no limit.
 type Options struct {
 	Hostname string
@@ -82,17 +81,9 @@ type Options struct {
 	VerifySender func(ctx context.Context, domain string) (bool, error)
 }
 
-// Defaults for zero Listener settings (the same as core/config's).
-const (
-	defaultMaxLineLength    = 2048
-	defaultMaxRecipients    = 100
-	defaultMaxErrors        = 20
-	defaultMaxHops          = 50
-	defaultCommandTimeout   = 5 * time.Minute
-	defaultDataBlockTimeout = 3 * time.Minute
-	defaultMessageTimeout   = 10 * time.Minute
-	minLineLength           = 512 // RFC 5321 §4.5.3.1.4
-)
+// minLineLength is the shortest MaxLineLength allowed: RFC 5321
+// §4.5.3.1.4's 512 octets of a command line.
+const minLineLength = 512
 
 // Server serves SMTP on listeners. Create it with NewServer.
 //
@@ -187,19 +178,20 @@ func NewServer(opt Options) (*Server, error) {
 	for _, d := range opt.LocalDomains {
 		s.local[foldDomain(d)] = true
 	}
+	def := config.DefaultListener(l.Name)
 	s.limits = limits{
 		maxMessage:    l.MaxMessageSize,
 		maxHeader:     l.MaxHeaderSize,
-		maxLine:       orDefault(l.MaxLineLength, defaultMaxLineLength),
-		maxRcpt:       orDefault(l.MaxRecipients, defaultMaxRecipients),
-		maxErrors:     orDefault(l.MaxErrors, defaultMaxErrors),
-		maxHops:       orDefault(l.MaxHops, defaultMaxHops),
+		maxLine:       orDefault(l.MaxLineLength, def.MaxLineLength),
+		maxRcpt:       orDefault(l.MaxRecipients, def.MaxRecipients),
+		maxErrors:     orDefault(l.MaxErrors, def.MaxErrors),
+		maxHops:       orDefault(l.MaxHops, def.MaxHops),
 		maxConns:      l.MaxConnections,
 		maxConnsPerIP: l.MaxConnectionsPerIP,
 		fixBare:       l.BareLineEndings == "fix",
-		cmdTimeout:    orDefault(l.Timeouts.Command, defaultCommandTimeout),
-		blockTimeout:  orDefault(l.Timeouts.DataBlock, defaultDataBlockTimeout),
-		msgTimeout:    orDefault(l.Timeouts.Message, defaultMessageTimeout),
+		cmdTimeout:    orDefault(l.Timeouts.Command, def.Timeouts.Command),
+		blockTimeout:  orDefault(l.Timeouts.DataBlock, def.Timeouts.DataBlock),
+		msgTimeout:    orDefault(l.Timeouts.Message, def.Timeouts.Message),
 	}
 	var b [4]byte
 	rand.Read(b[:])

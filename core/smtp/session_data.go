@@ -82,8 +82,8 @@ func (s *session) cmdData(ctx context.Context, arg string, drop bool) {
 		}
 		return
 	}
-	if dw.hops.n > s.lim.maxHops {
-		s.tooManyHops(dw.hops.n)
+	if dw.hops.Hops() > s.lim.maxHops {
+		s.tooManyHops(dw.hops.Hops())
 		return
 	}
 	if dw.err != nil {
@@ -111,12 +111,12 @@ type draftWriter struct {
 	w    io.Writer
 	n    int64
 	err  error
-	hops hopCounter
+	hops message.HopCounter
 }
 
 func (d *draftWriter) Write(p []byte) (int, error) {
 	d.n += int64(len(p))
-	d.hops.scan(p)
+	d.hops.Write(p)
 	if d.w != nil && d.err == nil {
 		if _, err := d.w.Write(p); err != nil {
 			d.err = err
@@ -388,8 +388,8 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 		s.refuse(R(550, enh552, "Bare CR or LF not allowed, use CRLF line endings"))
 		return
 	}
-	if tx.dw.hops.n > s.lim.maxHops {
-		s.tooManyHops(tx.dw.hops.n)
+	if tx.dw.hops.Hops() > s.lim.maxHops {
+		s.tooManyHops(tx.dw.hops.Hops())
 		return
 	}
 	if tx.dw.err != nil {
@@ -498,75 +498,6 @@ func (s *session) tooManyHops(n int) {
 		"from", s.tx.env.Sender.String())
 	s.resetTx()
 	s.refuse(R(554, enh546, "Too many hops (mail loop detected)"))
-}
-
-// hopCounter counts the Received fields of a message's header section as
-// the content streams past, without holding it: a small state machine over
-// the starts of lines that keeps its place between writes, so a field name
-// split across reads or BDAT chunks is still counted. It stops at the first
-// empty line; a "Received:" line in the body does not count.
-type hopCounter struct {
-	state   hopState
-	matched int // bytes of "received" matched so far
-	n       int // Received fields seen
-}
-
-type hopState uint8
-
-const (
-	hopLineStart hopState = iota // at the start of a header line
-	hopName                      // inside a field name that may be "Received"
-	hopColon                     // after "Received": blanks, then ':'
-	hopSkip                      // in the rest of a line
-	hopBody                      // past the header section
-)
-
-const receivedField = "received" // lower case
-
-func (h *hopCounter) scan(p []byte) {
-	for _, c := range p {
-		switch h.state {
-		case hopBody:
-			return
-		case hopLineStart:
-			switch {
-			case c == '\n': // an empty line ends the header section
-				h.state = hopBody
-				return
-			case c == '\r':
-			case c|0x20 == receivedField[0]: // c|0x20 lower-cases ASCII letters only
-				h.state, h.matched = hopName, 1
-			default: // another field, or a continuation line
-				h.state = hopSkip
-			}
-		case hopName:
-			switch {
-			case c|0x20 == receivedField[h.matched]:
-				if h.matched++; h.matched == len(receivedField) {
-					h.state = hopColon
-				}
-			case c == '\n':
-				h.state = hopLineStart
-			default:
-				h.state = hopSkip
-			}
-		case hopColon:
-			switch c {
-			case ':':
-				h.n++
-				h.state = hopSkip
-			case ' ', '\t': // obsolete syntax allows blanks before the colon (RFC 5322 §4.5)
-			case '\n':
-				h.state = hopLineStart
-			default:
-				h.state = hopSkip
-			}
-		case hopSkip:
-			if c == '\n' {
-				h.state = hopLineStart
-			}
-		}
-	}
 }
 
 // refuse answers a message that is not queued after all (its content came

@@ -1,4 +1,4 @@
-package delivery
+package maildir
 
 import (
 	"context"
@@ -21,9 +21,9 @@ import (
 
 var bob = envelope.Address{Local: "Bob", Domain: "Example.NET"}
 
-func testMaildir(t *testing.T) *Maildir {
+func testWriter(t *testing.T) *Writer {
 	t.Helper()
-	return &Maildir{
+	return &Writer{
 		Root:     t.TempDir(),
 		Hostname: "mx.example.org",
 		Now:      func() time.Time { return time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC) },
@@ -66,7 +66,7 @@ func TestMaildirDeliver(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := testMaildir(t)
+			m := testWriter(t)
 			m.CRLF = tc.crlf
 			path, err := m.Deliver(context.Background(), bob, tc.r())
 			if err != nil {
@@ -111,7 +111,7 @@ func TestMaildirDeliver(t *testing.T) {
 }
 
 func TestMaildirUniqueNames(t *testing.T) {
-	m := testMaildir(t)
+	m := testWriter(t)
 	m.Now = nil // the real clock
 	m.Hostname = "host/with:odd chars"
 	const n = 200
@@ -158,7 +158,7 @@ func TestMaildirUniqueNames(t *testing.T) {
 
 func TestMaildirPath(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "mail")
-	m := &Maildir{Root: root, Hostname: "h"}
+	m := &Writer{Root: root, Hostname: "h"}
 	good := []struct {
 		addr envelope.Address
 		want string
@@ -207,14 +207,14 @@ func TestMaildirPath(t *testing.T) {
 	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("rejected deliveries created %s (Stat: %v)", root, err)
 	}
-	if _, err := (&Maildir{}).Path(bob); err == nil {
+	if _, err := (&Writer{}).Path(bob); err == nil {
 		t.Errorf("Path without a Root succeeded")
 	}
 }
 
 func TestMaildirCancelled(t *testing.T) {
 	t.Run("before writing", func(t *testing.T) {
-		m := testMaildir(t)
+		m := testWriter(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_, err := m.Deliver(ctx, bob, strings.NewReader("x\r\n"))
@@ -228,7 +228,7 @@ func TestMaildirCancelled(t *testing.T) {
 	})
 
 	t.Run("while copying", func(t *testing.T) {
-		m := testMaildir(t)
+		m := testWriter(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		r := &cancellingReader{r: strings.NewReader(strings.Repeat("line\r\n", 100000)), cancel: cancel}
@@ -243,10 +243,10 @@ func TestMaildirCancelled(t *testing.T) {
 	})
 
 	t.Run("read error", func(t *testing.T) {
-		m := testMaildir(t)
+		m := testWriter(t)
 		_, err := m.Deliver(context.Background(), bob, iotest.ErrReader(errors.New("spool gone")))
-		if err == nil || !strings.Contains(err.Error(), "spool gone") || !strings.HasPrefix(err.Error(), "delivery: ") {
-			t.Errorf("Deliver error %v, want a delivery: error with the read error", err)
+		if err == nil || !strings.Contains(err.Error(), "spool gone") || !strings.HasPrefix(err.Error(), "maildir: ") {
+			t.Errorf("Deliver error %v, want a maildir: error with the read error", err)
 		}
 		dir := filepath.Join(m.Root, "example.net", "bob")
 		if got := append(names(t, filepath.Join(dir, "new")), names(t, filepath.Join(dir, "tmp"))...); len(got) != 0 {

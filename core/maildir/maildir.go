@@ -1,8 +1,10 @@
-package delivery
-
-// This file is the local Maildir transport: one file per message per
-// recipient, written the qmail way so that a reader never sees a partial
-// message and a crash never loses an acknowledged one.
+// Package maildir writes messages into Maildirs (qmail's maildir(5)):
+// one file per message per recipient at Root/<domain>/<local>, written the
+// qmail way so that a reader never sees a partial message and a crash
+// never loses an acknowledged one. The delivery engine's Maildir transport
+// (core/delivery) is its only user; it holds no state but a Writer's file
+// name counter.
+package maildir
 
 import (
 	"bufio"
@@ -17,13 +19,14 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/message"
 )
 
-// ErrBadMailbox is wrapped by the errors of Maildir.Path: the recipient
+// ErrBadMailbox is wrapped by the errors of Writer.Path: the recipient
 // cannot name a folder under Root (empty, or it would escape Root).
-var ErrBadMailbox = errors.New("delivery: recipient names no safe maildir")
+var ErrBadMailbox = errors.New("maildir: recipient names no safe maildir")
 
-// Maildir delivers into Maildirs under Root, one per recipient at
+// Writer delivers into Maildirs under Root, one per recipient at
 // Root/<domain>/<local>. Use it through a pointer and do not copy it: the
 // counter that keeps file names unique lives in it.
 //
@@ -32,7 +35,7 @@ var ErrBadMailbox = errors.New("delivery: recipient names no safe maildir")
 // the message becomes LF unless CRLF is set. Each file starts with a
 // "Delivered-To: <local@domain>" line, as Postfix local(8) adds, so that a
 // later forward of the message can detect a loop.
-type Maildir struct {
+type Writer struct {
 	// Root is the directory that holds every domain's mailboxes. Required.
 	Root string
 	// Hostname goes into the unique file names; "" = os.Hostname().
@@ -50,15 +53,15 @@ type Maildir struct {
 // lower-cased and the domain without a trailing dot. An empty part, "." or
 // "..", a path separator, a NUL or other control character is an error
 // wrapping ErrBadMailbox, so the result never escapes Root.
-func (m *Maildir) Path(rcpt envelope.Address) (string, error) {
+func (m *Writer) Path(rcpt envelope.Address) (string, error) {
 	if m.Root == "" {
-		return "", errors.New("delivery: maildir without a root")
+		return "", errors.New("maildir: no root")
 	}
 	domain := strings.ToLower(strings.TrimSuffix(rcpt.Domain, "."))
 	local := strings.ToLower(rcpt.Local)
 	for _, part := range []struct{ what, name string }{{"domain", domain}, {"local part", local}} {
 		if err := safeName(part.name); err != nil {
-			return "", fmt.Errorf("delivery: maildir for %q: %s %v: %w", rcpt.String(), part.what, err, ErrBadMailbox)
+			return "", fmt.Errorf("maildir: mailbox of %q: %s %v: %w", rcpt.String(), part.what, err, ErrBadMailbox)
 		}
 	}
 	return filepath.Join(m.Root, domain, local), nil
@@ -91,17 +94,17 @@ func safeName(name string) error {
 // Unique names are <unix seconds>.M<microseconds>P<pid>Q<counter>.<host>
 // (the Dovecot form of qmail's names), with "/" and ":" in the host name
 // written as \057 and \072.
-func (m *Maildir) Deliver(ctx context.Context, rcpt envelope.Address, r io.Reader) (string, error) {
+func (m *Writer) Deliver(ctx context.Context, rcpt envelope.Address, r io.Reader) (string, error) {
 	dir, err := m.Path(rcpt)
 	if err != nil {
 		return "", err
 	}
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("delivery: maildir delivery to %s: %w", rcpt.String(), err)
+		return "", fmt.Errorf("maildir: delivery to %s: %w", rcpt.String(), err)
 	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return "", fmt.Errorf("delivery: maildir: %w", err)
+			return "", fmt.Errorf("maildir: %w", err)
 		}
 	}
 	name, err := m.uniqueName()
@@ -116,32 +119,32 @@ func (m *Maildir) Deliver(ctx context.Context, rcpt envelope.Address, r io.Reade
 	}
 	if err := ctx.Err(); err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("delivery: maildir delivery to %s: %w", rcpt.String(), err)
+		return "", fmt.Errorf("maildir: delivery to %s: %w", rcpt.String(), err)
 	}
 	if err := os.Link(tmp, final); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			os.Remove(tmp)
-			return "", fmt.Errorf("delivery: maildir: %w", err)
+			return "", fmt.Errorf("maildir: %w", err)
 		}
 		// No hard links here (some network and FUSE file systems): rename.
 		if err := os.Rename(tmp, final); err != nil {
 			os.Remove(tmp)
-			return "", fmt.Errorf("delivery: maildir: %w", err)
+			return "", fmt.Errorf("maildir: %w", err)
 		}
 	} else if err := os.Remove(tmp); err != nil {
-		return "", fmt.Errorf("delivery: maildir: %w", err)
+		return "", fmt.Errorf("maildir: %w", err)
 	}
 	if err := syncDir(filepath.Join(dir, "new")); err != nil {
-		return "", fmt.Errorf("delivery: maildir: %w", err)
+		return "", fmt.Errorf("maildir: %w", err)
 	}
 	return final, nil
 }
 
 // writeTmp writes and fsyncs the tmp/ file.
-func (m *Maildir) writeTmp(ctx context.Context, path string, rcpt envelope.Address, r io.Reader) error {
+func (m *Writer) writeTmp(ctx context.Context, path string, rcpt envelope.Address, r io.Reader) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("delivery: maildir: %w", err)
+		return fmt.Errorf("maildir: %w", err)
 	}
 	bw := bufio.NewWriterSize(f, 64<<10)
 	var w io.Writer = bw
@@ -152,7 +155,7 @@ func (m *Maildir) writeTmp(ctx context.Context, path string, rcpt envelope.Addre
 	} else {
 		w = lf
 	}
-	_, err = io.WriteString(bw, "Delivered-To: "+clean(rcpt.String())+eol)
+	_, err = io.WriteString(bw, "Delivered-To: "+message.OneLine(rcpt.String())+eol)
 	if err == nil {
 		_, err = io.Copy(w, ctxReader{ctx: ctx, r: r})
 	}
@@ -169,13 +172,13 @@ func (m *Maildir) writeTmp(ctx context.Context, path string, rcpt envelope.Addre
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("delivery: maildir delivery to %s: %w", rcpt.String(), err)
+		return fmt.Errorf("maildir: delivery to %s: %w", rcpt.String(), err)
 	}
 	return nil
 }
 
 // uniqueName is the next unique file name.
-func (m *Maildir) uniqueName() (string, error) {
+func (m *Writer) uniqueName() (string, error) {
 	now := time.Now
 	if m.Now != nil {
 		now = m.Now
@@ -184,7 +187,7 @@ func (m *Maildir) uniqueName() (string, error) {
 	if host == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return "", fmt.Errorf("delivery: maildir: host name: %w", err)
+			return "", fmt.Errorf("maildir: host name: %w", err)
 		}
 		host = h
 	}

@@ -1,7 +1,11 @@
-package delivery
-
-// This file builds RFC 3464 delivery status notifications: bounces, delay
-// warnings and success reports, sent to the envelope sender of a message.
+// Package dsn builds RFC 3464 delivery status notifications: bounces,
+// delay warnings and success reports about one queued message, written as
+// the RFC 3462 multipart/report to send to its envelope sender. It also
+// holds the rules around them: which recipients want one (Wants, from
+// NOTIFY) and the RFC 3463 status a reply stands for (StatusFromReply). It
+// does no I/O but reading the original and writing the report, and holds
+// no state.
+package dsn
 
 import (
 	"bufio"
@@ -17,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/message"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -42,20 +47,20 @@ func (a Action) valid() bool {
 }
 
 // DefaultMaxOriginal is the largest original message a DSN returns in full
-// when DSN.MaxOriginal is 0. A larger one is returned as its header section.
+// when Report.MaxOriginal is 0. A larger one is returned as its header section.
 const DefaultMaxOriginal = 10 << 20
 
 // maxHeaderSection bounds the header section of the original that a DSN
 // returns. Longer header sections are cut at the last complete line.
 const maxHeaderSection = 1 << 20
 
-// Errors of DSN.Build; callers branch on them with errors.Is.
+// Errors of Report.Build; callers branch on them with errors.Is.
 var (
 	// ErrNullSender: a DSN is never sent to the null reverse-path <>
 	// (RFC 3461 §6.2), so there is nothing to address it to.
-	ErrNullSender = errors.New("delivery: no DSN to the null reverse-path")
-	// ErrBadDSN is wrapped by every other validation error of Build.
-	ErrBadDSN = errors.New("delivery: bad DSN")
+	ErrNullSender = errors.New("dsn: no DSN to the null reverse-path")
+	// ErrInvalid is wrapped by every other validation error of Build.
+	ErrInvalid = errors.New("dsn: invalid report")
 )
 
 // RecipientReport is the outcome for one recipient: one per-recipient block
@@ -82,7 +87,7 @@ type RecipientReport struct {
 	WillRetryUntil time.Time
 }
 
-// DSN is one delivery status notification about one queued message. Build
+// Report is one delivery status notification about one queued message. Build
 // writes it; Build does not modify d.
 //
 // The layout is the RFC 3462 multipart/report with report-type
@@ -119,7 +124,7 @@ type RecipientReport struct {
 // one byte of it (1 MiB when only the header section is wanted); a header
 // section longer than 1 MiB is cut at its last complete line. Bare LF and
 // bare CR in it become CRLF.
-type DSN struct {
+type Report struct {
 	// ReportingMTA is our host name: Reporting-MTA and the default From.
 	// Required.
 	ReportingMTA string
@@ -157,14 +162,11 @@ type DSN struct {
 }
 
 // Build writes the DSN message, RFC 5322 header section and MIME body, to w.
-func (d *DSN) Build(w io.Writer) error {
+func (d *Report) Build(w io.Writer) error {
 	if err := d.validate(); err != nil {
 		return err
 	}
-	to := d.To
-	if to.IsNull() && d.Envelope != nil {
-		to = d.Envelope.Sender
-	}
+	to := d.recipient()
 	if to.IsNull() {
 		return ErrNullSender
 	}
@@ -172,50 +174,104 @@ func (d *DSN) Build(w io.Writer) error {
 	if d.Envelope != nil {
 		env = *d.Envelope
 	}
-	host := clean(d.ReportingMTA)
+	host := message.OneLine(d.ReportingMTA)
 	failed, delayed := false, false
 	for _, r := range d.Reports {
 		failed = failed || r.Action == ActionFailed
 		delayed = delayed || r.Action == ActionDelayed
 	}
-
 	// The original, read first: its size decides what part 3 is.
-	var orig original
-	if d.Original != nil {
-		full := env.Ret == envelope.RetFull || (failed && env.Ret != envelope.RetHdrs)
-		limit := d.MaxOriginal
-		if limit == 0 {
-			limit = DefaultMaxOriginal
-		}
-		var err error
-		if orig, err = readOriginal(d.Original, full, limit); err != nil {
-			return fmt.Errorf("delivery: reading the original message: %w", err)
-		}
+	orig, err := d.loadOriginal(env, failed)
+	if err != nil {
+		return err
 	}
-
-	human := d.humanText(host, failed, delayed, orig)
-	status := d.statusText(host, env)
-	humanEnc, statusEnc, origEnc := encodingOf(human), encodingOf(status), ""
+	parts := []part{humanPart(d.humanText(host, failed, delayed, orig)), statusPart(d.statusText(host, env))}
 	if orig.present {
-		origEnc = encodingOf(orig.content())
-		if orig.full && env.Body == envelope.BodyBinaryMIME {
-			origEnc = "binary"
-		}
-	}
-	topEnc := ""
-	for _, e := range []string{humanEnc, statusEnc, origEnc} {
-		if e == "binary" || (e == "8bit" && topEnc == "") {
-			topEnc = e
-		}
+		parts = append(parts, originalPart(orig, env))
 	}
 
 	bw := bufio.NewWriter(w)
 	mw := multipart.NewWriter(bw)
 	if d.Boundary != "" {
 		if err := mw.SetBoundary(d.Boundary); err != nil {
-			return fmt.Errorf("delivery: DSN boundary %q: %w", d.Boundary, err)
+			return fmt.Errorf("dsn: DSN boundary %q: %w", d.Boundary, err)
 		}
 	}
+	d.writeHeader(bw, host, to, failed, delayed)
+	writeField(bw, "Content-Type", `multipart/report; report-type=delivery-status; boundary="`+mw.Boundary()+`"`)
+	if enc := topEncoding(parts); enc != "" {
+		writeField(bw, "Content-Transfer-Encoding", enc)
+	}
+	bw.WriteString("\r\nThis is a MIME-encapsulated message.\r\n\r\n")
+	for _, p := range parts {
+		if err := writePart(mw, p.header, p.body); err != nil {
+			return err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return fmt.Errorf("dsn: writing DSN: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("dsn: writing DSN: %w", err)
+	}
+	return nil
+}
+
+// SendEnvelope is the envelope to queue the report with, raw being what
+// Build wrote: from the null sender (a DSN is never answered), to d.To (or
+// the original's sender) with NOTIFY=NEVER, received at d.Now, with the
+// BODY raw needs (8BITMIME, or BINARYMIME when it returns a binary
+// original) and, when raw is not ASCII, SMTPUTF8 if the original or the
+// address needed it.
+func (d *Report) SendEnvelope(raw []byte) *envelope.Envelope {
+	to := d.recipient()
+	env := &envelope.Envelope{
+		Recipients: []envelope.Recipient{{Address: to, Notify: envelope.NotifyNever}},
+		Received:   d.Now,
+	}
+	if isASCII(string(raw)) {
+		return env
+	}
+	env.Body = envelope.Body8BitMIME
+	// The field is the last of the header section Build writes: what Cut
+	// leaves of it has no CRLF after it.
+	if head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n")); bytes.Contains(head, []byte("\r\nContent-Transfer-Encoding: binary")) {
+		env.Body = envelope.BodyBinaryMIME
+	}
+	env.SMTPUTF8 = (d.Envelope != nil && d.Envelope.SMTPUTF8) || !isASCII(to.String())
+	return env
+}
+
+// recipient is whom the report goes to: To, else the original's sender
+// (null if neither is known).
+func (d *Report) recipient() envelope.Address {
+	if d.To.IsNull() && d.Envelope != nil {
+		return d.Envelope.Sender
+	}
+	return d.To
+}
+
+// loadOriginal reads d.Original (none when nil): the whole message when a
+// recipient failed and RET is not HDRS, or when RET is FULL, else its
+// header section.
+func (d *Report) loadOriginal(env envelope.Envelope, failed bool) (original, error) {
+	if d.Original == nil {
+		return original{}, nil
+	}
+	full := env.Ret == envelope.RetFull || (failed && env.Ret != envelope.RetHdrs)
+	limit := d.MaxOriginal
+	if limit == 0 {
+		limit = DefaultMaxOriginal
+	}
+	orig, err := readOriginal(d.Original, full, limit)
+	if err != nil {
+		return original{}, fmt.Errorf("dsn: reading the original message: %w", err)
+	}
+	return orig, nil
+}
+
+// writeHeader writes the report's own header fields up to MIME-Version.
+func (d *Report) writeHeader(bw *bufio.Writer, host string, to envelope.Address, failed, delayed bool) {
 	from := d.From
 	if from == "" {
 		from = "MAILER-DAEMON@" + host
@@ -231,104 +287,110 @@ func (d *DSN) Build(w io.Writer) error {
 	case delayed:
 		subject = "Delayed Mail (still being retried)"
 	}
-
-	writeField(bw, "From", "Mail Delivery System <"+clean(from)+">")
-	writeField(bw, "To", "<"+clean(to.String())+">")
+	writeField(bw, "From", "Mail Delivery System <"+message.OneLine(from)+">")
+	writeField(bw, "To", "<"+message.OneLine(to.String())+">")
 	writeField(bw, "Subject", subject)
 	writeField(bw, "Date", d.Now.Format(dateLayout))
-	writeField(bw, "Message-ID", clean(msgID))
+	writeField(bw, "Message-ID", message.OneLine(msgID))
 	writeField(bw, "Auto-Submitted", "auto-replied")
 	writeField(bw, "MIME-Version", "1.0")
-	writeField(bw, "Content-Type", `multipart/report; report-type=delivery-status; boundary="`+mw.Boundary()+`"`)
-	if topEnc != "" {
-		writeField(bw, "Content-Transfer-Encoding", topEnc)
-	}
-	bw.WriteString("\r\nThis is a MIME-encapsulated message.\r\n\r\n")
+}
 
-	// Part 1: the human explanation.
-	h := textproto.MIMEHeader{}
-	h.Set("Content-Description", "Notification")
-	if humanEnc == "" {
-		h.Set("Content-Type", "text/plain; charset=us-ascii")
+// part is one MIME part of the report.
+type part struct {
+	header textproto.MIMEHeader
+	body   []byte
+	enc    string // Content-Transfer-Encoding: "" (7bit), "8bit" or "binary"
+}
+
+// humanPart is part 1, the human explanation.
+func humanPart(text []byte) part {
+	return textPart("Notification", "text/plain; charset=us-ascii", "text/plain; charset=utf-8", text)
+}
+
+// statusPart is part 2, the machine-readable report.
+func statusPart(text []byte) part {
+	return textPart("Delivery report", "message/delivery-status", "message/global-delivery-status", text)
+}
+
+// textPart is a part of text generated here: of type ascii when it is
+// 7-bit, else of type global in 8bit.
+func textPart(description, ascii, global string, text []byte) part {
+	p := part{header: textproto.MIMEHeader{}, body: text, enc: encodingOf(text)}
+	p.header.Set("Content-Description", description)
+	if p.enc == "" {
+		p.header.Set("Content-Type", ascii)
 	} else {
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("Content-Transfer-Encoding", humanEnc)
+		p.header.Set("Content-Type", global)
+		p.header.Set("Content-Transfer-Encoding", p.enc)
 	}
-	if err := writePart(mw, h, human); err != nil {
-		return err
-	}
+	return p
+}
 
-	// Part 2: the machine-readable report.
-	h = textproto.MIMEHeader{}
-	h.Set("Content-Description", "Delivery report")
-	if statusEnc == "" {
-		h.Set("Content-Type", "message/delivery-status")
-	} else {
-		h.Set("Content-Type", "message/global-delivery-status")
-		h.Set("Content-Transfer-Encoding", statusEnc)
+// originalPart is part 3, the original whole or its header section.
+func originalPart(orig original, env envelope.Envelope) part {
+	p := part{header: textproto.MIMEHeader{}, body: orig.content()}
+	p.enc = encodingOf(p.body)
+	if orig.full && env.Body == envelope.BodyBinaryMIME {
+		p.enc = "binary"
 	}
-	if err := writePart(mw, h, status); err != nil {
-		return err
+	global := isUTF8(orig.header)
+	switch {
+	case orig.full && global:
+		p.header.Set("Content-Description", "Original message")
+		p.header.Set("Content-Type", "message/global")
+	case orig.full:
+		p.header.Set("Content-Description", "Original message")
+		p.header.Set("Content-Type", "message/rfc822")
+	case global:
+		p.header.Set("Content-Description", "Original message headers")
+		p.header.Set("Content-Type", "message/global-headers")
+	default:
+		p.header.Set("Content-Description", "Original message headers")
+		p.header.Set("Content-Type", "text/rfc822-headers")
 	}
+	if p.enc != "" {
+		p.header.Set("Content-Transfer-Encoding", p.enc)
+	}
+	return p
+}
 
-	// Part 3: the original, whole or its header section.
-	if orig.present {
-		h = textproto.MIMEHeader{}
-		global := isUTF8(orig.header)
-		switch {
-		case orig.full && global:
-			h.Set("Content-Description", "Original message")
-			h.Set("Content-Type", "message/global")
-		case orig.full:
-			h.Set("Content-Description", "Original message")
-			h.Set("Content-Type", "message/rfc822")
-		case global:
-			h.Set("Content-Description", "Original message headers")
-			h.Set("Content-Type", "message/global-headers")
-		default:
-			h.Set("Content-Description", "Original message headers")
-			h.Set("Content-Type", "text/rfc822-headers")
-		}
-		if origEnc != "" {
-			h.Set("Content-Transfer-Encoding", origEnc)
-		}
-		if err := writePart(mw, h, orig.content()); err != nil {
-			return err
+// topEncoding is the Content-Transfer-Encoding of the whole report: the
+// widest of its parts'.
+func topEncoding(parts []part) string {
+	top := ""
+	for _, p := range parts {
+		if p.enc == "binary" || (p.enc == "8bit" && top == "") {
+			top = p.enc
 		}
 	}
-	if err := mw.Close(); err != nil {
-		return fmt.Errorf("delivery: writing DSN: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("delivery: writing DSN: %w", err)
-	}
-	return nil
+	return top
 }
 
 // validate checks the fields Build cannot do without.
-func (d *DSN) validate() error {
-	if clean(d.ReportingMTA) == "" {
-		return fmt.Errorf("delivery: DSN without a reporting MTA: %w", ErrBadDSN)
+func (d *Report) validate() error {
+	if message.OneLine(d.ReportingMTA) == "" {
+		return fmt.Errorf("dsn: DSN without a reporting MTA: %w", ErrInvalid)
 	}
 	if len(d.Reports) == 0 {
-		return fmt.Errorf("delivery: DSN without recipients: %w", ErrBadDSN)
+		return fmt.Errorf("dsn: DSN without recipients: %w", ErrInvalid)
 	}
 	for i, r := range d.Reports {
 		if !r.Action.valid() {
-			return fmt.Errorf("delivery: DSN recipient %d: unknown action %q: %w", i, r.Action, ErrBadDSN)
+			return fmt.Errorf("dsn: DSN recipient %d: unknown action %q: %w", i, r.Action, ErrInvalid)
 		}
 		if c := r.Status[0]; !r.Status.IsZero() && c != 2 && c != 4 && c != 5 {
-			return fmt.Errorf("delivery: DSN recipient %d: bad status %s: %w", i, r.Status, ErrBadDSN)
+			return fmt.Errorf("dsn: DSN recipient %d: bad status %s: %w", i, r.Status, ErrInvalid)
 		}
 		if r.Recipient.Address.IsNull() {
-			return fmt.Errorf("delivery: DSN recipient %d: null address: %w", i, ErrBadDSN)
+			return fmt.Errorf("dsn: DSN recipient %d: null address: %w", i, ErrInvalid)
 		}
 	}
 	return nil
 }
 
 // humanText is the text/plain part.
-func (d *DSN) humanText(host string, failed, delayed bool, orig original) []byte {
+func (d *Report) humanText(host string, failed, delayed bool, orig original) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "This is the mail system at host %s.\r\n\r\n", host)
 	switch {
@@ -341,18 +403,18 @@ func (d *DSN) humanText(host string, failed, delayed bool, orig original) []byte
 	}
 	if d.QueueID != "" {
 		b.WriteString("\r\n")
-		wrap(&b, "", "Its queue ID here was "+clean(d.QueueID)+"; please quote it if you contact the postmaster.")
+		wrap(&b, "", "Its queue ID here was "+message.OneLine(d.QueueID)+"; please quote it if you contact the postmaster.")
 	}
 	b.WriteString("\r\n")
 	for _, r := range d.Reports {
-		line := "<" + clean(r.Recipient.Address.String()) + ">: " + actionText(r.Action) + " (" + reportStatus(r).String() + ")"
+		line := "<" + message.OneLine(r.Recipient.Address.String()) + ">: " + actionText(r.Action) + " (" + reportStatus(r).String() + ")"
 		if r.Action == ActionDelayed && !r.WillRetryUntil.IsZero() {
 			line += "; the mail system will keep trying until " + r.WillRetryUntil.Format(dateLayout)
 		}
 		wrap(&b, "", line+".")
-		if diag := clean(r.Diagnostic); diag != "" {
+		if diag := message.OneLine(r.Diagnostic); diag != "" {
 			said := "the remote server said: "
-			if mta := clean(r.RemoteMTA); mta != "" {
+			if mta := message.OneLine(r.RemoteMTA); mta != "" {
 				said = "host " + mta + " said: "
 			}
 			wrap(&b, "    ", said+diag)
@@ -387,11 +449,11 @@ func actionText(a Action) string {
 }
 
 // statusText is the message/delivery-status part.
-func (d *DSN) statusText(host string, env envelope.Envelope) []byte {
+func (d *Report) statusText(host string, env envelope.Envelope) []byte {
 	var b bytes.Buffer
 	bw := bufio.NewWriter(&b)
 	writeField(bw, "Reporting-MTA", "dns; "+host)
-	if id := clean(d.QueueID); id != "" {
+	if id := message.OneLine(d.QueueID); id != "" {
 		writeField(bw, "X-Gateway-Queue-ID", id)
 	}
 	if env.EnvID != "" {
@@ -408,7 +470,7 @@ func (d *DSN) statusText(host string, env envelope.Envelope) []byte {
 		if orcpt := originalRecipient(r.Recipient.ORCPT); orcpt != "" {
 			writeField(bw, "Original-Recipient", orcpt)
 		}
-		addr := clean(r.Recipient.Address.String())
+		addr := message.OneLine(r.Recipient.Address.String())
 		typ := "rfc822"
 		if !isASCII(addr) {
 			typ = "utf-8" // RFC 6533 §3
@@ -416,10 +478,10 @@ func (d *DSN) statusText(host string, env envelope.Envelope) []byte {
 		writeField(bw, "Final-Recipient", typ+"; "+addr)
 		writeField(bw, "Action", string(r.Action))
 		writeField(bw, "Status", reportStatus(r).String())
-		if mta := clean(r.RemoteMTA); mta != "" {
+		if mta := message.OneLine(r.RemoteMTA); mta != "" {
 			writeField(bw, "Remote-MTA", "dns; "+mta)
 		}
-		if diag := clean(r.Diagnostic); diag != "" {
+		if diag := message.OneLine(r.Diagnostic); diag != "" {
 			writeField(bw, "Diagnostic-Code", "smtp; "+diag)
 		}
 		if !r.LastAttempt.IsZero() {
@@ -450,7 +512,7 @@ func reportStatus(r RecipientReport) sdk.EnhancedCode {
 // receivedFrom is the Received-From-MTA value: "dns; helo ([ip])",
 // "dns; [ip]" or "dns; helo"; "" when neither is known.
 func receivedFrom(env envelope.Envelope) string {
-	helo, ip := clean(env.ClientHELO), clean(env.ClientIP)
+	helo, ip := message.OneLine(env.ClientHELO), message.OneLine(env.ClientIP)
 	switch {
 	case helo != "" && ip != "":
 		return "dns; " + helo + " ([" + ip + "])"
@@ -467,7 +529,7 @@ func receivedFrom(env envelope.Envelope) string {
 // xtext (RFC 3461 §6.3). A value that is not of that form, or whose
 // decoded address is not printable ASCII, is kept as received.
 func originalRecipient(orcpt string) string {
-	orcpt = clean(orcpt)
+	orcpt = message.OneLine(orcpt)
 	typ, addr, ok := strings.Cut(orcpt, ";")
 	if !ok {
 		return orcpt
@@ -479,7 +541,7 @@ func originalRecipient(orcpt string) string {
 // when s is not valid xtext or decodes to anything but printable ASCII, so
 // that no control character reaches a header field.
 func decodeXText(s string) string {
-	s = clean(s)
+	s = message.OneLine(s)
 	if strings.IndexByte(s, '+') < 0 {
 		return s
 	}
@@ -685,10 +747,10 @@ func writeField(w *bufio.Writer, name, value string) {
 func writePart(mw *multipart.Writer, h textproto.MIMEHeader, body []byte) error {
 	pw, err := mw.CreatePart(h)
 	if err != nil {
-		return fmt.Errorf("delivery: writing DSN: %w", err)
+		return fmt.Errorf("dsn: writing DSN: %w", err)
 	}
 	if _, err := pw.Write(body); err != nil {
-		return fmt.Errorf("delivery: writing DSN: %w", err)
+		return fmt.Errorf("dsn: writing DSN: %w", err)
 	}
 	return nil
 }
@@ -714,21 +776,6 @@ func wrap(b *bytes.Buffer, indent, s string) {
 		col += len(word)
 	}
 	b.WriteString("\r\n")
-}
-
-// clean replaces control characters (CR and LF included) by spaces and
-// trims the result, so that no value can break out of its header field or
-// line.
-func clean(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
-		return strings.TrimSpace(s)
-	}
-	return strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s))
 }
 
 // encodingOf is the Content-Transfer-Encoding b needs: "" (7bit) or "8bit".

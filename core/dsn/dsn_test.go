@@ -1,4 +1,4 @@
-package delivery
+package dsn
 
 import (
 	"bufio"
@@ -50,8 +50,8 @@ func rcpt(local, domain string) envelope.Recipient {
 
 // testDSN is a bounce for bob@example.net with fixed Now, Message-ID and
 // boundary.
-func testDSN(ret envelope.Ret) *DSN {
-	return &DSN{
+func testDSN(ret envelope.Ret) *Report {
+	return &Report{
 		ReportingMTA: "mx.example.org",
 		Envelope: &envelope.Envelope{
 			Sender:     envelope.Address{Local: "alice", Domain: "example.com"},
@@ -91,7 +91,7 @@ type parsedDSN struct {
 }
 
 // build builds d and parses the result back.
-func build(t *testing.T, d *DSN) (parsedDSN, []byte) {
+func build(t *testing.T, d *Report) (parsedDSN, []byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := d.Build(&buf); err != nil {
@@ -688,7 +688,7 @@ func TestDSNDefaults(t *testing.T) {
 	}
 
 	// A success report without an envelope.
-	d = &DSN{
+	d = &Report{
 		ReportingMTA: "mx.example.org",
 		To:           envelope.Address{Local: "alice", Domain: "example.com"},
 		Reports:      []RecipientReport{{Recipient: rcpt("bob", "example.net"), Action: ActionDelivered}},
@@ -710,16 +710,16 @@ func TestDSNDefaults(t *testing.T) {
 func TestDSNBuildErrors(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(d *DSN)
+		change func(d *Report)
 		want   error
 	}{
-		{"null sender", func(d *DSN) { d.Envelope.Sender = envelope.Address{} }, ErrNullSender},
-		{"no reporting MTA", func(d *DSN) { d.ReportingMTA = " \r\n" }, ErrBadDSN},
-		{"no reports", func(d *DSN) { d.Reports = nil }, ErrBadDSN},
-		{"unknown action", func(d *DSN) { d.Reports[0].Action = "bounced" }, ErrBadDSN},
-		{"bad status class", func(d *DSN) { d.Reports[0].Status = sdk.EnhancedCode{3, 0, 0} }, ErrBadDSN},
-		{"null recipient", func(d *DSN) { d.Reports[0].Recipient = envelope.Recipient{} }, ErrBadDSN},
-		{"bad boundary", func(d *DSN) { d.Boundary = "no spaces at the end " }, nil},
+		{"null sender", func(d *Report) { d.Envelope.Sender = envelope.Address{} }, ErrNullSender},
+		{"no reporting MTA", func(d *Report) { d.ReportingMTA = " \r\n" }, ErrInvalid},
+		{"no reports", func(d *Report) { d.Reports = nil }, ErrInvalid},
+		{"unknown action", func(d *Report) { d.Reports[0].Action = "bounced" }, ErrInvalid},
+		{"bad status class", func(d *Report) { d.Reports[0].Status = sdk.EnhancedCode{3, 0, 0} }, ErrInvalid},
+		{"null recipient", func(d *Report) { d.Reports[0].Recipient = envelope.Recipient{} }, ErrInvalid},
+		{"bad boundary", func(d *Report) { d.Boundary = "no spaces at the end " }, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -733,8 +733,8 @@ func TestDSNBuildErrors(t *testing.T) {
 			if tc.want != nil && !errors.Is(err, tc.want) {
 				t.Errorf("Build error %v, want one wrapping %v", err, tc.want)
 			}
-			if !strings.HasPrefix(err.Error(), "delivery: ") {
-				t.Errorf("error %q lacks the delivery: prefix", err)
+			if !strings.HasPrefix(err.Error(), "dsn: ") {
+				t.Errorf("error %q lacks the dsn: prefix", err)
 			}
 		})
 	}
@@ -780,5 +780,51 @@ func TestDSNGolden(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(want), buf.String()); diff != "" {
 		t.Errorf("DSN differs from %s (-want +got):\n%s", golden, diff)
+	}
+}
+
+// TestSendEnvelope: the envelope a built report is queued with.
+func TestSendEnvelope(t *testing.T) {
+	alice := envelope.Address{Local: "alice", Domain: "example.com"}
+	tests := []struct {
+		name     string
+		edit     func(d *Report)
+		to       envelope.Address
+		body     envelope.Body
+		smtputf8 bool
+	}{
+		{name: "ASCII", edit: func(d *Report) {}, to: alice},
+		{name: "to the postmaster", edit: func(d *Report) { d.To = envelope.Address{Local: "postmaster", Domain: "example.org"} },
+			to: envelope.Address{Local: "postmaster", Domain: "example.org"}},
+		{name: "8-bit original", edit: func(d *Report) { d.Original = strings.NewReader("Subject: x\r\n\r\nGrüße\r\n") },
+			to: alice, body: envelope.Body8BitMIME},
+		{name: "binary original", edit: func(d *Report) {
+			d.Envelope.Body = envelope.BodyBinaryMIME
+			d.Original = strings.NewReader("Subject: x\r\n\r\n\x00\xff\r\n")
+		}, to: alice, body: envelope.BodyBinaryMIME},
+		{name: "UTF-8 original", edit: func(d *Report) {
+			d.Envelope.SMTPUTF8 = true
+			d.Original = strings.NewReader("Subject: Grüße\r\n\r\nHallo\r\n")
+		}, to: alice, body: envelope.Body8BitMIME, smtputf8: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := testDSN(envelope.RetFull)
+			tt.edit(d)
+			var b bytes.Buffer
+			if err := d.Build(&b); err != nil {
+				t.Fatal(err)
+			}
+			got := d.SendEnvelope(b.Bytes())
+			want := &envelope.Envelope{
+				Recipients: []envelope.Recipient{{Address: tt.to, Notify: envelope.NotifyNever}},
+				Body:       tt.body,
+				SMTPUTF8:   tt.smtputf8,
+				Received:   testNow,
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("SendEnvelope (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -1,0 +1,237 @@
+package delivery
+
+// This file records a job's outcomes in the spool: recipient states, the
+// recipients a predelivery hook added, DSNs, the next attempt, and the
+// counters, metrics and log line.
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/mailgate/gateway/core/dsn"
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// record applies the outcomes of attempt a: it adds the recipients its
+// predelivery hook added, queues the DSN the outcomes call for, then
+// stores the recipients' new states with one Spool.Replace or, when this
+// was the round's last job and every recipient is now final, deletes the
+// message. The last job of a round not cut short by shutdown also sends
+// the delay warning and sets the message's next attempt. It runs with
+// r.mu held and returns the notifications to dispatch and the message's
+// next attempt if it set one.
+//
+// Recipients a predelivery hook added are stored by the same write that
+// finishes those it replaced: until it is on disk the replaced ones are
+// still due, so a crash loses nothing (the hook expands them again).
+func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time.Duration) ([]notification, time.Time) {
+	r := a.r
+	bg := context.WithoutCancel(ctx) // what was done must be recorded, shutdown or not
+	now := e.now()
+	interrupted := ctx.Err() != nil
+	m := cloneMessage(r.msg)
+	addRecipients(m, a)
+
+	reports := e.applyOutcomes(m, r, a.outs, now)
+	if last && !interrupted {
+		reports = append(reports, e.delayWarnings(m, r, now)...)
+	}
+	if len(reports) > 0 {
+		if err := e.queueDSN(bg, m, reports, now); err != nil {
+			// Without its DSN a failure must not be final: retry it, and
+			// bounce it again then.
+			e.log.Error("delivery: cannot queue a DSN; the failed recipients stay deferred", "id", m.ID, "err", err)
+			for i := range a.outs {
+				if o := &a.outs[i]; !o.shutdown && o.class == Permanent {
+					o.class = Temporary
+					m.Recipients[o.idx].Status = queue.Deferred
+				}
+			}
+		}
+	}
+
+	final := allFinal(m)
+	var err error
+	var next time.Time
+	if final && last {
+		err = e.spool.Delete(bg, m.ID)
+	} else {
+		if last && !interrupted {
+			next = e.nextAttempt(m, now)
+		}
+		// The round holds the message's lease, and its jobs record one at
+		// a time (r.mu): r.msg is what is stored, and m replaces it whole,
+		// with nothing decoded on the spool's commit loop.
+		err = e.spool.Replace(bg, r.msg, m)
+	}
+	if err != nil {
+		e.log.Error("delivery: recording an attempt", "id", m.ID, "domain", a.domain, "err", err)
+	}
+	r.msg = m
+	return e.account(m, a, took, final && last), next
+}
+
+// addRecipients appends to m, as pending, the recipients a's predelivery
+// hook added, and points their outcomes at them. One that m already has
+// (another job of the round added it) is not added twice.
+func addRecipients(m *queue.Message, a *jobAttempt) {
+	at := make([]int, len(a.added))
+	for k, rc := range a.added {
+		i := slices.IndexFunc(m.Envelope.Recipients, func(x envelope.Recipient) bool { return x.Address.Mailbox() == rc.Address.Mailbox() })
+		if i < 0 {
+			i = len(m.Envelope.Recipients)
+			m.Envelope.Recipients = append(m.Envelope.Recipients, rc)
+			m.Recipients = append(m.Recipients, queue.RecipientState{Status: queue.Pending})
+		}
+		at[k] = i
+	}
+	for i := range a.outs {
+		if o := &a.outs[i]; o.added > 0 {
+			o.idx = at[o.added-1]
+		}
+	}
+}
+
+// applyOutcomes sets the states of m's recipients from outs (a temporary
+// failure past MaxLifetime becomes a permanent one) and returns the DSN
+// reports they call for.
+func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutcome, now time.Time) []dsn.RecipientReport {
+	nullSender := m.Envelope.Sender.IsNull()
+	var reports []dsn.RecipientReport
+	for i := range outs {
+		o := &outs[i]
+		rs := &m.Recipients[o.idx]
+		rc := m.Envelope.Recipients[o.idx]
+		if o.shutdown {
+			// Not an attempt: no count, no new Updated (the delay-warning
+			// rule reads it), no bounce.
+			rs.Status, rs.LastReply = queue.Deferred, "shutdown"
+			continue
+		}
+		if o.class == Temporary && now.Sub(m.Created) >= e.cfg.MaxLifetime {
+			o.class, o.expired, o.status = Permanent, true, sdk.EnhancedCode{5, 4, 7}
+		}
+		rs.LastReply, rs.Updated = o.reply, now
+		rs.Attempts++
+		r.last[o.idx] = *o
+		switch o.class {
+		case Delivered:
+			rs.Status = queue.Delivered
+			action := dsn.ActionDelivered
+			if o.expanded {
+				action = dsn.ActionExpanded
+			}
+			if !o.dropped && !nullSender && dsn.Wants(rc.Notify, action) {
+				reports = append(reports, o.report(rc, action, now))
+			}
+		case Permanent:
+			rs.Status = queue.Failed
+			if nullSender || dsn.Wants(rc.Notify, dsn.ActionFailed) {
+				reports = append(reports, o.report(rc, dsn.ActionFailed, now))
+			}
+		default:
+			rs.Status = queue.Deferred
+		}
+	}
+	return reports
+}
+
+// delayWarnings returns the delay warning of m, once per message (recorded
+// in DelayWarned): at the end of the first round that ends at or after
+// Created+DelayWarning with recipients still deferred. The DSN is queued
+// before the record, so a crash in between can send it twice, never not
+// at all.
+func (e *Engine) delayWarnings(m *queue.Message, r *engineRound, now time.Time) []dsn.RecipientReport {
+	if m.Envelope.Sender.IsNull() || e.cfg.DelayWarning <= 0 || m.DelayWarned || allFinal(m) ||
+		now.Before(m.Created.Add(e.cfg.DelayWarning)) {
+		return nil
+	}
+	m.DelayWarned = true
+	var reports []dsn.RecipientReport
+	for idx, rs := range m.Recipients {
+		rc := m.Envelope.Recipients[idx]
+		if rs.Status != queue.Deferred || !dsn.Wants(rc.Notify, dsn.ActionDelayed) {
+			continue
+		}
+		o, ok := r.last[idx]
+		if !ok {
+			o = rcptOutcome{reply: rs.LastReply}
+		}
+		if o.shutdown {
+			continue
+		}
+		rep := o.report(rc, dsn.ActionDelayed, rs.Updated)
+		rep.WillRetryUntil = m.Created.Add(e.cfg.MaxLifetime)
+		reports = append(reports, rep)
+	}
+	return reports
+}
+
+// nextAttempt sets m's next attempt after a round and returns it: at once
+// when a predelivery hook added recipients that have had no attempt yet,
+// else after the retry schedule's wait, with jitter.
+func (e *Engine) nextAttempt(m *queue.Message, now time.Time) time.Time {
+	fresh := slices.ContainsFunc(m.Recipients, func(rs queue.RecipientState) bool {
+		return rs.Status == queue.Pending && rs.Attempts == 0
+	})
+	m.NextAttempt = now
+	if !fresh {
+		m.NextAttempt = now.Add(e.jitter(RetryDelay(e.cfg.Retry, m.Attempts)))
+	}
+	m.Attempts++
+	return m.NextAttempt
+}
+
+// account counts a's outcomes (stats, metrics), logs the job and returns
+// the notifications to dispatch.
+func (e *Engine) account(m *queue.Message, a *jobAttempt, took time.Duration, done bool) []notification {
+	var notes []notification
+	var nDelivered, nDeferred, nFailed int
+	reply := ""
+	for _, o := range a.outs {
+		if o.shutdown {
+			continue
+		}
+		if e.opt.Observer != nil {
+			e.opt.Observer.Attempted(a.domain, o.class, took)
+		}
+		rc := m.Envelope.Recipients[o.idx]
+		switch o.class {
+		case Delivered:
+			nDelivered++
+			if !o.dropped && !o.expanded {
+				notes = append(notes, notification{sdk.StageDelivered, rc})
+			}
+		case Permanent:
+			nFailed++
+			notes = append(notes, notification{sdk.StageBounced, rc})
+		default:
+			nDeferred++
+			notes = append(notes, notification{sdk.StageDeferred, rc})
+		}
+		if reply == "" || o.class != Delivered {
+			reply = o.reply
+		}
+	}
+	e.delivered.Add(int64(nDelivered))
+	e.deferred.Add(int64(nDeferred))
+	e.failed.Add(int64(nFailed))
+	class := "shutdown"
+	switch {
+	case nDelivered > 0 && nDeferred == 0 && nFailed == 0:
+		class = Delivered.String()
+	case nDeferred > 0 && nDelivered == 0 && nFailed == 0:
+		class = Temporary.String()
+	case nFailed > 0 && nDelivered == 0 && nDeferred == 0:
+		class = Permanent.String()
+	case nDelivered+nDeferred+nFailed > 0:
+		class = "mixed"
+	}
+	e.log.Info("delivery", "id", m.ID, "domain", a.domain, "transport", a.route.Transport, "rcpts", len(a.outs),
+		"class", class, "delivered", nDelivered, "deferred", nDeferred, "failed", nFailed,
+		"reply", reply, "took", took, "attempts", m.Attempts, "done", done)
+	return notes
+}
