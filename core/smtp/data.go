@@ -210,31 +210,44 @@ func (r *DataReader) scan(p []byte, n int, buf []byte) (int, int) {
 			} else {
 				n = r.bare(p, n) // c is looked at again, at a line start
 			}
-		case stateDot:
-			switch c {
-			case '\r':
-				r.state = stateDotCR
-				i++
-				continue
-			case '\n':
-				i++
-				n = r.bare(p, n) // ".\n": an unstuffed empty line
-			default:
-				r.state = stateText // the dot was stuffing; c is content
-				continue
+		case stateDot, stateDotCR:
+			var used int
+			var end bool
+			n, used, end = r.dot(p, n, c)
+			i += used
+			if end {
+				return n, i
 			}
-		case stateDotCR:
-			if c == '\n' {
-				r.state = stateEnd
-				return n, i + 1
-			}
-			n = r.bare(p, n) // ".\r" then not LF: an empty line, bare CR
 		}
 		if len(r.pend) > 0 {
 			return n, i
 		}
 	}
 	return n, i
+}
+
+// dot steps the state machine on a line that began with a dot: c is the
+// byte after the dot (stateDot) or after ".\r" (stateDotCR). It returns
+// the new n, the bytes of input used (0: c is looked at again in the new
+// state) and whether the data ended. Off the hot path: only lines that
+// begin with a dot come here.
+func (r *DataReader) dot(p []byte, n int, c byte) (int, int, bool) {
+	if r.state == stateDotCR {
+		if c == '\n' {
+			r.state = stateEnd
+			return n, 1, true
+		}
+		return r.bare(p, n), 0, false // ".\r" then not LF: an empty line, bare CR
+	}
+	switch c {
+	case '\r':
+		r.state = stateDotCR
+		return n, 1, false
+	case '\n':
+		return r.bare(p, n), 1, false // ".\n": an unstuffed empty line
+	}
+	r.state = stateText // the dot was stuffing; c is content
+	return n, 0, false
 }
 
 // indexFrom returns the index of the first c in b at or after i, or len(b).

@@ -273,7 +273,11 @@ func headerSafe(v string) string {
 
 // drain reads and discards n bytes of a chunk that is refused; false
 // means the connection failed (the session ends).
-func (s *session) drain(n int64) bool {
+func (s *session) drain(n int64) bool { return s.readExactly(io.Discard, n) }
+
+// readExactly copies the n bytes of a chunk to dst under the data
+// timeouts; false means the connection failed (the session ends).
+func (s *session) readExactly(dst io.Writer, n int64) bool {
 	if n == 0 {
 		return true
 	}
@@ -281,7 +285,7 @@ func (s *session) drain(n int64) bool {
 	if int64(s.br.Buffered()) < n {
 		s.flush()
 	}
-	got, err := io.CopyN(io.Discard, s.br, n)
+	got, err := s.copyN(dst, n)
 	s.endData()
 	if err == nil && got < n {
 		err = io.ErrUnexpectedEOF
@@ -319,6 +323,21 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 	if drop || len(tx.env.Recipients) == 0 {
 		tx.blackhole = true
 	}
+	if !s.startBDAT(ctx, tx, n) || !s.readChunk(tx, n) {
+		return
+	}
+	if !last {
+		s.reply(R(250, enh200, itoa(n)+" octets received"))
+		return
+	}
+	s.lastChunk(ctx, tx)
+}
+
+// startBDAT readies tx for a chunk of n bytes: at the first chunk the
+// draft and the writers the chunks go through (none for a blackholed
+// transaction); every chunk, the size limit. false when it has answered
+// (the chunk drained) and the command is over.
+func (s *session) startBDAT(ctx context.Context, tx *txn, n int64) bool {
 	if tx.blackhole && tx.draft != nil {
 		tx.draft.Abort()
 		tx.draft = nil
@@ -333,7 +352,7 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 					s.resetTx()
 					s.reply(R(451, enh430, "Local error in processing"))
 				}
-				return
+				return false
 			}
 			tx.draft = draft
 		}
@@ -353,35 +372,29 @@ func (s *session) cmdBDAT(ctx context.Context, arg string, drop bool) {
 			s.resetTx()
 			s.refuse(R(552, enh534, "Message too big"))
 		}
-		return
+		return false
 	}
+	return true
+}
 
-	if n > 0 {
-		s.beginData()
-		if int64(s.br.Buffered()) < n {
-			s.flush()
-		}
-		got, err := s.copyN(tx.chunk, n)
-		s.endData()
-		if err == nil && got < n {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			s.resetTx()
-			s.connFailed(err)
-			return
-		}
+// readChunk copies a chunk of n bytes into tx; false when the connection
+// failed or the header grew too large (answered).
+func (s *session) readChunk(tx *txn, n int64) bool {
+	if !s.readExactly(tx.chunk, n) {
+		return false
 	}
 	tx.size += n
 	if tx.chunk.headerTooBig {
 		s.resetTx()
 		s.refuse(R(552, enh534, "Message header too large"))
-		return
+		return false
 	}
-	if !last {
-		s.reply(R(250, enh200, itoa(n)+" octets received"))
-		return
-	}
+	return true
+}
+
+// lastChunk ends a BDAT transaction at its LAST chunk: the checks that
+// need the whole message, then finish.
+func (s *session) lastChunk(ctx context.Context, tx *txn) {
 	tx.chunk.finish()
 	if tx.chunk.bare && !tx.chunk.fix {
 		s.resetTx()
