@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -90,7 +91,7 @@ func (p *Aliases) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.E
 	}
 	eff := sdk.Effects{Recipients: make([]sdk.Address, len(targets))}
 	for i, t := range targets {
-		eff.Recipients[i] = split(t)
+		eff.Recipients[i] = address.Split(t)
 	}
 	d := sdk.AcceptDecision().WithReason(fmt.Sprintf("aliases: %s expands to %s", addr, strings.Join(targets, ", ")))
 	return d, eff, nil
@@ -158,7 +159,7 @@ func (t *table) lookup(addr string) ([]target, bool) {
 	if ts, ok := t.aliases[key]; ok {
 		return ts, true
 	}
-	_, domain, _ := cut(key)
+	_, domain, _ := address.Cut(key)
 	ts, ok := t.catchAll[domain]
 	return ts, ok
 }
@@ -205,7 +206,7 @@ func (t *table) expand(addr string) ([]string, error) {
 		for _, tg := range targets {
 			next := tg.addr
 			if strings.HasPrefix(next, "@") {
-				local, _, _ := cut(a)
+				local, _, _ := address.Cut(a)
 				next = local + next
 			}
 			if tg.noExpand || strings.EqualFold(next, a) {
@@ -261,20 +262,6 @@ func (p *Aliases) log(ctx context.Context, level, msg string, fields map[string]
 	if p.host != nil {
 		p.host.Log(ctx, level, msg, fields)
 	}
-}
-
-// cut splits an address at its last @.
-func cut(addr string) (local, domain string, ok bool) {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return addr, "", false
-	}
-	return addr[:i], addr[i+1:], true
-}
-
-func split(addr string) sdk.Address {
-	local, domain, _ := cut(addr)
-	return sdk.Address{Local: local, Domain: domain}
 }
 
 var (

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
 	"github.com/mailgate/gateway/sdk"
 	"github.com/mailgate/gateway/sdk/sdktest"
 )
@@ -308,7 +309,7 @@ func rcptReq(local, domain string) *sdk.Request {
 func addrs(s ...string) []sdk.Address {
 	var out []sdk.Address
 	for _, a := range s {
-		out = append(out, split(a))
+		out = append(out, address.Split(a))
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -42,7 +43,7 @@ func parseConfig(m map[string]any) (config, error) {
 		expn:        cfg.Bool("expn"),
 	}
 	var errs sdk.ConfigErrors
-	if c.domain != "" && !validDomain(c.domain) {
+	if c.domain != "" && !address.ValidDomain(c.domain) {
 		errs.Add("domain", "%q is not a domain name", c.domain)
 	}
 	if c.aliasesFile == "" && c.virtualFile == "" {
@@ -60,23 +61,4 @@ func parseConfig(m map[string]any) (config, error) {
 		return config{}, err
 	}
 	return c, nil
-}
-
-// validDomain reports whether s looks like a domain name: labels of
-// letters, digits, '-' and '_' (or UTF-8), separated by dots.
-func validDomain(s string) bool {
-	if s == "" || len(s) > 255 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, r := range label {
-			if r <= ' ' || r == '@' || r == ',' || r == '"' || r == '\\' || r == 0x7f {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/mailgate/gateway/plugins/internal/address"
 )
 
 // maxIncludeDepth bounds :include: files that include others.
@@ -296,7 +298,7 @@ func (l *loader) parseVirtual(file string, data []byte) error {
 		switch at := strings.LastIndexByte(pattern, '@'); {
 		case at == 0:
 			table, key = l.t.catchAll, strings.ToLower(pattern[1:])
-			if !validDomain(key) {
+			if !address.ValidDomain(key) {
 				return syntaxErr(file, ll.line, "%q is not @domain", pattern)
 			}
 		case at > 0:
@@ -324,7 +326,7 @@ func (l *loader) parseVirtual(file string, data []byte) error {
 		var targets []target
 		for _, r := range results {
 			if d, ok := strings.CutPrefix(r, "@"); ok {
-				if !validDomain(d) {
+				if !address.ValidDomain(d) {
 					return syntaxErr(file, ll.line, "%q is not @domain", r)
 				}
 				targets = append(targets, target{addr: "@" + strings.ToLower(d)})
@@ -351,7 +353,7 @@ func (l *loader) address(s string) (string, error) {
 		s, at = s+"@"+l.domain, len(s)
 	}
 	local, domain := s[:at], s[at+1:]
-	if local == "" || !validDomain(strings.ToLower(domain)) || strings.ContainsFunc(local, badLocal) {
+	if local == "" || !address.ValidDomain(strings.ToLower(domain)) || strings.ContainsFunc(local, badLocal) {
 		return "", fmt.Errorf("%q is not an address", s)
 	}
 	return local + "@" + strings.ToLower(domain), nil

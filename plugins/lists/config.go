@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -58,7 +59,7 @@ func parseConfig(m map[string]any) (config, error) {
 		expn:   cfg.Bool("expn"),
 	}
 	var errs sdk.ConfigErrors
-	if c.domain != "" && !validDomain(c.domain) {
+	if c.domain != "" && !address.ValidDomain(c.domain) {
 		errs.Add("domain", "%q is not a domain name", c.domain)
 	}
 	if c.dir == "" && len(c.inline) == 0 {
@@ -76,23 +77,6 @@ func parseConfig(m map[string]any) (config, error) {
 		return config{}, err
 	}
 	return c, nil
-}
-
-func validDomain(s string) bool {
-	if s == "" || len(s) > 255 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, r := range label {
-			if r <= ' ' || r == '@' || r == ',' || r == '"' || r == '\\' || r == '<' || r == '>' || r == 0x7f {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -148,7 +149,7 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 	}
 	eff := sdk.Effects{Recipients: make([]sdk.Address, len(l.members))}
 	for i, m := range l.members {
-		eff.Recipients[i] = split(m)
+		eff.Recipients[i] = address.Split(m)
 	}
 	d := sdk.AcceptDecision().WithReason(fmt.Sprintf("lists: %s expands to %d members", l.addr, len(l.members)))
 	return d, eff, nil
@@ -193,7 +194,7 @@ func (p *Lists) Data(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 		eff.AddHeaders = append(eff.AddHeaders, sdk.HeaderField{Name: "List-Unsubscribe", Value: "<" + l.unsubscribe + ">"})
 	}
 	eff.AddHeaders = append(eff.AddHeaders, sdk.HeaderField{Name: "Precedence", Value: "list"})
-	bounce := split(l.bounce)
+	bounce := address.Split(l.bounce)
 	eff.Sender = &bounce
 	return sdk.ContinueDecision().WithReason("lists: message to list " + l.addr), eff, nil
 }
@@ -314,11 +315,6 @@ func (p *Lists) log(ctx context.Context, level, msg string, fields map[string]st
 	if p.host != nil {
 		p.host.Log(ctx, level, msg, fields)
 	}
-}
-
-func split(addr string) sdk.Address {
-	local, domain, _ := cut(addr)
-	return sdk.Address{Local: local, Domain: domain}
 }
 
 var (

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
 	"github.com/mailgate/gateway/sdk"
 	"github.com/mailgate/gateway/sdk/sdktest"
 )
@@ -222,27 +223,27 @@ func req(stage sdk.Stage, sender string, rcpts ...string) *sdk.Request {
 	r := &sdk.Request{
 		Stage:   stage,
 		Session: &sdk.Session{ID: "sess1", ClientIP: "192.0.2.1"},
-		Txn:     &sdk.Txn{Sender: split(sender)},
+		Txn:     &sdk.Txn{Sender: address.Split(sender)},
 	}
 	if sender == "" {
 		r.Txn.Sender = sdk.Address{}
 	}
 	for _, a := range rcpts {
-		r.Txn.Recipients = append(r.Txn.Recipients, sdk.Recipient{Address: split(a)})
+		r.Txn.Recipients = append(r.Txn.Recipients, sdk.Recipient{Address: address.Split(a)})
 	}
 	return r
 }
 
 func rcptReq(sender, rcpt string, before ...string) *sdk.Request {
 	r := req(sdk.StageRcpt, sender, before...)
-	r.Rcpt = &sdk.Recipient{Address: split(rcpt)}
+	r.Rcpt = &sdk.Recipient{Address: address.Split(rcpt)}
 	return r
 }
 
 func addrs(s ...string) []sdk.Address {
 	var out []sdk.Address
 	for _, a := range s {
-		out = append(out, split(a))
+		out = append(out, address.Split(a))
 	}
 	return out
 }
