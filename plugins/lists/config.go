@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/plugins/internal/address"
+	"github.com/mailgate/gateway/plugins/internal/expn"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -24,7 +25,7 @@ const (
 var posterPolicies = []string{PostersMembers, PostersAnyone, PostersModerated}
 
 func schema() []sdk.ConfigField {
-	return []sdk.ConfigField{
+	return append([]sdk.ConfigField{
 		{Name: "lists_dir", Type: "string",
 			Description: "A folder of list files, one list a file (see List files)."},
 		{Name: "lists", Type: "map(string)",
@@ -35,9 +36,7 @@ func schema() []sdk.ConfigField {
 			Description: "Who may post to a list that does not say (`# posters:`): members, anyone or moderated."},
 		{Name: "reload_interval", Type: "string", Default: defaultReloadInterval,
 			Description: "How often, at most, a call checks lists_dir for changes and re-reads it; \"0s\" never does."},
-		{Name: "expn", Type: "bool", Default: false,
-			Description: "Answer EXPN of a list address with its members."},
-	}
+	}, expn.Fields("EXPN of a list with its members and VRFY of a list with its address")...)
 }
 
 type config struct {
@@ -46,7 +45,7 @@ type config struct {
 	domain string
 	policy string
 	reload time.Duration
-	expn   bool
+	expn   expn.Policy // who may use EXPN and VRFY
 }
 
 func parseConfig(m map[string]any) (config, error) {
@@ -56,9 +55,9 @@ func parseConfig(m map[string]any) (config, error) {
 		inline: cfg.Map("lists"),
 		domain: strings.ToLower(strings.TrimSuffix(cfg.String("domain"), ".")),
 		policy: cfg.String("policy_default"),
-		expn:   cfg.Bool("expn"),
 	}
 	var errs sdk.ConfigErrors
+	c.expn = expn.Parse(cfg, &errs)
 	if c.domain != "" && !address.ValidDomain(c.domain) {
 		errs.Add("domain", "%q is not a domain name", c.domain)
 	}

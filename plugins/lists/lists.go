@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/plugins/internal/address"
+	"github.com/mailgate/gateway/plugins/internal/expn"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -17,10 +18,8 @@ const (
 	name    = "lists"
 	version = "0.1.0"
 
-	// kvTTL is how long the host's ephemeral key-value store remembers
-	// that a transaction is a list's: longer than any transaction takes.
-	// The mark is ephemeral (in memory, no disk commit on a message's
-	// path): losing it in a restart loses the transaction with it.
+	// kvTTL is how long the host's key-value store remembers that a
+	// transaction is a list's: longer than any transaction takes.
 	kvTTL = 10 * time.Minute
 )
 
@@ -110,20 +109,10 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	p.maybeReload(ctx)
-	host := p.hostOf()
 	addr := r.Rcpt.Address.String()
 	l := p.lists.Load().byAddr[strings.ToLower(addr)]
 	if l == nil {
-		if host != nil && len(r.Txn.Recipients) > 0 {
-			v, _, err := host.Ephemeral().Get(ctx, txnKey(r))
-			if err != nil {
-				host.Log(ctx, "warn", "lists: reading the transaction mark", map[string]string{"err": err.Error()})
-			} else if v != "" {
-				return sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
-					WithReason("lists: " + addr + " after list " + v), sdk.Effects{}, nil
-			}
-		}
-		return sdk.ContinueDecision(), sdk.Effects{}, nil
+		return p.afterList(ctx, r, addr), sdk.Effects{}, nil
 	}
 	sender := r.Txn.Sender.String()
 	owner := sender != "" && strings.EqualFold(sender, l.owner)
@@ -142,7 +131,7 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 	if len(l.members) == 0 {
 		return sdk.DropDecision().WithReason("lists: list " + l.addr + " has no members"), sdk.Effects{}, nil
 	}
-	if host != nil {
+	if host := p.hostOf(); host != nil {
 		if err := host.Ephemeral().Set(ctx, txnKey(r), l.addr, kvTTL); err != nil {
 			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("lists: marking the transaction: %w", err)
 		}
@@ -153,6 +142,27 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 	}
 	d := sdk.AcceptDecision().WithReason(fmt.Sprintf("lists: %s expands to %d members", l.addr, len(l.members)))
 	return d, eff, nil
+}
+
+// afterList answers a recipient that is no list, rcpt: 452 4.5.3 in a
+// list's transaction, else continue. It runs at rcpt and, for RCPT, at
+// the command stage too, before any rcpt hook: a hook earlier in the
+// pipeline that accepts the recipient (an alias) ends the rcpt stage
+// before this plugin sees it. A store that cannot be read is logged, and
+// the recipient continues.
+func (p *Lists) afterList(ctx context.Context, r *sdk.Request, rcpt string) sdk.Decision {
+	if r.Txn == nil || len(r.Txn.Recipients) == 0 {
+		return sdk.ContinueDecision()
+	}
+	l, err := p.listOf(ctx, r)
+	if err != nil {
+		p.hostOf().Log(ctx, "warn", "lists: the one-list rule went unchecked", map[string]string{"err": err.Error()})
+	}
+	if l == nil {
+		return sdk.ContinueDecision()
+	}
+	return sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
+		WithReason("lists: " + rcpt + " after list " + l.addr)
 }
 
 // Data gives the message of a list transaction the list's header fields
@@ -199,11 +209,11 @@ func (p *Lists) Data(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 	return sdk.ContinueDecision().WithReason("lists: message to list " + l.addr), eff, nil
 }
 
-// listOf finds the list of a data request's transaction: the list the
-// rcpt hook marked in the key-value store, when the recipients are still
-// exactly its members. Without a host (no key-value store) it falls back
-// to the first list, in address order, whose members are exactly the
-// recipients.
+// listOf finds the list whose transaction r's is: the list the rcpt hook
+// marked in the key-value store, when the recipients are still exactly
+// its members (sending to a list's members one by one is no list post).
+// Without a host (no key-value store) it falls back to the first list, in
+// address order, whose members are exactly the recipients.
 func (p *Lists) listOf(ctx context.Context, r *sdk.Request) (*list, error) {
 	s := p.lists.Load()
 	rcpts := map[string]bool{}
@@ -240,28 +250,28 @@ func (p *Lists) listOf(ctx context.Context, r *sdk.Request) (*list, error) {
 	return nil, nil
 }
 
-// Command answers VRFY of a list address with the address, and EXPN of
-// one with its members when expn is on. A name without @ is taken to be
-// of the domain setting.
+// Command keeps the one-list rule for RCPT (see afterList), and answers
+// VRFY of a list with its address and EXPN of one with its members, to
+// the clients the expn settings trust. A name without @ is taken to be of
+// the domain setting.
 func (p *Lists) Command(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
 	verb := strings.ToUpper(r.Command)
-	if verb != "VRFY" && verb != "EXPN" {
+	switch verb {
+	case "RCPT":
+		return p.afterList(ctx, r, "RCPT "+r.Arg), sdk.Effects{}, nil
+	case "VRFY", "EXPN":
+	default:
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	p.maybeReload(ctx)
 	p.mu.Lock()
-	expn, domain := p.cfg.expn, p.cfg.domain
+	policy, domain := p.cfg.expn, p.cfg.domain
 	p.mu.Unlock()
-	if verb == "EXPN" && !expn {
+	if !policy.Allows(r.Session) {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
-	addr := strings.TrimSpace(r.Arg)
-	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">")
-	if !strings.Contains(addr, "@") && domain != "" {
-		addr += "@" + domain
-	}
-	l := p.lists.Load().byAddr[strings.ToLower(addr)]
-	if l == nil {
+	l := p.lists.Load().byAddr[strings.ToLower(expn.Address(r.Arg, domain))]
+	if l == nil || len(l.members) == 0 {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	var eff sdk.Effects
@@ -274,9 +284,6 @@ func (p *Lists) Command(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.
 	} else {
 		for _, m := range l.members {
 			eff.ReplyLines = append(eff.ReplyLines, "<"+m+">")
-		}
-		if len(eff.ReplyLines) == 0 {
-			return sdk.ContinueDecision(), sdk.Effects{}, nil
 		}
 	}
 	return sdk.AcceptDecision().WithReason("lists: " + verb + " " + l.addr), eff, nil

@@ -88,10 +88,11 @@ func (h *fakeHost) Log(_ context.Context, level, msg string, fields map[string]s
 
 func testdataConfig() map[string]any {
 	return map[string]any{
-		"lists_dir": filepath.Join("testdata", "lists"),
-		"lists":     map[string]string{"ops@example.test": "eve@example.org, frank,,"},
-		"domain":    "example.test",
-		"expn":      true,
+		"lists_dir":     filepath.Join("testdata", "lists"),
+		"lists":         map[string]string{"ops@example.test": "eve@example.org, frank,,"},
+		"domain":        "example.test",
+		"expn":          true,
+		"expn_networks": []string{"10.0.0.0/8"},
 	}
 }
 
@@ -283,7 +284,7 @@ func TestRcpt(t *testing.T) {
 		{"list after other recipients", rcptReq("bob@example.org", "team@example.test", "x@example.test"), "",
 			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to the list in a separate transaction").
 				WithReason("lists: list team@example.test after other recipients"), nil, ""},
-		{"other recipient after a list", rcptReq("bob@example.org", "x@example.test", "alice@example.test"), "team@example.test",
+		{"other recipient after a list", rcptReq("bob@example.org", "x@example.test", "alice@example.test", "bob@example.org", "dave@example.test"), "team@example.test",
 			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
 				WithReason("lists: x@example.test after list team@example.test"), nil, "team@example.test"},
 		{"not a list", rcptReq("bob@example.org", "x@example.test", "y@example.test"), "",
@@ -474,9 +475,13 @@ func TestCommand(t *testing.T) {
 	offCfg := testdataConfig()
 	delete(offCfg, "expn")
 	off := configured(t, offCfg, nil)
-	cmd := func(verb, arg string) *sdk.Request {
-		return &sdk.Request{Stage: sdk.StageCommand, Session: &sdk.Session{ID: "s"}, Command: verb, Arg: arg}
+	user := &sdk.Session{ID: "s", ClientIP: "192.0.2.9", AuthUser: "bob"}
+	stranger := &sdk.Session{ID: "s", ClientIP: "192.0.2.9"}
+	inside := &sdk.Session{ID: "s", ClientIP: "10.1.2.3"}
+	cmd := func(s *sdk.Session, verb, arg string) *sdk.Request {
+		return &sdk.Request{Stage: sdk.StageCommand, Session: s, Command: verb, Arg: arg}
 	}
+	team := []string{"<alice@example.test>", "<bob@example.org>", "<dave@example.test>"}
 	tests := []struct {
 		name  string
 		p     *Lists
@@ -484,15 +489,18 @@ func TestCommand(t *testing.T) {
 		want  sdk.Verdict
 		lines []string
 	}{
-		{"EXPN list", on, cmd("EXPN", "team@example.test"), sdk.Accept,
-			[]string{"<alice@example.test>", "<bob@example.org>", "<dave@example.test>"}},
-		{"EXPN bare name", on, cmd("expn", "<ops>"), sdk.Accept, []string{"<eve@example.org>", "<frank@example.test>"}},
-		{"EXPN off", off, cmd("EXPN", "team@example.test"), sdk.Continue, nil},
-		{"EXPN unknown", on, cmd("EXPN", "nobody@example.test"), sdk.Continue, nil},
-		{"VRFY list", off, cmd("VRFY", "team"), sdk.Accept, []string{"Team <team@example.test>"}},
-		{"VRFY list without name", off, cmd("VRFY", "<open@example.test>"), sdk.Accept, []string{"<open@example.test>"}},
-		{"VRFY member", on, cmd("VRFY", "alice@example.test"), sdk.Continue, nil},
-		{"other verb", on, cmd("NOOP", ""), sdk.Continue, nil},
+		{"EXPN list", on, cmd(user, "EXPN", "team@example.test"), sdk.Accept, team},
+		{"EXPN from expn_networks", on, cmd(inside, "EXPN", "team@example.test"), sdk.Accept, team},
+		{"EXPN from a stranger", on, cmd(stranger, "EXPN", "team@example.test"), sdk.Continue, nil},
+		{"EXPN bare name", on, cmd(user, "expn", "<ops>"), sdk.Accept, []string{"<eve@example.org>", "<frank@example.test>"}},
+		{"EXPN off", off, cmd(user, "EXPN", "team@example.test"), sdk.Continue, nil},
+		{"EXPN unknown", on, cmd(user, "EXPN", "nobody@example.test"), sdk.Continue, nil},
+		{"VRFY list", on, cmd(user, "VRFY", "team"), sdk.Accept, []string{"Team <team@example.test>"}},
+		{"VRFY list without name", on, cmd(inside, "VRFY", "<open@example.test>"), sdk.Accept, []string{"<open@example.test>"}},
+		{"VRFY from a stranger", on, cmd(stranger, "VRFY", "team"), sdk.Continue, nil},
+		{"VRFY off", off, cmd(user, "VRFY", "team"), sdk.Continue, nil},
+		{"VRFY member", on, cmd(user, "VRFY", "alice@example.test"), sdk.Continue, nil},
+		{"other verb", on, cmd(user, "NOOP", ""), sdk.Continue, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -508,6 +516,62 @@ func TestCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCommandRcpt: in a list's transaction, RCPT gets 452 at the command
+// stage already, before a hook earlier in the pipeline (aliases) can
+// accept the recipient at rcpt.
+func TestCommandRcpt(t *testing.T) {
+	team := []string{"alice@example.test", "bob@example.org", "dave@example.test"}
+	rcptCmd := func(before ...string) *sdk.Request {
+		r := req(sdk.StageCommand, "bob@example.org", before...)
+		r.Command, r.Arg = "RCPT", "TO:<info@example.test> NOTIFY=NEVER"
+		return r
+	}
+	tests := []struct {
+		name string
+		mark string
+		r    *sdk.Request
+		want sdk.Decision
+	}{
+		{"after a list", "team@example.test", rcptCmd(team...),
+			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
+				WithReason("lists: RCPT TO:<info@example.test> NOTIFY=NEVER after list team@example.test")},
+		{"first recipient", "team@example.test", rcptCmd(), sdk.ContinueDecision()},
+		{"stale mark", "team@example.test", rcptCmd("carol@example.test"), sdk.ContinueDecision()},
+		{"no mark", "", rcptCmd(team...), sdk.ContinueDecision()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := newFakeHost()
+			if tt.mark != "" {
+				host.kv[txnKey(tt.r)] = tt.mark
+			}
+			p := configured(t, testdataConfig(), host)
+			got, _, err := p.Command(context.Background(), tt.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if err := got.Validate(sdk.StageCommand); err != nil {
+				t.Errorf("decision does not validate: %v", err)
+			}
+		})
+	}
+	t.Run("store fails", func(t *testing.T) {
+		host := newFakeHost()
+		p := configured(t, testdataConfig(), host)
+		host.kvErr = errors.New("store closed")
+		got, _, err := p.Command(context.Background(), rcptCmd(team...))
+		if err != nil || got != sdk.ContinueDecision() {
+			t.Errorf("Command = %+v, %v; want continue", got, err)
+		}
+		if want := []string{"warn lists: the one-list rule went unchecked: lists: reading the transaction mark: store closed"}; !cmp.Equal(host.logs, want) {
+			t.Errorf("logs = %q, want %q", host.logs, want)
+		}
+	})
 }
 
 func TestReload(t *testing.T) {
