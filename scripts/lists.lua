@@ -23,12 +23,11 @@
 -- even when a hook earlier in the pipeline accepts the recipient (an
 -- alias) and the rcpt stage ends before this script sees it.
 --
--- How a transaction is known to be a list's: on_rcpt marks it in the
--- gateway's key-value store (key "txn/<session id>/<sender>" = the list
--- address, for 10 minutes) and on_mail clears the mark the session's
--- previous transaction may have left. The mark counts while the
--- recipients are exactly the list's members: sending to a list's members
--- one by one is no list post.
+-- How a transaction is known to be a list's: on_rcpt writes the note
+-- "list" (ctx.notes["lua.<name>/list"]) with the list address, which the
+-- later stages of the transaction see and which ends with it. The note
+-- counts while the recipients are exactly the list's members: sending to
+-- a list's members one by one is no list post.
 --
 -- Params:
 --
@@ -62,7 +61,7 @@
 -- that are no list, get the server's own answers (502 to EXPN, 252 to
 -- VRFY).
 --
--- Stages: mail (clears the mark), rcpt, command (RCPT, VRFY, EXPN), data.
+-- Stages: rcpt, command (RCPT, VRFY, EXPN), data.
 --
 -- Example:
 --
@@ -79,7 +78,7 @@
 --       expn          = true
 --       expn_networks = ["10.0.0.0/8"]
 --     }
---     match { stage = ["mail", "rcpt", "command", "data"] }
+--     match { stage = ["rcpt", "command", "data"] }
 --   }
 
 local P = gw.params or {}
@@ -134,13 +133,8 @@ if #expn_networks > 0 then gw.cidr.contains(expn_networks, "192.0.2.1") end -- a
 
 -- The fields a post's own replace.
 local REMOVED = { "List-Id", "List-Post", "List-Owner", "List-Unsubscribe", "List-Unsubscribe-Post", "Precedence" }
-local MARK_TTL = 600
 
--- The mark --------------------------------------------------------------
-
-local function mark_key(ctx)
-  return "txn/" .. ctx.conn.id .. "/<" .. string.lower(ctx.txn.sender or "") .. ">"
-end
+-- The transaction's list ------------------------------------------------
 
 -- same reports whether addrs are exactly the members of l.
 local function same(l, addrs)
@@ -153,22 +147,21 @@ local function same(l, addrs)
   return n == #l.members
 end
 
--- list_of returns the list whose transaction ctx is, or nil.
+-- list_of returns the list whose transaction ctx is, or nil: the list of
+-- the note on_rcpt wrote ("<hook>/list", the hook being this script under
+-- the name the gateway's config gives it), while the recipients are
+-- exactly its members.
 local function list_of(ctx)
   local rcpts = ctx.txn and ctx.txn.recipients or {}
   if #rcpts == 0 then return nil end
-  local v = gw.kv.get(mark_key(ctx))
-  local l = v and lists[v]
-  if l and same(l, rcpts) then return l end
+  for k, v in pairs(ctx.notes) do
+    local l = string.sub(k, -5) == "/list" and lists[string.lower(v)]
+    if l and same(l, rcpts) then return l end
+  end
   return nil
 end
 
 -- Hooks -----------------------------------------------------------------
-
-function on_mail(ctx)
-  local key = mark_key(ctx)
-  if gw.kv.get(key) then gw.kv.delete(key) end
-end
 
 local function may_post(l, sender)
   sender = string.lower(sender or "")
@@ -201,7 +194,7 @@ function on_rcpt(ctx)
   if #(ctx.txn.recipients or {}) > 0 then
     return gw.defer(452, "4.5.3", "Send to the list in a separate transaction")
   end
-  gw.kv.set(mark_key(ctx), key, MARK_TTL)
+  ctx:note("list", key)
   ctx:set_recipients(l.members)
   return gw.accept()
 end

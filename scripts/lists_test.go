@@ -22,7 +22,7 @@ pipeline = ["lua.lists"]
 lua "lists" {
   path   = "{{scripts}}/lists.lua"
   params = ` + params + `
-  match { stage = ["mail", "rcpt", "data", "command"] }
+  match { stage = ["rcpt", "data", "command"] }
 }
 `)
 }

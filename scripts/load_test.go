@@ -27,7 +27,7 @@ func TestScriptStages(t *testing.T) {
 	}{
 		{"relay", []sdk.Stage{sdk.StageMail, sdk.StageRcpt}},
 		{"aliases", []sdk.Stage{sdk.StageRcpt, sdk.StageCommand, sdk.StageData}},
-		{"lists", []sdk.Stage{sdk.StageMail, sdk.StageRcpt, sdk.StageCommand, sdk.StageData}},
+		{"lists", []sdk.Stage{sdk.StageRcpt, sdk.StageCommand, sdk.StageData}},
 		{"translate", []sdk.Stage{sdk.StageMail, sdk.StageData, sdk.StagePredelivery}},
 	}
 	for _, tt := range tests {
