@@ -144,8 +144,7 @@ func TestAliasesExpn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			params := aliasesParams[:len(aliasesParams)-1] + "  expn = " + tt.expn + "\n  expn_networks = " + tt.networks + "\n}"
-			g := startGateway(t, aliasesConfig(params))
+			g := startGateway(t, aliasesConfig(moreParams(aliasesParams, "expn = "+tt.expn, "expn_networks = "+tt.networks)))
 			c := open(t, g, tt.user)
 			c.Run(tt.script)
 		})

@@ -96,8 +96,7 @@ func TestListsExpnVrfy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			params := listsParams[:len(listsParams)-1] + "  expn = " + tt.expn + "\n  expn_networks = " + tt.networks + "\n}"
-			g := startGateway(t, listsConfig(params))
+			g := startGateway(t, listsConfig(moreParams(listsParams, "expn = "+tt.expn, "expn_networks = "+tt.networks)))
 			c := open(t, g, tt.user)
 			c.Run(tt.script)
 		})

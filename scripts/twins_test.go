@@ -53,10 +53,23 @@ const twinChain = 11
 // twinMailboxes are delivered as they are, whatever the catch-alls say.
 var twinMailboxes = []string{"alice@example.test", "bob@example.test"}
 
+// The settings the twins share: the same names and values in the Lua
+// params and in the plugins' config blocks.
+const (
+	twinLocal = `["example.test", "example.net"]`
+	// The tests' client (127.0.0.1) is outside expn_networks: only
+	// authenticated users are trusted with EXPN and VRFY.
+	twinExpn = `
+    expn          = true
+    expn_networks = ["10.0.0.0/8"]`
+	twinAliasSettings = `
+    local_domains = ` + twinLocal + `
+    srs_domain    = "` + twinSRSDomain + `"
+    srs_secret    = "` + twinSecret + `"` + twinExpn
+)
+
 const (
 	twinSecret     = "s3cret"
-	twinNetworks   = `["10.0.0.0/8"]` // expn_networks: the tests' client (127.0.0.1) is not in it
-	twinLocal      = `["example.test", "example.net"]`
 	twinSRSDomain  = "example.test"
 	twinSRSSender  = "carol@sender.test"
 	twinSRSExpired = 30 * 24 * time.Hour
@@ -72,6 +85,18 @@ func twinAliasesFlat() [][2]string {
 	return out
 }
 
+// settings are the list's settings that are set, name and value, as both
+// forms name them (a Lua param, a "# name: value" line of a list file).
+func (l twinList) settings() [][2]string {
+	var out [][2]string
+	for _, kv := range [][2]string{{"name", l.name}, {"owner", l.owner}, {"posters", l.posters}, {"unsubscribe", l.unsubscribe}} {
+		if kv[1] != "" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // twinLuaConfig is the gateway of the scripts.
 func twinLuaConfig() string {
 	var aliases, lists strings.Builder
@@ -80,10 +105,8 @@ func twinLuaConfig() string {
 	}
 	for _, l := range twinLists {
 		fmt.Fprintf(&lists, "      %q = {\n        members = %s\n", l.addr, hclList(l.members))
-		for _, kv := range [][2]string{{"name", l.name}, {"owner", l.owner}, {"posters", l.posters}, {"unsubscribe", l.unsubscribe}} {
-			if kv[1] != "" {
-				fmt.Fprintf(&lists, "        %s = %q\n", kv[0], kv[1])
-			}
+		for _, kv := range l.settings() {
+			fmt.Fprintf(&lists, "        %s = %q\n", kv[0], kv[1])
 		}
 		lists.WriteString("      }\n")
 	}
@@ -94,21 +117,14 @@ lua "aliases" {
   params = {
     aliases = {
 `+aliases.String()+`    }
-    mailboxes     = `+hclList(twinMailboxes)+`
-    local_domains = `+twinLocal+`
-    srs_domain    = "`+twinSRSDomain+`"
-    srs_secret    = "`+twinSecret+`"
-    expn          = true
-    expn_networks = `+twinNetworks+`
+    mailboxes     = `+hclList(twinMailboxes)+twinAliasSettings+`
   }
 }
 lua "lists" {
   path   = "{{scripts}}/lists.lua"
   params = {
     lists = {
-`+lists.String()+`    }
-    expn          = true
-    expn_networks = `+twinNetworks+`
+`+lists.String()+`    }`+twinExpn+`
   }
 }
 `)
@@ -133,10 +149,8 @@ func twinPluginConfig(t *testing.T) string {
 	}
 	for _, l := range twinLists {
 		var b strings.Builder
-		for _, kv := range [][2]string{{"name", l.name}, {"owner", l.owner}, {"posters", l.posters}, {"unsubscribe", l.unsubscribe}} {
-			if kv[1] != "" {
-				fmt.Fprintf(&b, "# %s: %s\n", kv[0], kv[1])
-			}
+		for _, kv := range l.settings() {
+			fmt.Fprintf(&b, "# %s: %s\n", kv[0], kv[1])
 		}
 		writeFile(t, filepath.Join(lists, l.addr), b.String()+strings.Join(l.members, "\n")+"\n")
 	}
@@ -145,20 +159,13 @@ pipeline = ["plugin.aliases", "plugin.lists"]
 plugin "aliases" {
   path = "`+gatewaytest.BuildPlugin(t, "../plugins/aliases")+`"
   config {
-    virtual_file  = "`+filepath.Join(dir, "virtual")+`"
-    local_domains = `+twinLocal+`
-    srs_domain    = "`+twinSRSDomain+`"
-    srs_secret    = "`+twinSecret+`"
-    expn          = true
-    expn_networks = `+twinNetworks+`
+    virtual_file  = "`+filepath.Join(dir, "virtual")+`"`+twinAliasSettings+`
   }
 }
 plugin "lists" {
   path = "`+gatewaytest.BuildPlugin(t, "../plugins/lists")+`"
   config {
-    lists_dir     = "`+lists+`"
-    expn          = true
-    expn_networks = `+twinNetworks+`
+    lists_dir     = "`+lists+`"`+twinExpn+`
   }
 }
 `)
