@@ -131,7 +131,7 @@ local expn = P.expn == true
 local expn_networks = list(P.expn_networks)
 if #expn_networks > 0 then gw.cidr.contains(expn_networks, "192.0.2.1") end -- a bad CIDR fails the load
 
--- The fields a post's own replace.
+-- The fields a post carries that the list's own replace.
 local REMOVED = { "List-Id", "List-Post", "List-Owner", "List-Unsubscribe", "List-Unsubscribe-Post", "Precedence" }
 
 -- The transaction's list ------------------------------------------------
