@@ -1,24 +1,31 @@
 -- aliases.lua: forwarding aliases, with SRS for mail forwarded to other
--- domains.
+-- domains. plugins/aliases is its twin: the two behave the same
+-- (scripts/twins_test.go runs one table of cases against both), and make
+-- and read the same SRS addresses.
 --
--- At RCPT, a recipient with an alias is replaced by the alias's targets
--- (expanded again while they are aliases themselves) and accepted. An alias
--- cycle is refused with 550 5.4.6. When a message is forwarded to a domain
--- outside local_domains, its envelope sender is rewritten with the Sender
--- Rewriting Scheme (SRS0) into srs_domain, so that the next hop's SPF check
--- sees our domain and a bounce comes back to us; a bounce to such an SRS
--- address is forwarded to the original sender.
+-- At RCPT, a recipient with an alias is replaced by the alias's final
+-- targets and accepted. Targets are expanded again, depth first, up to 10
+-- aliases deep (deeper: 550 5.4.6 Alias expansion too deep), and the list
+-- is deduplicated without regard to case, the first spelling kept. A
+-- target equal to the address it is a target of is kept as it is (an
+-- alias keeping a copy); any other return to an address on the way is a
+-- loop: 550 5.4.6 Alias loop detected. An alias whose only target is
+-- itself changes nothing: the recipient continues to the next hook.
+--
+-- When a message is forwarded to a domain outside local_domains, its
+-- envelope sender is rewritten with the Sender Rewriting Scheme (SRS0)
+-- into srs_domain, so that the next hop's SPF check sees our domain and a
+-- bounce comes back to us; a bounce to such an SRS address is forwarded
+-- to the original sender, and one to an SRS address that is forged or too
+-- old is refused with 550 5.1.1 Invalid SRS address.
 --
 -- Params:
 --
 --   aliases        map of address to a list of target addresses. Keys are
 --                  full addresses ("info@example.test") or "@domain", a
 --                  catch-all for every address of that domain that has no
---                  alias of its own. A catch-all applies only to the
---                  address given in RCPT TO, not to the targets of an
---                  expansion (so that its own target, usually in the same
---                  domain, is not caught again). An alias that lists
---                  itself as a target keeps a copy in its own mailbox.
+--                  alias of its own and is not in mailboxes, whether it
+--                  comes in RCPT TO or as the target of an alias.
 --                  Addresses compare without regard to case. Default none.
 --   mailboxes      list of addresses that are delivered as they are: the
 --                  catch-all of their domain does not apply to them (list
@@ -31,6 +38,13 @@
 --                  domains, or a domain whose MX is this gateway.
 --   srs_secret     string; required with srs_domain. Keys the SRS hash.
 --   srs_max_age    days an SRS address stays valid for bounces; default 21.
+--   expn           true: answer EXPN of an alias with its final targets,
+--                  one <address> a line, to trusted clients only:
+--                  authenticated ones and those in expn_networks (others,
+--                  and addresses without an alias, get the server's 502).
+--                  Default false.
+--   expn_networks  list of CIDR strings (or single IPs) trusted with EXPN
+--                  besides authenticated clients; default none.
 --
 -- The SRS hash: Lua has no HMAC, so the hash is a keyed polynomial hash
 -- modulo a prime below 2^24 over secret, timestamp, domain and local part,
@@ -42,7 +56,7 @@
 -- day number modulo 1024 in base32.
 --
 -- Stages: rcpt (expansion, reverse SRS), data (SRS rewriting of the
--- sender, once the final recipients are known).
+-- sender, once the final recipients are known), command (EXPN).
 --
 -- Example:
 --
@@ -89,6 +103,10 @@ end
 local mailboxes = {}
 for _, m in ipairs(list(P.mailboxes)) do mailboxes[string.lower(m)] = true end
 
+local expn = P.expn == true
+local expn_networks = list(P.expn_networks)
+if #expn_networks > 0 then gw.cidr.contains(expn_networks, "192.0.2.1") end -- a bad CIDR fails the load
+
 local srs_domain = P.srs_domain and string.lower(P.srs_domain) or nil
 local srs_secret = P.srs_secret or ""
 local srs_max_age = tonumber(P.srs_max_age) or 21
@@ -104,27 +122,57 @@ local function is_local(addr)
   return local_domains[domain_of(addr)] == true
 end
 
--- expand appends to out the final targets of the alias key (lower case)
--- with its list targets, in order and without duplicates; it returns false
--- when it finds an alias cycle. path holds the aliases being expanded, seen
--- the targets already collected. Only exact aliases expand targets: a
--- catch-all applies to the address in RCPT TO alone.
-local function expand(key, targets, path, seen, out)
-  path[key] = true
-  for _, t in ipairs(targets) do
-    local tk = string.lower(t)
-    local sub = aliases[tk]
-    if sub == nil or tk == key then -- a mailbox, or an alias keeping a copy
-      if not seen[tk] then
-        seen[tk] = true
-        out[#out + 1] = t
-      end
-    elseif path[tk] or not expand(tk, sub, path, seen, out) then
-      return false
+-- MAX_DEPTH is how many aliases deep an expansion may go (an alias whose
+-- target is an alias whose target is …).
+local MAX_DEPTH = 10
+
+-- lookup returns the targets of the lower-case address key: its own
+-- alias, else (unless it is a mailbox) the catch-all of its domain, else
+-- nil.
+local function lookup(key)
+  local t = aliases[key]
+  if t ~= nil or mailboxes[key] then return t end
+  return aliases["@" .. domain_of(key)]
+end
+
+-- expand returns the final targets of addr, an address with an alias, in
+-- the order first met and without duplicates (the first spelling kept);
+-- or nil and "loop" or "deep". Targets are expanded again, depth first.
+-- A target equal to the address it is a target of is kept as it is (an
+-- alias keeping a copy, a catch-all whose target is in its own domain);
+-- any other return to an address on the way is a loop.
+local function expand(addr)
+  local out, seen, done = {}, {}, {}
+  local function add(a)
+    local k = string.lower(a)
+    if not seen[k] then
+      seen[k] = true
+      out[#out + 1] = a
     end
   end
-  path[key] = nil
-  return true
+  local function walk(a, path, depth)
+    local key = string.lower(a)
+    local targets = lookup(key)
+    if targets == nil then add(a); return nil end
+    if path[key] then return "loop" end
+    if done[key] then return nil end
+    if depth == MAX_DEPTH then return "deep" end
+    path[key] = true
+    for _, t in ipairs(targets) do
+      if string.lower(t) == key then
+        add(t)
+      else
+        local err = walk(t, path, depth + 1)
+        if err then return err end
+      end
+    end
+    path[key] = nil
+    done[key] = true
+    return nil
+  end
+  local err = walk(addr, {}, 0)
+  if err then return nil, err end
+  return out
 end
 
 -- The targets outside the local domains: a message to one of them at data
@@ -195,6 +243,27 @@ end
 
 -- Hooks ------------------------------------------------------------------
 
+-- REFUSED are the answers to an expansion that failed.
+local REFUSED = {
+  loop = { 550, "5.4.6", "Alias loop detected" },
+  deep = { 550, "5.4.6", "Alias expansion too deep" },
+}
+
+-- targets returns the final targets of addr when it has an alias of its
+-- own making (an alias whose only target is itself has none), nil when
+-- it has none, or a refusal.
+local function targets(addr)
+  if lookup(string.lower(addr)) == nil then return nil end
+  local out, err = expand(addr)
+  if err then
+    gw.log("warn", "alias expansion failed", { addr = addr, reason = err })
+    local r = REFUSED[err]
+    return nil, gw.reject(r[1], r[2], r[3])
+  end
+  if #out == 1 and string.lower(out[1]) == string.lower(addr) then return nil end
+  return out
+end
+
 function on_rcpt(ctx)
   local rcpt = ctx.txn.rcpt
   local orig, why = srs_reverse(rcpt)
@@ -205,21 +274,9 @@ function on_rcpt(ctx)
     gw.log("info", "invalid SRS address", { rcpt = rcpt, reason = why })
     return gw.reject(550, "5.1.1", "Invalid SRS address")
   end
-
-  local key = string.lower(rcpt)
-  if aliases[key] == nil then
-    if mailboxes[key] then return gw.continue() end
-    key = "@" .. domain_of(rcpt)
-    if aliases[key] == nil then return gw.continue() end
-  end
-  local out = {}
-  if not expand(key, aliases[key], {}, {}, out) then
-    gw.log("warn", "alias loop", { rcpt = rcpt })
-    return gw.reject(550, "5.4.6", "Alias loop")
-  end
-  if #out == 0 then
-    return gw.reject(550, "5.1.1", "Alias has no targets")
-  end
+  local out, refused = targets(rcpt)
+  if refused then return refused end
+  if out == nil then return gw.continue() end
   ctx:set_recipients(out)
   return gw.accept()
 end
@@ -237,4 +294,27 @@ function on_data(ctx)
     end
   end
   return gw.continue()
+end
+
+local function trusted(ctx)
+  if (ctx.conn.auth_user or "") ~= "" then return true end
+  return #expn_networks > 0 and gw.cidr.contains(expn_networks, ctx.conn.ip)
+end
+
+-- argument returns the address in an EXPN argument: the part in angle
+-- brackets if there is one, else the trimmed argument.
+local function argument(arg)
+  arg = arg or ""
+  return string.match(arg, "<([^>]*)>") or string.match(arg, "^%s*(.-)%s*$")
+end
+
+function on_command(ctx)
+  if ctx.command ~= "EXPN" or not expn or not trusted(ctx) then return gw.continue() end
+  local out, refused = targets(argument(ctx.arg))
+  if refused then return refused end
+  if out == nil then return gw.continue() end
+  local lines = {}
+  for i, t in ipairs(out) do lines[i] = "<" .. t .. ">" end
+  ctx:reply_lines(lines)
+  return gw.accept()
 end

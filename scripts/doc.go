@@ -5,4 +5,9 @@
 // chain) and drive a real SMTP server with scripted conversations, checking
 // the replies and what reached the spool. Each script documents its params,
 // stages and an example lua block at its top.
+//
+// aliases.lua and lists.lua have twins among the plugins (plugins/aliases,
+// plugins/lists): twins_test.go runs one table of transcript cases against
+// a gateway with the scripts and one with the plugins, so that the two
+// forms of each feature keep one behaviour.
 package scripts

@@ -91,6 +91,12 @@ auth {
 ` + blocks
 }
 
+// moreParams returns the HCL object params with the attributes more
+// added at its end.
+func moreParams(params string, more ...string) string {
+	return strings.TrimSuffix(strings.TrimSpace(params), "}") + "  " + strings.Join(more, "\n  ") + "\n}"
+}
+
 // authPlain is the AUTH PLAIN command line for user with testPassword.
 func authPlain(user string) string {
 	return "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+testPassword))

@@ -26,7 +26,7 @@ func TestScriptStages(t *testing.T) {
 		stages []sdk.Stage
 	}{
 		{"relay", []sdk.Stage{sdk.StageMail, sdk.StageRcpt}},
-		{"aliases", []sdk.Stage{sdk.StageRcpt, sdk.StageData}},
+		{"aliases", []sdk.Stage{sdk.StageRcpt, sdk.StageCommand, sdk.StageData}},
 		{"lists", []sdk.Stage{sdk.StageRcpt, sdk.StageCommand, sdk.StageData}},
 		{"translate", []sdk.Stage{sdk.StageMail, sdk.StageData, sdk.StagePredelivery}},
 	}
@@ -62,6 +62,13 @@ func TestScriptBadParams(t *testing.T) {
 		{"lists: bad posters", "lists", map[string]any{"lists": map[string]any{
 			"l@example.test": map[string]any{"members": []any{"a@example.test"}, "posters": "everyone"},
 		}}, "posters must be"},
+		{"lists: moderated without an owner", "lists", map[string]any{"lists": map[string]any{
+			"l@example.test": map[string]any{"members": []any{"a@example.test"}, "posters": "moderated"},
+		}}, "moderated but has no owner"},
+		{"lists: a member that is no address", "lists", map[string]any{"lists": map[string]any{
+			"l@example.test": map[string]any{"members": []any{"alice"}},
+		}}, "alice is not an address"},
+		{"aliases: bad expn network", "aliases", map[string]any{"expn_networks": []any{"10.0.0.0/33"}}, "10.0.0.0/33"},
 		{"translate: route without a match", "translate", map[string]any{"routes": []any{map[string]any{"via": "127.0.0.1:25"}}}, "routes[1] wants"},
 		{"translate: route without a target", "translate", map[string]any{"routes": []any{map[string]any{"match": "*"}}}, "routes[1] wants"},
 		{"lists: bad expn network", "lists", map[string]any{"expn_networks": []any{"::1/129"}}, "::1/129"},

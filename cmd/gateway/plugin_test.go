@@ -191,9 +191,9 @@ func TestPluginDiesWithGateway(t *testing.T) {
 	}
 }
 
-// TestProbeLists runs the lists plugin at rcpt through plugin probe: its
-// transaction mark needs the host's key-value store, which the probe gives
-// it in memory (it used to answer 451 4.3.0, "no key-value store").
+// TestProbeLists runs the lists plugin at rcpt through plugin probe (it
+// used to answer 451 4.3.0, "no key-value store"): its transaction's list
+// is a note now, which the probe prints.
 func TestProbeLists(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts a plugin")
@@ -205,7 +205,8 @@ func TestProbeLists(t *testing.T) {
 	code, out, errOut := runCLI(t, "plugin", "probe", bin, "-stage", "rcpt", "-rcpt", "ops@example.test",
 		"-sender", "eve@example.org", "-set", `lists={"ops@example.test":"eve@example.org, frank"}`, "-set", "domain=example.test")
 	want := "\nsample rcpt request:\n  verdict: accept\n  reason:  lists: ops@example.test expands to 2 members\n" +
-		"  recipients: <eve@example.org> <frank@example.test>\n"
+		"  recipients: <eve@example.org> <frank@example.test>\n" +
+		"  note plugin.probe/list = \"ops@example.test\"\n"
 	if code != 0 || !strings.HasSuffix(out, want) {
 		t.Errorf("probe lists: code %d, stdout:\n%s\nstderr:\n%s\nwant it to end with:\n%s", code, out, errOut, want)
 	}

@@ -123,7 +123,7 @@ plugin "lists" {
   path     = "bin/gateway-plugin-lists"
   timeout  = "2s"
   on_error = "defer"
-  match { stage = ["mail", "rcpt", "data"] }
+  match { stage = ["rcpt", "data", "command"] }
   config {
     lists_dir = "lists"
     domain    = "example.test"

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
+	"github.com/mailgate/gateway/plugins/internal/expn"
+	"github.com/mailgate/gateway/plugins/internal/srs"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -74,49 +77,95 @@ func (p *Aliases) Configure(ctx context.Context, m map[string]any, host sdk.Host
 
 // Rcpt accepts a recipient that has an alias and replaces it by the
 // targets; other recipients continue. An alias loop or one nested too
-// deep is refused with 550 5.4.6.
+// deep is refused with 550 5.4.6. With SRS, a recipient that is an SRS
+// address of ours is first replaced by the original sender it stands for
+// (a bounce coming back), or refused with 550 5.1.1 when it is forged or
+// too old.
 func (p *Aliases) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
 	if r.Rcpt == nil {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	addr := r.Rcpt.Address.String()
-	targets, err := p.expand(ctx, addr)
+	if d, eff, ok := p.reverseSRS(addr); ok {
+		return d, eff, nil
+	}
+	targets, err := p.targets(ctx, addr)
 	if d, ok := failure(addr, err); ok {
 		return d, sdk.Effects{}, nil
 	}
-	if len(targets) == 1 && strings.EqualFold(targets[0], addr) {
-		// Only itself (`name: name`): nothing to rewrite, no opinion.
-		return sdk.ContinueDecision(), sdk.Effects{}, nil
-	}
 	eff := sdk.Effects{Recipients: make([]sdk.Address, len(targets))}
 	for i, t := range targets {
-		eff.Recipients[i] = split(t)
+		eff.Recipients[i] = address.Split(t)
 	}
 	d := sdk.AcceptDecision().WithReason(fmt.Sprintf("aliases: %s expands to %s", addr, strings.Join(targets, ", ")))
 	return d, eff, nil
 }
 
-// Command answers EXPN of an alias with its targets, one a line, when the
-// expn setting is on. Names without @ are taken to be of the domain.
+// reverseSRS answers a recipient that is an SRS address of ours (ok), or
+// says it is none.
+func (p *Aliases) reverseSRS(addr string) (sdk.Decision, sdk.Effects, bool) {
+	p.mu.Lock()
+	rw := p.cfg.srs
+	p.mu.Unlock()
+	if rw == nil {
+		return sdk.Decision{}, sdk.Effects{}, false
+	}
+	orig, err := rw.Reverse(addr, p.now())
+	switch {
+	case errors.Is(err, srs.ErrNotSRS):
+		return sdk.Decision{}, sdk.Effects{}, false
+	case err != nil:
+		return sdk.RejectDecision(550, sdk.EnhancedCode{5, 1, 1}, "Invalid SRS address").
+			WithReason(fmt.Sprintf("aliases: %s: %v", addr, err)), sdk.Effects{}, true
+	}
+	d := sdk.AcceptDecision().WithReason("aliases: SRS address " + addr + " leads back to " + orig)
+	return d, sdk.Effects{Recipients: []sdk.Address{address.Split(orig)}}, true
+}
+
+// Data rewrites the envelope sender with SRS when the message is forwarded
+// out of the local domains: when a recipient is outside them and some
+// alias has it among its targets. A null sender, a local one and one
+// already in srs_domain stay. It always continues.
+func (p *Aliases) Data(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	p.mu.Lock()
+	rw, local := p.cfg.srs, p.cfg.local
+	p.mu.Unlock()
+	if rw == nil || r.Txn == nil || r.Txn.Sender == (sdk.Address{}) {
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	t := p.table.Load()
+	if local == nil {
+		local = t.keyDomains
+	}
+	sender := r.Txn.Sender
+	if d := strings.ToLower(sender.Domain); local[d] || d == rw.Domain {
+		return sdk.ContinueDecision(), sdk.Effects{}, nil
+	}
+	for _, rc := range r.Txn.Recipients {
+		if d := strings.ToLower(rc.Address.Domain); !local[d] && t.forwardsTo(rc.Address, d) {
+			a := address.Split(rw.Forward(sender.Local, sender.Domain, p.now()))
+			d := sdk.ContinueDecision().WithReason("aliases: forwarded to " + rc.Address.String() + ": SRS sender " + a.String())
+			return d, sdk.Effects{Sender: &a}, nil
+		}
+	}
+	return sdk.ContinueDecision(), sdk.Effects{}, nil
+}
+
+// Command answers EXPN of an alias with its targets, one a line, to the
+// clients the expn settings trust. Names without @ are taken to be of
+// the domain.
 func (p *Aliases) Command(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
 	if !strings.EqualFold(r.Command, "EXPN") {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	p.mu.Lock()
-	enabled, domain := p.cfg.expn, p.cfg.domain
+	policy, domain := p.cfg.expn, p.cfg.domain
 	p.mu.Unlock()
-	if !enabled {
+	addr := expn.Address(r.Arg, domain)
+	if !policy.Allows(r.Session) || addr == "" {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
-	addr := strings.TrimSpace(r.Arg)
-	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">")
-	if addr == "" {
-		return sdk.ContinueDecision(), sdk.Effects{}, nil
-	}
-	if !strings.Contains(addr, "@") && domain != "" {
-		addr += "@" + domain
-	}
-	targets, err := p.expand(ctx, addr)
+	targets, err := p.targets(ctx, addr)
 	if d, ok := failure(addr, err); ok {
 		return d, sdk.Effects{}, nil
 	}
@@ -125,6 +174,17 @@ func (p *Aliases) Command(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 		eff.ReplyLines[i] = "<" + t + ">"
 	}
 	return sdk.AcceptDecision().WithReason("aliases: EXPN " + addr), eff, nil
+}
+
+// targets returns the final targets of addr, or errNotFound when it has
+// no alias or one whose only target is itself (`name: name`: nothing to
+// rewrite, no opinion).
+func (p *Aliases) targets(ctx context.Context, addr string) ([]string, error) {
+	targets, err := p.expand(ctx, addr)
+	if err == nil && len(targets) == 1 && strings.EqualFold(targets[0], addr) {
+		return nil, errNotFound
+	}
+	return targets, err
 }
 
 // failure turns an expansion error into the decision to return (ok), or
@@ -158,7 +218,7 @@ func (t *table) lookup(addr string) ([]target, bool) {
 	if ts, ok := t.aliases[key]; ok {
 		return ts, true
 	}
-	_, domain, _ := cut(key)
+	_, domain, _ := address.Cut(key)
 	ts, ok := t.catchAll[domain]
 	return ts, ok
 }
@@ -205,7 +265,7 @@ func (t *table) expand(addr string) ([]string, error) {
 		for _, tg := range targets {
 			next := tg.addr
 			if strings.HasPrefix(next, "@") {
-				local, _, _ := cut(a)
+				local, _, _ := address.Cut(a)
 				next = local + next
 			}
 			if tg.noExpand || strings.EqualFold(next, a) {
@@ -263,23 +323,10 @@ func (p *Aliases) log(ctx context.Context, level, msg string, fields map[string]
 	}
 }
 
-// cut splits an address at its last @.
-func cut(addr string) (local, domain string, ok bool) {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return addr, "", false
-	}
-	return addr[:i], addr[i+1:], true
-}
-
-func split(addr string) sdk.Address {
-	local, domain, _ := cut(addr)
-	return sdk.Address{Local: local, Domain: domain}
-}
-
 var (
 	_ sdk.Describer   = (*Aliases)(nil)
 	_ sdk.Configurer  = (*Aliases)(nil)
 	_ sdk.RcptHook    = (*Aliases)(nil)
 	_ sdk.CommandHook = (*Aliases)(nil)
+	_ sdk.DataHook    = (*Aliases)(nil)
 )

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
+	"github.com/mailgate/gateway/plugins/internal/srs"
 	"github.com/mailgate/gateway/sdk"
 	"github.com/mailgate/gateway/sdk/sdktest"
 )
@@ -24,10 +26,13 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // testdataConfig is the config of the files in testdata.
 func testdataConfig() map[string]any {
 	return map[string]any{
-		"aliases_file": filepath.Join("testdata", "aliases"),
-		"virtual_file": filepath.Join("testdata", "virtual"),
-		"domain":       "example.test",
-		"expn":         true,
+		"aliases_file":  filepath.Join("testdata", "aliases"),
+		"virtual_file":  filepath.Join("testdata", "virtual"),
+		"domain":        "example.test",
+		"expn":          true,
+		"expn_networks": []string{"10.0.0.0/8"},
+		"srs_domain":    "example.test",
+		"srs_secret":    "s3cret",
 	}
 }
 
@@ -308,7 +313,7 @@ func rcptReq(local, domain string) *sdk.Request {
 func addrs(s ...string) []sdk.Address {
 	var out []sdk.Address
 	for _, a := range s {
-		out = append(out, split(a))
+		out = append(out, address.Split(a))
 	}
 	return out
 }
@@ -367,9 +372,13 @@ func TestEXPN(t *testing.T) {
 	offCfg := testdataConfig()
 	delete(offCfg, "expn")
 	off := configured(t, offCfg, nil)
-	cmd := func(verb, arg string) *sdk.Request {
-		return &sdk.Request{Stage: sdk.StageCommand, Session: &sdk.Session{ID: "s1"}, Command: verb, Arg: arg}
+	user := &sdk.Session{ID: "s1", ClientIP: "192.0.2.9", AuthUser: "bob"}
+	stranger := &sdk.Session{ID: "s1", ClientIP: "192.0.2.9"}
+	inside := &sdk.Session{ID: "s1", ClientIP: "10.0.0.25"}
+	cmd := func(s *sdk.Session, verb, arg string) *sdk.Request {
+		return &sdk.Request{Stage: sdk.StageCommand, Session: s, Command: verb, Arg: arg}
 	}
+	team := []string{"<alice@example.test>", "<bob@example.org>", "<carol@example.test>"}
 	tests := []struct {
 		name  string
 		p     *Aliases
@@ -377,15 +386,17 @@ func TestEXPN(t *testing.T) {
 		want  sdk.Verdict
 		lines []string
 	}{
-		{"name", on, cmd("EXPN", "team"), sdk.Accept, []string{"<alice@example.test>", "<bob@example.org>", "<carol@example.test>"}},
-		{"address in brackets", on, cmd("expn", " <root@example.test> "), sdk.Accept, []string{"<alice@example.test>", "<bob@example.org>"}},
-		{"virtual address", on, cmd("EXPN", "help@example.net"), sdk.Accept,
+		{"name", on, cmd(user, "EXPN", "team"), sdk.Accept, team},
+		{"from expn_networks", on, cmd(inside, "EXPN", "team"), sdk.Accept, team},
+		{"from a stranger", on, cmd(stranger, "EXPN", "team"), sdk.Continue, nil},
+		{"address in brackets", on, cmd(user, "expn", " <root@example.test> "), sdk.Accept, []string{"<alice@example.test>", "<bob@example.org>"}},
+		{"virtual address", on, cmd(user, "EXPN", "help@example.net"), sdk.Accept,
 			[]string{"<alice@example.test>", "<sales@example.test>", "<dave@example.org>", "<ken@example.org>"}},
-		{"not an alias", on, cmd("EXPN", "alice"), sdk.Continue, nil},
-		{"loop", on, cmd("EXPN", "loop-a"), sdk.Reject, nil},
-		{"empty", on, cmd("EXPN", ""), sdk.Continue, nil},
-		{"other verb", on, cmd("VRFY", "team"), sdk.Continue, nil},
-		{"expn off", off, cmd("EXPN", "team"), sdk.Continue, nil},
+		{"not an alias", on, cmd(user, "EXPN", "alice"), sdk.Continue, nil},
+		{"loop", on, cmd(user, "EXPN", "loop-a"), sdk.Reject, nil},
+		{"empty", on, cmd(user, "EXPN", ""), sdk.Continue, nil},
+		{"other verb", on, cmd(user, "VRFY", "team"), sdk.Continue, nil},
+		{"expn off", off, cmd(user, "EXPN", "team"), sdk.Continue, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -398,6 +409,97 @@ func TestEXPN(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.lines, eff.ReplyLines); diff != "" {
 				t.Errorf("reply lines (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// srsAt is the SRS address of carol@sender.test made at now under
+// testdataConfig's settings.
+func srsAt(now time.Time) string {
+	return srs.Rewriter{Domain: "example.test", Secret: "s3cret", MaxAge: 21}.Forward("carol", "sender.test", now)
+}
+
+// A bounce to an SRS address of ours goes back to the original sender;
+// one to a forged or expired address is refused.
+func TestRcptSRS(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := configured(t, testdataConfig(), nil)
+	p.now = func() time.Time { return now }
+	valid := srsAt(now.Add(-21 * 24 * time.Hour))
+	expired := srsAt(now.Add(-22 * 24 * time.Hour))
+	forged := strings.Replace(valid, "=carol@", "=mallory@", 1)
+	invalid := sdk.RejectDecision(550, sdk.EnhancedCode{5, 1, 1}, "Invalid SRS address")
+	tests := []struct {
+		name     string
+		rcpt     string
+		want     sdk.Decision
+		wantRcpt []sdk.Address
+	}{
+		{"valid", valid, sdk.AcceptDecision().WithReason("aliases: SRS address " + valid + " leads back to carol@sender.test"),
+			addrs("carol@sender.test")},
+		{"expired", expired, invalid.WithReason("aliases: " + expired + ": srs: expired"), nil},
+		{"forged", forged, invalid.WithReason("aliases: " + forged + ": srs: bad hash"), nil},
+		{"SRS of another domain", strings.Replace(valid, "@example.test", "@example.org", 1), sdk.ContinueDecision(), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			local, domain, _ := address.Cut(tt.rcpt)
+			got, eff, err := p.Rcpt(context.Background(), rcptReq(local, domain))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantRcpt, eff.Recipients); diff != "" {
+				t.Errorf("recipients (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Mail forwarded out of the local domains gets an SRS sender at data.
+func TestDataSRS(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	dataReq := func(sender string, rcpts ...string) *sdk.Request {
+		r := &sdk.Request{Stage: sdk.StageData, Txn: &sdk.Txn{Sender: address.Split(sender)}}
+		for _, a := range rcpts {
+			r.Txn.Recipients = append(r.Txn.Recipients, sdk.Recipient{Address: address.Split(a)})
+		}
+		return r
+	}
+	withLocal := testdataConfig()
+	withLocal["local_domains"] = []string{"example.test", "example.org"}
+	noSRS := testdataConfig()
+	delete(noSRS, "srs_domain")
+	delete(noSRS, "srs_secret")
+	srsSender := address.Split(srsAt(now))
+	tests := []struct {
+		name string
+		cfg  map[string]any
+		r    *sdk.Request
+		want *sdk.Address
+	}{
+		{"forwarded out", testdataConfig(), dataReq("carol@sender.test", "alice@example.test", "dave@example.org"), &srsSender},
+		{"an @domain target in a local domain", testdataConfig(), dataReq("carol@sender.test", "x@example.test"), nil},
+		{"not forwarded", testdataConfig(), dataReq("carol@sender.test", "alice@example.test"), nil},
+		{"out, but no alias's target", testdataConfig(), dataReq("carol@sender.test", "zed@example.org"), nil},
+		{"the target's domain is local", withLocal, dataReq("carol@sender.test", "dave@example.org"), nil},
+		{"a local sender", testdataConfig(), dataReq("carol@example.net", "dave@example.org"), nil},
+		{"the null sender", testdataConfig(), dataReq("", "dave@example.org"), nil},
+		{"no SRS", noSRS, dataReq("carol@sender.test", "dave@example.org"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := configured(t, tt.cfg, nil)
+			p.now = func() time.Time { return now }
+			got, eff, err := p.Data(context.Background(), tt.r)
+			if err != nil || got.Verdict != sdk.Continue {
+				t.Fatalf("Data = %+v, %v; want continue", got, err)
+			}
+			if diff := cmp.Diff(tt.want, eff.Sender); diff != "" {
+				t.Errorf("sender (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -521,6 +623,18 @@ func TestConfigErrors(t *testing.T) {
 			"config: file: unknown setting"},
 		{"expn not bool", map[string]any{"virtual_file": "testdata/virtual", "expn": "yes"},
 			"config: expn: want bool, got string"},
+		{"SRS without a secret", map[string]any{"virtual_file": "testdata/virtual", "srs_domain": "example.test"},
+			"config: srs_secret: required with srs_domain"},
+		{"SRS secret without a domain", map[string]any{"virtual_file": "testdata/virtual", "srs_secret": "x"},
+			"config: srs_domain: required with srs_secret"},
+		{"bad SRS domain", map[string]any{"virtual_file": "testdata/virtual", "srs_domain": "a@b", "srs_secret": "x"},
+			`config: srs_domain: "a@b" is not a domain name`},
+		{"bad SRS max age", map[string]any{"virtual_file": "testdata/virtual", "srs_max_age": 1.5},
+			"config: srs_max_age: want a whole number of days from 0 to 1000, got 1.5"},
+		{"bad local domain", map[string]any{"virtual_file": "testdata/virtual", "local_domains": []string{"example.test", "x y"}},
+			`config: local_domains: "x y" is not a domain name`},
+		{"bad expn network", map[string]any{"virtual_file": "testdata/virtual", "expn_networks": []string{"10/8"}},
+			`config: expn_networks: "10/8" is not a network such as "10.0.0.0/8" or an IP`},
 		{"missing aliases file", map[string]any{"aliases_file": "testdata/nonesuch", "domain": "example.test"},
 			"config: aliases_file: aliases: open testdata/nonesuch: no such file or directory"},
 		{"broken virtual file", map[string]any{"aliases_file": "testdata/aliases", "virtual_file": "testdata/staff.list", "domain": "example.test"},
@@ -621,7 +735,7 @@ func TestThroughHost(t *testing.T) {
 	if d.Verdict != sdk.Reject || d.Code != 550 || d.Enhanced != (sdk.EnhancedCode{5, 4, 6}) || d.Message != "Alias loop detected" {
 		t.Errorf("rcpt loop-c = %+v, want 550 5.4.6 Alias loop detected", d)
 	}
-	d, eff, err = r.Handle(ctx, &sdk.Request{Stage: sdk.StageCommand, Session: &sdk.Session{ID: "s"}, Command: "EXPN", Arg: "root"})
+	d, eff, err = r.Handle(ctx, &sdk.Request{Stage: sdk.StageCommand, Session: &sdk.Session{ID: "s", AuthUser: "bob"}, Command: "EXPN", Arg: "root"})
 	if err != nil {
 		t.Fatal(err)
 	}

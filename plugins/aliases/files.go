@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/mailgate/gateway/plugins/internal/address"
+	"github.com/mailgate/gateway/sdk"
 )
 
 // maxIncludeDepth bounds :include: files that include others.
@@ -27,6 +30,43 @@ type table struct {
 	catchAll map[string][]target // lower-case domain → targets (virtual(5) @domain lines)
 	files    []stamp             // every file read, includes too, to notice changes
 	warnings []string            // entries skipped, with file:line
+
+	// Made by index, for SRS at data:
+	targets       map[string]bool // every target address, lower case
+	targetDomains map[string]bool // the domains of the "@domain" targets
+	keyDomains    map[string]bool // the domains of the addresses with aliases: local by default
+}
+
+// index fills in the fields made from the aliases.
+func (t *table) index() {
+	t.targets, t.targetDomains, t.keyDomains = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, m := range []map[string][]target{t.virtual, t.aliases} {
+		for key, ts := range m {
+			_, d, _ := address.Cut(key)
+			t.keyDomains[d] = true
+			t.indexTargets(ts)
+		}
+	}
+	for d, ts := range t.catchAll {
+		t.keyDomains[d] = true
+		t.indexTargets(ts)
+	}
+}
+
+func (t *table) indexTargets(ts []target) {
+	for _, tg := range ts {
+		if d, ok := strings.CutPrefix(tg.addr, "@"); ok {
+			t.targetDomains[d] = true
+		} else {
+			t.targets[strings.ToLower(tg.addr)] = true
+		}
+	}
+}
+
+// forwardsTo reports whether some alias has the address local@domain
+// (domain in lower case) among its targets.
+func (t *table) forwardsTo(a sdk.Address, domain string) bool {
+	return t.targetDomains[domain] || t.targets[strings.ToLower(a.Local)+"@"+domain]
 }
 
 // stamp identifies a version of a file.
@@ -87,6 +127,7 @@ func loadFiles(aliasesFile, virtualFile, domain string) (t *table, field string,
 			return nil, "virtual_file", err
 		}
 	}
+	l.t.index()
 	return l.t, "", nil
 }
 
@@ -296,7 +337,7 @@ func (l *loader) parseVirtual(file string, data []byte) error {
 		switch at := strings.LastIndexByte(pattern, '@'); {
 		case at == 0:
 			table, key = l.t.catchAll, strings.ToLower(pattern[1:])
-			if !validDomain(key) {
+			if !address.ValidDomain(key) {
 				return syntaxErr(file, ll.line, "%q is not @domain", pattern)
 			}
 		case at > 0:
@@ -324,7 +365,7 @@ func (l *loader) parseVirtual(file string, data []byte) error {
 		var targets []target
 		for _, r := range results {
 			if d, ok := strings.CutPrefix(r, "@"); ok {
-				if !validDomain(d) {
+				if !address.ValidDomain(d) {
 					return syntaxErr(file, ll.line, "%q is not @domain", r)
 				}
 				targets = append(targets, target{addr: "@" + strings.ToLower(d)})
@@ -351,7 +392,7 @@ func (l *loader) address(s string) (string, error) {
 		s, at = s+"@"+l.domain, len(s)
 	}
 	local, domain := s[:at], s[at+1:]
-	if local == "" || !validDomain(strings.ToLower(domain)) || strings.ContainsFunc(local, badLocal) {
+	if local == "" || !address.ValidDomain(strings.ToLower(domain)) || strings.ContainsFunc(local, badLocal) {
 		return "", fmt.Errorf("%q is not an address", s)
 	}
 	return local + "@" + strings.ToLower(domain), nil

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
+	"github.com/mailgate/gateway/plugins/internal/expn"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -23,7 +25,7 @@ const (
 var posterPolicies = []string{PostersMembers, PostersAnyone, PostersModerated}
 
 func schema() []sdk.ConfigField {
-	return []sdk.ConfigField{
+	return append([]sdk.ConfigField{
 		{Name: "lists_dir", Type: "string",
 			Description: "A folder of list files, one list a file (see List files)."},
 		{Name: "lists", Type: "map(string)",
@@ -34,9 +36,7 @@ func schema() []sdk.ConfigField {
 			Description: "Who may post to a list that does not say (`# posters:`): members, anyone or moderated."},
 		{Name: "reload_interval", Type: "string", Default: defaultReloadInterval,
 			Description: "How often, at most, a call checks lists_dir for changes and re-reads it; \"0s\" never does."},
-		{Name: "expn", Type: "bool", Default: false,
-			Description: "Answer EXPN of a list address with its members."},
-	}
+	}, expn.Fields("EXPN of a list with its members and VRFY of a list with its address")...)
 }
 
 type config struct {
@@ -45,7 +45,7 @@ type config struct {
 	domain string
 	policy string
 	reload time.Duration
-	expn   bool
+	expn   expn.Policy // who may use EXPN and VRFY
 }
 
 func parseConfig(m map[string]any) (config, error) {
@@ -55,10 +55,10 @@ func parseConfig(m map[string]any) (config, error) {
 		inline: cfg.Map("lists"),
 		domain: strings.ToLower(strings.TrimSuffix(cfg.String("domain"), ".")),
 		policy: cfg.String("policy_default"),
-		expn:   cfg.Bool("expn"),
 	}
 	var errs sdk.ConfigErrors
-	if c.domain != "" && !validDomain(c.domain) {
+	c.expn = expn.Parse(cfg, &errs)
+	if c.domain != "" && !address.ValidDomain(c.domain) {
 		errs.Add("domain", "%q is not a domain name", c.domain)
 	}
 	if c.dir == "" && len(c.inline) == 0 {
@@ -76,23 +76,6 @@ func parseConfig(m map[string]any) (config, error) {
 		return config{}, err
 	}
 	return c, nil
-}
-
-func validDomain(s string) bool {
-	if s == "" || len(s) > 255 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, r := range label {
-			if r <= ' ' || r == '@' || r == ',' || r == '"' || r == '\\' || r == '<' || r == '>' || r == 0x7f {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mailgate/gateway/plugins/internal/address"
 )
 
 // list is one mailing list.
@@ -85,7 +87,7 @@ func load(c config) (*set, string, error) {
 
 // newList starts a list at addr with the config's defaults.
 func newList(c config, source, addr string) (*list, error) {
-	a, err := address(c, addr)
+	a, err := checkAddress(c, addr)
 	if err != nil {
 		return nil, fmt.Errorf("lists: %s: list address: %w", source, err)
 	}
@@ -94,7 +96,7 @@ func newList(c config, source, addr string) (*list, error) {
 
 // add adds a member.
 func (l *list) add(c config, m string) error {
-	a, err := address(c, m)
+	a, err := checkAddress(c, m)
 	if err != nil {
 		return err
 	}
@@ -114,7 +116,7 @@ func (s *set) put(c config, l *list) error {
 	if l.posters == PostersModerated && l.owner == "" {
 		return fmt.Errorf("lists: %s: list %s is moderated but has no owner", l.source, l.addr)
 	}
-	local, domain, _ := cut(l.addr)
+	local, domain, _ := address.Cut(l.addr)
 	if l.id == "" {
 		l.id = strings.ToLower(local) + "." + domain
 	}
@@ -223,7 +225,7 @@ func (s *set) readFile(c config, path string) error {
 	l.unsubscribe = strings.TrimSuffix(strings.TrimPrefix(l.unsubscribe, "<"), ">")
 	for _, k := range []string{"owner", "bounce"} {
 		if v := header[k]; v != "" {
-			a, err := address(c, v)
+			a, err := checkAddress(c, v)
 			if err != nil {
 				return syntaxErr(path, headerLine[k], "# %s: %v", k, err)
 			}
@@ -251,8 +253,8 @@ func (s *set) readFile(c config, path string) error {
 	return s.put(c, l)
 }
 
-// address checks an address, giving a bare name the config domain.
-func address(c config, s string) (string, error) {
+// checkAddress checks an address, giving a bare name the config domain.
+func checkAddress(c config, s string) (string, error) {
 	s = strings.TrimSpace(s)
 	at := strings.LastIndexByte(s, '@')
 	if at < 0 {
@@ -262,19 +264,10 @@ func address(c config, s string) (string, error) {
 		s, at = s+"@"+c.domain, len(s)
 	}
 	local, domain := s[:at], strings.ToLower(s[at+1:])
-	if local == "" || !validDomain(domain) || strings.ContainsFunc(local, func(r rune) bool {
+	if local == "" || !address.ValidDomain(domain) || strings.ContainsFunc(local, func(r rune) bool {
 		return r <= ' ' || r == 0x7f || r == ',' || r == '<' || r == '>'
 	}) {
 		return "", fmt.Errorf("%q is not an address", s)
 	}
 	return local + "@" + domain, nil
-}
-
-// cut splits an address at its last @.
-func cut(addr string) (local, domain string, ok bool) {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return addr, "", false
-	}
-	return addr[:i], addr[i+1:], true
 }

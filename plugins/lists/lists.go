@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
+	"github.com/mailgate/gateway/plugins/internal/expn"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -16,11 +18,10 @@ const (
 	name    = "lists"
 	version = "0.1.0"
 
-	// kvTTL is how long the host's ephemeral key-value store remembers
-	// that a transaction is a list's: longer than any transaction takes.
-	// The mark is ephemeral (in memory, no disk commit on a message's
-	// path): losing it in a restart loses the transaction with it.
-	kvTTL = 10 * time.Minute
+	// noteList is the note that says which list a transaction is for: the
+	// rcpt hook writes it (the host files it as "plugin.<name>/list") and
+	// the transaction ends it.
+	noteList = "list"
 )
 
 // removedFields are dropped from a list message before the list's own
@@ -72,33 +73,6 @@ func (p *Lists) Configure(ctx context.Context, m map[string]any, host sdk.Host) 
 	return nil
 }
 
-// txnKey is the key-value store key that marks the transaction of a
-// session and sender as a list's. The session ID is stable within a
-// session, the sender within a transaction; the mail hook clears the key
-// at each MAIL FROM.
-func txnKey(r *sdk.Request) string {
-	var sid, sender string
-	if r.Session != nil {
-		sid = r.Session.ID
-	}
-	if r.Txn != nil {
-		sender = strings.ToLower(r.Txn.Sender.String())
-	}
-	return "lists/txn/" + sid + "/<" + sender + ">"
-}
-
-// Mail clears the list mark of the session's previous transaction from the
-// same sender. It always continues.
-func (p *Lists) Mail(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
-	host := p.hostOf()
-	if host != nil && r.Session != nil {
-		if err := host.Ephemeral().Delete(ctx, txnKey(r)); err != nil {
-			host.Log(ctx, "warn", "lists: clearing the transaction mark", map[string]string{"err": err.Error()})
-		}
-	}
-	return sdk.ContinueDecision(), sdk.Effects{}, nil
-}
-
 // Rcpt replaces a list address by the list's members, when the sender may
 // post to it, and accepts. A list goes in a transaction of its own: a list
 // address after other recipients, or another recipient after a list
@@ -109,20 +83,10 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	p.maybeReload(ctx)
-	host := p.hostOf()
 	addr := r.Rcpt.Address.String()
 	l := p.lists.Load().byAddr[strings.ToLower(addr)]
 	if l == nil {
-		if host != nil && len(r.Txn.Recipients) > 0 {
-			v, _, err := host.Ephemeral().Get(ctx, txnKey(r))
-			if err != nil {
-				host.Log(ctx, "warn", "lists: reading the transaction mark", map[string]string{"err": err.Error()})
-			} else if v != "" {
-				return sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
-					WithReason("lists: " + addr + " after list " + v), sdk.Effects{}, nil
-			}
-		}
-		return sdk.ContinueDecision(), sdk.Effects{}, nil
+		return p.afterList(r, addr), sdk.Effects{}, nil
 	}
 	sender := r.Txn.Sender.String()
 	owner := sender != "" && strings.EqualFold(sender, l.owner)
@@ -141,17 +105,29 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 	if len(l.members) == 0 {
 		return sdk.DropDecision().WithReason("lists: list " + l.addr + " has no members"), sdk.Effects{}, nil
 	}
-	if host != nil {
-		if err := host.Ephemeral().Set(ctx, txnKey(r), l.addr, kvTTL); err != nil {
-			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("lists: marking the transaction: %w", err)
-		}
+	eff := sdk.Effects{
+		Recipients: make([]sdk.Address, len(l.members)),
+		Notes:      map[string]string{noteList: l.addr},
 	}
-	eff := sdk.Effects{Recipients: make([]sdk.Address, len(l.members))}
 	for i, m := range l.members {
-		eff.Recipients[i] = split(m)
+		eff.Recipients[i] = address.Split(m)
 	}
 	d := sdk.AcceptDecision().WithReason(fmt.Sprintf("lists: %s expands to %d members", l.addr, len(l.members)))
 	return d, eff, nil
+}
+
+// afterList answers a recipient that is no list, rcpt: 452 4.5.3 in a
+// list's transaction, else continue. It runs at rcpt and, for RCPT, at
+// the command stage too, before any rcpt hook: a hook earlier in the
+// pipeline that accepts the recipient (an alias) ends the rcpt stage
+// before this plugin sees it.
+func (p *Lists) afterList(r *sdk.Request, rcpt string) sdk.Decision {
+	l := p.listOf(r)
+	if l == nil {
+		return sdk.ContinueDecision()
+	}
+	return sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
+		WithReason("lists: " + rcpt + " after list " + l.addr)
 }
 
 // Data gives the message of a list transaction the list's header fields
@@ -160,12 +136,9 @@ func (p *Lists) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 // A message that already carries the list's List-Id came back round a
 // loop: 554 5.4.6.
 func (p *Lists) Data(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
-	if r.Txn == nil || len(r.Txn.Recipients) == 0 {
+	l := p.listOf(r)
+	if l == nil {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
-	}
-	l, err := p.listOf(ctx, r)
-	if err != nil || l == nil {
-		return sdk.ContinueDecision(), sdk.Effects{}, err
 	}
 	listID := "<" + l.id + ">"
 	if r.Message != nil {
@@ -193,74 +166,67 @@ func (p *Lists) Data(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Eff
 		eff.AddHeaders = append(eff.AddHeaders, sdk.HeaderField{Name: "List-Unsubscribe", Value: "<" + l.unsubscribe + ">"})
 	}
 	eff.AddHeaders = append(eff.AddHeaders, sdk.HeaderField{Name: "Precedence", Value: "list"})
-	bounce := split(l.bounce)
+	bounce := address.Split(l.bounce)
 	eff.Sender = &bounce
 	return sdk.ContinueDecision().WithReason("lists: message to list " + l.addr), eff, nil
 }
 
-// listOf finds the list of a data request's transaction: the list the
-// rcpt hook marked in the key-value store, when the recipients are still
-// exactly its members. Without a host (no key-value store) it falls back
-// to the first list, in address order, whose members are exactly the
-// recipients.
-func (p *Lists) listOf(ctx context.Context, r *sdk.Request) (*list, error) {
+// listOf finds the list whose transaction r's is: the list of the note
+// the rcpt hook wrote, while the recipients are exactly its members
+// (sending to a list's members one by one is no list post). The note's
+// key is "<hook>/list", the hook being this plugin under the name the
+// gateway's config gives it.
+func (p *Lists) listOf(r *sdk.Request) *list {
+	if r.Txn == nil || len(r.Txn.Recipients) == 0 {
+		return nil
+	}
 	s := p.lists.Load()
-	rcpts := map[string]bool{}
-	for _, rc := range r.Txn.Recipients {
-		rcpts[strings.ToLower(rc.Address.String())] = true
-	}
-	same := func(l *list) bool {
-		if len(l.isMember) != len(rcpts) {
-			return false
+	for k, v := range r.Notes {
+		if !strings.HasSuffix(k, "/"+noteList) {
+			continue
 		}
-		for m := range l.isMember {
-			if !rcpts[m] {
-				return false
-			}
+		if l := s.byAddr[strings.ToLower(v)]; l != nil && l.is(r.Txn.Recipients) {
+			return l
 		}
-		return true
 	}
-	host := p.hostOf()
-	if host == nil {
-		for _, k := range sortedKeys(s.byAddr) {
-			if l := s.byAddr[k]; same(l) {
-				return l, nil
-			}
-		}
-		return nil, nil
-	}
-	v, _, err := host.Ephemeral().Get(ctx, txnKey(r))
-	if err != nil {
-		return nil, fmt.Errorf("lists: reading the transaction mark: %w", err)
-	}
-	if l := s.byAddr[strings.ToLower(v)]; l != nil && same(l) {
-		return l, nil
-	}
-	return nil, nil
+	return nil
 }
 
-// Command answers VRFY of a list address with the address, and EXPN of
-// one with its members when expn is on. A name without @ is taken to be
-// of the domain setting.
+// is reports whether rcpts are exactly the members of l.
+func (l *list) is(rcpts []sdk.Recipient) bool {
+	seen := map[string]bool{}
+	for _, rc := range rcpts {
+		k := strings.ToLower(rc.Address.String())
+		if !l.isMember[k] {
+			return false
+		}
+		seen[k] = true
+	}
+	return len(seen) == len(l.isMember)
+}
+
+// Command keeps the one-list rule for RCPT (see afterList), and answers
+// VRFY of a list with its address and EXPN of one with its members, to
+// the clients the expn settings trust. A name without @ is taken to be of
+// the domain setting.
 func (p *Lists) Command(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
 	verb := strings.ToUpper(r.Command)
-	if verb != "VRFY" && verb != "EXPN" {
+	switch verb {
+	case "RCPT":
+		return p.afterList(r, "RCPT "+r.Arg), sdk.Effects{}, nil
+	case "VRFY", "EXPN":
+	default:
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	p.maybeReload(ctx)
 	p.mu.Lock()
-	expn, domain := p.cfg.expn, p.cfg.domain
+	policy, domain := p.cfg.expn, p.cfg.domain
 	p.mu.Unlock()
-	if verb == "EXPN" && !expn {
+	if !policy.Allows(r.Session) {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
-	addr := strings.TrimSpace(r.Arg)
-	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">")
-	if !strings.Contains(addr, "@") && domain != "" {
-		addr += "@" + domain
-	}
-	l := p.lists.Load().byAddr[strings.ToLower(addr)]
-	if l == nil {
+	l := p.lists.Load().byAddr[strings.ToLower(expn.Address(r.Arg, domain))]
+	if l == nil || len(l.members) == 0 {
 		return sdk.ContinueDecision(), sdk.Effects{}, nil
 	}
 	var eff sdk.Effects
@@ -273,9 +239,6 @@ func (p *Lists) Command(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.
 	} else {
 		for _, m := range l.members {
 			eff.ReplyLines = append(eff.ReplyLines, "<"+m+">")
-		}
-		if len(eff.ReplyLines) == 0 {
-			return sdk.ContinueDecision(), sdk.Effects{}, nil
 		}
 	}
 	return sdk.AcceptDecision().WithReason("lists: " + verb + " " + l.addr), eff, nil
@@ -303,12 +266,6 @@ func (p *Lists) maybeReload(ctx context.Context) {
 	p.log(ctx, "info", "lists: lists reloaded", map[string]string{"lists": fmt.Sprint(len(s.byAddr))})
 }
 
-func (p *Lists) hostOf() sdk.Host {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.host
-}
-
 // log writes through the host; p.mu is held.
 func (p *Lists) log(ctx context.Context, level, msg string, fields map[string]string) {
 	if p.host != nil {
@@ -316,15 +273,9 @@ func (p *Lists) log(ctx context.Context, level, msg string, fields map[string]st
 	}
 }
 
-func split(addr string) sdk.Address {
-	local, domain, _ := cut(addr)
-	return sdk.Address{Local: local, Domain: domain}
-}
-
 var (
 	_ sdk.Describer   = (*Lists)(nil)
 	_ sdk.Configurer  = (*Lists)(nil)
-	_ sdk.MailHook    = (*Lists)(nil)
 	_ sdk.RcptHook    = (*Lists)(nil)
 	_ sdk.DataHook    = (*Lists)(nil)
 	_ sdk.CommandHook = (*Lists)(nil)

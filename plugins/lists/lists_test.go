@@ -15,66 +15,21 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/mailgate/gateway/plugins/internal/address"
 	"github.com/mailgate/gateway/sdk"
 	"github.com/mailgate/gateway/sdk/sdktest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// fakeHost is an sdk.Host with an ephemeral key-value store and a log.
-// Its durable store and DNS are nil: the plugin must not use them.
-type fakeHost struct {
-	sdk.Host // nil: DNS and the durable store are not used
+// logHost is an sdk.Host that records its log.
+type logHost struct {
+	sdk.Host // nil: no other service is used
 	mu       sync.Mutex
-	kv       map[string]string // the ephemeral store
 	logs     []string
-	kvErr    error // returned by every KV call when set
 }
 
-func newFakeHost() *fakeHost { return &fakeHost{kv: map[string]string{}} }
-
-func (h *fakeHost) Ephemeral() sdk.KV { return fakeKV{h} }
-
-// fakeKV is fakeHost's ephemeral store.
-type fakeKV struct {
-	*fakeHost
-}
-
-func (h fakeKV) Get(_ context.Context, key string) (string, bool, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.kvErr != nil {
-		return "", false, h.kvErr
-	}
-	v, ok := h.kv[key]
-	return v, ok, nil
-}
-
-func (h fakeKV) Set(_ context.Context, key, value string, _ time.Duration) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.kvErr != nil {
-		return h.kvErr
-	}
-	h.kv[key] = value
-	return nil
-}
-
-func (h fakeKV) Incr(context.Context, string, int64, time.Duration) (int64, error) {
-	return 0, errors.New("fakeKV: Incr is not used")
-}
-
-func (h fakeKV) Delete(_ context.Context, key string) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.kvErr != nil {
-		return h.kvErr
-	}
-	delete(h.kv, key)
-	return nil
-}
-
-func (h *fakeHost) Log(_ context.Context, level, msg string, fields map[string]string) error {
+func (h *logHost) Log(_ context.Context, level, msg string, fields map[string]string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	line := level + " " + msg
@@ -85,12 +40,22 @@ func (h *fakeHost) Log(_ context.Context, level, msg string, fields map[string]s
 	return nil
 }
 
+// noted returns r with the note the rcpt hook writes for list, as the host
+// hands it back at the later stages of the transaction.
+func noted(r *sdk.Request, list string) *sdk.Request {
+	if list != "" {
+		r.Notes = map[string]string{"plugin.lists/list": list}
+	}
+	return r
+}
+
 func testdataConfig() map[string]any {
 	return map[string]any{
-		"lists_dir": filepath.Join("testdata", "lists"),
-		"lists":     map[string]string{"ops@example.test": "eve@example.org, frank,,"},
-		"domain":    "example.test",
-		"expn":      true,
+		"lists_dir":     filepath.Join("testdata", "lists"),
+		"lists":         map[string]string{"ops@example.test": "eve@example.org, frank,,"},
+		"domain":        "example.test",
+		"expn":          true,
+		"expn_networks": []string{"10.0.0.0/8"},
 	}
 }
 
@@ -222,27 +187,27 @@ func req(stage sdk.Stage, sender string, rcpts ...string) *sdk.Request {
 	r := &sdk.Request{
 		Stage:   stage,
 		Session: &sdk.Session{ID: "sess1", ClientIP: "192.0.2.1"},
-		Txn:     &sdk.Txn{Sender: split(sender)},
+		Txn:     &sdk.Txn{Sender: address.Split(sender)},
 	}
 	if sender == "" {
 		r.Txn.Sender = sdk.Address{}
 	}
 	for _, a := range rcpts {
-		r.Txn.Recipients = append(r.Txn.Recipients, sdk.Recipient{Address: split(a)})
+		r.Txn.Recipients = append(r.Txn.Recipients, sdk.Recipient{Address: address.Split(a)})
 	}
 	return r
 }
 
 func rcptReq(sender, rcpt string, before ...string) *sdk.Request {
 	r := req(sdk.StageRcpt, sender, before...)
-	r.Rcpt = &sdk.Recipient{Address: split(rcpt)}
+	r.Rcpt = &sdk.Recipient{Address: address.Split(rcpt)}
 	return r
 }
 
 func addrs(s ...string) []sdk.Address {
 	var out []sdk.Address
 	for _, a := range s {
-		out = append(out, split(a))
+		out = append(out, address.Split(a))
 	}
 	return out
 }
@@ -252,10 +217,10 @@ func TestRcpt(t *testing.T) {
 	tests := []struct {
 		name     string
 		r        *sdk.Request
-		mark     string // the transaction mark already in the store
+		note     string // the list of the transaction's note
 		want     sdk.Decision
 		wantRcpt []sdk.Address
-		wantMark string
+		wantNote string // the note written
 	}{
 		{"member posts", rcptReq("bob@example.org", "team@example.test"), "",
 			sdk.AcceptDecision().WithReason("lists: team@example.test expands to 3 members"), teamMembers, "team@example.test"},
@@ -282,21 +247,16 @@ func TestRcpt(t *testing.T) {
 		{"list after other recipients", rcptReq("bob@example.org", "team@example.test", "x@example.test"), "",
 			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to the list in a separate transaction").
 				WithReason("lists: list team@example.test after other recipients"), nil, ""},
-		{"other recipient after a list", rcptReq("bob@example.org", "x@example.test", "alice@example.test"), "team@example.test",
+		{"other recipient after a list", rcptReq("bob@example.org", "x@example.test", "alice@example.test", "bob@example.org", "dave@example.test"), "team@example.test",
 			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
-				WithReason("lists: x@example.test after list team@example.test"), nil, "team@example.test"},
+				WithReason("lists: x@example.test after list team@example.test"), nil, ""},
 		{"not a list", rcptReq("bob@example.org", "x@example.test", "y@example.test"), "",
 			sdk.ContinueDecision(), nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			host := newFakeHost()
-			key := txnKey(tt.r)
-			if tt.mark != "" {
-				host.kv[key] = tt.mark
-			}
-			p := configured(t, testdataConfig(), host)
-			got, eff, err := p.Rcpt(context.Background(), tt.r)
+			p := configured(t, testdataConfig(), nil)
+			got, eff, err := p.Rcpt(context.Background(), noted(tt.r, tt.note))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -306,8 +266,8 @@ func TestRcpt(t *testing.T) {
 			if diff := cmp.Diff(tt.wantRcpt, eff.Recipients); diff != "" {
 				t.Errorf("recipients (-want +got):\n%s", diff)
 			}
-			if host.kv[key] != tt.wantMark {
-				t.Errorf("mark %s = %q, want %q", key, host.kv[key], tt.wantMark)
+			if eff.Notes[noteList] != tt.wantNote || len(eff.Notes) > 1 {
+				t.Errorf("notes = %q, want %s = %q", eff.Notes, noteList, tt.wantNote)
 			}
 			if err := got.Validate(sdk.StageRcpt); err != nil {
 				t.Errorf("decision does not validate: %v", err)
@@ -321,26 +281,11 @@ func TestRcptEmptyListDrops(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "empty@example.test"), []byte("# posters: anyone\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := configured(t, map[string]any{"lists_dir": dir}, newFakeHost())
+	p := configured(t, map[string]any{"lists_dir": dir}, nil)
 	got, eff, err := p.Rcpt(context.Background(), rcptReq("a@example.test", "empty@example.test"))
 	want := sdk.DropDecision().WithReason("lists: list empty@example.test has no members")
 	if err != nil || got != want || !eff.IsZero() {
 		t.Errorf("Rcpt = %+v, %+v, %v; want %+v", got, eff, err, want)
-	}
-}
-
-func TestRcptKVError(t *testing.T) {
-	host := newFakeHost()
-	p := configured(t, testdataConfig(), host)
-	host.kvErr = errors.New("store closed")
-	_, _, err := p.Rcpt(context.Background(), rcptReq("bob@example.org", "team@example.test"))
-	if err == nil || err.Error() != "lists: marking the transaction: store closed" {
-		t.Errorf("Rcpt error = %v, want the store's error", err)
-	}
-	// A recipient that is no list does not need the store to continue.
-	got, _, err := p.Rcpt(context.Background(), rcptReq("bob@example.org", "x@example.test", "y@example.test"))
-	if err != nil || got != sdk.ContinueDecision() {
-		t.Errorf("Rcpt of a non-list recipient = %+v, %v; want continue", got, err)
 	}
 }
 
@@ -374,43 +319,35 @@ func TestData(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		noHost  bool
-		mark    string
+		note    string
 		r       *sdk.Request
 		want    sdk.Decision
 		wantEff sdk.Effects
 	}{
-		{"list transaction", false, "team@example.test", dataReq("bob@example.org", nil, team...),
+		{"list transaction", "team@example.test", dataReq("bob@example.org", nil, team...),
 			sdk.ContinueDecision().WithReason("lists: message to list team@example.test"), teamEffects},
-		{"inline list, no owner", false, "ops@example.test", dataReq("eve@example.org", nil, "eve@example.org", "frank@example.test"),
+		{"inline list, no owner", "ops@example.test", dataReq("eve@example.org", nil, "eve@example.org", "frank@example.test"),
 			sdk.ContinueDecision().WithReason("lists: message to list ops@example.test"), opsEffects},
-		{"no mark", false, "", dataReq("bob@example.org", nil, team...), sdk.ContinueDecision(), sdk.Effects{}},
-		{"stale mark, other recipients", false, "team@example.test", dataReq("bob@example.org", nil, "alice@example.test"),
+		{"no note: the members by hand", "", dataReq("bob@example.org", nil, team...), sdk.ContinueDecision(), sdk.Effects{}},
+		{"the members and more", "team@example.test", dataReq("bob@example.org", nil, append(team, "carol@example.test")...),
 			sdk.ContinueDecision(), sdk.Effects{}},
-		{"loop", false, "team@example.test",
+		{"not all the members", "team@example.test", dataReq("bob@example.org", nil, "alice@example.test"),
+			sdk.ContinueDecision(), sdk.Effects{}},
+		{"loop", "team@example.test",
 			dataReq("bob@example.org", []sdk.HeaderField{{Name: "list-id", Value: "Team <TEAM.example.test>"}}, team...),
 			sdk.RejectDecision(554, sdk.EnhancedCode{5, 4, 6}, "List loop detected").
 				WithReason("lists: the message already has List-Id <team.example.test>"), sdk.Effects{}},
-		{"other list's List-Id", false, "team@example.test",
+		{"other list's List-Id", "team@example.test",
 			dataReq("bob@example.org", []sdk.HeaderField{{Name: "List-Id", Value: "<other.example.net>"}}, team...),
 			sdk.ContinueDecision().WithReason("lists: message to list team@example.test"), teamEffects},
-		{"no host: recipients are a list's members", true, "", dataReq("bob@example.org", nil, "DAVE@example.test", "bob@example.org", "alice@example.test"),
+		{"recipients in another case", "team@example.test", dataReq("bob@example.org", nil, "DAVE@example.test", "bob@example.org", "alice@example.test"),
 			sdk.ContinueDecision().WithReason("lists: message to list team@example.test"), teamEffects},
-		{"no host: recipients are no list's", true, "", dataReq("bob@example.org", nil, "alice@example.test"),
-			sdk.ContinueDecision(), sdk.Effects{}},
+		{"an unknown list", "gone@example.test", dataReq("bob@example.org", nil, team...), sdk.ContinueDecision(), sdk.Effects{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			host := newFakeHost()
-			if tt.mark != "" {
-				host.kv[txnKey(tt.r)] = tt.mark
-			}
-			var h sdk.Host = host
-			if tt.noHost {
-				h = nil
-			}
-			p := configured(t, testdataConfig(), h)
-			got, eff, err := p.Data(context.Background(), tt.r)
+			p := configured(t, testdataConfig(), nil)
+			got, eff, err := p.Data(context.Background(), noted(tt.r, tt.note))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -427,55 +364,18 @@ func TestData(t *testing.T) {
 	}
 }
 
-// TestTransactions runs the hooks in the order the host calls them, for
-// two transactions of one session: the list mark of the first must not
-// leak into the second.
-func TestTransactions(t *testing.T) {
-	host := newFakeHost()
-	p := configured(t, testdataConfig(), host)
-	ctx := context.Background()
-	sender := "bob@example.org"
-
-	if _, _, err := p.Mail(ctx, req(sdk.StageMail, sender)); err != nil {
-		t.Fatal(err)
-	}
-	d, eff, err := p.Rcpt(ctx, rcptReq(sender, "team@example.test"))
-	if err != nil || d.Verdict != sdk.Accept {
-		t.Fatalf("Rcpt = %+v, %v; want accept", d, err)
-	}
-	var members []string
-	for _, a := range eff.Recipients {
-		members = append(members, a.String())
-	}
-	_, eff, err = p.Data(ctx, dataReq(sender, nil, members...))
-	if err != nil || eff.Sender == nil || eff.Sender.String() != "alice@example.test" {
-		t.Fatalf("Data of the list transaction = %+v, %v; want the list's sender", eff, err)
-	}
-
-	// Second transaction, to the list's members directly.
-	if _, _, err := p.Mail(ctx, req(sdk.StageMail, sender)); err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range members {
-		d, _, err := p.Rcpt(ctx, rcptReq(sender, m, members[:i]...))
-		if err != nil || d.Verdict != sdk.Continue {
-			t.Fatalf("Rcpt %s = %+v, %v; want continue", m, d, err)
-		}
-	}
-	_, eff, err = p.Data(ctx, dataReq(sender, nil, members...))
-	if err != nil || !eff.IsZero() {
-		t.Errorf("Data of the direct transaction = %+v, %v; want no effects", eff, err)
-	}
-}
-
 func TestCommand(t *testing.T) {
 	on := configured(t, testdataConfig(), nil)
 	offCfg := testdataConfig()
 	delete(offCfg, "expn")
 	off := configured(t, offCfg, nil)
-	cmd := func(verb, arg string) *sdk.Request {
-		return &sdk.Request{Stage: sdk.StageCommand, Session: &sdk.Session{ID: "s"}, Command: verb, Arg: arg}
+	user := &sdk.Session{ID: "s", ClientIP: "192.0.2.9", AuthUser: "bob"}
+	stranger := &sdk.Session{ID: "s", ClientIP: "192.0.2.9"}
+	inside := &sdk.Session{ID: "s", ClientIP: "10.1.2.3"}
+	cmd := func(s *sdk.Session, verb, arg string) *sdk.Request {
+		return &sdk.Request{Stage: sdk.StageCommand, Session: s, Command: verb, Arg: arg}
 	}
+	team := []string{"<alice@example.test>", "<bob@example.org>", "<dave@example.test>"}
 	tests := []struct {
 		name  string
 		p     *Lists
@@ -483,15 +383,18 @@ func TestCommand(t *testing.T) {
 		want  sdk.Verdict
 		lines []string
 	}{
-		{"EXPN list", on, cmd("EXPN", "team@example.test"), sdk.Accept,
-			[]string{"<alice@example.test>", "<bob@example.org>", "<dave@example.test>"}},
-		{"EXPN bare name", on, cmd("expn", "<ops>"), sdk.Accept, []string{"<eve@example.org>", "<frank@example.test>"}},
-		{"EXPN off", off, cmd("EXPN", "team@example.test"), sdk.Continue, nil},
-		{"EXPN unknown", on, cmd("EXPN", "nobody@example.test"), sdk.Continue, nil},
-		{"VRFY list", off, cmd("VRFY", "team"), sdk.Accept, []string{"Team <team@example.test>"}},
-		{"VRFY list without name", off, cmd("VRFY", "<open@example.test>"), sdk.Accept, []string{"<open@example.test>"}},
-		{"VRFY member", on, cmd("VRFY", "alice@example.test"), sdk.Continue, nil},
-		{"other verb", on, cmd("NOOP", ""), sdk.Continue, nil},
+		{"EXPN list", on, cmd(user, "EXPN", "team@example.test"), sdk.Accept, team},
+		{"EXPN from expn_networks", on, cmd(inside, "EXPN", "team@example.test"), sdk.Accept, team},
+		{"EXPN from a stranger", on, cmd(stranger, "EXPN", "team@example.test"), sdk.Continue, nil},
+		{"EXPN bare name", on, cmd(user, "expn", "<ops>"), sdk.Accept, []string{"<eve@example.org>", "<frank@example.test>"}},
+		{"EXPN off", off, cmd(user, "EXPN", "team@example.test"), sdk.Continue, nil},
+		{"EXPN unknown", on, cmd(user, "EXPN", "nobody@example.test"), sdk.Continue, nil},
+		{"VRFY list", on, cmd(user, "VRFY", "team"), sdk.Accept, []string{"Team <team@example.test>"}},
+		{"VRFY list without name", on, cmd(inside, "VRFY", "<open@example.test>"), sdk.Accept, []string{"<open@example.test>"}},
+		{"VRFY from a stranger", on, cmd(stranger, "VRFY", "team"), sdk.Continue, nil},
+		{"VRFY off", off, cmd(user, "VRFY", "team"), sdk.Continue, nil},
+		{"VRFY member", on, cmd(user, "VRFY", "alice@example.test"), sdk.Continue, nil},
+		{"other verb", on, cmd(user, "NOOP", ""), sdk.Continue, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -504,6 +407,46 @@ func TestCommand(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.lines, eff.ReplyLines); diff != "" {
 				t.Errorf("reply lines (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestCommandRcpt: in a list's transaction, RCPT gets 452 at the command
+// stage already, before a hook earlier in the pipeline (aliases) can
+// accept the recipient at rcpt.
+func TestCommandRcpt(t *testing.T) {
+	team := []string{"alice@example.test", "bob@example.org", "dave@example.test"}
+	rcptCmd := func(before ...string) *sdk.Request {
+		r := req(sdk.StageCommand, "bob@example.org", before...)
+		r.Command, r.Arg = "RCPT", "TO:<info@example.test> NOTIFY=NEVER"
+		return r
+	}
+	tests := []struct {
+		name string
+		note string
+		r    *sdk.Request
+		want sdk.Decision
+	}{
+		{"after a list", "team@example.test", rcptCmd(team...),
+			sdk.DeferDecision(452, sdk.EnhancedCode{4, 5, 3}, "Send to this recipient in a separate transaction").
+				WithReason("lists: RCPT TO:<info@example.test> NOTIFY=NEVER after list team@example.test")},
+		{"first recipient", "team@example.test", rcptCmd(), sdk.ContinueDecision()},
+		{"not the members", "team@example.test", rcptCmd("carol@example.test"), sdk.ContinueDecision()},
+		{"no note", "", rcptCmd(team...), sdk.ContinueDecision()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := configured(t, testdataConfig(), nil)
+			got, _, err := p.Command(context.Background(), noted(tt.r, tt.note))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+			if err := got.Validate(sdk.StageCommand); err != nil {
+				t.Errorf("decision does not validate: %v", err)
 			}
 		})
 	}
@@ -523,7 +466,7 @@ func TestReload(t *testing.T) {
 	}
 	mtime := time.Now().Add(-time.Hour)
 	write("a@example.test", "# posters: anyone\nx@example.test\n", mtime)
-	host := newFakeHost()
+	host := &logHost{}
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := New()
 	p.now = func() time.Time { return clock }
@@ -637,8 +580,8 @@ func TestConformance(t *testing.T) {
 	sdktest.Conformance(t, New(), testdataConfig())
 }
 
-// TestThroughHost runs one list transaction across the plugin boundary,
-// with the sdk's fake host holding the transaction mark.
+// TestThroughHost runs one list transaction across the plugin boundary:
+// the note of the rcpt hook comes back at data.
 func TestThroughHost(t *testing.T) {
 	ctx := t.Context()
 	r := sdktest.Start(t, New())
@@ -647,9 +590,6 @@ func TestThroughHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	sender := "eve@example.org"
-	if _, _, err := r.Handle(ctx, req(sdk.StageMail, sender)); err != nil {
-		t.Fatal(err)
-	}
 	d, eff, err := r.Handle(ctx, rcptReq(sender, "ops@example.test"))
 	if err != nil {
 		t.Fatal(err)
@@ -657,13 +597,10 @@ func TestThroughHost(t *testing.T) {
 	if d.Verdict != sdk.Accept || !cmp.Equal(eff.Recipients, addrs("eve@example.org", "frank@example.test")) {
 		t.Fatalf("rcpt ops = %+v, %+v; want accept with the members", d, eff.Recipients)
 	}
-	if got := host.EphemeralKV()["lists/txn/sess1/<eve@example.org>"]; got != "ops@example.test" {
-		t.Errorf("transaction mark = %q, want ops@example.test in the ephemeral store", got)
+	if got := eff.Notes[noteList]; got != "ops@example.test" {
+		t.Errorf("note %s = %q, want ops@example.test", noteList, got)
 	}
-	if got := host.DurableKV(); len(got) != 0 {
-		t.Errorf("durable store = %v; the transaction mark must not cost a disk commit", got)
-	}
-	d, eff, err = r.Handle(ctx, dataReq(sender, nil, "eve@example.org", "frank@example.test"))
+	d, eff, err = r.Handle(ctx, noted(dataReq(sender, nil, "eve@example.org", "frank@example.test"), "ops@example.test"))
 	if err != nil {
 		t.Fatal(err)
 	}

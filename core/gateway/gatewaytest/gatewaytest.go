@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,6 +98,20 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gateway {
 		}
 	})
 	return &Gateway{Gateway: g, Config: cfg, Path: cfg.File, log: logs}
+}
+
+// BuildPlugin builds the plugin main package in the folder pkg, a path
+// such as "../plugins/lists" (relative paths start with ./ or ../ and are
+// relative to the test's working directory, in the gateway's module),
+// into a temporary folder as gateway-plugin-<name of the folder>, and
+// returns the binary's path for a plugin block.
+func BuildPlugin(t testing.TB, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "gateway-plugin-"+filepath.Base(pkg))
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
 }
 
 // Relocate moves a loaded configuration that is meant to run as it stands
