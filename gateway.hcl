@@ -118,7 +118,10 @@ admin {
 #   sha256   = "…"                          # optional: refuse a binary that changed (sha256sum)
 #   timeout  = "2s"                         # deadline of each call. Default: "2s"
 #   on_error = "defer"                      # as for lua; also while the plugin restarts
-#   match { stage = ["rcpt", "command"] }
+#   match {
+#     stage   = ["rcpt", "command"]
+#     command = ["EXPN"]                    # at the command stage, only these verbs reach it
+#   }
 #   config {
 #     aliases_file = "examples/edge-gateway/aliases" # a plugin runs in this file's folder: relative paths are relative to it
 #     domain       = "example.test"

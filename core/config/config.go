@@ -250,10 +250,15 @@ type Match struct {
 	RecipientDomains []string
 
 	Authenticated *bool // true: only authenticated sessions; false: only others
+	// Commands limits the command stage to these verbs (upper case),
+	// command = ["RCPT", "EXPN"]: a handler that polices a few commands is
+	// not called (nor, for a plugin, asked over gRPC) for every other one.
+	// Other stages are not affected.
+	Commands []string
 }
 
 // IsZero reports whether m sets no condition.
 func (m Match) IsZero() bool {
 	return len(m.Stages) == 0 && len(m.Clients) == 0 && len(m.SenderDomains) == 0 &&
-		len(m.RecipientDomains) == 0 && m.Authenticated == nil
+		len(m.RecipientDomains) == 0 && m.Authenticated == nil && len(m.Commands) == 0
 }

@@ -261,7 +261,30 @@ func (d *decoder) match(r *rawMatch) Match {
 	if d.boolean("authenticated", r.Authenticated, &auth) {
 		m.Authenticated = &auth
 	}
+	m.Commands = d.verbs("command", r.Command)
 	return m
+}
+
+// verbs converts a list of SMTP command verbs: upper-cased, letters only,
+// duplicates dropped.
+func (d *decoder) verbs(name string, expr hcl.Expression) []string {
+	list, ok := value[[]string](d, name, expr)
+	if !ok {
+		return nil
+	}
+	ranges := elementRanges(expr, len(list))
+	var out []string
+	for i, s := range list {
+		v := strings.ToUpper(s)
+		if v == "" || strings.Trim(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+			d.errorf(ranges[i], "Invalid command", "%s: %q is not a command verb (letters only, as RCPT or EXPN).", name, s)
+			continue
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // stages converts a list of stage names (sdk.Stages), duplicates dropped.

@@ -172,4 +172,5 @@ type rawMatch struct {
 	SenderDomain    hcl.Expression `hcl:"sender_domain,optional"`
 	RecipientDomain hcl.Expression `hcl:"recipient_domain,optional"`
 	Authenticated   hcl.Expression `hcl:"authenticated,optional"`
+	Command         hcl.Expression `hcl:"command,optional"`
 }

@@ -28,6 +28,8 @@ import (
 //     enough.
 //   - Authenticated: whether the session is authenticated (Session.AuthUser,
 //     or Envelope.AuthUser without a session) is the value given.
+//   - Commands: at the command stage, the request's verb is one of them;
+//     the other stages are not affected.
 //
 // A domain pattern is a domain name, matched whole, or "*.domain", which
 // matches every subdomain of domain at any depth but not domain itself.
@@ -56,6 +58,7 @@ func NewMatch(m config.Match) (func(*Request) bool, error) {
 		clients: slices.Clone(m.Clients),
 		sender:  sender,
 		rcpt:    rcpt,
+		verbs:   slices.Clone(m.Commands),
 	}
 	if m.Authenticated != nil {
 		mt.auth, mt.checkAuth = *m.Authenticated, true
@@ -70,10 +73,14 @@ type matcher struct {
 	rcpt      domainSet
 	auth      bool
 	checkAuth bool
+	verbs     []string // at the command stage only
 }
 
 func (m *matcher) match(req *Request) bool {
 	if len(m.stages) > 0 && !slices.Contains(m.stages, req.Stage) {
+		return false
+	}
+	if len(m.verbs) > 0 && req.Stage == sdk.StageCommand && !slices.Contains(m.verbs, req.Command) {
 		return false
 	}
 	if len(m.clients) > 0 && !m.clientIn(req) {

@@ -84,6 +84,9 @@ func TestNewMatch(t *testing.T) {
 		{"recipient at mail: no recipients yet", config.Match{RecipientDomains: []string{"example.test"}},
 			hook.Request{Stage: sdk.StageMail, Envelope: &envelope.Envelope{Sender: addr("a", "b.test")}}, false},
 
+		{"command verb listed", config.Match{Commands: []string{"RCPT"}}, hook.Request{Stage: sdk.StageCommand, Command: "RCPT"}, true},
+		{"command verb not listed", config.Match{Commands: []string{"RCPT"}}, hook.Request{Stage: sdk.StageCommand, Command: "NOOP"}, false},
+		{"command verbs leave other stages", config.Match{Commands: []string{"RCPT"}}, hook.Request{Stage: sdk.StageRcpt}, true},
 		{"authenticated wanted, is", config.Match{Authenticated: &yes}, hook.Request{Session: session("127.0.0.1", "alice")}, true},
 		{"authenticated wanted, is not", config.Match{Authenticated: &yes}, hook.Request{Session: session("127.0.0.1", "")}, false},
 		{"unauthenticated wanted, is not", config.Match{Authenticated: &no}, hook.Request{Session: session("127.0.0.1", "")}, true},

@@ -123,7 +123,10 @@ plugin "lists" {
   path     = "bin/gateway-plugin-lists"
   timeout  = "2s"
   on_error = "defer"
-  match { stage = ["rcpt", "data", "command"] }
+  match {
+    stage   = ["rcpt", "data", "command"]
+    command = ["RCPT", "VRFY", "EXPN"] # the command stage only for these: no call for every other command
+  }
   config {
     lists_dir = "lists"
     domain    = "example.test"

@@ -8,5 +8,6 @@ lua "relay" {
     client           = ["10.0.0.0/33"]
     sender_domain    = ["*.", "ex ample.com"]
     recipient_domain = "example.test"
+    command          = ["RCPT", "MAIL FROM"]
   }
 }

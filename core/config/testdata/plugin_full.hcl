@@ -18,8 +18,9 @@ plugin "aliases" {
   timeout  = "500ms"
   on_error = "continue"
   match {
-    stage            = ["rcpt"]
+    stage            = ["rcpt", "command"]
     recipient_domain = ["example.test"]
+    command          = ["rcpt", "EXPN", "RCPT"]
   }
   config {
     file    = "/etc/aliases"
