@@ -14,8 +14,10 @@ FUZZ_TARGETS = \
 	./core/smtp:FuzzDataReader \
 	./core/smtp:FuzzReadReply \
 	./core/smtp:FuzzXText \
-	./core/smtp:FuzzHopCounter \
-	./core/envelope:FuzzParsePath
+	./core/message:FuzzHopCounter \
+	./core/message:FuzzRewrite \
+	./core/envelope:FuzzParsePath \
+	./sdk:FuzzFromPB
 
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -38,11 +40,27 @@ race:
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
+# Each target runs for FUZZTIME, minimising new inputs for at most
+# FUZZMINIMIZE so minimisation cannot eat the budget. A run that fails only
+# with "context deadline exceeded" and writes no failing input is Go
+# 1.26's fuzz-coordinator race at the end of -fuzztime (golang/go#75804,
+# fixed in Go 1.27), not a finding: it is reported and the loop goes on.
+# Any other failure, or a failing input written, fails the target.
+FUZZMINIMIZE ?= 2s
+
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+		out=$$(mktemp); \
+		if $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) \
+			-fuzzminimizetime $(FUZZMINIMIZE) >$$out 2>&1; then cat $$out; rm -f $$out; continue; fi; \
+		cat $$out; \
+		if grep -q 'context deadline exceeded' $$out && ! grep -q 'Failing input written' $$out; then \
+			echo "fuzz $$name: the Go 1.26 end-of-fuzztime race (golang/go#75804), no failing input: not a finding"; \
+			rm -f $$out; continue; \
+		fi; \
+		rm -f $$out; exit 1; \
 	done
 
 lint: vet
