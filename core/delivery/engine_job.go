@@ -31,7 +31,7 @@ type rcptOutcome struct {
 	reply     string           // becomes RecipientState.LastReply and the DSN's Diagnostic-Code
 	status    sdk.EnhancedCode // RFC 3463 status for a DSN; zero = default of the action
 	remoteMTA string
-	dropped   bool // predelivery Drop, or left out of its list: recorded delivered, no DSN, no notification
+	dropped   bool // predelivery Drop, left out of its list, or no domain to deliver to: no DSN, no delivered notification
 	expanded  bool // replaced by others in a predelivery list: recorded delivered, an "expanded" DSN on request, no notification
 	shutdown  bool // cut short by shutdown: not an attempt
 	expired   bool // a temporary failure past MaxLifetime
@@ -147,6 +147,15 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (a *
 	}()
 	if ctx.Err() != nil {
 		a.end(rcptOutcome{class: Temporary, shutdown: true})
+		return a
+	}
+	if g.domain == "" {
+		// A recipient without a domain (a bare <postmaster> spooled
+		// before the session mapped it to a mailbox) is never routed,
+		// and never bounced: the DSN would carry the message to whoever
+		// MAIL FROM named, a reflection attack.
+		e.log.Warn("delivery: a recipient without a domain fails without a DSN", "id", r.id)
+		a.end(rcptOutcome{class: Permanent, reply: "550 5.1.3 recipient address has no domain", status: sdk.EnhancedCode{5, 1, 3}, dropped: true})
 		return a
 	}
 	// A message that went round too often fails, whatever the route.

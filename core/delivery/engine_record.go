@@ -129,7 +129,7 @@ func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutc
 			}
 		case Permanent:
 			rs.Status = queue.Failed
-			if nullSender || dsn.Wants(rc.Notify, dsn.ActionFailed) {
+			if !o.dropped && (nullSender || dsn.Wants(rc.Notify, dsn.ActionFailed)) {
 				reports = append(reports, o.report(rc, dsn.ActionFailed, now))
 			}
 		default:

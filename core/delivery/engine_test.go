@@ -899,3 +899,23 @@ func TestEngineDoesNotCloseTransports(t *testing.T) {
 		t.Errorf("the engine closed a transport it was handed (%d Close calls)", n)
 	}
 }
+
+// TestEngineNoDomainNeverBounces: a recipient without a domain (a bare
+// <postmaster> queued before the session mapped it) is never routed and
+// never bounced, even with NOTIFY=FAILURE: the DSN would reflect the
+// message to whoever MAIL FROM named. Issue 9's reproduction, at the engine.
+func TestEngineNoDomainNeverBounces(t *testing.T) {
+	h := newEngHarness(t)
+	h.start()
+	h.enqueue("victim@victim.test", envelope.Recipient{Address: envelope.Address{Local: "postmaster"}, Notify: envelope.NotifyFailure})
+	h.waitFor("the recipient's failure", func() bool { return h.eng.Stats().Failed == 1 })
+	if n := len(h.tr.Calls()); n != 0 {
+		t.Errorf("the transport was called %d times; want never", n)
+	}
+	if n := len(h.sink.Calls()); n != 0 || h.eng.Stats().DSNs != 0 {
+		t.Errorf("%d DSNs delivered, stats %+v; want none", n, h.eng.Stats())
+	}
+	if got := h.messages(); len(got) != 0 {
+		t.Errorf("spool has %d messages; want none", len(got))
+	}
+}
