@@ -27,10 +27,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	if _, err := newLogger(c.Stderr, cfg.Log); err != nil && cfgErr == nil {
 		return err
 	}
-	r, err := gateway.Check(ctx, cfg, nil)
-	if err != nil {
-		err = fmt.Errorf("%s: %w", *path, err)
-	}
+	r, err := gateway.Check(ctx, cfg, nil) // each problem names its file:line
 	if err := errors.Join(cfgErr, err); err != nil {
 		return err
 	}

@@ -138,8 +138,9 @@ func TestCheckScripts(t *testing.T) {
 	}
 }
 
-// TestCheckReportsEveryProblem: a wrong value in the file and a script
-// that does not compile are both reported by one run of check.
+// TestCheckReportsEveryProblem: a wrong value in the file, a script that
+// does not compile and a route to a transport nobody provides are all
+// reported, each with its file:line, by one run of check.
 func TestCheckReportsEveryProblem(t *testing.T) {
 	config, script := hookConfig(t, brokenScript)
 	src, err := os.ReadFile(config)
@@ -147,10 +148,15 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := strings.Replace(string(src), `shutdown_timeout = "5s"`, `shutdown_timeout = "soon"`, 1)
+	bad = strings.Replace(bad, "delivery {", "delivery {\n  route \"x.test\" { transport = \"nosuch\" }", 1)
 	writeFile(t, config, bad)
 	code, _, errOut := runCLI(t, "check", "-config", config)
-	line := 1 + strings.Count(bad[:strings.Index(bad, `"soon"`)], "\n")
-	for _, want := range []string{fmt.Sprintf("%s:%d:", config, line), script + ":3:"} {
+	lineOf := func(s string) int { return 1 + strings.Count(bad[:strings.Index(bad, s)], "\n") }
+	for _, want := range []string{
+		fmt.Sprintf("%s:%d:", config, lineOf(`"soon"`)),
+		script + ":3:",
+		fmt.Sprintf(`%s:%d: delivery: route "x.test": transport "nosuch": no such transport`, config, lineOf(`"nosuch"`)),
+	} {
 		if code != 1 || !strings.Contains(errOut, want) {
 			t.Errorf("check: code %d, stderr %q; want 1 naming %s", code, errOut, want)
 		}

@@ -154,6 +154,9 @@ type Route struct {
 	Transport string // "smtp" (default), "lmtp", "maildir", or a transport a plugin provides (checked when the plugins start)
 	Path      string // maildir: the Maildir root; lmtp: a unix socket path instead of via
 	TLS       string // STARTTLS policy for this route; "" = Delivery.TLS
+	// TransportRange is where the transport setting is (the route's label
+	// without one), for a diagnostic found when the plugins start.
+	TransportRange Range
 }
 
 // Admin is the loopback admin API.

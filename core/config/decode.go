@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -59,8 +60,10 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 		c.Delivery = d.delivery(r.Delivery)
 	}
 	if r.Admin != nil {
-		if d.required("address", r.Admin.Address, r.Admin.DefRange) {
-			d.address("address", r.Admin.Address, &c.Admin.Address, true)
+		if d.required("address", r.Admin.Address, r.Admin.DefRange) &&
+			d.address("address", r.Admin.Address, &c.Admin.Address, true) && !loopbackHost(c.Admin.Address) {
+			d.errorf(r.Admin.Address.Range(), "Invalid address",
+				"address = %q: the admin API has no authentication, so it listens on loopback only (127.0.0.1, ::1 or localhost).", c.Admin.Address)
 		}
 		if first, dup := listening[listenKey(c.Admin.Address)]; dup && c.Admin.Address != "" {
 			d.errorf(r.Admin.Address.Range(), "Duplicate listener address",
@@ -331,6 +334,11 @@ func (d *decoder) routes(rs []rawRoute) []Route {
 		if transportOK {
 			d.transportArgs(&r, rt.Transport)
 		}
+		at := r.DomainRange
+		if present(r.Transport) {
+			at = r.Transport.Range()
+		}
+		rt.TransportRange = Range{Filename: at.Filename, Line: at.Start.Line}
 		routes = append(routes, rt)
 	}
 	return routes
@@ -781,4 +789,18 @@ func (d *decoder) errorf(subject hcl.Range, summary, format string, args ...any)
 		Detail:   fmt.Sprintf(format, args...),
 		Subject:  subject.Ptr(),
 	})
+}
+
+// loopbackHost reports whether the host of hostport is a loopback address
+// or localhost.
+func loopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

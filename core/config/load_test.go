@@ -101,7 +101,8 @@ func TestLoadExample(t *testing.T) {
 		Relay:   Relay{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Authenticated: true},
 		Auth:    Auth{Users: map[string]string{"alice": "$2a$10$…"}},
 		Delivery: Delivery{
-			Routes:                  []Route{{Domain: "example.test", Via: "127.0.0.1:2626", Transport: "smtp"}},
+			Routes: []Route{{Domain: "example.test", Via: "127.0.0.1:2626", Transport: "smtp",
+				TransportRange: Range{Filename: "testdata/example.hcl", Line: 24}}},
 			Port:                    25,
 			TLS:                     "opportunistic",
 			MaxConnections:          100,

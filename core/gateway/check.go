@@ -49,6 +49,21 @@ func loadableHooks(cfg *config.Config) (*config.Config, bool) {
 	return &c, len(c.Pipeline) < len(cfg.Pipeline)
 }
 
+// checkTLS loads each listener's certificate whose files exist (the
+// config has named those that do not).
+func checkTLS(cfg *config.Config) []error {
+	var errs []error
+	for _, l := range cfg.Listeners {
+		if l.TLS == nil || !fileExists(l.TLS.Cert) || !fileExists(l.TLS.Key) {
+			continue
+		}
+		if _, err := LoadTLS(l.TLS); err != nil {
+			errs = append(errs, fmt.Errorf("%s: listener %q: %w", cfg.File, l.Name, err))
+		}
+	}
+	return errs
+}
+
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -65,24 +80,22 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Report, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var errs []error
-	for _, l := range cfg.Listeners {
-		if _, err := LoadTLS(l.TLS); err != nil {
-			errs = append(errs, fmt.Errorf("listener %q: %w", l.Name, err))
-		}
-	}
+	errs := checkTLS(cfg)
 	dns, err := resolver.New(resolver.Options{Servers: cfg.Delivery.Resolver})
 	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
+		errs = append(errs, fmt.Errorf("%s: delivery: resolver: %w", cfg.File, err))
+		dns = nil // the hooks are checked without DNS
 	}
 	loadable, skipped := loadableHooks(cfg)
 	set, err := buildHooks(ctx, loadable, hookDeps{Services: hostsvc.New(hostsvc.Options{Resolver: dns, Log: log}), Log: log})
 	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
+		errs = append(errs, err)
 	}
 	defer set.close()
-	if err := checkRoutes(cfg.Delivery.Routes, set.transports); err != nil && !skipped {
-		errs = append(errs, err)
+	if !skipped && !set.pluginFailed {
+		if err := checkRoutes(cfg.Delivery.Routes, set.transports); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

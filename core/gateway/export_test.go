@@ -5,3 +5,6 @@ var (
 	PolicyScript = policyScript
 	BrokenScript = brokenScript
 )
+
+// CloseAdminListenerForTest closes the admin API's socket under it.
+func (g *Gateway) CloseAdminListenerForTest() { g.adminLn.Close() }

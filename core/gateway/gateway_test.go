@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/gateway"
 	"github.com/mailgate/gateway/core/gateway/gatewaytest"
@@ -286,4 +287,39 @@ func TestHookReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d sessions, replies: %v", sessions.Load(), seen)
 	checkVersion(t, g.mx, 5)
+}
+
+// TestPartFailureStops: a part that fails while the gateway runs (here the
+// admin API's listener, closed under it) stops the whole gateway with an
+// error naming the part, rather than leaving it to serve without it.
+func TestPartFailureStops(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+hostname = "mx.test"
+data_dir = "`+t.TempDir()+`"
+listener "mx" { address = "127.0.0.1:0" }
+admin { address = "127.0.0.1:0" }
+`), "gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v before any part failed", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	g.CloseAdminListenerForTest() // its Serve fails: the listener is gone under it
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "admin") {
+			t.Errorf("Run returned %v; want an error naming the admin part", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway did not stop after its admin API failed")
+	}
 }

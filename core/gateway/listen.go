@@ -141,11 +141,12 @@ func (g *Gateway) newInject() (*injectEndpoint, error) {
 	return &injectEndpoint{srv: srv, http: hs, ln: ln, log: log}, nil
 }
 
-// serve serves HTTP until shutdown; a failure goes to errc.
-func (e *injectEndpoint) serve(errc chan<- error) {
-	if err := e.http.Serve(e.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		errc <- fmt.Errorf("inject: %w", err)
+// serve serves HTTP until shutdown.
+func (e *injectEndpoint) serve() error {
+	if err := e.http.Serve(e.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
 	}
+	return nil
 }
 
 // shutdown lets the requests in flight finish, then stops their SMTP side.

@@ -20,7 +20,6 @@ import (
 	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/lua"
 	"github.com/mailgate/gateway/core/pluginhost"
-	"github.com/mailgate/gateway/sdk"
 )
 
 // hookDeps is what the hook handlers get from the rest of the gateway.
@@ -39,10 +38,16 @@ type hookSet struct {
 	closers    []io.Closer
 	transports map[string]delivery.Transport
 	plugins    []*pluginhost.Plugin // in pipeline order, for Check's report
+	// pluginFailed: a plugin did not start, so the transports it would
+	// provide are unknown (Check leaves the routes alone then).
+	pluginFailed bool
 }
 
-// close releases every handler of the set.
-func (s *hookSet) close() { closeAll(s.closers) }
+// close releases every handler of the set, once.
+func (s *hookSet) close() {
+	closeAll(s.closers)
+	s.closers = nil
+}
 
 // builtinTransports are the transports a gateway always has.
 func builtinTransports() []string { return []string{"smtp", "lmtp", "maildir"} }
@@ -81,8 +86,10 @@ func buildHooks(ctx context.Context, cfg *config.Config, deps hookDeps) (*hookSe
 		}
 	}
 	if len(b.errs) > 0 {
+		// The set is returned, closed, for Check: the transports the
+		// plugins that started provide, and whether one failed.
 		b.set.close()
-		return nil, errors.Join(b.errs...)
+		return b.set, errors.Join(b.errs...)
 	}
 	b.set.chain = hook.NewChain(deps.Log, entries...)
 	return b.set, nil
@@ -92,7 +99,6 @@ func buildHooks(ctx context.Context, cfg *config.Config, deps hookDeps) (*hookSe
 // has loaded so far, and the failures.
 type hookBuilder struct {
 	deps    hookDeps
-	host    sdk.Host
 	set     *hookSet
 	owners  map[string]string // transport → the plugin providing it
 	lua     map[string]config.LuaHook
@@ -129,6 +135,7 @@ func (b *hookBuilder) entry(ctx context.Context, name string) (hook.Entry, bool)
 	p, err := b.startPlugin(ctx, ph)
 	if err != nil {
 		b.errs = append(b.errs, err)
+		b.set.pluginFailed = true
 		return hook.Entry{}, false
 	}
 	return hook.Entry{Handler: p, Timeout: ph.Timeout, OnError: hook.OnError(ph.OnError), Match: match, Stages: m.Stages}, true
@@ -211,8 +218,8 @@ func checkRoutes(routes []config.Route, plugins map[string]delivery.Transport) e
 		if len(plugins) > 0 {
 			provided = "the plugins provide " + strings.Join(slices.Sorted(maps.Keys(plugins)), ", ")
 		}
-		errs = append(errs, fmt.Errorf("delivery: route %q: transport %q: no such transport (built in: %s; %s)",
-			rt.Domain, name, strings.Join(builtinTransports(), ", "), provided))
+		errs = append(errs, fmt.Errorf("%s: delivery: route %q: transport %q: no such transport (built in: %s; %s)",
+			rt.TransportRange, rt.Domain, name, strings.Join(builtinTransports(), ", "), provided))
 	}
 	return errors.Join(errs...)
 }

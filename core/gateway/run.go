@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -33,34 +34,37 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
+	// A part that fails stops the whole gateway: a gateway without its
+	// engine or its admin API must not go on as if it had them.
+	failed := make(chan error, len(g.listeners)+4)
 	// The background parts stop only after the servers: they get a
 	// context of their own.
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	var background sync.WaitGroup
-	g.goLogged(&background, "delivery engine", func() error { return g.engine.Run(bg) })
+	g.goPart(&background, failed, "delivery engine", func() error { return g.engine.Run(bg) })
 	if g.adminLn != nil {
-		g.goLogged(&background, "admin", func() error { return g.admin.Serve(bg, g.adminLn) })
+		g.goPart(&background, failed, "admin", func() error { return g.admin.Serve(bg, g.adminLn) })
 	}
-	g.goLogged(&background, "kv sweep", func() error { return sweepKV(bg, g.spool, kvSweepInterval, g.log) })
+	g.goPart(&background, failed, "kv sweep", func() error { return sweepKV(bg, g.spool, kvSweepInterval, g.log) })
 
-	serveErr := make(chan error, len(g.listeners)+1)
 	var serving sync.WaitGroup
 	for _, l := range g.listeners {
-		serving.Go(func() {
-			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, net.ErrClosed) {
-				serveErr <- err
+		g.goPart(&serving, failed, "listener "+l.name, func() error {
+			if err := l.srv.Serve(l.ln); !errors.Is(err, net.ErrClosed) {
+				return err
 			}
+			return nil
 		})
 	}
 	if g.inject != nil {
-		serving.Go(func() { g.inject.serve(serveErr) })
+		g.goPart(&serving, failed, "inject", g.inject.serve)
 	}
 	select {
 	case <-ctx.Done():
 		g.log.Info("stopping", "grace", g.cfg.ShutdownTimeout.String())
-	case err = <-serveErr:
-		g.log.Error("listener failed; stopping", "err", err)
+	case err = <-failed:
+		g.log.Error("a part failed; stopping", "err", err)
 	}
 	g.shutdownServers(ctx)
 	serving.Wait()
@@ -91,37 +95,40 @@ func (g *Gateway) shutdownServers(ctx context.Context) {
 	wg.Wait()
 }
 
-// goLogged runs fn in a goroutine that wg tracks, logging what it returns
-// (other than a cancellation) and a panic.
-func (g *Gateway) goLogged(wg *sync.WaitGroup, part string, fn func() error) {
+// goPart runs the part fn in a goroutine that wg tracks. An error it
+// returns (other than a cancellation) or a panic goes to failed, which
+// stops the gateway; failed has room for every part.
+func (g *Gateway) goPart(wg *sync.WaitGroup, failed chan<- error, part string, fn func() error) {
 	wg.Go(func() {
 		defer func() {
 			if p := recover(); p != nil {
-				g.log.Error(part+" panicked", "panic", p)
+				failed <- fmt.Errorf("%s panicked: %v", part, p)
 			}
 		}()
 		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
-			g.log.Warn(part, "err", err)
+			failed <- fmt.Errorf("%s: %w", part, err)
 		}
 	})
 }
 
-// sweepKV calls spool.KVSweep every interval until ctx is done.
+// sweepKV calls spool.KVSweep at start (a gateway restarted more often
+// than interval must still sweep) and then every interval until ctx is
+// done.
 func sweepKV(ctx context.Context, spool *queue.Spool, interval time.Duration, log *slog.Logger) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for {
+	for now := time.Now(); ; {
+		n, err := spool.KVSweep(ctx, now)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("kv sweep", "err", err)
+		case n > 0:
+			log.Debug("kv sweep", "removed", n)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-t.C:
-			n, err := spool.KVSweep(ctx, now)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				log.Warn("kv sweep", "err", err)
-			case n > 0:
-				log.Debug("kv sweep", "removed", n)
-			}
+		case now = <-t.C:
 		}
 	}
 }
