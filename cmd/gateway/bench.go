@@ -92,10 +92,10 @@ func parseBenchFlags(c *cli, args []string) (benchOptions, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as one JSON object")
 	fs.StringVar(&o.client.LocalName, "helo", "bench.test", "EHLO name")
 	fs.DurationVar(&o.client.Timeout, "timeout", 30*time.Second, "timeout of each SMTP command")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 || o.messages < 1 || o.concurrency < 1 || o.rcpts < 1 {
+	if o.messages < 1 || o.concurrency < 1 || o.rcpts < 1 {
 		fs.Usage()
 		return o, errUsage
 	}

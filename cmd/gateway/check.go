@@ -17,7 +17,7 @@ import (
 func runCheck(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "check", "[-config gateway.hcl]")
 	path := fs.String("config", defaultConfig, "configuration file")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, cfgErr := config.LoadPartial(*path)

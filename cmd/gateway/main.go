@@ -128,22 +128,48 @@ func parseVerbFlags(verb, cmd *flag.FlagSet, args []string) ([]string, error) {
 			verb.Lookup(f.Name).DefValue = f.DefValue
 		}
 	})
+	return parseInterspersed(verb, args)
+}
+
+// parseInterspersed parses args with fs's flags wherever they stand among
+// the positional arguments, which it returns in order; after "--" every
+// argument is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := parseFlags(verb, args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return nil, err
 		}
-		args = verb.Args()
-		if len(args) == 0 {
+		rest := fs.Args()
+		if len(rest) == 0 {
 			return pos, nil
 		}
-		pos, args = append(pos, args[0]), args[1:]
+		if i := len(args) - len(rest); i > 0 && args[i-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
+}
+
+// parseNoArgs parses the flags of a command that takes no other
+// arguments: a stray word (a config path without -config, say) is a usage
+// error, not silently ignored.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), pos[0])
+		fs.Usage()
+		return errUsage
+	}
+	return nil
 }
 
 func runVersion(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "version", "")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "gateway %s\n", version)

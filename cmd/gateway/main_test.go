@@ -193,6 +193,7 @@ func TestParseVerbFlags(t *testing.T) {
 		{args: []string{"-admin", "h:1", "a"}, wantPos: []string{"a"}, wantAdmin: "h:1", wantLimit: 10},
 		{args: []string{"a", "-admin", "h:1", "-json"}, wantPos: []string{"a"}, wantAdmin: "h:1", wantJSON: true, wantLimit: 10},
 		{args: []string{"a", "--limit=3", "b", "-json"}, wantPos: []string{"a", "b"}, wantAdmin: "cmd", wantJSON: true, wantLimit: 3},
+		{args: []string{"a", "--", "-json", "b"}, wantPos: []string{"a", "-json", "b"}, wantAdmin: "cmd", wantLimit: 10},
 		{args: []string{"-nope"}, wantErr: errUsage},
 		{args: []string{"a", "-h"}, wantErr: flag.ErrHelp},
 	}
@@ -297,4 +298,27 @@ func sendUntilGone(ctx context.Context, addr string, rcpt envelope.Address, send
 		}()
 	}
 	return wg.Wait
+}
+
+// TestStrayArguments: a command that takes no arguments refuses a stray
+// word (gateway check /etc/gateway.hcl checked ./gateway.hcl and said ok),
+// and send takes its file before or after its flags.
+func TestStrayArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"check", "/nonexistent/gateway.hcl"},
+		{"check", "extra", "-config", "/nonexistent/gateway.hcl"},
+		{"serve", "gateway.hcl"},
+		{"version", "now"},
+		{"sink", "x"},
+		{"bench", "x"},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if first, _, _ := strings.Cut(errOut, "\n"); code != 2 || !strings.Contains(first, "unexpected argument") {
+			t.Errorf("%q: code %d, stderr %q; want 2 and an unexpected argument", args, code, errOut)
+		}
+	}
+	code, _, errOut := runCLI(t, "send", "/nonexistent/message.eml", "--from", "a@b.test", "--to", "c@d.test", "--server", "127.0.0.1:1")
+	if code != 1 || !strings.Contains(errOut, "/nonexistent/message.eml") {
+		t.Errorf("send FILE --from …: code %d, stderr %q; want 1 naming the file it could not read", code, errOut)
+	}
 }

@@ -85,14 +85,17 @@ func parseSendFlags(c *cli, args []string) (sendOptions, error) {
 	fs.StringVar(&o.auth, "auth", "", "authenticate with AUTH PLAIN as user:password")
 	fs.StringVar(&o.helo, "helo", "localhost", "EHLO name")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "timeout of each SMTP command")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args) // gateway send FILE --from a --to b works too
+	if err != nil {
 		return o, err
 	}
-	if o.from == "" || len(o.to) == 0 || fs.NArg() > 1 {
+	if o.from == "" || len(o.to) == 0 || len(pos) > 1 {
 		fs.Usage()
 		return o, errUsage
 	}
-	o.file = fs.Arg(0)
+	if len(pos) == 1 {
+		o.file = pos[0]
+	}
 	return o, nil
 }
 

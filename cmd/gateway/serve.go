@@ -25,7 +25,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "serve", "[-config gateway.hcl]")
 	path := fs.String("config", defaultConfig, "configuration file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until the gateway stops")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *cpuProfile != "" {

@@ -88,12 +88,8 @@ func parseSinkFlags(c *cli, args []string) (sinkOptions, error) {
 	fs.StringVar(&o.bare, "bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
 	fs.StringVar(&o.logLevel, "log-level", "warn", "server log level on stderr: debug, info, warn or error")
 	fs.BoolVar(&o.dropMidData, "drop-mid-data", false, "close the connection once message content starts arriving, without a reply (tests a client's handling of a dropped DATA)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return o, err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return o, errUsage
 	}
 	var err error
 	if o.hooks, err = newSinkHooks(*mailReply, *rcptReply, *dataReply); err != nil {
