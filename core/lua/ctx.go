@@ -251,21 +251,6 @@ func (st *state) readOnlyMeta(name string, index glua.LGFunction) *glua.LTable {
 	return mt
 }
 
-// takenHere raises an error unless the call's stage takes effect e (the
-// chain's stage × effect table): a script learns of the mistake at its
-// line, where a plugin's effect would be dropped with a warning.
-func takenHere(L *glua.LState, c *call, what string, e hook.Effect) {
-	if e.TakenAt(c.req.Stage) {
-		return
-	}
-	stages := e.Stages()
-	names := make([]string, len(stages))
-	for i, s := range stages {
-		names[i] = string(s)
-	}
-	L.RaiseError("%s is for %s, not %s", what, strings.Join(names, ", "), c.req.Stage)
-}
-
 // checkAddress parses a mailbox given to a setter; "" is the null path
 // when allowNull.
 func checkAddress(L *glua.LState, what, s string, allowNull bool) sdk.Address {
@@ -300,7 +285,6 @@ func stringList(L *glua.LState, what string, n int) []string {
 func (st *state) ctxSetRecipients(L *glua.LState) int {
 	const what = "ctx:set_recipients"
 	c := st.ctxCall(L, what)
-	takenHere(L, c, what, hook.EffectRecipients)
 	list := stringList(L, what, 2)
 	if len(list) == 0 {
 		L.RaiseError("%s: empty list (use gw.drop() to drop the recipient)", what)
@@ -316,7 +300,6 @@ func (st *state) ctxSetRecipients(L *glua.LState) int {
 func (st *state) ctxSetSender(L *glua.LState) int {
 	const what = "ctx:set_sender"
 	c := st.ctxCall(L, what)
-	takenHere(L, c, what, hook.EffectSender)
 	a := checkAddress(L, what, L.CheckString(2), true)
 	c.eff.Sender = &a
 	return 0
@@ -325,7 +308,6 @@ func (st *state) ctxSetSender(L *glua.LState) int {
 func (st *state) ctxSetRoute(L *glua.LState) int {
 	const what = "ctx:set_route"
 	c := st.ctxCall(L, what)
-	takenHere(L, c, what, hook.EffectRoute)
 	t := L.CheckTable(2)
 	var r sdk.Route
 	for _, f := range []struct {
@@ -351,7 +333,6 @@ func (st *state) ctxSetRoute(L *glua.LState) int {
 func (st *state) ctxReplyLines(L *glua.LState) int {
 	const what = "ctx:reply_lines"
 	c := st.ctxCall(L, what)
-	takenHere(L, c, what, hook.EffectReplyLines)
 	lines := stringList(L, what, 2)
 	for i, l := range lines {
 		if len(l) > 510 || strings.ContainsAny(l, "\r\n\x00") {

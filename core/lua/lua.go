@@ -56,12 +56,13 @@
 // the queue notifications see none. Keys are at most 200 bytes with the
 // "lua.<name>/" prefix, values 4096, 1000 notes a call.
 //
-// A setter used at a stage that does not take its effect (the chain's
-// table, hook.Effect.Stages) raises an error, and so do malformed
-// arguments (a bad address, CR or LF in a header value). The chain checks
-// the effects again, as it does a plugin's: an address must also pass as
-// the path would on the wire (UTF-8 only in an SMTPUTF8 transaction), and
-// recipients are each mailbox once.
+// Malformed arguments to a setter (a bad address, CR or LF in a header
+// value) raise an error. A setter used at a stage that does not take its
+// effect (the chain's table, hook.Effect.Stages) is no error: the chain
+// drops the effect with a warning naming the script, as it does a
+// plugin's. The chain checks the effects again, as it does a plugin's: an
+// address must also pass as the path would on the wire (UTF-8 only in an
+// SMTPUTF8 transaction), and recipients are each mailbox once.
 //
 // The message (ctx.msg) reads the message as received; the script's own edits
 // are not reflected back:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -255,8 +256,6 @@ func TestScriptErrors(t *testing.T) {
 			`lua.t: on_rcpt: t.lua:2: bad argument #2 to reject (gw.reject: bad enhanced status code "5.7")`},
 		{"bad code", "function on_rcpt(ctx)\n  return gw.defer(450.5)\nend",
 			"lua.t: on_rcpt: t.lua:2: bad argument #1 to defer (gw.defer: code must be an integer from 0 to 999)"},
-		{"setter at the wrong stage", "function on_rcpt(ctx)\n\n\n  ctx:set_route{via='x:25'}\nend",
-			"lua.t: on_rcpt: t.lua:4: ctx:set_route is for predelivery, not rcpt"},
 		{"ctx is read-only", "function on_rcpt(ctx)\n  ctx.stage = 'x'\nend", "lua.t: on_rcpt: t.lua:2: ctx is read-only"},
 		{"stack overflow", "local function f(n) return 1 + f(n + 1) end\nfunction on_rcpt(ctx) f(1) end",
 			"lua.t: on_rcpt: t.lua:1: stack overflow"},
@@ -535,9 +534,6 @@ func TestEffectErrors(t *testing.T) {
 		{"bad recipient", sdk.StageRcpt, `ctx:set_recipients({"ok@x.example", "not an address"})`, `t.lua:2: ctx:set_recipients: bad address "not an address"`},
 		{"empty recipients", sdk.StageRcpt, `ctx:set_recipients({})`, "empty list (use gw.drop() to drop the recipient)"},
 		{"recipient not a string", sdk.StageRcpt, `ctx:set_recipients({1})`, "entry 1 is a number, want a string"},
-		{"recipients at mail", sdk.StageMail, `ctx:set_recipients({"a@x.example"})`, "ctx:set_recipients is for rcpt, data, predelivery, not mail"},
-		{"sender at rcpt", sdk.StageRcpt, `ctx:set_sender("a@x.example")`, "ctx:set_sender is for mail, data, predelivery, not rcpt"},
-		{"reply_lines at rcpt", sdk.StageRcpt, `ctx:reply_lines({"x"})`, "ctx:reply_lines is for command, not rcpt"},
 		{"reply line with CRLF", sdk.StageCommand, `ctx:reply_lines({"a\r\n250 b"})`, "line 1 is longer than 510 bytes or has CR, LF or NUL"},
 		{"header value with LF", sdk.StageData, `ctx.msg:add_header("X-A", "a\nb")`, "msg:add_header: value has CR, LF or NUL"},
 		{"header name with colon", sdk.StageData, `ctx.msg:add_header("X-A:", "a")`, `msg:add_header: bad header field name "X-A:"`},
@@ -790,5 +786,37 @@ end
 		if err != nil || d.Verdict != sdk.Accept {
 			b.Fatalf("Handle = %+v, %v", d, err)
 		}
+	}
+}
+
+// TestOffStageEffects: a setter at a stage that does not take its effect
+// is not a script error; the chain drops the effect with a warning naming
+// the handler, exactly as it does for a plugin (one effects model).
+func TestOffStageEffects(t *testing.T) {
+	tests := []struct {
+		stage sdk.Stage
+		body  string
+	}{
+		{sdk.StageMail, `ctx:set_recipients({"a@x.example"})`},
+		{sdk.StageRcpt, `ctx:set_sender("a@x.example")`},
+		{sdk.StageRcpt, `ctx:reply_lines({"x"})`},
+		{sdk.StageRcpt, `ctx:set_route{via = "x.example:25"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			s := load(t, fmt.Sprintf("function on_%s(ctx)\n%s\nend", tt.stage, tt.body))
+			var logs strings.Builder
+			chain := hook.NewChain(slog.New(slog.NewTextHandler(&logs, nil)), hook.Entry{Handler: s})
+			res := chain.Dispatch(context.Background(), request(tt.stage))
+			if res.Decision.Verdict != sdk.Continue {
+				t.Errorf("verdict %v, want continue: the setter is no error", res.Decision.Verdict)
+			}
+			if res.Effects.Sender != nil || len(res.Effects.Recipients) > 0 || len(res.Effects.ReplyLines) > 0 || res.Effects.Route != nil {
+				t.Errorf("effects %+v reached the caller; want them dropped", res.Effects)
+			}
+			if want := `level=WARN msg="hook gave effects its stage does not take; ignored" stage=` + string(tt.stage) + ` hook=lua.t`; !strings.Contains(logs.String(), want) {
+				t.Errorf("log:\n%s\nwant a line containing %s", logs.String(), want)
+			}
+		})
 	}
 }
