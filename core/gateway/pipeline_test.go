@@ -242,3 +242,30 @@ plugin "p" {
 		t.Errorf("got %v, want an error starting %q", err, want)
 	}
 }
+
+// TestTransportSetIdle: a replaced set of plugin transports is idle only
+// once the deliveries running through it have ended.
+func TestTransportSetIdle(t *testing.T) {
+	ts := &transportSet{}
+	ts.idle(nil) // none running: at once
+	ts.begin()
+	ts.begin()
+	idle := make(chan struct{})
+	go func() { ts.idle(nil); close(idle) }()
+	ts.end()
+	select {
+	case <-idle:
+		t.Fatal("idle with a delivery still running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	ts.end()
+	select {
+	case <-idle:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not idle after the last delivery ended")
+	}
+	ts.begin()
+	stop := make(chan struct{})
+	close(stop)
+	ts.idle(stop) // a stop cuts the wait short
+}

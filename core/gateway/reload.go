@@ -56,10 +56,12 @@ type pipeline struct {
 	log        *slog.Logger
 	grace      time.Duration // 0 = minRetireGrace (tests shorten it)
 
-	mu      sync.Mutex // serializes reloads; guards the fields below
+	mu      sync.Mutex // serializes reloads; guards current and closed
 	current []io.Closer
-	retired map[*time.Timer][]io.Closer // closers waiting for their timer
 	closed  bool
+
+	stop    chan struct{}  // closed by close: retirements end at once
+	retired sync.WaitGroup // the retirements running
 }
 
 // newPipeline builds cfg's pipeline. A route naming a transport no plugin
@@ -84,6 +86,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, deps hookDeps) (*pipel
 		transports: newPluginTransports(set.transports),
 		log:        deps.Log,
 		current:    set.closers,
+		stop:       make(chan struct{}),
 	}, nil
 }
 
@@ -102,8 +105,8 @@ func (p *pipeline) reload(ctx context.Context) error {
 		var set *hookSet
 		if set, err = p.build(ctx, cfg); err == nil {
 			old := p.live.Swap(set.chain)
-			p.transports.swap(set.transports)
-			p.retire(old, p.current)
+			oldTransports := p.transports.swap(set.transports)
+			p.retire(old, oldTransports, p.current)
 			p.current = set.closers
 			p.log.Info("reloaded the hook pipeline", "file", p.running.File, "pipeline", strings.Join(cfg.Pipeline, " "))
 			if changed := restartSections(p.running, cfg); len(changed) > 0 {
@@ -138,50 +141,52 @@ func (p *pipeline) build(ctx context.Context, cfg *config.Config) (*hookSet, err
 	return set, nil
 }
 
-// retire closes closers, the handlers of old, once no dispatch can still
-// be using them. Call with p.mu held.
-func (p *pipeline) retire(old *hook.Chain, closers []io.Closer) {
+// retire closes closers, the handlers of old, once nothing can still be
+// using them: after the longest a dispatch on old can take plus the
+// grace, and once no delivery through old's plugin transports is still
+// running (a transport call has no deadline of its own: a webhook POST
+// may take its time, and killing its plugin would send it twice). A stop
+// of the gateway cuts the wait short: by then the engine has stopped.
+func (p *pipeline) retire(old *hook.Chain, transports *transportSet, closers []io.Closer) {
 	if len(closers) == 0 {
 		return
-	}
-	if p.retired == nil {
-		p.retired = make(map[*time.Timer][]io.Closer)
 	}
 	grace := p.grace
 	if grace <= 0 {
 		grace = minRetireGrace
 	}
-	var t *time.Timer
-	t = time.AfterFunc(old.MaxDuration(time.Minute)+grace, func() {
+	wait := old.MaxDuration(time.Minute) + grace
+	p.retired.Go(func() {
 		defer func() {
 			if r := recover(); r != nil {
 				p.log.Error("closing replaced hooks panicked", "panic", r)
 			}
 		}()
-		p.mu.Lock()
-		cs, ok := p.retired[t]
-		delete(p.retired, t)
-		p.mu.Unlock()
-		if ok {
-			closeAll(cs)
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			transports.idle(p.stop)
+		case <-p.stop:
 		}
+		closeAll(closers)
 	})
-	p.retired[t] = closers
 }
 
-// close releases every handler, current and retired: call it once no
-// dispatch can run any more. Later reloads fail.
+// close releases every handler, current and retired, and waits for the
+// retirements to end: call it once no dispatch or delivery can run any
+// more. Later reloads fail.
 func (p *pipeline) close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for t, cs := range p.retired {
-		t.Stop()
-		closeAll(cs)
+	if !p.closed {
+		p.closed = true
+		close(p.stop)
 	}
-	p.retired = nil
-	closeAll(p.current)
+	current := p.current
 	p.current = nil
+	p.mu.Unlock()
+	p.retired.Wait()
+	closeAll(current)
 }
 
 // restartSections names the settings outside the hook pipeline that differ
@@ -218,25 +223,69 @@ func restartSections(running, loaded *config.Config) []string {
 // provides that name now: a reload swaps in the new plugins' set.
 type pluginTransports struct {
 	names []string // the names the engine has, sorted
-	cur   atomic.Pointer[map[string]delivery.Transport]
+	cur   atomic.Pointer[transportSet]
+}
+
+// transportSet is the transports of one hook set and the deliveries
+// running through them.
+type transportSet struct {
+	m map[string]delivery.Transport
+
+	mu     sync.Mutex
+	active int
+	done   chan struct{} // closed when active falls to 0; nil while 0
 }
 
 func newPluginTransports(m map[string]delivery.Transport) *pluginTransports {
 	pt := &pluginTransports{names: slices.Sorted(maps.Keys(m))}
-	pt.cur.Store(&m)
+	pt.cur.Store(&transportSet{m: m})
 	return pt
 }
 
-// swap makes m the current set.
-func (pt *pluginTransports) swap(m map[string]delivery.Transport) { pt.cur.Store(&m) }
-
-// get returns the current transport called name, nil if none.
-func (pt *pluginTransports) get(name string) delivery.Transport { return (*pt.cur.Load())[name] }
+// swap makes m the current set and returns the one it replaces.
+func (pt *pluginTransports) swap(m map[string]delivery.Transport) *transportSet {
+	return pt.cur.Swap(&transportSet{m: m})
+}
 
 // add puts one liveTransport per name the engine starts with into m.
 func (pt *pluginTransports) add(m map[string]delivery.Transport) {
 	for _, name := range pt.names {
 		m[name] = &liveTransport{set: pt, name: name}
+	}
+}
+
+// begin counts a delivery through ts.
+func (ts *transportSet) begin() {
+	ts.mu.Lock()
+	ts.active++
+	ts.mu.Unlock()
+}
+
+// end counts one delivery through ts as finished.
+func (ts *transportSet) end() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.active--; ts.active == 0 && ts.done != nil {
+		close(ts.done)
+		ts.done = nil
+	}
+}
+
+// idle waits until no delivery runs through ts, or stop is closed.
+func (ts *transportSet) idle(stop <-chan struct{}) {
+	ts.mu.Lock()
+	if ts.active == 0 {
+		ts.mu.Unlock()
+		return
+	}
+	if ts.done == nil {
+		ts.done = make(chan struct{})
+	}
+	done := ts.done
+	ts.mu.Unlock()
+	select {
+	case <-done:
+	case <-stop:
 	}
 }
 
@@ -247,7 +296,10 @@ type liveTransport struct {
 }
 
 func (t *liveTransport) Deliver(ctx context.Context, job *delivery.Job) []delivery.Result {
-	if tr := t.set.get(t.name); tr != nil {
+	ts := t.set.cur.Load()
+	ts.begin()
+	defer ts.end()
+	if tr := ts.m[t.name]; tr != nil {
 		return tr.Deliver(ctx, job)
 	}
 	res := make([]delivery.Result, len(job.Recipients))

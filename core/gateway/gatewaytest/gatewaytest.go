@@ -1,6 +1,7 @@
 // Package gatewaytest runs a whole gateway in-process for tests, built by
 // core/gateway exactly as `gateway serve` builds it: a gateway.hcl written
-// into a temporary folder, listeners on 127.0.0.1:0, a DNS server on
+// into a temporary folder (its listeners should say 127.0.0.1:0; Relocate
+// moves those of a config meant to run as it stands), a DNS server on
 // loopback unless the config names one, and a stop at the test's cleanup
 // that waits for every part to end.
 package gatewaytest
