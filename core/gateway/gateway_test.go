@@ -323,3 +323,65 @@ admin { address = "127.0.0.1:0" }
 		t.Fatal("the gateway did not stop after its admin API failed")
 	}
 }
+
+// TestDuplicateRecipientsOneMaildirFile is issue 8's bug 2 through a whole
+// gateway: the same mailbox named three ways (twice as given, once in
+// other case) and once more through an alias reaches its Maildir once.
+func TestDuplicateRecipientsOneMaildirFile(t *testing.T) {
+	here, err := filepath.Abs("../../scripts/aliases.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gatewaytest.Start(t, `
+hostname = "mx.test"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+delivery {
+  route "example.test" {
+    transport = "maildir"
+    path      = "mail"
+  }
+}
+lua "aliases" {
+  path   = "`+here+`"
+  params = {
+    aliases       = { "info@example.test" = ["alice@example.test"] }
+    local_domains = ["example.test"]
+  }
+}
+`)
+	smtptest.Run(t, g.Addr(t, "mx"), `
+S: 220 *
+C: HELO client.test
+S: 250 *
+C: MAIL FROM:<a@client.test>
+S: 250 *
+C: RCPT TO:<alice@example.test>
+S: 250 *
+C: RCPT TO:<alice@example.test>
+S: 250 *
+C: RCPT TO:<Alice@Example.TEST>
+S: 250 *
+C: RCPT TO:<info@example.test>
+S: 250 *
+C: DATA
+S: 354 *
+C: Subject: once
+C:
+C: Hello.
+C: .
+S: 250 *
+C: QUIT
+S: 221 *
+`)
+	dir := filepath.Join(filepath.Dir(g.Path), "mail", "example.test", "alice", "new")
+	var files []string
+	gatewaytest.Eventually(10*time.Second, func() bool {
+		files, _ = filepath.Glob(filepath.Join(dir, "*"))
+		return len(files) > 0 && len(g.Queued(t)) == 0
+	})
+	time.Sleep(100 * time.Millisecond) // a second copy would be written by now
+	if files, _ = filepath.Glob(filepath.Join(dir, "*")); len(files) != 1 {
+		t.Errorf("alice's Maildir has %d messages, want 1: %v", len(files), files)
+	}
+}

@@ -102,6 +102,12 @@ func joinEffects(es []Effect) string {
 	return strings.Join(names, ", ")
 }
 
+// MaxRecipients is the most recipients one handler's answer may give (an
+// alias or a list expanded): Postfix's virtual_alias_expansion_limit. More
+// is a malformed effect, not a silent cut, so the handler's on_error
+// decides.
+const MaxRecipients = 1000
+
 // Limits on the notes of one handler's answer.
 const (
 	MaxNotes     = 1000
@@ -187,6 +193,9 @@ func address(a sdk.Address, sender, utf8 bool) (envelope.Address, error) {
 // recipients converts a recipient list, keeping the first of the
 // addresses that name one mailbox (envelope.Address.Mailbox).
 func recipients(as []sdk.Address, utf8 bool) ([]envelope.Address, error) {
+	if len(as) > MaxRecipients {
+		return nil, fmt.Errorf("%w: %d recipients, at most %d", ErrBadEffect, len(as), MaxRecipients)
+	}
 	out := make([]envelope.Address, 0, len(as))
 	seen := make(map[string]bool, len(as))
 	for _, a := range as {

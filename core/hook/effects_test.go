@@ -161,12 +161,17 @@ func TestCheckEffectsErrors(t *testing.T) {
 	for i := range MaxNotes + 1 {
 		many[strconv.Itoa(i)] = ""
 	}
+	crowd := make([]sdk.Address, MaxRecipients+1)
+	for i := range crowd {
+		crowd[i] = sdk.Address{Local: "u" + strconv.Itoa(i), Domain: "example.org"}
+	}
 	tests := []struct {
 		name  string
 		stage sdk.Stage
 		utf8  bool
 		eff   sdk.Effects
 	}{
+		{"too many recipients", sdk.StageRcpt, false, sdk.Effects{Recipients: crowd}},
 		{"recipient without domain", sdk.StageRcpt, false, sdk.Effects{Recipients: []sdk.Address{{Local: "x"}}}},
 		{"null recipient", sdk.StageData, false, sdk.Effects{Recipients: []sdk.Address{{}}}},
 		{"recipient with a space", sdk.StageRcpt, false, sdk.Effects{Recipients: []sdk.Address{{Local: "a b", Domain: "example.org"}}}},
