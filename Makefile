@@ -6,7 +6,8 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 BIN       ?= bin
 
-# package:FuzzTarget pairs; every parser that reads the network has one.
+# package:FuzzTarget pairs: every parser that reads the network or the disk
+# has one, and internal/repotest fails when a Fuzz function is missing here.
 FUZZ_TARGETS = \
 	./core/smtp:FuzzParseCommand \
 	./core/smtp:FuzzParseMail \
@@ -17,7 +18,12 @@ FUZZ_TARGETS = \
 	./core/message:FuzzHopCounter \
 	./core/message:FuzzRewrite \
 	./core/envelope:FuzzParsePath \
-	./sdk:FuzzFromPB
+	./core/config:FuzzParse \
+	./core/config:FuzzParseSize \
+	./core/config:FuzzParseDuration \
+	./sdk:FuzzFromPB \
+	./plugins/aliases:FuzzParse \
+	./plugins/webhook:FuzzDocument
 
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
