@@ -3,29 +3,20 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
 	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
 )
 
-// buildTestPlugin builds core/pluginhost's test plugin (see its main.go:
-// rejects blocked@ with "<greeting>: blocked", accepts count@ with a
-// counter kept in the host's KV, provides transport "testtransport") into
-// dir.
-func buildTestPlugin(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "gateway-plugin-test")
-	cmd := exec.Command("go", "build", "-o", path, "../../core/pluginhost/testdata/testplugin")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build the test plugin: %v\n%s", err, out)
-	}
-	return path
-}
+// testPlugin is core/pluginhost's test plugin (see its main.go: rejects
+// blocked@ with "<greeting>: blocked", accepts count@ with a counter kept
+// in the host's KV, provides transport "testtransport").
+const testPlugin = "../../core/pluginhost/testdata/testplugin"
 
 // pluginConfig is a gateway.hcl section with the test plugin in the
 // pipeline at rcpt and mail for example.test delivered by its transport
@@ -57,7 +48,7 @@ func TestPlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts processes")
 	}
-	bin := buildTestPlugin(t, t.TempDir())
+	bin := gatewaytest.BuildPlugin(t, testPlugin)
 
 	t.Run("probe", func(t *testing.T) {
 		code, out, errOut := runCLI(t, "plugin", "probe", bin)
@@ -164,8 +155,8 @@ func TestPluginDiesWithGateway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts processes")
 	}
-	bindir := t.TempDir()
-	bin := buildTestPlugin(t, bindir)
+	bin := gatewaytest.BuildPlugin(t, testPlugin)
+	bindir := filepath.Dir(bin)
 	path := writeConfig(t, t.TempDir(), pluginConfig(bin, "Blocked", t.TempDir()))
 	gw := startGateway(t, "serve", "-config", path)
 	plugins, err := pluginhosttest.Processes(bindir)
@@ -198,10 +189,7 @@ func TestProbeLists(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts a plugin")
 	}
-	bin := filepath.Join(t.TempDir(), "gateway-plugin-lists")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../plugins/lists").CombinedOutput(); err != nil {
-		t.Fatalf("go build the lists plugin: %v\n%s", err, out)
-	}
+	bin := gatewaytest.BuildPlugin(t, "../../plugins/lists")
 	code, out, errOut := runCLI(t, "plugin", "probe", bin, "-stage", "rcpt", "-rcpt", "ops@example.test",
 		"-sender", "eve@example.org", "-set", `lists={"ops@example.test":"eve@example.org, frank"}`, "-set", "domain=example.test")
 	want := "\nsample rcpt request:\n  verdict: accept\n  reason:  lists: ops@example.test expands to 2 members\n" +

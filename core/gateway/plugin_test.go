@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,10 +49,7 @@ func TestPluginPipeline(t *testing.T) {
 		t.Skip("builds and starts a plugin")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "gateway-plugin-test")
-	if out, err := exec.Command("go", "build", "-o", bin, "../pluginhost/testdata/testplugin").CombinedOutput(); err != nil {
-		t.Fatalf("go build the test plugin: %v\n%s", err, out)
-	}
+	bin := gatewaytest.BuildPlugin(t, "../pluginhost/testdata/testplugin")
 	outdir := filepath.Join(dir, "out")
 	if err := os.Mkdir(outdir, 0o700); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -61,10 +60,9 @@ func TestTranscript(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts plugins")
 	}
-	bin := t.TempDir()
 	plugins := map[string]string{}
 	for _, p := range []string{"aliases", "lists", "webhook"} {
-		plugins[p] = goBuild(t, filepath.Join(bin, "gateway-plugin-"+p), "../../plugins/"+p)
+		plugins[p] = gatewaytest.BuildPlugin(t, "../../plugins/"+p)
 	}
 
 	dns := resolvertest.Start(t, zone)
@@ -208,16 +206,6 @@ func equal(a, b map[string][]string) bool {
 		}
 	}
 	return true
-}
-
-// goBuild builds the package at dir (in the gateway's module) into out.
-func goBuild(t *testing.T, out, dir string) string {
-	t.Helper()
-	cmd := exec.Command("go", "build", "-o", out, dir)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", dir, err, b)
-	}
-	return out
 }
 
 // rewrite returns file's text with each old string replaced by its new
