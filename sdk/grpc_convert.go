@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"time"
 
 	"github.com/mailgate/gateway/sdk/internal/pb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -508,17 +507,6 @@ func fromPBMX(mx []*pb.MX) ([]MX, error) {
 		out[i] = MX{Host: m.GetHost(), Preference: uint16(m.GetPreference())}
 	}
 	return out, nil
-}
-
-// toPBTTL and fromPBTTL carry a duration as nanoseconds; a negative value
-// from the wire means none.
-func toPBTTL(d time.Duration) int64 { return int64(d) }
-
-func fromPBTTL(n int64) time.Duration {
-	if n < 0 {
-		return 0
-	}
-	return time.Duration(n)
 }
 
 func clampInt32(v int) int32 {

@@ -367,9 +367,5 @@ func FuzzFromPB(f *testing.F) {
 		if proto.Unmarshal(b, &lr) == nil {
 			_, _ = fromPBMX(lr.GetMx())
 		}
-		var kv pb.KVSetRequest
-		if proto.Unmarshal(b, &kv) == nil {
-			_ = fromPBTTL(kv.GetTtlNanos())
-		}
 	})
 }

@@ -67,9 +67,8 @@ func (s *hostServer) KVGet(ctx context.Context, req *pb.KVGetRequest) (resp *pb.
 	return &pb.KVGetResponse{Value: v, Found: ok}, nil
 }
 
-// The ttls cross as they are: a negative one is the host's to refuse
-// (fromPBTTL would make it "no expiry").
-
+// KVSet and KVIncr pass the ttl as it crossed: a negative one is the
+// host's to refuse, not to read as "no expiry".
 func (s *hostServer) KVSet(ctx context.Context, req *pb.KVSetRequest) (resp *pb.KVSetResponse, err error) {
 	defer recoverPanic("host kv set", &err)
 	kv, err := s.kv(req.GetKind())
