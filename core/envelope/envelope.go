@@ -37,8 +37,32 @@ func (a Address) String() string {
 // Path returns the address in angle brackets as SMTP writes it: <local@domain> or <>.
 func (a Address) Path() string { return "<" + a.String() + ">" }
 
-// DomainFold returns the domain lower-cased for comparison.
-func (a Address) DomainFold() string { return strings.ToLower(strings.TrimSuffix(a.Domain, ".")) }
+// DomainFold returns the domain for comparison: ASCII letters lower-cased,
+// without a trailing dot. Only ASCII is folded: strings.ToLower would make
+// "\u212Aiosk.test" (a Kelvin sign) the domain "kiosk.test" while the
+// address keeps its Kelvin sign, so a relay or route check would pass for
+// a domain that is not the one delivered to. A valid U-label has no
+// upper case to fold (IDNA2008), and no IDNA mapping is done here.
+func (a Address) DomainFold() string { return FoldDomain(a.Domain) }
+
+// FoldDomain is DomainFold for a domain name on its own (a local domain
+// from the config, an ETRN argument), so both sides of a comparison fold
+// the same way.
+func FoldDomain(d string) string {
+	d = strings.TrimSuffix(d, ".")
+	for i := 0; i < len(d); i++ {
+		if 'A' <= d[i] && d[i] <= 'Z' {
+			b := []byte(d)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return d
+}
 
 // Notify is the RFC 3461 NOTIFY parameter of one recipient, as a bit set.
 // The zero value means the parameter was absent (the MTA default applies:

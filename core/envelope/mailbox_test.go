@@ -20,3 +20,21 @@ func TestMailbox(t *testing.T) {
 		}
 	}
 }
+
+func TestDomainFoldASCII(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Example.TEST", "example.test"},
+		{"example.test.", "example.test"},
+		{"\u212Aiosk.test", "\u212Aiosk.test"}, // a Kelvin sign is not "k"
+		{"\u0130stanbul.test", "\u0130stanbul.test"},
+		{"bücher.test", "bücher.test"},
+		{"", ""},
+	} {
+		if got := (Address{Local: "a", Domain: tc.in}).DomainFold(); got != tc.want {
+			t.Errorf("DomainFold of %q = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if a, b := (Address{"a", "\u212Aiosk.test"}), (Address{"a", "kiosk.test"}); a.Mailbox() == b.Mailbox() {
+		t.Errorf("%q and %q are one mailbox", a, b)
+	}
+}

@@ -176,7 +176,7 @@ func NewServer(opt Options) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	for _, d := range opt.LocalDomains {
-		s.local[foldDomain(d)] = true
+		s.local[envelope.FoldDomain(d)] = true
 	}
 	def := config.DefaultListener(l.Name)
 	s.limits = limits{
@@ -208,8 +208,6 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 	}
 	return v
 }
-
-func foldDomain(d string) string { return strings.ToLower(strings.TrimSuffix(d, ".")) }
 
 // Serve accepts connections on ln until Shutdown or Close; it returns
 // net.ErrClosed after a shutdown. Each session runs in a goroutine owned by

@@ -466,7 +466,7 @@ func (s *session) cmdETRN(ctx context.Context, arg string) {
 // hyphens in labels of 1 to 63 characters that do not start or end with a
 // hyphen, 253 characters in all.
 func etrnDomain(node string) (string, bool) {
-	d := foldDomain(strings.TrimPrefix(node, "@"))
+	d := envelope.FoldDomain(strings.TrimPrefix(node, "@"))
 	if d == "" || len(d) > 253 {
 		return "", false
 	}
