@@ -32,10 +32,17 @@ func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
 	if len(g.cfg.Auth.Users) > 0 {
 		auth = smtp.NewPasswordTable(g.cfg.Auth.Users)
 	}
+	var postmaster envelope.Address // zero: postmaster@hostname
+	if pm := g.cfg.Delivery.Postmaster; pm != "" {
+		if postmaster, err = envelope.ParseAddress(pm); err != nil {
+			return smtp.Options{}, fmt.Errorf("delivery.postmaster: %w", err)
+		}
+	}
 	return smtp.Options{
 		Hostname:           g.cfg.Hostname,
 		Listener:           l,
 		LocalDomains:       g.cfg.Domains,
+		Postmaster:         postmaster,
 		RelayNetworks:      g.cfg.Relay.Networks,
 		RelayAuthenticated: g.cfg.Relay.Authenticated,
 		TLS:                tlsConfig,

@@ -4,10 +4,17 @@ package smtp_test
 // failed before its fix.
 
 import (
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
+	"github.com/mailgate/gateway/sdk"
 )
 
 // A Kelvin sign (U+212A) lower-cases to "k" under Unicode rules: the
@@ -31,5 +38,68 @@ func TestLocalDomainFoldsASCIIOnly(t *testing.T) {
 	rcpts := wantMessages(t, spool, 1)[0].Envelope.Recipients
 	if len(rcpts) != 1 || rcpts[0].Address.Domain != "KIOSK.test" {
 		t.Errorf("recipients %v, want only user@KIOSK.test", rcpts)
+	}
+}
+
+// RCPT TO:<postmaster> from anyone reaches this host's postmaster (RFC 5321
+// §4.5.1), never an address without a domain that delivery would route
+// like any domain and bounce, with the client's message, to whatever MAIL
+// FROM named. NOTIFY becomes NEVER so that no failure reflects the
+// message to that sender.
+func TestPostmaster(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		postmaster envelope.Address
+		rcpt       string
+		want       envelope.Address
+	}{
+		{"hostname", envelope.Address{}, "<postmaster>", envelope.Address{Local: "postmaster", Domain: "mx.test"}},
+		{"any case", envelope.Address{}, "<PostMaster> NOTIFY=SUCCESS,FAILURE", envelope.Address{Local: "postmaster", Domain: "mx.test"}},
+		{"configured", envelope.Address{Local: "hostmaster", Domain: "corp.test"}, "<POSTMASTER>", envelope.Address{Local: "hostmaster", Domain: "corp.test"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var seen []envelope.Address
+			var mu sync.Mutex
+			addr, spool, _ := start(t, func(o *smtp.Options) {
+				o.Postmaster = tc.postmaster
+				o.RelayNetworks = nil
+				o.Hooks = hooks(func(req *hook.Request) (sdk.Decision, sdk.Effects) {
+					if req.Stage == sdk.StageRcpt {
+						mu.Lock()
+						seen = append(seen, req.Rcpt.Address)
+						mu.Unlock()
+					}
+					return sdk.Decision{}, sdk.Effects{}
+				})
+			})
+			smtptest.Run(t, addr, hello+`
+				C: MAIL FROM:<victim@victim.test>
+				S: 250 2.1.0 Ok
+				C: RCPT TO:`+tc.rcpt+`
+				S: 250 2.1.5 Ok
+				C: RCPT TO:<postmaster>
+				S: 250 2.1.5 Ok
+				C: DATA
+				S: 354 End data with <CR><LF>.<CR><LF>
+				C: Subject: cheap pills
+				C:
+				C: Buy now.
+				C: .
+				S: 250 2.0.0 Ok: queued as M0001
+			`)
+			m := wantMessages(t, spool, 1)[0]
+			want := []envelope.Recipient{{Address: tc.want, Notify: envelope.NotifyNever}}
+			if diff := cmp.Diff(want, m.Envelope.Recipients); diff != "" {
+				t.Errorf("recipients (-want +got):\n%s", diff)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if diff := cmp.Diff([]envelope.Address{tc.want, tc.want}, seen); diff != "" {
+				t.Errorf("the rcpt hook saw (-want +got):\n%s", diff)
+			}
+			if want := "\tfor <" + tc.want.String() + ">; "; !strings.Contains(string(m.Header), want) {
+				t.Errorf("Received %q does not name %q", m.Header, want)
+			}
+		})
 	}
 }

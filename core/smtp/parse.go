@@ -96,7 +96,7 @@ type MailArgs struct {
 // RcptArgs is RCPT TO parsed.
 type RcptArgs struct {
 	To         envelope.Recipient
-	Postmaster bool // "<postmaster>" without a domain
+	Postmaster bool // "<postmaster>" without a domain: the session makes it Options.Postmaster
 }
 
 // ParseMail parses the argument of MAIL ("FROM:<path> params..."). FROM is

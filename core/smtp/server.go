@@ -62,7 +62,11 @@ type Options struct {
 	Hostname string
 	Listener config.Listener // limits, timeouts, auth_required, bare line endings
 
-	LocalDomains       []string       // recipients here are accepted from anyone
+	LocalDomains []string // recipients here are accepted from anyone
+	// Postmaster is the mailbox RCPT TO:<postmaster> (any case, no
+	// domain) is delivered to (RFC 5321 §4.5.1): the config's
+	// delivery.postmaster; zero = postmaster@Hostname.
+	Postmaster         envelope.Address
 	RelayNetworks      []netip.Prefix // clients here may relay anywhere
 	RelayAuthenticated bool           // authenticated clients may relay
 
@@ -91,14 +95,17 @@ const minLineLength = 512
 // server, over all the net.Listeners it serves (one Server stands for one
 // listener block of the config).
 type Server struct {
-	opt     Options
-	log     *slog.Logger
-	hooks   hook.Dispatcher // nil: no hooks
-	local   map[string]bool // LocalDomains, lower case, no trailing dot
-	limits  limits
-	idBase  string
-	nextID  atomic.Uint64
-	buffers sync.Pool // *[]byte for copying message content
+	opt   Options
+	log   *slog.Logger
+	hooks hook.Dispatcher // nil: no hooks
+	local map[string]bool // LocalDomains, lower case, no trailing dot
+	// postmaster is where <postmaster> goes: Options.Postmaster or
+	// postmaster@Hostname.
+	postmaster envelope.Address
+	limits     limits
+	idBase     string
+	nextID     atomic.Uint64
+	buffers    sync.Pool // *[]byte for copying message content
 
 	// root is the parent of every session's ctx; cancel ends it when a
 	// shutdown's ctx is done.
@@ -146,6 +153,9 @@ func NewServer(opt Options) (*Server, error) {
 	if opt.Spool == nil {
 		return nil, errors.New("smtp: server needs a spool")
 	}
+	if pm := opt.Postmaster; !pm.IsNull() && (pm.Local == "" || pm.Domain == "") {
+		return nil, fmt.Errorf("smtp: postmaster %q is not local@domain", pm.String())
+	}
 	l := opt.Listener
 	switch l.BareLineEndings {
 	case "", "reject", "fix":
@@ -160,13 +170,17 @@ func NewServer(opt Options) (*Server, error) {
 		return nil, errors.New("smtp: negative listener limit")
 	}
 	s := &Server{
-		opt:       opt,
-		log:       opt.Log,
-		hooks:     opt.Hooks,
-		local:     make(map[string]bool, len(opt.LocalDomains)),
-		listeners: make(map[net.Listener]struct{}),
-		sessions:  make(map[*session]struct{}),
-		perIP:     make(map[netip.Addr]int),
+		opt:        opt,
+		log:        opt.Log,
+		hooks:      opt.Hooks,
+		local:      make(map[string]bool, len(opt.LocalDomains)),
+		listeners:  make(map[net.Listener]struct{}),
+		sessions:   make(map[*session]struct{}),
+		perIP:      make(map[netip.Addr]int),
+		postmaster: opt.Postmaster,
+	}
+	if s.postmaster.IsNull() {
+		s.postmaster = envelope.Address{Local: "postmaster", Domain: opt.Hostname}
 	}
 	s.buffers.New = func() any {
 		b := make([]byte, 32<<10)

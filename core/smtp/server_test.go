@@ -729,7 +729,7 @@ func TestRelay(t *testing.T) {
 		want := []envelope.Recipient{
 			{Address: envelope.Address{Local: "b", Domain: "EXAMPLE.ORG"}},
 			{Address: envelope.Address{Local: "c", Domain: "example.com"}},
-			{Address: envelope.Address{Local: "postmaster"}},
+			{Address: envelope.Address{Local: "postmaster", Domain: "mx.test"}, Notify: envelope.NotifyNever},
 		}
 		if diff := cmp.Diff(want, m.Envelope.Recipients); diff != "" {
 			t.Errorf("recipients (-want +got):\n%s", diff)
@@ -1689,6 +1689,7 @@ func TestNewServerChecksOptions(t *testing.T) {
 		{"no spool", func(o *smtp.Options) { o.Spool = nil }},
 		{"bad bare line policy", func(o *smtp.Options) { o.Listener.BareLineEndings = "ignore" }},
 		{"short lines", func(o *smtp.Options) { o.Listener.MaxLineLength = 100 }},
+		{"postmaster without domain", func(o *smtp.Options) { o.Postmaster = envelope.Address{Local: "postmaster"} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opt := baseOptions()

@@ -285,6 +285,9 @@ func (s *session) cmdRcpt(ctx context.Context, arg string) {
 		return
 	}
 	rcpt := r.To
+	if r.Postmaster {
+		rcpt = s.postmasterRcpt(rcpt)
+	}
 	if tx.blackhole {
 		tx.accepted++
 		tx.addRecipient(rcpt)
@@ -312,6 +315,21 @@ func (s *session) cmdRcpt(ctx context.Context, arg string) {
 	tx.accepted++
 	tx.addRecipients(rcpt, res.Effects.Recipients)
 	s.reply(R(250, enh215, "Ok"))
+}
+
+// postmasterRcpt is the recipient RCPT TO:<postmaster> stands for: this
+// host's postmaster (RFC 5321 §4.5.1), never an address without a domain,
+// which delivery would route like any domain and bounce to whatever MAIL
+// FROM named. Like Postfix, which always accepts <postmaster> and
+// delivers it locally, the session accepts it whatever the relay rule
+// says (a hook may still refuse it). NOTIFY becomes NEVER: the sender of
+// mail to <postmaster> is whoever the client claims, so a failed delivery
+// must not carry the client's message back to that address.
+func (s *session) postmasterRcpt(r envelope.Recipient) envelope.Recipient {
+	s.log.Debug("smtp: <postmaster> is delivered to the postmaster", "rcpt", s.srv.postmaster.String())
+	r.Address = s.srv.postmaster
+	r.Notify = envelope.NotifyNever
+	return r
 }
 
 // mayRelay is the built-in relay rule: a local domain, a client in the
