@@ -112,6 +112,16 @@ func ParseAddress(s string) (Address, error) {
 	return a, nil
 }
 
+// ValidHost reports whether s is what RFC 5321 §4.1.1.1 allows after
+// EHLO and HELO: a Domain in ASCII (no trailing dot, at most 255 octets)
+// or an address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]").
+func ValidHost(s string) bool {
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		return checkAddressLiteral(s) == ""
+	}
+	return scanDomainName(s, 0) == len(s) && checkDomainName(s, false) == ""
+}
+
 func badAddress(s, reason string) error { return &AddressError{Input: s, Reason: reason} }
 
 // parseMailbox parses Local-part "@" ( Domain / address-literal ) starting

@@ -270,3 +270,30 @@ func isASCII(s string) bool {
 	}
 	return true
 }
+
+func TestValidHost(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"client.test", true},
+		{"Client-1.EXAMPLE.test", true},
+		{"localhost", true},
+		{"[192.0.2.1]", true},
+		{"[IPv6:2001:db8::1]", true},
+		{"", false},
+		{"client.test.", false},
+		{"client_1.test", false},
+		{"evil.test) by trusted.example.test", false},
+		{"bücher.test", false},
+		{"[192.0.2.300]", false},
+		{"[2001:db8::1]", false},
+		{"[]", false},
+		{"[client.test]", false},
+		{"-client.test", false},
+	} {
+		if got := ValidHost(tc.in); got != tc.want {
+			t.Errorf("ValidHost(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

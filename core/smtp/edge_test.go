@@ -103,3 +103,45 @@ func TestPostmaster(t *testing.T) {
 		})
 	}
 }
+
+// The EHLO name goes into the Received field as it is only when it is a
+// domain or an address literal; anything else goes into a comment that it
+// cannot end, so a client cannot forge trace.
+func TestReceivedHELO(t *testing.T) {
+	for _, tc := range []struct{ helo, from string }{
+		{"client.test", "from client.test ([127.0.0.1])"},
+		{"[127.0.0.1]", "from [127.0.0.1] ([127.0.0.1])"},
+		{"[IPv6:2001:db8::1]", "from [IPv6:2001:db8::1] ([127.0.0.1])"},
+		{"evil.test) by trusted.example.test (gateway) with ESMTPSA id fake;",
+			"from [127.0.0.1] (helo=evil.test??by?trusted.example.test??gateway??with?ESMTPSA?id?fake?)"},
+		{"DESKTOP_42", "from [127.0.0.1] (helo=DESKTOP_42)"},
+		{"client.test.", "from [127.0.0.1] (helo=client.test.)"},
+		{"bücher.test", "from [127.0.0.1] (helo=b??cher.test)"},
+		{"a\\b\"c<d>@e\x7f", "from [127.0.0.1] (helo=a?b?c?d??e?)"},
+		{strings.Repeat("x", 300), "from [127.0.0.1] (helo=" + strings.Repeat("x", 255) + ")"},
+	} {
+		t.Run(tc.helo[:min(len(tc.helo), 20)], func(t *testing.T) {
+			addr, spool, _ := start(t, nil)
+			smtptest.Run(t, addr, greeting+`
+				C: HELO `+tc.helo+`
+				S: 250 mx.test
+				C: MAIL FROM:<a@example.net>
+				S: 250 2.1.0 Ok
+				C: RCPT TO:<b@example.org>
+				S: 250 2.1.5 Ok
+				C: DATA
+				S: 354 End data with <CR><LF>.<CR><LF>
+				C: .
+				S: 250 2.0.0 Ok: queued as M0001
+			`)
+			m := wantMessages(t, spool, 1)[0]
+			first, _, _ := strings.Cut(string(m.Header), "\r\n")
+			if want := "Received: " + tc.from; first != want {
+				t.Errorf("got  %q\nwant %q", first, want)
+			}
+			if m.Envelope.ClientHELO != tc.helo {
+				t.Errorf("ClientHELO %q, want %q as given", m.Envelope.ClientHELO, tc.helo)
+			}
+		})
+	}
+}

@@ -210,17 +210,8 @@ func (s *session) received(env *envelope.Envelope, id string) []byte {
 	var b bytes.Buffer
 	b.Grow(256)
 	b.WriteString("Received: from ")
-	b.WriteString(headerSafe(s.helo))
-	b.WriteString(" (")
-	switch {
-	case !s.ip.IsValid():
-		b.WriteString("unknown")
-	case s.ip.Is4():
-		b.WriteString("[" + s.ip.String() + "]")
-	default:
-		b.WriteString("[IPv6:" + s.ip.String() + "]")
-	}
-	b.WriteString(")\r\n\tby ")
+	b.WriteString(s.receivedFrom())
+	b.WriteString("\r\n\tby ")
 	b.WriteString(s.srv.opt.Hostname)
 	b.WriteString(" (gateway) with ")
 	b.WriteString(s.protocol(env))
@@ -236,6 +227,46 @@ func (s *session) received(env *envelope.Envelope, id string) []byte {
 	b.WriteString(env.Received.Format(time.RFC1123Z))
 	b.WriteString("\r\n")
 	return b.Bytes()
+}
+
+// receivedFrom is the FROM clause of the Received field: the EHLO name
+// and the client's address literal, "client.test ([192.0.2.1])". An EHLO
+// name that is not a domain or an address literal (RFC 5321 §4.4's
+// Extended-Domain) goes into a comment after the address literal, as Exim
+// writes it, "[192.0.2.1] (helo=name)", with every character that could
+// end the comment or pass for more trace turned into '?': a client must
+// not write "evil.test) by trusted.example.test (gateway) with ESMTPSA id
+// fake;" into our trace.
+func (s *session) receivedFrom() string {
+	lit := "unknown"
+	switch {
+	case !s.ip.IsValid():
+	case s.ip.Is4():
+		lit = "[" + s.ip.String() + "]"
+	default:
+		lit = "[IPv6:" + s.ip.String() + "]"
+	}
+	if envelope.ValidHost(s.helo) {
+		return s.helo + " (" + lit + ")"
+	}
+	return lit + " (helo=" + commentSafe(s.helo, maxHELOInTrace) + ")"
+}
+
+// maxHELOInTrace is the most of an EHLO name the trace keeps: a domain's
+// 255 octets, as Postfix cuts it.
+const maxHELOInTrace = 255
+
+// commentSafe is s cut to max bytes with every byte that is not printable
+// ASCII, or is one of Postfix's neutered characters (space, <, >, (, ),
+// \, ", ; and @), turned into '?'.
+func commentSafe(s string, max int) string {
+	b := []byte(s[:min(len(s), max)])
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`<>()\";@`, c) >= 0 {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // protocol is the WITH clause: SMTP, ESMTP with S (TLS) and A (AUTH)
