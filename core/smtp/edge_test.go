@@ -145,3 +145,57 @@ func TestReceivedHELO(t *testing.T) {
 		})
 	}
 }
+
+// repeat is n copies of a transcript's lines.
+func repeat(n int, lines string) string { return strings.Repeat(lines, n) }
+
+// A client may not hold a connection slot forever with commands that move
+// no mail: after 100 of them since the start or the last message, 421 and
+// close.
+func TestJunkCommandLimit(t *testing.T) {
+	t.Run("NOOP", func(t *testing.T) {
+		addr, _, _ := start(t, nil)
+		// EHLO was the first.
+		smtptest.Run(t, addr, hello+repeat(98, "C: NOOP\nS: 250 2.0.0 Ok\n")+`
+			C: NOOP
+			C: NOOP
+			S: 250 2.0.0 Ok
+			S: 421 4.7.0 mx.test Too many commands, closing connection
+			EOF
+		`)
+	})
+	t.Run("mixed", func(t *testing.T) {
+		addr, _, _ := start(t, nil)
+		smtptest.Run(t, addr, hello+repeat(33, `
+			C: RSET
+			S: 250 2.0.0 Ok
+			C: VRFY root
+			S: 252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery
+			C: HELP
+			S: 214 2.0.0 See RFC 5321
+		`)+`
+			C: NOOP
+			C: MAIL FROM:<a@example.net>
+			C: RSET
+			S: 421 4.7.0 mx.test Too many commands, closing connection
+			EOF
+		`)
+	})
+	t.Run("a message starts the count again", func(t *testing.T) {
+		addr, _, _ := start(t, nil)
+		smtptest.Run(t, addr, hello+repeat(99, "C: NOOP\nS: 250 2.0.0 Ok\n")+`
+			C: MAIL FROM:<a@example.net>
+			S: 250 2.1.0 Ok
+			C: RCPT TO:<b@example.org>
+			S: 250 2.1.5 Ok
+			C: DATA
+			S: 354 End data with <CR><LF>.<CR><LF>
+			C: .
+			S: 250 2.0.0 Ok: queued as M0001
+		`+repeat(100, "C: RSET\nS: 250 2.0.0 Ok\n")+`
+			C: QUIT
+			S: 221 2.0.0 Bye
+			EOF
+		`)
+	})
+}

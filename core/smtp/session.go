@@ -95,6 +95,7 @@ type session struct {
 
 	verb     string // the command being answered, for logs
 	errors   int    // 4xx and 5xx replies sent
+	junk     int    // junk commands since the session began or last took a message
 	quit     bool   // close after the current command
 	messages int    // messages accepted
 }
@@ -198,8 +199,40 @@ func (s *session) next(ctx context.Context) bool {
 		return s.ok()
 	}
 	s.verb = cmd.Verb
+	if junkCommand(cmd.Verb) {
+		if s.junk++; s.junk > junkCommandLimit {
+			s.log.Info("smtp: too many commands without mail", "limit", junkCommandLimit)
+			s.reply(R(421, enh470, s.srv.opt.Hostname+" Too many commands, closing connection"))
+			return false
+		}
+	}
 	s.handle(ctx, cmd)
 	return s.ok()
+}
+
+// junkCommandLimit is how many junk commands a session may send before
+// the server closes it, counted from its start or its last message: like
+// Postfix's smtpd_junk_command_limit, so that a client cannot hold a
+// connection slot forever with NOOP, RSET or VRFY.
+const junkCommandLimit = 100
+
+// junkCommand reports whether verb moves no mail: NOOP, RSET, VRFY, EXPN,
+// HELP, ETRN (Postfix's junk commands, and their kin) and HELO or EHLO,
+// which a client needs once or twice a session. Unknown verbs are errors,
+// and max_errors counts those.
+func junkCommand(verb string) bool {
+	switch verb {
+	case "NOOP", "RSET", "VRFY", "EXPN", "HELP", "ETRN", "HELO", "EHLO":
+		return true
+	}
+	return false
+}
+
+// tookMessage counts a message the session answered 250 to the end of;
+// a client that sends mail starts its junk count again.
+func (s *session) tookMessage() {
+	s.messages++
+	s.junk = 0
 }
 
 // ok reports whether the session goes on after a command, sending the

@@ -191,7 +191,7 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	}
 	tx.draft = nil // committed: nothing to abort
 	s.srv.accepted.Add(1)
-	s.messages++
+	s.tookMessage()
 	s.log.Info("smtp: message queued", "id", id, "from", tx.env.Sender.String(),
 		"rcpts", len(tx.env.Recipients), "size", size)
 	s.reply(R(250, enh200, "Ok: queued as "+id))
@@ -200,7 +200,7 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 // blackholeID is the queue ID reported for a discarded message, so that a
 // drop looks like any acceptance.
 func (s *session) blackholeID() string {
-	s.messages++
+	s.tookMessage()
 	return fmt.Sprintf("%s.%d", s.id, s.messages)
 }
 
