@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
@@ -51,8 +53,22 @@ func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
 		Spool:              intake{spool: g.spool, committed: g.engine.Enqueue},
 		ETRN:               g.engine.RetryDomain,
 		VerifySender:       g.dns.DomainExists,
+		FreeSpace:          freeSpace(filepath.Join(g.cfg.DataDir, "queue")),
 		Log:                g.log.With("listener", l.Name),
 	}, nil
+}
+
+// freeSpace reports the bytes an unprivileged writer has free in the
+// file system that holds dir (the spool's folder), for the SMTP servers'
+// early 452 4.3.1.
+func freeSpace(dir string) func() (int64, error) {
+	return func() (int64, error) {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			return 0, fmt.Errorf("statfs %s: %w", dir, err)
+		}
+		return int64(st.Bavail) * int64(st.Bsize), nil
+	}
 }
 
 // LoadTLS loads a listener's certificate; nil for none.

@@ -4,8 +4,10 @@ package smtp_test
 // failed before its fix.
 
 import (
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -198,4 +200,82 @@ func TestJunkCommandLimit(t *testing.T) {
 			EOF
 		`)
 	})
+}
+
+// A full disk is refused at MAIL with 452 4.3.1, not after the data with
+// 451 4.3.0: the declared SIZE and a reserve of 1.5 × max_message_size
+// (15360 bytes here) must fit in the spool's free space.
+func TestFreeSpaceAtMAIL(t *testing.T) {
+	var free atomic.Int64
+	var fail atomic.Bool
+	addr, spool, _ := start(t, func(o *smtp.Options) {
+		o.FreeSpace = func() (int64, error) {
+			if fail.Load() {
+				return 0, errors.New("statfs: no such file or directory")
+			}
+			return free.Load(), nil
+		}
+	})
+	free.Store(15360 + 1000)
+	c := smtptest.Dial(t, addr)
+	c.Run(hello + `
+		C: MAIL FROM:<a@example.net> SIZE=1001
+		S: 452 4.3.1 Insufficient system storage
+		C: MAIL FROM:<a@example.net> SIZE=1000
+		S: 250 2.1.0 Ok
+		C: RSET
+		S: 250 2.0.0 Ok
+		C: MAIL FROM:<a@example.net>
+		S: 250 2.1.0 Ok
+		C: RSET
+		S: 250 2.0.0 Ok
+	`)
+	free.Store(15359)
+	c.Run(`
+		C: MAIL FROM:<a@example.net>
+		S: 452 4.3.1 Insufficient system storage
+	`)
+	free.Store(0)
+	c.Run(`
+		C: MAIL FROM:<a@example.net> SIZE=1000000
+		S: 552 5.3.4 Message size exceeds fixed maximum message size
+		C: MAIL FROM:<a@example.net> SIZE=10
+		S: 452 4.3.1 Insufficient system storage
+	`)
+	fail.Store(true) // a look-up that fails lets the mail through
+	c.Run(`
+		C: MAIL FROM:<a@example.net> SIZE=10
+		S: 250 2.1.0 Ok
+		C: RCPT TO:<b@example.org>
+		S: 250 2.1.5 Ok
+		C: DATA
+		S: 354 End data with <CR><LF>.<CR><LF>
+		C: .
+		S: 250 2.0.0 Ok: queued as M0001
+	`)
+	wantMessages(t, spool, 1)
+
+	// Without a maximum, the reserve is 64 MiB, and no SIZE overflows.
+	addr, _, _ = start(t, func(o *smtp.Options) {
+		o.Listener.MaxMessageSize = 0
+		o.FreeSpace = func() (int64, error) { return 64<<20 + 10, nil }
+	})
+	smtptest.Run(t, addr, greeting+`
+		C: EHLO client.test
+		S~ 250[- ].*
+		S~ 250[- ].*
+		S~ 250[- ].*
+		S~ 250[- ].*
+		S~ 250[- ].*
+		S~ 250[- ].*
+		S~ 250[- ].*
+		S~ 250[- ].*
+		S: 250 DSN
+		C: MAIL FROM:<a@example.net> SIZE=9223372036854775807
+		S: 452 4.3.1 Insufficient system storage
+		C: MAIL FROM:<a@example.net> SIZE=11
+		S: 452 4.3.1 Insufficient system storage
+		C: MAIL FROM:<a@example.net> SIZE=10
+		S: 250 2.1.0 Ok
+	`)
 }

@@ -80,6 +80,11 @@ type Options struct {
 	// reports how many messages are waiting for it; nil = ETRN not offered
 	// (502 5.5.1).
 	ETRN func(ctx context.Context, domain string) (int, error)
+	// FreeSpace reports the bytes free where the spool keeps messages;
+	// nil = not checked. MAIL is refused early with 452 4.3.1 when the
+	// declared SIZE and a reserve do not fit (see spoolHasRoom), rather
+	// than at the end of the data with 451 4.3.0.
+	FreeSpace func() (int64, error)
 	// VerifySender reports whether a sender domain exists (MX, A or AAAA);
 	// nil = no check. Only consulted when Listener.VerifySenderDomain is set.
 	VerifySender func(ctx context.Context, domain string) (bool, error)

@@ -28,6 +28,7 @@ var (
 	enh270 = sdk.EnhancedCode{2, 7, 0}
 	enh418 = sdk.EnhancedCode{4, 1, 8}
 	enh430 = sdk.EnhancedCode{4, 3, 0}
+	enh431 = sdk.EnhancedCode{4, 3, 1}
 	enh432 = sdk.EnhancedCode{4, 3, 2}
 	enh442 = sdk.EnhancedCode{4, 4, 2}
 	enh453 = sdk.EnhancedCode{4, 5, 3}

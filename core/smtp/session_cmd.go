@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -236,7 +237,7 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 		s.reply(R(552, enh534, "Message size exceeds fixed maximum message size"))
 		return
 	}
-	if !s.senderDomainExists(ctx, m.From) {
+	if !s.spoolHasRoom(m.Size) || !s.senderDomainExists(ctx, m.From) {
 		return
 	}
 	tx := &txn{env: envelope.Envelope{
@@ -405,6 +406,39 @@ func (s *session) cmdStartTLS(ctx context.Context, arg string) {
 	st := tc.ConnectionState()
 	s.log.Debug("smtp: TLS established", "version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite))
+}
+
+// minSpoolReserve is the free space the spool keeps when there is no
+// max_message_size to reckon it from.
+const minSpoolReserve = 64 << 20
+
+// spoolHasRoom reports whether the spool has room for a message of the
+// declared size (0: not declared), when Options.FreeSpace says how much is
+// free; false means it has replied 452 4.3.1. The spool keeps a reserve
+// for the messages already accepted (their records change as they are
+// delivered): 1.5 × max_message_size, Postfix's default queue_minfree, or
+// minSpoolReserve without a maximum. A failed look-up is logged and lets
+// the mail through: the commit still fails safely on a full disk.
+func (s *session) spoolHasRoom(size int64) bool {
+	free := s.srv.opt.FreeSpace
+	if free == nil {
+		return true
+	}
+	n, err := free()
+	if err != nil {
+		s.log.Warn("smtp: free space of the spool unknown", "err", err)
+		return true
+	}
+	reserve := int64(minSpoolReserve)
+	if m := s.lim.maxMessage; m > 0 {
+		reserve = m + min(m/2, math.MaxInt64-m)
+	}
+	if n < reserve || size > n-reserve {
+		s.log.Warn("smtp: not enough free space for the spool", "free", n, "size", size, "reserve", reserve)
+		s.reply(R(452, enh431, "Insufficient system storage"))
+		return false
+	}
+	return true
 }
 
 // senderDomainExists checks the sender's domain when the listener asks for

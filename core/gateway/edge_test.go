@@ -1,5 +1,7 @@
 package gateway_test
 
+// Issue 9's attacks at the edge, through a whole gateway.
+
 import (
 	"os"
 	"path/filepath"
@@ -83,5 +85,31 @@ delivery {
 				t.Errorf("the victim got mail (%v)", err)
 			}
 		})
+	}
+}
+
+// TestFreeSpaceAtMAIL checks the spool's free space reaches the SMTP
+// server: a max_message_size whose reserve (1.5 times it) no disk has
+// makes every MAIL a 452; the default one does not.
+func TestFreeSpaceAtMAIL(t *testing.T) {
+	for _, tc := range []struct{ size, reply string }{
+		{"", "250 2.1.0 Ok"},
+		{`max_message_size = "4000000TB"`, "452 4.3.1 Insufficient system storage"},
+	} {
+		g := gatewaytest.Start(t, `
+hostname = "mx.test"
+listener "mx" {
+  address = "127.0.0.1:0"
+  `+tc.size+`
+}
+domains = ["example.test"]
+`+gatewaytest.DeadRoute)
+		smtptest.Run(t, g.Addr(t, "mx"), `
+			S: 220 mx.test ESMTP ready
+			C: HELO client.test
+			S: 250 mx.test
+			C: MAIL FROM:<a@client.test>
+			S: `+tc.reply+`
+		`)
 	}
 }
