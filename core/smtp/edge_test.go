@@ -4,11 +4,15 @@ package smtp_test
 // failed before its fix.
 
 import (
+	"bufio"
 	"errors"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -278,4 +282,48 @@ func TestFreeSpaceAtMAIL(t *testing.T) {
 		C: MAIL FROM:<a@example.net> SIZE=10
 		S: 250 2.1.0 Ok
 	`)
+}
+
+// serveFrom runs a session of srv on a pipe as if from client and returns
+// the client's end with the first line the server sent.
+func serveFrom(t *testing.T, srv *smtp.Server, client string) (net.Conn, string) {
+	t.Helper()
+	c, s := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.ServeConn(s, netip.MustParseAddrPort(client), "")
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		<-done
+	})
+	c.SetReadDeadline(time.Now().Add(smtptest.DefaultTimeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("from %s: %v", client, err)
+	}
+	return c, strings.TrimSuffix(line, "\r\n")
+}
+
+// max_connections_per_ip counts an IPv6 client by its /64, which is all
+// its own: per address, one client would have 2^64 slots.
+func TestConnectionLimitPerIPv6Prefix(t *testing.T) {
+	_, _, srv := start(t, func(o *smtp.Options) { o.Listener.MaxConnectionsPerIP = 1 })
+	const ready, full = "220 mx.test ESMTP ready", "421 4.7.0 mx.test Too many connections, try again later"
+	for _, tc := range []struct{ client, want string }{
+		{"[2001:db8:1:2::1]:1000", ready},
+		{"[2001:db8:1:2::2]:1000", full},
+		{"[2001:db8:1:2:ffff:ffff:ffff:ffff]:1000", full},
+		{"[2001:db8:1:3::1]:1000", ready},
+		{"192.0.2.1:1000", ready},
+		{"192.0.2.2:1000", ready},
+		{"192.0.2.1:1001", full},
+		{"[::ffff:192.0.2.3]:1000", ready},
+		{"[::ffff:192.0.2.4]:1000", ready},
+	} {
+		if _, got := serveFrom(t, srv, tc.client); got != tc.want {
+			t.Errorf("from %s: %q, want %q", tc.client, got, tc.want)
+		}
+	}
 }

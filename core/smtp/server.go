@@ -123,7 +123,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
+	perIP     map[netip.Addr]int // sessions per clientKey
 	wg        sync.WaitGroup
 
 	// Counters for Stats, counted by the sessions.
@@ -285,8 +285,9 @@ func (s *Server) start(conn net.Conn, ip netip.Addr, port int, authUser string) 
 		conn.Close()
 		return nil
 	}
+	key := clientKey(ip)
 	if (s.limits.maxConns > 0 && len(s.sessions) >= s.limits.maxConns) ||
-		(s.limits.maxConnsPerIP > 0 && s.perIP[ip] >= s.limits.maxConnsPerIP) {
+		(s.limits.maxConnsPerIP > 0 && s.perIP[key] >= s.limits.maxConnsPerIP) {
 		n := len(s.sessions)
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -298,7 +299,7 @@ func (s *Server) start(conn net.Conn, ip netip.Addr, port int, authUser string) 
 	sess := newSession(s, conn, id, ip, port)
 	sess.authUser = authUser
 	s.sessions[sess] = struct{}{}
-	s.perIP[ip]++
+	s.perIP[key]++
 	s.wg.Add(1)
 	s.mu.Unlock()
 	return sess
@@ -334,10 +335,23 @@ func (s *Server) turnAway(conn net.Conn, r Reply) {
 func (s *Server) remove(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
-	if s.perIP[sess.ip]--; s.perIP[sess.ip] <= 0 {
-		delete(s.perIP, sess.ip)
+	key := clientKey(sess.ip)
+	if s.perIP[key]--; s.perIP[key] <= 0 {
+		delete(s.perIP, key)
 	}
 	s.mu.Unlock()
+}
+
+// clientKey is what max_connections_per_ip counts by: an IPv4 address, or
+// the /64 an IPv6 address is in. A /64 is what one site or host is given
+// (RFC 6177), and its holder may use any address in it: counted per
+// address, one client would have 2^64 slots.
+func clientKey(ip netip.Addr) netip.Addr {
+	if !ip.Is6() {
+		return ip
+	}
+	p, _ := ip.Prefix(64)
+	return p.Addr()
 }
 
 func remoteIP(conn net.Conn) (netip.Addr, int) {
