@@ -5,7 +5,9 @@ package smtp_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -325,5 +327,62 @@ func TestConnectionLimitPerIPv6Prefix(t *testing.T) {
 		if _, got := serveFrom(t, srv, tc.client); got != tc.want {
 			t.Errorf("from %s: %q, want %q", tc.client, got, tc.want)
 		}
+	}
+}
+
+// logBuffer collects a server's log lines for a test to read.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the lines logged so far at level that contain s.
+func (b *logBuffer) lines(level, s string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for l := range strings.Lines(b.buf.String()) {
+		if strings.Contains(l, "level="+level+" ") && strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// A flood of connections turned away at a limit logs one INFO line at
+// once and one summary for the rest, not a line each (those are at DEBUG).
+func TestRefusedConnectionsLogSummed(t *testing.T) {
+	logs := &logBuffer{}
+	addr, _, srv := start(t, func(o *smtp.Options) {
+		o.Listener.MaxConnectionsPerIP = 1
+		o.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	smtptest.Dial(t, addr).Run(greeting)
+	for range 20 {
+		smtptest.Run(t, addr, `
+			S: 421 4.7.0 mx.test Too many connections, try again later
+			EOF
+		`)
+	}
+	if got := logs.lines("INFO", "connection"); len(got) != 1 || !strings.Contains(got[0], `msg="smtp: connection limit reached" ip=127.0.0.1 sessions=1`) {
+		t.Errorf("INFO lines during the flood: %q, want one", got)
+	}
+	if got := logs.lines("DEBUG", "smtp: connection limit reached"); len(got) != 19 {
+		t.Errorf("%d DEBUG lines, want one for each of the 19 after the first", len(got))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := `msg="smtp: connections turned away at a limit" count=19 clients=1 top=127.0.0.1 top_count=19 interval=1m0s`
+	if got := logs.lines("INFO", "turned away"); len(got) != 1 || !strings.Contains(got[0], want) {
+		t.Errorf("summary at shutdown: %q, want one with %q", got, want)
 	}
 }

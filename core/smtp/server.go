@@ -124,6 +124,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	perIP     map[netip.Addr]int // sessions per clientKey
+	refusals  refusalLog
 	wg        sync.WaitGroup
 
 	// Counters for Stats, counted by the sessions.
@@ -194,6 +195,7 @@ func NewServer(opt Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.refusals = refusalLog{log: s.log, every: refusalLogEvery}
 	for _, d := range opt.LocalDomains {
 		s.local[envelope.FoldDomain(d)] = true
 	}
@@ -291,7 +293,7 @@ func (s *Server) start(conn net.Conn, ip netip.Addr, port int, authUser string) 
 		n := len(s.sessions)
 		s.wg.Add(1)
 		s.mu.Unlock()
-		s.log.Info("smtp: connection limit reached", "ip", ip, "sessions", n)
+		s.refusals.refused(ip, n)
 		go s.turnAway(conn, R(421, enh470, s.opt.Hostname+" Too many connections, try again later"))
 		return nil
 	}
@@ -382,6 +384,7 @@ func remoteIP(conn net.Conn) (netip.Addr, int) {
 // it) and every session's reads end at once; Shutdown then returns
 // ctx.Err() once the sessions are gone.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.refusals.stop()
 	s.mu.Lock()
 	s.shutting.Store(true)
 	for ln := range s.listeners {
