@@ -81,7 +81,8 @@ delivery {
   # retry                      = ["1m", "5m", "15m", "30m", "1h"] # waits between attempts; the last repeats
   # max_lifetime               = "5d"             # bounce what is still undelivered after this
   # delay_warning              = "4h"             # send one delay notice after this; "0" = never
-  # postmaster                 = "postmaster@example.test" # gets undeliverable bounces. Default: none (logged)
+  # postmaster                 = "postmaster@example.test" # gets RCPT TO:<postmaster> and undeliverable bounces.
+  #                                               # Default: none (<postmaster> goes to postmaster@<hostname>; bounces are logged)
   # connect_timeout            = "30s"            # TCP connect to a next hop
   # command_timeout            = "5m"             # each reply from a next hop
 
