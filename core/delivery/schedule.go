@@ -105,7 +105,7 @@ func allFinal(m *queue.Message) bool {
 func selectRoute(d config.Delivery, domain string) Route {
 	var pick *config.Route
 	for i := range d.Routes {
-		if strings.EqualFold(d.Routes[i].Domain, domain) {
+		if envelope.FoldDomain(d.Routes[i].Domain) == envelope.FoldDomain(domain) { // ASCII only: a Kelvin sign is not a "k"
 			pick = &d.Routes[i]
 			break
 		}

@@ -51,6 +51,7 @@ func TestSelectRoute(t *testing.T) {
 			{Domain: "*", Via: "smart:25"},
 			{Domain: "example.net", Transport: "lmtp", Path: "/sock", TLS: "none"},
 			{Domain: "example.net", Transport: "maildir"}, // shadowed
+			{Domain: "kiosk.test", Transport: "maildir"},
 		},
 	}
 	tests := []struct {
@@ -60,6 +61,9 @@ func TestSelectRoute(t *testing.T) {
 	}{
 		{cfg, "example.net", Route{Transport: "lmtp", Path: "/sock", TLS: "none"}},
 		{cfg, "other.test", Route{Transport: "smtp", Via: "smart:25", TLS: "require"}},
+		{cfg, "Example.NET.", Route{Transport: "lmtp", Path: "/sock", TLS: "none"}},
+		{cfg, "kiosk.test", Route{Transport: "maildir", TLS: "require"}},
+		{cfg, "\u212Aiosk.test", Route{Transport: "smtp", Via: "smart:25", TLS: "require"}}, // a Kelvin sign is not a "k"
 		{withDefaults(config.Delivery{}), "other.test", Route{Transport: "smtp", TLS: "opportunistic"}},
 	}
 	for _, tt := range tests {

@@ -49,15 +49,16 @@ type Writer struct {
 	counter atomic.Uint64
 }
 
-// Path returns the Maildir folder for rcpt: Root/<domain>/<local>, both
-// lower-cased and the domain without a trailing dot. An empty part, "." or
+// Path returns the Maildir folder for rcpt: Root/<domain>/<local>, the
+// domain with its ASCII letters lower-cased and without a trailing dot,
+// the local part lower-cased. An empty part, "." or
 // "..", a path separator, a NUL or other control character is an error
 // wrapping ErrBadMailbox, so the result never escapes Root.
 func (m *Writer) Path(rcpt envelope.Address) (string, error) {
 	if m.Root == "" {
 		return "", errors.New("maildir: no root")
 	}
-	domain := strings.ToLower(strings.TrimSuffix(rcpt.Domain, "."))
+	domain := envelope.FoldDomain(rcpt.Domain) // ASCII only, as everywhere domains are compared
 	local := strings.ToLower(rcpt.Local)
 	for _, part := range []struct{ what, name string }{{"domain", domain}, {"local part", local}} {
 		if err := safeName(part.name); err != nil {

@@ -266,3 +266,16 @@ func (c *cancellingReader) Read(p []byte) (int, error) {
 	c.cancel()
 	return n, err
 }
+
+// TestPathKelvinSign: a domain with a Kelvin sign (U+212A) is not folded
+// into the ASCII domain it looks like.
+func TestPathKelvinSign(t *testing.T) {
+	w := &Writer{Root: t.TempDir()}
+	got, err := w.Path(envelope.Address{Local: "user", Domain: "\u212Aiosk.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(w.Root, "\u212Aiosk.test", "user"); got != want {
+		t.Errorf("Path = %q, want %q", got, want)
+	}
+}
