@@ -537,6 +537,9 @@ func startError(path string, sum []byte, err error) error {
 		return fmt.Errorf("%s: its SHA-256 is %s, the configuration wants %s; refusing to run it: %w",
 			path, got, hex.EncodeToString(sum), ErrChecksum)
 	}
+	if errors.Is(err, ErrAddress) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
 	err = sdk.StartError(err)
 	if errors.Is(err, sdk.ErrProtocol) {
 		return fmt.Errorf("%s: the gateway speaks plugin protocol version %d; rebuild the plugin with a matching sdk: %w",

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -514,5 +515,26 @@ func TestProbe(t *testing.T) {
 	}
 	if _, err := pluginhost.Probe(context.Background(), filepath.Join(t.TempDir(), "missing"), nil); err == nil {
 		t.Errorf("Probe of a missing file: no error")
+	}
+}
+
+// TestHandshakeAddressNotLoopback: a plugin whose handshake names an
+// address off loopback is refused before the host dials it (a plugin
+// printing 8.8.8.8:53 made the gateway connect there).
+func TestHandshakeAddressNotLoopback(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway-plugin-liar")
+	script := "#!/bin/sh\necho '1|" + strconv.Itoa(sdk.ProtocolVersion) + "|tcp|192.0.2.1:53|grpc'\nexec sleep 30\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := pluginhost.Start(ctx, pluginhost.Options{Name: "liar", Path: path})
+	if !errors.Is(err, pluginhost.ErrAddress) || !strings.Contains(err.Error(), "192.0.2.1:53") {
+		t.Errorf("Start: %v; want an error wrapping ErrAddress naming 192.0.2.1:53", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Start took %v; the refusal should not wait for a dial", d)
 	}
 }

@@ -1,6 +1,9 @@
 package pluginhost
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"runtime"
 	"sync"
 
@@ -32,7 +35,12 @@ func startProcess(client *plugin.Client) (*process, error) {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		_, err := client.Start()
+		addr, err := client.Start()
+		if err == nil {
+			if err = checkAddr(addr); err != nil {
+				client.Kill()
+			}
+		}
 		errc <- err
 		if err == nil {
 			<-p.exited
@@ -42,6 +50,25 @@ func startProcess(client *plugin.Client) (*process, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// ErrAddress is wrapped by the error of a plugin whose handshake names an
+// address other than a unix socket or a loopback TCP address: the host
+// would dial it, so a plugin could make the gateway connect anywhere.
+var ErrAddress = errors.New("pluginhost: the plugin's handshake names an address that is neither a unix socket nor on loopback")
+
+// checkAddr accepts the address of a plugin's handshake if it is a unix
+// socket or a loopback TCP address.
+func checkAddr(addr net.Addr) error {
+	switch a := addr.(type) {
+	case *net.UnixAddr:
+		return nil
+	case *net.TCPAddr:
+		if a.IP.IsLoopback() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s %s", ErrAddress, addr.Network(), addr)
 }
 
 // Kill stops the process (gracefully, then forcibly, as go-plugin does)
