@@ -510,9 +510,14 @@ func reportStatus(r RecipientReport) sdk.EnhancedCode {
 }
 
 // receivedFrom is the Received-From-MTA value: "dns; helo ([ip])",
-// "dns; [ip]" or "dns; helo"; "" when neither is known.
+// "dns; [ip]" or "dns; helo"; "" when neither is known. A HELO name that
+// is not a domain or an address literal is the client's free text and is
+// left out, as it is from the Received field.
 func receivedFrom(env envelope.Envelope) string {
 	helo, ip := message.OneLine(env.ClientHELO), message.OneLine(env.ClientIP)
+	if !envelope.ValidHost(helo) {
+		helo = ""
+	}
 	switch {
 	case helo != "" && ip != "":
 		return "dns; " + helo + " ([" + ip + "])"

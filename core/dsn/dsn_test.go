@@ -633,7 +633,7 @@ func TestDSNSanitisesAndFolds(t *testing.T) {
 		t.Errorf("a control character broke out of its field:\n%s", raw)
 	}
 	msg, rcpts := statusFields(t, p.Parts[1].Body)
-	if got, want := msg.Get("Received-From-Mta"), "dns; evil  X-Evil: 2 ([192.0.2.7])"; got != want {
+	if got, want := msg.Get("Received-From-Mta"), "dns; [192.0.2.7]"; got != want {
 		t.Errorf("Received-From-MTA = %q, want %q", got, want)
 	}
 	if got, want := rcpts[0].Get("Diagnostic-Code"), "smtp; 550 5.1.1 No such user  Injected: yes"; got != want {
