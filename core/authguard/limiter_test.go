@@ -110,7 +110,7 @@ func TestLimiter(t *testing.T) {
 			{4, "locked 192.0.2.1", "yes"},
 		},
 	}, {
-		name: "a full table forgets an idle network, never a locked-out one",
+		name:  "a full table forgets an idle network, never a locked-out one",
 		limit: 1, max: 2,
 		steps: []step{
 			{0, "fail 192.0.2.1", "0s"}, {0, "locked 192.0.2.1", "yes"},
