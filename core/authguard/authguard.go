@@ -45,7 +45,8 @@ type Options struct {
 	// lockout lasts, from the failure that started it.
 	Lockout time.Duration
 	// FailureDelay is how long the reply to a failure waits, for every
-	// failure in the window but the first (a typo costs nothing).
+	// failure in the window but the first (a typo costs nothing), and the
+	// reply to every attempt refused (Delay).
 	FailureDelay time.Duration
 
 	Workers int           // password checks at once
@@ -102,6 +103,16 @@ func (g *Guard) Begin(ip netip.Addr) (*Attempt, error) {
 		return nil, nil
 	}
 	return g.limiter.Begin(ip)
+}
+
+// Delay is how long the reply to a refused attempt (ErrLockedOut) waits:
+// the limiter's FailureDelay, so that a guesser who reconnects at once
+// still makes few attempts a second, each costing next to nothing.
+func (g *Guard) Delay() time.Duration {
+	if g == nil || g.limiter == nil {
+		return 0
+	}
+	return g.limiter.delay
 }
 
 // Run runs check on a worker of the pool (see Pool.Run).

@@ -54,8 +54,9 @@ auth {
 // client speaks just enough SMTP for these tests; its replies are whole
 // strings ("535 5.7.8 …"), the last line of a multi-line one.
 type client struct {
-	conn net.Conn
-	tp   *textproto.Conn
+	conn  net.Conn
+	tp    *textproto.Conn
+	until time.Time // if set, no read or write waits past it
 }
 
 // dial connects to addr from the address local ("" for any) and reads the
@@ -79,7 +80,11 @@ func dial(local, addr string) (*client, error) {
 
 // cmd sends line and returns the reply.
 func (c *client) cmd(line string) (string, error) {
-	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	deadline := time.Now().Add(10 * time.Second)
+	if !c.until.IsZero() && c.until.Before(deadline) {
+		deadline = c.until
+	}
+	c.conn.SetDeadline(deadline)
 	if err := c.tp.PrintfLine("%s", line); err != nil {
 		return "", err
 	}

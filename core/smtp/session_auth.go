@@ -41,7 +41,7 @@ func (s *session) cmdAuth(ctx context.Context, arg string) {
 	mech, initial, hasInitial := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
 	if s.srv.opt.AuthGuard.Locked(s.ip) {
-		s.authLockedOut(mech, "")
+		s.authLockedOut(ctx, mech, "")
 		return
 	}
 	var user, pass string
@@ -157,7 +157,7 @@ func (s *session) decodeResponse(r string) ([]byte, error) {
 func (s *session) authenticate(ctx context.Context, mech, user, pass string) {
 	try, err := s.srv.opt.AuthGuard.Begin(s.ip)
 	if err != nil {
-		s.authLockedOut(mech, user)
+		s.authLockedOut(ctx, mech, user)
 		return
 	}
 	defer try.Abandon() // if a panic ends the check: nothing else ended it
@@ -223,8 +223,11 @@ func (s *session) checkCredentials(ctx context.Context, mech, user, pass string)
 // authLockedOut refuses AUTH from a client the AuthGuard locked out, with
 // no password checked: 454, a temporary failure that a client should not
 // take as a reason to ask the user for another password (RFC 4954 §6).
-func (s *session) authLockedOut(mech, user string) {
+// The reply waits the guard's delay, as a failure's does: a guesser that
+// reconnects at once gets few refusals a second.
+func (s *session) authLockedOut(ctx context.Context, mech, user string) {
 	s.authFailure("locked out", mech, user)
+	pause(ctx, s.srv.opt.AuthGuard.Delay())
 	s.reply(R(454, enh470, "Too many authentication failures, try again later"))
 }
 
