@@ -196,7 +196,7 @@ func (s *session) checkCredentials(ctx context.Context, mech, user, pass string)
 	case sdk.Accept:
 		return d
 	case sdk.Reject, sdk.Defer:
-		d.Reason = "refused by hook"
+		d.Reason = strings.TrimSuffix("refused by hook: "+d.Reason, ": ")
 		return d
 	case sdk.Drop:
 		invalid.Reason = "dropped by hook"
