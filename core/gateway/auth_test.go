@@ -121,6 +121,21 @@ func tryAuth(local, addr, user, pass string) (string, error) {
 	return c.cmd(authPlain(user, pass))
 }
 
+// hello connects to addr and says EHLO; the connection is closed at the
+// end of the test.
+func hello(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := dial("", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	if r, err := c.cmd("EHLO client.test"); err != nil || !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("EHLO: %q, %v", r, err)
+	}
+	return c
+}
+
 // wantAuth checks the reply to one AUTH on a new connection.
 func wantAuth(t *testing.T, local, addr, pass, want string) {
 	t.Helper()
@@ -187,22 +202,7 @@ func TestAuthLockoutBeforeExchange(t *testing.T) {
   auth_failure_delay = "0s"
 `))
 	mx := g.Addr(t, "mx")
-	early, err := dial("", mx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer early.close()
-	if _, err := early.cmd("EHLO client.test"); err != nil {
-		t.Fatal(err)
-	}
-	c, err := dial("", mx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	if _, err := c.cmd("EHLO client.test"); err != nil {
-		t.Fatal(err)
-	}
+	early, c := hello(t, mx), hello(t, mx)
 	for _, step := range []struct{ cmd, want string }{
 		{authPlain("alice", "one"), authInvalid},
 		{authPlain("alice", "two"), authInvalid},
