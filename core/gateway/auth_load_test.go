@@ -27,9 +27,9 @@ func TestAuthGuessingLoad(t *testing.T) {
 		t.Skip("load test")
 	}
 	const (
-		limit   = 5
-		phase   = 1500 * time.Millisecond
-		maxP50  = 50 * time.Millisecond
+		limit    = 5
+		phase    = 1500 * time.Millisecond
+		maxP50   = 50 * time.Millisecond
 		guessers = 50
 	)
 	hcl := authConfig(t, bcrypt.DefaultCost, fmt.Sprintf(`
