@@ -199,3 +199,51 @@ func TestAuthGuardHookVerdicts(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthGuardLockedDuringExchange: a client locked out while it was in
+// an AUTH exchange is refused when the exchange ends, and no password is
+// checked.
+func TestAuthGuardLockedDuringExchange(t *testing.T) {
+	var checks atomic.Int32
+	counting := authFunc(func(ctx context.Context, user, pass string) (bool, error) {
+		checks.Add(1)
+		return pass == "secret", nil
+	})
+	guard := authguard.New(authguard.Options{FailureLimit: 1, Lockout: time.Hour})
+	srv := guardedServer(t, guard, func(o *smtp.Options) { o.Auth = counting })
+	server, conn := net.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeConn(server, netip.MustParseAddrPort("192.0.2.1:25"), "") }()
+	defer func() { conn.Close(); <-done }()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	tp := textproto.NewConn(conn)
+	for _, step := range []struct {
+		line, want string
+		then       func()
+	}{
+		{"", "220", nil},
+		{"EHLO client.test", "250", nil},
+		{"AUTH LOGIN", "334 VXNlcm5hbWU6", nil},
+		{b64("alice"), "334 UGFzc3dvcmQ6", func() {
+			// Another session of the client fails meanwhile.
+			if got := authAs(t, srv, "192.0.2.1:26", "alice", "guess"); got != authInvalid {
+				t.Fatalf("the other session: %q", got)
+			}
+		}},
+		{b64("secret"), authLocked, nil},
+	} {
+		if step.line != "" {
+			tp.PrintfLine("%s", step.line)
+		}
+		code, msg, err := tp.ReadResponse(0)
+		if got := fmt.Sprintf("%d %s", code, msg); err != nil || !strings.HasPrefix(got, step.want) {
+			t.Fatalf("%q: got %q (%v), want %q", step.line, got, err, step.want)
+		}
+		if step.then != nil {
+			step.then()
+		}
+	}
+	if n := checks.Load(); n != 1 {
+		t.Fatalf("%d password checks, want 1 (the other session's)", n)
+	}
+}
