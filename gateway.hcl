@@ -62,9 +62,24 @@ relay {
   # authenticated = true                # authenticated clients may relay. Default: true
 }
 
-# Built-in users for AUTH: user name = bcrypt hash ($2a$, $2b$ or $2y$).
-# Default: none, and AUTH is not offered.
-# auth { users = { "alice" = "$2a$10$..." } }
+# AUTH: the built-in users (user name = bcrypt hash: $2a$, $2b$ or $2y$;
+# default none, and AUTH is not offered) and the guard against password
+# guessing, one for all listeners. A client (an IPv4 address, an IPv6 /64)
+# whose failures within auth_lockout reach auth_failure_limit is locked out
+# for auth_lockout: every AUTH it sends gets "454 4.7.0 Too many
+# authentication failures, try again later" without a password check, even
+# with the right password (or the lockout would tell a guesser which guess
+# was right). Every failure but the first in the window, and every refusal,
+# is answered after auth_failure_delay. Each one logs a WARN line
+# "smtp: auth failure from <IP>" for fail2ban (README). Password checks
+# run on at most half the cores; one that waits 5s for a turn gets 454 4.7.0.
+# The settings below are shown with their defaults.
+# auth {
+#   users              = { "alice" = "$2a$10$..." }
+#   auth_failure_limit = 5     # 0 = no limit
+#   auth_lockout       = "15m"
+#   auth_failure_delay = "2s"  # at most 1m
+# }
 
 # Delivery of queued mail. Mail for example.test and localhost goes into a
 # Maildir per recipient under the data folder (a message to

@@ -119,9 +119,22 @@ type Relay struct {
 	Authenticated bool           // authenticated clients may relay (default true)
 }
 
-// Auth is the built-in credential store used until hooks take over.
+// Auth is the built-in credential store used until hooks take over, and
+// the guard against password guessing, shared by every listener.
 type Auth struct {
 	Users map[string]string // user name -> bcrypt hash
+
+	// FailureLimit is how many failed AUTH attempts one client (an IPv4
+	// address, an IPv6 /64) may make within Lockout; the one that reaches
+	// it locks the client out for Lockout: every AUTH gets 454 4.7.0,
+	// even with the right password. 0 = no limit. Default 5.
+	FailureLimit int
+	// Lockout is the window failures are counted in and the length of a
+	// lockout. Default 15m.
+	Lockout time.Duration
+	// FailureDelay is how long the reply to a failed AUTH waits, for
+	// every failure of a client within Lockout but the first. Default 2s.
+	FailureDelay time.Duration
 }
 
 // Delivery configures the delivery engine (core/delivery).

@@ -54,7 +54,7 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 		d.boolean("authenticated", r.Relay.Authenticated, &c.Relay.Authenticated)
 	}
 	if r.Auth != nil {
-		c.Auth.Users = d.users(r.Auth.Users)
+		d.auth(r.Auth, &c.Auth)
 	}
 	if r.Delivery != nil {
 		c.Delivery = d.delivery(r.Delivery)
@@ -384,6 +384,18 @@ func present(expr hcl.Expression) bool {
 	}
 	v, diags := expr.Value(nil)
 	return diags.HasErrors() || !v.IsNull()
+}
+
+// auth decodes the auth block: the users and the limits on guessing.
+func (d *decoder) auth(r *rawAuth, a *Auth) {
+	a.Users = d.users(r.Users)
+	d.integer("auth_failure_limit", r.FailureLimit, &a.FailureLimit, 0)
+	d.duration("auth_lockout", r.Lockout, &a.Lockout, false)
+	if d.duration("auth_failure_delay", r.FailureDelay, &a.FailureDelay, true) && a.FailureDelay > maxAuthFailureDelay {
+		d.errorf(r.FailureDelay.Range(), "Invalid duration",
+			"auth_failure_delay must be at most %s; got %s.", maxAuthFailureDelay, a.FailureDelay)
+		a.FailureDelay = maxAuthFailureDelay
+	}
 }
 
 // bcryptPrefixes are the versions of bcrypt hashes the password table takes.

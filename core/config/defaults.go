@@ -30,6 +30,13 @@ const (
 
 	defaultRelayAuthenticated = true
 
+	// AUTH guessing: fail2ban's maxretry, findtime and bantime, Dovecot's
+	// auth_failure_delay.
+	defaultAuthFailureLimit = 5
+	defaultAuthLockout      = 15 * time.Minute
+	defaultAuthFailureDelay = 2 * time.Second
+	maxAuthFailureDelay     = time.Minute // a reply held longer holds a session for nothing
+
 	defaultRouteTransport = transportSMTP
 
 	defaultDeliveryPort                    = 25
@@ -76,6 +83,7 @@ func defaultConfig() Config {
 		DataDir:         defaultDataDir,
 		Log:             Log{Level: defaultLogLevel, Format: defaultLogFormat},
 		Relay:           Relay{Authenticated: defaultRelayAuthenticated},
+		Auth:            Auth{FailureLimit: defaultAuthFailureLimit, Lockout: defaultAuthLockout, FailureDelay: defaultAuthFailureDelay},
 		Delivery:        DefaultDelivery(),
 		ShutdownTimeout: defaultShutdownTimeout,
 	}

@@ -99,7 +99,7 @@ func TestLoadExample(t *testing.T) {
 		}},
 		Domains: []string{"example.test"},
 		Relay:   Relay{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Authenticated: true},
-		Auth:    Auth{Users: map[string]string{"alice": "$2a$10$…"}},
+		Auth:    Auth{Users: map[string]string{"alice": "$2a$10$…"}, FailureLimit: 5, Lockout: 15 * time.Minute, FailureDelay: 2 * time.Second},
 		Delivery: Delivery{
 			Routes: []Route{{Domain: "example.test", Via: "127.0.0.1:2626", Transport: "smtp",
 				TransportRange: Range{Filename: "testdata/example.hcl", Line: 24}}},

@@ -83,7 +83,10 @@ type rawRelay struct {
 
 // rawAuth is auth { … }.
 type rawAuth struct {
-	Users hcl.Expression `hcl:"users,optional"`
+	Users        hcl.Expression `hcl:"users,optional"`
+	FailureLimit hcl.Expression `hcl:"auth_failure_limit,optional"`
+	Lockout      hcl.Expression `hcl:"auth_lockout,optional"`
+	FailureDelay hcl.Expression `hcl:"auth_failure_delay,optional"`
 }
 
 // rawDelivery is delivery { … }.

@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/mailgate/gateway/core/admin"
+	"github.com/mailgate/gateway/core/authguard"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/hostsvc"
@@ -54,6 +55,7 @@ type Gateway struct {
 	admin     *admin.Admin
 	adminLn   net.Listener // nil without an admin address
 	listeners []*listener
+	authGuard *authguard.Guard
 	inject    *injectEndpoint // nil without an inject block
 
 	runOnce sync.Once
@@ -105,6 +107,12 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 	if err = g.newEngine(opt.Version); err != nil {
 		return err
 	}
+	g.authGuard = authguard.New(authguard.Options{
+		FailureLimit: cfg.Auth.FailureLimit,
+		Lockout:      cfg.Auth.Lockout,
+		FailureDelay: cfg.Auth.FailureDelay,
+		Log:          g.log.With("part", "authguard"),
+	})
 	return g.listen()
 }
 

@@ -49,6 +49,7 @@ func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
 		RelayAuthenticated: g.cfg.Relay.Authenticated,
 		TLS:                tlsConfig,
 		Auth:               auth,
+		AuthGuard:          g.authGuard,
 		Hooks:              g.pipeline.live,
 		Spool:              intake{spool: g.spool, committed: g.engine.Enqueue},
 		ETRN:               g.engine.RetryDomain,

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailgate/gateway/core/authguard"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
@@ -75,6 +76,11 @@ type Options struct {
 	Hooks hook.Dispatcher
 	Spool Spool
 	Log   *slog.Logger
+
+	// AuthGuard limits AUTH failures per client network and runs Auth's
+	// checks on its bounded pool; one guard serves every listener of a
+	// gateway. nil: no limit, and checks run at once.
+	AuthGuard *authguard.Guard
 
 	// ETRN starts delivery of queued mail for domain (RFC 1985) and
 	// reports how many messages are waiting for it; nil = ETRN not offered

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/sdk"
@@ -39,6 +40,10 @@ func (s *session) cmdAuth(ctx context.Context, arg string) {
 	}
 	mech, initial, hasInitial := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
+	if s.srv.opt.AuthGuard.Locked(s.ip) {
+		s.authLockedOut(ctx, mech, "")
+		return
+	}
 	var user, pass string
 	var ok bool
 	switch mech {
@@ -145,38 +150,103 @@ func (s *session) decodeResponse(r string) ([]byte, error) {
 	return b, nil
 }
 
-// authenticate decides the credentials: the auth hook first (Accept is a
-// success, Reject or Defer a failure), then Options.Auth on Continue. The
-// hook sees the claimed identity as Session.AuthUser and the mechanism as
-// Arg; it never sees the password.
+// authenticate decides the credentials, as one attempt of the client's
+// network under the AuthGuard: a locked-out client is refused without a
+// check; a failure counts and its reply may wait; a check that could not
+// decide (454) does not count.
 func (s *session) authenticate(ctx context.Context, mech, user, pass string) {
+	try, err := s.srv.opt.AuthGuard.Begin(s.ip)
+	if err != nil {
+		s.authLockedOut(ctx, mech, user)
+		return
+	}
+	defer try.Abandon() // if a panic ends the check: nothing else ended it
+	d := s.checkCredentials(ctx, mech, user, pass)
+	switch d.Verdict {
+	case sdk.Accept:
+		try.Succeed()
+		s.authUser = user
+		s.log.Info("smtp: authenticated", "mech", mech, "user", user)
+		s.reply(R(235, enh270, "Authentication successful"))
+		return
+	case sdk.Reject:
+		delay := try.Fail()
+		s.authFailure(d.Reason, mech, user)
+		pause(ctx, delay)
+	default:
+		try.Abandon()
+		s.log.Warn("smtp: authentication undecided", "reason", d.Reason, "mech", mech, "user", user)
+	}
+	s.replyDecision(sdk.StageAuth, d)
+}
+
+// checkCredentials decides the credentials: the auth hook first (Accept is
+// a success, Reject or Drop a failure, Defer undecided), then
+// Options.Auth on Continue, on a worker of the AuthGuard's pool. The hook
+// sees the claimed identity as Session.AuthUser and the mechanism as Arg;
+// it never sees the password. The result is Accept, Reject (a failure) or
+// Defer (undecided), with a Reason for the log.
+func (s *session) checkCredentials(ctx context.Context, mech, user, pass string) sdk.Decision {
+	invalid := sdk.RejectDecision(535, enh578, "Authentication credentials invalid")
 	hs := s.hookSession()
 	hs.AuthUser = user
 	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageAuth, Session: &hs, Arg: mech})
-	switch res.Decision.Verdict {
+	d := res.Decision
+	switch d.Verdict {
 	case sdk.Accept:
+		return d
 	case sdk.Reject, sdk.Defer:
-		s.log.Info("smtp: authentication refused by hook", "mech", mech, "user", user)
-		s.replyDecision(sdk.StageAuth, res.Decision)
-		return
+		d.Reason = strings.TrimSuffix("refused by hook: "+d.Reason, ": ")
+		return d
 	case sdk.Drop:
-		s.log.Info("smtp: authentication dropped by hook", "mech", mech, "user", user)
-		s.reply(R(535, enh578, "Authentication credentials invalid"))
-		return
-	default:
-		ok, err := s.srv.opt.Auth.Authenticate(ctx, user, pass)
-		if err != nil {
-			s.log.Warn("smtp: authenticator failed", "mech", mech, "user", user, "err", err)
-			s.reply(R(454, enh470, "Temporary authentication failure"))
-			return
-		}
-		if !ok {
-			s.log.Info("smtp: authentication failed", "mech", mech, "user", user)
-			s.reply(R(535, enh578, "Authentication credentials invalid"))
-			return
-		}
+		invalid.Reason = "dropped by hook"
+		return invalid
 	}
-	s.authUser = user
-	s.log.Info("smtp: authenticated", "mech", mech, "user", user)
-	s.reply(R(235, enh270, "Authentication successful"))
+	var ok bool
+	var err error
+	if busy := s.srv.opt.AuthGuard.Run(ctx, func() { ok, err = s.srv.opt.Auth.Authenticate(ctx, user, pass) }); busy != nil {
+		err = busy
+	}
+	switch {
+	case err != nil:
+		d = sdk.DeferDecision(454, enh470, "Temporary authentication failure")
+		d.Reason = err.Error()
+	case ok:
+		d = sdk.AcceptDecision()
+	default:
+		d = invalid
+		d.Reason = "invalid credentials"
+	}
+	return d
+}
+
+// authLockedOut refuses AUTH from a client the AuthGuard locked out, with
+// no password checked: 454, a temporary failure that a client should not
+// take as a reason to ask the user for another password (RFC 4954 §6).
+// The reply waits the guard's delay, as a failure's does: a guesser that
+// reconnects at once gets few refusals a second.
+func (s *session) authLockedOut(ctx context.Context, mech, user string) {
+	s.authFailure("locked out", mech, user)
+	pause(ctx, s.srv.opt.AuthGuard.Delay())
+	s.reply(R(454, enh470, "Too many authentication failures, try again later"))
+}
+
+// authFailure logs a failed or refused AUTH in the one format fail2ban
+// matches (README): the message itself names the client's address, so
+// that it comes before anything the client sent (the user name).
+func (s *session) authFailure(reason, mech, user string) {
+	s.log.Warn("smtp: auth failure from "+s.ip.String(), "reason", reason, "mech", mech, "user", user)
+}
+
+// pause waits d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

@@ -60,6 +60,9 @@ auth {
     bob     = "$2b$12$…"
     carol   = "$2y$04$…"
   }
+  auth_failure_limit = 3
+  auth_lockout       = "1h"
+  auth_failure_delay = "500ms"
 }
 
 delivery {
