@@ -351,16 +351,10 @@ func (s *Server) remove(sess *session) {
 }
 
 // clientKey is what max_connections_per_ip counts by: an IPv4 address, or
-// the /64 an IPv6 address is in. A /64 is what one site or host is given
-// (RFC 6177), and its holder may use any address in it: counted per
-// address, one client would have 2^64 slots.
-func clientKey(ip netip.Addr) netip.Addr {
-	if !ip.Is6() {
-		return ip
-	}
-	p, _ := ip.Prefix(64)
-	return p.Addr()
-}
+// the /64 an IPv6 address is in, as the AUTH limiter counts (authguard.Key).
+// A /64 is what one site or host is given (RFC 6177), and its holder may use
+// any address in it: counted per address, one client would have 2^64 slots.
+func clientKey(ip netip.Addr) netip.Addr { return authguard.Key(ip).Addr() }
 
 func remoteIP(conn net.Conn) (netip.Addr, int) {
 	switch a := conn.RemoteAddr().(type) {
