@@ -39,10 +39,9 @@ import (
 )
 
 // checkBoltFile walks the bbolt file at path, reading every page of its tree
-// but no value that is not a bucket, and returns an error wrapping
-// ErrDamaged that names the file and what is wrong with it, if anything.
-// A file that does not exist or has no bytes is fresh: bbolt will make a
-// new database of it.
+// but no value that is not a bucket, and returns a *DamageError that names
+// the file and what is wrong with it, if anything. A file that does not
+// exist or has no bytes is fresh: bbolt will make a new database of it.
 func checkBoltFile(path string) (fresh bool, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -59,11 +58,10 @@ func checkBoltFile(path string) (fresh bool, err error) {
 	if st.Size() == 0 {
 		return true, nil
 	}
-	d, err := openBoltFile(f, path, st.Size())
-	if err != nil {
-		return false, err
+	d := readBoltFile(f, path, st.Size())
+	if len(d.problems) == 0 {
+		d.walk(nil)
 	}
-	d.walk(nil)
 	return false, d.err()
 }
 
@@ -92,7 +90,7 @@ var byteOrder = binary.NativeEndian
 // boltMeta is the meta page bbolt would use.
 type boltMeta struct {
 	pageSize uint64
-	root     uint64 // page of the root bucket
+	root     uint64 // page of the root bucket; 0: no usable meta page
 	freelist uint64 // noFreelist: rebuilt by scanning at Open
 	hwm      uint64 // pages in use: the tree is in pages [2, hwm)
 	txid     uint64
@@ -111,32 +109,41 @@ func (r lostRange) contains(k []byte) bool {
 
 // boltFile is one walk over a bbolt file.
 type boltFile struct {
-	r    io.ReaderAt
-	path string
-	size int64
-	meta boltMeta
+	r     io.ReaderAt
+	path  string
+	size  int64
+	meta  boltMeta
+	pages uint64 // whole pages in the file
 
 	reached  []bool // pages the walk has read, so none is read twice
+	mute     bool   // problems are not recorded
 	problems []string
 	lost     []lostRange
 }
 
-// openBoltFile reads and checks the meta pages of the bbolt file r of size
-// bytes. A file it cannot use at all is an error wrapping ErrDamaged.
-func openBoltFile(r io.ReaderAt, path string, size int64) (*boltFile, error) {
+// readBoltFile reads the meta pages of the bbolt file r of size bytes.
+// What is wrong with them is a problem; without a usable meta page
+// (meta.root is 0) the walk finds nothing, and pages are counted in the
+// machine's page size.
+func readBoltFile(r io.ReaderAt, path string, size int64) *boltFile {
 	d := &boltFile{r: r, path: path, size: size}
 	m, err := d.readMeta()
 	if err != nil {
-		return nil, &DamageError{Path: path, Problems: []string{err.Error()}}
+		d.problem("%v", err)
+		m = boltMeta{pageSize: uint64(os.Getpagesize())}
 	}
 	d.meta = m
-	d.reached = make([]bool, m.hwm)
-	return d, nil
+	d.pages = uint64(size) / m.pageSize
+	if m.hwm > d.pages {
+		d.problem("truncated: the tree takes %d pages of %d bytes (%d bytes), the file has %d bytes",
+			m.hwm, m.pageSize, m.hwm*m.pageSize, size)
+	}
+	d.reached = make([]bool, d.pages) // no page past the file's end is read
+	return d
 }
 
 // readMeta picks the meta page as bbolt does (the valid one of the two
-// with the higher txid) and checks that the tree it describes fits in
-// the file.
+// with the higher txid) and checks what it says.
 func (d *boltFile) readMeta() (boltMeta, error) {
 	if d.size < 2*minPageSize {
 		return boltMeta{}, fmt.Errorf("truncated: %d bytes, too short for the two meta pages", d.size)
@@ -164,8 +171,8 @@ func (d *boltFile) readMeta() (boltMeta, error) {
 	switch {
 	case m.pageSize != ps:
 		return boltMeta{}, fmt.Errorf("the meta pages disagree on the page size (%d, %d)", m0.pageSize, m1.pageSize)
-	case m.hwm < 3 || m.hwm > uint64(d.size)/ps:
-		return boltMeta{}, fmt.Errorf("truncated: the tree takes %d pages of %d bytes, the file has %d bytes", m.hwm, ps, d.size)
+	case m.hwm < 3 || m.hwm > 1<<48:
+		return boltMeta{}, fmt.Errorf("meta page: a tree of %d pages", m.hwm)
 	case m.root < 2 || m.root >= m.hwm:
 		return boltMeta{}, fmt.Errorf("meta page: root page %d outside the tree [2, %d)", m.root, m.hwm)
 	case m.freelist != noFreelist && (m.freelist < 2 || m.freelist >= m.hwm):
@@ -215,6 +222,9 @@ func (d *boltFile) secondMetaPageSize() uint64 {
 }
 
 func (d *boltFile) problem(format string, args ...any) {
+	if d.mute {
+		return
+	}
 	d.problems = append(d.problems, fmt.Sprintf(format, args...))
 }
 
@@ -271,6 +281,10 @@ func (d *boltFile) page(id uint64, bucket, from string) *treePage {
 		d.problem("%s points at page %d, outside the tree [2, %d)", from, id, hwm)
 		return nil
 	}
+	if id >= d.pages {
+		d.problem("%s points at page %d, past the end of the truncated file", from, id)
+		return nil
+	}
 	head := make([]byte, ps)
 	if _, err := d.r.ReadAt(head, int64(id*ps)); err != nil {
 		d.problem("%s: read: %v", name, err)
@@ -283,6 +297,9 @@ func (d *boltFile) page(id uint64, bucket, from string) *treePage {
 		return nil
 	case overflow >= hwm-id:
 		d.problem("%s: %d overflow pages run past the tree's end at page %d", name, overflow, hwm)
+		return nil
+	case overflow >= d.pages-id:
+		d.problem("%s: %d overflow pages run past the end of the truncated file", name, overflow)
 		return nil
 	}
 	for i := id; i <= id+overflow; i++ {

@@ -2,13 +2,35 @@ package queue
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 )
 
 // visitFunc is called by a walk with each key of a bucket that is not a
 // bucket itself, in key order. bucket names nested buckets "outer/inner".
-// key is valid until visit returns; value reads the value, which is then
-// the caller's.
-type visitFunc func(bucket string, key []byte, value func() ([]byte, error))
+// key is valid until visit returns; value says where the value is.
+type visitFunc func(bucket string, key []byte, value valueRef)
+
+// valueRef is where a value is: n bytes at off in the file, or in mem (a
+// value in a bucket's inline page).
+type valueRef struct {
+	r   io.ReaderAt
+	off int64
+	n   int
+	mem []byte
+}
+
+// read returns the value.
+func (v valueRef) read() ([]byte, error) {
+	if v.r == nil {
+		return v.mem, nil
+	}
+	b := make([]byte, v.n)
+	if _, err := v.r.ReadAt(b, v.off); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
 
 // walk walks the whole tree from the meta page's root bucket (and the
 // freelist page, if the file has one), checking every page it reaches,
@@ -16,6 +38,10 @@ type visitFunc func(bucket string, key []byte, value func() ([]byte, error))
 // page it cannot read is a problem, and the keys below it a lost range;
 // the walk goes on with the rest.
 func (d *boltFile) walk(visit visitFunc) {
+	if d.meta.root == 0 {
+		d.lost = append(d.lost, lostRange{})
+		return
+	}
 	d.walkTree(treeRef{id: d.meta.root, from: "the meta page"}, 0, visit)
 	if d.meta.freelist != noFreelist {
 		d.checkFreelist()
@@ -78,9 +104,20 @@ func (d *boltFile) walkPage(p *treePage, r treeRef, depth int, visit visitFunc) 
 			continue
 		}
 		if visit != nil {
-			visit(r.bucket, key, func() ([]byte, error) { return p.value(i) })
+			visit(r.bucket, key, p.valueRef(i))
 		}
 	}
+}
+
+// valueRef returns where leaf element i's value is.
+func (p *treePage) valueRef(i int) valueRef {
+	off, n := p.elemData(i)
+	ksize := uint64(byteOrder.Uint32(p.elem(i)[8:]))
+	off, n = off+ksize, n-ksize
+	if p.id == 0 {
+		return valueRef{n: int(n), mem: p.head[off : off+n]}
+	}
+	return valueRef{r: p.d.r, off: int64(p.id*p.d.meta.pageSize + off), n: int(n)}
 }
 
 func bucketName(parent string, key []byte) string {
@@ -113,7 +150,8 @@ func (d *boltFile) walkBucket(p *treePage, i int, name string, depth int, visit 
 	case len(v) < bucketHeaderSize:
 		d.problem("%s: bucket %q: a value of %d bytes is too short for a bucket", p.name, name, len(v))
 	case byteOrder.Uint64(v) != 0:
-		d.walkTree(treeRef{id: byteOrder.Uint64(v), from: p.name, bucket: name}, depth+1, visit)
+		from := fmt.Sprintf("%s (the entry of bucket %q)", p.name, name)
+		d.walkTree(treeRef{id: byteOrder.Uint64(v), from: from, bucket: name}, depth+1, visit)
 		return
 	default:
 		if in := d.inlinePage(name, bytes.Clone(v[bucketHeaderSize:])); in != nil {
@@ -142,7 +180,10 @@ func (d *boltFile) checkFreelist() {
 	case byteOrder.Uint64(head) != id || byteOrder.Uint16(head[8:]) != flagFreelist:
 		d.problem("freelist page %d is not a freelist page", id)
 		return
-	case overflow >= hwm-id || count > ((overflow+1)*ps-pageHeaderSize)/8-skip:
+	case id >= d.pages:
+		d.problem("freelist page %d is past the end of the truncated file", id)
+		return
+	case overflow >= min(hwm, d.pages)-id || count > ((overflow+1)*ps-pageHeaderSize)/8-skip:
 		d.problem("freelist page %d: %d page IDs run past the page", id, count)
 		return
 	}
