@@ -88,22 +88,20 @@ func (sc *spoolScan) close() {
 	}
 }
 
+func newSpoolScan(dir string) *spoolScan {
+	return &spoolScan{dir: dir, msgs: map[string]*found{}, bodies: map[string]valueRef{}, files: map[string]int64{}, report: Report{Dir: dir}}
+}
+
 // scanSpool reads the records, the places of the bodies and the body
 // files of the spool in dir.
 func scanSpool(dir string) (*spoolScan, error) {
-	sc := &spoolScan{dir: dir, msgs: map[string]*found{}, bodies: map[string]valueRef{}, report: Report{Dir: dir}}
+	sc := newSpoolScan(dir)
 	if err := sc.readFiles(); err != nil {
 		return nil, err
 	}
 	if err := sc.readDB(); err != nil {
 		sc.close()
 		return nil, err
-	}
-	if sc.d != nil {
-		sc.report.Problems = append(sc.report.Problems, sc.d.problems...)
-		if len(sc.d.lost) > 0 {
-			sc.scanLoose()
-		}
 	}
 	sc.report.KV = len(sc.kv)
 	referred := map[string]bool{}
@@ -122,7 +120,6 @@ func scanSpool(dir string) (*spoolScan, error) {
 
 // readFiles lists the body files.
 func (sc *spoolScan) readFiles() error {
-	sc.files = map[string]int64{}
 	entries, err := os.ReadDir(filepath.Join(sc.dir, bodiesDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -168,9 +165,19 @@ func (sc *spoolScan) readDB() error {
 		sc.freshBesideBodies(path)
 		return nil
 	}
-	sc.d = readBoltFile(f, path, st.Size())
-	sc.d.walk(sc.visit)
+	sc.readTree(f, path, st.Size())
 	return nil
+}
+
+// readTree walks the bbolt file r, and the pages outside its tree if it
+// lost a part.
+func (sc *spoolScan) readTree(r io.ReaderAt, path string, size int64) {
+	sc.d = readBoltFile(r, path, size)
+	sc.d.walk(sc.visit)
+	sc.report.Problems = append(sc.report.Problems, sc.d.problems...)
+	if len(sc.d.lost) > 0 {
+		sc.scanLoose()
+	}
 }
 
 func (sc *spoolScan) freshBesideBodies(path string) {

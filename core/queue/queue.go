@@ -184,7 +184,17 @@ func (s *Spool) openDB(path string) (err error) {
 			err = fmt.Errorf("queue: open: %w", &DamageError{Path: path, Problems: []string{fmt.Sprintf("bbolt: %v", p)}})
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	db, err := bolt.Open(path, 0o600, boltOptions())
+	if err != nil {
+		return fmt.Errorf("queue: open %s: %w", s.dir, err)
+	}
+	s.db = db
+	return nil
+}
+
+// boltOptions are the options spool.db is opened with.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{
 		Timeout:      5 * time.Second,
 		FreelistType: bolt.FreelistMapType,
 		// The freelist is rebuilt by scanning at Open instead of being
@@ -193,12 +203,7 @@ func (s *Spool) openDB(path string) (err error) {
 		// Map address space for a large spool up front so that growing
 		// the file does not remap, which waits for every reader.
 		InitialMmapSize: 1 << 30,
-	})
-	if err != nil {
-		return fmt.Errorf("queue: open %s: %w", s.dir, err)
 	}
-	s.db = db
-	return nil
 }
 
 // bodyFiles lists the body files in bodies/ by ID, and the stale drafts.
