@@ -115,8 +115,11 @@ type boltFile struct {
 	meta  boltMeta
 	pages uint64 // whole pages in the file
 
-	reached  []bool // pages the walk has read, so none is read twice
-	mute     bool   // problems are not recorded
+	window   []byte // bytes of the file read ahead, from windowAt
+	windowAt int64
+	pageBufs [][]byte // a page buffer per depth of the walk: a page's keys stay valid below it
+	reached  []bool   // pages the walk has read, so none is read twice
+	mute     bool     // problems are not recorded
 	problems []string
 	lost     []lostRange
 }
@@ -221,6 +224,44 @@ func (d *boltFile) secondMetaPageSize() uint64 {
 	return 0
 }
 
+// readWindow is how much of the file a walk reads at once: bbolt writes a
+// growing tree's pages mostly in order, and one read of many pages costs
+// less than many reads of one.
+const readWindow = 64 << 10
+
+// readAt fills b with the file's bytes at off, through the window.
+func (d *boltFile) readAt(b []byte, off int64) error {
+	if len(b) > readWindow {
+		_, err := d.r.ReadAt(b, off)
+		return err
+	}
+	if off < d.windowAt || off+int64(len(b)) > d.windowAt+int64(len(d.window)) {
+		n := min(readWindow, d.size-off)
+		if n < int64(len(b)) {
+			return io.ErrUnexpectedEOF
+		}
+		if cap(d.window) < readWindow {
+			d.window = make([]byte, readWindow)
+		}
+		d.window = d.window[:n]
+		if _, err := d.r.ReadAt(d.window, off); err != nil {
+			d.window = d.window[:0]
+			return err
+		}
+		d.windowAt = off
+	}
+	copy(b, d.window[off-d.windowAt:])
+	return nil
+}
+
+// pageBuf returns the page buffer of depth.
+func (d *boltFile) pageBuf(depth int) []byte {
+	for len(d.pageBufs) <= depth {
+		d.pageBufs = append(d.pageBufs, make([]byte, d.meta.pageSize))
+	}
+	return d.pageBufs[depth]
+}
+
 func (d *boltFile) problem(format string, args ...any) {
 	if d.mute {
 		return
@@ -270,8 +311,10 @@ type treePage struct {
 }
 
 // page reads page id of bucket (the root bucket: ""), reached from what
-// from names, and checks it; on a problem it records it and returns nil.
-func (d *boltFile) page(id uint64, bucket, from string) *treePage {
+// from names, at depth depth of the walk, and checks it; on a problem it
+// records it and returns nil. The page is valid until the next page read
+// at the same depth.
+func (d *boltFile) page(id uint64, bucket, from string, depth int) *treePage {
 	ps, hwm := d.meta.pageSize, d.meta.hwm
 	name := fmt.Sprintf("page %d", id)
 	if bucket != "" {
@@ -285,8 +328,8 @@ func (d *boltFile) page(id uint64, bucket, from string) *treePage {
 		d.problem("%s points at page %d, past the end of the truncated file", from, id)
 		return nil
 	}
-	head := make([]byte, ps)
-	if _, err := d.r.ReadAt(head, int64(id*ps)); err != nil {
+	head := d.pageBuf(depth)
+	if err := d.readAt(head, int64(id*ps)); err != nil {
 		d.problem("%s: read: %v", name, err)
 		return nil
 	}
@@ -354,7 +397,7 @@ func (p *treePage) check(from string) bool {
 		return false
 	case table > uint64(len(p.head)):
 		head := make([]byte, table)
-		if _, err := d.r.ReadAt(head, int64(p.id*d.meta.pageSize)); err != nil {
+		if err := d.readAt(head, int64(p.id*d.meta.pageSize)); err != nil {
 			d.problem("%s: read: %v", p.name, err)
 			return false
 		}

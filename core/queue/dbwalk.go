@@ -61,12 +61,12 @@ type treeRef struct {
 func (d *boltFile) walkTree(r treeRef, depth int, visit visitFunc) {
 	if depth > maxDepth {
 		d.problem("%s: the tree is more than %d levels deep", r.from, maxDepth)
-		d.lost = append(d.lost, lostRange{r.bucket, r.lo, r.hi})
+		d.lose(r)
 		return
 	}
-	p := d.page(r.id, r.bucket, r.from)
+	p := d.page(r.id, r.bucket, r.from, depth)
 	if p == nil {
-		d.lost = append(d.lost, lostRange{r.bucket, r.lo, r.hi})
+		d.lose(r)
 		return
 	}
 	d.walkPage(p, r, depth, visit)
@@ -81,7 +81,7 @@ func (d *boltFile) walkPage(p *treePage, r treeRef, depth int, visit visitFunc) 
 		key, err := p.key(i)
 		if err != nil {
 			d.problem("%v", err)
-			d.lost = append(d.lost, lostRange{r.bucket, r.lo, r.hi})
+			d.lose(r)
 			return
 		}
 		d.checkOrder(p, i, key, prev, r)
@@ -118,6 +118,11 @@ func (p *treePage) valueRef(i int) valueRef {
 		return valueRef{n: int(n), mem: p.head[off : off+n]}
 	}
 	return valueRef{r: p.d.r, off: int64(p.id*p.d.meta.pageSize + off), n: int(n)}
+}
+
+// lose notes that the keys of r are lost.
+func (d *boltFile) lose(r treeRef) {
+	d.lost = append(d.lost, lostRange{r.bucket, bytes.Clone(r.lo), bytes.Clone(r.hi)})
 }
 
 func bucketName(parent string, key []byte) string {
