@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -23,6 +21,17 @@ type spoolDamage struct {
 	name  string
 	apply func(testing.TB, string)
 	words []string
+}
+
+// setUp fills a spool in a new data_dir, damages it, writes a
+// configuration for it, and returns those and a snapshot of its files.
+func (d spoolDamage) setUp(t *testing.T) (spool, cfg string, before map[string]string) {
+	t.Helper()
+	data := t.TempDir()
+	spool = filepath.Join(data, "queue")
+	queuetest.Fill(t, spool, 90)
+	d.apply(t, spool)
+	return spool, writeConfig(t, data, ""), queuetest.Snapshot(t, data)
 }
 
 // spoolDamages are the damages of queuetest, and an empty or missing
@@ -50,12 +59,7 @@ func TestServeDamagedSpool(t *testing.T) {
 	}
 	for _, tt := range spoolDamages() {
 		t.Run(tt.name, func(t *testing.T) {
-			data := t.TempDir()
-			spool := filepath.Join(data, "queue")
-			queuetest.Fill(t, spool, 90)
-			tt.apply(t, spool)
-			cfg := writeConfig(t, data, "")
-			before := fileHashes(t, data)
+			spool, cfg, before := tt.setUp(t)
 			code, stderr := runGatewayExit(t, "serve", "-config", cfg)
 			words := append([]string{"gateway serve: ", queuetest.DB(spool)}, tt.words...)
 			for _, w := range words {
@@ -66,7 +70,7 @@ func TestServeDamagedSpool(t *testing.T) {
 			if code != 1 {
 				t.Errorf("exit status %d, want 1; stderr:\n%s", code, stderr)
 			}
-			if after := fileHashes(t, data); !maps.Equal(before, after) {
+			if after := queuetest.Snapshot(t, filepath.Dir(spool)); !maps.Equal(before, after) {
 				t.Errorf("files changed by a refused start:\nbefore %v\nafter  %v", before, after)
 			}
 		})
@@ -109,13 +113,7 @@ func TestServeAcceptEmptySpool(t *testing.T) {
 func TestSpoolCheckSalvage(t *testing.T) {
 	for _, tt := range append(spoolDamages(), spoolDamage{"sound", func(testing.TB, string) {}, nil}) {
 		t.Run(tt.name, func(t *testing.T) {
-			data := t.TempDir()
-			spool := filepath.Join(data, "queue")
-			queuetest.Fill(t, spool, 90)
-			tt.apply(t, spool)
-			cfg := writeConfig(t, data, "")
-			before := fileHashes(t, data)
-
+			spool, cfg, before := tt.setUp(t)
 			code, out, errOut := runCLI(t, "spool", "check", "-config", cfg)
 			wantCode, state := 1, "damaged"
 			if tt.words == nil {
@@ -135,7 +133,7 @@ func TestSpoolCheckSalvage(t *testing.T) {
 			if code != 0 || !strings.HasPrefix(out, "spool "+dst+": ok\n") {
 				t.Errorf("spool check of the salvaged spool: exit %d, stdout:\n%s\nstderr %q", code, out, errOut)
 			}
-			if after := fileHashes(t, data); !maps.Equal(before, after) {
+			if after := queuetest.Snapshot(t, filepath.Dir(spool)); !maps.Equal(before, after) {
 				t.Errorf("check or salvage changed the spool it read")
 			}
 		})
@@ -179,25 +177,4 @@ func runGatewayExit(t *testing.T, args ...string) (int, string) {
 		t.Fatalf("gateway %s: %v", strings.Join(args, " "), err)
 	}
 	return 0, stderr.String()
-}
-
-// fileHashes maps every file under dir to the SHA-256 of its content.
-func fileHashes(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		m[p] = fmt.Sprintf("%x", sha256.Sum256(b))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

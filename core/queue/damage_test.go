@@ -2,9 +2,7 @@ package queue_test
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -27,44 +25,29 @@ func TestOpenDamaged(t *testing.T) {
 			dir := t.TempDir()
 			queuetest.Fill(t, dir, 90)
 			d.Apply(t, dir)
-			before := snapshot(t, dir)
-			s, err := queue.Open(dir, queue.Options{})
-			if err == nil {
-				s.Close()
-				t.Fatal("Open: got nil error, want the damage reported")
-			}
-			t.Logf("Open: %v", err)
-			if !errors.Is(err, queue.ErrDamaged) || !strings.Contains(err.Error(), queuetest.DB(dir)) ||
-				!strings.Contains(err.Error(), d.Word) {
-				t.Errorf("Open: got %v; want ErrDamaged naming %s and saying %q", err, queuetest.DB(dir), d.Word)
-			}
-			if after := snapshot(t, dir); !maps.Equal(before, after) {
-				t.Errorf("files changed by a refused Open:\nbefore %v\nafter  %v", before, after)
-			}
+			openRefused(t, dir, queue.ErrDamaged, d.Word)
 		})
 	}
 }
 
-// snapshot maps every file under dir to the SHA-256 of its content.
-func snapshot(t *testing.T, dir string) map[string]string {
+// openRefused opens the spool in dir and checks that Open refuses it
+// with an error matching want that names spool.db and holds word, and
+// changes no file.
+func openRefused(t *testing.T, dir string, want error, word string) {
 	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		m[rel] = fmt.Sprintf("%x", sha256.Sum256(b))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	before := queuetest.Snapshot(t, dir)
+	s, err := queue.Open(dir, queue.Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open: got nil error, want the spool refused")
 	}
-	return m
+	t.Logf("Open: %v", err)
+	if !errors.Is(err, want) || !strings.Contains(err.Error(), queuetest.DB(dir)) || !strings.Contains(err.Error(), word) {
+		t.Errorf("Open: got %v; want %v naming %s and saying %q", err, want, queuetest.DB(dir), word)
+	}
+	if after := queuetest.Snapshot(t, dir); !maps.Equal(before, after) {
+		t.Errorf("files changed by a refused Open:\nbefore %v\nafter  %v", before, after)
+	}
 }
 
 // TestOpenFreshBesideBodies: a spool.db that is empty or missing beside
@@ -83,22 +66,10 @@ func TestOpenFreshBesideBodies(t *testing.T) {
 			dir := t.TempDir()
 			ids := queuetest.Fill(t, dir, 9)
 			tt.apply(t, dir)
-			before := snapshot(t, dir)
-			s, err := queue.Open(dir, queue.Options{})
-			if err == nil {
-				s.Close()
-				t.Fatal("Open: got nil error, want the spool refused")
-			}
-			if !errors.Is(err, queue.ErrEmptySpool) || !strings.Contains(err.Error(), queuetest.DB(dir)) ||
-				!strings.Contains(err.Error(), "3 message bodies") {
-				t.Errorf("Open: got %v; want ErrEmptySpool naming %s and 3 bodies", err, queuetest.DB(dir))
-			}
-			if after := snapshot(t, dir); !maps.Equal(before, after) {
-				t.Errorf("files changed by a refused Open:\nbefore %v\nafter  %v", before, after)
-			}
+			openRefused(t, dir, queue.ErrEmptySpool, "3 message bodies")
 
 			var logs strings.Builder
-			s, err = queue.Open(dir, queue.Options{AcceptEmptySpool: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+			s, err := queue.Open(dir, queue.Options{AcceptEmptySpool: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatalf("Open with AcceptEmptySpool: %v", err)
 			}
@@ -150,7 +121,7 @@ func TestCheckAndSalvage(t *testing.T) {
 			dir := t.TempDir()
 			ids := queuetest.Fill(t, dir, 90)
 			tt.apply(t, dir)
-			before := snapshot(t, dir)
+			before := queuetest.Snapshot(t, dir)
 
 			r, err := queue.Check(dir)
 			if err != nil {
@@ -174,7 +145,7 @@ func TestCheckAndSalvage(t *testing.T) {
 				t.Errorf("Salvage copied nothing of a spool truncated to half")
 			}
 			checkSalvaged(t, out, ids, sr)
-			if after := snapshot(t, dir); !maps.Equal(before, after) {
+			if after := queuetest.Snapshot(t, dir); !maps.Equal(before, after) {
 				t.Errorf("Check or Salvage changed the spool it read")
 			}
 		})

@@ -8,6 +8,7 @@ package queuetest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -213,4 +214,26 @@ func patch(t testing.TB, dir string, off uint64, b []byte) {
 	if _, err := f.WriteAt(b, int64(off)); err != nil {
 		t.Fatalf("queuetest: patch %s: %v", DB(dir), err)
 	}
+}
+
+// Snapshot maps every file under dir to the SHA-256 of its content: two
+// snapshots are equal if no file was added, removed or changed.
+func Snapshot(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		m[p] = fmt.Sprintf("%x", sha256.Sum256(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("queuetest: %v", err)
+	}
+	return m
 }
