@@ -113,6 +113,7 @@ func TestCheckAndSalvage(t *testing.T) {
 		{"truncated", queuetest.Truncate, want{word: "truncated", loose: -1, lost: -1}},
 		{"bad page type", func(t testing.TB, dir string) { queuetest.BadPageType(t, dir, "messages") }, want{word: "type 0x20", all: true, loose: 90}},
 		{"random bytes in a branch page", func(t testing.TB, dir string) { queuetest.ScrambleBranch(t, dir, "messages", 9) }, want{word: "page", all: true, loose: 90}},
+		{"bad meta pages", queuetest.BadMeta, want{word: "no valid meta page", all: true, loose: 90}},
 		{"0-byte spool.db", queuetest.Empty, want{word: "holds 30 message bodies"}},
 		{"missing spool.db", queuetest.Remove, want{word: "holds 30 message bodies"}},
 	}
@@ -213,5 +214,21 @@ func checkSalvaged(t *testing.T, out string, ids []string, r *queue.Report) {
 		if due != r.Copied-r.Loose {
 			t.Errorf("salvaged spool: %d due, want %d (the schedule rebuilt for all but the held)", due, r.Copied-r.Loose)
 		}
+	}
+}
+
+// TestCheckInUse: Check and Salvage refuse a spool a gateway has open.
+func TestCheckInUse(t *testing.T) {
+	dir := t.TempDir()
+	s, err := queue.Open(dir, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := queue.Check(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("Check: got %v, want spool.db in use", err)
+	}
+	if _, err := queue.Salvage(t.Context(), dir, filepath.Join(t.TempDir(), "new")); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("Salvage: got %v, want spool.db in use", err)
 	}
 }

@@ -34,10 +34,11 @@ func (sc *spoolScan) scanLoose() {
 	}
 }
 
-// loosePage returns page id if it is a sound leaf page, else nil.
+// loosePage returns page id if it is a sound leaf page, else nil. The
+// page is valid until the next call.
 func (d *boltFile) loosePage(id uint64) *treePage {
-	head := make([]byte, d.meta.pageSize)
-	if _, err := d.r.ReadAt(head, int64(id*d.meta.pageSize)); err != nil {
+	head := d.pageBuf(0) // the walk is over
+	if err := d.readAt(head, int64(id*d.meta.pageSize)); err != nil {
 		return nil
 	}
 	overflow := uint64(byteOrder.Uint32(head[12:]))

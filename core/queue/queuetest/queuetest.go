@@ -122,6 +122,15 @@ func ScrambleBranch(t testing.TB, dir, bucket string, seed uint64) {
 	patch(t, dir, id*uint64(ps)+16, junk)
 }
 
+// BadMeta overwrites both meta pages of the spool.db in dir (its first
+// two pages) with zeros.
+func BadMeta(t testing.TB, dir string) {
+	t.Helper()
+	var ps int
+	view(t, dir, func(db *bolt.DB, _ *bolt.Tx) { ps = db.Info().PageSize })
+	patch(t, dir, 0, make([]byte, 2*ps))
+}
+
 // Empty makes the spool.db in dir a file of 0 bytes.
 func Empty(t testing.TB, dir string) {
 	t.Helper()
@@ -145,6 +154,7 @@ func Damages() []Damage {
 		{"truncated", "truncated", Truncate},
 		{"bad page type", "type", func(t testing.TB, dir string) { BadPageType(t, dir, "messages") }},
 		{"random bytes in a branch page", "page", func(t testing.TB, dir string) { ScrambleBranch(t, dir, "messages", 9) }},
+		{"bad meta pages", "meta page", BadMeta},
 	}
 }
 
