@@ -62,18 +62,13 @@ func runSpool(ctx context.Context, c *cli, args []string) error {
 	}
 }
 
-// verbFlags parses a verb's flags, which take no arguments.
+// verbFlags parses the flags of a verb that takes no arguments, and the
+// command's, on either side of it.
 func verbFlags(verb, cmd *flag.FlagSet, args []string) error {
-	pos, err := parseVerbFlags(verb, cmd, args)
-	if err != nil {
+	if _, err := parseVerbFlags(verb, cmd, nil); err != nil { // only adds cmd's flags to verb
 		return err
 	}
-	if len(pos) > 0 {
-		fmt.Fprintf(verb.Output(), "%s: unexpected argument %q\n", verb.Name(), pos[0])
-		verb.Usage()
-		return errUsage
-	}
-	return nil
+	return parseNoArgs(verb, args)
 }
 
 // spoolDir is dir, or else the spool of the configuration file's data_dir.
