@@ -21,6 +21,8 @@ FUZZ_TARGETS = \
 	./core/config:FuzzParse \
 	./core/config:FuzzParseSize \
 	./core/config:FuzzParseDuration \
+	./core/queue:FuzzDecodeMessage \
+	./core/queue:FuzzBoltFile \
 	./sdk:FuzzFromPB \
 	./plugins/aliases:FuzzParse \
 	./plugins/webhook:FuzzDocument

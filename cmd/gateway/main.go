@@ -41,6 +41,7 @@ func commands() []command {
 		{"check", "validate the configuration", runCheck},
 		{"send", "submit a message from a file or stdin", runSend},
 		{"queue", "list and manage the queue through the admin API", runQueue},
+		{"spool", "check or salvage the spool on disk of a stopped gateway", runSpool},
 		{"bench", "load generator: send many messages and report rates", runBench},
 		{"sink", "accept and count mail, keep nothing", runSink},
 		{"plugin", "plugin tools: probe PATH prints a plugin's info and schema", runPlugin},

@@ -22,8 +22,10 @@ const defaultConfig = "gateway.hcl"
 // assembly, the order of start and stop, and reload itself are
 // core/gateway's.
 func runServe(ctx context.Context, c *cli, args []string) error {
-	fs := newFlags(c, "serve", "[-config gateway.hcl]")
+	fs := newFlags(c, "serve", "[-config gateway.hcl] [-accept-empty-spool]")
 	path := fs.String("config", defaultConfig, "configuration file")
+	acceptEmpty := fs.Bool("accept-empty-spool", false,
+		"start even though spool.db is new or empty beside message bodies (they are moved to queue/orphans/)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until the gateway stops")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
@@ -47,9 +49,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	g, err := gateway.New(ctx, cfg, gateway.Options{Log: log, Version: version})
+	g, err := gateway.New(ctx, cfg, gateway.Options{Log: log, Version: version, AcceptEmptySpool: *acceptEmpty})
 	if err != nil {
-		return err
+		return spoolAdvice(err, *path)
 	}
 	hupCtx, stopHUP := context.WithCancel(ctx)
 	hupDone := reloadOnSIGHUP(hupCtx, g, log.With("part", "reload"))

@@ -40,6 +40,10 @@ type Options struct {
 	// Resolver, when set, are the DNS servers ("host:port") to use instead
 	// of the config's delivery.resolver (tests: a DNS server on loopback).
 	Resolver []string
+	// AcceptEmptySpool starts with a new or empty spool.db beside
+	// existing bodies (moved to orphans/) instead of refusing to
+	// (queue.ErrEmptySpool): the operator's -accept-empty-spool.
+	AcceptEmptySpool bool
 }
 
 // Gateway is one running mail gateway. New builds it and binds its
@@ -89,7 +93,8 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Gateway, error)
 func (g *Gateway) open(ctx context.Context, opt Options) error {
 	cfg := g.cfg
 	var err error
-	if g.spool, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), queue.Options{Log: g.log.With("part", "queue")}); err != nil {
+	qopt := queue.Options{Log: g.log.With("part", "queue"), AcceptEmptySpool: opt.AcceptEmptySpool}
+	if g.spool, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), qopt); err != nil {
 		return err
 	}
 	servers := cfg.Delivery.Resolver

@@ -2,9 +2,15 @@ package queue
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // benchmarkCommit commits b.N messages of a 2 KB body and one recipient,
@@ -66,3 +72,95 @@ func BenchmarkCommitParallel(b *testing.B) {
 
 // BenchmarkCommitSerial: one session, one fsync per message.
 func BenchmarkCommitSerial(b *testing.B) { benchmarkCommit(b, 0) }
+
+// BenchmarkOpenLarge measures what reading a large spool costs at start:
+// the page walker's check (checkBoltFile, which Open runs first), bbolt's
+// own Open (with NoFreelistSync it scans every page), Open as a whole, and
+// bbolt's tx.Check for comparison. The spool holds SPOOL_BENCH_N messages
+// (default 100,000) of a 2 KB inline body each; it is built once.
+func BenchmarkOpenLarge(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("SPOOL_BENCH_N")); err == nil {
+		n = v
+	}
+	dir := b.TempDir()
+	fillDirect(b, dir, n)
+	path := filepath.Join(dir, dbFile)
+	if st, err := os.Stat(path); err == nil {
+		b.Logf("%d messages, spool.db %d MB", n, st.Size()>>20)
+	}
+	b.Run("walk", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := checkBoltFile(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bbolt-open", func(b *testing.B) {
+		for b.Loop() {
+			db, err := bolt.Open(path, 0o600, boltOptions())
+			if err != nil {
+				b.Fatal(err)
+			}
+			db.Close()
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			s, err := Open(dir, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}
+	})
+	b.Run("tx-check", func(b *testing.B) {
+		db, err := bolt.Open(path, 0o600, boltOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		for b.Loop() {
+			db.View(func(tx *bolt.Tx) error {
+				for err := range tx.Check() {
+					b.Fatal(err)
+				}
+				return nil
+			})
+		}
+	})
+}
+
+// fillDirect writes n messages into the spool in dir as Commit would, in
+// large transactions, for benchmarks that need a big spool fast.
+func fillDirect(tb testing.TB, dir string, n int) {
+	s, err := Open(dir, Options{Now: testNow})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	body := content("bench", 2048)
+	for done := 0; done < n; {
+		k := min(n-done, 5000)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			msgs, bodies, sched := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies), tx.Bucket(bucketSchedule)
+			msgs.FillPercent, bodies.FillPercent = appendFill, appendFill
+			for range k {
+				m := &Message{ID: s.ids.next(testNow()), Envelope: *testEnvelope("bob@example.com"),
+					Recipients: make([]RecipientState, 1), Created: testNow(), Size: int64(len(body))}
+				rec, err := encodeMessage(m)
+				if err != nil {
+					return err
+				}
+				if err := errors.Join(bodies.Put([]byte(m.ID), body), sched.Put(scheduleKey(m), nil), msgs.Put([]byte(m.ID), rec)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		done += k
+	}
+}

@@ -20,6 +20,8 @@
 //	                              one key per message that is not held
 //	bodies/<id>       content of messages larger than the spill threshold
 //	bodies/<id>.tmp   a draft being received; removed at Open
+//	orphans/<id>      a body file no record referred to at Open, kept for
+//	                  the operator (never deleted by the spool)
 package queue
 
 import (
@@ -47,6 +49,10 @@ import (
 var (
 	ErrNotFound = errors.New("queue: message not found")
 	ErrClosed   = errors.New("queue: spool closed")
+	// ErrDamaged: spool.db is damaged; Open refuses it, Check reports it.
+	ErrDamaged = errors.New("queue: spool damaged")
+	// ErrEmptySpool: spool.db is new or empty beside existing bodies.
+	ErrEmptySpool = errors.New("queue: spool.db lost its records")
 )
 
 const (
@@ -55,6 +61,7 @@ const (
 	dbFile                = "spool.db"
 	bodiesDir             = "bodies"
 	tmpSuffix             = ".tmp"
+	orphansDir            = "orphans"
 	listPage              = 256  // records decoded per read transaction in List and Due
 	appendFill            = 0.95 // bbolt fill for buckets keyed by ever-growing IDs
 )
@@ -70,6 +77,10 @@ type Options struct {
 	Log            *slog.Logger     // nil = discard
 	SpillThreshold int              // content bytes kept in memory per draft before spilling to a file; <= 0 = 256 KiB
 	Now            func() time.Time // nil = time.Now (tests)
+	// AcceptEmptySpool lets Open start with a new or empty spool.db
+	// even though bodies/ holds message bodies (which it moves to
+	// orphans/): the operator's answer to ErrEmptySpool.
+	AcceptEmptySpool bool
 }
 
 // Stats are counters since Open.
@@ -102,9 +113,15 @@ type Spool struct {
 }
 
 // Open opens (creating if needed, mode 0700) the spool in dir, removes stale
-// temporary files and body files that no record refers to, and starts the
-// commit loop. Only one process can hold a spool open; a second Open waits a
-// few seconds for the lock and then fails.
+// temporary files, moves body files that no record refers to into
+// orphans/, and starts the commit loop. Only one process can hold a spool
+// open; a second Open waits a few seconds for the lock and then fails.
+//
+// Open reads every page of spool.db's tree before bbolt does, and refuses
+// a damaged file with an error wrapping ErrDamaged that names the file and
+// what is wrong; it changes nothing then. It refuses a new or empty
+// spool.db beside existing bodies (ErrEmptySpool) unless
+// opt.AcceptEmptySpool.
 func Open(dir string, opt Options) (*Spool, error) {
 	s := &Spool{
 		dir:       dir,
@@ -127,7 +144,57 @@ func Open(dir string, opt Options) (*Spool, error) {
 	if err := os.MkdirAll(s.bodiesDir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: open: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{
+	path := filepath.Join(dir, dbFile)
+	fresh, err := checkBoltFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("queue: open: %w", err)
+	}
+	files, stale, err := s.bodyFiles()
+	if err != nil {
+		return nil, err
+	}
+	if fresh && len(files) > 0 && !opt.AcceptEmptySpool {
+		return nil, fmt.Errorf("queue: open: %w: %s is new or empty, but %s holds %d message bodies whose records it had; "+
+			"restore it, or salvage what is left, or accept an empty spool (the bodies are then moved to %s)",
+			ErrEmptySpool, path, s.bodiesDir, len(files), filepath.Join(dir, orphansDir))
+	}
+	if err := s.openDB(path); err != nil {
+		return nil, err
+	}
+	for _, name := range stale {
+		s.removeStale(name)
+	}
+	if err := s.init(files); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	go s.loop()
+	return s, nil
+}
+
+// openDB opens spool.db, which checkBoltFile has read, with bbolt. A panic
+// or a memory fault in bbolt (damage the check missed) becomes an error
+// wrapping ErrDamaged instead of a crash, as far as it happens on this
+// goroutine: bbolt's scan of the pages at Open runs on one of its own,
+// which is why the file is checked first.
+func (s *Spool) openDB(path string) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("queue: open: %w", &DamageError{Path: path, Problems: []string{fmt.Sprintf("bbolt: %v", p)}})
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, boltOptions())
+	if err != nil {
+		return fmt.Errorf("queue: open %s: %w", s.dir, err)
+	}
+	s.db = db
+	return nil
+}
+
+// boltOptions are the options spool.db is opened with.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{
 		Timeout:      5 * time.Second,
 		FreelistType: bolt.FreelistMapType,
 		// The freelist is rebuilt by scanning at Open instead of being
@@ -136,23 +203,33 @@ func Open(dir string, opt Options) (*Spool, error) {
 		// Map address space for a large spool up front so that growing
 		// the file does not remap, which waits for every reader.
 		InitialMmapSize: 1 << 30,
-	})
+	}
+}
+
+// bodyFiles lists the body files in bodies/ by ID, and the stale drafts.
+func (s *Spool) bodyFiles() (files map[string]bool, stale []string, err error) {
+	entries, err := os.ReadDir(s.bodiesDir)
 	if err != nil {
-		return nil, fmt.Errorf("queue: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("queue: open: %w", err)
 	}
-	s.db = db
-	if err := s.init(); err != nil {
-		db.Close()
-		return nil, err
+	files = make(map[string]bool, len(entries))
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, tmpSuffix) && validID(strings.TrimSuffix(name, tmpSuffix)):
+			stale = append(stale, name)
+		case validID(name):
+			files[name] = true
+		}
 	}
-	go s.loop()
-	return s, nil
+	return files, stale, nil
 }
 
 // init creates the buckets, checks that every spilled record has its body
-// file, sweeps files no record refers to, and seeds the counters and the ID
-// generator. It runs before the commit loop starts.
-func (s *Spool) init() error {
+// file, moves the files no record refers to (files) into orphans/, and
+// seeds the counters and the ID generator. It runs before the commit loop
+// starts.
+func (s *Spool) init(files map[string]bool) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMessages, bucketBodies, bucketSchedule} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -163,21 +240,6 @@ func (s *Spool) init() error {
 	})
 	if err != nil {
 		return fmt.Errorf("queue: open: create buckets: %w", err)
-	}
-
-	entries, err := os.ReadDir(s.bodiesDir)
-	if err != nil {
-		return fmt.Errorf("queue: open: %w", err)
-	}
-	files := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		name := e.Name()
-		switch {
-		case strings.HasSuffix(name, tmpSuffix) && validID(strings.TrimSuffix(name, tmpSuffix)):
-			s.removeStale(name, "stale draft")
-		case validID(name):
-			files[name] = true
-		}
 	}
 
 	var n int64
@@ -209,21 +271,48 @@ func (s *Spool) init() error {
 	if err != nil {
 		return fmt.Errorf("queue: open: scan: %w", err)
 	}
-	for name := range files {
-		s.removeStale(name, "orphan body")
-	}
+	s.moveOrphans(files)
 	s.count.Store(n)
 	s.ids.seed(last)
 	return nil
 }
 
-func (s *Spool) removeStale(name, what string) {
-	err := os.Remove(filepath.Join(s.bodiesDir, name))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("queue: cannot remove "+what, "file", name, "err", err)
+// moveOrphans moves the body files named in files, which no record refers
+// to, into orphans/ and logs each at WARN. A crash between a body's rename
+// and its record's commit (the client got no 250), or between a record's
+// removal and its file's, leaves one; so does a spool.db that lost its
+// records, which is why they are kept for an operator to look at.
+func (s *Spool) moveOrphans(files map[string]bool) {
+	if len(files) == 0 {
 		return
 	}
-	s.log.Info("queue: removed "+what, "file", name)
+	dst := filepath.Join(s.dir, orphansDir)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		s.log.Error("queue: cannot make the orphans folder; orphan bodies left in place", "dir", dst, "err", err)
+		return
+	}
+	for name := range files {
+		from, to := filepath.Join(s.bodiesDir, name), filepath.Join(dst, name)
+		if err := os.Rename(from, to); err != nil {
+			s.log.Error("queue: cannot move orphan body; left in place", "file", from, "err", err)
+			continue
+		}
+		s.log.Warn("queue: body with no record moved to orphans", "file", to)
+	}
+	if err := syncDir(dst); err != nil {
+		s.log.Warn("queue: sync orphans folder", "dir", dst, "err", err)
+	}
+}
+
+// removeStale removes name, a draft's body file that was never committed:
+// its client got no 250.
+func (s *Spool) removeStale(name string) {
+	err := os.Remove(filepath.Join(s.bodiesDir, name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("queue: cannot remove stale draft", "file", name, "err", err)
+		return
+	}
+	s.log.Info("queue: removed stale draft", "file", name)
 }
 
 // Close stops accepting writes, lets the commit loop finish every request

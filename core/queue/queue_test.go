@@ -408,10 +408,21 @@ func TestOrphanSweep(t *testing.T) {
 		}
 	}
 
-	s = openSpool(t, dir, Options{SpillThreshold: 100})
-	// The orphan, the temp files and the stray file named like the inline
-	// message are gone; a file that isn't ours stays.
+	var logs logBuffer
+	s = openSpool(t, dir, Options{SpillThreshold: 100, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	// The temp files are gone; the orphan and the stray file named like the
+	// inline message are moved to orphans/, each with a WARN; a file that
+	// isn't ours stays.
 	assertDirEntries(t, bodies, []string{kept, "README"})
+	assertDirEntries(t, filepath.Join(dir, "orphans"), []string{inline, orphan})
+	for _, id := range []string{inline, orphan} {
+		if b, err := os.ReadFile(filepath.Join(dir, "orphans", id)); err != nil || string(b) != "junk" {
+			t.Errorf("orphans/%s: got %q, %v; want the file as it was", id, b, err)
+		}
+		if want := "level=WARN msg=\"queue: body with no record moved to orphans\" file=" + filepath.Join(dir, "orphans", id); !strings.Contains(logs.String(), want) {
+			t.Errorf("log: got %q, want %q", logs.String(), want)
+		}
+	}
 	if got := readBody(t, s, kept); !bytes.Equal(got, content("kept", 1000)) {
 		t.Errorf("Body(kept): got %d bytes, want 1000", len(got))
 	}
