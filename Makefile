@@ -23,6 +23,7 @@ FUZZ_TARGETS = \
 	./core/config:FuzzParseDuration \
 	./core/queue:FuzzDecodeMessage \
 	./core/queue:FuzzBoltFile \
+	./core/lua/pattern:FuzzFind \
 	./sdk:FuzzFromPB \
 	./plugins/aliases:FuzzParse \
 	./plugins/webhook:FuzzDocument
