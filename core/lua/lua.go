@@ -212,7 +212,7 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultMaxMemory = 8 << 20 // bytes
+	DefaultMaxMemory = 64 << 20 // bytes
 	DefaultBodyLimit = 1 << 20 // bytes
 
 	callStackSize = 200             // Lua call depth
@@ -353,6 +353,9 @@ func Load(opt Options) (*Script, error) {
 	chunk, err := parse.Parse(src, s.chunk)
 	if err != nil {
 		return nil, fmt.Errorf("lua: load %s: %s", s.name, parseError(s.chunk, err))
+	}
+	if chunk, err = wrapChunk(chunk); err != nil {
+		return nil, fmt.Errorf("lua: load %s: %s: %w", s.name, s.chunk, err)
 	}
 	s.proto, err = compile(chunk, s.chunk)
 	if err != nil {

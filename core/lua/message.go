@@ -129,7 +129,8 @@ func (st *state) msgSize(L *glua.LState) int {
 func (st *state) msgBody(L *glua.LState) int {
 	c := st.msgCall(L, "body")
 	if c.body == nil {
-		limit := int(min(st.s.bodyLimit, int64(st.maxString)))
+		limit := int(st.s.bodyLimit)
+		st.charge(L, "msg:body", 2*(stringBytes+int(min(st.s.bodyLimit, c.msg.Size()))))
 		b, err := c.msg.Body(limit + 1)
 		if err != nil {
 			L.RaiseError("msg:body: %v", err)
@@ -151,6 +152,7 @@ func (st *state) msgAddHeader(L *glua.LState) int {
 	if len(c.eff.AddHeaders) >= maxList {
 		L.RaiseError("msg:add_header: more than %d fields", maxList)
 	}
+	st.charge(L, "msg:add_header", len(name)+len(value)+2*stringBytes)
 	c.eff.AddHeaders = append(c.eff.AddHeaders, sdk.HeaderField{Name: name, Value: value})
 	return 0
 }
@@ -181,6 +183,7 @@ func (st *state) msgSetHeader(L *glua.LState) int {
 func (st *state) msgSetBody(L *glua.LState) int {
 	c := st.msgCall(L, "set_body")
 	body := L.CheckString(2)
+	st.charge(L, "msg:set_body", 2*len(body))
 	var b bytes.Buffer
 	for _, f := range c.fields(L, "set_body") {
 		b.WriteString(f.Name)

@@ -58,15 +58,12 @@ func TestSandbox(t *testing.T) {
 		{"('abc'):upper()", "ABC"},
 		{"getmetatable(gw.accept())", "gw.verdict"},
 		{"pcall(error, 'x')", "false"},
-		{"select(2, pcall(string.rep, 'ab', 1e9))", "t.lua:2: string.rep: result of 2000000000 bytes exceeds the limit of 8388608"},
 		{"#string.rep('ab', 3)", "6"},
 		{"string.rep('ab', 0)", ""},
 		{"select(2, pcall(string.format, '%999d', 1))", "t.lua:2: string.format: invalid format (width or precision too long)"},
 		{"string.format('%5.2f|%-3s|%%', 1.5, 'a')", " 1.50|a  |%"},
-		{"select(2, pcall(string.gsub, string.rep('x', 1e6), 'x', 'xxxxxxxxxx'))", "t.lua:2: string.gsub: result of 8388610 bytes exceeds the limit of 8388608"},
-		{"select(2, pcall(table.concat, {string.rep('x', 5e6), string.rep('x', 5e6)}))", "t.lua:2: table.concat: result of 10000000 bytes exceeds the limit of 8388608"},
 		{"select('#', unpack({1, 2, 3}))", "3"},
-		{"(pcall(function() local t = {} for i = 1, 1e5 do t[i] = i end return unpack(t) end))", "false"},
+		{"(pcall(function() local t = {} for i = 1, 1e6 do t[i] = i end return unpack(t) end))", "false"},
 		{"(pcall(print, 'to the log, not stdout'))", "true"},
 	}
 	for _, tt := range tests {

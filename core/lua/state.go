@@ -26,9 +26,10 @@ var funcNames = func() map[sdk.Stage]string {
 type state struct {
 	s         *Script
 	L         *glua.LState
-	cur       *call           // the call in progress; nil between calls
-	initCtx   context.Context // while the top level runs in newState
-	maxString int
+	cur     *call           // the call in progress; nil between calls
+	initCtx context.Context // while the top level runs in newState
+	m       *meter          // the meter of the call (or top level) in progress
+	acct    account         // the state's memory
 
 	ctxMeta     *glua.LTable
 	connMeta    *glua.LTable
@@ -54,7 +55,7 @@ func (s *Script) newState(ctx context.Context) (*state, error) {
 		// grows to the limit from copying quadratically.
 		RegistryGrowStep: max(registryStart, regMax/16),
 	})
-	st := &state{s: s, L: L, initCtx: ctx, maxString: s.maxMemory}
+	st := &state{s: s, L: L, initCtx: ctx, acct: account{max: int64(s.maxMemory)}}
 	if err := st.sandbox(); err != nil {
 		L.Close()
 		return nil, fmt.Errorf("%s: sandbox: %w", s.name, err)
@@ -65,16 +66,33 @@ func (s *Script) newState(ctx context.Context) (*state, error) {
 		L.Close()
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
-	L.SetContext(ctx)
-	err := st.pcall(L.NewFunctionFromProto(s.proto), 0)
+	st.m = newMeter(ctx, st)
+	L.SetContext(st.m)
+	err := st.runTop()
 	L.RemoveContext()
 	st.initCtx = nil
 	if err != nil {
 		L.Close()
-		return nil, st.callError(ctx, "", err)
+		return nil, st.callError(st.m, "", err)
 	}
+	st.m = nil
 	s.created.Add(1)
 	return st, nil
+}
+
+// runTop runs the chunk's top level: the compiled chunk returns the
+// script's body when given the concatenation function (wrapChunk).
+func (st *state) runTop() error {
+	L := st.L
+	if err := st.pcall(L.NewFunctionFromProto(st.s.proto), 1, L.NewFunction(st.concat)); err != nil {
+		return err
+	}
+	body, ok := L.Get(-1).(*glua.LFunction)
+	L.Pop(1)
+	if !ok {
+		return errors.New("the compiled chunk did not return the script's body")
+	}
+	return st.pcall(body, 0)
 }
 
 // ctx returns the context of the call in progress (or of the top-level run).
@@ -102,13 +120,14 @@ func (st *state) call(ctx context.Context, req *hook.Request, msg hook.Message) 
 	c := &call{st: st, ctx: ctx, req: req, msg: msg}
 	ud := L.NewUserData()
 	ud.Value, ud.Metatable = c, st.ctxMeta
-	st.cur = c
-	L.SetContext(ctx)
+	st.cur, st.m = c, newMeter(ctx, st)
+	L.SetContext(st.m)
 	err := st.pcall(fn, 1, ud)
 	L.RemoveContext()
-	st.cur, c.done = nil, true
+	m := st.m
+	st.cur, st.m, c.done = nil, nil, true
 	if err != nil {
-		return sdk.Decision{}, sdk.Effects{}, st.callError(ctx, name, err)
+		return sdk.Decision{}, sdk.Effects{}, st.callError(m, name, err)
 	}
 	ret := L.Get(-1)
 	L.Pop(1)
@@ -141,9 +160,11 @@ func (st *state) pcall(fn *glua.LFunction, nret int, args ...glua.LValue) (err e
 	return st.L.CallByParam(glua.P{Fn: fn, NRet: nret, Protect: true, Handler: st.onError}, args...)
 }
 
-// callError turns a failed PCall into the error Handle returns.
-func (st *state) callError(ctx context.Context, fn string, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
+// callError turns a failed PCall into the error Handle returns: the
+// memory limit's or the context's error if the meter has one, else a
+// *ScriptError.
+func (st *state) callError(m *meter, fn string, err error) error {
+	if cerr := m.Err(); cerr != nil {
 		where := fn
 		if where == "" {
 			where = "top level"

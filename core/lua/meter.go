@@ -1,0 +1,144 @@
+package lua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	glua "github.com/yuin/gopher-lua"
+)
+
+// ErrMemoryLimit is wrapped by the error of a call whose state would hold
+// more than Options.MaxMemory.
+var ErrMemoryLimit = errors.New("lua: memory limit exceeded")
+
+// What the VM's instructions are charged. gopher-lua's instructions
+// allocate up to about 115 bytes each on average (a table of four fields
+// in a loop, garbage included; measured), strings aside, which are charged
+// where they are made.
+const (
+	tickBatch = 1 << 10 // instructions charged at once
+	tickBytes = 128     // bytes charged per instruction
+)
+
+// account is a state's memory: what it held when last measured and what
+// it may have made since. It lives as long as the state, across calls.
+type account struct {
+	max   int64 // Options.MaxMemory
+	live  int64 // bytes the last measurement found
+	since int64 // bytes charged since
+}
+
+// meter is the context a call runs under (LState.SetContext), for the
+// state and every coroutine it makes. gopher-lua's VM calls Done before
+// every instruction: the meter charges the state's account for each
+// batch of them, and once the account is over its limit Done returns a
+// closed channel, so the VM raises Err at the next instruction, however
+// often the script catches it with pcall.
+type meter struct {
+	context.Context
+	st    *state
+	done  <-chan struct{} // the call's ctx.Done()
+	ticks int
+	err   error         // the memory error, once the limit is reached
+	over  chan struct{} // closed with err
+}
+
+func newMeter(ctx context.Context, st *state) *meter {
+	return &meter{Context: ctx, st: st, done: ctx.Done()}
+}
+
+// Done counts an instruction (the VM calls it before each) and returns the
+// call's Done channel, or a closed one once the memory limit is reached.
+func (m *meter) Done() <-chan struct{} {
+	if m.err == nil {
+		if m.ticks++; m.ticks == tickBatch {
+			m.ticks = 0
+			_ = m.charge(tickBatch*tickBytes, "")
+		}
+	}
+	if m.err != nil {
+		return m.over
+	}
+	return m.done
+}
+
+// Err returns the memory error once the limit is reached, else the call's
+// ctx.Err().
+func (m *meter) Err() error {
+	if m.err != nil {
+		return m.err
+	}
+	return m.Context.Err()
+}
+
+// charge accounts n bytes the state is about to make (for what, a host
+// function; "" for instructions). When they do not fit in what the last
+// measurement left, it measures the state again (garbage no longer
+// counts) and fails, for good, if they still do not fit. It also fails
+// with the call's ctx.Err() when a measurement runs into the deadline.
+func (m *meter) charge(n int64, what string) error {
+	if m.err != nil {
+		return m.err
+	}
+	a := &m.st.acct
+	if a.live+a.since+n <= a.max {
+		a.since += n
+		return nil
+	}
+	live, err := m.st.measure(m.Context)
+	if err != nil {
+		return err
+	}
+	a.live, a.since = live, 0
+	if live+n > a.max {
+		m.trip(what, fmt.Errorf("%w: the state holds about %d bytes of max_memory %d and asks for %d more",
+			ErrMemoryLimit, live, a.max, n))
+		return m.err
+	}
+	a.since = n
+	return nil
+}
+
+// trip makes err, prefixed with where the running code is and what asked,
+// the meter's error for good.
+func (m *meter) trip(what string, err error) {
+	th := m.st.L.G.CurrentThread
+	where := ""
+	for level := 0; level < 8; level++ { // the Lua code that called the host functions
+		if where = th.Where(level); where != "[G]:" {
+			break
+		}
+	}
+	if what != "" {
+		what += ": "
+	}
+	m.err = fmt.Errorf("%s %s%w", where, what, err)
+	m.over = make(chan struct{})
+	close(m.over)
+}
+
+// charge is meter.charge for a host function: it raises the error in L.
+func (st *state) charge(L *glua.LState, what string, n int) {
+	if st.m == nil {
+		return
+	}
+	if err := st.m.charge(int64(n), what); err != nil {
+		if errors.Is(err, ErrMemoryLimit) {
+			L.Error(glua.LString(err.Error()), 0) // it says where already
+		}
+		L.RaiseError("%s: %v", what, err)
+	}
+}
+
+// tick is for host functions that loop: every tickBatch steps it looks at
+// the call's context and raises its error.
+func (st *state) tick(L *glua.LState, what string, steps *int) {
+	*steps++
+	if *steps%tickBatch != 0 || st.m == nil {
+		return
+	}
+	if err := st.m.Err(); err != nil {
+		L.RaiseError("%s: %v", what, err)
+	}
+}
