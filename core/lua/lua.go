@@ -213,7 +213,7 @@ import (
 // Defaults for Options.
 const (
 	DefaultMaxMemory = 64 << 20 // bytes
-	DefaultBodyLimit = 1 << 20 // bytes
+	DefaultBodyLimit = 1 << 20  // bytes
 
 	callStackSize = 200             // Lua call depth
 	registryStart = 1024            // initial value-stack slots per state

@@ -24,8 +24,8 @@ var funcNames = func() map[sdk.Stage]string {
 
 // state is one Lua state of a Script's pool. It runs one call at a time.
 type state struct {
-	s         *Script
-	L         *glua.LState
+	s       *Script
+	L       *glua.LState
 	cur     *call           // the call in progress; nil between calls
 	initCtx context.Context // while the top level runs in newState
 	m       *meter          // the meter of the call (or top level) in progress
