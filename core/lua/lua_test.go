@@ -820,3 +820,29 @@ func TestOffStageEffects(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkHandleWork is a call that concatenates, matches and replaces
+// in a loop: the host's .. and pattern functions at work.
+func BenchmarkHandleWork(b *testing.B) {
+	s := load(b, `
+function on_rcpt(ctx)
+  local n = 0
+  for i = 1, 200 do
+    local key = "rate/" .. ctx.txn.rcpt .. "/" .. i
+    local l, d = string.match(key, "^rate/(.*)@([^/]*)/")
+    if d then n = n + #l end
+    key = key:gsub("%d", "x")
+  end
+  return gw.accept()
+end
+`)
+	req := request(sdk.StageRcpt)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := s.Handle(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

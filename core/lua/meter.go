@@ -73,10 +73,16 @@ func (m *meter) Err() error {
 }
 
 // charge accounts n bytes the state is about to make (for what, a host
-// function; "" for instructions). When they do not fit in what the last
-// measurement left, it measures the state again (garbage no longer
-// counts) and fails, for good, if they still do not fit. It also fails
-// with the call's ctx.Err() when a measurement runs into the deadline.
+// function; "" for instructions). When what the state held at its last
+// measurement, what it made since and n would pass max, it measures the
+// state again (garbage no longer counts): the call fails, for good, if
+// the state then holds more than half of max or n does not fit. Half of
+// max is for what the state makes between two measurements (garbage the
+// Go collector has not reclaimed yet is memory of the process too), so a
+// state is measured after making at least as much as it holds, and the
+// measurements cost about as much as the work they watch at worst. charge
+// also fails with the call's ctx.Err() when a measurement runs into the
+// deadline.
 func (m *meter) charge(n int64, what string) error {
 	if m.err != nil {
 		return m.err
@@ -91,9 +97,14 @@ func (m *meter) charge(n int64, what string) error {
 		return err
 	}
 	a.live, a.since = live, 0
-	if live+n > a.max {
-		m.trip(what, fmt.Errorf("%w: the state holds about %d bytes of max_memory %d and asks for %d more",
-			ErrMemoryLimit, live, a.max, n))
+	switch {
+	case live > a.max/2:
+		m.trip(what, fmt.Errorf("%w: the state holds about %d bytes, more than half of max_memory %d",
+			ErrMemoryLimit, live, a.max))
+		return m.err
+	case live+n > a.max:
+		m.trip(what, fmt.Errorf("%w: the state holds about %d bytes and asks for %d more, past max_memory %d",
+			ErrMemoryLimit, live, n, a.max))
 		return m.err
 	}
 	a.since = n

@@ -123,21 +123,19 @@ func (st *state) strGmatch(L *glua.LState) int {
 	return 1
 }
 
-// builder is a strings.Builder whose growth is charged to the state: it
-// charges as much again as it holds whenever what it holds outgrows what
-// it charged, as the Builder's buffer doubles.
+// builder is a strings.Builder whose buffer is charged to the state each
+// time it grows (doubling).
 type builder struct {
 	strings.Builder
-	st      *state
-	what    string
-	charged int
+	st   *state
+	what string
 }
 
 func (b *builder) add(L *glua.LState, s string) {
-	if need := b.Len() + len(s); need > b.charged {
-		n := max(need-b.charged, b.charged, 64)
-		b.st.charge(L, b.what, n)
-		b.charged += n
+	if need := b.Len() + len(s); need > b.Cap() {
+		size := max(need, 2*b.Cap(), 256)
+		b.st.charge(L, b.what, size)
+		b.Grow(size - b.Len())
 	}
 	b.WriteString(s)
 }
@@ -218,15 +216,14 @@ func (st *state) addValue(L *glua.LState, b *builder, src string, cs []pattern.C
 // addRepl adds a replacement string: %0 is the whole match, %1-%9 the
 // captures, % before any other character that character.
 func (st *state) addRepl(L *glua.LState, b *builder, repl, src string, cs []pattern.Capture, whole string) {
-	for i := 0; i < len(repl); i++ {
-		c := repl[i]
-		if c != '%' || i+1 == len(repl) {
-			b.add(L, repl[i:i+1])
-			continue
+	for repl != "" {
+		i := strings.IndexByte(repl, '%')
+		if i < 0 || i == len(repl)-1 {
+			b.add(L, repl)
+			return
 		}
-		i++
-		c = repl[i]
-		switch {
+		b.add(L, repl[:i])
+		switch c := repl[i+1]; {
 		case c == '0':
 			b.add(L, whole)
 		case '1' <= c && c <= '9':
@@ -236,7 +233,8 @@ func (st *state) addRepl(L *glua.LState, b *builder, repl, src string, cs []patt
 			}
 			b.add(L, glua.LVAsString(st.captureValue(L, src, cs[k])))
 		default:
-			b.add(L, repl[i:i+1])
+			b.add(L, repl[i+1:i+2])
 		}
+		repl = repl[i+2:]
 	}
 }
