@@ -164,10 +164,11 @@ admin {
 # pipeline = ["lua.relay"]  # "lua.<name>" of every lua block, once each. Default: the blocks' order
 #
 # lua "relay" {
-#   path     = "scripts/relay.lua" # the script (relative to this file)
-#   timeout  = "1s"                # deadline of each call. Default: "1s"
-#   on_error = "defer"             # on an error, panic or timeout: "defer" (451 4.3.0), "continue" or "reject"
-#   params   = { allow_networks = ["10.0.0.0/8"] } # any HCL object; the script reads it as gw.params
+#   path       = "scripts/relay.lua" # the script (relative to this file)
+#   timeout    = "1s"                # deadline of each call. Default: "1s"
+#   on_error   = "defer"             # on an error, panic or timeout: "defer" (451 4.3.0), "continue" or "reject"
+#   max_memory = "64MB"              # most memory one Lua state takes; a call past it fails (on_error). Default: "64MB"
+#   params     = { allow_networks = ["10.0.0.0/8"] } # any HCL object; the script reads it as gw.params
 #
 #   # Call the script only for requests that meet every condition given.
 #   # Default: every request at the stages the script has an on_<stage> for.

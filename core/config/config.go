@@ -190,6 +190,9 @@ type LuaHook struct {
 	Path    string        // the script; a relative path is resolved against the config file's folder
 	Timeout time.Duration // deadline of each call (default 1s)
 	OnError string        // when a call errors, panics or times out: "defer" (default), "continue" or "reject"
+	// MaxMemory is the most bytes one Lua state of the script may take
+	// (default 64MB, at least 1MB): a call that would pass it fails (on_error).
+	MaxMemory int64
 
 	// Params is the params = { … } object, handed to the script: values
 	// are string, int64 (whole numbers), float64, bool, nil, []any and

@@ -123,6 +123,9 @@ func (d *decoder) luaHooks(rs []rawLua) ([]LuaHook, []hcl.Range) {
 		}
 		d.duration("timeout", r.Timeout, &h.Timeout, false)
 		d.enum("on_error", r.OnError, &h.OnError, onErrors())
+		if d.size("max_memory", r.MaxMemory, &h.MaxMemory) && h.MaxMemory < minLuaMaxMemory {
+			d.errorf(r.MaxMemory.Range(), "Invalid size", "max_memory must be at least 1MB; got %d bytes.", h.MaxMemory)
+		}
 		h.Params = d.params("params", r.Params)
 		if r.Match != nil {
 			h.Match = d.match(r.Match)

@@ -50,6 +50,8 @@ const (
 	defaultResolverPort                    = "53" // for a resolver given as a bare IP address
 
 	defaultHookTimeout   = time.Second     // each call of a lua hook
+	defaultLuaMaxMemory  = 64 << 20        // bytes of one Lua state
+	minLuaMaxMemory      = 1 << 20         // the least max_memory of a lua block
 	defaultPluginTimeout = 2 * time.Second // each call of a plugin (a process away)
 	defaultOnError       = "defer"         // a hook that errors, panics or times out: 451 4.3.0
 )
@@ -149,7 +151,7 @@ func defaultRoute(domain string) Route {
 
 // defaultLuaHook is a lua block with only its name set.
 func defaultLuaHook(name string) LuaHook {
-	return LuaHook{Name: name, Timeout: defaultHookTimeout, OnError: defaultOnError}
+	return LuaHook{Name: name, Timeout: defaultHookTimeout, OnError: defaultOnError, MaxMemory: defaultLuaMaxMemory}
 }
 
 // defaultPluginHook is a plugin block with only its name set.

@@ -137,10 +137,11 @@ type rawLua struct {
 	NameRange hcl.Range `hcl:"name,label_range"`
 	DefRange  hcl.Range `hcl:",def_range"`
 
-	Path    hcl.Expression `hcl:"path,optional"` // required
-	Timeout hcl.Expression `hcl:"timeout,optional"`
-	OnError hcl.Expression `hcl:"on_error,optional"`
-	Params  hcl.Expression `hcl:"params,optional"`
+	Path      hcl.Expression `hcl:"path,optional"` // required
+	Timeout   hcl.Expression `hcl:"timeout,optional"`
+	OnError   hcl.Expression `hcl:"on_error,optional"`
+	MaxMemory hcl.Expression `hcl:"max_memory,optional"`
+	Params    hcl.Expression `hcl:"params,optional"`
 
 	Match *rawMatch `hcl:"match,block"`
 }

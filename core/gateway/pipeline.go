@@ -155,11 +155,12 @@ func matcher(m config.Match) (func(*hook.Request) bool, error) {
 // loadLua compiles a lua block's script.
 func (b *hookBuilder) loadLua(h config.LuaHook) (*lua.Script, error) {
 	s, err := lua.Load(lua.Options{
-		Name:     h.Name,
-		Path:     h.Path,
-		Params:   h.Params,
-		Services: b.deps.Services,
-		Log:      b.deps.Log,
+		Name:      h.Name,
+		Path:      h.Path,
+		Params:    h.Params,
+		Services:  b.deps.Services,
+		Log:       b.deps.Log,
+		MaxMemory: int(h.MaxMemory),
 	})
 	if err != nil {
 		return nil, err

@@ -2,10 +2,11 @@ hostname = "mx.example.test"
 listener "mx" { address = "127.0.0.1:0" }
 
 lua "relay" {
-  path     = "scripts/relay.lua"
-  on_error = "accept"
-  timeout  = "0s"
-  params   = ["not", "an", "object"]
+  path       = "scripts/relay.lua"
+  on_error   = "accept"
+  timeout    = "0s"
+  params     = ["not", "an", "object"]
+  max_memory = "512KB"
 }
 lua "relay" { path = "scripts/lists.lua" }
 lua "bad.name" {

@@ -5,9 +5,10 @@ listener "mx" { address = "127.0.0.1:0" }
 pipeline = ["lua.lists", "lua.relay"] # not the file order
 
 lua "relay" {
-  path     = "scripts/relay.lua"
-  timeout  = "200ms"
-  on_error = "continue"
+  path       = "scripts/relay.lua"
+  timeout    = "200ms"
+  on_error   = "continue"
+  max_memory = "16MB"
   params = {
     allow    = ["10.0.0.0/8", "192.0.2.1"]
     limit    = 100
