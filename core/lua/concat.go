@@ -2,7 +2,6 @@ package lua
 
 import (
 	"fmt"
-	"strings"
 
 	glua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/ast"
@@ -238,7 +237,11 @@ func (st *state) concat(L *glua.LState) int {
 		parts = append(parts, last)
 		total += len(last)
 		st.charge(L, "..", total+stringBytes)
-		rhs = glua.LString(strings.Join(parts, ""))
+		t := newText(total)
+		for _, p := range parts {
+			t.add(p)
+		}
+		rhs = glua.LString(t.String())
 		i = j - 1
 	}
 	L.Push(rhs)

@@ -123,10 +123,10 @@ func (st *state) strGmatch(L *glua.LState) int {
 	return 1
 }
 
-// builder is a strings.Builder whose buffer is charged to the state each
-// time it grows (doubling).
+// builder is a text whose room is charged to the state each time it
+// grows.
 type builder struct {
-	strings.Builder
+	text
 	st   *state
 	what string
 }
@@ -135,9 +135,9 @@ func (b *builder) add(L *glua.LState, s string) {
 	if need := b.Len() + len(s); need > b.Cap() {
 		size := max(need, 2*b.Cap(), 256)
 		b.st.charge(L, b.what, size)
-		b.Grow(size - b.Len())
+		b.grow(size - b.Len())
 	}
-	b.WriteString(s)
+	b.text.add(s)
 }
 
 // strGsub is string.gsub(s, pattern, repl[, n]) as in Lua 5.1, in linear

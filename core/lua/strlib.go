@@ -61,7 +61,10 @@ func (st *state) strRep(L *glua.LState) int {
 		size = n * len(s)
 	}
 	st.charge(L, "string.rep", stringBytes+size)
-	L.Push(glua.LString(strings.Repeat(s, n)))
+	t := newText(size)
+	t.add(s)
+	t.repeat(size)
+	L.Push(glua.LString(t.String()))
 	return 1
 }
 
@@ -90,7 +93,9 @@ func (st *state) strSub(L *glua.LState) int {
 func (st *state) piece(L *glua.LState, s string, i, j int) glua.LString {
 	if len(s) >= copyPieceOf && j-i < len(s)/2 {
 		st.charge(L, "string", stringBytes+j-i)
-		return glua.LString(strings.Clone(s[i:j]))
+		t := newText(j - i)
+		t.add(s[i:j])
+		return glua.LString(t.String())
 	}
 	return glua.LString(s[i:j])
 }

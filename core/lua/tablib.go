@@ -2,7 +2,6 @@ package lua
 
 import (
 	"sort"
-	"strings"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -44,7 +43,14 @@ func (st *state) tabConcat(L *glua.LState) int {
 		total += len(s) + len(sep)
 	}
 	st.charge(L, "table.concat", stringBytes+total)
-	L.Push(glua.LString(strings.Join(parts, sep)))
+	out := newText(total)
+	for k, p := range parts {
+		if k > 0 {
+			out.add(sep)
+		}
+		out.add(p)
+	}
+	L.Push(glua.LString(out.String()))
 	return 1
 }
 
