@@ -94,18 +94,20 @@ func TestServerBombs(t *testing.T) {
 	tests := []struct {
 		name      string
 		onRcpt    string
-		maxMemory int64 // MiB
+		maxMemory int64 // MiB; 0 for the default
+		timeout   time.Duration
 		sessions  int
 	}{
-		{"doubling", `local s = "x" for i = 1, 40 do s = s .. s end`, 16, 4},
-		{"doubling, the default max_memory", `local s = "x" for i = 1, 40 do s = s .. s end`, 0, 1},
-		{"table.concat of 1200 MiB", `local t, x = {}, string.rep("x", 8 * 2^20) for i = 1, 150 do t[i] = x end return table.concat(t)`, 16, 4},
-		{"table of strings", `local t = {} for i = 1, 1e9 do t[#t + 1] = "a string of some length " .. i end`, 16, 4},
-		{"string.find", `string.find(string.rep("a", 30000), ".-.-.-b")`, 0, 2},
+		{"doubling", `local s = "x" for i = 1, 40 do s = s .. s end`, 16, time.Second, 4},
+		{"doubling, the default max_memory", `local s = "x" for i = 1, 40 do s = s .. s end`, 0, time.Second, 1},
+		{"table.concat of 1200 MiB", `local t, x = {}, string.rep("x", 8 * 2^20) for i = 1, 150 do t[i] = x end return table.concat(t)`, 16, time.Second, 4},
+		{"1200 MiB in one instruction", `local x = string.rep("x", 8 * 2^20) local s = ` + strings.Repeat("x .. ", 149) + "x", 16, time.Second, 4},
+		{"table of strings", `local t = {} for i = 1, 1e9 do t[#t + 1] = "a string of some length " .. i end`, 16, 10 * time.Second, 4},
+		{"string.find", `string.find(string.rep("a", 30000), ".-.-.-b")`, 0, time.Second, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			settings, limit := `timeout = "1s"`, int64(64*mib)
+			settings, limit := fmt.Sprintf("timeout = %q", tt.timeout.String()), int64(64*mib)
 			if tt.maxMemory > 0 {
 				settings += fmt.Sprintf("\nmax_memory = \"%dMB\"", tt.maxMemory)
 				limit = tt.maxMemory * mib
@@ -113,7 +115,7 @@ func TestServerBombs(t *testing.T) {
 			g, addr := startBomb(t, tt.onRcpt, settings, "")
 			resetPeak(t)
 			before := procStatus(t, "VmRSS")
-			sendAll(t, addr, tt.sessions)
+			sendAll(t, addr, tt.sessions, tt.timeout)
 			grew := procStatus(t, "VmHWM") - before
 			if bound := int64(tt.sessions) * limit * 3 / 2; grew > bound {
 				t.Errorf("the process grew by %d MiB at its peak, more than %d MiB", grew/mib, bound/mib)
@@ -132,11 +134,10 @@ func TestServerBombs(t *testing.T) {
 }
 
 // sendAll sends a recipient from n sessions at once, each of which must
-// get deferReply by the hook's deadline (1s) and 50ms, or have the
-// process use little CPU after the deadline.
-func sendAll(t *testing.T, addr string, n int) {
+// get deferReply by the hook's deadline and 50ms, or have the process use
+// little CPU after the deadline.
+func sendAll(t *testing.T, addr string, n int, deadline time.Duration) {
 	t.Helper()
-	const deadline = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	late := cpuAfter(ctx)
