@@ -28,7 +28,7 @@ func (st *state) defineGW() error {
 		"drop":     st.verdictFn(sdk.Drop),
 		"log":      st.gwLog,
 		"time":     gwTime,
-		"glob":     gwGlob,
+		"glob":     st.gwGlob,
 	}
 	for name, fn := range fns {
 		gw.RawSetString(name, L.NewFunction(fn))
@@ -229,17 +229,26 @@ func gwTime(L *glua.LState) int {
 	return 1
 }
 
-func gwGlob(L *glua.LState) int {
-	L.Push(glua.LBool(glob(strings.ToLower(L.CheckString(1)), strings.ToLower(L.CheckString(2)))))
+// gwGlob is gw.glob(pattern, s); the search looks at the call's deadline
+// every few thousand steps.
+func (st *state) gwGlob(L *glua.LState) int {
+	pattern, s := L.CheckString(1), L.CheckString(2)
+	st.charge(L, "gw.glob", 3*(len(pattern)+len(s)))
+	steps := 0
+	L.Push(glua.LBool(glob(strings.ToLower(pattern), strings.ToLower(s), func() {
+		st.tick(L, "gw.glob", &steps)
+	})))
 	return 1
 }
 
 // glob matches s against pattern, where * is any run of bytes and ? one
-// byte; linear-time with one backtrack point.
-func glob(pattern, s string) bool {
+// byte, with one backtrack point: at most len(pattern) steps per byte of
+// s, each a call of step.
+func glob(pattern, s string, step func()) bool {
 	p, i := 0, 0
 	star, mark := -1, 0
 	for i < len(s) {
+		step()
 		switch {
 		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
 			p, i = p+1, i+1
@@ -336,7 +345,9 @@ func (st *state) cidrContains(L *glua.LState) int {
 	case glua.LString:
 		found = st.prefix(L, string(v)).Contains(ip)
 	case *glua.LTable:
+		steps := 0
 		for i, n := 1, v.Len(); i <= n && !found; i++ {
+			st.tick(L, "gw.cidr.contains", &steps)
 			s, ok := v.RawGetInt(i).(glua.LString)
 			if !ok {
 				L.RaiseError("gw.cidr.contains: entry %d is a %s, want a string", i, v.RawGetInt(i).Type())

@@ -109,6 +109,8 @@ var bombs = []struct {
 	{"gsub with a function", `string.gsub(string.rep("a", 1e6), ".", function(c) for i = 1, 1e4 do end return c end)`, context.DeadlineExceeded},
 	{"table.sort", `local t = {} for i = 1, 3e5 do t[i] = (i * 7919) % 1000003 end while true do table.sort(t, function(a, b) return a > b end) table.sort(t) end`, context.DeadlineExceeded},
 	{"loop", `while true do end`, context.DeadlineExceeded},
+	{"loop in a coroutine", `coroutine.wrap(function() while true do end end)()`, context.DeadlineExceeded},
+	{"gw.glob", `gw.glob("*" .. string.rep("a", 5000) .. "b", string.rep("a", 1e6))`, context.DeadlineExceeded},
 }
 
 // TestBombs runs each bomb with MaxMemory 32 MiB: it must fail with its
