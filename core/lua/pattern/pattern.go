@@ -342,34 +342,11 @@ func (s *Search) match(ctx context.Context, si, pi int) int {
 				return -1
 			}
 		case '%':
-			switch c := p[pi+1]; {
-			case c == 'b':
-				if si = s.matchBalance(ctx, si, p[pi+2], p[pi+3]); si < 0 {
+			if nsi, npi, ok := s.special(ctx, si, pi); ok {
+				if nsi < 0 {
 					return -1
 				}
-				pi += 4
-				continue
-			case c == 'f':
-				pi += 2
-				ep, _ := classEnd(p, pi)
-				prev := byte(0)
-				if si > 0 {
-					prev = s.src[si-1]
-				}
-				cur := byte(0)
-				if si < len(s.src) {
-					cur = s.src[si]
-				}
-				if matchSet(prev, p[pi:ep-1]) || !matchSet(cur, p[pi:ep-1]) {
-					return -1
-				}
-				pi = ep
-				continue
-			case c >= '0' && c <= '9':
-				if si = s.matchCapture(ctx, si, int(c-'1')); si < 0 {
-					return -1
-				}
-				pi += 2
+				si, pi = nsi, npi
 				continue
 			}
 		}
@@ -402,6 +379,34 @@ func (s *Search) match(ctx context.Context, si, pi int) int {
 		}
 		si, pi = si+1, ep
 	}
+}
+
+// special matches the escapes that are not classes at p[pi:] (%bxy, %f[set],
+// %1-%9) at src[si:]: ok is false if p[pi:] is not one of them, si -1 if
+// it does not match.
+func (s *Search) special(ctx context.Context, si, pi int) (nsi, npi int, ok bool) {
+	p := s.p.p
+	switch c := p[pi+1]; {
+	case c == 'b':
+		return s.matchBalance(ctx, si, p[pi+2], p[pi+3]), pi + 4, true
+	case c == 'f':
+		pi += 2
+		ep, _ := classEnd(p, pi)
+		prev, cur := byte(0), byte(0)
+		if si > 0 {
+			prev = s.src[si-1]
+		}
+		if si < len(s.src) {
+			cur = s.src[si]
+		}
+		if matchSet(prev, p[pi:ep-1]) || !matchSet(cur, p[pi:ep-1]) {
+			return -1, ep, true
+		}
+		return si, ep, true
+	case c >= '0' && c <= '9':
+		return s.matchCapture(ctx, si, int(c-'1')), pi + 2, true
+	}
+	return si, pi, false
 }
 
 // maxExpand matches as many repetitions of the class p[pi:ep] as it can,
