@@ -166,24 +166,67 @@
 // A state has base (without dofile, loadfile, load, loadstring, require,
 // module, collectgarbage, getfenv, setfenv, newproxy; print logs at debug),
 // string (without dump), table, math, coroutine and an os table with only
-// time, date and clock. There is no io, package, debug or channel. Every
-// call runs under the request's context (LState.SetContext), so a deadline
-// stops loops, tail-call loops, coroutines and DNS look-ups alike. The call
-// depth is 200; Options.MaxMemory bounds the value stack and the strings
-// string.rep, string.gsub (reimplemented in linear time), string.format
-// (width and precision at most two digits, as in C Lua) and table.concat
-// can make in one step. Heap growth by a loop is bounded only by the
-// deadline, and a single Lua pattern match (string.find, match, gsub) is
-// not interruptible: a pathological pattern on a long subject runs to its
-// end.
+// time, date and clock. There is no io, package, debug or channel. The
+// call depth is 200.
+//
+// A call honours its deadline whatever the script does, and its state
+// cannot take more than Options.MaxMemory (max_memory in the lua block):
+//
+//   - The call runs under a meter, a context wrapping the request's
+//     (meter.go). gopher-lua's VM calls its Done before every instruction:
+//     a deadline or a cancellation stops loops, tail-call loops and
+//     coroutines (which run under the same meter) at the next
+//     instruction, and every 1024 instructions are charged to the state's
+//     memory account at 128 bytes each (measured: a table of four fields
+//     made in a loop takes about 115 bytes per instruction, garbage
+//     included).
+//   - What the VM does not do in instructions is done by the state's own
+//     functions (strlib.go, patlib.go, tablib.go, corolib.go): string.rep,
+//     sub, char, byte, format, upper, lower, reverse, find, match, gmatch
+//     and gsub, table.concat and sort, unpack, coroutine.create and wrap,
+//     os.date, and msg:body, set_body and add_header charge what they make
+//     before they make it, and those that loop look at the deadline every
+//     few thousand steps. Patterns are Lua 5.1's, matched by
+//     core/lua/pattern, which counts its steps: a pathological pattern on
+//     a long subject ends at the deadline. (A leading '^' in gmatch is a
+//     plain character, as in Lua 5.1; a malformed pattern is an error even
+//     where the search would not reach it.)
+//   - The .. operator is compiled into a call of the state's concatenation
+//     function (concat.go rewrites the syntax tree: gopher-lua's OP_CONCAT
+//     joins in one step that nothing can check), which charges the result.
+//   - When what a state held at its last measurement and what it has been
+//     charged since would pass MaxMemory, the state is measured again: the
+//     values its globals, registry, string metatable and running frames
+//     (locals and temporaries) reach, counted by estimates of gopher-lua's
+//     layout (walk.go); garbage no longer counts. A state found holding
+//     more than half of MaxMemory, or without room for what it asks, fails
+//     the call for good: pcall cannot catch it, the call returns an error
+//     wrapping ErrMemoryLimit that says where, the chain applies on_error,
+//     and the state is discarded, its memory given back to the Go
+//     collector. The other half is room for what the state makes between
+//     two measurements, so a state is measured only after making as much
+//     as it holds, and measuring costs at worst about as much as the work
+//     it watches. Long strings are made in copies of 256 KiB (text.go), so
+//     a garbage collection never waits for a long copy.
+//
+// The estimates are of gopher-lua's layout, not the Go heap: a state's
+// share of the process is within a small factor of MaxMemory, not exact.
+// The value stack may use an eighth of MaxMemory (MaxMemory/128 slots;
+// more values at once, as unpack of a huge table, fail with "registry
+// overflow") and is counted at that size; a coroutine's value stack has
+// 8192 slots and is counted at that size. A measurement does not see the
+// extra arguments (...) of a running vararg function, what only a
+// coroutine that has not started yet holds, and the frames below one that
+// made hundreds of tail calls.
 //
 // # Errors
 //
 // A Lua runtime error, a bad return value or a misused binding makes Handle
 // return a *ScriptError whose text names file:line; a deadline or
-// cancellation makes it return an error wrapping the context's error. Either
-// way the state that ran the call is discarded and the chain applies the
-// hook's on_error policy. Invalid decisions (say gw.reject(250, …)) are
+// cancellation makes it return an error wrapping the context's error, and
+// the memory limit one wrapping ErrMemoryLimit. Each way the state that
+// ran the call is discarded and the chain applies the hook's on_error
+// policy. Invalid decisions (say gw.reject(250, …)) are
 // returned as given: the chain validates them and falls back to the stage
 // default.
 package lua
@@ -239,14 +282,10 @@ type Options struct {
 	Services *hostsvc.Services
 	Log      *slog.Logger // the script's errors and print; nil = discard
 	Pool     int          // most states alive at once; <= 0 = GOMAXPROCS*4
-	// MaxMemory (bytes, <= 0 = DefaultMaxMemory) bounds two things per
-	// state: the Lua value stack (gopher-lua's registry) may use an eighth
-	// of it (MaxMemory/128 slots of 16 bytes: unpack of a huge table or
-	// s:byte(1, -1) of a long string fails with "registry overflow"), and no
-	// single string made in one step by string.rep, string.gsub,
-	// string.format, table.concat or msg:body may be longer than MaxMemory.
-	// It does not bound the heap: tables and strings a script grows in a
-	// loop are limited only by the call's deadline.
+	// MaxMemory (bytes, <= 0 = DefaultMaxMemory) is the most a state may
+	// take, what it holds and what it makes between two measurements: a
+	// call that would pass it fails with ErrMemoryLimit (see "Sandbox and
+	// limits"). An eighth of it is the value stack.
 	MaxMemory int
 	BodyLimit int64 // most body bytes msg:body() returns; <= 0 = DefaultBodyLimit
 }
