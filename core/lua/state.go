@@ -126,6 +126,9 @@ func (st *state) call(ctx context.Context, req *hook.Request, msg hook.Message) 
 	L.RemoveContext()
 	m := st.m
 	st.cur, st.m, c.done = nil, nil, true
+	if err == nil && m.err != nil {
+		err = m.err // the limit was reached after the last instruction
+	}
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, st.callError(m, name, err)
 	}
