@@ -37,17 +37,20 @@ func (st *state) coroutineLib(co *glua.LTable, orig func(lib, name string) glua.
 func (st *state) newThread(L *glua.LState, create glua.LGFunction) *glua.LState {
 	L.CheckFunction(1)
 	st.charge(L, "coroutine.create", threadBytes)
-	opts := L.Options
+	opts, ctx := L.Options, L.RemoveContext()
+	defer func() {
+		L.Options = opts
+		if ctx != nil {
+			L.SetContext(ctx)
+		}
+	}()
 	L.Options.RegistrySize = threadRegistry
 	L.Options.RegistryMaxSize = threadRegistryMax
 	L.Options.RegistryGrowStep = threadRegistryGrow
 	L.Options.MinimizeStackMemory = true
-	ctx := L.RemoveContext()
 	create(L)
-	L.Options = opts
 	th := L.CheckThread(L.GetTop())
 	if ctx != nil {
-		L.SetContext(ctx)
 		th.SetContext(ctx)
 	}
 	return th

@@ -34,7 +34,8 @@ type account struct {
 // every instruction: the meter charges the state's account for each
 // batch of them, and once the account is over its limit Done returns a
 // closed channel, so the VM raises Err at the next instruction, however
-// often the script catches it with pcall.
+// often the script catches it with pcall. Only the goroutine of the call
+// may use it: host services get the call's own ctx (state.ctx).
 type meter struct {
 	context.Context
 	st    *state
