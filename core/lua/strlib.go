@@ -56,10 +56,10 @@ func (st *state) strRep(L *glua.LState) int {
 		L.Push(glua.LString(""))
 		return 1
 	}
-	size := math.MaxInt / 2
-	if n < size/len(s) {
-		size = n * len(s)
+	if n > math.MaxInt/2/len(s) {
+		L.RaiseError("string.rep: a result of %d bytes and more is too long", math.MaxInt/2)
 	}
+	size := n * len(s)
 	st.charge(L, "string.rep", stringBytes+size)
 	t := newText(size)
 	t.add(s)

@@ -78,6 +78,7 @@ func (st *state) measure(ctx context.Context) (n int64, err error) {
 	for _, v := range []glua.LValue{L.G.Global, L.G.Registry, L.Env, L.GetMetatable(glua.LString(""))} {
 		w.value(v)
 	}
+	w.seen[L] = struct{}{}
 	w.frames(ctx, L)
 	for th := L.G.CurrentThread; th != nil && th != L; th = th.Parent {
 		w.value(th)
