@@ -77,7 +77,12 @@ func (l *Limiter) Begin(ip netip.Addr) (*Attempt, error) {
 	c := l.clients[key]
 	if c == nil {
 		c = &client{}
-		l.remember(key, c, now)
+		if !l.remember(key, c, now) {
+			// Fail closed: an attempt nobody counts would be a way
+			// round the limit for whoever filled the table (an IPv6
+			// /48 holds 65,536 /64s).
+			return nil, ErrLockedOut
+		}
 	}
 	c.expire(now, l.window)
 	if now.Before(c.until) || len(c.failures)+c.inFlight >= l.limit {
@@ -88,24 +93,28 @@ func (l *Limiter) Begin(ip netip.Addr) (*Attempt, error) {
 }
 
 // remember adds c as key's client, first making room when the limiter
-// remembers max networks already: expired ones go, else one idle one.
-// When every one is locked out or busy, c is used without being
-// remembered.
-func (l *Limiter) remember(key netip.Prefix, c *client, now time.Time) {
+// remembers max networks already: expired ones go, else one with no
+// failure in the window, none in progress and no lockout (forgetting a
+// network with failures would wipe its count). It reports false when
+// there is no room: every network remembered has failures, is locked out
+// or is busy.
+func (l *Limiter) remember(key netip.Prefix, c *client, now time.Time) bool {
 	if len(l.clients) >= l.max {
 		l.sweep(now)
 	}
 	if len(l.clients) >= l.max {
 		for k, old := range l.clients {
-			if old.inFlight == 0 && !now.Before(old.until) {
+			if old.inFlight == 0 && len(old.failures) == 0 && !now.Before(old.until) {
 				delete(l.clients, k)
 				break
 			}
 		}
 	}
-	if len(l.clients) < l.max {
-		l.clients[key] = c
+	if len(l.clients) >= l.max {
+		return false
 	}
+	l.clients[key] = c
+	return true
 }
 
 // sweep forgets the networks with nothing left to remember.

@@ -118,9 +118,17 @@ func TestLimiter(t *testing.T) {
 			{3, "succeed 192.0.2.4", "ok"}, {4, "locked 192.0.2.1", "yes"},
 			{5, "fail 192.0.2.5", "0s"}, {5, "locked 192.0.2.5", "yes"},
 			// Both remembered networks are locked out: a third is
-			// admitted, but not remembered.
-			{6, "fail 192.0.2.6", "0s"}, {6, "locked 192.0.2.6", "no"},
+			// refused (fail closed), since nobody could count it.
+			{6, "fail 192.0.2.6", "locked"}, {6, "locked 192.0.2.6", "no"},
 			{7, "locked 192.0.2.1", "yes"}, {7, "locked 192.0.2.5", "yes"},
+		},
+	}, {
+		name:  "a full table keeps a network's failures",
+		limit: 2, max: 2,
+		steps: []step{
+			{0, "fail 192.0.2.1", "0s"}, {1, "succeed 192.0.2.2", "ok"},
+			{2, "succeed 192.0.2.3", "ok"}, // forgets .2, not .1 and its failure
+			{3, "fail 192.0.2.1", "1s"}, {3, "locked 192.0.2.1", "yes"},
 		},
 	}}
 	for _, tc := range tests {

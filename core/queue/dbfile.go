@@ -51,6 +51,11 @@ func checkBoltFile(path string) (fresh bool, err error) {
 		return false, err
 	}
 	defer f.Close()
+	// A gateway writing the file holds bbolt's exclusive lock: its pages
+	// may be half written, so say it is in use rather than damaged.
+	if err := lockShared(f); err != nil {
+		return false, err
+	}
 	st, err := f.Stat()
 	if err != nil {
 		return false, err

@@ -1087,3 +1087,18 @@ func TestDecodeTolerant(t *testing.T) {
 		t.Errorf("decode of an unknown status: got nil error")
 	}
 }
+
+// TestOpenInUse: opening a spool another gateway has open says it is in
+// use, not damaged (its pages may be half written when the walk reads).
+func TestOpenInUse(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "in use") || errors.Is(err, ErrDamaged) {
+		t.Errorf("second Open: %v; want an in-use error, not damage", err)
+	}
+}
