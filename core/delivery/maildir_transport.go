@@ -82,7 +82,7 @@ func (t *MaildirTransport) deliverOne(ctx context.Context, m *maildir.Writer, jo
 		return localResult(Temporary, 451, 4, 3, 0, "reading the message from the spool: "+resultText(err))
 	}
 	defer body.Close()
-	path, err := m.Deliver(ctx, rcpt, body)
+	path, err := m.Deliver(ctx, job.Envelope.Sender, rcpt, body)
 	if err != nil {
 		return maildirFailure(err)
 	}

@@ -53,7 +53,7 @@ func TestMaildirTransport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := string(data), "Delivered-To: "+tc.rcpt+"\n"+wantBody; got != want {
+		if got, want := string(data), "Return-Path: <alice@sender.test>\nDelivered-To: "+tc.rcpt+"\n"+wantBody; got != want {
 			t.Errorf("%s:\n got %q\nwant %q", files[0], got, want)
 		}
 		want = append(want, delivery.Result{Class: delivery.Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0}, Text: "delivered to " + files[0]})
@@ -149,7 +149,7 @@ func TestMaildirTransportOneFilePerMailbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(data), "Delivered-To: alice@example.test\n") {
+	if _, rest, _ := strings.Cut(string(data), "\n"); !strings.HasPrefix(rest, "Delivered-To: alice@example.test\n") {
 		t.Errorf("alice's file starts %q, want the first address's Delivered-To", data[:min(len(data), 40)])
 	}
 	ok := func(file string) delivery.Result {

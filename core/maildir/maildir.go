@@ -32,9 +32,11 @@ var ErrBadMailbox = errors.New("maildir: recipient names no safe maildir")
 //
 // Files are written with LF line endings, the Maildir convention (qmail's
 // maildir(5); what Postfix local(8) and Dovecot write by default): CRLF in
-// the message becomes LF unless CRLF is set. Each file starts with a
-// "Delivered-To: <local@domain>" line, as Postfix local(8) adds, so that a
-// later forward of the message can detect a loop.
+// the message becomes LF unless CRLF is set. Each file starts with
+// "Return-Path: <sender>" (the envelope sender, <> for a bounce: RFC 5321
+// §4.4, the final delivery keeps it) and a "Delivered-To: <local@domain>"
+// line, as Postfix local(8) adds, so that a later forward of the message
+// can detect a loop.
 type Writer struct {
 	// Root is the directory that holds every domain's mailboxes. Required.
 	Root string
@@ -95,7 +97,7 @@ func safeName(name string) error {
 // Unique names are <unix seconds>.M<microseconds>P<pid>Q<counter>.<host>
 // (the Dovecot form of qmail's names), with "/" and ":" in the host name
 // written as \057 and \072.
-func (m *Writer) Deliver(ctx context.Context, rcpt envelope.Address, r io.Reader) (string, error) {
+func (m *Writer) Deliver(ctx context.Context, sender, rcpt envelope.Address, r io.Reader) (string, error) {
 	dir, err := m.Path(rcpt)
 	if err != nil {
 		return "", err
@@ -114,7 +116,7 @@ func (m *Writer) Deliver(ctx context.Context, rcpt envelope.Address, r io.Reader
 	}
 	tmp := filepath.Join(dir, "tmp", name)
 	final := filepath.Join(dir, "new", name)
-	if err := m.writeTmp(ctx, tmp, rcpt, r); err != nil {
+	if err := m.writeTmp(ctx, tmp, sender, rcpt, r); err != nil {
 		os.Remove(tmp)
 		return "", err
 	}
@@ -142,7 +144,7 @@ func (m *Writer) Deliver(ctx context.Context, rcpt envelope.Address, r io.Reader
 }
 
 // writeTmp writes and fsyncs the tmp/ file.
-func (m *Writer) writeTmp(ctx context.Context, path string, rcpt envelope.Address, r io.Reader) error {
+func (m *Writer) writeTmp(ctx context.Context, path string, sender, rcpt envelope.Address, r io.Reader) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("maildir: %w", err)
@@ -156,7 +158,8 @@ func (m *Writer) writeTmp(ctx context.Context, path string, rcpt envelope.Addres
 	} else {
 		w = lf
 	}
-	_, err = io.WriteString(bw, "Delivered-To: "+message.OneLine(rcpt.String())+eol)
+	_, err = io.WriteString(bw, "Return-Path: <"+message.OneLine(sender.String())+">"+eol+
+		"Delivered-To: "+message.OneLine(rcpt.String())+eol)
 	if err == nil {
 		_, err = io.Copy(w, ctxReader{ctx: ctx, r: r})
 	}

@@ -21,6 +21,9 @@ import (
 
 var bob = envelope.Address{Local: "Bob", Domain: "Example.NET"}
 
+// alice is the envelope sender of the test deliveries.
+var alice = envelope.Address{Local: "alice", Domain: "example.com"}
+
 func testWriter(t *testing.T) *Writer {
 	t.Helper()
 	return &Writer{
@@ -56,19 +59,19 @@ func TestMaildirDeliver(t *testing.T) {
 		want string
 	}{
 		{"LF", false, func() io.Reader { return strings.NewReader(msg) },
-			"Delivered-To: Bob@Example.NET\nFrom: alice@example.com\nSubject: hi\n\nline 1\nline 2 with a lone \r in it\n"},
+			"Return-Path: <alice@example.com>\nDelivered-To: Bob@Example.NET\nFrom: alice@example.com\nSubject: hi\n\nline 1\nline 2 with a lone \r in it\n"},
 		{"LF, one byte at a time", false, func() io.Reader { return iotest.OneByteReader(strings.NewReader(msg)) },
-			"Delivered-To: Bob@Example.NET\nFrom: alice@example.com\nSubject: hi\n\nline 1\nline 2 with a lone \r in it\n"},
+			"Return-Path: <alice@example.com>\nDelivered-To: Bob@Example.NET\nFrom: alice@example.com\nSubject: hi\n\nline 1\nline 2 with a lone \r in it\n"},
 		{"LF, CR at the very end", false, func() io.Reader { return iotest.OneByteReader(strings.NewReader("x\r")) },
-			"Delivered-To: Bob@Example.NET\nx\r"},
+			"Return-Path: <alice@example.com>\nDelivered-To: Bob@Example.NET\nx\r"},
 		{"CRLF", true, func() io.Reader { return strings.NewReader(msg) },
-			"Delivered-To: Bob@Example.NET\r\n" + msg},
+			"Return-Path: <alice@example.com>\r\nDelivered-To: Bob@Example.NET\r\n" + msg},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := testWriter(t)
 			m.CRLF = tc.crlf
-			path, err := m.Deliver(context.Background(), bob, tc.r())
+			path, err := m.Deliver(context.Background(), alice, bob, tc.r())
 			if err != nil {
 				t.Fatalf("Deliver: %v", err)
 			}
@@ -120,7 +123,7 @@ func TestMaildirUniqueNames(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			paths[i], errs[i] = m.Deliver(context.Background(), bob, strings.NewReader(fmt.Sprintf("X-N: %d\r\n", i)))
+			paths[i], errs[i] = m.Deliver(context.Background(), alice, bob, strings.NewReader(fmt.Sprintf("X-N: %d\r\n", i)))
 		})
 	}
 	wg.Wait()
@@ -143,7 +146,7 @@ func TestMaildirUniqueNames(t *testing.T) {
 			t.Errorf("reading %s: %v", p, err)
 			continue
 		}
-		if want := fmt.Sprintf("Delivered-To: Bob@Example.NET\nX-N: %d\n", i); string(got) != want {
+		if want := fmt.Sprintf("Return-Path: <alice@example.com>\nDelivered-To: Bob@Example.NET\nX-N: %d\n", i); string(got) != want {
 			t.Errorf("delivery %d wrote %q, want %q", i, got, want)
 		}
 	}
@@ -199,7 +202,7 @@ func TestMaildirPath(t *testing.T) {
 			if !errors.Is(err, ErrBadMailbox) {
 				t.Errorf("Path = %q, %v; want an error wrapping ErrBadMailbox", got, err)
 			}
-			if _, err := m.Deliver(context.Background(), a, strings.NewReader("x\r\n")); !errors.Is(err, ErrBadMailbox) {
+			if _, err := m.Deliver(context.Background(), alice, a, strings.NewReader("x\r\n")); !errors.Is(err, ErrBadMailbox) {
 				t.Errorf("Deliver error %v, want one wrapping ErrBadMailbox", err)
 			}
 		})
@@ -217,7 +220,7 @@ func TestMaildirCancelled(t *testing.T) {
 		m := testWriter(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_, err := m.Deliver(ctx, bob, strings.NewReader("x\r\n"))
+		_, err := m.Deliver(ctx, alice, bob, strings.NewReader("x\r\n"))
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Deliver error %v, want context.Canceled", err)
 		}
@@ -232,7 +235,7 @@ func TestMaildirCancelled(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		r := &cancellingReader{r: strings.NewReader(strings.Repeat("line\r\n", 100000)), cancel: cancel}
-		_, err := m.Deliver(ctx, bob, r)
+		_, err := m.Deliver(ctx, alice, bob, r)
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Deliver error %v, want context.Canceled", err)
 		}
@@ -244,7 +247,7 @@ func TestMaildirCancelled(t *testing.T) {
 
 	t.Run("read error", func(t *testing.T) {
 		m := testWriter(t)
-		_, err := m.Deliver(context.Background(), bob, iotest.ErrReader(errors.New("spool gone")))
+		_, err := m.Deliver(context.Background(), alice, bob, iotest.ErrReader(errors.New("spool gone")))
 		if err == nil || !strings.Contains(err.Error(), "spool gone") || !strings.HasPrefix(err.Error(), "maildir: ") {
 			t.Errorf("Deliver error %v, want a maildir: error with the read error", err)
 		}
@@ -277,5 +280,22 @@ func TestPathKelvinSign(t *testing.T) {
 	}
 	if want := filepath.Join(w.Root, "\u212Aiosk.test", "user"); got != want {
 		t.Errorf("Path = %q, want %q", got, want)
+	}
+}
+
+// TestReturnPathNullSender: a bounce (the null sender) is delivered with
+// "Return-Path: <>", so the final copy still says it must not be answered.
+func TestReturnPathNullSender(t *testing.T) {
+	m := &Writer{Root: t.TempDir(), Hostname: "gw.test"}
+	path, err := m.Deliver(context.Background(), envelope.Address{}, bob, strings.NewReader("Subject: bounce\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Return-Path: <>\nDelivered-To: Bob@Example.NET\nSubject: bounce\n"; !strings.HasPrefix(string(got), want) {
+		t.Errorf("file starts %q, want %q", got, want)
 	}
 }
