@@ -666,10 +666,12 @@ func TestServeRefusesNonLoopback(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	servers := []admin.ServerStats{
 		admin.ServerStatsFunc(func() smtp.ServerStats {
-			return smtp.ServerStats{SessionsActive: 2, SessionsTotal: 40, MessagesAccepted: 30, MessagesRejected: 3}
+			return smtp.ServerStats{SessionsActive: 2, SessionsTotal: 40, MessagesAccepted: 30, MessagesRejected: 3,
+				Refusals: map[smtp.Refusal]int64{{Command: "rcpt", Code: 550, Enhanced: "5.7.1"}: 7}}
 		}),
 		admin.ServerStatsFunc(func() smtp.ServerStats {
-			return smtp.ServerStats{SessionsActive: 1, SessionsTotal: 2, MessagesAccepted: 1, MessagesRejected: 0}
+			return smtp.ServerStats{SessionsActive: 1, SessionsTotal: 2, MessagesAccepted: 1, MessagesRejected: 0,
+				Refusals: map[smtp.Refusal]int64{{Command: "rcpt", Code: 550, Enhanced: "5.7.1"}: 2, {Command: "connect", Code: 421}: 1}}
 		}),
 	}
 	f := newFixture(t, func(o *admin.Options) { o.Servers = servers })
@@ -690,6 +692,8 @@ func TestMetrics(t *testing.T) {
 		"gateway_messages_rejected_total 3",
 		"gateway_smtp_sessions_active 3",
 		"gateway_smtp_sessions_total 42",
+		`gateway_smtp_refusals_total{code="550",command="rcpt",enhanced="5.7.1"} 9`,
+		`gateway_smtp_refusals_total{code="421",command="connect",enhanced=""} 1`,
 		"gateway_queue_messages 2",
 		"gateway_queue_oldest_seconds 90",
 		"gateway_spool_commits_total 2",

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,6 +11,7 @@ import (
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/core/smtp"
 )
 
 // Metric names. Counters the parts keep themselves (SMTP servers, spool,
@@ -20,6 +22,7 @@ const (
 	metricRejected       = "gateway_messages_rejected_total"
 	metricSessionsActive = "gateway_smtp_sessions_active"
 	metricSessionsTotal  = "gateway_smtp_sessions_total"
+	metricRefusals       = "gateway_smtp_refusals_total"
 	metricQueueMessages  = "gateway_queue_messages"
 	metricQueueOldest    = "gateway_queue_oldest_seconds"
 	metricSpoolCommits   = "gateway_spool_commits_total"
@@ -103,9 +106,9 @@ func (o *observer) Bounced(action dsn.Action) {
 type collector struct {
 	a *Admin
 
-	accepted, rejected, sessionsActive, sessionsTotal *prometheus.Desc
-	queueMessages, queueOldest, commits, fsyncs       *prometheus.Desc
-	deliveries, inFlight                              *prometheus.Desc
+	accepted, rejected, sessionsActive, sessionsTotal, refusals *prometheus.Desc
+	queueMessages, queueOldest, commits, fsyncs                 *prometheus.Desc
+	deliveries, inFlight                                        *prometheus.Desc
 }
 
 func newCollector(a *Admin) *collector {
@@ -118,18 +121,20 @@ func newCollector(a *Admin) *collector {
 		rejected:       d(metricRejected, "Messages refused by the SMTP servers after their content was received."),
 		sessionsActive: d(metricSessionsActive, "SMTP sessions open now."),
 		sessionsTotal:  d(metricSessionsTotal, "SMTP sessions started."),
-		queueMessages:  d(metricQueueMessages, "Messages in the queue."),
-		queueOldest:    d(metricQueueOldest, "Age of the oldest message in the queue; 0 when it is empty."),
-		commits:        d(metricSpoolCommits, "Messages committed to the spool."),
-		fsyncs:         d(metricSpoolFsyncs, "Spool write transactions, each one fsync (group commit)."),
-		deliveries:     d(metricDeliveries, "Recipients by delivery result: delivered, deferred (attempts that ended temporary) and failed.", "result"),
-		inFlight:       d(metricInFlight, "Messages being delivered now."),
+		refusals: d(metricRefusals, "SMTP error replies by the command they answered, the reply code and the enhanced code (relay denied, rate limits, AUTH failures).",
+			"command", "code", "enhanced"),
+		queueMessages: d(metricQueueMessages, "Messages in the queue."),
+		queueOldest:   d(metricQueueOldest, "Age of the oldest message in the queue; 0 when it is empty."),
+		commits:       d(metricSpoolCommits, "Messages committed to the spool."),
+		fsyncs:        d(metricSpoolFsyncs, "Spool write transactions, each one fsync (group commit)."),
+		deliveries:    d(metricDeliveries, "Recipients by delivery result: delivered, deferred (attempts that ended temporary) and failed.", "result"),
+		inFlight:      d(metricInFlight, "Messages being delivered now."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.accepted, c.rejected, c.sessionsActive, c.sessionsTotal,
+		c.accepted, c.rejected, c.sessionsActive, c.sessionsTotal, c.refusals,
 		c.queueMessages, c.queueOldest, c.commits, c.fsyncs,
 	} {
 		ch <- d
@@ -148,19 +153,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
 	}
 
-	var accepted, rejected, total int64
-	var active int
+	var sum smtp.ServerStats
 	for _, s := range c.a.opt.Servers {
-		st := s.Stats()
-		accepted += st.MessagesAccepted
-		rejected += st.MessagesRejected
-		total += st.SessionsTotal
-		active += st.SessionsActive
+		sum.Add(s.Stats())
 	}
-	counter(c.accepted, float64(accepted))
-	counter(c.rejected, float64(rejected))
-	gauge(c.sessionsActive, float64(active))
-	counter(c.sessionsTotal, float64(total))
+	counter(c.accepted, float64(sum.MessagesAccepted))
+	counter(c.rejected, float64(sum.MessagesRejected))
+	gauge(c.sessionsActive, float64(sum.SessionsActive))
+	counter(c.sessionsTotal, float64(sum.SessionsTotal))
+	for k, v := range sum.Refusals {
+		counter(c.refusals, float64(v), k.Command, strconv.Itoa(k.Code), k.Enhanced)
+	}
 
 	q := c.a.opt.Queue
 	gauge(c.queueMessages, float64(q.Len()))

@@ -239,11 +239,7 @@ func (g *Gateway) Reload(ctx context.Context) error { return g.pipeline.reload(c
 func (g *Gateway) serverStats() smtp.ServerStats {
 	var sum smtp.ServerStats
 	for _, l := range g.listeners {
-		st := l.srv.Stats()
-		sum.SessionsActive += st.SessionsActive
-		sum.SessionsTotal += st.SessionsTotal
-		sum.MessagesAccepted += st.MessagesAccepted
-		sum.MessagesRejected += st.MessagesRejected
+		sum.Add(l.srv.Stats())
 	}
 	return sum
 }

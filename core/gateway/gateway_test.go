@@ -385,3 +385,35 @@ S: 221 *
 		t.Errorf("alice's Maildir has %d messages, want 1: %v", len(files), files)
 	}
 }
+
+// TestRefusalsMetric: a refusal at RCPT (relay denied) is counted in the
+// admin API's metrics by command and code (issue 10, item 8).
+func TestRefusalsMetric(t *testing.T) {
+	g := gatewaytest.Start(t, `
+hostname = "mx.test"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+relay { networks = [] }
+admin { address = "127.0.0.1:0" }
+`)
+	smtptest.Run(t, g.Addr(t, "mx"), `
+S: 220 *
+C: HELO client.test
+S: 250 *
+C: MAIL FROM:<a@client.test>
+S: 250 *
+C: RCPT TO:<someone@elsewhere.test>
+S: 550 5.7.1 *
+C: QUIT
+S: 221 *
+`)
+	resp, err := http.Get("http://" + g.Addr(t, "admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if want := `gateway_smtp_refusals_total{code="550",command="rcpt",enhanced="5.7.1"} 1`; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}

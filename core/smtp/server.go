@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"strings"
@@ -131,6 +132,7 @@ type Server struct {
 	sessions  map[*session]struct{}
 	perIP     map[netip.Addr]int // sessions per clientKey
 	refusals  refusalLog
+	refused   map[Refusal]int64 // error replies, by command and code
 	wg        sync.WaitGroup
 
 	// Counters for Stats, counted by the sessions.
@@ -423,17 +425,60 @@ type ServerStats struct {
 	SessionsTotal    int64 // sessions started (connections turned away at a limit are not counted)
 	MessagesAccepted int64 // messages queued: 250 to the end of DATA or BDAT LAST
 	MessagesRejected int64 // messages refused with 4xx/5xx after their content was received
+	// Refusals counts every 4xx/5xx reply by the command it answered and
+	// its code: relay denied at RCPT, a rate limit at MAIL, a bad AUTH.
+	Refusals map[Refusal]int64
+}
+
+// Refusal is what ServerStats.Refusals counts by.
+type Refusal struct {
+	Command  string // the verb in lower case ("mail", "rcpt", "data", …); "connect" for the greeting
+	Code     int    // the reply code, 421 to 554
+	Enhanced string // "5.7.1"; "" when the reply has none
+}
+
+// Add adds o's counters to st (the sum over several servers).
+func (st *ServerStats) Add(o ServerStats) {
+	st.SessionsActive += o.SessionsActive
+	st.SessionsTotal += o.SessionsTotal
+	st.MessagesAccepted += o.MessagesAccepted
+	st.MessagesRejected += o.MessagesRejected
+	for k, v := range o.Refusals {
+		if st.Refusals == nil {
+			st.Refusals = make(map[Refusal]int64)
+		}
+		st.Refusals[k] += v
+	}
+}
+
+// countRefusal counts an error reply to verb.
+func (s *Server) countRefusal(verb string, r Reply) {
+	k := Refusal{Command: strings.ToLower(verb), Code: r.Code}
+	if k.Command == "" {
+		k.Command = "connect"
+	}
+	if !r.Enhanced.IsZero() {
+		k.Enhanced = r.Enhanced.String()
+	}
+	s.mu.Lock()
+	if s.refused == nil {
+		s.refused = make(map[Refusal]int64)
+	}
+	s.refused[k]++
+	s.mu.Unlock()
 }
 
 // Stats returns the server's counters; it is safe to call at any time.
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	active := len(s.sessions)
+	refused := maps.Clone(s.refused)
 	s.mu.Unlock()
 	return ServerStats{
 		SessionsActive:   active,
 		SessionsTotal:    int64(s.nextID.Load()),
 		MessagesAccepted: s.accepted.Load(),
 		MessagesRejected: s.rejected.Load(),
+		Refusals:         refused,
 	}
 }

@@ -276,6 +276,7 @@ func (s *session) reply(r Reply) {
 	r.writeTo(s.bw)
 	if r.Code >= 400 {
 		s.errors++
+		s.srv.countRefusal(s.verb, r)
 		s.log.Info("smtp: error reply", "cmd", s.verb, "reply", r.String())
 	}
 }

@@ -1,6 +1,7 @@
 package smtp_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 func TestStats(t *testing.T) {
 	reject := at(sdk.StageData, "", sdk.RejectDecision(554, sdk.EnhancedCode{5, 7, 1}, "no"))
 	addr, _, srv := start(t, func(o *smtp.Options) { o.Hooks = reject })
-	if got := srv.Stats(); got != (smtp.ServerStats{}) {
+	if got := srv.Stats(); !reflect.DeepEqual(got, smtp.ServerStats{}) {
 		t.Errorf("Stats before any session = %+v, want zero", got)
 	}
 	smtptest.Run(t, addr, hello+`
@@ -66,8 +67,10 @@ func TestStats(t *testing.T) {
 		srv  *smtp.Server
 		want smtp.ServerStats
 	}{
-		{srv, smtp.ServerStats{SessionsTotal: 1, MessagesRejected: 1}},
-		{srv2, smtp.ServerStats{SessionsTotal: 1, MessagesAccepted: 1, MessagesRejected: 1}},
+		{srv, smtp.ServerStats{SessionsTotal: 1, MessagesRejected: 1,
+			Refusals: map[smtp.Refusal]int64{{Command: "data", Code: 554, Enhanced: "5.7.1"}: 1}}},
+		{srv2, smtp.ServerStats{SessionsTotal: 1, MessagesAccepted: 1, MessagesRejected: 1,
+			Refusals: map[smtp.Refusal]int64{{Command: "data", Code: 552, Enhanced: "5.3.4"}: 1}}},
 	} {
 		deadline := time.Now().Add(5 * time.Second)
 		got := tt.srv.Stats()
@@ -75,7 +78,7 @@ func TestStats(t *testing.T) {
 			time.Sleep(5 * time.Millisecond) // the session ends just after the client sees EOF
 			got = tt.srv.Stats()
 		}
-		if got != tt.want {
+		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("Stats = %+v, want %+v", got, tt.want)
 		}
 	}
