@@ -70,8 +70,9 @@ func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time
 	if err != nil {
 		e.log.Error("delivery: recording an attempt", "id", m.ID, "domain", a.domain, "err", err)
 	}
+	attempt := r.msg.Attempts + 1 // this round's number, 1 for the first (m's may be counted up already)
 	r.msg = m
-	return e.account(m, a, took, final && last), next
+	return e.account(m, a, took, attempt, final && last), next
 }
 
 // addRecipients appends to m, as pending, the recipients a's predelivery
@@ -187,7 +188,7 @@ func (e *Engine) nextAttempt(m *queue.Message, now time.Time) time.Time {
 
 // account counts a's outcomes (stats, metrics), logs the job and returns
 // the notifications to dispatch.
-func (e *Engine) account(m *queue.Message, a *jobAttempt, took time.Duration, done bool) []notification {
+func (e *Engine) account(m *queue.Message, a *jobAttempt, took time.Duration, attempt int, done bool) []notification {
 	var notes []notification
 	var nDelivered, nDeferred, nFailed int
 	reply := ""
@@ -232,6 +233,6 @@ func (e *Engine) account(m *queue.Message, a *jobAttempt, took time.Duration, do
 	}
 	e.log.Info("delivery", "id", m.ID, "domain", a.domain, "transport", a.route.Transport, "rcpts", len(a.outs),
 		"class", class, "delivered", nDelivered, "deferred", nDeferred, "failed", nFailed,
-		"reply", reply, "took", took, "attempts", m.Attempts, "done", done)
+		"reply", reply, "took", took, "attempt", attempt, "done", done)
 	return notes
 }

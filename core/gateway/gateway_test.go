@@ -384,6 +384,15 @@ S: 221 *
 	if files, _ = filepath.Glob(filepath.Join(dir, "*")); len(files) != 1 {
 		t.Errorf("alice's Maildir has %d messages, want 1: %v", len(files), files)
 	}
+	// The log counts attempts from 1 and names the listener once.
+	if !strings.Contains(g.Log().String(), "attempt=1 done=true") {
+		t.Errorf("the delivery's log line does not say attempt=1")
+	}
+	for _, line := range strings.Split(g.Log().String(), "\n") {
+		if strings.Count(line, "listener=") > 1 {
+			t.Errorf("a log line names its listener twice: %s", line)
+		}
+	}
 }
 
 // TestRefusalsMetric: a refusal at RCPT (relay denied) is counted in the

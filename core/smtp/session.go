@@ -155,7 +155,7 @@ func (s *session) serve(ctx context.Context) {
 	}()
 	defer s.resetTx()
 
-	s.log.Debug("smtp: session started", "port", s.port, "listener", s.srv.opt.Listener.Name)
+	s.log.Debug("smtp: session started", "port", s.port) // the server's logger names the listener
 	if s.greet(ctx) {
 		for s.next(ctx) {
 		}
