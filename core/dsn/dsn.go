@@ -509,24 +509,20 @@ func reportStatus(r RecipientReport) sdk.EnhancedCode {
 	return sdk.EnhancedCode{2, 0, 0}
 }
 
-// receivedFrom is the Received-From-MTA value: "dns; helo ([ip])",
-// "dns; [ip]" or "dns; helo"; "" when neither is known. A HELO name that
-// is not a domain or an address literal is the client's free text and is
-// left out, as it is from the Received field.
+// receivedFrom is the Received-From-MTA value: "dns; helo ([ip])" or
+// "dns; helo"; "" (no field) when the client gave no domain name. The
+// "dns" type names a domain (RFC 3464 §2.2.2), so an address literal or
+// the client's free text does not go there; the address goes in the
+// comment beside a name, as Postfix writes it.
 func receivedFrom(env envelope.Envelope) string {
 	helo, ip := message.OneLine(env.ClientHELO), message.OneLine(env.ClientIP)
-	if !envelope.ValidHost(helo) {
-		helo = ""
+	if !envelope.ValidHost(helo) || strings.HasPrefix(helo, "[") {
+		return ""
 	}
-	switch {
-	case helo != "" && ip != "":
+	if ip != "" {
 		return "dns; " + helo + " ([" + ip + "])"
-	case ip != "":
-		return "dns; [" + ip + "]"
-	case helo != "":
-		return "dns; " + helo
 	}
-	return ""
+	return "dns; " + helo
 }
 
 // originalRecipient is the Original-Recipient value for an ORCPT parameter

@@ -633,7 +633,7 @@ func TestDSNSanitisesAndFolds(t *testing.T) {
 		t.Errorf("a control character broke out of its field:\n%s", raw)
 	}
 	msg, rcpts := statusFields(t, p.Parts[1].Body)
-	if got, want := msg.Get("Received-From-Mta"), "dns; [192.0.2.7]"; got != want {
+	if got, want := msg.Get("Received-From-Mta"), ""; got != want {
 		t.Errorf("Received-From-MTA = %q, want %q", got, want)
 	}
 	if got, want := rcpts[0].Get("Diagnostic-Code"), "smtp; 550 5.1.1 No such user  Injected: yes"; got != want {
@@ -826,5 +826,22 @@ func TestSendEnvelope(t *testing.T) {
 				t.Errorf("SendEnvelope (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestReceivedFrom: the dns type names a domain; an address literal or
+// the client's free text gives no field (issue 10: "dns; [127.0.0.1]").
+func TestReceivedFrom(t *testing.T) {
+	tests := []struct{ helo, ip, want string }{
+		{"client.example.com", "192.0.2.7", "dns; client.example.com ([192.0.2.7])"},
+		{"client.example.com", "", "dns; client.example.com"},
+		{"[192.0.2.7]", "192.0.2.7", ""},
+		{"", "127.0.0.1", ""},
+		{"evil) by trusted.example (gateway", "192.0.2.7", ""},
+	}
+	for _, tt := range tests {
+		if got := receivedFrom(envelope.Envelope{ClientHELO: tt.helo, ClientIP: tt.ip}); got != tt.want {
+			t.Errorf("receivedFrom(%q, %q) = %q, want %q", tt.helo, tt.ip, got, tt.want)
+		}
 	}
 }
