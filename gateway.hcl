@@ -100,6 +100,8 @@ delivery {
   #                                               # Default: none (<postmaster> goes to postmaster@<hostname>; bounces are logged)
   # connect_timeout            = "30s"            # TCP connect to a next hop
   # command_timeout            = "5m"             # each reply from a next hop
+  # dead_host_ttl              = "30s"            # a host whose connect failed is not dialled again for this long
+  #                                               # ("0" = always dial); ETRN and `gateway queue retry` clear it
 
   # A static route per domain ("*" matches all): transport is "smtp" (the
   # default; via = "host:port" instead of an MX look-up), "lmtp" (via, or

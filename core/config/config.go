@@ -158,6 +158,11 @@ type Delivery struct {
 
 	ConnectTimeout time.Duration // TCP connect to a next hop; default 30s
 	CommandTimeout time.Duration // each SMTP reply from a next hop; default 5m
+
+	// DeadHostTTL is how long an address whose connect failed is not
+	// dialled again (mail for it is deferred at once); default 30s, 0 = off.
+	// ETRN and `gateway queue retry` forget it sooner.
+	DeadHostTTL time.Duration
 }
 
 // Route is a static route: route "domain" { via = "host:port" }.

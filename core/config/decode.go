@@ -244,6 +244,7 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	d.mailbox("postmaster", r.Postmaster, &dl.Postmaster)
 	d.duration("connect_timeout", r.ConnectTimeout, &dl.ConnectTimeout, false)
 	d.duration("command_timeout", r.CommandTimeout, &dl.CommandTimeout, false)
+	d.duration("dead_host_ttl", r.DeadHostTTL, &dl.DeadHostTTL, true)
 	dl.Routes = d.routes(r.Routes)
 	return dl
 }

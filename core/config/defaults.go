@@ -47,6 +47,7 @@ const (
 	defaultDelayWarning                    = 4 * time.Hour
 	defaultConnectTimeout                  = 30 * time.Second
 	defaultDeliveryCommandTimeout          = 5 * time.Minute
+	defaultDeadHostTTL                     = 30 * time.Second
 	defaultResolverPort                    = "53" // for a resolver given as a bare IP address
 
 	defaultHookTimeout   = time.Second     // each call of a lua hook
@@ -105,6 +106,7 @@ func DefaultDelivery() Delivery {
 		DelayWarning:            defaultDelayWarning,
 		ConnectTimeout:          defaultConnectTimeout,
 		CommandTimeout:          defaultDeliveryCommandTimeout,
+		DeadHostTTL:             defaultDeadHostTTL,
 	}
 }
 

@@ -112,6 +112,7 @@ func TestLoadExample(t *testing.T) {
 			DelayWarning:            4 * time.Hour,
 			ConnectTimeout:          30 * time.Second,
 			CommandTimeout:          5 * time.Minute,
+			DeadHostTTL:             30 * time.Second,
 		},
 		Admin:           Admin{Address: "127.0.0.1:8025"},
 		ShutdownTimeout: 30 * time.Second,

@@ -102,6 +102,7 @@ type rawDelivery struct {
 	Postmaster              hcl.Expression `hcl:"postmaster,optional"`
 	ConnectTimeout          hcl.Expression `hcl:"connect_timeout,optional"`
 	CommandTimeout          hcl.Expression `hcl:"command_timeout,optional"`
+	DeadHostTTL             hcl.Expression `hcl:"dead_host_ttl,optional"`
 
 	Routes []rawRoute `hcl:"route,block"`
 }

@@ -7,6 +7,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/mailgate/gateway/core/dsn"
@@ -21,18 +22,27 @@ import (
 // A message being delivered right now is left alone (Retry returns nil):
 // it is being tried. A held message keeps being held; Retry still sets its
 // next attempt, RetryDomain and RetryAll skip it.
+//
+// Each also makes the transports forget the next hops whose connect failed
+// lately (DeadHostCache) for the domains concerned, so that "the link is
+// up, ETRN now" dials at once instead of waiting out the dead-host TTL.
 func (e *Engine) Retry(ctx context.Context, id string) error {
 	if !e.acquire(id) {
 		return nil
 	}
 	defer e.unlease(id)
 	now := e.now()
+	var domains []string
 	err := e.spool.Update(ctx, id, func(m *queue.Message) error {
 		m.NextAttempt = now
+		domains = pendingDomains(m)
 		return nil
 	})
 	if err != nil {
 		return wrapID("retry", id, err)
+	}
+	for _, d := range domains {
+		e.forgetDead(d)
 	}
 	e.Kick()
 	return nil
@@ -40,6 +50,7 @@ func (e *Engine) Retry(ctx context.Context, id string) error {
 
 func (e *Engine) RetryDomain(ctx context.Context, domain string) (int, error) {
 	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	e.forgetDead(domain)
 	return e.retryWhere(ctx, func(m *queue.Message) bool {
 		for i, rc := range m.Envelope.Recipients {
 			if i < len(m.Recipients) && undelivered(m.Recipients[i].Status) && rc.Address.DomainFold() == domain {
@@ -51,7 +62,30 @@ func (e *Engine) RetryDomain(ctx context.Context, domain string) (int, error) {
 }
 
 func (e *Engine) RetryAll(ctx context.Context) (int, error) {
+	e.forgetDead("")
 	return e.retryWhere(ctx, func(*queue.Message) bool { return true })
+}
+
+// forgetDead clears the dead-host caches of the transports for domain
+// ("" = all).
+func (e *Engine) forgetDead(domain string) {
+	for _, t := range e.opt.Transports {
+		if c, ok := t.(DeadHostCache); ok {
+			c.ForgetDead(domain)
+		}
+	}
+}
+
+// pendingDomains lists the domains of m's undelivered recipients, each once.
+func pendingDomains(m *queue.Message) []string {
+	var out []string
+	for i, rc := range m.Envelope.Recipients {
+		d := rc.Address.DomainFold()
+		if i < len(m.Recipients) && undelivered(m.Recipients[i].Status) && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // retryWhere makes the messages that match, are not held, not in flight

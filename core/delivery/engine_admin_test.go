@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/delivery/deliverytest"
 	"github.com/mailgate/gateway/core/queue"
@@ -298,5 +299,53 @@ func TestEngineRunTwice(t *testing.T) {
 	second := <-errs
 	if first == nil || second != nil {
 		t.Errorf("two Runs returned %v, then %v; want an error, then nil", first, second)
+	}
+}
+
+// TestEngineRetryForgetsDeadHost: "the link is up, ETRN now". A next hop
+// that refused a connect a moment ago is up now; ETRN (RetryDomain),
+// `gateway queue retry` (Retry, RetryAll) make the real SMTP transport dial
+// it again at once instead of deferring as "suspended" for the dead-host
+// TTL (30s by default).
+func TestEngineRetryForgetsDeadHost(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		retry func(ctx context.Context, e *delivery.Engine, id string) error
+	}{
+		{"RetryDomain", func(ctx context.Context, e *delivery.Engine, _ string) error {
+			_, err := e.RetryDomain(ctx, "Link.Test")
+			return err
+		}},
+		{"RetryAll", func(ctx context.Context, e *delivery.Engine, _ string) error {
+			_, err := e.RetryAll(ctx)
+			return err
+		}},
+		{"Retry", func(ctx context.Context, e *delivery.Engine, id string) error { return e.Retry(ctx, id) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln := listenLoopback(t)
+			addr := ln.Addr().String()
+			ln.Close() // the next hop is down
+			tr := newSMTPTransport(t, delivery.SMTPOptions{})
+			h := newEngHarness(t, func(o *delivery.Options) {
+				o.Transports["smtp"] = tr
+				o.Config.Routes = append(o.Config.Routes, config.Route{Domain: "link.test", Transport: "smtp", Via: addr, TLS: delivery.TLSNone})
+			})
+			h.start()
+			id := h.enqueue(engSender, engRcpt("bob@link.test", 0))
+			h.waitFor("the failed connect", func() bool { return h.eng.Stats().Deferred == 1 })
+
+			mta := startTestMTA(t, testMTAConfig{listen: addr}) // the link is up
+			if err := tc.retry(context.Background(), h.eng, id); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			h.waitFor("an outcome after the retry", func() bool { return h.outcomes() >= 2 })
+			if s := h.eng.Stats(); s.Delivered != 1 || s.Deferred != 1 {
+				t.Fatalf("stats %+v after the retry; want delivered 1 (and the first deferral)", s)
+			}
+			if n := len(mta.spool.Messages()); n != 1 {
+				t.Errorf("the next hop got %d messages, want 1", n)
+			}
+		})
 	}
 }

@@ -27,12 +27,11 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
-// Defaults for SMTPOptions; Port, ConnectTimeout and CommandTimeout
-// default to config.DefaultDelivery's.
+// Defaults for SMTPOptions; Port, ConnectTimeout, CommandTimeout and
+// DeadAddressTTL default to config.DefaultDelivery's.
 const (
-	DefaultMaxIdle        = 5 * time.Second
-	DefaultMaxPerConn     = 100
-	DefaultDeadAddressTTL = 30 * time.Second
+	DefaultMaxIdle    = 5 * time.Second
+	DefaultMaxPerConn = 100
 )
 
 // quitTimeout bounds the QUIT sent when a connection is retired.
@@ -73,7 +72,8 @@ type SMTPOptions struct {
 	// it is retired with QUIT; 0 = 100.
 	MaxPerConn int
 	// DeadAddressTTL is how long an address whose connect failed is not
-	// dialled again (jobs fail over past it, or defer); 0 = 30s, <0 = off.
+	// dialled again (jobs fail over past it, or defer) unless ForgetDead
+	// clears it; 0 = config's default (30s), <0 = off.
 	DeadAddressTTL time.Duration
 	// Log receives one record per attempt and per connection problem; nil
 	// = discard.
@@ -149,8 +149,9 @@ type SMTP struct {
 // "delivery temporarily suspended". A dead next hop then costs a deferral
 // per message, not a connection attempt per message.
 type deadAddr struct {
-	until time.Time
-	why   string // the connect error, for the Result's text
+	until   time.Time
+	why     string          // the connect error, for the Result's text
+	domains map[string]bool // job domains it failed or was skipped for: what ForgetDead clears by
 }
 
 // connKey identifies a destination whose connections are interchangeable.
@@ -190,7 +191,7 @@ func NewSMTP(opt SMTPOptions) *SMTP {
 		opt.MaxPerConn = DefaultMaxPerConn
 	}
 	if opt.DeadAddressTTL == 0 {
-		opt.DeadAddressTTL = DefaultDeadAddressTTL
+		opt.DeadAddressTTL = def.DeadHostTTL
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -400,7 +401,29 @@ func (s *SMTP) markDead(addr, why string) {
 	if s.dead == nil {
 		s.dead = make(map[string]deadAddr)
 	}
-	s.dead[addr] = deadAddr{until: time.Now().Add(s.opt.DeadAddressTTL), why: why}
+	s.dead[addr] = deadAddr{until: time.Now().Add(s.opt.DeadAddressTTL), why: why, domains: map[string]bool{}}
+}
+
+// noteDead tags addr's dead entry, if it has one, with the job domain it
+// was to carry mail for.
+func (s *SMTP) noteDead(addr, domain string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.dead[addr]; ok {
+		d.domains[domain] = true
+	}
+}
+
+// ForgetDead implements DeadHostCache: the addresses that failed for
+// domain ("" = all) are dialled again by the next job.
+func (s *SMTP) ForgetDead(domain string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for addr, d := range s.dead {
+		if domain == "" || d.domains[domain] {
+			delete(s.dead, addr)
+		}
+	}
 }
 
 // attempt delivers the job over a new connection to one address. It
@@ -410,6 +433,7 @@ func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, policy string)
 	key := connKey{host: hp.host, addr: hp.addr, tls: policy}
 	sc, fail := s.connect(ctx, key, false)
 	if fail != nil {
+		s.noteDead(hp.addr, job.Domain)
 		return nil, fail
 	}
 	rs, fail := s.run(ctx, job, sc)

@@ -681,6 +681,21 @@ func TestSMTPDeadAddress(t *testing.T) {
 			}
 		})
 	}
+	t.Run("forgotten for its domain", func(t *testing.T) {
+		tr := newSMTPTransport(t, delivery.SMTPOptions{DeadAddressTTL: time.Hour})
+		job, _ := newTestJob(route, smtpTestBody, "bob@example.test")
+		tr.Deliver(context.Background(), job)
+		for _, tc := range []struct {
+			forget    string
+			suspended bool
+		}{{"other.test", true}, {"example.test", false}, {"", false}} {
+			tr.ForgetDead(tc.forget)
+			got := tr.Deliver(context.Background(), job)
+			if len(got) != 1 || strings.Contains(got[0].Text, "suspended") != tc.suspended {
+				t.Errorf("after ForgetDead(%q): %+v, want suspended %v", tc.forget, got, tc.suspended)
+			}
+		}
+	})
 	t.Run("tried again after the TTL", func(t *testing.T) {
 		tr := newSMTPTransport(t, delivery.SMTPOptions{DeadAddressTTL: 50 * time.Millisecond})
 		job, _ := newTestJob(route, smtpTestBody, "bob@example.test")

@@ -65,3 +65,11 @@ type Route struct {
 type Transport interface {
 	Deliver(ctx context.Context, job *Job) []Result
 }
+
+// DeadHostCache is implemented by a transport that stops dialling a next
+// hop for a while after a failed connect (SMTP). The operator's retries
+// (ETRN, `gateway queue retry`) call ForgetDead so that the next attempt
+// dials again: for the next hops tried for domain, or for all with "".
+type DeadHostCache interface {
+	ForgetDead(domain string)
+}

@@ -22,6 +22,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/authguard"
@@ -131,6 +132,7 @@ func (g *Gateway) newEngine(version string) error {
 		Port:           cfg.Delivery.Port,
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
+		DeadAddressTTL: deadAddressTTL(cfg.Delivery.DeadHostTTL),
 		Log:            g.log.With("part", "smtp-out"),
 	})
 	transports := map[string]delivery.Transport{
@@ -167,6 +169,15 @@ func (g *Gateway) newEngine(version string) error {
 		MaxHops:    cfg.MaxHops(),
 	})
 	return err
+}
+
+// deadAddressTTL maps dead_host_ttl to SMTPOptions.DeadAddressTTL, where
+// 0 means the default and off is negative.
+func deadAddressTTL(ttl time.Duration) time.Duration {
+	if ttl == 0 {
+		return -1
+	}
+	return ttl
 }
 
 // listen builds an SMTP server per listener block and binds its address,

@@ -269,3 +269,13 @@ func TestTransportSetIdle(t *testing.T) {
 	close(stop)
 	ts.idle(stop) // a stop cuts the wait short
 }
+
+// TestDeadAddressTTL: dead_host_ttl = "0" turns the SMTP transport's
+// dead-host cache off (a negative TTL there; 0 would be its default).
+func TestDeadAddressTTL(t *testing.T) {
+	for in, want := range map[time.Duration]time.Duration{0: -1, time.Second: time.Second, time.Minute: time.Minute} {
+		if got := deadAddressTTL(in); got != want {
+			t.Errorf("deadAddressTTL(%v) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -14,4 +14,5 @@ delivery {
   max_connections_per_domain = -1
   postmaster                 = "postmaster"
   connect_timeout            = "0s"
+  dead_host_ttl              = "-5s"
 }

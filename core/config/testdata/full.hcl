@@ -77,6 +77,7 @@ delivery {
   postmaster                 = "Postmaster@Example.TEST"
   connect_timeout            = "10s"
   command_timeout            = "2m"
+  dead_host_ttl              = "1m"
 
   route "Example.Test" {
     via = "127.0.0.1:2626"
