@@ -127,10 +127,11 @@ type SMTPOptions struct {
 //
 // Connection reuse: after a transaction that leaves the session usable,
 // the connection goes to an idle pool keyed by host, address and TLS
-// policy, at most MaxPerConn messages per connection. A later job whose
-// next hops include a pooled connection takes it first (preferring the
-// more preferred hop); if that connection turns out dead before MAIL is
-// answered, it is dropped and the job dials afresh.
+// policy, at most MaxPerConn messages per connection. A later job takes
+// a pooled connection to a host before dialling that host, but only when
+// it comes to that host in preference order: an idle connection to MX 20
+// is not used while MX 10 takes the mail. If a pooled connection turns out
+// dead before MAIL is answered, it is dropped and the job dials afresh.
 type SMTP struct {
 	opt SMTPOptions
 	log *slog.Logger
@@ -236,17 +237,18 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 		return allResults(job, *fail)
 	}
 
-	// A pooled connection to any of the hosts goes first, the most
-	// preferred host's first; a dead one is dropped.
-	for sc := s.takeFor(hosts, policy); sc != nil; sc = s.takeFor(hosts, policy) {
-		if rs, _ := s.run(ctx, job, sc); rs != nil {
-			return rs
-		}
-	}
-
 	var last *Result
 	var dnsErr error // the last temporary look-up failure
 	for _, h := range hosts {
+		// A pooled connection to h goes before a new one; a dead one is
+		// dropped. Hosts are taken in preference order, so an idle
+		// connection to a less preferred host waits until the more
+		// preferred ones have failed (RFC 5321 §5.1).
+		for sc := s.takeFor(h, policy); sc != nil; sc = s.takeFor(h, policy) {
+			if rs, _ := s.run(ctx, job, sc); rs != nil {
+				return rs
+			}
+		}
 		addrs, err := s.addrs(ctx, h)
 		if err != nil {
 			if static || resolver.IsTemporary(err) {
@@ -662,36 +664,33 @@ func transactionResults(job *Job, res smtp.Result, err error, remote, lost strin
 	return out
 }
 
-// takeFor takes a pooled connection to one of hosts under policy, the
-// first host's before the second's, the most recently used first; nil if
-// there is none. Connections past MaxIdle that the reaper has not retired
+// takeFor takes a pooled connection to h under policy, the most recently
+// used first; nil if there is none. Connections past MaxIdle that the reaper has not retired
 // yet are closed on the way.
-func (s *SMTP) takeFor(hosts []smtpHost, policy string) *smtpConn {
+func (s *SMTP) takeFor(h smtpHost, policy string) *smtpConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.idle) == 0 {
 		return nil
 	}
 	now := time.Now()
-	for _, h := range hosts {
-		port := strconv.Itoa(h.port)
-		for key, list := range s.idle {
-			if key.host != h.name || key.tls != policy || !strings.HasSuffix(key.addr, ":"+port) {
+	port := strconv.Itoa(h.port)
+	for key, list := range s.idle {
+		if key.host != h.name || key.tls != policy || !strings.HasSuffix(key.addr, ":"+port) {
+			continue
+		}
+		for len(list) > 0 {
+			sc := list[len(list)-1]
+			list = list[:len(list)-1]
+			if now.Sub(sc.idle) >= s.opt.MaxIdle {
+				sc.c.Close()
 				continue
 			}
-			for len(list) > 0 {
-				sc := list[len(list)-1]
-				list = list[:len(list)-1]
-				if now.Sub(sc.idle) >= s.opt.MaxIdle {
-					sc.c.Close()
-					continue
-				}
-				s.putList(key, list)
-				sc.reused = true
-				return sc
-			}
 			s.putList(key, list)
+			sc.reused = true
+			return sc
 		}
+		s.putList(key, list)
 	}
 	return nil
 }

@@ -630,6 +630,46 @@ test.              IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
 	}
 }
 
+// TestSMTPPoolKeepsPreference: an idle connection to MX 20 does not take
+// mail away from MX 10 while MX 10 answers (issue 10); it is used when MX
+// 10 is down.
+func TestSMTPPoolKeepsPreference(t *testing.T) {
+	primary := startTestMTA(t, testMTAConfig{})
+	port := primary.port
+	secondary := startTestMTA(t, testMTAConfig{listen: "127.0.0.3:" + strconv.Itoa(port)})
+	r, _ := newTestResolver(t, `
+pref.test.      IN MX 10 mx1.pref.test.
+pref.test.      IN MX 20 mx2.pref.test.
+warm.test.      IN MX 10 mx2.pref.test.
+down.test.      IN MX 10 mx0.down.test.
+down.test.      IN MX 20 mx2.pref.test.
+mx0.down.test.  IN A 127.0.0.2
+mx1.pref.test.  IN A 127.0.0.1
+mx2.pref.test.  IN A 127.0.0.3
+`)
+	tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: port, MaxIdle: time.Minute})
+	for _, tc := range []struct {
+		domain string
+		remote string
+	}{
+		{"warm.test", "mx2.pref.test"}, // leaves an idle connection to MX 20 of pref.test
+		{"pref.test", "mx1.pref.test"},
+		{"down.test", "mx2.pref.test"}, // MX 10 refuses: the pooled connection to MX 20 serves
+	} {
+		job, _ := newTestJob(delivery.Route{TLS: delivery.TLSNone}, smtpTestBody, "bob@"+tc.domain)
+		got := tr.Deliver(context.Background(), job)
+		if len(got) != 1 || got[0].Class != delivery.Delivered || got[0].RemoteMTA != tc.remote {
+			t.Errorf("%s: Deliver = %+v, want delivered by %s", tc.domain, got, tc.remote)
+		}
+	}
+	if p, s := len(primary.spool.Messages()), len(secondary.spool.Messages()); p != 1 || s != 2 {
+		t.Errorf("messages spooled by MX 10, MX 20 = %d, %d; want 1, 2", p, s)
+	}
+	if n := secondary.count(sdk.StageConnect); n != 1 {
+		t.Errorf("MX 20 saw %d connections, want 1 (reused)", n)
+	}
+}
+
 // TestSMTPAllExchangersFail: refused connections everywhere end in the
 // last failure, Temporary 4.4.1.
 func TestSMTPAllExchangersFail(t *testing.T) {
