@@ -71,6 +71,14 @@ type SMTPOptions struct {
 	// MaxPerConn is the number of messages sent on one connection before
 	// it is retired with QUIT; 0 = 100.
 	MaxPerConn int
+	// Self lists where this gateway receives mail: its listeners' bound
+	// addresses and the addresses a NAT or load balancer forwards to it
+	// (port 0 = any port). An exchanger that is this gateway (by these, or
+	// named Hostname) is dropped with every less or equally preferred one
+	// (RFC 5321 §5.1); an unspecified address (0.0.0.0, ::) stands for the
+	// machine's loopback and interface addresses. Otherwise addresses are
+	// compared exactly: 127.0.0.2 is not 127.0.0.1.
+	Self []netip.AddrPort
 	// DeadAddressTTL is how long an address whose connect failed is not
 	// dialled again (jobs fail over past it, or defer) unless ForgetDead
 	// clears it; 0 = config's default (30s), <0 = off.
@@ -214,6 +222,7 @@ type smtpHop struct {
 // smtpHost is one exchanger whose addresses are looked up when needed.
 type smtpHost struct {
 	name string
+	pref uint16     // MX preference
 	ip   netip.Addr // set for IP literals: no look-up
 	port int
 }
@@ -319,11 +328,16 @@ func (s *SMTP) nextHosts(ctx context.Context, job *Job) (hosts []smtpHost, stati
 		return nil, false, &r
 	}
 	for _, mx := range mxs {
-		h := smtpHost{name: mx.Host, port: s.opt.Port}
+		h := smtpHost{name: mx.Host, pref: mx.Preference, port: s.opt.Port}
 		if ip, err := netip.ParseAddr(mx.Host); err == nil {
 			h.ip = ip // an MX naming an address: wrong, but unambiguous
 		}
 		hosts = append(hosts, h)
+	}
+	hosts, self := s.dropSelf(ctx, hosts)
+	if self && len(hosts) == 0 {
+		r := localResult(Temporary, 451, 4, 4, 6, "mail for "+job.Domain+" loops back to myself: this gateway is its most preferred MX, so the domain needs a route")
+		return nil, false, &r
 	}
 	return hosts, false, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -667,6 +668,75 @@ mx2.pref.test.  IN A 127.0.0.3
 	}
 	if n := secondary.count(sdk.StageConnect); n != 1 {
 		t.Errorf("MX 20 saw %d connections, want 1 (reused)", n)
+	}
+}
+
+// TestSMTPSelfMX: an exchanger that is this gateway (SMTPOptions.Self, or
+// named like Hostname) is dropped with every less or equally preferred
+// one (RFC 5321 §5.1): a backup MX waits for the primary, and the best MX
+// of a domain without a route defers with 4.4.6 (issue 10). The gateway is
+// the server on 127.0.0.3; the other 127.0.0.x are other hosts.
+func TestSMTPSelfMX(t *testing.T) {
+	other := startTestMTA(t, testMTAConfig{})
+	port := other.port
+	us := startTestMTA(t, testMTAConfig{listen: "127.0.0.3:" + strconv.Itoa(port)})
+	r, _ := newTestResolver(t, `
+backup.test.   IN MX 10 mx0.down.test.
+backup.test.   IN MX 20 gw.backup.test.
+up.test.       IN MX 10 mx.up.test.
+up.test.       IN MX 20 gw.backup.test.
+best.test.     IN MX 10 gw.backup.test.
+best.test.     IN MX 20 mx.up.test.
+equal.test.    IN MX 10 mx.up.test.
+equal.test.    IN MX 10 gw.backup.test.
+named.test.    IN MX 10 gw.test.
+implicit.test. IN A 127.0.0.3
+mx0.down.test. IN A 127.0.0.2
+mx.up.test.    IN A 127.0.0.1
+gw.backup.test. IN A 127.0.0.3
+gw.test.       IN A 127.0.0.1
+`)
+	at := func(ip string, port int) []netip.AddrPort {
+		return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port))}
+	}
+	self := at("127.0.0.3", port)
+	const loop = "451 4.4.6"
+	for _, tc := range []struct {
+		domain string
+		self   []netip.AddrPort
+		want   string // the result's remote MTA, or "451 4.x.x" for a deferral
+	}{
+		{"backup.test", self, "451 4.4.1"}, // MX 10 down: wait, do not take it ourselves
+		{"up.test", self, "mx.up.test"},
+		{"best.test", self, loop},
+		{"equal.test", self, loop},
+		{"implicit.test", self, loop},
+		{"named.test", nil, loop},                                // by the hostname gw.test
+		{"best.test", at("127.0.0.3", port+1), "gw.backup.test"}, // another port: not us
+		{"best.test", at("127.0.0.3", 0), loop},                  // a proxy address: any port
+		{"backup.test", at("0.0.0.0", port), loop},               // a wildcard listener has all of 127/8
+		{"best.test", nil, "gw.backup.test"},                     // nothing known about ourselves
+	} {
+		tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: port, Self: tc.self, MaxIdle: -1})
+		job, _ := newTestJob(delivery.Route{TLS: delivery.TLSNone}, smtpTestBody, "bob@"+tc.domain)
+		got := tr.Deliver(context.Background(), job)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d results", tc.domain, len(got))
+		}
+		code := fmt.Sprintf("%d %s", got[0].Code, got[0].Enhanced)
+		if strings.HasPrefix(tc.want, "451") {
+			if got[0].Class != delivery.Temporary || code != tc.want {
+				t.Errorf("%s (self %v): %+v, want deferred %s", tc.domain, tc.self, got[0], tc.want)
+			}
+			if tc.want == loop && !strings.Contains(got[0].Text, "needs a route") {
+				t.Errorf("%s: text %q does not say the domain needs a route", tc.domain, got[0].Text)
+			}
+		} else if got[0].Class != delivery.Delivered || got[0].RemoteMTA != tc.want {
+			t.Errorf("%s (self %v): %+v, want delivered by %s", tc.domain, tc.self, got[0], tc.want)
+		}
+	}
+	if o, u := len(other.spool.Messages()), len(us.spool.Messages()); o != 1 || u != 2 {
+		t.Errorf("messages to the other host, to us = %d, %d; want 1, 2 (only where we were not told who we are)", o, u)
 	}
 }
 
