@@ -102,6 +102,7 @@ delivery {
   # command_timeout            = "5m"             # each reply from a next hop
   # dead_host_ttl              = "30s"            # a host whose connect failed is not dialled again for this long
   #                                               # ("0" = always dial); ETRN and `gateway queue retry` clear it
+  # proxy_addresses            = ["203.0.113.25"] # addresses a NAT or load balancer forwards to us: an MX there is us
 
   # A static route per domain ("*" matches all): transport is "smtp" (the
   # default; via = "host:port" instead of an MX look-up), "lmtp" (via, or

@@ -163,6 +163,11 @@ type Delivery struct {
 	// dialled again (mail for it is deferred at once); default 30s, 0 = off.
 	// ETRN and `gateway queue retry` forget it sooner.
 	DeadHostTTL time.Duration
+
+	// ProxyAddresses are addresses a NAT or load balancer forwards to this
+	// gateway (Postfix's proxy_interfaces): an MX host at one of them is
+	// this gateway, as one at a listener's address is.
+	ProxyAddresses []netip.Addr
 }
 
 // Route is a static route: route "domain" { via = "host:port" }.

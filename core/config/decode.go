@@ -245,8 +245,29 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	d.duration("connect_timeout", r.ConnectTimeout, &dl.ConnectTimeout, false)
 	d.duration("command_timeout", r.CommandTimeout, &dl.CommandTimeout, false)
 	d.duration("dead_host_ttl", r.DeadHostTTL, &dl.DeadHostTTL, true)
+	dl.ProxyAddresses = d.ipList("proxy_addresses", r.ProxyAddresses)
 	dl.Routes = d.routes(r.Routes)
 	return dl
+}
+
+// ipList decodes a list of IP addresses, each reported at its own
+// position when it is not one.
+func (d *decoder) ipList(name string, expr hcl.Expression) []netip.Addr {
+	list, ok := value[[]string](d, name, expr)
+	if !ok {
+		return nil
+	}
+	ranges := elementRanges(expr, len(list))
+	var out []netip.Addr
+	for i, s := range list {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" {
+			d.errorf(ranges[i], "Invalid address", "%s: %q is not an IP address.", name, s)
+			continue
+		}
+		out = append(out, ip.Unmap())
+	}
+	return out
 }
 
 // resolvers converts resolver: one address or a list of them (see

@@ -103,6 +103,7 @@ type rawDelivery struct {
 	ConnectTimeout          hcl.Expression `hcl:"connect_timeout,optional"`
 	CommandTimeout          hcl.Expression `hcl:"command_timeout,optional"`
 	DeadHostTTL             hcl.Expression `hcl:"dead_host_ttl,optional"`
+	ProxyAddresses          hcl.Expression `hcl:"proxy_addresses,optional"`
 
 	Routes []rawRoute `hcl:"route,block"`
 }

@@ -19,7 +19,10 @@ func (s *SMTP) dropSelf(ctx context.Context, hosts []smtpHost) (kept []smtpHost,
 	if s.opt.Self == nil && s.opt.Hostname == "" {
 		return hosts, false
 	}
-	ours := s.opt.Self
+	var ours []netip.AddrPort
+	if s.opt.Self != nil {
+		ours = s.opt.Self()
+	}
 	var local []netip.Addr // the machine's addresses, for wildcard listeners
 	for i, h := range hosts {
 		if !s.isSelf(ctx, h, ours, &local) {

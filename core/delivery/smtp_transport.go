@@ -71,14 +71,15 @@ type SMTPOptions struct {
 	// MaxPerConn is the number of messages sent on one connection before
 	// it is retired with QUIT; 0 = 100.
 	MaxPerConn int
-	// Self lists where this gateway receives mail: its listeners' bound
-	// addresses and the addresses a NAT or load balancer forwards to it
-	// (port 0 = any port). An exchanger that is this gateway (by these, or
+	// Self lists where this gateway receives mail, asked at each MX
+	// delivery (listeners are bound after the transport is made): its
+	// listeners' bound addresses and the addresses a NAT or load balancer
+	// forwards to it (port 0 = any port); nil = none. An exchanger that is this gateway (by these, or
 	// named Hostname) is dropped with every less or equally preferred one
 	// (RFC 5321 §5.1); an unspecified address (0.0.0.0, ::) stands for the
 	// machine's loopback and interface addresses. Otherwise addresses are
 	// compared exactly: 127.0.0.2 is not 127.0.0.1.
-	Self []netip.AddrPort
+	Self func() []netip.AddrPort
 	// DeadAddressTTL is how long an address whose connect failed is not
 	// dialled again (jobs fail over past it, or defer) unless ForgetDead
 	// clears it; 0 = config's default (30s), <0 = off.
@@ -107,7 +108,9 @@ type SMTPOptions struct {
 // Look-up failures: a null MX is Permanent 556 5.1.10, NXDOMAIN (or a name
 // that cannot be looked up) Permanent 550 5.1.2, a domain without MX and
 // address, or whose exchangers all have none, Permanent 550 5.4.4; a DNS
-// failure is Temporary 451 4.4.3. A static route whose host cannot be
+// failure is Temporary 451 4.4.3. An MX list in which this gateway (see
+// SMTPOptions.Self) is the most preferred host is Temporary 451 4.4.6: the
+// domain needs a route. A static route whose host cannot be
 // resolved is Temporary 451 4.4.3 whatever the cause: it is a
 // configuration matter, and mail waits for it to be fixed.
 //

@@ -717,7 +717,8 @@ gw.test.       IN A 127.0.0.1
 		{"backup.test", at("0.0.0.0", port), loop},               // a wildcard listener has all of 127/8
 		{"best.test", nil, "gw.backup.test"},                     // nothing known about ourselves
 	} {
-		tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: port, Self: tc.self, MaxIdle: -1})
+		ours := func() []netip.AddrPort { return tc.self }
+		tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: port, Self: ours, MaxIdle: -1})
 		job, _ := newTestJob(delivery.Route{TLS: delivery.TLSNone}, smtpTestBody, "bob@"+tc.domain)
 		got := tr.Deliver(context.Background(), job)
 		if len(got) != 1 {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
@@ -133,6 +134,7 @@ func (g *Gateway) newEngine(version string) error {
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		DeadAddressTTL: deadAddressTTL(cfg.Delivery.DeadHostTTL),
+		Self:           g.selfAddrs(cfg.Delivery.ProxyAddresses),
 		Log:            g.log.With("part", "smtp-out"),
 	})
 	transports := map[string]delivery.Transport{
@@ -169,6 +171,24 @@ func (g *Gateway) newEngine(version string) error {
 		MaxHops:    cfg.MaxHops(),
 	})
 	return err
+}
+
+// selfAddrs tells the SMTP transport where this gateway receives mail,
+// so that it never delivers to itself as an MX: the listeners' bound
+// addresses (read when asked, once they are bound) and proxy, at any port.
+func (g *Gateway) selfAddrs(proxy []netip.Addr) func() []netip.AddrPort {
+	return func() []netip.AddrPort {
+		var out []netip.AddrPort
+		for _, l := range g.listeners {
+			if ap, err := netip.ParseAddrPort(l.ln.Addr().String()); err == nil {
+				out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			}
+		}
+		for _, ip := range proxy {
+			out = append(out, netip.AddrPortFrom(ip, 0))
+		}
+		return out
+	}
 }
 
 // deadAddressTTL maps dead_host_ttl to SMTPOptions.DeadAddressTTL, where

@@ -15,4 +15,5 @@ delivery {
   postmaster                 = "postmaster"
   connect_timeout            = "0s"
   dead_host_ttl              = "-5s"
+  proxy_addresses            = ["203.0.113.25", "203.0.113.0/24", "mx.example.test"]
 }

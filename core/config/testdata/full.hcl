@@ -78,6 +78,7 @@ delivery {
   connect_timeout            = "10s"
   command_timeout            = "2m"
   dead_host_ttl              = "1m"
+  proxy_addresses            = ["203.0.113.25", "2001:db8::25"]
 
   route "Example.Test" {
     via = "127.0.0.1:2626"
