@@ -9,6 +9,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -23,9 +24,8 @@ func (s *SMTP) dropSelf(ctx context.Context, hosts []smtpHost) (kept []smtpHost,
 	if s.opt.Self != nil {
 		ours = s.opt.Self()
 	}
-	var local []netip.Addr // the machine's addresses, for wildcard listeners
 	for i, h := range hosts {
-		if !s.isSelf(ctx, h, ours, &local) {
+		if !s.isSelf(ctx, h, ours) {
 			continue
 		}
 		kept = hosts[:i]
@@ -39,8 +39,7 @@ func (s *SMTP) dropSelf(ctx context.Context, hosts []smtpHost) (kept []smtpHost,
 
 // isSelf reports whether h is this gateway: its name is the hostname, or
 // one of its addresses at h's port is where the gateway receives mail.
-// local caches the interface addresses, looked up when first needed.
-func (s *SMTP) isSelf(ctx context.Context, h smtpHost, ours []netip.AddrPort, local *[]netip.Addr) bool {
+func (s *SMTP) isSelf(ctx context.Context, h smtpHost, ours []netip.AddrPort) bool {
 	if s.opt.Hostname != "" && strings.EqualFold(h.name, s.opt.Hostname) {
 		return true
 	}
@@ -56,7 +55,7 @@ func (s *SMTP) isSelf(ctx context.Context, h smtpHost, ours []netip.AddrPort, lo
 			if o.Port() != 0 && int(o.Port()) != h.port {
 				continue
 			}
-			if o.Addr() == a.Unmap() || o.Addr().IsUnspecified() && isLocalAddr(a.Unmap(), local) {
+			if o.Addr() == a.Unmap() || o.Addr().IsUnspecified() && s.isLocalAddr(a.Unmap()) {
 				return true
 			}
 		}
@@ -66,23 +65,18 @@ func (s *SMTP) isSelf(ctx context.Context, h smtpHost, ours []netip.AddrPort, lo
 
 // isLocalAddr reports whether a is a loopback address or one of the
 // machine's interfaces' (what a listener on 0.0.0.0 or [::] receives on).
-func isLocalAddr(a netip.Addr, local *[]netip.Addr) bool {
-	if a.IsLoopback() {
-		return true
-	}
-	if *local == nil {
-		*local = []netip.Addr{}
-		ifAddrs, _ := net.InterfaceAddrs()
-		for _, ia := range ifAddrs {
-			if p, err := netip.ParsePrefix(ia.String()); err == nil {
-				*local = append(*local, p.Addr().Unmap())
-			}
+func (s *SMTP) isLocalAddr(a netip.Addr) bool {
+	return a.IsLoopback() || slices.Contains(s.localAddrs(), a)
+}
+
+// interfaceAddrs returns the addresses of the machine's interfaces.
+func interfaceAddrs() []netip.Addr {
+	var out []netip.Addr
+	ifAddrs, _ := net.InterfaceAddrs()
+	for _, ia := range ifAddrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
 		}
 	}
-	for _, l := range *local {
-		if l == a {
-			return true
-		}
-	}
-	return false
+	return out
 }

@@ -154,6 +154,11 @@ type SMTP struct {
 
 	stop chan struct{} // closed by Close: the reaper returns
 	done chan struct{} // closed when the reaper has returned; nil without one
+
+	// localAddrs are the machine's interface addresses (what a listener on
+	// 0.0.0.0 or [::] receives on), looked up once, when first needed:
+	// Postfix too learns its own addresses at start.
+	localAddrs func() []netip.Addr
 }
 
 // deadAddr remembers a failed connect, so that later jobs within
@@ -208,7 +213,8 @@ func NewSMTP(opt SMTPOptions) *SMTP {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &SMTP{opt: opt, log: opt.Log, idle: map[connKey][]*smtpConn{}, stop: make(chan struct{})}
+	s := &SMTP{opt: opt, log: opt.Log, idle: map[connKey][]*smtpConn{}, stop: make(chan struct{}),
+		localAddrs: sync.OnceValue(interfaceAddrs)}
 	if opt.MaxIdle > 0 {
 		s.done = make(chan struct{})
 		go s.reap()

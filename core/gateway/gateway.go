@@ -175,12 +175,15 @@ func (g *Gateway) newEngine(version string) error {
 
 // selfAddrs tells the SMTP transport where this gateway receives mail,
 // so that it never delivers to itself as an MX: the listeners' bound
-// addresses (read when asked, once they are bound) and proxy, at any port.
+// addresses and proxy, at any port. The engine is built before the
+// listeners are bound, so the list is made when first asked (by the first
+// delivery, which Run starts after binding), and then kept.
 func (g *Gateway) selfAddrs(proxy []netip.Addr) func() []netip.AddrPort {
-	return func() []netip.AddrPort {
+	return sync.OnceValue(func() []netip.AddrPort {
 		var out []netip.AddrPort
 		for _, l := range g.listeners {
-			if ap, err := netip.ParseAddrPort(l.ln.Addr().String()); err == nil {
+			if a, ok := l.ln.Addr().(*net.TCPAddr); ok {
+				ap := a.AddrPort()
 				out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 			}
 		}
@@ -188,7 +191,7 @@ func (g *Gateway) selfAddrs(proxy []netip.Addr) func() []netip.AddrPort {
 			out = append(out, netip.AddrPortFrom(ip, 0))
 		}
 		return out
-	}
+	})
 }
 
 // deadAddressTTL maps dead_host_ttl to SMTPOptions.DeadAddressTTL, where
