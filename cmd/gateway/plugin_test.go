@@ -18,27 +18,10 @@ import (
 // in the host's KV, provides transport "testtransport").
 const testPlugin = "../../core/pluginhost/testdata/testplugin"
 
-// pluginConfig is a gateway.hcl section with the test plugin in the
-// pipeline at rcpt and mail for example.test delivered by its transport
-// into outdir.
+// pluginConfig is the gateway.hcl section (for writeConfig) with the test
+// plugin in the pipeline (pluginhosttest.TestPluginConfig).
 func pluginConfig(bin, greeting, outdir string) string {
-	return fmt.Sprintf(`
-admin { address = "127.0.0.1:0" }
-delivery {
-  route "example.test" { transport = "testtransport" }
-}
-pipeline = ["plugin.policy"]
-plugin "policy" {
-  path     = %q
-  timeout  = "2s"
-  on_error = "defer"
-  match { stage = ["rcpt"] }
-  config {
-    greeting = %q
-    outdir   = %q
-  }
-}
-`, bin, greeting, outdir)
+	return pluginhosttest.TestPluginConfig(bin, greeting, outdir)
 }
 
 // TestPlugin runs the commands' plugin wiring on one build of the test

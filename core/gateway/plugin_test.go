@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,36 +8,19 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/gateway/gatewaytest"
+	"github.com/mailgate/gateway/core/pluginhost/pluginhosttest"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
 
-// pluginConfig is a gateway.hcl with core/pluginhost's test plugin (see its
-// main.go: rejects blocked@ with "<greeting>: blocked", accepts count@
-// with a counter kept in the host's KV, provides transport
-// "testtransport") in the pipeline at rcpt, and mail for example.test
-// delivered by its transport into outdir.
+// pluginConfig is a gateway.hcl with core/pluginhost's test plugin in the
+// pipeline (pluginhosttest.TestPluginConfig).
 func pluginConfig(bin, greeting, outdir string) string {
-	return fmt.Sprintf(`
+	return `
 hostname = "mx.test"
 shutdown_timeout = "5s"
 listener "mx" { address = "127.0.0.1:0" }
 domains = ["example.test"]
-admin { address = "127.0.0.1:0" }
-delivery {
-  route "example.test" { transport = "testtransport" }
-}
-pipeline = ["plugin.policy"]
-plugin "policy" {
-  path     = %q
-  timeout  = "2s"
-  on_error = "defer"
-  match { stage = ["rcpt"] }
-  config {
-    greeting = %q
-    outdir   = %q
-  }
-}
-`, bin, greeting, outdir)
+` + pluginhosttest.TestPluginConfig(bin, greeting, outdir)
 }
 
 // TestPluginPipeline runs a real plugin in a gateway's pipeline: its

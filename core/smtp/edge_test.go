@@ -154,9 +154,6 @@ func TestReceivedHELO(t *testing.T) {
 	}
 }
 
-// repeat is n copies of a transcript's lines.
-func repeat(n int, lines string) string { return strings.Repeat(lines, n) }
-
 // A client may not hold a connection slot forever with commands that move
 // no mail: after 100 of them since the start or the last message, 421 and
 // close.
@@ -164,7 +161,7 @@ func TestJunkCommandLimit(t *testing.T) {
 	t.Run("NOOP", func(t *testing.T) {
 		addr, _, _ := start(t, nil)
 		// EHLO was the first.
-		smtptest.Run(t, addr, hello+repeat(98, "C: NOOP\nS: 250 2.0.0 Ok\n")+`
+		smtptest.Run(t, addr, hello+strings.Repeat("C: NOOP\nS: 250 2.0.0 Ok\n", 98)+`
 			C: NOOP
 			C: NOOP
 			S: 250 2.0.0 Ok
@@ -174,14 +171,14 @@ func TestJunkCommandLimit(t *testing.T) {
 	})
 	t.Run("mixed", func(t *testing.T) {
 		addr, _, _ := start(t, nil)
-		smtptest.Run(t, addr, hello+repeat(33, `
+		smtptest.Run(t, addr, hello+strings.Repeat(`
 			C: RSET
 			S: 250 2.0.0 Ok
 			C: VRFY root
 			S: 252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery
 			C: HELP
 			S: 214 2.0.0 See RFC 5321
-		`)+`
+		`, 33)+`
 			C: NOOP
 			C: MAIL FROM:<a@example.net>
 			C: RSET
@@ -191,7 +188,7 @@ func TestJunkCommandLimit(t *testing.T) {
 	})
 	t.Run("a message starts the count again", func(t *testing.T) {
 		addr, _, _ := start(t, nil)
-		smtptest.Run(t, addr, hello+repeat(99, "C: NOOP\nS: 250 2.0.0 Ok\n")+`
+		smtptest.Run(t, addr, hello+strings.Repeat("C: NOOP\nS: 250 2.0.0 Ok\n", 99)+`
 			C: MAIL FROM:<a@example.net>
 			S: 250 2.1.0 Ok
 			C: RCPT TO:<b@example.org>
@@ -200,7 +197,7 @@ func TestJunkCommandLimit(t *testing.T) {
 			S: 354 End data with <CR><LF>.<CR><LF>
 			C: .
 			S: 250 2.0.0 Ok: queued as M0001
-		`+repeat(100, "C: RSET\nS: 250 2.0.0 Ok\n")+`
+		`+strings.Repeat("C: RSET\nS: 250 2.0.0 Ok\n", 100)+`
 			C: QUIT
 			S: 221 2.0.0 Bye
 			EOF
