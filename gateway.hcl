@@ -120,6 +120,18 @@ delivery {
   #   via = "127.0.0.1:2626"
   #   tls = "none"
   # }
+  # A smarthost that wants a login: AUTH PLAIN (or LOGIN) with the
+  # password read from a file next to this one. Credentials go only over
+  # TLS, unless the route says tls = "none"; "require" also verifies the
+  # smarthost's certificate. A refused login defers the mail.
+  # route "*" {
+  #   via = "smtp.provider.example:587"
+  #   tls = "require"
+  #   auth {
+  #     username      = "gateway@example.org"
+  #     password_file = "smarthost.pass"
+  #   }
+  # }
 }
 
 # The admin HTTP API. Default: off (no admin block).

@@ -177,9 +177,19 @@ type Route struct {
 	Transport string // "smtp" (default), "lmtp", "maildir", or a transport a plugin provides (checked when the plugins start)
 	Path      string // maildir: the Maildir root; lmtp: a unix socket path instead of via
 	TLS       string // STARTTLS policy for this route; "" = Delivery.TLS
+	// Auth is the credentials an smtp route logs in to its next hop with
+	// (a smarthost); nil: no AUTH.
+	Auth *RouteAuth
 	// TransportRange is where the transport setting is (the route's label
 	// without one), for a diagnostic found when the plugins start.
 	TransportRange Range
+}
+
+// RouteAuth is a route's auth { username  password_file } block. The
+// password is read when the config is loaded (and at every reload).
+type RouteAuth struct {
+	Username string
+	Password string
 }
 
 // Admin is the loopback admin API.

@@ -94,32 +94,42 @@ func (d *decoder) inject(r *rawInject) Inject {
 	if d.required("address", r.Address, r.DefRange) {
 		d.address("address", r.Address, &in.Address, true)
 	}
-	hasToken, hasFile := present(r.Token), present(r.TokenFile)
-	switch {
-	case hasToken == hasFile:
-		d.errorf(r.DefRange, "Invalid inject block", "Give exactly one of token and token_file.")
+	var ok bool
+	if in.Token, ok = d.secret("inject", "token", r.Token, r.TokenFile, r.DefRange); !ok {
 		return in
-	case hasToken:
-		d.str("token", r.Token, &in.Token)
-	default:
-		var path string
-		if d.file("token_file", r.TokenFile, &path) {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				d.errorf(r.TokenFile.Range(), "Unreadable file", "token_file: %s.", err)
-				return in
-			}
-			in.Token = strings.TrimSpace(string(b))
-		}
 	}
 	if in.Token != "" && len(in.Token) < minTokenLen {
 		rng := r.TokenFile.Range()
-		if hasToken {
+		if present(r.Token) {
 			rng = r.Token.Range()
 		}
 		d.errorf(rng, "Invalid value", "The token must be at least %d characters.", minTokenLen)
 	}
 	return in
+}
+
+// secret decodes one of name (the value) and name_file (a file whose
+// content, trimmed, is the value), exactly one of which must be given in
+// the block (named block) at def. ok is false when an error was reported.
+func (d *decoder) secret(block, name string, value, file hcl.Expression, def hcl.Range) (secret string, ok bool) {
+	hasValue, hasFile := present(value), present(file)
+	switch {
+	case hasValue == hasFile:
+		d.errorf(def, "Invalid "+block+" block", "Give exactly one of %s and %s_file.", name, name)
+		return "", false
+	case hasValue:
+		return secret, d.str(name, value, &secret)
+	}
+	var path string
+	if !d.file(name+"_file", file, &path) {
+		return "", false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		d.errorf(file.Range(), "Unreadable file", "%s_file: %s.", name, err)
+		return "", false
+	}
+	return strings.TrimSpace(string(b)), true
 }
 
 // validListenerName reports whether a listener's label is fit to name it in
@@ -353,6 +363,9 @@ func (d *decoder) routes(rs []rawRoute) []Route {
 			rt.Path = d.resolve(rt.Path)
 		}
 		d.enum("tls", r.TLS, &rt.TLS, deliveryTLS())
+		if r.Auth != nil {
+			rt.Auth = d.routeAuth(r.Auth)
+		}
 		if transportOK {
 			d.transportArgs(&r, rt.Transport)
 		}
@@ -366,9 +379,31 @@ func (d *decoder) routes(rs []rawRoute) []Route {
 	return routes
 }
 
+// routeAuth decodes a route's auth block: a username and exactly one of
+// password and password_file.
+func (d *decoder) routeAuth(r *rawRouteAuth) *RouteAuth {
+	var a RouteAuth
+	if d.required("username", r.Username, r.DefRange) && d.str("username", r.Username, &a.Username) && a.Username == "" {
+		d.errorf(r.Username.Range(), "Invalid value", "username is empty.")
+	}
+	if pass, ok := d.secret("auth", "password", r.Password, r.PasswordFile, r.DefRange); ok && pass == "" {
+		at := r.PasswordFile.Range()
+		if present(r.Password) {
+			at = r.Password.Range()
+		}
+		d.errorf(at, "Invalid value", "The password is empty.")
+	} else {
+		a.Password = pass
+	}
+	return &a
+}
+
 // transportArgs checks that a route has the arguments its transport needs
 // and none it would ignore. Plugin transports check their own.
 func (d *decoder) transportArgs(r *rawRoute, transport string) {
+	if r.Auth != nil && transport != transportSMTP {
+		d.errorf(r.Auth.DefRange, "Unsupported block", `auth is for transport = "smtp" (a smarthost); this route's transport is %q.`, transport)
+	}
 	switch transport {
 	case transportSMTP:
 		if present(r.Path) {

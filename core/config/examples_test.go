@@ -147,9 +147,10 @@ func exampleDir(t *testing.T, root string) (dir, sum string) {
 	stub := []byte("#!/bin/sh\nexit 1\n")
 	digest := sha256.Sum256(stub)
 	files := map[string][]byte{
-		"inject.token": []byte("0123456789abcdef0123456789abcdef\n"),
-		"cert.pem":     mustRead(t, filepath.Join("testdata", "tls", "cert.pem")),
-		"key.pem":      mustRead(t, filepath.Join("testdata", "tls", "key.pem")),
+		"inject.token":   []byte("0123456789abcdef0123456789abcdef\n"),
+		"smarthost.pass": []byte("s3cret\n"),
+		"cert.pem":       mustRead(t, filepath.Join("testdata", "tls", "cert.pem")),
+		"key.pem":        mustRead(t, filepath.Join("testdata", "tls", "key.pem")),
 	}
 	for _, p := range plugins {
 		files[filepath.Join("bin", "gateway-plugin-"+filepath.Base(filepath.Dir(p)))] = stub

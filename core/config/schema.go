@@ -117,6 +117,16 @@ type rawRoute struct {
 	Transport hcl.Expression `hcl:"transport,optional"`
 	Path      hcl.Expression `hcl:"path,optional"`
 	TLS       hcl.Expression `hcl:"tls,optional"`
+
+	Auth *rawRouteAuth `hcl:"auth,block"`
+}
+
+// rawRouteAuth is auth { … } in a route: the credentials for a smarthost.
+type rawRouteAuth struct {
+	DefRange     hcl.Range      `hcl:",def_range"`
+	Username     hcl.Expression `hcl:"username,optional"` // required
+	Password     hcl.Expression `hcl:"password,optional"` // password or password_file
+	PasswordFile hcl.Expression `hcl:"password_file,optional"`
 }
 
 // rawAdmin is admin { … }.

@@ -105,6 +105,9 @@ func (e *Engine) applyEffects(a *jobAttempt, eff *hook.Effects, handler string) 
 		if rt.Transport != "" {
 			a.route.Transport = rt.Transport
 		}
+		if rt.Via != a.route.Via {
+			a.route.Auth = nil // the route's credentials are for its own next hop only
+		}
 		a.route.Via = rt.Via
 	}
 	if eff.Sender != nil {

@@ -121,6 +121,9 @@ func selectRoute(d config.Delivery, domain string) Route {
 	r := Route{Transport: "smtp"}
 	if pick != nil {
 		r = Route{Transport: pick.Transport, Via: pick.Via, Path: pick.Path, TLS: pick.TLS}
+		if a := pick.Auth; a != nil {
+			r.Auth = &Credentials{Username: a.Username, Password: a.Password}
+		}
 	}
 	if r.Transport == "" {
 		r.Transport = "smtp"

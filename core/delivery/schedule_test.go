@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -48,7 +50,7 @@ func TestSelectRoute(t *testing.T) {
 	cfg := config.Delivery{
 		TLS: "require",
 		Routes: []config.Route{
-			{Domain: "*", Via: "smart:25"},
+			{Domain: "*", Via: "smart:25", Auth: &config.RouteAuth{Username: "gw", Password: "pw"}},
 			{Domain: "example.net", Transport: "lmtp", Path: "/sock", TLS: "none"},
 			{Domain: "example.net", Transport: "maildir"}, // shadowed
 			{Domain: "kiosk.test", Transport: "maildir"},
@@ -60,14 +62,14 @@ func TestSelectRoute(t *testing.T) {
 		want   Route
 	}{
 		{cfg, "example.net", Route{Transport: "lmtp", Path: "/sock", TLS: "none"}},
-		{cfg, "other.test", Route{Transport: "smtp", Via: "smart:25", TLS: "require"}},
+		{cfg, "other.test", Route{Transport: "smtp", Via: "smart:25", TLS: "require", Auth: &Credentials{"gw", "pw"}}},
 		{cfg, "Example.NET.", Route{Transport: "lmtp", Path: "/sock", TLS: "none"}},
 		{cfg, "kiosk.test", Route{Transport: "maildir", TLS: "require"}},
-		{cfg, "\u212Aiosk.test", Route{Transport: "smtp", Via: "smart:25", TLS: "require"}}, // a Kelvin sign is not a "k"
+		{cfg, "\u212Aiosk.test", Route{Transport: "smtp", Via: "smart:25", TLS: "require", Auth: &Credentials{"gw", "pw"}}}, // a Kelvin sign is not a "k"
 		{withDefaults(config.Delivery{}), "other.test", Route{Transport: "smtp", TLS: "opportunistic"}},
 	}
 	for _, tt := range tests {
-		if got := selectRoute(tt.cfg, tt.domain); got != tt.want {
+		if got := selectRoute(tt.cfg, tt.domain); !cmp.Equal(got, tt.want) {
 			t.Errorf("selectRoute(%s) = %+v; want %+v", tt.domain, got, tt.want)
 		}
 	}

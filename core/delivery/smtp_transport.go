@@ -14,10 +14,13 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-sasl"
 
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/dsn"
@@ -173,9 +176,10 @@ type deadAddr struct {
 
 // connKey identifies a destination whose connections are interchangeable.
 type connKey struct {
-	host string // MX or route host name, or the IP: TLS ServerName and RemoteMTA
-	addr string // ip:port dialled
-	tls  string // policy the connection was set up under
+	host string      // MX or route host name, or the IP: TLS ServerName and RemoteMTA
+	addr string      // ip:port dialled
+	tls  string      // policy the connection was set up under
+	auth Credentials // who it logged in as; zero: no AUTH
 }
 
 // smtpConn is one connection, in use or idle.
@@ -241,10 +245,13 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 	if len(job.Recipients) == 0 {
 		return nil
 	}
-	policy := job.Route.TLS
-	switch policy {
+	want := connKey{tls: job.Route.TLS}
+	if a := job.Route.Auth; a != nil {
+		want.auth = *a
+	}
+	switch want.tls {
 	case "":
-		policy = TLSOpportunistic
+		want.tls = TLSOpportunistic
 	case TLSNone, TLSOpportunistic, TLSRequire:
 	default:
 		return allResults(job, localResult(Temporary, 451, 4, 3, 5, fmt.Sprintf("unknown TLS policy %q", job.Route.TLS)))
@@ -262,7 +269,7 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 		// dropped. Hosts are taken in preference order, so an idle
 		// connection to a less preferred host waits until the more
 		// preferred ones have failed (RFC 5321 §5.1).
-		for sc := s.takeFor(h, policy); sc != nil; sc = s.takeFor(h, policy) {
+		for sc := s.takeFor(h, want); sc != nil; sc = s.takeFor(h, want) {
 			if rs, _ := s.run(ctx, job, sc); rs != nil {
 				return rs
 			}
@@ -277,7 +284,7 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 		}
 		for _, a := range addrs {
 			hp := smtpHop{host: h.name, addr: net.JoinHostPort(a.String(), strconv.Itoa(h.port))}
-			rs, hopFail := s.attempt(ctx, job, hp, policy)
+			rs, hopFail := s.attempt(ctx, job, hp, want)
 			if rs != nil {
 				return rs
 			}
@@ -451,12 +458,13 @@ func (s *SMTP) ForgetDead(domain string) {
 	}
 }
 
-// attempt delivers the job over a new connection to one address. It
-// returns the results, or nil and the failure that makes the caller try
-// the next address.
-func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, policy string) ([]Result, *Result) {
-	key := connKey{host: hp.host, addr: hp.addr, tls: policy}
-	sc, fail := s.connect(ctx, key, false)
+// attempt delivers the job over a new connection to one address, set up
+// as want says (TLS policy, credentials). It returns the results, or nil
+// and the failure that makes the caller try the next address.
+func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, want connKey) ([]Result, *Result) {
+	key := want
+	key.host, key.addr = hp.host, hp.addr
+	sc, fail := s.connect(ctx, key)
 	if fail != nil {
 		s.noteDead(hp.addr, job.Domain)
 		return nil, fail
@@ -469,8 +477,18 @@ func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, policy string)
 }
 
 // connect dials key.addr and readies a session: greeting, EHLO, STARTTLS
-// by policy. clear skips STARTTLS (the opportunistic fall-back).
-func (s *SMTP) connect(ctx context.Context, key connKey, clear bool) (*smtpConn, *Result) {
+// by policy, and AUTH with the key's credentials.
+func (s *SMTP) connect(ctx context.Context, key connKey) (*smtpConn, *Result) {
+	sc, fail := s.open(ctx, key, false)
+	if fail != nil {
+		return nil, fail
+	}
+	return s.login(ctx, sc)
+}
+
+// open dials key.addr: greeting, EHLO, and STARTTLS by policy. clear skips
+// STARTTLS (the opportunistic fall-back).
+func (s *SMTP) open(ctx context.Context, key connKey, clear bool) (*smtpConn, *Result) {
 	remote := remoteName(key.host)
 	if why, dead := s.isDead(key.addr); dead {
 		r := localResult(Temporary, 451, 4, 4, 1, "connection failed: "+key.host+" ["+key.addr+"]: "+why+
@@ -554,7 +572,55 @@ func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) 
 		r := localResult(Temporary, 451, 4, 4, 2, "connection to "+key.host+" ["+key.addr+"] failed: "+resultText(err))
 		return nil, &r
 	}
-	return s.connect(ctx, key, true)
+	return s.open(ctx, key, true)
+}
+
+// login authenticates sc's session with its key's credentials, if any:
+// AUTH PLAIN, else LOGIN. Credentials go only over TLS, unless the
+// route's policy is "none" (said explicitly). Every failure is temporary,
+// a refused password too (as Postfix's smtp_sasl_auth_soft_bounce): a
+// configuration mistake must not bounce the mail queued behind it.
+func (s *SMTP) login(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
+	key, c := sc.key, sc.c
+	if key.auth == (Credentials{}) {
+		return sc, nil
+	}
+	where, remote := key.host+" ["+key.addr+"]", remoteName(key.host)
+	fail := func(e2 uint16, text string) (*smtpConn, *Result) {
+		s.hangUp(ctx, c)
+		r := localResult(Temporary, 451, 4, 7, e2, text)
+		r.RemoteMTA = remote
+		return nil, &r
+	}
+	if !tlsOn(c) && key.tls != TLSNone {
+		return fail(10, "not sending credentials to "+where+" in clear text: its session has no TLS (set tls = \"none\" on the route to allow it)")
+	}
+	mechs, offered := c.Extension("AUTH")
+	if !offered {
+		return fail(4, where+" does not offer AUTH")
+	}
+	var mech sasl.Client
+	switch fields := strings.Fields(strings.ToUpper(mechs)); {
+	case slices.Contains(fields, "PLAIN"):
+		mech = sasl.NewPlainClient("", key.auth.Username, key.auth.Password)
+	case slices.Contains(fields, "LOGIN"):
+		mech = sasl.NewLoginClient(key.auth.Username, key.auth.Password)
+	default:
+		return fail(4, where+" offers no AUTH PLAIN or LOGIN, only "+mechs)
+	}
+	err := c.Auth(ctx, mech)
+	if err == nil {
+		return sc, nil
+	}
+	s.log.WarnContext(ctx, "smtp: authentication failed", "host", key.host, "addr", key.addr, "user", key.auth.Username, "err", err)
+	var reply smtp.Reply
+	if errors.As(err, &reply) {
+		r := hopReplyResult(reply, remote)
+		r.Text = message.OneLine("authentication as " + key.auth.Username + " failed: " + r.Text)
+		s.hangUp(ctx, c)
+		return nil, &r
+	}
+	return fail(0, "authentication at "+where+" failed: "+resultText(err))
 }
 
 // hangUp ends a session that is of no use: QUIT while the connection
@@ -690,7 +756,7 @@ func transactionResults(job *Job, res smtp.Result, err error, remote, lost strin
 // takeFor takes a pooled connection to h under policy, the most recently
 // used first; nil if there is none. Connections past MaxIdle that the reaper has not retired
 // yet are closed on the way.
-func (s *SMTP) takeFor(h smtpHost, policy string) *smtpConn {
+func (s *SMTP) takeFor(h smtpHost, want connKey) *smtpConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.idle) == 0 {
@@ -699,7 +765,7 @@ func (s *SMTP) takeFor(h smtpHost, policy string) *smtpConn {
 	now := time.Now()
 	port := strconv.Itoa(h.port)
 	for key, list := range s.idle {
-		if key.host != h.name || key.tls != policy || !strings.HasSuffix(key.addr, ":"+port) {
+		if key.host != h.name || key.tls != want.tls || key.auth != want.auth || !strings.HasSuffix(key.addr, ":"+port) {
 			continue
 		}
 		for len(list) > 0 {

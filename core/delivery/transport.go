@@ -56,6 +56,15 @@ type Route struct {
 	Via       string // host:port next hop; "" = MX look-up (smtp only)
 	Path      string // maildir root; lmtp unix socket
 	TLS       string // "none" | "opportunistic" | "require"
+	// Auth is what the smtp transport logs in to the next hop with (a
+	// smarthost); nil: no AUTH.
+	Auth *Credentials
+}
+
+// Credentials are a username and password for SMTP AUTH.
+type Credentials struct {
+	Username string
+	Password string
 }
 
 // Transport delivers jobs. Deliver returns one Result per job recipient, in

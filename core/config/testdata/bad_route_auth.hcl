@@ -1,0 +1,35 @@
+listener "mx" {
+  address = "127.0.0.1:2525"
+}
+
+delivery {
+  route "both.test" {
+    via = "relay.test:25"
+    auth {
+      username      = "u"
+      password      = "p"
+      password_file = "secrets/smarthost.pass"
+    }
+  }
+  route "nouser.test" {
+    via = "relay.test:25"
+    auth {
+      password = "p"
+    }
+  }
+  route "empty.test" {
+    via = "relay.test:25"
+    auth {
+      username = ""
+      password = ""
+    }
+  }
+  route "maildir.test" {
+    transport = "maildir"
+    path      = "mail"
+    auth {
+      username = "u"
+      password = "p"
+    }
+  }
+}
