@@ -134,11 +134,12 @@ type engineRound struct {
 	size    int64
 	created time.Time
 
-	mu         sync.Mutex          // serialises the recording of the round's jobs
-	msg        *queue.Message      // the message as recorded so far; guarded by mu
-	last       map[int]rcptOutcome // latest outcome per recipient this round; guarded by mu
-	pending    []*destGroup        // jobs not started yet; guarded by Engine.mu
-	unfinished int                 // jobs not yet recorded; guarded by Engine.mu
+	mu         sync.Mutex            // serialises the recording of the round's jobs
+	msg        *queue.Message        // the message as recorded so far; guarded by mu
+	last       map[int]rcptOutcome   // latest outcome per recipient this round; guarded by mu
+	successes  []dsn.RecipientReport // success DSN entries of the jobs recorded so far, sent by the last; guarded by mu
+	pending    []*destGroup          // jobs not started yet; guarded by Engine.mu
+	unfinished int                   // jobs not yet recorded; guarded by Engine.mu
 
 	hopsOnce sync.Once
 	hops     int

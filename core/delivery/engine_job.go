@@ -31,10 +31,11 @@ type rcptOutcome struct {
 	reply     string           // becomes RecipientState.LastReply and the DSN's Diagnostic-Code
 	status    sdk.EnhancedCode // RFC 3463 status for a DSN; zero = default of the action
 	remoteMTA string
-	dropped   bool // predelivery Drop, left out of its list, or no domain to deliver to: no DSN, no delivered notification
-	expanded  bool // replaced by others in a predelivery list: recorded delivered, an "expanded" DSN on request, no notification
-	shutdown  bool // cut short by shutdown: not an attempt
-	expired   bool // a temporary failure past MaxLifetime
+	handoff   Handoff // Delivered by the transport: what took the message
+	dropped   bool    // predelivery Drop, left out of its list, or no domain to deliver to: no DSN, no delivered notification
+	expanded  bool    // replaced by others in a predelivery list: recorded delivered, an "expanded" DSN on request, no notification
+	shutdown  bool    // cut short by shutdown: not an attempt
+	expired   bool    // a temporary failure past MaxLifetime
 }
 
 // setAll gives every outcome of outs o's result, keeping whom each is for.
@@ -258,6 +259,7 @@ func outcomeOf(res Result) rcptOutcome {
 		reply:     formatReply(res.Code, res.Enhanced, res.Text),
 		status:    dsn.StatusFromReply(res.Code, res.Enhanced),
 		remoteMTA: res.RemoteMTA,
+		handoff:   res.Handoff,
 	}
 	want := map[Class]uint16{Delivered: 2, Temporary: 4, Permanent: 5}[res.Class]
 	if !o.status.IsZero() && o.status[0] != want {
@@ -294,6 +296,20 @@ func formatReply(code int, enh sdk.EnhancedCode, text string) string {
 type notification struct {
 	stage sdk.Stage
 	rcpt  envelope.Recipient
+}
+
+// successAction is the action of a success DSN about o, a Delivered
+// outcome: "" when that DSN is the next hop's to send (it took NOTIFY).
+func (o rcptOutcome) successAction() dsn.Action {
+	switch {
+	case o.expanded:
+		return dsn.ActionExpanded
+	case o.handoff == HandoffDSN:
+		return ""
+	case o.handoff == HandoffRelayed:
+		return dsn.ActionRelayed
+	}
+	return dsn.ActionDelivered
 }
 
 // report is o as a DSN entry for rc.

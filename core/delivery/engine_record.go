@@ -16,11 +16,12 @@ import (
 )
 
 // record applies the outcomes of attempt a: it adds the recipients its
-// predelivery hook added, queues the DSN the outcomes call for, then
+// predelivery hook added, queues the DSN the failures call for, then
 // stores the recipients' new states with one Spool.Replace or, when this
 // was the round's last job and every recipient is now final, deletes the
 // message. The last job of a round not cut short by shutdown also sends
-// the delay warning and sets the message's next attempt. It runs with
+// the delay warning and sets the message's next attempt; the last job of
+// every round sends its success DSN (see sendSuccesses). It runs with
 // r.mu held and returns the notifications to dispatch and the message's
 // next attempt if it set one.
 //
@@ -51,6 +52,9 @@ func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time
 				}
 			}
 		}
+	}
+	if last {
+		e.sendSuccesses(bg, m, r, now)
 	}
 
 	final := allFinal(m)
@@ -97,8 +101,9 @@ func addRecipients(m *queue.Message, a *jobAttempt) {
 }
 
 // applyOutcomes sets the states of m's recipients from outs (a temporary
-// failure past MaxLifetime becomes a permanent one) and returns the DSN
-// reports they call for.
+// failure past MaxLifetime becomes a permanent one) and returns the
+// failure reports they call for; the success reports they call for wait
+// in r.successes for the round's end.
 func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutcome, now time.Time) []dsn.RecipientReport {
 	nullSender := m.Envelope.Sender.IsNull()
 	var reports []dsn.RecipientReport
@@ -121,12 +126,9 @@ func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutc
 		switch o.class {
 		case Delivered:
 			rs.Status = queue.Delivered
-			action := dsn.ActionDelivered
-			if o.expanded {
-				action = dsn.ActionExpanded
-			}
-			if !o.dropped && !nullSender && dsn.Wants(rc.Notify, action) {
-				reports = append(reports, o.report(rc, action, now))
+			action := o.successAction()
+			if action != "" && !o.dropped && !nullSender && dsn.Wants(rc.Notify, action) {
+				r.successes = append(r.successes, o.report(rc, action, now))
 			}
 		case Permanent:
 			rs.Status = queue.Failed
@@ -138,6 +140,30 @@ func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutc
 		}
 	}
 	return reports
+}
+
+// sendSuccesses queues the success DSN of round r of m, its last job
+// being recorded: one report for every recipient the round delivered
+// that asked for one (NOTIFY=SUCCESS) and whose next hop did not take the
+// request on, whatever job of the round delivered it.
+//
+// It is queued before the last job's record, as a bounce is: a crash in
+// between delivers that job's recipients again, and reports them again
+// with the delivery it reports. The recipients of the round's earlier
+// jobs are on disk as delivered already; a crash before the round's end
+// loses their report, which is never sent twice (the next round does not
+// know them), and a success report that cannot be queued is lost the
+// same way, with a log line. Either way the mail itself was delivered.
+func (e *Engine) sendSuccesses(ctx context.Context, m *queue.Message, r *engineRound, now time.Time) {
+	reports := r.successes
+	r.successes = nil
+	if len(reports) == 0 {
+		return
+	}
+	if err := e.queueDSN(ctx, m, reports, now); err != nil {
+		e.log.Error("delivery: cannot queue a success DSN; it is lost (the mail was delivered)", "id", m.ID,
+			"rcpts", len(reports), "err", err)
+	}
 }
 
 // delayWarnings returns the delay warning of m, once per message (recorded

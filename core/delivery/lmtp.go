@@ -39,6 +39,11 @@ type LMTPOptions struct {
 // connection, or an LHLO or greeting that is not 2xx is Temporary for
 // every recipient. RemoteMTA is the Via host ("[ip]" for an address), ""
 // over a unix socket.
+//
+// The LMTP server is the final delivery agent unless it offers DSN: a
+// Delivered result's Handoff is HandoffFinal, or HandoffDSN (NOTIFY and
+// ORCPT passed on, the success DSN its to send) when it offers DSN, as
+// Postfix does with lmtp_assume_final.
 type LMTP struct {
 	opt LMTPOptions
 	log *slog.Logger
@@ -115,6 +120,7 @@ func (l *LMTP) Deliver(ctx context.Context, job *Job) []Result {
 	if rs == nil {
 		rs = allResults(job, *lost)
 	}
+	setHandoff(rs, c, HandoffFinal)
 	l.log.InfoContext(ctx, "lmtp: attempt", "id", job.ID, "addr", where, "queued_as", id, "outcome", outcomeSummary(rs))
 	l.close(ctx, c)
 	return rs

@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -182,6 +183,32 @@ S: <close>`,
 				got[0].Text = tc.want.Text
 			}
 			if diff := cmp.Diff(tc.want, got[0]); diff != "" {
+				t.Errorf("Deliver (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLMTPHandoff: an LMTP server is the final delivery agent unless it
+// offers DSN; then it gets NOTIFY, ORCPT, ENVID and RET, and the success
+// DSN is its to send.
+func TestLMTPHandoff(t *testing.T) {
+	tests := []struct {
+		name, ext, mail, rcpt string
+		want                  delivery.Handoff
+	}{
+		{"DSN", "DSN", " RET=HDRS ENVID=env1", " NOTIFY=SUCCESS ORCPT=rfc822;bob@example.test", delivery.HandoffDSN},
+		{"no DSN", "8BITMIME", "", "", delivery.HandoffFinal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln := listenLoopback(t)
+			done := scriptedServer(t, ln, fmt.Sprintf(handoffScript, "LHLO", tt.ext, tt.mail, tt.rcpt))
+			got := newLMTPTransport(t).Deliver(context.Background(), handoffJob(delivery.Route{Transport: "lmtp", Via: ln.Addr().String()}))
+			<-done
+			want := []delivery.Result{{Class: delivery.Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0},
+				Text: "250 2.0.0 Ok: queued as X1", RemoteMTA: "[127.0.0.1]", Handoff: tt.want}}
+			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Deliver (-want +got):\n%s", diff)
 			}
 		})

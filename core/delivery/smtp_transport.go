@@ -138,6 +138,8 @@ type SMTPOptions struct {
 // Result.Text is the remote reply on one line ("550 5.1.1 No such user")
 // when one decided, else a description of what failed. RemoteMTA is the
 // host that answered: the MX or route host name, or "[ip]" for an IP.
+// A Delivered result's Handoff is HandoffDSN when the server offers DSN,
+// else HandoffRelayed (RFC 3461 §6.2.3).
 //
 // Connection reuse: after a transaction that leaves the session usable,
 // the connection goes to an idle pool keyed by host, address and TLS
@@ -656,6 +658,7 @@ func (s *SMTP) run(ctx context.Context, job *Job, sc *smtpConn) ([]Result, *Resu
 		return nil, lost
 	}
 	sc.sent++
+	setHandoff(rs, sc.c, HandoffRelayed)
 	s.log.InfoContext(ctx, "smtp: attempt", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "tls", tlsOn(sc.c),
 		"reused", sc.reused, "queued_as", id, "outcome", outcomeSummary(rs))
 	s.release(ctx, sc)
@@ -928,6 +931,21 @@ func allResults(job *Job, r Result) []Result {
 		out[i] = r
 	}
 	return out
+}
+
+// setHandoff sets the Handoff of the Delivered results among rs of a
+// transaction on c: HandoffDSN when the server offers DSN (the client
+// passed NOTIFY, ORCPT, ENVID and RET on), else without.
+func setHandoff(rs []Result, c *smtp.Client, without Handoff) {
+	h := without
+	if _, ok := c.Extension("DSN"); ok {
+		h = HandoffDSN
+	}
+	for i := range rs {
+		if rs[i].Class == Delivered {
+			rs[i].Handoff = h
+		}
+	}
 }
 
 // localResult is a result decided here, not by a remote reply.

@@ -209,8 +209,10 @@ func viaMTA(m *testMTA) delivery.Route {
 	return delivery.Route{Transport: "smtp", Via: m.addr, TLS: delivery.TLSNone}
 }
 
+// deliveredResult is a Delivered result from a test MTA, which offers DSN.
 func deliveredResult(text, remote string) delivery.Result {
-	return delivery.Result{Class: delivery.Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0}, Text: text, RemoteMTA: remote}
+	return delivery.Result{Class: delivery.Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0}, Text: text, RemoteMTA: remote,
+		Handoff: delivery.HandoffDSN}
 }
 
 // checkSpooled checks that m received exactly one message per want entry,
@@ -1133,4 +1135,67 @@ func TestSMTPContextDone(t *testing.T) {
 		t.Errorf("Deliver = %+v, want two Temporary results", got)
 	}
 	checkSpooled(t, m)
+}
+
+// handoffScript is a session that takes one message for bob@example.test,
+// whose EHLO (or LHLO) reply offers ext; %s are the DSN parameters
+// expected on MAIL and RCPT.
+const handoffScript = `
+S: 220 mx.test ESMTP
+C: %s gw.test
+S: 250-mx.test
+S: 250 %s
+C: MAIL FROM:<alice@sender.test>%s
+S: 250 2.1.0 Ok
+C: RCPT TO:<bob@example.test>%s
+S: 250 2.1.5 Ok
+C: DATA
+S: 354 Go ahead
+C: From: alice@sender.test
+C: Subject: hi
+C:
+C: ..dotted line
+C: bye
+C: .
+S: 250 2.0.0 Ok: queued as X1
+C: QUIT
+S: 221 2.0.0 Bye`
+
+// handoffJob is the job handoffScript takes: NOTIFY=SUCCESS, an ORCPT, an
+// ENVID and RET=HDRS.
+func handoffJob(route delivery.Route) *delivery.Job {
+	job, _ := newTestJob(route, smtpTestBody, "bob@example.test")
+	job.Envelope.EnvID, job.Envelope.Ret = "env1", envelope.RetHdrs
+	job.Recipients[0].Notify = envelope.NotifySuccess
+	job.Recipients[0].ORCPT = "rfc822;bob@example.test"
+	return job
+}
+
+// TestSMTPHandoff: a next hop that offers DSN gets NOTIFY, ORCPT, ENVID
+// and RET, and the result says the success DSN is its to send; one that
+// does not gets none of them, and the result says relayed (RFC 3461
+// §6.2.3).
+func TestSMTPHandoff(t *testing.T) {
+	tests := []struct {
+		name, ext, mail, rcpt string
+		want                  delivery.Handoff
+	}{
+		{"DSN", "DSN", " RET=HDRS ENVID=env1", " NOTIFY=SUCCESS ORCPT=rfc822;bob@example.test", delivery.HandoffDSN},
+		{"no DSN", "8BITMIME", "", "", delivery.HandoffRelayed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln := listenLoopback(t)
+			done := scriptedServer(t, ln, fmt.Sprintf(handoffScript, "EHLO", tt.ext, tt.mail, tt.rcpt))
+			tr := newSMTPTransport(t, delivery.SMTPOptions{})
+			got := tr.Deliver(context.Background(), handoffJob(delivery.Route{Via: ln.Addr().String(), TLS: delivery.TLSNone}))
+			tr.Close()
+			<-done
+			want := []delivery.Result{{Class: delivery.Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0},
+				Text: "250 2.0.0 Ok: queued as X1", RemoteMTA: "[127.0.0.1]", Handoff: tt.want}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Deliver (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

@@ -34,7 +34,27 @@ type Result struct {
 	Enhanced  sdk.EnhancedCode // RFC 3463 status
 	Text      string           // reply text or error, single line, for logs and DSN Diagnostic-Code
 	RemoteMTA string           // the host that answered, "" if none
+	Handoff   Handoff          // Delivered only: what took the message, which decides the success DSN
 }
+
+// Handoff is what a Delivered result handed the message to, which decides
+// whether a recipient's NOTIFY=SUCCESS is ours to answer and how
+// (RFC 3461 §4.1, §6.2.3).
+type Handoff uint8
+
+const (
+	// HandoffFinal (the zero value): delivered into the mailbox, by a
+	// Maildir or an LMTP server that does not offer DSN (the final
+	// delivery agent). A success DSN says "delivered".
+	HandoffFinal Handoff = iota
+	// HandoffRelayed: handed to a next hop that does not offer DSN, so
+	// it will send no success DSN. Ours says "relayed".
+	HandoffRelayed
+	// HandoffDSN: handed to a next hop that offers DSN, with the
+	// recipient's NOTIFY and ORCPT: a success DSN is the next hop's to
+	// send, and we send none.
+	HandoffDSN
+)
 
 // Job is one delivery attempt: the recipients of one queued message that
 // share a destination and a route.
