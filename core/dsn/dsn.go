@@ -398,6 +398,8 @@ func (d *Report) humanText(host string, failed, delayed bool, orig original) []b
 		wrap(&b, "", "I'm sorry to have to inform you that your message could not be delivered to one or more recipients.")
 	case delayed:
 		wrap(&b, "", "Your message could not be delivered yet to one or more recipients. The mail system will keep trying; you do not need to send it again.")
+	case d.relayed():
+		wrap(&b, "", "Your message was delivered or relayed to the recipients listed below. Where it was relayed, no further success report will come, but a server further on may still report a failure.")
 	default:
 		wrap(&b, "", "Your message was delivered to the recipients listed below.")
 	}
@@ -431,6 +433,17 @@ func (d *Report) humanText(host string, failed, delayed bool, orig original) []b
 		b.WriteString("The header section of the original message is attached.\r\n")
 	}
 	return b.Bytes()
+}
+
+// relayed reports whether a recipient's action is relayed: the message
+// left for a server that sends no success reports (RFC 3461 §6.2.3).
+func (d *Report) relayed() bool {
+	for _, r := range d.Reports {
+		if r.Action == ActionRelayed {
+			return true
+		}
+	}
+	return false
 }
 
 // actionText is how the human part words each action.

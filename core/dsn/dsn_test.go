@@ -389,6 +389,60 @@ func TestDSNTwoRecipients(t *testing.T) {
 	}
 }
 
+// TestDSNSuccess: a success report's human part says when the message
+// was relayed to a server that sends no success reports (RFC 3461
+// §6.2.3), and not otherwise.
+func TestDSNSuccess(t *testing.T) {
+	relayedText := "Your message was delivered or relayed to the recipients listed below. Where\r\n" +
+		"it was relayed, no further success report will come, but a server further on\r\n" +
+		"may still report a failure.\r\n"
+	deliveredText := "Your message was delivered to the recipients listed below.\r\n"
+	tests := []struct {
+		name    string
+		actions []Action
+		intro   string
+		lines   []string
+	}{
+		{"delivered", []Action{ActionDelivered}, deliveredText, []string{"<bob@example.net>: delivered (2.0.0)."}},
+		{"expanded", []Action{ActionExpanded}, deliveredText, []string{"<bob@example.net>: delivered to an alias or list, which expanded it (2.0.0)."}},
+		{"relayed and delivered", []Action{ActionDelivered, ActionRelayed}, relayedText, []string{
+			"<bob@example.net>: delivered (2.0.0).",
+			"<carol@example.net>: relayed to a server that sends no delivery reports\r\n(2.0.0).",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := testDSN(envelope.RetUnset)
+			d.Reports = nil
+			for i, a := range tt.actions {
+				d.Reports = append(d.Reports, RecipientReport{Recipient: rcpt([]string{"bob", "carol"}[i], "example.net"), Action: a})
+			}
+			p, _ := build(t, d)
+			if got, want := p.Header.Get("Subject"), "Successful Mail Delivery Report"; got != want {
+				t.Errorf("Subject = %q, want %q", got, want)
+			}
+			human := p.Parts[0].Body
+			if !strings.Contains(human, "\r\n\r\n"+tt.intro+"\r\n") {
+				t.Errorf("human part lacks the intro %q:\n%s", tt.intro, human)
+			}
+			if tt.intro == deliveredText && strings.Contains(human, "relayed") {
+				t.Errorf("human part speaks of relaying:\n%s", human)
+			}
+			for _, l := range tt.lines {
+				if !strings.Contains(human, "\r\n"+l+"\r\n") {
+					t.Errorf("human part lacks %q:\n%s", l, human)
+				}
+			}
+			_, rcpts := statusFields(t, p.Parts[1].Body)
+			for i, r := range rcpts {
+				if got := r.Get("Action"); got != string(tt.actions[i]) {
+					t.Errorf("recipient %d Action %q, want %s", i, got, tt.actions[i])
+				}
+			}
+		})
+	}
+}
+
 func TestDSNOriginalRecipientAndEnvID(t *testing.T) {
 	tests := []struct {
 		name, orcpt, envid string
