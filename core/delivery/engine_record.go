@@ -128,7 +128,14 @@ func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutc
 			rs.Status = queue.Delivered
 			action := o.successAction()
 			if action != "" && !o.dropped && !nullSender && dsn.Wants(rc.Notify, action) {
-				r.successes = append(r.successes, o.report(rc, action, now))
+				rep := o.report(rc, action, now)
+				if o.remoteMTA == "" {
+					// No server answered: the text of a local delivery
+					// (a Maildir's file name) is for the logs, not the
+					// sender. Postfix's local delivery writes none either.
+					rep.Diagnostic = ""
+				}
+				r.successes = append(r.successes, rep)
 			}
 		case Permanent:
 			rs.Status = queue.Failed

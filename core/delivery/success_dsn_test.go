@@ -204,18 +204,18 @@ func flatten(h textproto.MIMEHeader) map[string]string {
 }
 
 // rcptBlock is the per-recipient block the gateway writes for rcpt (its
-// ORCPT the same address) delivered with action and diagnostic by
-// remote ("" = none).
+// ORCPT the same address) delivered with action, by remote with
+// diagnostic, or ("" and "") into a Maildir.
 func rcptBlock(rcpt, action, diagnostic, remote string) map[string]string {
 	b := map[string]string{
 		"Original-Recipient": "rfc822; " + rcpt,
 		"Final-Recipient":    "rfc822; " + rcpt,
 		"Action":             action,
 		"Status":             "2.0.0",
-		"Diagnostic-Code":    "smtp; " + diagnostic,
 	}
 	if remote != "" {
 		b["Remote-Mta"] = "dns; " + remote
+		b["Diagnostic-Code"] = "smtp; " + diagnostic
 	}
 	return b
 }
@@ -281,9 +281,12 @@ func TestSuccessDSNDelivered(t *testing.T) {
 		t.Fatalf("%d reports; want 1", len(reports))
 	}
 	got := w.checkSuccessReport(t, reports[0], id)
-	want := []map[string]string{rcptBlock("bob@local.test", "delivered", "250 2.0.0 delivered to "+files[0], "")}
+	want := []map[string]string{rcptBlock("bob@local.test", "delivered", "", "")}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("recipient blocks (-want +got):\n%s", diff)
+	}
+	if h := reports[0].Human; !strings.Contains(h, "\n<bob@local.test>: delivered (2.0.0).") || strings.Contains(h, w.localMail) {
+		t.Errorf("human part does not say bob's mail was delivered, or names the Maildir's files:\n%s", h)
 	}
 }
 
@@ -305,7 +308,7 @@ func TestSuccessDSNOnePerMessage(t *testing.T) {
 	}
 	got := w.checkSuccessReport(t, reports[0], id)
 	want := []map[string]string{
-		rcptBlock("bob@local.test", "delivered", "250 2.0.0 delivered to "+files[0], ""),
+		rcptBlock("bob@local.test", "delivered", "", ""),
 		rcptBlock("carol@plain.test", "relayed", "250 2.0.0 Ok: queued as "+plain[0].ID, "mx.plain.test"),
 	}
 	if diff := cmp.Diff(want, got, sortBlocks); diff != "" {
