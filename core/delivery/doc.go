@@ -17,9 +17,13 @@
 //   - Transports (transport.go): SMTP (smtp_transport.go: MX look-up with
 //     fail-over, STARTTLS policy, connection reuse), LMTP (lmtp.go) and
 //     Maildir (maildir_transport.go over core/maildir).
-//   - DSNs (bounce.go): which recipients want one (NOTIFY), the report
-//     built by core/dsn queued through the spool, and never a DSN to the
-//     null sender.
+//   - DSNs (bounce.go, engine_record.go): which recipients want one
+//     (NOTIFY), the report built by core/dsn queued through the spool, and
+//     never a DSN to the null sender. Bounces go out with the job that
+//     failed; success reports (RFC 3461) once per message and round, for
+//     what the transports say they did (Result.Handoff): "delivered" into
+//     a Maildir or to an LMTP server without DSN, "relayed" to a next hop
+//     without DSN, none when the next hop took NOTIFY on.
 //
 // Nothing but in-flight leases lives only in memory: after a crash every
 // unfinished message is due again (at-least-once). The package holds no

@@ -83,11 +83,13 @@ const maxCandidates = 4096
 // recipients: a delivery round. Each job runs in its own goroutine when
 // both the total and the domain's connection limit allow; the others wait
 // in the round without holding up other domains. A job records its
-// recipients' outcomes with one Spool.Update (queuing the DSN it needs
-// first); the round's last job also sets the message's next attempt, sends
-// the delay warning, or deletes the finished message. Nothing but the
-// leases lives only in memory: after a crash every unfinished message is
-// simply due again (at-least-once).
+// recipients' outcomes with one Spool.Update (queuing the bounce it needs
+// first); the round's last job also sends the round's one success DSN,
+// sets the message's next attempt, sends the delay warning, or deletes
+// the finished message. Nothing but the leases and the success DSN
+// waiting for the round's end lives only in memory: after a crash every
+// unfinished message is simply due again (at-least-once), and a success
+// DSN is at worst lost (see sendSuccesses).
 type Engine struct {
 	opt        Options
 	cfg        config.Delivery // opt.Config with defaults
