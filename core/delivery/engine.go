@@ -207,6 +207,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer e.running.Store(false)
 	e.schedule(ctx)
 	e.jobs.Wait()
+	e.sendCutShortSuccesses(context.WithoutCancel(ctx))
 
 	e.mu.Lock()
 	clear(e.leases) // rounds cut short by the shutdown: their messages stay due

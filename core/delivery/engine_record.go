@@ -150,9 +150,10 @@ func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutc
 }
 
 // sendSuccesses queues the success DSN of round r of m, its last job
-// being recorded: one report for every recipient the round delivered
-// that asked for one (NOTIFY=SUCCESS) and whose next hop did not take the
-// request on, whatever job of the round delivered it.
+// being recorded (or, when shutdown kept that job from starting, at the
+// end of Run: sendCutShortSuccesses): one report for every recipient the
+// round delivered that asked for one (NOTIFY=SUCCESS) and whose next hop
+// did not take the request on, whatever job of the round delivered it.
 //
 // It is queued before the last job's record, as a bounce is: a crash in
 // between delivers that job's recipients again, and reports them again
@@ -170,6 +171,26 @@ func (e *Engine) sendSuccesses(ctx context.Context, m *queue.Message, r *engineR
 	if err := e.queueDSN(ctx, m, reports, now); err != nil {
 		e.log.Error("delivery: cannot queue a success DSN; it is lost (the mail was delivered)", "id", m.ID,
 			"rcpts", len(reports), "err", err)
+	}
+}
+
+// sendCutShortSuccesses sends the success DSNs of the rounds that
+// shutdown cut short, whose last jobs never started: their recipients
+// delivered so far are recorded, and the next round would not report
+// them. It runs once no job is left.
+func (e *Engine) sendCutShortSuccesses(ctx context.Context) {
+	e.mu.Lock()
+	var rounds []*engineRound
+	for _, r := range e.leases {
+		if r != nil {
+			rounds = append(rounds, r)
+		}
+	}
+	e.mu.Unlock()
+	for _, r := range rounds {
+		r.mu.Lock()
+		e.sendSuccesses(ctx, r.msg, r, e.now())
+		r.mu.Unlock()
 	}
 }
 

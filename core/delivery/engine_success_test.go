@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/delivery/deliverytest"
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -114,6 +116,49 @@ func TestEngineSuccessDSNPerRound(t *testing.T) {
 	want := [][]map[string]string{{successBlock("bob@example.net", "relayed")}, {successBlock("carol@example.org", "delivered")}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DSNs (-want +got):\n%s", diff)
+	}
+}
+
+// TestEngineSuccessDSNAtShutdown: a shutdown that keeps a round's other
+// job from starting still sends the success DSN of the recipient the
+// round delivered; the next round would not know of it.
+func TestEngineSuccessDSNAtShutdown(t *testing.T) {
+	h := newEngHarness(t, func(o *delivery.Options) { o.Config.MaxConnections = 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.tr.ScriptCall(func(context.Context, *delivery.Job) []delivery.Result {
+		cancel() // the other job cannot start: the engine stops
+		return []delivery.Result{handedOff(delivery.HandoffRelayed)}
+	})
+	id := h.enqueue(engSender, engRcpt("bob@example.net", envelope.NotifySuccess), engRcpt("carol@example.org", envelope.NotifySuccess))
+	if err := h.eng.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	m := h.get(id)
+	var delivered []string
+	for i, rs := range m.Recipients {
+		if rs.Status == queue.Delivered {
+			delivered = append(delivered, m.Envelope.Recipients[i].Address.String())
+		}
+	}
+	if len(delivered) != 1 || len(h.tr.Calls()) != 1 {
+		t.Fatalf("delivered %v in %d calls; want one recipient in one call", delivered, len(h.tr.Calls()))
+	}
+	var dsns []*queue.Message
+	for _, q := range h.messages() {
+		if q.Envelope.Sender.IsNull() {
+			dsns = append(dsns, q)
+		}
+	}
+	if len(dsns) != 1 {
+		t.Fatalf("%d DSNs queued; want 1", len(dsns))
+	}
+	var got []map[string]string
+	for _, r := range parseEngDSN(t, h.body(dsns[0].ID)).Rcpts {
+		got = append(got, engRcptFields(r))
+	}
+	if diff := cmp.Diff([]map[string]string{successBlock(delivered[0], "relayed")}, got); diff != "" {
+		t.Errorf("DSN (-want +got):\n%s", diff)
 	}
 }
 
