@@ -156,12 +156,13 @@ func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutc
 // did not take the request on, whatever job of the round delivered it.
 //
 // It is queued before the last job's record, as a bounce is: a crash in
-// between delivers that job's recipients again, and reports them again
-// with the delivery it reports. The recipients of the round's earlier
-// jobs are on disk as delivered already; a crash before the round's end
-// loses their report, which is never sent twice (the next round does not
-// know them), and a success report that cannot be queued is lost the
-// same way, with a log line. Either way the mail itself was delivered.
+// between delivers that job's recipients again, and the next round
+// reports them again, each report standing for a delivery that happened.
+// The recipients of the round's earlier jobs are on disk as delivered
+// already and no later round knows them: a crash before the round's end
+// loses their report rather than sending it twice. A report that cannot
+// be queued is lost the same way, with a log line. Either way the mail
+// itself was delivered; only the notice of it is missing.
 func (e *Engine) sendSuccesses(ctx context.Context, m *queue.Message, r *engineRound, now time.Time) {
 	reports := r.successes
 	r.successes = nil

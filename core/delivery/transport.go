@@ -32,7 +32,7 @@ type Result struct {
 	Class     Class
 	Code      int              // SMTP reply code (or the one a local transport stands for)
 	Enhanced  sdk.EnhancedCode // RFC 3463 status
-	Text      string           // reply text or error, single line, for logs and DSN Diagnostic-Code
+	Text      string           // reply text or error, single line, for logs and DSN Diagnostic-Code (not a success DSN's without RemoteMTA)
 	RemoteMTA string           // the host that answered, "" if none
 	Handoff   Handoff          // Delivered only: what took the message, which decides the success DSN
 }
