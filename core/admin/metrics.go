@@ -55,14 +55,14 @@ func newRegistry(a *Admin) (*prometheus.Registry, *observer) {
 		}),
 		dsns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricDSNs,
-			Help: "DSN messages queued, by action (failed, delayed).",
+			Help: "DSN messages queued, by their gravest action (failed, delayed, relayed, delivered).",
 		}, []string{"action"}),
 	}
 	// Series that exist from the start, so rates work from the first scrape.
 	for _, c := range []delivery.Class{delivery.Delivered, delivery.Temporary, delivery.Permanent} {
 		o.attempts.WithLabelValues(c.String())
 	}
-	for _, act := range []dsn.Action{dsn.ActionFailed, dsn.ActionDelayed} {
+	for _, act := range []dsn.Action{dsn.ActionFailed, dsn.ActionDelayed, dsn.ActionRelayed, dsn.ActionDelivered} {
 		o.dsns.WithLabelValues(string(act))
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{

@@ -58,15 +58,7 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []dsn.R
 		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
 	}
 
-	action := dsn.ActionDelivered
-	for _, r := range reports {
-		switch {
-		case r.Action == dsn.ActionFailed:
-			action = dsn.ActionFailed
-		case r.Action == dsn.ActionDelayed && action != dsn.ActionFailed:
-			action = dsn.ActionDelayed
-		}
-	}
+	action := reportAction(reports)
 	e.dsns.Add(1)
 	if e.opt.Observer != nil {
 		e.opt.Observer.Bounced(action)
@@ -74,6 +66,19 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []dsn.R
 	e.log.Info("delivery: DSN queued", "id", d.ID(), "about", m.ID, "to", to.String(), "action", action, "rcpts", len(reports))
 	e.Kick()
 	return nil
+}
+
+// reportAction names a DSN for metrics and logs by its gravest action:
+// failed, then delayed, then relayed, else delivered (expanded too).
+func reportAction(reports []dsn.RecipientReport) dsn.Action {
+	rank := map[dsn.Action]int{dsn.ActionFailed: 3, dsn.ActionDelayed: 2, dsn.ActionRelayed: 1}
+	action := dsn.ActionDelivered
+	for _, r := range reports {
+		if rank[r.Action] > rank[action] {
+			action = r.Action
+		}
+	}
+	return action
 }
 
 // dsnRecipient returns whom a DSN about m goes to, and which of reports it

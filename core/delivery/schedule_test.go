@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -92,6 +93,32 @@ func TestFormatReply(t *testing.T) {
 	for _, tt := range tests {
 		if got := formatReply(tt.code, tt.enh, tt.text); got != tt.want {
 			t.Errorf("formatReply(%d, %s, %q) = %q; want %q", tt.code, tt.enh, tt.text, got, tt.want)
+		}
+	}
+}
+
+// TestReportAction: a DSN is counted under its gravest action, so a
+// success report about relayed mail is not counted as delivered.
+func TestReportAction(t *testing.T) {
+	reports := func(actions ...dsn.Action) []dsn.RecipientReport {
+		var rs []dsn.RecipientReport
+		for _, a := range actions {
+			rs = append(rs, dsn.RecipientReport{Action: a})
+		}
+		return rs
+	}
+	tests := []struct {
+		in   []dsn.RecipientReport
+		want dsn.Action
+	}{
+		{reports(dsn.ActionDelivered, dsn.ActionExpanded), dsn.ActionDelivered},
+		{reports(dsn.ActionDelivered, dsn.ActionRelayed), dsn.ActionRelayed},
+		{reports(dsn.ActionRelayed, dsn.ActionDelayed), dsn.ActionDelayed},
+		{reports(dsn.ActionDelayed, dsn.ActionFailed, dsn.ActionRelayed), dsn.ActionFailed},
+	}
+	for _, tt := range tests {
+		if got := reportAction(tt.in); got != tt.want {
+			t.Errorf("reportAction(%v) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
 }
