@@ -14,6 +14,7 @@ FUZZ_TARGETS = \
 	./core/smtp:FuzzParseRcpt \
 	./core/smtp:FuzzDataReader \
 	./core/smtp:FuzzReadReply \
+	./core/smtp:FuzzCRLFReader \
 	./core/smtp:FuzzXText \
 	./core/message:FuzzHopCounter \
 	./core/message:FuzzRewrite \

@@ -2,8 +2,9 @@ package smtp
 
 // This file is the outbound SMTP client: `gateway send`, `gateway bench` and
 // the delivery transports build on it. It also speaks LMTP (RFC 2033) when
-// ClientOptions.LMTP is set. One Client is one connection; it is not safe for
-// concurrent use.
+// ClientOptions.LMTP is set, and sends the message with BDAT (RFC 3030, in
+// client_bdat.go) when it must or is told to. One Client is one connection;
+// it is not safe for concurrent use.
 
 import (
 	"bufio"
@@ -43,9 +44,12 @@ var (
 	// the server does not offer it. The error also unwraps to a Reply
 	// 553 5.6.7, so it counts as permanent (RFC 6531 §3.2).
 	ErrSMTPUTF8Unsupported = errors.New("smtp: server does not support SMTPUTF8")
-	// ErrBinaryMIMEUnsupported is returned for an envelope with
-	// BODY=BINARYMIME: that needs BDAT, which this client does not send.
-	ErrBinaryMIMEUnsupported = errors.New("smtp: BODY=BINARYMIME needs BDAT, which the client does not send")
+	// ErrBinaryMIMEUnsupported is wrapped when the envelope has
+	// BODY=BINARYMIME and the server does not offer both CHUNKING and
+	// BINARYMIME (RFC 3030 §3): binary content cannot go as it is. Nothing
+	// is sent. The error also unwraps to a Reply 554 5.6.3, so it counts
+	// as permanent.
+	ErrBinaryMIMEUnsupported = errors.New("smtp: server does not accept binary content (CHUNKING and BINARYMIME)")
 )
 
 const (
@@ -56,8 +60,9 @@ const (
 	// server cannot make the client buffer without end.
 	clientMaxReplyLines = 128
 
-	clientDefaultTimeout = 5 * time.Minute
-	clientDefaultName    = "localhost"
+	clientDefaultTimeout   = 5 * time.Minute
+	clientDefaultName      = "localhost"
+	clientDefaultChunkSize = 256 << 10
 )
 
 // clientAbortDeadline is a deadline in the past: setting it aborts blocked I/O.
@@ -73,6 +78,12 @@ type ClientOptions struct {
 	// with no HELO fallback, and after the message one reply per accepted
 	// recipient (Result.DataPerRcpt).
 	LMTP bool
+	// AlwaysBDAT sends every message with BDAT (RFC 3030) when the server
+	// offers CHUNKING. Without it only BODY=BINARYMIME messages go with
+	// BDAT, which they always do: DATA cannot carry them.
+	AlwaysBDAT bool
+	// ChunkSize is the most bytes one BDAT chunk carries; default 256 KiB.
+	ChunkSize int
 }
 
 // Client is one outbound SMTP connection. It is not safe for concurrent use.
@@ -91,6 +102,7 @@ type Client struct {
 	closed   bool
 	debug    bool // log commands and replies (decided per operation)
 	copyBuf  []byte
+	chunkBuf []byte // one BDAT chunk, made when first needed
 
 	// Per operation: the ctx deadline and whether ctx was cancelled. Every
 	// read and write of the connection sets the conn deadline from these.
@@ -102,9 +114,10 @@ type Client struct {
 type Result struct {
 	Mail  Reply   // reply to MAIL FROM
 	Rcpts []Reply // one per env.Recipients, in order (zero Reply: never answered)
-	// Data is the final reply after the message, or the reply to DATA if it
-	// was refused. In LMTP mode, after the message, it is the first of the
-	// per-recipient replies (DataPerRcpt's first non-zero entry).
+	// Data is the final reply after the message, or the reply to DATA (with
+	// BDAT: to the chunk) that refused it. In LMTP mode, after the message,
+	// it is the first of the per-recipient replies (DataPerRcpt's first
+	// non-zero entry).
 	Data Reply
 	// DataPerRcpt is set in LMTP mode once the message was sent: one entry
 	// per env.Recipients, in order, holding the reply the server gave for
@@ -166,6 +179,9 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = clientDefaultChunkSize
 	}
 	return o
 }
@@ -381,6 +397,12 @@ func (c *Client) Auth(ctx context.Context, mech sasl.Client) error {
 // becomes CRLF) and dot-stuffed. With PIPELINING, MAIL, every RCPT and DATA
 // go out in one write and the replies are read in order (RFC 2920).
 //
+// A BODY=BINARYMIME message goes with BDAT instead of DATA, byte for byte,
+// and so does every message when AlwaysBDAT is set and the server offers
+// CHUNKING (with CRLF line endings, not dot-stuffed); see sendBDAT. A
+// server without CHUNKING and BINARYMIME gets no binary message:
+// ErrBinaryMIMEUnsupported.
+//
 // Per-recipient replies are in Result.Rcpts; if every recipient is refused,
 // the transaction is reset and Send returns a nil error (each Rcpts reply
 // says why). The error is for the transaction: a refused MAIL or DATA (or
@@ -415,28 +437,16 @@ func (c *Client) Send(ctx context.Context, env *envelope.Envelope, body io.Reade
 		}
 	}
 	res.Rcpts = make([]Reply, len(rcpts))
-	if _, ok := c.ext["PIPELINING"]; ok && !c.opt.NoPipelining {
+	_, pipelining := c.ext["PIPELINING"]
+	pipelining = pipelining && !c.opt.NoPipelining
+	if c.useBDAT(env) {
+		return res, c.sendBDAT(ctx, &res, mail, rcpts, c.chunks(body, env.Body == envelope.BodyBinaryMIME), pipelining)
+	}
+	if pipelining {
 		return c.sendPipelined(ctx, &res, mail, rcpts, body)
 	}
-
-	if res.Mail, err = c.cmd(ctx, mail); err != nil {
+	if ok, err := c.stepEnvelope(ctx, &res, mail, rcpts); !ok {
 		return res, err
-	}
-	if res.Mail.Code/100 != 2 {
-		return res, res.Mail
-	}
-	accepted := false
-	for i, l := range rcpts {
-		if res.Rcpts[i], err = c.cmd(ctx, l); err != nil {
-			return res, err
-		}
-		if res.Rcpts[i].Code == 421 {
-			return res, res.Rcpts[i]
-		}
-		accepted = accepted || res.Rcpts[i].Code/100 == 2
-	}
-	if !accepted {
-		return res, c.reset(ctx)
 	}
 	data, err := c.cmd(ctx, "DATA")
 	if err != nil {
@@ -452,14 +462,70 @@ func (c *Client) Send(ctx context.Context, env *envelope.Envelope, body io.Reade
 	return res, c.data(ctx, &res, body)
 }
 
-func (c *Client) sendPipelined(ctx context.Context, res *Result, mail string, rcpts []string, body io.Reader) (Result, error) {
+// stepEnvelope sends MAIL and then each RCPT, waiting for every reply. ok
+// is false when the transaction is over: err is then the refused MAIL's
+// reply, a 421, an I/O error, or nil when every RCPT was refused (the
+// transaction is reset; Rcpts say why).
+func (c *Client) stepEnvelope(ctx context.Context, res *Result, mail string, rcpts []string) (ok bool, err error) {
+	if res.Mail, err = c.cmd(ctx, mail); err != nil {
+		return false, err
+	}
+	if res.Mail.Code/100 != 2 {
+		return false, res.Mail
+	}
+	accepted := false
+	for i, l := range rcpts {
+		if res.Rcpts[i], err = c.cmd(ctx, l); err != nil {
+			return false, err
+		}
+		if res.Rcpts[i].Code == 421 {
+			return false, res.Rcpts[i]
+		}
+		accepted = accepted || res.Rcpts[i].Code/100 == 2
+	}
+	if !accepted {
+		return false, c.reset(ctx)
+	}
+	return true, nil
+}
+
+// writeEnvelope buffers MAIL and the RCPTs for a pipelined transaction.
+func (c *Client) writeEnvelope(ctx context.Context, mail string, rcpts []string) error {
 	if err := c.write(ctx, mail); err != nil {
-		return *res, err
+		return err
 	}
 	for _, l := range rcpts {
 		if err := c.write(ctx, l); err != nil {
-			return *res, err
+			return err
 		}
+	}
+	return nil
+}
+
+// readEnvelope reads the replies to a pipelined MAIL and its RCPTs into
+// res. A 421 is returned as the error.
+func (c *Client) readEnvelope(ctx context.Context, res *Result) (mailOK, accepted bool, err error) {
+	if res.Mail, err = c.read(ctx); err != nil {
+		return false, false, err
+	}
+	if res.Mail.Code == 421 {
+		return false, false, res.Mail
+	}
+	for i := range res.Rcpts {
+		if res.Rcpts[i], err = c.read(ctx); err != nil {
+			return false, false, err
+		}
+		if res.Rcpts[i].Code == 421 {
+			return false, false, res.Rcpts[i]
+		}
+		accepted = accepted || res.Rcpts[i].Code/100 == 2
+	}
+	return res.Mail.Code/100 == 2, accepted, nil
+}
+
+func (c *Client) sendPipelined(ctx context.Context, res *Result, mail string, rcpts []string, body io.Reader) (Result, error) {
+	if err := c.writeEnvelope(ctx, mail, rcpts); err != nil {
+		return *res, err
 	}
 	if err := c.write(ctx, "DATA"); err != nil {
 		return *res, err
@@ -467,28 +533,14 @@ func (c *Client) sendPipelined(ctx context.Context, res *Result, mail string, rc
 	if err := c.flush(ctx); err != nil {
 		return *res, err
 	}
-	var err error
-	if res.Mail, err = c.read(ctx); err != nil {
+	mailOK, accepted, err := c.readEnvelope(ctx, res)
+	if err != nil {
 		return *res, err
-	}
-	if res.Mail.Code == 421 {
-		return *res, res.Mail
-	}
-	accepted := false
-	for i := range rcpts {
-		if res.Rcpts[i], err = c.read(ctx); err != nil {
-			return *res, err
-		}
-		if res.Rcpts[i].Code == 421 {
-			return *res, res.Rcpts[i]
-		}
-		accepted = accepted || res.Rcpts[i].Code/100 == 2
 	}
 	data, err := c.read(ctx)
 	if err != nil {
 		return *res, err
 	}
-	mailOK := res.Mail.Code/100 == 2
 	if data.Code == 354 && (!mailOK || !accepted) && c.opt.LMTP {
 		// RFC 2033 §4.2 requires 503 here. After "." an LMTP server sends
 		// one reply per accepted recipient, none here, so there is no way
@@ -554,9 +606,16 @@ func (c *Client) data(ctx context.Context, res *Result, body io.Reader) error {
 	if err := c.flush(ctx); err != nil {
 		return err
 	}
+	return c.endReplies(ctx, res)
+}
+
+// endReplies reads what the server says after the whole message: one
+// reply, or in LMTP mode one per accepted recipient.
+func (c *Client) endReplies(ctx context.Context, res *Result) error {
 	if c.opt.LMTP {
 		return c.lmtpReplies(ctx, res)
 	}
+	var err error
 	if res.Data, err = c.read(ctx); err != nil {
 		return err
 	}
@@ -619,11 +678,16 @@ func (c *Client) mailLine(env *envelope.Envelope, body io.Reader) (string, error
 			b.WriteString(" BODY=8BITMIME")
 		}
 	case envelope.BodyBinaryMIME:
-		return "", ErrBinaryMIMEUnsupported
+		_, chunking := c.ext["CHUNKING"]
+		_, binary := c.ext["BINARYMIME"]
+		if !chunking || !binary {
+			return "", unsupportedError{ErrBinaryMIMEUnsupported, R(554, sdk.EnhancedCode{5, 6, 3}, "Remote server does not accept binary content")}
+		}
+		b.WriteString(" BODY=BINARYMIME")
 	}
 	if env.SMTPUTF8 {
 		if _, ok := c.ext["SMTPUTF8"]; !ok {
-			return "", smtputf8Error{R(553, sdk.EnhancedCode{5, 6, 7}, "Remote server does not support SMTPUTF8")}
+			return "", unsupportedError{ErrSMTPUTF8Unsupported, R(553, sdk.EnhancedCode{5, 6, 7}, "Remote server does not support SMTPUTF8")}
 		}
 		b.WriteString(" SMTPUTF8")
 	}
@@ -646,11 +710,15 @@ func (c *Client) mailLine(env *envelope.Envelope, body io.Reader) (string, error
 	return b.String(), clientCheckLine(b.String())
 }
 
-// smtputf8Error is ErrSMTPUTF8Unsupported that is also a permanent Reply.
-type smtputf8Error struct{ reply Reply }
+// unsupportedError is a sentinel (ErrSMTPUTF8Unsupported,
+// ErrBinaryMIMEUnsupported) that is also a permanent Reply.
+type unsupportedError struct {
+	err   error
+	reply Reply
+}
 
-func (e smtputf8Error) Error() string   { return ErrSMTPUTF8Unsupported.Error() }
-func (e smtputf8Error) Unwrap() []error { return []error{ErrSMTPUTF8Unsupported, e.reply} }
+func (e unsupportedError) Error() string   { return e.err.Error() }
+func (e unsupportedError) Unwrap() []error { return []error{e.err, e.reply} }
 
 func (c *Client) rcptLine(r envelope.Recipient) (string, error) {
 	var b strings.Builder

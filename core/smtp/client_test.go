@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ import (
 
 // fakeServer plays one side of a transcript on 127.0.0.1:0. Lines starting
 // "S: " are sent (with CRLF), "C: " lines must arrive exactly (with CRLF),
+// "D: " is a Go-quoted string whose bytes must arrive exactly (a BDAT chunk),
 // "S: <starttls>" runs the TLS handshake, "S: <close>" hangs up and ends
 // the script. After the script it expects the client to close without
 // sending anything more. Problems are reported with t.Errorf (never
@@ -67,6 +69,17 @@ func fakeServer(t *testing.T, script string, tlsCfg *tls.Config) (addr string, d
 				out := strings.ReplaceAll(step[3:], `\r\n`, "\r\n") + "\r\n"
 				if _, err := io.WriteString(fc.conn, out); err != nil {
 					t.Errorf("fake server: step %d: write: %v", n+1, err)
+					return
+				}
+			case strings.HasPrefix(step, "D: "):
+				want, err := strconv.Unquote(step[3:])
+				if err != nil {
+					t.Errorf("fake server: step %d: %v", n+1, err)
+					return
+				}
+				got := make([]byte, len(want))
+				if k, err := io.ReadFull(br, got); string(got[:k]) != want {
+					t.Errorf("fake server: step %d: got %q (err %v), want %q", n+1, got[:k], err, want)
 					return
 				}
 			case strings.HasPrefix(step, "C: ") || step == "C:":
