@@ -99,17 +99,17 @@ func TestLMTPFailures(t *testing.T) {
 		{
 			name:  "no route",
 			route: func(string) delivery.Route { return delivery.Route{Transport: "lmtp"} },
-			want:  delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5}, Text: "LMTP route with neither a socket path nor a host:port"},
+			want:  delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5}, Text: "LMTP route with neither a socket path nor a host:port", Local: true},
 		},
 		{
 			name:  "no port",
 			route: func(string) delivery.Route { return delivery.Route{Via: "lmtp.local"} },
-			want:  delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5}, Text: "LMTP route lmtp.local has no port"},
+			want:  delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5}, Text: "LMTP route lmtp.local has no port", Local: true},
 		},
 		{
 			name:   "connection refused",
 			route:  func(string) delivery.Route { return delivery.Route{Via: closedAddr} },
-			want:   delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 4, 1}, Text: "connection failed: " + closedAddr + ": "},
+			want:   delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 4, 1}, Text: "connection failed: " + closedAddr + ": ", Local: true},
 			prefix: true,
 		},
 		{
@@ -156,7 +156,7 @@ C: bye
 C: .
 S: <close>`,
 			route:  func(addr string) delivery.Route { return delivery.Route{Via: addr} },
-			want:   delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 4, 2}, RemoteMTA: "[127.0.0.1]"},
+			want:   delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 4, 2}, RemoteMTA: "[127.0.0.1]", Local: true},
 			prefix: true,
 		},
 	} {

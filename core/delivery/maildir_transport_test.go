@@ -89,7 +89,7 @@ func TestMaildirTransport(t *testing.T) {
 
 func TestMaildirTransportFailures(t *testing.T) {
 	temp := func(prefix string) delivery.Result {
-		return delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 0}, Text: prefix}
+		return delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 0}, Text: prefix, Local: true}
 	}
 	check := func(t *testing.T, got []delivery.Result, want delivery.Result) {
 		t.Helper()

@@ -83,6 +83,10 @@ type SMTPOptions struct {
 	// machine's loopback and interface addresses. Otherwise addresses are
 	// compared exactly: 127.0.0.2 is not 127.0.0.1.
 	Self func() []netip.AddrPort
+	// AlwaysBDAT sends every message with BDAT (RFC 3030) to a next hop
+	// that offers CHUNKING (delivery { chunking = "always" }). Without it
+	// only BODY=BINARYMIME messages go with BDAT, as they must.
+	AlwaysBDAT bool
 	// DeadAddressTTL is how long an address whose connect failed is not
 	// dialled again (jobs fail over past it, or defer) unless ForgetDead
 	// clears it; 0 = config's default (30s), <0 = off.
@@ -132,12 +136,19 @@ type SMTPOptions struct {
 // final reply (the message may arrive twice after the retry:
 // at-least-once). Before any command: a message needing SMTPUTF8 that the
 // server lacks is Permanent 553 5.6.7, one larger than the server's SIZE
-// is Permanent 552 5.3.4, and a failure to read the message from the spool
-// is Temporary 451 4.3.0.
+// is Permanent 552 5.3.4, a BODY=BINARYMIME message to a server without
+// CHUNKING and BINARYMIME is Permanent 554 5.6.3 decided here (Local, no
+// RemoteMTA: nobody refused it, it cannot be sent), and a failure to read
+// the message from the spool is Temporary 451 4.3.0.
+//
+// The message goes with BDAT when it is BINARYMIME, or when AlwaysBDAT is
+// set and the server offers CHUNKING (see smtp.Client.Send); a refused
+// chunk counts as a refused DATA.
 //
 // Result.Text is the remote reply on one line ("550 5.1.1 No such user")
-// when one decided, else a description of what failed. RemoteMTA is the
-// host that answered: the MX or route host name, or "[ip]" for an IP.
+// when one decided, else a description of what failed (and Local is set).
+// RemoteMTA is the host that answered: the MX or route host name, or
+// "[ip]" for an IP.
 // A Delivered result's Handoff is HandoffDSN when the server offers DSN,
 // else HandoffRelayed (RFC 3461 §6.2.3).
 //
@@ -508,9 +519,10 @@ func (s *SMTP) open(ctx context.Context, key connKey, clear bool) (*smtpConn, *R
 		return nil, &r
 	}
 	c, err := smtp.NewClient(ctx, conn, smtp.ClientOptions{
-		LocalName: s.opt.Hostname,
-		Timeout:   s.opt.CommandTimeout,
-		Log:       s.log,
+		LocalName:  s.opt.Hostname,
+		Timeout:    s.opt.CommandTimeout,
+		Log:        s.log,
+		AlwaysBDAT: s.opt.AlwaysBDAT,
 	})
 	if err == nil {
 		err = c.Hello(ctx)
@@ -699,7 +711,8 @@ func transactJob(ctx context.Context, c *smtp.Client, job *Job, where, remote st
 			r = Result{Class: Permanent, Code: 553, Enhanced: sdk.EnhancedCode{5, 6, 7},
 				Text: "SMTPUTF8 required but not supported by " + where, RemoteMTA: remote}
 		case errors.Is(err, smtp.ErrBinaryMIMEUnsupported):
-			r = localResult(Permanent, 554, 5, 6, 3, resultText(err))
+			r = localResult(Permanent, 554, 5, 6, 3, "the message is binary (BODY=BINARYMIME) and "+where+
+				" does not accept binary content (it offers no CHUNKING and BINARYMIME); it cannot be sent there as it is")
 		case errors.Is(err, smtp.ErrBadCommand):
 			r = localResult(Permanent, 501, 5, 5, 4, resultText(err))
 		}
@@ -948,9 +961,9 @@ func setHandoff(rs []Result, c *smtp.Client, without Handoff) {
 	}
 }
 
-// localResult is a result decided here, not by a remote reply.
+// localResult is a result decided here, not by a remote reply (Local).
 func localResult(class Class, code int, e0, e1, e2 uint16, text string) Result {
-	return Result{Class: class, Code: code, Enhanced: sdk.EnhancedCode{e0, e1, e2}, Text: message.OneLine(text)}
+	return Result{Class: class, Code: code, Enhanced: sdk.EnhancedCode{e0, e1, e2}, Text: message.OneLine(text), Local: true}
 }
 
 // replyResult is the result a remote reply stands for.

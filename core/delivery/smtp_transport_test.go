@@ -906,7 +906,7 @@ func TestSMTPTLS(t *testing.T) {
 		job, opens := newTestJob(delivery.Route{Via: m.addr, TLS: delivery.TLSRequire}, smtpTestBody, "bob@example.test")
 		got := tr.Deliver(context.Background(), job)
 		want := []delivery.Result{{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 7, 5},
-			Text: "TLS required but not available: 127.0.0.1 [" + m.addr + "] does not offer STARTTLS", RemoteMTA: "[127.0.0.1]"}}
+			Text: "TLS required but not available: 127.0.0.1 [" + m.addr + "] does not offer STARTTLS", RemoteMTA: "[127.0.0.1]", Local: true}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Deliver (-want +got):\n%s", diff)
 		}
@@ -1116,7 +1116,7 @@ func TestSMTPBadRoute(t *testing.T) {
 	} {
 		job, _ := newTestJob(tc.route, smtpTestBody, "bob@example.test")
 		got := tr.Deliver(context.Background(), job)
-		want := []delivery.Result{{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5}, Text: tc.text}}
+		want := []delivery.Result{{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5}, Text: tc.text, Local: true}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Deliver with %+v (-want +got):\n%s", tc.route, diff)
 		}

@@ -35,6 +35,12 @@ type Result struct {
 	Text      string           // reply text or error, single line, for logs and DSN Diagnostic-Code (not a success DSN's without RemoteMTA)
 	RemoteMTA string           // the host that answered, "" if none
 	Handoff   Handoff          // Delivered only: what took the message, which decides the success DSN
+	// Local says that this gateway decided the outcome: Text is its own
+	// description of what failed (a connect error, a DNS failure, a
+	// message the next hop cannot take as it is), not a reply of
+	// RemoteMTA's, and a DSN must not present it as one. RemoteMTA may
+	// still name the host involved (a connection to it was lost).
+	Local bool
 }
 
 // Handoff is what a Delivered result handed the message to, which decides

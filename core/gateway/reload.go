@@ -305,7 +305,7 @@ func (t *liveTransport) Deliver(ctx context.Context, job *delivery.Job) []delive
 	res := make([]delivery.Result, len(job.Recipients))
 	for i := range res {
 		res[i] = delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 3, 5},
-			Text: fmt.Sprintf("no plugin provides transport %q since the last reload", t.name)}
+			Text: fmt.Sprintf("no plugin provides transport %q since the last reload", t.name), Local: true}
 	}
 	return res
 }

@@ -138,7 +138,7 @@ func result(r sdk.DeliveryResult) delivery.Result {
 }
 
 func temporary(code int, enh sdk.EnhancedCode, text string) delivery.Result {
-	return delivery.Result{Class: delivery.Temporary, Code: code, Enhanced: enh, Text: oneLine(text)}
+	return delivery.Result{Class: delivery.Temporary, Code: code, Enhanced: enh, Text: oneLine(text), Local: true}
 }
 
 func allTemporary(job *delivery.Job, code int, enh sdk.EnhancedCode, text string) []delivery.Result {
