@@ -91,6 +91,8 @@ delivery {
   #                                               # Default: the servers of /etc/resolv.conf
   # port                       = 25               # SMTP port of MX hosts
   # tls                        = "opportunistic"  # STARTTLS: "none", "opportunistic" or "require"
+  # chunking                   = "binarymime"     # BDAT to a next hop offering CHUNKING: "binarymime" (only for
+  #                                               # BODY=BINARYMIME mail, which needs it) or "always" (every message)
   # max_connections            = 100              # outbound connections in all
   # max_connections_per_domain = 20               # outbound connections per destination
   # retry                      = ["1m", "5m", "15m", "30m", "1h"] # waits between attempts; the last repeats

@@ -246,6 +246,7 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	dl.Resolver = d.resolvers("resolver", r.Resolver)
 	d.port("port", r.Port, &dl.Port)
 	d.enum("tls", r.TLS, &dl.TLS, deliveryTLS())
+	d.enum("chunking", r.Chunking, &dl.Chunking, deliveryChunking())
 	d.integer("max_connections", r.MaxConnections, &dl.MaxConnections, 1)
 	d.integer("max_connections_per_domain", r.MaxConnectionsPerDomain, &dl.MaxConnectionsPerDomain, 1)
 	d.durations("retry", r.Retry, &dl.Retry)

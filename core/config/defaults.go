@@ -41,6 +41,7 @@ const (
 
 	defaultDeliveryPort                    = 25
 	defaultDeliveryTLS                     = "opportunistic"
+	defaultDeliveryChunking                = "binarymime"
 	defaultDeliveryMaxConnections          = 100
 	defaultDeliveryMaxConnectionsPerDomain = 20
 	defaultMaxLifetime                     = 5 * 24 * time.Hour
@@ -72,11 +73,12 @@ func defaultRetry() []time.Duration {
 
 // The allowed values of the enumerated settings, the default first. They
 // are functions so that no caller can change a shared slice.
-func logLevels() []string       { return []string{defaultLogLevel, "debug", "warn", "error"} }
-func logFormats() []string      { return []string{defaultLogFormat, "json"} }
-func bareLineEndings() []string { return []string{defaultBareLineEndings, "fix"} }
-func deliveryTLS() []string     { return []string{defaultDeliveryTLS, "none", "require"} }
-func onErrors() []string        { return []string{defaultOnError, "continue", "reject"} }
+func logLevels() []string        { return []string{defaultLogLevel, "debug", "warn", "error"} }
+func logFormats() []string       { return []string{defaultLogFormat, "json"} }
+func bareLineEndings() []string  { return []string{defaultBareLineEndings, "fix"} }
+func deliveryTLS() []string      { return []string{defaultDeliveryTLS, "none", "require"} }
+func deliveryChunking() []string { return []string{defaultDeliveryChunking, "always"} }
+func onErrors() []string         { return []string{defaultOnError, "continue", "reject"} }
 
 // defaultConfig is the configuration of an empty file, except for the
 // listener that a file must declare and the hostname (defaultHostname,
@@ -99,6 +101,7 @@ func DefaultDelivery() Delivery {
 	return Delivery{
 		Port:                    defaultDeliveryPort,
 		TLS:                     defaultDeliveryTLS,
+		Chunking:                defaultDeliveryChunking,
 		MaxConnections:          defaultDeliveryMaxConnections,
 		MaxConnectionsPerDomain: defaultDeliveryMaxConnectionsPerDomain,
 		Retry:                   defaultRetry(),

@@ -105,6 +105,7 @@ func TestLoadExample(t *testing.T) {
 				TransportRange: Range{Filename: "testdata/example.hcl", Line: 24}}},
 			Port:                    25,
 			TLS:                     "opportunistic",
+			Chunking:                "binarymime",
 			MaxConnections:          100,
 			MaxConnectionsPerDomain: 20,
 			Retry:                   []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour},

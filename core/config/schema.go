@@ -94,6 +94,7 @@ type rawDelivery struct {
 	Resolver                hcl.Expression `hcl:"resolver,optional"` // a string or a list of strings
 	Port                    hcl.Expression `hcl:"port,optional"`
 	TLS                     hcl.Expression `hcl:"tls,optional"`
+	Chunking                hcl.Expression `hcl:"chunking,optional"`
 	MaxConnections          hcl.Expression `hcl:"max_connections,optional"`
 	MaxConnectionsPerDomain hcl.Expression `hcl:"max_connections_per_domain,optional"`
 	Retry                   hcl.Expression `hcl:"retry,optional"`

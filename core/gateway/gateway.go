@@ -133,6 +133,7 @@ func (g *Gateway) newEngine(version string) error {
 		Port:           cfg.Delivery.Port,
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
+		AlwaysBDAT:     cfg.Delivery.Chunking == "always",
 		DeadAddressTTL: deadAddressTTL(cfg.Delivery.DeadHostTTL),
 		Self:           g.selfAddrs(cfg.Delivery.ProxyAddresses),
 		Log:            g.log.With("part", "smtp-out"),

@@ -103,6 +103,7 @@ delivery {
     via       = "smarthost.example.org:587"
     transport = "smtp"
   }
+  chunking = "always"
 }
 
 admin {
