@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -104,5 +106,48 @@ func TestClientBDATServerRefusesChunk(t *testing.T) {
 	}
 	if got := wantMessages(t, spool, 1)[0].Body; string(got) != "small\x00" {
 		t.Errorf("stored %q, want %q", got, "small\x00")
+	}
+}
+
+// BenchmarkClientSend measures one 1 MiB message through our client to our
+// server on loopback, with DATA and with BDAT (binary, and text with
+// AlwaysBDAT).
+func BenchmarkClientSend(b *testing.B) {
+	text := append([]byte("Subject: bench\r\n\r\n"), bytes.Repeat([]byte(strings.Repeat("x", 76)+"\r\n"), (1<<20)/78)...)
+	for _, bc := range []struct {
+		name   string
+		opt    smtp.ClientOptions
+		body   envelope.Body
+		binary bool
+	}{
+		{"DATA", smtp.ClientOptions{}, envelope.Body8BitMIME, false},
+		{"BDAT text", smtp.ClientOptions{AlwaysBDAT: true}, envelope.Body8BitMIME, false},
+		{"BDAT binary", smtp.ClientOptions{}, envelope.BodyBinaryMIME, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			opt := baseOptions()
+			opt.Listener.MaxMessageSize = 2 << 20
+			opt.Spool = &smtptest.DiscardSpool{}
+			opt.Log = slog.New(slog.DiscardHandler)
+			addr, _ := smtptest.StartServer(b, opt)
+			copt := bc.opt
+			copt.LocalName = "client.test"
+			c, err := smtp.Dial(context.Background(), addr, copt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			e := &envelope.Envelope{
+				Sender:     envelope.Address{Local: "a", Domain: "x.test"},
+				Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "b", Domain: "example.org"}}},
+				Body:       bc.body,
+			}
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				if _, err := c.Send(context.Background(), e, bytes.NewReader(text)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
