@@ -103,6 +103,7 @@ type Client struct {
 	debug    bool // log commands and replies (decided per operation)
 	copyBuf  []byte
 	chunkBuf []byte // one BDAT chunk, made when first needed
+	crlfBuf  []byte // crlfReader's output, made when first needed
 
 	// Per operation: the ctx deadline and whether ctx was cancelled. Every
 	// read and write of the connection sets the conn deadline from these.
@@ -590,10 +591,7 @@ func (c *Client) data(ctx context.Context, res *Result, body io.Reader) error {
 	if wt, ok := body.(io.WriterTo); ok {
 		_, err = wt.WriteTo(&dw)
 	} else {
-		if c.copyBuf == nil {
-			c.copyBuf = make([]byte, 32<<10)
-		}
-		_, err = io.CopyBuffer(&dw, body, c.copyBuf)
+		_, err = io.CopyBuffer(&dw, body, c.buffer())
 	}
 	if err == nil {
 		err = dw.close()
@@ -607,6 +605,15 @@ func (c *Client) data(ctx context.Context, res *Result, body io.Reader) error {
 		return err
 	}
 	return c.endReplies(ctx, res)
+}
+
+// buffer is the client's buffer for copying a message, made when first
+// needed.
+func (c *Client) buffer() []byte {
+	if c.copyBuf == nil {
+		c.copyBuf = make([]byte, 32<<10)
+	}
+	return c.copyBuf
 }
 
 // endReplies reads what the server says after the whole message: one

@@ -163,7 +163,11 @@ func (c *Client) chunks(body io.Reader, binary bool) *chunker {
 		c.chunkBuf = make([]byte, c.opt.ChunkSize)
 	}
 	if !binary {
-		body = &crlfReader{r: body}
+		in := c.buffer()
+		if c.crlfBuf == nil {
+			c.crlfBuf = make([]byte, 0, 2*len(in)+2) // the most one read becomes
+		}
+		body = &crlfReader{r: body, in: in, buf: c.crlfBuf}
 	}
 	return &chunker{src: body, buf: c.chunkBuf}
 }
