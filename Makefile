@@ -24,6 +24,7 @@ FUZZ_TARGETS = \
 	./core/config:FuzzParseDuration \
 	./core/queue:FuzzDecodeMessage \
 	./core/queue:FuzzBoltFile \
+	./core/pickup:FuzzParseEnvelope \
 	./core/lua/pattern:FuzzFind \
 	./sdk:FuzzFromPB \
 	./plugins/aliases:FuzzParse \

@@ -1,0 +1,196 @@
+package pickup
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mailgate/gateway/core/envelope"
+)
+
+func testEnvelope() *Envelope {
+	return &Envelope{
+		Sender: envelope.Address{Local: "alice", Domain: "example.test"},
+		Recipients: []envelope.Recipient{
+			{Address: envelope.Address{Local: "bob", Domain: "example.test"}, Notify: envelope.NotifySuccess | envelope.NotifyFailure, ORCPT: "rfc822;bob@example.test"},
+			{Address: envelope.Address{Local: "carol", Domain: "other.test"}},
+		},
+		Ret:   envelope.RetHdrs,
+		EnvID: "abc123",
+		Body:  envelope.Body8BitMIME,
+		UID:   4242,
+	}
+}
+
+func prepared(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data", "pickup")
+	if err := Prepare(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestWriteOpen: what Write stores, Open reads back, with the file
+// owner's uid instead of the one the file claims.
+func TestWriteOpen(t *testing.T) {
+	dir := prepared(t)
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode() & (os.ModePerm | os.ModeSticky); got != Mode {
+		t.Errorf("pickup dir mode %v, want %v", got, Mode)
+	}
+	msg := "Subject: hi\n\nbody\n"
+	name, err := Write(dir, testEnvelope(), strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := List(dir)
+	if err != nil || len(names) != 1 || names[0] != name {
+		t.Fatalf("List = %v, %v; want [%s]", names, err, name)
+	}
+	m, err := Open(dir, name, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	want := testEnvelope()
+	want.UID = os.Getuid()
+	if diff := cmp.Diff(want, m.Env); diff != "" {
+		t.Errorf("envelope (-want +got):\n%s", diff)
+	}
+	for range 2 {
+		body, _ := io.ReadAll(m.Body())
+		if string(body) != msg {
+			t.Errorf("body %q, want %q", body, msg)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, name))
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("file mode %v, %v; want 0644", fi.Mode(), err)
+	}
+}
+
+// TestOpenRefuses: what a local user could plant in the directory is
+// refused, and Fail moves it away.
+func TestOpenRefuses(t *testing.T) {
+	dir := prepared(t)
+	good, err := Write(dir, testEnvelope(), strings.NewReader("x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte(magic+"\nuid 0\nsender <>\nrcpt <a@b.test>\n\nsecret\n"), 0o600)
+	cases := map[string]func(path string) error{
+		"symlink":   func(p string) error { return os.Symlink(secret, p) },
+		"hard link": func(p string) error { return os.Link(secret, p) },
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"directory": func(p string) error { return os.Mkdir(p, 0o755) },
+		"too big": func(p string) error {
+			return os.WriteFile(p, []byte(magic+"\nuid 0\nsender <>\nrcpt <a@b.test>\n\n"+strings.Repeat("x", 2000)), 0o644)
+		},
+		"malformed": func(p string) error { return os.WriteFile(p, []byte("From: x\n\nhi\n"), 0o644) },
+	}
+	for what, plant := range cases {
+		t.Run(what, func(t *testing.T) {
+			name := newName(time.Now())
+			if err := plant(filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+			m, err := Open(dir, name, 1000)
+			if !errors.Is(err, ErrRefused) {
+				if m != nil {
+					m.Close()
+				}
+				t.Fatalf("Open: %v, want ErrRefused", err)
+			}
+			if err := Fail(dir, name); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, FailedDir, name)); err != nil {
+				t.Errorf("not in failed/: %v", err)
+			}
+		})
+	}
+	if names, _ := List(dir); len(names) != 1 || names[0] != good {
+		t.Errorf("List = %v, want only %s", names, good)
+	}
+	if b, _ := os.ReadFile(secret); !strings.Contains(string(b), "secret") {
+		t.Error("the linked file changed")
+	}
+}
+
+// TestParseEnvelopeErrors: each malformed envelope is refused with
+// ErrMalformed and a reason.
+func TestParseEnvelopeErrors(t *testing.T) {
+	head := magic + "\nuid 1\nsender <a@b.test>\n"
+	tests := map[string]string{
+		"no magic":          "gateway-pickup 2\nuid 1\nsender <>\nrcpt <a@b.test>\n\n",
+		"no rcpt":           head + "\n",
+		"no uid":            magic + "\nsender <>\nrcpt <a@b.test>\n\n",
+		"unended":           head + "rcpt <a@b.test>\n",
+		"uid twice":         head + "uid 2\nrcpt <a@b.test>\n\n",
+		"bad sender":        magic + "\nuid 1\nsender a@b.test\nrcpt <a@b.test>\n\n",
+		"null rcpt":         head + "rcpt <>\n\n",
+		"rcpt no domain":    head + "rcpt <postmaster>\n\n",
+		"bad notify":        head + "rcpt <a@b.test> NOTIFY=SOMETIMES\n\n",
+		"unknown param":     head + "rcpt <a@b.test> FOO=1\n\n",
+		"unknown field":     head + "rcpt <a@b.test>\nprio 1\n\n",
+		"CR":                head + "rcpt <a@b.test>\r\n\n",
+		"bad ret":           head + "ret ALL\nrcpt <a@b.test>\n\n",
+		"binarymime":        head + "body BINARYMIME\nrcpt <a@b.test>\n\n",
+		"long line":         head + "rcpt <a@b.test>\nenvid " + strings.Repeat("x", 3000) + "\n\n",
+		"negative uid":      magic + "\nuid -1\nsender <>\nrcpt <a@b.test>\n\n",
+		"text after sender": magic + "\nuid 1\nsender <a@b.test> x\nrcpt <a@b.test>\n\n",
+	}
+	for what, in := range tests {
+		_, _, err := ParseEnvelope(bufio.NewReader(strings.NewReader(in)))
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", what, err)
+		}
+	}
+}
+
+// TestEncodeRefuses: Encode does not write what ParseEnvelope would refuse.
+func TestEncodeRefuses(t *testing.T) {
+	e := testEnvelope()
+	e.EnvID = "a\rb"
+	if _, err := e.Encode(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("ENVID with CR: %v, want ErrMalformed", err)
+	}
+	e = testEnvelope()
+	e.Recipients = nil
+	if _, err := e.Encode(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("no recipients: %v, want ErrMalformed", err)
+	}
+}
+
+// TestSweep: stale temporary files go, fresh ones stay, strays move to
+// failed/.
+func TestSweep(t *testing.T) {
+	dir := prepared(t)
+	old, fresh, stray := filepath.Join(dir, tmpPrefix+"old"), filepath.Join(dir, tmpPrefix+"fresh"), filepath.Join(dir, "stray")
+	for _, p := range []string{old, fresh, stray} {
+		os.WriteFile(p, []byte("x"), 0o644)
+	}
+	past := time.Now().Add(-2 * staleTemp)
+	os.Chtimes(old, past, past)
+	if err := Sweep(dir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{old: false, fresh: true, stray: false, filepath.Join(dir, FailedDir, "stray"): true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", p, err == nil, want)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package pickup
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// ErrRefused is wrapped by Open's errors about a file the server must not
+// read (a symlink, a hard link, not a regular file, too large, unreadable)
+// or cannot make sense of (ErrMalformed): such a file goes to failed/.
+var ErrRefused = errors.New("pickup: file refused")
+
+// Message is one pickup file, open for reading.
+type Message struct {
+	Name string
+	Env  *Envelope // Env.UID is the file owner's uid, not what the file says
+	Size int64     // of the whole file
+
+	f    *os.File
+	body int64 // where the message starts
+}
+
+// Open opens the message name of dir and reads its envelope. It refuses
+// (ErrRefused) a symlink, a file with more than one link (a hard link to
+// a file its owner could not read), anything but a regular file, a file
+// over maxSize bytes, one the server may not read and one whose envelope
+// is malformed. A file that is gone returns an error wrapping
+// os.ErrNotExist.
+func Open(dir, name string, maxSize int64) (*Message, error) {
+	// O_NONBLOCK: a FIFO put here must not hang the reader.
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, os.ErrPermission):
+		return nil, fmt.Errorf("%w: %s: %w", ErrRefused, name, err)
+	case err != nil:
+		return nil, fmt.Errorf("pickup: %w", err)
+	}
+	m, err := check(f, name, maxSize)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// check looks at the open file f and reads its envelope.
+func check(f *os.File, name string, maxSize int64) (*Message, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("pickup: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrRefused, name, st.Mode().Type())
+	case !ok:
+		return nil, fmt.Errorf("%w: %s: no owner known", ErrRefused, name)
+	case sys.Nlink != 1:
+		return nil, fmt.Errorf("%w: %s has %d links", ErrRefused, name, sys.Nlink)
+	case st.Size() > maxSize:
+		return nil, fmt.Errorf("%w: %s has %d bytes, more than %d", ErrRefused, name, st.Size(), maxSize)
+	}
+	env, n, err := ParseEnvelope(bufio.NewReaderSize(io.LimitReader(f, st.Size()), 4096))
+	if err != nil {
+		if errors.Is(err, ErrMalformed) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, name, err)
+		}
+		return nil, err
+	}
+	env.UID = int(sys.Uid)
+	return &Message{Name: name, Env: env, Size: st.Size(), f: f, body: n}, nil
+}
+
+// Body returns the message, from its start each time it is called.
+func (m *Message) Body() io.Reader { return io.NewSectionReader(m.f, m.body, m.Size-m.body) }
+
+// Close closes the file.
+func (m *Message) Close() error { return m.f.Close() }
