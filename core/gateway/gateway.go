@@ -2,7 +2,8 @@
 // runs it: the spool, the resolver, the hook pipeline (built from the lua
 // and plugin blocks, and reloaded live), the SMTP listeners, the delivery
 // engine and its transports, the admin API, the HTTP injection endpoint
-// and the key-value sweep; and it stops them in the order that loses
+// the pickup of local mail (gateway sendmail) and the key-value sweep;
+// and it stops them in the order that loses
 // nothing. cmd/gateway parses flags, makes the logger and calls New and
 // Run; every test that needs a whole gateway builds it the same way
 // (gatewaytest).
@@ -63,6 +64,7 @@ type Gateway struct {
 	listeners []*listener
 	authGuard *authguard.Guard
 	inject    *injectEndpoint // nil without an inject block
+	pickup    *pickupPart     // local mail that gateway sendmail left in data_dir/pickup
 
 	runOnce sync.Once
 }
@@ -232,7 +234,10 @@ func (g *Gateway) listen() error {
 		g.log.Info("admin listening", "address", ln.Addr().String())
 	}
 	var err error
-	g.inject, err = g.newInject()
+	if g.inject, err = g.newInject(); err != nil {
+		return err
+	}
+	g.pickup, err = g.newPickup()
 	return err
 }
 

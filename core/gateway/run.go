@@ -17,8 +17,8 @@ import (
 const kvSweepInterval = time.Hour
 
 // Run serves until ctx is done or a listener fails, then stops in the
-// order that loses nothing: the SMTP listeners and the inject endpoint
-// close and their sessions get cfg.ShutdownTimeout to finish, then the
+// order that loses nothing: the pickup stops taking files, the SMTP
+// listeners and the inject endpoint close and their sessions get cfg.ShutdownTimeout to finish, then the
 // delivery engine lets its attempts in flight end, then the admin API and
 // the key-value sweep stop, the hook handlers are released (plugins stop),
 // and the spool is closed last. Every goroutine Run starts has ended when
@@ -60,12 +60,16 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	if g.inject != nil {
 		g.goPart(&serving, failed, "inject", g.inject.serve)
 	}
+	pickupCtx, stopPickup := context.WithCancel(ctx)
+	defer stopPickup()
+	g.goPart(&serving, failed, "pickup", func() error { return g.pickup.run(pickupCtx) })
 	select {
 	case <-ctx.Done():
 		g.log.Info("stopping", "grace", g.cfg.ShutdownTimeout.String())
 	case err = <-failed:
 		g.log.Error("a part failed; stopping", "err", err)
 	}
+	stopPickup()
 	g.shutdownServers(ctx)
 	serving.Wait()
 	stopBackground()
@@ -92,6 +96,11 @@ func (g *Gateway) shutdownServers(ctx context.Context) {
 	if g.inject != nil {
 		wg.Go(func() { g.inject.shutdown(stopCtx) })
 	}
+	wg.Go(func() {
+		if err := g.pickup.srv.Shutdown(stopCtx); err != nil {
+			g.log.Warn("shutdown", "part", "pickup", "err", err)
+		}
+	})
 	wg.Wait()
 }
 

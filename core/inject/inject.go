@@ -8,12 +8,13 @@
 package inject
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -114,7 +115,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opt.Timeout)
 	defer cancel()
-	res, err := h.submit(ctx, clientAddr(r), env, msg)
+	res, err := Submit(ctx, h.opt.Server, Submission{
+		Client: clientAddr(r), AuthUser: AuthUser, LocalName: "inject", Envelope: env, Message: bytes.NewReader(msg),
+	}, h.opt.Log)
 	status, body := answer(env, res, err)
 	h.opt.Log.Info("inject: message", "from", env.Sender.String(), "rcpts", len(env.Recipients), "status", status, "id", res.ID)
 	writeJSON(w, status, body)
@@ -126,13 +129,25 @@ func (h *Handler) authorized(r *http.Request) bool {
 	return ok && h.opt.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(h.opt.Token)) == 1
 }
 
-// submit talks SMTP to an in-process session of the server.
-func (h *Handler) submit(ctx context.Context, client netip.AddrPort, env *envelope.Envelope, msg []byte) (smtp.Result, error) {
+// Submission is one message for Submit.
+type Submission struct {
+	Client    netip.AddrPort // the session's client address
+	AuthUser  string         // the identity the session is authenticated as
+	LocalName string         // the client's EHLO name
+	Envelope  *envelope.Envelope
+	Message   io.Reader
+}
+
+// Submit talks SMTP to an in-process session of srv (over net.Pipe): the
+// one way a part of the gateway submits a message so that it meets the
+// hooks, relay rule, limits and spool that SMTP mail meets. Result and
+// error are smtp.Client.Send's.
+func Submit(ctx context.Context, srv *smtp.Server, sub Submission, log *slog.Logger) (smtp.Result, error) {
 	ours, theirs := net.Pipe()
 	served := make(chan error, 1)
-	go func() { served <- h.opt.Server.ServeConn(theirs, client, AuthUser) }()
+	go func() { served <- srv.ServeConn(theirs, sub.Client, sub.AuthUser) }()
 	defer func() { <-served }()
-	c, err := smtp.NewClient(ctx, ours, smtp.ClientOptions{LocalName: "inject", Log: h.opt.Log})
+	c, err := smtp.NewClient(ctx, ours, smtp.ClientOptions{LocalName: sub.LocalName, Log: log})
 	if err != nil {
 		ours.Close()
 		return smtp.Result{}, err
@@ -141,7 +156,7 @@ func (h *Handler) submit(ctx context.Context, client netip.AddrPort, env *envelo
 	if err := c.Hello(ctx); err != nil {
 		return smtp.Result{}, err
 	}
-	res, err := c.Send(ctx, env, strings.NewReader(string(msg)))
+	res, err := c.Send(ctx, sub.Envelope, sub.Message)
 	if err == nil {
 		c.Quit(ctx)
 	}

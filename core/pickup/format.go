@@ -34,8 +34,9 @@ type Envelope struct {
 	EnvID      string        // ENVID= (xtext), or ""
 	Body       envelope.Body // 8BITMIME for content with 8-bit bytes, or ""
 	SMTPUTF8   bool
-	// UID is the submitting user. Encode writes it for the record; Open
-	// ignores what the file says and reports the file owner's uid.
+	// UID is the submitting user. Encode writes it; Open believes it only
+	// in a file of the reader's own user or root, and otherwise reports
+	// the file owner's uid.
 	UID int
 }
 

@@ -18,7 +18,7 @@ var ErrRefused = errors.New("pickup: file refused")
 // Message is one pickup file, open for reading.
 type Message struct {
 	Name string
-	Env  *Envelope // Env.UID is the file owner's uid, not what the file says
+	Env  *Envelope // Env.UID is the file owner's uid, not what the file says (see check)
 	Size int64     // of the whole file
 
 	f    *os.File
@@ -72,7 +72,12 @@ func check(f *os.File, name string, maxSize int64) (*Message, error) {
 		}
 		return nil, err
 	}
-	env.UID = int(sys.Uid)
+	// A file of the reader's own user (or root's) is the server's own
+	// rewrite, or a submission by a user who could write the spool
+	// anyway: its recorded uid stands. Any other file is its owner's.
+	if owner := int(sys.Uid); owner != os.Geteuid() && owner != 0 {
+		env.UID = owner
+	}
 	return &Message{Name: name, Env: env, Size: st.Size(), f: f, body: n}, nil
 }
 

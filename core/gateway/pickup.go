@@ -1,0 +1,260 @@
+package gateway
+
+// This file is the pickup part: the server's side of `gateway sendmail`.
+// It reads the messages local programs left in data_dir/pickup and submits
+// each through an in-process SMTP session, as a local authenticated
+// submission, so that they meet the hooks, the relay rule, the limits and
+// the spool that SMTP mail meets.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/inject"
+	"github.com/mailgate/gateway/core/pickup"
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+// Pickup timing: a pass at start and then every pickupInterval; a file
+// whose submission was deferred waits from pickupInterval, doubling, up
+// to pickupMaxWait before its next try.
+const (
+	pickupInterval = time.Second
+	pickupMaxWait  = 5 * time.Minute
+	pickupTimeout  = 5 * time.Minute // one submission
+)
+
+// PickupDir is the pickup directory of a gateway whose data_dir is dataDir:
+// where `gateway sendmail` writes and the server reads.
+func PickupDir(dataDir string) string { return filepath.Join(dataDir, "pickup") }
+
+// pickupPart submits the messages of the pickup directory.
+type pickupPart struct {
+	dir     string
+	srv     *smtp.Server // never listens: each submission is a ServeConn
+	maxSize int64        // of a file: the largest message and its envelope
+	log     *slog.Logger
+	waits   map[string]pickupWait // files deferred, by name
+}
+
+// pickupWait is when a deferred file is tried again, and how long it
+// waited last.
+type pickupWait struct {
+	next time.Time
+	wait time.Duration
+}
+
+// newPickup prepares the pickup directory and builds the part. Its
+// sessions have the first listener's limits, no TLS and no AUTH, and may
+// relay: the local user is authenticated by the file system.
+func (g *Gateway) newPickup() (*pickupPart, error) {
+	dir := PickupDir(g.cfg.DataDir)
+	if err := pickup.Prepare(dir); err != nil {
+		return nil, err
+	}
+	l := g.cfg.Listeners[0]
+	l.Name, l.Address, l.AuthRequired, l.TLS = "pickup", "", false, nil
+	opt, err := g.smtpOptions(l)
+	if err != nil {
+		return nil, fmt.Errorf("pickup: %w", err)
+	}
+	opt.RelayAuthenticated, opt.Auth, opt.ETRN = true, nil, nil
+	srv, err := smtp.NewServer(opt)
+	if err != nil {
+		return nil, fmt.Errorf("pickup: %w", err)
+	}
+	maxSize := int64(1 << 40)
+	if l.MaxMessageSize > 0 {
+		maxSize = l.MaxMessageSize + 1<<20 // the envelope part, generously
+	}
+	return &pickupPart{dir: dir, srv: srv, maxSize: maxSize, log: g.log.With("part", "pickup"), waits: map[string]pickupWait{}}, nil
+}
+
+// run makes a pass over the directory at once and then every
+// pickupInterval until ctx is done. A submission in flight when ctx ends
+// finishes (within pickupTimeout and the server's shutdown).
+func (p *pickupPart) run(ctx context.Context) error {
+	t := time.NewTicker(pickupInterval)
+	defer t.Stop()
+	for {
+		p.pass(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// pass submits every file that is not waiting after a deferral.
+func (p *pickupPart) pass(ctx context.Context, now time.Time) {
+	if err := pickup.Sweep(p.dir, now); err != nil {
+		p.log.Warn("pickup: sweep", "err", err)
+	}
+	names, err := pickup.List(p.dir)
+	if err != nil {
+		p.log.Warn("pickup: list", "err", err)
+		return
+	}
+	present := make(map[string]bool, len(names))
+	for _, name := range names {
+		present[name] = true
+		if ctx.Err() != nil {
+			return
+		}
+		if w, ok := p.waits[name]; ok && now.Before(w.next) {
+			continue
+		}
+		p.take(ctx, name, now)
+	}
+	for name := range p.waits {
+		if !present[name] {
+			delete(p.waits, name)
+		}
+	}
+}
+
+// take submits one file and settles it: removed once the spool has it,
+// moved to failed/ when refused for good, kept when deferred.
+func (p *pickupPart) take(ctx context.Context, name string, now time.Time) {
+	m, err := pickup.Open(p.dir, name, p.maxSize)
+	switch {
+	case errors.Is(err, pickup.ErrRefused):
+		p.log.Error("pickup: file refused; moved to failed/", "file", name, "err", err)
+		if err := pickup.Fail(p.dir, name); err != nil {
+			p.log.Error("pickup: cannot move to failed/", "file", name, "err", err)
+		}
+		return
+	case errors.Is(err, os.ErrNotExist):
+		return
+	case err != nil:
+		p.log.Warn("pickup: cannot read", "file", name, "err", err)
+		p.later(name, now)
+		return
+	}
+	defer m.Close()
+	// A submission under way finishes when the gateway stops: the server's
+	// shutdown bounds it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pickupTimeout)
+	defer cancel()
+	env := &envelope.Envelope{
+		Sender: m.Env.Sender, Recipients: m.Env.Recipients, Ret: m.Env.Ret, EnvID: m.Env.EnvID,
+		Body: m.Env.Body, SMTPUTF8: m.Env.SMTPUTF8,
+	}
+	res, err := inject.Submit(sctx, p.srv, inject.Submission{
+		Client:    netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0),
+		AuthUser:  fmt.Sprintf("uid=%d", m.Env.UID),
+		LocalName: "pickup",
+		Envelope:  env,
+		Message:   m.Body(),
+	}, p.log)
+	p.settle(m, res, err, now)
+}
+
+// settle acts on a submission's outcome per recipient: those the spool
+// took are done; those refused for good go to failed/ with a log line
+// each; those deferred stay in the pickup directory for a later pass. The
+// file is rewritten only when its recipients part ways.
+func (p *pickupPart) settle(m *pickup.Message, res smtp.Result, err error, now time.Time) {
+	var txn smtp.Reply
+	if err != nil && !errors.As(err, &txn) {
+		p.log.Warn("pickup: submission failed; will try again", "file", m.Name, "err", err)
+		p.later(m.Name, now)
+		return
+	}
+	var kept, failed []envelope.Recipient
+	accepted := 0
+	for i, r := range m.Env.Recipients {
+		reply := rcptReply(res, i, txn, err)
+		switch reply.Code / 100 {
+		case 2:
+			accepted++
+		case 5:
+			failed = append(failed, r)
+			p.log.Error("pickup: recipient refused; message moved to failed/", "file", m.Name, "uid", m.Env.UID,
+				"from", m.Env.Sender.String(), "rcpt", r.Address.String(), "reply", reply.String())
+		default:
+			kept = append(kept, r)
+		}
+	}
+	if accepted == 0 && len(failed) == 0 {
+		p.log.Info("pickup: deferred; will try again", "file", m.Name, "reply", firstReply(res, txn).String())
+		p.later(m.Name, now)
+		return
+	}
+	if err := p.split(m, kept, failed); err != nil {
+		p.log.Error("pickup: cannot settle the file; it will be submitted again", "file", m.Name, "err", err)
+		p.later(m.Name, now)
+		return
+	}
+	if len(kept) > 0 {
+		p.log.Info("pickup: recipients deferred; will try again", "file", m.Name, "rcpts", len(kept))
+		p.later(m.Name, now)
+	}
+	if accepted > 0 {
+		p.log.Info("pickup: queued", "file", m.Name, "uid", m.Env.UID, "from", m.Env.Sender.String(),
+			"rcpts", accepted, "id", res.ID)
+	}
+}
+
+// split puts the failed recipients' copy into failed/ under the file's
+// name, then replaces the file with the kept recipients' copy or removes
+// it. A crash in between submits the file again: at least once, never
+// lost.
+func (p *pickupPart) split(m *pickup.Message, kept, failed []envelope.Recipient) error {
+	env := *m.Env
+	if len(failed) > 0 {
+		env.Recipients = failed
+		if err := pickup.WriteName(filepath.Join(p.dir, pickup.FailedDir), m.Name, &env, m.Body()); err != nil {
+			return err
+		}
+	}
+	if len(kept) == 0 {
+		return pickup.Remove(p.dir, m.Name)
+	}
+	env.Recipients = kept
+	return pickup.WriteName(p.dir, m.Name, &env, m.Body())
+}
+
+// rcptReply is the reply that decides recipient i: its own reply to RCPT
+// when the message went through, or when MAIL was accepted and its RCPT
+// was not; otherwise the transaction's (MAIL's, DATA's, a 421).
+func rcptReply(res smtp.Result, i int, txn smtp.Reply, err error) smtp.Reply {
+	if i >= len(res.Rcpts) {
+		return txn
+	}
+	r := res.Rcpts[i]
+	if err == nil || (res.Mail.Code/100 == 2 && r.Code != 0 && r.Code/100 != 2) {
+		return r
+	}
+	return txn
+}
+
+// firstReply is the reply that says why nothing was accepted.
+func firstReply(res smtp.Result, txn smtp.Reply) smtp.Reply {
+	if txn.Code != 0 {
+		return txn
+	}
+	for _, r := range res.Rcpts {
+		if r.Code != 0 {
+			return r
+		}
+	}
+	return res.Data
+}
+
+// later makes name wait before its next try, twice as long as the last
+// time, up to pickupMaxWait.
+func (p *pickupPart) later(name string, now time.Time) {
+	w := p.waits[name]
+	w.wait = min(max(2*w.wait, pickupInterval), pickupMaxWait)
+	w.next = now.Add(w.wait)
+	p.waits[name] = w
+}
