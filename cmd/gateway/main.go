@@ -1,5 +1,5 @@
 // Command gateway is the one binary of the mail gateway: serve, check,
-// send, bench, sink, version. Wiring is explicit here; no package registers
+// send, sendmail (also run as sendmail or mailq), bench, sink, version. Wiring is explicit here; no package registers
 // itself.
 package main
 
@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -40,6 +41,7 @@ func commands() []command {
 		{"serve", "run the gateway", runServe},
 		{"check", "validate the configuration", runCheck},
 		{"send", "submit a message from a file or stdin", runSend},
+		{"sendmail", "sendmail(8) for local programs (-t -i -f -bs -bp -q …); also as sendmail or mailq", runSendmail},
 		{"queue", "list and manage the queue through the admin API", runQueue},
 		{"spool", "check or salvage the spool on disk of a stopped gateway", runSpool},
 		{"bench", "load generator: send many messages and report rates", runBench},
@@ -51,7 +53,8 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &cli{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
+	args := sendmailArgs(filepath.Base(os.Args[0]), os.Args[1:])
+	code := run(ctx, &cli{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, args)
 	stop()
 	os.Exit(code)
 }
@@ -70,6 +73,10 @@ func run(ctx context.Context, c *cli, args []string) int {
 			continue
 		}
 		err := cmd.run(ctx, c, args[1:])
+		if code, ok := asExitError(err); ok { // sendmail's sysexits
+			fmt.Fprintf(c.Stderr, "gateway %s: %v\n", cmd.name, err)
+			return code
+		}
 		switch {
 		case err == nil:
 			return 0

@@ -81,14 +81,15 @@ func Prepare(dir string) error {
 	return nil
 }
 
-// newName is a file name that sorts by time and cannot be guessed.
-func newName(now time.Time) string {
+// NewName is a file name that sorts by time and cannot be guessed, for
+// WriteName; Write makes one itself.
+func NewName(now time.Time) string {
 	var r [12]byte
 	rand.Read(r[:])
 	return fmt.Sprintf("%020d.%s", now.UnixNano(), hex.EncodeToString(r[:]))
 }
 
-// validName reports whether name is a ready message's name as newName
+// validName reports whether name is a ready message's name as NewName
 // makes it (not a temporary file, not failed/, nothing else).
 func validName(name string) bool {
 	t, r, ok := strings.Cut(name, ".")

@@ -102,7 +102,7 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	for what, plant := range cases {
 		t.Run(what, func(t *testing.T) {
-			name := newName(time.Now())
+			name := NewName(time.Now())
 			if err := plant(filepath.Join(dir, name)); err != nil {
 				t.Fatal(err)
 			}

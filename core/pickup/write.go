@@ -13,7 +13,7 @@ import (
 // Write stores one message in dir with its envelope under a new name,
 // which it returns (see WriteName).
 func Write(dir string, env *Envelope, msg io.Reader) (string, error) {
-	name := newName(time.Now())
+	name := NewName(time.Now())
 	return name, WriteName(dir, name, env, msg)
 }
 
