@@ -164,7 +164,9 @@ func parseSendmail(args []string) (*sendmailOptions, error) {
 			break
 		}
 	}
-	o.recipients = args[i:]
+	if i < len(args) {
+		o.recipients = args[i:]
+	}
 	return o, o.check()
 }
 
@@ -213,7 +215,7 @@ func (o *sendmailOptions) option(opt byte, v string) error {
 			o.ret = r
 		} // Postfix ignores -R: only sendmail's full and hdrs mean something
 	case 'V':
-		if len(v) > 100 || strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		if len(v) > 100 || strings.IndexFunc(v, func(r rune) bool { return r < ' ' || r > '~' }) >= 0 {
 			return exit(exUsage, "-V needs an envelope ID of up to 100 printable characters")
 		}
 		o.envID = smtp.EncodeXText(v)
