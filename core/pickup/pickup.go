@@ -16,8 +16,10 @@
 // it or remove another's file. The files are 0644 under random names, so
 // the server reads them whatever user it runs as, and other users cannot
 // find them. What a file says about its sender is a claim: the reader
-// reports the file owner's uid, which a user cannot forge, and the server
-// records it as the submission's identity.
+// reports the file owner's uid, which a user cannot forge (the uid a file
+// records is believed only in a file of the reader's own user or root:
+// the server's rewrites), and the server records it as the submission's
+// identity.
 package pickup
 
 import (
