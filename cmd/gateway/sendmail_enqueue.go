@@ -14,7 +14,9 @@ import (
 	"net/mail"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
@@ -314,19 +316,34 @@ func (l *localSender) from(o *sendmailOptions, sender envelope.Address) string {
 	return (&mail.Address{Name: message.OneLine(name), Address: addr}).String()
 }
 
-// dropMessage writes the message into the pickup directory dir, making
-// the directory first if the server never ran.
+// dropMessage writes the message into the pickup directory dir.
 func dropMessage(dir string, env *pickup.Envelope, msg []byte) error {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := pickup.Prepare(dir); err != nil {
-			return exit(exCantCreat, "%v", err)
-		}
+	if err := preparePickup(dir); err != nil {
+		return err
 	}
 	if _, err := pickup.Write(dir, env, bytes.NewReader(msg)); err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return exit(exNoPerm, "%v", err)
 		}
 		return exit(exTempFail, "%v", err)
+	}
+	return nil
+}
+
+// preparePickup makes the pickup directory dir if the server never ran,
+// but only when data_dir is this user's (or does not exist yet): the
+// server refuses a pickup directory another user owns.
+func preparePickup(dir string) error {
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		return nil // there, or a problem Write reports
+	}
+	if st, err := os.Stat(filepath.Dir(dir)); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+			return exit(exCantCreat, "%s does not exist: start the gateway once, it makes it", dir)
+		}
+	}
+	if err := pickup.Prepare(dir); err != nil {
+		return exit(exCantCreat, "%v", err)
 	}
 	return nil
 }

@@ -28,10 +28,8 @@ import (
 // command line. Hooks run when the server picks the message up.
 func sendmailSMTP(ctx context.Context, c *cli, cfg *config.Config) error {
 	dir := gateway.PickupDir(cfg.DataDir)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := pickup.Prepare(dir); err != nil {
-			return exit(exCantCreat, "%v", err)
-		}
+	if err := preparePickup(dir); err != nil {
+		return err
 	}
 	l := cfg.Listeners[0]
 	l.Name, l.Address, l.AuthRequired, l.TLS = "sendmail", "", false, nil

@@ -238,6 +238,8 @@ func TestSendmailExits(t *testing.T) {
 		{[]string{"-C", path, "a b c@"}, "hi\n", exUsage, `recipient "a b c@"`},
 		{[]string{"-C", path, "-f", "a@b, c@d", "a@example.test"}, "hi\n", exUsage, "is not one address"},
 		{[]string{"-C", filepath.Join(t.TempDir(), "none.hcl"), "a@example.test"}, "hi\n", exConfig, "none.hcl"},
+		{[]string{"-C", path, "-bp"}, "", exConfig, "has no admin block"},
+		{[]string{"-C", path, "-q"}, "", exConfig, "has no admin block"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args[2:], " "), func(t *testing.T) {
@@ -249,6 +251,19 @@ func TestSendmailExits(t *testing.T) {
 	}
 	if names, _ := pickup.List(dir); len(names) != 0 {
 		t.Errorf("pickup holds %v after failures", names)
+	}
+}
+
+// TestSendmailDefaultConfig: without -C, sendmail reads gateway.hcl in
+// the working directory.
+func TestSendmailDefaultConfig(t *testing.T) {
+	path, dir := sendmailConfig(t, "")
+	t.Chdir(filepath.Dir(path))
+	if code, _, errOut := runSendmailCLI(t, "hi\n", "a@example.test"); code != 0 {
+		t.Fatalf("code %d, stderr %q", code, errOut)
+	}
+	if env, _ := onlyPickup(t, dir); rcptList(env)[0] != "a@example.test" {
+		t.Errorf("recipients %v", rcptList(env))
 	}
 }
 
@@ -514,4 +529,26 @@ func serveBS(ln net.Listener, config string) error {
 		return fmt.Errorf("%v: %s", err, errb.String())
 	}
 	return nil
+}
+
+// TestSendmailForeignDataDir: sendmail does not make the pickup directory
+// in another user's data_dir (the server would refuse it): it exits 73.
+func TestSendmailForeignDataDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	path, dir := sendmailConfig(t, "")
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Dir(dir), 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runSendmailCLI(t, "hi\n", "-C", path, "a@example.test")
+	if code != exCantCreat || !strings.Contains(errOut, "start the gateway once") {
+		t.Errorf("code %d, stderr %q; want %d", code, errOut, exCantCreat)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pickup made: %v", err)
+	}
 }

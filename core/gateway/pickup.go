@@ -42,6 +42,9 @@ type pickupPart struct {
 	maxSize int64        // of a file: the largest message and its envelope
 	log     *slog.Logger
 	waits   map[string]pickupWait // files deferred, by name
+	// sent are files whose message the spool has but that could not be
+	// removed or rewritten: this run does not submit them again.
+	sent map[string]bool
 }
 
 // pickupWait is when a deferred file is tried again, and how long it
@@ -59,6 +62,9 @@ func (g *Gateway) newPickup() (*pickupPart, error) {
 	if err := pickup.Prepare(dir); err != nil {
 		return nil, err
 	}
+	if err := pickup.CheckOwner(dir); err != nil {
+		return nil, err
+	}
 	l := g.cfg.Listeners[0]
 	l.Name, l.Address, l.AuthRequired, l.TLS = "pickup", "", false, nil
 	opt, err := g.smtpOptions(l)
@@ -74,7 +80,7 @@ func (g *Gateway) newPickup() (*pickupPart, error) {
 	if l.MaxMessageSize > 0 {
 		maxSize = l.MaxMessageSize + 1<<20 // the envelope part, generously
 	}
-	return &pickupPart{dir: dir, srv: srv, maxSize: maxSize, log: g.log.With("part", "pickup"), waits: map[string]pickupWait{}}, nil
+	return &pickupPart{dir: dir, srv: srv, maxSize: maxSize, log: g.log.With("part", "pickup"), waits: map[string]pickupWait{}, sent: map[string]bool{}}, nil
 }
 
 // run makes a pass over the directory at once and then every
@@ -109,7 +115,7 @@ func (p *pickupPart) pass(ctx context.Context, now time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		if w, ok := p.waits[name]; ok && now.Before(w.next) {
+		if w, ok := p.waits[name]; (ok && now.Before(w.next)) || p.sent[name] {
 			continue
 		}
 		p.take(ctx, name, now)
@@ -117,6 +123,11 @@ func (p *pickupPart) pass(ctx context.Context, now time.Time) {
 	for name := range p.waits {
 		if !present[name] {
 			delete(p.waits, name)
+		}
+	}
+	for name := range p.sent {
+		if !present[name] {
+			delete(p.sent, name)
 		}
 	}
 }
@@ -190,6 +201,14 @@ func (p *pickupPart) settle(m *pickup.Message, res smtp.Result, err error, now t
 		return
 	}
 	if err := p.split(m, kept, failed); err != nil {
+		if accepted > 0 {
+			// Submitting it again would deliver it twice.
+			p.sent[m.Name] = true
+			p.log.Error("pickup: the message is queued but its file cannot be removed; "+
+				"remove it, or it is submitted again when the gateway restarts",
+				"file", m.Name, "id", res.ID, "err", err)
+			return
+		}
 		p.log.Error("pickup: cannot settle the file; it will be submitted again", "file", m.Name, "err", err)
 		p.later(m.Name, now)
 		return

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/gateway"
 	"github.com/mailgate/gateway/core/gateway/gatewaytest"
@@ -114,5 +116,36 @@ func TestPickup(t *testing.T) {
 		if !g.Log().Wait(5*time.Second, want) {
 			t.Errorf("log lacks %q", want)
 		}
+	}
+}
+
+// TestPickupForeignOwner: the gateway does not start on a pickup
+// directory another user owns (who could read and replace others' mail).
+func TestPickupForeignOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	path := gatewaytest.WriteConfig(t, `
+hostname = "mx.test"
+listener "mx" { address = "127.0.0.1:0" }
+`)
+	dir := gateway.PickupDir(filepath.Join(filepath.Dir(path), "data"))
+	if err := pickup.Prepare(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:1"}})
+	if err == nil {
+		g.Close()
+		t.Fatal("the gateway started")
+	}
+	if !strings.Contains(err.Error(), "belongs to uid 1234") {
+		t.Errorf("error %v, want the owner named", err)
 	}
 }

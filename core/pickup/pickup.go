@@ -83,6 +83,26 @@ func Prepare(dir string) error {
 	return nil
 }
 
+// CheckOwner refuses a pickup directory that another user owns: its
+// owner could list, read and replace every user's mail, and the server
+// could not remove the files it has queued. The server checks it at
+// start.
+func CheckOwner(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("pickup: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if euid := os.Geteuid(); int(sys.Uid) != euid {
+		return fmt.Errorf("pickup: %s belongs to uid %d, and the gateway runs as uid %d: give it to the gateway's user (chown %d %s)",
+			dir, sys.Uid, euid, euid, dir)
+	}
+	return nil
+}
+
 // NewName is a file name that sorts by time and cannot be guessed, for
 // WriteName; Write makes one itself.
 func NewName(now time.Time) string {

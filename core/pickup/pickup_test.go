@@ -193,3 +193,48 @@ func TestSweep(t *testing.T) {
 		}
 	}
 }
+
+// asRoot skips a test that must give files to another user.
+func asRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+}
+
+// TestOwnerUID: a file of another user is that user's, whatever uid it
+// records; the server's own (and root's) rewrites keep theirs.
+func TestOwnerUID(t *testing.T) {
+	asRoot(t)
+	dir := prepared(t)
+	name, err := Write(dir, testEnvelope(), strings.NewReader("x\n")) // records uid 4242
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(dir, name), 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(dir, name, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Env.UID != 1234 {
+		t.Errorf("UID %d, want the owner's 1234", m.Env.UID)
+	}
+}
+
+// TestCheckOwner: a pickup directory another user owns is refused.
+func TestCheckOwner(t *testing.T) {
+	dir := prepared(t)
+	if err := CheckOwner(dir); err != nil {
+		t.Fatalf("own directory: %v", err)
+	}
+	asRoot(t)
+	if err := os.Chown(dir, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckOwner(dir); err == nil || !strings.Contains(err.Error(), "belongs to uid 1234") {
+		t.Errorf("foreign directory: %v", err)
+	}
+}
