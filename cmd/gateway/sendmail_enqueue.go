@@ -297,12 +297,16 @@ func (l *localSender) completeMessage(raw []byte, o *sendmailOptions, sender env
 }
 
 // from is the From: field for a message without one: the sender (or the
-// user, for the null sender) with -F's name, else $NAME, else the name
+// user, or MAILER-DAEMON, for the null sender) with -F's name, else $NAME, else the name
 // in the password database.
 func (l *localSender) from(o *sendmailOptions, sender envelope.Address) string {
 	addr := sender.String()
-	if sender.IsNull() {
+	switch {
+	case !sender.IsNull():
+	case l.loginErr == nil:
 		addr = l.login + "@" + l.hostname
+	default:
+		addr = "MAILER-DAEMON@" + l.hostname
 	}
 	name := o.fullName
 	if name == "" {
