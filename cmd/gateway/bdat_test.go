@@ -4,9 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net"
+	"net/mail"
 	"os"
 	"strings"
 	"sync"
@@ -22,7 +27,9 @@ import (
 // LF, lines far past 998 bytes) submitted over BDAT is relayed over BDAT
 // to a `gateway sink` process, which stores it byte for byte behind our
 // Received line; the same kind of message to a next hop without
-// BINARYMIME bounces with 5.6.3, a failure of ours (no Remote-MTA).
+// BINARYMIME bounces with 5.6.3, a failure of ours (no Remote-MTA, not
+// "the remote server said"), returning the original byte for byte in a
+// 7-bit report.
 func TestBinaryMIMEEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -86,7 +93,8 @@ delivery {
 	}
 
 	// A next hop without CHUNKING and BINARYMIME: our 5.6.3, at once.
-	if r := sendBinary(t, mx, "b@plain.test", []byte("Subject: binary\r\n\r\n\x00\r\n"), envelope.RetHdrs); r.Code != 250 {
+	returned := []byte("Subject: binary\r\n\r\n\x00bare\rCR\xff\r\n")
+	if r := sendBinary(t, mx, "b@plain.test", returned, envelope.RetFull); r.Code != 250 {
 		t.Fatalf("submitting to b@plain.test: %s", r)
 	}
 	if !eventually(10*time.Second, func() bool { return len(savedFiles(t, bounceDir)) == 1 }) {
@@ -104,8 +112,51 @@ delivery {
 		t.Errorf("bounce Action %q, Status %q, Remote-MTA %q; want failed, 5.6.3 and no Remote-MTA",
 			fields.Get("Action"), fields.Get("Status"), fields.Get("Remote-MTA"))
 	}
+	if got := fields.Get("Diagnostic-Code"); !strings.HasPrefix(got, "X-Gateway; 554 5.6.3 ") {
+		t.Errorf("bounce Diagnostic-Code = %q, want our own (X-Gateway; 554 5.6.3 …)", got)
+	}
+	parts := reportParts(t, raw)
+	if human := parts["text/plain; charset=us-ascii"]; !strings.Contains(human, "the mail system here said: 554 5.6.3") {
+		t.Errorf("the bounce's explanation does not say the failure was ours:\n%s", human)
+	}
+	if orig, ok := parts["message/global"]; !ok || !strings.HasSuffix(orig, string(returned)) {
+		t.Errorf("the bounce returns %q, want message/global ending in the original, byte for byte", orig)
+	}
 	if cmds := plain.commands(); len(cmds) != 0 {
 		t.Errorf("the plain hop got %q, want no transaction", cmds)
+	}
+}
+
+// reportParts is the parts of a DSN by Content-Type, base64 decoded.
+func reportParts(t *testing.T, raw []byte) map[string]string {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("bounce does not parse: %v", err)
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := map[string]string{}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return parts
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body io.Reader = p
+		if p.Header.Get("Content-Transfer-Encoding") == "base64" {
+			body = base64.NewDecoder(base64.StdEncoding, p)
+		}
+		b, err := io.ReadAll(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[p.Header.Get("Content-Type")] = string(b)
 	}
 }
 

@@ -31,6 +31,7 @@ type rcptOutcome struct {
 	reply     string           // becomes RecipientState.LastReply and the DSN's Diagnostic-Code
 	status    sdk.EnhancedCode // RFC 3463 status for a DSN; zero = default of the action
 	remoteMTA string
+	local     bool    // reply is this gateway's own account (Result.Local)
 	handoff   Handoff // Delivered by the transport: what took the message
 	dropped   bool    // predelivery Drop, left out of its list, or no domain to deliver to: no DSN, no delivered notification
 	expanded  bool    // replaced by others in a predelivery list: recorded delivered, an "expanded" DSN on request, no notification
@@ -259,6 +260,7 @@ func outcomeOf(res Result) rcptOutcome {
 		reply:     formatReply(res.Code, res.Enhanced, res.Text),
 		status:    dsn.StatusFromReply(res.Code, res.Enhanced),
 		remoteMTA: res.RemoteMTA,
+		local:     res.Local,
 		handoff:   res.Handoff,
 	}
 	want := map[Class]uint16{Delivered: 2, Temporary: 4, Permanent: 5}[res.Class]
@@ -330,6 +332,7 @@ func (o rcptOutcome) report(rc envelope.Recipient, a dsn.Action, at time.Time) d
 		Status:      st,
 		Diagnostic:  o.reply,
 		RemoteMTA:   o.remoteMTA,
+		Local:       o.local,
 		LastAttempt: at,
 	}
 }

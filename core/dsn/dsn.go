@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,10 @@ type RecipientReport struct {
 	Diagnostic string
 	// RemoteMTA is the host name or [ip] of the remote server; "" = none.
 	RemoteMTA string
+	// Local says Diagnostic is this gateway's own account, not a reply
+	// from a server: it is written as "Diagnostic-Code: X-Gateway; …" and
+	// introduced as ours in the human part.
+	Local bool
 	// LastAttempt becomes Last-Attempt-Date when nonzero.
 	LastAttempt time.Time
 	// WillRetryUntil becomes Will-Retry-Until when nonzero, for the delayed
@@ -113,8 +118,9 @@ type RecipientReport struct {
 //   - a part with non-ASCII bytes declares Content-Transfer-Encoding: 8bit
 //     (text/plain then says charset=utf-8), and so does the top-level
 //     message, so the DSN must be sent with BODY=8BITMIME;
-//   - a returned original with an 8-bit body declares 8bit; with
-//     Envelope.Body BINARYMIME it declares binary;
+//   - a returned original with an 8-bit body declares 8bit; one with
+//     Envelope.Body BINARYMIME is message/global in base64 (RFC 6532
+//     §3.5), byte for byte, so that the report needs no BINARYMIME path;
 //   - UTF-8 addresses and header fields use the RFC 6533 types:
 //     Final-Recipient: utf-8; …, message/global-delivery-status,
 //     message/global (or message/global-headers) for an original whose
@@ -219,10 +225,9 @@ func (d *Report) Build(w io.Writer) error {
 
 // SendEnvelope is the envelope to queue the report with, raw being what
 // Build wrote: from the null sender (a DSN is never answered), to d.To (or
-// the original's sender) with NOTIFY=NEVER, received at d.Now, with the
-// BODY raw needs (8BITMIME, or BINARYMIME when it returns a binary
-// original) and, when raw is not ASCII, SMTPUTF8 if the original or the
-// address needed it.
+// the original's sender) with NOTIFY=NEVER, received at d.Now, with
+// BODY=8BITMIME and, if the original or the address needed it, SMTPUTF8
+// when raw is not ASCII. (A report is never binary: see originalPart.)
 func (d *Report) SendEnvelope(raw []byte) *envelope.Envelope {
 	to := d.recipient()
 	env := &envelope.Envelope{
@@ -233,11 +238,6 @@ func (d *Report) SendEnvelope(raw []byte) *envelope.Envelope {
 		return env
 	}
 	env.Body = envelope.Body8BitMIME
-	// The field is the last of the header section Build writes: what Cut
-	// leaves of it has no CRLF after it.
-	if head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n")); bytes.Contains(head, []byte("\r\nContent-Transfer-Encoding: binary")) {
-		env.Body = envelope.BodyBinaryMIME
-	}
 	env.SMTPUTF8 = (d.Envelope != nil && d.Envelope.SMTPUTF8) || !isASCII(to.String())
 	return env
 }
@@ -263,7 +263,7 @@ func (d *Report) loadOriginal(env envelope.Envelope, failed bool) (original, err
 	if limit == 0 {
 		limit = DefaultMaxOriginal
 	}
-	orig, err := readOriginal(d.Original, full, limit)
+	orig, err := readOriginal(d.Original, full, limit, env.Body == envelope.BodyBinaryMIME)
 	if err != nil {
 		return original{}, fmt.Errorf("dsn: reading the original message: %w", err)
 	}
@@ -300,7 +300,7 @@ func (d *Report) writeHeader(bw *bufio.Writer, host string, to envelope.Address,
 type part struct {
 	header textproto.MIMEHeader
 	body   []byte
-	enc    string // Content-Transfer-Encoding: "" (7bit), "8bit" or "binary"
+	enc    string // Content-Transfer-Encoding: "" (7bit), "8bit" or "base64"
 }
 
 // humanPart is part 1, the human explanation.
@@ -331,11 +331,15 @@ func textPart(description, ascii, global string, text []byte) part {
 func originalPart(orig original, env envelope.Envelope) part {
 	p := part{header: textproto.MIMEHeader{}, body: orig.content()}
 	p.enc = encodingOf(p.body)
-	if orig.full && env.Body == envelope.BodyBinaryMIME {
-		p.enc = "binary"
-	}
 	global := isUTF8(orig.header)
 	switch {
+	case orig.full && env.Body == envelope.BodyBinaryMIME:
+		// message/rfc822 may not be encoded (RFC 2046 §5.2.1), and binary
+		// needs a BINARYMIME path all the way back. message/global may be
+		// base64 (RFC 6532 §3.5): byte for byte, over any path.
+		p.header.Set("Content-Description", "Original message")
+		p.header.Set("Content-Type", "message/global")
+		p.enc, p.body = "base64", base64Lines(p.body)
 	case orig.full && global:
 		p.header.Set("Content-Description", "Original message")
 		p.header.Set("Content-Type", "message/global")
@@ -355,12 +359,25 @@ func originalPart(orig original, env envelope.Envelope) part {
 	return p
 }
 
+// base64Lines is b in base64, in lines of 76 characters ending in CRLF
+// (RFC 2045 §6.8).
+func base64Lines(b []byte) []byte {
+	enc := base64.StdEncoding.EncodeToString(b)
+	out := make([]byte, 0, len(enc)+len(enc)/76*2+2)
+	for len(enc) > 76 {
+		out = append(out, enc[:76]...)
+		out = append(out, "\r\n"...)
+		enc = enc[76:]
+	}
+	return append(append(out, enc...), "\r\n"...)
+}
+
 // topEncoding is the Content-Transfer-Encoding of the whole report: the
 // widest of its parts'.
 func topEncoding(parts []part) string {
 	top := ""
 	for _, p := range parts {
-		if p.enc == "binary" || (p.enc == "8bit" && top == "") {
+		if p.enc == "8bit" {
 			top = p.enc
 		}
 	}
@@ -416,7 +433,10 @@ func (d *Report) humanText(host string, failed, delayed bool, orig original) []b
 		wrap(&b, "", line+".")
 		if diag := message.OneLine(r.Diagnostic); diag != "" {
 			said := "the remote server said: "
-			if mta := message.OneLine(r.RemoteMTA); mta != "" {
+			switch mta := message.OneLine(r.RemoteMTA); {
+			case r.Local:
+				said = "the mail system here said: "
+			case mta != "":
 				said = "host " + mta + " said: "
 			}
 			wrap(&b, "    ", said+diag)
@@ -495,7 +515,11 @@ func (d *Report) statusText(host string, env envelope.Envelope) []byte {
 			writeField(bw, "Remote-MTA", "dns; "+mta)
 		}
 		if diag := message.OneLine(r.Diagnostic); diag != "" {
-			writeField(bw, "Diagnostic-Code", "smtp; "+diag)
+			typ := "smtp; "
+			if r.Local {
+				typ = "X-Gateway; " // RFC 3464 §2.3.6: not a reply of a server
+			}
+			writeField(bw, "Diagnostic-Code", typ+diag)
 		}
 		if !r.LastAttempt.IsZero() {
 			writeField(bw, "Last-Attempt-Date", r.LastAttempt.Format(dateLayout))
@@ -654,8 +678,9 @@ func (o original) content() []byte {
 }
 
 // readOriginal reads the original message: whole if wantFull and it has at
-// most maxFull bytes, else its header section.
-func readOriginal(r io.Reader, wantFull bool, maxFull int64) (original, error) {
+// most maxFull bytes, else its header section. The whole of a binary
+// message is kept as it is; of another, bare CR and LF become CRLF.
+func readOriginal(r io.Reader, wantFull bool, maxFull int64, binary bool) (original, error) {
 	limit := int64(maxHeaderSection)
 	if wantFull && maxFull > limit {
 		limit = maxFull
@@ -671,7 +696,10 @@ func readOriginal(r io.Reader, wantFull bool, maxFull int64) (original, error) {
 	o := original{present: true}
 	if wantFull && maxFull > 0 && !truncated && int64(len(data)) <= maxFull {
 		o.full = true
-		o.whole = toCRLF(data)
+		o.whole = data
+		if !binary {
+			o.whole = toCRLF(data)
+		}
 	}
 	o.tooBig = wantFull && maxFull > 0 && !o.full
 

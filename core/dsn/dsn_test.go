@@ -3,6 +3,7 @@ package dsn
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"io"
@@ -622,14 +623,31 @@ func TestDSNOriginalEdgeCases(t *testing.T) {
 	}
 
 	t.Run("binary", func(t *testing.T) {
+		// A BINARYMIME original comes back byte for byte in a report that
+		// is 7-bit: message/global in base64 (issue 10).
 		d := testDSN(envelope.RetFull)
 		d.Envelope.Body = envelope.BodyBinaryMIME
-		p, _ := build(t, d)
-		if got, want := p.Parts[2].Header.Get("Content-Transfer-Encoding"), "binary"; got != want {
-			t.Errorf("part 3 Content-Transfer-Encoding = %q, want %q", got, want)
+		orig := "Subject: x\r\n\r\n\x00bare\rCR\nLF\xff" + strings.Repeat("z", 2000) + "\r\n"
+		d.Original = strings.NewReader(orig)
+		var raw bytes.Buffer
+		if err := d.Build(&raw); err != nil {
+			t.Fatal(err)
 		}
-		if got, want := p.Header.Get("Content-Transfer-Encoding"), "binary"; got != want {
-			t.Errorf("top-level Content-Transfer-Encoding = %q, want %q", got, want)
+		if !isASCII(raw.String()) {
+			t.Errorf("the report is not 7-bit")
+		}
+		d.Original = strings.NewReader(orig)
+		p, _ := build(t, d)
+		h := p.Parts[2].Header
+		if got := h.Get("Content-Type") + " " + h.Get("Content-Transfer-Encoding"); got != "message/global base64" {
+			t.Errorf("part 3 is %q, want message/global base64", got)
+		}
+		got, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(p.Parts[2].Body, "\r\n", ""))
+		if err != nil || string(got) != orig {
+			t.Errorf("part 3 decodes to %q (%v), want the original byte for byte", got, err)
+		}
+		if top := p.Header.Get("Content-Transfer-Encoding"); top != "" {
+			t.Errorf("top-level Content-Transfer-Encoding = %q, want none", top)
 		}
 	})
 
@@ -855,7 +873,7 @@ func TestSendEnvelope(t *testing.T) {
 		{name: "binary original", edit: func(d *Report) {
 			d.Envelope.Body = envelope.BodyBinaryMIME
 			d.Original = strings.NewReader("Subject: x\r\n\r\n\x00\xff\r\n")
-		}, to: alice, body: envelope.BodyBinaryMIME},
+		}, to: alice},
 		{name: "UTF-8 original", edit: func(d *Report) {
 			d.Envelope.SMTPUTF8 = true
 			d.Original = strings.NewReader("Subject: Grüße\r\n\r\nHallo\r\n")
@@ -897,5 +915,24 @@ func TestReceivedFrom(t *testing.T) {
 		if got := receivedFrom(envelope.Envelope{ClientHELO: tt.helo, ClientIP: tt.ip}); got != tt.want {
 			t.Errorf("receivedFrom(%q, %q) = %q, want %q", tt.helo, tt.ip, got, tt.want)
 		}
+	}
+}
+
+// TestDSNLocalDiagnostic: a failure this gateway decided is not presented
+// as a reply of a remote server (issue 10: "the remote server said" about
+// our own 5.6.3).
+func TestDSNLocalDiagnostic(t *testing.T) {
+	d := testDSN(envelope.RetHdrs)
+	d.Reports[0].RemoteMTA, d.Reports[0].Local = "", true
+	d.Reports[0].Status = sdk.EnhancedCode{5, 6, 3}
+	d.Reports[0].Diagnostic = "554 5.6.3 mx1.example.net does not take BINARYMIME"
+	p, _ := build(t, d)
+	_, rcpts := statusFields(t, p.Parts[1].Body)
+	if got, want := fields(rcpts[0])["Diagnostic-Code"], "X-Gateway; 554 5.6.3 mx1.example.net does not take BINARYMIME"; got != want {
+		t.Errorf("Diagnostic-Code = %q, want %q", got, want)
+	}
+	human := p.Parts[0].Body
+	if !strings.Contains(human, "the mail system here said: 554 5.6.3") || strings.Contains(human, "remote server") {
+		t.Errorf("human part does not call the failure ours:\n%s", human)
 	}
 }
