@@ -105,6 +105,10 @@ delivery {
   # dead_host_ttl              = "30s"            # a host whose connect failed is not dialled again for this long
   #                                               # ("0" = always dial); ETRN and `gateway queue retry` clear it
   # proxy_addresses            = ["203.0.113.25"] # addresses a NAT or load balancer forwards to us: an MX there is us
+  # hold_domains               = ["bk.example.test", "*.branch.example.test"] # queue mail for these recipient domains
+  #                                               # without trying it ("*." = every subdomain); ETRN or
+  #                                               # `gateway queue retry -domain D` delivers D's mail once; it still
+  #                                               # expires after max_lifetime; a reload changes the list
 
   # A static route per domain ("*" matches all): transport is "smtp" (the
   # default; via = "host:port" instead of an MX look-up), "lmtp" (via, or

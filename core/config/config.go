@@ -172,6 +172,13 @@ type Delivery struct {
 	// gateway (Postfix's proxy_interfaces): an MX host at one of them is
 	// this gateway, as one at a listener's address is.
 	ProxyAddresses []netip.Addr
+
+	// HoldDomains are recipient domains whose mail is queued and not
+	// attempted (Postfix's defer_transports): lower-case names, or
+	// "*.name" for every subdomain of name (not name itself). ETRN or
+	// `gateway queue retry -domain D` delivers D's queued mail once; held
+	// mail still expires after MaxLifetime. A reload changes the set.
+	HoldDomains []string
 }
 
 // Route is a static route: route "domain" { via = "host:port" }.

@@ -257,6 +257,7 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	d.duration("command_timeout", r.CommandTimeout, &dl.CommandTimeout, false)
 	d.duration("dead_host_ttl", r.DeadHostTTL, &dl.DeadHostTTL, true)
 	dl.ProxyAddresses = d.ipList("proxy_addresses", r.ProxyAddresses)
+	dl.HoldDomains = d.domainPatterns("hold_domains", r.HoldDomains)
 	dl.Routes = d.routes(r.Routes)
 	return dl
 }

@@ -326,6 +326,11 @@ func (d *decoder) domainPatterns(name string, expr hcl.Expression) []string {
 	var out []string
 	for i, s := range list {
 		rest, wild := strings.CutPrefix(s, "*.")
+		if dot, ok := strings.CutPrefix(s, "."); ok && dot != "" && !strings.HasPrefix(dot, ".") {
+			// Postfix's ".name" for subdomains: say how it is written here.
+			d.errorf(ranges[i], "Invalid domain name", `%s: %q: write "*.%s" for the subdomains of %s.`, name, s, dot, dot)
+			continue
+		}
 		dom, err := normalizeDomain(rest)
 		if err != nil {
 			d.errorf(ranges[i], "Invalid domain name",

@@ -105,6 +105,7 @@ type rawDelivery struct {
 	CommandTimeout          hcl.Expression `hcl:"command_timeout,optional"`
 	DeadHostTTL             hcl.Expression `hcl:"dead_host_ttl,optional"`
 	ProxyAddresses          hcl.Expression `hcl:"proxy_addresses,optional"`
+	HoldDomains             hcl.Expression `hcl:"hold_domains,optional"`
 
 	Routes []rawRoute `hcl:"route,block"`
 }

@@ -16,4 +16,5 @@ delivery {
   connect_timeout            = "0s"
   dead_host_ttl              = "-5s"
   proxy_addresses            = ["203.0.113.25", "203.0.113.0/24", "mx.example.test"]
+  hold_domains               = ["bk.test", ".bk.test", "*.ok.test", "bad_domain.test", "*.*.test"]
 }

@@ -79,6 +79,7 @@ delivery {
   command_timeout            = "2m"
   dead_host_ttl              = "1m"
   proxy_addresses            = ["203.0.113.25", "2001:db8::25"]
+  hold_domains               = ["BK.example.test.", "*.branch.example.test"]
 
   route "Example.Test" {
     via = "127.0.0.1:2626"
