@@ -325,26 +325,36 @@ func (d *decoder) domainPatterns(name string, expr hcl.Expression) []string {
 	ranges := elementRanges(expr, len(list))
 	var out []string
 	for i, s := range list {
-		rest, wild := strings.CutPrefix(s, "*.")
-		if dot, ok := strings.CutPrefix(s, "."); ok && dot != "" && !strings.HasPrefix(dot, ".") {
-			// Postfix's ".name" for subdomains: say how it is written here.
-			d.errorf(ranges[i], "Invalid domain name", `%s: %q: write "*.%s" for the subdomains of %s.`, name, s, dot, dot)
-			continue
-		}
-		dom, err := normalizeDomain(rest)
+		dom, err := DomainPattern(s)
 		if err != nil {
-			d.errorf(ranges[i], "Invalid domain name",
-				`%s: %q is not a domain name or "*." and a domain name: %s.`, name, s, err)
+			d.errorf(ranges[i], "Invalid domain name", "%s: %s.", name, err)
 			continue
-		}
-		if wild {
-			dom = "*." + dom
 		}
 		if !slices.Contains(out, dom) {
 			out = append(out, dom)
 		}
 	}
 	return out
+}
+
+// DomainPattern checks and normalises a domain name or "*.name" pattern
+// (every subdomain of name): lower case, without a trailing dot. The
+// error says what is wrong with s, quoting it. The configuration's domain
+// lists and the operator's domain holds take their patterns through it.
+func DomainPattern(s string) (string, error) {
+	if dot, ok := strings.CutPrefix(s, "."); ok && dot != "" && !strings.HasPrefix(dot, ".") {
+		// Postfix's ".name" for subdomains: say how it is written here.
+		return "", fmt.Errorf(`%q: write "*.%s" for the subdomains of %s`, s, dot, dot)
+	}
+	rest, wild := strings.CutPrefix(s, "*.")
+	dom, err := normalizeDomain(rest)
+	if err != nil {
+		return "", fmt.Errorf(`%q is not a domain name or "*." and a domain name: %w`, s, err)
+	}
+	if wild {
+		dom = "*." + dom
+	}
+	return dom, nil
 }
 
 // params converts an arbitrary HCL object into Go values (see goValue).

@@ -97,6 +97,7 @@ type Engine struct {
 	log        *slog.Logger
 	now        func() time.Time
 	postmaster envelope.Address // null = none
+	holds      *holds           // held domains (hold.go)
 	hopLimit   int              // Received fields a queued message may carry: MaxHops and ours
 
 	kick    chan struct{} // rescan the spool (Kick)
@@ -179,9 +180,14 @@ func New(opt Options) (*Engine, error) {
 			log.Warn("delivery: route names an unknown transport; its mail will be deferred", "domain", rt.Domain, "transport", name)
 		}
 	}
+	holds, err := loadHolds(opt.Spool, cfg.HoldDomains, now())
+	if err != nil {
+		return nil, err
+	}
 	var seed [32]byte
 	crand.Read(seed[:]) // never fails (crypto/rand since Go 1.24)
 	return &Engine{
+		holds:      holds,
 		opt:        opt,
 		cfg:        cfg,
 		spool:      opt.Spool,
@@ -442,7 +448,12 @@ func (e *Engine) tryStart(ctx context.Context, now time.Time, c *dueCandidate) s
 			return startBlocked
 		}
 	}
-	groups := destGroups(m)
+	groups, held := e.withoutHeld(m, destGroups(m), now)
+	if len(groups) == 0 && held {
+		e.waitHeld(ctx, m, now)
+		e.unlease(id)
+		return startSkipped
+	}
 	if len(groups) == 0 {
 		// Every recipient is final but the message is still here (a crash
 		// between the last record and the delete): finish it. Its DSNs were

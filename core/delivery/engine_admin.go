@@ -9,6 +9,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/queue"
@@ -21,7 +22,8 @@ import (
 //
 // A message being delivered right now is left alone (Retry returns nil):
 // it is being tried. A held message keeps being held; Retry still sets its
-// next attempt, RetryDomain and RetryAll skip it.
+// next attempt, RetryDomain and RetryAll skip it. Retry and RetryAll leave
+// held domains held (hold.go).
 //
 // Each also makes the transports forget the next hops whose connect failed
 // lately (DeadHostCache) for the domains concerned, so that "the link is
@@ -48,10 +50,21 @@ func (e *Engine) Retry(ctx context.Context, id string) error {
 	return nil
 }
 
+// RetryDomain also lifts the operator's hold of exactly domain, and
+// delivers the mail of a domain still held (by hold_domains or a "*."
+// hold) once: what is queued now is tried now, what comes later waits
+// (Postfix's postqueue -s and ETRN with defer_transports).
 func (e *Engine) RetryDomain(ctx context.Context, domain string) (int, error) {
 	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
 	e.forgetDead(domain)
-	return e.retryWhere(ctx, func(m *queue.Message) bool {
+	if lifted, err := e.holds.lift(ctx, domain); err != nil {
+		return 0, err
+	} else if lifted {
+		e.log.Info("delivery: domain released by a flush", "domain", domain)
+	}
+	now := e.now()
+	e.holds.flush(domain, now)
+	return e.retryWhere(ctx, now, func(m *queue.Message) bool {
 		for i, rc := range m.Envelope.Recipients {
 			if i < len(m.Recipients) && undelivered(m.Recipients[i].Status) && rc.Address.DomainFold() == domain {
 				return true
@@ -63,7 +76,7 @@ func (e *Engine) RetryDomain(ctx context.Context, domain string) (int, error) {
 
 func (e *Engine) RetryAll(ctx context.Context) (int, error) {
 	e.forgetDead("")
-	return e.retryWhere(ctx, func(*queue.Message) bool { return true })
+	return e.retryWhere(ctx, e.now(), func(*queue.Message) bool { return true })
 }
 
 // forgetDead clears the dead-host caches of the transports for domain
@@ -89,9 +102,8 @@ func pendingDomains(m *queue.Message) []string {
 }
 
 // retryWhere makes the messages that match, are not held, not in flight
-// and not yet due, due now.
-func (e *Engine) retryWhere(ctx context.Context, match func(*queue.Message) bool) (int, error) {
-	now := e.now()
+// and not yet due at now, due at now.
+func (e *Engine) retryWhere(ctx context.Context, now time.Time, match func(*queue.Message) bool) (int, error) {
 	n := 0
 	var opErr error
 	err := e.spool.List(func(m *queue.Message) bool {

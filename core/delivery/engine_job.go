@@ -151,6 +151,10 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (a *
 		a.end(rcptOutcome{class: Temporary, shutdown: true})
 		return a
 	}
+	if g.held != "" {
+		a.end(heldOutcome(g.held)) // expired while held: no attempt
+		return a
+	}
 	if g.domain == "" {
 		// A recipient without a domain (a bare <postmaster> spooled
 		// before the session mapped it to a mailbox) is never routed,

@@ -60,6 +60,7 @@ func RetryDelay(schedule []time.Duration, attempts int) time.Duration {
 type destGroup struct {
 	domain string // lower case
 	idx    []int  // indices into Envelope.Recipients / Message.Recipients
+	held   string // the domain is held and the message expired: why (the job makes no attempt)
 }
 
 // undelivered reports whether a recipient still needs an attempt.
