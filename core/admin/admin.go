@@ -19,12 +19,23 @@
 //	POST   /v1/queue/{id}/bounce         fail it now, with DSNs        → Result
 //	POST   /v1/queue/retry?domain=D      make D's messages due now     → Count
 //	POST   /v1/queue/retry?all=1         make every message due now    → Count
+//	GET    /v1/domains                   [DomainHold, ...] the held domains, sorted
+//	POST   /v1/domains/{domain}/hold     hold D's mail in the queue    → DomainResult
+//	POST   /v1/domains/{domain}/release  undo hold; D's mail due now   → DomainResult with count
 //	POST   /v1/reload                    reload the configuration      {"status":"reloaded"}
 //	GET    /metrics                      Prometheus text format
 //
-// Status codes: 400 bad input, 404 unknown path or queue ID, 405 wrong
-// method, 409 the message is being delivered (retry when it is done), 501
-// no reload function, 503 no delivery engine.
+// A held domain (delivery { hold_domains }, or held here) is a name or
+// "*.name" for its subdomains; its mail stays queued without an attempt
+// until released, flushed once by ETRN or retry?domain=D (which also
+// lifts a hold of exactly D), or expired. A queued recipient whose domain
+// is held shows the hold in its "held" field. Holds made here are kept
+// in the spool and survive a restart; a release of a domain that only
+// hold_domains holds is a 404 that says so.
+//
+// Status codes: 400 bad input, 404 unknown path, queue ID or held domain,
+// 405 wrong method, 409 the message is being delivered (retry when it is
+// done), 501 no reload function, 503 no delivery engine.
 package admin
 
 import (
@@ -52,7 +63,8 @@ type Queue interface {
 }
 
 // Engine is what the API asks of the delivery engine (*delivery.Engine
-// implements it). Errors wrapping delivery.ErrNotFound become 404 and
+// implements it). Errors wrapping delivery.ErrNotFound or
+// delivery.ErrNotHeld become 404, delivery.ErrBadDomain 400 and
 // delivery.ErrBusy 409.
 type Engine interface {
 	Retry(ctx context.Context, id string) error
@@ -62,6 +74,10 @@ type Engine interface {
 	Release(ctx context.Context, id string) error
 	Bounce(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
+	HoldDomain(ctx context.Context, domain string) error
+	ReleaseDomain(ctx context.Context, domain string) (int, error)
+	HeldDomains() []delivery.DomainHold
+	HoldOf(domain string) (delivery.DomainHold, bool)
 	Stats() delivery.Stats
 }
 

@@ -44,7 +44,10 @@ type Recipient struct {
 	LastReply string    `json:"last_reply"` // last SMTP reply or error
 	Attempts  int       `json:"attempts"`
 	Updated   time.Time `json:"updated,omitzero"`
-	Notify    []string  `json:"notify,omitempty"` // DSN NOTIFY=: NEVER, or SUCCESS, FAILURE, DELAY
+	// Held says what holds an undelivered recipient's domain, as in
+	// "held by hold_domains (bk.test)"; absent when nothing does.
+	Held   string   `json:"held,omitempty"`
+	Notify []string `json:"notify,omitempty"` // DSN NOTIFY=: NEVER, or SUCCESS, FAILURE, DELAY
 	ORCPT     string    `json:"orcpt,omitempty"`  // DSN ORCPT=
 }
 
@@ -95,6 +98,8 @@ func (a *Admin) routes() http.Handler {
 	mux.Handle("/v1/queue/{id}", methods{http.MethodGet: a.show, http.MethodDelete: a.remove})
 	mux.Handle("/v1/queue/{id}/{op}", methods{http.MethodPost: a.operate})
 	mux.Handle("/v1/reload", methods{http.MethodPost: a.reload})
+	mux.Handle("/v1/domains", methods{http.MethodGet: a.heldDomains})
+	mux.Handle("/v1/domains/{domain}/{op}", methods{http.MethodPost: a.domainOp})
 
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +187,7 @@ func (a *Admin) list(w http.ResponseWriter, r *http.Request) {
 		if domain != "" && !hasDomain(m, domain) {
 			return true
 		}
-		out = append(out, listed(m))
+		out = append(out, a.markHeld(listed(m), m))
 		return len(out) < limit
 	})
 	if err != nil {
@@ -199,7 +204,7 @@ func (a *Admin) show(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, id, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, detailed(m))
+	writeJSON(w, http.StatusOK, a.markHeld(detailed(m), m))
 }
 
 func (a *Admin) remove(w http.ResponseWriter, r *http.Request) {
@@ -299,6 +304,10 @@ func (a *Admin) fail(w http.ResponseWriter, r *http.Request, id string, err erro
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("message %s not found", id))
+	case errors.Is(err, delivery.ErrNotHeld):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, delivery.ErrBadDomain):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, delivery.ErrBusy):
 		writeError(w, http.StatusConflict, fmt.Sprintf("message %s is being delivered; try again when the attempt is over", id))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, queue.ErrClosed):

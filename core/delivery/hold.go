@@ -46,9 +46,12 @@ const (
 	HoldByOperator = "operator"     // `gateway queue hold -domain`, the admin API
 )
 
-// ErrNotHeld is returned by ReleaseDomain for a domain the operator did
-// not hold.
-var ErrNotHeld = errors.New("delivery: domain is not held")
+// Errors of the domain holds (wrapped): ReleaseDomain of a domain the
+// operator did not hold, and a domain that is not a name or "*.name".
+var (
+	ErrNotHeld   = errors.New("delivery: domain is not held")
+	ErrBadDomain = errors.New("delivery: bad domain")
+)
 
 // DomainHold is one held domain pattern.
 type DomainHold struct {
@@ -247,7 +250,7 @@ func (h *holds) lift(ctx context.Context, pattern string) (bool, error) {
 func holdDomainPattern(s string) (string, error) {
 	p, err := config.DomainPattern(strings.TrimSpace(s))
 	if err != nil {
-		return "", fmt.Errorf("delivery: %w", err)
+		return "", fmt.Errorf("%w: %w", ErrBadDomain, err)
 	}
 	return p, nil
 }

@@ -173,6 +173,9 @@ func (g *Gateway) newEngine(version string) error {
 		Log:        g.log.With("part", "delivery"),
 		MaxHops:    cfg.MaxHops(),
 	})
+	g.pipeline.applied = func(ctx context.Context, cfg *config.Config) {
+		g.engine.SetHoldDomains(ctx, cfg.Delivery.HoldDomains)
+	}
 	return err
 }
 

@@ -37,7 +37,7 @@ const minRetireGrace = 30 * time.Second
 // any failure (a config diagnostic, a script that does not compile) the
 // running chain stays and the error, naming file:line, is logged and
 // returned. Only the hook pipeline (pipeline, the lua and the plugin
-// blocks) is reloaded: listeners, domains, relay, auth, delivery, admin and
+// blocks) and delivery's hold_domains are reloaded: listeners, domains, relay, auth, delivery, admin and
 // the rest need a restart, and a reload that finds them changed says so in
 // the log. Every plugin is started again: its new process serves the new
 // chain (and the engine's plugin transports), the old one stops with the
@@ -55,6 +55,9 @@ type pipeline struct {
 	transports *pluginTransports
 	log        *slog.Logger
 	grace      time.Duration // 0 = minRetireGrace (tests shorten it)
+	// applied, when set, takes what a reload changes outside the
+	// pipeline (delivery's hold_domains) from the reloaded configuration.
+	applied func(ctx context.Context, cfg *config.Config)
 
 	mu      sync.Mutex // serializes reloads; guards current and closed
 	current []io.Closer
@@ -109,8 +112,11 @@ func (p *pipeline) reload(ctx context.Context) error {
 			p.retire(old, oldTransports, p.current)
 			p.current = set.closers
 			p.log.Info("reloaded the hook pipeline", "file", p.running.File, "pipeline", strings.Join(cfg.Pipeline, " "))
+			if p.applied != nil {
+				p.applied(ctx, cfg)
+			}
 			if changed := restartSections(p.running, cfg); len(changed) > 0 {
-				p.log.Warn("reload applies only pipeline and the hook blocks; restart to apply the rest",
+				p.log.Warn("reload applies only pipeline, the hook blocks and delivery's hold_domains; restart to apply the rest",
 					"changed", strings.Join(changed, " "))
 			}
 			return nil
@@ -204,7 +210,7 @@ func restartSections(running, loaded *config.Config) []string {
 		{"domains", running.Domains, loaded.Domains},
 		{"relay", running.Relay, loaded.Relay},
 		{"auth", running.Auth, loaded.Auth},
-		{"delivery", running.Delivery, loaded.Delivery},
+		{"delivery", withoutHolds(running.Delivery), withoutHolds(loaded.Delivery)},
 		{"admin", running.Admin, loaded.Admin},
 		{"inject", running.Inject, loaded.Inject},
 	}
@@ -215,6 +221,12 @@ func restartSections(running, loaded *config.Config) []string {
 		}
 	}
 	return changed
+}
+
+// withoutHolds is d without what a reload applies: hold_domains.
+func withoutHolds(d config.Delivery) config.Delivery {
+	d.HoldDomains = nil
+	return d
 }
 
 // pluginTransports hands the delivery engine the plugins' transports. The

@@ -4,6 +4,9 @@ package admintest
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +24,10 @@ type Engine struct {
 	Spool *queue.Spool
 	Busy  map[string]bool // IDs answered with delivery.ErrBusy
 	Stat  delivery.Stats  // what Stats returns
+	// Holds are the held domains: HoldDomain adds an operator hold,
+	// ReleaseDomain removes one (ErrNotHeld if there is none; it makes no
+	// message due), HoldOf finds exact names only.
+	Holds []delivery.DomainHold
 
 	mu    sync.Mutex
 	calls []string
@@ -28,7 +35,7 @@ type Engine struct {
 
 // Calls returns the calls so far, in order, as "op arg": "retry ID",
 // "retry-domain example.net", "retry-all", "hold ID", "release ID",
-// "bounce ID", "remove ID".
+// "bounce ID", "remove ID", "hold-domain D", "release-domain D".
 func (e *Engine) Calls() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -125,6 +132,48 @@ func (e *Engine) retryWhere(ctx context.Context, match func(*queue.Message) bool
 		}
 	}
 	return len(ids), nil
+}
+
+func (e *Engine) HoldDomain(ctx context.Context, domain string) error {
+	e.record("hold-domain", domain)
+	if strings.ContainsAny(domain, " _/") || domain == "" {
+		return fmt.Errorf("%w: %q", delivery.ErrBadDomain, domain)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !slices.ContainsFunc(e.Holds, func(h delivery.DomainHold) bool { return h.Domain == domain && h.Source == delivery.HoldByOperator }) {
+		e.Holds = append(e.Holds, delivery.DomainHold{Domain: domain, Source: delivery.HoldByOperator, Since: time.Now().UTC()})
+	}
+	return nil
+}
+
+func (e *Engine) ReleaseDomain(ctx context.Context, domain string) (int, error) {
+	e.record("release-domain", domain)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := slices.IndexFunc(e.Holds, func(h delivery.DomainHold) bool { return h.Domain == domain && h.Source == delivery.HoldByOperator })
+	if i < 0 {
+		return 0, fmt.Errorf("%w: %s", delivery.ErrNotHeld, domain)
+	}
+	e.Holds = slices.Delete(e.Holds, i, i+1)
+	return 0, nil
+}
+
+func (e *Engine) HeldDomains() []delivery.DomainHold {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.Holds)
+}
+
+func (e *Engine) HoldOf(domain string) (delivery.DomainHold, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, h := range e.Holds {
+		if h.Domain == domain {
+			return h, true
+		}
+	}
+	return delivery.DomainHold{}, false
 }
 
 func undelivered(st queue.Status) bool { return st == queue.Pending || st == queue.Deferred }
