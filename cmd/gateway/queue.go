@@ -23,8 +23,9 @@ const queueSynopsis = "[-config gateway.hcl | -admin host:port] [-json] <command
 	"  ls [-limit N] [-domain D]   list the queue (like mailq; ! marks a held message)\n" +
 	"  show ID                     one message with its envelope and recipients\n" +
 	"  retry ID | -all | -domain D make messages due now\n" +
-	"  hold ID                     stop deliveries of a message\n" +
-	"  release ID                  undo hold\n" +
+	"  hold ID | -domain D         stop deliveries of a message, or of D's mail (\"*.D\": its subdomains)\n" +
+	"  release ID | -domain D      undo hold (D's mail is due now)\n" +
+	"  holds                       list the held domains (hold_domains and hold -domain)\n" +
 	"  bounce ID                   fail the undelivered recipients now, with DSNs\n" +
 	"  rm ID                       remove a message without any DSN\n\n" +
 	"Flags (before or after the command):"
@@ -60,7 +61,11 @@ func runQueue(ctx context.Context, c *cli, args []string) error {
 		run, err = q.show(subArgs)
 	case "retry":
 		run, err = q.retry(subArgs)
-	case "hold", "release", "bounce", "rm":
+	case "hold", "release":
+		run, err = q.hold(sub, subArgs)
+	case "holds":
+		run, err = q.holds(subArgs)
+	case "bounce", "rm":
 		run, err = q.operate(sub, subArgs)
 	default:
 		fmt.Fprintf(c.Stderr, "gateway queue: unknown command %q\n", sub)
@@ -194,7 +199,14 @@ func writeQueue(w io.Writer, msgs []admin.Message, limit int) {
 		}
 		fmt.Fprintf(w, "%-17s %8d %s %s\n", id, m.Size, m.Created.UTC().Format(timeLayout), sender(m.Sender))
 		for _, r := range m.Recipients {
-			fmt.Fprintf(w, "%s%-*s%s\n", pad, statusWidth, r.Status, clean(r.Address))
+			status := r.Status
+			if r.Held != "" {
+				status = "held"
+			}
+			fmt.Fprintf(w, "%s%-*s%s\n", pad, statusWidth, status, clean(r.Address))
+			if r.Held != "" {
+				fmt.Fprintf(w, "%s%s(%s)\n", pad, strings.Repeat(" ", statusWidth), clean(r.Held))
+			}
 			if r.LastReply != "" {
 				fmt.Fprintf(w, "%s%s(%s)\n", pad, strings.Repeat(" ", statusWidth), clean(r.LastReply))
 			}
@@ -293,6 +305,9 @@ func writeMessage(w io.Writer, m *admin.Message) {
 		}
 		if r.ORCPT != "" {
 			facts = append(facts, "ORCPT="+clean(r.ORCPT))
+		}
+		if r.Held != "" {
+			facts = append(facts, clean(r.Held))
 		}
 		indent := strings.Repeat(" ", 2+statusWidth)
 		if len(facts) > 0 {

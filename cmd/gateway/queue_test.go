@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/admin/admintest"
+	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -425,5 +426,52 @@ func TestAdminURL(t *testing.T) {
 	}
 	if _, err := adminURL("8025"); err == nil {
 		t.Error(`adminURL("8025") succeeded; want an error`)
+	}
+}
+
+// TestQueueDomainHolds: hold -domain, holds, ls and release -domain, with
+// their exact outputs.
+func TestQueueDomainHolds(t *testing.T) {
+	f := startAdmin(t)
+	f.engine.Holds = []delivery.DomainHold{{Domain: "example.com", Source: delivery.HoldByConfig}}
+	f.engine.Now = func() time.Time { return queueT0.Add(time.Hour) }
+	steps := []struct {
+		args        []string
+		code        int
+		out, errOut string
+	}{
+		{[]string{"hold", "-domain", "Example.NET"}, 0, "example.net: held\n", ""},
+		{[]string{"holds"}, 0, "example.com                    hold_domains\n" +
+			"example.net                    operator since 2026-03-03 13:00:00 UTC\n", ""},
+		{[]string{"ls", "-domain", "example.net"}, 0, `-Queue ID-------- --Size-- ---Arrival (UTC)--- -Sender/Recipient-------
+{A}      1200 2026-03-03 12:00:00 alice@example.org
+                                               held      bob@example.net
+                                                         (operator hold example.net)
+                                                         (451 4.7.1 Greylisted, try again later?[2J)
+                                               held      carol@example.com
+                                                         (hold_domains example.com)
+{B}!       64 2026-03-03 12:01:00 <>
+                                               held      dave@example.net
+                                                         (operator hold example.net)
+-- 2 messages
+`, ""},
+		{[]string{"release", "-domain", "example.net"}, 0, "example.net: released, 0 messages due now\n", ""},
+		{[]string{"release", "-domain", "example.net"}, 1, "", "gateway queue: delivery: domain is not held: example.net\n"},
+		{[]string{"hold", "-domain", "example.net", "{A}"}, 2, "", "usage: gateway queue hold ID | -domain D\n"},
+		{[]string{"holds", "x"}, 2, "", "usage: gateway queue holds [-json]\n"},
+	}
+	for _, s := range steps {
+		code, out, errOut := f.queueCLI(t, s.args...)
+		if code != s.code || out != f.ids(s.out) || errOut != s.errOut {
+			t.Errorf("queue %q: code %d, stdout:\n%s\nstderr: %q\nwant %d, stdout:\n%s\nstderr: %q",
+				s.args, code, out, errOut, s.code, f.ids(s.out), s.errOut)
+		}
+	}
+	want := []string{"hold-domain example.net", "release-domain example.net", "release-domain example.net"}
+	if diff := cmp.Diff(want, f.engine.Calls()); diff != "" {
+		t.Errorf("engine calls (-want +got):\n%s", diff)
+	}
+	if _, out, _ := startAdmin(t).queueCLI(t, "holds"); out != "No domain is held\n" {
+		t.Errorf("queue holds with none: %q", out)
 	}
 }

@@ -44,10 +44,8 @@ type Recipient struct {
 	LastReply string    `json:"last_reply"` // last SMTP reply or error
 	Attempts  int       `json:"attempts"`
 	Updated   time.Time `json:"updated,omitzero"`
-	// Held says what holds an undelivered recipient's domain, as in
-	// "held by hold_domains (bk.test)"; absent when nothing does.
-	Held   string   `json:"held,omitempty"`
-	Notify []string `json:"notify,omitempty"` // DSN NOTIFY=: NEVER, or SUCCESS, FAILURE, DELAY
+	Held      string    `json:"held,omitempty"`   // what holds an undelivered recipient's domain: "hold_domains bk.test", "operator hold *.bk.test"
+	Notify    []string  `json:"notify,omitempty"` // DSN NOTIFY=: NEVER, or SUCCESS, FAILURE, DELAY
 	ORCPT     string    `json:"orcpt,omitempty"`  // DSN ORCPT=
 }
 

@@ -80,4 +80,3 @@ func (a *Admin) markHeld(out Message, m *queue.Message) Message {
 	}
 	return out
 }
-

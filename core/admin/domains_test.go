@@ -43,7 +43,7 @@ func TestDomainHolds(t *testing.T) {
 			`{"domain":"example.net","source":"operator","since":"2026-03-03T12:01:00Z"}]`},
 		{"GET", "/v1/queue/{A}", 200, ""}, // checked below
 		{"POST", "/v1/domains/bad_name.test/hold", 400, `{"error":"delivery: bad domain: \"bad_name.test\" is not a domain name or \"*.\" and a domain name: label \"bad_name\" has the character '_'; only letters, digits and hyphens are allowed"}`},
-		{"POST", "/v1/domains/example.com/release", 404, `{"error":"delivery: domain is not held by the operator: example.com is held by hold_domains (example.com); edit the configuration and reload, or deliver its mail once with ` + "`gateway queue retry -domain`" + `"}`},
+		{"POST", "/v1/domains/example.com/release", 404, `{"error":"delivery: domain is not held by the operator: example.com is held (hold_domains example.com); edit the configuration and reload, or deliver its mail once with ` + "`gateway queue retry -domain`" + `"}`},
 		{"POST", "/v1/domains/other.test/release", 404, `{"error":"delivery: domain is not held: other.test"}`},
 		// Message a's deferred bob@example.net is made due; b is held itself.
 		{"POST", "/v1/domains/example.net/release", 200, `{"domain":"example.net","action":"release","count":1}`},
@@ -69,7 +69,7 @@ func TestDomainHolds(t *testing.T) {
 		for _, r := range m.Recipients {
 			held = append(held, r.Address+": "+r.Held)
 		}
-		want := []string{"bob@example.net: held by the operator (example.net)", "carol@example.com: held by hold_domains (example.com)"}
+		want := []string{"bob@example.net: operator hold example.net", "carol@example.com: hold_domains example.com"}
 		if diff := cmp.Diff(want, held); diff != "" {
 			t.Errorf("holds shown on the recipients (-want +got):\n%s", diff)
 		}

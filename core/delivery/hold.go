@@ -60,12 +60,13 @@ type DomainHold struct {
 	Since  time.Time `json:"since,omitzero"` // when the operator held it; zero for the configuration's
 }
 
-// Reason is the hold as the queue listing and the log say it.
+// Reason is the hold as the queue listing and the log say it:
+// "hold_domains bk.test" or "operator hold bk.test".
 func (h DomainHold) Reason() string {
 	if h.Source == HoldByOperator {
-		return "held by the operator (" + h.Domain + ")"
+		return "operator hold " + h.Domain
 	}
-	return "held by hold_domains (" + h.Domain + ")"
+	return "hold_domains " + h.Domain
 }
 
 // holds is the engine's set of held domains. Changes of the operator's
@@ -297,7 +298,7 @@ func (e *Engine) ReleaseDomain(ctx context.Context, domain string) (int, error) 
 	}
 	if !lifted {
 		if hd, ok := e.holds.of(strings.TrimPrefix(p, "*.")); ok && hd.Source == HoldByConfig {
-			return 0, fmt.Errorf("%w by the operator: %s is %s; edit the configuration and reload, or deliver its mail once with `gateway queue retry -domain`", ErrNotHeld, p, hd.Reason())
+			return 0, fmt.Errorf("%w by the operator: %s is held (%s); edit the configuration and reload, or deliver its mail once with `gateway queue retry -domain`", ErrNotHeld, p, hd.Reason())
 		}
 		return 0, fmt.Errorf("%w: %s", ErrNotHeld, p)
 	}
@@ -349,7 +350,7 @@ func (e *Engine) withoutHeld(m *queue.Message, groups []*destGroup, now time.Tim
 		switch {
 		case !held:
 		case expired:
-			g.held = "delivery to " + g.domain + " is " + hd.Reason()
+			g.held = "delivery to " + g.domain + " is held (" + hd.Reason() + ")"
 		default:
 			dropped = true
 			continue

@@ -190,7 +190,7 @@ func TestEngineReleaseOfConfigHold(t *testing.T) {
 	if !errors.Is(err, delivery.ErrNotHeld) {
 		t.Fatalf("ReleaseDomain(held.test) = %v; want ErrNotHeld", err)
 	}
-	const want = "delivery: domain is not held by the operator: held.test is held by hold_domains (held.test); " +
+	const want = "delivery: domain is not held by the operator: held.test is held (hold_domains held.test); " +
 		"edit the configuration and reload, or deliver its mail once with `gateway queue retry -domain`"
 	if err.Error() != want {
 		t.Errorf("error %q;\nwant %q", err, want)
@@ -238,7 +238,7 @@ func TestEngineHeldMailExpires(t *testing.T) {
 		"Final-Recipient": "rfc822; bob@held.test",
 		"Action":          "failed",
 		"Status":          "5.4.7",
-		"Diagnostic-Code": "smtp; 451 4.3.2 delivery to held.test is held by hold_domains (held.test)",
+		"Diagnostic-Code": "smtp; 451 4.3.2 delivery to held.test is held (hold_domains held.test)",
 	}
 	if len(p.Rcpts) != 1 {
 		t.Fatalf("%d recipient blocks; want 1", len(p.Rcpts))

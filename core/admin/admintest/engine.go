@@ -28,6 +28,7 @@ type Engine struct {
 	// ReleaseDomain removes one (ErrNotHeld if there is none; it makes no
 	// message due), HoldOf finds exact names only.
 	Holds []delivery.DomainHold
+	Now   func() time.Time // the Since of a new hold; nil = time.Now
 
 	mu    sync.Mutex
 	calls []string
@@ -142,7 +143,11 @@ func (e *Engine) HoldDomain(ctx context.Context, domain string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !slices.ContainsFunc(e.Holds, func(h delivery.DomainHold) bool { return h.Domain == domain && h.Source == delivery.HoldByOperator }) {
-		e.Holds = append(e.Holds, delivery.DomainHold{Domain: domain, Source: delivery.HoldByOperator, Since: time.Now().UTC()})
+		now := time.Now
+		if e.Now != nil {
+			now = e.Now
+		}
+		e.Holds = append(e.Holds, delivery.DomainHold{Domain: domain, Source: delivery.HoldByOperator, Since: now().UTC()})
 	}
 	return nil
 }
