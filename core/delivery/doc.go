@@ -17,6 +17,9 @@
 //   - Transports (transport.go): SMTP (smtp_transport.go: MX look-up with
 //     fail-over, STARTTLS policy, connection reuse), LMTP (lmtp.go) and
 //     Maildir (maildir_transport.go over core/maildir).
+//   - Held domains (hold.go): hold_domains and the operator's holds
+//     (stored in the spool's key-value store), whose mail waits without an
+//     attempt until released, flushed once by ETRN, or expired.
 //   - DSNs (bounce.go, engine_record.go): which recipients want one
 //     (NOTIFY), the report built by core/dsn queued through the spool, and
 //     never a DSN to the null sender. Bounces go out with the job that
