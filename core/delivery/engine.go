@@ -50,7 +50,7 @@ type Observer interface {
 
 // Stats are the engine's counters since start.
 type Stats struct {
-	InFlight  int   // messages being delivered now
+	InFlight  int   // messages being delivered now, or set aside because their domains are held
 	Delivered int64 // recipients
 	Deferred  int64 // recipient attempts that ended temporary
 	Failed    int64 // recipients failed permanently (bounced or expired)
@@ -101,6 +101,7 @@ type Engine struct {
 	hopLimit   int              // Received fields a queued message may carry: MaxHops and ours
 
 	kick    chan struct{} // rescan the spool (Kick)
+	parking chan struct{} // a slot per held message being set aside (park)
 	fresh   chan string   // newly queued messages, due now (Enqueue)
 	wake    chan struct{} // an attempt ended: start what waits for capacity
 	running atomic.Bool
@@ -196,6 +197,7 @@ func New(opt Options) (*Engine, error) {
 		postmaster: postmasterAddress(cfg.Postmaster, opt.Hostname),
 		hopLimit:   maxHops + 1,
 		kick:       make(chan struct{}, 1),
+		parking:    make(chan struct{}, maxParking),
 		fresh:      make(chan string, maxCandidates),
 		wake:       make(chan struct{}, 1),
 		rng:        rand.New(rand.NewChaCha8(seed)),
@@ -248,7 +250,7 @@ func (e *Engine) Enqueue(id string) {
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
-	inFlight := e.rounds
+	inFlight := e.rounds + len(e.parking)
 	e.mu.Unlock()
 	return Stats{
 		InFlight:  inFlight,
@@ -450,8 +452,7 @@ func (e *Engine) tryStart(ctx context.Context, now time.Time, c *dueCandidate) s
 	}
 	groups, held := e.withoutHeld(m, destGroups(m), now)
 	if len(groups) == 0 && held {
-		e.waitHeld(ctx, m, now)
-		e.unlease(id)
+		e.park(ctx, m, now)
 		return startSkipped
 	}
 	if len(groups) == 0 {

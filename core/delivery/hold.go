@@ -360,7 +360,37 @@ func (e *Engine) withoutHeld(m *queue.Message, groups []*destGroup, now time.Tim
 	return kept, dropped
 }
 
-// waitHeld sets the next attempt of message id, whose recipients left are
+// maxParking bounds the held messages set aside at once (park): their
+// writes share the spool's fsyncs, and past it the scheduler waits.
+const maxParking = 256
+
+// park sets leased message m aside (waitHeld) and then gives back its
+// lease, in a goroutine of its own while fewer than maxParking are, so
+// that a queue full of held mail costs the scheduler a group commit per
+// batch, not an fsync per message.
+func (e *Engine) park(ctx context.Context, m *queue.Message, now time.Time) {
+	select {
+	case e.parking <- struct{}{}:
+	default:
+		e.waitHeld(ctx, m, now)
+		e.unlease(m.ID)
+		return
+	}
+	e.jobs.Add(1)
+	go func() {
+		defer e.jobs.Done()
+		defer func() { <-e.parking }()
+		defer e.unlease(m.ID)
+		defer func() {
+			if p := recover(); p != nil {
+				e.log.Error("delivery: panic while setting held mail aside", "id", m.ID, "panic", p)
+			}
+		}()
+		e.waitHeld(ctx, m, now)
+	}()
+}
+
+// waitHeld sets the next attempt of message m, whose recipients left are
 // all held, to the retry schedule's longest wait from now, or to its
 // expiry if that comes first.
 func (e *Engine) waitHeld(ctx context.Context, m *queue.Message, now time.Time) {
