@@ -22,8 +22,8 @@ const queueSynopsis = "[-config gateway.hcl | -admin host:port] [-json] <command
 	"Commands:\n" +
 	"  ls [-limit N] [-domain D]   list the queue (like mailq; ! marks a held message)\n" +
 	"  show ID                     one message with its envelope and recipients\n" +
-	"  retry ID | -all | -domain D make messages due now\n" +
-	"  hold ID | -domain D         stop deliveries of a message, or of D's mail (\"*.D\": its subdomains)\n" +
+	"  retry ID | -all | -domain D make messages due now (-domain: D's held mail too, once)\n" +
+	"  hold ID | -domain D         stop deliveries of a message, or of D's mail (D: a name, or *.name)\n" +
 	"  release ID | -domain D      undo hold (D's mail is due now)\n" +
 	"  holds                       list the held domains (hold_domains and hold -domain)\n" +
 	"  bounce ID                   fail the undelivered recipients now, with DSNs\n" +
@@ -199,11 +199,7 @@ func writeQueue(w io.Writer, msgs []admin.Message, limit int) {
 		}
 		fmt.Fprintf(w, "%-17s %8d %s %s\n", id, m.Size, m.Created.UTC().Format(timeLayout), sender(m.Sender))
 		for _, r := range m.Recipients {
-			status := r.Status
-			if r.Held != "" {
-				status = "held"
-			}
-			fmt.Fprintf(w, "%s%-*s%s\n", pad, statusWidth, status, clean(r.Address))
+			fmt.Fprintf(w, "%s%-*s%s\n", pad, statusWidth, rcptStatus(r), clean(r.Address))
 			if r.Held != "" {
 				fmt.Fprintf(w, "%s%s(%s)\n", pad, strings.Repeat(" ", statusWidth), clean(r.Held))
 			}
@@ -217,6 +213,15 @@ func writeQueue(w io.Writer, msgs []admin.Message, limit int) {
 		summary += fmt.Sprintf(" (the first %d; -limit shows more)", limit)
 	}
 	fmt.Fprintln(w, summary)
+}
+
+// rcptStatus is a recipient's status as ls and show print it: "held"
+// when its domain is held.
+func rcptStatus(r admin.Recipient) string {
+	if r.Held != "" {
+		return "held"
+	}
+	return r.Status
 }
 
 func (q *queueCmd) show(args []string) (func(context.Context) error, error) {
@@ -292,7 +297,7 @@ func writeMessage(w io.Writer, m *admin.Message) {
 	}
 	fmt.Fprintln(w, "Recipients:")
 	for _, r := range m.Recipients {
-		fmt.Fprintf(w, "  %-*s%s\n", statusWidth, r.Status, clean(r.Address))
+		fmt.Fprintf(w, "  %-*s%s\n", statusWidth, rcptStatus(r), clean(r.Address))
 		var facts []string
 		if r.Attempts > 0 {
 			facts = append(facts, fmt.Sprintf("%d %s", r.Attempts, plural(r.Attempts, "attempt", "attempts")))

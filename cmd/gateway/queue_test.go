@@ -455,6 +455,17 @@ func TestQueueDomainHolds(t *testing.T) {
                                                          (operator hold example.net)
 -- 2 messages
 `, ""},
+		{[]string{"show", "{B}"}, 0, `ID:          {B}
+State:       held
+Arrival:     2026-03-03 12:01:00 UTC
+Size:        64 bytes
+Attempts:    0
+Sender:      <>
+Client:      localhost [127.0.0.1]
+Recipients:
+  held      dave@example.net
+            operator hold example.net
+`, ""},
 		{[]string{"release", "-domain", "example.net"}, 0, "example.net: released, 0 messages due now\n", ""},
 		{[]string{"release", "-domain", "example.net"}, 1, "", "gateway queue: delivery: domain is not held: example.net\n"},
 		{[]string{"hold", "-domain", "example.net", "{A}"}, 2, "", "usage: gateway queue hold ID | -domain D\n"},
