@@ -552,9 +552,7 @@ func (e *Engine) acquire(id string) bool {
 // rescheduled) and wakes the scheduler.
 func (e *Engine) jobEnded(r *engineRound, g *destGroup, last bool, next time.Time) {
 	e.mu.Lock()
-	if !next.IsZero() && (e.soonest.IsZero() || next.Before(e.soonest)) {
-		e.soonest = next
-	}
+	e.noteNextLocked(next)
 	e.active--
 	if e.perDomain[g.domain]--; e.perDomain[g.domain] <= 0 {
 		delete(e.perDomain, g.domain)
@@ -564,6 +562,21 @@ func (e *Engine) jobEnded(r *engineRound, g *destGroup, last bool, next time.Tim
 		e.rounds--
 	}
 	e.mu.Unlock()
+	e.wakeScheduler()
+}
+
+// noteNextLocked remembers next (zero = none) if it is the soonest next
+// attempt set since the scheduler last looked, so that it arms its timer
+// for it.
+func (e *Engine) noteNextLocked(next time.Time) {
+	if !next.IsZero() && (e.soonest.IsZero() || next.Before(e.soonest)) {
+		e.soonest = next
+	}
+}
+
+// wakeScheduler tells the scheduler that capacity was freed or a next
+// attempt set (noteNextLocked). It never blocks.
+func (e *Engine) wakeScheduler() {
 	select {
 	case e.wake <- struct{}{}:
 	default:

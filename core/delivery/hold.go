@@ -406,6 +406,10 @@ func (e *Engine) waitHeld(ctx context.Context, m *queue.Message, now time.Time) 
 		e.log.Error("delivery: rescheduling held mail", "id", m.ID, "err", err)
 		return
 	}
+	e.mu.Lock()
+	e.noteNextLocked(next)
+	e.mu.Unlock()
+	e.wakeScheduler()
 	e.log.Debug("delivery: held", "id", m.ID, "next", next)
 }
 

@@ -1,11 +1,17 @@
 package gateway_test
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/mail"
+	"net/textproto"
 	"testing"
 	"time"
 
@@ -24,6 +30,26 @@ import (
 type holdSink struct {
 	srv   *smtp.Server
 	spool *smtptest.MemorySpool
+}
+
+// startHoldSink starts a holdSink as the next hop (MX mx.sink.test) of
+// domains, and a DNS server on loopback that says so. It returns the sink,
+// its port for delivery { port } and the DNS server's address.
+func startHoldSink(t *testing.T, domains ...string) (sink *holdSink, port, dns string) {
+	t.Helper()
+	sink = &holdSink{spool: &smtptest.MemorySpool{}}
+	var addr string
+	addr, sink.srv = smtptest.StartServer(t, smtp.Options{
+		Listener:     config.DefaultListener("sink"),
+		LocalDomains: domains,
+		Spool:        sink.spool,
+	})
+	_, port, _ = net.SplitHostPort(addr)
+	zone := "mx.sink.test. IN A 127.0.0.1\n"
+	for _, d := range domains {
+		zone += d + ". IN MX 10 mx.sink.test.\n"
+	}
+	return sink, port, resolvertest.Start(t, zone).Addr()
 }
 
 // rcpts lists the recipients of each message the sink accepted, in order.
@@ -95,19 +121,7 @@ func send(t *testing.T, g *gatewaytest.Gateway, rcpts ...string) {
 // other.test, survives a restart, and its release delivers the mail
 // exactly once.
 func TestDomainHold(t *testing.T) {
-	sink := &holdSink{spool: &smtptest.MemorySpool{}}
-	var addr string
-	addr, sink.srv = smtptest.StartServer(t, smtp.Options{
-		Listener:     config.DefaultListener("sink"),
-		LocalDomains: []string{"bk.test", "other.test"},
-		Spool:        sink.spool,
-	})
-	_, port, _ := net.SplitHostPort(addr)
-	dns := resolvertest.Start(t, `
-bk.test.       IN MX 10 mx.sink.test.
-other.test.    IN MX 10 mx.sink.test.
-mx.sink.test.  IN A 127.0.0.1
-`)
+	sink, port, dns := startHoldSink(t, "bk.test", "other.test")
 	path := gatewaytest.WriteConfig(t, fmt.Sprintf(`
 hostname = "gw.test"
 listener "mx" { address = "127.0.0.1:0" }
@@ -119,7 +133,7 @@ delivery {
   retry        = ["1h"]
   hold_domains = ["bk.test"]
 }
-`, dns.Addr(), port))
+`, dns, port))
 
 	t.Run("hold_domains and ETRN", func(t *testing.T) {
 		g := gatewaytest.StartFile(t, path)
@@ -202,4 +216,82 @@ delivery {
 			t.Errorf("a reload of hold_domains asks for a restart:\n%s", g.Log())
 		}
 	})
+}
+
+// TestDomainHoldExpires: mail for a held domain still expires after
+// max_lifetime, without a connection, with the failure DSN a sender gets
+// for any expired recipient.
+func TestDomainHoldExpires(t *testing.T) {
+	sink, port, dns := startHoldSink(t, "bk.test", "client.test")
+	g := gatewaytest.Start(t, fmt.Sprintf(`
+hostname = "gw.test"
+listener "mx" { address = "127.0.0.1:0" }
+relay { networks = ["127.0.0.1/32"] }
+delivery {
+  resolver     = %q
+  port         = %s
+  retry        = ["1h"]
+  max_lifetime = "2s"
+  hold_domains = ["bk.test"]
+}
+`, dns, port))
+	send(t, g, "bob@bk.test")
+	sink.wait(t, "alice@client.test")
+	msgs := sink.spool.Messages()
+	if len(msgs) != 1 || !msgs[0].Envelope.Sender.IsNull() {
+		t.Fatalf("the next hop got %+v; want one DSN from <>", msgs)
+	}
+	fields := dsnRecipientFields(t, msgs[0].Body)
+	want := map[string]string{
+		"Final-Recipient": "rfc822; bob@bk.test",
+		"Action":          "failed",
+		"Status":          "5.4.7",
+		"Diagnostic-Code": "smtp; 451 4.3.2 delivery to bk.test is held (hold_domains bk.test)",
+	}
+	if diff := cmp.Diff(want, fields); diff != "" {
+		t.Errorf("the DSN's recipient fields (-want +got):\n%s", diff)
+	}
+	if q := g.Queued(t); len(q) != 0 {
+		t.Errorf("%d messages still queued", len(q))
+	}
+}
+
+// dsnRecipientFields parses a DSN (RFC 3464) with net/mail and
+// mime/multipart and returns the fields of its one per-recipient block
+// that want names.
+func dsnRecipientFields(t *testing.T, raw []byte) map[string]string {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("reading the DSN: %v", err)
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatalf("DSN Content-Type: %v", err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("no message/delivery-status part: %v", err)
+		}
+		if p.Header.Get("Content-Type") != "message/delivery-status" {
+			continue
+		}
+		tp := textproto.NewReader(bufio.NewReader(p))
+		if _, err := tp.ReadMIMEHeader(); err != nil { // per-message fields
+			t.Fatalf("per-message fields: %v", err)
+		}
+		h, err := tp.ReadMIMEHeader()
+		if err != nil && err != io.EOF {
+			t.Fatalf("per-recipient fields: %v", err)
+		}
+		out := map[string]string{}
+		for _, k := range []string{"Final-Recipient", "Action", "Status", "Diagnostic-Code", "Remote-Mta"} {
+			if v := h.Get(k); v != "" {
+				out[k] = v
+			}
+		}
+		return out
+	}
 }
