@@ -109,6 +109,8 @@ delivery {
   #                                               # without trying it ("*." = every subdomain); ETRN or
   #                                               # `gateway queue retry -domain D` delivers D's mail once; it still
   #                                               # expires after max_lifetime; a reload changes the list
+  # hold_expires               = true             # false: held mail outlives max_lifetime while held
+  #                                               # (then one attempt when released); needs a restart
 
   # A static route per domain ("*" matches all): transport is "smtp" (the
   # default; via = "host:port" instead of an MX look-up), "lmtp" (via, or

@@ -177,8 +177,14 @@ type Delivery struct {
 	// attempted (Postfix's defer_transports): lower-case names, or
 	// "*.name" for every subdomain of name (not name itself). ETRN or
 	// `gateway queue retry -domain D` delivers D's queued mail once; held
-	// mail still expires after MaxLifetime. A reload changes the set.
+	// mail still expires after MaxLifetime (see HoldNoExpiry). A reload
+	// changes the set.
 	HoldDomains []string
+	// HoldNoExpiry (hold_expires = false) keeps held mail past
+	// MaxLifetime for as long as its domain is held; once released, a
+	// message older than MaxLifetime gets one attempt and is bounced if
+	// that fails temporarily (as Postfix's hold queue does).
+	HoldNoExpiry bool
 }
 
 // Route is a static route: route "domain" { via = "host:port" }.

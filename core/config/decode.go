@@ -258,6 +258,9 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	d.duration("dead_host_ttl", r.DeadHostTTL, &dl.DeadHostTTL, true)
 	dl.ProxyAddresses = d.ipList("proxy_addresses", r.ProxyAddresses)
 	dl.HoldDomains = d.domainPatterns("hold_domains", r.HoldDomains)
+	holdExpires := true
+	d.boolean("hold_expires", r.HoldExpires, &holdExpires)
+	dl.HoldNoExpiry = !holdExpires
 	dl.Routes = d.routes(r.Routes)
 	return dl
 }

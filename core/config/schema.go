@@ -106,6 +106,7 @@ type rawDelivery struct {
 	DeadHostTTL             hcl.Expression `hcl:"dead_host_ttl,optional"`
 	ProxyAddresses          hcl.Expression `hcl:"proxy_addresses,optional"`
 	HoldDomains             hcl.Expression `hcl:"hold_domains,optional"`
+	HoldExpires             hcl.Expression `hcl:"hold_expires,optional"`
 
 	Routes []rawRoute `hcl:"route,block"`
 }

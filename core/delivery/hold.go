@@ -12,7 +12,8 @@ package delivery
 // A message with nothing but held recipients left is looked at again
 // after the retry schedule's longest wait, or at its expiry if that comes
 // first: then its held recipients fail as every expired recipient does
-// (5.4.7, with the failure DSN they asked for). Releasing a hold (or
+// (5.4.7, with the failure DSN they asked for), unless hold_expires =
+// false (Config.HoldNoExpiry) keeps them while held. Releasing a hold (or
 // dropping a domain from hold_domains by a reload) makes the domain's
 // mail due at once.
 
@@ -342,7 +343,7 @@ func (e *Engine) releaseMail(ctx context.Context, patterns []string) (int, error
 // lifetime stays, marked held: it ends at once without an attempt, and
 // its recipients expire.
 func (e *Engine) withoutHeld(m *queue.Message, groups []*destGroup, now time.Time) ([]*destGroup, bool) {
-	expired := !now.Before(m.Created.Add(e.cfg.MaxLifetime))
+	expired := !e.cfg.HoldNoExpiry && !now.Before(m.Created.Add(e.cfg.MaxLifetime))
 	kept := groups[:0]
 	dropped := false
 	for _, g := range groups {
@@ -395,7 +396,7 @@ func (e *Engine) park(ctx context.Context, m *queue.Message, now time.Time) {
 // expiry if that comes first.
 func (e *Engine) waitHeld(ctx context.Context, m *queue.Message, now time.Time) {
 	next := now.Add(RetryDelay(e.cfg.Retry, len(e.cfg.Retry)))
-	if exp := m.Created.Add(e.cfg.MaxLifetime); exp.Before(next) {
+	if exp := m.Created.Add(e.cfg.MaxLifetime); !e.cfg.HoldNoExpiry && exp.Before(next) {
 		next = exp
 	}
 	err := e.spool.Update(context.WithoutCancel(ctx), m.ID, func(sm *queue.Message) error {

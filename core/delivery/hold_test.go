@@ -247,3 +247,33 @@ func TestEngineHeldMailExpires(t *testing.T) {
 		t.Errorf("per-recipient fields (-want +got):\n%s", diff)
 	}
 }
+
+// TestEngineHeldMailKept: with hold_expires = false a held message
+// outlives max_lifetime, and its release delivers it.
+func TestEngineHeldMailKept(t *testing.T) {
+	h := newEngHarness(t, func(o *delivery.Options) {
+		o.Config.HoldDomains = []string{"held.test"}
+		o.Config.HoldNoExpiry = true
+	})
+	h.start()
+	id := h.enqueue(engSender, engRcpt("bob@held.test", envelope.NotifyFailure))
+	h.waitParked(id, engT0.Add(time.Hour))
+
+	late := engT0.Add(6 * 24 * time.Hour)
+	h.clock.Set(late)
+	h.eng.Kick()
+	h.waitParked(id, late.Add(time.Hour))
+	if n := h.tr.NumCalls() + h.sink.NumCalls(); n != 0 {
+		t.Fatalf("%d deliveries or DSNs past max_lifetime; want none while held", n)
+	}
+	if n, err := h.eng.RetryDomain(context.Background(), "held.test"); err != nil || n != 1 {
+		t.Fatalf("RetryDomain = %d, %v; want 1, nil", n, err)
+	}
+	h.waitOutcomes(1)
+	if diff := cmp.Diff([]string{"held.test"}, callDomains(h)); diff != "" {
+		t.Errorf("domains tried (-want +got):\n%s", diff)
+	}
+	if n := len(h.messages()); n != 0 {
+		t.Errorf("spool has %d messages; want none", n)
+	}
+}

@@ -80,6 +80,7 @@ delivery {
   dead_host_ttl              = "1m"
   proxy_addresses            = ["203.0.113.25", "2001:db8::25"]
   hold_domains               = ["BK.example.test.", "*.branch.example.test"]
+  hold_expires               = false
 
   route "Example.Test" {
     via = "127.0.0.1:2626"
