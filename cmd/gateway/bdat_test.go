@@ -134,9 +134,9 @@ func reportParts(t *testing.T, raw []byte) map[string]string {
 	if err != nil {
 		t.Fatalf("bounce does not parse: %v", err)
 	}
-	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil {
-		t.Fatal(err)
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("bounce Content-Type %q: want multipart/report; report-type=delivery-status", msg.Header.Get("Content-Type"))
 	}
 	parts := map[string]string{}
 	mr := multipart.NewReader(msg.Body, params["boundary"])
