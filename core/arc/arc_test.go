@@ -33,7 +33,7 @@ func newSealers(t testing.TB) testSealers {
 		w:    w,
 		fwd:  Sealer{Domain: "fwd.test", Selector: "s1", Key: k1.signer, Now: fixedTime},
 		list: Sealer{Domain: "lists.test", Selector: "s2", Key: k2.signer, Now: fixedTime},
-		ed:   Sealer{Domain: "ed.test", Selector: "ed", Key: ked.signer, Now: fixedTime},
+		ed:   Sealer{Domain: "ed.test", Selector: "ed", Key: ked.signer, Now: fixedTime, ed25519: true},
 	}
 }
 
@@ -303,6 +303,7 @@ func TestSealRefuses(t *testing.T) {
 		{"CRLF in results", s.fwd, none, "x; spf=pass\r\nBcc: x", "one non-empty line"},
 		{"ARC in h=", Sealer{Domain: "a", Selector: "b", Key: s.fwd.Key, Headers: []string{"From", "ARC-Seal"}}, none, "x; a=b", "must not sign ARC-Seal"},
 		{"no From in h=", Sealer{Domain: "a", Selector: "b", Key: s.fwd.Key, Headers: []string{"Subject"}}, none, "x; a=b", "must sign From"},
+		{"Ed25519 key", Sealer{Domain: "a", Selector: "b", Key: s.ed.Key}, none, "x; a=b", "need an RSA key"},
 		{"temperror", s.fwd, Result{Status: TempError}, "x; a=b", `status is "temperror"`},
 		{"pass for another message", s.fwd, Result{Status: Pass, Sets: make([]Set, 2)}, "x; a=b", "not for this message"},
 	}

@@ -15,13 +15,17 @@ import (
 type Sealer struct {
 	Domain   string        // d=: the sealing domain
 	Selector string        // s=: the key's selector under Domain's _domainkey
-	Key      crypto.Signer // *rsa.PrivateKey (rsa-sha256) or ed25519.PrivateKey (ed25519-sha256)
+	Key      crypto.Signer // *rsa.PrivateKey: ARC seals are rsa-sha256 (see Seal)
 	// Headers are the fields the ARC-Message-Signature signs (h=), in
 	// order; nil signs DefaultHeaders as present in the message. From is
 	// required; ARC fields and Authentication-Results are refused.
 	Headers []string
 	// Now is the clock for t=; nil is time.Now.
 	Now func() time.Time
+
+	// ed25519 lets the package's own tests seal with an Ed25519 key, to
+	// exercise Verify's ed25519-sha256; see Seal for why nothing else may.
+	ed25519 bool
 }
 
 // ErrChainEnded is returned by Seal for a message whose newest ARC-Seal
@@ -51,6 +55,10 @@ func DefaultHeaders() []string {
 // the ARC-Authentication-Results payload after "i=N; ": the authserv-id and
 // the results the gateway found, one line, e.g.
 // "mx.example.test; spf=pass smtp.mailfrom=a.test; dkim=pass header.d=a.test; arc=none".
+//
+// The key must be RSA: Verify accepts ed25519-sha256 (RFC 8463) in a
+// chain, but ARC verifiers in the field, dkimpy among them, accept only
+// rsa-sha256 in ARC sets, and a seal they cannot read fails the chain.
 func (s Sealer) Seal(msg []byte, chain Result, authResults string) ([]byte, error) {
 	alg, err := s.check(authResults)
 	if err != nil {
@@ -112,7 +120,11 @@ func (s Sealer) check(authResults string) (string, error) {
 	if s.Headers != nil && !hasFold(s.Headers, "From") {
 		return "", errors.New("arc: the ARC-Message-Signature must sign From")
 	}
-	return algorithmOf(s.Key)
+	alg, err := algorithmOf(s.Key)
+	if err == nil && alg != AlgRSASHA256 && !s.ed25519 {
+		return "", errors.New("arc: ARC seals need an RSA key (verifiers accept only rsa-sha256 in ARC sets)")
+	}
+	return alg, err
 }
 
 // chainCV maps the verified chain to the cv= of our seal.
