@@ -25,6 +25,8 @@ FUZZ_TARGETS = \
 	./core/queue:FuzzDecodeMessage \
 	./core/queue:FuzzBoltFile \
 	./core/pickup:FuzzParseEnvelope \
+	./core/arc:FuzzParseTags \
+	./core/arc:FuzzVerify \
 	./core/lua/pattern:FuzzFind \
 	./sdk:FuzzFromPB \
 	./plugins/aliases:FuzzParse \
