@@ -89,6 +89,27 @@ func TestSealVerifyChain(t *testing.T) {
 	}
 }
 
+// TestSealFoldsAAR: long results are folded at spaces and come back from
+// Verify as they were given.
+func TestSealFoldsAAR(t *testing.T) {
+	s := newSealers(t)
+	ar := "mx.fwd.test; spf=pass smtp.mailfrom=origin.test; dkim=pass header.d=origin.test header.s=s1; dmarc=pass header.from=origin.test; arc=none"
+	msg := s.seal(t, s.fwd, []byte(testMessage), ar)
+	for _, line := range strings.Split(string(msg), "\r\n") {
+		if len(line) > 78 {
+			t.Errorf("line of %d octets: %q", len(line), line)
+		}
+	}
+	aar := fieldAt(msg, 2)
+	if strings.Count(aar, "\r\n") < 2 {
+		t.Errorf("AAR not folded: %q", aar)
+	}
+	res := s.verify(t, msg)
+	if res.Status != Pass || res.Sets[0].AuthResults != ar {
+		t.Fatalf("%s %q", res.Status, res.Sets[0].AuthResults)
+	}
+}
+
 func TestSealVerifyEd25519(t *testing.T) {
 	s := newSealers(t)
 	one := s.seal(t, s.ed, []byte(testMessage), "mx.ed.test; spf=pass")

@@ -74,24 +74,48 @@ func dkimpyVerify(t *testing.T, w *world, msgs map[string]string) map[string]dki
 	return res
 }
 
+// oddMessage has what canonicalization must get right: repeated and
+// folded fields, tabs and runs of spaces, whitespace at line ends, empty
+// lines at the end of the body and a last line without CRLF.
+const oddMessage = "Received: from a.test by b.test; Sun, 6 Dec 2026 10:00:00 +0000\r\n" +
+	"Received: from c.test\r\n\tby d.test; Sun, 6 Dec 2026 09:00:00 +0000\r\n" +
+	"From:   \"Bob\"\t<bob@origin.test>  \r\n" +
+	"To: x@lists.test,\r\n  y@lists.test\r\n" +
+	"Subject: =?utf-8?q?caf=C3=A9?=\t  folded\r\n   subject \r\n" +
+	"Date: Sun, 06 Dec 2026 10:00:00 +0000\r\n" +
+	"Message-ID: <2@origin.test>\r\n" +
+	"MIME-Version: 1.0\r\n" +
+	"Content-Type: text/plain;\r\n\tcharset=utf-8\r\n" +
+	"\r\n" +
+	"body  \t with\ttabs \r\n\r\n  \r\nlast line without newline\r\n\r\n\r\nend"
+
+var dkimpyMessages = map[string]string{"plain": testMessage, "odd": oddMessage}
+
 // TestDkimpySealsWeVerify: chains of one and two sets made by dkimpy pass
 // our Verify, with the AAR contents dkimpy wrote.
 func TestDkimpySealsWeVerify(t *testing.T) {
 	needDkimpy(t)
+	t.Parallel() // each runs dkimpy a few times, most of a second each
 	s := newSealers(t)
 	k1, k2 := loadKey(t, "rsa2048.pem"), loadKey(t, "rsa2048b.pem")
-	one := dkimpySeal(t, s.w, []byte(testMessage), "s1", "fwd.test", k1.file, "mx.fwd.test", "spf=pass smtp.mailfrom=origin.test")
-	res := s.verify(t, one)
-	if res.Status != Pass || len(res.Sets) != 1 || res.Sets[0].AuthResults != "mx.fwd.test; spf=pass smtp.mailfrom=origin.test" {
-		t.Fatalf("one set: %+v\n%s", res, one)
+	twos := make(map[string]string)
+	for name, msg := range dkimpyMessages {
+		one := dkimpySeal(t, s.w, []byte(msg), "s1", "fwd.test", k1.file, "mx.fwd.test", "spf=pass smtp.mailfrom=origin.test")
+		res := s.verify(t, one)
+		if res.Status != Pass || len(res.Sets) != 1 || res.Sets[0].AuthResults != "mx.fwd.test; spf=pass smtp.mailfrom=origin.test" {
+			t.Fatalf("%s, one set: %+v\n%s", name, res, one)
+		}
+		two := dkimpySeal(t, s.w, one, "s2", "lists.test", k2.file, "mx.lists.test", "arc=pass")
+		res = s.verify(t, two)
+		if res.Status != Pass || len(res.Sets) != 2 || res.Sets[1].CV != "pass" || res.Sets[1].Domain != "lists.test" {
+			t.Fatalf("%s, two sets: %+v\n%s", name, res, two)
+		}
+		twos[name] = string(two)
 	}
-	two := dkimpySeal(t, s.w, one, "s2", "lists.test", k2.file, "mx.lists.test", "arc=pass")
-	res = s.verify(t, two)
-	if res.Status != Pass || len(res.Sets) != 2 || res.Sets[1].CV != "pass" || res.Sets[1].Domain != "lists.test" {
-		t.Fatalf("two sets: %+v\n%s", res, two)
-	}
-	if got := dkimpyVerify(t, s.w, map[string]string{"two": string(two)})["two"]; got.CV != "pass" {
-		t.Fatalf("dkimpy on its own chain: %+v", got)
+	for name, got := range dkimpyVerify(t, s.w, twos) {
+		if got.CV != "pass" {
+			t.Errorf("%s: dkimpy on its own chain: %+v", name, got)
+		}
 	}
 }
 
@@ -100,14 +124,17 @@ func TestDkimpySealsWeVerify(t *testing.T) {
 // ARC sets, which is why Seal refuses Ed25519 keys.)
 func TestWeSealDkimpyVerifies(t *testing.T) {
 	needDkimpy(t)
+	t.Parallel() // each runs dkimpy a few times, most of a second each
 	s := newSealers(t)
 	k1 := loadKey(t, "rsa2048.pem")
-	ours := s.seal(t, s.list, []byte(testMessage), "mx.lists.test; spf=pass smtp.mailfrom=origin.test")
-	theirsFirst := dkimpySeal(t, s.w, []byte(testMessage), "s1", "fwd.test", k1.file, "mx.fwd.test", "spf=pass")
-	oursOnTop := s.seal(t, s.list, theirsFirst, "mx.lists.test; arc=pass")
-	theirsOnTop := dkimpySeal(t, s.w, ours, "s1", "fwd.test", k1.file, "mx.fwd.test", "arc=pass")
-	msgs := map[string]string{
-		"ours alone": string(ours), "ours on dkimpy's": string(oursOnTop), "dkimpy's on ours": string(theirsOnTop),
+	msgs := make(map[string]string)
+	for name, msg := range dkimpyMessages {
+		ours := s.seal(t, s.list, []byte(msg), "mx.lists.test; spf=pass smtp.mailfrom=origin.test;"+
+			" dkim=pass header.d=origin.test header.s=s1; dmarc=pass header.from=origin.test") // a folded AAR
+		theirsFirst := dkimpySeal(t, s.w, []byte(msg), "s1", "fwd.test", k1.file, "mx.fwd.test", "spf=pass")
+		msgs[name+", ours alone"] = string(ours)
+		msgs[name+", ours on dkimpy's"] = string(s.seal(t, s.list, theirsFirst, "mx.lists.test; arc=pass"))
+		msgs[name+", dkimpy's on ours"] = string(dkimpySeal(t, s.w, ours, "s1", "fwd.test", k1.file, "mx.fwd.test", "arc=pass"))
 	}
 	theirs := dkimpyVerify(t, s.w, msgs)
 	for name, msg := range msgs {
@@ -124,6 +151,7 @@ func TestWeSealDkimpyVerifies(t *testing.T) {
 // instances fail in dkimpy and in our Verify, whoever sealed.
 func TestBrokenChainsFailInBoth(t *testing.T) {
 	needDkimpy(t)
+	t.Parallel() // each runs dkimpy a few times, most of a second each
 	s := newSealers(t)
 	k2 := loadKey(t, "rsa2048b.pem")
 	one := s.seal(t, s.fwd, []byte(testMessage), "mx.fwd.test; spf=pass")

@@ -78,7 +78,7 @@ func (s Sealer) Seal(msg []byte, chain Result, authResults string) ([]byte, erro
 		now = s.Now
 	}
 	t := strconv.FormatInt(now().Unix(), 10)
-	aar := &field{name: hdrAAR, value: " i=" + strconv.Itoa(n) + "; " + authResults + "\r\n"}
+	aar := &field{name: hdrAAR, value: foldWords(" i="+strconv.Itoa(n)+"; "+authResults, len(hdrAAR)+1) + "\r\n"}
 	ams, err := s.signAMS(fields, body, alg, n, t)
 	if err != nil {
 		return nil, err
@@ -286,6 +286,28 @@ func (f *folder) appendFolded(v string) {
 		f.write(v[:n])
 		v = v[n:]
 	}
+}
+
+// foldWords folds a field value before spaces so that lines stay under
+// about 78 octets where the words allow; first is the length of the field
+// name and colon on the first line. Folding adds only CRLFs, which
+// unfolding and relaxed canonicalization take away again.
+func foldWords(v string, first int) string {
+	var b strings.Builder
+	line := first
+	for i, w := range strings.Split(v, " ") {
+		if i > 0 {
+			if line > first && line+1+len(w) > foldWidth {
+				b.WriteString("\r\n")
+				line = 0
+			}
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
 }
 
 func (f *folder) write(s string) {
