@@ -51,7 +51,7 @@ func (s testSealers) verify(t testing.TB, msg []byte) Result {
 func (s testSealers) seal(t testing.TB, sealer Sealer, msg []byte, ar string) []byte {
 	t.Helper()
 	chain := s.verify(t, msg)
-	set, err := sealer.Seal(msg, chain, ar)
+	set, err := sealer.Seal(msg, chain.Status, ar)
 	if err != nil {
 		t.Fatalf("Seal: %v", err)
 	}
@@ -141,7 +141,7 @@ func TestOldestPass(t *testing.T) {
 	}
 	// Sealing the change with a pass (the list trusts hop 1) keeps it passing.
 	chain := s.verify(t, one)
-	set, err := s.list.Seal(changed, chain, "mx.lists.test; arc=pass")
+	set, err := s.list.Seal(changed, chain.Status, "mx.lists.test; arc=pass")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestTooManySets(t *testing.T) {
 	if res.Status != Pass || len(res.Sets) != MaxSets {
 		t.Fatalf("50 sets: %s %q", res.Status, res.Reason)
 	}
-	if _, err := s.fwd.Seal(msg, res, "mx.fwd.test; arc=pass"); err == nil || !strings.Contains(err.Error(), "already has 50 sets") {
+	if _, err := s.fwd.Seal(msg, res.Status, "mx.fwd.test; arc=pass"); err == nil || !strings.Contains(err.Error(), "already has 50 sets") {
 		t.Fatalf("51st seal: %v", err)
 	}
 }
@@ -281,7 +281,7 @@ func TestSealFailedChain(t *testing.T) {
 	if chain.Status != Fail {
 		t.Fatalf("%+v", chain)
 	}
-	set, err := s.list.Seal(broken, chain, "mx.lists.test; arc=fail")
+	set, err := s.list.Seal(broken, chain.Status, "mx.lists.test; arc=fail")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,37 +303,83 @@ func TestSealFailedChain(t *testing.T) {
 	if after.Status != Fail || !strings.Contains(after.Reason, "cv=fail") {
 		t.Fatalf("after: %+v", after)
 	}
-	if _, err := s.fwd.Seal(sealed, after, "mx.fwd.test; arc=fail"); !errors.Is(err, ErrChainEnded) {
+	if _, err := s.fwd.Seal(sealed, after.Status, "mx.fwd.test; arc=fail"); !errors.Is(err, ErrChainEnded) {
 		t.Fatalf("seal after cv=fail: %v", err)
 	}
 }
 
 func TestSealRefuses(t *testing.T) {
 	s := newSealers(t)
-	msg := []byte(testMessage)
-	none := Result{Status: None}
+	plain := []byte(testMessage)
+	sealed := s.seal(t, s.fwd, plain, "mx.fwd.test; spf=pass")
 	cases := []struct {
 		name   string
 		sealer Sealer
-		chain  Result
+		msg    []byte
+		cv     Status
 		ar     string
 		want   string
 	}{
-		{"no key", Sealer{Domain: "a", Selector: "b"}, none, "x; spf=pass", "needs Domain, Selector and Key"},
-		{"empty results", s.fwd, none, " ", "one non-empty line"},
-		{"CRLF in results", s.fwd, none, "x; spf=pass\r\nBcc: x", "one non-empty line"},
-		{"ARC in h=", Sealer{Domain: "a", Selector: "b", Key: s.fwd.Key, Headers: []string{"From", "ARC-Seal"}}, none, "x; a=b", "must not sign ARC-Seal"},
-		{"no From in h=", Sealer{Domain: "a", Selector: "b", Key: s.fwd.Key, Headers: []string{"Subject"}}, none, "x; a=b", "must sign From"},
-		{"Ed25519 key", Sealer{Domain: "a", Selector: "b", Key: s.ed.Key}, none, "x; a=b", "need an RSA key"},
-		{"temperror", s.fwd, Result{Status: TempError}, "x; a=b", `status is "temperror"`},
-		{"pass for another message", s.fwd, Result{Status: Pass, Sets: make([]Set, 2)}, "x; a=b", "not for this message"},
+		{"no key", Sealer{Domain: "a", Selector: "b"}, plain, None, "x; spf=pass", "needs Domain, Selector and Key"},
+		{"empty results", s.fwd, plain, None, " ", "one non-empty line"},
+		{"CRLF in results", s.fwd, plain, None, "x; spf=pass\r\nBcc: x", "one non-empty line"},
+		{"ARC in h=", Sealer{Domain: "a", Selector: "b", Key: s.fwd.Key, Headers: []string{"From", "ARC-Seal"}}, plain, None, "x; a=b", "must not sign ARC-Seal"},
+		{"no From in h=", Sealer{Domain: "a", Selector: "b", Key: s.fwd.Key, Headers: []string{"Subject"}}, plain, None, "x; a=b", "must sign From"},
+		{"Ed25519 key", Sealer{Domain: "a", Selector: "b", Key: s.ed.Key}, plain, None, "x; a=b", "need an RSA key"},
+		{"temperror", s.fwd, plain, TempError, "x; a=b", `cannot seal with cv="temperror"`},
+		{"no cv", s.fwd, plain, "", "x; a=b", `cannot seal with cv=""`},
+		{"pass without sets", s.fwd, plain, Pass, "x; a=b", "cv=pass for a message without ARC sets"},
+		{"pass for a broken chain", s.fwd, []byte(dropFields(string(sealed), "ARC-Seal")), Pass, "x; a=b", "cv=pass for a broken chain"},
+		{"none with sets", s.fwd, sealed, None, "x; a=b", "cv=none for a message with ARC sets"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := c.sealer.Seal(msg, c.chain, c.ar)
+			_, err := c.sealer.Seal(c.msg, c.cv, c.ar)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestFromAuthResults(t *testing.T) {
+	msg := []byte("Authentication-Results: other.test; arc=fail\r\n" +
+		"Authentication-Results: MX.example.test 1;\r\n spf=pass smtp.mailfrom=a.test;\r\n\tarc=pass (i=1 d=f.test)\r\n" +
+		"Authentication-Results: mx.example.test; arc=none\r\n" +
+		"From: a@a.test\r\n\r\nbody\r\n")
+	payload, cv, ok := FromAuthResults(msg, "mx.example.test")
+	if !ok || cv != Pass || payload != "MX.example.test 1; spf=pass smtp.mailfrom=a.test; arc=pass (i=1 d=f.test)" {
+		t.Fatalf("%q %q %v", payload, cv, ok)
+	}
+	if _, cv, ok := FromAuthResults(msg, "other.test"); !ok || cv != Fail {
+		t.Fatalf("other: %q %v", cv, ok)
+	}
+	if _, _, ok := FromAuthResults(msg, "nobody.test"); ok {
+		t.Fatal("found a field for nobody.test")
+	}
+	if _, cv, ok := FromAuthResults([]byte("Authentication-Results: x; spf=pass\r\n\r\n"), "x"); !ok || cv != "" {
+		t.Fatalf("no arc=: %q %v", cv, ok)
+	}
+}
+
+// TestSealFromQueue: what the gateway does when a message leaves the
+// queue: the cv and the AAR come from its own Authentication-Results.
+func TestSealFromQueue(t *testing.T) {
+	s := newSealers(t)
+	one := s.seal(t, s.fwd, []byte(testMessage), "mx.fwd.test; spf=pass")
+	res := s.verify(t, one)
+	received := append([]byte("Authentication-Results: mx.lists.test; spf=pass smtp.mailfrom=origin.test; "+res.ResInfo()+"\r\n"), one...)
+	rewritten := []byte(strings.Replace(string(received), "Subject: ARC  test", "Subject: [list] ARC test", 1))
+	payload, cv, ok := FromAuthResults(rewritten, "mx.lists.test")
+	if !ok || cv != Pass {
+		t.Fatalf("%q %q %v", payload, cv, ok)
+	}
+	set, err := s.list.Seal(rewritten, cv, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = s.verify(t, append(set, rewritten...))
+	if res.Status != Pass || res.OldestPass != 2 || res.Sets[1].AuthResults != "mx.lists.test; spf=pass smtp.mailfrom=origin.test; arc=pass (i=1 d=fwd.test)" {
+		t.Fatalf("%+v", res)
 	}
 }

@@ -31,7 +31,7 @@ func BenchmarkSeal(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := c.sealer.Seal(msg, Result{Status: None}, "mx.fwd.test; spf=pass"); err != nil {
+				if _, err := c.sealer.Seal(msg, None, "mx.fwd.test; spf=pass"); err != nil {
 					b.Fatal(err)
 				}
 			}

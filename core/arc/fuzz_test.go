@@ -61,7 +61,7 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("status %s with error %v", res.Status, err)
 		}
 		if res.Status != TempError {
-			_, _ = s.ed.Seal(msg, res, "mx.ed.test; arc="+string(res.Status)) // Ed25519: fast
+			_, _ = s.ed.Seal(msg, res.Status, "mx.ed.test; arc="+string(res.Status)) // Ed25519: fast
 		}
 	})
 }

@@ -46,26 +46,30 @@ func DefaultHeaders() []string {
 
 // Seal returns the ARC set to prepend to msg, as header lines ending in
 // CRLF: ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results with
-// instance n+1, where n is the highest instance in msg.
+// instance n+1, where n is the highest instance in msg. Seal after the last
+// change to the message (and after DKIM signing: the AMS signs
+// DKIM-Signature).
 //
-// chain is Verify's result for this same msg: its status becomes cv= (none,
-// pass or fail; a fail seals only our own set, RFC 8617 §5.1.2). A chain
-// whose newest seal already says cv=fail gets ErrChainEnded, and a
-// TempError chain is refused (retry, or forward unsealed). authResults is
-// the ARC-Authentication-Results payload after "i=N; ": the authserv-id and
-// the results the gateway found, one line, e.g.
+// cv is the status of the chain as the gateway verified it on receipt
+// (Result.Status, or the arc= of its own Authentication-Results, see
+// FromAuthResults): None for a message without ARC sets, Pass, or Fail,
+// which seals only our own set (RFC 8617 §5.1.2). A chain whose newest
+// seal already says cv=fail gets ErrChainEnded (§5.1 step 1); TempError or
+// a cv that does not fit the message is refused. authResults is the
+// ARC-Authentication-Results payload after "i=N; ": the authserv-id and the
+// results the gateway found, one line, e.g.
 // "mx.example.test; spf=pass smtp.mailfrom=a.test; dkim=pass header.d=a.test; arc=none".
 //
 // The key must be RSA: Verify accepts ed25519-sha256 (RFC 8463) in a
 // chain, but ARC verifiers in the field, dkimpy among them, accept only
 // rsa-sha256 in ARC sets, and a seal they cannot read fails the chain.
-func (s Sealer) Seal(msg []byte, chain Result, authResults string) ([]byte, error) {
+func (s Sealer) Seal(msg []byte, cv Status, authResults string) ([]byte, error) {
 	alg, err := s.check(authResults)
 	if err != nil {
 		return nil, err
 	}
 	fields, body := splitMessage(msg)
-	cv, err := chainCV(chain, highestInstance(fields))
+	prior, err := priorSets(cv, fields)
 	if err != nil {
 		return nil, err
 	}
@@ -83,15 +87,7 @@ func (s Sealer) Seal(msg []byte, chain Result, authResults string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	set := &arcSet{instance: n, aar: aar, ams: ams}
-	sets := []*arcSet{set}
-	if cv == Pass {
-		prior, err := collectSets(fields)
-		if err != nil {
-			return nil, fmt.Errorf("arc: chain said pass but: %w", err)
-		}
-		sets = append(prior, set)
-	}
+	sets := append(prior, &arcSet{instance: n, aar: aar, ams: ams})
 	seal, err := s.signSeal(sets, alg, cv, n, t)
 	if err != nil {
 		return nil, err
@@ -127,26 +123,31 @@ func (s Sealer) check(authResults string) (string, error) {
 	return alg, err
 }
 
-// chainCV maps the verified chain to the cv= of our seal.
-func chainCV(chain Result, highest int) (Status, error) {
-	switch chain.Status {
-	case None:
-		if highest > 0 {
-			return "", errors.New("arc: chain result says none but the message has ARC sets")
-		}
-		return None, nil
-	case Pass:
-		if len(chain.Sets) != highest {
-			return "", errors.New("arc: chain result is not for this message")
-		}
-		return Pass, nil
-	case Fail:
-		if len(chain.Sets) > 0 && chain.Sets[len(chain.Sets)-1].CV == "fail" {
-			return "", ErrChainEnded
-		}
-		return Fail, nil
+// priorSets checks cv against the message and returns the sets our seal
+// covers besides our own: all of them for pass, none otherwise.
+func priorSets(cv Status, fields []field) ([]*arcSet, error) {
+	sets, structErr := collectSets(fields)
+	if structErr == nil && len(sets) > 0 && describe(sets[len(sets)-1:])[0].CV == "fail" {
+		return nil, ErrChainEnded
 	}
-	return "", fmt.Errorf("arc: cannot seal a chain whose status is %q", chain.Status)
+	switch cv {
+	case None:
+		if highestInstance(fields) > 0 {
+			return nil, errors.New("arc: cv=none for a message with ARC sets")
+		}
+		return nil, nil
+	case Pass:
+		if structErr != nil {
+			return nil, fmt.Errorf("arc: cv=pass for a broken chain: %w", structErr)
+		}
+		if len(sets) == 0 {
+			return nil, errors.New("arc: cv=pass for a message without ARC sets")
+		}
+		return sets, nil
+	case Fail:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("arc: cannot seal with cv=%q", cv)
 }
 
 // signAMS builds the ARC-Message-Signature, relaxed/relaxed.
