@@ -155,3 +155,13 @@ func TestParseKeyRecord(t *testing.T) {
 		}
 	}
 }
+
+// Fields named more than once in h= are taken from the bottom up, and a
+// name with none left adds nothing (RFC 6376 §5.4.2).
+func TestHeaderSelection(t *testing.T) {
+	fields, _ := splitMessage([]byte("A: 1\r\nB: x\r\na: 2\r\n\r\n"))
+	got := headerHashInput(fields, []string{"A", "b", "a", "a", "C"}, "relaxed")
+	if want := "a:2\r\nb:x\r\na:1\r\n"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

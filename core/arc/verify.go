@@ -263,18 +263,23 @@ func splitH(h string) []string {
 
 // headerHashInput canonicalizes the fields named, each name taking the
 // lowest unused field of that name (RFC 6376 §5.4.2); a name with none left
-// adds nothing.
+// adds nothing. Fields are indexed by name first, so a long h= over many
+// fields costs no more than reading both.
 func headerHashInput(fields []field, names []string, c string) string {
-	used := make(map[int]bool)
+	byName := make(map[string][]int) // lower-case name → indices, last first
+	for i := len(fields) - 1; i >= 0; i-- {
+		n := strings.ToLower(fields[i].name)
+		byName[n] = append(byName[n], i)
+	}
 	var b strings.Builder
 	for _, n := range names {
-		for i := len(fields) - 1; i >= 0; i-- {
-			if !used[i] && strings.EqualFold(fields[i].name, n) {
-				used[i] = true
-				b.WriteString(canonField(&fields[i], fields[i].value, c))
-				break
-			}
+		n = strings.ToLower(n)
+		left := byName[n]
+		if len(left) == 0 {
+			continue
 		}
+		b.WriteString(canonField(&fields[left[0]], fields[left[0]].value, c))
+		byName[n] = left[1:]
 	}
 	return b.String()
 }
