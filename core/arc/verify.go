@@ -105,6 +105,7 @@ type verifier struct {
 	fields []field
 	body   []byte
 	keys   keyCache
+	canon  map[string][]byte // canonical bodies by c= body algorithm, made once
 }
 
 // verifyAMS checks an ARC-Message-Signature like a DKIM signature (RFC
@@ -195,7 +196,14 @@ func (v *verifier) checkSig(ctx context.Context, t tagList, signed, where string
 // checkBodyHash compares bh= with the hash of the body canonicalized by bc,
 // cut to l= octets if the signature has one.
 func (v *verifier) checkBodyHash(t tagList, bc string) error {
-	body := canonBody(v.body, bc)
+	body, ok := v.canon[bc]
+	if !ok {
+		body = canonBody(v.body, bc)
+		if v.canon == nil {
+			v.canon = make(map[string][]byte)
+		}
+		v.canon[bc] = body
+	}
 	if l, ok := t.get("l"); ok {
 		n, err := strconv.ParseInt(l, 10, 64)
 		if err != nil || n < 0 || n > int64(len(body)) {
