@@ -1,7 +1,9 @@
 package arc
 
 import (
+	"crypto/rsa"
 	"errors"
+	"math/big"
 	"fmt"
 	"strings"
 	"testing"
@@ -147,6 +149,7 @@ func TestParseKeyRecord(t *testing.T) {
 		{"p=!!", "not base64"},
 		{"k=ed25519; p=AAAA", "Ed25519 key of 3 bytes"},
 		{"k=rsa", "no p="},
+		{shortRSARecord(t), "RSA key of 512 bits is too short"},
 	}
 	for _, c := range cases {
 		_, err := parseKeyRecord(c.rec)
@@ -164,4 +167,11 @@ func TestHeaderSelection(t *testing.T) {
 	if want := "a:2\r\nb:x\r\na:1\r\n"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
+}
+
+// shortRSARecord publishes a 512-bit RSA key, below RFC 8301's 1024.
+func shortRSARecord(t *testing.T) string {
+	n := new(big.Int).Lsh(big.NewInt(1), 511)
+	n.Add(n, big.NewInt(1))
+	return keyRecord(t, &rsa.PublicKey{N: n, E: 65537})
 }
