@@ -383,3 +383,14 @@ func TestSealFromQueue(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// TestVerifyBareLF: a chain sealed over CRLF still verifies when the
+// message is stored with bare LFs, as canonicalization reads both.
+func TestVerifyBareLF(t *testing.T) {
+	s := newSealers(t)
+	two := s.seal(t, s.list, s.seal(t, s.fwd, []byte(testMessage), "a.test; spf=pass"), "b.test; arc=pass")
+	lf := strings.ReplaceAll(string(two), "\r\n", "\n")
+	if res := s.verify(t, []byte(lf)); res.Status != Pass {
+		t.Fatalf("%s %q", res.Status, res.Reason)
+	}
+}

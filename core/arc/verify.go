@@ -36,6 +36,8 @@ func Verify(ctx context.Context, msg []byte, lookup LookupTXT) (Result, error) {
 		return res, nil
 	}
 	v := &verifier{fields: fields, body: body, keys: keyCache{lookup: lookup}}
+	// The newest AMS, then every seal from the newest down; the first
+	// permanent failure decides, a temporary one only if none follows.
 	var temp error
 	n := len(sets)
 	checks := make([]func() error, 0, n+1)
@@ -48,7 +50,9 @@ func Verify(ctx context.Context, msg []byte, lookup LookupTXT) (Result, error) {
 		switch {
 		case err == nil:
 		case errors.Is(err, errTemporary):
-			temp = cmpTemp(temp, err)
+			if temp == nil {
+				temp = err
+			}
 		default:
 			res.Reason = err.Error()
 			return res, nil
@@ -61,13 +65,6 @@ func Verify(ctx context.Context, msg []byte, lookup LookupTXT) (Result, error) {
 	res.Status = Pass
 	res.OldestPass = v.oldestPass(ctx, sets)
 	return res, nil
-}
-
-func cmpTemp(prev, err error) error {
-	if prev != nil {
-		return prev
-	}
-	return err
 }
 
 // checkCV applies the cv= rules: none on i=1, pass above, never fail.
