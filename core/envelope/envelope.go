@@ -187,9 +187,14 @@ type Envelope struct {
 	Auth     string // AUTH= parameter of MAIL (RFC 4954), as received
 
 	// Client facts, recorded for Received headers, logs and hooks.
-	ClientIP   string    // remote IP, no port
-	ClientHELO string    // EHLO/HELO argument
-	AuthUser   string    // authenticated identity, "" if none
-	TLS        bool      // the session was under TLS when the message was received
-	Received   time.Time // when the end of data was received
+	ClientIP   string // remote IP, no port
+	ClientHELO string // EHLO/HELO argument
+	AuthUser   string // authenticated identity, "" if none
+	TLS        bool   // the session was under TLS when the message was received
+	// Submitted says the message is ours to send: the client was in
+	// relay.networks or authenticated (pickup and inject sessions are).
+	// Outbound DKIM signs only such mail. A record spooled before the
+	// field existed reads as false.
+	Submitted bool
+	Received  time.Time // when the end of data was received
 }

@@ -138,6 +138,7 @@ type envRecord struct {
 	AuthUser   string       `json:"auth_user,omitzero"`
 	TLS        bool         `json:"tls,omitzero"`
 	Received   time.Time    `json:"received,omitzero"`
+	Submitted  bool         `json:"submitted,omitzero"`
 }
 
 func encodeMessage(m *Message) ([]byte, error) {
@@ -166,6 +167,7 @@ func encodeMessage(m *Message) ([]byte, error) {
 			AuthUser:   e.AuthUser,
 			TLS:        e.TLS,
 			Received:   e.Received,
+			Submitted:  e.Submitted,
 		},
 		Recipients: make([]rcptState, len(m.Recipients)),
 	}
@@ -243,6 +245,7 @@ func decodeMessage(b []byte) (*Message, error) {
 			AuthUser:   r.Envelope.AuthUser,
 			TLS:        r.Envelope.TLS,
 			Received:   r.Envelope.Received,
+			Submitted:  r.Envelope.Submitted,
 		},
 	}
 	if n := len(r.Envelope.Recipients); n > 0 {

@@ -360,6 +360,7 @@ func (s *session) fillClient(env *envelope.Envelope) {
 	env.ClientHELO = s.helo
 	env.AuthUser = s.authUser
 	env.TLS = s.tls
+	env.Submitted = s.authUser != "" || s.inRelayNetworks()
 }
 
 func (s *session) cmdStartTLS(ctx context.Context, arg string) {
