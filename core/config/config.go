@@ -38,6 +38,10 @@ type Config struct {
 	// Plugins is the plugin "name" { … } blocks, in file order.
 	Plugins []PluginHook
 
+	// DKIM is the dkim "domain" { … } blocks (outbound signing), in file
+	// order.
+	DKIM []DKIM
+
 	// ShutdownTimeout is how long a graceful stop lets sessions finish
 	// before answering 421 to their next command.
 	ShutdownTimeout time.Duration

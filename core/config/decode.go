@@ -81,6 +81,7 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 		}
 	}
 	d.hooks(r, &c)
+	c.DKIM = d.dkimBlocks(r.DKIM)
 	return c
 }
 

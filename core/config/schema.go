@@ -29,6 +29,7 @@ type rawFile struct {
 	Inject    *rawInject    `hcl:"inject,block"`
 	Lua       []rawLua      `hcl:"lua,block"`
 	Plugins   []rawPlugin   `hcl:"plugin,block"`
+	DKIM      []rawDKIM     `hcl:"dkim,block"`
 }
 
 // rawLog is log { … }.
