@@ -53,7 +53,9 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []dsn.R
 		d.Abort()
 		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
 	}
-	if err := d.Commit(ctx, rep.SendEnvelope(raw), nil); err != nil {
+	env := rep.SendEnvelope(raw)
+	env.Submitted = true // ours: signed when the postmaster's domain has a dkim block
+	if err := d.Commit(ctx, env, nil); err != nil {
 		d.Abort()
 		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/dkim"
 	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
@@ -32,6 +33,9 @@ type Options struct {
 	Observer   Observer        // metrics; nil = none
 	Log        *slog.Logger
 	Now        func() time.Time // nil = time.Now (tests use a fake clock)
+	// DKIM is the keys outbound mail is signed with (engine_sign.go);
+	// nil = none. SetDKIM replaces them.
+	DKIM *dkim.Keys
 	// MaxHops is the most Received fields a message may have arrived
 	// with (config.Config.MaxHops: the listeners' max_hops); a queued
 	// message with more than MaxHops+1 (ours) is taken for a mail loop
@@ -99,6 +103,7 @@ type Engine struct {
 	postmaster envelope.Address // null = none
 	holds      *holds           // held domains (hold.go)
 	hopLimit   int              // Received fields a queued message may carry: MaxHops and ours
+	dkim       atomic.Pointer[dkim.Keys]
 
 	kick    chan struct{} // rescan the spool (Kick)
 	parking chan struct{} // a slot per held message being set aside (park)
@@ -187,7 +192,7 @@ func New(opt Options) (*Engine, error) {
 	}
 	var seed [32]byte
 	crand.Read(seed[:]) // never fails (crypto/rand since Go 1.24)
-	return &Engine{
+	e := &Engine{
 		holds:      holds,
 		opt:        opt,
 		cfg:        cfg,
@@ -203,7 +208,9 @@ func New(opt Options) (*Engine, error) {
 		rng:        rand.New(rand.NewChaCha8(seed)),
 		leases:     make(map[string]*engineRound),
 		perDomain:  make(map[string]int),
-	}, nil
+	}
+	e.dkim.Store(opt.DKIM)
+	return e, nil
 }
 
 // Run delivers due messages until ctx is done, then waits for attempts in

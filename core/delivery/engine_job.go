@@ -134,7 +134,8 @@ func (e *Engine) rescue(ctx context.Context, id string) {
 }
 
 // attempt runs the job for group g of round r: the loop check, the
-// predelivery stage (predeliver), then the route's transport. It returns
+// predelivery stage (predeliver), DKIM signing (sign), then the route's
+// transport. It returns
 // the attempt with one outcome per recipient; a panic becomes a temporary
 // failure.
 func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (a *jobAttempt) {
@@ -174,7 +175,7 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (a *
 		a.end(rcptOutcome{class: Permanent, reply: "554 5.4.6 mail loop detected (too many Received header fields)", status: sdk.EnhancedCode{5, 4, 6}})
 		return a
 	}
-	if e.predeliver(ctx, a) {
+	if e.predeliver(ctx, a) && e.sign(a) {
 		e.deliver(ctx, a)
 	}
 	return a
