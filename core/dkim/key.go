@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // MinRSABits is the smallest RSA key a dkim block may use (RFC 8301 §3.2:
@@ -166,4 +167,25 @@ func (k *Key) PublicKey() string {
 // "v=DKIM1; k=rsa; p=…".
 func (k *Key) Record() string {
 	return "v=DKIM1; k=" + k.Algorithm() + "; p=" + k.PublicKey()
+}
+
+// maxTXTString is the longest character-string of a TXT record (RFC 1035
+// §3.3.14: a length octet, then the octets).
+const maxTXTString = 255
+
+// TXT is the DNS record to publish for k as selector of domain, in zone
+// file form: `s1._domainkey.example.test. IN TXT ( "v=DKIM1; k=rsa; p=…"
+// "…" )`, the text (Record) split into strings of at most 255 octets,
+// which a verifier joins again (RFC 6376 §3.6.2.2).
+func (k *Key) TXT(selector, domain string) string {
+	rec := k.Record()
+	var b strings.Builder
+	b.WriteString(selector + "._domainkey." + strings.TrimSuffix(domain, ".") + ". IN TXT (")
+	for len(rec) > 0 {
+		n := min(len(rec), maxTXTString)
+		b.WriteString(` "` + rec[:n] + `"`)
+		rec = rec[n:]
+	}
+	b.WriteString(" )")
+	return b.String()
 }

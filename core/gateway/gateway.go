@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/mailgate/gateway/core/authguard"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/dkim"
 	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver"
@@ -162,7 +164,10 @@ func (g *Gateway) newEngine(version string) error {
 		Log:     g.log.With("part", "admin"),
 		Version: version,
 	})
-	var err error
+	keys, err := dkimKeys(cfg.DKIM)
+	if err != nil {
+		return err
+	}
 	g.engine.Engine, err = delivery.New(delivery.Options{
 		Spool:      g.spool,
 		Hostname:   cfg.Hostname,
@@ -172,11 +177,38 @@ func (g *Gateway) newEngine(version string) error {
 		Observer:   g.admin.Observer(),
 		Log:        g.log.With("part", "delivery"),
 		MaxHops:    cfg.MaxHops(),
+		DKIM:       keys,
 	})
-	g.pipeline.applied = func(ctx context.Context, cfg *config.Config) {
-		g.engine.SetHoldDomains(ctx, cfg.Delivery.HoldDomains)
-	}
+	g.pipeline.applied = g.applyReload
 	return err
+}
+
+// applyReload applies what a reload changes outside the pipeline:
+// delivery's hold_domains and the dkim keys. It runs only once the
+// reloaded configuration loaded, so its keys parsed.
+func (g *Gateway) applyReload(ctx context.Context, cfg *config.Config) {
+	g.engine.SetHoldDomains(ctx, cfg.Delivery.HoldDomains)
+	keys, err := dkimKeys(cfg.DKIM)
+	if err != nil {
+		g.log.Error("reload: the dkim keys stay as they were", "err", err)
+		return
+	}
+	g.engine.SetDKIM(keys)
+	g.log.Info("dkim signing keys", "domains", strings.Join(keys.Names(), " "))
+}
+
+// dkimKeys is the signing key set of the dkim blocks, whose keys the
+// configuration parsed when it loaded.
+func dkimKeys(blocks []config.DKIM) (*dkim.Keys, error) {
+	ds := make([]dkim.Domain, len(blocks))
+	for i, b := range blocks {
+		ds[i] = dkim.Domain{Name: b.Domain, Selector: b.Selector, Key: b.Key, Headers: b.Headers}
+	}
+	keys, err := dkim.NewKeys(ds)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return keys, nil
 }
 
 // selfAddrs tells the SMTP transport where this gateway receives mail,

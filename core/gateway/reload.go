@@ -37,7 +37,8 @@ const minRetireGrace = 30 * time.Second
 // any failure (a config diagnostic, a script that does not compile) the
 // running chain stays and the error, naming file:line, is logged and
 // returned. Only the hook pipeline (pipeline, the lua and the plugin
-// blocks) and delivery's hold_domains are reloaded: listeners, domains, relay, auth, delivery, admin and
+// blocks), delivery's hold_domains and the dkim blocks (their keys read
+// again) are reloaded: listeners, domains, relay, auth, delivery, admin and
 // the rest need a restart, and a reload that finds them changed says so in
 // the log. Every plugin is started again: its new process serves the new
 // chain (and the engine's plugin transports), the old one stops with the
@@ -56,7 +57,8 @@ type pipeline struct {
 	log        *slog.Logger
 	grace      time.Duration // 0 = minRetireGrace (tests shorten it)
 	// applied, when set, takes what a reload changes outside the
-	// pipeline (delivery's hold_domains) from the reloaded configuration.
+	// pipeline (delivery's hold_domains, the dkim keys) from the
+	// reloaded configuration.
 	applied func(ctx context.Context, cfg *config.Config)
 
 	mu      sync.Mutex // serializes reloads; guards current and closed
@@ -116,7 +118,7 @@ func (p *pipeline) reload(ctx context.Context) error {
 				p.applied(ctx, cfg)
 			}
 			if changed := restartSections(p.running, cfg); len(changed) > 0 {
-				p.log.Warn("reload applies only pipeline, the hook blocks and delivery's hold_domains; restart to apply the rest",
+				p.log.Warn("reload applies only pipeline, the hook blocks, delivery's hold_domains and dkim; restart to apply the rest",
 					"changed", strings.Join(changed, " "))
 			}
 			return nil
