@@ -1,5 +1,5 @@
 // Command gateway is the one binary of the mail gateway: serve, check,
-// send, sendmail (also run as sendmail or mailq), bench, sink, version. Wiring is explicit here; no package registers
+// send, sendmail (also run as sendmail or mailq), bench, sink, plugin, dkim, version. Wiring is explicit here; no package registers
 // itself.
 package main
 
@@ -47,6 +47,7 @@ func commands() []command {
 		{"bench", "load generator: send many messages and report rates", runBench},
 		{"sink", "accept and count mail, keep nothing", runSink},
 		{"plugin", "plugin tools: probe PATH prints a plugin's info and schema", runPlugin},
+		{"dkim", "DKIM tools: keygen writes a signing key and prints its DNS record", runDKIM},
 		{"version", "print the version", runVersion},
 	}
 }

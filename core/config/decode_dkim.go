@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/mailgate/gateway/core/dkim"
+	"github.com/mailgate/gateway/core/message"
 )
 
 // DKIM is one dkim "domain" { … } block: the key outbound mail whose From:
@@ -94,7 +95,7 @@ func (d *decoder) signedHeaders(expr hcl.Expression) []string {
 	for i, h := range list {
 		lh := strings.ToLower(h)
 		switch {
-		case !validFieldName(h):
+		case !message.ValidFieldName(h):
 			d.errorf(ranges[i], "Invalid value", "headers: %q is not a header field name.", h)
 		case slices.Contains(seen, lh):
 			d.errorf(ranges[i], "Invalid value", "headers: %q is listed twice (a field is signed as often as the message has it).", h)
@@ -105,15 +106,4 @@ func (d *decoder) signedHeaders(expr hcl.Expression) []string {
 		d.errorf(expr.Range(), "Invalid value", "headers must include From: a DKIM signature always signs it (RFC 6376 §5.4).")
 	}
 	return list
-}
-
-// validFieldName reports whether n is a header field name (RFC 5322
-// §3.6.8: printable ASCII but ':').
-func validFieldName(n string) bool {
-	for _, c := range []byte(n) {
-		if c < 33 || c > 126 || c == ':' {
-			return false
-		}
-	}
-	return n != ""
 }

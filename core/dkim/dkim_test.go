@@ -217,3 +217,15 @@ func TestSignRSA(t *testing.T) {
 		t.Errorf("a second From still verifies")
 	}
 }
+
+// TestTXT: the record to publish, exactly, for a fixed RSA-2048 key (two
+// strings: 255 octets, then the rest) and an Ed25519 key (one).
+func TestTXT(t *testing.T) {
+	for _, file := range []string{"testdata/rsa2048_pkcs8.pem", "testdata/ed25519.pem"} {
+		got := mustLoad(t, file).TXT("s1", "example.test.") + "\n"
+		golden := strings.TrimSuffix(file, ".pem") + ".txt"
+		if want := string(mustRead(t, golden)); got != want {
+			t.Errorf("TXT of %s:\n%s\nwant (%s):\n%s", file, got, golden, want)
+		}
+	}
+}
