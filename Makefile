@@ -19,6 +19,7 @@ FUZZ_TARGETS = \
 	./core/message:FuzzHopCounter \
 	./core/message:FuzzRewrite \
 	./core/envelope:FuzzParsePath \
+	./core/dkim:FuzzSign \
 	./core/config:FuzzParse \
 	./core/config:FuzzParseSize \
 	./core/config:FuzzParseDuration \
