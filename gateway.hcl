@@ -142,6 +142,28 @@ delivery {
   # }
 }
 
+# Outbound DKIM signing (RFC 6376; Ed25519 per RFC 8463): one block per
+# signing domain. Mail from a relay client or an authenticated user
+# (gateway sendmail and inject included) that leaves through an smtp or a
+# plugin transport (not lmtp or maildir) is signed, relaxed/relaxed, when
+# the domain of its From: field, or the nearest parent of it, has a
+# block; after the predelivery hooks' changes, with the signature on top.
+# The key file is PEM (PKCS#8 or PKCS#1): RSA of at least 1024 bits
+# (rsa-sha256) or Ed25519 (ed25519-sha256), read when the configuration
+# loads; a reload reads it again. `gateway dkim keygen -domain example.test
+# -selector s1 -out dkim` writes one and prints the TXT record to publish
+# at s1._domainkey.example.test. headers are the fields signed when
+# present (default: From, Sender, Reply-To, Subject, Date, Message-ID,
+# To, Cc, the MIME, Resent-*, thread and List-* fields); From is always
+# signed once more than the message has it, so none can be added. Default:
+# no signing.
+#
+# dkim "example.test" {
+#   selector = "s1"
+#   key_file = "dkim/example.test.s1.pem" # relative to this file
+#   headers  = ["From", "To", "Cc", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]
+# }
+
 # The admin HTTP API. Default: off (no admin block).
 admin {
   address = "127.0.0.1:8025" # host:port; keep it on loopback
