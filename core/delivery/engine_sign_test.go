@@ -153,3 +153,27 @@ func dkimVerifies(t *testing.T, msg string, dns func(string) ([]string, error)) 
 		t.Fatalf("verify: %v, %+v; message:\n%s", err, vs, msg)
 	}
 }
+
+// TestEngineSignsDSN: a DSN of ours (From: MAILER-DAEMON@<hostname>) is
+// signed when the hostname's domain has a block.
+func TestEngineSignsDSN(t *testing.T) {
+	k, err := dkim.GenerateKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := dkim.NewKeys([]dkim.Domain{{Name: "example.org", Selector: "s1", Key: k}})
+	h := newEngHarness(t, func(o *delivery.Options) { o.DKIM = keys })
+	h.tr.Script("bob@example.net", deliverytest.Perm(550, sdk.EnhancedCode{5, 1, 1}, "no such user"))
+	h.start()
+	h.enqueueFrom(false)
+	dsn := string(sent(t, h, h.sink).Body)
+	if !strings.HasPrefix(dsn, "DKIM-Signature: ") || !strings.Contains(dsn, "MAILER-DAEMON@"+engHost) {
+		t.Fatalf("DSN %q, want it signed", dsn)
+	}
+	dkimVerifies(t, dsn, func(name string) ([]string, error) {
+		if name == "s1._domainkey.example.org" {
+			return []string{k.Record()}, nil
+		}
+		return nil, io.EOF
+	})
+}
