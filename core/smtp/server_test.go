@@ -734,6 +734,9 @@ func TestRelay(t *testing.T) {
 		if diff := cmp.Diff(want, m.Envelope.Recipients); diff != "" {
 			t.Errorf("recipients (-want +got):\n%s", diff)
 		}
+		if m.Envelope.Submitted {
+			t.Error("an outside client's message is Submitted")
+		}
 	})
 	t.Run("relay network", func(t *testing.T) {
 		addr, spool, _ := start(t, func(o *smtp.Options) {
@@ -749,7 +752,9 @@ func TestRelay(t *testing.T) {
 			C: .
 			S: 250 2.0.0 Ok: queued as M0001
 		`)
-		wantMessages(t, spool, 1)
+		if m := wantMessages(t, spool, 1)[0]; !m.Envelope.Submitted {
+			t.Error("a relay client's message is not Submitted")
+		}
 	})
 }
 
@@ -811,8 +816,8 @@ func TestRelayAfterAuth(t *testing.T) {
 		S: 250 2.0.0 Ok: queued as M0001
 	`)
 	m := wantMessages(t, spool, 1)[0]
-	if m.Envelope.AuthUser != "alice" {
-		t.Errorf("AuthUser %q", m.Envelope.AuthUser)
+	if m.Envelope.AuthUser != "alice" || !m.Envelope.Submitted {
+		t.Errorf("AuthUser %q, Submitted %v; want alice, true", m.Envelope.AuthUser, m.Envelope.Submitted)
 	}
 	if !strings.Contains(string(m.Header), " with ESMTPA id ") {
 		t.Errorf("header %q: want ESMTPA", m.Header)
