@@ -1,6 +1,7 @@
 package dkim
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
@@ -226,6 +227,20 @@ func TestTXT(t *testing.T) {
 		golden := strings.TrimSuffix(file, ".pem") + ".txt"
 		if want := string(mustRead(t, golden)); got != want {
 			t.Errorf("TXT of %s:\n%s\nwant (%s):\n%s", file, got, golden, want)
+		}
+	}
+}
+
+// TestReadHeaderLongLine: a line longer than the reader's buffer whose
+// CR ends one read and LF starts the next is not the empty line that ends
+// the header section.
+func TestReadHeaderLongLine(t *testing.T) {
+	const header = "Subject: 123456\r\nFrom: a@example.test\r\n\r\n"
+	for _, size := range []int{16, 17, 4096} {
+		br := bufio.NewReaderSize(strings.NewReader(header+"body\r\n"), size)
+		got, err := readHeader(br)
+		if err != nil || string(got) != header {
+			t.Errorf("buffer %d: readHeader = %q, %v; want %q", size, got, err, header)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func (ks *Keys) Sign(r io.Reader) (field string, d *Domain, err error) {
 	if ks.Len() == 0 {
 		return "", nil, nil
 	}
-	br := bufio.NewReaderSize(r, 32<<10)
+	br := bufio.NewReaderSize(r, 4<<10)
 	head, err := readHeader(br)
 	if err != nil {
 		return "", nil, err
@@ -154,10 +154,11 @@ func authorDomain(fields []headerField) (string, bool) {
 // empty line that ends it (or all of a message that has no body).
 func readHeader(br *bufio.Reader) ([]byte, error) {
 	var head []byte
+	lineStart := 0 // where the line being read starts in head
 	for {
-		line, err := br.ReadSlice('\n')
-		head = append(head, line...)
-		switch {
+		chunk, err := br.ReadSlice('\n')
+		head = append(head, chunk...)
+		switch line := head[lineStart:]; {
 		case err == io.EOF:
 			return head, nil
 		case err != nil && !errors.Is(err, bufio.ErrBufferFull):
@@ -166,6 +167,8 @@ func readHeader(br *bufio.Reader) ([]byte, error) {
 			return nil, ErrHeaderTooLarge
 		case err == nil && (string(line) == "\r\n" || string(line) == "\n"):
 			return head, nil
+		case err == nil:
+			lineStart = len(head) // a whole line; a long one comes in chunks
 		}
 	}
 }
