@@ -1,9 +1,12 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -21,6 +24,7 @@ import (
 	"github.com/mailgate/gateway/core/resolver/resolvertest"
 	gwsmtp "github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
+	"github.com/mailgate/gateway/sdk/jsonmail"
 )
 
 // dkimRewrite is a predelivery hook that rewrites a message whose Subject
@@ -67,6 +71,10 @@ delivery {
   route "local.test" { via = "%s" }
 }
 lua "rewrite" { path = "rewrite.lua" }
+inject {
+  address = "127.0.0.1:0"
+  token   = "an-injection-token-for-tests"
+}
 dkim "rsa.test" {
   selector = "s1"
   key_file = "dkim/rsa.test.s1.pem"
@@ -159,6 +167,22 @@ func (s *dkimSetup) send(t *testing.T, local, from, to, header string) {
 	c.Quit()
 }
 
+// inject posts doc to the injection endpoint (an authenticated client).
+func (s *dkimSetup) inject(t *testing.T, doc jsonmail.Document) {
+	t.Helper()
+	b, _ := json.Marshal(doc)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.gw.Addr(t, "inject")+"/v1/messages", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer an-injection-token-for-tests")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("inject: %s", resp.Status)
+	}
+}
+
 // received waits for the sink's message whose header has marker and
 // returns it as the next hop holds it (its own Received on top).
 func (s *dkimSetup) received(t *testing.T, marker string) []byte {
@@ -217,7 +241,8 @@ func (s *dkimSetup) signedBy(t *testing.T, msg []byte, d, sel, a string) {
 // TestDKIMSigning: through the real server to a real next hop, what a
 // relay client sends for a domain with a key leaves signed (RSA and
 // Ed25519, a subdomain by its parent's block, after a predelivery
-// rewrite) and verifies with dkimpy and go-msgauth; an outside client's
+// rewrite), and so does what the injection endpoint takes (an
+// authenticated session), and verifies with dkimpy and go-msgauth; an outside client's
 // mail and mail from a domain without a block leave unsigned.
 func TestDKIMSigning(t *testing.T) {
 	s := startDKIM(t)
@@ -226,6 +251,7 @@ func TestDKIMSigning(t *testing.T) {
 	s.send(t, "127.0.0.2", "alice@rsa.test", "bob@dest.test", "Subject: translate\r\nX-Internal: 42\r\n")
 	s.send(t, "127.0.0.2", "dave@nokey.test", "bob@dest.test", "Subject: no block\r\n")
 	s.send(t, "127.0.0.1", "alice@rsa.test", "bob@local.test", "Subject: outside\r\n")
+	s.inject(t, jsonmail.Document{Envelope: jsonmail.Envelope{From: "app@rsa.test", To: []string{"bob@dest.test"}}, Subject: "injected", Text: "From the API."})
 
 	s.signedBy(t, s.received(t, "Subject: rsa\r\n"), "rsa.test", "s1", "rsa-sha256")
 	s.signedBy(t, s.received(t, "Subject: ed25519\r\n"), "ed.test", "e1", "ed25519-sha256")
@@ -235,6 +261,7 @@ func TestDKIMSigning(t *testing.T) {
 		t.Fatalf("the predelivery rewrite did not happen:\n%s", translated)
 	}
 	s.signedBy(t, translated, "rsa.test", "s1", "rsa-sha256")
+	s.signedBy(t, s.received(t, "Subject: injected\r\n"), "rsa.test", "s1", "rsa-sha256")
 	for _, marker := range []string{"Subject: no block\r\n", "Subject: outside\r\n"} {
 		if msg := s.received(t, marker); strings.Contains(string(msg), "DKIM-Signature") {
 			t.Errorf("%q was signed:\n%s", marker, msg)
