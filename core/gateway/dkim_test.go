@@ -241,8 +241,8 @@ func (s *dkimSetup) signedBy(t *testing.T, msg []byte, d, sel, a string) {
 // TestDKIMSigning: through the real server to a real next hop, what a
 // relay client sends for a domain with a key leaves signed (RSA and
 // Ed25519, a subdomain by its parent's block, after a predelivery
-// rewrite), and so does what the injection endpoint takes (an
-// authenticated session), and verifies with dkimpy and go-msgauth; an outside client's
+// rewrite), as does what the injection endpoint takes (an authenticated
+// session), and verifies with dkimpy and go-msgauth; an outside client's
 // mail and mail from a domain without a block leave unsigned.
 func TestDKIMSigning(t *testing.T) {
 	s := startDKIM(t)
