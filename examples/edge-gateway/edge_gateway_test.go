@@ -100,6 +100,7 @@ func TestTranscript(t *testing.T) {
 		`aliases_file = "aliases"`, `aliases_file = "`+abs("aliases")+`"`,
 		`virtual_file = "virtual"`, `virtual_file = "`+abs("virtual")+`"`,
 		`lists_dir = "lists"`, `lists_dir = "`+abs("lists")+`"`,
+		`"dkim/example.test.s1.pem"`, `"`+abs("dkim/example.test.s1.pem")+`"`,
 		`"http://127.0.0.1:8080/inbound-mail"`, `"`+tickets.URL+`/inbound-mail"`)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gateway.hcl")

@@ -85,6 +85,16 @@ delivery {
   # Everything else: MX look-up, opportunistic STARTTLS (the defaults).
 }
 
+# Outbound DKIM: what our users and application servers send out with a
+# From: in example.test (or a subdomain) is signed with this key. It is a
+# demo key, public in this repository: make your own with
+#   gateway dkim keygen -domain example.test -selector s1 -out dkim
+# and publish the TXT record it prints at s1._domainkey.example.test.
+dkim "example.test" {
+  selector = "s1"
+  key_file = "dkim/example.test.s1.pem" # relative to this file
+}
+
 # The hooks, in the order they run at every stage. relay.lua decides at
 # MAIL only (see its match block): an accept at RCPT would end the rcpt
 # stage before the aliases and lists plugins saw the recipient. Every
