@@ -151,7 +151,7 @@ func TestSignedFields(t *testing.T) {
 // TestSignWhom: which From: fields get a signature, and for which domain.
 func TestSignWhom(t *testing.T) {
 	k := mustLoad(t, "testdata/ed25519.pem")
-	ks, _ := NewKeys([]Domain{{Name: "example.test", Selector: "s1", Key: k}})
+	ks, _ := NewKeys([]Domain{{Name: "example.test", Selector: "s1", Key: k}, {Name: "xn--exmple-cua.test", Selector: "s1", Key: k}})
 	tests := []struct{ name, header, want string }{
 		{"plain", "From: a@example.test\r\n", "example.test"},
 		{"display name", "From: \"A, B\" <a@Sub.Example.Test>\r\n", "example.test"},
@@ -162,6 +162,7 @@ func TestSignWhom(t *testing.T) {
 		{"no From", "Sender: a@example.test\r\n", ""},
 		{"other domain", "From: a@other.test\r\n", ""},
 		{"unparsable", "From: <<<\r\n", ""},
+		{"U-label", "From: José <josé@exämple.test>\r\n", "xn--exmple-cua.test"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,7 +174,7 @@ func TestSignWhom(t *testing.T) {
 			got := ""
 			if d != nil {
 				got = d.Name
-				verifyOK(t, field+msg, recordsOf("s1._domainkey.example.test", k))
+				verifyOK(t, field+msg, recordsOf("s1._domainkey."+d.Name, k))
 			} else if field != "" {
 				t.Errorf("no domain but a field %q", field)
 			}
