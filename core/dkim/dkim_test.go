@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mailgate/gateway/core/dkim/dkimtest"
 )
 
 func mustLoad(t testing.TB, path string) *Key {
@@ -239,9 +241,37 @@ func TestReadHeaderLongLine(t *testing.T) {
 	const header = "Subject: 123456\r\nFrom: a@example.test\r\n\r\n"
 	for _, size := range []int{16, 17, 4096} {
 		br := bufio.NewReaderSize(strings.NewReader(header+"body\r\n"), size)
-		got, err := readHeader(br)
-		if err != nil || string(got) != header {
+		got, ended, err := readHeader(br)
+		if err != nil || string(got) != header || !ended {
 			t.Errorf("buffer %d: readHeader = %q, %v; want %q", size, got, err, header)
+		}
+	}
+}
+
+// TestSignNoBody: a message that is only a header section, without the
+// empty line (RFC 5322 allows it), is signed, and the signature verifies
+// (dkimpy; go-msgauth's verifier cannot read such a message) on the
+// message as the next hop gets it: its last line ended.
+func TestSignNoBody(t *testing.T) {
+	k := mustLoad(t, "testdata/ed25519.pem")
+	ks, _ := NewKeys([]Domain{{Name: "example.test", Selector: "s1", Key: k}})
+	for msg, sent := range map[string]string{
+		"From: a@example.test\r\nSubject: x\r\n":     "From: a@example.test\r\nSubject: x\r\n",
+		"From: a@example.test\r\nSubject: x":         "From: a@example.test\r\nSubject: x\r\n",
+		"From: a@example.test\r\nSubject: x\r\n\r\n": "",
+	} {
+		field, d, err := ks.Sign(strings.NewReader(msg))
+		if err != nil || d == nil {
+			t.Errorf("Sign(%q) = %v, %v; want a signature", msg, d, err)
+			continue
+		}
+		if sent == "" {
+			verifyOK(t, field+msg, recordsOf("s1._domainkey.example.test", k))
+			continue
+		}
+		dns := map[string]string{"s1._domainkey.example.test": k.Record()}
+		if got := dkimtest.Verify(t, []byte(field+sent), dns); got != "pass" {
+			t.Errorf("dkimpy on %q: %s", field+sent, got)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func (ks *Keys) Sign(r io.Reader) (field string, d *Domain, err error) {
 		return "", nil, nil
 	}
 	br := bufio.NewReaderSize(r, 4<<10)
-	head, err := readHeader(br)
+	head, ended, err := readHeader(br)
 	if err != nil {
 		return "", nil, err
 	}
@@ -51,6 +51,17 @@ func (ks *Keys) Sign(r io.Reader) (field string, d *Domain, err error) {
 	}
 	if d, ok = ks.Match(author); !ok {
 		return "", nil, nil
+	}
+	if !ended {
+		// Only a header section (RFC 5322 allows a message without a
+		// body and the empty line before it), as the next hop gets it:
+		// its last line ended by CRLF (our client ends the content so).
+		// A verifier reads it as fields and an empty body, which is what
+		// go-msgauth signs once the section is ended.
+		if len(head) > 0 && head[len(head)-1] != '\n' {
+			head = append(head, crlf...)
+		}
+		head = append(head, crlf...)
 	}
 	field, err = d.sign(io.MultiReader(bytes.NewReader(head), br), fields)
 	if err != nil {
@@ -150,23 +161,26 @@ func authorDomain(fields []headerField) (string, bool) {
 	return domain, domain != ""
 }
 
+// crlf ends a line.
+var crlf = []byte("\r\n")
+
 // readHeader reads the header section from br, up to and including the
-// empty line that ends it (or all of a message that has no body).
-func readHeader(br *bufio.Reader) ([]byte, error) {
-	var head []byte
+// empty line that ends it, or all of a message that has no such line
+// (ended false).
+func readHeader(br *bufio.Reader) (head []byte, ended bool, err error) {
 	lineStart := 0 // where the line being read starts in head
 	for {
 		chunk, err := br.ReadSlice('\n')
 		head = append(head, chunk...)
 		switch line := head[lineStart:]; {
 		case err == io.EOF:
-			return head, nil
+			return head, false, nil
 		case err != nil && !errors.Is(err, bufio.ErrBufferFull):
-			return nil, fmt.Errorf("dkim: reading the header: %w", err)
+			return nil, false, fmt.Errorf("dkim: reading the header: %w", err)
 		case len(head) > maxHeader:
-			return nil, ErrHeaderTooLarge
+			return nil, false, ErrHeaderTooLarge
 		case err == nil && (string(line) == "\r\n" || string(line) == "\n"):
-			return head, nil
+			return head, true, nil
 		case err == nil:
 			lineStart = len(head) // a whole line; a long one comes in chunks
 		}
