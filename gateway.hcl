@@ -129,9 +129,10 @@ delivery {
   #   tls = "none"
   # }
   # A smarthost that wants a login: AUTH PLAIN (or LOGIN) with the
-  # password read from a file next to this one. Credentials go only over
-  # TLS, unless the route says tls = "none"; "require" also verifies the
-  # smarthost's certificate. A refused login defers the mail.
+  # password read from a file next to this one. The credentials go to via
+  # only, over TLS with its certificate verified (tls is "require" here
+  # unless the route says "none" to allow clear text). A refused login
+  # defers the mail.
   # route "*" {
   #   via = "smtp.provider.example:587"
   #   tls = "require"

@@ -3,8 +3,8 @@ package arc
 import (
 	"crypto/rsa"
 	"errors"
-	"math/big"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 )

@@ -371,6 +371,9 @@ func (d *decoder) routes(rs []rawRoute) []Route {
 		d.enum("tls", r.TLS, &rt.TLS, deliveryTLS())
 		if r.Auth != nil {
 			rt.Auth = d.routeAuth(r.Auth)
+			if rt.Transport == transportSMTP {
+				d.authRouteTLS(&r, &rt)
+			}
 		}
 		if transportOK {
 			d.transportArgs(&r, rt.Transport)
@@ -402,6 +405,25 @@ func (d *decoder) routeAuth(r *rawRouteAuth) *RouteAuth {
 		a.Password = pass
 	}
 	return &a
+}
+
+// authRouteTLS checks the next hop and TLS policy of a route with
+// credentials: they go to its via only (never to an MX found by look-up),
+// over verified TLS unless the route itself says tls = "none". So its tls
+// defaults to "require", not to delivery's tls, and "opportunistic" (any
+// certificate, or none) is refused.
+func (d *decoder) authRouteTLS(r *rawRoute, rt *Route) {
+	if !present(r.Via) {
+		d.errorf(r.Auth.DefRange, "Missing required argument",
+			"A route with auth needs via, the smarthost its credentials are for; without it they would go to every recipient domain's MX.")
+	}
+	switch rt.TLS {
+	case "":
+		rt.TLS = "require"
+	case defaultDeliveryTLS:
+		d.errorf(r.TLS.Range(), "Invalid value",
+			`A route with auth sends its credentials over verified TLS: tls = "require" (the default here), or "none" to allow clear text; "opportunistic" would send them to any certificate.`)
+	}
 }
 
 // transportArgs checks that a route has the arguments its transport needs

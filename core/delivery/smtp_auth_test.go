@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"crypto/tls"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,11 +21,12 @@ func (p passwords) Authenticate(_ context.Context, user, pass string) (bool, err
 	return ok && pass == want, nil
 }
 
-// TestSMTPAuth: a route's credentials log in to a smarthost, only over TLS
-// unless the route says tls = "none"; every failure defers; a pooled
-// session is reused only under the credentials it logged in with.
+// TestSMTPAuth: a route's credentials log in to a smarthost, only over
+// verified TLS unless the route says tls = "none"; every failure defers; a
+// pooled session is reused only under the credentials it logged in with.
 func TestSMTPAuth(t *testing.T) {
-	serverTLS, _ := smtptest.TLSConfigs(t)
+	serverTLS, clientTLS := smtptest.TLSConfigs(t)
+	trusting := delivery.SMTPOptions{TLSConfig: func(string) *tls.Config { return clientTLS.Clone() }}
 	users := passwords{"gw": "s3cret"}
 	// smarthost relays for clients that log in only.
 	smarthost := func(tlsOn, insecure bool) func(*smtp.Options) {
@@ -45,10 +47,10 @@ func TestSMTPAuth(t *testing.T) {
 		return []delivery.Result{{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 7, e2}, Text: text, RemoteMTA: remote}}
 	}
 
-	t.Run("over STARTTLS", func(t *testing.T) {
+	t.Run("over verified STARTTLS", func(t *testing.T) {
 		m := startTestMTA(t, testMTAConfig{mod: smarthost(true, false)})
-		tr := newSMTPTransport(t, delivery.SMTPOptions{})
-		got := deliver(t, tr, delivery.Route{Via: m.addr, TLS: delivery.TLSOpportunistic, Auth: login})
+		tr := newSMTPTransport(t, trusting)
+		got := deliver(t, tr, delivery.Route{Via: m.addr, TLS: delivery.TLSRequire, Auth: login})
 		if len(got) != 1 || got[0].Class != delivery.Delivered {
 			t.Fatalf("Deliver = %+v, want delivered", got)
 		}
@@ -59,27 +61,47 @@ func TestSMTPAuth(t *testing.T) {
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		m := startTestMTA(t, testMTAConfig{mod: smarthost(true, false)})
-		tr := newSMTPTransport(t, delivery.SMTPOptions{})
-		got := deliver(t, tr, delivery.Route{Via: m.addr, Auth: &delivery.Credentials{Username: "gw", Password: "wrong"}})
-		want := deferred(8, "authentication as gw failed: 535 5.7.8 Authentication credentials invalid", "[127.0.0.1]")
+		tr := newSMTPTransport(t, trusting)
+		got := deliver(t, tr, delivery.Route{Via: m.addr, TLS: delivery.TLSRequire, Auth: &delivery.Credentials{Username: "gw", Password: "wrong"}})
+		want := deferred(8, "authentication failed: 535 5.7.8 Authentication credentials invalid", "[127.0.0.1]")
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Deliver (-want +got):\n%s", diff)
 		}
 		checkSpooled(t, m)
 	})
-	t.Run("no TLS: credentials kept", func(t *testing.T) {
-		m := startTestMTA(t, testMTAConfig{mod: smarthost(false, true)})
-		tr := newSMTPTransport(t, delivery.SMTPOptions{})
-		got := deliver(t, tr, delivery.Route{Via: m.addr, TLS: delivery.TLSOpportunistic, Auth: login})
-		want := deferred(10, `not sending credentials to 127.0.0.1 [`+m.addr+`] in clear text: its session has no TLS (set tls = "none" on the route to allow it)`, "[127.0.0.1]")
-		want[0].Local = true // our refusal to go on, not the smarthost's reply
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("Deliver (-want +got):\n%s", diff)
-		}
-		if n := m.count(sdk.StageAuth); n != 0 {
-			t.Errorf("smarthost saw %d AUTH commands, want none", n)
-		}
-	})
+	// Credentials kept: each case must end without AUTH sent.
+	kept := []struct {
+		name   string
+		tlsOn  bool
+		policy string
+		opt    delivery.SMTPOptions
+		e2     uint16
+		text   string // after "127.0.0.1 [addr]"
+	}{
+		{"opportunistic", true, delivery.TLSOpportunistic, trusting, 10, " without a verified TLS session: the route's tls is opportunistic"},
+		{"require, no STARTTLS", false, delivery.TLSRequire, trusting, 5, " does not offer STARTTLS"},
+		{"require, an untrusted certificate", true, delivery.TLSRequire, delivery.SMTPOptions{}, 5, ": smtp: TLS handshake: tls: failed to verify certificate: x509: certificate signed by unknown authority"},
+	}
+	for _, tt := range kept {
+		t.Run("credentials kept: "+tt.name, func(t *testing.T) {
+			m := startTestMTA(t, testMTAConfig{mod: smarthost(tt.tlsOn, true)})
+			tr := newSMTPTransport(t, tt.opt)
+			got := deliver(t, tr, delivery.Route{Via: m.addr, TLS: tt.policy, Auth: login})
+			where := "127.0.0.1 [" + m.addr + "]"
+			text := "not sending credentials to " + where + tt.text
+			if tt.e2 == 5 {
+				text = "TLS required but not available: " + where + tt.text
+			}
+			want := deferred(tt.e2, text, "[127.0.0.1]")
+			want[0].Local = true // our refusal to go on, not the smarthost's reply
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Deliver (-want +got):\n%s", diff)
+			}
+			if n := m.count(sdk.StageAuth); n != 0 {
+				t.Errorf("smarthost saw %d AUTH commands, want none", n)
+			}
+		})
+	}
 	t.Run(`tls = "none" sends them in clear text`, func(t *testing.T) {
 		m := startTestMTA(t, testMTAConfig{mod: smarthost(false, true)})
 		tr := newSMTPTransport(t, delivery.SMTPOptions{})
@@ -93,8 +115,8 @@ func TestSMTPAuth(t *testing.T) {
 	})
 	t.Run("AUTH not offered", func(t *testing.T) {
 		m := startTestMTA(t, testMTAConfig{mod: func(o *smtp.Options) { o.TLS = serverTLS }})
-		tr := newSMTPTransport(t, delivery.SMTPOptions{})
-		got := deliver(t, tr, delivery.Route{Via: m.addr, Auth: login})
+		tr := newSMTPTransport(t, trusting)
+		got := deliver(t, tr, delivery.Route{Via: m.addr, TLS: delivery.TLSRequire, Auth: login})
 		want := deferred(4, "127.0.0.1 ["+m.addr+"] does not offer AUTH", "[127.0.0.1]")
 		want[0].Local = true // our refusal to go on, not the smarthost's reply
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -104,9 +126,9 @@ func TestSMTPAuth(t *testing.T) {
 	})
 	t.Run("pool keeps sessions apart by credentials", func(t *testing.T) {
 		m := startTestMTA(t, testMTAConfig{mod: func(o *smtp.Options) { o.Auth, o.TLS = users, serverTLS }})
-		tr := newSMTPTransport(t, delivery.SMTPOptions{})
+		tr := newSMTPTransport(t, trusting)
 		for _, auth := range []*delivery.Credentials{login, nil, login} {
-			if got := deliver(t, tr, delivery.Route{Via: m.addr, Auth: auth}); len(got) != 1 || got[0].Class != delivery.Delivered {
+			if got := deliver(t, tr, delivery.Route{Via: m.addr, TLS: delivery.TLSRequire, Auth: auth}); len(got) != 1 || got[0].Class != delivery.Delivered {
 				t.Fatalf("Deliver (auth %v) = %+v, want delivered", auth != nil, got)
 			}
 		}

@@ -590,8 +590,10 @@ func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) 
 }
 
 // login authenticates sc's session with its key's credentials, if any:
-// AUTH PLAIN, else LOGIN. Credentials go only over TLS, unless the
-// route's policy is "none" (said explicitly). Every failure is temporary,
+// AUTH PLAIN, else LOGIN. Credentials go only over TLS under the
+// "require" policy (the certificate verified), or in clear text under
+// "none", which the route must say itself (config sees to both); never
+// under "opportunistic", which takes any certificate. Every failure is temporary,
 // a refused password too (as Postfix's smtp_sasl_auth_soft_bounce): a
 // configuration mistake must not bounce the mail queued behind it.
 func (s *SMTP) login(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
@@ -606,7 +608,10 @@ func (s *SMTP) login(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
 		r.RemoteMTA = remote
 		return nil, &r
 	}
-	if !tlsOn(c) && key.tls != TLSNone {
+	switch {
+	case key.tls == TLSOpportunistic:
+		return fail(10, "not sending credentials to "+where+" without a verified TLS session: the route's tls is opportunistic")
+	case !tlsOn(c) && key.tls != TLSNone:
 		return fail(10, "not sending credentials to "+where+" in clear text: its session has no TLS (set tls = \"none\" on the route to allow it)")
 	}
 	mechs, offered := c.Extension("AUTH")
@@ -630,7 +635,7 @@ func (s *SMTP) login(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
 	var reply smtp.Reply
 	if errors.As(err, &reply) {
 		r := hopReplyResult(reply, remote)
-		r.Text = message.OneLine("authentication as " + key.auth.Username + " failed: " + r.Text)
+		r.Text = message.OneLine("authentication failed: " + r.Text) // no username: the text may reach the sender in a DSN
 		s.hangUp(ctx, c)
 		return nil, &r
 	}

@@ -32,4 +32,18 @@ delivery {
       password = "p"
     }
   }
+  route "mx.test" {
+    auth {
+      username = "u"
+      password = "p"
+    }
+  }
+  route "opportunistic.test" {
+    via = "relay.test:25"
+    tls = "opportunistic"
+    auth {
+      username = "u"
+      password = "p"
+    }
+  }
 }
