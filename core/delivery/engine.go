@@ -104,6 +104,7 @@ type Engine struct {
 	holds      *holds           // held domains (hold.go)
 	hopLimit   int              // Received fields a queued message may carry: MaxHops and ours
 	dkim       atomic.Pointer[dkim.Keys]
+	arc        atomic.Pointer[ARCSealing]
 
 	kick    chan struct{} // rescan the spool (Kick)
 	parking chan struct{} // a slot per held message being set aside (park)

@@ -175,7 +175,7 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (a *
 		a.end(rcptOutcome{class: Permanent, reply: "554 5.4.6 mail loop detected (too many Received header fields)", status: sdk.EnhancedCode{5, 4, 6}})
 		return a
 	}
-	if e.predeliver(ctx, a) && e.sign(a) {
+	if e.predeliver(ctx, a) && e.sign(a) && e.seal(a) {
 		e.deliver(ctx, a)
 	}
 	return a
