@@ -18,6 +18,7 @@ FUZZ_TARGETS = \
 	./core/smtp:FuzzXText \
 	./core/message:FuzzHopCounter \
 	./core/message:FuzzRewrite \
+	./core/mailauth:FuzzHeaderParsers \
 	./core/envelope:FuzzParsePath \
 	./core/dkim:FuzzSign \
 	./core/config:FuzzParse \

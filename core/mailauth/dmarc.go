@@ -94,7 +94,7 @@ func isLetDig(c byte) bool {
 }
 
 func appendDomain(out []string, d string) []string {
-	d = envelope.FoldDomain(d)
+	d = strings.Trim(envelope.FoldDomain(d), ".")
 	if d == "" || slices.Contains(out, d) {
 		return out
 	}
@@ -105,7 +105,7 @@ func appendDomain(out []string, d string) []string {
 // registrable part by the public suffix list, or d itself when d is a
 // public suffix.
 func OrgDomain(d string) string {
-	d = envelope.FoldDomain(d)
+	d = strings.Trim(envelope.FoldDomain(d), ".")
 	if org, err := publicsuffix.EffectiveTLDPlusOne(d); err == nil {
 		return org
 	}
