@@ -28,6 +28,11 @@ type Config struct {
 	Admin    Admin
 	Inject   Inject
 
+	// Authentication is the authentication block: SPF, DKIM, DMARC and ARC
+	// checks of mail from clients neither in relay.networks nor
+	// authenticated. nil: no block, no checks.
+	Authentication *Authentication `json:",omitempty"`
+
 	// Pipeline is the order the hook handlers run in, at every stage: each
 	// entry names a handler block as "lua.<name>" or "plugin.<name>".
 	// Every handler block appears exactly once. Without a pipeline setting
@@ -321,4 +326,24 @@ type Match struct {
 func (m Match) IsZero() bool {
 	return len(m.Stages) == 0 && len(m.Clients) == 0 && len(m.SenderDomains) == 0 &&
 		len(m.RecipientDomains) == 0 && m.Authenticated == nil && len(m.Commands) == 0
+}
+
+// Authentication is authentication { … }: how mail from outside (a client
+// neither in relay.networks nor authenticated) is checked at the data
+// stage, before the hooks run.
+type Authentication struct {
+	SPF  bool // RFC 7208 for MAIL FROM (HELO for <>); default true
+	DKIM bool // verify every DKIM-Signature (RFC 6376, RFC 8463); default true
+	// DMARC is "off", "report" (results in the header only, the default)
+	// or "enforce" (p=reject refused with 550 5.7.1, p=quarantine marked
+	// with X-Gateway-Quarantine, a DNS failure that leaves the outcome open
+	// deferred with 451 4.7.5).
+	DMARC string
+	ARC   bool // verify an incoming ARC chain (RFC 8617); default false
+	// ARCSeal names the dkim block whose key seals the ARC sets of mail
+	// we forward; "" seals nothing.
+	ARCSeal string
+	// AuthservID is the authserv-id of our Authentication-Results fields
+	// (RFC 8601); default the hostname.
+	AuthservID string
 }

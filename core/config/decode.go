@@ -80,6 +80,9 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 			d.errorf(r.Inject.Address.Range(), "Duplicate listener address", "The admin API already uses this address.")
 		}
 	}
+	if r.AuthCheck != nil {
+		c.Authentication = d.authentication(r.AuthCheck, c.Hostname)
+	}
 	d.hooks(r, &c)
 	c.DKIM = d.dkimBlocks(r.DKIM)
 	return c

@@ -56,6 +56,12 @@ const (
 	minLuaMaxMemory      = 1 << 20         // the least max_memory of a lua block
 	defaultPluginTimeout = 2 * time.Second // each call of a plugin (a process away)
 	defaultOnError       = "defer"         // a hook that errors, panics or times out: 451 4.3.0
+
+	// authentication { … }: what a block without the setting does.
+	defaultAuthSPF   = true
+	defaultAuthDKIM  = true
+	defaultAuthDMARC = "report"
+	defaultAuthARC   = false
 )
 
 // The built-in transports of a route; any other lower-case name is a

@@ -30,6 +30,9 @@ type rawFile struct {
 	Lua       []rawLua      `hcl:"lua,block"`
 	Plugins   []rawPlugin   `hcl:"plugin,block"`
 	DKIM      []rawDKIM     `hcl:"dkim,block"`
+
+	// AuthCheck is authentication { … } (not Auth, the users' block).
+	AuthCheck *rawAuthentication `hcl:"authentication,block"`
 }
 
 // rawLog is log { … }.
@@ -193,4 +196,14 @@ type rawMatch struct {
 	RecipientDomain hcl.Expression `hcl:"recipient_domain,optional"`
 	Authenticated   hcl.Expression `hcl:"authenticated,optional"`
 	Command         hcl.Expression `hcl:"command,optional"`
+}
+
+// rawAuthentication is authentication { … }: the checks of inbound mail.
+type rawAuthentication struct {
+	SPF        hcl.Expression `hcl:"spf,optional"`
+	DKIM       hcl.Expression `hcl:"dkim,optional"`
+	DMARC      hcl.Expression `hcl:"dmarc,optional"`
+	ARC        hcl.Expression `hcl:"arc,optional"`
+	ARCSeal    hcl.Expression `hcl:"arc_seal,optional"`
+	AuthservID hcl.Expression `hcl:"authserv_id,optional"`
 }

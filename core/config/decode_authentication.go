@@ -1,0 +1,31 @@
+package config
+
+// dmarcModes are the values of authentication.dmarc.
+func dmarcModes() []string { return []string{"off", "report", "enforce"} }
+
+// authentication decodes the authentication block. arc_seal names a dkim
+// block: only its form is checked here, as a domain name.
+func (d *decoder) authentication(r *rawAuthentication, hostname string) *Authentication {
+	a := &Authentication{
+		SPF:        defaultAuthSPF,
+		DKIM:       defaultAuthDKIM,
+		DMARC:      defaultAuthDMARC,
+		ARC:        defaultAuthARC,
+		AuthservID: hostname,
+	}
+	d.boolean("spf", r.SPF, &a.SPF)
+	d.boolean("dkim", r.DKIM, &a.DKIM)
+	dmarcOK := d.enum("dmarc", r.DMARC, &a.DMARC, dmarcModes())
+	d.boolean("arc", r.ARC, &a.ARC)
+	if present(r.ARCSeal) {
+		d.domain("arc_seal", r.ARCSeal, &a.ARCSeal)
+	}
+	if present(r.AuthservID) {
+		d.domain("authserv_id", r.AuthservID, &a.AuthservID)
+	}
+	if dmarcOK && a.DMARC != "off" && !a.SPF && !a.DKIM {
+		d.errorf(r.DMARC.Range(), "Invalid value",
+			"dmarc = %q needs spf or dkim: DMARC judges their results.", a.DMARC)
+	}
+	return a
+}
