@@ -134,14 +134,47 @@ func toPBMessage(m *Message) *pb.Message {
 	if m == nil {
 		return nil
 	}
-	return &pb.Message{Header: toPBHeader(m.Header), Body: m.Body, Truncated: m.Truncated, Size: m.Size}
+	return &pb.Message{Header: toPBHeader(m.Header), Body: m.Body, Truncated: m.Truncated, Size: m.Size, Auth: toPBAuth(m.Auth)}
 }
 
 func fromPBMessage(m *pb.Message) *Message {
 	if m == nil {
 		return nil
 	}
-	return &Message{Header: fromPBHeader(m.GetHeader()), Body: nonEmpty(m.GetBody()), Truncated: m.GetTruncated(), Size: m.GetSize()}
+	return &Message{
+		Header: fromPBHeader(m.GetHeader()), Body: nonEmpty(m.GetBody()), Truncated: m.GetTruncated(), Size: m.GetSize(),
+		Auth: fromPBAuth(m.GetAuth()),
+	}
+}
+
+func toPBAuth(a *AuthResults) *pb.AuthResults {
+	if a == nil {
+		return nil
+	}
+	out := &pb.AuthResults{
+		Spf:   &pb.AuthResult{Result: a.SPF.Result, Domain: a.SPF.Domain},
+		Dmarc: &pb.AuthResult{Result: a.DMARC.Result, Domain: a.DMARC.Domain, Policy: a.DMARC.Policy},
+		Arc:   &pb.AuthResult{Result: a.ARC.Result},
+	}
+	for _, d := range a.DKIM {
+		out.Dkim = append(out.Dkim, &pb.AuthResult{Result: d.Result, Domain: d.Domain, Selector: d.Selector})
+	}
+	return out
+}
+
+func fromPBAuth(a *pb.AuthResults) *AuthResults {
+	if a == nil {
+		return nil
+	}
+	out := &AuthResults{
+		SPF:   SPFResult{Result: a.GetSpf().GetResult(), Domain: a.GetSpf().GetDomain()},
+		DMARC: DMARCResult{Result: a.GetDmarc().GetResult(), Domain: a.GetDmarc().GetDomain(), Policy: a.GetDmarc().GetPolicy()},
+		ARC:   ARCResult{Result: a.GetArc().GetResult()},
+	}
+	for _, d := range a.GetDkim() {
+		out.DKIM = append(out.DKIM, DKIMResult{Result: d.GetResult(), Domain: d.GetDomain(), Selector: d.GetSelector()})
+	}
+	return out
 }
 
 func toPBRequest(r *Request) *pb.HandleRequest {

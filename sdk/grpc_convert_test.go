@@ -57,6 +57,14 @@ func TestRequestRoundTrip(t *testing.T) {
 			Header: []HeaderField{{"From", "a@example.net"}, {"X-Empty", ""}}, Body: []byte("body\r\n"), Truncated: true, Size: 99,
 		}}},
 		{"empty message", &Request{Stage: StageData, Message: &Message{}}},
+		{"auth results", &Request{Stage: StageData, Message: &Message{Size: 9, Auth: &AuthResults{
+			SPF: SPFResult{Result: "pass", Domain: "example.net"},
+			DKIM: []DKIMResult{{Result: "pass", Domain: "example.net", Selector: "s1"},
+				{Result: "fail", Domain: "list.example", Selector: "2026"}},
+			DMARC: DMARCResult{Result: "fail", Policy: "quarantine", Domain: "example.net"},
+			ARC:   ARCResult{Result: "none"},
+		}}}},
+		{"zero auth results", &Request{Stage: StageData, Message: &Message{Auth: &AuthResults{}}}},
 		{"predelivery", &Request{Stage: StagePredelivery, Txn: fullTxn(), Arg: "example.org", Message: &Message{Size: 1}}},
 	}
 	for _, tt := range tests {

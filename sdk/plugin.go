@@ -48,6 +48,11 @@ type Message struct {
 	Body      []byte        // the body after the header section, up to the host's limit
 	Truncated bool          // Body stops at the limit
 	Size      int64         // the whole message in bytes
+	// Auth is what the gateway's checks of inbound mail found (SPF, DKIM,
+	// DMARC, ARC) at the data stage; nil when it made none (no
+	// authentication block, or a client in relay.networks or
+	// authenticated) and at predelivery.
+	Auth *AuthResults
 }
 
 // Request is one hook call: the stage and what is known at it.

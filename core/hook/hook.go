@@ -42,6 +42,11 @@ type Request struct {
 	// elsewhere): read-only and read lazily, so a handler that does not
 	// look at it costs nothing.
 	Message Message
+	// Auth is the outcome of the checks of inbound mail (SPF, DKIM, DMARC,
+	// ARC: core/mailauth) at the data stage; nil when none were made (the
+	// authentication block is absent, or the client is in relay.networks
+	// or authenticated).
+	Auth *sdk.AuthResults
 
 	// Skip names handlers (as Handler.Name reports them: "lua.<name>" for
 	// a configured script) that this dispatch must not call. The chain

@@ -30,6 +30,7 @@ type call struct {
 	header               []sdk.HeaderField
 	body                 glua.LValue
 	bodyCut              bool
+	auth                 *glua.LTable
 }
 
 // defineCtx builds the metatables of ctx and ctx.msg and the ctx methods.
@@ -100,6 +101,13 @@ func (st *state) ctxIndex(L *glua.LState) int {
 			}
 		}
 		v = c.notes
+	case "auth":
+		if req.Auth != nil {
+			if c.auth == nil {
+				c.auth = authTable(L, req.Auth)
+			}
+			v = c.auth
+		}
 	case "msg":
 		if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
 			if c.msgUD == nil {
@@ -115,6 +123,31 @@ func (st *state) ctxIndex(L *glua.LState) int {
 	}
 	L.Push(v)
 	return 1
+}
+
+// authTable is ctx.auth: the checks of inbound mail as plain tables,
+// spf {result, domain}, dkim a list of {result, domain, selector}, dmarc
+// {result, policy, domain}, arc {result}.
+func authTable(L *glua.LState, a *sdk.AuthResults) *glua.LTable {
+	t := L.CreateTable(0, 4)
+	t.RawSetString("spf", strTable(L, "result", a.SPF.Result, "domain", a.SPF.Domain))
+	dkim := L.CreateTable(len(a.DKIM), 0)
+	for _, d := range a.DKIM {
+		dkim.Append(strTable(L, "result", d.Result, "domain", d.Domain, "selector", d.Selector))
+	}
+	t.RawSetString("dkim", dkim)
+	t.RawSetString("dmarc", strTable(L, "result", a.DMARC.Result, "policy", a.DMARC.Policy, "domain", a.DMARC.Domain))
+	t.RawSetString("arc", strTable(L, "result", a.ARC.Result))
+	return t
+}
+
+// strTable is a table of string fields from key, value pairs.
+func strTable(L *glua.LState, kv ...string) *glua.LTable {
+	t := L.CreateTable(0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		t.RawSetString(kv[i], glua.LString(kv[i+1]))
+	}
+	return t
 }
 
 // session returns the connection facts. Requests from the queue

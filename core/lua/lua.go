@@ -39,6 +39,15 @@
 //	ctx.arg          command: the argument; auth: the mechanism; predelivery:
 //	                 the destination domain; else nil
 //	ctx.msg          data and predelivery: the message (see below); else nil
+//	ctx.auth         data: the checks of inbound mail (the authentication
+//	                 block), nil when none were made (no block, or a client
+//	                 in relay.networks or authenticated):
+//	  .spf           {result, domain}: "pass", "fail", "softfail", "neutral",
+//	                 "none", "temperror", "permerror"; the MAIL FROM (or HELO) domain
+//	  .dkim          array of {result, domain, selector}, one per signature
+//	  .dmarc         {result, policy, domain}: policy "none", "quarantine",
+//	                 "reject" (after pct), "" without a record
+//	  .arc           {result}
 //	ctx.notes        the notes written so far, by this script and the others:
 //	                 {["lua.relay/score"] = "5", ["plugin.x/list"] = …}; a
 //	                 copy (changing it changes nothing)

@@ -27,10 +27,10 @@ type dmarcOutcome struct {
 
 // policyRecord is the DMARC record that governs one author domain.
 type policyRecord struct {
-	author string       // the From: domain
-	at     string       // where the record was found: author or its org domain
+	author string        // the From: domain
+	at     string        // where the record was found: author or its org domain
 	rec    *dmarc.Record // nil: none, or err
-	err    error        // temporary (resolver.IsTemporary) or a bad record
+	err    error         // temporary (resolver.IsTemporary) or a bad record
 }
 
 // errNoFrom is a header without a From: address: the message is invalid

@@ -45,6 +45,7 @@ func (p *Plugin) request(req *hook.Request) (*sdk.Request, error) {
 		if err != nil {
 			return nil, err
 		}
+		m.Auth = req.Auth
 		r.Message = m
 	}
 	return r, nil

@@ -731,6 +731,7 @@ type Message struct {
 	Body          []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	Truncated     bool                   `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Auth          *AuthResults           `protobuf:"bytes,5,opt,name=auth,proto3" json:"auth,omitempty"` // absent = no checks made
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -793,6 +794,151 @@ func (x *Message) GetSize() int64 {
 	return 0
 }
 
+func (x *Message) GetAuth() *AuthResults {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// AuthResults mirrors sdk.AuthResults: the checks of inbound mail.
+type AuthResults struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spf           *AuthResult            `protobuf:"bytes,1,opt,name=spf,proto3" json:"spf,omitempty"`     // result, domain
+	Dkim          []*AuthResult          `protobuf:"bytes,2,rep,name=dkim,proto3" json:"dkim,omitempty"`   // result, domain, selector
+	Dmarc         *AuthResult            `protobuf:"bytes,3,opt,name=dmarc,proto3" json:"dmarc,omitempty"` // result, domain, policy
+	Arc           *AuthResult            `protobuf:"bytes,4,opt,name=arc,proto3" json:"arc,omitempty"`     // result
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthResults) Reset() {
+	*x = AuthResults{}
+	mi := &file_gateway_v1_plugin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthResults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthResults) ProtoMessage() {}
+
+func (x *AuthResults) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_plugin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthResults.ProtoReflect.Descriptor instead.
+func (*AuthResults) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AuthResults) GetSpf() *AuthResult {
+	if x != nil {
+		return x.Spf
+	}
+	return nil
+}
+
+func (x *AuthResults) GetDkim() []*AuthResult {
+	if x != nil {
+		return x.Dkim
+	}
+	return nil
+}
+
+func (x *AuthResults) GetDmarc() *AuthResult {
+	if x != nil {
+		return x.Dmarc
+	}
+	return nil
+}
+
+func (x *AuthResults) GetArc() *AuthResult {
+	if x != nil {
+		return x.Arc
+	}
+	return nil
+}
+
+// AuthResult is one check's outcome; each kind uses the fields it has.
+type AuthResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Result        string                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	Domain        string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	Selector      string                 `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	Policy        string                 `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthResult) Reset() {
+	*x = AuthResult{}
+	mi := &file_gateway_v1_plugin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthResult) ProtoMessage() {}
+
+func (x *AuthResult) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_plugin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
+func (*AuthResult) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AuthResult) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuthResult) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *AuthResult) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *AuthResult) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
 // HandleRequest mirrors sdk.Request. Absent messages are nil pointers.
 type HandleRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -810,7 +956,7 @@ type HandleRequest struct {
 
 func (x *HandleRequest) Reset() {
 	*x = HandleRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[7]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +968,7 @@ func (x *HandleRequest) String() string {
 func (*HandleRequest) ProtoMessage() {}
 
 func (x *HandleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[7]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +981,7 @@ func (x *HandleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleRequest.ProtoReflect.Descriptor instead.
 func (*HandleRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HandleRequest) GetStage() string {
@@ -908,7 +1054,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[8]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1066,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[8]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1079,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Decision) GetVerdict() Verdict {
@@ -988,7 +1134,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[9]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1146,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[9]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1159,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Route) GetTransport() string {
@@ -1048,7 +1194,7 @@ type Effects struct {
 
 func (x *Effects) Reset() {
 	*x = Effects{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[10]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1206,7 @@ func (x *Effects) String() string {
 func (*Effects) ProtoMessage() {}
 
 func (x *Effects) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[10]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1219,7 @@ func (x *Effects) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effects.ProtoReflect.Descriptor instead.
 func (*Effects) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Effects) GetAddHeaders() []*HeaderField {
@@ -1149,7 +1295,7 @@ type HandleResponse struct {
 
 func (x *HandleResponse) Reset() {
 	*x = HandleResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[11]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1307,7 @@ func (x *HandleResponse) String() string {
 func (*HandleResponse) ProtoMessage() {}
 
 func (x *HandleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[11]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1320,7 @@ func (x *HandleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleResponse.ProtoReflect.Descriptor instead.
 func (*HandleResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HandleResponse) GetDecision() *Decision {
@@ -1204,7 +1350,7 @@ type ConfigField struct {
 
 func (x *ConfigField) Reset() {
 	*x = ConfigField{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[12]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1362,7 @@ func (x *ConfigField) String() string {
 func (*ConfigField) ProtoMessage() {}
 
 func (x *ConfigField) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[12]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1375,7 @@ func (x *ConfigField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigField.ProtoReflect.Descriptor instead.
 func (*ConfigField) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ConfigField) GetName() string {
@@ -1281,7 +1427,7 @@ type Info struct {
 
 func (x *Info) Reset() {
 	*x = Info{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[13]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1439,7 @@ func (x *Info) String() string {
 func (*Info) ProtoMessage() {}
 
 func (x *Info) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[13]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1452,7 @@ func (x *Info) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Info.ProtoReflect.Descriptor instead.
 func (*Info) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Info) GetName() string {
@@ -1359,7 +1505,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[14]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1517,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[14]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1530,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 type GetInfoResponse struct {
@@ -1396,7 +1542,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[15]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1554,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[15]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1567,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetInfoResponse) GetInfo() *Info {
@@ -1441,7 +1587,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[16]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1599,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[16]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1612,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConfigureRequest) GetConfigJson() []byte {
@@ -1493,7 +1639,7 @@ type ConfigError struct {
 
 func (x *ConfigError) Reset() {
 	*x = ConfigError{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[17]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1651,7 @@ func (x *ConfigError) String() string {
 func (*ConfigError) ProtoMessage() {}
 
 func (x *ConfigError) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[17]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1664,7 @@ func (x *ConfigError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigError.ProtoReflect.Descriptor instead.
 func (*ConfigError) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfigError) GetField() string {
@@ -1545,7 +1691,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[18]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1703,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[18]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1716,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConfigureResponse) GetErrors() []*ConfigError {
@@ -1595,7 +1741,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[19]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1753,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[19]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1766,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Delivery) GetId() string {
@@ -1685,7 +1831,7 @@ type DeliveryResult struct {
 
 func (x *DeliveryResult) Reset() {
 	*x = DeliveryResult{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[20]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1843,7 @@ func (x *DeliveryResult) String() string {
 func (*DeliveryResult) ProtoMessage() {}
 
 func (x *DeliveryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[20]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1856,7 @@ func (x *DeliveryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryResult.ProtoReflect.Descriptor instead.
 func (*DeliveryResult) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeliveryResult) GetOutcome() Outcome {
@@ -1757,7 +1903,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[21]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1915,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[21]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1928,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeliverRequest) GetDelivery() *Delivery {
@@ -1802,7 +1948,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[22]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1960,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[22]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1973,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeliverResponse) GetResults() []*DeliveryResult {
@@ -1847,7 +1993,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[23]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2005,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[23]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2018,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LookupRequest) GetType() LookupType {
@@ -1899,7 +2045,7 @@ type MX struct {
 
 func (x *MX) Reset() {
 	*x = MX{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[24]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2057,7 @@ func (x *MX) String() string {
 func (*MX) ProtoMessage() {}
 
 func (x *MX) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[24]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2070,7 @@ func (x *MX) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MX.ProtoReflect.Descriptor instead.
 func (*MX) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MX) GetHost() string {
@@ -1951,7 +2097,7 @@ type LookupResponse struct {
 
 func (x *LookupResponse) Reset() {
 	*x = LookupResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[25]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2109,7 @@ func (x *LookupResponse) String() string {
 func (*LookupResponse) ProtoMessage() {}
 
 func (x *LookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[25]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2122,7 @@ func (x *LookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
 func (*LookupResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LookupResponse) GetValues() []string {
@@ -2003,7 +2149,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[26]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2161,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[26]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2174,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVGetRequest) GetKey() string {
@@ -2055,7 +2201,7 @@ type KVGetResponse struct {
 
 func (x *KVGetResponse) Reset() {
 	*x = KVGetResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[27]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2213,7 @@ func (x *KVGetResponse) String() string {
 func (*KVGetResponse) ProtoMessage() {}
 
 func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[27]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2226,7 @@ func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetResponse.ProtoReflect.Descriptor instead.
 func (*KVGetResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KVGetResponse) GetValue() string {
@@ -2109,7 +2255,7 @@ type KVSetRequest struct {
 
 func (x *KVSetRequest) Reset() {
 	*x = KVSetRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[28]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2267,7 @@ func (x *KVSetRequest) String() string {
 func (*KVSetRequest) ProtoMessage() {}
 
 func (x *KVSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[28]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2280,7 @@ func (x *KVSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVSetRequest.ProtoReflect.Descriptor instead.
 func (*KVSetRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KVSetRequest) GetKey() string {
@@ -2173,7 +2319,7 @@ type KVSetResponse struct {
 
 func (x *KVSetResponse) Reset() {
 	*x = KVSetResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[29]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2331,7 @@ func (x *KVSetResponse) String() string {
 func (*KVSetResponse) ProtoMessage() {}
 
 func (x *KVSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[29]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2344,7 @@ func (x *KVSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVSetResponse.ProtoReflect.Descriptor instead.
 func (*KVSetResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 type KVIncrRequest struct {
@@ -2213,7 +2359,7 @@ type KVIncrRequest struct {
 
 func (x *KVIncrRequest) Reset() {
 	*x = KVIncrRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[30]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2371,7 @@ func (x *KVIncrRequest) String() string {
 func (*KVIncrRequest) ProtoMessage() {}
 
 func (x *KVIncrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[30]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2384,7 @@ func (x *KVIncrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVIncrRequest.ProtoReflect.Descriptor instead.
 func (*KVIncrRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KVIncrRequest) GetKey() string {
@@ -2278,7 +2424,7 @@ type KVIncrResponse struct {
 
 func (x *KVIncrResponse) Reset() {
 	*x = KVIncrResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[31]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2436,7 @@ func (x *KVIncrResponse) String() string {
 func (*KVIncrResponse) ProtoMessage() {}
 
 func (x *KVIncrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[31]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2449,7 @@ func (x *KVIncrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVIncrResponse.ProtoReflect.Descriptor instead.
 func (*KVIncrResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KVIncrResponse) GetValue() int64 {
@@ -2323,7 +2469,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2481,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[32]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2494,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KVDeleteRequest) GetKey() string {
@@ -2373,7 +2519,7 @@ type KVDeleteResponse struct {
 
 func (x *KVDeleteResponse) Reset() {
 	*x = KVDeleteResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2531,7 @@ func (x *KVDeleteResponse) String() string {
 func (*KVDeleteResponse) ProtoMessage() {}
 
 func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[33]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2544,7 @@ func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
 func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 type LogRequest struct {
@@ -2412,7 +2558,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[34]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2570,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[34]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2583,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LogRequest) GetLevel() string {
@@ -2469,7 +2615,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_gateway_v1_plugin_proto_msgTypes[35]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2481,7 +2627,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_plugin_proto_msgTypes[35]
+	mi := &file_gateway_v1_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2494,7 +2640,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 var File_gateway_v1_plugin_proto protoreflect.FileDescriptor
@@ -2534,12 +2680,24 @@ const file_gateway_v1_plugin_proto_rawDesc = "" +
 	"\bsmtputf8\x18\x05 \x01(\bR\bsmtputf8\x12\x10\n" +
 	"\x03ret\x18\x06 \x01(\tR\x03ret\x12\x15\n" +
 	"\x06env_id\x18\a \x01(\tR\x05envId\x126\n" +
-	"\breceived\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\breceived\"\x87\x01\n" +
+	"\breceived\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\breceived\"\xbb\x01\n" +
 	"\aMessage\x126\n" +
 	"\x06header\x18\x01 \x03(\v2\x1e.gateway.plugin.v1.HeaderFieldR\x06header\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12\x1c\n" +
 	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size\"\x96\x03\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x122\n" +
+	"\x04auth\x18\x05 \x01(\v2\x1e.gateway.plugin.v1.AuthResultsR\x04auth\"\xd7\x01\n" +
+	"\vAuthResults\x12/\n" +
+	"\x03spf\x18\x01 \x01(\v2\x1d.gateway.plugin.v1.AuthResultR\x03spf\x121\n" +
+	"\x04dkim\x18\x02 \x03(\v2\x1d.gateway.plugin.v1.AuthResultR\x04dkim\x123\n" +
+	"\x05dmarc\x18\x03 \x01(\v2\x1d.gateway.plugin.v1.AuthResultR\x05dmarc\x12/\n" +
+	"\x03arc\x18\x04 \x01(\v2\x1d.gateway.plugin.v1.AuthResultR\x03arc\"p\n" +
+	"\n" +
+	"AuthResult\x12\x16\n" +
+	"\x06result\x18\x01 \x01(\tR\x06result\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x1a\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\x12\x16\n" +
+	"\x06policy\x18\x04 \x01(\tR\x06policy\"\x96\x03\n" +
 	"\rHandleRequest\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\tR\x05stage\x124\n" +
 	"\asession\x18\x02 \x01(\v2\x1a.gateway.plugin.v1.SessionR\asession\x12(\n" +
@@ -2731,7 +2889,7 @@ func file_gateway_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_gateway_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gateway_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_gateway_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_gateway_v1_plugin_proto_goTypes = []any{
 	(ErrorKind)(0),                // 0: gateway.plugin.v1.ErrorKind
 	(Verdict)(0),                  // 1: gateway.plugin.v1.Verdict
@@ -2745,100 +2903,107 @@ var file_gateway_v1_plugin_proto_goTypes = []any{
 	(*Recipient)(nil),             // 9: gateway.plugin.v1.Recipient
 	(*Txn)(nil),                   // 10: gateway.plugin.v1.Txn
 	(*Message)(nil),               // 11: gateway.plugin.v1.Message
-	(*HandleRequest)(nil),         // 12: gateway.plugin.v1.HandleRequest
-	(*Decision)(nil),              // 13: gateway.plugin.v1.Decision
-	(*Route)(nil),                 // 14: gateway.plugin.v1.Route
-	(*Effects)(nil),               // 15: gateway.plugin.v1.Effects
-	(*HandleResponse)(nil),        // 16: gateway.plugin.v1.HandleResponse
-	(*ConfigField)(nil),           // 17: gateway.plugin.v1.ConfigField
-	(*Info)(nil),                  // 18: gateway.plugin.v1.Info
-	(*GetInfoRequest)(nil),        // 19: gateway.plugin.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),       // 20: gateway.plugin.v1.GetInfoResponse
-	(*ConfigureRequest)(nil),      // 21: gateway.plugin.v1.ConfigureRequest
-	(*ConfigError)(nil),           // 22: gateway.plugin.v1.ConfigError
-	(*ConfigureResponse)(nil),     // 23: gateway.plugin.v1.ConfigureResponse
-	(*Delivery)(nil),              // 24: gateway.plugin.v1.Delivery
-	(*DeliveryResult)(nil),        // 25: gateway.plugin.v1.DeliveryResult
-	(*DeliverRequest)(nil),        // 26: gateway.plugin.v1.DeliverRequest
-	(*DeliverResponse)(nil),       // 27: gateway.plugin.v1.DeliverResponse
-	(*LookupRequest)(nil),         // 28: gateway.plugin.v1.LookupRequest
-	(*MX)(nil),                    // 29: gateway.plugin.v1.MX
-	(*LookupResponse)(nil),        // 30: gateway.plugin.v1.LookupResponse
-	(*KVGetRequest)(nil),          // 31: gateway.plugin.v1.KVGetRequest
-	(*KVGetResponse)(nil),         // 32: gateway.plugin.v1.KVGetResponse
-	(*KVSetRequest)(nil),          // 33: gateway.plugin.v1.KVSetRequest
-	(*KVSetResponse)(nil),         // 34: gateway.plugin.v1.KVSetResponse
-	(*KVIncrRequest)(nil),         // 35: gateway.plugin.v1.KVIncrRequest
-	(*KVIncrResponse)(nil),        // 36: gateway.plugin.v1.KVIncrResponse
-	(*KVDeleteRequest)(nil),       // 37: gateway.plugin.v1.KVDeleteRequest
-	(*KVDeleteResponse)(nil),      // 38: gateway.plugin.v1.KVDeleteResponse
-	(*LogRequest)(nil),            // 39: gateway.plugin.v1.LogRequest
-	(*LogResponse)(nil),           // 40: gateway.plugin.v1.LogResponse
-	nil,                           // 41: gateway.plugin.v1.HandleRequest.NotesEntry
-	nil,                           // 42: gateway.plugin.v1.Effects.NotesEntry
-	nil,                           // 43: gateway.plugin.v1.LogRequest.FieldsEntry
-	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
+	(*AuthResults)(nil),           // 12: gateway.plugin.v1.AuthResults
+	(*AuthResult)(nil),            // 13: gateway.plugin.v1.AuthResult
+	(*HandleRequest)(nil),         // 14: gateway.plugin.v1.HandleRequest
+	(*Decision)(nil),              // 15: gateway.plugin.v1.Decision
+	(*Route)(nil),                 // 16: gateway.plugin.v1.Route
+	(*Effects)(nil),               // 17: gateway.plugin.v1.Effects
+	(*HandleResponse)(nil),        // 18: gateway.plugin.v1.HandleResponse
+	(*ConfigField)(nil),           // 19: gateway.plugin.v1.ConfigField
+	(*Info)(nil),                  // 20: gateway.plugin.v1.Info
+	(*GetInfoRequest)(nil),        // 21: gateway.plugin.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),       // 22: gateway.plugin.v1.GetInfoResponse
+	(*ConfigureRequest)(nil),      // 23: gateway.plugin.v1.ConfigureRequest
+	(*ConfigError)(nil),           // 24: gateway.plugin.v1.ConfigError
+	(*ConfigureResponse)(nil),     // 25: gateway.plugin.v1.ConfigureResponse
+	(*Delivery)(nil),              // 26: gateway.plugin.v1.Delivery
+	(*DeliveryResult)(nil),        // 27: gateway.plugin.v1.DeliveryResult
+	(*DeliverRequest)(nil),        // 28: gateway.plugin.v1.DeliverRequest
+	(*DeliverResponse)(nil),       // 29: gateway.plugin.v1.DeliverResponse
+	(*LookupRequest)(nil),         // 30: gateway.plugin.v1.LookupRequest
+	(*MX)(nil),                    // 31: gateway.plugin.v1.MX
+	(*LookupResponse)(nil),        // 32: gateway.plugin.v1.LookupResponse
+	(*KVGetRequest)(nil),          // 33: gateway.plugin.v1.KVGetRequest
+	(*KVGetResponse)(nil),         // 34: gateway.plugin.v1.KVGetResponse
+	(*KVSetRequest)(nil),          // 35: gateway.plugin.v1.KVSetRequest
+	(*KVSetResponse)(nil),         // 36: gateway.plugin.v1.KVSetResponse
+	(*KVIncrRequest)(nil),         // 37: gateway.plugin.v1.KVIncrRequest
+	(*KVIncrResponse)(nil),        // 38: gateway.plugin.v1.KVIncrResponse
+	(*KVDeleteRequest)(nil),       // 39: gateway.plugin.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),      // 40: gateway.plugin.v1.KVDeleteResponse
+	(*LogRequest)(nil),            // 41: gateway.plugin.v1.LogRequest
+	(*LogResponse)(nil),           // 42: gateway.plugin.v1.LogResponse
+	nil,                           // 43: gateway.plugin.v1.HandleRequest.NotesEntry
+	nil,                           // 44: gateway.plugin.v1.Effects.NotesEntry
+	nil,                           // 45: gateway.plugin.v1.LogRequest.FieldsEntry
+	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
 }
 var file_gateway_v1_plugin_proto_depIdxs = []int32{
 	0,  // 0: gateway.plugin.v1.Error.kind:type_name -> gateway.plugin.v1.ErrorKind
 	6,  // 1: gateway.plugin.v1.Recipient.address:type_name -> gateway.plugin.v1.Address
 	6,  // 2: gateway.plugin.v1.Txn.sender:type_name -> gateway.plugin.v1.Address
 	9,  // 3: gateway.plugin.v1.Txn.recipients:type_name -> gateway.plugin.v1.Recipient
-	44, // 4: gateway.plugin.v1.Txn.received:type_name -> google.protobuf.Timestamp
+	46, // 4: gateway.plugin.v1.Txn.received:type_name -> google.protobuf.Timestamp
 	7,  // 5: gateway.plugin.v1.Message.header:type_name -> gateway.plugin.v1.HeaderField
-	8,  // 6: gateway.plugin.v1.HandleRequest.session:type_name -> gateway.plugin.v1.Session
-	10, // 7: gateway.plugin.v1.HandleRequest.txn:type_name -> gateway.plugin.v1.Txn
-	9,  // 8: gateway.plugin.v1.HandleRequest.rcpt:type_name -> gateway.plugin.v1.Recipient
-	11, // 9: gateway.plugin.v1.HandleRequest.message:type_name -> gateway.plugin.v1.Message
-	41, // 10: gateway.plugin.v1.HandleRequest.notes:type_name -> gateway.plugin.v1.HandleRequest.NotesEntry
-	1,  // 11: gateway.plugin.v1.Decision.verdict:type_name -> gateway.plugin.v1.Verdict
-	7,  // 12: gateway.plugin.v1.Effects.add_headers:type_name -> gateway.plugin.v1.HeaderField
-	6,  // 13: gateway.plugin.v1.Effects.recipients:type_name -> gateway.plugin.v1.Address
-	6,  // 14: gateway.plugin.v1.Effects.sender:type_name -> gateway.plugin.v1.Address
-	42, // 15: gateway.plugin.v1.Effects.notes:type_name -> gateway.plugin.v1.Effects.NotesEntry
-	14, // 16: gateway.plugin.v1.Effects.route:type_name -> gateway.plugin.v1.Route
-	13, // 17: gateway.plugin.v1.HandleResponse.decision:type_name -> gateway.plugin.v1.Decision
-	15, // 18: gateway.plugin.v1.HandleResponse.effects:type_name -> gateway.plugin.v1.Effects
-	17, // 19: gateway.plugin.v1.Info.schema:type_name -> gateway.plugin.v1.ConfigField
-	18, // 20: gateway.plugin.v1.GetInfoResponse.info:type_name -> gateway.plugin.v1.Info
-	22, // 21: gateway.plugin.v1.ConfigureResponse.errors:type_name -> gateway.plugin.v1.ConfigError
-	10, // 22: gateway.plugin.v1.Delivery.txn:type_name -> gateway.plugin.v1.Txn
-	9,  // 23: gateway.plugin.v1.Delivery.recipients:type_name -> gateway.plugin.v1.Recipient
-	2,  // 24: gateway.plugin.v1.DeliveryResult.outcome:type_name -> gateway.plugin.v1.Outcome
-	24, // 25: gateway.plugin.v1.DeliverRequest.delivery:type_name -> gateway.plugin.v1.Delivery
-	25, // 26: gateway.plugin.v1.DeliverResponse.results:type_name -> gateway.plugin.v1.DeliveryResult
-	3,  // 27: gateway.plugin.v1.LookupRequest.type:type_name -> gateway.plugin.v1.LookupType
-	29, // 28: gateway.plugin.v1.LookupResponse.mx:type_name -> gateway.plugin.v1.MX
-	4,  // 29: gateway.plugin.v1.KVGetRequest.kind:type_name -> gateway.plugin.v1.KVKind
-	4,  // 30: gateway.plugin.v1.KVSetRequest.kind:type_name -> gateway.plugin.v1.KVKind
-	4,  // 31: gateway.plugin.v1.KVIncrRequest.kind:type_name -> gateway.plugin.v1.KVKind
-	4,  // 32: gateway.plugin.v1.KVDeleteRequest.kind:type_name -> gateway.plugin.v1.KVKind
-	43, // 33: gateway.plugin.v1.LogRequest.fields:type_name -> gateway.plugin.v1.LogRequest.FieldsEntry
-	19, // 34: gateway.plugin.v1.Plugin.GetInfo:input_type -> gateway.plugin.v1.GetInfoRequest
-	21, // 35: gateway.plugin.v1.Plugin.Configure:input_type -> gateway.plugin.v1.ConfigureRequest
-	12, // 36: gateway.plugin.v1.Plugin.Handle:input_type -> gateway.plugin.v1.HandleRequest
-	26, // 37: gateway.plugin.v1.Plugin.Deliver:input_type -> gateway.plugin.v1.DeliverRequest
-	28, // 38: gateway.plugin.v1.Host.Lookup:input_type -> gateway.plugin.v1.LookupRequest
-	31, // 39: gateway.plugin.v1.Host.KVGet:input_type -> gateway.plugin.v1.KVGetRequest
-	33, // 40: gateway.plugin.v1.Host.KVSet:input_type -> gateway.plugin.v1.KVSetRequest
-	35, // 41: gateway.plugin.v1.Host.KVIncr:input_type -> gateway.plugin.v1.KVIncrRequest
-	37, // 42: gateway.plugin.v1.Host.KVDelete:input_type -> gateway.plugin.v1.KVDeleteRequest
-	39, // 43: gateway.plugin.v1.Host.Log:input_type -> gateway.plugin.v1.LogRequest
-	20, // 44: gateway.plugin.v1.Plugin.GetInfo:output_type -> gateway.plugin.v1.GetInfoResponse
-	23, // 45: gateway.plugin.v1.Plugin.Configure:output_type -> gateway.plugin.v1.ConfigureResponse
-	16, // 46: gateway.plugin.v1.Plugin.Handle:output_type -> gateway.plugin.v1.HandleResponse
-	27, // 47: gateway.plugin.v1.Plugin.Deliver:output_type -> gateway.plugin.v1.DeliverResponse
-	30, // 48: gateway.plugin.v1.Host.Lookup:output_type -> gateway.plugin.v1.LookupResponse
-	32, // 49: gateway.plugin.v1.Host.KVGet:output_type -> gateway.plugin.v1.KVGetResponse
-	34, // 50: gateway.plugin.v1.Host.KVSet:output_type -> gateway.plugin.v1.KVSetResponse
-	36, // 51: gateway.plugin.v1.Host.KVIncr:output_type -> gateway.plugin.v1.KVIncrResponse
-	38, // 52: gateway.plugin.v1.Host.KVDelete:output_type -> gateway.plugin.v1.KVDeleteResponse
-	40, // 53: gateway.plugin.v1.Host.Log:output_type -> gateway.plugin.v1.LogResponse
-	44, // [44:54] is the sub-list for method output_type
-	34, // [34:44] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	12, // 6: gateway.plugin.v1.Message.auth:type_name -> gateway.plugin.v1.AuthResults
+	13, // 7: gateway.plugin.v1.AuthResults.spf:type_name -> gateway.plugin.v1.AuthResult
+	13, // 8: gateway.plugin.v1.AuthResults.dkim:type_name -> gateway.plugin.v1.AuthResult
+	13, // 9: gateway.plugin.v1.AuthResults.dmarc:type_name -> gateway.plugin.v1.AuthResult
+	13, // 10: gateway.plugin.v1.AuthResults.arc:type_name -> gateway.plugin.v1.AuthResult
+	8,  // 11: gateway.plugin.v1.HandleRequest.session:type_name -> gateway.plugin.v1.Session
+	10, // 12: gateway.plugin.v1.HandleRequest.txn:type_name -> gateway.plugin.v1.Txn
+	9,  // 13: gateway.plugin.v1.HandleRequest.rcpt:type_name -> gateway.plugin.v1.Recipient
+	11, // 14: gateway.plugin.v1.HandleRequest.message:type_name -> gateway.plugin.v1.Message
+	43, // 15: gateway.plugin.v1.HandleRequest.notes:type_name -> gateway.plugin.v1.HandleRequest.NotesEntry
+	1,  // 16: gateway.plugin.v1.Decision.verdict:type_name -> gateway.plugin.v1.Verdict
+	7,  // 17: gateway.plugin.v1.Effects.add_headers:type_name -> gateway.plugin.v1.HeaderField
+	6,  // 18: gateway.plugin.v1.Effects.recipients:type_name -> gateway.plugin.v1.Address
+	6,  // 19: gateway.plugin.v1.Effects.sender:type_name -> gateway.plugin.v1.Address
+	44, // 20: gateway.plugin.v1.Effects.notes:type_name -> gateway.plugin.v1.Effects.NotesEntry
+	16, // 21: gateway.plugin.v1.Effects.route:type_name -> gateway.plugin.v1.Route
+	15, // 22: gateway.plugin.v1.HandleResponse.decision:type_name -> gateway.plugin.v1.Decision
+	17, // 23: gateway.plugin.v1.HandleResponse.effects:type_name -> gateway.plugin.v1.Effects
+	19, // 24: gateway.plugin.v1.Info.schema:type_name -> gateway.plugin.v1.ConfigField
+	20, // 25: gateway.plugin.v1.GetInfoResponse.info:type_name -> gateway.plugin.v1.Info
+	24, // 26: gateway.plugin.v1.ConfigureResponse.errors:type_name -> gateway.plugin.v1.ConfigError
+	10, // 27: gateway.plugin.v1.Delivery.txn:type_name -> gateway.plugin.v1.Txn
+	9,  // 28: gateway.plugin.v1.Delivery.recipients:type_name -> gateway.plugin.v1.Recipient
+	2,  // 29: gateway.plugin.v1.DeliveryResult.outcome:type_name -> gateway.plugin.v1.Outcome
+	26, // 30: gateway.plugin.v1.DeliverRequest.delivery:type_name -> gateway.plugin.v1.Delivery
+	27, // 31: gateway.plugin.v1.DeliverResponse.results:type_name -> gateway.plugin.v1.DeliveryResult
+	3,  // 32: gateway.plugin.v1.LookupRequest.type:type_name -> gateway.plugin.v1.LookupType
+	31, // 33: gateway.plugin.v1.LookupResponse.mx:type_name -> gateway.plugin.v1.MX
+	4,  // 34: gateway.plugin.v1.KVGetRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	4,  // 35: gateway.plugin.v1.KVSetRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	4,  // 36: gateway.plugin.v1.KVIncrRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	4,  // 37: gateway.plugin.v1.KVDeleteRequest.kind:type_name -> gateway.plugin.v1.KVKind
+	45, // 38: gateway.plugin.v1.LogRequest.fields:type_name -> gateway.plugin.v1.LogRequest.FieldsEntry
+	21, // 39: gateway.plugin.v1.Plugin.GetInfo:input_type -> gateway.plugin.v1.GetInfoRequest
+	23, // 40: gateway.plugin.v1.Plugin.Configure:input_type -> gateway.plugin.v1.ConfigureRequest
+	14, // 41: gateway.plugin.v1.Plugin.Handle:input_type -> gateway.plugin.v1.HandleRequest
+	28, // 42: gateway.plugin.v1.Plugin.Deliver:input_type -> gateway.plugin.v1.DeliverRequest
+	30, // 43: gateway.plugin.v1.Host.Lookup:input_type -> gateway.plugin.v1.LookupRequest
+	33, // 44: gateway.plugin.v1.Host.KVGet:input_type -> gateway.plugin.v1.KVGetRequest
+	35, // 45: gateway.plugin.v1.Host.KVSet:input_type -> gateway.plugin.v1.KVSetRequest
+	37, // 46: gateway.plugin.v1.Host.KVIncr:input_type -> gateway.plugin.v1.KVIncrRequest
+	39, // 47: gateway.plugin.v1.Host.KVDelete:input_type -> gateway.plugin.v1.KVDeleteRequest
+	41, // 48: gateway.plugin.v1.Host.Log:input_type -> gateway.plugin.v1.LogRequest
+	22, // 49: gateway.plugin.v1.Plugin.GetInfo:output_type -> gateway.plugin.v1.GetInfoResponse
+	25, // 50: gateway.plugin.v1.Plugin.Configure:output_type -> gateway.plugin.v1.ConfigureResponse
+	18, // 51: gateway.plugin.v1.Plugin.Handle:output_type -> gateway.plugin.v1.HandleResponse
+	29, // 52: gateway.plugin.v1.Plugin.Deliver:output_type -> gateway.plugin.v1.DeliverResponse
+	32, // 53: gateway.plugin.v1.Host.Lookup:output_type -> gateway.plugin.v1.LookupResponse
+	34, // 54: gateway.plugin.v1.Host.KVGet:output_type -> gateway.plugin.v1.KVGetResponse
+	36, // 55: gateway.plugin.v1.Host.KVSet:output_type -> gateway.plugin.v1.KVSetResponse
+	38, // 56: gateway.plugin.v1.Host.KVIncr:output_type -> gateway.plugin.v1.KVIncrResponse
+	40, // 57: gateway.plugin.v1.Host.KVDelete:output_type -> gateway.plugin.v1.KVDeleteResponse
+	42, // 58: gateway.plugin.v1.Host.Log:output_type -> gateway.plugin.v1.LogResponse
+	49, // [49:59] is the sub-list for method output_type
+	39, // [39:49] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_plugin_proto_init() }
@@ -2846,14 +3011,14 @@ func file_gateway_v1_plugin_proto_init() {
 	if File_gateway_v1_plugin_proto != nil {
 		return
 	}
-	file_gateway_v1_plugin_proto_msgTypes[10].OneofWrappers = []any{}
+	file_gateway_v1_plugin_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_plugin_proto_rawDesc), len(file_gateway_v1_plugin_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
