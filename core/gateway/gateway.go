@@ -33,6 +33,7 @@ import (
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/dkim"
 	"github.com/mailgate/gateway/core/hostsvc"
+	"github.com/mailgate/gateway/core/mailauth"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
@@ -58,6 +59,7 @@ type Gateway struct {
 	log       *slog.Logger
 	spool     *queue.Spool
 	dns       *resolver.Resolver
+	mailAuth  *mailauth.Checker // nil without an authentication block
 	pipeline  *pipeline
 	smtpOut   *delivery.SMTP
 	engine    lateEngine
@@ -110,6 +112,9 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 	if g.dns, err = resolver.New(resolver.Options{Servers: servers, Log: g.log.With("part", "resolver")}); err != nil {
 		return err
 	}
+	if err = g.newMailAuth(); err != nil {
+		return err
+	}
 	hookLog := g.log.With("part", "hook")
 	deps := hookDeps{Services: hostsvc.New(hostsvc.Options{Resolver: g.dns, Durable: g.spool, Log: hookLog}), Log: hookLog}
 	if g.pipeline, err = newPipeline(ctx, cfg, deps); err != nil {
@@ -125,6 +130,25 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 		Log:          g.log.With("part", "authguard"),
 	})
 	return g.listen()
+}
+
+// newMailAuth builds the checker of inbound mail from the authentication
+// block, on the gateway's resolver (its cache included).
+func (g *Gateway) newMailAuth() error {
+	a := g.cfg.Authentication
+	if a == nil {
+		return nil
+	}
+	var err error
+	g.mailAuth, err = mailauth.New(mailauth.Options{
+		SPF:        a.SPF,
+		DKIM:       a.DKIM,
+		DMARC:      a.DMARC,
+		AuthservID: a.AuthservID,
+		Resolver:   g.dns,
+		Log:        g.log.With("part", "mailauth"),
+	})
+	return err
 }
 
 // newEngine builds the delivery engine with its transports, and the admin

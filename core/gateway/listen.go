@@ -54,6 +54,7 @@ func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
 		Spool:              intake{spool: g.spool, committed: g.engine.Enqueue},
 		ETRN:               g.engine.RetryDomain,
 		VerifySender:       g.dns.DomainExists,
+		MailAuth:           g.mailAuth,
 		FreeSpace:          freeSpace(filepath.Join(g.cfg.DataDir, "queue")),
 		Log:                g.log.With("listener", l.Name),
 	}, nil

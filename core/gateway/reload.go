@@ -215,6 +215,7 @@ func restartSections(running, loaded *config.Config) []string {
 		{"delivery", withoutHolds(running.Delivery), withoutHolds(loaded.Delivery)},
 		{"admin", running.Admin, loaded.Admin},
 		{"inject", running.Inject, loaded.Inject},
+		{"authentication", running.Authentication, loaded.Authentication},
 	}
 	var changed []string
 	for _, s := range sections {

@@ -56,14 +56,27 @@ func ParseHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, err er
 // line that is not a field, an empty line is put before that line. It holds
 // one header field at a time, never the body.
 func Rewrite(dst io.Writer, src io.Reader, add []sdk.HeaderField, remove []string) error {
+	names := make(map[string]bool, len(remove))
+	for _, n := range remove {
+		names[strings.ToLower(strings.TrimSpace(n))] = true
+	}
+	return rewrite(dst, src, add, func(f *field) bool { return names[strings.ToLower(f.name)] })
+}
+
+// RewriteFunc is Rewrite with the fields to leave out chosen by drop,
+// which sees each field of src's header section as ParseHeader returns it
+// (the name as written, the value unfolded).
+func RewriteFunc(dst io.Writer, src io.Reader, add []sdk.HeaderField, drop func(sdk.HeaderField) bool) error {
+	return rewrite(dst, src, add, func(f *field) bool {
+		return drop(sdk.HeaderField{Name: f.name, Value: unfold(f.raw[f.valueAt:])})
+	})
+}
+
+func rewrite(dst io.Writer, src io.Reader, add []sdk.HeaderField, drop func(*field) bool) error {
 	if len(add) > 0 {
 		if _, err := dst.Write(AppendFields(nil, add)); err != nil {
 			return err
 		}
-	}
-	drop := make(map[string]bool, len(remove))
-	for _, n := range remove {
-		drop[strings.ToLower(strings.TrimSpace(n))] = true
 	}
 	// Line breaks are made CRLF before parsing, so that the fields seen
 	// are the fields written.
@@ -77,7 +90,7 @@ func Rewrite(dst io.Writer, src io.Reader, add []sdk.HeaderField, remove []strin
 		if f == nil {
 			break
 		}
-		if drop[strings.ToLower(f.name)] {
+		if drop(f) {
 			continue
 		}
 		if _, err := dst.Write(f.raw); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/mailauth"
 )
 
 // Spool is where the server puts accepted messages (core/queue implements
@@ -92,6 +93,13 @@ type Options struct {
 	// declared SIZE and a reserve do not fit (see spoolHasRoom), rather
 	// than at the end of the data with 451 4.3.0.
 	FreeSpace func() (int64, error)
+	// MailAuth checks mail from clients neither in RelayNetworks nor
+	// authenticated (SPF, DKIM, DMARC, ARC) at the end of DATA, before the
+	// data hook: its Authentication-Results goes on top of the message,
+	// forged ones are removed, hooks see the results (hook.Request.Auth),
+	// and under dmarc = "enforce" a failing message may be refused. nil:
+	// no checks.
+	MailAuth *mailauth.Checker
 	// VerifySender reports whether a sender domain exists (MX, A or AAAA);
 	// nil = no check. Only consulted when Listener.VerifySenderDomain is set.
 	VerifySender func(ctx context.Context, domain string) (bool, error)

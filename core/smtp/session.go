@@ -35,6 +35,7 @@ var (
 	enh454 = sdk.EnhancedCode{4, 5, 4}
 	enh470 = sdk.EnhancedCode{4, 7, 0}
 	enh471 = sdk.EnhancedCode{4, 7, 1}
+	enh475 = sdk.EnhancedCode{4, 7, 5}
 	enh500 = sdk.EnhancedCode{5, 0, 0}
 	enh518 = sdk.EnhancedCode{5, 1, 8}
 	enh534 = sdk.EnhancedCode{5, 3, 4}

@@ -137,9 +137,16 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 		s.reply(R(250, enh200, "Ok: queued as "+s.blackholeID()))
 		return
 	}
+	req := &hook.Request{Stage: sdk.StageData, Envelope: &tx.env}
+	auth, ok := s.checkAuth(ctx, tx, &size)
+	if !ok {
+		return
+	}
 	draft := tx.draft
 	id := draft.ID()
-	req := &hook.Request{Stage: sdk.StageData, Envelope: &tx.env}
+	if auth != nil {
+		req.Auth = &auth.Results
+	}
 	if s.srv.hooks != nil {
 		// Read only when a handler looks: a spool may keep no content.
 		req.Message = message.NewView(size, draft.Open)
@@ -177,6 +184,9 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 		tx.draft, draft, id, size = nd, nd, nd.ID(), n
 	}
 	header := s.received(&tx.env, id)
+	if auth != nil {
+		header = append(auth.Header, header...) // on top (RFC 8601 §5)
+	}
 	header = message.AppendFields(header, eff.AddHeaders)
 	if eff.Sender != nil {
 		tx.env.Sender = *eff.Sender
