@@ -21,13 +21,19 @@ fail.test.        300 IN TXT "v=spf1 -all"
 _dmarc.pass.test. 300 IN TXT "v=DMARC1; p=reject"
 _dmarc.fail.test. 300 IN TXT "v=DMARC1; p=reject"
 _dmarc.signed.test. 300 IN TXT "v=DMARC1; p=reject"
+q.test.           300 IN TXT "v=spf1 -all"
+_dmarc.q.test.    300 IN TXT "v=DMARC1; p=quarantine"
 `
 
 // startAuthGateway runs a gateway that checks mail from outside; relay is
 // its relay.networks (the test client connects from 127.0.0.1).
 func startAuthGateway(t *testing.T, zone, relay string) *gatewaytest.Gateway {
 	t.Helper()
-	dns := resolvertest.Start(t, authZone+zone)
+	return startAuthGatewayDNS(t, resolvertest.Start(t, authZone+zone), relay)
+}
+
+func startAuthGatewayDNS(t *testing.T, dns *resolvertest.Server, relay string) *gatewaytest.Gateway {
+	t.Helper()
 	return gatewaytest.Start(t, `
 hostname = "mx.example.test"
 listener "mx" { address = "127.0.0.1:0" }
@@ -149,5 +155,35 @@ func TestAuthenticationSkipsRelayClients(t *testing.T) {
 	data := string(msgs[0].Data)
 	if !strings.HasPrefix(data, "Received: ") || strings.Contains(data, "Authentication-Results") || !strings.Contains(data, "X-Seen: unchecked\r\n") {
 		t.Errorf("a relay client's message was checked:\n%s", data)
+	}
+}
+
+// TestAuthenticationQuarantineAndDefer: under dmarc = "enforce", a
+// failure under p=quarantine is queued with X-Gateway-Quarantine, and a
+// DMARC record DNS cannot give now defers the message with 451 4.7.5.
+func TestAuthenticationQuarantineAndDefer(t *testing.T) {
+	dns := resolvertest.Start(t, authZone)
+	dns.SetFault("_dmarc.temp.test.", 16, resolvertest.ServFail) // TXT
+	g := startAuthGatewayDNS(t, dns, "127.0.0.2/32")
+
+	got := sendOutside(t, g, "x@pass.test", "From: x@temp.test\n\nhi\n")
+	if want := "451 4.7.5 DMARC check of temp.test failed temporarily (DNS), try again later"; got != want {
+		t.Errorf("reply %q, want %q", got, want)
+	}
+	if got := sendOutside(t, g, "x@q.test", "From: x@q.test\n\nhi\n"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("reply %q", got)
+	}
+	msgs := g.Queued(t)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(msgs))
+	}
+	const wantTop = "Authentication-Results: mx.example.test;\r\n" +
+		"\tspf=fail smtp.mailfrom=x@q.test;\r\n" +
+		"\tdkim=none;\r\n" +
+		"\tdmarc=fail header.from=q.test policy.dmarc=quarantine\r\n" +
+		"X-Gateway-Quarantine: dmarc (policy of q.test)\r\n" +
+		"Received: "
+	if data := string(msgs[0].Data); !strings.HasPrefix(data, wantTop) {
+		t.Errorf("queued message\n%s\nwant it to start\n%s", data, wantTop)
 	}
 }
