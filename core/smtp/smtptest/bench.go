@@ -42,8 +42,17 @@ func BenchAccept(b *testing.B, hooks hook.Dispatcher) {
 		opt.Hooks = hooks
 	}
 	addr, _ := StartServer(b, opt)
-	body := BenchBody()
+	BenchLoad(b, addr, BenchBody())
+	if got := spool.committed.Load(); got != int64(b.N) {
+		b.Fatalf("%d messages committed, want %d", got, b.N)
+	}
+}
 
+// BenchLoad is BenchAccept's load on the server at addr: BenchConns
+// sessions each sending body pipelined, b.N messages in all, from
+// sender@example.org to userN@example.test. It reports msgs/s and fails on
+// any refusal.
+func BenchLoad(b *testing.B, addr string, body []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	clients := make([]*smtp.Client, BenchConns)
@@ -101,9 +110,6 @@ func BenchAccept(b *testing.B, hooks hook.Dispatcher) {
 	b.StopTimer()
 	if failed != nil {
 		b.Fatal(failed)
-	}
-	if got := spool.committed.Load(); got != int64(b.N) {
-		b.Fatalf("%d messages committed, want %d", got, b.N)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 }
