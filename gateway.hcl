@@ -169,8 +169,8 @@ delivery {
 # authenticated, at the end of DATA before the data hook: SPF (RFC 7208,
 # MAIL FROM or HELO for <>), every DKIM-Signature (rsa-sha256,
 # ed25519-sha256) and DMARC (alignment with the From: domain, p, sp, pct).
-# The message gets "Authentication-Results: <authserv_id>; spf=…; dkim=…;
-# dmarc=…" on top; one with our authserv-id that came with it is removed.
+# The message gets an Authentication-Results field with the results on
+# top; one with our authserv-id that came with it is removed.
 # Hooks see the results as ctx.auth (Lua) and Message.Auth (plugins).
 # dmarc: "off"; "report" (the header only); "enforce": p=reject → 550
 # 5.7.1, p=quarantine → accepted with "X-Gateway-Quarantine: dmarc (policy
