@@ -13,7 +13,7 @@ const FieldName = "Authentication-Results"
 
 // header is the Authentication-Results field of RFC 8601 for the checks
 // made, one result per line, and the QuarantineField when quarantine.
-func (c *Checker) header(m *Message, spf spfOutcome, dkims []dkimOutcome, dm dmarcOutcome, arc arcOutcome, quarantine bool) []byte {
+func (c *Checker) header(spf spfOutcome, dkims []dkimOutcome, dm dmarcOutcome, arc arcOutcome, quarantine bool) []byte {
 	var clauses []string
 	if c.opt.SPF {
 		clauses = append(clauses, resinfo(&authres.SPFResult{

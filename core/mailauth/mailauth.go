@@ -175,7 +175,7 @@ func (c *Checker) Check(ctx context.Context, m *Message) (*Verdict, error) {
 	}
 	v.Results = results(spf, dkims, dm, arc)
 	c.decide(v, dm)
-	v.Header = c.header(m, spf, dkims, dm, arc, v.Action == Quarantine)
+	v.Header = c.header(spf, dkims, dm, arc, v.Action == Quarantine)
 	return v, nil
 }
 

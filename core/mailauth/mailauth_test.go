@@ -51,7 +51,7 @@ type world struct {
 	res *resolver.Resolver
 }
 
-func newWorld(t *testing.T, extra string) *world {
+func newWorld(t testing.TB, extra string) *world {
 	t.Helper()
 	s := resolvertest.Start(t, zone+extra)
 	r, err := resolver.New(resolver.Options{Servers: []string{s.Addr()}, Timeout: 500 * 1e6, Attempts: 1})
@@ -62,7 +62,7 @@ func newWorld(t *testing.T, extra string) *world {
 	return &world{dns: s, res: r}
 }
 
-func (w *world) checker(t *testing.T, dmarc string, sample bool) *mailauth.Checker {
+func (w *world) checker(t testing.TB, dmarc string, sample bool) *mailauth.Checker {
 	t.Helper()
 	c, err := mailauth.New(mailauth.Options{
 		SPF: true, DKIM: true, DMARC: dmarc, AuthservID: "mx.example.test", Resolver: w.res,
