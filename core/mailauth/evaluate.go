@@ -82,6 +82,24 @@ func weaker(p string) string {
 // severity orders outcomes: a fail by its policy first, then temperror
 // (by policy), permerror, pass, none.
 func severity(o dmarcOutcome) int {
-	rank := map[string]int{"fail": 40, "temperror": 30, "permerror": 20, "pass": 10}[o.result]
-	return rank + map[string]int{"reject": 3, "quarantine": 2, "none": 1}[o.policy]
+	n := 0
+	switch o.result {
+	case "fail":
+		n = 40
+	case "temperror":
+		n = 30
+	case "permerror":
+		n = 20
+	case "pass":
+		n = 10
+	}
+	switch o.policy {
+	case dmarc.PolicyReject:
+		n += 3
+	case dmarc.PolicyQuarantine:
+		n += 2
+	case string(dmarc.PolicyNone):
+		n++
+	}
+	return n
 }
