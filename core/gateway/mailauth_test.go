@@ -4,6 +4,7 @@ package gateway_test
 // gateway, with a real SMTP client on loopback and a DNS server there.
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -185,5 +186,41 @@ func TestAuthenticationQuarantineAndDefer(t *testing.T) {
 		"Received: "
 	if data := string(msgs[0].Data); !strings.HasPrefix(data, wantTop) {
 		t.Errorf("queued message\n%s\nwant it to start\n%s", data, wantTop)
+	}
+}
+
+// TestAuthenticationBDAT: a message sent in BDAT chunks is checked like
+// one sent with DATA.
+func TestAuthenticationBDAT(t *testing.T) {
+	g := startAuthGateway(t, "", "127.0.0.2/32")
+	msg := mailauthtest.CRLF("From: ceo@fail.test\nSubject: pay this\n\nNow.\n")
+	c := smtptest.Dial(t, g.Addr(t, "mx"))
+	c.Run(`
+		S: 220 mx.example.test ESMTP ready
+		C: EHLO client.outside.test
+	`)
+	for {
+		line, err := c.ReadLine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "250 ") {
+			break
+		}
+	}
+	c.Run(`
+		C: MAIL FROM:<x@pass.test>
+		S: 250 2.1.0 Ok
+		C: RCPT TO:<bob@example.test>
+		S: 250 2.1.5 Ok
+	`)
+	c.Send([]byte(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg), msg)))
+	got, err := c.ReadLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "550 5.7.1 DMARC policy of fail.test rejects this message (From: not aligned with a passing SPF or DKIM)"
+	if got != want {
+		t.Errorf("reply %q, want %q", got, want)
 	}
 }
