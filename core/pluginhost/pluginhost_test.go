@@ -237,6 +237,28 @@ func TestStartAndHandle(t *testing.T) {
 		}
 	})
 
+	t.Run("data sees the auth results", func(t *testing.T) {
+		content := "From: a@client.test\r\n\r\nhi\r\n"
+		req := rcptRequest("x")
+		req.Stage, req.Rcpt = sdk.StageData, nil
+		req.Message = message.NewView(int64(len(content)), func() (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader(content)), nil
+		})
+		req.Auth = &sdk.AuthResults{
+			SPF:   sdk.SPFResult{Result: "softfail", Domain: "client.test"},
+			DKIM:  []sdk.DKIMResult{{Result: "fail", Domain: "client.test", Selector: "s1"}},
+			DMARC: sdk.DMARCResult{Result: "fail", Policy: "quarantine", Domain: "client.test"},
+			ARC:   sdk.ARCResult{Result: "none"},
+		}
+		_, eff, err := handle(p, 5*time.Second, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := eff.Notes["plugin.test/auth"], "softfail fail/quarantine/client.test dkim=1 arc=none"; got != want {
+			t.Errorf("the plugin saw Message.Auth as %q, want %q", got, want)
+		}
+	})
+
 	t.Run("body limit", func(t *testing.T) {
 		p2, _ := start(t, pluginhost.Options{Name: "small", BodyLimit: 10})
 		content := "Subject: Big\r\n\r\n" + strings.Repeat("y", 50)

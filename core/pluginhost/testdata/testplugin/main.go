@@ -92,16 +92,21 @@ func (p *testPlugin) Data(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 			subject = f.Value
 		}
 	}
+	notes := map[string]string{
+		"plugin.test/subject":   subject,
+		"plugin.test/body":      string(r.Message.Body),
+		"plugin.test/truncated": strconv.FormatBool(r.Message.Truncated),
+		"plugin.test/size":      strconv.FormatInt(r.Message.Size, 10),
+		"plugin.test/client":    r.Session.ClientIP,
+		"plugin.test/sender":    r.Txn.Sender.String(),
+	}
+	if a := r.Message.Auth; a != nil {
+		notes["plugin.test/auth"] = a.SPF.Result + " " + a.DMARC.Result + "/" + a.DMARC.Policy + "/" + a.DMARC.Domain +
+			" dkim=" + strconv.Itoa(len(a.DKIM)) + " arc=" + a.ARC.Result
+	}
 	return sdk.Decision{}, sdk.Effects{
 		AddHeaders: []sdk.HeaderField{{Name: "X-Test-Plugin", Value: p.greeting}},
-		Notes: map[string]string{
-			"plugin.test/subject":   subject,
-			"plugin.test/body":      string(r.Message.Body),
-			"plugin.test/truncated": strconv.FormatBool(r.Message.Truncated),
-			"plugin.test/size":      strconv.FormatInt(r.Message.Size, 10),
-			"plugin.test/client":    r.Session.ClientIP,
-			"plugin.test/sender":    r.Txn.Sender.String(),
-		},
+		Notes:      notes,
 	}, nil
 }
 
