@@ -175,8 +175,9 @@ delivery {
 # dmarc: "off"; "report" (the header only); "enforce": p=reject → 550
 # 5.7.1, p=quarantine → accepted with "X-Gateway-Quarantine: dmarc (policy
 # of <domain>)", DNS trouble that leaves the outcome open → 451 4.7.5.
-# arc verifies an incoming ARC chain; arc_seal names the dkim block whose
-# key seals the ARC sets of mail we forward (no sealing when absent).
+# arc verifies an incoming ARC chain; arc_seal = "example.test" names the
+# dkim block whose key (RSA) seals the ARC sets of mail we forward, from
+# outside to another system (no sealing when absent).
 # Default: off (no authentication block); inside the block the defaults
 # are shown.
 # authentication {
@@ -184,7 +185,6 @@ delivery {
 #   dkim        = true
 #   dmarc       = "report"
 #   arc         = false
-#   arc_seal    = "example.test"
 #   authserv_id = "localhost"   # default: hostname
 # }
 

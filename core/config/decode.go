@@ -85,6 +85,9 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 	}
 	d.hooks(r, &c)
 	c.DKIM = d.dkimBlocks(r.DKIM)
+	if c.Authentication != nil && c.Authentication.ARCSeal != "" {
+		d.arcSealKey(r.AuthCheck.ARCSeal.Range(), c.Authentication.ARCSeal, c.DKIM)
+	}
 	return c
 }
 

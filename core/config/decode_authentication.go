@@ -1,5 +1,7 @@
 package config
 
+import "github.com/hashicorp/hcl/v2"
+
 // dmarcModes are the values of authentication.dmarc.
 func dmarcModes() []string { return []string{"off", "report", "enforce"} }
 
@@ -28,4 +30,20 @@ func (d *decoder) authentication(r *rawAuthentication, hostname string) *Authent
 			"dmarc = %q needs spf or dkim: DMARC judges their results.", a.DMARC)
 	}
 	return a
+}
+
+// arcSealKey checks that arc_seal (at rng) names a dkim block with an RSA
+// key: ARC sets are rsa-sha256 (RFC 8617 §4.1.3; dkimpy and others refuse
+// ed25519 there).
+func (d *decoder) arcSealKey(rng hcl.Range, domain string, blocks []DKIM) {
+	for _, b := range blocks {
+		if b.Domain != domain {
+			continue
+		}
+		if b.Key != nil && b.Key.Algorithm() != "rsa" {
+			d.errorf(rng, "Invalid value", "arc_seal = %q: its dkim block's key is %s; ARC seals with RSA only.", domain, b.Key.Algorithm())
+		}
+		return
+	}
+	d.errorf(rng, "Invalid value", "arc_seal = %q names no dkim block; it seals with that block's selector and key.", domain)
 }

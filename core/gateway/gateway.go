@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/admin"
+	"github.com/mailgate/gateway/core/arc"
 	"github.com/mailgate/gateway/core/authguard"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
@@ -146,9 +147,43 @@ func (g *Gateway) newMailAuth() error {
 		DMARC:      a.DMARC,
 		AuthservID: a.AuthservID,
 		Resolver:   g.dns,
+		ARC:        g.arcVerifier(a.ARC),
 		Log:        g.log.With("part", "mailauth"),
 	})
 	return err
+}
+
+// arcVerifier verifies a received message's ARC chain (core/arc) with
+// the gateway's resolver, when the authentication block says arc = true.
+func (g *Gateway) arcVerifier(on bool) mailauth.ARCVerifier {
+	if !on {
+		return nil
+	}
+	return func(ctx context.Context, msg []byte) (string, string) {
+		r, err := arc.Verify(ctx, msg, g.dns.TXT)
+		if err != nil {
+			g.log.Debug("arc: look-up failed", "err", err)
+		}
+		return string(r.Status), r.ResInfo()
+	}
+}
+
+// arcSealing is how the engine seals mail it forwards: with the key of
+// the dkim block that authentication's arc_seal names (config checked it
+// is there and RSA), nil when there is none.
+func arcSealing(cfg *config.Config, keys *dkim.Keys) *delivery.ARCSealing {
+	a := cfg.Authentication
+	if a == nil || a.ARCSeal == "" {
+		return nil
+	}
+	d, ok := keys.Lookup(a.ARCSeal)
+	if !ok {
+		return nil
+	}
+	return &delivery.ARCSealing{
+		Sealer:     arc.Sealer{Domain: d.Name, Selector: d.Selector, Key: d.Key.Signer()},
+		AuthservID: a.AuthservID,
+	}
 }
 
 // newEngine builds the delivery engine with its transports, and the admin
@@ -203,6 +238,9 @@ func (g *Gateway) newEngine(version string) error {
 		MaxHops:    cfg.MaxHops(),
 		DKIM:       keys,
 	})
+	if err == nil {
+		g.engine.SetARC(arcSealing(cfg, keys))
+	}
 	g.pipeline.applied = g.applyReload
 	return err
 }
@@ -218,6 +256,7 @@ func (g *Gateway) applyReload(ctx context.Context, cfg *config.Config) {
 		return
 	}
 	g.engine.SetDKIM(keys)
+	g.engine.SetARC(arcSealing(cfg, keys))
 	g.log.Info("dkim signing keys", "domains", strings.Join(keys.Names(), " "))
 }
 

@@ -10,3 +10,8 @@ authentication {
   arc_seal    = "example.test"   # the dkim block whose key seals ARC sets; no sealing when absent
   authserv_id = "mx.example.test" # default: hostname
 }
+
+dkim "example.test" {
+  selector = "s1"
+  key_file = "dkim/rsa1024_pkcs1.pem"
+}

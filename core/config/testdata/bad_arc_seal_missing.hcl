@@ -1,0 +1,4 @@
+listener "mx" { address = "127.0.0.1:0" }
+authentication {
+  arc_seal = "nowhere.test"
+}

@@ -1,0 +1,111 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/arc"
+	"github.com/mailgate/gateway/core/dkim"
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
+	"github.com/mailgate/gateway/core/mailauth/mailauthtest"
+	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/core/resolver/resolvertest"
+	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
+)
+
+// TestARCForwarding: mail from outside that the gateway forwards to
+// another system is sealed with arc_seal's key (i=1, cv=none, our
+// results as its ARC-Authentication-Results); when that sealed message
+// comes back in, its chain verifies (arc=pass in our results) and the
+// next seal says i=2, cv=pass. Both chains verify with the ARC verifier
+// against the DNS server; core/arc's own tests check it against dkimpy.
+func TestARCForwarding(t *testing.T) {
+	mailauthtest.NeedDkimpy(t)
+	signer := mailauthtest.RSA(t, "s1", "signed.test")
+	key, err := dkim.GenerateKey("rsa", 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pem, err := key.PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "fwd.pem")
+	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dns := resolvertest.Start(t, authZone+signer.Record+"\n"+key.TXT("arc", "fwd.test")+"\n")
+	spool := &smtptest.MemorySpool{}
+	sinkAddr, _ := smtptest.StartServer(t, smtp.Options{Spool: spool, RelayNetworks: []netip.Prefix{smtptest.Loopback()}})
+	g := gatewaytest.Start(t, fmt.Sprintf(`
+hostname = "mx.example.test"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+relay { networks = ["127.0.0.2/32"] }
+dkim "fwd.test" {
+  selector = "arc"
+  key_file = %q
+}
+authentication {
+  arc      = true
+  arc_seal = "fwd.test"
+}
+delivery {
+  resolver = %q
+  route "example.test" {
+    via = %q
+    tls = "none"
+  }
+}
+`, keyFile, dns.Addr(), sinkAddr))
+
+	r, err := resolver.New(resolver.Options{Servers: []string{dns.Addr()}, Timeout: time.Second, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := signer.Sign(t, "From: Alice <alice@signed.test>\nTo: bob@example.test\nSubject: minutes\n\nAttached.\n")
+	forwarded := func(n int) string {
+		t.Helper()
+		if !gatewaytest.Eventually(10*time.Second, func() bool { return len(spool.Messages()) == n }) {
+			t.Fatalf("the next hop has %d messages, want %d", len(spool.Messages()), n)
+		}
+		return string(spool.Messages()[n-1].Body)
+	}
+	check := func(msg string, sets int, cv string) {
+		t.Helper()
+		if want := fmt.Sprintf("ARC-Seal: i=%d; a=rsa-sha256; cv=%s; d=fwd.test; s=arc;", sets, cv); !strings.HasPrefix(msg, want) {
+			t.Errorf("forwarded message starts %q, want %q", msg[:min(len(msg), 80)], want)
+		}
+		res, err := arc.Verify(context.Background(), []byte(msg), r.TXT)
+		if err != nil || res.Status != arc.Pass || len(res.Sets) != sets {
+			t.Fatalf("arc.Verify = %s (%s), %d sets, %v; want pass with %d", res.Status, res.Reason, len(res.Sets), err, sets)
+		}
+		if aar := res.Sets[sets-1].AuthResults; !strings.HasPrefix(aar, "mx.example.test; spf=") || !strings.Contains(aar, "dkim=pass") {
+			t.Errorf("our set's ARC-Authentication-Results = %q, want our results", aar)
+		}
+	}
+
+	if got := sendOutside(t, g, "bounce@fail.test", signed); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("reply %q", got)
+	}
+	first := forwarded(1)
+	check(first, 1, "none")
+
+	// The sealed message comes back (a list that forwards to us again).
+	if got := sendOutside(t, g, "bounce@fail.test", strings.ReplaceAll(first, "\r\n", "\n")); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("reply %q", got)
+	}
+	second := forwarded(2)
+	check(second, 2, "pass")
+	if !strings.Contains(second, "arc=pass") {
+		t.Errorf("our results on the second pass do not say arc=pass:\n%s", second)
+	}
+}
