@@ -95,6 +95,19 @@ dkim "example.test" {
   key_file = "dkim/example.test.s1.pem" # relative to this file
 }
 
+# Checks of mail from outside (clients neither in relay.networks nor
+# logged in): SPF, DKIM, DMARC and the ARC chain, in one
+# Authentication-Results on top that hooks read as ctx.auth. A From: that
+# fails DMARC under its domain's p=reject is refused (550 5.7.1). Mail
+# from outside that the aliases and lists plugins forward to another
+# domain is sealed (ARC) with the dkim key above, so that its receiver can
+# see the results forwarding breaks.
+authentication {
+  dmarc    = "enforce"
+  arc      = true
+  arc_seal = "example.test"
+}
+
 # The hooks, in the order they run at every stage. relay.lua decides at
 # MAIL only (see its match block): an accept at RCPT would end the rcpt
 # stage before the aliases and lists plugins saw the recipient. Every

@@ -42,8 +42,13 @@ func newDocument(d *sdk.Delivery, maxAttach int64, includeRaw bool) *jsonmail.Do
 	}
 	fields, body := splitHeader(d.Content)
 	doc.Headers = append(doc.Headers, fields...)
-	if len(fields) > 0 && strings.EqualFold(fields[0].Name, "Received") {
-		doc.Envelope.HELO, doc.Envelope.ClientIP = parseReceived(fields[0].Value)
+	// The first Received field is the gateway's own; fields it puts above
+	// it (Authentication-Results, DKIM-Signature, ARC sets) are skipped.
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, "Received") {
+			doc.Envelope.HELO, doc.Envelope.ClientIP = parseReceived(f.Value)
+			break
+		}
 	}
 	h := textproto.MIMEHeader{}
 	for _, f := range fields {

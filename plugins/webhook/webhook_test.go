@@ -477,3 +477,19 @@ func TestSchemaGolden(t *testing.T) {
 		t.Errorf("%s is stale; go test -update rewrites it (-file +schema):\n%s", path, diff)
 	}
 }
+
+// TestDocumentClientBelowGatewayFields: the client's HELO and address
+// come from the gateway's Received field even when the gateway put
+// Authentication-Results, a DKIM-Signature or an ARC set above it (the
+// edge example lost them once its authentication block was on).
+func TestDocumentClientBelowGatewayFields(t *testing.T) {
+	content := "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=a@example.net\r\n" +
+		"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.org; s=arc; b=AAAA\r\n" +
+		"Received: from client.example.net ([192.0.2.10])\r\n\tby mx.example.org with ESMTP id 01J0; Tue, 6 Jan 2026 10:00:00 +0000\r\n" +
+		"Received: from elsewhere.example ([198.51.100.1]) by client.example.net; Tue, 6 Jan 2026 09:59:00 +0000\r\n" +
+		"Subject: hi\r\n\r\nbody\r\n"
+	doc := newDocument(&sdk.Delivery{ID: "x", Content: []byte(content)}, 1<<20, false)
+	if doc.Envelope.HELO != "client.example.net" || doc.Envelope.ClientIP != "192.0.2.10" {
+		t.Errorf("envelope HELO %q, client %q; want client.example.net, 192.0.2.10", doc.Envelope.HELO, doc.Envelope.ClientIP)
+	}
+}
