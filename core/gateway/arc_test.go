@@ -1,10 +1,13 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,7 +45,12 @@ func TestARCForwarding(t *testing.T) {
 	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dns := resolvertest.Start(t, authZone+signer.Record+"\n"+key.TXT("arc", "fwd.test")+"\n")
+	dns := resolvertest.Start(t, authZone+signer.Record+"\n"+key.TXT("arc", "fwd.test")+"\n"+key.TXT("s2", "lists.test")+"\n")
+	keysJSON, _ := json.Marshal(map[string]string{"arc._domainkey.fwd.test": key.Record(), "s2._domainkey.lists.test": key.Record()})
+	keys := filepath.Join(dir, "keys.json")
+	if err := os.WriteFile(keys, keysJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	spool := &smtptest.MemorySpool{}
 	sinkAddr, _ := smtptest.StartServer(t, smtp.Options{Spool: spool, RelayNetworks: []netip.Prefix{smtptest.Loopback()}})
 	g := gatewaytest.Start(t, fmt.Sprintf(`
@@ -108,4 +116,51 @@ delivery {
 	if !strings.Contains(second, "arc=pass") {
 		t.Errorf("our results on the second pass do not say arc=pass:\n%s", second)
 	}
+	if got := dkimpyARC(t, []string{"verify", keys}, []string{first, second}); got != `[{"cv": "pass", "reason": "success"}, {"cv": "pass", "reason": "success"}]` {
+		t.Errorf("dkimpy's arc_verify of our seals: %s", got)
+	}
+
+	// A chain dkimpy sealed (a list at lists.test) passes here; the same
+	// with its seal broken fails.
+	theirs := dkimpyARC(t, []string{"sign", keys, "s2", "lists.test", keyFile, "lists.test"},
+		[]string{"Authentication-Results: lists.test; spf=pass smtp.mailfrom=alice@signed.test\r\n" + signed})
+	seal := strings.Index(theirs, "ARC-Seal: ")
+	b := strings.Index(theirs[max(seal, 0):], " b=")
+	if seal < 0 || b < 0 {
+		t.Fatalf("dkimpy's message has no ARC-Seal with b=:\n%s", theirs)
+	}
+	at := seal + b + len(" b=")
+	broken := theirs[:at] + "AAAA" + theirs[at:] // its signature, changed
+
+	for i, tt := range []struct{ msg, want string }{{theirs, "arc=pass"}, {broken, "arc=fail"}} {
+		if got := sendOutside(t, g, "bounce@fail.test", strings.ReplaceAll(tt.msg, "\r\n", "\n")); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("reply %q", got)
+		}
+		if out := forwarded(3 + i); !strings.Contains(out, tt.want) {
+			t.Errorf("our results for dkimpy's chain (%s) do not say %s:\n%s", []string{"intact", "broken"}[i], tt.want, out[:min(len(out), 600)])
+		}
+	}
+}
+
+// dkimpyARC runs core/arc's dkimpy script: "sign" with the message as its
+// input, or "verify" with the messages as a JSON list.
+func dkimpyARC(t *testing.T, args []string, msgs []string) string {
+	t.Helper()
+	cmd := exec.Command("/usr/bin/python3", append([]string{filepath.Join("..", "arc", "testdata", "dkimpy_arc.py")}, args...)...)
+	if args[0] == "sign" {
+		cmd.Stdin = strings.NewReader(msgs[0])
+	} else {
+		in, _ := json.Marshal(msgs)
+		cmd.Stdin = bytes.NewReader(in)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dkimpy %s: %v\n%s", args[0], err, stderr.String())
+	}
+	if args[0] == "sign" {
+		return string(out)
+	}
+	return strings.TrimSpace(string(out))
 }
