@@ -105,7 +105,9 @@ func runSendmail(ctx context.Context, c *cli, args []string) error {
 			path = systemConfig
 		}
 	}
-	cfg, err := config.Load(path)
+	// Any local user runs sendmail: it reads only the settings, never the
+	// keys and secrets the configuration names (the server's files).
+	cfg, err := config.LoadSettings(path)
 	if err != nil {
 		return exit(exConfig, "%v", err)
 	}

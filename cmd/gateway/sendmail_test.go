@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/gateway"
 	"github.com/mailgate/gateway/core/gateway/gatewaytest"
@@ -550,5 +552,99 @@ func TestSendmailForeignDataDir(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pickup made: %v", err)
+	}
+}
+
+// TestSendmailLocalUser: a local user (uid 65534) who can read the
+// configuration but none of the files it names (a TLS key, a route's
+// password file and an inject token, all 0600) sends through a data_dir
+// the server made: sendmail exits 0 and the message is in pickup, owned
+// by the user.
+func TestSendmailLocalUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run as another user")
+	}
+	base := t.TempDir()
+	searchableUp(t, base)
+	dataDir := filepath.Join(base, "data")
+	serverCfg, err := config.Load(writeConfig(t, dataDir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(context.Background(), serverCfg, gateway.Options{Resolver: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+
+	for _, name := range []string{"cert.pem", "key.pem", "smarthost.pass", "inject.token"} {
+		writeFile(t, filepath.Join(base, name), "secret of the server\n")
+		os.Chmod(filepath.Join(base, name), 0o600)
+	}
+	path := filepath.Join(base, "gateway.hcl")
+	writeFile(t, path, fmt.Sprintf(`hostname = "mx.test"
+data_dir = %q
+listener "mx" {
+  address = "127.0.0.1:0"
+  tls {
+    cert = "cert.pem"
+    key  = "key.pem"
+  }
+}
+delivery {
+  route "*" {
+    via = "smtp.provider.example:587"
+    auth {
+      username      = "gw"
+      password_file = "smarthost.pass"
+    }
+  }
+}
+inject {
+  address    = "127.0.0.1:0"
+  token_file = "inject.token"
+}
+`, dataDir))
+	os.Chmod(path, 0o644)
+	bin := filepath.Join(base, "gateway")
+	writeFile(t, bin, readFile(t, os.Args[0]))
+	os.Chmod(bin, 0o755)
+
+	cmd := exec.Command(bin, "sendmail", "-C", path, "-t", "-i")
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Stdin = strings.NewReader("To: a@example.test\nSubject: x\n\nhi\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sendmail as uid 65534: %v: %s", err, out)
+	}
+	env, _ := onlyPickup(t, gateway.PickupDir(dataDir))
+	if env.UID != 65534 || rcptList(env)[0] != "a@example.test" {
+		t.Errorf("pickup message of uid %d to %v", env.UID, rcptList(env))
+	}
+	for dir, want := range map[string]os.FileMode{dataDir: 0o711, filepath.Join(dataDir, "queue"): 0o700} {
+		if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want mode %o", dir, st.Mode(), err, want)
+		}
+	}
+}
+
+// searchableUp lets every user search dir and its parents (temporary
+// folders are 0700), until the test ends.
+func searchableUp(t *testing.T, dir string) {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := st.Mode().Perm(); mode&0o001 == 0 {
+			if err := os.Chmod(d, mode|0o011); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chmod(d, mode) })
+		}
+		if d == filepath.Dir(d) {
+			return
+		}
 	}
 }

@@ -24,9 +24,10 @@ import (
 // every problem as a diagnostic at the range of the value at fault, and
 // keeps going, so that one run reports them all.
 type decoder struct {
-	dir      string                 // the config file's folder, for relative paths
-	hostname func() (string, error) // os.Hostname, for the default hostname
-	diags    hcl.Diagnostics
+	dir       string                 // the config file's folder, for relative paths
+	hostname  func() (string, error) // os.Hostname, for the default hostname
+	skipFiles bool                   // LoadSettings: paths are resolved, files not opened
+	diags     hcl.Diagnostics
 }
 
 // config converts the whole file. body is the range of the file's start,
@@ -117,7 +118,8 @@ func (d *decoder) inject(r *rawInject) Inject {
 
 // secret decodes one of name (the value) and name_file (a file whose
 // content, trimmed, is the value), exactly one of which must be given in
-// the block (named block) at def. ok is false when an error was reported.
+// the block (named block) at def. ok is false when an error was reported,
+// or when the file was not read (LoadSettings).
 func (d *decoder) secret(block, name string, value, file hcl.Expression, def hcl.Range) (secret string, ok bool) {
 	hasValue, hasFile := present(value), present(file)
 	switch {
@@ -128,7 +130,7 @@ func (d *decoder) secret(block, name string, value, file hcl.Expression, def hcl
 		return secret, d.str(name, value, &secret)
 	}
 	var path string
-	if !d.file(name+"_file", file, &path) {
+	if !d.file(name+"_file", file, &path) || d.skipFiles {
 		return "", false
 	}
 	b, err := os.ReadFile(path)
@@ -822,7 +824,7 @@ func (d *decoder) address(name string, expr hcl.Expression, dst *string, listen 
 }
 
 // file decodes the path of a file that must be readable now, resolved
-// against the config file's folder.
+// against the config file's folder. With skipFiles it is not checked.
 func (d *decoder) file(name string, expr hcl.Expression, dst *string) bool {
 	s, ok := value[string](d, name, expr)
 	if !ok {
@@ -833,6 +835,10 @@ func (d *decoder) file(name string, expr hcl.Expression, dst *string) bool {
 		return false
 	}
 	path := d.resolve(s)
+	if d.skipFiles {
+		*dst = path
+		return true
+	}
 	if err := readable(path); err != nil {
 		d.errorf(expr.Range(), "Unreadable file", "%s = %q: %s: %s.", name, s, path, err)
 		return false

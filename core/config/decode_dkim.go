@@ -60,7 +60,7 @@ func (d *decoder) dkimBlocks(rs []rawDKIM) []DKIM {
 				b.Selector = sel
 			}
 		}
-		if d.required("key_file", r.KeyFile, r.DefRange) && d.file("key_file", r.KeyFile, &b.KeyFile) {
+		if d.required("key_file", r.KeyFile, r.DefRange) && d.file("key_file", r.KeyFile, &b.KeyFile) && !d.skipFiles {
 			b.Key = d.dkimKey(r.KeyFile, b.KeyFile)
 		}
 		b.Headers = d.signedHeaders(r.Headers)

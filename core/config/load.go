@@ -28,6 +28,19 @@ func LoadPartial(path string) (*Config, error) {
 	return p.load(path)
 }
 
+// LoadSettings is Load for a client that any local user may run, such as
+// `gateway sendmail`: it reads the configuration file and nothing else.
+// The files the configuration names (TLS certificates and keys, password
+// and token files, DKIM keys, hook scripts and plugins) are neither
+// checked nor opened, and the secrets in them are left empty: those files
+// are the server's, often readable by it alone. Its result is for reading
+// settings (hostname, data_dir, limits, the admin address), never for
+// running a server.
+func LoadSettings(path string) (*Config, error) {
+	p := parser{hostname: os.Hostname, skipFiles: true}
+	return p.load(path)
+}
+
 // Parse parses a configuration held in memory. filename names it in
 // diagnostics, and relative paths are resolved against its folder (the
 // current folder when filename has none). Config.File is left empty. A
@@ -38,8 +51,9 @@ func Parse(src []byte, filename string) (*Config, error) {
 
 // parser holds what parsing needs from the machine, so tests can fix it.
 type parser struct {
-	hostname func() (string, error) // os.Hostname
-	partial  bool                   // LoadPartial: return what decoded, with the errors
+	hostname  func() (string, error) // os.Hostname
+	partial   bool                   // LoadPartial: return what decoded, with the errors
+	skipFiles bool                   // LoadSettings: open no file the configuration names
 }
 
 func (p parser) load(path string) (*Config, error) {
@@ -65,7 +79,7 @@ func (p parser) parse(src []byte, filename string) (*Config, error) {
 	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
 		return nil, newError(diags)
 	}
-	d := &decoder{dir: filepath.Dir(filename), hostname: p.hostname}
+	d := &decoder{dir: filepath.Dir(filename), hostname: p.hostname, skipFiles: p.skipFiles}
 	cfg := d.config(&raw, f.Body.MissingItemRange())
 	if d.diags.HasErrors() {
 		if p.partial {

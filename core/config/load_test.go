@@ -316,3 +316,61 @@ func TestMaxHops(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadSettings: LoadSettings (gateway sendmail, run by any user)
+// opens none of the files the configuration names, which may be the
+// server's alone, and still gives the settings; Load refuses them.
+func TestLoadSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateway.hcl")
+	src := `hostname = "mx.test"
+data_dir = "data"
+listener "mx" {
+  address          = "127.0.0.1:25"
+  max_message_size = "1MB"
+  tls {
+    cert = "cert.pem"
+    key  = "key.pem"
+  }
+}
+delivery {
+  route "*" {
+    via = "smtp.provider.example:587"
+    auth {
+      username      = "gw"
+      password_file = "smarthost.pass"
+    }
+  }
+}
+dkim "example.test" {
+  selector = "s1"
+  key_file = "dkim.pem"
+}
+admin { address = "127.0.0.1:8025" }
+inject {
+  address    = "127.0.0.1:8026"
+  token_file = "inject.token"
+}
+plugin "aliases" { path = "bin/aliases" }
+lua "relay" { path = "relay.lua" }
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("Load: %v, want the missing files named", err)
+	}
+	cfg, err := LoadSettings(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Listeners[0]
+	if cfg.Hostname != "mx.test" || cfg.DataDir != filepath.Join(dir, "data") || l.MaxMessageSize != 1<<20 ||
+		cfg.Admin.Address != "127.0.0.1:8025" || l.TLS == nil || l.TLS.Key != filepath.Join(dir, "key.pem") {
+		t.Errorf("settings: hostname %q data_dir %q size %d admin %q tls %+v", cfg.Hostname, cfg.DataDir,
+			l.MaxMessageSize, cfg.Admin.Address, l.TLS)
+	}
+	if cfg.Inject.Token != "" || cfg.DKIM[0].Key != nil {
+		t.Errorf("a secret was read: token %q, DKIM key %v", cfg.Inject.Token, cfg.DKIM[0].Key)
+	}
+}

@@ -55,9 +55,16 @@ const staleTemp = 24 * time.Hour
 // and, when this process owns it, gives it Mode and a failed/ folder only
 // the owner may enter. The server calls it at start; sendmail calls it
 // when the directory is missing.
+//
+// Every user must reach dir, so Prepare also lets others search (never
+// list or read) dir's parent, data_dir, when this process owns it: the
+// spool makes data_dir 0700, and its own folders stay so.
 func Prepare(dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("pickup: %w", err)
+	}
+	if err := searchable(filepath.Dir(dir)); err != nil {
+		return err
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("pickup: %w", err)
@@ -78,6 +85,23 @@ func Prepare(dir string) error {
 		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, FailedDir), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("pickup: %w", err)
+	}
+	return nil
+}
+
+// searchable adds the search (x) bit for group and others to dir when
+// this process owns it; it adds nothing else.
+func searchable(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("pickup: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || int(sys.Uid) != os.Geteuid() || st.Mode().Perm()&0o011 == 0o011 {
+		return nil
+	}
+	if err := os.Chmod(dir, st.Mode()&(os.ModePerm|os.ModeSetgid|os.ModeSticky)|0o011); err != nil {
 		return fmt.Errorf("pickup: %w", err)
 	}
 	return nil
