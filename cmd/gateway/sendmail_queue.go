@@ -71,9 +71,8 @@ func pickupListing(dir string) []admin.Message {
 		if err != nil {
 			continue
 		}
-		stamp, id, _ := strings.Cut(name, ".")
-		nanos, _ := strconv.ParseInt(stamp, 10, 64)
-		am := admin.Message{ID: id, Sender: m.Env.Sender.String(), Created: time.Unix(0, nanos), Size: m.Size}
+		_, id, _ := strings.Cut(name, ".")
+		am := admin.Message{ID: id, Sender: m.Env.Sender.String(), Created: m.Created, Size: m.Size}
 		for _, r := range m.Env.Recipients {
 			am.Recipients = append(am.Recipients, admin.Recipient{Address: r.Address.String(), Status: "pickup"})
 		}

@@ -40,32 +40,46 @@ func (e *Engine) queueDSN(ctx context.Context, m *queue.Message, reports []dsn.R
 		Original:     orig,
 		Now:          now,
 	}
+	return e.QueueDSN(ctx, rep, m.ID)
+}
+
+// QueueDSN builds rep and queues it, as the engine queues its own DSNs:
+// from the null sender, its recipient with NOTIFY=NEVER, counted, logged
+// (about names the message it reports on) and kicked. The pickup calls it
+// for the mail of local programs that the server refused, which never
+// reached the queue. An empty rep.ReportingMTA is the engine's hostname.
+// Building or committing it can fail; then nothing is queued.
+func (e *Engine) QueueDSN(ctx context.Context, rep *dsn.Report, about string) error {
+	if rep.ReportingMTA == "" {
+		rep.ReportingMTA = e.opt.Hostname
+	}
 	var buf bytes.Buffer
 	if err := rep.Build(&buf); err != nil {
-		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
+		return fmt.Errorf("delivery: DSN about %s: %w", about, err)
 	}
 	raw := buf.Bytes()
 	d, err := e.spool.Create(ctx)
 	if err != nil {
-		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
+		return fmt.Errorf("delivery: DSN about %s: %w", about, err)
 	}
 	if _, err := d.Write(raw); err != nil {
 		d.Abort()
-		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
+		return fmt.Errorf("delivery: DSN about %s: %w", about, err)
 	}
 	env := rep.SendEnvelope(raw)
 	env.Submitted = true // ours: signed when the postmaster's domain has a dkim block
 	if err := d.Commit(ctx, env, nil); err != nil {
 		d.Abort()
-		return fmt.Errorf("delivery: DSN about %s: %w", m.ID, err)
+		return fmt.Errorf("delivery: DSN about %s: %w", about, err)
 	}
 
-	action := reportAction(reports)
+	action := reportAction(rep.Reports)
 	e.dsns.Add(1)
 	if e.opt.Observer != nil {
 		e.opt.Observer.Bounced(action)
 	}
-	e.log.Info("delivery: DSN queued", "id", d.ID(), "about", m.ID, "to", to.String(), "action", action, "rcpts", len(reports))
+	e.log.Info("delivery: DSN queued", "id", d.ID(), "about", about, "to", env.Recipients[0].Address.String(),
+		"action", action, "rcpts", len(rep.Reports))
 	e.Kick()
 	return nil
 }

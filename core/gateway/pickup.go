@@ -16,10 +16,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/inject"
 	"github.com/mailgate/gateway/core/pickup"
 	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/sdk"
 )
 
 // Pickup timing: a pass at start and then every pickupInterval; a file
@@ -37,11 +40,16 @@ func PickupDir(dataDir string) string { return filepath.Join(dataDir, "pickup") 
 
 // pickupPart submits the messages of the pickup directory.
 type pickupPart struct {
-	dir     string
-	srv     *smtp.Server // never listens: each submission is a ServeConn
-	maxSize int64        // of a file: the largest message and its envelope
-	log     *slog.Logger
-	waits   map[string]pickupWait // files deferred, by name
+	dir      string
+	hostname string        // ours: the Remote-MTA of the pickup's refusals
+	srv      *smtp.Server  // never listens: each submission is a ServeConn
+	maxSize  int64         // of a file: the largest message and its envelope
+	lifetime time.Duration // delivery.max_lifetime: a file deferred longer fails
+	// queueDSN queues a failure report to the sender of a refused file
+	// (the engine's QueueDSN).
+	queueDSN func(ctx context.Context, rep *dsn.Report, about string) error
+	log      *slog.Logger
+	waits    map[string]pickupWait // files deferred, by name
 	// sent are files whose message the spool has but that could not be
 	// removed or rewritten: this run does not submit them again.
 	sent map[string]bool
@@ -80,7 +88,14 @@ func (g *Gateway) newPickup() (*pickupPart, error) {
 	if l.MaxMessageSize > 0 {
 		maxSize = l.MaxMessageSize + 1<<20 // the envelope part, generously
 	}
-	return &pickupPart{dir: dir, srv: srv, maxSize: maxSize, log: g.log.With("part", "pickup"), waits: map[string]pickupWait{}, sent: map[string]bool{}}, nil
+	lifetime := g.cfg.Delivery.MaxLifetime
+	if lifetime <= 0 {
+		lifetime = config.DefaultDelivery().MaxLifetime
+	}
+	return &pickupPart{
+		dir: dir, hostname: g.cfg.Hostname, srv: srv, maxSize: maxSize, lifetime: lifetime, queueDSN: g.engine.QueueDSN,
+		log: g.log.With("part", "pickup"), waits: map[string]pickupWait{}, sent: map[string]bool{},
+	}, nil
 }
 
 // run makes a pass over the directory at once and then every
@@ -157,7 +172,7 @@ func (p *pickupPart) take(ctx context.Context, name string, now time.Time) {
 	defer cancel()
 	env := &envelope.Envelope{
 		Sender: m.Env.Sender, Recipients: m.Env.Recipients, Ret: m.Env.Ret, EnvID: m.Env.EnvID,
-		Body: m.Env.Body, SMTPUTF8: m.Env.SMTPUTF8,
+		Body: m.Env.Body, SMTPUTF8: m.Env.SMTPUTF8, Received: m.Created,
 	}
 	res, err := inject.Submit(sctx, p.srv, inject.Submission{
 		Client:    netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0),
@@ -166,40 +181,95 @@ func (p *pickupPart) take(ctx context.Context, name string, now time.Time) {
 		Envelope:  env,
 		Message:   m.Body(),
 	}, p.log)
-	p.settle(m, res, err, now)
+	p.settle(sctx, m, env, res, err, now)
+}
+
+// pickupOutcome is what a submission did with a file's recipients.
+type pickupOutcome struct {
+	accepted int
+	kept     []envelope.Recipient // deferred: tried again
+	failed   []envelope.Recipient // refused for good, or deferred past the lifetime
+	reports  []dsn.RecipientReport
+}
+
+// classify puts each recipient of m where its reply says, with a log line and
+// a failure report (if it wants one) for each that failed. A deferred
+// recipient of a file older than the lifetime fails too (5.4.7), as the
+// engine expires queued mail.
+func (p *pickupPart) classify(m *pickup.Message, res smtp.Result, txn smtp.Reply, err error, now time.Time) pickupOutcome {
+	var out pickupOutcome
+	expired := now.Sub(m.Created) >= p.lifetime
+	for i, r := range m.Env.Recipients {
+		reply := rcptReply(res, i, txn, err)
+		status := reply.Enhanced
+		switch {
+		case reply.Code/100 == 2:
+			out.accepted++
+			continue
+		case reply.Code/100 == 5:
+		case expired:
+			status = sdk.EnhancedCode{5, 4, 7}
+		default:
+			out.kept = append(out.kept, r)
+			continue
+		}
+		out.failed = append(out.failed, r)
+		p.log.Warn("pickup: recipient failed; the sender is told, the file kept in failed/", "file", m.Name,
+			"uid", m.Env.UID, "from", m.Env.Sender.String(), "rcpt", r.Address.String(), "reply", reply.String(),
+			"expired", expired && reply.Code/100 != 5)
+		if status.IsZero() || status[0] != 5 {
+			status = sdk.EnhancedCode{5, 0, 0}
+		}
+		if dsn.Wants(r.Notify, dsn.ActionFailed) {
+			out.reports = append(out.reports, dsn.RecipientReport{
+				Recipient: r, Action: dsn.ActionFailed, Status: status, Diagnostic: reply.String(),
+				RemoteMTA: p.hostname, LastAttempt: now,
+			})
+		}
+	}
+	return out
+}
+
+// bounce queues the failure report of m to its sender, as a queued
+// message's would be; the null sender gets none (the file in failed/ is
+// the operator's trace).
+func (p *pickupPart) bounce(ctx context.Context, m *pickup.Message, env *envelope.Envelope, reports []dsn.RecipientReport, now time.Time) {
+	if len(reports) == 0 {
+		return
+	}
+	if m.Env.Sender.IsNull() {
+		p.log.Warn("pickup: no DSN to the null sender", "file", m.Name, "rcpts", len(reports))
+		return
+	}
+	rep := &dsn.Report{To: m.Env.Sender, Envelope: env, Reports: reports, Original: m.Body(), Now: now}
+	if err := p.queueDSN(ctx, rep, "pickup "+m.Name); err != nil {
+		p.log.Error("pickup: cannot queue the DSN; the sender is not told (the file is in failed/)",
+			"file", m.Name, "err", err)
+	}
 }
 
 // settle acts on a submission's outcome per recipient: those the spool
-// took are done; those refused for good go to failed/ with a log line
-// each; those deferred stay in the pickup directory for a later pass. The
-// file is rewritten only when its recipients part ways.
-func (p *pickupPart) settle(m *pickup.Message, res smtp.Result, err error, now time.Time) {
+// took are done; those refused for good (or deferred past the lifetime)
+// get a failure DSN and go to failed/; those deferred stay in the pickup
+// directory for a later pass. The file is rewritten only when its
+// recipients part ways.
+func (p *pickupPart) settle(ctx context.Context, m *pickup.Message, env *envelope.Envelope, res smtp.Result, err error, now time.Time) {
 	var txn smtp.Reply
 	if err != nil && !errors.As(err, &txn) {
 		p.log.Warn("pickup: submission failed; will try again", "file", m.Name, "err", err)
 		p.later(m.Name, now)
 		return
 	}
-	var kept, failed []envelope.Recipient
-	accepted := 0
-	for i, r := range m.Env.Recipients {
-		reply := rcptReply(res, i, txn, err)
-		switch reply.Code / 100 {
-		case 2:
-			accepted++
-		case 5:
-			failed = append(failed, r)
-			p.log.Error("pickup: recipient refused; message moved to failed/", "file", m.Name, "uid", m.Env.UID,
-				"from", m.Env.Sender.String(), "rcpt", r.Address.String(), "reply", reply.String())
-		default:
-			kept = append(kept, r)
-		}
-	}
+	out := p.classify(m, res, txn, err, now)
+	accepted, kept, failed := out.accepted, out.kept, out.failed
 	if accepted == 0 && len(failed) == 0 {
 		p.log.Info("pickup: deferred; will try again", "file", m.Name, "reply", firstReply(res, txn).String())
 		p.later(m.Name, now)
 		return
 	}
+	// The report goes first: a crash before the file is settled submits
+	// it again, and reports again, rather than never.
+	p.bounce(ctx, m, env, out.reports, now)
 	if err := p.split(m, kept, failed); err != nil {
 		if accepted > 0 {
 			// Submitting it again would deliver it twice.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/gateway"
@@ -31,7 +33,15 @@ end
 
 func pickupMessage(t *testing.T, dir string, subject string, rcpts ...string) string {
 	t.Helper()
-	env := &pickup.Envelope{Sender: envelope.Address{Local: "cron", Domain: "mx.test"}, UID: os.Getuid()}
+	name := pickup.NewName(time.Now())
+	pickupFile(t, dir, name, envelope.Address{Local: "cron", Domain: "mx.test"}, subject, rcpts...)
+	return name
+}
+
+// pickupFile writes the pickup file name from sender to rcpts.
+func pickupFile(t *testing.T, dir, name string, sender envelope.Address, subject string, rcpts ...string) {
+	t.Helper()
+	env := &pickup.Envelope{Sender: sender, UID: os.Getuid()}
 	for _, r := range rcpts {
 		a, err := envelope.ParseAddress(r)
 		if err != nil {
@@ -39,11 +49,9 @@ func pickupMessage(t *testing.T, dir string, subject string, rcpts ...string) st
 		}
 		env.Recipients = append(env.Recipients, envelope.Recipient{Address: a})
 	}
-	name, err := pickup.Write(dir, env, strings.NewReader("Subject: "+subject+"\n\nfrom cron\n"))
-	if err != nil {
+	if err := pickup.WriteName(dir, name, env, strings.NewReader("Subject: "+subject+"\n\nfrom cron\n")); err != nil {
 		t.Fatal(err)
 	}
-	return name
 }
 
 // TestPickup: files left while the gateway was down are submitted at
@@ -149,5 +157,60 @@ listener "mx" { address = "127.0.0.1:0" }
 	}
 	if !strings.Contains(err.Error(), "belongs to uid 1234") {
 		t.Errorf("error %v, want the owner named", err)
+	}
+}
+
+// TestPickupBounce: a local program's mail that the server refuses comes
+// back to its sender as a failure DSN with the refusal as Diagnostic-Code,
+// and so does mail deferred past max_lifetime (5.4.7); the files are kept
+// in failed/. The null sender gets no DSN.
+func TestPickupBounce(t *testing.T) {
+	cfg := strings.Replace(hookConfig, "delivery {", "delivery {\n  max_lifetime = \"1h\"", 1)
+	path := gatewaytest.WriteConfig(t, cfg)
+	writeScript(t, filepath.Dir(path), pickupScript())
+	dir := gateway.PickupDir(filepath.Join(filepath.Dir(path), "data"))
+	if err := pickup.Prepare(dir); err != nil {
+		t.Fatal(err)
+	}
+	cron := envelope.Address{Local: "cron", Domain: "example.test"}
+	refused := pickup.NewName(time.Now())
+	pickupFile(t, dir, refused, cron, "refused", "blocked@example.test", "bob@example.test")
+	old := pickup.NewName(time.Now().Add(-2 * time.Hour))
+	pickupFile(t, dir, old, cron, "old", "later@example.test")
+	null := pickup.NewName(time.Now())
+	pickupFile(t, dir, null, envelope.Address{}, "null", "blocked@example.test")
+
+	g := gatewaytest.StartFile(t, path)
+	box := filepath.Join(filepath.Dir(path), "mail", "example.test", "cron", "new")
+	var files []string
+	if !gatewaytest.Eventually(10*time.Second, func() bool { files, _ = filepath.Glob(filepath.Join(box, "*")); return len(files) == 2 }) {
+		t.Fatalf("the sender's Maildir holds %d messages, want 2 DSNs", len(files))
+	}
+	got := map[string]map[string]string{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := dsnRecipientFields(t, raw)
+		got[fields["Final-Recipient"]] = fields
+	}
+	want := map[string]map[string]string{
+		"rfc822; blocked@example.test": {"Final-Recipient": "rfc822; blocked@example.test", "Action": "failed",
+			"Status": "5.1.1", "Diagnostic-Code": "smtp; 550 5.1.1 No such user", "Remote-Mta": "dns; mx.test"},
+		"rfc822; later@example.test": {"Final-Recipient": "rfc822; later@example.test", "Action": "failed",
+			"Status": "5.4.7", "Diagnostic-Code": "smtp; 451 4.2.0 Try later", "Remote-Mta": "dns; mx.test"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the DSNs' recipient fields (-want +got):\n%s", diff)
+	}
+	failed := filepath.Join(dir, pickup.FailedDir)
+	for _, name := range []string{refused, old, null} {
+		if !gatewaytest.Eventually(5*time.Second, func() bool { _, err := os.Stat(filepath.Join(failed, name)); return err == nil }) {
+			t.Errorf("%s is not in failed/", name)
+		}
+	}
+	if !g.Log().Wait(5*time.Second, "pickup: no DSN to the null sender") {
+		t.Error("the null sender's refusal is not logged")
 	}
 }

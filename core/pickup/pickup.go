@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -148,6 +149,16 @@ func validName(name string) bool {
 		}
 	}
 	return true
+}
+
+// nameTime is the time in a name NewName made.
+func nameTime(name string) (time.Time, bool) {
+	stamp, _, _ := strings.Cut(name, ".")
+	nanos, err := strconv.ParseInt(stamp, 10, 64)
+	if err != nil || !validName(name) {
+		return time.Time{}, false
+	}
+	return time.Unix(0, nanos), true
 }
 
 // List returns the names of the messages waiting in dir, oldest first.

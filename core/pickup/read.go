@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // ErrRefused is wrapped by Open's errors about a file the server must not
@@ -20,6 +21,10 @@ type Message struct {
 	Name string
 	Env  *Envelope // Env.UID is the file owner's uid, not what the file says (see check)
 	Size int64     // of the whole file
+	// Created is when the message was written: the time in its name, or
+	// the file's modification time if that is earlier (a name is the
+	// writer's claim). A rewrite keeps the name, and so the age.
+	Created time.Time
 
 	f    *os.File
 	body int64 // where the message starts
@@ -78,7 +83,11 @@ func check(f *os.File, name string, maxSize int64) (*Message, error) {
 	if owner := int(sys.Uid); owner != os.Geteuid() && owner != 0 {
 		env.UID = owner
 	}
-	return &Message{Name: name, Env: env, Size: st.Size(), f: f, body: n}, nil
+	created := st.ModTime()
+	if t, ok := nameTime(name); ok && t.Before(created) {
+		created = t
+	}
+	return &Message{Name: name, Env: env, Size: st.Size(), Created: created, f: f, body: n}, nil
 }
 
 // Body returns the message, from its start each time it is called.
