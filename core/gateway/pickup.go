@@ -50,6 +50,7 @@ type pickupPart struct {
 	queueDSN func(ctx context.Context, rep *dsn.Report, about string) error
 	log      *slog.Logger
 	waits    map[string]pickupWait // files deferred, by name
+	sweepAt  time.Time             // no Sweep before: one failed
 	// sent are files whose message the spool has but that could not be
 	// removed or rewritten: this run does not submit them again.
 	sent map[string]bool
@@ -116,8 +117,11 @@ func (p *pickupPart) run(ctx context.Context) error {
 
 // pass submits every file that is not waiting after a deferral.
 func (p *pickupPart) pass(ctx context.Context, now time.Time) {
-	if err := pickup.Sweep(p.dir, now); err != nil {
-		p.log.Warn("pickup: sweep", "err", err)
+	if !now.Before(p.sweepAt) {
+		if err := pickup.Sweep(p.dir, now); err != nil {
+			p.sweepAt = now.Add(pickupMaxWait)
+			p.log.Warn("pickup: cannot move stray entries to failed/; will try again", "in", pickupMaxWait, "err", err)
+		}
 	}
 	names, err := pickup.List(p.dir)
 	if err != nil {
@@ -153,10 +157,13 @@ func (p *pickupPart) take(ctx context.Context, name string, now time.Time) {
 	m, err := pickup.Open(p.dir, name, p.maxSize)
 	switch {
 	case errors.Is(err, pickup.ErrRefused):
-		p.log.Error("pickup: file refused; moved to failed/", "file", name, "err", err)
 		if err := pickup.Fail(p.dir, name); err != nil {
-			p.log.Error("pickup: cannot move to failed/", "file", name, "err", err)
+			p.log.Error("pickup: file refused, and it cannot be moved to failed/; will try again", "file", name,
+				"refused", err)
+			p.later(name, now)
+			return
 		}
+		p.log.Error("pickup: file refused; moved to failed/", "file", name, "err", err)
 		return
 	case errors.Is(err, os.ErrNotExist):
 		return
@@ -301,7 +308,11 @@ func (p *pickupPart) split(m *pickup.Message, kept, failed []envelope.Recipient)
 	env := *m.Env
 	if len(failed) > 0 {
 		env.Recipients = failed
-		if err := pickup.WriteName(filepath.Join(p.dir, pickup.FailedDir), m.Name, &env, m.Body()); err != nil {
+		to, err := pickup.FailedName(p.dir, m.Name)
+		if err != nil {
+			return err
+		}
+		if err := pickup.WriteName(filepath.Join(p.dir, pickup.FailedDir), to, &env, m.Body()); err != nil {
 			return err
 		}
 	}

@@ -179,12 +179,15 @@ func List(dir string) ([]string, error) {
 
 // Sweep removes the temporary files in dir that a writer left more than a
 // day ago, and moves any other stray entry (not a message, not failed/)
-// into failed/, so that the directory holds only what List returns.
+// into failed/, so that the directory holds only what List returns. An
+// entry it cannot move does not stop it: it returns every such error,
+// joined.
 func Sweep(dir string, now time.Time) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("pickup: %w", err)
 	}
+	var errs []error
 	for _, e := range entries {
 		name := e.Name()
 		switch {
@@ -194,12 +197,10 @@ func Sweep(dir string, now time.Time) error {
 				os.Remove(filepath.Join(dir, name))
 			}
 		default:
-			if err := Fail(dir, name); err != nil {
-				return err
-			}
+			errs = append(errs, Fail(dir, name))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Remove deletes the message name from dir, durably: the server calls it
@@ -211,20 +212,44 @@ func Remove(dir, name string) error {
 	return syncDir(dir)
 }
 
-// Fail moves the entry name of dir into dir/failed (a symlink moves as
-// the link itself: rename does not follow it).
+// Fail moves the entry name of dir into dir/failed, under a name nothing
+// there has (FailedName): the same name may fail again. A symlink moves
+// as the link itself: rename does not follow it.
 func Fail(dir, name string) error {
 	failed := filepath.Join(dir, FailedDir)
 	if err := os.Mkdir(failed, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("pickup: %w", err)
 	}
-	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, name)); err != nil {
+	to, err := FailedName(dir, name)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, to)); err != nil {
 		return fmt.Errorf("pickup: %w", err)
 	}
 	if err := syncDir(failed); err != nil {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// FailedName is a name for name in dir/failed that no entry there has:
+// name itself, else name with a random suffix. Only the server writes
+// failed/, so the name stays free until it uses it.
+func FailedName(dir, name string) (string, error) {
+	failed := filepath.Join(dir, FailedDir)
+	for to := name; ; {
+		_, err := os.Lstat(filepath.Join(failed, to))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return to, nil
+		case err != nil:
+			return "", fmt.Errorf("pickup: %w", err)
+		}
+		var r [4]byte
+		rand.Read(r[:])
+		to = name + "." + hex.EncodeToString(r[:])
+	}
 }
 
 // syncDir makes the entries of dir durable. A local user may not open the

@@ -95,6 +95,7 @@ func TestOpenRefuses(t *testing.T) {
 		"hard link": func(p string) error { return os.Link(secret, p) },
 		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o644) },
 		"directory": func(p string) error { return os.Mkdir(p, 0o755) },
+		"socket":    func(p string) error { return syscall.Mknod(p, syscall.S_IFSOCK|0o644, 0) }, // open: ENXIO
 		"too big": func(p string) error {
 			return os.WriteFile(p, []byte(magic+"\nuid 0\nsender <>\nrcpt <a@b.test>\n\n"+strings.Repeat("x", 2000)), 0o644)
 		},
@@ -236,5 +237,65 @@ func TestCheckOwner(t *testing.T) {
 	}
 	if err := CheckOwner(dir); err == nil || !strings.Contains(err.Error(), "belongs to uid 1234") {
 		t.Errorf("foreign directory: %v", err)
+	}
+}
+
+// nonEmptyDir makes the folder path with a file in it.
+func nonEmptyDir(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(path, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailAgain: what fails under a name failed/ has already (a user
+// planting the same folder again, a file refused twice) is moved beside
+// it, not lost and not stuck; Sweep moves every stray entry even when
+// one of them collides.
+func TestFailAgain(t *testing.T) {
+	dir := prepared(t)
+	name := NewName(time.Now())
+	for i := range 2 {
+		nonEmptyDir(t, filepath.Join(dir, name))
+		if err := Fail(dir, name); err != nil {
+			t.Fatalf("Fail #%d: %v", i+1, err)
+		}
+	}
+	file := NewName(time.Now())
+	for i := range 2 {
+		os.WriteFile(filepath.Join(dir, file), []byte{byte('0' + i)}, 0o644)
+		if err := Fail(dir, file); err != nil {
+			t.Fatalf("Fail of a file #%d: %v", i+1, err)
+		}
+	}
+	nonEmptyDir(t, filepath.Join(dir, "stray"))
+	if err := Sweep(dir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	nonEmptyDir(t, filepath.Join(dir, "stray"))
+	nonEmptyDir(t, filepath.Join(dir, "stray2"))
+	if err := Sweep(dir, time.Now()); err != nil {
+		t.Errorf("Sweep: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, FailedDir))
+	count := map[string]int{}
+	for _, e := range entries {
+		switch base, _, _ := strings.Cut(e.Name(), "."); {
+		case strings.HasPrefix(e.Name(), name):
+			count["folder"]++
+		case strings.HasPrefix(e.Name(), file):
+			count["file"]++
+		default:
+			count[base]++
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"folder": 2, "file": 2, "stray": 2, "stray2": 1}, count); diff != "" {
+		t.Errorf("failed/ (-want +got):\n%s", diff)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 {
+		t.Errorf("the pickup directory still holds %d entries besides failed/", len(left)-1)
 	}
 }

@@ -33,17 +33,21 @@ type Message struct {
 // Open opens the message name of dir and reads its envelope. It refuses
 // (ErrRefused) a symlink, a file with more than one link (a hard link to
 // a file its owner could not read), anything but a regular file, a file
-// over maxSize bytes, one the server may not read and one whose envelope
-// is malformed. A file that is gone returns an error wrapping
-// os.ErrNotExist.
+// over maxSize bytes, one that cannot be opened (one the server may not
+// read, a socket) and one whose envelope is malformed. A file that is
+// gone gives an error wrapping os.ErrNotExist; the server's own want of
+// descriptors or memory gives an error that is not ErrRefused either.
 func Open(dir, name string, maxSize int64) (*Message, error) {
 	// O_NONBLOCK: a FIFO put here must not hang the reader.
 	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
-	case errors.Is(err, syscall.ELOOP), errors.Is(err, os.ErrPermission):
-		return nil, fmt.Errorf("%w: %s: %w", ErrRefused, name, err)
-	case err != nil:
+	case err == nil:
+	case errors.Is(err, os.ErrNotExist), transient(err):
 		return nil, fmt.Errorf("pickup: %w", err)
+	default:
+		// A symlink (ELOOP), a socket (ENXIO), a file the server may not
+		// read: whatever a user put there that cannot be opened.
+		return nil, fmt.Errorf("%w: %s: %w", ErrRefused, name, err)
 	}
 	m, err := check(f, name, maxSize)
 	if err != nil {
@@ -51,6 +55,17 @@ func Open(dir, name string, maxSize int64) (*Message, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// transient reports an open error that says nothing about the file: the
+// server is short of descriptors or memory, or was interrupted.
+func transient(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // check looks at the open file f and reads its envelope.
