@@ -6,7 +6,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -78,12 +77,11 @@ func (d *pickupDraft) Open() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(d.buf.Bytes())), nil
 }
 
-// Commit writes the message with its envelope. The session's Received
-// field is left out: the server's pickup session adds the gateway's own.
+// Commit writes the message with its envelope, BODY=BINARYMIME included
+// (the server submits it again with BDAT, byte for byte). The session's
+// Received field is left out: the server's pickup session adds the
+// gateway's own.
 func (d *pickupDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
-	if env.Body == envelope.BodyBinaryMIME {
-		return errors.New("sendmail -bs: BINARYMIME cannot go through the pickup directory")
-	}
 	penv := &pickup.Envelope{
 		Sender: env.Sender, Recipients: env.Recipients, Ret: env.Ret, EnvID: env.EnvID,
 		Body: env.Body, SMTPUTF8: env.SMTPUTF8, UID: d.spool.uid,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -646,5 +647,56 @@ func searchableUp(t *testing.T, dir string) {
 		if d == filepath.Dir(d) {
 			return
 		}
+	}
+}
+
+// TestSendmailBSBinary: sendmail -bs offers CHUNKING and BINARYMIME, and
+// takes a BINARYMIME message (NUL, bare CR and LF) with BDAT; the running
+// server picks it up and delivers it intact.
+func TestSendmailBSBinary(t *testing.T) {
+	path, dir := sendmailConfig(t, "")
+	gw := startGateway(t, "serve", "-config", path)
+	content := "Subject: bin\r\n\r\n\x00\x01bare\rCR and bare\nLF\r\nno newline at the end"
+	escaped := strings.Trim(strconv.Quote(content), `"`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() { done <- serveBS(ln, path) }()
+	smtptest.Run(t, ln.Addr().String(), fmt.Sprintf(`
+S: 220 mx.test ESMTP ready
+C: EHLO client.test
+S: 250-mx.test Hello client.test
+S: 250-PIPELINING
+S: 250-SIZE 26214400
+S: 250-8BITMIME
+S: 250-SMTPUTF8
+S: 250-ENHANCEDSTATUSCODES
+S: 250-CHUNKING
+S: 250-BINARYMIME
+S: 250 DSN
+C: MAIL FROM:<cron@example.test> BODY=BINARYMIME
+S: 250 2.1.0 Ok
+C: RCPT TO:<a@example.test>
+S: 250 2.1.5 Ok
+B: BDAT %d LAST\r\n%s
+S: 250 2.0.0 Ok: queued as *
+C: QUIT
+S: 221 2.0.0 Bye
+`, len(content), escaped))
+	if err := <-done; err != nil {
+		t.Fatalf("sendmail -bs: %v", err)
+	}
+	mail := filepath.Join(filepath.Dir(path), "mail", "example.test", "a", "new")
+	var files []string
+	if !gatewaytest.Eventually(10*time.Second, func() bool { files, _ = filepath.Glob(filepath.Join(mail, "*")); return len(files) == 1 }) {
+		names, _ := pickup.List(dir)
+		t.Fatalf("not delivered (pickup holds %v); log:\n%s", names, gw.stderr.String())
+	}
+	// A Maildir has LF line ends; every other byte is the sender's.
+	if got := readFile(t, files[0]); !strings.HasSuffix(got, "\n"+strings.ReplaceAll(content, "\r\n", "\n")) {
+		t.Errorf("delivered message does not end with the content:\n%q", got)
 	}
 }

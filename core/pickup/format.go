@@ -30,10 +30,13 @@ var ErrMalformed = errors.New("pickup: malformed file")
 type Envelope struct {
 	Sender     envelope.Address // the claimed sender (-f); zero = <>
 	Recipients []envelope.Recipient
-	Ret        envelope.Ret  // RET= of a DSN request, or unset
-	EnvID      string        // ENVID= (xtext), or ""
-	Body       envelope.Body // 8BITMIME for content with 8-bit bytes, or ""
-	SMTPUTF8   bool
+	Ret        envelope.Ret // RET= of a DSN request, or unset
+	EnvID      string       // ENVID= (xtext), or ""
+	// Body is BODY=: 8BITMIME for content with 8-bit bytes, BINARYMIME
+	// (sendmail -bs) for content that is not even lines; the server
+	// submits the latter with BDAT, byte for byte.
+	Body     envelope.Body
+	SMTPUTF8 bool
 	// UID is the submitting user. Encode writes it; Open believes it only
 	// in a file of the reader's own user or root, and otherwise reports
 	// the file owner's uid.
@@ -185,10 +188,10 @@ func (e *Envelope) parseField(key, value string) error {
 		e.EnvID = value
 	case "body":
 		switch b := envelope.Body(value); b {
-		case envelope.Body7Bit, envelope.Body8BitMIME:
+		case envelope.Body7Bit, envelope.Body8BitMIME, envelope.BodyBinaryMIME:
 			e.Body = b
 		default:
-			return fmt.Errorf("body: %q is not 7BIT or 8BITMIME", value)
+			return fmt.Errorf("body: %q is not 7BIT, 8BITMIME or BINARYMIME", value)
 		}
 	case "smtputf8":
 		if value != "" {

@@ -148,7 +148,7 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		"unknown field":     head + "rcpt <a@b.test>\nprio 1\n\n",
 		"CR":                head + "rcpt <a@b.test>\r\n\n",
 		"bad ret":           head + "ret ALL\nrcpt <a@b.test>\n\n",
-		"binarymime":        head + "body BINARYMIME\nrcpt <a@b.test>\n\n",
+		"unknown body":      head + "body 9BIT\nrcpt <a@b.test>\n\n",
 		"long line":         head + "rcpt <a@b.test>\nenvid " + strings.Repeat("x", 3000) + "\n\n",
 		"negative uid":      magic + "\nuid -1\nsender <>\nrcpt <a@b.test>\n\n",
 		"text after sender": magic + "\nuid 1\nsender <a@b.test> x\nrcpt <a@b.test>\n\n",
