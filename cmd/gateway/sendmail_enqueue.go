@@ -48,6 +48,9 @@ func sendmailEnqueue(c *cli, cfg *config.Config, o *sendmailOptions) error {
 	if err != nil {
 		return exit(exSoftware, "%v", err)
 	}
+	if limit := cfg.Listeners[0].MaxMessageSize; limit > 0 && int64(len(msg)) > limit {
+		return exit(exDataErr, "the message is larger than max_message_size (%d bytes)", limit)
+	}
 	env := &pickup.Envelope{Sender: sender, Ret: o.ret, EnvID: o.envID, Body: o.body, UID: os.Getuid()}
 	for _, a := range rcpts {
 		env.Recipients = append(env.Recipients, envelope.Recipient{Address: a, Notify: o.notify})
@@ -63,8 +66,12 @@ func sendmailEnqueue(c *cli, cfg *config.Config, o *sendmailOptions) error {
 // readSendmailInput reads the message as sendmail does: lines end with LF
 // (a CR before it is dropped), leading "From " lines (mbox separators)
 // are skipped, and a line with only "." ends the input when dotEnds. It
-// returns the message with CRLF line endings, at most limit bytes (0: no
-// limit).
+// returns the message with CRLF line endings, and reads no more than
+// limit bytes of it (0: no limit).
+//
+// The server counts max_message_size in the message as it is submitted:
+// CRLF line ends (RFC 1870), and the fields sendmail adds. sendmailEnqueue
+// compares the finished message; this only bounds what is read.
 func readSendmailInput(r io.Reader, dotEnds bool, limit int64) ([]byte, error) {
 	lr := &io.LimitedReader{R: r, N: 1 << 62}
 	if limit > 0 {
@@ -94,7 +101,7 @@ func readSendmailInput(r io.Reader, dotEnds bool, limit int64) ([]byte, error) {
 			return nil, fmt.Errorf("reading the message: %w", err)
 		}
 	}
-	if limit > 0 && (lr.N == 0 || int64(out.Len()) > limit) {
+	if limit > 0 && lr.N == 0 {
 		return nil, fmt.Errorf("the message is larger than max_message_size (%d bytes)", limit)
 	}
 	return out.Bytes(), nil
@@ -164,7 +171,7 @@ func parseAddressList(s, hostname string) ([]envelope.Address, error) {
 	list, err := mail.ParseAddressList(s)
 	if err != nil {
 		list = nil
-		for item := range strings.SplitSeq(s, ",") {
+		for _, item := range splitAddressList(s) {
 			item = strings.TrimSpace(item)
 			if item == "" {
 				continue
@@ -188,6 +195,39 @@ func parseAddressList(s, hostname string) ([]envelope.Address, error) {
 		out = append(out, ea)
 	}
 	return out, nil
+}
+
+// splitAddressList splits an address list at its commas, but not at those
+// inside a quoted string, an angle-bracketed address or a comment:
+// `root, "Doe, John" <j@x>` is two items.
+func splitAddressList(s string) []string {
+	var items []string
+	quoted, escaped := false, false
+	angle, comment, start := 0, 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case escaped:
+			escaped = false
+		case c == '\\' && (quoted || comment > 0):
+			escaped = true
+		case c == '"' && comment == 0:
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			comment++
+		case c == ')' && comment > 0:
+			comment--
+		case comment > 0:
+		case c == '<':
+			angle++
+		case c == '>' && angle > 0:
+			angle--
+		case c == ',' && angle == 0:
+			items = append(items, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(items, s[start:])
 }
 
 // mailbox converts net/mail's unquoted addr-spec to an envelope address,

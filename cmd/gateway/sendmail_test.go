@@ -271,15 +271,37 @@ func TestSendmailDefaultConfig(t *testing.T) {
 }
 
 // TestSendmailLimit: a message over max_message_size is refused with
-// EX_DATAERR and nothing is kept.
+// EX_DATAERR and nothing is kept. The size is the server's: of the message
+// as submitted, with CRLF line ends and the fields sendmail adds.
 func TestSendmailLimit(t *testing.T) {
-	dataDir := filepath.Join(t.TempDir(), "data")
-	path := writeConfig(t, dataDir, "")
-	cfg := strings.Replace(readFile(t, path), `address = "127.0.0.1:0"`, "address = \"127.0.0.1:0\"\n  max_message_size = \"1KB\"", 1)
-	os.WriteFile(path, []byte(cfg), 0o600)
-	code, _, errOut := runSendmailCLI(t, "Subject: x\n\n"+strings.Repeat("x", 2000)+"\n", "-C", path, "a@example.test")
-	if code != exDataErr || !strings.Contains(errOut, "larger than max_message_size") {
-		t.Errorf("code %d, stderr %q; want %d", code, errOut, exDataErr)
+	const limit = 1024
+	head := "From: a@example.test\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <x@y>\n\n"
+	crlf := func(s string) int { return len(s) + strings.Count(s, "\n") }
+	tests := []struct {
+		name  string
+		stdin string
+		ok    bool
+	}{
+		{"too big", "Subject: x\n\n" + strings.Repeat("x", 2000) + "\n", false},
+		{"exactly the limit with CRLF", head + strings.Repeat("x", limit-crlf(head)-2) + "\n", true},
+		{"over the limit with CRLF only", head + strings.Repeat("x\n", (limit-crlf(head))/3+1), false},
+		{"over the limit with the added fields", "\n" + strings.Repeat("x", limit-10) + "\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dataDir := filepath.Join(t.TempDir(), "data")
+			path := writeConfig(t, dataDir, "")
+			cfg := strings.Replace(readFile(t, path), `address = "127.0.0.1:0"`, "address = \"127.0.0.1:0\"\n  max_message_size = \"1KB\"", 1)
+			os.WriteFile(path, []byte(cfg), 0o600)
+			code, _, errOut := runSendmailCLI(t, tt.stdin, "-C", path, "a@example.test")
+			names, _ := pickup.List(gateway.PickupDir(dataDir))
+			switch {
+			case tt.ok && (code != 0 || len(names) != 1):
+				t.Errorf("code %d, stderr %q, pickup %v; want it kept", code, errOut, names)
+			case !tt.ok && (code != exDataErr || !strings.Contains(errOut, "larger than max_message_size") || len(names) != 0):
+				t.Errorf("code %d, stderr %q, pickup %v; want %d", code, errOut, names, exDataErr)
+			}
+		})
 	}
 }
 
@@ -698,5 +720,35 @@ S: 221 2.0.0 Bye
 	// A Maildir has LF line ends; every other byte is the sender's.
 	if got := readFile(t, files[0]); !strings.HasSuffix(got, "\n"+strings.ReplaceAll(content, "\r\n", "\n")) {
 		t.Errorf("delivered message does not end with the content:\n%q", got)
+	}
+}
+
+// TestParseAddressList: recipients as -t finds them in To: and Cc:, a
+// bare login name among them (which net/mail refuses) being a mailbox of
+// this host, without splitting a quoted display name at its comma.
+func TestParseAddressList(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"a@example.test, Bob <b@example.test>", []string{"a@example.test", "b@example.test"}},
+		{"root", []string{"root@mx.test"}},
+		{`root, "Doe, John" <j@x.test>`, []string{"root@mx.test", "j@x.test"}},
+		{`root, j@x.test (Doe, John), "a \"b, c\"" <k@x.test>`, []string{"root@mx.test", "j@x.test", "k@x.test"}},
+		{"root,, admin", []string{"root@mx.test", "admin@mx.test"}},
+	}
+	for _, tt := range tests {
+		as, err := parseAddressList(tt.in, "mx.test")
+		if err != nil {
+			t.Errorf("%s: %v", tt.in, err)
+			continue
+		}
+		var got []string
+		for _, a := range as {
+			got = append(got, a.String())
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tt.in, diff)
+		}
 	}
 }
