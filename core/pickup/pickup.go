@@ -209,7 +209,7 @@ func Remove(dir, name string) error {
 	if err := os.Remove(filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("pickup: %w", err)
 	}
-	return syncDir(dir)
+	return syncDir(dir, nil)
 }
 
 // Fail moves the entry name of dir into dir/failed, under a name nothing
@@ -227,10 +227,10 @@ func Fail(dir, name string) error {
 	if err := os.Rename(filepath.Join(dir, name), filepath.Join(failed, to)); err != nil {
 		return fmt.Errorf("pickup: %w", err)
 	}
-	if err := syncDir(failed); err != nil {
+	if err := syncDir(failed, nil); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return syncDir(dir, nil)
 }
 
 // FailedName is a name for name in dir/failed that no entry there has:
@@ -253,12 +253,15 @@ func FailedName(dir, name string) (string, error) {
 }
 
 // syncDir makes the entries of dir durable. A local user may not open the
-// pickup directory (it is not readable for them): then every file system
-// is synced instead, which a local submission can afford.
-func syncDir(dir string) error {
+// pickup directory (it is not readable for them): then the file system
+// of f, an open file in dir, is synced instead (syncfs); without f, that
+// is an error.
+func syncDir(dir string, f *os.File) error {
 	d, err := os.Open(dir)
-	if errors.Is(err, os.ErrPermission) {
-		syscall.Sync()
+	if errors.Is(err, os.ErrPermission) && f != nil {
+		if err := syncFS(f); err != nil {
+			return fmt.Errorf("pickup: sync %s: %w", dir, err)
+		}
 		return nil
 	}
 	if err != nil {

@@ -53,11 +53,15 @@ func WriteName(dir, name string, env *Envelope, msg io.Reader) (err error) {
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("pickup: %w", err)
 	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("pickup: %w", err)
-	}
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("pickup: %w", err)
 	}
-	return syncDir(dir)
+	// f stays open for syncDir: a local user syncs through it.
+	if err = syncDir(dir, f); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("pickup: %w", err)
+	}
+	return nil
 }
