@@ -660,7 +660,8 @@ func searchableUp(t *testing.T, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if mode := st.Mode().Perm(); mode&0o001 == 0 {
+		// Only the folders that lack it, every other bit kept.
+		if mode := st.Mode() & (os.ModePerm | os.ModeSticky | os.ModeSetgid); mode&0o001 == 0 {
 			if err := os.Chmod(d, mode|0o011); err != nil {
 				t.Fatal(err)
 			}

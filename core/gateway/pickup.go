@@ -74,6 +74,9 @@ func (g *Gateway) newPickup() (*pickupPart, error) {
 	if err := pickup.CheckOwner(dir); err != nil {
 		return nil, err
 	}
+	if err := pickup.CheckReachable(dir); err != nil {
+		g.log.Warn("pickup: gateway sendmail works only for the gateway's own user", "err", err)
+	}
 	l := g.cfg.Listeners[0]
 	l.Name, l.Address, l.AuthRequired, l.TLS = "pickup", "", false, nil
 	opt, err := g.smtpOptions(l)

@@ -108,6 +108,24 @@ func searchable(dir string) error {
 	return nil
 }
 
+// CheckReachable returns an error naming the first folder above dir that
+// other users may not search: then no local user but the server's can
+// reach dir, and sendmail fails for them. The server warns of it at start.
+func CheckReachable(dir string) error {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("pickup: %w", err)
+		}
+		if perm := st.Mode().Perm(); perm&0o001 == 0 {
+			return fmt.Errorf("pickup: other users cannot reach %s: %s is mode %04o (chmod o+x it)", dir, d, perm)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
 // CheckOwner refuses a pickup directory that another user owns: its
 // owner could list, read and replace every user's mail, and the server
 // could not remove the files it has queued. The server checks it at

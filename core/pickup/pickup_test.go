@@ -299,3 +299,45 @@ func TestFailAgain(t *testing.T) {
 		t.Errorf("the pickup directory still holds %d entries besides failed/", len(left)-1)
 	}
 }
+
+// TestPrepareSearchable: Prepare lets every user search data_dir (the
+// spool made it 0700), adding only the x bits, so that they reach the
+// pickup directory.
+func TestPrepareSearchable(t *testing.T) {
+	for _, tt := range []struct{ mode, want os.FileMode }{
+		{0o700, 0o711},
+		{0o750, 0o751},
+		{0o755, 0o755},
+	} {
+		data := filepath.Join(t.TempDir(), "data")
+		if err := os.Mkdir(data, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(data, tt.mode) // whatever the umask
+		if err := Prepare(filepath.Join(data, "pickup")); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := os.Stat(data); st.Mode().Perm() != tt.want {
+			t.Errorf("data_dir %o became %o, want %o", tt.mode, st.Mode().Perm(), tt.want)
+		}
+	}
+}
+
+// TestCheckReachable names the folder above the pickup directory that
+// other users cannot search.
+func TestCheckReachable(t *testing.T) {
+	top := t.TempDir()
+	dir := filepath.Join(top, "data", "pickup")
+	if err := Prepare(dir); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(top, 0o700)
+	if err := CheckReachable(dir); err == nil || !strings.Contains(err.Error(), top+" is mode 0700") {
+		t.Errorf("CheckReachable: %v, want %s named", err, top)
+	}
+	os.Chmod(top, 0o711)
+	err := CheckReachable(dir)
+	if err != nil && strings.Contains(err.Error(), top+" ") {
+		t.Errorf("CheckReachable: %v, after %s was made searchable", err, top)
+	}
+}
