@@ -4,7 +4,9 @@ package gateway
 // It reads the messages local programs left in data_dir/pickup and submits
 // each through an in-process SMTP session, as a local authenticated
 // submission, so that they meet the hooks, the relay rule, the limits and
-// the spool that SMTP mail meets.
+// the spool that SMTP mail meets. What the server refuses for good, or
+// defers past delivery.max_lifetime, comes back to the sender as a failure
+// DSN, and its file is kept in failed/.
 
 import (
 	"context"
