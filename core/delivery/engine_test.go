@@ -543,6 +543,8 @@ func TestEngineDelayWarningOnce(t *testing.T) {
 		want := 0
 		if at > 4*time.Hour {
 			want = 1
+			// The warning is queued by the attempt and delivered after it.
+			h.waitFor("the delay warning", func() bool { return len(engDSNCalls(h.sink)) > 0 })
 		}
 		if got := len(engDSNCalls(h.sink)); got != want {
 			t.Fatalf("after the attempt at +%v: %d DSNs; want %d", at, got, want)

@@ -119,5 +119,5 @@ func skipCFWS(v string, i int) int {
 			return i
 		}
 	}
-	return i
+	return min(i, len(v)) // a quoted pair's backslash may be the last byte
 }
