@@ -41,3 +41,21 @@ func TestARCSlot(t *testing.T) {
 		t.Errorf("without a verifier: %q, %+v", v.Header, v.Results.ARC)
 	}
 }
+
+// TestCheckSurvivesAPanic: a check that panics on its goroutine (where
+// the SMTP session's recover cannot reach) is a local failure of Check,
+// not the end of the process.
+func TestCheckSurvivesAPanic(t *testing.T) {
+	w := newWorld(t, "")
+	c, err := mailauth.New(mailauth.Options{
+		SPF: true, DMARC: "report", AuthservID: "mx.example.test", Resolver: w.res,
+		ARC: func(ctx context.Context, msg []byte) (string, string) { panic("a library met input it cannot take") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Check(context.Background(), input(t, "a@pass.test", "c.test", "From: x@pass.test\n\nhi\n"))
+	if err == nil || !strings.Contains(err.Error(), "the ARC check panicked: a library met input it cannot take") {
+		t.Errorf("Check = %v, want the panic as an error", err)
+	}
+}

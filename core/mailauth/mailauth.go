@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -144,28 +145,29 @@ func (c *Checker) Check(ctx context.Context, m *Message) (*Verdict, error) {
 	defer cancel()
 	authors := fromDomains(m.Header)
 	var (
-		wg    sync.WaitGroup
-		spf   spfOutcome
-		dkims []dkimOutcome
-		dkErr error
-		arc   arcOutcome
-		arcEr error
-		recs  []policyRecord
+		wg     sync.WaitGroup
+		spf    spfOutcome
+		dkims  []dkimOutcome
+		dkErr  error
+		arc    arcOutcome
+		arcEr  error
+		recs   []policyRecord
+		panics [4]error
 	)
 	if c.opt.SPF {
-		wg.Go(func() { spf = c.checkSPF(ctx, m) })
+		wg.Go(func() { panics[0] = safely("SPF", func() { spf = c.checkSPF(ctx, m) }) })
 	}
 	if c.opt.DKIM {
-		wg.Go(func() { dkims, dkErr = c.verifyDKIM(ctx, m) })
+		wg.Go(func() { panics[1] = safely("DKIM", func() { dkims, dkErr = c.verifyDKIM(ctx, m) }) })
 	}
 	if c.opt.ARC != nil {
-		wg.Go(func() { arc, arcEr = c.verifyARC(ctx, m) })
+		wg.Go(func() { panics[2] = safely("ARC", func() { arc, arcEr = c.verifyARC(ctx, m) }) })
 	}
 	if c.opt.DMARC != DMARCOff {
-		wg.Go(func() { recs = c.lookupPolicies(ctx, authors) })
+		wg.Go(func() { panics[3] = safely("DMARC", func() { recs = c.lookupPolicies(ctx, authors) }) })
 	}
 	wg.Wait()
-	if err := errors.Join(dkErr, arcEr); err != nil {
+	if err := errors.Join(dkErr, arcEr, errors.Join(panics[:]...)); err != nil {
 		return nil, err
 	}
 	v := &Verdict{}
@@ -177,6 +179,20 @@ func (c *Checker) Check(ctx context.Context, m *Message) (*Verdict, error) {
 	c.decide(v, dm)
 	v.Header = c.header(spf, dkims, dm, arc, v.Action == Quarantine)
 	return v, nil
+}
+
+// safely runs check and turns a panic in it (a library meeting input it
+// cannot take) into an error, a local failure: the checks run on their
+// own goroutines, where the session's recover cannot catch a panic, and
+// one there would end the whole process.
+func safely(name string, check func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("mailauth: the %s check panicked: %v\n%s", name, r, debug.Stack())
+		}
+	}()
+	check()
+	return nil
 }
 
 // decide sets the action: only dmarc = "enforce" refuses, defers or
