@@ -2,13 +2,16 @@ package arc
 
 import "strings"
 
-// FromAuthResults finds the topmost Authentication-Results field of msg
-// whose authserv-id is authservID, the one the gateway added on receipt
-// (one from outside with that id must have been removed then), and returns
-// its payload unfolded, "authserv-id; spf=…; arc=pass", and the arc= result
-// in it. That is what Seal needs when the message comes out of the queue,
-// rewritten since it was verified. ok is false without such a field; cv is
-// "" when the field has no arc= result.
+// FromAuthResults reads the topmost Authentication-Results field of msg,
+// the one the gateway added on receipt, if its authserv-id is authservID,
+// and returns its payload unfolded, "authserv-id; spf=…; arc=pass", and
+// the arc= result in it. That is what Seal needs when the message comes
+// out of the queue, rewritten since it was verified. Only the topmost
+// field counts: one further down with our id came from outside (the
+// checks remove those, but a change of authserv-id or a client the
+// checks skip must not make our key vouch for it). ok is false when the
+// topmost field is not ours, or there is none; cv is "" when the field
+// has no arc= result.
 func FromAuthResults(msg []byte, authservID string) (payload string, cv Status, ok bool) {
 	fields, _ := splitMessage(msg)
 	for _, f := range fields {
@@ -18,7 +21,7 @@ func FromAuthResults(msg []byte, authservID string) (payload string, cv Status, 
 		p := strings.TrimPrefix(strings.TrimSuffix(relaxedHeader("", f.value), "\r\n"), ":")
 		head, rest, _ := strings.Cut(p, ";")
 		if id := strings.Fields(head); len(id) == 0 || !strings.EqualFold(id[0], authservID) {
-			continue
+			return "", "", false
 		}
 		return p, arcResult(rest), true
 	}

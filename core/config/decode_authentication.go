@@ -21,6 +21,11 @@ func (d *decoder) authentication(r *rawAuthentication, hostname string) *Authent
 	d.boolean("arc", r.ARC, &a.ARC)
 	if present(r.ARCSeal) {
 		d.domain("arc_seal", r.ARCSeal, &a.ARCSeal)
+		if !a.ARC {
+			// The seal's cv comes from our arc= result: without the check
+			// there is none, and nothing could be sealed.
+			d.errorf(r.ARCSeal.Range(), "Invalid value", "arc_seal needs arc = true: a seal carries on the result of checking the chain.")
+		}
 	}
 	if present(r.AuthservID) {
 		d.domain("authserv_id", r.AuthservID, &a.AuthservID)

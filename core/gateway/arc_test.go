@@ -164,3 +164,66 @@ func dkimpyARC(t *testing.T, args []string, msgs []string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// TestARCSealAfterReload: a reload that changes authserv_id (applied only
+// by a restart) does not make our key seal an outsider's results that
+// carry the new id: the seal always carries the results our checks wrote
+// (a review found a forged field sealed after such a reload).
+func TestARCSealAfterReload(t *testing.T) {
+	key, err := dkim.GenerateKey("rsa", 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := key.PEM()
+	keyFile := filepath.Join(t.TempDir(), "fwd.pem")
+	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dns := resolvertest.Start(t, authZone+key.TXT("arc", "fwd.test")+"\n")
+	spool := &smtptest.MemorySpool{}
+	sinkAddr, _ := smtptest.StartServer(t, smtp.Options{Spool: spool, RelayNetworks: []netip.Prefix{smtptest.Loopback()}})
+	config := func(authserv string) string {
+		return fmt.Sprintf(`
+hostname = "mx.example.test"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+relay { networks = ["127.0.0.2/32"] }
+dkim "fwd.test" {
+  selector = "arc"
+  key_file = %q
+}
+authentication {
+  arc      = true
+  arc_seal = "fwd.test"
+  %s
+}
+delivery {
+  resolver = %q
+  route "example.test" {
+    via = %q
+    tls = "none"
+  }
+}
+`, keyFile, authserv, dns.Addr(), sinkAddr)
+	}
+	path := gatewaytest.WriteConfig(t, config(""))
+	g := gatewaytest.StartFile(t, path)
+	if err := os.WriteFile(path, []byte(config(`authserv_id = "mx2.example.test"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	forged := "Authentication-Results: mx2.example.test; spf=pass smtp.mailfrom=ceo@bank.test; dkim=pass header.d=bank.test; dmarc=pass header.from=bank.test; arc=none\n"
+	if got := sendOutside(t, g, "x@pass.test", forged+"From: a@pass.test\nSubject: hi\n\nhello\n"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("reply %q", got)
+	}
+	if !gatewaytest.Eventually(10*time.Second, func() bool { return len(spool.Messages()) == 1 }) {
+		t.Fatal("nothing forwarded")
+	}
+	out := string(spool.Messages()[0].Body)
+	aar, _, _ := strings.Cut(out[strings.Index(out, "ARC-Authentication-Results:")+1:], "\r\nAuthentication-Results")
+	if !strings.HasPrefix(out, "ARC-Seal: i=1;") || !strings.Contains(aar, "mx.example.test;") || strings.Contains(aar, "bank.test") {
+		t.Errorf("forwarded with the seal over the wrong results:\n%s", out)
+	}
+}

@@ -170,9 +170,11 @@ func (g *Gateway) arcVerifier(on bool) mailauth.ARCVerifier {
 
 // arcSealing is how the engine seals mail it forwards: with the key of
 // the dkim block that authentication's arc_seal names (config checked it
-// is there and RSA), nil when there is none.
-func arcSealing(cfg *config.Config, keys *dkim.Keys) *delivery.ARCSealing {
-	a := cfg.Authentication
+// is there and RSA), nil when there is none. a is always the block the
+// gateway started with, which the checker at data runs on: a reload
+// changes the keys, not the authserv-id (an authentication change needs a
+// restart), so the sealed results are always the ones our checks wrote.
+func arcSealing(a *config.Authentication, keys *dkim.Keys) *delivery.ARCSealing {
 	if a == nil || a.ARCSeal == "" {
 		return nil
 	}
@@ -239,7 +241,7 @@ func (g *Gateway) newEngine(version string) error {
 		DKIM:       keys,
 	})
 	if err == nil {
-		g.engine.SetARC(arcSealing(cfg, keys))
+		g.engine.SetARC(arcSealing(cfg.Authentication, keys))
 	}
 	g.pipeline.applied = g.applyReload
 	return err
@@ -256,7 +258,7 @@ func (g *Gateway) applyReload(ctx context.Context, cfg *config.Config) {
 		return
 	}
 	g.engine.SetDKIM(keys)
-	g.engine.SetARC(arcSealing(cfg, keys))
+	g.engine.SetARC(arcSealing(g.cfg.Authentication, keys)) // the running block: see arcSealing
 	g.log.Info("dkim signing keys", "domains", strings.Join(keys.Names(), " "))
 }
 
