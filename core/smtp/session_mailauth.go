@@ -16,19 +16,26 @@ import (
 // checkAuth checks the message in tx.draft when the server has a checker
 // and the client is from outside (neither in the relay networks nor
 // authenticated): nil, true when it does not. An Authentication-Results
-// with our authserv-id that came with the message is removed first (the
-// draft is rewritten, *size updated). false means the message was
-// answered (refused, deferred, or a local error) and the transaction is
-// over.
+// with our authserv-id that came with the message is removed, from every
+// client (RFC 8601 §5: only our checks write it; a relay client or a
+// user is not checked, but may not claim they were) (the draft is
+// rewritten, *size updated). false means the message was answered
+// (refused, deferred, or a local error) and the transaction is over.
 func (s *session) checkAuth(ctx context.Context, tx *txn, size *int64) (*mailauth.Verdict, bool) {
 	c := s.srv.opt.MailAuth
-	if c == nil || s.authUser != "" || s.inRelayNetworks() {
+	if c == nil {
 		return nil, true
 	}
 	view := message.NewView(*size, tx.draft.Open)
 	header, err := view.Header()
 	if err != nil {
 		return s.authLocalError(tx, err)
+	}
+	if s.authUser != "" || s.inRelayNetworks() {
+		if err := s.stripOurs(ctx, tx, size, c, header); err != nil {
+			return s.authLocalError(tx, err)
+		}
+		return nil, true
 	}
 	v, err := c.Check(ctx, &mailauth.Message{
 		ClientIP: s.ip, HELO: s.helo, Sender: tx.env.Sender, Header: header, Open: tx.draft.Open,
@@ -47,15 +54,21 @@ func (s *session) checkAuth(ctx context.Context, tx *txn, size *int64) (*mailaut
 		s.refuse(R(451, enh475, v.Reply))
 		return nil, false
 	}
-	for _, f := range header {
-		if c.Ours(f) {
-			if err := s.stripForged(ctx, tx, size, c); err != nil {
-				return s.authLocalError(tx, err)
-			}
-			break
-		}
+	if err := s.stripOurs(ctx, tx, size, c, header); err != nil {
+		return s.authLocalError(tx, err)
 	}
 	return v, true
+}
+
+// stripOurs removes the fields of header that carry our authserv-id, if
+// there are any (stripForged).
+func (s *session) stripOurs(ctx context.Context, tx *txn, size *int64, c *mailauth.Checker, header []sdk.HeaderField) error {
+	for _, f := range header {
+		if c.Ours(f) {
+			return s.stripForged(ctx, tx, size, c)
+		}
+	}
+	return nil
 }
 
 // stripForged rewrites tx's draft without the Authentication-Results
