@@ -5,10 +5,10 @@
 // predelivery stages.
 //
 // The header section is the lines up to the first empty line (which belongs
-// to it). A line that is neither a field ("name:" …) nor the continuation of
-// one (it starts with a space or tab) also ends it, as in Postfix's cleanup:
-// that line and everything after it are the body. So is a line longer than
-// MaxLine, which no header field needs.
+// to it). A line that is neither a field ("name:" …, the name possibly
+// empty) nor the continuation of one (it starts with a space or tab) also
+// ends it, as in Postfix's cleanup: that line and everything after it are
+// the body. So is a line longer than MaxLine, which no header field needs.
 package message
 
 import (
@@ -268,16 +268,21 @@ func (s *scanner) line() ([]byte, error) {
 
 // fieldStart parses the first line of a field: the name, blanks (obsolete
 // syntax, RFC 5322 §4.5), the colon. at is the offset after the colon.
+//
+// The name may be empty (": x"). RFC 5322 wants one character at least,
+// but lenient readers downstream (Python's email package takes
+// "[\x21-\x39\x3b-\x7e]*:" as a field, go-msgauth's DKIM verifier
+// any line up to the empty one) read on past such a line: were it the start of
+// the body here, the fields after it (a From: for DMARC, a forged
+// Authentication-Results) would reach them unseen by the checks. So it
+// is a field with an empty name, which no one asks for by name.
 func fieldStart(line []byte) (name string, at int, ok bool) {
-	if len(line) > MaxLine {
+	if len(line) > MaxLine || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
 		return "", 0, false
 	}
 	i := 0
 	for i < len(line) && line[i] > 32 && line[i] < 127 && line[i] != ':' {
 		i++
-	}
-	if i == 0 {
-		return "", 0, false
 	}
 	j := i
 	for j < len(line) && (line[j] == ' ' || line[j] == '\t') {

@@ -52,6 +52,15 @@ func TestParseHeader(t *testing.T) {
 			wantLen: len("A: 1\r\n"),
 		},
 		{
+			// As Python's email package reads it: a reader downstream
+			// sees the fields after the line, so the checks must.
+			name: "empty name is a field",
+			msg:  "A: 1\r\n: x\r\n:\r\n \ty\r\nFrom: a@b\r\n\r\n",
+			want: []sdk.HeaderField{{Name: "A", Value: "1"}, {Name: "", Value: "x"}, {Name: "", Value: "y"},
+				{Name: "From", Value: "a@b"}},
+			wantLen: len("A: 1\r\n: x\r\n:\r\n \ty\r\nFrom: a@b\r\n\r\n"),
+		},
+		{
 			name:    "no header section",
 			msg:     "\r\nbody\r\n",
 			want:    nil,
@@ -171,6 +180,12 @@ func TestRewrite(t *testing.T) {
 			msg:    "A: 1\r\nFrom me\r\nA: 2\r\n",
 			remove: []string{"a"},
 			want:   "From me\r\nA: 2\r\n",
+		},
+		{
+			name:   "a field below one with an empty name is removed",
+			msg:    "A: 1\r\n: x\r\nAuthentication-Results: forged\r\n\r\nbody\r\n",
+			remove: []string{"authentication-results"},
+			want:   "A: 1\r\n: x\r\n\r\nbody\r\n",
 		},
 		{
 			name: "an empty line goes before the body's first line",
@@ -325,6 +340,7 @@ func FuzzRewrite(f *testing.F) {
 	f.Add("\r\nA: 1\r\n", "a", "", "")
 	f.Add("From me\r\nA: 2\r\n\r", "from", "Bad Name", "x")
 	f.Add(" cont\r\nA :\r\n\r\n", "A", "A", "")
+	f.Add("A: 1\r\n: x\r\n \r\nB: 2\r\n\r\n", "b", "", "")
 	f.Fuzz(func(t *testing.T, msg, remove, addName, addValue string) {
 		fields, n, err := message.ParseHeader(strings.NewReader(msg))
 		if err != nil {
