@@ -3,6 +3,7 @@ package mailauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/mail"
@@ -23,6 +24,9 @@ type dmarcOutcome struct {
 	policy string // none, quarantine, reject after pct; "" without a record
 	domain string // the From: domain judged
 	reason string
+	// unjudged: the message has no author domain DMARC can judge, or too
+	// many (permerror); dmarc = "enforce" refuses it.
+	unjudged bool
 }
 
 // policyRecord is the DMARC record that governs one author domain.
@@ -33,27 +37,47 @@ type policyRecord struct {
 	err    error         // temporary (resolver.IsTemporary) or a bad record
 }
 
-// errNoFrom is a header without a From: address: the message is invalid
-// (RFC 7489 §5) and DMARC cannot judge it.
-var errNoFrom = errors.New("no From: address")
+// The reasons authorDomains gives no author domain to judge. Each makes
+// the message one DMARC cannot judge (RFC 7489 §6.6.1 allows refusing
+// it): letting it through under dmarc = "enforce" would be a way around
+// p=reject, for readers show a From: all the same (an address in an
+// encoded word, say).
+var (
+	errNoFrom         = errors.New("no From: field")
+	errNoAuthorDomain = errors.New("From: has no address with a domain")
+	errManyAuthors    = fmt.Errorf("From: has more than %d author domains", maxAuthorDomains)
+)
 
-// fromDomains returns the distinct domains (lower case) of every address
-// in every From: field. Several From: fields, or several addresses in one,
-// are all judged (RFC 7489 §6.6.1) and the strictest failing policy
-// applies: a second From: field cannot hide the one a reader sees.
-func fromDomains(header []sdk.HeaderField) []string {
+// authorDomains returns the distinct domains (lower case) of every
+// address in every From: field. Several From: fields, or several
+// addresses in one, are all judged (RFC 7489 §6.6.1) and the strictest
+// failing policy applies: a second From: field cannot hide the one a
+// reader sees. More than maxAuthorDomains is errManyAuthors: each costs
+// up to two look-ups, and judging only some would let the others pass.
+func authorDomains(header []sdk.HeaderField) ([]string, error) {
 	var out []string
+	seen := false
 	for _, f := range header {
 		if !strings.EqualFold(f.Name, "From") {
 			continue
 		}
+		seen = true
 		for _, d := range AddressDomains(f.Value) {
 			if !slices.Contains(out, d) {
 				out = append(out, d)
 			}
+			if len(out) > maxAuthorDomains {
+				return nil, errManyAuthors
+			}
 		}
 	}
-	return out
+	switch {
+	case !seen:
+		return nil, errNoFrom
+	case len(out) == 0:
+		return nil, errNoAuthorDomain
+	}
+	return out, nil
 }
 
 // addressParser decodes encoded words of any charset as they are: only the

@@ -1,6 +1,8 @@
 package mailauth_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/mailgate/gateway/core/mailauth"
@@ -50,8 +52,24 @@ func TestDMARC(t *testing.T) {
 		{"aligned SPF temperror", "enforce", "a@temperror.test", "From: x@temperror.test", true, mailauth.Defer,
 			sdk.DMARCResult{Result: "temperror", Policy: "reject", Domain: "temperror.test"},
 			`dmarc=temperror reason="an aligned identifier could not be checked" header.from=temperror.test`},
-		{"no From", "enforce", "a@pass.test", "Subject: x", true, mailauth.Accept,
-			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="no From: address"`},
+		{"no From", "enforce", "a@pass.test", "Subject: x", true, mailauth.Reject,
+			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="no From: field"`},
+		{"no From reported", "report", "a@pass.test", "Subject: x", true, mailauth.Accept,
+			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="no From: field"`},
+		{"address in an encoded word", "enforce", "a@pass.test", "From: =?utf-8?q?ceo=40fail.test?=", true, mailauth.Reject,
+			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="From: has no address with a domain"`},
+		{"address in an encoded word reported", "report", "a@pass.test", "From: =?utf-8?q?ceo=40fail.test?=", true, mailauth.Accept,
+			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="From: has no address with a domain"`},
+		{"empty group", "enforce", "a@pass.test", "From: undisclosed-recipients:;", true, mailauth.Reject,
+			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="From: has no address with a domain"`},
+		{"one From without a domain", "enforce", "a@pass.test", "From: ceo\nFrom: x@pass.test", true, mailauth.Accept,
+			sdk.DMARCResult{Result: "pass", Policy: "reject", Domain: "pass.test"}, "dmarc=pass header.from=pass.test"},
+		{"five author domains", "enforce", "a@pass.test", "From: a@d1.test, b@d2.test, c@d3.test, d@d4.test, e@fail.test", true, mailauth.Reject,
+			sdk.DMARCResult{Result: "fail", Policy: "reject", Domain: "fail.test"}, "dmarc=fail header.from=fail.test policy.dmarc=reject"},
+		{"six author domains", "enforce", "a@pass.test", "From: a@d1.test, b@d2.test, c@d3.test, d@d4.test, e@d5.test\nFrom: F@D6.test, a@d1.test", true, mailauth.Reject,
+			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="From: has more than 5 author domains"`},
+		{"six author domains reported", "report", "a@pass.test", "From: a@d1.test, b@d2.test, c@d3.test, d@d4.test, e@d5.test, f@d6.test", true, mailauth.Accept,
+			sdk.DMARCResult{Result: "permerror"}, `dmarc=permerror reason="From: has more than 5 author domains"`},
 		{"two authors, strictest", "enforce", "a@pass.test", "From: x@pass.test, y@fail.test", true, mailauth.Reject,
 			sdk.DMARCResult{Result: "fail", Policy: "reject", Domain: "fail.test"}, "dmarc=fail header.from=fail.test policy.dmarc=reject"},
 		{"two From fields", "enforce", "a@softfail.test", "From: x@neutral.test\nFrom: x@softfail.test", true, mailauth.Quarantine,
@@ -87,6 +105,48 @@ func TestDeferReply(t *testing.T) {
 	v := check(t, w.checker(t, "enforce", true), input(t, "a@pass.test", "c.test", "From: x@temp.test\n\nb\n"))
 	if v.Action != mailauth.Defer || v.Reply != "DMARC check of temp.test failed temporarily (DNS), try again later" {
 		t.Errorf("verdict %v %q", v.Action, v.Reply)
+	}
+}
+
+// TestUnjudgedReply: the refusal of a message DMARC cannot judge says why.
+func TestUnjudgedReply(t *testing.T) {
+	w := newWorld(t, "")
+	c := w.checker(t, "enforce", true)
+	for from, want := range map[string]string{
+		"":                               "DMARC cannot judge this message (no From: field)",
+		"From: =?utf-8?q?a=40b.test?=\n": "DMARC cannot judge this message (From: has no address with a domain)",
+		"From: a@1.test, a@2.test, a@3.test, a@4.test, a@5.test, a@6.test\n": "DMARC cannot judge this message (From: has more than 5 author domains)",
+	} {
+		v := check(t, c, input(t, "a@pass.test", "c.test", from+"Subject: s\n\nb\n"))
+		if v.Action != mailauth.Reject || v.Reply != want {
+			t.Errorf("%q: verdict %v %q, want %q", from, v.Action, v.Reply, want)
+		}
+	}
+}
+
+// TestAuthorDomainQueries: DMARC looks up each author domain once (and
+// its organizational domain when it has no record), and none at all when
+// From: has more than 5: a long From: costs no more DNS than a short one.
+func TestAuthorDomainQueries(t *testing.T) {
+	w := newWorld(t, "")
+	c := w.checker(t, "enforce", true)
+	var many []string
+	for i := range 500 {
+		many = append(many, fmt.Sprintf("a@d%d.test", i))
+	}
+	for _, tc := range []struct {
+		from  string
+		dmarc int // queries for _dmarc names
+	}{
+		{"a@d1.test, b@x.d2.test, c@d3.test, d@d4.test, e@d5.test", 6},
+		{strings.Join(many, ", "), 0},
+	} {
+		before := w.dns.TotalQueries()
+		check(t, c, input(t, "", fmt.Sprintf("c%d.test", before), "From: "+tc.from+"\n\nb\n"))
+		// The SPF check of the HELO name is one query more.
+		if n := w.dns.TotalQueries() - before - 1; n != tc.dmarc {
+			t.Errorf("From: %.40s…: %d DMARC queries, want %d", tc.from, n, tc.dmarc)
+		}
 	}
 }
 

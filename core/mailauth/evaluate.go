@@ -8,10 +8,11 @@ import (
 
 // evaluateDMARC judges every author domain against its record and the SPF
 // and DKIM outcomes, and keeps the most severe outcome (RFC 7489 §6.6.1:
-// the strictest policy among the checks that fail).
-func (c *Checker) evaluateDMARC(authors []string, recs []policyRecord, spf spfOutcome, dkims []dkimOutcome) dmarcOutcome {
-	if len(authors) == 0 {
-		return dmarcOutcome{result: "permerror", reason: errNoFrom.Error()}
+// the strictest policy among the checks that fail). authorErr is
+// authorDomains' error: there is nothing to judge.
+func (c *Checker) evaluateDMARC(authorErr error, recs []policyRecord, spf spfOutcome, dkims []dkimOutcome) dmarcOutcome {
+	if authorErr != nil {
+		return dmarcOutcome{result: "permerror", reason: authorErr.Error(), unjudged: true}
 	}
 	var worst dmarcOutcome
 	for _, p := range recs {

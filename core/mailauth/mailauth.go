@@ -46,6 +46,11 @@ const DefaultTimeout = 20 * time.Second
 // each costs a key look-up and a public-key operation.
 const maxSignatures = 10
 
+// maxAuthorDomains is the most distinct From: domains DMARC looks up per
+// message (each costs up to two look-ups); a message with more is
+// permerror, refused under dmarc = "enforce".
+const maxAuthorDomains = 5
+
 // ARCVerifier checks a message's ARC chain (RFC 8617). result is the
 // chain's status ("none", "pass", "fail", "temperror"); resinfo is its
 // clause for Authentication-Results, e.g. "arc=pass (i=2 d=lists.example)".
@@ -143,7 +148,7 @@ type Verdict struct {
 func (c *Checker) Check(ctx context.Context, m *Message) (*Verdict, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opt.Timeout)
 	defer cancel()
-	authors := fromDomains(m.Header)
+	authors, authorErr := authorDomains(m.Header)
 	var (
 		wg     sync.WaitGroup
 		spf    spfOutcome
@@ -173,7 +178,7 @@ func (c *Checker) Check(ctx context.Context, m *Message) (*Verdict, error) {
 	v := &Verdict{}
 	var dm dmarcOutcome
 	if c.opt.DMARC != DMARCOff {
-		dm = c.evaluateDMARC(authors, recs, spf, dkims)
+		dm = c.evaluateDMARC(authorErr, recs, spf, dkims)
 	}
 	v.Results = results(spf, dkims, dm, arc)
 	c.decide(v, dm)
@@ -202,6 +207,9 @@ func (c *Checker) decide(v *Verdict, dm dmarcOutcome) {
 		return
 	}
 	switch {
+	case dm.unjudged:
+		v.Action = Reject
+		v.Reply = "DMARC cannot judge this message (" + dm.reason + ")"
 	case dm.result == "fail" && dm.policy == "reject":
 		v.Action = Reject
 		v.Reply = "DMARC policy of " + dm.domain + " rejects this message (From: not aligned with a passing SPF or DKIM)"
