@@ -100,3 +100,26 @@ func TestAuthenticationManyAuthorDomains(t *testing.T) {
 		t.Errorf("%d messages queued", n)
 	}
 }
+
+// TestAuthenticationHeaderEndedByALine: a header section ended by a line
+// that is not a field (readers disagree on it: some read on) is queued
+// with an empty line before that line, so that a forged
+// Authentication-Results after it is body for every reader, not a field
+// the checks never saw.
+func TestAuthenticationHeaderEndedByALine(t *testing.T) {
+	g := startAuthGateway(t, "", "127.0.0.2/32")
+	msg := "From: a@pass.test\nSubject: x\nbogus line\nAuthentication-Results: mx.example.test; dmarc=pass header.from=bank.test\n\nbody\n"
+	if got := sendOutside(t, g, "x@pass.test", msg); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("reply %q", got)
+	}
+	msgs := g.Queued(t)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(msgs))
+	}
+	data := string(msgs[0].Data)
+	head, body, _ := strings.Cut(data, "\r\n\r\n")
+	if strings.Count(head, "Authentication-Results:") != 1 || strings.Contains(head, "bank.test") ||
+		!strings.HasPrefix(body, "bogus line\r\nAuthentication-Results: mx.example.test; dmarc=pass") {
+		t.Errorf("queued:\n%s", data)
+	}
+}

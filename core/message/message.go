@@ -47,6 +47,25 @@ func ParseHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, err er
 	}
 }
 
+// HeaderEndsClean reports whether r's header section ends as RFC 5322
+// has it: with an empty line, or with the end of the input. false means a
+// line that is not a field ended it (" x", "bogus line", a line over
+// MaxLine), where readers disagree: some take fields after it, which the
+// ones who stopped never saw. Rewrite puts an empty line before such a
+// line, so that all agree.
+func HeaderEndsClean(r io.Reader) (bool, error) {
+	hs := newScanner(r)
+	for {
+		f, err := hs.next()
+		if err != nil {
+			return false, err
+		}
+		if f == nil {
+			return len(hs.rest) == 0 || string(hs.rest) == "\r\n" || string(hs.rest) == "\n", nil
+		}
+	}
+}
+
 // Rewrite copies the message in src to dst with the fields of add first
 // (a field whose name is not valid is left out, CR and LF in a value become
 // spaces: AppendFields), then src's header section without the fields

@@ -414,3 +414,24 @@ func TestReplacement(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderEndsClean(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"From: a@b\r\n\r\nbody\r\n", true},
+		{"From: a@b\n\nbody\n", true},
+		{"From: a@b\r\n", true},
+		{"", true},
+		{"From: a@b\r\nbogus line\r\nX: y\r\n\r\n", false},
+		{"From: a@b\r\nX-Long: " + strings.Repeat("x", message.MaxLine+10) + "\r\n\r\n", false},
+		{": empty name is a field\r\n\r\n", true},
+	}
+	for _, tt := range tests {
+		got, err := message.HeaderEndsClean(strings.NewReader(tt.in))
+		if err != nil || got != tt.want {
+			t.Errorf("HeaderEndsClean(%.40q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/mailgate/gateway/core/mailauth"
 	"github.com/mailgate/gateway/core/message"
@@ -60,15 +61,30 @@ func (s *session) checkAuth(ctx context.Context, tx *txn, size *int64) (*mailaut
 	return v, true
 }
 
-// stripOurs removes the fields of header that carry our authserv-id, if
-// there are any (stripForged).
+// stripOurs rewrites tx's draft (stripForged) when header holds a field
+// that carries our authserv-id, or when a line that is not a field ended
+// the header section: readers downstream disagree on where such a header
+// ends (one may take a forged field or a From: further down that the
+// checks never saw), and the rewrite puts an empty line before that line,
+// so that every reader sees the header that was judged.
 func (s *session) stripOurs(ctx context.Context, tx *txn, size *int64, c *mailauth.Checker, header []sdk.HeaderField) error {
-	for _, f := range header {
-		if c.Ours(f) {
-			return s.stripForged(ctx, tx, size, c)
+	rewrite := slices.ContainsFunc(header, c.Ours)
+	if !rewrite {
+		rc, err := tx.draft.Open()
+		if err != nil {
+			return fmt.Errorf("smtp: reading the received message: %w", err)
 		}
+		clean, err := message.HeaderEndsClean(rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("smtp: reading the received message: %w", err)
+		}
+		rewrite = !clean
 	}
-	return nil
+	if !rewrite {
+		return nil
+	}
+	return s.stripForged(ctx, tx, size, c)
 }
 
 // stripForged rewrites tx's draft without the Authentication-Results
@@ -92,7 +108,7 @@ func (s *session) stripForged(ctx context.Context, tx *txn, size *int64, c *mail
 	if err := old.Abort(); err != nil {
 		s.log.Warn("smtp: aborting draft", "id", old.ID(), "err", err)
 	}
-	s.log.Info("smtp: removed a forged Authentication-Results", "id", old.ID(), "new_id", nd.ID())
+	s.log.Info("smtp: header rewritten: fields with our authserv-id removed, its end made plain", "id", old.ID(), "new_id", nd.ID())
 	tx.draft, *size = nd, w.n
 	return nil
 }
