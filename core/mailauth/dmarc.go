@@ -43,9 +43,11 @@ type policyRecord struct {
 // p=reject, for readers show a From: all the same (an address in an
 // encoded word, say).
 var (
-	errNoFrom         = errors.New("no From: field")
+	errNoFrom = errors.New("no From: field")
+	//lint:ignore ST1005 it names the From: field as written, and is shown in the reply
 	errNoAuthorDomain = errors.New("From: has no address with a domain")
-	errManyAuthors    = fmt.Errorf("From: has more than %d author domains", maxAuthorDomains)
+	//lint:ignore ST1005 it names the From: field as written, and is shown in the reply
+	errManyAuthors = fmt.Errorf("From: has more than %d author domains", maxAuthorDomains)
 )
 
 // authorDomains returns the distinct domains (lower case) of every
