@@ -90,7 +90,11 @@ delivery {
   # resolver                   = "127.0.0.1:5353" # DNS server(s), "ip:port" or a list; a bare IP gets :53.
   #                                               # Default: the servers of /etc/resolv.conf
   # port                       = 25               # SMTP port of MX hosts
-  # tls                        = "opportunistic"  # STARTTLS: "none", "opportunistic" or "require"
+  # tls                        = "opportunistic"  # STARTTLS, Postfix's levels: "none"; "opportunistic"
+  #                                               # (when offered, any certificate); "encrypt" (TLS or
+  #                                               # defer, any certificate); "verify" (TLS or defer,
+  #                                               # chain and name checked against the system roots);
+  #                                               # "require" is "verify"
   # chunking                   = "binarymime"     # BDAT to a next hop offering CHUNKING: "binarymime" (only for
   #                                               # BODY=BINARYMIME mail, which needs it) or "always" (every message)
   # max_connections            = 100              # outbound connections in all

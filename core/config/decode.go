@@ -428,9 +428,9 @@ func (d *decoder) authRouteTLS(r *rawRoute, rt *Route) {
 	switch rt.TLS {
 	case "":
 		rt.TLS = "require"
-	case defaultDeliveryTLS:
+	case defaultDeliveryTLS, "encrypt":
 		d.errorf(r.TLS.Range(), "Invalid value",
-			`A route with auth sends its credentials over verified TLS: tls = "require" (the default here), or "none" to allow clear text; "opportunistic" would send them to any certificate.`)
+			`A route with auth sends its credentials over verified TLS: tls = "require" or "verify" (the default here), or "none" to allow clear text; %q would send them to any certificate.`, rt.TLS)
 	}
 }
 

@@ -79,10 +79,12 @@ func defaultRetry() []time.Duration {
 
 // The allowed values of the enumerated settings, the default first. They
 // are functions so that no caller can change a shared slice.
-func logLevels() []string        { return []string{defaultLogLevel, "debug", "warn", "error"} }
-func logFormats() []string       { return []string{defaultLogFormat, "json"} }
-func bareLineEndings() []string  { return []string{defaultBareLineEndings, "fix"} }
-func deliveryTLS() []string      { return []string{defaultDeliveryTLS, "none", "require"} }
+func logLevels() []string       { return []string{defaultLogLevel, "debug", "warn", "error"} }
+func logFormats() []string      { return []string{defaultLogFormat, "json"} }
+func bareLineEndings() []string { return []string{defaultBareLineEndings, "fix"} }
+func deliveryTLS() []string {
+	return []string{defaultDeliveryTLS, "none", "encrypt", "verify", "require"}
+}
 func deliveryChunking() []string { return []string{defaultDeliveryChunking, "always"} }
 func onErrors() []string         { return []string{defaultOnError, "continue", "reject"} }
 

@@ -79,6 +79,7 @@ func TestSMTPAuth(t *testing.T) {
 		text   string // after "127.0.0.1 [addr]"
 	}{
 		{"opportunistic", true, delivery.TLSOpportunistic, trusting, 10, " without a verified TLS session: the route's tls is opportunistic"},
+		{"encrypt", true, delivery.TLSEncrypt, trusting, 10, " without a verified TLS session: the route's tls is encrypt"},
 		{"require, no STARTTLS", false, delivery.TLSRequire, trusting, 5, " does not offer STARTTLS"},
 		{"require, an untrusted certificate", true, delivery.TLSRequire, delivery.SMTPOptions{}, 5, ": smtp: TLS handshake: tls: failed to verify certificate: x509: certificate signed by unknown authority"},
 	}

@@ -40,12 +40,22 @@ const (
 // quitTimeout bounds the QUIT sent when a connection is retired.
 const quitTimeout = 5 * time.Second
 
-// STARTTLS policies of Route.TLS.
+// STARTTLS policies of Route.TLS, named as Postfix's levels are.
 const (
 	TLSNone          = "none"
-	TLSOpportunistic = "opportunistic" // also what "" means
-	TLSRequire       = "require"
+	TLSOpportunistic = "opportunistic" // STARTTLS when offered, any certificate; also what "" means
+	TLSEncrypt       = "encrypt"       // TLS mandatory, any certificate (Postfix's encrypt)
+	TLSVerify        = "verify"        // TLS mandatory, chain and name verified (Postfix's secure)
+	TLSRequire       = "require"       // the same as verify (its older name)
 )
+
+// tlsMandatory reports whether policy refuses to go on without TLS.
+func tlsMandatory(policy string) bool {
+	return policy == TLSEncrypt || policy == TLSVerify || policy == TLSRequire
+}
+
+// tlsVerified reports whether policy verifies the certificate.
+func tlsVerified(policy string) bool { return policy == TLSVerify || policy == TLSRequire }
 
 // SMTPOptions configure an SMTP transport.
 type SMTPOptions struct {
@@ -265,7 +275,7 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 	switch want.tls {
 	case "":
 		want.tls = TLSOpportunistic
-	case TLSNone, TLSOpportunistic, TLSRequire:
+	case TLSNone, TLSOpportunistic, TLSEncrypt, TLSVerify, TLSRequire:
 	default:
 		return allResults(job, localResult(Temporary, 451, 4, 3, 5, fmt.Sprintf("unknown TLS policy %q", job.Route.TLS)))
 	}
@@ -548,15 +558,15 @@ func (s *SMTP) open(ctx context.Context, key connKey, clear bool) (*smtpConn, *R
 	return s.startTLS(ctx, sc)
 }
 
-// startTLS secures sc's session by its key's policy: "require" fails
-// without TLS; "opportunistic" goes on in clear text when STARTTLS is not
+// startTLS secures sc's session by its key's policy: "encrypt", "verify"
+// and "require" fail without TLS; "opportunistic" goes on in clear text when STARTTLS is not
 // offered or is refused with a reply, and reconnects without it when the
 // handshake fails.
 func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
 	key, c, remote := sc.key, sc.c, remoteName(sc.key.host)
 	_, offered := c.Extension("STARTTLS")
 	if !offered {
-		if key.tls == TLSRequire {
+		if tlsMandatory(key.tls) {
 			s.quit(ctx, c)
 			r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"] does not offer STARTTLS")
 			r.RemoteMTA = remote
@@ -568,7 +578,7 @@ func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) 
 	if err == nil {
 		return sc, nil
 	}
-	if key.tls == TLSRequire {
+	if tlsMandatory(key.tls) {
 		s.log.InfoContext(ctx, "smtp: STARTTLS failed", "host", key.host, "addr", key.addr, "err", err)
 		s.hangUp(ctx, c)
 		r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"]: "+resultText(err))
@@ -609,8 +619,8 @@ func (s *SMTP) login(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
 		return nil, &r
 	}
 	switch {
-	case key.tls == TLSOpportunistic:
-		return fail(10, "not sending credentials to "+where+" without a verified TLS session: the route's tls is opportunistic")
+	case key.tls == TLSOpportunistic || key.tls == TLSEncrypt:
+		return fail(10, "not sending credentials to "+where+" without a verified TLS session: the route's tls is "+key.tls)
 	case !tlsOn(c) && key.tls != TLSNone:
 		return fail(10, "not sending credentials to "+where+" in clear text: its session has no TLS (set tls = \"none\" on the route to allow it)")
 	}
@@ -659,7 +669,7 @@ func (s *SMTP) tlsConfig(key connKey) *tls.Config {
 			return cfg
 		}
 	}
-	return &tls.Config{ServerName: key.host, InsecureSkipVerify: key.tls != TLSRequire, MinVersion: tls.VersionTLS12}
+	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), MinVersion: tls.VersionTLS12}
 }
 
 // run sends the job on sc and hands the connection back to the pool or

@@ -963,6 +963,39 @@ func TestSMTPTLS(t *testing.T) {
 			t.Errorf("server saw %d connections, want 2 (TLS attempt, clear-text retry)", n)
 		}
 	})
+	// Postfix's level names (issue 12): encrypt takes any certificate but
+	// not clear text; verify is require.
+	t.Run("encrypt with an untrusted certificate", func(t *testing.T) {
+		m := startTestMTA(t, testMTAConfig{mod: withTLS})
+		tr := newSMTPTransport(t, delivery.SMTPOptions{}) // the test certificate is not trusted
+		job, _ := newTestJob(delivery.Route{Via: m.addr, TLS: delivery.TLSEncrypt}, smtpTestBody, "bob@example.test")
+		if got := tr.Deliver(context.Background(), job); len(got) != 1 || got[0].Class != delivery.Delivered {
+			t.Errorf("Deliver = %+v, want delivered", got)
+		}
+		if msgs := checkSpooled(t, m, []string{"bob@example.test"}); !msgs[0].Envelope.TLS {
+			t.Errorf("server received the message without TLS")
+		}
+	})
+	t.Run("encrypt without STARTTLS", func(t *testing.T) {
+		m := startTestMTA(t, testMTAConfig{})
+		tr := newSMTPTransport(t, delivery.SMTPOptions{})
+		job, _ := newTestJob(delivery.Route{Via: m.addr, TLS: delivery.TLSEncrypt}, smtpTestBody, "bob@example.test")
+		got := tr.Deliver(context.Background(), job)
+		if len(got) != 1 || got[0].Class != delivery.Temporary || got[0].Enhanced != (sdk.EnhancedCode{4, 7, 5}) {
+			t.Errorf("Deliver = %+v, want Temporary 4.7.5", got)
+		}
+		checkSpooled(t, m)
+	})
+	t.Run("verify with an untrusted certificate", func(t *testing.T) {
+		m := startTestMTA(t, testMTAConfig{mod: withTLS})
+		tr := newSMTPTransport(t, delivery.SMTPOptions{})
+		job, _ := newTestJob(delivery.Route{Via: m.addr, TLS: delivery.TLSVerify}, smtpTestBody, "bob@example.test")
+		got := tr.Deliver(context.Background(), job)
+		if len(got) != 1 || got[0].Class != delivery.Temporary || got[0].Enhanced != (sdk.EnhancedCode{4, 7, 5}) {
+			t.Errorf("Deliver = %+v, want Temporary 4.7.5", got)
+		}
+		checkSpooled(t, m)
+	})
 	t.Run("require with a failing handshake", func(t *testing.T) {
 		m := startTestMTA(t, testMTAConfig{mod: withTLS})
 		untrusting := func(host string) *tls.Config { return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12} }

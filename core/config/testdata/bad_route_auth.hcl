@@ -46,4 +46,12 @@ delivery {
       password = "p"
     }
   }
+  route "encrypt.test" {
+    via = "relay.test:25"
+    tls = "encrypt"
+    auth {
+      username = "u"
+      password = "p"
+    }
+  }
 }
