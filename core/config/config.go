@@ -152,7 +152,7 @@ type Delivery struct {
 
 	Resolver []string // DNS servers "host:port" (resolver = "127.0.0.1:5353" or a list); empty = /etc/resolv.conf
 	Port     int      // SMTP port of MX hosts; default 25
-	TLS      string   // default STARTTLS policy: "none" | "opportunistic" (default) | "require"
+	TLS      string   // default STARTTLS policy: "none" | "opportunistic" (default) | "encrypt" | "verify" ("require" = "verify")
 	// Chunking is when a message goes with BDAT (RFC 3030) to a next hop
 	// that offers CHUNKING: "binarymime" (default: only BODY=BINARYMIME
 	// messages, which cannot go otherwise) | "always".
