@@ -34,35 +34,28 @@ var crlf = []byte("\r\n")
 // that offset. Lines that are not fields are left out. Only read errors are
 // returned.
 func ParseHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, err error) {
-	hs := newScanner(r)
-	for {
-		f, err := hs.next()
-		if err != nil {
-			return fields, hs.n, err
-		}
-		if f == nil {
-			return fields, hs.n, nil
-		}
-		fields = append(fields, sdk.HeaderField{Name: f.name, Value: unfold(f.raw[f.valueAt:])})
-	}
+	fields, headerLen, _, err = parseHeader(r)
+	return fields, headerLen, err
 }
 
-// HeaderEndsClean reports whether r's header section ends as RFC 5322
-// has it: with an empty line, or with the end of the input. false means a
-// line that is not a field ended it (" x", "bogus line", a line over
-// MaxLine), where readers disagree: some take fields after it, which the
-// ones who stopped never saw. Rewrite puts an empty line before such a
+// parseHeader is ParseHeader, and whether the header section ended as
+// RFC 5322 has it: with an empty line or the end of the input. false
+// means a line that is not a field ended it (" x", "bogus line", a line
+// over MaxLine), where readers disagree: some take fields after it, which
+// the ones who stopped never saw. Rewrite puts an empty line before such a
 // line, so that all agree.
-func HeaderEndsClean(r io.Reader) (bool, error) {
+func parseHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, clean bool, err error) {
 	hs := newScanner(r)
 	for {
 		f, err := hs.next()
 		if err != nil {
-			return false, err
+			return fields, hs.n, false, err
 		}
 		if f == nil {
-			return len(hs.rest) == 0 || string(hs.rest) == "\r\n" || string(hs.rest) == "\n", nil
+			clean = len(hs.rest) == 0 || string(hs.rest) == "\r\n" || string(hs.rest) == "\n"
+			return fields, hs.n, clean, nil
 		}
+		fields = append(fields, sdk.HeaderField{Name: f.name, Value: unfold(f.raw[f.valueAt:])})
 	}
 }
 

@@ -429,7 +429,8 @@ func TestHeaderEndsClean(t *testing.T) {
 		{": empty name is a field\r\n\r\n", true},
 	}
 	for _, tt := range tests {
-		got, err := message.HeaderEndsClean(strings.NewReader(tt.in))
+		v := message.NewView(int64(len(tt.in)), func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(tt.in)), nil })
+		got, err := v.HeaderEndsClean()
 		if err != nil || got != tt.want {
 			t.Errorf("HeaderEndsClean(%.40q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}

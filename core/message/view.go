@@ -21,6 +21,7 @@ type View struct {
 	parsed bool
 	fields []sdk.HeaderField
 	hlen   int64 // bytes of the header section
+	clean  bool  // the header section ended with an empty line or the input (parseHeader)
 	err    error // sticky: opening or reading the header failed
 }
 
@@ -43,6 +44,18 @@ func (v *View) Header() ([]sdk.HeaderField, error) {
 		return nil, err
 	}
 	return slices.Clone(v.fields), nil
+}
+
+// HeaderEndsClean reports whether the header section ended with an empty
+// line or the end of the content, not with a line that is not a field
+// (see parseHeader); it is known from the one parse Header does.
+func (v *View) HeaderEndsClean() (bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.parse(); err != nil {
+		return false, err
+	}
+	return v.clean, nil
 }
 
 // Body returns the body (what follows the header section), at most limit
@@ -93,7 +106,7 @@ func (v *View) parse() error {
 		return v.err
 	}
 	defer rc.Close()
-	v.fields, v.hlen, err = ParseHeader(rc)
+	v.fields, v.hlen, v.clean, err = parseHeader(rc)
 	if err != nil {
 		v.fields, v.err = nil, fmt.Errorf("message: read header: %w", err)
 	}

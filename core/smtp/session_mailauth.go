@@ -33,7 +33,7 @@ func (s *session) checkAuth(ctx context.Context, tx *txn, size *int64) (*mailaut
 		return s.authLocalError(tx, err)
 	}
 	if s.authUser != "" || s.inRelayNetworks() {
-		if err := s.stripOurs(ctx, tx, size, c, header); err != nil {
+		if err := s.stripOurs(ctx, tx, size, c, view, header); err != nil {
 			return s.authLocalError(tx, err)
 		}
 		return nil, true
@@ -55,7 +55,7 @@ func (s *session) checkAuth(ctx context.Context, tx *txn, size *int64) (*mailaut
 		s.refuse(R(451, enh475, v.Reply))
 		return nil, false
 	}
-	if err := s.stripOurs(ctx, tx, size, c, header); err != nil {
+	if err := s.stripOurs(ctx, tx, size, c, view, header); err != nil {
 		return s.authLocalError(tx, err)
 	}
 	return v, true
@@ -67,21 +67,12 @@ func (s *session) checkAuth(ctx context.Context, tx *txn, size *int64) (*mailaut
 // ends (one may take a forged field or a From: further down that the
 // checks never saw), and the rewrite puts an empty line before that line,
 // so that every reader sees the header that was judged.
-func (s *session) stripOurs(ctx context.Context, tx *txn, size *int64, c *mailauth.Checker, header []sdk.HeaderField) error {
-	rewrite := slices.ContainsFunc(header, c.Ours)
-	if !rewrite {
-		rc, err := tx.draft.Open()
-		if err != nil {
-			return fmt.Errorf("smtp: reading the received message: %w", err)
-		}
-		clean, err := message.HeaderEndsClean(rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("smtp: reading the received message: %w", err)
-		}
-		rewrite = !clean
+func (s *session) stripOurs(ctx context.Context, tx *txn, size *int64, c *mailauth.Checker, view *message.View, header []sdk.HeaderField) error {
+	clean, err := view.HeaderEndsClean() // parsed already: no second read
+	if err != nil {
+		return err
 	}
-	if !rewrite {
+	if clean && !slices.ContainsFunc(header, c.Ours) {
 		return nil
 	}
 	return s.stripForged(ctx, tx, size, c)
