@@ -32,48 +32,14 @@ import (
 func TestARCForwarding(t *testing.T) {
 	mailauthtest.NeedDkimpy(t)
 	signer := mailauthtest.RSA(t, "s1", "signed.test")
-	key, err := dkim.GenerateKey("rsa", 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	pem, err := key.PEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "fwd.pem")
-	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dns := resolvertest.Start(t, authZone+signer.Record+"\n"+key.TXT("arc", "fwd.test")+"\n"+key.TXT("s2", "lists.test")+"\n")
+	w := newARCWorld(t, 2048, signer.Record)
+	key, keyFile, dns, spool := w.key, w.keyFile, w.dns, w.spool
 	keysJSON, _ := json.Marshal(map[string]string{"arc._domainkey.fwd.test": key.Record(), "s2._domainkey.lists.test": key.Record()})
-	keys := filepath.Join(dir, "keys.json")
+	keys := filepath.Join(t.TempDir(), "keys.json")
 	if err := os.WriteFile(keys, keysJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	spool := &smtptest.MemorySpool{}
-	sinkAddr, _ := smtptest.StartServer(t, smtp.Options{Spool: spool, RelayNetworks: []netip.Prefix{smtptest.Loopback()}})
-	g := gatewaytest.Start(t, fmt.Sprintf(`
-hostname = "mx.example.test"
-listener "mx" { address = "127.0.0.1:0" }
-domains = ["example.test"]
-relay { networks = ["127.0.0.2/32"] }
-dkim "fwd.test" {
-  selector = "arc"
-  key_file = %q
-}
-authentication {
-  arc      = true
-  arc_seal = "fwd.test"
-}
-delivery {
-  resolver = %q
-  route "example.test" {
-    via = %q
-    tls = "none"
-  }
-}
-`, keyFile, dns.Addr(), sinkAddr))
+	g := gatewaytest.Start(t, w.config(""))
 
 	r, err := resolver.New(resolver.Options{Servers: []string{dns.Addr()}, Timeout: time.Second, Attempts: 1})
 	if err != nil {
@@ -170,42 +136,8 @@ func dkimpyARC(t *testing.T, args []string, msgs []string) string {
 // carry the new id: the seal always carries the results our checks wrote
 // (a review found a forged field sealed after such a reload).
 func TestARCSealAfterReload(t *testing.T) {
-	key, err := dkim.GenerateKey("rsa", 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, _ := key.PEM()
-	keyFile := filepath.Join(t.TempDir(), "fwd.pem")
-	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dns := resolvertest.Start(t, authZone+key.TXT("arc", "fwd.test")+"\n")
-	spool := &smtptest.MemorySpool{}
-	sinkAddr, _ := smtptest.StartServer(t, smtp.Options{Spool: spool, RelayNetworks: []netip.Prefix{smtptest.Loopback()}})
-	config := func(authserv string) string {
-		return fmt.Sprintf(`
-hostname = "mx.example.test"
-listener "mx" { address = "127.0.0.1:0" }
-domains = ["example.test"]
-relay { networks = ["127.0.0.2/32"] }
-dkim "fwd.test" {
-  selector = "arc"
-  key_file = %q
-}
-authentication {
-  arc      = true
-  arc_seal = "fwd.test"
-  %s
-}
-delivery {
-  resolver = %q
-  route "example.test" {
-    via = %q
-    tls = "none"
-  }
-}
-`, keyFile, authserv, dns.Addr(), sinkAddr)
-	}
+	w := newARCWorld(t, 1024, "")
+	spool, config := w.spool, w.config
 	path := gatewaytest.WriteConfig(t, config(""))
 	g := gatewaytest.StartFile(t, path)
 	if err := os.WriteFile(path, []byte(config(`authserv_id = "mx2.example.test"`)), 0o600); err != nil {
@@ -226,4 +158,63 @@ delivery {
 	if !strings.HasPrefix(out, "ARC-Seal: i=1;") || !strings.Contains(aar, "mx.example.test;") || strings.Contains(aar, "bank.test") {
 		t.Errorf("forwarded with the seal over the wrong results:\n%s", out)
 	}
+}
+
+// arcWorld is a gateway's surroundings for ARC: an RSA key sealing as
+// fwd.test (selector arc, also published as s2._domainkey.lists.test), a
+// DNS server with authZone and those records, and the next hop that
+// example.test is routed to.
+type arcWorld struct {
+	key      *dkim.Key
+	keyFile  string
+	dns      *resolvertest.Server
+	spool    *smtptest.MemorySpool
+	sinkAddr string
+}
+
+func newARCWorld(t *testing.T, bits int, zone string) *arcWorld {
+	t.Helper()
+	key, err := dkim.GenerateKey("rsa", bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := key.PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &arcWorld{key: key, keyFile: filepath.Join(t.TempDir(), "fwd.pem"), spool: &smtptest.MemorySpool{}}
+	if err := os.WriteFile(w.keyFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.dns = resolvertest.Start(t, authZone+zone+"\n"+key.TXT("arc", "fwd.test")+"\n"+key.TXT("s2", "lists.test")+"\n")
+	w.sinkAddr, _ = smtptest.StartServer(t, smtp.Options{Spool: w.spool, RelayNetworks: []netip.Prefix{smtptest.Loopback()}})
+	return w
+}
+
+// config is a gateway that checks mail from outside, seals with
+// fwd.test's key and routes example.test to the next hop; extra goes
+// into its authentication block.
+func (w *arcWorld) config(extra string) string {
+	return fmt.Sprintf(`
+hostname = "mx.example.test"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+relay { networks = ["127.0.0.2/32"] }
+dkim "fwd.test" {
+  selector = "arc"
+  key_file = %q
+}
+authentication {
+  arc      = true
+  arc_seal = "fwd.test"
+  %s
+}
+delivery {
+  resolver = %q
+  route "example.test" {
+    via = %q
+    tls = "none"
+  }
+}
+`, w.keyFile, extra, w.dns.Addr(), w.sinkAddr)
 }
