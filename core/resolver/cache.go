@@ -19,6 +19,7 @@ type cacheKey struct {
 type entry struct {
 	rcode   int
 	answer  []dns.RR
+	secure  bool      // the AD bit: the server validated the answer (or the denial) with DNSSEC
 	expires time.Time // zero: not to be cached
 }
 
@@ -29,7 +30,7 @@ type entry struct {
 // defaultNegativeTTL without one. Everything is capped at maxTTL; a TTL of 0
 // is not cached.
 func newEntry(resp *dns.Msg, now time.Time) *entry {
-	e := &entry{rcode: resp.Rcode, answer: resp.Answer}
+	e := &entry{rcode: resp.Rcode, answer: resp.Answer, secure: resp.AuthenticatedData}
 	ttl := maxTTL
 	for _, rr := range resp.Answer {
 		ttl = min(ttl, seconds(rr.Header().Ttl))

@@ -15,18 +15,24 @@ type result struct {
 	name     string   // canonical name: the end of the CNAME chain, fully qualified
 	rrs      []dns.RR // records of the asked type at name; shared with the cache, read only
 	nxdomain bool     // name does not exist
+	secure   bool     // every answer on the way had the AD bit
 }
 
 // resolve asks for (name, qtype), following CNAME chains of up to maxCNAME
 // links, within one answer or across queries when a server returns a chain
 // without the data at its end. NODATA gives a result without records.
+//
+// The result is secure only if every answer it was built from was: one
+// insecure link of a chain makes the whole insecure.
 func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) (result, error) {
 	hops := 0
+	secure := true
 	for {
 		e, err := r.query(ctx, name, qtype)
 		if err != nil {
 			return result{}, err
 		}
+		secure = secure && e.secure
 		target, rrs, n := walk(e.answer, name, qtype)
 		hops += n
 		if hops > maxCNAME {
@@ -35,12 +41,12 @@ func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) (resu
 		}
 		switch {
 		case len(rrs) > 0:
-			return result{name: target, rrs: rrs}, nil
+			return result{name: target, rrs: rrs, secure: secure}, nil
 		case e.rcode == dns.RcodeNameError:
 			// RFC 6604: the rcode is about the last name of the chain.
-			return result{name: target, nxdomain: true}, nil
+			return result{name: target, nxdomain: true, secure: secure}, nil
 		case n == 0:
-			return result{name: target}, nil // NODATA
+			return result{name: target, secure: secure}, nil // NODATA
 		}
 		name = target // the chain ends without data: ask for its target
 	}
@@ -135,10 +141,16 @@ func isContextErr(err error) bool {
 
 // exchange asks the servers in turn, Attempts rounds, until one gives an
 // authoritative answer (NOERROR or NXDOMAIN).
+//
+// Every query sets the AD bit, which asks a validating server to say
+// whether it validated the answer (RFC 6840 §5.7) at no cost in size; TLSA
+// queries set DO as well (RFC 7672 §2.1.1), because some validating servers
+// report AD only to a client that asked for DNSSEC records.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*entry, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype) // sets RD
-	m.SetEdns0(ednsSize, false)
+	m.AuthenticatedData = true
+	m.SetEdns0(ednsSize, qtype == dns.TypeTLSA)
 
 	var last error
 	n := len(r.servers)

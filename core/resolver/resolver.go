@@ -1,13 +1,15 @@
 // Package resolver is the gateway's DNS client. It answers the questions that
 // mail delivery, sender verification and scripts ask: where mail for a domain
 // goes (MX with the RFC 5321 §5.1 rules, RFC 7505 null MX, implicit MX),
-// the addresses of a host (A and AAAA), TXT records and PTR names.
+// the addresses of a host (A and AAAA), TXT records, PTR names, and TLSA
+// records with the DNSSEC status of their answer (RFC 7672 §2.1: the AD bit
+// of a validating recursive server, which the Resolver trusts).
 //
 // It talks to recursive servers with github.com/miekg/dns over UDP with
 // EDNS0, retrying over TCP when an answer is truncated, rotating across the
 // configured servers on failure. Answers are kept in a bounded cache for their
-// TTL (negative answers per RFC 2308), and concurrent identical look-ups share
-// one query.
+// TTL (negative answers per RFC 2308) together with their AD bit, and
+// concurrent identical look-ups share one query.
 //
 // Errors are permanent (ErrNotFound, ErrNoAddress, ErrNullMX, ErrInvalidName)
 // or temporary; IsTemporary tells them apart, and every error that is not a
@@ -141,7 +143,7 @@ func IsTemporary(err error) bool {
 // sentinels above, a wrapped ErrTemporary, or a context error.
 type Error struct {
 	Name string // the name asked for
-	Type string // "MX", "A", "AAAA", "TXT", "PTR"
+	Type string // "MX", "A", "AAAA", "TXT", "PTR", "TLSA"
 	Err  error
 }
 

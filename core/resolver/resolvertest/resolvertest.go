@@ -6,6 +6,12 @@
 // can make it fail on purpose per name (SERVFAIL, REFUSED, no answer,
 // truncation, delay) and count the queries it received.
 //
+// Like a validating recursive server, it can vouch for answers with the AD
+// bit (RFC 4035 §3.2.3), zone-wide (SetSecure) or per name (SetAD); it sets
+// the bit only for a query that asked with AD or DO (RFC 6840 §5.7, §5.8),
+// and only when every name the answer passes through (a CNAME chain) is
+// secure. It signs nothing: no RRSIG is served, the bit is all it gives.
+//
 //	s := resolvertest.Start(t, `
 //	example.test.     300 IN MX 10 mx1.example.test.
 //	mx1.example.test. 300 IN A  127.0.0.1
@@ -73,6 +79,8 @@ type Server struct {
 	faults map[key]Fault
 	delays map[key]time.Duration
 	counts map[key]*count
+	secure bool            // the AD bit for names not in ad
+	ad     map[string]bool // per name (lower case, fully qualified)
 }
 
 type key struct {
@@ -93,6 +101,7 @@ func Start(t testing.TB, zone string) *Server {
 		faults: make(map[key]Fault),
 		delays: make(map[key]time.Duration),
 		counts: make(map[key]*count),
+		ad:     make(map[string]bool),
 		done:   make(chan struct{}),
 	}
 	if err := s.load(zone); err != nil {
@@ -216,6 +225,22 @@ func (s *Server) SetCNAMEChase(on bool) {
 	s.chase = on
 }
 
+// SetSecure sets whether answers carry the AD bit by default (off at
+// Start): on, the server behaves as a validating resolver for a signed zone.
+func (s *Server) SetSecure(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secure = on
+}
+
+// SetAD sets the AD bit for answers about name, overriding SetSecure: an
+// answer (or a denial) is secure when every name it passes through is.
+func (s *Server) SetAD(name string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ad[canonical(name)] = on
+}
+
 // Queries returns how many queries for name and qtype arrived, over UDP and
 // TCP together.
 func (s *Server) Queries(name string, qtype uint16) int {
@@ -337,35 +362,56 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 			m.Truncated = true
 			break
 		}
-		s.answer(m, k)
+		s.respond(m, req, k)
 	default:
-		s.answer(m, k)
+		s.respond(m, req, k)
 	}
 	if opt := req.IsEdns0(); opt != nil {
-		m.SetEdns0(opt.UDPSize(), false)
+		m.SetEdns0(opt.UDPSize(), opt.Do())
 	}
 	_ = w.WriteMsg(m) // on error the client sees a timeout
 }
 
-// answer fills m for k from the zone.
-func (s *Server) answer(m *dns.Msg, k key) {
+// respond fills m for k from the zone and sets the AD bit when the query
+// asked for it (AD or DO) and every name of the answer is secure.
+func (s *Server) respond(m, req *dns.Msg, k key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	names := s.answer(m, k)
+	opt := req.IsEdns0()
+	if !req.AuthenticatedData && (opt == nil || !opt.Do()) {
+		return
+	}
+	m.AuthenticatedData = true
+	for _, n := range names {
+		on, ok := s.ad[n]
+		if !ok {
+			on = s.secure
+		}
+		m.AuthenticatedData = m.AuthenticatedData && on
+	}
+}
+
+// answer fills m for k from the zone and returns the names the answer
+// passes through (the question's, then each CNAME's target). s.mu is held.
+func (s *Server) answer(m *dns.Msg, k key) []string {
 	name := k.name
+	names := []string{name}
 	for range 16 {
 		if rrs := s.zone[key{name, k.qtype}]; len(rrs) > 0 {
 			m.Answer = append(m.Answer, copyRRs(rrs, name)...)
-			return
+			return names
 		}
 		cn := s.zone[key{name, dns.TypeCNAME}]
 		if len(cn) == 0 || k.qtype == dns.TypeCNAME {
 			break
 		}
 		m.Answer = append(m.Answer, copyRRs(cn[:1], name)...)
-		name = canonical(cn[0].(*dns.CNAME).Target)
 		if !s.chase {
-			return
+			return names
 		}
+		name = canonical(cn[0].(*dns.CNAME).Target)
+		names = append(names, name)
 	}
 	if !s.names[name] {
 		m.Rcode = dns.RcodeNameError
@@ -373,6 +419,7 @@ func (s *Server) answer(m *dns.Msg, k key) {
 	if soa := s.soaFor(name); soa != nil {
 		m.Ns = append(m.Ns, dns.Copy(soa))
 	}
+	return names
 }
 
 // soaFor returns the SOA of the closest enclosing zone in the data, or nil.

@@ -136,3 +136,73 @@ func TestBadZone(t *testing.T) {
 		t.Errorf("load of a bad zone: got no error")
 	}
 }
+
+func TestADBit(t *testing.T) {
+	const adZone = `
+$ORIGIN example.test.
+@          3600 IN SOA ns hostmaster 1 3600 600 86400 30
+_25._tcp.mx     IN TLSA 3 1 1 0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
+_25._tcp.alias  IN CNAME _25._tcp.mx
+mx              IN A 127.0.0.1
+`
+	tests := []struct {
+		name      string
+		secure    bool            // SetSecure
+		ad        map[string]bool // SetAD
+		qname     string
+		qtype     uint16
+		askAD     bool
+		askDO     bool
+		wantAD    bool
+		wantRcode int
+	}{
+		{"zone secure, asked with AD", true, nil, "_25._tcp.mx.example.test.", dns.TypeTLSA, true, false, true, dns.RcodeSuccess},
+		{"zone secure, asked with DO", true, nil, "_25._tcp.mx.example.test.", dns.TypeTLSA, false, true, true, dns.RcodeSuccess},
+		{"zone secure, not asked", true, nil, "_25._tcp.mx.example.test.", dns.TypeTLSA, false, false, false, dns.RcodeSuccess},
+		{"zone insecure", false, nil, "_25._tcp.mx.example.test.", dns.TypeTLSA, true, true, false, dns.RcodeSuccess},
+		{"name secure in an insecure zone", false, map[string]bool{"_25._tcp.mx.example.test": true}, "_25._tcp.mx.example.test.", dns.TypeTLSA, true, true, true, dns.RcodeSuccess},
+		{"name insecure in a secure zone", true, map[string]bool{"_25._tcp.mx.example.test": false}, "_25._tcp.mx.example.test.", dns.TypeTLSA, true, true, false, dns.RcodeSuccess},
+		{"secure NXDOMAIN", true, nil, "_25._tcp.nope.example.test.", dns.TypeTLSA, true, false, true, dns.RcodeNameError},
+		{"secure NODATA", true, nil, "mx.example.test.", dns.TypeTLSA, true, false, true, dns.RcodeSuccess},
+		{"CNAME chain secure", true, nil, "_25._tcp.alias.example.test.", dns.TypeTLSA, true, true, true, dns.RcodeSuccess},
+		{"CNAME target insecure", true, map[string]bool{"_25._tcp.mx.example.test": false}, "_25._tcp.alias.example.test.", dns.TypeTLSA, true, true, false, dns.RcodeSuccess},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Start(t, adZone)
+			s.SetSecure(tt.secure)
+			for n, on := range tt.ad {
+				s.SetAD(n, on)
+			}
+			c := &dns.Client{Net: "udp", Timeout: time.Second}
+			m := new(dns.Msg)
+			m.SetQuestion(tt.qname, tt.qtype)
+			m.AuthenticatedData = tt.askAD
+			if tt.askDO {
+				m.SetEdns0(1232, true)
+			}
+			resp, _, err := c.Exchange(m, s.Addr())
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			if resp.AuthenticatedData != tt.wantAD || resp.Rcode != tt.wantRcode {
+				t.Errorf("AD = %v, rcode %s; want AD = %v, rcode %s", resp.AuthenticatedData, dns.RcodeToString[resp.Rcode], tt.wantAD, dns.RcodeToString[tt.wantRcode])
+			}
+			if opt := resp.IsEdns0(); tt.askDO && (opt == nil || !opt.Do()) {
+				t.Errorf("DO was not echoed: OPT %v", opt)
+			}
+		})
+	}
+}
+
+func TestServesTLSA(t *testing.T) {
+	s := Start(t, "_25._tcp.mx.example.test. 60 IN TLSA 2 0 2 "+strings.Repeat("ab", 64)+"\n")
+	resp := ask(t, s, "udp", "_25._tcp.mx.example.test.", dns.TypeTLSA)
+	if len(resp.Answer) != 1 {
+		t.Fatalf("answer = %v, want one TLSA", resp.Answer)
+	}
+	got, ok := resp.Answer[0].(*dns.TLSA)
+	if !ok || got.Usage != 2 || got.Selector != 0 || got.MatchingType != 2 || got.Certificate != strings.Repeat("ab", 64) {
+		t.Errorf("answer = %v, want TLSA 2 0 2 ab…", resp.Answer[0])
+	}
+}

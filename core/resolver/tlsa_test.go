@@ -1,0 +1,153 @@
+package resolver_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailgate/gateway/core/resolver"
+	"github.com/mailgate/gateway/core/resolver/resolvertest"
+)
+
+const tlsaZone = `
+test.                   3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+_25._tcp.mx.test.            IN TLSA 3 1 1 0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
+_25._tcp.mx.test.            IN TLSA 2 0 0 3082
+_25._tcp.alias.test.         IN CNAME _25._tcp.mx.test.
+_25._tcp.dangling.test.      IN CNAME _25._tcp.gone.test.
+mx.test.                     IN A 192.0.2.1
+`
+
+var (
+	eeRec = resolver.TLSA{Usage: 3, Selector: 1, MatchingType: 1, Data: []byte{
+		1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+		17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32}}
+	taRec = resolver.TLSA{Usage: 2, Selector: 0, MatchingType: 0, Data: []byte{0x30, 0x82}}
+)
+
+func TestTLSA(t *testing.T) {
+	tests := []struct {
+		name       string
+		qname      string
+		secure     bool            // the zone's AD bit
+		ad         map[string]bool // per name
+		fault      resolvertest.Fault
+		noChase    bool
+		want       []resolver.TLSA
+		wantSecure bool
+		wantErr    error
+	}{
+		{"secure records", "_25._tcp.mx.test", true, nil, resolvertest.NoFault, false, []resolver.TLSA{eeRec, taRec}, true, nil},
+		{"insecure records", "_25._tcp.mx.test", false, nil, resolvertest.NoFault, false, []resolver.TLSA{eeRec, taRec}, false, nil},
+		{"secure NODATA", "mx.test", true, nil, resolvertest.NoFault, false, nil, true, nil},
+		{"insecure NODATA", "mx.test", false, nil, resolvertest.NoFault, false, nil, false, nil},
+		{"secure NXDOMAIN", "_25._tcp.nope.test", true, nil, resolvertest.NoFault, false, nil, true, nil},
+		{"insecure NXDOMAIN", "_25._tcp.nope.test", false, nil, resolvertest.NoFault, false, nil, false, nil},
+		{"secure CNAME in one answer", "_25._tcp.alias.test", true, nil, resolvertest.NoFault, false, []resolver.TLSA{eeRec, taRec}, true, nil},
+		{"secure CNAME over two queries", "_25._tcp.alias.test", true, nil, resolvertest.NoFault, true, []resolver.TLSA{eeRec, taRec}, true, nil},
+		{"insecure alias, secure target", "_25._tcp.alias.test", true, map[string]bool{"_25._tcp.alias.test": false}, resolvertest.NoFault, true, []resolver.TLSA{eeRec, taRec}, false, nil},
+		{"secure alias, insecure target", "_25._tcp.alias.test", true, map[string]bool{"_25._tcp.mx.test": false}, resolvertest.NoFault, true, []resolver.TLSA{eeRec, taRec}, false, nil},
+		{"CNAME to NXDOMAIN", "_25._tcp.dangling.test", true, nil, resolvertest.NoFault, false, nil, true, nil},
+		{"SERVFAIL is temporary", "_25._tcp.mx.test", true, nil, resolvertest.ServFail, false, nil, false, resolver.ErrTemporary},
+		{"REFUSED is temporary", "_25._tcp.mx.test", true, nil, resolvertest.Refused, false, nil, false, resolver.ErrTemporary},
+		{"invalid name", "_25._tcp..mx.test", true, nil, resolvertest.NoFault, false, nil, false, resolver.ErrInvalidName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := resolvertest.Start(t, tlsaZone)
+			s.SetSecure(tt.secure)
+			for n, on := range tt.ad {
+				s.SetAD(n, on)
+			}
+			s.SetCNAMEChase(!tt.noChase)
+			if tt.fault != resolvertest.NoFault {
+				s.SetFault(tt.qname, dns.TypeTLSA, tt.fault)
+			}
+			r := newResolver(t, resolver.Options{Attempts: 1}, s)
+			got, secure, err := r.TLSA(t.Context(), tt.qname)
+			checkErr(t, err, tt.wantErr)
+			if !equalTLSA(got, tt.want) || secure != tt.wantSecure {
+				t.Errorf("TLSA(%s) = %v, secure %v; want %v, secure %v", tt.qname, got, secure, tt.want, tt.wantSecure)
+			}
+		})
+	}
+}
+
+func equalTLSA(a, b []resolver.TLSA) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Usage != b[i].Usage || a[i].Selector != b[i].Selector ||
+			a[i].MatchingType != b[i].MatchingType || !bytes.Equal(a[i].Data, b[i].Data) {
+			return false
+		}
+	}
+	return true
+}
+
+// The AD bit is cached with the answer: a cached secure answer stays secure,
+// a cached insecure one stays insecure, until it expires.
+func TestTLSACacheKeepsADBit(t *testing.T) {
+	for _, secure := range []bool{true, false} {
+		s := resolvertest.Start(t, tlsaZone)
+		s.SetSecure(secure)
+		clk := newClock()
+		r := newResolver(t, resolver.Options{Now: clk.Now}, s)
+		for i := range 2 {
+			_, got, err := r.TLSA(t.Context(), "_25._tcp.mx.test")
+			if err != nil || got != secure {
+				t.Fatalf("zone secure %v, look-up %d: secure %v, err %v", secure, i, got, err)
+			}
+			if i == 0 {
+				s.SetSecure(!secure) // a cached answer does not see this
+			}
+		}
+		if n := s.Queries("_25._tcp.mx.test", dns.TypeTLSA); n != 1 {
+			t.Errorf("zone secure %v: server saw %d queries, want 1", secure, n)
+		}
+		clk.Advance(time.Hour) // the zone's TTL (3600, from the SOA line)
+		if _, got, err := r.TLSA(t.Context(), "_25._tcp.mx.test"); err != nil || got == secure {
+			t.Errorf("zone secure %v, after expiry: secure %v, err %v; want the server's new answer", secure, got, err)
+		}
+	}
+}
+
+// The AD bit of an MX or address answer does not leak into a TLSA answer
+// of the same name, nor the other way: the cache keys by type.
+func TestTLSASecureOnlyForItsType(t *testing.T) {
+	s := resolvertest.Start(t, tlsaZone)
+	s.SetSecure(false)
+	r := newResolver(t, resolver.Options{}, s)
+	if _, err := r.LookupIP(t.Context(), "mx.test"); err != nil {
+		t.Fatalf("LookupIP: %v", err)
+	}
+	s.SetSecure(true)
+	if _, secure, err := r.TLSA(t.Context(), "mx.test"); err != nil || !secure {
+		t.Errorf("TLSA NODATA after an insecure A answer: secure %v, err %v; want secure", secure, err)
+	}
+}
+
+func TestTLSAString(t *testing.T) {
+	if got, want := eeRec.String(), "3 1 1 0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if got := (resolver.TLSA{Usage: 2}).String(); got != "2 0 0 " {
+		t.Errorf("String() of an empty record = %q", got)
+	}
+}
+
+func TestTLSAErrorNamesType(t *testing.T) {
+	s := resolvertest.Start(t, tlsaZone)
+	s.SetFault("_25._tcp.mx.test", dns.TypeTLSA, resolvertest.ServFail)
+	r := newResolver(t, resolver.Options{Attempts: 1}, s)
+	_, _, err := r.TLSA(t.Context(), "_25._tcp.mx.test")
+	var rerr *resolver.Error
+	if !errors.As(err, &rerr) || rerr.Type != "TLSA" || !strings.Contains(err.Error(), "TLSA _25._tcp.mx.test") {
+		t.Errorf("error = %v, want a *resolver.Error of type TLSA naming the name", err)
+	}
+}
