@@ -27,8 +27,6 @@ type ident struct {
 	key  crypto.Signer
 }
 
-var serial int64
-
 // issue makes a certificate from tmpl for a fresh key, signed by parent
 // (nil: self-signed).
 func issue(t testing.TB, tmpl *x509.Certificate, parent *ident) *ident {
@@ -37,8 +35,10 @@ func issue(t testing.TB, tmpl *x509.Certificate, parent *ident) *ident {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial++
-	tmpl.SerialNumber = big.NewInt(serial)
+	tmpl.SerialNumber, err = rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
 	signer, parentCert := crypto.Signer(key), tmpl
 	if parent != nil {
 		signer, parentCert = parent.key, parent.cert
