@@ -262,14 +262,25 @@ func (r *Resolver) MX(ctx context.Context, domain string) ([]MX, error) {
 // NXDOMAIN gives ErrNotFound. If one family fails temporarily and the other
 // has addresses, those addresses are returned.
 func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	addrs, _, err := r.LookupIPSecure(ctx, host)
+	return addrs, err
+}
+
+// LookupIPSecure is LookupIP that also says whether the addresses are
+// secure: every family's answer that was used (both, unless one failed)
+// had the AD bit. DANE looks up an MX host's TLSA records only when its
+// addresses are secure (RFC 7672 §2.2.2): a host in an unsigned zone has
+// no TLSA records to find, and asking for them only risks the delays of
+// servers that fail such queries.
+func (r *Resolver) LookupIPSecure(ctx context.Context, host string) (addrs []netip.Addr, secure bool, err error) {
 	name, err := r.fqdn(host)
 	if err != nil {
-		return nil, &Error{Name: host, Type: "A", Err: err}
+		return nil, false, &Error{Name: host, Type: "A", Err: err}
 	}
 	return r.lookupIP(ctx, host, name)
 }
 
-func (r *Resolver) lookupIP(ctx context.Context, host, name string) ([]netip.Addr, error) {
+func (r *Resolver) lookupIP(ctx context.Context, host, name string) ([]netip.Addr, bool, error) {
 	type outcome struct {
 		res result
 		err error
@@ -290,7 +301,11 @@ func (r *Resolver) lookupIP(ctx context.Context, host, name string) ([]netip.Add
 	<-done
 
 	var addrs []netip.Addr
+	secure := true
 	for _, o := range []outcome{v4, v6} {
+		if o.err == nil {
+			secure = secure && o.res.secure
+		}
 		for _, rr := range o.res.rrs {
 			var ip net.IP
 			switch rr := rr.(type) {
@@ -309,13 +324,13 @@ func (r *Resolver) lookupIP(ctx context.Context, host, name string) ([]netip.Add
 		if err := cmpErr(v4.err, v6.err); err != nil {
 			r.log.DebugContext(ctx, "resolver: partial address look-up", "host", host, "err", err)
 		}
-		return addrs, nil
+		return addrs, secure, nil
 	case v4.err != nil || v6.err != nil:
-		return nil, cmpErr(v4.err, v6.err)
+		return nil, false, cmpErr(v4.err, v6.err)
 	case v4.res.nxdomain && v6.res.nxdomain:
-		return nil, &Error{Name: host, Type: "A", Err: ErrNotFound}
+		return nil, false, &Error{Name: host, Type: "A", Err: ErrNotFound}
 	default:
-		return nil, &Error{Name: host, Type: "A", Err: ErrNoAddress}
+		return nil, false, &Error{Name: host, Type: "A", Err: ErrNoAddress}
 	}
 }
 
@@ -414,7 +429,7 @@ func (r *Resolver) Route(ctx context.Context, domain string) ([]MX, error) {
 		return hosts, nil
 	}
 	// No MX: the domain itself, if it has an address (implicit MX).
-	if _, err := r.lookupIP(ctx, domain, res.name); err != nil {
+	if _, _, err := r.lookupIP(ctx, domain, res.name); err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoAddress) {
 			return nil, &Error{Name: domain, Type: "MX", Err: ErrNoAddress}
 		}

@@ -151,3 +151,49 @@ func TestTLSAErrorNamesType(t *testing.T) {
 		t.Errorf("error = %v, want a *resolver.Error of type TLSA naming the name", err)
 	}
 }
+
+func TestLookupIPSecure(t *testing.T) {
+	const hostZone = `
+test.              3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+dual.test.              IN A    192.0.2.1
+dual.test.              IN AAAA 2001:db8::1
+alias.test.             IN CNAME dual.test.
+`
+	tests := []struct {
+		name       string
+		host       string
+		secure     bool
+		ad         map[string]bool
+		fault      uint16 // a type that SERVFAILs
+		want       int    // addresses
+		wantSecure bool
+		wantErr    error
+	}{
+		{"secure", "dual.test", true, nil, 0, 2, true, nil},
+		{"insecure", "dual.test", false, nil, 0, 2, false, nil},
+		{"secure alias, insecure target", "alias.test", true, map[string]bool{"dual.test": false}, 0, 2, false, nil},
+		{"insecure alias, secure target", "alias.test", false, map[string]bool{"dual.test": true}, 0, 2, false, nil},
+		{"AAAA fails, A secure", "dual.test", true, nil, dns.TypeAAAA, 1, true, nil},
+		{"A fails, AAAA secure", "dual.test", true, nil, dns.TypeA, 1, true, nil},
+		{"A fails, AAAA insecure", "dual.test", false, nil, dns.TypeA, 1, false, nil},
+		{"secure NXDOMAIN", "nope.test", true, nil, 0, 0, false, resolver.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := resolvertest.Start(t, hostZone)
+			s.SetSecure(tt.secure)
+			for n, on := range tt.ad {
+				s.SetAD(n, on)
+			}
+			if tt.fault != 0 {
+				s.SetFault(tt.host, tt.fault, resolvertest.ServFail)
+			}
+			r := newResolver(t, resolver.Options{Attempts: 1}, s)
+			addrs, secure, err := r.LookupIPSecure(t.Context(), tt.host)
+			checkErr(t, err, tt.wantErr)
+			if len(addrs) != tt.want || secure != tt.wantSecure {
+				t.Errorf("LookupIPSecure(%s) = %v, secure %v; want %d addresses, secure %v", tt.host, addrs, secure, tt.want, tt.wantSecure)
+			}
+		})
+	}
+}
