@@ -160,7 +160,7 @@ func matches(r resolver.TLSA, cert *x509.Certificate) bool {
 // or, for a full SubjectPublicKeyInfo (2 1 0), may be a bare key that signed
 // one (§3.1.2); the leaf must then chain to that trust anchor through the
 // chain's certificates with valid dates, and name one of names (the
-// reference identifiers of §3.2.2: the MX host name, and what else the
+// reference identifiers of §3.2: the MX host name, and what else the
 // caller trusts; wildcards as RFC 6125 allows). Where the SHA2-512 and
 // SHA2-256 of one usage and selector are both published, only SHA2-512
 // counts (digest agility, RFC 7671 §9).

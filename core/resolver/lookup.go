@@ -144,7 +144,7 @@ func isContextErr(err error) bool {
 //
 // Every query sets the AD bit, which asks a validating server to say
 // whether it validated the answer (RFC 6840 §5.7) at no cost in size; TLSA
-// queries set DO as well (RFC 7672 §2.1.1), because some validating servers
+// queries set DO as well (RFC 3225), because some validating servers
 // report AD only to a client that asked for DNSSEC records.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*entry, error) {
 	m := new(dns.Msg)

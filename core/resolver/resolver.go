@@ -2,7 +2,7 @@
 // mail delivery, sender verification and scripts ask: where mail for a domain
 // goes (MX with the RFC 5321 §5.1 rules, RFC 7505 null MX, implicit MX),
 // the addresses of a host (A and AAAA), TXT records, PTR names, and TLSA
-// records with the DNSSEC status of their answer (RFC 7672 §2.1: the AD bit
+// records with the DNSSEC status of their answer (RFC 7672 §2.1.3: the AD bit
 // of a validating recursive server, which the Resolver trusts).
 //
 // It talks to recursive servers with github.com/miekg/dns over UDP with
@@ -269,7 +269,7 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 // LookupIPSecure is LookupIP that also says whether the addresses are
 // secure: every family's answer that was used (both, unless one failed)
 // had the AD bit. DANE looks up an MX host's TLSA records only when its
-// addresses are secure (RFC 7672 §2.2.2): a host in an unsigned zone has
+// addresses are secure (RFC 7672 §2.2): a host in an unsigned zone has
 // no TLSA records to find, and asking for them only risks the delays of
 // servers that fail such queries.
 func (r *Resolver) LookupIPSecure(ctx context.Context, host string) (addrs []netip.Addr, secure bool, err error) {
