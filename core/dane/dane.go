@@ -6,14 +6,15 @@
 // §3.2), the tls.Config that makes a handshake check them (Config), and the
 // RFC 8460 result type of a failure (FailureType).
 //
-// The look-up is core/resolver's Resolver.TLSA, whose secure flag is the AD
-// bit of a validating resolver that the gateway trusts. The caller decides
-// what an answer means (RFC 7672 §2.2): an insecure answer is no DANE; a
-// secure answer with usable records makes TLS mandatory and Verify the
-// authentication; a secure, non-empty answer with no usable record
-// (Usable returns none) still makes TLS mandatory, without authentication,
-// as Postfix does; a failed look-up (SERVFAIL, which is also how a bogus
-// answer shows) makes the host unusable for now.
+// The look-ups are core/resolver's (LookupIPSecure, TLSA), whose secure
+// flag is the AD bit of a validating resolver that the gateway trusts.
+// Lookup makes RFC 7672 §2.2's decision for one MX host from them: no
+// DANE unless its addresses and its TLSA answer are both validated; usable
+// records make TLS mandatory and Verify the authentication (LevelVerify);
+// validated records of which none is usable still make TLS mandatory,
+// without authentication, as Postfix does (LevelEncrypt); a failed
+// look-up (SERVFAIL, which is also how a bogus answer shows) is an error,
+// and the host is not used without TLS because of it.
 package dane
 
 import (
