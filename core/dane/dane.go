@@ -1,10 +1,12 @@
 // Package dane authenticates an SMTP server's TLS certificate with its
 // DNSSEC-validated TLSA records, as RFC 7672 (SMTP security via
-// opportunistic DANE TLS) applies RFC 6698 and RFC 7671 to SMTP. It owns the
-// certificate side only: which records SMTP may use (Usable, RFC 7672
-// §3.1), whether a server's chain matches them (Verify, §3.1.1, §3.1.2,
-// §3.2), the tls.Config that makes a handshake check them (Config), and the
-// RFC 8460 result type of a failure (FailureType).
+// opportunistic DANE TLS) applies RFC 6698 and RFC 7671 to SMTP. It owns
+// whether DANE applies to an MX host (Lookup, RFC 7672 §2.2), which records
+// SMTP may use (Usable, §3.1), whether a server's chain matches them
+// (Verify, §3.1.1, §3.1.2, §3.2), the tls.Config that makes a handshake
+// check them (Config), and the RFC 8460 result type of a failure
+// (FailureType). Dialing, STARTTLS and what a failure does to the mail
+// are the SMTP transport's.
 //
 // The look-ups are core/resolver's (LookupIPSecure, TLSA), whose secure
 // flag is the AD bit of a validating resolver that the gateway trusts.
