@@ -201,8 +201,13 @@ func TestHandshake(t *testing.T) {
 			if got := dane.FailureType(err); got != tt.wantType {
 				t.Errorf("FailureType(%v) = %q, want %q", err, got, tt.wantType)
 			}
-			if got := <-sni; got != "mx.example.test" {
-				t.Errorf("SNI = %q, want mx.example.test", got)
+			select {
+			case got := <-sni:
+				if got != "mx.example.test" {
+					t.Errorf("SNI = %q, want mx.example.test", got)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("the server saw no ClientHello")
 			}
 		})
 	}
