@@ -3,6 +3,7 @@ package resolver_test
 import (
 	"bytes"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,53 @@ alias.test.             IN CNAME dual.test.
 				t.Errorf("LookupIPSecure(%s) = %v, secure %v; want %d addresses, secure %v", tt.host, addrs, secure, tt.want, tt.wantSecure)
 			}
 		})
+	}
+}
+
+// The query bits: every query asks for AD, TLSA queries also set DO; a
+// server that answers AD only to DO (some validating servers do) still
+// gets TLSA answers counted as secure.
+func TestQueryAsksForDNSSEC(t *testing.T) {
+	type bits struct{ ad, do bool }
+	seen := make(chan bits, 4)
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		opt := req.IsEdns0()
+		b := bits{ad: req.AuthenticatedData, do: opt != nil && opt.Do()}
+		seen <- b
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.AuthenticatedData = b.do
+		_ = w.WriteMsg(m) // NODATA
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: h}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	done := make(chan error, 1)
+	go func() { done <- srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() {
+		_ = srv.Shutdown()
+		<-done
+	})
+
+	r, err := resolver.New(resolver.Options{Servers: []string{pc.LocalAddr().String()}, Attempts: 1, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, secure, err := r.TLSA(t.Context(), "_25._tcp.mx.test"); err != nil || !secure {
+		t.Errorf("TLSA from a server that sets AD only for DO: secure %v, err %v", secure, err)
+	}
+	if b := <-seen; !b.ad || !b.do {
+		t.Errorf("TLSA query: AD %v, DO %v; want both", b.ad, b.do)
+	}
+	if _, err := r.TXT(t.Context(), "mx.test"); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-seen; !b.ad || b.do {
+		t.Errorf("TXT query: AD %v, DO %v; want AD only", b.ad, b.do)
 	}
 }
