@@ -31,6 +31,7 @@ FUZZ_TARGETS = \
 	./core/queue:FuzzBoltFile \
 	./core/pickup:FuzzParseEnvelope \
 	./core/arc:FuzzParseTags \
+	./core/dane:FuzzVerify \
 	./core/arc:FuzzVerify \
 	./core/lua/pattern:FuzzFind \
 	./sdk:FuzzFromPB \
