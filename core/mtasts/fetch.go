@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 )
 
@@ -73,6 +74,10 @@ func (c *Client) fetch(ctx context.Context, domain string) (*Policy, error) {
 		var cert *tls.CertificateVerificationError
 		if errors.As(err, &cert) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrWebPKI, host, cert.Err)
+		}
+		var u *url.Error
+		if errors.As(err, &u) {
+			err = u.Err // it repeats the URL
 		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrFetch, host, err)
 	}

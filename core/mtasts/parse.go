@@ -124,7 +124,8 @@ func parseMaxAge(s string) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("max_age %q: %w", s, err)
 	}
-	return min(time.Duration(n)*time.Second, MaxMaxAge), nil
+	// Compared as seconds: 10 digits of seconds overflow a Duration.
+	return time.Duration(min(n, int64(MaxMaxAge/time.Second))) * time.Second, nil
 }
 
 // validMXPattern: ["*."] Domain, Domain as in RFC 5321 §4.1.2.
