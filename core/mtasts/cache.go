@@ -57,7 +57,7 @@ func (c *Client) entry(ctx context.Context, domain string) entry {
 
 // insert adds e under domain, making room first. Call with cache.mu held.
 func (c *Client) insert(domain string, e *entry) {
-	if len(c.cache.entries) >= maxEntries {
+	if _, ok := c.cache.entries[domain]; !ok && len(c.cache.entries) >= maxEntries {
 		now := c.now()
 		for d, old := range c.cache.entries {
 			if old.policy == nil || old.policy.expired(now) {
@@ -74,23 +74,13 @@ func (c *Client) insert(domain string, e *entry) {
 	c.cache.entries[domain] = e
 }
 
-// update changes domain's entry with f, creating it if it is gone.
-func (c *Client) update(domain string, f func(e *entry)) {
-	c.cache.mu.Lock()
-	defer c.cache.mu.Unlock()
-	e, ok := c.cache.entries[domain]
-	if !ok {
-		e = new(entry)
-		c.insert(domain, e)
-	}
-	f(e)
-}
-
 // remember caches a policy just fetched, in memory and in the Store. A
 // policy of max_age 0 is not stored (a TTL of 0 keeps a Store entry for
 // ever); one the Store refuses stays in memory.
 func (c *Client) remember(ctx context.Context, domain string, p *Policy) {
-	c.update(domain, func(e *entry) { *e = entry{policy: p} })
+	c.cache.mu.Lock()
+	c.insert(domain, &entry{policy: p})
+	c.cache.mu.Unlock()
 	if c.store == nil || p.MaxAge <= 0 {
 		return
 	}
@@ -104,9 +94,14 @@ func (c *Client) remember(ctx context.Context, domain string, p *Policy) {
 }
 
 // failed remembers that fetching domain's policy for the TXT id failed.
+// An entry evicted meanwhile is not made again: it would hide the Store's.
 func (c *Client) failed(domain, id string, err error) {
 	now := c.now()
-	c.update(domain, func(e *entry) { e.failID, e.failAt, e.failErr = id, now, err })
+	c.cache.mu.Lock()
+	defer c.cache.mu.Unlock()
+	if e, ok := c.cache.entries[domain]; ok {
+		e.failID, e.failAt, e.failErr = id, now, err
+	}
 }
 
 // recentFailure returns the error of a fetch of domain's policy for the

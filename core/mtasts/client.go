@@ -119,7 +119,7 @@ func (c *Client) Policy(ctx context.Context, domain string) (*Policy, error) {
 	id, err := c.lookupID(ctx, name)
 	switch {
 	case err != nil && cached != nil:
-		c.log.WarnContext(ctx, "mtasts: using the cached policy", "domain", name, "id", cached.ID, "err", err)
+		c.log.DebugContext(ctx, "mtasts: using the cached policy", "domain", name, "id", cached.ID, "err", err)
 		return cached, nil
 	case err != nil:
 		return nil, err
@@ -131,7 +131,7 @@ func (c *Client) Policy(ctx context.Context, domain string) (*Policy, error) {
 	p, err := c.fetchShared(ctx, name, id)
 	switch {
 	case err != nil && cached != nil:
-		c.log.WarnContext(ctx, "mtasts: using the cached policy", "domain", name, "id", cached.ID, "err", err)
+		c.log.DebugContext(ctx, "mtasts: using the cached policy", "domain", name, "id", cached.ID, "err", err)
 		return cached, nil
 	case err != nil:
 		return nil, err

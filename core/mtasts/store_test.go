@@ -3,6 +3,7 @@ package mtasts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -166,3 +167,52 @@ func (s *mapStore) gets() int { s.mu.Lock(); defer s.mu.Unlock(); return s.nget 
 func (s *mapStore) sets() int { s.mu.Lock(); defer s.mu.Unlock(); return s.nset }
 
 var _ Store = (*queue.Spool)(nil)
+
+// TestCacheBound: the memory cache stays under maxEntries, dropping the
+// domains without a valid policy first.
+func TestCacheBound(t *testing.T) {
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	c := New(Options{Now: func() time.Time { return now }})
+	valid := &Policy{Mode: ModeEnforce, MaxAge: time.Hour, Fetched: now}
+	expired := &Policy{Mode: ModeEnforce, MaxAge: time.Hour, Fetched: now.Add(-time.Hour)}
+	for i := range maxEntries {
+		var p *Policy
+		switch i % 4 {
+		case 0:
+			p = valid
+		case 1:
+			p = expired
+		} // else nil: no policy
+		c.cache.entries[fmt.Sprintf("d%d.test", i)] = &entry{policy: p}
+	}
+	c.cache.mu.Lock()
+	c.insert("d0.test", &entry{policy: valid}) // replacing makes no room
+	c.cache.mu.Unlock()
+	if n := len(c.cache.entries); n != maxEntries {
+		t.Fatalf("%d entries after a replacement, want %d", n, maxEntries)
+	}
+	c.cache.mu.Lock()
+	c.insert("new.test", &entry{policy: valid})
+	c.cache.mu.Unlock()
+	if n := len(c.cache.entries); n != maxEntries/4+1 {
+		t.Errorf("%d entries, want the %d valid ones and the new one", n, maxEntries/4)
+	}
+	for d, e := range c.cache.entries {
+		if e.policy != valid {
+			t.Fatalf("%s kept with policy %v", d, e.policy)
+		}
+	}
+
+	for i := range maxEntries { // all valid: some go, the new one stays
+		c.cache.entries[fmt.Sprintf("v%d.test", i)] = &entry{policy: valid}
+	}
+	c.cache.mu.Lock()
+	c.insert("newer.test", &entry{policy: valid})
+	c.cache.mu.Unlock()
+	if n := len(c.cache.entries); n > maxEntries*9/10+1 {
+		t.Errorf("%d entries, want at most %d", n, maxEntries*9/10+1)
+	}
+	if _, ok := c.cache.entries["newer.test"]; !ok {
+		t.Error("the new entry is not there")
+	}
+}
