@@ -106,7 +106,9 @@ func New(opt Options) *Client {
 // while unexpired if the TXT record's id is unchanged, and also when the
 // record is gone (RFC 8461 §8.3: a policy is withdrawn by publishing mode
 // none) or the look-up or the fetch fails (§5.1). Concurrent calls for one
-// domain share one fetch.
+// domain share one fetch. A fetch that failed is not tried again for five
+// minutes unless the TXT id changes: the calls meanwhile get its error (or
+// the cached policy).
 func (c *Client) Policy(ctx context.Context, domain string) (*Policy, error) {
 	name, ok := policyDomain(domain)
 	if !ok {

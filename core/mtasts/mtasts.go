@@ -18,7 +18,25 @@
 //
 // Which MX hosts to try and how strictly to check their certificates is
 // the caller's (core/delivery); so is reporting failures (core/tlsrpt),
-// for which FailureType gives the RFC 8460 result type of an error.
+// for which FailureType gives the RFC 8460 result type of an error. A
+// transport uses it so:
+//
+//	p, err := client.Policy(ctx, domain)
+//	switch {
+//	case err != nil:
+//		// no policy could be had: deliver as without one, report FailureType(err)
+//	case p == nil || p.Mode == mtasts.ModeNone:
+//		// no policy
+//	default:
+//		// for each MX host: p.Match(host), else enforce skips it and testing
+//		// reports it; TLS with a certificate valid for the host's name,
+//		// else enforce defers and testing reports and delivers anyway
+//	}
+//
+// Policies are cached in memory and, when Options.Store is set, in the
+// spool's key-value store under "gw:mta-sts:<domain>" for their max_age,
+// so they survive a restart; the Store is read once per domain, not per
+// delivery.
 package mtasts
 
 import (
