@@ -20,6 +20,7 @@ func TestPolicyModes(t *testing.T) {
 	w.publish("enforce.test", page{body: policyBody(ModeEnforce, 604800, "mx1.enforce.test", "*.mx.enforce.test")}, "v=STSv1; id=e1")
 	w.publish("testing.test", page{body: policyBody(ModeTesting, 86400, "mx.testing.test")}, "v=STSv1; id=t1;")
 	w.publish("none.test", page{body: "version: STSv1\nmode: none\nmax_age: 3600\n"}, "v=STSv1; id=n1")
+	w.publish("xn--bcher-kva.test", page{body: policyBody(ModeEnforce, 60, "mx.xn--bcher-kva.test")}, "v=STSv1; id=i1")
 	c := w.client(Options{})
 	now := w.clock.Now()
 	for _, tc := range []struct {
@@ -29,6 +30,7 @@ func TestPolicyModes(t *testing.T) {
 		{"enforce.test", &Policy{Mode: ModeEnforce, MX: []string{"mx1.enforce.test", "*.mx.enforce.test"}, MaxAge: 604800 * time.Second, ID: "e1", Fetched: now}},
 		{"Testing.Test.", &Policy{Mode: ModeTesting, MX: []string{"mx.testing.test"}, MaxAge: 86400 * time.Second, ID: "t1", Fetched: now}},
 		{"none.test", &Policy{Mode: ModeNone, MaxAge: time.Hour, ID: "n1", Fetched: now}},
+		{"bücher.test", &Policy{Mode: ModeEnforce, MX: []string{"mx.xn--bcher-kva.test"}, MaxAge: time.Minute, ID: "i1", Fetched: now}},
 	} {
 		t.Run(tc.domain, func(t *testing.T) {
 			got := mustPolicy(t, c, tc.domain)
