@@ -211,9 +211,10 @@ func (c *Client) fetchShared(ctx context.Context, domain, id string) (*Policy, e
 				v, err = nil, fmt.Errorf("%w: %s: panic: %v", ErrFetch, domain, r)
 			}
 		}()
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
-		defer cancel()
+		own := context.WithoutCancel(ctx)
+		fctx, cancel := context.WithTimeout(own, c.timeout)
 		p, err := c.fetch(fctx, domain)
+		cancel()
 		if err != nil {
 			c.log.WarnContext(ctx, "mtasts: no policy", "domain", domain, "id", id, "err", err)
 			c.failed(domain, id, err)
@@ -221,7 +222,9 @@ func (c *Client) fetchShared(ctx context.Context, domain, id string) (*Policy, e
 		}
 		p.ID, p.Fetched = id, c.now()
 		c.log.InfoContext(ctx, "mtasts: policy fetched", "domain", domain, "id", id, "mode", p.Mode, "max_age", p.MaxAge)
-		c.remember(fctx, domain, p)
+		sctx, cancel := context.WithTimeout(own, c.timeout) // the fetch may have used up its time
+		defer cancel()
+		c.remember(sctx, domain, p)
 		return p, nil
 	})
 	select {
