@@ -31,6 +31,9 @@ FUZZ_TARGETS = \
 	./core/queue:FuzzBoltFile \
 	./core/pickup:FuzzParseEnvelope \
 	./core/arc:FuzzParseTags \
+	./core/mtasts:FuzzParsePolicy \
+	./core/mtasts:FuzzParseRecord \
+	./core/mtasts:FuzzDecodeStored \
 	./core/dane:FuzzVerify \
 	./core/arc:FuzzVerify \
 	./core/lua/pattern:FuzzFind \
