@@ -15,6 +15,7 @@ package queue
 // plenty): the store keeps no index by expiry, so nothing else finds them.
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -62,6 +63,35 @@ func (s *Spool) KVGet(key string, now time.Time) (value string, ok bool, err err
 		return "", false, fmt.Errorf("queue: kv get %q: %w", key, err)
 	}
 	return value, ok, nil
+}
+
+// KVKeys returns the keys that begin with prefix and are not expired at
+// now, in byte order: a bounded range scan of one bbolt cursor, for owners
+// of a key space (core/tlsrpt keeps one key per domain and day). An empty
+// prefix is an error: nothing lists the whole store.
+func (s *Spool) KVKeys(prefix string, now time.Time) ([]string, error) {
+	if err := checkKVKey(prefix); err != nil {
+		return nil, fmt.Errorf("queue: kv keys: prefix: %w", err)
+	}
+	var keys []string
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKV)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if exp, _, found := decodeKV(v); found && !kvExpired(exp, now) {
+				keys = append(keys, string(k))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: kv keys %q: %w", prefix, err)
+	}
+	return keys, nil
 }
 
 // KVSet stores value under key. A ttl of 0 keeps it until it is deleted or

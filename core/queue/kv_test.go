@@ -270,3 +270,41 @@ func TestKVSweep(t *testing.T) {
 		}
 	}
 }
+
+func TestKVKeys(t *testing.T) {
+	clock := newFakeClock(testNow())
+	s := openSpool(t, t.TempDir(), Options{Now: clock.Now})
+	ctx := context.Background()
+	if keys, err := s.KVKeys("a:", clock.Now()); err != nil || keys != nil {
+		t.Errorf("KVKeys on an empty store = %q, %v; want nil, nil", keys, err)
+	}
+	for _, kv := range []struct {
+		key string
+		ttl time.Duration
+	}{
+		{"a:2", 0}, {"a:1", 0}, {"a:", 0}, {"a:3", time.Minute}, {"a", 0}, {"b:1", 0}, {"a;1", 0},
+	} {
+		if err := s.KVSet(ctx, kv.key, "v", kv.ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		prefix string
+		at     time.Duration
+		want   string
+	}{
+		{"a:", 0, "a:,a:1,a:2,a:3"},
+		{"a:", time.Minute, "a:,a:1,a:2"}, // a:3 expired
+		{"a", 0, "a,a:,a:1,a:2,a:3,a;1"},
+		{"a:2", 0, "a:2"},
+		{"c", 0, ""},
+	} {
+		keys, err := s.KVKeys(tc.prefix, clock.Now().Add(tc.at))
+		if got := strings.Join(keys, ","); err != nil || got != tc.want {
+			t.Errorf("KVKeys(%q) at +%v = %q, %v; want %q", tc.prefix, tc.at, got, err, tc.want)
+		}
+	}
+	if _, err := s.KVKeys("", clock.Now()); err == nil {
+		t.Errorf("KVKeys(\"\") = nil error; want one")
+	}
+}
