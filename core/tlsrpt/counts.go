@@ -155,30 +155,53 @@ func (c *counts) encode() (string, int, error) {
 		if len(b) <= maxValue {
 			return string(b), shed, nil
 		}
-		if !c.shedOne() {
+		n := c.shed(len(b) - maxValue)
+		if n == 0 {
 			return "", shed, errors.New("tlsrpt: encode counts: too big with nothing left to shed")
 		}
-		shed++
+		shed += n
 	}
 }
 
-func (c *counts) shedOne() bool {
+// shed drops entries until about over bytes of JSON are gone, and returns
+// how many it dropped.
+func (c *counts) shed(over int) int {
+	n := 0
+	for over > 0 {
+		size := c.shedOne()
+		if size == 0 {
+			break
+		}
+		over -= size
+		n++
+	}
+	return n
+}
+
+// shedOne drops the last failure detail of the policy with most, or when
+// none has any the last policy, and returns the size of its JSON (0 when
+// there was nothing to drop).
+func (c *counts) shedOne() int {
 	most := -1
 	for i := range c.Policies {
 		if n := len(c.Policies[i].FailureDetails); n > 0 && (most < 0 || n > len(c.Policies[most].FailureDetails)) {
 			most = i
 		}
 	}
-	if most >= 0 {
+	var dropped any
+	switch {
+	case most >= 0:
 		fd := c.Policies[most].FailureDetails
+		dropped = fd[len(fd)-1]
 		c.Policies[most].FailureDetails = fd[:len(fd)-1]
-		return true
-	}
-	if len(c.Policies) > 0 {
+	case len(c.Policies) > 0:
+		dropped = c.Policies[len(c.Policies)-1]
 		c.Policies = c.Policies[:len(c.Policies)-1]
-		return true
+	default:
+		return 0
 	}
-	return false
+	b, _ := json.Marshal(dropped)
+	return len(b) + 1 // and its comma
 }
 
 // decodeCounts reads a stored value back, refusing what this package never

@@ -50,8 +50,9 @@ func (c *clock) Set(t time.Time) {
 // mailbox records what Options.Mail was given; fail makes it fail.
 type mailbox struct {
 	mu   sync.Mutex
-	fail error
-	sent []sentMail
+	fail  error
+	tries int
+	sent  []sentMail
 }
 
 type sentMail struct {
@@ -63,6 +64,7 @@ type sentMail struct {
 func (m *mailbox) Mail(ctx context.Context, from string, to []string, msg []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.tries++
 	if m.fail != nil {
 		return m.fail
 	}
@@ -157,4 +159,16 @@ func httpsServer(t *testing.T, cert tls.Certificate, h http.Handler) int {
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	n, _ := strconv.Atoi(port)
 	return n
+}
+
+func (m *mailbox) Tries() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tries
+}
+
+func (m *mailbox) SetFail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fail = err
 }

@@ -211,3 +211,21 @@ func reportAttachment(t *testing.T, msg *mail.Message) []byte {
 	}
 	return gz
 }
+
+// decodeMailedReport is the Report a report mail carries.
+func decodeMailedReport(t *testing.T, raw []byte) *Report {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(reportAttachment(t, msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.NewDecoder(zr).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	return &rep
+}
