@@ -36,10 +36,10 @@ func (c *counts) add(p Policy, f *Failure, n int64) bool {
 		return false
 	}
 	if f == nil {
-		pr.Summary.Successful += n
+		pr.Summary.Successful = plus(pr.Summary.Successful, n)
 		return true
 	}
-	pr.Summary.Failed += n
+	pr.Summary.Failed = plus(pr.Summary.Failed, n)
 	pr.addDetail(cleanFailure(*f), n)
 	return true
 }
@@ -54,8 +54,8 @@ func (c *counts) merge(o *counts) bool {
 			all = false
 			continue
 		}
-		pr.Summary.Successful += opr.Summary.Successful
-		pr.Summary.Failed += opr.Summary.Failed
+		pr.Summary.Successful = plus(pr.Summary.Successful, opr.Summary.Successful)
+		pr.Summary.Failed = plus(pr.Summary.Failed, opr.Summary.Failed)
 		for _, d := range opr.FailureDetails {
 			pr.addDetail(d.Failure, d.Sessions)
 		}
@@ -87,13 +87,22 @@ func (c *counts) policy(p Policy) *PolicyResult {
 func (pr *PolicyResult) addDetail(f Failure, n int64) {
 	for i := range pr.FailureDetails {
 		if pr.FailureDetails[i].Failure == f {
-			pr.FailureDetails[i].Sessions += n
+			pr.FailureDetails[i].Sessions = plus(pr.FailureDetails[i].Sessions, n)
 			return
 		}
 	}
 	if len(pr.FailureDetails) < maxDetails {
 		pr.FailureDetails = append(pr.FailureDetails, FailureDetail{Failure: f, Sessions: n})
 	}
+}
+
+// plus adds counts, stopping short of maxCount (a count decodeCounts
+// refuses) rather than wrapping.
+func plus(a, b int64) int64 {
+	if a+b >= maxCount {
+		return maxCount - 1
+	}
+	return a + b
 }
 
 func samePolicy(a, b Policy) bool {

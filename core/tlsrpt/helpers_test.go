@@ -49,7 +49,7 @@ func (c *clock) Set(t time.Time) {
 
 // mailbox records what Options.Mail was given; fail makes it fail.
 type mailbox struct {
-	mu   sync.Mutex
+	mu    sync.Mutex
 	fail  error
 	tries int
 	sent  []sentMail
