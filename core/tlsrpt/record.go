@@ -124,7 +124,7 @@ func parseURI(s string) (dest, error) {
 		}
 		return dest{uri: s, mailto: addrs}, nil
 	}
-	return dest{}, fmt.Errorf("rua %q: not mailto: or https:", clip(s))
+	return dest{}, fmt.Errorf("rua %q: scheme %q is neither mailto nor https", clip(s), u.Scheme)
 }
 
 func mailtoAddresses(opaque string) ([]string, error) {
