@@ -2,10 +2,14 @@ package tlsrpt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailgate/gateway/core/queue"
 )
 
 func TestCountBounds(t *testing.T) {
@@ -141,5 +145,78 @@ func TestParseKey(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("parseKey(%q) = %v, %v; want %v, %v", tc.key, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestConcurrentCounting: sessions counted while flushes run are all in
+// the store after the last flush.
+func TestConcurrentCounting(t *testing.T) {
+	r := New(Options{Now: newClock(now).Now})
+	ctx := context.Background()
+	const workers, each = 8, 500
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if i%2 == 0 {
+					r.Success(ctx, stsPolicy)
+				} else {
+					r.Failure(ctx, stsPolicy, Failure{ResultType: ResultCertificateExpired, ReceivingIP: fmt.Sprint("192.0.2.", w)})
+				}
+			}
+		})
+	}
+	stop := make(chan struct{})
+	flushed := make(chan error)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				flushed <- r.flush(ctx)
+				return
+			default:
+				if err := r.flush(ctx); err != nil {
+					flushed <- err
+					return
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	if err := <-flushed; err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	got, err := r.load(dayDomain{"2026-12-05", "example.test"}, now)
+	if err != nil || len(got.Policies) != 1 {
+		t.Fatalf("stored %+v, %v; want one policy", got, err)
+	}
+	pr := got.Policies[0]
+	if s := pr.Summary; s.Successful != workers*each/2 || s.Failed != workers*each/2 || len(pr.FailureDetails) != workers {
+		t.Errorf("stored summary %+v with %d details; want %d and %d with %d", s, len(pr.FailureDetails), workers*each/2, workers*each/2, workers)
+	}
+}
+
+// TestFlushFailureKeeps: counts a store refuses stay in memory for the
+// next flush.
+func TestFlushFailureKeeps(t *testing.T) {
+	spool, err := queue.Open(t.TempDir(), queue.Options{Now: newClock(now).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Options{Store: spool, Now: newClock(now).Now})
+	ctx := context.Background()
+	r.Success(ctx, stsPolicy)
+	if err := spool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.Success(ctx, stsPolicy)
+	if err := r.flush(ctx); !errors.Is(err, queue.ErrClosed) {
+		t.Fatalf("flush to a closed spool = %v; want ErrClosed", err)
+	}
+	r.Success(ctx, stsPolicy)
+	c := r.pending[dayDomain{"2026-12-05", "example.test"}]
+	if c == nil || c.Policies[0].Summary.Successful != 3 {
+		t.Errorf("pending after a failed flush: %+v; want the 3 successes", c)
 	}
 }
