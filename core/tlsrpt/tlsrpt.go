@@ -8,17 +8,26 @@
 //
 // Success and Failure are called on the delivery path: they only add to
 // counts in memory. Run owns the rest: it writes the counts to the Store
-// every minute (and when it ends), so a restart keeps them and a crash
-// loses at most the last minute's; after 00:00 UTC plus a random delay of
-// one to three hours (§4.1: not everyone at midnight) it sends the finished
-// days, and retries the reports it could not deliver every hour for two
-// days (§5.5). A report delivered to some rua and not others is retried
-// only to the others.
+// every minute (and when it ends), so a restart keeps them; after 00:00
+// UTC plus a random delay of one to three hours (§4.1: not everyone at
+// midnight) it sends the finished days, and retries the reports it could
+// not deliver every hour until two days after the day's end (§5.5). A
+// report delivered to some rua and not others is retried only to the
+// others. A crash loses at most the last minute's counts, and may send a
+// report delivered just before it again, under the same Report-ID that
+// receivers use to drop duplicates (§5.3).
+//
+// HTTPS rua hosts are reached at the addresses the Resolver gives, their
+// certificate is verified against Options.RootCAs, and redirects are not
+// followed. A report mail carries TLS-Required: No (RFC 8689 §5), since
+// §5.3 wants reports delivered despite TLS failures.
 //
 // The store holds one key per domain and day, "gw:tlsrpt:<YYYY-MM-DD>:<domain>",
 // whose value is the domain's policies in the report's own JSON shape plus
-// the rua already served. A domain that publishes no record costs one TXT
-// look-up when its day is sent, and its counts are then dropped.
+// the rua already served; bounds on policies, failure details and text
+// keep it under the store's 64 KiB. A domain that publishes no record
+// costs one TXT look-up when its day is sent, and its counts are then
+// dropped.
 package tlsrpt
 
 import (
