@@ -53,7 +53,7 @@ func (r *Reporter) message(rep *report, to []string, now time.Time) ([]byte, err
 	var m bytes.Buffer
 	field := func(name, value string) { m.WriteString(name + ": " + value + "\r\n") }
 	field("From", r.from)
-	field("To", strings.Join(to, ", "))
+	field("To", strings.Join(to, ",\r\n "))
 	field("Subject", "Report Domain: "+rep.domain+"\r\n Submitter: "+r.submitter+"\r\n Report-ID: <"+rep.ReportID+">")
 	field("Date", now.Format(time.RFC1123Z))
 	field("Message-ID", "<"+rep.ReportID+">")

@@ -12,8 +12,10 @@ import (
 	"github.com/mailgate/gateway/core/resolver"
 )
 
-// version is how a TLSRPT record begins (§3).
-const version = "v=TLSRPTv1"
+const (
+	version    = "v=TLSRPTv1" // how a TLSRPT record begins (§3)
+	maxTargets = 10           // addresses and URLs one report goes to; a record naming more gets the first
+)
 
 // errNoRecord: the domain publishes no usable TLSRPT record, so it gets no
 // report (a permanent answer, unlike a DNS failure).
@@ -28,8 +30,9 @@ type dest struct {
 
 // ParseRecord parses a TLSRPT TXT record (§3), "v=TLSRPTv1; rua=mailto:…,https://…",
 // and returns its rua URIs as written that this package can send to:
-// mailto URIs with ASCII addresses, and https URLs. Other schemes are
-// skipped; a record that is malformed, has no rua or more than one, or no
+// mailto URIs with ASCII addresses, and https URLs, ten addresses and URLs
+// at most (a record is not a mailing list). Other schemes are skipped; a
+// record that is malformed, has no rua or more than one, or no
 // usable URI, is an error.
 func ParseRecord(txt string) (rua []string, err error) {
 	dests, err := parseRecord(txt)
@@ -74,12 +77,21 @@ func parseRecord(txt string) ([]dest, error) {
 	}
 	var dests []dest
 	var errs []error
+	targets := 0
 	for _, u := range uris {
 		d, err := parseURI(u)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		room := maxTargets - targets
+		if room == 0 {
+			break
+		}
+		if len(d.mailto) > room {
+			d.mailto = d.mailto[:room]
+		}
+		targets += max(len(d.mailto), 1)
 		dests = append(dests, d)
 	}
 	if len(dests) == 0 {

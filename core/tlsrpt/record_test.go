@@ -3,6 +3,7 @@ package tlsrpt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +26,10 @@ func TestParseRecord(t *testing.T) {
 		{txt: "v=TLSRPTv1; rua=mailto:a@example.com%2Cb@example.com?subject=x", want: []string{"mailto:a@example.com%2Cb@example.com?subject=x"}},
 		{txt: "v=TLSRPTv1; rua=ftp://example.com/x,mailto:a@example.com", want: []string{"mailto:a@example.com"}},
 		{txt: "v=TLSRPTv1; rua=HTTPS://r.example.com/", want: []string{"HTTPS://r.example.com/"}},
+		{
+			txt:  "v=TLSRPTv1; rua=mailto:a1@x.test%2Ca2@x.test%2Ca3@x.test%2Ca4@x.test,https://r.test/1,https://r.test/2,https://r.test/3,https://r.test/4,https://r.test/5,https://r.test/6,https://r.test/7,https://r.test/8",
+			want: []string{"mailto:a1@x.test%2Ca2@x.test%2Ca3@x.test%2Ca4@x.test", "https://r.test/1", "https://r.test/2", "https://r.test/3", "https://r.test/4", "https://r.test/5", "https://r.test/6"},
+		},
 
 		{txt: "", wantErr: "does not begin"},
 		{txt: "v=TLSRPTv2; rua=mailto:a@example.com", wantErr: "does not begin"},
@@ -63,6 +68,15 @@ func TestMailtoAddresses(t *testing.T) {
 	d, err := parseURI("mailto:a@example.com%2Cb@example.org?subject=x")
 	if err != nil || !slices.Equal(d.mailto, []string{"a@example.com", "b@example.org"}) {
 		t.Errorf("parseURI = %q, %v; want the two addresses", d.mailto, err)
+	}
+	// One mailto naming more than maxTargets addresses goes to the first ones.
+	var many []string
+	for i := range maxTargets + 2 {
+		many = append(many, fmt.Sprintf("a%d@example.com", i))
+	}
+	dests, err := parseRecord("v=TLSRPTv1; rua=https://r.example.com/, mailto:" + strings.Join(many, "%2C"))
+	if err != nil || len(dests) != 2 || !slices.Equal(dests[1].mailto, many[:maxTargets-1]) {
+		t.Errorf("parseRecord of %d targets = %+v, %v; want the URL and %d addresses", len(many)+1, dests, err, maxTargets-1)
 	}
 }
 
