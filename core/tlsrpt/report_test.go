@@ -186,7 +186,7 @@ func reportAttachment(t *testing.T, msg *mail.Message) []byte {
 		t.Errorf("second part is %q; want application/tlsrpt+gzip", ct)
 	}
 	start, end := day.Unix(), day.Add(24*time.Hour-time.Second).Unix()
-	wantName := "gateway.example.org!example.test!" + strconv.FormatInt(start, 10) + "!" + strconv.FormatInt(end, 10) + ".json.gz"
+	wantName := "gateway.example.org!" + msg.Header.Get("TLS-Report-Domain") + "!" + strconv.FormatInt(start, 10) + "!" + strconv.FormatInt(end, 10) + ".json.gz"
 	if att.FileName() != wantName {
 		t.Errorf("attachment named %q; want %q", att.FileName(), wantName)
 	}
@@ -228,4 +228,32 @@ func decodeMailedReport(t *testing.T, raw []byte) *Report {
 		t.Fatal(err)
 	}
 	return &rep
+}
+
+// TestInternationalDomain: a U-label domain is looked up, named in the
+// headers and the file name, and identified by its A-label.
+func TestInternationalDomain(t *testing.T) {
+	res, _ := newResolver(t, `_smtp._tls.xn--bcher-kva.test. 300 IN TXT "v=TLSRPTv1; rua=mailto:r@example.test"`)
+	mb := &mailbox{}
+	r := New(Options{Organization: "Example Org", From: "tlsrpt@gateway.example.org",
+		Resolver: res, Mail: mb.Mail, Now: newClock(now).Now})
+	r.Success(context.Background(), Policy{Domain: "bücher.test", Type: TypeNoPolicy})
+	if err := r.SendDay(context.Background(), day); err != nil {
+		t.Fatalf("SendDay: %v", err)
+	}
+	sent := mb.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("%d mails; want 1", len(sent))
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(sent[0].msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header.Get("TLS-Report-Domain"); got != "xn--bcher-kva.test" {
+		t.Errorf("TLS-Report-Domain %q; want the A-label", got)
+	}
+	rep := decodeMailedReport(t, sent[0].msg)
+	if rep.ReportID != "20261205.xn--bcher-kva.test@gateway.example.org" || rep.Policies[0].Policy.Domain != "bücher.test" {
+		t.Errorf("report-id %q, policy-domain %q", rep.ReportID, rep.Policies[0].Policy.Domain)
+	}
 }

@@ -156,7 +156,7 @@ func (r *Reporter) sendDomain(ctx context.Context, k dayDomain) error {
 	if err != nil {
 		return err
 	}
-	ascii, err := idna.Lookup.ToASCII(k.domain)
+	ascii, err := asciiDomain(k.domain)
 	if err != nil || len(c.Policies) == 0 {
 		r.log.Info("tlsrpt: no report for a domain that is not one", "domain", k.domain, "err", err)
 		return r.drop(ctx, k)
@@ -182,6 +182,14 @@ func (r *Reporter) sendDomain(ctx context.Context, k dayDomain) error {
 		return errors.Join(err, serr)
 	}
 	return err
+}
+
+// asciiDomain is d with A-labels, as headers and file names want it.
+func asciiDomain(d string) (string, error) {
+	if isASCII(d) {
+		return d, nil
+	}
+	return idna.Lookup.ToASCII(d)
 }
 
 // deliver sends rep to each rua not in c.Sent: one mail to all the mailto
