@@ -220,3 +220,5 @@ func TestFlushFailureKeeps(t *testing.T) {
 		t.Errorf("pending after a failed flush: %+v; want the 3 successes", c)
 	}
 }
+
+var _ Store = (*queue.Spool)(nil)
