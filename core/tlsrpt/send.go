@@ -156,9 +156,12 @@ func (r *Reporter) sendDomain(ctx context.Context, k dayDomain) error {
 	if err != nil {
 		return err
 	}
+	if len(c.Policies) == 0 {
+		return r.drop(ctx, k)
+	}
 	ascii, err := asciiDomain(k.domain)
-	if err != nil || len(c.Policies) == 0 {
-		r.log.Info("tlsrpt: no report for a domain that is not one", "domain", k.domain, "err", err)
+	if err != nil {
+		r.log.Info("tlsrpt: no report for a name that is not a domain", "domain", k.domain, "err", err)
 		return r.drop(ctx, k)
 	}
 	dests, err := r.destinations(ctx, ascii)
