@@ -31,6 +31,8 @@ FUZZ_TARGETS = \
 	./core/queue:FuzzBoltFile \
 	./core/pickup:FuzzParseEnvelope \
 	./core/arc:FuzzParseTags \
+	./core/tlsrpt:FuzzParseRecord \
+	./core/tlsrpt:FuzzDecodeCounts \
 	./core/mtasts:FuzzParsePolicy \
 	./core/mtasts:FuzzParseRecord \
 	./core/mtasts:FuzzDecodeStored \
