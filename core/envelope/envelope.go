@@ -197,4 +197,15 @@ type Envelope struct {
 	// field existed reads as false.
 	Submitted bool
 	Received  time.Time // when the end of data was received
+
+	// RequireTLS is MAIL FROM's REQUIRETLS (RFC 8689 §4.1): the message
+	// may go on only over verified TLS to a next hop that offers
+	// REQUIRETLS too, else it bounces (5.7.30). The server takes it only
+	// under TLS.
+	RequireTLS bool
+	// TLSOptional is the message's "TLS-Required: No" header field (RFC
+	// 8689 §5): the sender asks that recipient TLS policy (MTA-STS,
+	// DANE) not stop delivery. Never set together with RequireTLS, which
+	// makes the field meaningless (§4.1).
+	TLSOptional bool
 }

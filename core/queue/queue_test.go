@@ -1015,6 +1015,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		spilled:     true,
 	}
 	m.Envelope.Submitted = true
+	m.Envelope.RequireTLS = true
+	m.Envelope.TLSOptional = true // never both from the server; the record keeps what it is given
 	b, err := encodeMessage(m)
 	if err != nil {
 		t.Fatalf("encode: %v", err)
@@ -1035,7 +1037,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		typ  reflect.Type
 		want int
 	}{
-		{reflect.TypeFor[envelope.Envelope](), 14},
+		{reflect.TypeFor[envelope.Envelope](), 16},
 		{reflect.TypeFor[envelope.Recipient](), 3},
 		{reflect.TypeFor[envelope.Address](), 2},
 		{reflect.TypeFor[Message](), 11},
@@ -1103,5 +1105,49 @@ func TestOpenInUse(t *testing.T) {
 	_, err = Open(dir, Options{})
 	if err == nil || !strings.Contains(err.Error(), "in use") || errors.Is(err, ErrDamaged) {
 		t.Errorf("second Open: %v; want an in-use error, not damage", err)
+	}
+}
+
+// TestRecordRequireTLS pins the record's names for RFC 8689's flags, which
+// outlive releases: present only when set, read back exactly.
+func TestRecordRequireTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		requireTLS  bool
+		tlsOptional bool
+		want        []string // fragments of the record
+		absent      []string
+	}{
+		{name: "neither", absent: []string{`"requiretls"`, `"tls_optional"`}},
+		{name: "requiretls", requireTLS: true, want: []string{`"requiretls":true`}, absent: []string{`"tls_optional"`}},
+		{name: "tls optional", tlsOptional: true, want: []string{`"tls_optional":true`}, absent: []string{`"requiretls"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Message{Version: 1, ID: "0123456789abcdef", Envelope: *testEnvelope("bob@example.com", "carol@example.net")}
+			m.Recipients = []RecipientState{{Status: Pending}}
+			m.Envelope.RequireTLS, m.Envelope.TLSOptional = tc.requireTLS, tc.tlsOptional
+			b, err := encodeMessage(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !bytes.Contains(b, []byte(w)) {
+					t.Errorf("record %s lacks %s", b, w)
+				}
+			}
+			for _, a := range tc.absent {
+				if bytes.Contains(b, []byte(a)) {
+					t.Errorf("record %s has %s", b, a)
+				}
+			}
+			got, err := decodeMessage(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Envelope.RequireTLS != tc.requireTLS || got.Envelope.TLSOptional != tc.tlsOptional {
+				t.Errorf("read back RequireTLS=%v TLSOptional=%v, want %v %v",
+					got.Envelope.RequireTLS, got.Envelope.TLSOptional, tc.requireTLS, tc.tlsOptional)
+			}
+		})
 	}
 }
