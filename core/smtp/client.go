@@ -50,6 +50,11 @@ var (
 	// is sent. The error also unwraps to a Reply 554 5.6.3, so it counts
 	// as permanent.
 	ErrBinaryMIMEUnsupported = errors.New("smtp: server does not accept binary content (CHUNKING and BINARYMIME)")
+	// ErrRequireTLSUnsupported is wrapped when the envelope has REQUIRETLS
+	// and the server does not offer it (RFC 8689 §4.2.1): the message must
+	// not go there. Nothing is sent. The error also unwraps to a Reply
+	// 550 5.7.30, so it counts as permanent.
+	ErrRequireTLSUnsupported = errors.New("smtp: server does not support REQUIRETLS")
 )
 
 const (
@@ -698,6 +703,15 @@ func (c *Client) mailLine(env *envelope.Envelope, body io.Reader) (string, error
 		}
 		b.WriteString(" SMTPUTF8")
 	}
+	if env.RequireTLS {
+		// Offered only under TLS (RFC 8689 §2), so a server that offers it
+		// is being spoken to over TLS; which TLS is good enough is the
+		// caller's policy.
+		if _, ok := c.ext["REQUIRETLS"]; !ok {
+			return "", unsupportedError{ErrRequireTLSUnsupported, R(550, sdk.EnhancedCode{5, 7, 30}, "Remote server does not support REQUIRETLS")}
+		}
+		b.WriteString(" REQUIRETLS")
+	}
 	if _, ok := c.ext["DSN"]; ok {
 		if env.Ret != envelope.RetUnset {
 			if err := clientCheckParam("RET", string(env.Ret)); err != nil {
@@ -718,7 +732,8 @@ func (c *Client) mailLine(env *envelope.Envelope, body io.Reader) (string, error
 }
 
 // unsupportedError is a sentinel (ErrSMTPUTF8Unsupported,
-// ErrBinaryMIMEUnsupported) that is also a permanent Reply.
+// ErrBinaryMIMEUnsupported, ErrRequireTLSUnsupported) that is also a
+// permanent Reply.
 type unsupportedError struct {
 	err   error
 	reply Reply

@@ -1080,3 +1080,59 @@ S: 354 go ahead`, nil)
 		t.Errorf("Rcpts = %v, want %v", res.Rcpts, want)
 	}
 }
+
+// TestClientRequireTLS: an envelope with REQUIRETLS says so on MAIL to a
+// server that offers it (RFC 8689 §4.2.1), and is not sent at all to one
+// that does not: ErrRequireTLSUnsupported, a permanent 550 5.7.30.
+func TestClientRequireTLS(t *testing.T) {
+	t.Run("offered", func(t *testing.T) {
+		addr, done := fakeServer(t, `
+S: 220 mx.test
+C: EHLO client.test
+S: 250-mx.test
+S: 250-SMTPUTF8
+S: 250 REQUIRETLS
+C: MAIL FROM:<a@x.test> SMTPUTF8 REQUIRETLS
+S: 250 2.1.0 ok
+C: RCPT TO:<b@y.test>
+S: 250 2.1.5 ok
+C: DATA
+S: 354 go
+C: x
+C: .
+S: 250 2.0.0 queued`, nil)
+		c := dialFake(t, addr, testOptions())
+		e := env("a@x.test", "b@y.test")
+		e.SMTPUTF8, e.RequireTLS = true, true
+		if _, err := c.Send(context.Background(), e, strings.NewReader("x")); err != nil {
+			t.Errorf("Send: %v", err)
+		}
+		c.Close()
+		<-done
+	})
+	t.Run("not offered", func(t *testing.T) {
+		addr, done := fakeServer(t, `
+S: 220 mx.test
+C: EHLO client.test
+S: 250-mx.test
+S: 250 DSN
+C: NOOP
+S: 250 ok`, nil)
+		c := dialFake(t, addr, testOptions())
+		ctx := context.Background()
+		e := env("a@x.test", "b@y.test")
+		e.RequireTLS = true
+		_, err := c.Send(ctx, e, strings.NewReader("x"))
+		var r Reply
+		if !errors.Is(err, ErrRequireTLSUnsupported) || !errors.As(err, &r) || !r.Permanent() ||
+			r.Code != 550 || r.Enhanced != (sdk.EnhancedCode{5, 7, 30}) {
+			t.Errorf("Send = %v, want ErrRequireTLSUnsupported as a 550 5.7.30 reply", err)
+		}
+		// Nothing reached the wire: the next command is NOOP.
+		if err := c.Noop(ctx); err != nil {
+			t.Errorf("Noop: %v", err)
+		}
+		c.Close()
+		<-done
+	})
+}
