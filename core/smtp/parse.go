@@ -91,6 +91,9 @@ type MailArgs struct {
 	Ret      envelope.Ret
 	EnvID    string // xtext as received
 	Auth     string // AUTH= as received
+	// RequireTLS is REQUIRETLS (RFC 8689 §2), which takes no value. The
+	// session takes it only under TLS.
+	RequireTLS bool
 }
 
 // RcptArgs is RCPT TO parsed.
@@ -102,17 +105,17 @@ type RcptArgs struct {
 // ParseMail parses the argument of MAIL ("FROM:<path> params..."). FROM is
 // case-insensitive; one space after the colon is tolerated (as Postfix
 // does). Parameters: SIZE, BODY (7BIT, 8BITMIME, BINARYMIME), SMTPUTF8, RET
-// (FULL, HDRS), ENVID (xtext, at most 100 chars), AUTH. Any other keyword
-// is ErrUnknownParam; a known keyword with a bad or repeated value is
-// ErrBadParamValue. UTF-8 in the path is allowed only with SMTPUTF8.
+// (FULL, HDRS), ENVID (xtext, at most 100 chars), AUTH, REQUIRETLS. Any
+// other keyword is ErrUnknownParam; a known keyword with a bad or repeated
+// value is ErrBadParamValue. UTF-8 in the path is allowed only with SMTPUTF8.
 //
 // Details: parameters are separated by spaces (several are tolerated, as
 // is a trailing one); a keyword that is not RFC 5321 esmtp-keyword syntax,
 // or text glued to the path ("<a@b>X"), is ErrSyntax; a path error wraps
 // both envelope.ErrBadAddress and ErrSyntax; UTF-8 in the path without
 // SMTPUTF8 is ErrUTF8Required. BODY and RET values are returned in upper
-// case; SIZE is 1-20 digits that fit in an int64; SMTPUTF8 takes no value;
-// AUTH is "<>" or xtext. The first error found, left to right, is returned.
+// case; SIZE is 1-20 digits that fit in an int64; SMTPUTF8 and REQUIRETLS
+// take no value; AUTH is "<>" or xtext. The first error found, left to right, is returned.
 func ParseMail(arg string) (MailArgs, error) {
 	rest, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
@@ -144,11 +147,15 @@ func ParseMail(arg string) (MailArgs, error) {
 			default:
 				return badValue(key, value, "not 7BIT, 8BITMIME or BINARYMIME")
 			}
-		case "SMTPUTF8":
+		case "SMTPUTF8", "REQUIRETLS":
 			if hasValue {
 				return badValue(key, value, "takes no value")
 			}
-			m.SMTPUTF8 = true
+			if key == "SMTPUTF8" {
+				m.SMTPUTF8 = true
+			} else {
+				m.RequireTLS = true
+			}
 		case "RET":
 			switch r := envelope.Ret(upperASCII(value)); r {
 			case envelope.RetFull, envelope.RetHdrs:
@@ -267,6 +274,9 @@ func (m MailArgs) String() string {
 	writeParam(&b, "RET", string(m.Ret))
 	writeParam(&b, "ENVID", m.EnvID)
 	writeParam(&b, "AUTH", m.Auth)
+	if m.RequireTLS {
+		b.WriteString(" REQUIRETLS")
+	}
 	return b.String()
 }
 

@@ -93,6 +93,7 @@ func TestParseMail(t *testing.T) {
 		{name: "size max int64", in: "FROM:<> SIZE=9223372036854775807", want: MailArgs{Size: 9223372036854775807}},
 		{name: "auth null", in: "FROM:<> AUTH=<>", want: MailArgs{Auth: "<>"}},
 		{name: "envid 100", in: "FROM:<> ENVID=" + strings.Repeat("e", 100), want: MailArgs{EnvID: strings.Repeat("e", 100)}},
+		{name: "requiretls", in: "FROM:<a@b> RequireTLS", want: MailArgs{From: envelope.Address{Local: "a", Domain: "b"}, RequireTLS: true}},
 		{name: "utf8 with smtputf8", in: "FROM:<ü@bücher.example> SMTPUTF8",
 			want: MailArgs{From: envelope.Address{Local: "ü", Domain: "bücher.example"}, SMTPUTF8: true}},
 		{name: "source route", in: "FROM:<@r.example:a@b>", want: MailArgs{From: envelope.Address{Local: "a", Domain: "b"}}},
@@ -126,6 +127,8 @@ func TestParseMail(t *testing.T) {
 		{name: "smtputf8 value", in: "FROM:<> SMTPUTF8=yes", wantErr: ErrBadParamValue},
 		{name: "smtputf8 empty value", in: "FROM:<> SMTPUTF8=", wantErr: ErrBadParamValue},
 		{name: "smtputf8 twice", in: "FROM:<> SMTPUTF8 SMTPUTF8", wantErr: ErrBadParamValue},
+		{name: "requiretls value", in: "FROM:<> REQUIRETLS=yes", wantErr: ErrBadParamValue},
+		{name: "requiretls twice", in: "FROM:<> requiretls REQUIRETLS", wantErr: ErrBadParamValue},
 		{name: "ret bad", in: "FROM:<> RET=ALL", wantErr: ErrBadParamValue},
 		{name: "envid bad xtext", in: "FROM:<> ENVID=a+zz", wantErr: ErrBadParamValue},
 		{name: "envid equals", in: "FROM:<> ENVID=a=b", wantErr: ErrBadParamValue},
@@ -286,8 +289,8 @@ func TestParseBDAT(t *testing.T) {
 
 func TestParseArgsString(t *testing.T) {
 	m := MailArgs{From: envelope.Address{Local: "a", Domain: "b"}, Size: 10, Body: envelope.Body8BitMIME,
-		SMTPUTF8: true, Ret: envelope.RetHdrs, EnvID: "x", Auth: "<>"}
-	if got, want := m.String(), "FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x AUTH=<>"; got != want {
+		SMTPUTF8: true, Ret: envelope.RetHdrs, EnvID: "x", Auth: "<>", RequireTLS: true}
+	if got, want := m.String(), "FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x AUTH=<> REQUIRETLS"; got != want {
 		t.Errorf("MailArgs.String() = %q, want %q", got, want)
 	}
 	if got, want := (MailArgs{}).String(), "FROM:<>"; got != want {

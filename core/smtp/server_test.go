@@ -787,6 +787,36 @@ S: 250-DSN
 S: 250 AUTH PLAIN LOGIN
 `
 
+// ehloTLSAuth is the EHLO reply under TLS with AUTH offered: REQUIRETLS
+// too (RFC 8689 §2), STARTTLS no more.
+const ehloTLSAuth = `
+S: 250-mx.test Hello client.test
+S: 250-PIPELINING
+S: 250-SIZE 10240
+S: 250-8BITMIME
+S: 250-SMTPUTF8
+S: 250-ENHANCEDSTATUSCODES
+S: 250-CHUNKING
+S: 250-BINARYMIME
+S: 250-DSN
+S: 250-REQUIRETLS
+S: 250 AUTH PLAIN LOGIN
+`
+
+// ehloTLSDone is the EHLO reply under TLS once authenticated.
+const ehloTLSDone = `
+S: 250-mx.test Hello client.test
+S: 250-PIPELINING
+S: 250-SIZE 10240
+S: 250-8BITMIME
+S: 250-SMTPUTF8
+S: 250-ENHANCEDSTATUSCODES
+S: 250-CHUNKING
+S: 250-BINARYMIME
+S: 250-DSN
+S: 250 REQUIRETLS
+`
+
 func TestRelayAfterAuth(t *testing.T) {
 	addr, spool, _ := start(t, func(o *smtp.Options) {
 		o.Auth = passwords(t)
@@ -931,13 +961,13 @@ func TestSTARTTLS(t *testing.T) {
 		C: MAIL FROM:<a@example.net>
 		S: 503 5.5.1 Send EHLO/HELO first
 		C: EHLO client.test
-		` + ehloAuth + `
+		` + ehloTLSAuth + `
 		C: STARTTLS
 		S: 503 5.5.1 TLS already active
 		C: AUTH PLAIN ` + authPlain("alice", "secret") + `
 		S: 235 2.7.0 Authentication successful
 		C: EHLO client.test
-		` + ehlo + `
+		` + ehloTLSDone + `
 		C: MAIL FROM:<a@example.net>
 		S: 250 2.1.0 Ok
 		C: RCPT TO:<b@example.org>
@@ -990,7 +1020,7 @@ func TestAUTH(t *testing.T) {
 		S: 220 2.0.0 Ready to start TLS
 		TLS
 		C: EHLO client.test
-	` + ehloAuth
+	` + ehloTLSAuth
 	for _, tc := range []struct {
 		name, script string
 	}{

@@ -190,6 +190,9 @@ func (s *session) ehloLines(arg string) []string {
 	if s.srv.opt.TLS != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
+	if s.tls { // RFC 8689 §2: only where the session is under TLS
+		lines = append(lines, "REQUIRETLS")
+	}
 	if s.authOffered() {
 		lines = append(lines, "AUTH PLAIN LOGIN")
 	}
@@ -229,8 +232,14 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 		s.replyParseErr(err)
 		return
 	}
-	if !s.esmtp && (m.Size != 0 || m.Body != "" || m.SMTPUTF8 || m.Ret != "" || m.EnvID != "" || m.Auth != "") {
+	if !s.esmtp && (m.Size != 0 || m.Body != "" || m.SMTPUTF8 || m.Ret != "" || m.EnvID != "" || m.Auth != "" || m.RequireTLS) {
 		s.reply(R(555, enh554, "ESMTP parameters need EHLO"))
+		return
+	}
+	if m.RequireTLS && !s.tls {
+		// RFC 8689 §4.1 names no reply for this; 530 is RFC 3207's
+		// "issue STARTTLS first", 5.7.10 RFC 5248's "Encryption Needed".
+		s.reply(R(530, enh5710, "REQUIRETLS needs TLS: issue STARTTLS first"))
 		return
 	}
 	if s.lim.maxMessage > 0 && m.Size > s.lim.maxMessage {
@@ -248,6 +257,9 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 		Ret:      m.Ret,
 		EnvID:    m.EnvID,
 		Auth:     m.Auth,
+		// RequireTLS: RFC 8689 §4.1; TLSOptional is set at the end of
+		// the data, from the header, when this is not set.
+		RequireTLS: m.RequireTLS,
 	}}
 	s.fillClient(&tx.env)
 	s.tx = tx // the mail hook's notes and skips are the transaction's

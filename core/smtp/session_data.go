@@ -147,9 +147,12 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	if auth != nil {
 		req.Auth = &auth.Results
 	}
+	view := message.NewView(size, draft.Open) // the header is read once, for all below
+	if !tx.env.RequireTLS {                   // RFC 8689 §4.1: REQUIRETLS overrides the field
+		tx.env.TLSOptional = s.tlsOptional(view)
+	}
 	if s.srv.hooks != nil {
-		// Read only when a handler looks: a spool may keep no content.
-		req.Message = message.NewView(size, draft.Open)
+		req.Message = view
 	}
 	res := s.dispatch(ctx, req)
 	switch res.Decision.Verdict {
@@ -205,6 +208,26 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	s.log.Info("smtp: message queued", "id", id, "from", tx.env.Sender.String(),
 		"rcpts", len(tx.env.Recipients), "size", size)
 	s.reply(R(250, enh200, "Ok: queued as "+id))
+}
+
+// tlsOptional reports whether the message's header section has
+// "TLS-Required: No" (RFC 8689 §5, any case): the sender asks that
+// recipient TLS policy (MTA-STS, DANE) not stop its delivery. It is
+// decided on the message as the client sent it, before the data hook. A
+// header that cannot be read (a spool that keeps no content) asks
+// nothing.
+func (s *session) tlsOptional(view *message.View) bool {
+	fields, err := view.Header()
+	if err != nil {
+		s.log.Debug("smtp: header not read for TLS-Required", "err", err)
+		return false
+	}
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, "TLS-Required") && strings.EqualFold(f.Value, "No") {
+			return true
+		}
+	}
+	return false
 }
 
 // blackholeID is the queue ID reported for a discarded message, so that a
