@@ -40,10 +40,21 @@ listener "mx" {
   # max_hops               = 50       # most Received fields a message may carry (a loop beyond)
 
   # STARTTLS with this certificate and key (PEM files). Default: no TLS.
+  # With implicit = true the listener speaks TLS from the first byte
+  # instead (RFC 8314: submissions on port 465) and offers no STARTTLS.
+  # Under TLS the listener offers REQUIRETLS (RFC 8689).
   # tls {
-  #   cert = "cert.pem"
-  #   key  = "key.pem"
+  #   cert     = "cert.pem"
+  #   key      = "key.pem"
+  #   implicit = false
   # }
+
+  # Behind a load balancer: connections from these networks (CIDR or IP)
+  # start with a PROXY protocol header (v1 or v2), whose client address
+  # every check, limit, hook and Received field then sees. A connection
+  # from them without one, or a header from anyone else, is closed.
+  # Default: none.
+  # proxy_protocol = ["10.0.0.5/32"]
 
   # Server timeouts (RFC 5321 §4.5.3.2). Defaults shown.
   # timeouts {

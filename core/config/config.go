@@ -106,13 +106,24 @@ type Listener struct {
 	// more is taken for a mail loop (554 5.4.6). Default 50.
 	MaxHops int
 
+	// ProxyProtocol lists the load balancers (networks) whose connections
+	// start with a PROXY protocol header, v1 or v2 (HAProxy's spec): the
+	// address it names is the client's for every stage. A connection from
+	// one of them without a valid header, or a header from anyone else,
+	// is closed. Default: none.
+	ProxyProtocol []netip.Prefix `json:",omitempty"`
+
 	Timeouts Timeouts
 }
 
-// TLS is a listener's certificate for STARTTLS.
+// TLS is a listener's certificate for STARTTLS, or for TLS from the first
+// byte (Implicit, RFC 8314 §3.3).
 type TLS struct {
 	Cert string // PEM file; a relative path is resolved against the config file's folder
 	Key  string // PEM file; likewise
+	// Implicit: the listener speaks TLS from the first byte (port 465),
+	// and offers no STARTTLS. Default false.
+	Implicit bool `json:",omitempty"`
 }
 
 // Timeouts are the server-side timeouts of RFC 5321 §4.5.3.2.

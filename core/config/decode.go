@@ -227,6 +227,7 @@ func (d *decoder) listener(r *rawListener) Listener {
 	d.boolean("auth_insecure", r.AuthInsecure, &l.AuthInsecure)
 	d.boolean("verify_sender_domain", r.VerifySenderDomain, &l.VerifySenderDomain)
 	d.integer("max_hops", r.MaxHops, &l.MaxHops, 1)
+	l.ProxyProtocol = d.proxies("proxy_protocol", r.ProxyProtocol)
 	if r.TLS != nil {
 		l.TLS = &TLS{}
 		if d.required("cert", r.TLS.Cert, r.TLS.DefRange) {
@@ -235,6 +236,7 @@ func (d *decoder) listener(r *rawListener) Listener {
 		if d.required("key", r.TLS.Key, r.TLS.DefRange) {
 			d.file("key", r.TLS.Key, &l.TLS.Key)
 		}
+		d.boolean("implicit", r.TLS.Implicit, &l.TLS.Implicit)
 	}
 	if t := r.Timeouts; t != nil {
 		d.duration("command", t.Command, &l.Timeouts.Command, false)
@@ -581,6 +583,13 @@ func (d *decoder) domains(name string, expr hcl.Expression) []string {
 
 // networks converts a list of CIDR prefixes or IP addresses.
 func (d *decoder) networks(name string, expr hcl.Expression) []netip.Prefix {
+	return d.networkList(name, expr, nil)
+}
+
+// networkList decodes a list of networks, each reported at its own
+// position when it is not one, or when check (if set) says what is wrong
+// with it.
+func (d *decoder) networkList(name string, expr hcl.Expression, check func(netip.Prefix) string) []netip.Prefix {
 	list, ok := value[[]string](d, name, expr)
 	if !ok {
 		return nil
@@ -593,9 +602,26 @@ func (d *decoder) networks(name string, expr hcl.Expression) []netip.Prefix {
 			d.errorf(ranges[i], "Invalid network", "%s: %q is not a network: %s.", name, s, err)
 			continue
 		}
+		if check != nil {
+			if why := check(p); why != "" {
+				d.errorf(ranges[i], "Invalid network", "%s: %q: %s.", name, s, why)
+				continue
+			}
+		}
 		out = append(out, p)
 	}
 	return out
+}
+
+// proxies decodes proxy_protocol: networks as in networks, none of them
+// a /0, which would let every client name any address as its own.
+func (d *decoder) proxies(name string, expr hcl.Expression) []netip.Prefix {
+	return d.networkList(name, expr, func(p netip.Prefix) string {
+		if p.Bits() == 0 {
+			return "it trusts every address to name its client; list the load balancers' own addresses"
+		}
+		return ""
+	})
 }
 
 // elementRanges gives the range of each element of a list expression, or

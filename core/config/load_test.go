@@ -374,3 +374,63 @@ lua "relay" { path = "relay.lua" }
 		t.Errorf("a secret was read: token %q, DKIM key %v", cfg.Inject.Token, cfg.DKIM[0].Key)
 	}
 }
+
+// TestIssueListeners loads the issue's listener blocks as written, in a
+// folder with cert.pem and key.pem: the tls block of the issue has three
+// arguments on one line, which HCL refuses (a one-line block holds one
+// argument) with a diagnostic at its position; on several lines it loads.
+func TestIssueListeners(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "tls", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const mx = `listener "mx" {
+  address        = "0.0.0.0:25"
+  proxy_protocol = ["10.0.0.5/32"]
+}
+`
+	oneLine := mx + `listener "smtps" {
+  address = "0.0.0.0:465"
+  tls { cert = "cert.pem"  key = "key.pem"  implicit = true }
+  auth_required = true
+}
+`
+	path := filepath.Join(dir, "gateway.hcl")
+	if err := os.WriteFile(path, []byte(oneLine), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if want := path + ":7:28: Invalid single-argument block definition"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Load(one-line tls block) = %v, want an error starting %q", err, want)
+	}
+
+	severalLines := strings.Replace(oneLine, `tls { cert = "cert.pem"  key = "key.pem"  implicit = true }`,
+		"tls {\n    cert = \"cert.pem\"\n    key = \"key.pem\"\n    implicit = true\n  }", 1)
+	if err := os.WriteFile(path, []byte(severalLines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(cfg.Listeners) != 2 {
+		t.Fatalf("%d listeners, want 2", len(cfg.Listeners))
+	}
+	if got, want := cfg.Listeners[0].ProxyProtocol, []netip.Prefix{netip.MustParsePrefix("10.0.0.5/32")}; !slices.Equal(got, want) {
+		t.Errorf("mx proxy_protocol = %v, want %v", got, want)
+	}
+	if cfg.Listeners[0].TLS != nil {
+		t.Errorf("mx tls = %+v, want none", cfg.Listeners[0].TLS)
+	}
+	smtps := cfg.Listeners[1]
+	wantTLS := &TLS{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem"), Implicit: true}
+	if diff := cmp.Diff(wantTLS, smtps.TLS); diff != "" || !smtps.AuthRequired || smtps.ProxyProtocol != nil {
+		t.Errorf("smtps: tls (-want +got):\n%s auth_required %v, proxy_protocol %v", diff, smtps.AuthRequired, smtps.ProxyProtocol)
+	}
+}

@@ -60,6 +60,7 @@ type rawListener struct {
 	AuthInsecure        hcl.Expression `hcl:"auth_insecure,optional"`
 	VerifySenderDomain  hcl.Expression `hcl:"verify_sender_domain,optional"`
 	MaxHops             hcl.Expression `hcl:"max_hops,optional"`
+	ProxyProtocol       hcl.Expression `hcl:"proxy_protocol,optional"`
 
 	TLS      *rawTLS      `hcl:"tls,block"`
 	Timeouts *rawTimeouts `hcl:"timeouts,block"`
@@ -70,6 +71,7 @@ type rawTLS struct {
 	DefRange hcl.Range      `hcl:",def_range"`
 	Cert     hcl.Expression `hcl:"cert,optional"` // required
 	Key      hcl.Expression `hcl:"key,optional"`  // required
+	Implicit hcl.Expression `hcl:"implicit,optional"`
 }
 
 // rawTimeouts is timeouts { … } in a listener.
