@@ -73,7 +73,9 @@ type Options struct {
 	RelayNetworks      []netip.Prefix // clients here may relay anywhere
 	RelayAuthenticated bool           // authenticated clients may relay
 
-	TLS   *tls.Config   // nil: no STARTTLS
+	// TLS is the certificate for STARTTLS, or for TLS from the first
+	// byte when Listener.TLS.Implicit (RFC 8314 §3.3). nil: no TLS.
+	TLS   *tls.Config
 	Auth  Authenticator // nil: no AUTH offered
 	Hooks hook.Dispatcher
 	Spool Spool
@@ -103,6 +105,9 @@ type Options struct {
 	// VerifySender reports whether a sender domain exists (MX, A or AAAA);
 	// nil = no check. Only consulted when Listener.VerifySenderDomain is set.
 	VerifySender func(ctx context.Context, domain string) (bool, error)
+	// ProxyHeaderTimeout is how long a balancer in
+	// Listener.ProxyProtocol has to send its PROXY header; 0 = 10s.
+	ProxyHeaderTimeout time.Duration
 }
 
 // minLineLength is the shortest MaxLineLength allowed: RFC 5321
@@ -135,10 +140,14 @@ type Server struct {
 	shutting atomic.Bool // Shutdown started: no new commands
 	forced   atomic.Bool // Shutdown's ctx is done: end sessions now
 
+	implicitTLS  bool          // TLS from the first byte
+	proxyTimeout time.Duration // for a PROXY header
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int // sessions per clientKey
+	pending   map[net.Conn]struct{} // waiting for their PROXY header
+	perIP     map[netip.Addr]int    // sessions per clientKey
 	refusals  refusalLog
 	refused   map[Refusal]int64 // error replies, by command and code
 	wg        sync.WaitGroup
@@ -187,6 +196,10 @@ func NewServer(opt Options) (*Server, error) {
 	if l.MaxLineLength != 0 && l.MaxLineLength < minLineLength {
 		return nil, fmt.Errorf("smtp: max line length %d is below %d", l.MaxLineLength, minLineLength)
 	}
+	implicit := l.TLS != nil && l.TLS.Implicit
+	if implicit && opt.TLS == nil {
+		return nil, errors.New("smtp: implicit TLS needs a certificate (Options.TLS)")
+	}
 	if l.MaxMessageSize < 0 || l.MaxHeaderSize < 0 || l.MaxRecipients < 0 || l.MaxErrors < 0 || l.MaxHops < 0 ||
 		l.MaxConnections < 0 || l.MaxConnectionsPerIP < 0 {
 		return nil, errors.New("smtp: negative listener limit")
@@ -198,8 +211,12 @@ func NewServer(opt Options) (*Server, error) {
 		local:      make(map[string]bool, len(opt.LocalDomains)),
 		listeners:  make(map[net.Listener]struct{}),
 		sessions:   make(map[*session]struct{}),
+		pending:    make(map[net.Conn]struct{}),
 		perIP:      make(map[netip.Addr]int),
 		postmaster: opt.Postmaster,
+
+		implicitTLS:  implicit,
+		proxyTimeout: orDefault(opt.ProxyHeaderTimeout, defaultProxyHeaderTimeout),
 	}
 	if s.postmaster.IsNull() {
 		s.postmaster = envelope.Address{Local: "postmaster", Domain: opt.Hostname}
@@ -286,9 +303,20 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // accept starts a session for conn, or turns it away when a connection limit
-// is reached.
+// is reached. A connection from a balancer in Listener.ProxyProtocol is
+// served as the client its PROXY header names (acceptProxied); on such a
+// listener, anyone else who sends a header is refused (refuseProxyConn).
 func (s *Server) accept(conn net.Conn) {
 	ip, port := remoteIP(conn)
+	switch {
+	case s.proxyTrusted(ip):
+		if s.addPending(conn) {
+			go s.acceptProxied(conn, ip)
+		}
+		return
+	case len(s.opt.Listener.ProxyProtocol) > 0:
+		conn = &refuseProxyConn{Conn: conn}
+	}
 	if sess := s.start(conn, ip, port, ""); sess != nil {
 		go sess.serve(s.root)
 	}
@@ -402,6 +430,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for sess := range s.sessions {
 		sess.wakeIdle()
+	}
+	for conn := range s.pending {
+		conn.SetReadDeadline(aLongTimeAgo) // no session yet: nothing to finish
 	}
 	s.mu.Unlock()
 

@@ -158,6 +158,9 @@ func (s *session) serve(ctx context.Context) {
 	defer s.resetTx()
 
 	s.log.Debug("smtp: session started", "port", s.port) // the server's logger names the listener
+	if s.srv.implicitTLS && !s.handshake(ctx) {
+		return // before the connect hook: no hook has seen this connection
+	}
 	if s.greet(ctx) {
 		for s.next(ctx) {
 		}

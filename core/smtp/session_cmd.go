@@ -398,27 +398,36 @@ func (s *session) cmdStartTLS(ctx context.Context, arg string) {
 		s.log.Info("smtp: discarding data pipelined after STARTTLS", "bytes", n)
 	}
 	s.br.Reset(&s.rd)
+	if !s.handshake(ctx) {
+		s.quit = true
+		return
+	}
+	// RFC 3207 §4.2: forget everything learnt before the handshake.
+	s.resetTx()
+	s.helo, s.esmtp, s.authUser, s.notes = "", false, "", nil
+}
 
+// handshake runs the server side of a TLS handshake on the connection,
+// under the command timeout, for STARTTLS or implicit TLS; false means
+// it failed (logged; the caller closes).
+func (s *session) handshake(ctx context.Context) bool {
 	tc := tls.Server(s.conn, s.srv.opt.TLS)
 	s.mu.Lock()
 	s.conn.SetDeadline(time.Now().Add(s.lim.cmdTimeout))
 	s.mu.Unlock()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		s.log.Info("smtp: TLS handshake failed", "err", err)
-		s.quit = true
-		return
+		return false
 	}
 	s.mu.Lock()
 	s.conn = tc
 	s.mu.Unlock()
 	s.bw.Reset(tc)
 	s.tls = true
-	// RFC 3207 §4.2: forget everything learnt before the handshake.
-	s.resetTx()
-	s.helo, s.esmtp, s.authUser, s.notes = "", false, "", nil
 	st := tc.ConnectionState()
 	s.log.Debug("smtp: TLS established", "version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite))
+	return true
 }
 
 // minSpoolReserve is the free space the spool keeps when there is no

@@ -1,0 +1,91 @@
+package smtp_test
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
+	"github.com/mailgate/gateway/sdk"
+)
+
+// implicitTLS sets a listener up for TLS from the first byte (RFC 8314),
+// with AUTH required as on a submission port.
+func implicitTLS(t *testing.T) func(*smtp.Options) {
+	serverTLS, _ := smtptest.TLSConfigs(t)
+	return func(o *smtp.Options) {
+		o.TLS = serverTLS
+		o.Listener.TLS = &config.TLS{Implicit: true}
+		o.Listener.AuthRequired = true
+		o.Auth = passwords(t)
+	}
+}
+
+// TestImplicitTLS: the greeting comes over TLS, STARTTLS is not offered,
+// AUTH and REQUIRETLS are, and the message is recorded as received under
+// TLS.
+func TestImplicitTLS(t *testing.T) {
+	addr, spool, _ := start(t, implicitTLS(t))
+	c := smtptest.Dial(t, addr)
+	c.Run("TLS\n" + greeting + "C: EHLO client.test\n" + ehloTLSAuth + `
+		C: MAIL FROM:<a@example.net>
+		S: 530 5.7.0 Authentication required
+		C: STARTTLS
+		S: 503 5.5.1 TLS already active
+		C: AUTH PLAIN ` + authPlain("alice", "secret") + `
+		S: 235 2.7.0 Authentication successful
+		C: MAIL FROM:<a@example.net> REQUIRETLS
+		S: 250 2.1.0 Ok
+		C: RCPT TO:<b@elsewhere.test>
+		S: 250 2.1.5 Ok
+		C: DATA
+		S: 354 End data with <CR><LF>.<CR><LF>
+		C: x
+		C: .
+		S: 250 2.0.0 Ok: queued as M0001
+		C: QUIT
+		S: 221 2.0.0 Bye
+		EOF
+	`)
+	m := wantMessages(t, spool, 1)[0]
+	if e := m.Envelope; !e.TLS || !e.RequireTLS || e.AuthUser != "alice" {
+		t.Errorf("envelope TLS %v RequireTLS %v AuthUser %q, want true true alice", e.TLS, e.RequireTLS, e.AuthUser)
+	}
+	if !strings.Contains(string(m.Header), " with ESMTPSA id ") {
+		t.Errorf("header %q: want ESMTPSA", m.Header)
+	}
+}
+
+// TestImplicitTLSHandshakeFailure: a client that speaks plain SMTP to an
+// implicit TLS listener is closed without a greeting, and no hook hears of
+// it.
+func TestImplicitTLSHandshakeFailure(t *testing.T) {
+	var calls atomic.Int32
+	tlsOpts := implicitTLS(t)
+	addr, _, _ := start(t, func(o *smtp.Options) {
+		tlsOpts(o)
+		o.Hooks = hooks(func(req *hook.Request) (sdk.Decision, sdk.Effects) {
+			calls.Add(1)
+			return sdk.Decision{}, sdk.Effects{}
+		})
+	})
+	smtptest.Run(t, addr, `
+		C: EHLO client.test
+		EOF
+	`)
+	if n := calls.Load(); n != 0 {
+		t.Errorf("hooks called %d times, want 0", n)
+	}
+}
+
+func TestImplicitTLSNeedsCertificate(t *testing.T) {
+	opt := baseOptions()
+	opt.Spool = &smtptest.MemorySpool{}
+	opt.Listener.TLS = &config.TLS{Implicit: true}
+	if _, err := smtp.NewServer(opt); err == nil || !strings.Contains(err.Error(), "implicit TLS needs a certificate") {
+		t.Errorf("NewServer = %v, want the missing certificate named", err)
+	}
+}
