@@ -323,7 +323,8 @@ func (g *Gateway) listen() error {
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 		g.listeners = append(g.listeners, &listener{name: l.Name, srv: srv, ln: ln})
-		g.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", l.TLS != nil)
+		g.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", tlsMode(l.TLS),
+			"proxy_protocol", len(l.ProxyProtocol) > 0)
 	}
 	if a := g.cfg.Admin.Address; a != "" {
 		ln, err := net.Listen("tcp", a)

@@ -73,6 +73,18 @@ func freeSpace(dir string) func() (int64, error) {
 	}
 }
 
+// tlsMode names a listener's TLS for the logs: "none", "starttls" or
+// "implicit" (TLS from the first byte).
+func tlsMode(t *config.TLS) string {
+	switch {
+	case t == nil:
+		return "none"
+	case t.Implicit:
+		return "implicit"
+	}
+	return "starttls"
+}
+
 // LoadTLS loads a listener's certificate; nil for none.
 func LoadTLS(t *config.TLS) (*tls.Config, error) {
 	if t == nil {

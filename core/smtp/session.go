@@ -263,6 +263,8 @@ func (s *session) connFailed(err error) {
 		s.reply(R(421, enh432, s.srv.opt.Hostname+" Service shutting down"))
 	case isTimeout(err):
 		s.reply(R(421, enh442, s.srv.opt.Hostname+" Timeout, closing connection"))
+	case errors.Is(err, errUntrustedProxyHeader):
+		s.log.Info("smtp: connection closed", "err", err)
 	default:
 		s.log.Debug("smtp: connection ended", "err", err)
 	}
