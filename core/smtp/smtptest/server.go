@@ -8,12 +8,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -77,6 +80,51 @@ var _ io.Writer = testWriter{}
 // for 127.0.0.1 and Hostname, and a client config that trusts it.
 func TLSConfigs(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
+	der, key := newCertificate(t)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("smtptest: certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}},
+		MinVersion:   tls.VersionTLS12,
+	}
+	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	return server, client
+}
+
+// WriteCertificate writes a fresh self-signed certificate for 127.0.0.1
+// and Hostname, and its key, as PEM files cert.pem and key.pem in dir (a
+// listener's tls block; the certificate is its own CA, for a client's
+// trust) and returns their paths.
+func WriteCertificate(t testing.TB, dir string) (certFile, keyFile string) {
+	t.Helper()
+	der, key := newCertificate(t)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatalf("smtptest: key: %v", err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for _, f := range []struct {
+		path string
+		pem  *pem.Block
+	}{
+		{certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der}},
+		{keyFile, &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}},
+	} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(f.pem), 0o600); err != nil {
+			t.Fatalf("smtptest: %v", err)
+		}
+	}
+	return certFile, keyFile
+}
+
+// newCertificate makes a self-signed certificate for 127.0.0.1 and
+// Hostname, valid from an hour ago for a day.
+func newCertificate(t testing.TB) (der []byte, key *ecdsa.PrivateKey) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatalf("smtptest: key: %v", err)
@@ -93,22 +141,11 @@ func TLSConfigs(t testing.TB) (server, client *tls.Config) {
 		DNSNames:              []string{Hostname},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatalf("smtptest: certificate: %v", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("smtptest: certificate: %v", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}},
-		MinVersion:   tls.VersionTLS12,
-	}
-	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	return server, client
+	return der, key
 }
 
 // Loopback returns 127.0.0.1/32, for Options.RelayNetworks.

@@ -1,8 +1,8 @@
 // Package smtptest holds test doubles for the SMTP server: a transcript
 // runner that plays the client side of a scripted conversation, an
 // in-memory Spool, a discarding Spool for benchmarks, a helper that runs a
-// real smtp.Server on 127.0.0.1:0, and a self-signed certificate for
-// STARTTLS.
+// real smtp.Server on 127.0.0.1:0, and a self-signed certificate for TLS,
+// as tls.Configs or as PEM files for a listener's tls block.
 package smtptest
 
 import (
