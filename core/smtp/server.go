@@ -188,21 +188,8 @@ func NewServer(opt Options) (*Server, error) {
 		return nil, fmt.Errorf("smtp: postmaster %q is not local@domain", pm.String())
 	}
 	l := opt.Listener
-	switch l.BareLineEndings {
-	case "", "reject", "fix":
-	default:
-		return nil, fmt.Errorf("smtp: bare_line_endings must be reject or fix, not %q", l.BareLineEndings)
-	}
-	if l.MaxLineLength != 0 && l.MaxLineLength < minLineLength {
-		return nil, fmt.Errorf("smtp: max line length %d is below %d", l.MaxLineLength, minLineLength)
-	}
-	implicit := l.TLS != nil && l.TLS.Implicit
-	if implicit && opt.TLS == nil {
-		return nil, errors.New("smtp: implicit TLS needs a certificate (Options.TLS)")
-	}
-	if l.MaxMessageSize < 0 || l.MaxHeaderSize < 0 || l.MaxRecipients < 0 || l.MaxErrors < 0 || l.MaxHops < 0 ||
-		l.MaxConnections < 0 || l.MaxConnectionsPerIP < 0 {
-		return nil, errors.New("smtp: negative listener limit")
+	if err := checkListener(l, opt.TLS != nil); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		opt:        opt,
@@ -215,7 +202,7 @@ func NewServer(opt Options) (*Server, error) {
 		perIP:      make(map[netip.Addr]int),
 		postmaster: opt.Postmaster,
 
-		implicitTLS:  implicit,
+		implicitTLS:  l.TLS != nil && l.TLS.Implicit,
 		proxyTimeout: orDefault(opt.ProxyHeaderTimeout, defaultProxyHeaderTimeout),
 	}
 	if s.postmaster.IsNull() {
@@ -254,6 +241,27 @@ func NewServer(opt Options) (*Server, error) {
 	// it, and a shutdown whose deadline passes cancels it.
 	s.root, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// checkListener checks the settings of l the server relies on; hasCert
+// says whether Options.TLS is set.
+func checkListener(l config.Listener, hasCert bool) error {
+	switch l.BareLineEndings {
+	case "", "reject", "fix":
+	default:
+		return fmt.Errorf("smtp: bare_line_endings must be reject or fix, not %q", l.BareLineEndings)
+	}
+	if l.MaxLineLength != 0 && l.MaxLineLength < minLineLength {
+		return fmt.Errorf("smtp: max line length %d is below %d", l.MaxLineLength, minLineLength)
+	}
+	if l.TLS != nil && l.TLS.Implicit && !hasCert {
+		return errors.New("smtp: implicit TLS needs a certificate (Options.TLS)")
+	}
+	if l.MaxMessageSize < 0 || l.MaxHeaderSize < 0 || l.MaxRecipients < 0 || l.MaxErrors < 0 || l.MaxHops < 0 ||
+		l.MaxConnections < 0 || l.MaxConnectionsPerIP < 0 {
+		return errors.New("smtp: negative listener limit")
+	}
+	return nil
 }
 
 func orDefault[T int | int64 | time.Duration](v, def T) T {

@@ -147,10 +147,8 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	if auth != nil {
 		req.Auth = &auth.Results
 	}
-	view := message.NewView(size, draft.Open) // the header is read once, for all below
-	if !tx.env.RequireTLS {                   // RFC 8689 §4.1: REQUIRETLS overrides the field
-		tx.env.TLSOptional = s.tlsOptional(view)
-	}
+	view := message.NewView(size, draft.Open)                      // the header is read once, for all below
+	tx.env.TLSOptional = !tx.env.RequireTLS && s.tlsOptional(view) // RFC 8689 §4.1: REQUIRETLS overrides the field
 	if s.srv.hooks != nil {
 		req.Message = view
 	}
