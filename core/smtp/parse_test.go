@@ -366,7 +366,7 @@ func FuzzParseMail(f *testing.F) {
 	for _, s := range []string{
 		"FROM:<a@b>", "FROM:<>", "from: <a@b> SIZE=10 BODY=8bitmime", "FROM:<ü@b> SMTPUTF8",
 		"FROM:<a@b> SIZE=1 SIZE=2", "FROM:<> ENVID=a+2Bb AUTH=<>", "FROM:<> RET=HDRS FOO=bar",
-		"FROM:<@r:a@[IPv6:::1]>", "FROM:<\"q\\\"x\"@b>",
+		"FROM:<@r:a@[IPv6:::1]>", "FROM:<\"q\\\"x\"@b>", "FROM:<a@b> REQUIRETLS SMTPUTF8",
 	} {
 		f.Add(s)
 	}
