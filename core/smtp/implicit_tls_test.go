@@ -1,9 +1,14 @@
 package smtp_test
 
 import (
+	"crypto/tls"
+	"io"
+	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/hook"
@@ -88,4 +93,54 @@ func TestImplicitTLSNeedsCertificate(t *testing.T) {
 	if _, err := smtp.NewServer(opt); err == nil || !strings.Contains(err.Error(), "implicit TLS needs a certificate") {
 		t.Errorf("NewServer = %v, want the missing certificate named", err)
 	}
+}
+
+// TestImplicitTLSBehindProxy: a balancer passes TLS through and puts its
+// PROXY header in front, in the same write as the client's first TLS
+// record: the header is read in the clear, what came with it goes to the
+// handshake, and the session is the header's client, under TLS.
+func TestImplicitTLSBehindProxy(t *testing.T) {
+	var seen clientSeen
+	tlsOpts := implicitTLS(t)
+	addr, _, _ := start(t, func(o *smtp.Options) {
+		tlsOpts(o)
+		o.Listener.ProxyProtocol = []netip.Prefix{smtptest.Loopback()}
+		o.Hooks = seen.hooks()
+	})
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := &headerFirst{Conn: raw, header: []byte("PROXY TCP6 2001:db8::7 2001:db8::1 40000 465\r\n")}
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+	if _, err := io.WriteString(tc, "QUIT\r\n"); err != nil { // the handshake, then QUIT
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(tc)
+	if want := "220 mx.test ESMTP ready\r\n221 2.0.0 Bye\r\n"; string(out) != want {
+		t.Errorf("got %q (%v), want %q", out, err, want)
+	}
+	if got := seen.get(sdk.StageConnect); got != netip.MustParseAddr("2001:db8::7") {
+		t.Errorf("connect hook saw %v, want 2001:db8::7", got)
+	}
+}
+
+// headerFirst sends header with the first write, as a balancer does.
+type headerFirst struct {
+	net.Conn
+	header []byte
+}
+
+func (c *headerFirst) Write(p []byte) (int, error) {
+	if c.header != nil {
+		b := append(c.header, p...)
+		c.header = nil
+		if _, err := c.Conn.Write(b); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
