@@ -139,6 +139,7 @@ type envRecord struct {
 	TLS        bool         `json:"tls,omitzero"`
 	Received   time.Time    `json:"received,omitzero"`
 	Submitted  bool         `json:"submitted,omitzero"`
+
 	// RFC 8689: records spooled before these fields existed read as false.
 	RequireTLS  bool `json:"requiretls,omitzero"`
 	TLSOptional bool `json:"tls_optional,omitzero"`
@@ -157,21 +158,22 @@ func encodeMessage(m *Message) ([]byte, error) {
 		DelayWarned: m.DelayWarned,
 		Body:        bodyInline,
 		Envelope: envRecord{
-			Sender:      addrRecord{Local: e.Sender.Local, Domain: e.Sender.Domain},
-			Recipients:  make([]rcptRecord, len(e.Recipients)),
-			Size:        e.Size,
-			Body:        string(e.Body),
-			SMTPUTF8:    e.SMTPUTF8,
-			Ret:         string(e.Ret),
-			EnvID:       e.EnvID,
-			Auth:        e.Auth,
-			ClientIP:    e.ClientIP,
-			ClientHELO:  e.ClientHELO,
-			AuthUser:    e.AuthUser,
-			TLS:         e.TLS,
-			Received:    e.Received,
-			Submitted:   e.Submitted,
-			RequireTLS:  e.RequireTLS,
+			Sender:     addrRecord{Local: e.Sender.Local, Domain: e.Sender.Domain},
+			Recipients: make([]rcptRecord, len(e.Recipients)),
+			Size:       e.Size,
+			Body:       string(e.Body),
+			SMTPUTF8:   e.SMTPUTF8,
+			Ret:        string(e.Ret),
+			EnvID:      e.EnvID,
+			Auth:       e.Auth,
+			ClientIP:   e.ClientIP,
+			ClientHELO: e.ClientHELO,
+			AuthUser:   e.AuthUser,
+			TLS:        e.TLS,
+			Received:   e.Received,
+			Submitted:  e.Submitted,
+
+			RequireTLS:  e.RequireTLS, // RFC 8689
 			TLSOptional: e.TLSOptional,
 		},
 		Recipients: make([]rcptState, len(m.Recipients)),
@@ -238,20 +240,21 @@ func decodeMessage(b []byte) (*Message, error) {
 		DelayWarned: r.DelayWarned,
 		spilled:     r.Body == bodyFile,
 		Envelope: envelope.Envelope{
-			Sender:      envelope.Address{Local: r.Envelope.Sender.Local, Domain: r.Envelope.Sender.Domain},
-			Size:        r.Envelope.Size,
-			Body:        envelope.Body(r.Envelope.Body),
-			SMTPUTF8:    r.Envelope.SMTPUTF8,
-			Ret:         envelope.Ret(r.Envelope.Ret),
-			EnvID:       r.Envelope.EnvID,
-			Auth:        r.Envelope.Auth,
-			ClientIP:    r.Envelope.ClientIP,
-			ClientHELO:  r.Envelope.ClientHELO,
-			AuthUser:    r.Envelope.AuthUser,
-			TLS:         r.Envelope.TLS,
-			Received:    r.Envelope.Received,
-			Submitted:   r.Envelope.Submitted,
-			RequireTLS:  r.Envelope.RequireTLS,
+			Sender:     envelope.Address{Local: r.Envelope.Sender.Local, Domain: r.Envelope.Sender.Domain},
+			Size:       r.Envelope.Size,
+			Body:       envelope.Body(r.Envelope.Body),
+			SMTPUTF8:   r.Envelope.SMTPUTF8,
+			Ret:        envelope.Ret(r.Envelope.Ret),
+			EnvID:      r.Envelope.EnvID,
+			Auth:       r.Envelope.Auth,
+			ClientIP:   r.Envelope.ClientIP,
+			ClientHELO: r.Envelope.ClientHELO,
+			AuthUser:   r.Envelope.AuthUser,
+			TLS:        r.Envelope.TLS,
+			Received:   r.Envelope.Received,
+			Submitted:  r.Envelope.Submitted,
+
+			RequireTLS:  r.Envelope.RequireTLS, // RFC 8689
 			TLSOptional: r.Envelope.TLSOptional,
 		},
 	}

@@ -115,7 +115,8 @@ type RcptArgs struct {
 // both envelope.ErrBadAddress and ErrSyntax; UTF-8 in the path without
 // SMTPUTF8 is ErrUTF8Required. BODY and RET values are returned in upper
 // case; SIZE is 1-20 digits that fit in an int64; SMTPUTF8 and REQUIRETLS
-// take no value; AUTH is "<>" or xtext. The first error found, left to right, is returned.
+// take no value; AUTH is "<>" or xtext. The first error found, left to
+// right, is returned.
 func ParseMail(arg string) (MailArgs, error) {
 	rest, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
@@ -147,15 +148,16 @@ func ParseMail(arg string) (MailArgs, error) {
 			default:
 				return badValue(key, value, "not 7BIT, 8BITMIME or BINARYMIME")
 			}
-		case "SMTPUTF8", "REQUIRETLS":
+		case "SMTPUTF8":
 			if hasValue {
 				return badValue(key, value, "takes no value")
 			}
-			if key == "SMTPUTF8" {
-				m.SMTPUTF8 = true
-			} else {
-				m.RequireTLS = true
+			m.SMTPUTF8 = true
+		case "REQUIRETLS":
+			if hasValue {
+				return badValue(key, value, "takes no value")
 			}
+			m.RequireTLS = true
 		case "RET":
 			switch r := envelope.Ret(upperASCII(value)); r {
 			case envelope.RetFull, envelope.RetHdrs:

@@ -21,35 +21,37 @@ import (
 
 // Enhanced status codes (RFC 3463) of the server's own replies.
 var (
-	enh200  = sdk.EnhancedCode{2, 0, 0}
-	enh210  = sdk.EnhancedCode{2, 1, 0}
-	enh215  = sdk.EnhancedCode{2, 1, 5}
-	enh250  = sdk.EnhancedCode{2, 5, 0}
-	enh270  = sdk.EnhancedCode{2, 7, 0}
-	enh418  = sdk.EnhancedCode{4, 1, 8}
-	enh430  = sdk.EnhancedCode{4, 3, 0}
-	enh431  = sdk.EnhancedCode{4, 3, 1}
-	enh432  = sdk.EnhancedCode{4, 3, 2}
-	enh442  = sdk.EnhancedCode{4, 4, 2}
-	enh453  = sdk.EnhancedCode{4, 5, 3}
-	enh454  = sdk.EnhancedCode{4, 5, 4}
-	enh470  = sdk.EnhancedCode{4, 7, 0}
-	enh471  = sdk.EnhancedCode{4, 7, 1}
-	enh475  = sdk.EnhancedCode{4, 7, 5}
-	enh500  = sdk.EnhancedCode{5, 0, 0}
-	enh518  = sdk.EnhancedCode{5, 1, 8}
-	enh534  = sdk.EnhancedCode{5, 3, 4}
-	enh546  = sdk.EnhancedCode{5, 4, 6}
-	enh551  = sdk.EnhancedCode{5, 5, 1}
-	enh552  = sdk.EnhancedCode{5, 5, 2}
-	enh554  = sdk.EnhancedCode{5, 5, 4}
-	enh556  = sdk.EnhancedCode{5, 5, 6}
-	enh567  = sdk.EnhancedCode{5, 6, 7}
-	enh570  = sdk.EnhancedCode{5, 7, 0}
-	enh571  = sdk.EnhancedCode{5, 7, 1}
-	enh5710 = sdk.EnhancedCode{5, 7, 10}
-	enh578  = sdk.EnhancedCode{5, 7, 8}
+	enh200 = sdk.EnhancedCode{2, 0, 0}
+	enh210 = sdk.EnhancedCode{2, 1, 0}
+	enh215 = sdk.EnhancedCode{2, 1, 5}
+	enh250 = sdk.EnhancedCode{2, 5, 0}
+	enh270 = sdk.EnhancedCode{2, 7, 0}
+	enh418 = sdk.EnhancedCode{4, 1, 8}
+	enh430 = sdk.EnhancedCode{4, 3, 0}
+	enh431 = sdk.EnhancedCode{4, 3, 1}
+	enh432 = sdk.EnhancedCode{4, 3, 2}
+	enh442 = sdk.EnhancedCode{4, 4, 2}
+	enh453 = sdk.EnhancedCode{4, 5, 3}
+	enh454 = sdk.EnhancedCode{4, 5, 4}
+	enh470 = sdk.EnhancedCode{4, 7, 0}
+	enh471 = sdk.EnhancedCode{4, 7, 1}
+	enh475 = sdk.EnhancedCode{4, 7, 5}
+	enh500 = sdk.EnhancedCode{5, 0, 0}
+	enh518 = sdk.EnhancedCode{5, 1, 8}
+	enh534 = sdk.EnhancedCode{5, 3, 4}
+	enh546 = sdk.EnhancedCode{5, 4, 6}
+	enh551 = sdk.EnhancedCode{5, 5, 1}
+	enh552 = sdk.EnhancedCode{5, 5, 2}
+	enh554 = sdk.EnhancedCode{5, 5, 4}
+	enh556 = sdk.EnhancedCode{5, 5, 6}
+	enh567 = sdk.EnhancedCode{5, 6, 7}
+	enh570 = sdk.EnhancedCode{5, 7, 0}
+	enh571 = sdk.EnhancedCode{5, 7, 1}
+	enh578 = sdk.EnhancedCode{5, 7, 8}
 )
+
+// enh5710 is RFC 5248's X.7.10 Encryption Needed.
+var enh5710 = sdk.EnhancedCode{5, 7, 10}
 
 // Reading a command line.
 var (
