@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -29,6 +30,11 @@ const (
 	// balancers' headers are well under it.
 	proxyHeaderBuffer = 8 << 10
 )
+
+// errNoProxyBytes is a balancer's connection closed before it sent
+// anything: a health check that only connects, not worth a log line at
+// info.
+var errNoProxyBytes = errors.New("smtp: closed before a PROXY header")
 
 // errUntrustedProxyHeader ends a session whose client, not in
 // proxy_protocol, started with a PROXY header: it could name any address.
@@ -63,7 +69,11 @@ func (s *Server) openProxied(conn net.Conn, lb netip.Addr) *session {
 	defer s.removePending(conn)
 	c, client, err := readProxyHeader(conn, s.proxyTimeout)
 	if err != nil {
-		s.log.Info("smtp: connection closed: no valid PROXY header", "proxy", lb.String(), "err", err)
+		level := slog.LevelInfo
+		if errors.Is(err, errNoProxyBytes) {
+			level = slog.LevelDebug
+		}
+		s.log.Log(s.root, level, "smtp: connection closed: no valid PROXY header", "proxy", lb.String(), "err", err)
 		conn.Close()
 		return nil
 	}
@@ -108,12 +118,13 @@ func readProxyHeader(conn net.Conn, timeout time.Duration) (net.Conn, netip.Addr
 	}
 	br := bufio.NewReaderSize(conn, proxyHeaderBuffer)
 	h, err := proxyproto.Read(br)
-	if err != nil {
+	switch {
+	case errors.Is(err, proxyproto.ErrNoProxyProtocol) && br.Buffered() == 0:
+		return nil, netip.AddrPort{}, errNoProxyBytes
+	case err != nil:
 		return nil, netip.AddrPort{}, fmt.Errorf("smtp: PROXY header: %w", err)
 	}
-	if err := conn.SetReadDeadline(time.Time{}); err != nil {
-		return nil, netip.AddrPort{}, fmt.Errorf("smtp: PROXY header: %w", err)
-	}
+	conn.SetReadDeadline(time.Time{}) // the session sets its own; a closed conn fails it there
 	var client netip.AddrPort
 	if !h.Command.IsLocal() && !h.TransportProtocol.IsUnspec() {
 		src, _, ok := h.TCPAddrs()
