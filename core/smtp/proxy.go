@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -64,9 +65,17 @@ func (s *Server) acceptProxied(conn net.Conn, lb netip.Addr) {
 
 // openProxied is acceptProxied up to the session's start: the header is
 // read while the connection is pending (Shutdown ends the wait at once).
-func (s *Server) openProxied(conn net.Conn, lb netip.Addr) *session {
+// A panic in the parser closes the connection, as one in a session does.
+func (s *Server) openProxied(conn net.Conn, lb netip.Addr) (sess *session) {
 	defer s.wg.Done() // added by addPending
 	defer s.removePending(conn)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("smtp: reading a PROXY header panicked", "proxy", lb.String(), "panic", r, "stack", string(debug.Stack()))
+			conn.Close()
+			sess = nil
+		}
+	}()
 	c, client, err := readProxyHeader(conn, s.proxyTimeout)
 	if err != nil {
 		level := slog.LevelInfo
