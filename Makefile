@@ -19,6 +19,7 @@ FUZZ_TARGETS = \
 	./core/smtp:FuzzReadReply \
 	./core/smtp:FuzzCRLFReader \
 	./core/smtp:FuzzXText \
+	./core/smtp:FuzzProxyHeader \
 	./core/message:FuzzHopCounter \
 	./core/message:FuzzRewrite \
 	./core/mailauth:FuzzHeaderParsers \
