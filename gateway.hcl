@@ -104,8 +104,24 @@ delivery {
   # tls                        = "opportunistic"  # STARTTLS, Postfix's levels: "none"; "opportunistic"
   #                                               # (when offered, any certificate); "encrypt" (TLS or
   #                                               # defer, any certificate); "verify" (TLS or defer,
-  #                                               # chain and name checked against the system roots);
-  #                                               # "require" is "verify"
+  #                                               # chain and name checked against the system roots
+  #                                               # plus tls_ca_file); "require" is "verify". A
+  #                                               # domain's MTA-STS or DANE policy (below) is
+  #                                               # stronger than "opportunistic" and "encrypt" and
+  #                                               # wins over them; a route's via is not an MX, so
+  #                                               # only its tls counts
+  # mta_sts                    = true             # honour MTA-STS (RFC 8461): under "enforce", only the policy's
+  #                                               # MX hosts, over TLS verified for the MX name; else defer 4.7.5
+  # dane                       = true             # honour DANE (RFC 7672): an MX host whose TLSA records come with
+  #                                               # the AD bit gets TLS matched against them, or waits. The AD bit
+  #                                               # is trusted: resolver must be a DNSSEC-validating resolver on a
+  #                                               # trusted path (127.0.0.1), as Postfix's smtp_dns_support_level = dnssec
+  # tls_ca_file                = "ca.pem"         # extra trust anchors for "verify", MTA-STS and TLS-RPT servers
+  #                                               # (a private CA); default: the system roots only
+  # tls_reports {                                 # TLS-RPT (RFC 8460): once a day, each domain that publishes
+  #   from         = "tlsrpt@example.test"        # _smtp._tls gets the day's successes and failures, by mail
+  #   organization = "Example Org"                # (through our queue) or HTTPS; default: off. organization
+  # }                                             # defaults to from's domain
   # chunking                   = "binarymime"     # BDAT to a next hop offering CHUNKING: "binarymime" (only for
   #                                               # BODY=BINARYMIME mail, which needs it) or "always" (every message)
   # max_connections            = 100              # outbound connections in all

@@ -205,6 +205,31 @@ type Delivery struct {
 	// message older than MaxLifetime gets one attempt and is bounced if
 	// that fails temporarily (as Postfix's hold queue does).
 	HoldNoExpiry bool
+
+	// MTASTS honours the MTA-STS policies (RFC 8461) that recipient
+	// domains publish: under "enforce", mail goes only to the policy's MX
+	// hosts over TLS with a certificate valid for the MX name. Default true.
+	MTASTS bool
+	// DANE honours the TLSA records (RFC 7672) of MX hosts when the
+	// resolver vouches for them with the AD bit: TLS is then mandatory and
+	// the certificate must match a record. Default true. The AD bit is
+	// trusted as it comes, so Resolver must be a DNSSEC-validating resolver
+	// on a trusted path (a local one), as with Postfix's
+	// smtp_dns_support_level = dnssec.
+	DANE bool
+	// TLSCAFile is a PEM file of trust anchors added to the system roots
+	// for verified TLS: the "verify" level, MTA-STS hosts and policy
+	// servers, TLS-RPT report servers. "" = the system roots only.
+	TLSCAFile string
+	// TLSReports, when set, sends the TLS-RPT aggregate reports (RFC 8460)
+	// of each day to the domains that ask for them; nil = off.
+	TLSReports *TLSReports
+}
+
+// TLSReports is delivery's tls_reports { from organization } block.
+type TLSReports struct {
+	From         string // the reports' sender address (and the contact-info)
+	Organization string // organization-name in the reports
 }
 
 // Route is a static route: route "domain" { via = "host:port" }.

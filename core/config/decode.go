@@ -272,8 +272,33 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	holdExpires := true
 	d.boolean("hold_expires", r.HoldExpires, &holdExpires)
 	dl.HoldNoExpiry = !holdExpires
+	d.boolean("mta_sts", r.MTASTS, &dl.MTASTS)
+	d.boolean("dane", r.DANE, &dl.DANE)
+	if r.TLSCAFile != nil {
+		d.file("tls_ca_file", r.TLSCAFile, &dl.TLSCAFile)
+	}
+	dl.TLSReports = d.tlsReports(r.TLSReports)
 	dl.Routes = d.routes(r.Routes)
 	return dl
+}
+
+// tlsReports converts tls_reports { from organization }; nil when absent.
+// organization defaults to the sender's domain.
+func (d *decoder) tlsReports(r *rawTLSReports) *TLSReports {
+	if r == nil {
+		return nil
+	}
+	t := &TLSReports{}
+	if d.required("from", r.From, r.DefRange) {
+		d.mailbox("from", r.From, &t.From)
+	}
+	if r.Organization != nil {
+		d.str("organization", r.Organization, &t.Organization)
+	}
+	if t.Organization == "" {
+		t.Organization = t.From[strings.LastIndexByte(t.From, '@')+1:]
+	}
+	return t
 }
 
 // ipList decodes a list of IP addresses, each reported at its own

@@ -118,6 +118,8 @@ func DefaultDelivery() Delivery {
 		ConnectTimeout:          defaultConnectTimeout,
 		CommandTimeout:          defaultDeliveryCommandTimeout,
 		DeadHostTTL:             defaultDeadHostTTL,
+		MTASTS:                  true,
+		DANE:                    true,
 	}
 }
 

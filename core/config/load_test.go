@@ -114,6 +114,8 @@ func TestLoadExample(t *testing.T) {
 			ConnectTimeout:          30 * time.Second,
 			CommandTimeout:          5 * time.Minute,
 			DeadHostTTL:             30 * time.Second,
+			MTASTS:                  true,
+			DANE:                    true,
 		},
 		Admin:           Admin{Address: "127.0.0.1:8025"},
 		ShutdownTimeout: 30 * time.Second,

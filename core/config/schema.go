@@ -113,8 +113,19 @@ type rawDelivery struct {
 	ProxyAddresses          hcl.Expression `hcl:"proxy_addresses,optional"`
 	HoldDomains             hcl.Expression `hcl:"hold_domains,optional"`
 	HoldExpires             hcl.Expression `hcl:"hold_expires,optional"`
+	MTASTS                  hcl.Expression `hcl:"mta_sts,optional"`
+	DANE                    hcl.Expression `hcl:"dane,optional"`
+	TLSCAFile               hcl.Expression `hcl:"tls_ca_file,optional"`
 
-	Routes []rawRoute `hcl:"route,block"`
+	TLSReports *rawTLSReports `hcl:"tls_reports,block"`
+	Routes     []rawRoute     `hcl:"route,block"`
+}
+
+// rawTLSReports is tls_reports { … } in delivery.
+type rawTLSReports struct {
+	DefRange     hcl.Range      `hcl:",def_range"`
+	From         hcl.Expression `hcl:"from,optional"` // required
+	Organization hcl.Expression `hcl:"organization,optional"`
 }
 
 // rawRoute is route "domain" { … } in delivery.
