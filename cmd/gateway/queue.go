@@ -311,6 +311,9 @@ func writeMessage(w io.Writer, m *admin.Message) {
 		if r.ORCPT != "" {
 			facts = append(facts, "ORCPT="+clean(r.ORCPT))
 		}
+		if r.TLSPolicy != "" {
+			facts = append(facts, "tls "+clean(r.TLSPolicy))
+		}
 		if r.Held != "" {
 			facts = append(facts, clean(r.Held))
 		}

@@ -677,9 +677,9 @@ func TestMetrics(t *testing.T) {
 	f := newFixture(t, func(o *admin.Options) { o.Servers = servers })
 	f.engine.Stat = delivery.Stats{InFlight: 4, Delivered: 17, Deferred: 5, Failed: 2, DSNs: 2}
 	obs := f.admin.Observer()
-	obs.Attempted("example.net", delivery.Delivered, 30*time.Millisecond)
-	obs.Attempted("example.net", delivery.Delivered, 200*time.Millisecond)
-	obs.Attempted("example.com", delivery.Temporary, 2*time.Second)
+	obs.Attempted("example.net", delivery.Delivered, "dane", 30*time.Millisecond)
+	obs.Attempted("example.net", delivery.Delivered, "dane", 200*time.Millisecond)
+	obs.Attempted("example.com", delivery.Temporary, "mta-sts", 2*time.Second)
 	obs.Bounced(dsn.ActionFailed)
 	f.clock.Set(t0.Add(90 * time.Second))
 
@@ -702,9 +702,9 @@ func TestMetrics(t *testing.T) {
 		`gateway_deliveries_total{result="deferred"} 5`,
 		`gateway_deliveries_total{result="failed"} 2`,
 		"gateway_delivery_in_flight 4",
-		`gateway_delivery_attempts_total{class="delivered"} 2`,
-		`gateway_delivery_attempts_total{class="temporary"} 1`,
-		`gateway_delivery_attempts_total{class="permanent"} 0`,
+		`gateway_delivery_attempts_total{class="delivered",tls_policy="dane"} 2`,
+		`gateway_delivery_attempts_total{class="temporary",tls_policy="mta-sts"} 1`,
+		`gateway_delivery_attempts_total{class="permanent",tls_policy=""} 0`,
 		`gateway_delivery_duration_seconds_bucket{le="0.05"} 1`,
 		`gateway_delivery_duration_seconds_bucket{le="0.25"} 2`,
 		`gateway_delivery_duration_seconds_bucket{le="2.5"} 3`,

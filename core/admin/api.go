@@ -42,6 +42,7 @@ type Recipient struct {
 	Address   string    `json:"address"`
 	Status    string    `json:"status"`     // pending, delivered, deferred or failed
 	LastReply string    `json:"last_reply"` // last SMTP reply or error
+	TLSPolicy string    `json:"tls_policy,omitempty"` // TLS level of the last SMTP attempt: dane, mta-sts, verify, encrypt, opportunistic, none
 	Attempts  int       `json:"attempts"`
 	Updated   time.Time `json:"updated,omitzero"`
 	Held      string    `json:"held,omitempty"`   // what holds an undelivered recipient's domain: "hold_domains bk.test", "operator hold *.bk.test"
@@ -366,6 +367,7 @@ func listed(m *queue.Message) Message {
 			st := m.Recipients[i]
 			out.Recipients[i].Status = st.Status.String()
 			out.Recipients[i].LastReply = st.LastReply
+			out.Recipients[i].TLSPolicy = st.TLSPolicy
 			out.Recipients[i].Attempts = st.Attempts
 		}
 	}

@@ -46,8 +46,8 @@ func newRegistry(a *Admin) (*prometheus.Registry, *observer) {
 	o := &observer{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricAttempts,
-			Help: "Delivery attempts per recipient, by outcome class (delivered, temporary, permanent).",
-		}, []string{"class"}),
+			Help: "Delivery attempts per recipient, by outcome class (delivered, temporary, permanent) and the TLS level of the SMTP session (dane, mta-sts, verify, encrypt, opportunistic, none; empty for local transports).",
+		}, []string{"class", "tls_policy"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    metricDuration,
 			Help:    "How long delivery attempts took.",
@@ -60,7 +60,7 @@ func newRegistry(a *Admin) (*prometheus.Registry, *observer) {
 	}
 	// Series that exist from the start, so rates work from the first scrape.
 	for _, c := range []delivery.Class{delivery.Delivered, delivery.Temporary, delivery.Permanent} {
-		o.attempts.WithLabelValues(c.String())
+		o.attempts.WithLabelValues(c.String(), "")
 	}
 	for _, act := range []dsn.Action{dsn.ActionFailed, dsn.ActionDelayed, dsn.ActionRelayed, dsn.ActionDelivered} {
 		o.dsns.WithLabelValues(string(act))
@@ -89,10 +89,11 @@ type observer struct {
 	dsns     *prometheus.CounterVec
 }
 
-// Attempted counts one recipient's attempt by class and observes its
-// duration. The domain is not a label: it would grow without bound.
-func (o *observer) Attempted(domain string, class delivery.Class, took time.Duration) {
-	o.attempts.WithLabelValues(class.String()).Inc()
+// Attempted counts one recipient's attempt by class and TLS level and
+// observes its duration. The domain is not a label: it would grow without
+// bound; the TLS levels are a handful.
+func (o *observer) Attempted(domain string, class delivery.Class, tlsPolicy string, took time.Duration) {
+	o.attempts.WithLabelValues(class.String(), tlsPolicy).Inc()
 	o.duration.Observe(took.Seconds())
 }
 

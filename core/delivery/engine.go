@@ -45,9 +45,10 @@ type Options struct {
 
 // Observer receives what metrics need; core/admin implements it.
 type Observer interface {
-	// Attempted reports one recipient's outcome of one attempt and how long
-	// the attempt took.
-	Attempted(domain string, class Class, took time.Duration)
+	// Attempted reports one recipient's outcome of one attempt, the TLS
+	// level it ran under (Result.TLSPolicy: "" for a transport other than
+	// smtp) and how long the attempt took.
+	Attempted(domain string, class Class, tlsPolicy string, took time.Duration)
 	// Bounced reports a DSN queued (action "failed" or "delayed").
 	Bounced(action dsn.Action)
 }

@@ -31,6 +31,7 @@ type rcptOutcome struct {
 	reply     string           // becomes RecipientState.LastReply and the DSN's Diagnostic-Code
 	status    sdk.EnhancedCode // RFC 3463 status for a DSN; zero = default of the action
 	remoteMTA string
+	tlsPolicy string  // Result.TLSPolicy
 	local     bool    // reply is this gateway's own account (Result.Local)
 	handoff   Handoff // Delivered by the transport: what took the message
 	dropped   bool    // predelivery Drop, left out of its list, or no domain to deliver to: no DSN, no delivered notification
@@ -265,6 +266,7 @@ func outcomeOf(res Result) rcptOutcome {
 		reply:     formatReply(res.Code, res.Enhanced, res.Text),
 		status:    dsn.StatusFromReply(res.Code, res.Enhanced),
 		remoteMTA: res.RemoteMTA,
+		tlsPolicy: res.TLSPolicy,
 		local:     res.Local,
 		handoff:   res.Handoff,
 	}

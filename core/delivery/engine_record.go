@@ -120,7 +120,7 @@ func (e *Engine) applyOutcomes(m *queue.Message, r *engineRound, outs []rcptOutc
 		if o.class == Temporary && now.Sub(m.Created) >= e.cfg.MaxLifetime {
 			o.class, o.expired, o.status = Permanent, true, sdk.EnhancedCode{5, 4, 7}
 		}
-		rs.LastReply, rs.Updated = o.reply, now
+		rs.LastReply, rs.TLSPolicy, rs.Updated = o.reply, o.tlsPolicy, now
 		rs.Attempts++
 		r.last[o.idx] = *o
 		switch o.class {
@@ -246,13 +246,13 @@ func (e *Engine) nextAttempt(m *queue.Message, now time.Time) time.Time {
 func (e *Engine) account(m *queue.Message, a *jobAttempt, took time.Duration, attempt int, done bool) []notification {
 	var notes []notification
 	var nDelivered, nDeferred, nFailed int
-	reply := ""
+	reply, tlsPolicy := "", ""
 	for _, o := range a.outs {
 		if o.shutdown {
 			continue
 		}
 		if e.opt.Observer != nil {
-			e.opt.Observer.Attempted(a.domain, o.class, took)
+			e.opt.Observer.Attempted(a.domain, o.class, o.tlsPolicy, took)
 		}
 		rc := m.Envelope.Recipients[o.idx]
 		switch o.class {
@@ -271,6 +271,9 @@ func (e *Engine) account(m *queue.Message, a *jobAttempt, took time.Duration, at
 		if reply == "" || o.class != Delivered {
 			reply = o.reply
 		}
+		if o.tlsPolicy != "" {
+			tlsPolicy = o.tlsPolicy
+		}
 	}
 	e.delivered.Add(int64(nDelivered))
 	e.deferred.Add(int64(nDeferred))
@@ -288,6 +291,6 @@ func (e *Engine) account(m *queue.Message, a *jobAttempt, took time.Duration, at
 	}
 	e.log.Info("delivery", "id", m.ID, "domain", a.domain, "transport", a.route.Transport, "rcpts", len(a.outs),
 		"class", class, "delivered", nDelivered, "deferred", nDeferred, "failed", nFailed,
-		"reply", reply, "took", took, "attempt", attempt, "done", done)
+		"reply", reply, "tls_policy", tlsPolicy, "took", took, "attempt", attempt, "done", done)
 	return notes
 }

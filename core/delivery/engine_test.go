@@ -848,7 +848,7 @@ type engObserver struct {
 	bounced   map[dsn.Action]int
 }
 
-func (o *engObserver) Attempted(domain string, class delivery.Class, took time.Duration) {
+func (o *engObserver) Attempted(domain string, class delivery.Class, tlsPolicy string, took time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.attempted[domain+" "+class.String()]++

@@ -35,6 +35,11 @@ type Result struct {
 	Text      string           // reply text or error, single line, for logs and DSN Diagnostic-Code (not a success DSN's without RemoteMTA)
 	RemoteMTA string           // the host that answered, "" if none
 	Handoff   Handoff          // Delivered only: what took the message, which decides the success DSN
+	// TLSPolicy is the TLS level the smtp transport used or failed to
+	// have with the host that decided: "dane", "mta-sts", "verify",
+	// "encrypt", "opportunistic" or "none"; "" for other transports and
+	// for failures before any host was chosen.
+	TLSPolicy string
 	// Local says that this gateway decided the outcome: Text is its own
 	// description of what failed (a connect error, a DNS failure, a
 	// message the next hop cannot take as it is), not a reply of

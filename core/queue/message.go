@@ -78,6 +78,10 @@ type Message struct {
 type RecipientState struct {
 	Status    Status
 	LastReply string // last SMTP reply or error text
+	// TLSPolicy is the TLS level the last SMTP attempt ran under (dane,
+	// mta-sts, verify, encrypt, opportunistic, none); "" for other
+	// transports or none yet.
+	TLSPolicy string
 	Attempts  int
 	Updated   time.Time
 }
@@ -109,6 +113,7 @@ const (
 type rcptState struct {
 	Status    Status    `json:"status"`
 	LastReply string    `json:"last_reply,omitzero"`
+	TLSPolicy string    `json:"tls_policy,omitzero"`
 	Attempts  int       `json:"attempts,omitzero"`
 	Updated   time.Time `json:"updated,omitzero"`
 }
