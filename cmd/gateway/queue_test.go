@@ -64,6 +64,7 @@ func startAdmin(t *testing.T) *adminFixture {
 		m.Recipients[0] = queue.RecipientState{
 			Status:    queue.Deferred,
 			LastReply: "451 4.7.1 Greylisted, try again later\x1b[2J",
+			TLSPolicy: "mta-sts",
 			Attempts:  2,
 			Updated:   queueT0.Add(5 * time.Minute),
 		}
@@ -218,7 +219,7 @@ Received:    2026-03-03 11:59:59 UTC
 MAIL:        RET=HDRS ENVID=QQ314159 BODY=8BITMIME SIZE=100
 Recipients:
   deferred  bob@example.net
-            2 attempts, updated 2026-03-03 12:05:00 UTC, NOTIFY=FAILURE,DELAY, ORCPT=rfc822;bob@example.net
+            2 attempts, updated 2026-03-03 12:05:00 UTC, NOTIFY=FAILURE,DELAY, ORCPT=rfc822;bob@example.net, tls mta-sts
             (451 4.7.1 Greylisted, try again later?[2J)
   pending   carol@example.com
 `

@@ -116,7 +116,7 @@ func (l *LMTP) Deliver(ctx context.Context, job *Job) []Result {
 		r.RemoteMTA = remote
 		return allResults(job, r)
 	}
-	rs, lost, id := transactJob(ctx, c, job, where, remote)
+	rs, lost, id := transactJob(ctx, c, withoutRequireTLS(job), where, remote)
 	if rs == nil {
 		rs = allResults(job, *lost)
 	}
@@ -140,3 +140,17 @@ func (l *LMTP) close(ctx context.Context, c *smtp.Client) {
 }
 
 var _ Transport = (*LMTP)(nil)
+
+// withoutRequireTLS is job for a final delivery: REQUIRETLS binds the
+// relays a message passes (RFC 8689 §4.2.1), not the server that puts it in
+// the mailbox, so it is not passed to an LMTP server.
+func withoutRequireTLS(job *Job) *Job {
+	if !requiresTLS(job) {
+		return job
+	}
+	env := *job.Envelope
+	env.RequireTLS = false
+	j := *job
+	j.Envelope = &env
+	return &j
+}

@@ -8,6 +8,7 @@ package delivery
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/message"
+	"github.com/mailgate/gateway/core/mtasts"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/sdk"
@@ -51,11 +53,13 @@ const (
 
 // tlsMandatory reports whether policy refuses to go on without TLS.
 func tlsMandatory(policy string) bool {
-	return policy == TLSEncrypt || policy == TLSVerify || policy == TLSRequire
+	return policy == TLSEncrypt || tlsVerified(policy)
 }
 
 // tlsVerified reports whether policy verifies the certificate.
-func tlsVerified(policy string) bool { return policy == TLSVerify || policy == TLSRequire }
+func tlsVerified(policy string) bool {
+	return policy == TLSVerify || policy == TLSRequire || policy == TLSDANE || policy == TLSMTASTS
+}
 
 // SMTPOptions configure an SMTP transport.
 type SMTPOptions struct {
@@ -97,6 +101,18 @@ type SMTPOptions struct {
 	// that offers CHUNKING (delivery { chunking = "always" }). Without it
 	// only BODY=BINARYMIME messages go with BDAT, as they must.
 	AlwaysBDAT bool
+	// MTASTS gives recipient domains' MTA-STS policies (RFC 8461),
+	// honoured for MX deliveries (not a route's via); nil = none.
+	MTASTS STSPolicies
+	// DANE looks up each exchanger's TLSA records (RFC 7672) with
+	// Resolver and honours those it vouches for with the AD bit.
+	DANE bool
+	// RootCAs verifies certificates under "verify" and MTA-STS; nil = the
+	// system roots.
+	RootCAs *x509.CertPool
+	// Reports receives the TLS outcome of each session for TLS-RPT; nil =
+	// none.
+	Reports TLSReporter
 	// DeadAddressTTL is how long an address whose connect failed is not
 	// dialled again (jobs fail over past it, or defer) unless ForgetDead
 	// clears it; 0 = config's default (30s), <0 = off.
@@ -134,8 +150,14 @@ type SMTPOptions struct {
 // STARTTLS, per Route.TLS: "none" never; "opportunistic" (or "") when
 // offered, continuing in clear text if the server refuses the command and
 // reconnecting without TLS to the same address if the handshake fails;
-// "require" only over TLS, trying the next address when STARTTLS is not
-// offered or fails, and Temporary 451 4.7.5 at the end.
+// "encrypt", "verify" and "require" only over TLS, trying the next address
+// when STARTTLS is not offered or fails, and Temporary 451 4.7.5 at the
+// end. For an MX delivery (not a route's via, not an address literal) the
+// recipient domain's policies raise the level (smtp_policy.go): DANE
+// ("dane") when the resolver vouches for an exchanger's TLSA records, else
+// MTA-STS in enforce mode ("mta-sts", and only the exchangers it lists);
+// a REQUIRETLS message needs one of those or "verify" (else Permanent
+// 550 5.7.30). Result.TLSPolicy names the level used.
 //
 // Outcomes of a transaction: a refused MAIL gives its reply to every
 // recipient; a refused RCPT gives that recipient its reply; the reply
@@ -209,6 +231,7 @@ type connKey struct {
 type smtpConn struct {
 	key    connKey
 	c      *smtp.Client
+	local  string    // our IP address on it (TLS-RPT's sending-mta-ip)
 	sent   int       // messages handed over on it
 	idle   time.Time // when it went idle
 	reused bool      // taken from the pool for this job
@@ -280,6 +303,14 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 		return allResults(job, localResult(Temporary, 451, 4, 3, 5, fmt.Sprintf("unknown TLS policy %q", job.Route.TLS)))
 	}
 	hosts, static, fail := s.nextHosts(ctx, job)
+	// MTA-STS and DANE are about a domain's MX hosts: not a route's via,
+	// not an address literal.
+	mx := fail == nil && !static && !strings.HasPrefix(job.Domain, "[")
+	var sts *mtasts.Policy
+	if mx {
+		sts = s.stsFor(ctx, job)
+		hosts, fail = s.stsHosts(ctx, job, hosts, sts)
+	}
 	if fail != nil {
 		s.log.InfoContext(ctx, "smtp: no route", "id", job.ID, "domain", job.Domain, "class", fail.Class.String(), "err", fail.Text)
 		return allResults(job, *fail)
@@ -288,33 +319,28 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 	var last *Result
 	var dnsErr error // the last temporary look-up failure
 	for _, h := range hosts {
-		// A pooled connection to h goes before a new one; a dead one is
-		// dropped. Hosts are taken in preference order, so an idle
-		// connection to a less preferred host waits until the more
-		// preferred ones have failed (RFC 5321 §5.1).
-		for sc := s.takeFor(h, want); sc != nil; sc = s.takeFor(h, want) {
-			if rs, _ := s.run(ctx, job, sc); rs != nil {
-				return rs
-			}
+		plan := &tlsPlan{level: want.tls}
+		planFail := requireTLSFailure(job, plan, h.name)
+		if mx {
+			plan, planFail = s.planFor(ctx, job, h, sts, want.tls)
 		}
-		addrs, err := s.addrs(ctx, h)
-		if err != nil {
-			if static || resolver.IsTemporary(err) {
-				dnsErr = err
-			}
-			s.log.InfoContext(ctx, "smtp: exchanger has no address", "id", job.ID, "host", h.name, "err", err)
+		if planFail != nil {
+			s.log.InfoContext(ctx, "smtp: exchanger skipped", "id", job.ID, "host", h.name, "tls_policy", plan.level, "err", planFail.Text)
+			last = planFail
 			continue
 		}
-		for _, a := range addrs {
-			hp := smtpHop{host: h.name, addr: net.JoinHostPort(a.String(), strconv.Itoa(h.port))}
-			rs, hopFail := s.attempt(ctx, job, hp, want)
-			if rs != nil {
-				return rs
-			}
-			last = hopFail
-			if ctx.Err() != nil {
-				return allResults(job, *last)
-			}
+		rs, hostFail, err := s.tryHost(ctx, job, h, want, plan)
+		if rs != nil {
+			return rs
+		}
+		if hostFail != nil {
+			last = hostFail
+		}
+		if err != nil && (static || resolver.IsTemporary(err)) {
+			dnsErr = err
+		}
+		if ctx.Err() != nil && last != nil {
+			return allResults(job, *last)
 		}
 	}
 	switch {
@@ -324,6 +350,41 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 		return allResults(job, localResult(Temporary, 451, 4, 4, 3, "DNS look-up failed: "+resultText(dnsErr)))
 	}
 	return allResults(job, localResult(Permanent, 550, 5, 4, 4, "no route: no exchanger of "+job.Domain+" has an address"))
+}
+
+// tryHost delivers job to one exchanger, secured as plan says: over a
+// pooled connection if one is there, else over a new one to each of its
+// addresses in turn. It returns the results, or nil and the last failure
+// (nil when none was tried) or the error of the address look-up.
+func (s *SMTP) tryHost(ctx context.Context, job *Job, h smtpHost, want connKey, plan *tlsPlan) ([]Result, *Result, error) {
+	want.tls = plan.level
+	// A pooled connection to h goes before a new one; a dead one is
+	// dropped. Hosts are taken in preference order, so an idle
+	// connection to a less preferred host waits until the more
+	// preferred ones have failed (RFC 5321 §5.1).
+	for sc := s.takeFor(h, want); sc != nil; sc = s.takeFor(h, want) {
+		if rs, _ := s.run(ctx, job, sc); rs != nil {
+			return rs, nil, nil
+		}
+	}
+	addrs, err := s.addrs(ctx, h)
+	if err != nil {
+		s.log.InfoContext(ctx, "smtp: exchanger has no address", "id", job.ID, "host", h.name, "err", err)
+		return nil, nil, err
+	}
+	var last *Result
+	for _, a := range addrs {
+		hp := smtpHop{host: h.name, addr: net.JoinHostPort(a.String(), strconv.Itoa(h.port))}
+		rs, hopFail := s.attempt(ctx, job, hp, want, plan)
+		if rs != nil {
+			return rs, nil, nil
+		}
+		last = hopFail
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, last, nil
 }
 
 // nextHosts lists where the job may go. static is true for Route.Via.
@@ -484,16 +545,20 @@ func (s *SMTP) ForgetDead(domain string) {
 // attempt delivers the job over a new connection to one address, set up
 // as want says (TLS policy, credentials). It returns the results, or nil
 // and the failure that makes the caller try the next address.
-func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, want connKey) ([]Result, *Result) {
+func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, want connKey, plan *tlsPlan) ([]Result, *Result) {
 	key := want
 	key.host, key.addr = hp.host, hp.addr
-	sc, fail := s.connect(ctx, key)
+	sc, fail := s.connect(ctx, key, plan)
 	if fail != nil {
 		s.noteDead(hp.addr, job.Domain)
+		if fail.TLSPolicy == "" {
+			fail.TLSPolicy = key.tls
+		}
 		return nil, fail
 	}
 	rs, fail := s.run(ctx, job, sc)
 	if rs == nil {
+		fail.TLSPolicy = key.tls
 		return nil, fail
 	}
 	return rs, nil
@@ -501,17 +566,17 @@ func (s *SMTP) attempt(ctx context.Context, job *Job, hp smtpHop, want connKey) 
 
 // connect dials key.addr and readies a session: greeting, EHLO, STARTTLS
 // by policy, and AUTH with the key's credentials.
-func (s *SMTP) connect(ctx context.Context, key connKey) (*smtpConn, *Result) {
-	sc, fail := s.open(ctx, key, false)
+func (s *SMTP) connect(ctx context.Context, key connKey, plan *tlsPlan) (*smtpConn, *Result) {
+	sc, fail := s.open(ctx, key, plan, false)
 	if fail != nil {
 		return nil, fail
 	}
 	return s.login(ctx, sc)
 }
 
-// open dials key.addr: greeting, EHLO, and STARTTLS by policy. clear skips
-// STARTTLS (the opportunistic fall-back).
-func (s *SMTP) open(ctx context.Context, key connKey, clear bool) (*smtpConn, *Result) {
+// open dials key.addr: greeting, EHLO, and STARTTLS as plan says. clear
+// skips STARTTLS (the opportunistic fall-back).
+func (s *SMTP) open(ctx context.Context, key connKey, plan *tlsPlan, clear bool) (*smtpConn, *Result) {
 	remote := remoteName(key.host)
 	if why, dead := s.isDead(key.addr); dead {
 		r := localResult(Temporary, 451, 4, 4, 1, "connection failed: "+key.host+" ["+key.addr+"]: "+why+
@@ -551,39 +616,44 @@ func (s *SMTP) open(ctx context.Context, key connKey, clear bool) (*smtpConn, *R
 		r.RemoteMTA = remote
 		return nil, &r
 	}
-	sc := &smtpConn{key: key, c: c}
+	sc := &smtpConn{key: key, c: c, local: hostOf(conn.LocalAddr().String())}
 	if key.tls == TLSNone || clear {
 		return sc, nil
 	}
-	return s.startTLS(ctx, sc)
+	return s.startTLS(ctx, sc, plan)
 }
 
-// startTLS secures sc's session by its key's policy: "encrypt", "verify"
-// and "require" fail without TLS; "opportunistic" goes on in clear text when STARTTLS is not
-// offered or is refused with a reply, and reconnects without it when the
-// handshake fails.
-func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) {
+// startTLS secures sc's session as plan says: the mandatory levels fail
+// without TLS (or with a certificate their check refuses);
+// "opportunistic" goes on in clear text when STARTTLS is not offered or
+// is refused with a reply, and reconnects without it when the handshake
+// fails. The outcome goes to TLS-RPT when plan has a policy to report.
+func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn, plan *tlsPlan) (*smtpConn, *Result) {
 	key, c, remote := sc.key, sc.c, remoteName(sc.key.host)
+	fail := func(why string) (*smtpConn, *Result) {
+		r := localResult(Temporary, 451, 4, 7, 5, tlsDemand(key.tls)+": "+key.host+" ["+key.addr+"]"+why)
+		r.RemoteMTA, r.TLSPolicy = remote, key.tls
+		return nil, &r
+	}
 	_, offered := c.Extension("STARTTLS")
 	if !offered {
+		s.reportTLS(ctx, sc, plan, false, nil)
 		if tlsMandatory(key.tls) {
 			s.quit(ctx, c)
-			r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"] does not offer STARTTLS")
-			r.RemoteMTA = remote
-			return nil, &r
+			return fail(" does not offer STARTTLS")
 		}
 		return sc, nil
 	}
-	err := c.StartTLS(ctx, s.tlsConfig(key))
+	plan.testErr = nil
+	err := c.StartTLS(ctx, s.tlsConfig(key, plan))
+	s.reportTLS(ctx, sc, plan, true, err)
 	if err == nil {
 		return sc, nil
 	}
 	if tlsMandatory(key.tls) {
-		s.log.InfoContext(ctx, "smtp: STARTTLS failed", "host", key.host, "addr", key.addr, "err", err)
+		s.log.InfoContext(ctx, "smtp: STARTTLS failed", "host", key.host, "addr", key.addr, "tls_policy", key.tls, "err", err)
 		s.hangUp(ctx, c)
-		r := localResult(Temporary, 451, 4, 7, 5, "TLS required but not available: "+key.host+" ["+key.addr+"]: "+resultText(err))
-		r.RemoteMTA = remote
-		return nil, &r
+		return fail(": " + resultText(err))
 	}
 	if c.Err() == nil {
 		// STARTTLS refused with a reply: the session goes on in clear text.
@@ -596,7 +666,18 @@ func (s *SMTP) startTLS(ctx context.Context, sc *smtpConn) (*smtpConn, *Result) 
 		r := localResult(Temporary, 451, 4, 4, 2, "connection to "+key.host+" ["+key.addr+"] failed: "+resultText(err))
 		return nil, &r
 	}
-	return s.open(ctx, key, true)
+	return s.open(ctx, key, plan, true)
+}
+
+// tlsDemand says, for a failure's text, who wants TLS at level.
+func tlsDemand(level string) string {
+	switch level {
+	case TLSDANE:
+		return "TLS required by DANE (the exchanger's TLSA records) but not available"
+	case TLSMTASTS:
+		return "TLS required by the domain's MTA-STS policy but not available"
+	}
+	return "TLS required but not available"
 }
 
 // login authenticates sc's session with its key's credentials, if any:
@@ -663,13 +744,16 @@ func (s *SMTP) hangUp(ctx context.Context, c *smtp.Client) {
 }
 
 // tlsConfig is the STARTTLS config for a connection.
-func (s *SMTP) tlsConfig(key connKey) *tls.Config {
+func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
+	if cfg := s.policyTLSConfig(key, plan); cfg != nil {
+		return cfg
+	}
 	if s.opt.TLSConfig != nil {
 		if cfg := s.opt.TLSConfig(key.host); cfg != nil {
 			return cfg
 		}
 	}
-	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), MinVersion: tls.VersionTLS12}
+	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12}
 }
 
 // run sends the job on sc and hands the connection back to the pool or
@@ -686,7 +770,10 @@ func (s *SMTP) run(ctx context.Context, job *Job, sc *smtpConn) ([]Result, *Resu
 	}
 	sc.sent++
 	setHandoff(rs, sc.c, HandoffRelayed)
-	s.log.InfoContext(ctx, "smtp: attempt", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "tls", tlsOn(sc.c),
+	for i := range rs {
+		rs[i].TLSPolicy = sc.key.tls
+	}
+	s.log.InfoContext(ctx, "smtp: attempt", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "tls", tlsOn(sc.c), "tls_policy", sc.key.tls,
 		"reused", sc.reused, "queued_as", id, "outcome", outcomeSummary(rs))
 	s.release(ctx, sc)
 	return rs, nil
@@ -728,6 +815,9 @@ func transactJob(ctx context.Context, c *smtp.Client, job *Job, where, remote st
 		case errors.Is(err, smtp.ErrBinaryMIMEUnsupported):
 			r = localResult(Permanent, 554, 5, 6, 3, "the message is binary (BODY=BINARYMIME) and "+where+
 				" does not accept binary content (it offers no CHUNKING and BINARYMIME); it cannot be sent there as it is")
+		case errors.Is(err, smtp.ErrRequireTLSUnsupported):
+			r = localResult(Permanent, 550, 5, 7, 30, "REQUIRETLS: "+where+" does not offer REQUIRETLS, so the message cannot be handed on with its demand for TLS")
+			r.RemoteMTA = remote
 		case errors.Is(err, smtp.ErrBadCommand):
 			r = localResult(Permanent, 501, 5, 5, 4, resultText(err))
 		}

@@ -256,7 +256,7 @@ func TestSMTPDelivered(t *testing.T) {
 		deliveredResult("250 2.0.0 Ok: queued as "+msgs[0].ID, "[127.0.0.1]"),
 		deliveredResult("250 2.0.0 Ok: queued as "+msgs[0].ID, "[127.0.0.1]"),
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, ignoreTLSPolicy); diff != "" {
 		t.Errorf("Deliver (-want +got):\n%s", diff)
 	}
 	env := msgs[0].Envelope
@@ -308,7 +308,7 @@ func TestSMTPReplies(t *testing.T) {
 					want[i].Text = "250 2.0.0 Ok: queued as " + msgs[0].ID
 				}
 			}
-			if diff := cmp.Diff(want, got); diff != "" {
+			if diff := cmp.Diff(want, got, ignoreTLSPolicy); diff != "" {
 				t.Errorf("Deliver (-want +got):\n%s", diff)
 			}
 			switch {
@@ -346,7 +346,7 @@ func TestSMTPMailAndDataRefused(t *testing.T) {
 		job, _ := newTestJob(viaMTA(m), smtpTestBody, "bob@example.test", "carol@example.test")
 		got := newSMTPTransport(t, delivery.SMTPOptions{}).Deliver(context.Background(), job)
 		r := delivery.Result{Class: delivery.Temporary, Code: 452, Enhanced: sdk.EnhancedCode{4, 3, 1}, Text: "452 4.3.1 Insufficient storage", RemoteMTA: "[127.0.0.1]"}
-		if diff := cmp.Diff([]delivery.Result{r, r}, got); diff != "" {
+		if diff := cmp.Diff([]delivery.Result{r, r}, got, ignoreTLSPolicy); diff != "" {
 			t.Errorf("Deliver (-want +got):\n%s", diff)
 		}
 	})
@@ -371,7 +371,7 @@ func TestSMTPMailAndDataRefused(t *testing.T) {
 			{Class: delivery.Permanent, Code: 554, Enhanced: sdk.EnhancedCode{5, 7, 1}, Text: "554 5.7.1 Spam", RemoteMTA: "[127.0.0.1]"},
 			{Class: delivery.Permanent, Code: 550, Enhanced: sdk.EnhancedCode{5, 1, 1}, Text: "550 5.1.1 No such user", RemoteMTA: "[127.0.0.1]"},
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(want, got, ignoreTLSPolicy); diff != "" {
 			t.Errorf("Deliver (-want +got):\n%s", diff)
 		}
 	})
@@ -383,6 +383,13 @@ func TestSMTPMailAndDataRefused(t *testing.T) {
 // client must hang up without sending more. Problems are reported with
 // t.Errorf (this runs in its own goroutine); wait on the channel.
 func scriptedServer(t *testing.T, ln net.Listener, script string) <-chan struct{} {
+	t.Helper()
+	return scriptedTLSServer(t, ln, nil, script)
+}
+
+// scriptedTLSServer is scriptedServer with one more step, "S: <tls>": the
+// server side of a TLS handshake with cfg (after the 220 to STARTTLS).
+func scriptedTLSServer(t *testing.T, ln net.Listener, cfg *tls.Config, script string) <-chan struct{} {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -401,6 +408,13 @@ func scriptedServer(t *testing.T, ln net.Listener, script string) <-chan struct{
 			switch {
 			case step == "S: <close>":
 				return
+			case step == "S: <tls>":
+				tc := tls.Server(conn, cfg)
+				if err := tc.Handshake(); err != nil {
+					t.Errorf("scripted server: step %d: TLS: %v", n+1, err)
+					return
+				}
+				conn, br = tc, bufio.NewReader(tc)
 			case strings.HasPrefix(step, "S: "):
 				if _, err := io.WriteString(conn, step[3:]+"\r\n"); err != nil {
 					t.Errorf("scripted server: step %d: write: %v", n+1, err)
@@ -501,7 +515,7 @@ S: 221 2.0.0 Bye`)
 	got := tr.Deliver(context.Background(), job)
 	r := delivery.Result{Class: delivery.Permanent, Code: 553, Enhanced: sdk.EnhancedCode{5, 6, 7},
 		Text: "SMTPUTF8 required but not supported by 127.0.0.1 [" + ln.Addr().String() + "]", RemoteMTA: "[127.0.0.1]"}
-	if diff := cmp.Diff([]delivery.Result{r, r}, got); diff != "" {
+	if diff := cmp.Diff([]delivery.Result{r, r}, got, ignoreTLSPolicy); diff != "" {
 		t.Errorf("Deliver (-want +got):\n%s", diff)
 	}
 	// Nothing was sent: the connection stays in the pool, and Close quits it.
@@ -518,7 +532,7 @@ func TestSMTPMessageTooBig(t *testing.T) {
 	got := newSMTPTransport(t, delivery.SMTPOptions{}).Deliver(context.Background(), job)
 	want := []delivery.Result{{Class: delivery.Permanent, Code: 552, Enhanced: sdk.EnhancedCode{5, 3, 4},
 		Text: "message too big for 127.0.0.1 [" + m.addr + "]: " + strconv.Itoa(len(smtpTestBody)) + " bytes, its limit is 40", RemoteMTA: "[127.0.0.1]"}}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, ignoreTLSPolicy); diff != "" {
 		t.Errorf("Deliver (-want +got):\n%s", diff)
 	}
 	if n := opens.Load(); n != 0 {
@@ -843,7 +857,7 @@ func TestSMTPGreetingRefused(t *testing.T) {
 			}})
 			job, _ := newTestJob(viaMTA(m), smtpTestBody, "bob@example.test")
 			got := newSMTPTransport(t, delivery.SMTPOptions{}).Deliver(context.Background(), job)
-			if diff := cmp.Diff([]delivery.Result{tc.want}, got); diff != "" {
+			if diff := cmp.Diff([]delivery.Result{tc.want}, got, ignoreTLSPolicy); diff != "" {
 				t.Errorf("Deliver (-want +got):\n%s", diff)
 			}
 		})
@@ -906,7 +920,8 @@ func TestSMTPTLS(t *testing.T) {
 		job, opens := newTestJob(delivery.Route{Via: m.addr, TLS: delivery.TLSRequire}, smtpTestBody, "bob@example.test")
 		got := tr.Deliver(context.Background(), job)
 		want := []delivery.Result{{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 7, 5},
-			Text: "TLS required but not available: 127.0.0.1 [" + m.addr + "] does not offer STARTTLS", RemoteMTA: "[127.0.0.1]", Local: true}}
+			Text: "TLS required but not available: 127.0.0.1 [" + m.addr + "] does not offer STARTTLS", RemoteMTA: "[127.0.0.1]", Local: true,
+			TLSPolicy: delivery.TLSRequire}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Deliver (-want +got):\n%s", diff)
 		}
@@ -921,8 +936,12 @@ func TestSMTPTLS(t *testing.T) {
 			tr := newSMTPTransport(t, delivery.SMTPOptions{TLSConfig: trusting})
 			job, _ := newTestJob(delivery.Route{Via: m.addr, TLS: policy}, smtpTestBody, "bob@example.test")
 			got := tr.Deliver(context.Background(), job)
-			if len(got) != 1 || got[0].Class != delivery.Delivered {
-				t.Errorf("Deliver = %+v, want delivered", got)
+			level := policy
+			if level == "" {
+				level = delivery.TLSOpportunistic
+			}
+			if len(got) != 1 || got[0].Class != delivery.Delivered || got[0].TLSPolicy != level {
+				t.Errorf("Deliver = %+v, want delivered under %s", got, level)
 			}
 			if msgs := checkSpooled(t, m, []string{"bob@example.test"}); !msgs[0].Envelope.TLS {
 				t.Errorf("server received the message without TLS")
@@ -1226,7 +1245,7 @@ func TestSMTPHandoff(t *testing.T) {
 			<-done
 			want := []delivery.Result{{Class: delivery.Delivered, Code: 250, Enhanced: sdk.EnhancedCode{2, 0, 0},
 				Text: "250 2.0.0 Ok: queued as X1", RemoteMTA: "[127.0.0.1]", Handoff: tt.want}}
-			if diff := cmp.Diff(want, got); diff != "" {
+			if diff := cmp.Diff(want, got, ignoreTLSPolicy); diff != "" {
 				t.Errorf("Deliver (-want +got):\n%s", diff)
 			}
 		})

@@ -1003,7 +1003,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		Envelope: *testEnvelope("bob@example.com", "carol@example.net", "dave@example.com"),
 		Recipients: []RecipientState{
 			{Status: Delivered, LastReply: "250 ok", Attempts: 2, Updated: testNow()},
-			{Status: Deferred, LastReply: "451 later", Attempts: 1, Updated: testNow().Add(time.Second)},
+			{Status: Deferred, LastReply: "451 later", TLSPolicy: "mta-sts", Attempts: 1, Updated: testNow().Add(time.Second)},
 			{Status: Failed, LastReply: "550 no", Attempts: 3, Updated: testNow().Add(time.Minute)},
 		},
 		Created:     testNow(),
@@ -1041,7 +1041,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{reflect.TypeFor[envelope.Recipient](), 3},
 		{reflect.TypeFor[envelope.Address](), 2},
 		{reflect.TypeFor[Message](), 11},
-		{reflect.TypeFor[RecipientState](), 4},
+		{reflect.TypeFor[RecipientState](), 5},
 	} {
 		if got := c.typ.NumField(); got != c.want {
 			t.Errorf("%v has %d fields, the record maps %d: update message.go", c.typ, got, c.want)
