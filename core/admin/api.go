@@ -40,8 +40,8 @@ type Message struct {
 // Recipient is one recipient of a Message and its delivery state.
 type Recipient struct {
 	Address   string    `json:"address"`
-	Status    string    `json:"status"`     // pending, delivered, deferred or failed
-	LastReply string    `json:"last_reply"` // last SMTP reply or error
+	Status    string    `json:"status"`               // pending, delivered, deferred or failed
+	LastReply string    `json:"last_reply"`           // last SMTP reply or error
 	TLSPolicy string    `json:"tls_policy,omitempty"` // TLS level of the last SMTP attempt: dane, mta-sts, verify, encrypt, opportunistic, none
 	Attempts  int       `json:"attempts"`
 	Updated   time.Time `json:"updated,omitzero"`

@@ -38,6 +38,7 @@ import (
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/tlsrpt"
 )
 
 // Options are what a Gateway takes besides its configuration.
@@ -47,6 +48,9 @@ type Options struct {
 	// Resolver, when set, are the DNS servers ("host:port") to use instead
 	// of the config's delivery.resolver (tests: a DNS server on loopback).
 	Resolver []string
+	// HTTPSPort, when set, is the port MTA-STS policies are fetched from
+	// and TLS-RPT reports posted to instead of 443 (tests).
+	HTTPSPort int
 	// AcceptEmptySpool starts with a new or empty spool.db beside
 	// existing bodies (moved to orphans/) instead of refusing to
 	// (queue.ErrEmptySpool): the operator's -accept-empty-spool.
@@ -70,6 +74,8 @@ type Gateway struct {
 	authGuard *authguard.Guard
 	inject    *injectEndpoint // nil without an inject block
 	pickup    *pickupPart     // local mail that gateway sendmail left in data_dir/pickup
+	// tlsReports sends the TLS-RPT reports; nil without tls_reports.
+	tlsReports *tlsrpt.Reporter
 
 	runOnce sync.Once
 }
@@ -121,7 +127,7 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 	if g.pipeline, err = newPipeline(ctx, cfg, deps); err != nil {
 		return err
 	}
-	if err = g.newEngine(opt.Version); err != nil {
+	if err = g.newEngine(opt); err != nil {
 		return err
 	}
 	g.authGuard = authguard.New(authguard.Options{
@@ -190,8 +196,13 @@ func arcSealing(a *config.Authentication, keys *dkim.Keys) *delivery.ARCSealing 
 
 // newEngine builds the delivery engine with its transports, and the admin
 // API that reports on it and on the servers.
-func (g *Gateway) newEngine(version string) error {
-	cfg := g.cfg
+func (g *Gateway) newEngine(opt Options) error {
+	cfg, version := g.cfg, opt.Version
+	ts, err := g.newTransportSecurity(opt)
+	if err != nil {
+		return err
+	}
+	g.tlsReports = ts.reports
 	g.smtpOut = delivery.NewSMTP(delivery.SMTPOptions{
 		Hostname:       cfg.Hostname,
 		Resolver:       g.dns,
@@ -201,6 +212,10 @@ func (g *Gateway) newEngine(version string) error {
 		AlwaysBDAT:     cfg.Delivery.Chunking == "always",
 		DeadAddressTTL: deadAddressTTL(cfg.Delivery.DeadHostTTL),
 		Self:           g.selfAddrs(cfg.Delivery.ProxyAddresses),
+		MTASTS:         ts.sts,
+		DANE:           cfg.Delivery.DANE,
+		RootCAs:        ts.roots,
+		Reports:        ts.reporter(),
 		Log:            g.log.With("part", "smtp-out"),
 	})
 	transports := map[string]delivery.Transport{

@@ -47,6 +47,9 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		g.goPart(&background, failed, "admin", func() error { return g.admin.Serve(bg, g.adminLn) })
 	}
 	g.goPart(&background, failed, "kv sweep", func() error { return sweepKV(bg, g.spool, kvSweepInterval, g.log) })
+	if g.tlsReports != nil {
+		g.goPart(&background, failed, "tls reports", func() error { g.tlsReports.Run(bg); return nil })
+	}
 
 	var serving sync.WaitGroup
 	for _, l := range g.listeners {

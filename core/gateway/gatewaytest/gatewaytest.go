@@ -71,6 +71,13 @@ func StartFile(t testing.TB, path string) *Gateway {
 // debug level into Log.
 func StartConfig(t testing.TB, cfg *config.Config) *Gateway {
 	t.Helper()
+	return StartOptions(t, cfg, gateway.Options{})
+}
+
+// StartOptions is StartConfig with opt's test seams (HTTPSPort); its Log,
+// Version and Resolver are StartConfig's.
+func StartOptions(t testing.TB, cfg *config.Config, opt gateway.Options) *Gateway {
+	t.Helper()
 	var dns []string
 	if len(cfg.Delivery.Resolver) == 0 {
 		dns = []string{resolvertest.Start(t, "").Addr()}
@@ -78,7 +85,8 @@ func StartConfig(t testing.TB, cfg *config.Config) *Gateway {
 	logs := &Log{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.New(ctx, cfg, gateway.Options{Log: log, Version: "test", Resolver: dns})
+	opt.Log, opt.Version, opt.Resolver = log, "test", dns
+	g, err := gateway.New(ctx, cfg, opt)
 	if err != nil {
 		cancel()
 		t.Fatalf("gateway: %v", err)
