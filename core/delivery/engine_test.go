@@ -50,6 +50,8 @@ type engHarness struct {
 	opt   delivery.Options
 	eng   *delivery.Engine
 	stop  func() // cancels Run and waits for it
+	// editEnv, when set, changes the envelope of each message enqueued.
+	editEnv func(*envelope.Envelope)
 }
 
 // newEngHarness builds the engHarness; edit adjusts the options before New. The
@@ -146,6 +148,9 @@ func (h *engHarness) enqueueRaw(sender string, rs []envelope.Recipient, header, 
 		h.t.Fatalf("Write: %v", err)
 	}
 	env := &envelope.Envelope{Sender: engAddr(sender), Recipients: rs, Received: h.clock.Now(), ClientIP: "192.0.2.7", ClientHELO: "client.example.com"}
+	if h.editEnv != nil {
+		h.editEnv(env)
+	}
 	if err := d.Commit(ctx, env, []byte(header)); err != nil {
 		h.t.Fatalf("Commit: %v", err)
 	}
@@ -906,6 +911,21 @@ func TestEngineDoesNotCloseTransports(t *testing.T) {
 // <postmaster> queued before the session mapped it) is never routed and
 // never bounced, even with NOTIFY=FAILURE: the DSN would reflect the
 // message to whoever MAIL FROM named. Issue 9's reproduction, at the engine.
+// TestEngineRequireTLSBounce: the DSN about a REQUIRETLS message carries
+// its original, so it goes with REQUIRETLS too (RFC 8689 §5): the report
+// must not reveal over clear text what the sender would not send so.
+func TestEngineRequireTLSBounce(t *testing.T) {
+	h := newEngHarness(t)
+	h.editEnv = func(e *envelope.Envelope) { e.RequireTLS = true }
+	h.tr.Script("bob@example.net", deliverytest.Perm(550, [3]uint16{5, 7, 30}, "REQUIRETLS: no verified TLS"))
+	h.start()
+	h.enqueue(engSender, engRcpt("bob@example.net", 0))
+	h.waitFor("the DSN's delivery", func() bool { return len(h.sink.Calls()) == 1 })
+	if env := h.sink.Calls()[0].Job.Envelope; !env.RequireTLS {
+		t.Errorf("the DSN about a REQUIRETLS message was queued without REQUIRETLS")
+	}
+}
+
 func TestEngineNoDomainNeverBounces(t *testing.T) {
 	h := newEngHarness(t)
 	h.start()
