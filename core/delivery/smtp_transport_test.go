@@ -53,7 +53,7 @@ type testMTAConfig struct {
 }
 
 // startTestMTA runs a server until the end of the test.
-func startTestMTA(t *testing.T, cfg testMTAConfig) *testMTA {
+func startTestMTA(t testing.TB, cfg testMTAConfig) *testMTA {
 	t.Helper()
 	m := &testMTA{spool: &smtptest.MemorySpool{}, seen: &hooktest.Fixed{HandlerName: "seen"}}
 	policy := hooktest.Func{HandlerName: "policy", F: func(ctx context.Context, req *hook.Request) (sdk.Decision, sdk.Effects, error) {
@@ -132,11 +132,11 @@ func (m *testMTA) waitCount(t *testing.T, stage sdk.Stage, n int) {
 }
 
 // transportLog logs to t.
-func transportLog(t *testing.T) *slog.Logger {
+func transportLog(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type logWriter struct{ t *testing.T }
+type logWriter struct{ t testing.TB }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", strings.TrimSuffix(string(p), "\n"))
@@ -174,7 +174,7 @@ func newTestJob(route delivery.Route, body string, rcpts ...string) (job *delive
 }
 
 // newSMTPTransport returns an SMTP transport closed at the end of the test.
-func newSMTPTransport(t *testing.T, opt delivery.SMTPOptions) *delivery.SMTP {
+func newSMTPTransport(t testing.TB, opt delivery.SMTPOptions) *delivery.SMTP {
 	t.Helper()
 	if opt.Hostname == "" {
 		opt.Hostname = "gw.test"
@@ -194,7 +194,7 @@ func newSMTPTransport(t *testing.T, opt delivery.SMTPOptions) *delivery.SMTP {
 }
 
 // newTestResolver serves zone on loopback and returns a resolver asking it.
-func newTestResolver(t *testing.T, zone string) (*resolver.Resolver, *resolvertest.Server) {
+func newTestResolver(t testing.TB, zone string) (*resolver.Resolver, *resolvertest.Server) {
 	t.Helper()
 	dnsSrv := resolvertest.Start(t, zone)
 	r, err := resolver.New(resolver.Options{Servers: []string{dnsSrv.Addr()}, Timeout: time.Second, Attempts: 1})
