@@ -1,0 +1,80 @@
+package delivery_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mailgate/gateway/core/delivery"
+)
+
+// pkixZone is stsZone with DNSSEC-validated TLSA records for the MX that
+// are all unusable for SMTP (PKIX-EE, usage 1: RFC 7672 §3.1.3).
+const pkixZone = stsZone + `
+_25._tcp.mx1.pol.test.  IN TLSA 1 1 1 SPKI(127.0.0.21)
+`
+
+// TestReviewUnusableTLSADowngradesMTASTS: DANE records that are all
+// unusable authenticate nothing; they must not replace the domain's
+// MTA-STS enforce policy (chain and MX name verified) with "encrypt" (any
+// certificate). On main the MX with a certificate for another name gets
+// the mail under "encrypt", which MTA-STS enforce forbids, and a
+// REQUIRETLS message that MTA-STS would carry over verified TLS bounces.
+func TestReviewUnusableTLSADowngradesMTASTS(t *testing.T) {
+	secure := []string{"mx1.pol.test", "_25._tcp.mx1.pol.test"}
+	t.Run("wrong certificate", func(t *testing.T) {
+		sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"attacker.example"}}}
+		w := newPolicyWorld(t, pkixZone, sinks, map[string]string{"pol.test": enforcePolicy}, secure)
+		got := w.deliver(t, "bob@pol.test", nil)
+		if got.Class == delivery.Delivered || w.spooled("127.0.0.21") != 0 {
+			t.Errorf("Deliver = %+v (tls_policy %q): delivered to a certificate for another name despite MTA-STS enforce", got, got.TLSPolicy)
+		}
+	})
+	t.Run("REQUIRETLS", func(t *testing.T) {
+		sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"mx1.pol.test"}, requireTLS: true}}
+		w := newPolicyWorld(t, pkixZone, sinks, map[string]string{"pol.test": enforcePolicy}, secure)
+		got := w.deliver(t, "bob@pol.test", func(j *delivery.Job) { j.Envelope.RequireTLS = true })
+		if got.Class != delivery.Delivered {
+			t.Errorf("Deliver = %+v, want delivered over TLS verified by MTA-STS", got)
+		}
+	})
+}
+
+// TestReviewTLSRPTCountsSessions: TLS-RPT counts sessions (RFC 8460
+// §4.4: total-successful/failure-session-count). One delivery over one
+// session must count once; an exchanger that is never contacted is no
+// session at all.
+func TestReviewTLSRPTCountsSessions(t *testing.T) {
+	t.Run("testing policy, MX not listed", func(t *testing.T) {
+		zone := strings.Replace(stsZone, "pol.test.            IN MX 10 mx1.pol.test.", "pol.test.            IN MX 10 rogue.pol.test.", 1) + `
+rogue.pol.test.      IN A 127.0.0.22
+`
+		sinks := []sinkSpec{{ip: "127.0.0.22", tls: true, names: []string{"rogue.pol.test"}}}
+		testing := strings.ReplaceAll(enforcePolicy, "enforce", "testing")
+		w := newPolicyWorld(t, zone, sinks, map[string]string{"pol.test": testing}, nil)
+		if got := w.deliver(t, "bob@pol.test", nil); got.Class != delivery.Delivered {
+			t.Fatalf("Deliver = %+v, want delivered (testing)", got)
+		}
+		if r := w.reports.list(); len(r) != 1 {
+			t.Errorf("one session, reports = %q; want it counted once (as a failure)", r)
+		}
+	})
+	t.Run("enforce, backup MX not listed and not tried", func(t *testing.T) {
+		zone := stsZone + `
+pol.test.            IN MX 20 backup.pol.test.
+backup.pol.test.     IN A 127.0.0.22
+`
+		sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"mx1.pol.test"}}}
+		w := newPolicyWorld(t, zone, sinks, map[string]string{"pol.test": enforcePolicy}, nil)
+		for i := 0; i < 3; i++ {
+			if got := w.deliver(t, "bob@pol.test", nil); got.Class != delivery.Delivered {
+				t.Fatalf("Deliver = %+v, want delivered", got)
+			}
+		}
+		for _, r := range w.reports.list() {
+			if strings.HasPrefix(r, "failure") {
+				t.Errorf("reports = %q: failures counted for an exchanger no session went to", w.reports.list())
+				break
+			}
+		}
+	})
+}
