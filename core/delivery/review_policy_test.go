@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -75,6 +76,37 @@ backup.pol.test.     IN A 127.0.0.22
 				t.Errorf("reports = %q: failures counted for an exchanger no session went to", w.reports.list())
 				break
 			}
+		}
+	})
+}
+
+// TestReviewRequireTLSUnauthenticatedMX: RFC 8689 §4.2.1: when the MX
+// look-up is not DNSSEC-validated, a REQUIRETLS message may go to an MX
+// only if MTA-STS validates that MX name; the certificate (DANE or
+// PKIX) only proves the server is the host the MX answer named, which an
+// attacker on the DNS path chose. Here dane.test's MX answer has no AD
+// bit and dane.test publishes no MTA-STS policy; main delivers anyway,
+// under DANE (the attacker's own signed zone would do) and under a
+// "verify" route (any host with a Web PKI certificate would do).
+func TestReviewRequireTLSUnauthenticatedMX(t *testing.T) {
+	requireTLS := func(j *delivery.Job) { j.Envelope.RequireTLS = true }
+	sinks := []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}, requireTLS: true}}
+	t.Run("DANE", func(t *testing.T) {
+		// mx1.dane.test's addresses and TLSA records are signed; the MX
+		// record of dane.test is not.
+		w := newPolicyWorld(t, daneZone, sinks, nil, []string{"mx1.dane.test", "_25._tcp.mx1.dane.test"})
+		got := w.deliver(t, "bob@dane.test", requireTLS)
+		if got.Class == delivery.Delivered || w.spooled("127.0.0.31") != 0 {
+			t.Errorf("Deliver = %+v: REQUIRETLS message delivered to an MX taken from an unvalidated MX answer, with no MTA-STS", got)
+		}
+	})
+	t.Run("verify route", func(t *testing.T) {
+		w := newPolicyWorld(t, daneZone, sinks, nil, nil)
+		job, _ := newTestJob(delivery.Route{TLS: delivery.TLSVerify}, smtpTestBody, "bob@dane.test")
+		requireTLS(job)
+		got := w.tr.Deliver(context.Background(), job)
+		if got[0].Class == delivery.Delivered || w.spooled("127.0.0.31") != 0 {
+			t.Errorf("Deliver = %+v: REQUIRETLS message delivered to an MX taken from an unvalidated MX answer, with no MTA-STS", got[0])
 		}
 	})
 }
