@@ -2,6 +2,11 @@ package delivery_test
 
 import (
 	"context"
+	"crypto/tls"
+	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -109,4 +114,81 @@ func TestReviewRequireTLSUnauthenticatedMX(t *testing.T) {
 			t.Errorf("Deliver = %+v: REQUIRETLS message delivered to an MX taken from an unvalidated MX answer, with no MTA-STS", got[0])
 		}
 	})
+}
+
+// TestReviewRequireTLSBackupMXBouncesForGood: a REQUIRETLS message whose
+// best MX (DANE) is down for the moment and whose backup MX has no DANE
+// nor MTA-STS. The backup's 5.7.30 is about that host, not the message;
+// it must not turn the primary's temporary failure into a bounce (the
+// STYLE lesson of a temporary failure made permanent). On main the last
+// host's failure wins: 550 5.7.30, and the message is returned for good.
+func TestReviewRequireTLSBackupMXBouncesForGood(t *testing.T) {
+	zone := `
+test.                        IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
+dane.test.                   IN MX 10 mx1.dane.test.
+dane.test.                   IN MX 20 mx2.dane.test.
+mx1.dane.test.               IN A 127.0.0.33
+_25._tcp.mx1.dane.test.      IN TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000
+mx2.dane.test.               IN A 127.0.0.32
+`
+	// Only the backup listens: the primary refuses connections for now.
+	sinks := []sinkSpec{{ip: "127.0.0.32", tls: true, names: []string{"mx2.dane.test"}, requireTLS: true}}
+	w := newPolicyWorld(t, zone, sinks, nil, []string{"dane.test", "mx1.dane.test", "_25._tcp.mx1.dane.test"})
+	got := w.deliver(t, "bob@dane.test", func(j *delivery.Job) { j.Envelope.RequireTLS = true })
+	if got.Class != delivery.Temporary {
+		t.Errorf("Deliver = %+v; want Temporary: the DANE MX is only down for now", got)
+	}
+}
+
+// TestReviewRequireTLSNextMXNotTried: the best MX lacks REQUIRETLS; the
+// next one (same DANE protection) offers it. RFC 8689 §4.2.1 lets the
+// client try another MX; the 5.7.30 is about one server, not the
+// message. On main the first server's refusal is every recipient's
+// final result and MX 20 is never tried.
+func TestReviewRequireTLSNextMXNotTried(t *testing.T) {
+	ca := smtptest.NewCA(t)
+	old := ca.Issue(t, "mx1.dane.test")
+	ln, err := net.Listen("tcp", "127.0.0.34:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	good := ca.Issue(t, "mx2.dane.test")
+	sink := startTestMTA(t, testMTAConfig{listen: "127.0.0.35:" + strconv.Itoa(port), mod: func(o *smtp.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{good}}
+	}})
+	zone := `
+test.                        IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
+dane.test.                   IN MX 10 mx1.dane.test.
+dane.test.                   IN MX 20 mx2.dane.test.
+mx1.dane.test.               IN A 127.0.0.34
+_25._tcp.mx1.dane.test.      IN TLSA 3 1 1 ` + spkiSHA256(old) + `
+mx2.dane.test.               IN A 127.0.0.35
+_25._tcp.mx2.dane.test.      IN TLSA 3 1 1 ` + spkiSHA256(good) + `
+`
+	r, dnsSrv := newTestResolver(t, zone)
+	for _, n := range []string{"dane.test", "mx1.dane.test", "_25._tcp.mx1.dane.test", "mx2.dane.test", "_25._tcp.mx2.dane.test"} {
+		dnsSrv.SetAD(n, true)
+	}
+	done := scriptedTLSServer(t, ln, &tls.Config{Certificates: []tls.Certificate{old}}, `
+		S: 220 old.test ESMTP
+		C: EHLO gw.test
+		S: 250-old.test
+		S: 250 STARTTLS
+		C: STARTTLS
+		S: 220 go ahead
+		S: <tls>
+		C: EHLO gw.test
+		S: 250-old.test
+		S: 250 8BITMIME
+		C: QUIT
+		S: 221 bye`)
+	tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: port, DANE: true, MaxIdle: -1})
+	job, _ := newTestJob(delivery.Route{}, smtpTestBody, "bob@dane.test")
+	job.Envelope.RequireTLS = true
+	got := tr.Deliver(context.Background(), job)
+	<-done
+	if len(got) != 1 || got[0].Class != delivery.Delivered || len(sink.spool.Messages()) != 1 {
+		t.Errorf("Deliver = %+v; want delivered by mx2.dane.test, which offers REQUIRETLS", got)
+	}
 }
