@@ -68,9 +68,6 @@ func (e *Engine) QueueDSN(ctx context.Context, rep *dsn.Report, about string) er
 	}
 	env := rep.SendEnvelope(raw)
 	env.Submitted = true // ours: signed when the postmaster's domain has a dkim block
-	// A report about a REQUIRETLS message may carry it: it goes with
-	// REQUIRETLS too (RFC 8689 §5).
-	env.RequireTLS = rep.Envelope != nil && rep.Envelope.RequireTLS
 	if err := d.Commit(ctx, env, nil); err != nil {
 		d.Abort()
 		return fmt.Errorf("delivery: DSN about %s: %w", about, err)

@@ -227,12 +227,15 @@ func (d *Report) Build(w io.Writer) error {
 // Build wrote: from the null sender (a DSN is never answered), to d.To (or
 // the original's sender) with NOTIFY=NEVER, received at d.Now, with
 // BODY=8BITMIME and, if the original or the address needed it, SMTPUTF8
-// when raw is not ASCII. (A report is never binary: see originalPart.)
+// when raw is not ASCII. (A report is never binary: see originalPart.) A
+// report about a REQUIRETLS message goes with REQUIRETLS, as it carries
+// the original or its header (RFC 8689 §5).
 func (d *Report) SendEnvelope(raw []byte) *envelope.Envelope {
 	to := d.recipient()
 	env := &envelope.Envelope{
 		Recipients: []envelope.Recipient{{Address: to, Notify: envelope.NotifyNever}},
 		Received:   d.Now,
+		RequireTLS: d.Envelope != nil && d.Envelope.RequireTLS,
 	}
 	if isASCII(string(raw)) {
 		return env

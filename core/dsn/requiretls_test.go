@@ -6,13 +6,13 @@ import (
 	"testing"
 )
 
-// TestReviewDSNOfRequireTLSMessage: RFC 8689 §5: every non-delivery
+// TestSendEnvelopeRequireTLS: RFC 8689 §5: every non-delivery
 // message about a REQUIRETLS message must itself be sent with REQUIRETLS,
 // unless it is redacted (no header or body of the original). Today the
 // bounce quotes the original (here all of it) and SendEnvelope drops the
 // demand, so the original's content leaves in clear text to the sender's
 // MX.
-func TestReviewDSNOfRequireTLSMessage(t *testing.T) {
+func TestSendEnvelopeRequireTLS(t *testing.T) {
 	d := testDSN(envelope.RetUnset)
 	d.Envelope.RequireTLS = true
 	_, raw := build(t, d)
