@@ -409,33 +409,43 @@ func (r *Resolver) PTR(ctx context.Context, ip netip.Addr) ([]string, error) {
 // MX records whose host is "." next to real ones are ignored. Route does not
 // resolve the MX hosts; use LookupIP for each.
 func (r *Resolver) Route(ctx context.Context, domain string) ([]MX, error) {
+	mxs, _, err := r.RouteSecure(ctx, domain)
+	return mxs, err
+}
+
+// RouteSecure is Route that also says whether the answer was validated
+// with DNSSEC (the AD bit, see TLSA): the MX answer, and for an implicit
+// MX the address answer too. A REQUIRETLS message needs a validated MX
+// list or an MTA-STS policy (RFC 8689 §4.2.1).
+func (r *Resolver) RouteSecure(ctx context.Context, domain string) ([]MX, bool, error) {
 	name, err := r.fqdn(domain)
 	if err != nil {
-		return nil, &Error{Name: domain, Type: "MX", Err: err}
+		return nil, false, &Error{Name: domain, Type: "MX", Err: err}
 	}
 	res, err := r.resolve(ctx, name, dns.TypeMX)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if res.nxdomain {
-		return nil, &Error{Name: domain, Type: "MX", Err: ErrNotFound}
+		return nil, false, &Error{Name: domain, Type: "MX", Err: ErrNotFound}
 	}
 	if len(res.rrs) > 0 {
 		mxs := r.sortMX(res.rrs)
 		hosts := slices.DeleteFunc(mxs, func(m MX) bool { return m.Host == "." })
 		if len(hosts) == 0 {
-			return nil, &Error{Name: domain, Type: "MX", Err: ErrNullMX}
+			return nil, false, &Error{Name: domain, Type: "MX", Err: ErrNullMX}
 		}
-		return hosts, nil
+		return hosts, res.secure, nil
 	}
 	// No MX: the domain itself, if it has an address (implicit MX).
-	if _, _, err := r.lookupIP(ctx, domain, res.name); err != nil {
+	_, secure, err := r.lookupIP(ctx, domain, res.name)
+	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoAddress) {
-			return nil, &Error{Name: domain, Type: "MX", Err: ErrNoAddress}
+			return nil, false, &Error{Name: domain, Type: "MX", Err: ErrNoAddress}
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return []MX{{Host: hostName(res.name), Preference: 0}}, nil
+	return []MX{{Host: hostName(res.name), Preference: 0}}, res.secure && secure, nil
 }
 
 // DomainExists answers sender-domain verification, like Postfix's

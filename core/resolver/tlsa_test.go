@@ -246,3 +246,38 @@ func TestQueryAsksForDNSSEC(t *testing.T) {
 		t.Errorf("TXT query: AD %v, DO %v; want AD only", b.ad, b.do)
 	}
 }
+
+// TestRouteSecure: the MX list is secure when the MX answer carries the AD
+// bit; an implicit MX needs the address answer's too (RFC 8689 §4.2.1
+// asks which for REQUIRETLS).
+func TestRouteSecure(t *testing.T) {
+	const zone = `
+test.           3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+signed.test.         IN MX 10 mx.signed.test.
+plain.test.          IN MX 10 mx.plain.test.
+implicit.test.       IN A 192.0.2.7
+`
+	for _, tc := range []struct {
+		domain string
+		ad     []string
+		want   bool
+	}{
+		{"signed.test", []string{"signed.test"}, true},
+		{"plain.test", nil, false},
+		{"implicit.test", []string{"implicit.test"}, true},
+		{"implicit.test", nil, false},
+	} {
+		srv := resolvertest.Start(t, zone)
+		for _, n := range tc.ad {
+			srv.SetAD(n, true)
+		}
+		r, err := resolver.New(resolver.Options{Servers: []string{srv.Addr()}, Timeout: time.Second, Attempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mxs, secure, err := r.RouteSecure(t.Context(), tc.domain)
+		if err != nil || len(mxs) != 1 || secure != tc.want {
+			t.Errorf("RouteSecure(%s) with AD on %v = %v, %v, %v; want one MX, secure %v", tc.domain, tc.ad, mxs, secure, err, tc.want)
+		}
+	}
+}
