@@ -36,8 +36,18 @@ var _ delivery.Transport = (*transport)(nil)
 // Deliver implements delivery.Transport: the whole message (job.Open) goes
 // to the plugin with the envelope and this attempt's recipients, under
 // ctx; each of its results becomes the recipient's. A failure of the call
-// (the plugin down, a timeout, an error) defers every recipient.
+// (the plugin down, a timeout, an error) defers every recipient. A
+// REQUIRETLS message is refused (550 5.7.30) without calling the plugin:
+// the sdk cannot tell a plugin of the demand, so nothing would keep it.
 func (t *transport) Deliver(ctx context.Context, job *delivery.Job) []delivery.Result {
+	if job.Envelope != nil && job.Envelope.RequireTLS {
+		out := make([]delivery.Result, len(job.Recipients))
+		for i := range out {
+			out[i] = delivery.Result{Class: delivery.Permanent, Code: 550, Enhanced: sdk.EnhancedCode{5, 7, 30}, Local: true,
+				Text: "REQUIRETLS: the plugin transport " + t.name + " cannot be told to keep the demand for TLS"}
+		}
+		return out
+	}
 	content, err := readJob(job)
 	if err != nil {
 		return allTemporary(job, 451, sdk.EnhancedCode{4, 3, 0}, "cannot read the queued message: "+err.Error())

@@ -14,13 +14,13 @@ import (
 	"github.com/mailgate/gateway/core/pluginhost"
 )
 
-// TestReviewPluginTransportRequireTLS: a REQUIRETLS message (RFC 8689)
+// TestPluginTransportRefusesRequireTLS: a REQUIRETLS message (RFC 8689)
 // routed to a plugin transport. sdk.Delivery and its Txn carry no
 // REQUIRETLS, so the plugin cannot know the sender's demand and hands the
 // message on however it likes; the host must not give it such a message
 // (or must tell it). On main the plugin gets it and it counts as
 // delivered.
-func TestReviewPluginTransportRequireTLS(t *testing.T) {
+func TestPluginTransportRefusesRequireTLS(t *testing.T) {
 	out := t.TempDir()
 	p, _ := start(t, pluginhost.Options{Config: map[string]any{"greeting": "hello", "outdir": out}})
 	tr := p.Transport("testtransport")
