@@ -108,8 +108,8 @@ delivery {
   #                                               # plus tls_ca_file); "require" is "verify". A
   #                                               # domain's MTA-STS or DANE policy (below) is
   #                                               # stronger than "opportunistic" and "encrypt" and
-  #                                               # wins over them; a route's via is not an MX, so
-  #                                               # only its tls counts
+  #                                               # wins over them; "none" turns them off; a route's
+  #                                               # via is not an MX, so only its tls counts
   # mta_sts                    = true             # honour MTA-STS (RFC 8461): under "enforce", only the policy's
   #                                               # MX hosts, over TLS verified for the MX name; else defer 4.7.5
   # dane                       = true             # honour DANE (RFC 7672): an MX host whose TLSA records come with

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
@@ -82,6 +84,10 @@ func (l *LMTP) Deliver(ctx context.Context, job *Job) []Result {
 			return allResults(job, localResult(Temporary, 451, 4, 3, 5, "LMTP route "+job.Route.Via+" has no port"))
 		}
 		network, addr, remote = "tcp", job.Route.Via, remoteName(host)
+		if requiresTLS(job) && !isLoopback(host) {
+			return allResults(job, localResult(Permanent, 550, 5, 7, 30, "REQUIRETLS: the LMTP server "+
+				job.Route.Via+" is reached over TCP without TLS, off this machine"))
+		}
 	}
 	where := addr
 	if network == "unix" {
@@ -142,8 +148,10 @@ func (l *LMTP) close(ctx context.Context, c *smtp.Client) {
 var _ Transport = (*LMTP)(nil)
 
 // withoutRequireTLS is job for a final delivery: REQUIRETLS binds the
-// relays a message passes (RFC 8689 §4.2.1), not the server that puts it in
-// the mailbox, so it is not passed to an LMTP server.
+// relays a message passes (RFC 8689 §4.2.1), not the server on this
+// machine that puts it in the mailbox (a unix socket or a loopback
+// address; Deliver refuses a REQUIRETLS message for any other), so it is
+// not passed to the LMTP server.
 func withoutRequireTLS(job *Job) *Job {
 	if !requiresTLS(job) {
 		return job
@@ -153,4 +161,13 @@ func withoutRequireTLS(job *Job) *Job {
 	j := *job
 	j.Envelope = &env
 	return &j
+}
+
+// isLoopback reports whether host is "localhost" or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -1,68 +1,62 @@
 package delivery_test
 
 import (
-	"bufio"
 	"context"
-	"strings"
-	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/sdk"
 )
 
-// TestReviewLMTPOverTCPDropsRequireTLS: the LMTP transport speaks no
-// STARTTLS, and for a REQUIRETLS message it strips the demand and sends
-// the message in clear text over TCP, to whatever host:port the route
-// (or a predelivery hook's Route effect) names. "Final delivery" holds
-// for a unix socket, not for a TCP hop that may cross a network. On main
-// the clear-text LMTP server gets the message.
-func TestReviewLMTPOverTCPDropsRequireTLS(t *testing.T) {
-	ln := listenLoopback(t)
-	var gotBody atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		conn, err := ln.Accept()
-		if err != nil {
-			return
+// TestLMTPRequireTLS: LMTP speaks no STARTTLS. A REQUIRETLS message goes
+// to an LMTP server on this machine (a loopback address or a unix socket:
+// final delivery, RFC 8689 §4.2.1 binds relays) without the demand, and
+// is refused (5.7.30) for one across a network, before any connection.
+func TestLMTPRequireTLS(t *testing.T) {
+	t.Run("loopback", func(t *testing.T) {
+		ln := listenLoopback(t)
+		done := scriptedServer(t, ln, `
+			S: 220 lmtp.test LMTP ready
+			C: LHLO gw.test
+			S: 250-lmtp.test
+			S: 250-PIPELINING
+			S: 250 8BITMIME
+			C: MAIL FROM:<alice@sender.test>
+			C: RCPT TO:<bob@example.test>
+			C: DATA
+			S: 250 2.1.0 Ok
+			S: 250 2.1.5 Ok
+			S: 354 OK
+			C: From: alice@sender.test
+			C: Subject: hi
+			C:
+			C: ..dotted line
+			C: bye
+			C: .
+			S: 250 2.0.0 <bob@example.test> Saved
+			C: QUIT
+			S: 221 2.0.0 Bye`)
+		job, _ := newTestJob(delivery.Route{Transport: "lmtp", Via: ln.Addr().String()}, smtpTestBody, "bob@example.test")
+		job.Envelope.RequireTLS = true
+		got := newLMTPTransport(t).Deliver(context.Background(), job)
+		if len(got) != 1 || got[0].Class != delivery.Delivered {
+			t.Errorf("Deliver = %+v, want delivered to the local LMTP server", got)
 		}
-		defer conn.Close()
-		r := bufio.NewReader(conn)
-		w := func(s string) { conn.Write([]byte(s + "\r\n")) }
-		w("220 lmtp.test LMTP ready")
-		inData := false
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			line = strings.TrimRight(line, "\r\n")
-			switch {
-			case inData && line == ".":
-				inData = false
-				w("250 2.0.0 Saved")
-			case inData:
-				gotBody.Store(true)
-			case strings.HasPrefix(line, "LHLO"):
-				w("250-lmtp.test")
-				w("250 8BITMIME")
-			case line == "DATA":
-				inData = true
-				w("354 go")
-			case line == "QUIT":
-				w("221 bye")
-				return
-			default:
-				w("250 OK")
-			}
+		<-done
+	})
+	t.Run("across a network", func(t *testing.T) {
+		job, opens := newTestJob(delivery.Route{Transport: "lmtp", Via: "192.0.2.24:24"}, smtpTestBody, "bob@example.test")
+		job.Envelope.RequireTLS = true
+		got := newLMTPTransport(t).Deliver(context.Background(), job)
+		want := []delivery.Result{{Class: delivery.Permanent, Code: 550, Enhanced: sdk.EnhancedCode{5, 7, 30}, Local: true,
+			Text: "REQUIRETLS: the LMTP server 192.0.2.24:24 is reached over TCP without TLS, off this machine"}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Deliver (-want +got):\n%s", diff)
 		}
-	}()
-	job, _ := newTestJob(delivery.Route{Transport: "lmtp", Via: ln.Addr().String()}, smtpTestBody, "bob@example.test")
-	job.Envelope.RequireTLS = true
-	got := newLMTPTransport(t).Deliver(context.Background(), job)
-	ln.Close()
-	<-done
-	if gotBody.Load() || (len(got) == 1 && got[0].Class == delivery.Delivered) {
-		t.Errorf("Deliver = %+v: a REQUIRETLS message went in clear text over TCP to an LMTP server", got)
-	}
+		if opens.Load() != 0 {
+			t.Errorf("the message was opened")
+		}
+	})
 }

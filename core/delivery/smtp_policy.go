@@ -49,6 +49,9 @@ type tlsPlan struct {
 	// testErr is what verifying the certificate as the MTA-STS policy
 	// in testing mode wants found: reported, never enforced.
 	testErr error
+	// unlisted says the host is not in the MTA-STS policy (testing mode:
+	// its sessions are reported as failures).
+	unlisted bool
 }
 
 // relaxed reports whether job's sender asked, with "TLS-Required: No"
@@ -80,34 +83,44 @@ func (s *SMTP) stsFor(ctx context.Context, job *Job) *mtasts.Policy {
 	return p
 }
 
-// stsHosts keeps the exchangers sts lets job go to (RFC 8461 §4.1):
-// under enforce, a host the policy does not list is skipped and reported;
-// under testing every host stays and the mismatches are only reported.
-// When enforce leaves none, the job waits: 451 4.7.5.
-func (s *SMTP) stsHosts(ctx context.Context, job *Job, hosts []smtpHost, sts *mtasts.Policy) ([]smtpHost, *Result) {
-	if sts == nil {
-		return hosts, nil
+// destination is where a job may go and what vouches for the list.
+type destination struct {
+	hosts []smtpHost
+	// mx says the hosts are the domain's exchangers (not a route's via,
+	// not an address literal): the recipients' policies apply.
+	mx bool
+	// secure says DNSSEC validated the MX list (RFC 8689 §4.2.1).
+	secure bool
+	sts    *mtasts.Policy // the domain's MTA-STS policy (enforce or testing); nil = none
+}
+
+// stsHosts keeps the exchangers d's MTA-STS policy lets job go to (RFC
+// 8461 §4.1): under enforce, a host the policy does not list is skipped;
+// under testing every host stays, and a session with one the policy does
+// not list is reported as a failure (see planFor). When enforce leaves
+// none, the job waits (451 4.7.5) and that is reported once.
+func (s *SMTP) stsHosts(ctx context.Context, job *Job, d *destination) *Result {
+	if d.sts == nil || d.sts.Mode != mtasts.ModeEnforce {
+		return nil
 	}
 	var kept []smtpHost
-	for _, h := range hosts {
-		if sts.Match(h.name) {
+	for _, h := range d.hosts {
+		if d.sts.Match(h.name) {
 			kept = append(kept, h)
 			continue
 		}
-		s.log.InfoContext(ctx, "smtp: exchanger not in the MTA-STS policy", "id", job.ID, "domain", job.Domain, "host", h.name, "mode", string(sts.Mode))
-		s.reportFailure(ctx, stsReport(job.Domain, sts, h.name), tlsrpt.Failure{ResultType: "validation-failure",
-			ReceivingMXHostname: h.name, AdditionalInfo: "MX host not listed in the MTA-STS policy"})
-		if sts.Mode != mtasts.ModeEnforce {
-			kept = append(kept, h)
-		}
+		s.log.InfoContext(ctx, "smtp: exchanger not in the MTA-STS policy, skipped", "id", job.ID, "domain", job.Domain, "host", h.name)
 	}
 	if len(kept) == 0 {
+		s.reportFailure(ctx, stsReport(job.Domain, d.sts, ""), tlsrpt.Failure{ResultType: tlsrpt.ResultValidationFailure,
+			ReasonCode: "no MX host is listed in the MTA-STS policy"})
 		r := localResult(Temporary, 451, 4, 7, 5, "no exchanger of "+job.Domain+" is listed in its MTA-STS policy (mx: "+
-			strings.Join(sts.MX, ", ")+")")
+			strings.Join(d.sts.MX, ", ")+")")
 		r.TLSPolicy = TLSMTASTS
-		return nil, &r
+		return &r
 	}
-	return kept, nil
+	d.hosts = kept
+	return nil
 }
 
 // stsReport is the TLS-RPT policy of an MTA-STS session with mxHost.
@@ -116,44 +129,49 @@ func stsReport(domain string, sts *mtasts.Policy, mxHost string) tlsrpt.Policy {
 }
 
 // planFor decides how h is to be secured for job, starting from the route's
-// level: DANE when the resolver vouches for h's TLSA records (it wins over
-// everything but "none", RFC 7672 §2.2 and RFC 8461 §2), else the MTA-STS
-// policy sts. A failed TLSA look-up makes h unusable (no fall-back to
-// clear text), and a REQUIRETLS message needs a verified level; either
-// way h is skipped with the failure.
-func (s *SMTP) planFor(ctx context.Context, job *Job, h smtpHost, sts *mtasts.Policy, level string) (*tlsPlan, *Result) {
+// level. For an MX delivery: DANE when the resolver vouches for h's usable
+// TLSA records (it wins over everything but "none", RFC 7672 §2.2 and RFC
+// 8461 §2); else the MTA-STS policy in enforce mode; else at least
+// "encrypt" when h has validated TLSA records none of which is usable. A
+// failed TLSA look-up makes h unusable (no fall-back to clear text), and a
+// REQUIRETLS message needs a verified level; either way h is skipped with
+// the failure.
+func (s *SMTP) planFor(ctx context.Context, job *Job, h smtpHost, d *destination, level string) (*tlsPlan, *Result) {
 	plan := &tlsPlan{level: level}
-	if level == TLSNone {
-		return plan, requireTLSFailure(job, plan, h.name)
+	if level == TLSNone || !d.mx {
+		return plan, requireTLSFailure(job, plan, h.name, d)
 	}
 	if s.opt.DANE && s.opt.Resolver != nil && !relaxed(job) && !h.ip.IsValid() {
-		done, fail := s.danePlan(ctx, job, h, plan)
-		if fail != nil || done {
+		if fail := s.danePlan(ctx, job, h, plan); fail != nil {
 			return plan, fail
+		}
+		if plan.level == TLSDANE {
+			return plan, requireTLSFailure(job, plan, h.name, d)
 		}
 	}
 	switch {
-	case sts != nil:
-		p := stsReport(job.Domain, sts, h.name)
-		plan.sts, plan.report = sts, &p
-		if sts.Mode == mtasts.ModeEnforce {
+	case d.sts != nil:
+		p := stsReport(job.Domain, d.sts, h.name)
+		plan.sts, plan.report = d.sts, &p
+		plan.unlisted = !d.sts.Match(h.name) // testing mode: reported, not enforced
+		if d.sts.Mode == mtasts.ModeEnforce {
 			plan.level = TLSMTASTS
 		}
-	case s.opt.Reports != nil && !relaxed(job):
+	case plan.report == nil && s.opt.Reports != nil && !relaxed(job):
 		// A "TLS-Required: No" message (TLS-RPT's own reports among
 		// them, RFC 8460 §5.3) is not evaluated against any policy.
 		plan.report = &tlsrpt.Policy{Domain: job.Domain, Type: tlsrpt.TypeNoPolicy, MXHost: h.name}
 	}
-	return plan, requireTLSFailure(job, plan, h.name)
+	return plan, requireTLSFailure(job, plan, h.name, d)
 }
 
-// danePlan decides h's DANE policy (dane.Lookup: TLSA records count when
-// the resolver vouches for them and for h's addresses) and sets plan's
-// level: TLSDANE with the usable records, or "encrypt" when none is usable
-// (RFC 7672 §2.2: TLS stays mandatory). A look-up that failed for now
-// makes h unusable: it cannot be reached safely, and clear text is no
-// fall-back. done says the plan is made.
-func (s *SMTP) danePlan(ctx context.Context, job *Job, h smtpHost, plan *tlsPlan) (done bool, fail *Result) {
+// danePlan looks up h's DANE policy (dane.Lookup: TLSA records count when
+// the resolver vouches for them and for h's addresses) and raises plan:
+// TLSDANE with the usable records, or "encrypt" (TLS stays mandatory, RFC
+// 7672 §2.2) when none is usable, which MTA-STS may raise further. A
+// look-up that failed for now makes h unusable: it cannot be reached
+// safely, and clear text is no fall-back.
+func (s *SMTP) danePlan(ctx context.Context, job *Job, h smtpHost, plan *tlsPlan) *Result {
 	p, err := dane.Lookup(ctx, s.opt.Resolver, h.name)
 	if err != nil && resolver.IsTemporary(err) {
 		s.log.InfoContext(ctx, "smtp: DANE look-up failed", "id", job.ID, "host", h.name, "err", err)
@@ -161,31 +179,43 @@ func (s *SMTP) danePlan(ctx context.Context, job *Job, h smtpHost, plan *tlsPlan
 			tlsrpt.Failure{ResultType: dane.FailureType(err), ReceivingMXHostname: h.name})
 		r := localResult(Temporary, 451, 4, 7, 5, "DANE: the TLSA look-up for "+h.name+" failed, so it cannot be reached safely: "+resultText(err))
 		r.TLSPolicy = TLSDANE
-		return true, &r
+		return &r
 	}
 	if err != nil || p.Level == dane.LevelNone {
-		return false, nil // a permanent failure is the address look-up's to report
+		return nil // a permanent failure is the address look-up's to report
 	}
 	strs := make([]string, len(p.All))
 	for i, r := range p.All {
 		strs[i] = r.String()
 	}
 	plan.report = &tlsrpt.Policy{Domain: job.Domain, Type: tlsrpt.TypeTLSA, Strings: strs}
-	plan.level, plan.tlsa = TLSEncrypt, p.Usable
-	if p.Level == dane.LevelVerify {
-		plan.level = TLSDANE
+	switch {
+	case p.Level == dane.LevelVerify:
+		plan.level, plan.tlsa = TLSDANE, p.Usable
+	case !tlsMandatory(plan.level):
+		plan.level = TLSEncrypt
 	}
-	return true, requireTLSFailure(job, plan, h.name)
+	return nil
 }
 
 // requireTLSFailure is the failure of a REQUIRETLS message for a host
-// that plan does not reach over verified TLS (RFC 8689 §4.1), or nil.
-func requireTLSFailure(job *Job, plan *tlsPlan, host string) *Result {
-	if !requiresTLS(job) || tlsVerified(plan.level) {
+// that plan does not reach over verified TLS, or that came from an MX list
+// nothing vouches for (RFC 8689 §4.2.1: a DNSSEC-validated MX answer, or
+// an MTA-STS policy listing the host), or nil.
+func requireTLSFailure(job *Job, plan *tlsPlan, host string, d *destination) *Result {
+	if !requiresTLS(job) {
 		return nil
 	}
-	r := localResult(Permanent, 550, 5, 7, 30, "REQUIRETLS: "+host+" cannot be reached over verified TLS "+
-		"(no DANE, no MTA-STS policy in enforce mode, and the route's tls is "+plan.level+")")
+	why := ""
+	switch {
+	case !tlsVerified(plan.level):
+		why = "no DANE, no MTA-STS policy in enforce mode, and the TLS level is " + plan.level
+	case d.mx && plan.level != TLSMTASTS && !d.secure:
+		why = "the MX answer for " + job.Domain + " is not DNSSEC-validated and no MTA-STS policy lists the host"
+	default:
+		return nil
+	}
+	r := localResult(Permanent, 550, 5, 7, 30, "REQUIRETLS: "+host+" cannot be reached over verified TLS ("+why+")")
 	r.TLSPolicy = plan.level
 	return &r
 }
@@ -233,14 +263,17 @@ func (s *SMTP) reportTLS(ctx context.Context, sc *smtpConn, plan *tlsPlan, offer
 	if offered && err == nil {
 		err = plan.testErr
 	}
-	if offered && err == nil {
+	if offered && err == nil && !plan.unlisted {
 		s.opt.Reports.Success(ctx, *plan.report)
 		return
 	}
-	f := tlsrpt.Failure{ResultType: "starttls-not-supported", SendingMTAIP: sc.local,
+	f := tlsrpt.Failure{ResultType: tlsrpt.ResultSTARTTLSNotSupported, SendingMTAIP: sc.local,
 		ReceivingMXHostname: sc.key.host, ReceivingIP: hostOf(sc.key.addr)}
-	if offered {
+	switch {
+	case offered && err != nil:
 		f.ResultType, f.ReasonCode = failureType(sc.key.tls, err), resultText(err)
+	case offered:
+		f.ResultType, f.ReasonCode = tlsrpt.ResultValidationFailure, "MX host not listed in the MTA-STS policy"
 	}
 	s.opt.Reports.Failure(ctx, *plan.report, f)
 }

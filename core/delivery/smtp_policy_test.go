@@ -336,7 +336,7 @@ func TestRequireTLS(t *testing.T) {
 	t.Run("no policy", func(t *testing.T) {
 		w := newPolicyWorld(t, daneZone, []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}}}, nil, nil)
 		got := w.deliver(t, "bob@dane.test", requireTLS)
-		want := "REQUIRETLS: mx1.dane.test cannot be reached over verified TLS (no DANE, no MTA-STS policy in enforce mode, and the route's tls is opportunistic)"
+		want := "REQUIRETLS: mx1.dane.test cannot be reached over verified TLS (no DANE, no MTA-STS policy in enforce mode, and the TLS level is opportunistic)"
 		if got.Class != delivery.Permanent || got.Enhanced != (sdk.EnhancedCode{5, 7, 30}) || got.Text != want {
 			t.Errorf("Deliver = %+v, want 5.7.30 %q", got, want)
 		}
@@ -352,8 +352,9 @@ func TestRequireTLS(t *testing.T) {
 		}
 		zone := strings.ReplaceAll(daneZone, "SPKI(127.0.0.31)", spkiSHA256(cert))
 		r, dnsSrv := newTestResolver(t, zone)
-		dnsSrv.SetAD("mx1.dane.test", true)
-		dnsSrv.SetAD("_25._tcp.mx1.dane.test", true)
+		for _, name := range []string{"dane.test", "mx1.dane.test", "_25._tcp.mx1.dane.test"} {
+			dnsSrv.SetAD(name, true)
+		}
 		done := scriptedTLSServer(t, ln, &tls.Config{Certificates: []tls.Certificate{cert}}, `
 			S: 220 old.test ESMTP
 			C: EHLO gw.test
@@ -379,7 +380,7 @@ func TestRequireTLS(t *testing.T) {
 		<-done
 	})
 	t.Run("DANE and REQUIRETLS", func(t *testing.T) {
-		w := newPolicyWorld(t, daneZone, []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}, requireTLS: true}}, nil, []string{"mx1.dane.test", "_25._tcp.mx1.dane.test"})
+		w := newPolicyWorld(t, daneZone, []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}, requireTLS: true}}, nil, []string{"dane.test", "mx1.dane.test", "_25._tcp.mx1.dane.test"})
 		got := w.deliver(t, "bob@dane.test", requireTLS)
 		if got.Class != delivery.Delivered || got.TLSPolicy != delivery.TLSDANE {
 			t.Errorf("Deliver = %+v, want delivered under dane", got)

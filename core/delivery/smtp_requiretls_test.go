@@ -19,13 +19,13 @@ const pkixZone = stsZone + `
 _25._tcp.mx1.pol.test.  IN TLSA 1 1 1 SPKI(127.0.0.21)
 `
 
-// TestReviewUnusableTLSADowngradesMTASTS: DANE records that are all
+// TestUnusableTLSADowngradesMTASTS: DANE records that are all
 // unusable authenticate nothing; they must not replace the domain's
 // MTA-STS enforce policy (chain and MX name verified) with "encrypt" (any
 // certificate). On main the MX with a certificate for another name gets
 // the mail under "encrypt", which MTA-STS enforce forbids, and a
 // REQUIRETLS message that MTA-STS would carry over verified TLS bounces.
-func TestReviewUnusableTLSADowngradesMTASTS(t *testing.T) {
+func TestUnusableTLSADowngradesMTASTS(t *testing.T) {
 	secure := []string{"mx1.pol.test", "_25._tcp.mx1.pol.test"}
 	t.Run("wrong certificate", func(t *testing.T) {
 		sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"attacker.example"}}}
@@ -45,11 +45,11 @@ func TestReviewUnusableTLSADowngradesMTASTS(t *testing.T) {
 	})
 }
 
-// TestReviewTLSRPTCountsSessions: TLS-RPT counts sessions (RFC 8460
+// TestTLSRPTCountsSessions: TLS-RPT counts sessions (RFC 8460
 // §4.4: total-successful/failure-session-count). One delivery over one
 // session must count once; an exchanger that is never contacted is no
 // session at all.
-func TestReviewTLSRPTCountsSessions(t *testing.T) {
+func TestTLSRPTCountsSessions(t *testing.T) {
 	t.Run("testing policy, MX not listed", func(t *testing.T) {
 		zone := strings.Replace(stsZone, "pol.test.            IN MX 10 mx1.pol.test.", "pol.test.            IN MX 10 rogue.pol.test.", 1) + `
 rogue.pol.test.      IN A 127.0.0.22
@@ -85,7 +85,7 @@ backup.pol.test.     IN A 127.0.0.22
 	})
 }
 
-// TestReviewRequireTLSUnauthenticatedMX: RFC 8689 §4.2.1: when the MX
+// TestRequireTLSUnauthenticatedMX: RFC 8689 §4.2.1: when the MX
 // look-up is not DNSSEC-validated, a REQUIRETLS message may go to an MX
 // only if MTA-STS validates that MX name; the certificate (DANE or
 // PKIX) only proves the server is the host the MX answer named, which an
@@ -93,7 +93,7 @@ backup.pol.test.     IN A 127.0.0.22
 // bit and dane.test publishes no MTA-STS policy; main delivers anyway,
 // under DANE (the attacker's own signed zone would do) and under a
 // "verify" route (any host with a Web PKI certificate would do).
-func TestReviewRequireTLSUnauthenticatedMX(t *testing.T) {
+func TestRequireTLSUnauthenticatedMX(t *testing.T) {
 	requireTLS := func(j *delivery.Job) { j.Envelope.RequireTLS = true }
 	sinks := []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}, requireTLS: true}}
 	t.Run("DANE", func(t *testing.T) {
@@ -116,13 +116,13 @@ func TestReviewRequireTLSUnauthenticatedMX(t *testing.T) {
 	})
 }
 
-// TestReviewRequireTLSBackupMXBouncesForGood: a REQUIRETLS message whose
+// TestRequireTLSBackupMXBouncesForGood: a REQUIRETLS message whose
 // best MX (DANE) is down for the moment and whose backup MX has no DANE
 // nor MTA-STS. The backup's 5.7.30 is about that host, not the message;
 // it must not turn the primary's temporary failure into a bounce (the
 // STYLE lesson of a temporary failure made permanent). On main the last
 // host's failure wins: 550 5.7.30, and the message is returned for good.
-func TestReviewRequireTLSBackupMXBouncesForGood(t *testing.T) {
+func TestRequireTLSBackupMXBouncesForGood(t *testing.T) {
 	zone := `
 test.                        IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
 dane.test.                   IN MX 10 mx1.dane.test.
@@ -140,12 +140,12 @@ mx2.dane.test.               IN A 127.0.0.32
 	}
 }
 
-// TestReviewRequireTLSNextMXNotTried: the best MX lacks REQUIRETLS; the
+// TestRequireTLSNextMXNotTried: the best MX lacks REQUIRETLS; the
 // next one (same DANE protection) offers it. RFC 8689 §4.2.1 lets the
 // client try another MX; the 5.7.30 is about one server, not the
 // message. On main the first server's refusal is every recipient's
 // final result and MX 20 is never tried.
-func TestReviewRequireTLSNextMXNotTried(t *testing.T) {
+func TestRequireTLSNextMXNotTried(t *testing.T) {
 	ca := smtptest.NewCA(t)
 	old := ca.Issue(t, "mx1.dane.test")
 	ln, err := net.Listen("tcp", "127.0.0.34:0")

@@ -26,7 +26,6 @@ import (
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/dsn"
 	"github.com/mailgate/gateway/core/message"
-	"github.com/mailgate/gateway/core/mtasts"
 	"github.com/mailgate/gateway/core/resolver"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/sdk"
@@ -302,54 +301,70 @@ func (s *SMTP) Deliver(ctx context.Context, job *Job) []Result {
 	default:
 		return allResults(job, localResult(Temporary, 451, 4, 3, 5, fmt.Sprintf("unknown TLS policy %q", job.Route.TLS)))
 	}
-	hosts, static, fail := s.nextHosts(ctx, job)
-	// MTA-STS and DANE are about a domain's MX hosts: not a route's via,
-	// not an address literal.
-	mx := fail == nil && !static && !strings.HasPrefix(job.Domain, "[")
-	var sts *mtasts.Policy
-	if mx {
-		sts = s.stsFor(ctx, job)
-		hosts, fail = s.stsHosts(ctx, job, hosts, sts)
+	d, fail := s.nextHosts(ctx, job)
+	if fail == nil && d.mx {
+		d.sts = s.stsFor(ctx, job)
+		fail = s.stsHosts(ctx, job, d)
 	}
 	if fail != nil {
 		s.log.InfoContext(ctx, "smtp: no route", "id", job.ID, "domain", job.Domain, "class", fail.Class.String(), "err", fail.Text)
 		return allResults(job, *fail)
 	}
-
-	var last *Result
-	var dnsErr error // the last temporary look-up failure
-	for _, h := range hosts {
-		plan := &tlsPlan{level: want.tls}
-		planFail := requireTLSFailure(job, plan, h.name)
-		if mx {
-			plan, planFail = s.planFor(ctx, job, h, sts, want.tls)
-		}
+	var fails hostFailures
+	for _, h := range d.hosts {
+		plan, planFail := s.planFor(ctx, job, h, d, want.tls)
 		if planFail != nil {
 			s.log.InfoContext(ctx, "smtp: exchanger skipped", "id", job.ID, "host", h.name, "tls_policy", plan.level, "err", planFail.Text)
-			last = planFail
+			fails.note(planFail)
 			continue
 		}
 		rs, hostFail, err := s.tryHost(ctx, job, h, want, plan)
 		if rs != nil {
 			return rs
 		}
-		if hostFail != nil {
-			last = hostFail
+		fails.note(hostFail)
+		if err != nil && (!d.mx || resolver.IsTemporary(err)) {
+			fails.dns = err
 		}
-		if err != nil && (static || resolver.IsTemporary(err)) {
-			dnsErr = err
-		}
-		if ctx.Err() != nil && last != nil {
-			return allResults(job, *last)
+		if ctx.Err() != nil && fails.last() != nil {
+			return allResults(job, *fails.last())
 		}
 	}
-	switch {
-	case last != nil:
-		return allResults(job, *last)
-	case dnsErr != nil:
-		return allResults(job, localResult(Temporary, 451, 4, 4, 3, "DNS look-up failed: "+resultText(dnsErr)))
+	if r := fails.last(); r != nil {
+		return allResults(job, *r)
+	}
+	if fails.dns != nil {
+		return allResults(job, localResult(Temporary, 451, 4, 4, 3, "DNS look-up failed: "+resultText(fails.dns)))
 	}
 	return allResults(job, localResult(Permanent, 550, 5, 4, 4, "no route: no exchanger of "+job.Domain+" has an address"))
+}
+
+// hostFailures are what the exchangers of one job failed with. A host that
+// failed for now outweighs one refused for good: the message waits for it
+// (a backup MX's refusal of a REQUIRETLS message is about that host, not
+// the message).
+type hostFailures struct {
+	temporary, permanent *Result
+	dns                  error // the last look-up failure worth a retry
+}
+
+func (f *hostFailures) note(r *Result) {
+	switch {
+	case r == nil:
+	case r.Class == Permanent:
+		f.permanent = r
+	default:
+		f.temporary = r
+	}
+}
+
+// last is the failure that stands for the job: the last temporary one,
+// else the last permanent one, else nil.
+func (f *hostFailures) last() *Result {
+	if f.temporary != nil {
+		return f.temporary
+	}
+	return f.permanent
 }
 
 // tryHost delivers job to one exchanger, secured as plan says: over a
@@ -387,59 +402,68 @@ func (s *SMTP) tryHost(ctx context.Context, job *Job, h smtpHost, want connKey, 
 	return nil, last, nil
 }
 
-// nextHosts lists where the job may go. static is true for Route.Via.
-func (s *SMTP) nextHosts(ctx context.Context, job *Job) (hosts []smtpHost, static bool, fail *Result) {
+// nextHosts lists where the job may go: a route's via, an address
+// literal, or the domain's exchangers (d.mx) and whether DNSSEC vouched
+// for them.
+func (s *SMTP) nextHosts(ctx context.Context, job *Job) (*destination, *Result) {
 	if via := job.Route.Via; via != "" {
 		host, port, err := splitVia(via, s.opt.Port)
 		if err != nil {
 			r := localResult(Temporary, 451, 4, 3, 5, err.Error())
-			return nil, true, &r
+			return nil, &r
 		}
 		h := smtpHost{name: host, port: port}
 		if ip, err := netip.ParseAddr(host); err == nil {
 			h.ip = ip
 		}
-		return []smtpHost{h}, true, nil
+		return &destination{hosts: []smtpHost{h}}, nil
 	}
 	if ip, ok, err := domainLiteral(job.Domain); ok {
 		if err != nil {
 			r := localResult(Permanent, 550, 5, 1, 2, err.Error())
-			return nil, false, &r
+			return nil, &r
 		}
-		return []smtpHost{{name: ip.String(), ip: ip, port: s.opt.Port}}, false, nil
+		return &destination{hosts: []smtpHost{{name: ip.String(), ip: ip, port: s.opt.Port}}}, nil
 	}
 	if s.opt.Resolver == nil {
 		r := localResult(Temporary, 451, 4, 3, 5, "no resolver configured for MX look-ups")
-		return nil, false, &r
+		return nil, &r
 	}
-	mxs, err := s.opt.Resolver.Route(ctx, job.Domain)
+	mxs, secure, err := s.opt.Resolver.RouteSecure(ctx, job.Domain)
 	if err != nil {
-		var r Result
-		switch {
-		case errors.Is(err, resolver.ErrNullMX):
-			r = localResult(Permanent, 556, 5, 1, 10, "null MX: "+job.Domain+" accepts no mail (RFC 7505)")
-		case errors.Is(err, resolver.ErrNotFound), errors.Is(err, resolver.ErrInvalidName):
-			r = localResult(Permanent, 550, 5, 1, 2, "domain not found: "+resultText(err))
-		case errors.Is(err, resolver.ErrNoAddress):
-			r = localResult(Permanent, 550, 5, 4, 4, "no route: "+resultText(err))
-		default:
-			r = localResult(Temporary, 451, 4, 4, 3, "DNS look-up failed: "+resultText(err))
-		}
-		return nil, false, &r
+		return nil, routeFailure(job.Domain, err)
 	}
+	d := &destination{mx: true, secure: secure}
 	for _, mx := range mxs {
 		h := smtpHost{name: mx.Host, pref: mx.Preference, port: s.opt.Port}
 		if ip, err := netip.ParseAddr(mx.Host); err == nil {
 			h.ip = ip // an MX naming an address: wrong, but unambiguous
 		}
-		hosts = append(hosts, h)
+		d.hosts = append(d.hosts, h)
 	}
-	hosts, self := s.dropSelf(ctx, hosts)
+	hosts, self := s.dropSelf(ctx, d.hosts)
 	if self && len(hosts) == 0 {
 		r := localResult(Temporary, 451, 4, 4, 6, "mail for "+job.Domain+" loops back to myself: this gateway is its most preferred MX, so the domain needs a route")
-		return nil, false, &r
+		return nil, &r
 	}
-	return hosts, false, nil
+	d.hosts = hosts
+	return d, nil
+}
+
+// routeFailure is the result of a failed MX look-up for domain.
+func routeFailure(domain string, err error) *Result {
+	var r Result
+	switch {
+	case errors.Is(err, resolver.ErrNullMX):
+		r = localResult(Permanent, 556, 5, 1, 10, "null MX: "+domain+" accepts no mail (RFC 7505)")
+	case errors.Is(err, resolver.ErrNotFound), errors.Is(err, resolver.ErrInvalidName):
+		r = localResult(Permanent, 550, 5, 1, 2, "domain not found: "+resultText(err))
+	case errors.Is(err, resolver.ErrNoAddress):
+		r = localResult(Permanent, 550, 5, 4, 4, "no route: "+resultText(err))
+	default:
+		r = localResult(Temporary, 451, 4, 4, 3, "DNS look-up failed: "+resultText(err))
+	}
+	return &r
 }
 
 // addrs returns the addresses of h.
@@ -758,14 +782,14 @@ func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 
 // run sends the job on sc and hands the connection back to the pool or
 // retires it. Nil results mean the transaction never started (the
-// connection died or said 421 before answering MAIL): the caller tries
-// elsewhere, with fail saying what happened.
+// connection died or said 421 before answering MAIL, or lacks REQUIRETLS):
+// the caller tries elsewhere, with fail saying what happened.
 func (s *SMTP) run(ctx context.Context, job *Job, sc *smtpConn) ([]Result, *Result) {
 	where := sc.key.host + " [" + sc.key.addr + "]"
 	rs, lost, id := transactJob(ctx, sc.c, job, where, remoteName(sc.key.host))
 	if rs == nil {
-		s.log.InfoContext(ctx, "smtp: session lost before MAIL", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "reused", sc.reused, "err", lost.Text)
-		sc.c.Close()
+		s.log.InfoContext(ctx, "smtp: no transaction", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "reused", sc.reused, "err", lost.Text)
+		s.hangUp(ctx, sc.c)
 		return nil, lost
 	}
 	sc.sent++
@@ -783,7 +807,8 @@ func (s *SMTP) run(ctx context.Context, job *Job, sc *smtpConn) ([]Result, *Resu
 // the server in texts, remote is RemoteMTA. It returns one result per
 // recipient and the server's queue ID, or, when the transaction never
 // started (the connection died or a 421 came before MAIL was answered,
-// with ctx not done), nil results and what happened: the message was not
+// with ctx not done, or the server does not offer the REQUIRETLS the
+// message demands), nil results and what happened: the message was not
 // handed over, so another server may take it. Checks made before anything
 // is sent (SIZE, SMTPUTF8, BODY, a bad address) leave c usable.
 func transactJob(ctx context.Context, c *smtp.Client, job *Job, where, remote string) (rs []Result, lost *Result, id string) {
@@ -816,8 +841,11 @@ func transactJob(ctx context.Context, c *smtp.Client, job *Job, where, remote st
 			r = localResult(Permanent, 554, 5, 6, 3, "the message is binary (BODY=BINARYMIME) and "+where+
 				" does not accept binary content (it offers no CHUNKING and BINARYMIME); it cannot be sent there as it is")
 		case errors.Is(err, smtp.ErrRequireTLSUnsupported):
+			// About this server, not the message: another exchanger
+			// may offer it (RFC 8689 §4.2.1), so the caller goes on.
 			r = localResult(Permanent, 550, 5, 7, 30, "REQUIRETLS: "+where+" does not offer REQUIRETLS, so the message cannot be handed on with its demand for TLS")
 			r.RemoteMTA = remote
+			return nil, &r, ""
 		case errors.Is(err, smtp.ErrBadCommand):
 			r = localResult(Permanent, 501, 5, 5, 4, resultText(err))
 		}

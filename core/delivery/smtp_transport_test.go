@@ -395,6 +395,9 @@ func scriptedTLSServer(t *testing.T, ln net.Listener, cfg *tls.Config, script st
 	go func() {
 		defer close(done)
 		defer ln.Close()
+		if tl, ok := ln.(*net.TCPListener); ok {
+			tl.SetDeadline(time.Now().Add(10 * time.Second)) // a client that never comes fails the test, not hangs it
+		}
 		conn, err := ln.Accept()
 		if err != nil {
 			t.Errorf("scripted server: accept: %v", err)

@@ -3,9 +3,9 @@ package gateway_test
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/base64"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
