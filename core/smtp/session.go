@@ -84,7 +84,7 @@ type session struct {
 
 	mu     sync.Mutex
 	conn   net.Conn // replaced by STARTTLS
-	idle   bool     // blocked waiting for a command
+	idle   bool     // blocked waiting for a command, or in a TLS handshake
 	idleTx bool     // … inside a mail transaction, which Shutdown lets finish
 
 	rd connReader
@@ -410,8 +410,8 @@ func (s *session) setWriteDeadline(t time.Time) {
 	s.mu.Unlock()
 }
 
-// wakeIdle ends a wait for a command outside a transaction at once
-// (Shutdown).
+// wakeIdle ends a wait for a command outside a transaction, or a TLS
+// handshake, at once (Shutdown).
 func (s *session) wakeIdle() {
 	s.mu.Lock()
 	if s.idle && !s.idleTx {

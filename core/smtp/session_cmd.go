@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -410,18 +411,37 @@ func (s *session) cmdStartTLS(ctx context.Context, arg string) {
 // handshake runs the server side of a TLS handshake on the connection,
 // under the command timeout, for STARTTLS or implicit TLS; false means
 // it failed (logged; the caller closes).
+//
+// The handshake is idle time for Shutdown, outside any transaction (the
+// client has sent no mail on this connection yet, and STARTTLS ends any
+// transaction): wakeIdle ends it at once, and none starts once Shutdown
+// has begun, so a silent client cannot hold a stop for its grace period.
 func (s *session) handshake(ctx context.Context) bool {
 	tc := tls.Server(s.conn, s.srv.opt.TLS)
 	s.mu.Lock()
-	s.conn.SetDeadline(time.Now().Add(s.lim.cmdTimeout))
-	s.mu.Unlock()
-	if err := tc.HandshakeContext(ctx); err != nil {
-		s.log.Info("smtp: TLS handshake failed", "err", err)
+	if s.srv.shutting.Load() {
+		s.mu.Unlock()
+		s.log.Debug("smtp: no TLS handshake: server shutting down")
 		return false
 	}
-	s.mu.Lock()
-	s.conn = tc
+	s.conn.SetDeadline(time.Now().Add(s.lim.cmdTimeout))
+	s.idle, s.idleTx = true, false
 	s.mu.Unlock()
+	err := tc.HandshakeContext(ctx)
+	s.mu.Lock()
+	s.idle = false
+	if err == nil {
+		s.conn = tc
+	}
+	s.mu.Unlock()
+	if err != nil {
+		level := slog.LevelInfo
+		if s.srv.shutting.Load() {
+			level = slog.LevelDebug // ended by wakeIdle, most likely
+		}
+		s.log.Log(ctx, level, "smtp: TLS handshake failed", "err", err)
+		return false
+	}
 	s.bw.Reset(tc)
 	s.tls = true
 	st := tc.ConnectionState()
