@@ -115,3 +115,56 @@ func TestTLSRequiredNo(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSRequiredAfterDataHook: Envelope.TLSOptional follows the message
+// as it is spooled, not as the client sent it. A data hook that removes
+// the field (an operator who does not let senders relax the recipients'
+// MTA-STS and DANE policies) or replaces the body undoes what the field
+// asked; one that adds the field asks it. (TLSOptional was decided before
+// the hook and kept: the spooled message no longer said "TLS-Required:
+// No", and delivery still ignored MTA-STS and DANE for it.)
+func TestTLSRequiredAfterDataHook(t *testing.T) {
+	const withField = "Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"
+	for _, tc := range []struct {
+		name    string
+		content string
+		eff     sdk.Effects
+		id      string // a rewrite makes a new draft
+		want    bool
+	}{
+		{"field removed", withField, sdk.Effects{RemoveHeaders: []string{"tls-required"}}, "M0002", false},
+		{"body replaced", withField, sdk.Effects{Body: []byte("Subject: y\r\n\r\nnew\r\n")}, "M0002", false},
+		{"body replaced, field kept", withField, sdk.Effects{Body: []byte("TLS-Required: No\r\n\r\nnew\r\n")}, "M0002", true},
+		{"other field removed", withField, sdk.Effects{RemoveHeaders: []string{"Subject"}}, "M0002", true},
+		{"field added", "Subject: x\r\n\r\nbody\r\n", sdk.Effects{AddHeaders: []sdk.HeaderField{{Name: "TLS-Required", Value: "No"}}}, "M0001", true},
+		{"unchanged", withField, sdk.Effects{}, "M0001", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, spool, _ := start(t, func(o *smtp.Options) {
+				o.Hooks = hooks(func(req *hook.Request) (sdk.Decision, sdk.Effects) {
+					if req.Stage == sdk.StageData {
+						return sdk.Decision{}, tc.eff
+					}
+					return sdk.Decision{}, sdk.Effects{}
+				})
+			})
+			c := smtptest.Dial(t, addr)
+			c.Run(hello + `
+				C: MAIL FROM:<a@example.net>
+				S: 250 2.1.0 Ok
+				C: RCPT TO:<b@example.org>
+				S: 250 2.1.5 Ok
+				C: DATA
+				S: 354 End data with <CR><LF>.<CR><LF>
+			`)
+			c.Send([]byte(tc.content + ".\r\n"))
+			c.Run(`
+				S: 250 2.0.0 Ok: queued as ` + tc.id + `
+			`)
+			m := wantMessages(t, spool, 1)[0]
+			if got := m.Envelope.TLSOptional; got != tc.want {
+				t.Errorf("TLSOptional = %v, want %v; spooled:\n%s", got, tc.want, m.Data())
+			}
+		})
+	}
+}

@@ -259,7 +259,7 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 		EnvID:    m.EnvID,
 		Auth:     m.Auth,
 		// RequireTLS: RFC 8689 §4.1; TLSOptional is set at the end of
-		// the data, from the header, when this is not set.
+		// the data, from the header as spooled, when this is not set.
 		RequireTLS: m.RequireTLS,
 	}}
 	s.fillClient(&tx.env)

@@ -147,8 +147,8 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	if auth != nil {
 		req.Auth = &auth.Results
 	}
-	view := message.NewView(size, draft.Open)                      // the header is read once, for all below
-	tx.env.TLSOptional = !tx.env.RequireTLS && s.tlsOptional(view) // RFC 8689 §4.1: REQUIRETLS overrides the field
+	view := message.NewView(size, draft.Open) // the header is read once, for all below
+	tx.env.TLSOptional = s.tlsOptional(&tx.env, view, nil)
 	if s.srv.hooks != nil {
 		req.Message = view
 	}
@@ -170,20 +170,16 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	// client gave, not a list's members.
 	eff := &res.Effects
 	if eff.Body != nil || len(eff.RemoveHeaders) > 0 {
-		nd, n, err := s.rewriteContent(ctx, draft, eff)
-		if err != nil {
-			if errors.Is(err, errRewriteTooBig) {
-				s.log.Info("smtp: message too big after the data hook's changes", "id", id, "max", s.lim.maxMessage)
-				s.refuse(R(552, enh534, "Message too big"))
-				return
-			}
-			s.log.Error("smtp: applying the data hook's changes", "id", id, "err", err)
-			s.refuse(R(451, enh430, "Local error in processing"))
+		nd, n, ok := s.rewrite(ctx, draft, eff)
+		if !ok {
 			return
 		}
-		s.log.Debug("smtp: message rewritten by the data hook", "id", id, "new_id", nd.ID(), "size", n)
 		tx.draft, draft, id, size = nd, nd, nd.ID(), n
+		view = message.NewView(size, draft.Open)
 	}
+	// TLS-Required as the message is spooled: the hook may have removed
+	// the field, replaced the body, or added the field.
+	tx.env.TLSOptional = s.tlsOptional(&tx.env, view, eff.AddHeaders)
 	header := s.received(&tx.env, id)
 	if auth != nil {
 		header = append(auth.Header, header...) // on top (RFC 8601 §5)
@@ -208,20 +204,48 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	s.reply(R(250, enh200, "Ok: queued as "+id))
 }
 
-// tlsOptional reports whether the message's header section has
-// "TLS-Required: No" (RFC 8689 §5, any case): the sender asks that
-// recipient TLS policy (MTA-STS, DANE) not stop its delivery. It is
-// decided on the message as the client sent it, before the data hook. A
+// rewrite applies the data hook's Body and RemoveHeaders to the content
+// of draft, into a new draft; false means it failed and has replied.
+func (s *session) rewrite(ctx context.Context, draft Draft, eff *hook.Effects) (Draft, int64, bool) {
+	nd, n, err := s.rewriteContent(ctx, draft, eff)
+	switch {
+	case errors.Is(err, errRewriteTooBig):
+		s.log.Info("smtp: message too big after the data hook's changes", "id", draft.ID(), "max", s.lim.maxMessage)
+		s.refuse(R(552, enh534, "Message too big"))
+		return nil, 0, false
+	case err != nil:
+		s.log.Error("smtp: applying the data hook's changes", "id", draft.ID(), "err", err)
+		s.refuse(R(451, enh430, "Local error in processing"))
+		return nil, 0, false
+	}
+	s.log.Debug("smtp: message rewritten by the data hook", "id", draft.ID(), "new_id", nd.ID(), "size", n)
+	return nd, n, true
+}
+
+// tlsOptional is Envelope.TLSOptional for env's message, whose content is
+// view and whose added header fields are added: true when its header
+// section has "TLS-Required: No" (RFC 8689 §5, any case), the sender
+// asking that recipient TLS policy (MTA-STS, DANE) not stop its delivery,
+// and REQUIRETLS was not given (it overrides the field, §4.1). It is
+// decided before the data hook (the hook sees it) and again on what is
+// finally spooled, so that the flag and the field never disagree. A
 // header that cannot be read (a spool that keeps no content) asks
 // nothing.
-func (s *session) tlsOptional(view *message.View) bool {
+func (s *session) tlsOptional(env *envelope.Envelope, view *message.View, added []sdk.HeaderField) bool {
+	if env.RequireTLS {
+		return false
+	}
 	fields, err := view.Header()
 	if err != nil {
 		s.log.Debug("smtp: header not read for TLS-Required", "err", err)
-		return false
 	}
+	return tlsRequiredNo(fields) || tlsRequiredNo(added)
+}
+
+// tlsRequiredNo reports whether fields has "TLS-Required: No".
+func tlsRequiredNo(fields []sdk.HeaderField) bool {
 	for _, f := range fields {
-		if strings.EqualFold(f.Name, "TLS-Required") && strings.EqualFold(f.Value, "No") {
+		if strings.EqualFold(f.Name, "TLS-Required") && strings.EqualFold(strings.TrimSpace(f.Value), "No") {
 			return true
 		}
 	}
