@@ -64,7 +64,8 @@ func (s *Server) acceptProxied(conn net.Conn, lb netip.Addr) {
 }
 
 // openProxied is acceptProxied up to the session's start: the header is
-// read while the connection is pending (Shutdown ends the wait at once).
+// read while the connection is pending, under the deadline addPending set
+// (Shutdown ends the wait at once).
 // A panic in the parser closes the connection, as one in a session does.
 func (s *Server) openProxied(conn net.Conn, lb netip.Addr) (sess *session) {
 	defer s.wg.Done() // added by addPending
@@ -76,7 +77,7 @@ func (s *Server) openProxied(conn net.Conn, lb netip.Addr) (sess *session) {
 			sess = nil
 		}
 	}()
-	c, client, err := readProxyHeader(conn, s.proxyTimeout)
+	c, client, err := readProxyHeader(conn)
 	if err != nil {
 		level := slog.LevelInfo
 		if errors.Is(err, errNoProxyBytes) {
@@ -94,8 +95,11 @@ func (s *Server) openProxied(conn net.Conn, lb netip.Addr) (sess *session) {
 	return s.start(c, client.Addr(), int(client.Port()), "")
 }
 
-// addPending counts conn as waiting for its PROXY header; false when the
-// server is stopping (conn is then closed).
+// addPending counts conn as waiting for its PROXY header, with the header
+// timeout as its read deadline; false when the server is stopping (conn is
+// then closed). The deadline is set here, under mu, before Shutdown can
+// see conn: set later, by the goroutine reading the header, it could
+// undo Shutdown's and hold the stop for the whole header timeout.
 func (s *Server) addPending(conn net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -103,6 +107,7 @@ func (s *Server) addPending(conn net.Conn) bool {
 		conn.Close()
 		return false
 	}
+	conn.SetReadDeadline(time.Now().Add(s.proxyTimeout)) // a closed conn fails the read
 	s.pending[conn] = struct{}{}
 	s.wg.Add(1)
 	return true
@@ -115,16 +120,13 @@ func (s *Server) removePending(conn net.Conn) {
 }
 
 // readProxyHeader reads the PROXY header, v1 or v2, at the start of conn
-// within timeout, and returns the connection to read on after it and the
-// client address it names: the zero AddrPort for a LOCAL header (a
-// balancer's health check) or v1's UNKNOWN, which stand for the
-// connection's own ends. TLVs are ignored. A missing, malformed, partial
+// under the read deadline the caller set (addPending), and returns the
+// connection to read on after it and the client address it names: the
+// zero AddrPort for a LOCAL header (a balancer's health check) or v1's
+// UNKNOWN, which stand for the connection's own ends. TLVs are ignored. A missing, malformed, partial
 // or late header, or one for something other than TCP over IPv4 or IPv6,
 // is an error.
-func readProxyHeader(conn net.Conn, timeout time.Duration) (net.Conn, netip.AddrPort, error) {
-	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, netip.AddrPort{}, fmt.Errorf("smtp: PROXY header: %w", err)
-	}
+func readProxyHeader(conn net.Conn) (net.Conn, netip.AddrPort, error) {
 	br := bufio.NewReaderSize(conn, proxyHeaderBuffer)
 	h, err := proxyproto.Read(br)
 	switch {
