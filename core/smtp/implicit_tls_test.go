@@ -1,6 +1,7 @@
 package smtp_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -169,5 +170,71 @@ func TestImplicitTLSShutdownDuringHandshake(t *testing.T) {
 	}
 	if d := time.Since(began); d > 1500*time.Millisecond {
 		t.Errorf("Shutdown took %v with a silent client in the TLS handshake", d)
+	}
+}
+
+// TestImplicitTLSTurnedAwayOverTLS: a client over a connection limit on
+// an implicit-TLS listener gets its "421 Too many connections" in clear
+// text, which its TLS stack reads as a bad record ("first record does
+// not look like a TLS handshake"): the reply it must retry on is never
+// seen. On such a listener the refusal comes after a handshake.
+func TestImplicitTLSTurnedAwayOverTLS(t *testing.T) {
+	tlsOpts := implicitTLS(t)
+	addr, _, _ := start(t, func(o *smtp.Options) {
+		tlsOpts(o)
+		o.Listener.MaxConnectionsPerIP = 1
+	})
+	first, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	first.SetDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(first).ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 ") {
+		t.Fatalf("first greeting %q, %v", line, err)
+	}
+	second, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("second connection: TLS handshake failed (%v); want the 421 over TLS", err)
+	}
+	defer second.Close()
+	second.SetDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(second).ReadString('\n'); !strings.HasPrefix(line, "421 ") {
+		t.Errorf("second connection read %q, %v; want 421", line, err)
+	}
+}
+
+// TestImplicitTLSTurnAwayShutdown: the handshake before a connection-limit
+// 421 is bounded, and a Shutdown does not wait for a client over the limit
+// that never starts it.
+func TestImplicitTLSTurnAwayShutdown(t *testing.T) {
+	tlsOpts := implicitTLS(t)
+	addr, _, srv := start(t, func(o *smtp.Options) {
+		tlsOpts(o)
+		o.Listener.MaxConnections = 1
+	})
+	first, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	first.SetDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(first).ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 ") {
+		t.Fatalf("first greeting %q, %v", line, err)
+	}
+	silent, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(100 * time.Millisecond) // accepted, turned away, in the handshake
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
+	}
+	if d := time.Since(began); d > 1500*time.Millisecond {
+		t.Errorf("Shutdown took %v with a silent client being turned away", d)
 	}
 }

@@ -66,18 +66,9 @@ func (s *Server) acceptProxied(conn net.Conn, lb netip.Addr) {
 // openProxied is acceptProxied up to the session's start: the header is
 // read while the connection is pending, under the deadline addPending set
 // (Shutdown ends the wait at once).
-// A panic in the parser closes the connection, as one in a session does.
-func (s *Server) openProxied(conn net.Conn, lb netip.Addr) (sess *session) {
+func (s *Server) openProxied(conn net.Conn, lb netip.Addr) *session {
 	defer s.wg.Done() // added by addPending
-	defer s.removePending(conn)
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("smtp: reading a PROXY header panicked", "proxy", lb.String(), "panic", r, "stack", string(debug.Stack()))
-			conn.Close()
-			sess = nil
-		}
-	}()
-	c, client, err := readProxyHeader(conn)
+	c, client, err := s.readPending(conn, lb)
 	if err != nil {
 		level := slog.LevelInfo
 		if errors.Is(err, errNoProxyBytes) {
@@ -93,6 +84,22 @@ func (s *Server) openProxied(conn net.Conn, lb netip.Addr) (sess *session) {
 	}
 	s.log.Debug("smtp: PROXY header", "proxy", lb.String(), "client", client.String())
 	return s.start(c, client.Addr(), int(client.Port()), "")
+}
+
+// readPending is readProxyHeader on a pending conn, which is no longer
+// pending when it returns: start, which takes it on, checks for Shutdown
+// itself, and may make it pending again to turn it away. A panic in the
+// parser is an error (the connection is closed, as a session's panic
+// closes its own).
+func (s *Server) readPending(conn net.Conn, lb netip.Addr) (c net.Conn, client netip.AddrPort, err error) {
+	defer s.removePending(conn)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("smtp: reading a PROXY header panicked", "proxy", lb.String(), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("smtp: PROXY header: panic: %v", r)
+		}
+	}()
+	return readProxyHeader(conn)
 }
 
 // addPending counts conn as waiting for its PROXY header, with the header

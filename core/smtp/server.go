@@ -146,7 +146,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	pending   map[net.Conn]struct{} // waiting for their PROXY header
+	pending   map[net.Conn]struct{} // no session: waiting for their PROXY header, or being turned away
 	perIP     map[netip.Addr]int    // sessions per clientKey
 	refusals  refusalLog
 	refused   map[Refusal]int64 // error replies, by command and code
@@ -343,6 +343,10 @@ func (s *Server) start(conn net.Conn, ip netip.Addr, port int, authUser string) 
 	if (s.limits.maxConns > 0 && len(s.sessions) >= s.limits.maxConns) ||
 		(s.limits.maxConnsPerIP > 0 && s.perIP[key] >= s.limits.maxConnsPerIP) {
 		n := len(s.sessions)
+		// Pending while it is turned away, with its deadline set first,
+		// as addPending does: Shutdown ends a slow TLS handshake at once.
+		conn.SetDeadline(time.Now().Add(turnAwayTimeout))
+		s.pending[conn] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		s.refusals.refused(ip, n)
@@ -377,12 +381,29 @@ func (s *Server) ServeConn(conn net.Conn, client netip.AddrPort, authUser string
 	return nil
 }
 
-// turnAway greets conn with r and closes it.
+// turnAwayTimeout bounds what turning a connection away takes: the TLS
+// handshake on an implicit-TLS listener, and the reply.
+const turnAwayTimeout = 5 * time.Second
+
+// turnAway greets conn with r and closes it, within the deadline start
+// set. On an implicit-TLS listener the reply goes over TLS, after a
+// handshake: the connection is TLS from its first byte (RFC 8314 §3.3),
+// and a reply in clear text reads as a bad record to the client, which
+// then never sees the 421 it should retry on.
 func (s *Server) turnAway(conn net.Conn, r Reply) {
 	defer s.wg.Done()
+	defer s.removePending(conn)
 	defer conn.Close()
-	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(conn, r.String()+"\r\n")
+	w := io.Writer(conn)
+	if s.implicitTLS {
+		tc := tls.Server(conn, s.opt.TLS)
+		if err := tc.Handshake(); err != nil {
+			s.log.Debug("smtp: TLS handshake of a connection turned away failed", "err", err)
+			return
+		}
+		w = tc
+	}
+	io.WriteString(w, r.String()+"\r\n")
 }
 
 // remove forgets an ended session.
