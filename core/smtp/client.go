@@ -51,8 +51,9 @@ var (
 	// as permanent.
 	ErrBinaryMIMEUnsupported = errors.New("smtp: server does not accept binary content (CHUNKING and BINARYMIME)")
 	// ErrRequireTLSUnsupported is wrapped when the envelope has REQUIRETLS
-	// and the server does not offer it (RFC 8689 §4.2.1): the message must
-	// not go there. Nothing is sent. The error also unwraps to a Reply
+	// and the server does not offer it, or offers it over a connection
+	// that is not under TLS (RFC 8689 §4.2.1): the message must not go
+	// there. Nothing is sent. The error also unwraps to a Reply
 	// 550 5.7.30, so it counts as permanent.
 	ErrRequireTLSUnsupported = errors.New("smtp: server does not support REQUIRETLS")
 )
@@ -102,8 +103,7 @@ type Client struct {
 
 	didHello bool
 	ext      map[string]string // EHLO keyword (upper case) → parameters; empty after HELO
-	isTLS    bool
-	err      error // sticky: the connection is unusable (closed)
+	err      error             // sticky: the connection is unusable (closed)
 	closed   bool
 	debug    bool // log commands and replies (decided per operation)
 	copyBuf  []byte
@@ -337,7 +337,6 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 		return c.fail(ctx, fmt.Errorf("smtp: TLS handshake: %w", err))
 	}
 	c.conn = tc // br and bw read and write through c.conn
-	c.isTLS = true
 	c.didHello = false
 	return c.hello(ctx)
 }
@@ -704,11 +703,12 @@ func (c *Client) mailLine(env *envelope.Envelope, body io.Reader) (string, error
 		b.WriteString(" SMTPUTF8")
 	}
 	if env.RequireTLS {
-		// Offered only under TLS (RFC 8689 §2), so a server that offers it
-		// is being spoken to over TLS; which TLS is good enough is the
-		// caller's policy.
-		if _, ok := c.ext["REQUIRETLS"]; !ok {
-			return "", unsupportedError{ErrRequireTLSUnsupported, R(550, sdk.EnhancedCode{5, 7, 30}, "Remote server does not support REQUIRETLS")}
+		// Taken only under TLS (RFC 8689 §2, §4.2.1): an EHLO reply in
+		// clear text that offers it may come from anyone on the path.
+		// Which TLS is good enough is the caller's policy.
+		_, offered := c.ext["REQUIRETLS"]
+		if _, underTLS := c.TLSConnectionState(); !offered || !underTLS {
+			return "", unsupportedError{ErrRequireTLSUnsupported, R(550, sdk.EnhancedCode{5, 7, 30}, "Remote server does not support REQUIRETLS over TLS")}
 		}
 		b.WriteString(" REQUIRETLS")
 	}

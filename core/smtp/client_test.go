@@ -1082,12 +1082,22 @@ S: 354 go ahead`, nil)
 }
 
 // TestClientRequireTLS: an envelope with REQUIRETLS says so on MAIL to a
-// server that offers it (RFC 8689 §4.2.1), and is not sent at all to one
-// that does not: ErrRequireTLSUnsupported, a permanent 550 5.7.30.
+// server that offers it under TLS (RFC 8689 §4.2.1), and is not sent at
+// all to one that does not, or that offers it in clear text (an EHLO
+// reply anyone on the path could have written):
+// ErrRequireTLSUnsupported, a permanent 550 5.7.30.
 func TestClientRequireTLS(t *testing.T) {
-	t.Run("offered", func(t *testing.T) {
+	cert, pool := selfSigned(t)
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
+	t.Run("offered under TLS", func(t *testing.T) {
 		addr, done := fakeServer(t, `
 S: 220 mx.test
+C: EHLO client.test
+S: 250-mx.test
+S: 250 STARTTLS
+C: STARTTLS
+S: 220 2.0.0 Ready to start TLS
+S: <starttls>
 C: EHLO client.test
 S: 250-mx.test
 S: 250-SMTPUTF8
@@ -1100,39 +1110,48 @@ C: DATA
 S: 354 go
 C: x
 C: .
-S: 250 2.0.0 queued`, nil)
+S: 250 2.0.0 queued`, serverTLS)
 		c := dialFake(t, addr, testOptions())
+		ctx := context.Background()
+		if err := c.StartTLS(ctx, &tls.Config{RootCAs: pool}); err != nil {
+			t.Fatalf("StartTLS: %v", err)
+		}
 		e := env("a@x.test", "b@y.test")
 		e.SMTPUTF8, e.RequireTLS = true, true
-		if _, err := c.Send(context.Background(), e, strings.NewReader("x")); err != nil {
+		if _, err := c.Send(ctx, e, strings.NewReader("x")); err != nil {
 			t.Errorf("Send: %v", err)
 		}
 		c.Close()
 		<-done
 	})
-	t.Run("not offered", func(t *testing.T) {
-		addr, done := fakeServer(t, `
+	for _, tc := range []struct{ name, ehlo string }{
+		{"not offered", "S: 250 DSN"},
+		{"offered in clear text", "S: 250 REQUIRETLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, done := fakeServer(t, `
 S: 220 mx.test
 C: EHLO client.test
 S: 250-mx.test
-S: 250 DSN
+`+tc.ehlo+`
 C: NOOP
 S: 250 ok`, nil)
-		c := dialFake(t, addr, testOptions())
-		ctx := context.Background()
-		e := env("a@x.test", "b@y.test")
-		e.RequireTLS = true
-		_, err := c.Send(ctx, e, strings.NewReader("x"))
-		var r Reply
-		if !errors.Is(err, ErrRequireTLSUnsupported) || !errors.As(err, &r) || !r.Permanent() ||
-			r.Code != 550 || r.Enhanced != (sdk.EnhancedCode{5, 7, 30}) {
-			t.Errorf("Send = %v, want ErrRequireTLSUnsupported as a 550 5.7.30 reply", err)
-		}
-		// Nothing reached the wire: the next command is NOOP.
-		if err := c.Noop(ctx); err != nil {
-			t.Errorf("Noop: %v", err)
-		}
-		c.Close()
-		<-done
-	})
+			c := dialFake(t, addr, testOptions())
+			ctx := context.Background()
+			e := env("a@x.test", "b@y.test")
+			e.RequireTLS = true
+			_, err := c.Send(ctx, e, strings.NewReader("x"))
+			var r Reply
+			if !errors.Is(err, ErrRequireTLSUnsupported) || !errors.As(err, &r) || !r.Permanent() ||
+				r.Code != 550 || r.Enhanced != (sdk.EnhancedCode{5, 7, 30}) {
+				t.Errorf("Send = %v, want ErrRequireTLSUnsupported as a 550 5.7.30 reply", err)
+			}
+			// Nothing reached the wire: the next command is NOOP.
+			if err := c.Noop(ctx); err != nil {
+				t.Errorf("Noop: %v", err)
+			}
+			c.Close()
+			<-done
+		})
+	}
 }
