@@ -53,7 +53,8 @@ listener "mx" {
   # start with a PROXY protocol header (v1 or v2), whose client address
   # every check, limit, hook and Received field then sees. A connection
   # from them without one, or a header from anyone else, is closed.
-  # Default: none.
+  # None may be wider than a /8 (IPv4) or a /32 (IPv6): each may name
+  # any address as its client's. Default: none.
   # proxy_protocol = ["10.0.0.5/32"]
 
   # Server timeouts (RFC 5321 §4.5.3.2). Defaults shown.

@@ -638,12 +638,30 @@ func (d *decoder) networkList(name string, expr hcl.Expression, check func(netip
 	return out
 }
 
+// Shortest proxy_protocol prefixes: a /8 of IPv4 (a whole private
+// range, 10.0.0.0/8, is the widest a set of balancers sensibly needs),
+// a /32 of IPv6 (a whole provider allocation).
+const (
+	minProxyBits4 = 8
+	minProxyBits6 = 32
+)
+
 // proxies decodes proxy_protocol: networks as in networks, none of them
-// a /0, which would let every client name any address as its own.
+// wider than a /8 of IPv4 or a /32 of IPv6. A trusted network may name
+// any address as its client's, so a wide one lets much of the Internet
+// pass for anyone (a /0 for all of it, and 0.0.0.0/1 with 128.0.0.0/1
+// too).
 func (d *decoder) proxies(name string, expr hcl.Expression) []netip.Prefix {
 	return d.networkList(name, expr, func(p netip.Prefix) string {
-		if p.Bits() == 0 {
-			return "it trusts every address to name its client; list the load balancers' own addresses"
+		bits, shortest := p.Bits(), minProxyBits6
+		switch {
+		case p.Addr().Is4():
+			shortest = minProxyBits4
+		case p.Addr().Is4In6(): // ::ffff:0.0.0.0/97 is 0.0.0.0/1
+			bits, shortest = bits-96, minProxyBits4
+		}
+		if bits < shortest {
+			return fmt.Sprintf("wider than a /%d, it trusts too many addresses to name their clients; list the load balancers' own addresses", shortest)
 		}
 		return ""
 	})
