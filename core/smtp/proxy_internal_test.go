@@ -125,7 +125,11 @@ func TestShutdownBeforeProxyHeaderRead(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	s.mu.Lock() // Shutdown holds mu while it sets the pending deadlines
+	_, pending := s.pending[conn]
 	s.mu.Unlock()
+	if !pending {
+		t.Fatal("the connection is not pending")
+	}
 	// Then the goroutine accept started gets to run.
 	go s.acceptProxied(conn, ip)
 
