@@ -1,16 +1,22 @@
 package main
 
 // gateway bench: a load generator like Postfix's smtp-source. C workers
-// each hold one connection and send messages over it until N have been
-// sent in all.
+// send messages until N have been sent in all. In the reuse mode (the
+// default) each worker holds one connection, says EHLO and pipelines when
+// the server offers PIPELINING; in the smtp-source mode each message goes
+// over a new connection, as Postfix's smtp-source sends it: HELO, one
+// command at a time, QUIT after the message.
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
+	"net"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
@@ -24,8 +30,15 @@ import (
 
 const benchMaxFailureReplies = 5
 
+// The bench modes (--mode).
+const (
+	benchModeReuse  = "reuse"       // a connection per worker, EHLO, PIPELINING when offered
+	benchModeSource = "smtp-source" // a connection per message, HELO, no pipelining, QUIT after each
+)
+
 // benchReport is what bench prints; with --json as one object.
 type benchReport struct {
+	Mode              string   `json:"mode"`     // benchModeReuse or benchModeSource
 	Messages          int64    `json:"messages"` // accepted for every recipient
 	Failures          int64    `json:"failures"` // messages not accepted (or not sent) for some recipient
 	FailureReplies    []string `json:"failure_replies,omitempty"`
@@ -67,7 +80,8 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 // benchOptions are bench's flags, checked.
 type benchOptions struct {
 	server      string
-	messages    int // in all
+	mode        string // benchModeReuse or benchModeSource
+	messages    int    // in all
 	concurrency int
 	size        int // bytes per message, headers included
 	rcpts       int // per message
@@ -80,17 +94,18 @@ type benchOptions struct {
 // parseBenchFlags reads bench's flags and checks them.
 func parseBenchFlags(c *cli, args []string) (benchOptions, error) {
 	var o benchOptions
-	fs := newFlags(c, "bench", "--server HOST:PORT [--messages N] [--concurrency C] [--size BYTES] [--rcpts R] [flags]")
+	fs := newFlags(c, "bench", "--server HOST:PORT [--mode reuse|smtp-source] [--messages N] [--concurrency C] [--size BYTES] [--rcpts R] [flags]")
 	fs.StringVar(&o.server, "server", "127.0.0.1:2525", "SMTP server, host:port")
+	fs.StringVar(&o.mode, "mode", benchModeReuse, `how messages are sent: "reuse" (each connection sends one message after another; EHLO, PIPELINING when offered) or "smtp-source" (as Postfix's smtp-source: a new connection per message, HELO, one command at a time, QUIT after each message)`)
 	fs.IntVar(&o.messages, "messages", 1000, "messages to send in all")
 	fs.IntVar(&o.concurrency, "concurrency", 10, "connections, each sending messages one after another")
 	fs.IntVar(&o.size, "size", 1024, "message size in bytes, headers included")
 	fs.IntVar(&o.rcpts, "rcpts", 1, "recipients per message (rcptN@DOMAIN)")
 	fs.StringVar(&o.from, "from", "bench@bench.test", "envelope sender")
 	fs.StringVar(&o.toDomain, "to-domain", "example.test", "domain of the recipients")
-	pipelining := fs.Bool("pipelining", true, "pipeline MAIL, RCPT and DATA when the server offers PIPELINING")
+	pipelining := fs.Bool("pipelining", true, "pipeline MAIL, RCPT and DATA when the server offers PIPELINING (reuse mode only)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as one JSON object")
-	fs.StringVar(&o.client.LocalName, "helo", "bench.test", "EHLO name")
+	fs.StringVar(&o.client.LocalName, "helo", "bench.test", "EHLO (HELO in the smtp-source mode) name")
 	fs.DurationVar(&o.client.Timeout, "timeout", 30*time.Second, "timeout of each SMTP command")
 	if err := parseNoArgs(fs, args); err != nil {
 		return o, err
@@ -99,8 +114,28 @@ func parseBenchFlags(c *cli, args []string) (benchOptions, error) {
 		fs.Usage()
 		return o, errUsage
 	}
+	if err := checkBenchMode(fs, o.mode); err != nil {
+		return o, err
+	}
 	o.client.NoPipelining = !*pipelining
 	return o, nil
+}
+
+// checkBenchMode checks --mode, and that the flags given apply to it.
+func checkBenchMode(fs *flag.FlagSet, mode string) error {
+	switch mode {
+	case benchModeReuse:
+		return nil
+	case benchModeSource:
+		var err error
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "pipelining" {
+				err = fmt.Errorf("--pipelining: the %s mode never pipelines", benchModeSource)
+			}
+		})
+		return err
+	}
+	return fmt.Errorf("--mode %q: want %s or %s", mode, benchModeReuse, benchModeSource)
 }
 
 // newBench builds the envelope and the message every worker sends.
@@ -122,7 +157,7 @@ func newBench(o benchOptions) (*bench, error) {
 		return nil, err
 	}
 	return &bench{
-		server: o.server, n: int64(o.messages), workers: min(o.concurrency, o.messages),
+		server: o.server, mode: o.mode, n: int64(o.messages), workers: min(o.concurrency, o.messages),
 		env:  &envelope.Envelope{Sender: sender, Size: int64(o.size), Recipients: rcpts},
 		body: body, opt: o.client,
 	}, nil
@@ -140,6 +175,10 @@ func (b *bench) run(ctx context.Context) benchReport {
 // runWorkers runs the workers until all messages are claimed (or ctx is
 // done) and returns each worker's latencies.
 func (b *bench) runWorkers(ctx context.Context) [][]time.Duration {
+	work := b.worker
+	if b.mode == benchModeSource {
+		work = b.sourceWorker
+	}
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, b.workers)
 	for i := range b.workers {
@@ -151,7 +190,7 @@ func (b *bench) runWorkers(ctx context.Context) [][]time.Duration {
 					b.fail(fmt.Sprintf("worker panic: %v", r))
 				}
 			}()
-			lat[i] = b.worker(ctx)
+			lat[i] = work(ctx)
 		}()
 	}
 	wg.Wait()
@@ -164,6 +203,7 @@ func (b *bench) report(lat [][]time.Duration, elapsed, cpu time.Duration) benchR
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	rep := benchReport{
+		Mode:              b.mode,
 		Messages:          int64(len(all)),
 		Failures:          b.failures.Load(),
 		FailureReplies:    b.replies,
@@ -189,7 +229,8 @@ func (b *bench) report(lat [][]time.Duration, elapsed, cpu time.Duration) benchR
 // bench is the state the workers share.
 type bench struct {
 	server  string
-	n       int64 // messages to send in all
+	mode    string // benchModeReuse or benchModeSource
+	n       int64  // messages to send in all
 	workers int
 	env     *envelope.Envelope
 	body    []byte
@@ -250,6 +291,139 @@ func (b *bench) worker(ctx context.Context) []time.Duration {
 		}
 	}
 	return lat
+}
+
+// sourceWorker sends messages as Postfix's smtp-source does, each in a
+// session of its own (sourceSession), until all are claimed. It returns the
+// latencies of the messages accepted.
+func (b *bench) sourceWorker(ctx context.Context) []time.Duration {
+	lat := make([]time.Duration, 0, b.n/int64(b.workers)+1)
+	for ctx.Err() == nil && b.next.Add(1) <= b.n {
+		d, err := b.sourceSession(ctx)
+		if err != nil {
+			b.fail(err.Error())
+			continue
+		}
+		lat = append(lat, d)
+	}
+	return lat
+}
+
+// sourceSession sends one message the way Postfix's smtp-source does: a
+// new connection, HELO, then MAIL, each RCPT, DATA and the message, each
+// waiting for its reply, and QUIT. It returns the time from the connect to
+// the reply after the message. The session counts only if every reply,
+// QUIT's included, is the one expected.
+func (b *bench) sourceSession(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	s, err := dialSource(ctx, b.server, b.opt.Timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer s.close()
+	if err := s.expect(ctx, 220, "greeting"); err != nil {
+		return 0, err
+	}
+	if err := s.cmd(ctx, 250, "HELO %s", b.opt.LocalName); err != nil {
+		return 0, err
+	}
+	if err := s.cmd(ctx, 250, "MAIL FROM:<%s>", b.env.Sender); err != nil {
+		return 0, err
+	}
+	for _, r := range b.env.Recipients {
+		if err := s.cmd(ctx, 25, "RCPT TO:<%s>", r.Address); err != nil { // 250 or 251
+			return 0, err
+		}
+	}
+	if err := s.cmd(ctx, 354, "DATA"); err != nil {
+		return 0, err
+	}
+	if err := s.message(ctx, b.body); err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	return d, s.cmd(ctx, 221, "QUIT")
+}
+
+// sourceConn is one smtp-source session's connection. Replies are read
+// with net/textproto, which bounds no line: bench talks to servers its
+// user runs.
+type sourceConn struct {
+	conn    net.Conn
+	text    *textproto.Conn
+	timeout time.Duration // per command
+	stop    func() bool   // unregisters the abort on ctx's end
+}
+
+// dialSource connects to server; the session's I/O fails as soon as ctx
+// is done.
+func dialSource(ctx context.Context, server string, timeout time.Duration) (*sourceConn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", server)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	return &sourceConn{conn: conn, text: textproto.NewConn(conn), timeout: timeout, stop: stop}, nil
+}
+
+func (s *sourceConn) close() {
+	s.stop()
+	s.conn.Close()
+}
+
+// arm gives the next command and its reply the per-command timeout,
+// unless ctx is already done.
+func (s *sourceConn) arm(ctx context.Context) error {
+	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
+		return err
+	}
+	return ctx.Err() // after the deadline is set: AfterFunc cannot be undone by it
+}
+
+// cmd sends one command line and reads its reply, which must have the
+// code want (a 2-digit want takes any code that starts with it).
+func (s *sourceConn) cmd(ctx context.Context, want int, format string, args ...any) error {
+	verb, _, _ := strings.Cut(format, " ")
+	if err := s.arm(ctx); err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	if err := s.text.PrintfLine(format, args...); err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	return s.expect(ctx, want, verb)
+}
+
+// message sends the content and the final dot and reads the reply, which
+// must be a 250. The content needs no dot-stuffing: benchBody's lines
+// never start with a dot, and the content ends with CRLF.
+func (s *sourceConn) message(ctx context.Context, content []byte) error {
+	if err := s.arm(ctx); err != nil {
+		return fmt.Errorf("message: %w", err)
+	}
+	s.text.W.Write(content)
+	s.text.W.WriteString(".\r\n")
+	if err := s.text.W.Flush(); err != nil {
+		return fmt.Errorf("message: %w", err)
+	}
+	return s.expect(ctx, 250, "message")
+}
+
+// expect reads one reply, which must have the code want; what names the
+// step in the error, which wraps an smtp.Reply when the server answered
+// otherwise.
+func (s *sourceConn) expect(ctx context.Context, want int, what string) error {
+	if err := s.arm(ctx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if _, _, err := s.text.ReadResponse(want); err != nil {
+		var te *textproto.Error
+		if errors.As(err, &te) { // a reply, not a failure to read one: say it as the server did
+			err = smtp.Reply{Code: te.Code, Lines: strings.Split(te.Msg, "\n")}
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 func (b *bench) connect(ctx context.Context) (*smtp.Client, error) {
@@ -342,8 +516,8 @@ func writeBenchReport(c *cli, r benchReport, asJSON bool) error {
 }
 
 func printBenchReport(c *cli, r benchReport) {
-	fmt.Fprintf(c.Stdout, "messages: %d sent, %d failed (%d connections, %d bytes, %d recipients each)\n",
-		r.Messages, r.Failures, r.Concurrency, r.Size, r.Rcpts)
+	fmt.Fprintf(c.Stdout, "messages: %d sent, %d failed (%d connections, %d bytes, %d recipients each, %s mode)\n",
+		r.Messages, r.Failures, r.Concurrency, r.Size, r.Rcpts, r.Mode)
 	for _, f := range r.FailureReplies {
 		fmt.Fprintf(c.Stdout, "  failure: %s\n", f)
 	}

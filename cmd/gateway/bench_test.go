@@ -2,10 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
+	"github.com/mailgate/gateway/sdk"
 )
 
 func TestBench(t *testing.T) {
@@ -47,10 +57,105 @@ func TestBenchFailures(t *testing.T) {
 		t.Errorf("bench: code %d, report %+v; want 1 and 10 failures with the 550 reply", code, rep)
 	}
 
+	code, out, _ = runWithInput(t, "", "bench", "--server", addr, "--json", "--mode", "smtp-source", "--messages", "4", "--concurrency", "2")
+	rep = benchReport{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("bench --json printed %q: %v", out, err)
+	}
+	if want := "RCPT: smtp: 550 5.1.1 No such user"; code != 1 || rep.Messages != 0 || rep.Failures != 4 ||
+		fmt.Sprint(rep.FailureReplies) != "["+want+"]" {
+		t.Errorf("bench --mode smtp-source: code %d, report %+v; want 1 and 4 failures with %q", code, rep, want)
+	}
+
 	// Nobody listening: every message fails, bench still ends.
-	code, out, _ = runWithInput(t, "", "bench", "--server", "127.0.0.1:1", "--messages", "3", "--concurrency", "2")
-	if code != 1 || !strings.Contains(out, "0 sent, 3 failed") {
-		t.Errorf("bench without a server: code %d, stdout %q", code, out)
+	for _, mode := range []string{benchModeReuse, benchModeSource} {
+		code, out, _ = runWithInput(t, "", "bench", "--server", "127.0.0.1:1", "--mode", mode, "--messages", "3", "--concurrency", "2")
+		if code != 1 || !strings.Contains(out, "0 sent, 3 failed") {
+			t.Errorf("bench --mode %s without a server: code %d, stdout %q", mode, code, out)
+		}
+	}
+}
+
+// TestBenchSMTPSource: in the smtp-source mode the server sees one session
+// per message, and each says HELO (not EHLO), sends MAIL, each RCPT and
+// DATA, the message, and QUIT.
+func TestBenchSMTPSource(t *testing.T) {
+	spool := &smtptest.MemorySpool{}
+	verbs := &commandLog{}
+	addr, _ := smtptest.StartServer(t, smtp.Options{
+		RelayNetworks: []netip.Prefix{smtptest.Loopback()}, Hooks: verbs, Spool: spool,
+	})
+	code, out, errOut := runWithInput(t, "", "bench", "--server", addr, "--json", "--mode", "smtp-source",
+		"--messages", "30", "--concurrency", "4", "--size", "1500", "--rcpts", "2", "--helo", "source.test")
+	if code != 0 {
+		t.Fatalf("bench: code %d, stderr %q, stdout %q", code, errOut, out)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("bench --json printed %q: %v", out, err)
+	}
+	if rep.Mode != benchModeSource || rep.Messages != 30 || rep.Failures != 0 || rep.MessagesPerSecond <= 0 {
+		t.Errorf("bench report %+v, want 30 messages in the smtp-source mode", rep)
+	}
+	sessions := verbs.sessions()
+	if len(sessions) != 30 {
+		t.Errorf("server saw %d sessions, want 30", len(sessions))
+	}
+	for id, v := range sessions {
+		if got, want := strings.Join(v, " "), "HELO MAIL RCPT RCPT DATA QUIT"; got != want {
+			t.Errorf("session %s: verbs %q, want %q", id, got, want)
+		}
+	}
+	msgs := spool.Messages()
+	if len(msgs) != 30 {
+		t.Fatalf("server committed %d messages, want 30", len(msgs))
+	}
+	for _, m := range msgs {
+		if m.Envelope.ClientHELO != "source.test" || len(m.Envelope.Recipients) != 2 || len(m.Body) != 1500 {
+			t.Errorf("message %s: HELO %q, %d recipients, %d bytes; want source.test, 2 and 1500",
+				m.ID, m.Envelope.ClientHELO, len(m.Envelope.Recipients), len(m.Body))
+		}
+	}
+}
+
+// commandLog records the verbs of each session, as the command stage sees
+// them.
+type commandLog struct {
+	mu    sync.Mutex
+	verbs map[string][]string // session ID → verbs in order
+}
+
+func (l *commandLog) Dispatch(ctx context.Context, req *hook.Request) hook.Result {
+	if req.Stage != sdk.StageCommand {
+		return hook.Result{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.verbs == nil {
+		l.verbs = map[string][]string{}
+	}
+	l.verbs[req.Session.ID] = append(l.verbs[req.Session.ID], req.Command)
+	return hook.Result{}
+}
+
+func (l *commandLog) sessions() map[string][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.verbs)
+}
+
+func TestBenchModeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mode", "smtp-source", "--pipelining=false"}, "--pipelining: the smtp-source mode never pipelines"},
+		{[]string{"--mode", "pipelined"}, `--mode "pipelined": want reuse or smtp-source`},
+	} {
+		code, _, errOut := runWithInput(t, "", append([]string{"bench", "--server", "127.0.0.1:1"}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("bench %q: code %d, stderr %q; want 1 and %q", tc.args, code, errOut, tc.want)
+		}
 	}
 }
 
