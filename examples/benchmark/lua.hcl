@@ -4,7 +4,7 @@ hostname = "bench.test"
 data_dir = "data"   # run.sh points this at a fresh temporary folder
 
 listener "mx" {
-  address                = "127.0.0.1:2529"
+  address                = "127.0.0.1:2529"   # run.sh sets the port
   max_connections_per_ip = 200
 }
 
