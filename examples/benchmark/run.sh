@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
 # Accept and relay benchmarks, interleaved, RUNS times each, on this machine.
 #
+# With `gateway bench` (pipelined, a connection per worker reused):
 #   sink : `gateway bench` -> `gateway sink` (the ceiling: keeps nothing)
 #   serve: `gateway bench` -> `gateway serve` (fsync'd spool, no delivery)
 #   hooks: as serve, with a Lua script answering rcpt and data (lua.hcl)
 #   relay: `gateway bench` -> `gateway serve` -> `gateway sink`, timed until
 #          the downstream sink has every message
-# Prints every run, the medians, and the gateway's CPU time per message.
+# With Postfix's smtp-source (a new connection per message, HELO, no
+# pipelining: how most MX traffic arrives), when it is installed:
+#   ceiling: smtp-source -> smtp-sink (keeps nothing)
+#   sink   : smtp-source -> `gateway sink`
+#   serve  : smtp-source -> `gateway serve`, as above
+#   relay  : smtp-source -> `gateway serve` -> `gateway sink`, end to end
+# and, when Postfix is installed and this runs as root, a throwaway Postfix
+# (its own config, queue and data directories in the temporary folder):
+#   postfix accept: smtp-source -> Postfix (next hop down, mail queues up)
+#   postfix relay : smtp-source -> Postfix -> `gateway sink`, end to end
+# Prints every run, the medians, shares of the ceiling from the same run,
+# and the servers' CPU time per message read from /proc.
 #
 #   examples/benchmark/run.sh            # 5 runs of 20000 messages, 2 KB, 1 rcpt, 20 sessions
 #   RUNS=3 MESSAGES=10000 examples/benchmark/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+PATH=$PATH:/usr/sbin # smtp-source, smtp-sink, postfix
 
 RUNS=${RUNS:-5}
 MESSAGES=${MESSAGES:-20000}
@@ -24,10 +37,15 @@ SINK_PORT=2626       # gateway sink, the ceiling of the gateway bench phases
 SERVE_PORT=2527      # gateway serve with gateway.hcl
 RELAY_PORT=2528      # gateway serve with relay.hcl
 LUA_PORT=2529        # gateway serve with lua.hcl
-DOWN_PORT=2627       # gateway sink, the relay's next hop
+DOWN_PORT=2627       # gateway sink, the relays' next hop (gateway's and Postfix's)
+SMTP_SINK_PORT=2630  # Postfix's smtp-sink, the ceiling of the smtp-source phases
+POSTFIX_PORT=2531    # the throwaway Postfix's smtpd
 
 work=$(mktemp -d)
+chmod 755 "$work" # the throwaway Postfix's daemons run as postfix and chdir to its queue in here
+postfix_live=""   # the running throwaway Postfix's folder, if any
 cleanup() {
+	postfix_stop
 	kill $(jobs -p) 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$work"
@@ -41,8 +59,25 @@ go build -o "$bin" ./cmd/gateway
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
+# tree_ticks PID: clock ticks of a process, of its children it has reaped,
+# and of its live descendants: for Postfix, whose daemons come and go.
+tree_ticks() {
+	local t c
+	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0)
+	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+		t=$((t + $(tree_ticks "$c")))
+	done
+	echo "$t"
+}
+
+# cpu_ms BEFORE AFTER: CPU milliseconds per message between two tick counts.
+cpu_ms() { python3 -c "print(round(($2 - $1) * 1000 / $hz / $MESSAGES, 3))"; }
+
 # rate START END: messages per second between two `date +%s.%N`.
 rate() { python3 -c "print(round($MESSAGES / ($2 - $1), 1))"; }
+
+# share A B: A / B with two decimals.
+share() { python3 -c "print(round($1 / $2, 2))"; }
 
 # The load generators run as jobs the script waits for, so that a signal
 # stops the script at once (bash runs a trap only after a foreground
@@ -54,6 +89,19 @@ run_bench() {
 		--size "$SIZE" --rcpts "$RCPTS" --json >"$work/bench.json" &
 	wait $!
 	read -r rate p50 fails < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round(r["messages_per_second"], 1), r["latency_p50_ms"], r["failures"])' "$work/bench.json")
+}
+
+# run_source PORT: smtp-source sends MESSAGES to 127.0.0.1:PORT as the
+# issue measures (CONCURRENCY sessions, SIZE bytes of payload after its
+# own few headers, RCPTS recipients); sets rate (messages per second).
+run_source() {
+	local start end
+	start=$(date +%s.%N)
+	smtp-source -s "$CONCURRENCY" -m "$MESSAGES" -l "$SIZE" -r "$RCPTS" \
+		-f bench@bench.test -t rcpt@example.test -M bench.test "127.0.0.1:$1" &
+	wait $!
+	end=$(date +%s.%N)
+	rate=$(rate "$start" "$end")
 }
 
 # wait_port PORT: until something listens on 127.0.0.1:PORT.
@@ -104,6 +152,72 @@ start_gateway() {
 # stop_gateway: stops srv and removes its data_dir.
 stop_gateway() { stop "$srv"; rm -rf "$data"; }
 
+# postfix_start NEXT_HOP: a throwaway Postfix in $work/postfix (its own
+# config_directory, queue_directory and data_directory) with one smtpd on
+# 127.0.0.1:POSTFIX_PORT, relaying all mail to NEXT_HOP (a port on
+# 127.0.0.1); sets postfix_live and postfix_master (the master's PID).
+postfix_start() {
+	local d=$work/postfix
+	mkdir -p "$d/conf" "$d/queue" "$d/data"
+	chown postfix "$d/data"
+	cat >"$d/conf/main.cf" <<-EOF
+		compatibility_level = 3.6
+		queue_directory = $d/queue
+		data_directory = $d/data
+		maillog_file = $d/maillog
+		maillog_file_prefixes = $d
+		myhostname = postfix.bench.test
+		mydestination =
+		inet_interfaces = loopback-only
+		inet_protocols = ipv4
+		mynetworks = 127.0.0.0/8
+		smtpd_relay_restrictions = permit_mynetworks, reject
+		relayhost = [127.0.0.1]:$1
+		alias_maps =
+		alias_database =
+		local_recipient_maps =
+		biff = no
+	EOF
+	{
+		echo "127.0.0.1:$POSTFIX_PORT inet n - n - - smtpd"
+		for s in "pickup unix n - n 60 1 pickup" "cleanup unix n - n - 0 cleanup" "qmgr unix n - n 300 1 qmgr" \
+			"rewrite unix - - n - - trivial-rewrite" "bounce unix - - n - 0 bounce" "defer unix - - n - 0 bounce" \
+			"trace unix - - n - 0 bounce" "verify unix - - n - 1 verify" "flush unix n - n 1000? 0 flush" \
+			"proxymap unix - - n - - proxymap" "smtp unix - - n - - smtp" "relay unix - - n - - smtp" \
+			"showq unix n - n - - showq" "error unix - - n - - error" "retry unix - - n - - error" \
+			"discard unix - - n - - discard" "anvil unix - - n - 1 anvil" "scache unix - - n - 1 scache" \
+			"postlog unix-dgram n - n - 1 postlogd"; do
+			echo "$s"
+		done
+	} >"$d/conf/master.cf"
+	postfix_live=$d
+	if ! postfix -c "$d/conf" start >/dev/null 2>&1; then
+		echo "postfix did not start:" >&2; tail -n 5 "$d/maillog" >&2; return 1
+	fi
+	postfix_master=$(tr -d ' ' <"$d/queue/pid/master.pid")
+	wait_port "$POSTFIX_PORT"
+}
+
+# postfix_stop: stops the throwaway Postfix, if one runs, waits until none
+# of its processes (those whose working directory is its queue) is left,
+# and removes its folder.
+postfix_stop() {
+	local d=$postfix_live p left
+	[ -n "$d" ] || return 0
+	postfix -c "$d/conf" stop >/dev/null 2>&1 || true
+	for _ in $(seq 100); do
+		left=""
+		for p in /proc/[0-9]*; do
+			case $(readlink "$p/cwd" 2>/dev/null) in "$d"/*) left="$left ${p#/proc/}" ;; esac
+		done
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	[ -z "$left" ] || kill -KILL $left 2>/dev/null || true
+	postfix_live=""
+	rm -rf "$d"
+}
+
 sink_rates=(); serve_rates=(); serve_cpu=(); relay_rates=(); relay_cpu=(); lua_rates=(); lua_cpu=()
 
 # bench_phases I: run I of the `gateway bench` phases.
@@ -144,13 +258,120 @@ bench_phases() {
 	echo "run $i relay: $rate msg/s end to end (accept p50 ${p50} ms), failures $fails, gateway CPU ${cpu_us} µs/msg"
 }
 
+src_ceiling=(); src_sink=(); src_sink_share=()
+src_serve_rates=(); src_serve_shares=(); src_serve_cpu=(); src_relay_rates=(); src_relay_shares=(); src_relay_cpu=()
+pf_serve_rates=(); pf_serve_shares=(); pf_serve_cpu=(); pf_relay_rates=(); pf_relay_shares=(); pf_relay_cpu=()
+
+# source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`; sets ceiling.
+source_ceiling() {
+	local i=$1 rate sinkuser=()
+	[ "$(id -u)" != 0 ] || sinkuser=(-u nobody) # smtp-sink will not run as root
+	smtp-sink "${sinkuser[@]}" "127.0.0.1:$SMTP_SINK_PORT" 1024 &
+	sink=$!
+	wait_port "$SMTP_SINK_PORT"
+	run_source "$SMTP_SINK_PORT"
+	ceiling=$rate
+	stop "$sink"
+	src_ceiling+=("$ceiling")
+	echo "run $i smtp-source ceiling (smtp-sink): $ceiling msg/s"
+
+	start_sink "$SINK_PORT"
+	run_source "$SINK_PORT"
+	stop "$sink"
+	src_sink+=("$rate"); src_sink_share+=("$(share "$rate" "$ceiling")")
+	echo "run $i smtp-source gateway sink: $rate msg/s = $(share "$rate" "$ceiling") of the ceiling"
+}
+
+# measure_accept PORT TICKS PID: smtp-source -> the server on PORT; sets
+# rate, and cpu from `TICKS PID` (the server's clock ticks).
+measure_accept() {
+	local before after
+	before=$($2 "$3")
+	run_source "$1"
+	after=$($2 "$3")
+	cpu=$(cpu_ms "$before" "$after")
+}
+
+# measure_relay PORT TICKS PID: as measure_accept, but the rate is end to
+# end: until the sink on DOWN_PORT has every message.
+measure_relay() {
+	local before after start end
+	before=$($2 "$3")
+	start=$(date +%s.%N)
+	run_source "$1"
+	wait_count "$work/sink-$DOWN_PORT.out" "$MESSAGES"
+	end=$(date +%s.%N)
+	after=$($2 "$3")
+	rate=$(rate "$start" "$end")
+	cpu=$(cpu_ms "$before" "$after")
+}
+
+# record NAME I WHAT: adds rate, its share of the ceiling and cpu to the
+# arrays NAME_rates, NAME_shares and NAME_cpu, and prints run I's line.
+record() {
+	local -n rates=$1_rates shares=$1_shares cpus=$1_cpu
+	rates+=("$rate"); shares+=("$(share "$rate" "$ceiling")"); cpus+=("$cpu")
+	echo "run $2 smtp-source $3: $rate msg/s = ${shares[-1]} of the ceiling, CPU $cpu ms/msg"
+}
+
+# source_gateway I: smtp-source -> `gateway serve` (accept), then relay end to end.
+source_gateway() {
+	local i=$1 rate cpu
+	start_gateway gateway "$SERVE_PORT"
+	measure_accept "$SERVE_PORT" cpu_ticks "$srv"
+	stop_gateway
+	record src_serve "$i" "gateway accept"
+
+	start_sink "$DOWN_PORT" --report 10ms
+	start_gateway relay "$RELAY_PORT"
+	measure_relay "$RELAY_PORT" cpu_ticks "$srv"
+	stop_gateway
+	stop "$sink"
+	record src_relay "$i" "gateway relay (end to end)"
+}
+
+# source_postfix I: smtp-source -> a throwaway Postfix whose next hop is
+# down (accept), then one that relays to `gateway sink` (end to end).
+source_postfix() {
+	local i=$1 rate cpu
+	postfix_start 9 # nothing listens on port 9: mail is tried, deferred and queued
+	measure_accept "$POSTFIX_PORT" tree_ticks "$postfix_master"
+	postfix_stop
+	record pf_serve "$i" "postfix accept"
+
+	start_sink "$DOWN_PORT" --report 10ms
+	postfix_start "$DOWN_PORT"
+	measure_relay "$POSTFIX_PORT" tree_ticks "$postfix_master"
+	postfix_stop
+	stop "$sink"
+	record pf_relay "$i" "postfix relay (end to end)"
+}
+
+have_source=""; have_postfix=""
+if command -v smtp-source >/dev/null && command -v smtp-sink >/dev/null; then
+	have_source=1
+else
+	echo "smtp-source or smtp-sink not installed (Debian: postfix): skipping the smtp-source phases"
+fi
+if [ -n "$have_source" ] && command -v postfix >/dev/null && [ "$(id -u)" = 0 ] && id postfix >/dev/null 2>&1; then
+	have_postfix=1
+elif [ -n "$have_source" ]; then
+	echo "postfix not installed, or not root: skipping the Postfix phases"
+fi
+
 for i in $(seq "$RUNS"); do
 	bench_phases "$i"
+	if [ -n "$have_source" ]; then
+		source_ceiling "$i"
+		source_gateway "$i"
+		[ -z "$have_postfix" ] || source_postfix "$i"
+	fi
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ms=$(median "${sink_rates[@]}"); mv=$(median "${serve_rates[@]}"); mc=$(median "${serve_cpu[@]}")
 echo
+echo "gateway bench (pipelined, connections reused), medians of $RUNS:"
 echo "median sink (ceiling): $ms msg/s"
 echo "median serve (fsync):  $mv msg/s = $(python3 -c "print(round(100*$mv/$ms))")% of the ceiling, server CPU $mc µs/msg"
 ml=$(median "${lua_rates[@]}"); mlc=$(median "${lua_cpu[@]}")
@@ -158,3 +379,18 @@ echo "median serve + Lua:    $ml msg/s = $(python3 -c "print(round(100*$ml/$mv))
 mr=$(median "${relay_rates[@]}"); mrc=$(median "${relay_cpu[@]}")
 echo "median relay:          $mr msg/s = $(python3 -c "print(round(100*$mr/$ms))")% of the ceiling, gateway CPU $mrc µs/msg"
 
+[ -n "$have_source" ] || exit 0
+echo
+echo "smtp-source -s $CONCURRENCY -l $SIZE -r $RCPTS, $MESSAGES messages, medians of $RUNS (shares: of the ceiling in the same run; CPU: the server's, from /proc):"
+echo
+echo "| | accept msg/s | relay end to end msg/s | CPU ms/msg accept, relay |"
+echo "|---|---|---|---|"
+echo "| ceiling: smtp-source → smtp-sink | $(median "${src_ceiling[@]}") | – | – |"
+echo "| smtp-source → gateway sink | $(median "${src_sink[@]}") ($(median "${src_sink_share[@]}")) | – | – |"
+if [ -n "$have_postfix" ]; then
+	echo "| Postfix $(postconf -h mail_version) (fsync before 250) | $(median "${pf_serve_rates[@]}") ($(median "${pf_serve_shares[@]}")) | $(median "${pf_relay_rates[@]}") ($(median "${pf_relay_shares[@]}")) | $(median "${pf_serve_cpu[@]}"), $(median "${pf_relay_cpu[@]}") |"
+fi
+echo "| this gateway | $(median "${src_serve_rates[@]}") ($(median "${src_serve_shares[@]}")) | $(median "${src_relay_rates[@]}") ($(median "${src_relay_shares[@]}")) | $(median "${src_serve_cpu[@]}"), $(median "${src_relay_cpu[@]}") |"
+if [ -n "$have_postfix" ]; then
+	echo "| this gateway / Postfix | $(share "$(median "${src_serve_rates[@]}")" "$(median "${pf_serve_rates[@]}")") | $(share "$(median "${src_relay_rates[@]}")" "$(median "${pf_relay_rates[@]}")") | |"
+fi
