@@ -698,6 +698,7 @@ func TestMetrics(t *testing.T) {
 		"gateway_queue_oldest_seconds 90",
 		"gateway_spool_commits_total 2",
 		"gateway_spool_fsyncs_total 4", // two commits and two updates, each its own batch
+		"# TYPE gateway_spool_file_bytes gauge",
 		`gateway_deliveries_total{result="delivered"} 17`,
 		`gateway_deliveries_total{result="deferred"} 5`,
 		`gateway_deliveries_total{result="failed"} 2`,
