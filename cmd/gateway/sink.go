@@ -49,7 +49,7 @@ func runSink(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.listen)
+	ln, err := smtp.Listen(context.Background(), o.listen)
 	if err != nil {
 		return err
 	}

@@ -333,7 +333,7 @@ func (g *Gateway) listen() error {
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
-		ln, err := net.Listen("tcp", l.Address)
+		ln, err := smtp.Listen(context.Background(), l.Address)
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
