@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/hook/hooktest"
 	"github.com/mailgate/gateway/core/queue"
@@ -224,5 +225,42 @@ func TestEnginePredeliveryBadSender(t *testing.T) {
 	// its on_error (defer by default).
 	if rs.Status != queue.Deferred || rs.LastReply != "451 4.3.0 Temporary local problem, please try again later" {
 		t.Errorf("recipient %+v; want deferred with the on_error 451", rs)
+	}
+}
+
+// TestEnginePredeliveryTLSRequired: the job's TLSOptional follows the
+// content a predelivery hook leaves: removing "TLS-Required: No" puts the
+// recipient's TLS policies back in force, adding it relaxes them, and
+// REQUIRETLS overrides the field (RFC 8689 §4.1).
+func TestEnginePredeliveryTLSRequired(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		header     string // extra header of the queued message
+		optional   bool   // TLSOptional as queued
+		requireTLS bool
+		eff        sdk.Effects
+		want       bool
+	}{
+		{"removed", "TLS-Required: No\r\n", true, false, sdk.Effects{RemoveHeaders: []string{"tls-required"}}, false},
+		{"added", "", false, false, sdk.Effects{AddHeaders: []sdk.HeaderField{{Name: "TLS-Required", Value: "No"}}}, true},
+		{"kept", "TLS-Required: No\r\n", true, false, sdk.Effects{RemoveHeaders: []string{"X-Other"}}, true},
+		{"REQUIRETLS", "", false, true, sdk.Effects{AddHeaders: []sdk.HeaderField{{Name: "TLS-Required", Value: "No"}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newEngHarness(t, func(o *delivery.Options) {
+				o.Hooks = hook.NewChain(nil, predeliveryEffects(tc.eff))
+			})
+			h.editEnv = func(e *envelope.Envelope) { e.TLSOptional, e.RequireTLS = tc.optional, tc.requireTLS }
+			h.start()
+			h.enqueueRaw(engSender, []envelope.Recipient{engRcpt("bob@example.net", 0)}, engTrace, tc.header+engBody)
+			h.waitOutcomes(1)
+			calls := h.tr.Calls()
+			if len(calls) != 1 {
+				t.Fatalf("%d transport calls; want 1", len(calls))
+			}
+			if got := calls[0].Job.Envelope.TLSOptional; got != tc.want {
+				t.Errorf("TLSOptional = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

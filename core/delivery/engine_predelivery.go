@@ -100,6 +100,7 @@ func (e *Engine) applyEffects(a *jobAttempt, eff *hook.Effects, handler string) 
 			return fail("451 4.3.0 cannot apply the predelivery hook's changes", sdk.EnhancedCode{4, 3, 0}, err)
 		}
 		a.content = c
+		a.env.TLSOptional = tlsOptional(a.env, c)
 	}
 	if rt := eff.Route; rt != nil {
 		if rt.Transport != "" {
@@ -280,4 +281,17 @@ func rewriteJob(a *jobAttempt, eff *hook.Effects) (jobContent, error) {
 	c.size = fi.Size()
 	c.open = func() (io.ReadCloser, error) { return os.Open(c.path) }
 	return c, nil
+}
+
+// tlsOptional is Envelope.TLSOptional for env's message as a predelivery
+// hook rewrote it (c): the field decides, as the session decided it on the
+// message it spooled (a hook may remove "TLS-Required: No", or add it),
+// and REQUIRETLS overrides it (RFC 8689 §4.1). A header that cannot be
+// read asks nothing.
+func tlsOptional(env *envelope.Envelope, c jobContent) bool {
+	if env.RequireTLS {
+		return false
+	}
+	fields, err := message.NewView(c.size, c.open).Header()
+	return err == nil && message.TLSRequiredNo(fields)
 }

@@ -159,6 +159,18 @@ func AppendFields(b []byte, fields []sdk.HeaderField) []byte {
 	return b
 }
 
+// TLSRequiredNo reports whether fields has "TLS-Required: No" (RFC 8689
+// §5, any case): the sender asks that recipients' TLS policies (MTA-STS,
+// DANE) not stop the message's delivery.
+func TLSRequiredNo(fields []sdk.HeaderField) bool {
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, "TLS-Required") && strings.EqualFold(strings.TrimSpace(f.Value), "No") {
+			return true
+		}
+	}
+	return false
+}
+
 // OneLine returns s fit for one header field value or reply line: control
 // characters (CR and LF included) become spaces and the ends are trimmed,
 // so that no value can break out of its field or line.

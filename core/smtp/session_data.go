@@ -239,17 +239,7 @@ func (s *session) tlsOptional(env *envelope.Envelope, view *message.View, added 
 	if err != nil {
 		s.log.Debug("smtp: header not read for TLS-Required", "err", err)
 	}
-	return tlsRequiredNo(fields) || tlsRequiredNo(added)
-}
-
-// tlsRequiredNo reports whether fields has "TLS-Required: No".
-func tlsRequiredNo(fields []sdk.HeaderField) bool {
-	for _, f := range fields {
-		if strings.EqualFold(f.Name, "TLS-Required") && strings.EqualFold(strings.TrimSpace(f.Value), "No") {
-			return true
-		}
-	}
-	return false
+	return message.TLSRequiredNo(fields) || message.TLSRequiredNo(added)
 }
 
 // blackholeID is the queue ID reported for a discarded message, so that a
