@@ -221,13 +221,15 @@ func (st *state) txnIndex(L *glua.LState) int {
 		v = c.rcpts
 	case "params":
 		if c.params == nil {
-			c.params = L.CreateTable(0, 6)
+			c.params = L.CreateTable(0, 8)
 			c.params.RawSetString("ret", glua.LString(env.Ret))
 			c.params.RawSetString("envid", glua.LString(env.EnvID))
 			c.params.RawSetString("smtputf8", glua.LBool(env.SMTPUTF8))
 			c.params.RawSetString("body", glua.LString(env.Body))
 			c.params.RawSetString("size", glua.LNumber(env.Size))
 			c.params.RawSetString("auth", glua.LString(env.Auth))
+			c.params.RawSetString("requiretls", glua.LBool(env.RequireTLS))
+			c.params.RawSetString("tls_optional", glua.LBool(env.TLSOptional))
 		}
 		v = c.params
 	case "rcpt":

@@ -34,7 +34,9 @@
 //	  .notify        with rcpt: array of "NEVER", "SUCCESS", "FAILURE",
 //	                 "DELAY" (empty when not given); else nil
 //	  .orcpt         with rcpt: the ORCPT parameter or nil
-//	  .params        {ret, envid, smtputf8, body, size, auth} of MAIL FROM
+//	  .params        {ret, envid, smtputf8, body, size, auth, requiretls} of
+//	                 MAIL FROM, and tls_optional: the message's header says
+//	                 "TLS-Required: No" (RFC 8689; from data on)
 //	ctx.command      command stage: the verb in upper case; else nil
 //	ctx.arg          command: the argument; auth: the mechanism; predelivery:
 //	                 the destination domain; else nil

@@ -55,7 +55,7 @@ func testEnvelope() *envelope.Envelope {
 			{Address: envelope.Address{Local: "r1", Domain: "dest.example"}},
 			{Address: envelope.Address{Local: "r2", Domain: "dest.example"}},
 		},
-		Size: 1234, Body: envelope.Body8BitMIME, SMTPUTF8: true, Ret: envelope.RetHdrs, EnvID: "ID1", Auth: "<>",
+		Size: 1234, Body: envelope.Body8BitMIME, SMTPUTF8: true, Ret: envelope.RetHdrs, EnvID: "ID1", Auth: "<>", RequireTLS: true,
 		ClientIP: "198.51.100.9", ClientHELO: "queued.example", AuthUser: "carol", TLS: true,
 	}
 }
@@ -385,7 +385,7 @@ local function dump(ctx)
     put("rcpt", x.rcpt)
     put("notify", x.notify)
     put("orcpt", x.orcpt)
-    for _, k in ipairs{"ret", "envid", "smtputf8", "body", "size", "auth"} do put("params." .. k, x.params[k]) end
+    for _, k in ipairs{"ret", "envid", "smtputf8", "body", "size", "auth", "requiretls", "tls_optional"} do put("params." .. k, x.params[k]) end
   else
     put("txn", nil)
   end
@@ -402,7 +402,7 @@ end
 	const conn = "conn.id=S1 conn.listener=mx conn.ip=192.0.2.7 conn.port=40000 conn.helo=client.example conn.esmtp=true conn.tls=true conn.auth_user=alice"
 	const queued = "conn.id= conn.listener= conn.ip=198.51.100.9 conn.port=0 conn.helo=queued.example conn.esmtp=false conn.tls=true conn.auth_user=carol"
 	const txn = "sender=bob@sender.example recipients={r1@dest.example,r2@dest.example}"
-	const params = "params.ret=HDRS params.envid=ID1 params.smtputf8=true params.body=8BITMIME params.size=1234 params.auth=<>"
+	const params = "params.ret=HDRS params.envid=ID1 params.smtputf8=true params.body=8BITMIME params.size=1234 params.auth=<> params.requiretls=true params.tls_optional=false"
 	want := map[sdk.Stage]string{
 		sdk.StageConnect:     "stage=connect " + conn + " command=nil arg=nil msg=false txn=nil unknown=nil",
 		sdk.StageHelo:        "stage=helo " + conn + " command=nil arg=nil msg=false txn=nil unknown=nil",
