@@ -1,9 +1,18 @@
 package delivery_test
 
 import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
 
 // TestRequireTLSDANEHostListedByMTASTS: RFC 8689 §4.2.1 asks two things
@@ -28,5 +37,150 @@ _25._tcp.mx1.pol.test.  IN TLSA 3 1 1 SPKI(127.0.0.21)
 	got := w.deliver(t, "bob@pol.test", func(j *delivery.Job) { j.Envelope.RequireTLS = true })
 	if got.Class != delivery.Delivered || w.spooled("127.0.0.21") != 1 {
 		t.Errorf("Deliver = %+v; want delivered: the MTA-STS policy lists the MX and DANE verifies its certificate", got)
+	}
+}
+
+// noRequireTLSServer is an SMTP server on ln that offers STARTTLS (with
+// cert) but never REQUIRETLS, and takes every message. It counts the
+// connections it accepts and the QUITs it is sent.
+type noRequireTLSServer struct {
+	mu           sync.Mutex
+	conns, quits int
+	messages     int
+}
+
+func (s *noRequireTLSServer) counts() (conns, quits, messages int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns, s.quits, s.messages
+}
+
+func (s *noRequireTLSServer) serve(t *testing.T, ln net.Listener, cert tls.Certificate) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns++
+		s.mu.Unlock()
+		go s.session(conn, cert)
+	}
+}
+
+func (s *noRequireTLSServer) session(conn net.Conn, cert tls.Certificate) {
+	defer func() { conn.Close() }()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	say := func(lines ...string) bool {
+		_, err := io.WriteString(conn, strings.Join(lines, "\r\n")+"\r\n")
+		return err == nil
+	}
+	secure := false
+	if !say("220 mx1.dane.test ESMTP") {
+		return
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		verb := strings.ToUpper(strings.Fields(line + " x")[0])
+		switch verb {
+		case "EHLO":
+			if secure {
+				say("250-mx1.dane.test", "250-8BITMIME", "250 PIPELINING")
+			} else {
+				say("250-mx1.dane.test", "250 STARTTLS")
+			}
+		case "STARTTLS":
+			say("220 go ahead")
+			tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{cert}})
+			if tc.Handshake() != nil {
+				return
+			}
+			conn, br, secure = tc, bufio.NewReader(tc), true
+		case "MAIL", "RCPT", "RSET", "NOOP":
+			say("250 ok")
+		case "DATA":
+			say("354 go on")
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+			}
+			s.mu.Lock()
+			s.messages++
+			s.mu.Unlock()
+			say("250 queued")
+		case "QUIT":
+			s.mu.Lock()
+			s.quits++
+			s.mu.Unlock()
+			say("221 bye")
+			return
+		default:
+			say("502 no")
+		}
+	}
+}
+
+// TestRequireTLSUnsupportedDrainsPool: since a server without REQUIRETLS
+// became a hop failure, run hangs up the session (QUIT) instead of
+// handing it back to the pool, though nothing was sent on it and it
+// serves any other message as well as before. tryHost takes pooled
+// connections to the host one after another, so one REQUIRETLS message to
+// an MX that does not offer REQUIRETLS retires every pooled connection
+// to that MX, then dials each of its addresses anew (a handshake each)
+// only to hang up again; the next ordinary message must dial again. On
+// main the third message here opens a third connection; the pooled one
+// should have carried it.
+func TestRequireTLSUnsupportedDrainsPool(t *testing.T) {
+	ca := smtptest.NewCA(t)
+	cert := ca.Issue(t, "mx1.dane.test")
+	ln, err := net.Listen("tcp", "127.0.0.36:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := &noRequireTLSServer{}
+	go srv.serve(t, ln, cert)
+	zone := `
+test.                        IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
+dane.test.                   IN MX 10 mx1.dane.test.
+mx1.dane.test.               IN A 127.0.0.36
+_25._tcp.mx1.dane.test.      IN TLSA 3 1 1 ` + spkiSHA256(cert) + `
+`
+	r, dnsSrv := newTestResolver(t, zone)
+	for _, n := range []string{"dane.test", "mx1.dane.test", "_25._tcp.mx1.dane.test"} {
+		dnsSrv.SetAD(n, true)
+	}
+	tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: ln.Addr().(*net.TCPAddr).Port, DANE: true, MaxIdle: time.Minute})
+	send := func(requireTLS bool) delivery.Result {
+		job, _ := newTestJob(delivery.Route{}, smtpTestBody, "bob@dane.test")
+		job.Envelope.RequireTLS = requireTLS
+		got := tr.Deliver(context.Background(), job)
+		if len(got) != 1 {
+			t.Fatalf("Deliver = %+v, want one result", got)
+		}
+		return got[0]
+	}
+	if got := send(false); got.Class != delivery.Delivered {
+		t.Fatalf("first message: Deliver = %+v, want delivered", got)
+	}
+	if got := send(true); got.Class == delivery.Delivered {
+		t.Fatalf("REQUIRETLS message: Deliver = %+v, want refused (the server offers no REQUIRETLS)", got)
+	}
+	connsBefore, _, _ := srv.counts()
+	if got := send(false); got.Class != delivery.Delivered {
+		t.Fatalf("third message: Deliver = %+v, want delivered", got)
+	}
+	conns, quits, _ := srv.counts()
+	if conns != connsBefore {
+		t.Errorf("the third message opened a new connection (%d in all, %d QUIT before the transport closed): the REQUIRETLS message retired the pooled ones, which were fit for it", conns, quits)
 	}
 }
