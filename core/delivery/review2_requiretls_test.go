@@ -11,8 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/resolver/resolvertest"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
+	"github.com/mailgate/gateway/sdk"
 )
 
 // TestRequireTLSDANEHostListedByMTASTS: RFC 8689 §4.2.1 asks two things
@@ -182,5 +186,46 @@ _25._tcp.mx1.dane.test.      IN TLSA 3 1 1 ` + spkiSHA256(cert) + `
 	conns, quits, _ := srv.counts()
 	if conns != connsBefore {
 		t.Errorf("the third message opened a new connection (%d in all, %d QUIT before the transport closed): the REQUIRETLS message retired the pooled ones, which were fit for it", conns, quits)
+	}
+}
+
+// TestRequireTLSUnvalidatedMXBouncesDespiteTLSAFailure: a REQUIRETLS
+// message to a domain whose MX answer is not DNSSEC-validated and which
+// publishes no MTA-STS policy can go to none of its exchangers (RFC 8689
+// §4.2.1): that is about the MX list, so it holds for every host and for
+// good (550 5.7.30), whatever each host's TLSA records say. planFor looks
+// the host's TLSA records up before it checks the MX list, so a TLSA
+// look-up that fails for now (SERVFAIL, which an attacker who forges the
+// unsigned MX answer can arrange by naming such a host) answers first with
+// a temporary 4.7.5, and hostFailures lets that outweigh the other
+// hosts' 5.7.30: the message waits in the queue for days and finally
+// bounces with a DANE look-up failure as its reason. On main the result
+// here is Temporary.
+func TestRequireTLSUnvalidatedMXBouncesDespiteTLSAFailure(t *testing.T) {
+	zone := `
+test.                        IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
+plain.test.                  IN MX 10 mx1.plain.test.
+plain.test.                  IN MX 20 mx2.plain.test.
+mx1.plain.test.              IN A 127.0.0.37
+_25._tcp.mx1.plain.test.     IN TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000
+mx2.plain.test.              IN A 127.0.0.38
+`
+	// The MX hosts' own names are signed (mx1's TLSA look-up fails for
+	// now); plain.test's MX answer is not, and it has no MTA-STS policy.
+	r, dnsSrv := newTestResolver(t, zone)
+	for _, n := range []string{"mx1.plain.test", "mx2.plain.test"} {
+		dnsSrv.SetAD(n, true)
+	}
+	dnsSrv.SetFault("_25._tcp.mx1.plain.test.", dns.TypeTLSA, resolvertest.ServFail)
+	tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: 1, DANE: true})
+	job, _ := newTestJob(delivery.Route{}, smtpTestBody, "bob@plain.test")
+	job.Envelope.RequireTLS = true
+	rs := tr.Deliver(context.Background(), job)
+	if len(rs) != 1 {
+		t.Fatalf("Deliver = %+v, want one result", rs)
+	}
+	got := rs[0]
+	if got.Class != delivery.Permanent || got.Enhanced != (sdk.EnhancedCode{5, 7, 30}) {
+		t.Errorf("Deliver = %+v; want 550 5.7.30: no MX of plain.test can be vouched for (no DNSSEC, no MTA-STS), whatever mx1's TLSA look-up does", got)
 	}
 }
