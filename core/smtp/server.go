@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -147,6 +148,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	pending   map[net.Conn]struct{} // no session: waiting for their PROXY header, or being turned away
+	turning   int                   // implicit-TLS connections being turned away over TLS (maxTurningAway)
 	perIP     map[netip.Addr]int    // sessions per clientKey
 	refusals  refusalLog
 	refused   map[Refusal]int64 // error replies, by command and code
@@ -297,7 +299,9 @@ func (s *Server) Serve(ln net.Listener) error {
 				return net.ErrClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors is a passing state too:
+				// sessions end and free theirs.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log.Warn("smtp: accept failed; retrying", "err", err, "in", backoff)
 				time.Sleep(backoff)
@@ -342,15 +346,7 @@ func (s *Server) start(conn net.Conn, ip netip.Addr, port int, authUser string) 
 	key := clientKey(ip)
 	if (s.limits.maxConns > 0 && len(s.sessions) >= s.limits.maxConns) ||
 		(s.limits.maxConnsPerIP > 0 && s.perIP[key] >= s.limits.maxConnsPerIP) {
-		n := len(s.sessions)
-		// Pending while it is turned away, with its deadline set first,
-		// as addPending does: Shutdown ends a slow TLS handshake at once.
-		conn.SetDeadline(time.Now().Add(turnAwayTimeout))
-		s.pending[conn] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		s.refusals.refused(ip, n)
-		go s.turnAway(conn, R(421, enh470, s.opt.Hostname+" Too many connections, try again later"))
+		s.turnAwayLocked(conn, ip)
 		return nil
 	}
 	id := s.idBase + fmt.Sprintf("%06x", s.nextID.Add(1))
@@ -381,29 +377,69 @@ func (s *Server) ServeConn(conn net.Conn, client netip.AddrPort, authUser string
 	return nil
 }
 
-// turnAwayTimeout bounds what turning a connection away takes: the TLS
-// handshake on an implicit-TLS listener, and the reply.
-const turnAwayTimeout = 5 * time.Second
+// Turning connections away on an implicit-TLS listener costs a handshake
+// each: at most maxTurningAway run at once, each within turnAwayTimeout;
+// past that a connection is closed without a reply, so that a flood over
+// the limit holds no more descriptors and CPU than the limit allows.
+const (
+	turnAwayTimeout = time.Second
+	maxTurningAway  = 16
+)
 
-// turnAway greets conn with r and closes it, within the deadline start
-// set. On an implicit-TLS listener the reply goes over TLS, after a
-// handshake: the connection is TLS from its first byte (RFC 8314 §3.3),
-// and a reply in clear text reads as a bad record to the client, which
-// then never sees the 421 it should retry on.
+// turnAwayLocked refuses conn from ip for a connection limit (421) and
+// unlocks s.mu. The reply goes in clear text, or over TLS on an
+// implicit-TLS listener (see turnAway).
+func (s *Server) turnAwayLocked(conn net.Conn, ip netip.Addr) {
+	n := len(s.sessions)
+	reply := R(421, enh470, s.opt.Hostname+" Too many connections, try again later")
+	if !s.implicitTLS {
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.refusals.refused(ip, n)
+		go func() { // a write to a pipe (ServeConn) waits for its reader
+			defer s.wg.Done()
+			defer conn.Close()
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(conn, reply.String()+"\r\n")
+		}()
+		return
+	}
+	if s.turning >= maxTurningAway {
+		s.mu.Unlock()
+		s.refusals.refused(ip, n)
+		conn.Close()
+		return
+	}
+	// Pending while it is turned away, with its deadline set first, as
+	// addPending does: Shutdown ends a slow TLS handshake at once.
+	s.turning++
+	conn.SetDeadline(time.Now().Add(turnAwayTimeout))
+	s.pending[conn] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.refusals.refused(ip, n)
+	go s.turnAway(conn, reply)
+}
+
+// turnAway greets conn with r over TLS and closes it, within the deadline
+// turnAwayLocked set: the connection is TLS from its first byte (RFC 8314
+// §3.3), and a reply in clear text reads as a bad record to the client,
+// which then never sees the 421 it should retry on.
 func (s *Server) turnAway(conn net.Conn, r Reply) {
 	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		s.turning--
+		s.mu.Unlock()
+	}()
 	defer s.removePending(conn)
 	defer conn.Close()
-	w := io.Writer(conn)
-	if s.implicitTLS {
-		tc := tls.Server(conn, s.opt.TLS)
-		if err := tc.Handshake(); err != nil {
-			s.log.Debug("smtp: TLS handshake of a connection turned away failed", "err", err)
-			return
-		}
-		w = tc
+	tc := tls.Server(conn, s.opt.TLS)
+	if err := tc.Handshake(); err != nil {
+		s.log.Debug("smtp: TLS handshake of a connection turned away failed", "err", err)
+		return
 	}
-	io.WriteString(w, r.String()+"\r\n")
+	io.WriteString(tc, r.String()+"\r\n")
 }
 
 // remove forgets an ended session.

@@ -387,6 +387,12 @@ func (s *session) cmdStartTLS(ctx context.Context, arg string) {
 	case arg != "":
 		s.reply(R(501, enh554, "Syntax: STARTTLS"))
 		return
+	case s.srv.shutting.Load():
+		// No handshake starts once Shutdown has begun (handshake): the
+		// client hears why rather than a 220 and a close.
+		s.reply(R(421, enh432, s.srv.opt.Hostname+" Service shutting down"))
+		s.quit = true
+		return
 	}
 	s.reply(R(220, enh200, "Ready to start TLS"))
 	if err := s.flush(); err != nil {
