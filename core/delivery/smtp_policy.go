@@ -138,15 +138,18 @@ func stsReport(domain string, sts *mtasts.Policy, mxHost string) tlsrpt.Policy {
 // the failure.
 func (s *SMTP) planFor(ctx context.Context, job *Job, h smtpHost, d *destination, level string) (*tlsPlan, *Result) {
 	plan := &tlsPlan{level: level}
+	if fail := unvouchedMX(job, h.name, d, level); fail != nil {
+		return plan, fail // before any look-up: nothing can make this host right
+	}
 	if level == TLSNone || !d.mx {
-		return plan, requireTLSFailure(job, plan, h.name, d)
+		return plan, requireTLSFailure(job, plan, h.name)
 	}
 	if s.opt.DANE && s.opt.Resolver != nil && !relaxed(job) && !h.ip.IsValid() {
 		if fail := s.danePlan(ctx, job, h, plan); fail != nil {
 			return plan, fail
 		}
 		if plan.level == TLSDANE {
-			return plan, requireTLSFailure(job, plan, h.name, d)
+			return plan, requireTLSFailure(job, plan, h.name)
 		}
 	}
 	switch {
@@ -162,7 +165,7 @@ func (s *SMTP) planFor(ctx context.Context, job *Job, h smtpHost, d *destination
 		// them, RFC 8460 §5.3) is not evaluated against any policy.
 		plan.report = &tlsrpt.Policy{Domain: job.Domain, Type: tlsrpt.TypeNoPolicy, MXHost: h.name}
 	}
-	return plan, requireTLSFailure(job, plan, h.name, d)
+	return plan, requireTLSFailure(job, plan, h.name)
 }
 
 // danePlan looks up h's DANE policy (dane.Lookup: TLSA records count when
@@ -199,24 +202,35 @@ func (s *SMTP) danePlan(ctx context.Context, job *Job, h smtpHost, plan *tlsPlan
 }
 
 // requireTLSFailure is the failure of a REQUIRETLS message for a host
-// that plan does not reach over verified TLS, or that came from an MX list
-// nothing vouches for (RFC 8689 §4.2.1: a DNSSEC-validated MX answer, or
-// an MTA-STS policy listing the host), or nil.
-func requireTLSFailure(job *Job, plan *tlsPlan, host string, d *destination) *Result {
-	if !requiresTLS(job) {
+// that plan does not reach over verified TLS (RFC 8689 §4.2.1: DANE or
+// PKIX), or nil.
+func requireTLSFailure(job *Job, plan *tlsPlan, host string) *Result {
+	if !requiresTLS(job) || tlsVerified(plan.level) {
 		return nil
 	}
-	why := ""
-	switch {
-	case !tlsVerified(plan.level):
-		why = "no DANE, no MTA-STS policy in enforce mode, and the TLS level is " + plan.level
-	case d.mx && plan.level != TLSMTASTS && !d.secure:
-		why = "the MX answer for " + job.Domain + " is not DNSSEC-validated and no MTA-STS policy lists the host"
-	default:
+	return requireTLSResult(host, plan.level,
+		"no DANE, no MTA-STS policy in enforce mode, and the TLS level is "+plan.level)
+}
+
+// unvouchedMX is the failure of a REQUIRETLS message for an exchanger
+// nothing vouches for (RFC 8689 §4.2.1): the MX answer was not
+// DNSSEC-validated and no MTA-STS policy of the domain lists the host (in
+// either mode: the policy came over verified HTTPS, and the name match is
+// RFC 8461 §4.1's). Nil for a route's via or an address literal, which
+// the operator named.
+func unvouchedMX(job *Job, host string, d *destination, level string) *Result {
+	if !requiresTLS(job) || !d.mx || d.secure || (d.sts != nil && d.sts.Match(host)) {
 		return nil
 	}
+	return requireTLSResult(host, level, "the MX answer for "+job.Domain+
+		" is not DNSSEC-validated and no MTA-STS policy of the domain lists the host")
+}
+
+// requireTLSResult is the 550 5.7.30 of a REQUIRETLS message that cannot go
+// to host.
+func requireTLSResult(host, level, why string) *Result {
 	r := localResult(Permanent, 550, 5, 7, 30, "REQUIRETLS: "+host+" cannot be reached over verified TLS ("+why+")")
-	r.TLSPolicy = plan.level
+	r.TLSPolicy = level
 	return &r
 }
 

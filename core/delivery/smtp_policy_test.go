@@ -333,14 +333,22 @@ func TestDANE(t *testing.T) {
 // 5.7.30.
 func TestRequireTLS(t *testing.T) {
 	requireTLS := func(j *delivery.Job) { j.Envelope.RequireTLS = true }
-	t.Run("no policy", func(t *testing.T) {
-		w := newPolicyWorld(t, daneZone, []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}}}, nil, nil)
-		got := w.deliver(t, "bob@dane.test", requireTLS)
-		want := "REQUIRETLS: mx1.dane.test cannot be reached over verified TLS (no DANE, no MTA-STS policy in enforce mode, and the TLS level is opportunistic)"
-		if got.Class != delivery.Permanent || got.Enhanced != (sdk.EnhancedCode{5, 7, 30}) || got.Text != want {
-			t.Errorf("Deliver = %+v, want 5.7.30 %q", got, want)
-		}
-	})
+	for _, tc := range []struct {
+		name, want string
+		secure     []string
+	}{
+		{"no policy", "the MX answer for dane.test is not DNSSEC-validated and no MTA-STS policy of the domain lists the host", nil},
+		{"signed MX, no DANE", "no DANE, no MTA-STS policy in enforce mode, and the TLS level is opportunistic", []string{"dane.test"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newPolicyWorld(t, daneZone, []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}}}, nil, tc.secure)
+			got := w.deliver(t, "bob@dane.test", requireTLS)
+			want := "REQUIRETLS: mx1.dane.test cannot be reached over verified TLS (" + tc.want + ")"
+			if got.Class != delivery.Permanent || got.Enhanced != (sdk.EnhancedCode{5, 7, 30}) || got.Text != want {
+				t.Errorf("Deliver = %+v, want 5.7.30 %q", got, want)
+			}
+		})
+	}
 	t.Run("next hop without REQUIRETLS", func(t *testing.T) {
 		// A server that offers STARTTLS, then no REQUIRETLS under TLS:
 		// the client must not send MAIL (our own server always offers it).

@@ -377,7 +377,7 @@ func (s *SMTP) tryHost(ctx context.Context, job *Job, h smtpHost, want connKey, 
 	// dropped. Hosts are taken in preference order, so an idle
 	// connection to a less preferred host waits until the more
 	// preferred ones have failed (RFC 5321 §5.1).
-	for sc := s.takeFor(h, want); sc != nil; sc = s.takeFor(h, want) {
+	for sc := s.takeFor(h, want, requiresTLS(job)); sc != nil; sc = s.takeFor(h, want, requiresTLS(job)) {
 		if rs, _ := s.run(ctx, job, sc); rs != nil {
 			return rs, nil, nil
 		}
@@ -789,7 +789,13 @@ func (s *SMTP) run(ctx context.Context, job *Job, sc *smtpConn) ([]Result, *Resu
 	rs, lost, id := transactJob(ctx, sc.c, job, where, remoteName(sc.key.host))
 	if rs == nil {
 		s.log.InfoContext(ctx, "smtp: no transaction", "id", job.ID, "host", sc.key.host, "addr", sc.key.addr, "reused", sc.reused, "err", lost.Text)
-		s.hangUp(ctx, sc.c)
+		if lost.Class == Permanent {
+			// Refused before anything was sent (no REQUIRETLS for a
+			// message that demands it): the session serves other mail.
+			s.release(ctx, sc)
+		} else {
+			s.hangUp(ctx, sc.c)
+		}
 		return nil, lost
 	}
 	sc.sent++
@@ -905,7 +911,7 @@ func transactionResults(job *Job, res smtp.Result, err error, remote, lost strin
 // takeFor takes a pooled connection to h under policy, the most recently
 // used first; nil if there is none. Connections past MaxIdle that the reaper has not retired
 // yet are closed on the way.
-func (s *SMTP) takeFor(h smtpHost, want connKey) *smtpConn {
+func (s *SMTP) takeFor(h smtpHost, want connKey, requireTLS bool) *smtpConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.idle) == 0 {
@@ -917,20 +923,30 @@ func (s *SMTP) takeFor(h smtpHost, want connKey) *smtpConn {
 		if key.host != h.name || key.tls != want.tls || key.auth != want.auth || !strings.HasSuffix(key.addr, ":"+port) {
 			continue
 		}
-		for len(list) > 0 {
-			sc := list[len(list)-1]
-			list = list[:len(list)-1]
+		for i := len(list) - 1; i >= 0; i-- {
+			sc := list[i]
 			if now.Sub(sc.idle) >= s.opt.MaxIdle {
 				sc.c.Close()
+				list = slices.Delete(list, i, i+1)
 				continue
 			}
-			s.putList(key, list)
+			if requireTLS && !offersRequireTLS(sc.c) {
+				continue // it serves other mail
+			}
+			s.putList(key, slices.Delete(list, i, i+1))
 			sc.reused = true
 			return sc
 		}
 		s.putList(key, list)
 	}
 	return nil
+}
+
+// offersRequireTLS reports whether c's session can take a REQUIRETLS
+// message: under TLS, with REQUIRETLS offered.
+func offersRequireTLS(c *smtp.Client) bool {
+	_, ok := c.Extension("REQUIRETLS")
+	return ok && tlsOn(c)
 }
 
 // putList stores key's idle list, deleting an empty one. s.mu is held.
