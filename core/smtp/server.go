@@ -14,8 +14,8 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mailgate/gateway/core/authguard"
