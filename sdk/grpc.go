@@ -36,6 +36,13 @@ func serve(p Describer) {
 			os.Exit(1)
 		})
 	}
+	if conn, err := openCallChannel(); err != nil {
+		fmt.Fprintf(os.Stderr, "%v; hook calls go over gRPC\n", err)
+	} else if conn != nil {
+		// Owned by the process like the watch above; it stops when the
+		// host closes its end.
+		go func() { _ = serveCalls(conn, p) }()
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: versionedPlugins(p),
@@ -80,11 +87,30 @@ func ServePlugins(p Describer) map[int]plugin.PluginSet {
 	return versionedPlugins(p)
 }
 
+// Flow-control windows of both ends of the plugin connection. Setting
+// them turns off gRPC's bandwidth-delay estimator, which otherwise sends a
+// PING (and reads its ACK) with the data of nearly every call: on a local
+// socket it measures nothing and costs a write and a wake-up per call. The
+// windows are large enough that a data request of a few MB is not held
+// back waiting for WINDOW_UPDATEs.
+const (
+	streamWindow = 4 << 20
+	connWindow   = 16 << 20
+)
+
 // newGRPCServer is plugin.DefaultGRPCServer with the message size limits
-// raised to MaxWireMessage.
+// raised to MaxWireMessage and fixed flow-control windows.
 func newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
-	opts = append(opts, grpc.MaxRecvMsgSize(MaxWireMessage), grpc.MaxSendMsgSize(MaxWireMessage))
+	opts = append(opts, grpc.MaxRecvMsgSize(MaxWireMessage), grpc.MaxSendMsgSize(MaxWireMessage),
+		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow))
 	return plugin.DefaultGRPCServer(opts)
+}
+
+// DialOptions are the gRPC options of the host's connection to a plugin
+// (go-plugin's ClientConfig.GRPCDialOptions): the same fixed windows as
+// the plugin's server.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow)}
 }
 
 // callOptions raise the client's limits to MaxWireMessage on every call
@@ -180,7 +206,7 @@ func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (r
 	var host Host = noHost{}
 	var conn *grpc.ClientConn
 	if id := req.GetHostBrokerId(); id != 0 {
-		conn, err = s.broker.DialWithOptions(id, grpc.WithDefaultCallOptions(callOptions()...))
+		conn, err = s.broker.DialWithOptions(id, append(DialOptions(), grpc.WithDefaultCallOptions(callOptions()...))...)
 		if err != nil {
 			return nil, errorToStatus(fmt.Errorf("sdk: dial the host's services: %v: %w", err, ErrUnavailable))
 		}

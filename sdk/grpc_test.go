@@ -472,16 +472,16 @@ func TestRealProcess(t *testing.T) {
 	}
 }
 
-// TestNegotiationRealProcess: a host that speaks only version 2 refuses a
-// version-1 plugin with an error wrapping sdk.ErrProtocol.
+// TestNegotiationRealProcess: a host that speaks only the version after
+// ours refuses a plugin of ours with an error wrapping sdk.ErrProtocol.
 func TestNegotiationRealProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process")
 	}
-	c := startProcess(t, map[int]plugin.PluginSet{2: sdk.VersionedPlugins()[sdk.ProtocolVersion]})
+	c := startProcess(t, map[int]plugin.PluginSet{sdk.ProtocolVersion + 1: sdk.VersionedPlugins()[sdk.ProtocolVersion]})
 	_, err := c.Client()
 	if err == nil {
-		t.Fatal("a version-2 host accepted a version-1 plugin")
+		t.Fatalf("a version-%d host accepted a version-%d plugin", sdk.ProtocolVersion+1, sdk.ProtocolVersion)
 	}
 	if err := sdk.StartError(err); !errors.Is(err, sdk.ErrProtocol) {
 		t.Errorf("got %v, want sdk.ErrProtocol", err)

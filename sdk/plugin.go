@@ -8,7 +8,9 @@ import (
 
 // ProtocolVersion is the plugin wire protocol this sdk speaks. A host and a
 // plugin that share no version refuse each other with a clear error.
-const ProtocolVersion = 1
+// Version 2 added the call channel (calls.go): hook calls on a socket the
+// host passes as CallsFDEnv instead of a gRPC call each.
+const ProtocolVersion = 2
 
 // Session is the read-only view of an SMTP connection given to plugins.
 type Session struct {

@@ -122,7 +122,24 @@ type instance struct {
 	client  *process
 	rpc     plugin.ClientProtocol
 	remote  sdk.Remote
+	calls   *sdk.CallConn // hook calls; nil = over gRPC (remote.Handle)
 	started time.Time
+}
+
+// handle runs one hook call, on the call channel if there is one.
+func (inst *instance) handle(ctx context.Context, r *sdk.Request) (sdk.Decision, sdk.Effects, error) {
+	if inst.calls != nil {
+		return inst.calls.Handle(ctx, r)
+	}
+	return inst.remote.Handle(ctx, r)
+}
+
+// kill stops the process and closes its call channel.
+func (inst *instance) kill() {
+	inst.client.Kill()
+	if inst.calls != nil {
+		inst.calls.Close()
+	}
 }
 
 var (
@@ -237,7 +254,7 @@ func (p *Plugin) Handle(ctx context.Context, req *hook.Request) (sdk.Decision, s
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, err
 	}
-	d, eff, err := inst.remote.Handle(ctx, r)
+	d, eff, err := inst.handle(ctx, r)
 	if err != nil {
 		if errors.Is(err, sdk.ErrNotHandled) && ctx.Err() == nil {
 			p.succeeded(inst)
@@ -350,7 +367,7 @@ func (p *Plugin) supervise(inst *instance) {
 			p.cur = nil
 			p.mu.Unlock()
 			if inst != nil {
-				inst.client.Kill()
+				inst.kill()
 			}
 		}
 	}()
@@ -358,12 +375,12 @@ func (p *Plugin) supervise(inst *instance) {
 	for {
 		why, closing := p.watch(inst)
 		if closing {
-			inst.client.Kill()
+			inst.kill()
 			return
 		}
 		uptime := time.Since(inst.started)
 		p.log.Warn("plugin down; restarting it", "why", why, "uptime", uptime.Round(time.Millisecond).String())
-		inst.client.Kill()
+		inst.kill()
 		inst = nil
 		if uptime >= stableAfter {
 			backoff = p.opt.MinBackoff
@@ -383,7 +400,7 @@ func (p *Plugin) supervise(inst *instance) {
 			p.mu.Lock()
 			if p.closed {
 				p.mu.Unlock()
-				next.client.Kill()
+				next.kill()
 				return
 			}
 			p.cur, p.timeouts = next, 0
@@ -443,15 +460,16 @@ func (p *Plugin) relaunch() (*instance, sdk.Info, error) {
 func (p *Plugin) launch(ctx context.Context) (inst *instance, info sdk.Info, err error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opt.StartTimeout)
 	defer cancel()
-	client, rpc, remote, err := dial(p.opt.Path, workDir(p.opt.ConfigFile), p.sum, p.opt.StartTimeout, p.log)
+	proc, err := dial(p.opt.Path, workDir(p.opt.ConfigFile), p.sum, p.opt.StartTimeout, p.log)
 	if err != nil {
 		return nil, info, fmt.Errorf("pluginhost: %s: %w", p.name, err)
 	}
 	defer func() {
 		if err != nil {
-			client.Kill()
+			proc.kill()
 		}
 	}()
+	remote := proc.remote
 	info, err = remote.Info(ctx) // checks the negotiated protocol version is among the plugin's
 	if err != nil {
 		return nil, info, fmt.Errorf("pluginhost: %s: %s: info: %w", p.name, p.opt.Path, err)
@@ -471,27 +489,35 @@ func (p *Plugin) launch(ctx context.Context) (inst *instance, info sdk.Info, err
 		}
 		return nil, info, fmt.Errorf("pluginhost: %s: configure: %w", p.name, err)
 	}
-	return &instance{client: client, rpc: rpc, remote: remote, started: time.Now()}, info, nil
+	proc.started = time.Now()
+	return proc, info, nil
 }
 
-// dial starts the executable at path in the folder dir ("" = ours) and
-// dispenses its sdk.Remote.
-func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*process, plugin.ClientProtocol, sdk.Remote, error) {
+// dial starts the executable at path in the folder dir ("" = ours),
+// with its call channel, and dispenses its sdk.Remote. The instance's
+// started is left for the caller.
+func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Logger) (*instance, error) {
 	// An absolute path: exec would look a bare name up in $PATH.
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if st, err := os.Stat(abs); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	} else if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
-		return nil, nil, nil, fmt.Errorf("%s is not an executable file", path)
+		return nil, fmt.Errorf("%s is not an executable file", path)
+	}
+	cmd := pluginCmd(abs, dir)
+	calls, child, err := callChannel(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.VersionedPlugins(),
-		Cmd:              pluginCmd(abs, dir),
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  sdk.DialOptions(),
 		Logger:           newHCLogger(log),
 		SyncStdout:       &lineLogger{log: log, msg: "plugin stdout"},
 		SyncStderr:       &lineLogger{log: log, msg: "plugin stderr"},
@@ -502,26 +528,43 @@ func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Lo
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	client, err := startProcess(plugin.NewClient(cfg))
-	if err != nil {
-		// Start has killed the process it started, if any.
-		return nil, nil, nil, startError(path, sum, err)
+	if child != nil {
+		child.Close() // the process has its copy
 	}
-	rpc, err := client.Client()
 	if err != nil {
-		client.Kill()
-		return nil, nil, nil, startError(path, sum, err)
+		if calls != nil {
+			calls.Close()
+		}
+		// Start has killed the process it started, if any.
+		return nil, startError(path, sum, err)
+	}
+	inst := &instance{client: client}
+	if calls != nil {
+		inst.calls = sdk.NewCallConn(calls)
+	}
+	if err := inst.dispense(path, sum); err != nil {
+		inst.kill()
+		return nil, err
+	}
+	return inst, nil
+}
+
+// dispense connects to the started process and dispenses its sdk.Remote.
+func (inst *instance) dispense(path string, sum []byte) error {
+	rpc, err := inst.client.Client()
+	if err != nil {
+		return startError(path, sum, err)
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {
-		client.Kill()
-		return nil, nil, nil, fmt.Errorf("%s: dispense %q: %w", path, sdk.PluginName, sdk.StartError(err))
+		return fmt.Errorf("%s: dispense %q: %w", path, sdk.PluginName, sdk.StartError(err))
 	}
 	remote, ok := raw.(sdk.Remote)
 	if !ok {
-		client.Kill()
-		return nil, nil, nil, fmt.Errorf("%s: dispense %q: got a %T, not an sdk.Remote", path, sdk.PluginName, raw)
+		return fmt.Errorf("%s: dispense %q: got a %T, not an sdk.Remote", path, sdk.PluginName, raw)
 	}
-	return client, rpc, remote, nil
+	inst.rpc, inst.remote = rpc, remote
+	return nil
 }
 
 // startError explains go-plugin's start errors: a checksum mismatch names
@@ -569,12 +612,12 @@ func Probe(ctx context.Context, path string, log *slog.Logger) (sdk.Info, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, DefaultStartTimeout)
 	defer cancel()
-	client, _, remote, err := dial(path, "", nil, DefaultStartTimeout, log)
+	inst, err := dial(path, "", nil, DefaultStartTimeout, log)
 	if err != nil {
 		return sdk.Info{}, fmt.Errorf("pluginhost: probe: %w", err)
 	}
-	defer client.Kill()
-	info, err := remote.Info(ctx)
+	defer inst.kill()
+	info, err := inst.remote.Info(ctx)
 	if err != nil {
 		return sdk.Info{}, fmt.Errorf("pluginhost: probe %s: info: %w", path, err)
 	}

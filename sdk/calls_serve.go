@@ -1,0 +1,114 @@
+package sdk
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/mailgate/gateway/sdk/internal/pb"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// openCallChannel returns the plugin's end of the call channel named by
+// CallsFDEnv, or nil when the host gave none.
+func openCallChannel() (net.Conn, error) {
+	v := os.Getenv(CallsFDEnv)
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("sdk: %s=%q is not a file descriptor: %w", CallsFDEnv, v, ErrProtocol)
+	}
+	f := os.NewFile(uintptr(fd), "gateway-calls")
+	defer f.Close() // FileConn has its own descriptor
+	conn, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("sdk: the call channel (fd %d): %w", fd, err)
+	}
+	return conn, nil
+}
+
+// callServer is the plugin's end of the call channel: it runs each call
+// in a goroutine of its own, as a gRPC server would, under the call's
+// deadline, until the host cancels it.
+type callServer struct {
+	srv *grpcServer // its dispatch
+	w   frameWriter
+
+	mu      sync.Mutex
+	cancels map[uint64]context.CancelFunc
+}
+
+// serveCalls serves conn until it fails (the host closed it or exited),
+// then cancels the calls still running. The calls' goroutines end when
+// their hooks return; each is owned by serveCalls's context.
+func serveCalls(conn net.Conn, impl Describer) error {
+	defer conn.Close()
+	s := &callServer{
+		srv:     &grpcServer{impl: impl},
+		w:       frameWriter{conn: conn},
+		cancels: make(map[uint64]context.CancelFunc),
+	}
+	base, stop := context.WithCancel(context.Background())
+	defer stop()
+	r := bufio.NewReaderSize(conn, callBuffer)
+	for {
+		f, err := readFrame(r)
+		if err != nil {
+			return err
+		}
+		switch f.kind {
+		case frameCall:
+			s.start(base, f)
+		case frameCancel:
+			s.mu.Lock()
+			cancel := s.cancels[f.id]
+			s.mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
+		default:
+			return fmt.Errorf("sdk: call channel: frame kind %d from the host: %w", f.kind, ErrProtocol)
+		}
+	}
+}
+
+// start runs one call in a goroutine of its own.
+func (s *callServer) start(base context.Context, f frame) {
+	ctx, cancel := context.WithCancel(base)
+	if d, ok := frameDeadline(f.deadline); ok {
+		ctx, cancel = context.WithDeadline(base, d)
+	}
+	s.mu.Lock()
+	s.cancels[f.id] = cancel
+	s.mu.Unlock()
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.cancels, f.id)
+			s.mu.Unlock()
+			cancel()
+		}()
+		resp, err := s.call(ctx, f.payload)
+		if err != nil {
+			_ = s.w.write(frameFail, f.id, 0, status.Convert(err).Proto())
+			return
+		}
+		_ = s.w.write(frameReply, f.id, 0, resp)
+	}()
+}
+
+// call decodes a request and handles it as the gRPC Handle does.
+func (s *callServer) call(ctx context.Context, payload []byte) (*pb.HandleResponse, error) {
+	req := new(pb.HandleRequest)
+	if err := proto.Unmarshal(payload, req); err != nil {
+		return nil, errorToStatus(fmt.Errorf("sdk: a request that does not decode: %v: %w", err, ErrProtocol))
+	}
+	return s.srv.Handle(ctx, req)
+}
