@@ -1,0 +1,119 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// callsPlugin answers by the recipient's local part: "fail" with an
+// ErrUnavailable of its own, "wait" when its ctx ends (reporting why on
+// ended), anything else a reject.
+type callsPlugin struct{ ended chan error }
+
+func (callsPlugin) Info() Info { return Info{Name: "calls"} }
+
+func (p callsPlugin) Rcpt(ctx context.Context, r *Request) (Decision, Effects, error) {
+	switch r.Rcpt.Address.Local {
+	case "fail":
+		return Decision{}, Effects{}, errors.Join(errors.New("backend down"), ErrUnavailable)
+	case "wait":
+		<-ctx.Done()
+		p.ended <- ctx.Err()
+		return Decision{}, Effects{}, ctx.Err()
+	}
+	return RejectDecision(550, EnhancedCode{5, 7, 1}, "no "+r.Rcpt.Address.Local), Effects{}, nil
+}
+
+// startCalls serves a callsPlugin over a call channel on a pipe.
+func startCalls(t *testing.T) (*CallConn, callsPlugin, chan error) {
+	t.Helper()
+	host, plug := net.Pipe()
+	p := callsPlugin{ended: make(chan error, 1)}
+	served := make(chan error, 1)
+	go func() { served <- serveCalls(plug, p) }()
+	c := NewCallConn(host)
+	t.Cleanup(func() { c.Close(); <-served })
+	return c, p, served
+}
+
+func rcptRequest(local string) *Request {
+	return &Request{Stage: StageRcpt, Rcpt: &Recipient{Address: Address{Local: local, Domain: "example.org"}}}
+}
+
+// TestCallChannel: decisions, the plugin's errors and the caller's
+// deadline go across the channel as they go over gRPC.
+func TestCallChannel(t *testing.T) {
+	c, p, _ := startCalls(t)
+	d, _, err := c.Handle(t.Context(), rcptRequest("bob"))
+	if err != nil || d.Verdict != Reject || d.Message != "no bob" || d.Code != 550 {
+		t.Errorf("bob: got %+v, %v; want the plugin's reject", d, err)
+	}
+	if _, _, err := c.Handle(t.Context(), rcptRequest("fail")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("fail: got %v, want ErrUnavailable", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := c.Handle(ctx, rcptRequest("wait")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("wait: got %v, want DeadlineExceeded", err)
+	}
+	select {
+	case err := <-p.ended:
+		if err == nil {
+			t.Error("the plugin's ctx ended without an error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the plugin's ctx did not end with the caller's")
+	}
+}
+
+// TestCallChannelCancel: a call the caller gives up on is cancelled in
+// the plugin.
+func TestCallChannelCancel(t *testing.T) {
+	c, p, _ := startCalls(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := c.Handle(ctx, rcptRequest("wait"))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-p.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the plugin's ctx ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the plugin never saw the cancel")
+	}
+}
+
+// TestCallChannelLost: when the plugin's end goes away, a waiting call
+// and later ones fail with ErrUnavailable.
+func TestCallChannelLost(t *testing.T) {
+	host, plug := net.Pipe()
+	c := NewCallConn(host)
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := c.Handle(t.Context(), rcptRequest("bob"))
+		errc <- err
+	}()
+	buf := make([]byte, frameHeader)
+	if _, err := plug.Read(buf); err != nil { // the call arrived
+		t.Fatal(err)
+	}
+	plug.Close()
+	if err := <-errc; !errors.Is(err, ErrUnavailable) {
+		t.Errorf("waiting call: got %v, want ErrUnavailable", err)
+	}
+	if _, _, err := c.Handle(t.Context(), rcptRequest("bob")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("later call: got %v, want ErrUnavailable", err)
+	}
+}
