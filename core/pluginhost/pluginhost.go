@@ -3,7 +3,9 @@
 // SHA-256 when one is configured and negotiating the protocol version),
 // asks it for its Info, checks the HCL config block against the schema it
 // reports, configures it, and then serves as its hook.Handler and as the
-// delivery.Transport of each transport it provides.
+// delivery.Transport of each transport it provides. Hook calls go over
+// the plugin's call channel (sdk.CallConn, a socket pair made in
+// calls_unix.go), not a gRPC call each.
 //
 // A *Plugin owns its process. If the process exits, or a call fails
 // because the plugin cannot be reached, the plugin is marked down: calls
