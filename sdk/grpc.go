@@ -36,9 +36,14 @@ func serve(p Describer) {
 			os.Exit(1)
 		})
 	}
-	if conn, err := openCallChannel(); err != nil {
-		fmt.Fprintf(os.Stderr, "%v; hook calls go over gRPC\n", err)
-	} else if conn != nil {
+	conn, err := openCallChannel()
+	if err != nil {
+		// The host would wait on a channel nobody serves: stop here,
+		// and the host's start fails with this on its log.
+		fmt.Fprintf(os.Stderr, "%v\n", err)
+		os.Exit(1)
+	}
+	if conn != nil {
 		// Owned by the process like the watch above; it stops when the
 		// host closes its end.
 		go func() { _ = serveCalls(conn, p) }()

@@ -37,9 +37,6 @@ func callChannel(cmd *exec.Cmd) (host net.Conn, child *os.File, err error) {
 		return nil, nil, fmt.Errorf("the call channel: %w", err)
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, child)
-	if cmd.Env == nil {
-		cmd.Env = os.Environ()
-	}
 	cmd.Env = append(cmd.Env, sdk.CallsFDEnv+"="+strconv.Itoa(2+len(cmd.ExtraFiles)))
 	return host, child, nil
 }

@@ -525,6 +525,9 @@ func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Lo
 		SyncStderr:       &lineLogger{log: log, msg: "plugin stderr"},
 		StartTimeout:     startTimeout,
 		Managed:          false, // the Plugin owns its processes
+		// cmd.Env has the gateway's environment already (pluginCmd):
+		// go-plugin's copy after it would override what we set.
+		SkipHostEnv: true,
 	}
 	if sum != nil {
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
@@ -662,8 +665,9 @@ func pluginCmd(path, dir string) *exec.Cmd {
 	cmd := exec.Command(path)
 	cmd.Dir = dir
 	dieWithParent(cmd)
+	cmd.Env = os.Environ() // the whole environment: dial sets SkipHostEnv
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
-		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
 	return cmd
 }

@@ -294,6 +294,21 @@ func TestWorkingFolder(t *testing.T) {
 	}
 }
 
+// TestCallChannel: the plugin is given its end of the call channel as
+// file descriptor 3, even when the gateway's own environment names
+// another (go-plugin must not copy the gateway's environment over ours).
+func TestCallChannel(t *testing.T) {
+	t.Setenv(sdk.CallsFDEnv, "99")
+	p, _ := start(t, pluginhost.Options{})
+	d, _, err := handle(p, 10*time.Second, rcptRequest("channel"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sdk.CallsFDEnv + "=3"; d.Message != want {
+		t.Errorf("the plugin's environment has %q, want %q", d.Message, want)
+	}
+}
+
 func TestChecksum(t *testing.T) {
 	path := plugin(t, "testplugin")
 	b, err := os.ReadFile(path)

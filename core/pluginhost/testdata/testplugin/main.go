@@ -8,6 +8,7 @@
 //	error@…    returns an error
 //	count@…    accepts, with the count from the host's KV in the message
 //	pwd@…      rejects with its working folder as the message
+//	channel@…  rejects with its call channel's variable as the message
 //	anything   continues
 //
 // Its config: greeting (string, required), limit (number, default 10),
@@ -69,6 +70,8 @@ func (p *testPlugin) Rcpt(ctx context.Context, r *sdk.Request) (sdk.Decision, sd
 	case "error":
 		fmt.Fprintln(os.Stderr, "testplugin: about to fail")
 		return sdk.Decision{}, sdk.Effects{}, errors.New("testplugin: boom")
+	case "channel":
+		return sdk.RejectDecision(550, sdk.EnhancedCode{5, 7, 1}, sdk.CallsFDEnv+"="+os.Getenv(sdk.CallsFDEnv)), sdk.Effects{}, nil
 	case "pwd":
 		wd, err := os.Getwd()
 		if err != nil {
