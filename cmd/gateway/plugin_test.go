@@ -40,7 +40,7 @@ func TestPlugin(t *testing.T) {
 		}
 		want := `name:        test
 version:     1.2.3
-protocols:   1
+protocols:   2
 stages:      rcpt, data
 transports:  testtransport
 config:
@@ -76,7 +76,7 @@ config:
 		good := writeConfig(t, data, pluginConfig(bin, "Blocked", t.TempDir()))
 		code, out, errOut := runCLI(t, "check", "-config", good)
 		want := good + ": ok (1 listeners, 1 local domains, 1 hooks, data in " + data + ")\n" +
-			"  plugin.policy: test 1.2.3 (protocol 1), stages rcpt, data, transports testtransport\n"
+			"  plugin.policy: test 1.2.3 (protocol 2), stages rcpt, data, transports testtransport\n"
 		if code != 0 || out != want {
 			t.Errorf("check: code %d, out %q, stderr %q; want 0 and %q", code, out, errOut, want)
 		}
