@@ -31,10 +31,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
@@ -123,127 +121,6 @@ func readFrame(r *bufio.Reader) (frame, error) {
 		return frame{}, fmt.Errorf("sdk: call channel: %w", io.ErrUnexpectedEOF)
 	}
 	return f, nil
-}
-
-// CallConn is the host's end of a plugin's call channel. Its reader
-// goroutine runs from NewCallConn until Close, or until the connection
-// fails (the process exited); calls then fail with ErrUnavailable.
-type CallConn struct {
-	conn net.Conn
-	w    frameWriter
-
-	mu      sync.Mutex
-	next    uint64
-	pending map[uint64]chan frame
-	err     error         // why the reader stopped; set before done closes
-	done    chan struct{} // closed when the reader stops
-}
-
-// NewCallConn starts serving the host's end of a call channel. The caller
-// owns it and must Close it.
-func NewCallConn(conn net.Conn) *CallConn {
-	c := &CallConn{
-		conn:    conn,
-		w:       frameWriter{conn: conn},
-		pending: make(map[uint64]chan frame),
-		done:    make(chan struct{}),
-	}
-	go c.read()
-	return c
-}
-
-// Close closes the connection and waits for the reader to stop; calls
-// waiting fail with ErrUnavailable.
-func (c *CallConn) Close() error {
-	err := c.conn.Close()
-	<-c.done
-	return err
-}
-
-// read hands each reply to its waiting call, until the connection fails.
-func (c *CallConn) read() {
-	r := bufio.NewReaderSize(c.conn, callBuffer)
-	var err error
-	for {
-		var f frame
-		if f, err = readFrame(r); err != nil {
-			break
-		}
-		if f.kind != frameReply && f.kind != frameFail {
-			err = fmt.Errorf("sdk: call channel: frame kind %d from the plugin: %w", f.kind, ErrProtocol)
-			break
-		}
-		c.mu.Lock()
-		ch := c.pending[f.id]
-		delete(c.pending, f.id)
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- f // buffered: never blocks
-		}
-	}
-	c.conn.Close()
-	c.mu.Lock()
-	c.err = err
-	c.mu.Unlock()
-	close(c.done)
-}
-
-// Handle is Remote.Handle over the channel.
-func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, error) {
-	req := toPBRequest(r)
-	op := "plugin " + req.GetStage()
-	if err := ctx.Err(); err != nil {
-		return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, err)
-	}
-	var deadline int64
-	if d, ok := ctx.Deadline(); ok {
-		deadline = d.UnixNano()
-	}
-	ch := make(chan frame, 1)
-	c.mu.Lock()
-	c.next++
-	id := c.next
-	c.pending[id] = ch
-	c.mu.Unlock()
-	if err := c.w.write(frameCall, id, deadline, req); err != nil {
-		c.forget(id)
-		return Decision{}, Effects{}, c.lost(op, err)
-	}
-	select {
-	case f := <-ch:
-		return reply(ctx, op, f)
-	case <-ctx.Done():
-		c.forget(id)
-		_ = c.w.write(frameCancel, id, 0, nil) // best effort: the plugin's ctx has the deadline too
-		return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, ctx.Err())
-	case <-c.done:
-		c.forget(id)
-		select {
-		case f := <-ch: // answered just before the end
-			return reply(ctx, op, f)
-		default:
-		}
-		return Decision{}, Effects{}, c.lost(op, nil)
-	}
-}
-
-func (c *CallConn) forget(id uint64) {
-	c.mu.Lock()
-	delete(c.pending, id)
-	c.mu.Unlock()
-}
-
-// lost is the error of a call the channel could not carry.
-func (c *CallConn) lost(op string, err error) error {
-	if err == nil {
-		c.mu.Lock()
-		err = c.err
-		c.mu.Unlock()
-	}
-	if errors.Is(err, ErrInternal) || errors.Is(err, ErrProtocol) {
-		return fmt.Errorf("sdk: %s: %w", op, err)
-	}
-	return fmt.Errorf("sdk: %s: the call channel is closed (%v): %w", op, err, ErrUnavailable)
 }
 
 // reply decodes the plugin's answer.

@@ -3,7 +3,9 @@ package sdk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -21,7 +23,10 @@ func (p callsPlugin) Rcpt(ctx context.Context, r *Request) (Decision, Effects, e
 		return Decision{}, Effects{}, errors.Join(errors.New("backend down"), ErrUnavailable)
 	case "wait":
 		<-ctx.Done()
-		p.ended <- ctx.Err()
+		select { // the first end is reported; the tests wait for one
+		case p.ended <- ctx.Err():
+		default:
+		}
 		return Decision{}, Effects{}, ctx.Err()
 	}
 	return RejectDecision(550, EnhancedCode{5, 7, 1}, "no "+r.Rcpt.Address.Local), Effects{}, nil
@@ -115,5 +120,40 @@ func TestCallChannelLost(t *testing.T) {
 	}
 	if _, _, err := c.Handle(t.Context(), rcptRequest("bob")); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("later call: got %v, want ErrUnavailable", err)
+	}
+}
+
+// TestCallChannelConcurrent: concurrent calls, some of them given up on,
+// each get their own reply while the reading passes between them.
+func TestCallChannelConcurrent(t *testing.T) {
+	c, _, _ := startCalls(t)
+	var wg sync.WaitGroup
+	errc := make(chan error, 400)
+	for g := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				if (g+i)%7 == 0 {
+					ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+					_, _, err := c.Handle(ctx, rcptRequest("wait"))
+					cancel()
+					if !errors.Is(err, context.DeadlineExceeded) {
+						errc <- fmt.Errorf("wait: got %v, want DeadlineExceeded", err)
+					}
+					continue
+				}
+				local := fmt.Sprintf("u%d-%d", g, i)
+				d, _, err := c.Handle(t.Context(), rcptRequest(local))
+				if err != nil || d.Message != "no "+local {
+					errc <- fmt.Errorf("%s: got %q, %v", local, d.Message, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
 	}
 }
