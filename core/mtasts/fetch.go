@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 )
@@ -29,7 +27,7 @@ func (c *Client) newHTTPClient(roots *x509.CertPool) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:                  nil,
-			DialContext:            c.dial,
+			DialContext:            c.res.DialFunc(c.port),
 			TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 			DisableKeepAlives:      true,
 			DisableCompression:     true,
@@ -37,29 +35,6 @@ func (c *Client) newHTTPClient(roots *x509.CertPool) *http.Client {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-// dial connects to addr's host at the Client's port, trying each address
-// the Resolver gives in turn.
-func (c *Client) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	ips, err := c.res.LookupIP(ctx, host)
-	if err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	var last error
-	for _, ip := range ips {
-		conn, err := d.DialContext(ctx, network, netip.AddrPortFrom(ip, uint16(c.port)).String())
-		if err == nil {
-			return conn, nil
-		}
-		last = err
-	}
-	return nil, last
 }
 
 // fetch gets and parses the policy of domain from its policy host.

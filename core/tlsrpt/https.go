@@ -10,9 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/mailgate/gateway/core/resolver"
@@ -28,16 +26,18 @@ const (
 // the Resolver, its certificate is verified against the RootCAs, redirects
 // are not followed, and no connection outlives its request.
 type poster struct {
-	resolver *resolver.Resolver
-	port     int // replaces the URL's port when not 0
-	client   *http.Client
+	client *http.Client
 }
 
 func newPoster(res *resolver.Resolver, roots *x509.CertPool, port int) *poster {
-	p := &poster{resolver: res, port: port}
+	p := &poster{}
+	dial := func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no resolver") }
+	if res != nil {
+		dial = res.DialFunc(port)
+	}
 	p.client = &http.Client{
 		Transport: &http.Transport{
-			DialContext:            p.dial,
+			DialContext:            dial,
 			TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 			DisableKeepAlives:      true,
 			TLSHandshakeTimeout:    15 * time.Second,
@@ -70,34 +70,3 @@ func (p *poster) send(ctx context.Context, u *url.URL, gz []byte) error {
 }
 
 // dial connects to the rua host at the addresses the Resolver gives, in
-// turn, never asking the system resolver.
-func (p *poster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	if p.port != 0 {
-		port = strconv.Itoa(p.port)
-	}
-	var ips []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
-		ips = []netip.Addr{ip}
-	} else if p.resolver == nil {
-		return nil, errors.New("no resolver")
-	} else if ips, err = p.resolver.LookupIP(ctx, host); err != nil {
-		return nil, err
-	}
-	if len(ips) == 0 {
-		return nil, fmt.Errorf("%s: no address", host)
-	}
-	var d net.Dialer
-	var errs []error
-	for _, ip := range ips {
-		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.String(), port))
-		if err == nil {
-			return conn, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, errors.Join(errs...)
-}
