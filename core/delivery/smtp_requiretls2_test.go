@@ -35,7 +35,7 @@ func TestRequireTLSDANEHostListedByMTASTS(t *testing.T) {
 	zone := stsZone + `
 _25._tcp.mx1.pol.test.  IN TLSA 3 1 1 SPKI(127.0.0.21)
 `
-	sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"mx1.pol.test"}, requireTLS: true}}
+	sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"mx1.pol.test"}}}
 	// The MX host and its TLSA records are signed; pol.test's MX answer is not.
 	w := newPolicyWorld(t, zone, sinks, map[string]string{"pol.test": enforcePolicy}, []string{"mx1.pol.test", "_25._tcp.mx1.pol.test"})
 	got := w.deliver(t, "bob@pol.test", func(j *delivery.Job) { j.Envelope.RequireTLS = true })

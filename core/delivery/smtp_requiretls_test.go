@@ -36,7 +36,7 @@ func TestUnusableTLSADowngradesMTASTS(t *testing.T) {
 		}
 	})
 	t.Run("REQUIRETLS", func(t *testing.T) {
-		sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"mx1.pol.test"}, requireTLS: true}}
+		sinks := []sinkSpec{{ip: "127.0.0.21", tls: true, names: []string{"mx1.pol.test"}}}
 		w := newPolicyWorld(t, pkixZone, sinks, map[string]string{"pol.test": enforcePolicy}, secure)
 		got := w.deliver(t, "bob@pol.test", func(j *delivery.Job) { j.Envelope.RequireTLS = true })
 		if got.Class != delivery.Delivered {
@@ -95,7 +95,7 @@ backup.pol.test.     IN A 127.0.0.22
 // "verify" route (any host with a Web PKI certificate would do).
 func TestRequireTLSUnauthenticatedMX(t *testing.T) {
 	requireTLS := func(j *delivery.Job) { j.Envelope.RequireTLS = true }
-	sinks := []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}, requireTLS: true}}
+	sinks := []sinkSpec{{ip: "127.0.0.31", tls: true, names: []string{"mx1.dane.test"}}}
 	t.Run("DANE", func(t *testing.T) {
 		// mx1.dane.test's addresses and TLSA records are signed; the MX
 		// record of dane.test is not.
@@ -132,7 +132,7 @@ _25._tcp.mx1.dane.test.      IN TLSA 3 1 1 0000000000000000000000000000000000000
 mx2.dane.test.               IN A 127.0.0.32
 `
 	// Only the backup listens: the primary refuses connections for now.
-	sinks := []sinkSpec{{ip: "127.0.0.32", tls: true, names: []string{"mx2.dane.test"}, requireTLS: true}}
+	sinks := []sinkSpec{{ip: "127.0.0.32", tls: true, names: []string{"mx2.dane.test"}}}
 	w := newPolicyWorld(t, zone, sinks, nil, []string{"dane.test", "mx1.dane.test", "_25._tcp.mx1.dane.test"})
 	got := w.deliver(t, "bob@dane.test", func(j *delivery.Job) { j.Envelope.RequireTLS = true })
 	if got.Class != delivery.Temporary {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/resolver/resolvertest"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
 
 // collector is an HTTPS rua: it keeps what was POSTed and answers status.
@@ -59,16 +60,16 @@ type httpsWorld struct {
 
 func newHTTPSWorld(t *testing.T, rua string, trusted bool) *httpsWorld {
 	t.Helper()
-	ca := newCA(t)
+	ca := smtptest.NewCA(t)
 	col := &collector{}
-	port := httpsServer(t, ca.leaf(t, "reports.example.test"), col)
+	port := httpsServer(t, ca.Issue(t, "reports.example.test"), col)
 	res, srv := newResolver(t, `
 _smtp._tls.example.test. 300 IN TXT "v=TLSRPTv1; rua=`+rua+`"
 reports.example.test.    300 IN A   127.0.0.1
 `)
-	roots := ca.pool
+	roots := ca.Pool
 	if !trusted {
-		roots = newCA(t).pool
+		roots = smtptest.NewCA(t).Pool
 	}
 	mb := &mailbox{}
 	r := New(Options{Organization: "Example Org", From: "tlsrpt@gateway.example.org",
