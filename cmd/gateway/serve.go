@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -16,6 +17,14 @@ import (
 )
 
 const defaultConfig = "gateway.hcl"
+
+// serveGCPercent is the garbage collector's target for `gateway serve`
+// unless GOGC is set: the gateway's live heap is small (sessions stream
+// bodies to the spool, the spool is mapped, not on the heap), so Go's
+// default of 100 collects every few megabytes, which cost about a quarter
+// of the CPU per accepted message under smtp-source load. 400 lets the
+// heap grow to five times what is live between collections.
+const serveGCPercent = 400
 
 // runServe runs the gateway of the configuration file until SIGINT or
 // SIGTERM (ctx), and reloads its hook pipeline on every SIGHUP. The
@@ -29,6 +38,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until the gateway stops")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serveGCPercent)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
