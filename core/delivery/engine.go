@@ -556,16 +556,26 @@ func (e *Engine) acquire(id string) bool {
 	return true
 }
 
-// jobEnded gives back a job's capacity, and the message's lease when the
-// job was the round's last, notes the message's next attempt (zero if not
-// rescheduled) and wakes the scheduler.
-func (e *Engine) jobEnded(r *engineRound, g *destGroup, last bool, next time.Time) {
+// freeSlot gives back the connection slot of a job whose attempt is over,
+// before its outcome is recorded: the spool may hold a deferral or a
+// deletion back for a while to share a transaction (queue.Spool.Replace),
+// and the next job of the domain need not wait for that.
+func (e *Engine) freeSlot(g *destGroup) {
 	e.mu.Lock()
-	e.noteNextLocked(next)
 	e.active--
 	if e.perDomain[g.domain]--; e.perDomain[g.domain] <= 0 {
 		delete(e.perDomain, g.domain)
 	}
+	e.mu.Unlock()
+	e.wakeScheduler()
+}
+
+// jobEnded is called once a job's outcome is recorded: it gives back the
+// message's lease when the job was its round's last, and notes next (zero
+// = none) for the scheduler.
+func (e *Engine) jobEnded(r *engineRound, last bool, next time.Time) {
+	e.mu.Lock()
+	e.noteNextLocked(next)
 	if last {
 		delete(e.leases, r.id)
 		e.rounds--

@@ -97,6 +97,7 @@ func (e *Engine) runJob(ctx context.Context, r *engineRound, g *destGroup) {
 	start := time.Now()
 	a := e.attempt(ctx, r, g)
 	took := time.Since(start)
+	e.freeSlot(g)
 
 	r.mu.Lock()
 	e.mu.Lock()
@@ -118,7 +119,7 @@ func (e *Engine) runJob(ctx context.Context, r *engineRound, g *destGroup) {
 	r.mu.Unlock()
 
 	e.notify(ctx, r, notes)
-	e.jobEnded(r, g, last, next)
+	e.jobEnded(r, last, next)
 }
 
 // rescue reschedules a message whose recording failed half-way, so that it

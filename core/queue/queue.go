@@ -26,6 +26,7 @@ package queue
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -58,12 +59,15 @@ var (
 const (
 	defaultSpillThreshold = 256 << 10
 	maxBatch              = 512 // requests per bbolt transaction
-	dbFile                = "spool.db"
-	bodiesDir             = "bodies"
-	tmpSuffix             = ".tmp"
-	orphansDir            = "orphans"
-	listPage              = 256  // records decoded per read transaction in List and Due
-	appendFill            = 0.95 // bbolt fill for buckets keyed by ever-growing IDs
+	// patience is how long a patient write (Replace, Delete) may wait
+	// for a transaction that a commit starts before it starts its own.
+	patience   = 20 * time.Millisecond
+	dbFile     = "spool.db"
+	bodiesDir  = "bodies"
+	tmpSuffix  = ".tmp"
+	orphansDir = "orphans"
+	listPage   = 256  // records decoded per read transaction in List and Due
+	appendFill = 0.95 // bbolt fill for buckets keyed by ever-growing IDs
 )
 
 var (
@@ -81,6 +85,8 @@ type Options struct {
 	// even though bodies/ holds message bodies (which it moves to
 	// orphans/): the operator's answer to ErrEmptySpool.
 	AcceptEmptySpool bool
+
+	patience time.Duration // tests: a patient write's wait; 0 = patience
 }
 
 // Stats are counters since Open.
@@ -106,6 +112,7 @@ type Spool struct {
 	now       func() time.Time
 	spill     int
 	ids       idGen
+	patience  time.Duration // the loop's wait for patient writes (see loop)
 
 	mu     sync.RWMutex // guards closed and sends on reqs
 	closed bool
@@ -135,6 +142,7 @@ func Open(dir string, opt Options) (*Spool, error) {
 		log:       opt.Log,
 		now:       opt.Now,
 		spill:     opt.SpillThreshold,
+		patience:  cmp.Or(opt.patience, patience),
 		reqs:      make(chan *request, maxBatch),
 		done:      make(chan struct{}),
 	}
@@ -368,6 +376,10 @@ type request struct {
 	commits int64 // messages this request adds to Stats.Commits
 	delta   int64 // change in the number of records
 	name    string
+	// patient: the request may wait up to patience for a transaction
+	// another request starts (see loop). Its caller still waits until
+	// it is durable.
+	patient bool
 
 	err       error
 	uncertain bool          // err came from committing the transaction: it may be on disk
@@ -411,27 +423,78 @@ func (s *Spool) submit(ctx context.Context, r *request) error {
 // loop is the commit loop. It blocks for one request, takes whatever else is
 // already queued (up to maxBatch) without waiting, writes them in one
 // transaction and answers each. Requests that arrive meanwhile form the next
-// batch. It returns when reqs is closed and drained.
+// batch. Patient requests alone do not start a transaction: they wait for
+// the next request that is not patient, for maxBatch of them, or for
+// patience, whichever comes first, so that the engine's deferrals and
+// deletions ride on the fsyncs of accepted mail instead of paying their own.
+// It returns when reqs is closed and drained.
 func (s *Spool) loop() {
 	defer close(s.done)
 	batch := make([]*request, 0, maxBatch)
-	for r := range s.reqs {
-		batch = append(batch[:0], r)
-	fill:
-		for len(batch) < maxBatch {
+	patient := time.NewTimer(time.Hour)
+	patient.Stop()
+	waiting := false // batch holds patient requests only, and the timer runs for them
+	for {
+		var r *request
+		ok := true
+		if waiting {
 			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
-			default:
-				break fill
+			case r, ok = <-s.reqs:
+			case <-patient.C:
 			}
+		} else {
+			r, ok = <-s.reqs
 		}
-		s.write(batch)
-		clear(batch)
+		if r != nil {
+			batch = s.fill(append(batch, r))
+		}
+		if !ok || len(batch) >= maxBatch || r == nil || !allPatient(batch) {
+			if waiting {
+				patient.Stop()
+			}
+			waiting = false
+			if len(batch) > 0 {
+				s.write(batch)
+				clear(batch)
+				batch = batch[:0]
+			}
+			if !ok {
+				return
+			}
+			continue
+		}
+		if !waiting {
+			patient.Reset(s.patience)
+			waiting = true
+		}
 	}
+}
+
+// fill adds to batch whatever is already queued, up to maxBatch, without
+// waiting.
+func (s *Spool) fill(batch []*request) []*request {
+	for len(batch) < maxBatch {
+		select {
+		case r, ok := <-s.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// allPatient reports whether every request of batch is patient.
+func allPatient(batch []*request) bool {
+	for _, r := range batch {
+		if !r.patient {
+			return false
+		}
+	}
+	return true
 }
 
 // write applies batch in one transaction and answers every request. A panic
@@ -557,6 +620,10 @@ func (s *Spool) Update(ctx context.Context, id string, fn func(*Message) error) 
 // NextAttempt and Held name the schedule entry to move). ID, Version,
 // Size and Created are taken from old; Recipients must stay aligned with
 // Envelope.Recipients.
+//
+// Replace is patient: it is durable when it returns, but it may wait up
+// to 20 ms for a transaction that a commit starts (see loop), so that a
+// deferral costs no fsync of its own.
 func (s *Spool) Replace(ctx context.Context, old, m *Message) error {
 	id := old.ID
 	if !validID(id) {
@@ -574,7 +641,8 @@ func (s *Spool) Replace(ctx context.Context, old, m *Message) error {
 	}
 	key, oldKey, newKey := []byte(id), scheduleKey(old), scheduleKey(&c)
 	return s.submit(ctx, &request{
-		name: "replace " + id,
+		name:    "replace " + id,
+		patient: true,
 		apply: func(tx *bolt.Tx) error {
 			if tx.Bucket(bucketMessages).Get(key) == nil {
 				return fmt.Errorf("queue: replace %s: %w", id, ErrNotFound)
@@ -614,7 +682,9 @@ func callUpdate(fn func(*Message) error, m *Message) (err error) {
 }
 
 // Delete removes the message id: its record, schedule entry and body (the
-// body file too, once the removal of the record is durable).
+// body file too, once the removal of the record is durable). Like Replace
+// it is patient: durable when it returns, after up to 20 ms spent waiting
+// for a transaction to share.
 func (s *Spool) Delete(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("queue: delete %s: %w", id, ErrNotFound)
@@ -622,8 +692,9 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 	key := []byte(id)
 	var spilled bool
 	err := s.submit(ctx, &request{
-		name:  "delete " + id,
-		delta: -1,
+		name:    "delete " + id,
+		delta:   -1,
+		patient: true,
 		apply: func(tx *bolt.Tx) error {
 			msgs := tx.Bucket(bucketMessages)
 			v := msgs.Get(key)
