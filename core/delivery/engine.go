@@ -73,6 +73,10 @@ var ErrBusy = errors.New("delivery: message is being delivered")
 // spool: a safety net for due times it could not know about.
 const maxSleep = time.Minute
 
+// busyRescan is the shortest wait between two scans while due messages
+// wait for capacity (see nextScan).
+const busyRescan = time.Second
+
 // maxCandidates bounds the due messages the scheduler remembers, after a
 // scan, as waiting for capacity; past it the scan stops and resumes once
 // they are started.
@@ -295,7 +299,7 @@ func (e *Engine) schedule(ctx context.Context) {
 		e.mu.Unlock()
 		switch {
 		case rescan:
-			arm(e.scan(ctx))
+			arm(e.nextScan(e.scan(ctx)))
 		case !soonest.IsZero() && soonest.Before(deadline):
 			arm(soonest) // a round just set an earlier retry than the timer's
 		}
@@ -313,6 +317,23 @@ func (e *Engine) schedule(ctx context.Context) {
 			rescan = false
 		}
 	}
+}
+
+// nextScan is when the scheduler scans again after a scan that found next
+// (zero: nothing due within maxSleep) the first message not yet due. While
+// messages wait for capacity, a scan finds only more of them: their
+// attempts' ends start them (resume), and scanning again as each new one
+// falls due would walk all those waiting every time (a destination that
+// is down, with thousands of messages due in turn). So then the next scan
+// waits at least busyRescan.
+func (e *Engine) nextScan(next time.Time) time.Time {
+	if len(e.candidates) == 0 || next.IsZero() {
+		return next
+	}
+	if soonest := e.now().Add(busyRescan); next.Before(soonest) {
+		return soonest
+	}
+	return next
 }
 
 // startFresh starts newly queued messages, id and whatever else is waiting
@@ -351,7 +372,12 @@ func (e *Engine) scan(ctx context.Context) time.Time {
 	var cands []dueCandidate
 	truncated := false
 	// Walking the schedule's keys costs no decoding for messages already
-	// leased; tryStart reads the others once.
+	// leased, nor for those the last scan left waiting for capacity
+	// (their domains are known): tryStart reads the others once.
+	known := make(map[string][]string, len(e.candidates))
+	for _, c := range e.candidates {
+		known[c.id] = c.domains
+	}
 	err := e.spool.DueIDs(now.Add(maxSleep), func(id string, at time.Time) bool {
 		if ctx.Err() != nil {
 			return false
@@ -360,7 +386,7 @@ func (e *Engine) scan(ctx context.Context) time.Time {
 			next = at
 			return false
 		}
-		c := dueCandidate{id: id}
+		c := dueCandidate{id: id, domains: known[id]}
 		if e.tryStart(ctx, now, &c) == startBlocked {
 			if len(cands) == maxCandidates {
 				truncated = true
