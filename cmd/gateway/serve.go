@@ -26,6 +26,13 @@ const defaultConfig = "gateway.hcl"
 // heap grow to five times what is live between collections.
 const serveGCPercent = 400
 
+// serveMemoryLimit is the soft limit on the Go runtime's memory for
+// `gateway serve` unless GOMEMLIMIT is set: when a thousand sessions carry
+// large messages at once, the collector works harder instead of letting
+// serveGCPercent grow the heap five-fold (the issue's bound is 256 MB of
+// RSS for 1,000 sessions of 20 MB messages).
+const serveMemoryLimit = 160 << 20
+
 // runServe runs the gateway of the configuration file until SIGINT or
 // SIGTERM (ctx), and reloads its hook pipeline on every SIGHUP. The
 // assembly, the order of start and stop, and reload itself are
@@ -41,6 +48,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serveGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(serveMemoryLimit)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

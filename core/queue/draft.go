@@ -38,6 +38,7 @@ type Draft struct {
 	size  int64 // content bytes written
 
 	buf  []byte // content while not spilled
+	held int    // bytes of buf counted in Spool.inMemory
 	file *os.File
 	w    *bufio.Writer
 	path string // the body file, once one exists (the .tmp name, then the final one)
@@ -70,7 +71,7 @@ func (d *Draft) Write(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
-	if d.w == nil && len(d.buf)+len(p) > d.s.spill {
+	if d.w == nil && (len(d.buf)+len(p) > d.s.spill || !d.hold(len(p))) {
 		if err := d.spillToFile(); err != nil {
 			d.err = err
 			return 0, err
@@ -141,8 +142,29 @@ func (d *Draft) spillToFile() error {
 	if _, err := d.w.Write(d.buf); err != nil {
 		return fmt.Errorf("queue: spill %s: %w", d.id, err)
 	}
-	d.buf = nil
+	d.dropBuffer()
 	return nil
+}
+
+// hold counts n more bytes of content in memory against the spool's
+// maxInMemory, or reports false (the draft must spill) when that would
+// pass it: a thousand sessions of large messages then hold at most
+// maxInMemory of content in memory between them, not the spill threshold
+// each.
+func (d *Draft) hold(n int) bool {
+	if d.s.inMemory.Add(int64(n)) > maxInMemory {
+		d.s.inMemory.Add(-int64(n))
+		return false
+	}
+	d.held += n
+	return true
+}
+
+// dropBuffer lets go of the content in memory and of its count.
+func (d *Draft) dropBuffer() {
+	d.buf = nil
+	d.s.inMemory.Add(-int64(d.held))
+	d.held = 0
 }
 
 // Commit stores env, header and the content durably. header is prepended to
@@ -242,7 +264,7 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 		d.keep = true
 	}
 	if err == nil {
-		d.buf = nil
+		d.dropBuffer()
 	}
 	return err
 }
@@ -292,7 +314,7 @@ func (d *Draft) Abort() error {
 		return nil
 	}
 	d.state = draftAborted
-	d.buf = nil
+	d.dropBuffer()
 	var err error
 	if d.file != nil {
 		err = d.file.Close()

@@ -59,15 +59,18 @@ var (
 const (
 	defaultSpillThreshold = 256 << 10
 	maxBatch              = 512 // requests per bbolt transaction
+	dbFile                = "spool.db"
+	bodiesDir             = "bodies"
+	tmpSuffix             = ".tmp"
+	orphansDir            = "orphans"
+	listPage              = 256  // records decoded per read transaction in List and Due
+	appendFill            = 0.95 // bbolt fill for buckets keyed by ever-growing IDs
 	// patience is how long a patient write (Replace, Delete) may wait
 	// for a transaction that a commit starts before it starts its own.
-	patience   = 20 * time.Millisecond
-	dbFile     = "spool.db"
-	bodiesDir  = "bodies"
-	tmpSuffix  = ".tmp"
-	orphansDir = "orphans"
-	listPage   = 256  // records decoded per read transaction in List and Due
-	appendFill = 0.95 // bbolt fill for buckets keyed by ever-growing IDs
+	patience = 20 * time.Millisecond
+	// maxInMemory bounds the content all open drafts keep in memory
+	// together; past it a draft spills to its file at once.
+	maxInMemory = 16 << 20
 )
 
 var (
@@ -123,6 +126,9 @@ type Spool struct {
 	commits atomic.Int64
 	batches atomic.Int64
 	spilled atomic.Int64
+	// inMemory is the content of open drafts held in memory, not yet
+	// spilled to files (Draft.hold).
+	inMemory atomic.Int64
 }
 
 // Open opens (creating if needed, mode 0700) the spool in dir, removes stale
