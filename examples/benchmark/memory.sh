@@ -15,7 +15,8 @@
 # /proc/PID/status every 100 ms, and every 500 ms the established
 # connections on its port (ss) and the drafts being received (the spool's
 # bodies/*.tmp files). It prints peak RSS, peak HWM (the kernel's own peak
-# of RSS, which no sampling can miss), the sessions seen, the time taken,
+# of RSS, which no sampling can miss), the Go heap's peak and GC goal
+# sampled each second from /metrics, the sessions seen, the time taken,
 # and whether every message arrived whole (the queue's message count from
 # /metrics, and the body files of exactly SIZE bytes). It exits 1 when the
 # peak is over LIMIT_MB or a message did not arrive.
@@ -26,6 +27,7 @@
 #
 #   examples/benchmark/memory.sh                      # 1000 sessions × 20 MiB, limit 256 MB
 #   SESSIONS=100 SIZE=1048576 examples/benchmark/memory.sh   # quick check
+#   GOGC=100 examples/benchmark/memory.sh             # Go's default GC target (serve's is 400 unless GOGC is set)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -89,7 +91,9 @@ start_gateway() {
 
 # sample PID: every 100 ms, "rss KB hwm KB" of PID; every 500 ms, "est N"
 # (connections established on SERVE_PORT) and "tmp N" (drafts spilled to
-# the spool and not yet committed); until PID ends or this is killed.
+# the spool and not yet committed); every second, the Go heap from the
+# admin API's metrics (go_memstats_heap_inuse_bytes and _next_gc_bytes,
+# and the GC target go_gc_gogc_percent); until PID ends or this is killed.
 sample() {
 	local pid=$1 i=0 k v _ rss hwm tmps
 	shopt -s nullglob
@@ -99,11 +103,19 @@ sample() {
 			case $k in VmRSS:) rss=$v ;; VmHWM:) hwm=$v ;; esac
 		done <"/proc/$pid/status" 2>/dev/null || break
 		echo "rss $rss hwm $hwm"
-		if [ $((i++ % 5)) = 0 ]; then
+		if [ $((i % 5)) = 0 ]; then
 			echo "est $(ss -Htn state established "( sport = :$SERVE_PORT )" | wc -l)"
 			tmps=("$data"/queue/bodies/*.tmp)
 			echo "tmp ${#tmps[@]}"
 		fi
+		if [ $((i % 10)) = 0 ]; then
+			curl -fsS --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+				$1 == "go_memstats_heap_inuse_bytes" {u = $2}
+				$1 == "go_memstats_next_gc_bytes" {n = $2}
+				$1 == "go_gc_gogc_percent" {g = $2}
+				END {if (u != "") print "heap", u + 0, n + 0, g + 0}' || true
+		fi
+		i=$((i + 1))
 		sleep 0.1
 	done
 }
@@ -128,11 +140,12 @@ end=$(date +%s.%N)
 kill "$sampler"; wait "$sampler" || true
 
 read -r sent fails replies < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["messages"], r["failures"], "; ".join(sorted(set(r.get("failure_replies") or [])))[:300])' "$work/bench.json")
-read -r rss hwm est tmp samples < <(awk '
+read -r rss hwm est tmp samples heap nextgc gogc < <(awk '
 	$1 == "rss" {n++; if ($2 > r) r = $2; if ($4 > h) h = $4}
 	$1 == "est" && $2 > e {e = $2}
 	$1 == "tmp" && $2 > t {t = $2}
-	END {print r + 0, h + 0, e + 0, t + 0, n + 0}' "$work/samples")
+	$1 == "heap" {if ($2 > u) u = $2; if ($3 > x) x = $3; g = $4}
+	END {print r + 0, h + 0, e + 0, t + 0, n + 0, int(u / 1024), int(x / 1024), g + 0}' "$work/samples")
 final_hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$srv/status")
 [ "$final_hwm" -le "$hwm" ] || hwm=$final_hwm
 queued=$(metric gateway_queue_messages)
@@ -144,6 +157,7 @@ rm -rf "$data"
 mb() { python3 -c "print(round($1 / 1024, 1))"; }
 echo "time: $(python3 -c "print(round($end - $start, 1))") s for $SESSIONS messages of $SIZE bytes ($samples samples)"
 echo "peak RSS: $(mb "$rss") MB, peak HWM: $(mb "$hwm") MB (limit $LIMIT_MB MB)"
+echo "Go heap (each second): peak in use $(mb "$heap") MB, peak GC goal $(mb "$nextgc") MB (GOGC $gogc: the goal is $((100 + gogc))% of the heap live after the last GC)"
 echo "sessions established at once (ss, max): $est; drafts receiving at once (bodies/*.tmp, max): $tmp"
 echo "bench: $sent accepted, $fails failed${replies:+ ($replies)}"
 echo "spool: gateway_queue_messages $queued, gateway_messages_accepted_total $accepted, body files of $SIZE bytes: $whole"
