@@ -89,31 +89,35 @@ start_gateway() {
 	wait_port "$SERVE_PORT"
 }
 
-# sample PID: every 100 ms, "rss KB hwm KB" of PID; every 500 ms, "est N"
-# (connections established on SERVE_PORT) and "tmp N" (drafts spilled to
-# the spool and not yet committed); every second, the Go heap from the
-# admin API's metrics (go_memstats_heap_inuse_bytes and _next_gc_bytes,
-# and the GC target go_gc_gogc_percent); until PID ends or this is killed.
+# sample PID: every 100 ms, "rss KB hwm KB at MS" (MS: milliseconds since
+# the first sample) of PID; every 500 ms, "est N" (connections established on
+# SERVE_PORT) and "tmp N" (drafts spilled to the spool and not yet
+# committed); every second, "heap INUSE GOAL GOGC" from the admin API's
+# go_memstats_heap_inuse_bytes, go_memstats_next_gc_bytes and
+# go_gc_gogc_percent, fetched in the background so that a slow answer
+# delays no RSS sample. Until PID ends or this is killed (TERM), which
+# ends the fetches too.
 sample() {
-	local pid=$1 i=0 k v _ rss hwm tmps
+	local pid=$1 i=0 t0=${EPOCHREALTIME/./} k v _ rss hwm tmps
+	trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM
 	shopt -s nullglob
 	while [ -r "/proc/$pid/status" ]; do
 		rss=0 hwm=0
 		while read -r k v _; do
 			case $k in VmRSS:) rss=$v ;; VmHWM:) hwm=$v ;; esac
 		done <"/proc/$pid/status" 2>/dev/null || break
-		echo "rss $rss hwm $hwm"
+		echo "rss $rss hwm $hwm at $(((${EPOCHREALTIME/./} - t0) / 1000))"
 		if [ $((i % 5)) = 0 ]; then
 			echo "est $(ss -Htn state established "( sport = :$SERVE_PORT )" | wc -l)"
 			tmps=("$data"/queue/bodies/*.tmp)
 			echo "tmp ${#tmps[@]}"
 		fi
 		if [ $((i % 10)) = 0 ]; then
-			curl -fsS --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+			{ curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null | awk '
 				$1 == "go_memstats_heap_inuse_bytes" {u = $2}
 				$1 == "go_memstats_next_gc_bytes" {n = $2}
 				$1 == "go_gc_gogc_percent" {g = $2}
-				END {if (u != "") print "heap", u + 0, n + 0, g + 0}' || true
+				END {if (u != "") print "heap", u + 0, n + 0, g + 0; else print "noheap"}'; } &
 		fi
 		i=$((i + 1))
 		sleep 0.1
@@ -140,12 +144,13 @@ end=$(date +%s.%N)
 kill "$sampler"; wait "$sampler" || true
 
 read -r sent fails replies < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["messages"], r["failures"], "; ".join(sorted(set(r.get("failure_replies") or [])))[:300])' "$work/bench.json")
-read -r rss hwm est tmp samples heap nextgc gogc < <(awk '
-	$1 == "rss" {n++; if ($2 > r) r = $2; if ($4 > h) h = $4}
+read -r rss peak_at hwm est tmp samples heap nextgc gogc scrapes missed < <(awk '
+	$1 == "rss" {n++; if ($2 > r) {r = $2; at = $6}; if ($4 > h) h = $4}
 	$1 == "est" && $2 > e {e = $2}
 	$1 == "tmp" && $2 > t {t = $2}
-	$1 == "heap" {if ($2 > u) u = $2; if ($3 > x) x = $3; g = $4}
-	END {print r + 0, h + 0, e + 0, t + 0, n + 0, int(u / 1024), int(x / 1024), g + 0}' "$work/samples")
+	$1 == "heap" {s++; if ($2 > u) u = $2; if ($3 > x) x = $3; g = $4}
+	$1 == "noheap" {s++; m++}
+	END {print r + 0, at + 0, h + 0, e + 0, t + 0, n + 0, int(u / 1024), int(x / 1024), g + 0, s + 0, m + 0}' "$work/samples")
 final_hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$srv/status")
 [ "$final_hwm" -le "$hwm" ] || hwm=$final_hwm
 queued=$(metric gateway_queue_messages)
@@ -155,9 +160,9 @@ kill -TERM "$srv"; wait "$srv" || true
 rm -rf "$data"
 
 mb() { python3 -c "print(round($1 / 1024, 1))"; }
-echo "time: $(python3 -c "print(round($end - $start, 1))") s for $SESSIONS messages of $SIZE bytes ($samples samples)"
-echo "peak RSS: $(mb "$rss") MB, peak HWM: $(mb "$hwm") MB (limit $LIMIT_MB MB)"
-echo "Go heap (each second): peak in use $(mb "$heap") MB, peak GC goal $(mb "$nextgc") MB (GOGC $gogc: the goal is $((100 + gogc))% of the heap live after the last GC)"
+echo "time: $(python3 -c "print(round($end - $start, 1))") s for $SESSIONS messages of $SIZE bytes (RSS sampled $samples times, every $(python3 -c "print(round(1000 * ($end - $start) / max($samples, 1)))") ms on average)"
+echo "peak RSS: $(mb "$rss") MB (sampled, $(python3 -c "print(round($peak_at / 1000, 1))") s after the start), peak HWM: $(mb "$hwm") MB (limit $LIMIT_MB MB)"
+echo "Go heap ($scrapes scrapes of /metrics, $missed unanswered within 5 s): peak in use $(mb "$heap") MB, peak GC goal $(mb "$nextgc") MB (GOGC $gogc: the goal is $((100 + gogc))% of the heap live after the last GC)"
 echo "sessions established at once (ss, max): $est; drafts receiving at once (bodies/*.tmp, max): $tmp"
 echo "bench: $sent accepted, $fails failed${replies:+ ($replies)}"
 echo "spool: gateway_queue_messages $queued, gateway_messages_accepted_total $accepted, body files of $SIZE bytes: $whole"
