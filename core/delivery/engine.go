@@ -113,7 +113,7 @@ type Engine struct {
 
 	kick    chan struct{} // rescan the spool (Kick)
 	parking chan struct{} // a slot per held message being set aside (park)
-	fresh   chan string   // newly queued messages, due now (Enqueue)
+	fresh   chan enqueued // newly queued messages, due now and leased (Enqueue)
 	wake    chan struct{} // an attempt ended: start what waits for capacity
 	running atomic.Bool
 	jobs    sync.WaitGroup
@@ -159,7 +159,7 @@ type engineRound struct {
 	hopsOnce sync.Once
 	hops     int
 	hopsErr  error
-	body     []byte // the whole message when small, set once by hopCount
+	body     []byte // the whole message when small: handed over by Enqueue, or set once by hopCount
 }
 
 // New checks opt and returns an engine; Run starts it.
@@ -209,7 +209,7 @@ func New(opt Options) (*Engine, error) {
 		hopLimit:   maxHops + 1,
 		kick:       make(chan struct{}, 1),
 		parking:    make(chan struct{}, maxParking),
-		fresh:      make(chan string, maxCandidates),
+		fresh:      make(chan enqueued, maxCandidates),
 		wake:       make(chan struct{}, 1),
 		rng:        rand.New(rand.NewChaCha8(seed)),
 		leases:     make(map[string]*engineRound),
@@ -248,16 +248,30 @@ func (e *Engine) Kick() {
 	}
 }
 
-// Enqueue hands the engine a message just committed to the spool, due now:
-// the scheduler starts it without scanning the spool, which keeps the cost
-// of each accepted message independent of the queue's size. It never
-// blocks; when too many are waiting it falls back to Kick.
-func (e *Engine) Enqueue(id string) {
+// Enqueue hands the engine a message just committed to the spool, due now,
+// as queue.Draft.Committed returns it (body nil when it is in a file): the
+// scheduler starts it without scanning the spool or reading the message
+// back, which keeps the cost of each accepted message independent of the
+// queue's size. m and body must not change afterwards. The message is
+// leased from here on, so that an admin operation cannot change it under
+// the engine before its round starts (it gets ErrBusy for that moment).
+// It never blocks; when too many are waiting it falls back to Kick.
+func (e *Engine) Enqueue(m *queue.Message, body []byte) {
+	if !e.acquire(m.ID) {
+		return // leased already: whoever holds it sees it
+	}
 	select {
-	case e.fresh <- id:
+	case e.fresh <- enqueued{m, body}:
 	default:
+		e.unlease(m.ID)
 		e.Kick()
 	}
+}
+
+// enqueued is a message handed to Enqueue, leased.
+type enqueued struct {
+	m    *queue.Message
+	body []byte // the whole message when spool.db holds it; nil
 }
 
 // Stats returns the engine's counters.
@@ -312,8 +326,8 @@ func (e *Engine) schedule(ctx context.Context) {
 			rescan = true
 		case <-e.wake:
 			rescan = false
-		case id := <-e.fresh:
-			e.startFresh(ctx, id)
+		case f := <-e.fresh:
+			e.startFresh(ctx, f)
 			rescan = false
 		}
 	}
@@ -336,21 +350,28 @@ func (e *Engine) nextScan(next time.Time) time.Time {
 	return next
 }
 
-// startFresh starts newly queued messages, id and whatever else is waiting
+// startFresh starts newly queued messages, f and whatever else is waiting
 // in e.fresh, or keeps them as candidates until there is capacity.
-func (e *Engine) startFresh(ctx context.Context, id string) {
+func (e *Engine) startFresh(ctx context.Context, f enqueued) {
 	now := e.now()
 	for {
-		c := dueCandidate{id: id}
-		if e.tryStart(ctx, now, &c) == startBlocked {
-			if len(e.candidates) < maxCandidates {
-				e.candidates = append(e.candidates, c)
-			} else {
-				e.truncated = true // a later scan finds it in the spool
-			}
+		c := dueCandidate{id: f.m.ID, domains: domainsOf(f.m)}
+		e.mu.Lock()
+		blocked := len(c.domains) > 0 && (e.fullLocked() || !e.capacityLocked(c.domains))
+		if blocked {
+			delete(e.leases, c.id) // a later start reads it from the spool
+		}
+		e.mu.Unlock()
+		switch {
+		case !blocked:
+			e.startRound(ctx, now, f.m, f.body)
+		case len(e.candidates) < maxCandidates:
+			e.candidates = append(e.candidates, c)
+		default:
+			e.truncated = true // a later scan finds it in the spool
 		}
 		select {
-		case id = <-e.fresh:
+		case f = <-e.fresh:
 		default:
 			return
 		}
@@ -485,6 +506,15 @@ func (e *Engine) tryStart(ctx context.Context, now time.Time, c *dueCandidate) s
 			return startBlocked
 		}
 	}
+	return e.startRound(ctx, now, m, nil)
+}
+
+// startRound starts the round of m, which the caller has leased and read
+// (or was handed by Enqueue with its body, nil if not kept in memory):
+// it sets aside held recipients, removes a message left finished, or
+// starts the jobs the limits allow and keeps the rest waiting.
+func (e *Engine) startRound(ctx context.Context, now time.Time, m *queue.Message, body []byte) startResult {
+	id := m.ID
 	groups, held := e.withoutHeld(m, destGroups(m), now)
 	if len(groups) == 0 && held {
 		e.park(ctx, m, now)
@@ -511,6 +541,7 @@ func (e *Engine) tryStart(ctx context.Context, now time.Time, c *dueCandidate) s
 		last:       make(map[int]rcptOutcome),
 		pending:    groups,
 		unfinished: len(groups),
+		body:       body,
 	}
 	e.mu.Lock()
 	e.leases[id] = r

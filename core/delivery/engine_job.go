@@ -226,9 +226,14 @@ func (e *Engine) deliver(ctx context.Context, a *jobAttempt) {
 const roundBodyCache = 256 << 10
 
 // hopCount is the number of Received fields of the message (up to one past
-// e.hopLimit), read once per round. A small message is kept for open.
+// e.hopLimit), counted once per round: in the body Enqueue handed over,
+// or read from the spool, and then a small message is kept for open.
 func (r *engineRound) hopCount(e *Engine) (int, error) {
 	r.hopsOnce.Do(func() {
+		if r.body != nil { // handed over by Enqueue
+			r.hops, r.hopsErr = message.CountHops(bytes.NewReader(r.body), e.hopLimit)
+			return
+		}
 		body, err := e.spool.Body(r.id)
 		if err != nil {
 			r.hopsErr = err

@@ -98,10 +98,10 @@ func LoadTLS(t *config.TLS) (*tls.Config, error) {
 }
 
 // intake is the spool as the SMTP servers see it: a queue draft that, once
-// committed (durable), is handed to the delivery engine by its ID.
+// committed (durable), is handed to the delivery engine as stored.
 type intake struct {
 	spool     *queue.Spool
-	committed func(id string)
+	committed func(m *queue.Message, body []byte)
 }
 
 func (in intake) Create(ctx context.Context) (smtp.Draft, error) {
@@ -115,14 +115,14 @@ func (in intake) Create(ctx context.Context) (smtp.Draft, error) {
 // intakeDraft is a queue draft that calls committed after its commit.
 type intakeDraft struct {
 	*queue.Draft
-	committed func(id string)
+	committed func(m *queue.Message, body []byte)
 }
 
 func (d intakeDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
 	if err := d.Draft.Commit(ctx, env, header); err != nil {
 		return err
 	}
-	d.committed(d.ID())
+	d.committed(d.Committed())
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -42,7 +43,11 @@ type Draft struct {
 	file *os.File
 	w    *bufio.Writer
 	path string // the body file, once one exists (the .tmp name, then the final one)
-	keep bool   // the body file may be referred to by a committed record: never remove it
+	// stored and storedBody are the message and body Commit stored
+	// (Committed); storedBody is nil when the body is in a file.
+	stored     *Message
+	storedBody []byte
+	keep       bool // the body file may be referred to by a committed record: never remove it
 }
 
 // Create starts a new message with a fresh ID. Nothing touches the disk until
@@ -214,10 +219,12 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 		ID:         d.id,
 		Envelope:   *env,
 		Recipients: make([]RecipientState, len(env.Recipients)),
-		Created:    s.now(),
+		Created:    s.now().Round(0), // as stored: no monotonic reading
 		Size:       int64(len(header)) + d.size,
 		spilled:    d.w != nil,
 	}
+	// Committed hands m on: it must not share the caller's recipients.
+	m.Envelope.Recipients = slices.Clone(env.Recipients)
 	rec, err := encodeMessage(m)
 	if err != nil {
 		return err
@@ -265,8 +272,24 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 	}
 	if err == nil {
 		d.dropBuffer()
+		d.stored = m
+		if !m.spilled {
+			d.storedBody = body
+		}
 	}
 	return err
+}
+
+// Committed returns the message as a successful Commit stored it, and its
+// body (header and content) when spool.db holds it, nil when a file does:
+// what Get and Body would read back, without reading it back. Both are
+// the caller's to keep and must not be changed. Before a successful
+// Commit it returns nil, nil.
+func (d *Draft) Committed() (*Message, []byte) {
+	if d.state != draftCommitted {
+		return nil, nil
+	}
+	return d.stored, d.storedBody
 }
 
 // finishFile makes the spilled content durable under its final name: flush,
