@@ -30,6 +30,7 @@ FUZZ_TARGETS = \
 	./core/config:FuzzParseDuration \
 	./core/queue:FuzzDecodeMessage \
 	./core/queue:FuzzBoltFile \
+	./core/queue:FuzzAppendRecord \
 	./core/pickup:FuzzParseEnvelope \
 	./core/arc:FuzzParseTags \
 	./core/tlsrpt:FuzzParseRecord \

@@ -196,7 +196,7 @@ func encodeMessage(m *Message) ([]byte, error) {
 	for i, rs := range m.Recipients {
 		r.Recipients[i] = rcptState(rs)
 	}
-	b, err := json.Marshal(&r)
+	b, err := appendRecord(make([]byte, 0, 512), &r)
 	if err != nil {
 		return nil, fmt.Errorf("queue: encode %s: %w", m.ID, err)
 	}
