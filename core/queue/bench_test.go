@@ -18,6 +18,13 @@ import (
 // reports messages per second and fsyncs (bbolt write transactions) per
 // message.
 func benchmarkCommit(b *testing.B, parallelism int) {
+	benchmarkCommitThen(b, parallelism, false)
+}
+
+// benchmarkCommitThen is benchmarkCommit; with deferAfter each message is
+// then deferred for an hour with a Replace, as the engine records an
+// attempt on a next hop that is down.
+func benchmarkCommitThen(b *testing.B, parallelism int, deferAfter bool) {
 	s, err := Open(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -34,7 +41,14 @@ func benchmarkCommit(b *testing.B, parallelism int) {
 		if _, err := d.Write(body); err != nil {
 			return err
 		}
-		return d.Commit(context.Background(), env, header)
+		if err := d.Commit(context.Background(), env, header); err != nil || !deferAfter {
+			return err
+		}
+		m, _ := d.Committed()
+		later := *m
+		later.NextAttempt = m.Created.Add(time.Hour)
+		later.Recipients = []RecipientState{{Status: Deferred, LastReply: "451 4.4.1 connection refused", Attempts: 1}}
+		return s.Replace(context.Background(), m, &later)
 	}
 
 	b.ReportAllocs()
@@ -63,11 +77,18 @@ func benchmarkCommit(b *testing.B, parallelism int) {
 	st := s.Stats()
 	b.ReportMetric(float64(st.Commits)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(st.Batches)/float64(st.Commits), "fsyncs/msg")
+	b.ReportMetric(float64(st.Commits)/float64(st.Batches), "msgs/fsync")
 }
 
 // BenchmarkCommitParallel: about 20 concurrent sessions sharing fsyncs.
 func BenchmarkCommitParallel(b *testing.B) {
 	benchmarkCommit(b, max(1, 20/runtime.GOMAXPROCS(0)))
+}
+
+// BenchmarkCommitDeferParallel: as BenchmarkCommitParallel, and each
+// message is then deferred (Replace), as when the next hop is down.
+func BenchmarkCommitDeferParallel(b *testing.B) {
+	benchmarkCommitThen(b, max(1, 20/runtime.GOMAXPROCS(0)), true)
 }
 
 // BenchmarkCommitSerial: one session, one fsync per message.

@@ -12,6 +12,7 @@
 #   ceiling: smtp-source -> smtp-sink (keeps nothing)
 #   sink   : smtp-source -> `gateway sink`
 #   serve  : smtp-source -> `gateway serve`, as above
+#   lua    : as serve, with the Lua rcpt and data hooks (lua.hcl)
 #   relay  : smtp-source -> `gateway serve` -> `gateway sink`, end to end
 # and, when Postfix is installed and this runs as root, a throwaway Postfix
 # (its own config, queue and data directories in the temporary folder):
@@ -20,14 +21,14 @@
 # Prints every run, the medians, shares of the ceiling from the same run,
 # and the servers' CPU time per message read from /proc.
 #
-#   examples/benchmark/run.sh            # 5 runs of 20000 messages, 2 KB, 1 rcpt, 20 sessions
-#   RUNS=3 MESSAGES=10000 examples/benchmark/run.sh
+#   examples/benchmark/run.sh            # 3 runs of 5000 messages, 2 KB, 1 rcpt, 20 sessions: about 4 minutes
+#   RUNS=5 MESSAGES=20000 examples/benchmark/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PATH=$PATH:/usr/sbin # smtp-source, smtp-sink, postfix
 
-RUNS=${RUNS:-5}
-MESSAGES=${MESSAGES:-20000}
+RUNS=${RUNS:-3}
+MESSAGES=${MESSAGES:-5000}
 CONCURRENCY=${CONCURRENCY:-20}
 SIZE=${SIZE:-2048}
 RCPTS=${RCPTS:-1}
@@ -260,6 +261,7 @@ bench_phases() {
 
 src_ceiling=(); src_sink=(); src_sink_share=()
 src_serve_rates=(); src_serve_shares=(); src_serve_cpu=(); src_relay_rates=(); src_relay_shares=(); src_relay_cpu=()
+src_lua_rates=(); src_lua_shares=(); src_lua_cpu=(); src_lua_of_serve=()
 pf_serve_rates=(); pf_serve_shares=(); pf_serve_cpu=(); pf_relay_rates=(); pf_relay_shares=(); pf_relay_cpu=()
 
 # source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`; sets ceiling.
@@ -321,6 +323,13 @@ source_gateway() {
 	measure_accept "$SERVE_PORT" cpu_ticks "$srv"
 	stop_gateway
 	record src_serve "$i" "gateway accept"
+	local plain=$rate
+
+	start_gateway lua "$LUA_PORT"
+	measure_accept "$LUA_PORT" cpu_ticks "$srv"
+	stop_gateway
+	record src_lua "$i" "gateway accept + Lua hooks"
+	src_lua_of_serve+=("$(share "$rate" "$plain")")
 
 	start_sink "$DOWN_PORT" --report 10ms
 	start_gateway relay "$RELAY_PORT"
@@ -391,6 +400,7 @@ if [ -n "$have_postfix" ]; then
 	echo "| Postfix $(postconf -h mail_version) (fsync before 250) | $(median "${pf_serve_rates[@]}") ($(median "${pf_serve_shares[@]}")) | $(median "${pf_relay_rates[@]}") ($(median "${pf_relay_shares[@]}")) | $(median "${pf_serve_cpu[@]}"), $(median "${pf_relay_cpu[@]}") |"
 fi
 echo "| this gateway | $(median "${src_serve_rates[@]}") ($(median "${src_serve_shares[@]}")) | $(median "${src_relay_rates[@]}") ($(median "${src_relay_shares[@]}")) | $(median "${src_serve_cpu[@]}"), $(median "${src_relay_cpu[@]}") |"
+echo "| this gateway + Lua rcpt and data hooks | $(median "${src_lua_rates[@]}") ($(median "${src_lua_shares[@]}"); $(median "${src_lua_of_serve[@]}") of accept without) | – | $(median "${src_lua_cpu[@]}") |"
 if [ -n "$have_postfix" ]; then
 	echo "| this gateway / Postfix | $(share "$(median "${src_serve_rates[@]}")" "$(median "${pf_serve_rates[@]}")") | $(share "$(median "${src_relay_rates[@]}")" "$(median "${pf_relay_rates[@]}")") | |"
 fi
