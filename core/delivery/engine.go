@@ -156,10 +156,11 @@ type engineRound struct {
 	pending    []*destGroup          // jobs not started yet; guarded by Engine.mu
 	unfinished int                   // jobs not yet recorded; guarded by Engine.mu
 
-	hopsOnce sync.Once
-	hops     int
-	hopsErr  error
-	body     []byte // the whole message when small: handed over by Enqueue, or set once by hopCount
+	hopsOnce   sync.Once
+	storedHops int // the message's Hops as leased; read-only
+	hops       int
+	hopsErr    error
+	body       []byte // the whole message when small: handed over by Enqueue, or set once by hopCount
 }
 
 // New checks opt and returns an engine; Run starts it.
@@ -542,6 +543,7 @@ func (e *Engine) startRound(ctx context.Context, now time.Time, m *queue.Message
 		pending:    groups,
 		unfinished: len(groups),
 		body:       body,
+		storedHops: m.Hops,
 	}
 	e.mu.Lock()
 	e.leases[id] = r

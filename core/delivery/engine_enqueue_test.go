@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/delivery/deliverytest"
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/queue"
 )
 
 // TestEngineEnqueueHandsOver checks that a message handed to Enqueue with
@@ -50,5 +52,37 @@ func TestEngineEnqueueHandsOver(t *testing.T) {
 	}
 	if h.spool.Len() != 0 {
 		t.Errorf("%d messages left in the spool, want 0", h.spool.Len())
+	}
+}
+
+// TestEngineStoredHopCount checks that the first attempt stores the hop
+// count with the message and that a retry takes it from there instead of
+// counting the body again: the test raises the stored count past the
+// limit, and the retry fails the message as a loop though its body has
+// one Received field.
+func TestEngineStoredHopCount(t *testing.T) {
+	h := newEngHarness(t, func(o *delivery.Options) { o.MaxHops = 3 })
+	h.tr.Script("bob@example.net", deliverytest.Temp(451, [3]uint16{4, 7, 1}, "try later"))
+	h.start()
+	id := h.enqueue(engSender, engRcpt("bob@example.net", 0))
+	h.waitOutcomes(1)
+	m := h.get(id)
+	if m.Hops != 1 {
+		t.Fatalf("Hops after the first attempt = %d, want 1 (engTrace's Received field)", m.Hops)
+	}
+	if err := h.spool.Update(context.Background(), id, func(m *queue.Message) error {
+		m.Hops = 5
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.attemptAt(m.NextAttempt, 1)
+	if n := h.tr.NumCalls(); n != 1 {
+		t.Errorf("transport called %d times, want 1 (the first attempt only)", n)
+	}
+	h.waitFor("the bounce", func() bool { return h.sink.NumCalls() == 1 })
+	p := parseEngDSN(t, h.sink.Calls()[0].Body)
+	if len(p.Rcpts) != 1 || p.Rcpts[0].Get("Status") != "5.4.6" {
+		t.Errorf("recipient blocks %v; want 5.4.6 mail loop detected", p.Rcpts)
 	}
 }

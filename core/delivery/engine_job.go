@@ -67,6 +67,7 @@ type jobAttempt struct {
 	// recorded with the attempt; those of this domain are also in env.
 	added   []envelope.Recipient
 	content jobContent
+	hops    int // the Received fields counted for this attempt; 0 = not counted
 }
 
 // newAttempt is the attempt of group g of round r, before predelivery.
@@ -177,6 +178,7 @@ func (e *Engine) attempt(ctx context.Context, r *engineRound, g *destGroup) (a *
 		a.end(rcptOutcome{class: Permanent, reply: "554 5.4.6 mail loop detected (too many Received header fields)", status: sdk.EnhancedCode{5, 4, 6}})
 		return a
 	}
+	a.hops = hops
 	if e.predeliver(ctx, a) && e.sign(a) && e.seal(a) {
 		e.deliver(ctx, a)
 	}
@@ -226,10 +228,16 @@ func (e *Engine) deliver(ctx context.Context, a *jobAttempt) {
 const roundBodyCache = 256 << 10
 
 // hopCount is the number of Received fields of the message (up to one past
-// e.hopLimit), counted once per round: in the body Enqueue handed over,
-// or read from the spool, and then a small message is kept for open.
+// e.hopLimit), counted once per round: taken from the record when an
+// earlier round stored it (queue.Message.Hops), else counted in the body
+// Enqueue handed over or read from the spool, and then a small message is
+// kept for open.
 func (r *engineRound) hopCount(e *Engine) (int, error) {
 	r.hopsOnce.Do(func() {
+		if r.storedHops > 0 {
+			r.hops = r.storedHops
+			return
+		}
 		if r.body != nil { // handed over by Enqueue
 			r.hops, r.hopsErr = message.CountHops(bytes.NewReader(r.body), e.hopLimit)
 			return

@@ -35,6 +35,9 @@ func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time
 	interrupted := ctx.Err() != nil
 	m := cloneMessage(r.msg)
 	addRecipients(m, a)
+	if m.Hops == 0 && a.hops > 0 {
+		m.Hops = a.hops // a retry need not count again (hopCount)
+	}
 
 	reports := e.applyOutcomes(m, r, a.outs, now)
 	if last && !interrupted {

@@ -70,6 +70,11 @@ type Message struct {
 	NextAttempt time.Time // zero = due now
 	Held        bool
 	DelayWarned bool // a delay DSN has been sent for this message (once only)
+	// Hops is the number of Received fields in the stored message, as
+	// the delivery engine counted them at its first attempt, so that a
+	// retry need not read the body again; 0 = not counted yet (every
+	// message has one at least: ours).
+	Hops int
 
 	spilled bool // content is in bodies/<ID>; only the header is in the bodies bucket
 }
@@ -102,6 +107,7 @@ type record struct {
 	NextAttempt time.Time   `json:"next_attempt,omitzero"`
 	Held        bool        `json:"held,omitzero"`
 	DelayWarned bool        `json:"delay_warned,omitzero"`
+	Hops        int         `json:"hops,omitzero"`
 	Body        string      `json:"body"` // "inline" (bodies bucket) or "file" (bodies/<id>)
 }
 
@@ -161,6 +167,7 @@ func encodeMessage(m *Message) ([]byte, error) {
 		NextAttempt: m.NextAttempt,
 		Held:        m.Held,
 		DelayWarned: m.DelayWarned,
+		Hops:        m.Hops,
 		Body:        bodyInline,
 		Envelope: envRecord{
 			Sender:     addrRecord{Local: e.Sender.Local, Domain: e.Sender.Domain},
@@ -243,6 +250,7 @@ func decodeMessage(b []byte) (*Message, error) {
 		NextAttempt: r.NextAttempt,
 		Held:        r.Held,
 		DelayWarned: r.DelayWarned,
+		Hops:        r.Hops,
 		spilled:     r.Body == bodyFile,
 		Envelope: envelope.Envelope{
 			Sender:     envelope.Address{Local: r.Envelope.Sender.Local, Domain: r.Envelope.Sender.Domain},

@@ -1017,6 +1017,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		NextAttempt: testNow().Add(time.Hour),
 		Held:        true,
 		DelayWarned: true,
+		Hops:        4,
 		spilled:     true,
 	}
 	m.Envelope.Submitted = true
@@ -1045,7 +1046,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{reflect.TypeFor[envelope.Envelope](), 16},
 		{reflect.TypeFor[envelope.Recipient](), 3},
 		{reflect.TypeFor[envelope.Address](), 2},
-		{reflect.TypeFor[Message](), 11},
+		{reflect.TypeFor[Message](), 12},
 		{reflect.TypeFor[RecipientState](), 5},
 	} {
 		if got := c.typ.NumField(); got != c.want {

@@ -26,6 +26,7 @@ func appendRecord(b []byte, r *record) ([]byte, error) {
 	w.omitTime("next_attempt", r.NextAttempt)
 	w.omitBool("held", r.Held)
 	w.omitBool("delay_warned", r.DelayWarned)
+	w.omitInt("hops", int64(r.Hops))
 	w.key("body").str(r.Body)
 	w.close()
 	return w.b, w.err

@@ -29,7 +29,7 @@ func fullRecord(text string, n int64, at time.Time) *record {
 			{Status: Deferred, LastReply: text, TLSPolicy: text, Attempts: int(n), Updated: at},
 			{Status: Status(n & 3)},
 		},
-		Created: at, Size: n, Attempts: int(n), NextAttempt: at, Held: n%13 == 0, DelayWarned: n%17 == 0,
+		Created: at, Size: n, Attempts: int(n), NextAttempt: at, Held: n%13 == 0, DelayWarned: n%17 == 0, Hops: int(n % 100),
 		Body: bodyFile,
 	}
 }
