@@ -16,7 +16,11 @@ import (
 	"github.com/mailgate/gateway/core/envelope"
 )
 
-const spillBufferSize = 64 << 10
+// spillBufferSize is the write buffer of a draft's body file. The SMTP
+// session copies content in chunks of up to 32 KiB, which pass it by, so
+// it only gathers smaller ones; a thousand sessions receiving large
+// messages hold one each.
+const spillBufferSize = 16 << 10
 
 type draftState uint8
 
