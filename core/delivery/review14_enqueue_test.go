@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/delivery/deliverytest"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -87,4 +89,59 @@ func TestReviewEnqueueOfHeldMessage(t *testing.T) {
 	}
 	h.eng.Enqueue(m, body)
 	h.noMoreCalls(0, "a message held by the operator before its Enqueue")
+}
+
+// callsTo counts the transport's calls that carried rcpt.
+func (h *engHarness) callsTo(rcpt string) int {
+	n := 0
+	for _, c := range h.tr.Calls() {
+		for _, r := range c.Rcpts() {
+			if r == rcpt {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestReviewEnqueueWhileRunStops: Run returns only after its attempts in
+// flight end, and clears every lease (engine.go: "rounds cut short by the
+// shutdown: their messages stay due"), but not e.fresh. A message handed
+// to Enqueue while Run waits for its last attempt is left in e.fresh,
+// unleased. When Run is started again, its first scan starts the message
+// from the spool, and then startFresh starts it a second time from
+// e.fresh without looking at the lease: delivered twice.
+func TestReviewEnqueueWhileRunStops(t *testing.T) {
+	h := newEngHarness(t)
+	release := make(chan struct{})
+	h.tr.ScriptCall(func(ctx context.Context, job *delivery.Job) []delivery.Result {
+		<-release // an attempt that does not end at once on cancel
+		out := make([]delivery.Result, len(job.Recipients))
+		for i := range out {
+			out[i] = deliverytest.OK()
+		}
+		return out
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.eng.Run(ctx) }()
+	h.eng.Enqueue(h.commitDraft("x@example.net"))
+	deadline := time.Now().Add(5 * time.Second)
+	for h.tr.InFlight() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel() // shutdown: Run waits for the attempt to x
+	time.Sleep(50 * time.Millisecond)
+	h.eng.Enqueue(h.commitDraft("y@example.net")) // the last session's message
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	h.start() // the engine runs again
+	h.waitFor("y delivered", func() bool { return h.callsTo("y@example.net") >= 1 })
+	time.Sleep(200 * time.Millisecond)
+	if n := h.callsTo("y@example.net"); n != 1 {
+		t.Errorf("y@example.net got %d deliveries, want 1", n)
+	}
 }
