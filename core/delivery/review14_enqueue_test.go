@@ -145,3 +145,34 @@ func TestReviewEnqueueWhileRunStops(t *testing.T) {
 		t.Errorf("y@example.net got %d deliveries, want 1", n)
 	}
 }
+
+// TestReviewEnqueueAfterRetryLeavesScheduleEntry: Retry between the
+// commit and Enqueue moves the message's schedule entry (NextAttempt zero
+// -> now). The round Enqueue starts takes the handed copy as the stored
+// record (queue.Spool.Replace's old), so its deferral removes an entry
+// that is not there and leaves Retry's behind: the schedule holds two
+// entries for one message, and the stale one outlives the message (every
+// scan then reads a record that is gone).
+func TestReviewEnqueueAfterRetryLeavesScheduleEntry(t *testing.T) {
+	h := newEngHarness(t)
+	h.tr.Script("bob@example.net", deliverytest.Temp(451, [3]uint16{4, 7, 1}, "try later"))
+	m, body := h.commitDraft("bob@example.net")
+	if err := h.eng.Retry(context.Background(), m.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.eng.Enqueue(m, body)
+	h.start()
+	h.waitOutcomes(1)
+	entries := 0
+	if err := h.spool.DueIDs(engT0.Add(365*24*time.Hour), func(id string, _ time.Time) bool {
+		if id == m.ID {
+			entries++
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if entries != 1 {
+		t.Errorf("the schedule holds %d entries for %s after its deferral, want 1", entries, m.ID)
+	}
+}
