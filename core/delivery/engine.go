@@ -120,7 +120,8 @@ type Engine struct {
 
 	mu        sync.Mutex
 	rng       *rand.Rand              // retry jitter
-	leases    map[string]*engineRound // in-flight messages; nil = held by an admin operation or being started
+	leases    map[string]*engineRound // in-flight messages; nil = held by an admin operation, expected or being started
+	expected  map[string]struct{}     // leased by Expect, not yet handed over by Enqueue
 	rounds    int                     // leases with a round (Stats.InFlight)
 	active    int                     // jobs in flight
 	perDomain map[string]int          // jobs in flight per destination domain
@@ -214,6 +215,7 @@ func New(opt Options) (*Engine, error) {
 		wake:       make(chan struct{}, 1),
 		rng:        rand.New(rand.NewChaCha8(seed)),
 		leases:     make(map[string]*engineRound),
+		expected:   make(map[string]struct{}),
 		perDomain:  make(map[string]int),
 	}
 	e.dkim.Store(opt.DKIM)
@@ -233,9 +235,18 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	e.mu.Lock()
 	clear(e.leases) // rounds cut short by the shutdown: their messages stay due
+	clear(e.expected)
 	e.rounds, e.waiting = 0, nil
 	e.mu.Unlock()
 	e.candidates, e.truncated = nil, false
+	for { // handed over, not started: a later Run's scan finds them
+		select {
+		case <-e.fresh:
+			continue
+		default:
+		}
+		break
+	}
 	return nil
 }
 
@@ -249,17 +260,47 @@ func (e *Engine) Kick() {
 	}
 }
 
+// Expect leases id, a message the caller is about to commit, so that
+// nothing starts or changes it (a scan, an operator's Hold or Remove)
+// before Enqueue hands it over: the engine then needs neither to read it
+// back nor to wonder whether the copy it is handed is still what is
+// stored. Forget gives the lease back when the commit fails.
+func (e *Engine) Expect(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, busy := e.leases[id]; !busy {
+		e.leases[id] = nil
+		e.expected[id] = struct{}{}
+	}
+}
+
+// Forget gives back the lease Expect took for id, whose commit failed (or
+// may have failed: the next scan finds it if it is stored after all).
+func (e *Engine) Forget(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.expected[id]; ok {
+		delete(e.expected, id)
+		delete(e.leases, id)
+	}
+}
+
 // Enqueue hands the engine a message just committed to the spool, due now,
-// as queue.Draft.Committed returns it (body nil when it is in a file): the
-// scheduler starts it without scanning the spool or reading the message
-// back, which keeps the cost of each accepted message independent of the
-// queue's size. m and body must not change afterwards. The message is
-// leased from here on, so that an admin operation cannot change it under
-// the engine before its round starts (it gets ErrBusy for that moment).
-// It never blocks; when too many are waiting it falls back to Kick.
+// as queue.Draft.Committed returns it (body nil when it is in a file), and
+// whose lease Expect took before the commit: the scheduler starts it
+// without scanning the spool or reading it back, which keeps the cost of
+// each accepted message independent of the queue's size. m and body must
+// not change afterwards. A message that was not expected (or whose lease
+// a stop of Run dropped) is left to a scan: Enqueue kicks. It never
+// blocks; when too many are waiting it falls back to Kick too.
 func (e *Engine) Enqueue(m *queue.Message, body []byte) {
-	if !e.acquire(m.ID) {
-		return // leased already: whoever holds it sees it
+	e.mu.Lock()
+	_, expected := e.expected[m.ID]
+	delete(e.expected, m.ID)
+	e.mu.Unlock()
+	if !expected {
+		e.Kick()
+		return
 	}
 	select {
 	case e.fresh <- enqueued{m, body}:
@@ -358,12 +399,15 @@ func (e *Engine) startFresh(ctx context.Context, f enqueued) {
 	for {
 		c := dueCandidate{id: f.m.ID, domains: domainsOf(f.m)}
 		e.mu.Lock()
-		blocked := len(c.domains) > 0 && (e.fullLocked() || !e.capacityLocked(c.domains))
+		r, leased := e.leases[c.id]
+		lost := !leased || r != nil // a stop of Run dropped the lease Expect took
+		blocked := !lost && len(c.domains) > 0 && (e.fullLocked() || !e.capacityLocked(c.domains))
 		if blocked {
 			delete(e.leases, c.id) // a later start reads it from the spool
 		}
 		e.mu.Unlock()
 		switch {
+		case lost:
 		case !blocked:
 			e.startRound(ctx, now, f.m, f.body)
 		case len(e.candidates) < maxCandidates:

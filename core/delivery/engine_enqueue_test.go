@@ -15,7 +15,7 @@ import (
 // TestEngineEnqueueHandsOver checks that a message handed to Enqueue with
 // its body is delivered from what was handed over, not read back from the
 // spool (the transport sees the handed body, which the test made differ
-// from the stored one), and that it is leased from Enqueue on: an admin
+// from the stored one), and that it is leased from Expect on: an admin
 // operation gets ErrBusy until its round has ended.
 func TestEngineEnqueueHandsOver(t *testing.T) {
 	h := newEngHarness(t)
@@ -26,6 +26,7 @@ func TestEngineEnqueueHandsOver(t *testing.T) {
 	}
 	io.WriteString(d, engBody)
 	env := &envelope.Envelope{Sender: engAddr(engSender), Recipients: engRcpts("bob@example.net")}
+	h.eng.Expect(d.ID()) // as the SMTP intake does
 	if err := d.Commit(ctx, env, []byte(engTrace)); err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +36,11 @@ func TestEngineEnqueueHandsOver(t *testing.T) {
 	}
 	handed := []byte(engTrace + "X-Handed: yes\r\n" + engBody)
 
+	if err := h.eng.Hold(ctx, m.ID); !errors.Is(err, delivery.ErrBusy) {
+		t.Errorf("Hold of an expected message = %v, want ErrBusy", err)
+	}
 	h.tr.Block()
 	h.eng.Enqueue(m, handed)
-	if err := h.eng.Hold(ctx, m.ID); !errors.Is(err, delivery.ErrBusy) {
-		t.Errorf("Hold of an enqueued message = %v, want ErrBusy", err)
-	}
 	h.start()
 	h.tr.Unblock()
 	h.waitOutcomes(1)
@@ -84,5 +85,34 @@ func TestEngineStoredHopCount(t *testing.T) {
 	p := parseEngDSN(t, h.sink.Calls()[0].Body)
 	if len(p.Rcpts) != 1 || p.Rcpts[0].Get("Status") != "5.4.6" {
 		t.Errorf("recipient blocks %v; want 5.4.6 mail loop detected", p.Rcpts)
+	}
+}
+
+// TestEngineForget checks that Forget gives back the lease Expect took
+// (the commit failed), and that Enqueue of a message nobody expected
+// leaves it to a scan, which delivers it once.
+func TestEngineForget(t *testing.T) {
+	h := newEngHarness(t)
+	ctx := context.Background()
+	h.eng.Expect("0123456789abcdef")
+	h.eng.Forget("0123456789abcdef")
+	if err := h.eng.Hold(ctx, "0123456789abcdef"); errors.Is(err, delivery.ErrBusy) {
+		t.Errorf("Hold after Forget = %v, want the lease given back", err)
+	}
+
+	d, err := h.spool.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(d, engBody)
+	env := &envelope.Envelope{Sender: engAddr(engSender), Recipients: engRcpts("bob@example.net")}
+	if err := d.Commit(ctx, env, []byte(engTrace)); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.eng.Enqueue(d.Committed()) // not expected: a scan takes it
+	h.waitOutcomes(1)
+	if n := h.tr.NumCalls(); n != 1 {
+		t.Errorf("%d calls, want 1", n)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/inject"
 	"github.com/mailgate/gateway/core/queue"
@@ -51,7 +52,7 @@ func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
 		Auth:               auth,
 		AuthGuard:          g.authGuard,
 		Hooks:              g.pipeline.live,
-		Spool:              intake{spool: g.spool, committed: g.engine.Enqueue},
+		Spool:              intake{spool: g.spool, engine: g.engine.Engine},
 		ETRN:               g.engine.RetryDomain,
 		VerifySender:       g.dns.DomainExists,
 		MailAuth:           g.mailAuth,
@@ -98,10 +99,12 @@ func LoadTLS(t *config.TLS) (*tls.Config, error) {
 }
 
 // intake is the spool as the SMTP servers see it: a queue draft that, once
-// committed (durable), is handed to the delivery engine as stored.
+// committed (durable), is handed to the delivery engine as stored. The
+// engine expects it from before the commit (Engine.Expect), so that no
+// scan or operator touches it before the hand-over.
 type intake struct {
-	spool     *queue.Spool
-	committed func(m *queue.Message, body []byte)
+	spool  *queue.Spool
+	engine *delivery.Engine
 }
 
 func (in intake) Create(ctx context.Context) (smtp.Draft, error) {
@@ -109,20 +112,23 @@ func (in intake) Create(ctx context.Context) (smtp.Draft, error) {
 	if err != nil {
 		return nil, err
 	}
-	return intakeDraft{d, in.committed}, nil
+	return intakeDraft{d, in.engine}, nil
 }
 
-// intakeDraft is a queue draft that calls committed after its commit.
+// intakeDraft is a queue draft that hands itself to the engine once
+// committed.
 type intakeDraft struct {
 	*queue.Draft
-	committed func(m *queue.Message, body []byte)
+	engine *delivery.Engine
 }
 
 func (d intakeDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
+	d.engine.Expect(d.ID())
 	if err := d.Draft.Commit(ctx, env, header); err != nil {
+		d.engine.Forget(d.ID())
 		return err
 	}
-	d.committed(d.Committed())
+	d.engine.Enqueue(d.Committed())
 	return nil
 }
 

@@ -218,17 +218,7 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 		return fmt.Errorf("queue: commit %s: %w", d.id, ErrClosed)
 	}
 
-	m := &Message{
-		Version:    recordVersion,
-		ID:         d.id,
-		Envelope:   *env,
-		Recipients: make([]RecipientState, len(env.Recipients)),
-		Created:    s.now().Round(0), // as stored: no monotonic reading
-		Size:       int64(len(header)) + d.size,
-		spilled:    d.w != nil,
-	}
-	// Committed hands m on: it must not share the caller's recipients.
-	m.Envelope.Recipients = slices.Clone(env.Recipients)
+	m := d.newMessage(env, header)
 	rec, err := encodeMessage(m)
 	if err != nil {
 		return err
@@ -243,33 +233,7 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 		body = make([]byte, 0, len(header)+len(d.buf))
 		body = append(append(body, header...), d.buf...)
 	}
-	key := []byte(d.id)
-	sched := scheduleKey(m)
-
-	r := &request{
-		name:    "commit " + d.id,
-		commits: 1,
-		delta:   1,
-		apply: func(tx *bolt.Tx) error {
-			msgs, bodies := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies)
-			if msgs.Get(key) != nil {
-				return fmt.Errorf("queue: commit %s: duplicate id", d.id)
-			}
-			// IDs only grow, so these buckets are appended to: full pages
-			// mean fewer pages to write and fsync per batch.
-			msgs.FillPercent, bodies.FillPercent = appendFill, appendFill
-			if err := bodies.Put(key, body); err != nil {
-				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
-			}
-			if err := tx.Bucket(bucketSchedule).Put(sched, nil); err != nil {
-				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
-			}
-			if err := msgs.Put(key, rec); err != nil {
-				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
-			}
-			return nil
-		},
-	}
+	r := d.commitRequest(m, rec, body)
 	err = s.submit(ctx, r)
 	if r.uncertain {
 		d.keep = true
@@ -294,6 +258,63 @@ func (d *Draft) Committed() (*Message, []byte) {
 		return nil, nil
 	}
 	return d.stored, d.storedBody
+}
+
+// newMessage is the message Commit stores, as it will read back: its own
+// copy of env (Committed hands it on; the session reuses env) with text
+// that is not UTF-8 as the record stores it (see storedText).
+func (d *Draft) newMessage(env *envelope.Envelope, header []byte) *Message {
+	m := &Message{
+		Version:    recordVersion,
+		ID:         d.id,
+		Envelope:   *env,
+		Recipients: make([]RecipientState, len(env.Recipients)),
+		Created:    d.s.now().Round(0), // as stored: no monotonic reading
+		Size:       int64(len(header)) + d.size,
+		spilled:    d.w != nil,
+	}
+	e := &m.Envelope
+	e.Recipients = slices.Clone(env.Recipients)
+	for _, p := range []*string{&e.Sender.Local, &e.Sender.Domain, (*string)(&e.Body), (*string)(&e.Ret),
+		&e.EnvID, &e.Auth, &e.ClientIP, &e.ClientHELO, &e.AuthUser} {
+		*p = storedText(*p)
+	}
+	for i := range e.Recipients {
+		rc := &e.Recipients[i]
+		rc.Address.Local, rc.Address.Domain, rc.ORCPT = storedText(rc.Address.Local), storedText(rc.Address.Domain), storedText(rc.ORCPT)
+	}
+	return m
+}
+
+// commitRequest is the commit loop's request that stores m's record rec
+// and body (the whole message, or only the header when spilled).
+func (d *Draft) commitRequest(m *Message, rec, body []byte) *request {
+	key := []byte(d.id)
+	sched := scheduleKey(m)
+	return &request{
+		name:    "commit " + d.id,
+		commits: 1,
+		delta:   1,
+		apply: func(tx *bolt.Tx) error {
+			msgs, bodies := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies)
+			if msgs.Get(key) != nil {
+				return fmt.Errorf("queue: commit %s: duplicate id", d.id)
+			}
+			// IDs only grow, so these buckets are appended to: full pages
+			// mean fewer pages to write and fsync per batch.
+			msgs.FillPercent, bodies.FillPercent = appendFill, appendFill
+			if err := bodies.Put(key, body); err != nil {
+				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+			}
+			if err := tx.Bucket(bucketSchedule).Put(sched, nil); err != nil {
+				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+			}
+			if err := msgs.Put(key, rec); err != nil {
+				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+			}
+			return nil
+		},
+	}
 }
 
 // finishFile makes the spilled content durable under its final name: flush,

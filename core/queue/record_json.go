@@ -29,7 +29,10 @@ func appendRecord(b []byte, r *record) ([]byte, error) {
 	w.omitInt("hops", int64(r.Hops))
 	w.key("body").str(r.Body)
 	w.close()
-	return w.b, w.err
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w.b, nil
 }
 
 func (w *jsonWriter) envelope(e *envRecord) {
@@ -138,17 +141,27 @@ func (w *jsonWriter) boolean(v bool) {
 	w.b = strconv.AppendBool(w.b, v)
 }
 
-// time writes t as time.Time's MarshalJSON does, with its error for a year
-// it cannot write.
+// time writes t as time.Time's MarshalJSON does, with its errors for what
+// RFC 3339 cannot hold: a year of other than four digits, a zone offset of
+// 24 hours or more.
 func (w *jsonWriter) time(t time.Time) {
-	if y := t.Year(); y < 0 || y >= 10000 {
-		if w.err == nil {
-			w.err = fmt.Errorf("queue: encode record: year %d outside of range [0,9999]", y)
-		}
-		return
-	}
 	w.sep()
-	w.b = append(t.AppendFormat(append(w.b, '"'), time.RFC3339Nano), '"')
+	n := len(w.b) + 1
+	b := t.AppendFormat(append(w.b, '"'), time.RFC3339Nano)
+	var err error
+	switch {
+	case b[n+len("9999")] != '-':
+		err = fmt.Errorf("queue: encode record: year %d outside of range [0,9999]", t.Year())
+	case b[len(b)-1] != 'Z':
+		c, hh := b[len(b)-len("Z07:00")], b[len(b)-len("07:00"):]
+		if ('0' <= c && c <= '9') || 10*(hh[0]-'0')+(hh[1]-'0') >= 24 {
+			err = fmt.Errorf("queue: encode record: zone offset of %s outside of range [0,23] hours", b[len(b)-len("-07:00"):])
+		}
+	}
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	w.b = append(b, '"')
 }
 
 func (w *jsonWriter) omitInt(k string, v int64) {
@@ -225,4 +238,24 @@ func (w *jsonWriter) str(s string) {
 		start = i
 	}
 	w.b = append(append(b, s[start:]...), '"')
+}
+
+// storedText is s as a record stores it: each byte that is not part of
+// valid UTF-8 becomes U+FFFD, as json.Marshal (and str) write it, so that
+// the message Draft.Committed hands on is the one Get reads back.
+func storedText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return string(b)
 }

@@ -42,7 +42,7 @@ func (h *engHarness) noMoreCalls(want int, why string) {
 	}
 }
 
-// TestReviewEnqueueOfDeliveredMessage: the intake commits a message and
+// TestEnqueueOfDeliveredMessage: the intake commits a message and
 // then calls Enqueue; in between (the session's goroutine preempted, a
 // GC, a loaded machine) a scan may find the committed message, deliver it
 // and delete it. Enqueue then leases the already finished message again
@@ -50,7 +50,7 @@ func (h *engHarness) noMoreCalls(want int, why string) {
 // without asking the spool whether it is still there: the message is
 // delivered a second time. Before 608cd41, startFresh read the message
 // back (tryStart -> spool.Get) and skipped it as gone.
-func TestReviewEnqueueOfDeliveredMessage(t *testing.T) {
+func TestEnqueueOfDeliveredMessage(t *testing.T) {
 	h := newEngHarness(t)
 	h.start()
 	m, body := h.commitDraft("bob@example.net")
@@ -62,11 +62,11 @@ func TestReviewEnqueueOfDeliveredMessage(t *testing.T) {
 	h.noMoreCalls(1, "a message delivered and removed before its Enqueue")
 }
 
-// TestReviewEnqueueOfRemovedMessage: the same hole with an operator's
+// TestEnqueueOfRemovedMessage: the same hole with an operator's
 // Remove between the commit and Enqueue (e.g. `queue remove` run on what
 // `queue list` shows): Remove deletes the message with no DSN, and the
 // late Enqueue delivers it anyway.
-func TestReviewEnqueueOfRemovedMessage(t *testing.T) {
+func TestEnqueueOfRemovedMessage(t *testing.T) {
 	h := newEngHarness(t)
 	h.start()
 	m, body := h.commitDraft("bob@example.net")
@@ -77,10 +77,10 @@ func TestReviewEnqueueOfRemovedMessage(t *testing.T) {
 	h.noMoreCalls(0, "a message removed by the operator before its Enqueue")
 }
 
-// TestReviewEnqueueOfHeldMessage: an operator's Hold between the commit
+// TestEnqueueOfHeldMessage: an operator's Hold between the commit
 // and Enqueue is overridden: the handed copy is not held, and startFresh
 // delivers it although the spool says held.
-func TestReviewEnqueueOfHeldMessage(t *testing.T) {
+func TestEnqueueOfHeldMessage(t *testing.T) {
 	h := newEngHarness(t)
 	h.start()
 	m, body := h.commitDraft("bob@example.net")
@@ -104,14 +104,14 @@ func (h *engHarness) callsTo(rcpt string) int {
 	return n
 }
 
-// TestReviewEnqueueWhileRunStops: Run returns only after its attempts in
+// TestEnqueueWhileRunStops: Run returns only after its attempts in
 // flight end, and clears every lease (engine.go: "rounds cut short by the
 // shutdown: their messages stay due"), but not e.fresh. A message handed
 // to Enqueue while Run waits for its last attempt is left in e.fresh,
 // unleased. When Run is started again, its first scan starts the message
 // from the spool, and then startFresh starts it a second time from
 // e.fresh without looking at the lease: delivered twice.
-func TestReviewEnqueueWhileRunStops(t *testing.T) {
+func TestEnqueueWhileRunStops(t *testing.T) {
 	h := newEngHarness(t)
 	release := make(chan struct{})
 	h.tr.ScriptCall(func(ctx context.Context, job *delivery.Job) []delivery.Result {
@@ -146,14 +146,14 @@ func TestReviewEnqueueWhileRunStops(t *testing.T) {
 	}
 }
 
-// TestReviewEnqueueAfterRetryLeavesScheduleEntry: Retry between the
+// TestEnqueueAfterRetryLeavesScheduleEntry: Retry between the
 // commit and Enqueue moves the message's schedule entry (NextAttempt zero
 // -> now). The round Enqueue starts takes the handed copy as the stored
 // record (queue.Spool.Replace's old), so its deferral removes an entry
 // that is not there and leaves Retry's behind: the schedule holds two
 // entries for one message, and the stale one outlives the message (every
 // scan then reads a record that is gone).
-func TestReviewEnqueueAfterRetryLeavesScheduleEntry(t *testing.T) {
+func TestEnqueueAfterRetryLeavesScheduleEntry(t *testing.T) {
 	h := newEngHarness(t)
 	h.tr.Script("bob@example.net", deliverytest.Temp(451, [3]uint16{4, 7, 1}, "try later"))
 	m, body := h.commitDraft("bob@example.net")

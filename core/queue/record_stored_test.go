@@ -8,12 +8,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestReviewAppendRecordZoneHour: a time whose zone offset is 24 hours or
+// TestAppendRecordZoneHour: a time whose zone offset is 24 hours or
 // more. json.Marshal refuses it (time.Time.MarshalJSON: "timezone hour
 // outside of range [0,23]"), appendRecord writes it, and what it writes
 // is a record decodeMessage refuses: FuzzAppendRecord's zones stay under
 // 50,000 s and never reach the case.
-func TestReviewAppendRecordZoneHour(t *testing.T) {
+func TestAppendRecordZoneHour(t *testing.T) {
 	at := time.Date(2026, 12, 6, 22, 0, 0, 0, time.FixedZone("far", 24*3600+60))
 	r := fullRecord("x", 1, at)
 	want, werr := marshalRecord(r)
@@ -28,11 +28,11 @@ func TestReviewAppendRecordZoneHour(t *testing.T) {
 	}
 }
 
-// TestReviewCommitFarZoneIsReadable: end to end, a clock in such a zone
+// TestCommitFarZoneIsReadable: end to end, a clock in such a zone
 // (Options.Now) makes Commit answer nil (the client is told 250) for a
 // record that Get, List and the engine cannot read back: before
 // appendRecord, Commit failed and the client was told to retry.
-func TestReviewCommitFarZoneIsReadable(t *testing.T) {
+func TestCommitFarZoneIsReadable(t *testing.T) {
 	far := func() time.Time { return testNow().In(time.FixedZone("far", 25*3600)) }
 	s := openSpool(t, t.TempDir(), Options{Now: far})
 	d, err := s.Create(t.Context())
@@ -48,13 +48,13 @@ func TestReviewCommitFarZoneIsReadable(t *testing.T) {
 	}
 }
 
-// TestReviewCommittedMatchesGetInvalidUTF8: Committed promises "what Get
+// TestCommittedMatchesGetInvalidUTF8: Committed promises "what Get
 // and Body would read back", and the engine delivers a fresh message from
 // it while a retry reads the record. For text that is not valid UTF-8
 // (a HELO argument, an ORCPT, a local part as received) the record holds
 // U+FFFD where Committed keeps the raw bytes: the first attempt and its
 // hooks see one envelope, a retry another.
-func TestReviewCommittedMatchesGetInvalidUTF8(t *testing.T) {
+func TestCommittedMatchesGetInvalidUTF8(t *testing.T) {
 	s := openSpool(t, t.TempDir(), Options{})
 	d, err := s.Create(t.Context())
 	if err != nil {
