@@ -67,7 +67,17 @@ var (
 // and sink, waits until it listens.
 func startGateway(t *testing.T, args ...string) *child {
 	t.Helper()
+	return startGatewayUnder(t, nil, args...)
+}
+
+// startGatewayUnder is startGateway with the gateway run by the command
+// wrap (strace), which must pass its environment on.
+func startGatewayUnder(t *testing.T, wrap []string, args ...string) *child {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
+	if len(wrap) > 0 {
+		cmd = exec.Command(wrap[0], append(append(wrap[1:len(wrap):len(wrap)], os.Args[0]), args...)...)
+	}
 	cmd.Env = append(os.Environ(), envRunMain+"=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
