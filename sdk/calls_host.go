@@ -38,10 +38,11 @@ var turn = frame{}
 // NewCallConn serves the host's end of a call channel. The caller owns it
 // and must Close it.
 func NewCallConn(conn net.Conn) *CallConn {
+	rd, wr := channelIO(conn)
 	return &CallConn{
 		conn:    conn,
-		r:       bufio.NewReaderSize(conn, callBuffer),
-		w:       frameWriter{conn: conn},
+		r:       bufio.NewReaderSize(rd, callBuffer),
+		w:       frameWriter{conn: wr},
 		pending: make(map[uint64]chan frame),
 		failed:  make(chan struct{}),
 	}

@@ -50,14 +50,15 @@ type callServer struct {
 // their hooks return; each is owned by serveCalls's context.
 func serveCalls(conn net.Conn, impl Describer) error {
 	defer conn.Close()
+	rd, wr := channelIO(conn)
 	s := &callServer{
 		srv:     &grpcServer{impl: impl},
-		w:       frameWriter{conn: conn},
+		w:       frameWriter{conn: wr},
 		cancels: make(map[uint64]context.CancelFunc),
 	}
 	base, stop := context.WithCancel(context.Background())
 	defer stop()
-	r := bufio.NewReaderSize(conn, callBuffer)
+	r := bufio.NewReaderSize(rd, callBuffer)
 	for {
 		f, err := readFrame(r)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -32,10 +33,54 @@ func (p callsPlugin) Rcpt(ctx context.Context, r *Request) (Decision, Effects, e
 	return RejectDecision(550, EnhancedCode{5, 7, 1}, "no "+r.Rcpt.Address.Local), Effects{}, nil
 }
 
-// startCalls serves a callsPlugin over a call channel on a pipe.
-func startCalls(t *testing.T) (*CallConn, callsPlugin, chan error) {
+// transports are the connections the call channel tests run over: an
+// in-memory pipe, and a real socket, which the channel reads and writes
+// with raw system calls (calls_raw_unix.go).
+var transports = []struct {
+	name string
+	pair func(t *testing.T) (host, plug net.Conn)
+}{
+	{"pipe", func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() }},
+	{"socket", socketPair},
+}
+
+// socketPair is a connected pair of loopback TCP sockets.
+func socketPair(t *testing.T) (host, plug net.Conn) {
 	t.Helper()
-	host, plug := net.Pipe()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept() // nil on an error: Dial fails too
+		accepted <- c
+	}()
+	host, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plug = <-accepted
+	if plug == nil {
+		host.Close()
+		t.Fatal("accept failed")
+	}
+	return host, plug
+}
+
+// forEachTransport runs test over each of transports.
+func forEachTransport(t *testing.T, test func(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn))) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { test(t, tr.pair) })
+	}
+}
+
+// startCalls serves a callsPlugin over a call channel on pair's
+// connections.
+func startCalls(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) (*CallConn, callsPlugin, chan error) {
+	t.Helper()
+	host, plug := pair(t)
 	p := callsPlugin{ended: make(chan error, 1)}
 	served := make(chan error, 1)
 	go func() { served <- serveCalls(plug, p) }()
@@ -50,8 +95,10 @@ func rcptRequest(local string) *Request {
 
 // TestCallChannel: decisions, the plugin's errors and the caller's
 // deadline go across the channel as they go over gRPC.
-func TestCallChannel(t *testing.T) {
-	c, p, _ := startCalls(t)
+func TestCallChannel(t *testing.T) { forEachTransport(t, testCallChannel) }
+
+func testCallChannel(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	c, p, _ := startCalls(t, pair)
 	d, _, err := c.Handle(t.Context(), rcptRequest("bob"))
 	if err != nil || d.Verdict != Reject || d.Message != "no bob" || d.Code != 550 {
 		t.Errorf("bob: got %+v, %v; want the plugin's reject", d, err)
@@ -76,8 +123,10 @@ func TestCallChannel(t *testing.T) {
 
 // TestCallChannelCancel: a call the caller gives up on is cancelled in
 // the plugin.
-func TestCallChannelCancel(t *testing.T) {
-	c, p, _ := startCalls(t)
+func TestCallChannelCancel(t *testing.T) { forEachTransport(t, testCallChannelCancel) }
+
+func testCallChannelCancel(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	c, p, _ := startCalls(t, pair)
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() {
@@ -101,8 +150,10 @@ func TestCallChannelCancel(t *testing.T) {
 
 // TestCallChannelLost: when the plugin's end goes away, a waiting call
 // and later ones fail with ErrUnavailable.
-func TestCallChannelLost(t *testing.T) {
-	host, plug := net.Pipe()
+func TestCallChannelLost(t *testing.T) { forEachTransport(t, testCallChannelLost) }
+
+func testCallChannelLost(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	host, plug := pair(t)
 	c := NewCallConn(host)
 	defer c.Close()
 	errc := make(chan error, 1)
@@ -111,7 +162,7 @@ func TestCallChannelLost(t *testing.T) {
 		errc <- err
 	}()
 	buf := make([]byte, frameHeader)
-	if _, err := plug.Read(buf); err != nil { // the call arrived
+	if _, err := io.ReadFull(plug, buf); err != nil { // the call arrived
 		t.Fatal(err)
 	}
 	plug.Close()
@@ -125,8 +176,10 @@ func TestCallChannelLost(t *testing.T) {
 
 // TestCallChannelConcurrent: concurrent calls, some of them given up on,
 // each get their own reply while the reading passes between them.
-func TestCallChannelConcurrent(t *testing.T) {
-	c, _, _ := startCalls(t)
+func TestCallChannelConcurrent(t *testing.T) { forEachTransport(t, testCallChannelConcurrent) }
+
+func testCallChannelConcurrent(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	c, _, _ := startCalls(t, pair)
 	var wg sync.WaitGroup
 	errc := make(chan error, 400)
 	for g := range 20 {
