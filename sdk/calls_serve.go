@@ -82,9 +82,14 @@ func serveCalls(conn net.Conn, impl Describer) error {
 
 // start runs one call in a goroutine of its own.
 func (s *callServer) start(base context.Context, f frame) {
-	ctx, cancel := context.WithCancel(base)
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
 	if d, ok := frameDeadline(f.deadline); ok {
 		ctx, cancel = context.WithDeadline(base, d)
+	} else {
+		ctx, cancel = context.WithCancel(base)
 	}
 	s.mu.Lock()
 	s.cancels[f.id] = cancel
