@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mailgate/gateway/sdk/internal/pb"
 	"google.golang.org/grpc/status"
@@ -35,29 +36,41 @@ func openCallChannel() (net.Conn, error) {
 }
 
 // callServer is the plugin's end of the call channel: it runs each call
-// in a goroutine of its own, as a gRPC server would, under the call's
-// deadline, until the host cancels it.
+// on a worker goroutine of its own, as a gRPC server would, under the
+// call's deadline, until the host cancels it. A worker that has finished
+// its call waits for the next one (up to maxIdleWorkers wait): a new
+// goroutine per call would grow its stack again for the decoding and the
+// hook, a tenth of the plugin's time per call.
 type callServer struct {
-	srv *grpcServer // its dispatch
-	w   frameWriter
+	srv  *grpcServer // its dispatch
+	w    frameWriter
+	work chan frame // to a waiting worker; closed when serveCalls ends
+	idle atomic.Int32
 
 	mu      sync.Mutex
 	cancels map[uint64]context.CancelFunc
 }
 
+// maxIdleWorkers is how many workers may wait for a call; more than that
+// end when their call does.
+const maxIdleWorkers = 64
+
 // serveCalls serves conn until it fails (the host closed it or exited),
-// then cancels the calls still running. The calls' goroutines end when
-// their hooks return; each is owned by serveCalls's context.
+// then cancels the calls still running. The workers are owned by
+// serveCalls's context and its work channel: they end when their hooks
+// have returned and serveCalls has.
 func serveCalls(conn net.Conn, impl Describer) error {
 	defer conn.Close()
 	rd, wr := channelIO(conn)
 	s := &callServer{
 		srv:     &grpcServer{impl: impl},
 		w:       frameWriter{conn: wr},
+		work:    make(chan frame),
 		cancels: make(map[uint64]context.CancelFunc),
 	}
 	base, stop := context.WithCancel(context.Background())
 	defer stop()
+	defer close(s.work)
 	r := bufio.NewReaderSize(rd, callBuffer)
 	for {
 		f, err := readFrame(r)
@@ -80,8 +93,34 @@ func serveCalls(conn net.Conn, impl Describer) error {
 	}
 }
 
-// start runs one call in a goroutine of its own.
+// start hands a call to a waiting worker, or to a new one.
 func (s *callServer) start(base context.Context, f frame) {
+	select {
+	case s.work <- f:
+	default:
+		go s.worker(base, f)
+	}
+}
+
+// worker runs call f, then the calls it is handed while it waits.
+func (s *callServer) worker(base context.Context, f frame) {
+	for {
+		s.run(base, f)
+		if s.idle.Add(1) > maxIdleWorkers {
+			s.idle.Add(-1)
+			return
+		}
+		var ok bool
+		f, ok = <-s.work
+		s.idle.Add(-1)
+		if !ok {
+			return
+		}
+	}
+}
+
+// run runs one call under its deadline and writes its answer.
+func (s *callServer) run(base context.Context, f frame) {
 	var (
 		ctx    context.Context
 		cancel context.CancelFunc
@@ -94,20 +133,18 @@ func (s *callServer) start(base context.Context, f frame) {
 	s.mu.Lock()
 	s.cancels[f.id] = cancel
 	s.mu.Unlock()
-	go func() {
-		defer func() {
-			s.mu.Lock()
-			delete(s.cancels, f.id)
-			s.mu.Unlock()
-			cancel()
-		}()
-		resp, err := s.call(ctx, f.payload)
-		if err != nil {
-			_ = s.w.write(frameFail, f.id, 0, status.Convert(err).Proto())
-			return
-		}
-		_ = s.w.write(frameReply, f.id, 0, resp)
+	defer func() {
+		s.mu.Lock()
+		delete(s.cancels, f.id)
+		s.mu.Unlock()
+		cancel()
 	}()
+	resp, err := s.call(ctx, f.payload)
+	if err != nil {
+		_ = s.w.write(frameFail, f.id, 0, status.Convert(err).Proto())
+		return
+	}
+	_ = s.w.write(frameReply, f.id, 0, resp)
 }
 
 // call decodes a request and handles it as the gRPC Handle does.

@@ -241,3 +241,36 @@ func TestCallChannelKeepsNothing(t *testing.T) {
 		t.Errorf("the heap grew by %d bytes over %d calls, want under 16 a call", grew, calls)
 	}
 }
+
+// TestCallChannelWorkersEnd: the workers that wait for calls end with
+// the channel.
+func TestCallChannelWorkersEnd(t *testing.T) {
+	before := runtime.NumGoroutine()
+	host, plug := socketPair(t)
+	served := make(chan error, 1)
+	go func() { served <- serveCalls(plug, callsPlugin{}) }()
+	c := NewCallConn(host)
+	var wg sync.WaitGroup
+	for range 8 { // several calls at once: several workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				if _, _, err := c.Handle(t.Context(), rcptRequest("bob")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	c.Close()
+	<-served
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after the channel closed, %d before", n, before)
+	}
+}
