@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -44,6 +45,27 @@ func BenchmarkPluginRcptCall(b *testing.B) {
 			b.Fatalf("Handle = %v, %v; want continue", d, err)
 		}
 	}
+}
+
+// BenchmarkPluginRcptCallParallel is BenchmarkPluginRcptCall from
+// smtptest.BenchConns goroutines at once, as the sessions of
+// BenchmarkAcceptWithPlugin make them: calls share the channel both ways.
+func BenchmarkPluginRcptCallParallel(b *testing.B) {
+	p := startBench(b)
+	req := rcptRequest("user42")
+	b.ReportAllocs()
+	b.SetParallelism((smtptest.BenchConns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			d, _, err := p.Handle(ctx, req)
+			if err != nil || d.Verdict != sdk.Continue {
+				b.Errorf("Handle = %v, %v; want continue", d, err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkAcceptNoPlugin is the baseline of BenchmarkAcceptWithPlugin:
