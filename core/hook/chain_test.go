@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/hook/hooktest"
@@ -163,5 +164,24 @@ func BenchmarkDispatchStageFiltered(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		live.Dispatch(ctx, req)
+	}
+}
+
+// BenchmarkDispatchTimeout is the chain's own cost around one call: a
+// handler with a timeout that accepts without looking at anything, under
+// a cancellable parent (as a session's context is).
+func BenchmarkDispatchTimeout(b *testing.B) {
+	h := hooktest.Func{HandlerName: "accept", F: func(ctx context.Context, r *hook.Request) (sdk.Decision, sdk.Effects, error) {
+		return sdk.AcceptDecision(), sdk.Effects{}, nil
+	}}
+	chain := hook.NewChain(nil, hook.Entry{Handler: h, Timeout: time.Second})
+	req := &hook.Request{Stage: sdk.StageRcpt}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := chain.Dispatch(ctx, req); res.Decision.Verdict != sdk.Accept {
+			b.Fatalf("Dispatch = %+v", res)
+		}
 	}
 }
