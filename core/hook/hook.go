@@ -270,8 +270,10 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 			continue
 		}
 		res.Decision, res.Handler = d, name
-		c.log.Info("hook decided", "stage", req.Stage, "hook", name, "verdict", d.Verdict,
-			"code", d.Code, "enhanced", d.Enhanced.String(), "reason", d.Reason)
+		if c.log.Enabled(ctx, slog.LevelInfo) {
+			c.log.Info("hook decided", "stage", req.Stage, "hook", name, "verdict", d.Verdict,
+				"code", d.Code, "enhanced", d.Enhanced.String(), "reason", d.Reason)
+		}
 		return res
 	}
 	return res
@@ -317,9 +319,9 @@ func skipped(name string, byCaller, byHooks []string) bool {
 
 func (c *Chain) call(ctx context.Context, e Entry, req *Request) (d sdk.Decision, eff sdk.Effects, err error) {
 	if e.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.Timeout)
-		defer cancel()
+		dl := withTimeout(ctx, e.Timeout)
+		defer dl.stop()
+		ctx = dl
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -342,6 +344,9 @@ func (c *Chain) call(ctx context.Context, e Entry, req *Request) (d sdk.Decision
 func Expired(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if _, ok := ctx.(*deadline); ok {
+		return nil // its Err looked at the clock
 	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
 		return context.DeadlineExceeded

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/lua"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -151,5 +152,46 @@ func TestBombs(t *testing.T) {
 			t.Logf("%v after %v (CPU past the deadline %v); peak growth %d MiB; heap after GC %d MiB",
 				err, took.Round(time.Millisecond), cpuLate.Round(time.Millisecond), grew/mib, ms.HeapAlloc/mib)
 		})
+	}
+}
+
+// errOnly is a context that ends by its Err at its deadline while its
+// Done closes only much later: a deadline whose timer nobody started, as
+// core/hook's is until something waits on it.
+type errOnly struct {
+	context.Context // its Done closes after 10s
+	at              time.Time
+}
+
+func (c errOnly) Deadline() (time.Time, bool) { return c.at, true }
+
+func (c errOnly) Err() error {
+	if time.Now().Before(c.at) {
+		return c.Context.Err()
+	}
+	return context.DeadlineExceeded
+}
+
+// TestDeadlineWithoutDone checks that the meter holds a call to its
+// context's Err, not only to its Done, both in the script's code and in
+// a coroutine, and that a chain's timeout ends a loop the same way.
+func TestDeadlineWithoutDone(t *testing.T) {
+	for _, src := range []string{`while true do end`, `coroutine.wrap(function() while true do end end)()`} {
+		s := load(t, "function on_connect(ctx)\n"+src+"\nend")
+		late, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx := errOnly{late, time.Now().Add(50 * time.Millisecond)}
+		start := time.Now()
+		_, _, err := s.Handle(ctx, request(sdk.StageConnect))
+		cancel()
+		if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 5*time.Second {
+			t.Errorf("%s: Handle = %v after %v, want DeadlineExceeded after about 50ms", src, err, took)
+		}
+	}
+
+	s := load(t, "function on_connect(ctx)\nwhile true do end\nend")
+	chain := hook.NewChain(nil, hook.Entry{Handler: s, Timeout: 50 * time.Millisecond, OnError: hook.OnErrorReject})
+	res := chain.Dispatch(context.Background(), request(sdk.StageConnect))
+	if res.Decision.Code != 554 || !strings.Contains(res.Decision.Reason, "deadline exceeded") {
+		t.Errorf("Dispatch = %+v, want the on_error reject for the deadline", res.Decision)
 	}
 }

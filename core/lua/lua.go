@@ -184,11 +184,12 @@
 // cannot take more than Options.MaxMemory (max_memory in the lua block):
 //
 //   - The call runs under a meter, a context wrapping the request's
-//     (meter.go). gopher-lua's VM calls its Done before every instruction:
-//     a deadline or a cancellation stops loops, tail-call loops and
-//     coroutines (which run under the same meter) at the next
-//     instruction, and every 1024 instructions are charged to the state's
-//     memory account at 128 bytes each (measured: a table of four fields
+//     (meter.go). gopher-lua's VM calls its Done before every instruction,
+//     and the meter looks at the request's context at the first one and
+//     every 1024 after (microseconds apart): a deadline or a cancellation
+//     stops loops, tail-call loops and coroutines (which run under the
+//     same meter) there, and every 1024 instructions are charged to the
+//     state's memory account at 128 bytes each (measured: a table of four fields
 //     made in a loop takes about 115 bytes per instruction, garbage
 //     included).
 //   - What the VM does not do in instructions is done by the state's own

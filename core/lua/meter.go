@@ -31,40 +31,55 @@ type account struct {
 
 // meter is the context a call runs under (LState.SetContext), for the
 // state and every coroutine it makes. gopher-lua's VM calls Done before
-// every instruction: the meter charges the state's account for each
-// batch of them, and once the account is over its limit Done returns a
-// closed channel, so the VM raises Err at the next instruction, however
-// often the script catches it with pcall. Only the goroutine of the call
-// may use it: host services get the call's own ctx (state.ctx).
+// every instruction and stops at the first closed channel it returns. The
+// meter looks at the call's context at the first instruction and then
+// once every tickBatch, with Err, and otherwise returns nil (never
+// ready): waiting on the call's Done would start the timer of a hook's
+// deadline on every call (core/hook starts it only for those who wait),
+// and a batch of instructions takes microseconds. It charges the state's
+// account for each batch too; once the account is over its limit or the
+// context has ended, Done returns a closed channel, so the VM raises Err
+// at the next instruction, however often the script catches it with
+// pcall. Only the goroutine of the call may use it: host services get the
+// call's own ctx (state.ctx).
 type meter struct {
 	context.Context
 	st    *state
-	done  <-chan struct{} // the call's ctx.Done()
 	ticks int
-	err   error         // the memory error, once the limit is reached
+	err   error         // the memory error or the context's, once met
 	over  chan struct{} // closed with err
 }
 
 func newMeter(ctx context.Context, st *state) *meter {
-	return &meter{Context: ctx, st: st, done: ctx.Done()}
+	return &meter{Context: ctx, st: st}
 }
 
-// Done counts an instruction (the VM calls it before each) and returns the
-// call's Done channel, or a closed one once the memory limit is reached.
+// Done counts an instruction (the VM calls it before each) and returns a
+// closed channel once the call's context has ended or the memory limit
+// is reached, else nil.
 func (m *meter) Done() <-chan struct{} {
+	if m.err == nil && m.ticks == 0 {
+		if err := m.Context.Err(); err != nil {
+			m.end(err)
+		}
+	}
 	if m.err == nil {
 		if m.ticks++; m.ticks == tickBatch {
 			m.ticks = 0
 			_ = m.charge(tickBatch*tickBytes, "")
 		}
 	}
-	if m.err != nil {
-		return m.over
-	}
-	return m.done
+	return m.over
 }
 
-// Err returns the memory error once the limit is reached, else the call's
+// end makes err the meter's error for good and closes its channel.
+func (m *meter) end(err error) {
+	m.err = err
+	m.over = make(chan struct{})
+	close(m.over)
+}
+
+// Err returns the meter's error once it has one, else the call's
 // ctx.Err().
 func (m *meter) Err() error {
 	if m.err != nil {
@@ -125,9 +140,7 @@ func (m *meter) trip(what string, err error) {
 	if what != "" {
 		what += ": "
 	}
-	m.err = fmt.Errorf("%s %s%w", where, what, err)
-	m.over = make(chan struct{})
-	close(m.over)
+	m.end(fmt.Errorf("%s %s%w", where, what, err))
 }
 
 // charge is meter.charge for a host function: it raises the error in L.
