@@ -1476,6 +1476,58 @@ func TestRelayInvariant(t *testing.T) {
 	})
 }
 
+// TestHookSessionViews checks that the session a hook sees follows the
+// connection (a second HELO) and that a view once handed out never
+// changes: the session reuses it only while nothing in it changed.
+func TestHookSessionViews(t *testing.T) {
+	type seen struct {
+		stage sdk.Stage
+		view  *hook.Session
+		at    hook.Session // the view as it was during the call
+	}
+	var mu sync.Mutex
+	var got []seen
+	addr, _, _ := start(t, func(o *smtp.Options) {
+		o.Hooks = hooks(func(req *hook.Request) (sdk.Decision, sdk.Effects) {
+			if req.Stage == sdk.StageMail || req.Stage == sdk.StageRcpt {
+				mu.Lock()
+				got = append(got, seen{req.Stage, req.Session, *req.Session})
+				mu.Unlock()
+			}
+			return sdk.Decision{}, sdk.Effects{}
+		})
+	})
+	smtptest.Run(t, addr, hello+`
+		C: MAIL FROM:<a@example.net>
+		S: 250 2.1.0 Ok
+		C: RCPT TO:<b@example.org>
+		S: 250 2.1.5 Ok
+		C: HELO other.test
+		S: 250 mx.test
+		C: MAIL FROM:<a@example.net>
+		S: 250 2.1.0 Ok
+		C: QUIT
+		S: 221 2.0.0 Bye
+		EOF
+	`)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 {
+		t.Fatalf("%d calls, want mail, rcpt, mail", len(got))
+	}
+	for i, want := range []struct {
+		helo  string
+		esmtp bool
+	}{{"client.test", true}, {"client.test", true}, {"other.test", false}} {
+		if g := got[i]; g.at.HELO != want.helo || g.at.ESMTP != want.esmtp || *g.view != g.at {
+			t.Errorf("call %d (%s): session %+v, now %+v; want HELO %q, ESMTP %v, unchanged since", i, g.stage, g.at, *g.view, want.helo, want.esmtp)
+		}
+	}
+	if got[0].view != got[1].view || got[1].view == got[2].view {
+		t.Errorf("views %p %p %p: want the first two shared, the third new", got[0].view, got[1].view, got[2].view)
+	}
+}
+
 func TestHookEffectsAndRequests(t *testing.T) {
 	var mu sync.Mutex
 	var seen []hook.Request

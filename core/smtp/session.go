@@ -97,6 +97,7 @@ type session struct {
 	authUser string
 	tx       *txn
 	notes    map[string]string // written by handlers outside a transaction; never changed once handed out
+	hs       *hook.Session     // the last view of the session handed to hooks; never changed once handed out
 
 	verb     string // the command being answered, for logs
 	errors   int    // 4xx and 5xx replies sent
@@ -492,8 +493,11 @@ func (s *session) dispatch(ctx context.Context, req *hook.Request) hook.Result {
 		return hook.Result{}
 	}
 	if req.Session == nil {
-		hs := s.hookSession()
-		req.Session = &hs
+		if s.hs == nil || *s.hs != s.hookSession() {
+			hs := s.hookSession()
+			s.hs = &hs
+		}
+		req.Session = s.hs
 	}
 	tx := s.tx
 	req.Notes = s.notes
