@@ -14,14 +14,17 @@ import (
 )
 
 // call is one on_<stage> call: what the ctx object reads and the effects its
-// setters record.
+// setters record. A state has one, which each of its calls reuses: the ctx
+// (and ctx.conn, ctx.txn, ctx.msg) of an earlier call, which a script may
+// have kept, points to it too, and is told apart by identity (owns).
 type call struct {
-	st   *state
-	ctx  context.Context
-	req  *hook.Request
-	msg  hook.Message
-	eff  sdk.Effects
-	done bool
+	st  *state
+	ctx context.Context
+	req *hook.Request
+	msg hook.Message
+	eff sdk.Effects
+	m   meter           // the call's meter (state.m)
+	ud  *glua.LUserData // the ctx of the call; nil between calls
 
 	sess                 *hook.Session
 	connUD, txnUD, msgUD *glua.LUserData // built on first access
@@ -54,7 +57,7 @@ func (st *state) defineCtx() {
 func (st *state) ctxCall(L *glua.LState, what string) *call {
 	if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == st.ctxMeta {
 		c := ud.Value.(*call)
-		if c.done {
+		if !c.owns(ud) {
 			L.RaiseError("%s: ctx of a finished call", what)
 		}
 		return c
@@ -256,11 +259,17 @@ func (st *state) txnIndex(L *glua.LState) int {
 	return 1
 }
 
+// owns reports whether ud is the ctx, ctx.conn, ctx.txn or ctx.msg of the
+// call in progress.
+func (c *call) owns(ud *glua.LUserData) bool {
+	return ud != nil && (ud == c.ud || ud == c.connUD || ud == c.txnUD || ud == c.msgUD)
+}
+
 // subCall returns the live call of the ctx.conn or ctx.txn at argument 1.
 func (st *state) subCall(L *glua.LState, meta *glua.LTable, what string) *call {
 	if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == meta {
 		c := ud.Value.(*call)
-		if c.done {
+		if !c.owns(ud) {
 			L.RaiseError("%s of a finished call", what)
 		}
 		return c

@@ -456,15 +456,26 @@ end
 	}
 }
 
+// TestCtxAfterCall checks that the ctx of a finished call, and what it
+// gave (conn, txn, msg), fail when a script kept them for a later call on
+// the same state, which reuses the call's memory.
 func TestCtxAfterCall(t *testing.T) {
-	s := load(t, `
-function on_mail(ctx) saved = ctx end
-function on_rcpt(ctx) return gw.reject(550, "5.7.1", saved.stage) end
+	tests := []struct{ keep, use, want string }{
+		{"saved = ctx", "saved.stage", "ctx of a finished call"},
+		{"saved = ctx.conn", "saved.ip", "ctx.conn of a finished call"},
+		{"saved = ctx.txn", "saved.sender", "ctx.txn of a finished call"},
+		{"saved = ctx.msg", `saved:header("Subject")`, "the message of a finished call"},
+	}
+	for _, tt := range tests {
+		s := load(t, `
+function on_data(ctx) `+tt.keep+` end
+function on_rcpt(ctx) return gw.reject(550, "5.7.1", tostring(`+tt.use+`)) end
 `, lua.Options{Pool: 1})
-	handle(t, s, request(sdk.StageMail))
-	_, _, err := s.Handle(context.Background(), request(sdk.StageRcpt))
-	if err == nil || !strings.Contains(err.Error(), "ctx of a finished call") {
-		t.Errorf("using a saved ctx: %v, want a 'finished call' error", err)
+		handle(t, s, request(sdk.StageData))
+		_, _, err := s.Handle(context.Background(), request(sdk.StageRcpt))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s, then %s: %v, want %q", tt.keep, tt.use, err, tt.want)
+		}
 	}
 }
 

@@ -57,7 +57,7 @@ func (st *state) msgCall(L *glua.LState, method string) *call {
 	ud, ok := L.Get(1).(*glua.LUserData)
 	if ok {
 		if c, ok := ud.Value.(*call); ok && ud.Metatable == st.msgMeta {
-			if c.done {
+			if !c.owns(ud) {
 				L.RaiseError("msg:%s: the message of a finished call", method)
 			}
 			return c

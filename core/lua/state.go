@@ -27,6 +27,7 @@ type state struct {
 	s       *Script
 	L       *glua.LState
 	cur     *call           // the call in progress; nil between calls
+	calls   call            // what each call uses (cur), reset between calls
 	initCtx context.Context // while the top level runs in newState
 	m       *meter          // the meter of the call (or top level) in progress
 	acct    account         // the state's memory
@@ -117,15 +118,21 @@ func (st *state) call(ctx context.Context, req *hook.Request, msg hook.Message) 
 	if !ok {
 		return sdk.Decision{}, sdk.Effects{}, nil // the script removed it at run time
 	}
-	c := &call{st: st, ctx: ctx, req: req, msg: msg}
-	ud := L.NewUserData()
-	ud.Value, ud.Metatable = c, st.ctxMeta
-	st.cur, st.m = c, newMeter(ctx, st)
+	c := &st.calls
+	*c = call{st: st, ctx: ctx, req: req, msg: msg, m: meter{Context: ctx, st: st}}
+	c.ud = L.NewUserData()
+	c.ud.Value, c.ud.Metatable = c, st.ctxMeta
+	st.cur, st.m = c, &c.m
+	defer func() {
+		// The call is over: its userdata no longer pass owns, and it
+		// keeps nothing of the request.
+		st.cur, st.m = nil, nil
+		*c = call{}
+	}()
 	L.SetContext(st.m)
-	err := st.pcall(fn, 1, ud)
+	err := st.pcall(fn, 1, c.ud)
 	L.RemoveContext()
 	m := st.m
-	st.cur, st.m, c.done = nil, nil, true
 	if err == nil && m.err != nil {
 		err = m.err // the limit was reached after the last instruction
 	}
