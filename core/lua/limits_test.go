@@ -2,8 +2,10 @@ package lua_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -193,5 +195,28 @@ func TestDeadlineWithoutDone(t *testing.T) {
 	res := chain.Dispatch(context.Background(), request(sdk.StageConnect))
 	if res.Decision.Code != 554 || !strings.Contains(res.Decision.Reason, "deadline exceeded") {
 		t.Errorf("Dispatch = %+v, want the on_error reject for the deadline", res.Decision)
+	}
+}
+
+// TestDeadlineInFewInstructions checks that a call that runs few
+// instructions, each making a long string, stops soon after its deadline
+// although its instructions never make a batch: the host functions look
+// at the context before they make much. Of 100 rounds (about 800
+// instructions) it may run the few its first 10ms allow.
+func TestDeadlineInFewInstructions(t *testing.T) {
+	var logged bytes.Buffer
+	s := load(t, `
+function on_connect(ctx)
+  for i = 1, 100 do gw.log("info", "round") local s = string.rep("x", 2^22) end
+end
+`, lua.Options{Log: slog.New(slog.NewTextHandler(&logged, nil))})
+	late, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx := errOnly{late, time.Now().Add(10 * time.Millisecond)}
+	if _, _, err := s.Handle(ctx, request(sdk.StageConnect)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Handle = %v, want DeadlineExceeded", err)
+	}
+	if n := strings.Count(logged.String(), "msg=round"); n < 1 || n >= 50 {
+		t.Errorf("%d rounds ran, want a few", n)
 	}
 }

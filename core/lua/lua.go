@@ -186,12 +186,13 @@
 //   - The call runs under a meter, a context wrapping the request's
 //     (meter.go). gopher-lua's VM calls its Done before every instruction,
 //     and the meter looks at the request's context at the first one and
-//     every 1024 after (microseconds apart): a deadline or a cancellation
-//     stops loops, tail-call loops and coroutines (which run under the
-//     same meter) there, and every 1024 instructions are charged to the
-//     state's memory account at 128 bytes each (measured: a table of four fields
-//     made in a loop takes about 115 bytes per instruction, garbage
-//     included).
+//     every 1024 after (microseconds apart), as do the host functions
+//     below before they make 64 KiB or more: a deadline or a
+//     cancellation stops loops, tail-call loops and coroutines (which run
+//     under the same meter) there, for good. Every 1024 instructions are
+//     charged to the state's memory account at 128 bytes each (measured:
+//     a table of four fields made in a loop takes about 115 bytes per
+//     instruction, garbage included).
 //   - What the VM does not do in instructions is done by the state's own
 //     functions (strlib.go, patlib.go, tablib.go, corolib.go): string.rep,
 //     sub, char, byte, format, upper, lower, reverse, find, match, gmatch

@@ -19,6 +19,8 @@ var ErrMemoryLimit = errors.New("lua: memory limit exceeded")
 const (
 	tickBatch = 1 << 10 // instructions charged at once
 	tickBytes = 128     // bytes charged per instruction
+
+	checkBytes = 64 << 10 // a host function's charge from which it looks at the deadline
 )
 
 // account is a state's memory: what it held when last measured and what
@@ -33,7 +35,8 @@ type account struct {
 // state and every coroutine it makes. gopher-lua's VM calls Done before
 // every instruction and stops at the first closed channel it returns. The
 // meter looks at the call's context at the first instruction and then
-// once every tickBatch, with Err, and otherwise returns nil (never
+// once every tickBatch, with Err, as do host functions that loop or are
+// about to make checkBytes or more, and otherwise returns nil (never
 // ready): waiting on the call's Done would start the timer of a hook's
 // deadline on every call (core/hook starts it only for those who wait),
 // and a batch of instructions takes microseconds. It charges the state's
@@ -58,18 +61,27 @@ func newMeter(ctx context.Context, st *state) *meter {
 // closed channel once the call's context has ended or the memory limit
 // is reached, else nil.
 func (m *meter) Done() <-chan struct{} {
-	if m.err == nil && m.ticks == 0 {
-		if err := m.Context.Err(); err != nil {
-			m.end(err)
-		}
-	}
 	if m.err == nil {
+		if m.ticks == 0 {
+			_ = m.check() // the first instruction and every tickBatch after
+		}
 		if m.ticks++; m.ticks == tickBatch {
 			m.ticks = 0
 			_ = m.charge(tickBatch*tickBytes, "")
 		}
 	}
 	return m.over
+}
+
+// check ends the meter for good once the call's context has ended, and
+// returns the meter's error.
+func (m *meter) check() error {
+	if m.err == nil {
+		if err := m.Context.Err(); err != nil {
+			m.end(err)
+		}
+	}
+	return m.err
 }
 
 // end makes err the meter's error for good and closes its channel.
@@ -98,10 +110,17 @@ func (m *meter) Err() error {
 // state is measured after making at least as much as it holds, and the
 // measurements cost about as much as the work they watch at worst. charge
 // also fails with the call's ctx.Err() when a measurement runs into the
-// deadline.
+// deadline. A host function about to make checkBytes or more looks at
+// the call's context first: a few such calls (doubling a string) can take
+// long without running many instructions.
 func (m *meter) charge(n int64, what string) error {
 	if m.err != nil {
 		return m.err
+	}
+	if what != "" && n >= checkBytes {
+		if err := m.check(); err != nil {
+			return err
+		}
 	}
 	a := &m.st.acct
 	if a.live+a.since+n <= a.max {
@@ -110,6 +129,7 @@ func (m *meter) charge(n int64, what string) error {
 	}
 	live, err := m.st.measure(m.Context)
 	if err != nil {
+		_ = m.check() // the context has ended: for good
 		return err
 	}
 	a.live, a.since = live, 0
@@ -163,7 +183,7 @@ func (st *state) tick(L *glua.LState, what string, steps *int) {
 	if *steps%tickBatch != 0 || st.m == nil {
 		return
 	}
-	if err := st.m.Err(); err != nil {
+	if err := st.m.check(); err != nil {
 		L.RaiseError("%s: %v", what, err)
 	}
 }
