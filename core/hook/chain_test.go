@@ -185,3 +185,29 @@ func BenchmarkDispatchTimeout(b *testing.B) {
 		}
 	}
 }
+
+// TestRuns checks that a chain and a Live tell which stages have
+// handlers: a handler's declared stages and its entry's stage list both
+// count, and a chain without handlers runs nothing.
+func TestRuns(t *testing.T) {
+	rcpt := staged{&hooktest.Fixed{HandlerName: "rcpt"}, []sdk.Stage{sdk.StageRcpt, sdk.StageData}}
+	chain := hook.NewChain(nil, hook.Entry{Handler: rcpt, Stages: []sdk.Stage{sdk.StageRcpt}})
+	for stage, want := range map[sdk.Stage]bool{sdk.StageRcpt: true, sdk.StageData: false, sdk.StageCommand: false, "other": false} {
+		if got := chain.Runs(stage); got != want {
+			t.Errorf("Runs(%s) = %v, want %v", stage, got, want)
+		}
+	}
+	all := hook.NewChain(nil, hook.Entry{Handler: &hooktest.Fixed{HandlerName: "all"}})
+	if !all.Runs(sdk.StageCommand) || !all.Runs("other") {
+		t.Errorf("a handler without stages does not run at every stage")
+	}
+	var none *hook.Chain
+	live := hook.NewLive(none)
+	if none.Runs(sdk.StageRcpt) || live.Runs(sdk.StageRcpt) {
+		t.Errorf("an empty chain runs rcpt")
+	}
+	live.Swap(chain)
+	if !live.Runs(sdk.StageRcpt) || live.Runs(sdk.StageData) {
+		t.Errorf("Live does not follow its chain")
+	}
+}

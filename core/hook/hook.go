@@ -97,6 +97,15 @@ type Dispatcher interface {
 	Dispatch(ctx context.Context, req *Request) Result
 }
 
+// Runner is implemented by dispatchers that can tell whether a stage has
+// handlers (*Chain, *Live): a caller may then spare building the request
+// of a stage that runs none (the SMTP session's command stage runs for
+// every verb).
+type Runner interface {
+	// Runs reports whether a dispatch of stage may call a handler.
+	Runs(stage sdk.Stage) bool
+}
+
 // OnError is a handler's failure policy.
 type OnError string
 
@@ -209,6 +218,12 @@ func (c *Chain) forStage(stage sdk.Stage) []Entry {
 		return c.byStage[i]
 	}
 	return c.other
+}
+
+// Runs implements Runner: whether stage has entries (whose matchers and
+// skips may still pass them by).
+func (c *Chain) Runs(stage sdk.Stage) bool {
+	return c != nil && len(c.forStage(stage)) > 0
 }
 
 // MaxDuration is the longest a dispatch on c can take given its handlers'

@@ -3,6 +3,8 @@ package hook
 import (
 	"context"
 	"sync/atomic"
+
+	"github.com/mailgate/gateway/sdk"
 )
 
 // Live is a Dispatcher whose chain can be replaced while requests run: the
@@ -39,7 +41,14 @@ func (l *Live) Dispatch(ctx context.Context, req *Request) Result {
 	return l.chain.Load().Dispatch(ctx, req)
 }
 
+// Runs implements Runner on the current chain. A reload between Runs and
+// Dispatch is harmless: a stage passed over had no handlers on the chain
+// current then, as if it had been dispatched on it.
+func (l *Live) Runs(stage sdk.Stage) bool { return l.chain.Load().Runs(stage) }
+
 var (
 	_ Dispatcher = (*Chain)(nil)
 	_ Dispatcher = (*Live)(nil)
+	_ Runner     = (*Chain)(nil)
+	_ Runner     = (*Live)(nil)
 )

@@ -124,7 +124,10 @@ type Server struct {
 	opt   Options
 	log   *slog.Logger
 	hooks hook.Dispatcher // nil: no hooks
-	local map[string]bool // LocalDomains, lower case, no trailing dot
+	// runner is hooks as a hook.Runner, nil when it cannot tell which
+	// stages have handlers.
+	runner hook.Runner
+	local  map[string]bool // LocalDomains, lower case, no trailing dot
 	// postmaster is where <postmaster> goes: Options.Postmaster or
 	// postmaster@Hostname.
 	postmaster envelope.Address
@@ -210,6 +213,7 @@ func NewServer(opt Options) (*Server, error) {
 	if s.postmaster.IsNull() {
 		s.postmaster = envelope.Address{Local: "postmaster", Domain: opt.Hostname}
 	}
+	s.runner, _ = opt.Hooks.(hook.Runner)
 	s.buffers.New = func() any {
 		b := make([]byte, 32<<10)
 		return &b

@@ -169,12 +169,12 @@ func (s *session) serve(ctx context.Context) {
 		}
 	}
 	s.resetTx() // an unfinished transaction ends before the disconnect stage
-	s.dispatch(ctx, &hook.Request{Stage: sdk.StageDisconnect})
+	s.dispatch(ctx, hook.Request{Stage: sdk.StageDisconnect})
 }
 
 // greet runs the connect hook and sends the greeting; false means close.
 func (s *session) greet(ctx context.Context) bool {
-	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageConnect})
+	res := s.dispatch(ctx, hook.Request{Stage: sdk.StageConnect})
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer, sdk.Drop:
 		// A rejected connection is closed straight away (no 554-then-503
@@ -482,16 +482,19 @@ func (s *session) hookSession() hook.Session {
 	}
 }
 
-// dispatch runs a stage; without hooks it answers Continue. Handlers see
+// dispatch runs a stage; without hooks, or without handlers at the stage,
+// it answers Continue without making anything. Handlers see
 // the notes of the connection and of the transaction, and the notes they
 // write go to the transaction while there is one, else to the connection
 // (Haraka's two scopes): transaction notes end with it. Handlers named in
 // Effects.Skip are skipped for the rest of the transaction (Haraka's
 // skip_plugins).
-func (s *session) dispatch(ctx context.Context, req *hook.Request) hook.Result {
-	if s.srv.hooks == nil {
-		return hook.Result{}
+func (s *session) dispatch(ctx context.Context, r hook.Request) hook.Result {
+	if s.srv.hooks == nil || (s.srv.runner != nil && !s.srv.runner.Runs(r.Stage)) {
+		return hook.Result{} // and no request made for nobody
 	}
+	req := new(hook.Request) // made here, not for the stages passed over
+	*req = r
 	if req.Session == nil {
 		if s.hs == nil || *s.hs != s.hookSession() {
 			hs := s.hookSession()

@@ -190,7 +190,7 @@ func (s *session) checkCredentials(ctx context.Context, mech, user, pass string)
 	invalid := sdk.RejectDecision(535, enh578, "Authentication credentials invalid")
 	hs := s.hookSession()
 	hs.AuthUser = user
-	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageAuth, Session: &hs, Arg: mech})
+	res := s.dispatch(ctx, hook.Request{Stage: sdk.StageAuth, Session: &hs, Arg: mech})
 	d := res.Decision
 	switch d.Verdict {
 	case sdk.Accept:

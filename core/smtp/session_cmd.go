@@ -105,14 +105,11 @@ func (s *session) handle(ctx context.Context, cmd Command) {
 // commandHook runs the command stage. For AUTH only the mechanism is
 // passed on: the rest of the line is a credential.
 func (s *session) commandHook(ctx context.Context, cmd Command) hook.Result {
-	if s.srv.hooks == nil {
-		return hook.Result{}
-	}
 	arg := cmd.Arg
 	if cmd.Verb == "AUTH" {
 		arg, _, _ = strings.Cut(arg, " ")
 	}
-	req := &hook.Request{Stage: sdk.StageCommand, Command: cmd.Verb, Arg: arg}
+	req := hook.Request{Stage: sdk.StageCommand, Command: cmd.Verb, Arg: arg}
 	if s.tx != nil {
 		req.Envelope = &s.tx.env
 	}
@@ -153,7 +150,7 @@ func (s *session) cmdHello(ctx context.Context, arg string, ehlo bool) {
 	s.helo, s.esmtp = "", false
 	hs := s.hookSession()
 	hs.HELO, hs.ESMTP = arg, ehlo
-	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageHelo, Session: &hs})
+	res := s.dispatch(ctx, hook.Request{Stage: sdk.StageHelo, Session: &hs})
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer, sdk.Drop:
 		s.replyDecision(sdk.StageHelo, res.Decision)
@@ -264,7 +261,7 @@ func (s *session) cmdMail(ctx context.Context, arg string) {
 	}}
 	s.fillClient(&tx.env)
 	s.tx = tx // the mail hook's notes and skips are the transaction's
-	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageMail, Envelope: &tx.env})
+	res := s.dispatch(ctx, hook.Request{Stage: sdk.StageMail, Envelope: &tx.env})
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer:
 		s.resetTx()
@@ -308,7 +305,7 @@ func (s *session) cmdRcpt(ctx context.Context, arg string) {
 		s.reply(R(250, enh215, "Ok"))
 		return
 	}
-	res := s.dispatch(ctx, &hook.Request{Stage: sdk.StageRcpt, Envelope: &tx.env, Rcpt: &rcpt})
+	res := s.dispatch(ctx, hook.Request{Stage: sdk.StageRcpt, Envelope: &tx.env, Rcpt: &rcpt})
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer:
 		s.replyDecision(sdk.StageRcpt, res.Decision)

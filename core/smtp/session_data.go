@@ -137,7 +137,7 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 		s.reply(R(250, enh200, "Ok: queued as "+s.blackholeID()))
 		return
 	}
-	req := &hook.Request{Stage: sdk.StageData, Envelope: &tx.env}
+	req := hook.Request{Stage: sdk.StageData, Envelope: &tx.env}
 	auth, ok := s.checkAuth(ctx, tx, &size)
 	if !ok {
 		return
