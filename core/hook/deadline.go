@@ -71,7 +71,7 @@ func (d *deadline) Err() error {
 			return err
 		}
 	}
-	if at, _ := d.Deadline(); !time.Now().Before(at) {
+	if at, _ := d.Deadline(); time.Until(at) <= 0 { // one read of the monotonic clock, half of time.Now
 		return context.DeadlineExceeded
 	}
 	return nil

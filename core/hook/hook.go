@@ -363,7 +363,7 @@ func Expired(ctx context.Context) error {
 	if _, ok := ctx.(*deadline); ok {
 		return nil // its Err looked at the clock
 	}
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= 0 {
 		return context.DeadlineExceeded
 	}
 	return nil
