@@ -105,10 +105,18 @@ func (st *state) module(fns map[string]glua.LGFunction) *glua.LTable {
 
 // ---- verdicts ----
 
+// verdict is what a verdict constructor makes: the userdata the script
+// holds and the decision it carries (its Value), in one allocation.
+type verdict struct {
+	ud glua.LUserData
+	d  sdk.Decision
+}
+
 func (st *state) verdictFn(v sdk.Verdict) glua.LGFunction {
 	name := "gw." + v.String()
 	return func(L *glua.LState) int {
-		d := &sdk.Decision{Verdict: v}
+		vd := &verdict{d: sdk.Decision{Verdict: v}}
+		d := &vd.d
 		switch v {
 		case sdk.Continue:
 		case sdk.Drop:
@@ -131,9 +139,8 @@ func (st *state) verdictFn(v sdk.Verdict) glua.LGFunction {
 			d.Message = optString(L, name, 3)
 			d.Reason = optString(L, name, 4)
 		}
-		ud := L.NewUserData()
-		ud.Value, ud.Metatable = d, st.verdictMeta
-		L.Push(ud)
+		vd.ud = glua.LUserData{Value: d, Env: L.Env, Metatable: st.verdictMeta} // as L.NewUserData makes it
+		L.Push(&vd.ud)
 		return 1
 	}
 }
