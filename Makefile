@@ -85,7 +85,7 @@ lint: vet
 # a record's encoding, accept with no hook, with a Lua rcpt+data pair and
 # with one plugin rcpt hook (cpu-µs/msg, msgs/s), one Lua and one plugin
 # call, and the delivery engine. `make bench-all` runs every benchmark.
-BENCH      ?= ^Benchmark(Commit(Defer)?Parallel|EncodeRecord|Accept(NoHooks|WithLua|NoPlugin|WithPlugin)|Lua(RcptCall|DataCall)|PluginRcptCall|Engine)$$
+BENCH      ?= ^Benchmark(Commit(Defer)?Parallel|EncodeRecord|Accept(NoHooks|WithLua|NoPlugin|WithPlugin)|Lua(RcptCall|DataCall|DataCallParsed)|PluginRcptCall(Parallel)?|Engine)$$
 BENCH_PKGS ?= ./core/queue ./scripts ./core/pluginhost ./core/delivery
 
 bench:
