@@ -12,7 +12,10 @@ import (
 // transaction at once; either way they are durable when they return.
 func TestPatientWritesShareTransactions(t *testing.T) {
 	dir := t.TempDir()
-	s := openSpool(t, dir, Options{})
+	// A patience long enough that the n writers below reach the loop
+	// within it on a loaded machine.
+	const wait = 300 * time.Millisecond
+	s := openSpool(t, dir, Options{patience: wait})
 	const n = 8
 	var olds []*Message
 	for range n + 1 {
@@ -26,7 +29,7 @@ func TestPatientWritesShareTransactions(t *testing.T) {
 	later := testNow().Add(time.Hour)
 
 	// n patient writes at once and nothing else: one transaction, and
-	// none before patience has passed.
+	// none before the patience has passed.
 	before := s.Stats().Batches
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -40,8 +43,8 @@ func TestPatientWritesShareTransactions(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if took := time.Since(start); took < patience {
-		t.Errorf("patient writes alone were written after %v, want at least %v", took, patience)
+	if took := time.Since(start); took < wait {
+		t.Errorf("patient writes alone were written after %v, want at least %v", took, wait)
 	}
 	if got := s.Stats().Batches - before; got != 1 {
 		t.Errorf("%d patient writes took %d transactions, want 1", n, got)
