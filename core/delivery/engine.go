@@ -239,13 +239,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.rounds, e.waiting = 0, nil
 	e.mu.Unlock()
 	e.candidates, e.truncated = nil, false
-	for { // handed over, not started: a later Run's scan finds them
-		select {
-		case <-e.fresh:
-			continue
-		default:
-		}
-		break
+	for len(e.fresh) > 0 { // handed over, not started: a later Run's scan finds them
+		<-e.fresh // the scheduler, the only receiver, has stopped
 	}
 	return nil
 }

@@ -31,15 +31,7 @@ func TestCommitted(t *testing.T) {
 		}
 		env.Recipients[0].Address.Local = "mallory" // the session reuses its envelope
 
-		m, body := d.Committed()
-		got, err := s.Get(d.ID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameTime := cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
-		if diff := cmp.Diff(got, m, cmp.AllowUnexported(Message{}), sameTime); diff != "" {
-			t.Errorf("%d bytes: Committed differs from Get (-get +committed):\n%s", size, diff)
-		}
+		body := checkCommittedIsStored(t, s, d)
 		if size > 1024 {
 			if body != nil {
 				t.Errorf("%d bytes (in a file): Committed body of %d bytes, want nil", size, len(body))
@@ -56,4 +48,20 @@ func TestCommitted(t *testing.T) {
 			t.Errorf("%d bytes: Committed body %q, Body %q", size, body, stored)
 		}
 	}
+}
+
+// checkCommittedIsStored fails unless the message Committed hands on is
+// the one Get reads back, and returns Committed's body.
+func checkCommittedIsStored(t *testing.T, s *Spool, d *Draft) []byte {
+	t.Helper()
+	m, body := d.Committed()
+	got, err := s.Get(d.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTime := cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
+	if diff := cmp.Diff(got, m, cmp.AllowUnexported(Message{}), sameTime); diff != "" {
+		t.Errorf("%d bytes: Committed differs from Get (-get +committed):\n%s", m.Size, diff)
+	}
+	return body
 }

@@ -437,41 +437,30 @@ func (s *Spool) submit(ctx context.Context, r *request) error {
 func (s *Spool) loop() {
 	defer close(s.done)
 	batch := make([]*request, 0, maxBatch)
-	patient := time.NewTimer(time.Hour)
-	patient.Stop()
-	waiting := false // batch holds patient requests only, and the timer runs for them
+	var patient <-chan time.Time // while batch holds patient requests only
 	for {
-		var r *request
-		ok := true
-		if waiting {
-			select {
-			case r, ok = <-s.reqs:
-			case <-patient.C:
-			}
-		} else {
-			r, ok = <-s.reqs
+		r, ok := (*request)(nil), true
+		select {
+		case r, ok = <-s.reqs:
+		case <-patient:
 		}
 		if r != nil {
 			batch = s.fill(append(batch, r))
 		}
-		if !ok || len(batch) >= maxBatch || r == nil || !allPatient(batch) {
-			if waiting {
-				patient.Stop()
-			}
-			waiting = false
-			if len(batch) > 0 {
-				s.write(batch)
-				clear(batch)
-				batch = batch[:0]
-			}
-			if !ok {
-				return
+		if ok && r != nil && len(batch) < maxBatch && allPatient(batch) {
+			if patient == nil {
+				patient = time.After(s.patience)
 			}
 			continue
 		}
-		if !waiting {
-			patient.Reset(s.patience)
-			waiting = true
+		patient = nil
+		if len(batch) > 0 {
+			s.write(batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+		if !ok {
+			return
 		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // TestAppendRecordZoneHour: a time whose zone offset is 24 hours or
@@ -67,13 +65,5 @@ func TestCommittedMatchesGetInvalidUTF8(t *testing.T) {
 	if err := d.Commit(t.Context(), env, nil); err != nil {
 		t.Fatal(err)
 	}
-	m, _ := d.Committed()
-	got, err := s.Get(d.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameTime := cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
-	if diff := cmp.Diff(got, m, cmp.AllowUnexported(Message{}), sameTime); diff != "" {
-		t.Errorf("Committed differs from Get (-get +committed):\n%s", diff)
-	}
+	checkCommittedIsStored(t, s, d)
 }

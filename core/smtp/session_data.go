@@ -148,8 +148,9 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 		req.Auth = &auth.Results
 	}
 	view := message.NewView(size, draft.Open) // the header is read once, for all below
-	tx.env.TLSOptional = s.tlsOptional(&tx.env, view, nil)
 	if s.srv.hooks != nil {
+		// What the data hook sees; decided again below on what it leaves.
+		tx.env.TLSOptional = s.tlsOptional(&tx.env, view, nil)
 		req.Message = view
 	}
 	res := s.dispatch(ctx, req)
