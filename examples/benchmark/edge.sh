@@ -18,9 +18,8 @@ MESSAGES=${MESSAGES:-10000}
 CONCURRENCY=${CONCURRENCY:-20}
 SIZE=${SIZE:-2048}
 
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-go build -o "$work/gateway" ./cmd/gateway
+. examples/benchmark/lib.sh # work, bin, cleanup on exit, wait_port, stop
+build_gateway
 for p in aliases lists webhook; do go build -o "$work/gateway-plugin-$p" "./plugins/$p"; done
 
 # A DNS server on loopback that says every domain has an MX (127.0.0.1).
@@ -58,6 +57,7 @@ s = s.replace('127.0.0.1:5353', dns).replace('"../../scripts/relay.lua"', '"%s/.
 s = s.replace('rate = { limit = 500, per = 3600 }', 'rate = { limit = 100000000, per = 3600 }')
 for p in ("aliases", "lists", "webhook"):
     s = s.replace('"bin/gateway-plugin-%s"' % p, '"%s/gateway-plugin-%s"' % (work, p))
+s = s.replace('key_file = "dkim/', 'key_file = "%s/dkim/' % here)
 for f in ('"aliases"', '"virtual"', '"lists"'):
     s = s.replace('= %s' % f, '= "%s/%s"' % (here, f.strip('"')))
 if not hooks:
@@ -72,21 +72,13 @@ PY
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-wait_port() {
-	for _ in $(seq 200); do
-		(exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "nothing listening on $1" >&2; return 1
-}
-
 # one HOOKS RUN: prints "msgs_per_sec cpu_us_per_msg failures".
 one() {
 	data="$work/data-$1-$2"
 	config "$1" "$data"
 	"$work/gateway" serve -config "$data.hcl" 2>"$data.err" &
 	srv=$!
-	wait_port 127.0.0.1:2532
+	wait_port 2532 || { cat "$data.err" >&2; return 1; }
 	before=$(cpu_ticks "$srv")
 	"$work/gateway" bench --server 127.0.0.1:2532 --messages "$MESSAGES" --concurrency "$CONCURRENCY" \
 		--size "$SIZE" --from bench@bench.test --to-domain example.test --json >"$data.json"

@@ -40,14 +40,7 @@ SERVE_PORT=2740 # gateway serve with gateway.hcl
 ADMIN_PORT=2741 # its admin API (/metrics)
 # The next hop is gateway.hcl's 127.0.0.1:9, where nothing listens.
 
-work=$(mktemp -d)
-cleanup() {
-	kill $(jobs -p) 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. examples/benchmark/lib.sh # work, bin, cleanup on exit, wait_port, stop
 
 need=$((SESSIONS * SIZE + (1 << 30))) # the messages and 1 GiB of room beside them
 avail=$(($(df --output=avail -B1 "$work" | tail -n 1)))
@@ -56,17 +49,7 @@ if [ "$avail" -lt "$need" ]; then
 	exit 2
 fi
 
-bin=$work/gateway
-go build -o "$bin" ./cmd/gateway
-
-# wait_port PORT: until something listens on 127.0.0.1:PORT.
-wait_port() {
-	for _ in $(seq 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "nothing listening on 127.0.0.1:$1" >&2; return 1
-}
+build_gateway
 
 # start_gateway: `gateway serve` with gateway.hcl on 127.0.0.1:SERVE_PORT,
 # a data_dir in the temporary folder, room for SESSIONS sessions from one

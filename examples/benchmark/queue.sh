@@ -29,16 +29,8 @@ ADMIN_PORT=2761 # its admin API (/metrics)
 # The next hop is 127.0.0.1:9, where nothing listens.
 
 command -v smtp-source >/dev/null || { echo "smtp-source is not installed (Debian: postfix)" >&2; exit 2; }
-work=$(mktemp -d)
-cleanup() {
-	kill $(jobs -p) 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-bin=$work/gateway
-go build -o "$bin" ./cmd/gateway
+. examples/benchmark/lib.sh # work, bin, cleanup on exit, wait_port, stop
+build_gateway
 
 # start_gateway RETRY: `gateway serve` with a fresh data_dir, the next hop
 # down and retry = [RETRY]; sets srv.
@@ -61,15 +53,8 @@ start_gateway() {
 	EOF
 	"$bin" serve -config "$work/gateway.hcl" 2>"$work/serve.err" &
 	srv=$!
-	for _ in $(seq 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$SERVE_PORT") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "gateway serve did not start:" >&2; cat "$work/serve.err" >&2; return 1
+	wait_port "$SERVE_PORT" || { cat "$work/serve.err" >&2; return 1; }
 }
-
-# stop PID: SIGTERM, and wait for it to end.
-stop() { kill -TERM "$1"; wait "$1" || true; }
 
 # source N: smtp-source sends N messages; waited for as a job so that a
 # signal stops the script at once.

@@ -42,19 +42,11 @@ DOWN_PORT=2627       # gateway sink, the relays' next hop (gateway's and Postfix
 SMTP_SINK_PORT=2630  # Postfix's smtp-sink, the ceiling of the smtp-source phases
 POSTFIX_PORT=2531    # the throwaway Postfix's smtpd
 
-work=$(mktemp -d)
+. examples/benchmark/lib.sh # work, bin, cleanup on exit, wait_port, stop
 chmod 755 "$work" # the throwaway Postfix's daemons run as postfix and chdir to its queue in here
 postfix_live=""   # the running throwaway Postfix's folder, if any
-cleanup() {
-	postfix_stop
-	kill $(jobs -p) 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-bin=$work/gateway
-go build -o "$bin" ./cmd/gateway
+cleanup_more() { postfix_stop; }
+build_gateway
 
 # cpu_ticks PID: user+system clock ticks of a process so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -105,15 +97,6 @@ run_source() {
 	rate=$(rate "$start" "$end")
 }
 
-# wait_port PORT: until something listens on 127.0.0.1:PORT.
-wait_port() {
-	for _ in $(seq 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "nothing listening on 127.0.0.1:$1" >&2; return 1
-}
-
 # wait_count FILE N: until a sink's --report output says messages=N.
 wait_count() {
 	for _ in $(seq 6000); do
@@ -122,9 +105,6 @@ wait_count() {
 	done
 	echo "sink never reached $2 messages" >&2; return 1
 }
-
-# stop PID: SIGTERM, and wait for it to end.
-stop() { kill -TERM "$1"; wait "$1" || true; }
 
 # start_sink PORT [ARGS]: `gateway sink` on 127.0.0.1:PORT, its output in
 # $work/sink-PORT.out; sets sink.

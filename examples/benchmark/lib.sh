@@ -1,0 +1,29 @@
+# Sourced by run.sh, memory.sh, queue.sh and edge.sh (from the repository's root):
+# a temporary folder, removed on exit together with every job the script
+# started (after its cleanup_more, if it defines one), and the helpers
+# they share. bin is where build_gateway puts the gateway.
+work=$(mktemp -d)
+bin=$work/gateway
+cleanup() {
+	if [ "$(type -t cleanup_more)" = function ]; then cleanup_more; fi
+	kill $(jobs -p) 2>/dev/null || true
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# build_gateway: go build the gateway into bin.
+build_gateway() { go build -o "$bin" ./cmd/gateway; }
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT.
+wait_port() {
+	for _ in $(seq 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "nothing listening on 127.0.0.1:$1" >&2; return 1
+}
+
+# stop PID: SIGTERM, and wait for it to end.
+stop() { kill -TERM "$1"; wait "$1" || true; }
