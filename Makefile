@@ -31,6 +31,7 @@ FUZZ_TARGETS = \
 	./core/queue:FuzzDecodeMessage \
 	./core/queue:FuzzBoltFile \
 	./core/queue:FuzzAppendRecord \
+	./core/queue:FuzzReadRecord \
 	./core/pickup:FuzzParseEnvelope \
 	./core/arc:FuzzParseTags \
 	./core/tlsrpt:FuzzParseRecord \

@@ -223,6 +223,10 @@ type recordMeta struct {
 // decodeMeta decodes a stored record's recordMeta into a Message that has
 // only ID, NextAttempt, Held and spilled set.
 func decodeMeta(b []byte) (*Message, error) {
+	var full record
+	if readRecord(b, &full) {
+		return &Message{ID: full.ID, NextAttempt: full.NextAttempt, Held: full.Held, spilled: full.Body == bodyFile}, nil
+	}
 	var r recordMeta
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("queue: decode record: %w", err)
@@ -235,8 +239,11 @@ func decodeMeta(b []byte) (*Message, error) {
 // Recipients is always aligned with Envelope.Recipients.
 func decodeMessage(b []byte) (*Message, error) {
 	var r record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("queue: decode record: %w", err)
+	if !readRecord(b, &r) {
+		r = record{}
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("queue: decode record: %w", err)
+		}
 	}
 	if r.V == 0 {
 		r.V = recordVersion
