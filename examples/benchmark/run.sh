@@ -86,15 +86,19 @@ run_bench() {
 
 # run_source PORT: smtp-source sends MESSAGES to 127.0.0.1:PORT as the
 # issue measures (CONCURRENCY sessions, SIZE bytes of payload after its
-# own few headers, RCPTS recipients); sets rate (messages per second).
+# own few headers, RCPTS recipients); sets rate (messages per second) and
+# source_cpu (smtp-source's own CPU ms per message: this shell's reaped
+# children's ticks before and after).
 run_source() {
-	local start end
+	local start end before
+	before=$(awk '{print $16 + $17}' "/proc/$$/stat")
 	start=$(date +%s.%N)
 	smtp-source -s "$CONCURRENCY" -m "$MESSAGES" -l "$SIZE" -r "$RCPTS" \
 		-f bench@bench.test -t rcpt@example.test -M bench.test "127.0.0.1:$1" &
 	wait $!
 	end=$(date +%s.%N)
 	rate=$(rate "$start" "$end")
+	source_cpu=$(cpu_ms "$before" "$(awk '{print $16 + $17}' "/proc/$$/stat")")
 }
 
 # wait_count FILE N: until a sink's --report output says messages=N.
@@ -239,29 +243,31 @@ bench_phases() {
 	echo "run $i relay: $rate msg/s end to end (accept p50 ${p50} ms), failures $fails, gateway CPU ${cpu_us} µs/msg"
 }
 
-src_ceiling=(); src_sink=(); src_sink_share=()
+src_ceiling=(); src_ceiling_cpu=(); src_source_cpu=(); src_sink=(); src_sink_share=(); src_sink_cpu=()
 src_serve_rates=(); src_serve_shares=(); src_serve_cpu=(); src_relay_rates=(); src_relay_shares=(); src_relay_cpu=()
 src_lua_rates=(); src_lua_shares=(); src_lua_cpu=(); src_lua_of_serve=()
 pf_serve_rates=(); pf_serve_shares=(); pf_serve_cpu=(); pf_relay_rates=(); pf_relay_shares=(); pf_relay_cpu=()
 
-# source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`; sets ceiling.
+# source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`, each
+# with its CPU per message (what SMTP over loopback costs a server that
+# keeps nothing); sets ceiling.
 source_ceiling() {
-	local i=$1 rate sinkuser=()
+	local i=$1 rate cpu sinkuser=()
 	[ "$(id -u)" != 0 ] || sinkuser=(-u nobody) # smtp-sink will not run as root
 	smtp-sink "${sinkuser[@]}" "127.0.0.1:$SMTP_SINK_PORT" 1024 &
 	sink=$!
 	wait_port "$SMTP_SINK_PORT"
-	run_source "$SMTP_SINK_PORT"
+	measure_accept "$SMTP_SINK_PORT" cpu_ticks "$sink"
 	ceiling=$rate
 	stop "$sink"
-	src_ceiling+=("$ceiling")
-	echo "run $i smtp-source ceiling (smtp-sink): $ceiling msg/s"
+	src_ceiling+=("$ceiling"); src_ceiling_cpu+=("$cpu"); src_source_cpu+=("$source_cpu")
+	echo "run $i smtp-source ceiling (smtp-sink): $ceiling msg/s, smtp-sink CPU $cpu ms/msg, smtp-source CPU $source_cpu ms/msg"
 
 	start_sink "$SINK_PORT"
-	run_source "$SINK_PORT"
+	measure_accept "$SINK_PORT" cpu_ticks "$sink"
 	stop "$sink"
-	src_sink+=("$rate"); src_sink_share+=("$(share "$rate" "$ceiling")")
-	echo "run $i smtp-source gateway sink: $rate msg/s = $(share "$rate" "$ceiling") of the ceiling"
+	src_sink+=("$rate"); src_sink_share+=("$(share "$rate" "$ceiling")"); src_sink_cpu+=("$cpu")
+	echo "run $i smtp-source gateway sink: $rate msg/s = $(share "$rate" "$ceiling") of the ceiling, CPU $cpu ms/msg"
 }
 
 # measure_accept PORT TICKS PID: smtp-source -> the server on PORT; sets
@@ -374,8 +380,8 @@ echo "smtp-source -s $CONCURRENCY -l $SIZE -r $RCPTS, $MESSAGES messages, median
 echo
 echo "| | accept msg/s | relay end to end msg/s | CPU ms/msg accept, relay |"
 echo "|---|---|---|---|"
-echo "| ceiling: smtp-source → smtp-sink | $(median "${src_ceiling[@]}") | – | – |"
-echo "| smtp-source → gateway sink | $(median "${src_sink[@]}") ($(median "${src_sink_share[@]}")) | – | – |"
+echo "| ceiling: smtp-source → smtp-sink (keeps nothing) | $(median "${src_ceiling[@]}") | – | $(median "${src_ceiling_cpu[@]}") (smtp-source itself: $(median "${src_source_cpu[@]}")) |"
+echo "| smtp-source → gateway sink (keeps nothing) | $(median "${src_sink[@]}") ($(median "${src_sink_share[@]}")) | – | $(median "${src_sink_cpu[@]}") |"
 if [ -n "$have_postfix" ]; then
 	echo "| Postfix $(postconf -h mail_version) (fsync before 250) | $(median "${pf_serve_rates[@]}") ($(median "${pf_serve_shares[@]}")) | $(median "${pf_relay_rates[@]}") ($(median "${pf_relay_shares[@]}")) | $(median "${pf_serve_cpu[@]}"), $(median "${pf_relay_cpu[@]}") |"
 fi
