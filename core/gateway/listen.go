@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -63,16 +64,30 @@ func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
 
 // freeSpace reports the bytes an unprivileged writer has free in the
 // file system that holds dir (the spool's folder), for the SMTP servers'
-// early 452 4.3.1.
+// early 452 4.3.1. It asks the kernel at most every freeSpaceAge and
+// answers from the last figure in between: a statfs per MAIL was 1.7% of
+// the CPU of accepting small messages, and the answer is a courtesy (a
+// full disk still fails the spool's writes, which the client is told).
 func freeSpace(dir string) func() (int64, error) {
+	var mu sync.Mutex
+	var free int64
+	var asked time.Time
 	return func() (int64, error) {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(dir, &st); err != nil {
-			return 0, fmt.Errorf("statfs %s: %w", dir, err)
+		mu.Lock()
+		defer mu.Unlock()
+		if now := time.Now(); now.Sub(asked) >= freeSpaceAge || now.Before(asked) {
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(dir, &st); err != nil {
+				return 0, fmt.Errorf("statfs %s: %w", dir, err)
+			}
+			free, asked = int64(st.Bavail)*int64(st.Bsize), now
 		}
-		return int64(st.Bavail) * int64(st.Bsize), nil
+		return free, nil
 	}
 }
+
+// freeSpaceAge is how long freeSpace trusts its last figure.
+const freeSpaceAge = 100 * time.Millisecond
 
 // tlsMode names a listener's TLS for the logs: "none", "starttls" or
 // "implicit" (TLS from the first byte).
