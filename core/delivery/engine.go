@@ -127,6 +127,7 @@ type Engine struct {
 	perDomain map[string]int          // jobs in flight per destination domain
 	waiting   []*engineRound          // rounds with jobs not yet started, in lease order
 	soonest   time.Time               // earliest NextAttempt set by a round since the scheduler last looked
+	down      map[string]*downDest    // destinations whose last job reached no server (engine_park.go)
 
 	// Scheduler goroutine only.
 	candidates []dueCandidate // due messages that waited for capacity at the last scan
@@ -217,6 +218,7 @@ func New(opt Options) (*Engine, error) {
 		leases:     make(map[string]*engineRound),
 		expected:   make(map[string]struct{}),
 		perDomain:  make(map[string]int),
+		down:       make(map[string]*downDest),
 	}
 	e.dkim.Store(opt.DKIM)
 	return e, nil

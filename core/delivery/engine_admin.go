@@ -6,7 +6,7 @@ package delivery
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -102,45 +102,55 @@ func pendingDomains(m *queue.Message) []string {
 }
 
 // retryWhere makes the messages that match, are not held, not in flight
-// and not yet due at now, due at now.
+// and not yet due at now, due at now. It reschedules them in batches of
+// retryBatch, one spool transaction each, and kicks the scheduler after
+// each, so that the first are delivered while the rest are rescheduled.
 func (e *Engine) retryWhere(ctx context.Context, now time.Time, match func(*queue.Message) bool) (int, error) {
 	n := 0
+	var ids []string
+	reschedule := func() error {
+		changed, err := e.spool.Reschedule(ctx, ids, now)
+		for _, id := range ids {
+			e.unlease(id)
+		}
+		ids = ids[:0]
+		n += changed
+		if changed > 0 {
+			e.Kick()
+		}
+		return err
+	}
 	var opErr error
 	err := e.spool.List(func(m *queue.Message) bool {
-		if ctx.Err() != nil {
-			opErr = ctx.Err()
+		if opErr = ctx.Err(); opErr != nil {
 			return false
 		}
 		if m.Held || !m.NextAttempt.After(now) || !match(m) || !e.acquire(m.ID) {
 			return true
 		}
-		changed := false
-		err := e.spool.Update(ctx, m.ID, func(sm *queue.Message) error {
-			if sm.Held || !sm.NextAttempt.After(now) {
-				return nil
-			}
-			sm.NextAttempt, changed = now, true
-			return nil
-		})
-		e.unlease(m.ID)
-		switch {
-		case errors.Is(err, queue.ErrNotFound): // removed meanwhile
-		case err != nil:
-			opErr = wrapID("retry", m.ID, err)
-			return false
-		case changed:
-			n++
+		ids = append(ids, m.ID)
+		if len(ids) == retryBatch {
+			opErr = reschedule()
 		}
-		return true
+		return opErr == nil
 	})
-	if n > 0 {
-		e.Kick()
+	if len(ids) > 0 {
+		if rerr := reschedule(); opErr == nil {
+			opErr = rerr
+		}
 	}
 	if err != nil {
 		return n, err
 	}
-	return n, opErr
+	if opErr != nil {
+		return n, fmt.Errorf("delivery: retry: %w", opErr)
+	}
+	return n, nil
 }
+
+// retryBatch is how many messages retryWhere reschedules in one spool
+// transaction.
+const retryBatch = 256
 
 // Hold stops deliveries of a message until Release.
 func (e *Engine) Hold(ctx context.Context, id string) error {

@@ -39,6 +39,7 @@ func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time
 		m.Hops = a.hops // a retry need not count again (hopCount)
 	}
 
+	e.noteReach(ctx, a, now)
 	reports := e.applyOutcomes(m, r, a.outs, now)
 	if last && !interrupted {
 		reports = append(reports, e.delayWarnings(m, r, now)...)
@@ -67,7 +68,7 @@ func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time
 		err = e.spool.Delete(bg, m.ID)
 	} else {
 		if last && !interrupted {
-			next = e.nextAttempt(m, now)
+			next = e.parkedNext(m, e.nextAttempt(m, now), now)
 		}
 		// The round holds the message's lease, and its jobs record one at
 		// a time (r.mu): r.msg is what is stored, and m replaces it whole,

@@ -607,6 +607,48 @@ func (s *Spool) Update(ctx context.Context, id string, fn func(*Message) error) 
 	})
 }
 
+// Reschedule makes each message of ids that is not held and not due by
+// at due at at, in one transaction, and reports how many it changed: the
+// delivery engine's "retry now" for many messages at once (an operator's
+// retry of a domain, a destination reached again), which one Update each
+// made a commit each. IDs that are gone, or whose records do not decode,
+// are passed over.
+func (s *Spool) Reschedule(ctx context.Context, ids []string, at time.Time) (int, error) {
+	var n int
+	err := s.submit(ctx, &request{
+		name: fmt.Sprintf("reschedule %d", len(ids)),
+		apply: func(tx *bolt.Tx) error {
+			n = 0 // the batch may be redone
+			msgs := tx.Bucket(bucketMessages)
+			for _, id := range ids {
+				v := msgs.Get([]byte(id))
+				if v == nil {
+					continue
+				}
+				m, err := decodeMessage(v)
+				if err != nil || m.Version > recordVersion || m.Held || !m.NextAttempt.After(at) {
+					continue
+				}
+				old := scheduleKey(m)
+				m.NextAttempt = at
+				b, err := encodeMessage(m)
+				if err != nil {
+					continue
+				}
+				if err := putRecord(tx, []byte(id), old, scheduleKey(m), b); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // Replace stores m in place of the record of the same ID, whose stored
 // form the caller holds as old: a write for a caller that owns the message
 // (the delivery engine holds a lease on it), so that the commit loop only
