@@ -1,0 +1,126 @@
+// Package clustertest runs a real NATS JetStream cluster in-process for
+// tests: n nats-server nodes (the server's own Go API, the same code an
+// operator runs as nats-server), each with its client and route ports on
+// 127.0.0.1 and its JetStream store in a temporary folder, routed to each
+// other. Start returns once JetStream has a meta leader and every node is
+// current, and the test's cleanup shuts every node down and waits for it.
+package clustertest
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// readyTimeout bounds how long Start waits for the cluster to form.
+const readyTimeout = 30 * time.Second
+
+// Cluster is a running JetStream cluster.
+type Cluster struct {
+	servers []*server.Server
+}
+
+// Start runs a JetStream cluster of n nodes (3 for replicas = 3) until the
+// test ends.
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	routes := make([]*url.URL, n)
+	ports := make([]int, n)
+	for i := range n {
+		ports[i] = freePort(t)
+		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
+	c := &Cluster{}
+	t.Cleanup(c.StopAll)
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			NoLog:      true,
+			NoSigs:     true,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     routes,
+			// Small limits: JetStream otherwise reserves from the machine's.
+			JetStreamMaxMemory: 256 << 20,
+			JetStreamMaxStore:  1 << 30,
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("clustertest: node %d: %v", i+1, err)
+		}
+		c.servers = append(c.servers, s)
+		s.Start()
+	}
+	if err := c.waitReady(readyTimeout); err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	return c
+}
+
+// waitReady waits until every node takes clients, JetStream has a meta
+// leader and every node is current with it.
+func (c *Cluster) waitReady(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for _, s := range c.servers {
+		if !s.ReadyForConnections(time.Until(deadline)) {
+			return fmt.Errorf("node %s does not take connections after %v", s.Name(), d)
+		}
+	}
+	for time.Now().Before(deadline) {
+		leader, current := false, true
+		for _, s := range c.servers {
+			leader = leader || s.JetStreamIsLeader()
+			current = current && s.JetStreamIsCurrent()
+		}
+		if leader && current {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("JetStream has no meta leader after %v", d)
+}
+
+// freePort returns a port on 127.0.0.1 that was free a moment ago (the
+// route ports must be known before the first node starts).
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// URL returns the client URL of node i (from 0), nats://127.0.0.1:port.
+func (c *Cluster) URL(i int) string { return c.servers[i].ClientURL() }
+
+// URLs returns the client URLs of every node.
+func (c *Cluster) URLs() []string {
+	urls := make([]string, len(c.servers))
+	for i := range c.servers {
+		urls[i] = c.URL(i)
+	}
+	return urls
+}
+
+// Stop shuts node i down and waits until it has stopped.
+func (c *Cluster) Stop(i int) {
+	c.servers[i].Shutdown()
+	c.servers[i].WaitForShutdown()
+}
+
+// StopAll shuts every node down and waits until each has stopped; the
+// test's cleanup calls it, and calling it again does nothing.
+func (c *Cluster) StopAll() {
+	for i := range c.servers {
+		c.Stop(i)
+	}
+}
