@@ -47,6 +47,10 @@ type Config struct {
 	// order.
 	DKIM []DKIM
 
+	// Cluster is the cluster block: the nodes share their hooks'
+	// key-value state on NATS JetStream. nil: no block, one node.
+	Cluster *Cluster `json:",omitempty"`
+
 	// ShutdownTimeout is how long a graceful stop lets sessions finish
 	// before answering 421 to their next command.
 	ShutdownTimeout time.Duration

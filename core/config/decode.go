@@ -86,6 +86,7 @@ func (d *decoder) config(r *rawFile, body hcl.Range) Config {
 	}
 	d.hooks(r, &c)
 	c.DKIM = d.dkimBlocks(r.DKIM)
+	c.Cluster = d.cluster(r.Cluster)
 	if c.Authentication != nil && c.Authentication.ARCSeal != "" {
 		d.arcSealKey(r.AuthCheck.ARCSeal.Range(), c.Authentication.ARCSeal, c.DKIM)
 	}

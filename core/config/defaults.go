@@ -62,6 +62,10 @@ const (
 	defaultAuthDKIM  = true
 	defaultAuthDMARC = "report"
 	defaultAuthARC   = false
+
+	// cluster { … }.
+	defaultClusterReplicas = 3
+	defaultTakeoverAfter   = 30 * time.Second
 )
 
 // The built-in transports of a route; any other lower-case name is a

@@ -30,6 +30,7 @@ type rawFile struct {
 	Lua       []rawLua      `hcl:"lua,block"`
 	Plugins   []rawPlugin   `hcl:"plugin,block"`
 	DKIM      []rawDKIM     `hcl:"dkim,block"`
+	Cluster   *rawCluster   `hcl:"cluster,block"`
 
 	// AuthCheck is authentication { … } (not Auth, the users' block).
 	AuthCheck *rawAuthentication `hcl:"authentication,block"`
