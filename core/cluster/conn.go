@@ -84,8 +84,9 @@ func Connect(ctx context.Context, opt Options) (*Conn, error) {
 		cancel()
 	}
 	if err != nil {
+		url := nc.ConnectedUrlRedacted()
 		nc.Close()
-		return nil, fmt.Errorf("cluster: JetStream at %s: %w", nc.ConnectedUrlRedacted(), err)
+		return nil, fmt.Errorf("cluster: JetStream at %s: %w", url, err)
 	}
 	c.log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 	return c, nil

@@ -189,7 +189,7 @@ func (s *Store) KVDelete(ctx context.Context, key string) error {
 	defer cancel()
 	k := base64.RawURLEncoding.EncodeToString([]byte(key))
 	if err := s.kv.Purge(ctx, k, jetstream.PurgeTTL(markerTTL)); err != nil {
-		return fmt.Errorf("cluster: kv delete %q: %w", key, err)
+		return fmt.Errorf("cluster: kv delete %q: %w", key, explain(err))
 	}
 	return nil
 }
@@ -212,7 +212,7 @@ func (s *Store) put(ctx context.Context, key string, rev *uint64, exp uint64, va
 		opts = append(opts, jetstream.WithMsgTTL(serverTTL(exp, now)))
 	}
 	_, err := s.c.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject(key), Data: data}, opts...)
-	return err
+	return explain(err)
 }
 
 // last reads key's last message from the stream's leader.
@@ -226,7 +226,7 @@ func (s *Store) last(ctx context.Context, key string, now time.Time) (entry, err
 	}
 	reply, err := s.c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.stream, req)
 	if err != nil {
-		return entry{}, err
+		return entry{}, explain(err)
 	}
 	var resp struct {
 		Message *struct {
@@ -271,6 +271,14 @@ func removed(hdr []byte) bool {
 		return false
 	}
 	return h.Get("KV-Operation") != "" || h.Get(jetstream.MarkerReasonHeader) != ""
+}
+
+// explain says what a request that ran out of time most likely means.
+func explain(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no answer from JetStream in time (are most of its servers down?): %w", err)
+	}
+	return err
 }
 
 // conflict reports whether err is a compare-and-set that lost: the key's

@@ -124,3 +124,19 @@ func (c *Cluster) StopAll() {
 		c.Stop(i)
 	}
 }
+
+// StartPlain runs one NATS server without JetStream until the test ends
+// and returns its client URL: what a gateway must refuse to cluster on.
+func StartPlain(t testing.TB) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(readyTimeout) {
+		t.Fatalf("clustertest: the server does not take connections after %v", readyTimeout)
+	}
+	return s.ClientURL()
+}

@@ -1,0 +1,121 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
+	"github.com/mailgate/gateway/core/config"
+)
+
+// TestConnectUnreachable: no NATS server at the URL is an error that names
+// it, within the dial timeout, not a hang.
+func TestConnectUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	start := time.Now()
+	_, err = cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "n", NATSURLs: []string{url}}})
+	if err == nil {
+		t.Fatal("Connect to a closed port: no error")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Connect took %v to fail; want within the 2s dial timeout", d)
+	}
+	t.Logf("error: %v", err)
+}
+
+// TestConnectNoJetStream: a NATS server without JetStream is refused at
+// connect, with the reason.
+func TestConnectNoJetStream(t *testing.T) {
+	url := clustertest.StartPlain(t)
+	_, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "n", NATSURLs: []string{url}}})
+	if err == nil {
+		t.Fatal("Connect to a server without JetStream: no error")
+	}
+	t.Logf("error: %v", err)
+}
+
+// TestStoreUnavailable: with the servers gone every call fails at once with
+// ErrUnavailable; with a server up but no JetStream quorum, a call ends at
+// its ctx's deadline or the timeout. Never a hang.
+func TestStoreUnavailable(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config:  config.Cluster{Node: "n", NATSURLs: []string{nc.URL(0)}},
+		Timeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := openStore(t, c)
+	if _, err := s.KVIncr(context.Background(), "k", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two of three servers gone: node 0 still answers, without a quorum.
+	nc.Stop(1)
+	nc.Stop(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.KVIncr(ctx, "k", 1, 0)
+	if err == nil {
+		t.Fatal("KVIncr without a JetStream quorum: no error")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("KVIncr without a quorum took %v; want about its ctx's 500ms", d)
+	}
+	t.Logf("no quorum: %v", err)
+	// A read may still be answered (by a leader that has not yet noticed
+	// it lost its quorum) or not, but within the 2s timeout.
+	start = time.Now()
+	_, _, err = s.KVGet("k", time.Now())
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("KVGet without a quorum took %v; want the 2s timeout", d)
+	}
+	t.Logf("KVGet without a quorum: %v", err)
+
+	// Every server gone: the connection is down and calls fail at once.
+	nc.Stop(0)
+	if !waitFor(5*time.Second, func() bool { return !c.Connected() }) {
+		t.Fatal("still connected 5s after the last server stopped")
+	}
+	start = time.Now()
+	_, err = s.KVIncr(context.Background(), "k", 1, 0)
+	if !errors.Is(err, cluster.ErrUnavailable) {
+		t.Errorf("KVIncr while disconnected = %v; want ErrUnavailable", err)
+	}
+	if _, _, err := s.KVGet("k", time.Now()); !errors.Is(err, cluster.ErrUnavailable) {
+		t.Errorf("KVGet while disconnected = %v; want ErrUnavailable", err)
+	}
+	if err := s.KVSet(context.Background(), "k", "v", 0); !errors.Is(err, cluster.ErrUnavailable) {
+		t.Errorf("KVSet while disconnected = %v; want ErrUnavailable", err)
+	}
+	if err := s.KVDelete(context.Background(), "k"); !errors.Is(err, cluster.ErrUnavailable) {
+		t.Errorf("KVDelete while disconnected = %v; want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("four calls while disconnected took %v; want at once", d)
+	}
+}
+
+// waitFor polls cond every 10ms until it holds or d has passed.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
