@@ -1,12 +1,13 @@
 // Package gateway assembles a whole mail gateway from a *config.Config and
 // runs it: the spool, the resolver, the hook pipeline (built from the lua
 // and plugin blocks, and reloaded live), the SMTP listeners, the delivery
-// engine and its transports, the admin API, the HTTP injection endpoint
-// the pickup of local mail (gateway sendmail) and the key-value sweep;
-// and it stops them in the order that loses
-// nothing. cmd/gateway parses flags, makes the logger and calls New and
-// Run; every test that needs a whole gateway builds it the same way
-// (gatewaytest).
+// engine and its transports, the admin API, the HTTP injection endpoint,
+// the pickup of local mail (gateway sendmail), the key-value sweep, and,
+// with a cluster block, the connection to NATS that the hooks' durable
+// key-value store lives on (core/cluster); and it stops them in the order
+// that loses nothing. cmd/gateway parses flags, makes the logger and calls
+// New and Run; every test that needs a whole gateway builds it the same
+// way (gatewaytest).
 //
 // One message, top-down: an smtp.Server session runs the hook stages on
 // the pipeline's chain and writes the message into a draft of the spool
@@ -30,6 +31,7 @@ import (
 	"github.com/mailgate/gateway/core/admin"
 	"github.com/mailgate/gateway/core/arc"
 	"github.com/mailgate/gateway/core/authguard"
+	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/dkim"
@@ -74,6 +76,7 @@ type Gateway struct {
 	authGuard *authguard.Guard
 	inject    *injectEndpoint // nil without an inject block
 	pickup    *pickupPart     // local mail that gateway sendmail left in data_dir/pickup
+	cluster   *cluster.Conn   // the connection to NATS; nil without a cluster block
 	// tlsReports sends the TLS-RPT reports; nil without tls_reports.
 	tlsReports *tlsrpt.Reporter
 
@@ -122,8 +125,12 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 	if err = g.newMailAuth(); err != nil {
 		return err
 	}
+	durable, err := g.durableStore(ctx)
+	if err != nil {
+		return err
+	}
 	hookLog := g.log.With("part", "hook")
-	deps := hookDeps{Services: hostsvc.New(hostsvc.Options{Resolver: g.dns, Durable: g.spool, Log: hookLog}), Log: hookLog}
+	deps := hookDeps{Services: hostsvc.New(hostsvc.Options{Resolver: g.dns, Durable: durable, Log: hookLog}), Log: hookLog}
 	if g.pipeline, err = newPipeline(ctx, cfg, deps); err != nil {
 		return err
 	}
@@ -409,8 +416,8 @@ func (g *Gateway) Close() error {
 }
 
 // release closes, in order, whatever New opened: sockets, the pipeline's
-// handlers (which stops the plugins), the outbound SMTP connections, and
-// the spool last.
+// handlers (which stops the plugins), the outbound SMTP connections, the
+// connection to NATS, and the spool last.
 func (g *Gateway) release() error {
 	for _, l := range g.listeners {
 		l.ln.Close()
@@ -426,6 +433,9 @@ func (g *Gateway) release() error {
 	}
 	if g.smtpOut != nil {
 		g.smtpOut.Close()
+	}
+	if g.cluster != nil {
+		g.cluster.Close()
 	}
 	if g.spool != nil {
 		return g.spool.Close()

@@ -1,0 +1,135 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/cluster/clustertest"
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/gateway"
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+// rateScript is relay.lua's rate limit on the durable store: 10 messages
+// per client and minute, the rest deferred as relay.lua defers them.
+const rateScript = `
+function on_mail(ctx)
+  local n = gw.kv.incr("rate/" .. ctx.conn.ip, 1, 60)
+  if n > 10 then
+    return gw.defer(450, "4.7.1", "Rate limit exceeded, try later")
+  end
+  return gw.continue()
+end
+`
+
+// clusterConfig is a gateway.hcl of node on the NATS servers urls, with
+// rate.lua and a next hop that does not answer (mail stays queued).
+func clusterConfig(node string, urls []string) string {
+	return fmt.Sprintf(`
+hostname = "mx.test"
+shutdown_timeout = "5s"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+pipeline = ["lua.rate"]
+lua "rate" {
+  path    = "rate.lua"
+  timeout = "5s"
+  match { stage = ["mail"] }
+}
+cluster {
+  node      = %q
+  nats_urls = ["%s"]
+  replicas  = 3
+}
+%s`, node, strings.Join(urls, `", "`), gatewaytest.DeadRoute)
+}
+
+// startClusterNode runs a gateway of clusterConfig with rateScript.
+func startClusterNode(t *testing.T, node string, urls []string) *gatewaytest.Gateway {
+	t.Helper()
+	path := gatewaytest.WriteConfig(t, clusterConfig(node, urls))
+	writeFile(t, filepath.Dir(path), "rate.lua", rateScript)
+	return gatewaytest.StartFile(t, path)
+}
+
+// TestClusterRateLimit: two gateways on one NATS cluster share the rate
+// counter, so a client that alternates between them gets exactly the 10
+// messages a minute the script allows, and the 11th its 450 4.7.1.
+func TestClusterRateLimit(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	nodes := []*gatewaytest.Gateway{
+		startClusterNode(t, "gw1", []string{nc.URL(0)}),
+		startClusterNode(t, "gw2", []string{nc.URL(1)}),
+	}
+	for i := range 11 {
+		g := nodes[i%2]
+		err := sendOne(t, g.Addr(t, "mx"))
+		var r smtp.Reply
+		switch {
+		case i < 10 && err != nil:
+			t.Errorf("message %d via %s: %v; want accepted", i+1, g.Config.Cluster.Node, err)
+		case i == 10 && !errors.As(err, &r):
+			t.Errorf("message 11 via %s: %v; want the script's 450 4.7.1", g.Config.Cluster.Node, err)
+		case i == 10 && (r.Code != 450 || r.Enhanced != [3]uint16{4, 7, 1}):
+			t.Errorf("message 11 via %s: %v; want 450 4.7.1", g.Config.Cluster.Node, r)
+		}
+	}
+	for i, g := range nodes {
+		if n := len(g.Queued(t)); n != 5 {
+			t.Errorf("%s queued %d messages; want 5", nodes[i].Config.Cluster.Node, n)
+		}
+	}
+}
+
+// sendOne sends one message from a@client.test to b@example.test.
+func sendOne(t *testing.T, addr string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	env := &envelope.Envelope{
+		Sender:     envelope.Address{Local: "a", Domain: "client.test"},
+		Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "b", Domain: "example.test"}}},
+	}
+	if _, err := c.Send(ctx, env, strings.NewReader("Subject: rate\r\n\r\nHello.\r\n")); err != nil {
+		return err
+	}
+	return c.Quit(ctx)
+}
+
+// TestClusterUnreachable: a gateway whose cluster block names no NATS
+// server that answers does not start, and says why.
+func TestClusterUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	path := gatewaytest.WriteConfig(t, clusterConfig("gw1", []string{url}))
+	writeFile(t, filepath.Dir(path), "rate.lua", rateScript)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:9"}})
+	if err == nil {
+		g.Close()
+		t.Fatal("New with an unreachable NATS: no error")
+	}
+	if want := "cluster: connect to " + url; !strings.Contains(err.Error(), want) {
+		t.Errorf("New: %v; want it to say %q", err, want)
+	}
+}
