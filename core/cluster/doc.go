@@ -1,11 +1,15 @@
 // Package cluster owns a gateway's place in a cluster of gateways that
 // share state on NATS JetStream (issue 13): the connection to the NATS
 // servers that the config's cluster block names (Connect; it reconnects
-// by itself, and Close ends it), and the shared key-value store of the
-// hooks (Store, a hostsvc.Store on a JetStream key-value bucket), which
-// the assembly (core/gateway) hands to the host services as the Durable
-// store in place of the spool, so that Lua's gw.durable (gw.kv) and a
-// plugin's Host.Durable see the same keys on every node.
+// by itself, and Close ends it), and the shared key-value stores of the
+// hooks (Store, a hostsvc.Store on a JetStream key-value bucket). The
+// assembly (core/gateway) hands the host services two: gateway_kv, on the
+// servers' disks, as the Durable store in place of the spool, and
+// gateway_ephemeral, in the servers' memory (never a disk write, lost
+// when every server restarts), as the Ephemeral store in place of the
+// gateway's memory. Lua's gw.durable (gw.kv) and gw.ephemeral, and a
+// plugin's Host.Durable and Host.Ephemeral, so see the same keys on every
+// node, and relay.lua's rate limit holds across nodes.
 //
 // The store keeps the spool store's semantics (core/queue/kv.go): a get
 // sees every write acknowledged before it (reads go to the bucket's
@@ -47,8 +51,12 @@
 //	  # takeover_after = "30s"                     # (read, not yet used)
 //	}
 //
-// The bucket is gateway_kv (KV_gateway_kv, with `nats kv` tools); a key's
-// subject is the base64url of the key ("<script>/<key>" for Lua,
-// "plugin.<name>/<key>" for a plugin), since NATS keys allow only
-// [-/_=.a-zA-Z0-9].
+// The buckets are gateway_kv and gateway_ephemeral (streams
+// KV_gateway_kv and KV_gateway_ephemeral, for the `nats kv` tools), each
+// with the block's replicas; a key's NATS key is the base64url of the key
+// ("<script>/<key>" for Lua, "plugin.<name>/<key>" for a plugin), since
+// NATS keys allow only [-/_=.a-zA-Z0-9]. The ephemeral bucket has no
+// bound of its own: the servers' JetStream memory limit is its bound, and
+// a full one fails writes (the hook's on_error) where the single node's
+// memory store drops the entries closest to expiry.
 package cluster

@@ -35,8 +35,12 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
-// DefaultBucket is the bucket of the hooks' shared state.
-const DefaultBucket = "gateway_kv"
+// The buckets of the hooks' shared state: the durable kind's (on the
+// servers' disks) and the ephemeral kind's (in their memory).
+const (
+	DefaultBucket   = "gateway_kv"
+	EphemeralBucket = "gateway_ephemeral"
+)
 
 // markerTTL is how long the servers keep the marker a removed or expired
 // key leaves (JetStream's LimitMarkerTTL, which per-message TTLs need).
@@ -69,15 +73,15 @@ func (c *Conn) OpenStore(ctx context.Context, opt StoreOptions) (*Store, error) 
 	if opt.Bucket == "" {
 		opt.Bucket = DefaultBucket
 	}
-	storage := jetstream.FileStorage
+	storage, kind := jetstream.FileStorage, "durable"
 	if opt.Memory {
-		storage = jetstream.MemoryStorage
+		storage, kind = jetstream.MemoryStorage, "ephemeral"
 	}
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
 	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:         opt.Bucket,
-		Description:    "gateway: the hooks' shared key-value store",
+		Description:    "gateway: the hooks' shared key-value store, " + kind,
 		History:        1,
 		MaxValueSize:   int32(8 + sdk.KVMaxValue),
 		Storage:        storage,
@@ -323,5 +327,5 @@ func expiry(now time.Time, ttl time.Duration) uint64 {
 // remove a message before its expiry.
 func serverTTL(exp uint64, now time.Time) time.Duration {
 	left := time.Duration(int64(exp) - now.UnixNano())
-	return max(time.Second, (left+time.Second-1).Truncate(time.Second))
+	return max(time.Second, (left + time.Second - 1).Truncate(time.Second))
 }

@@ -250,11 +250,33 @@ func TestKVKeys(t *testing.T) {
 }
 
 // TestKVIncrAcrossNodes: two nodes' connections, each to a different NATS
-// server, increment one counter at once; not one increment is lost.
+// server, increment one counter at once; not one increment is lost, in
+// the durable bucket and in the ephemeral (memory) one.
 func TestKVIncrAcrossNodes(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	stores := []*cluster.Store{openStore(t, connect(t, nc, nil, 0)), openStore(t, connect(t, nc, nil, 1))}
-	const each = 200
+	conns := []*cluster.Conn{connect(t, nc, nil, 0), connect(t, nc, nil, 1)}
+	for _, opt := range []cluster.StoreOptions{
+		{Bucket: cluster.DefaultBucket, Replicas: 3},
+		{Bucket: cluster.EphemeralBucket, Replicas: 3, Memory: true},
+	} {
+		t.Run(opt.Bucket, func(t *testing.T) {
+			var stores []*cluster.Store
+			for _, c := range conns {
+				s, err := c.OpenStore(context.Background(), opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stores = append(stores, s)
+			}
+			checkIncrConcurrent(t, stores, 200)
+		})
+	}
+}
+
+// checkIncrConcurrent increments one counter each times from every store
+// at once, and checks that every result was handed out exactly once.
+func checkIncrConcurrent(t *testing.T, stores []*cluster.Store, each int) {
+	t.Helper()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(stores))
@@ -276,19 +298,19 @@ func TestKVIncrAcrossNodes(t *testing.T) {
 	for err := range errs {
 		t.Errorf("KVIncr: %v", err)
 	}
+	total := len(stores) * each
 	for i, s := range stores {
-		if v, ok := kvGet(t, s, "counter", time.Now()); !ok || v != fmt.Sprint(len(stores)*each) {
-			t.Errorf("node %d: KVGet(counter) = %q, %v; want %d", i, v, ok, len(stores)*each)
+		if v, ok := kvGet(t, s, "counter", time.Now()); !ok || v != fmt.Sprint(total) {
+			t.Errorf("node %d: KVGet(counter) = %q, %v; want %d", i, v, ok, total)
 		}
 	}
-	// Every result from 1 to 400 was handed out exactly once.
 	got := map[int64]int{}
 	for _, ns := range seen {
 		for _, n := range ns {
 			got[n]++
 		}
 	}
-	for n := int64(1); n <= int64(len(stores)*each); n++ {
+	for n := int64(1); n <= int64(total); n++ {
 		if got[n] != 1 {
 			t.Errorf("result %d handed out %d times; want once", n, got[n])
 		}

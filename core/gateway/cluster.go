@@ -7,26 +7,38 @@ import (
 	"github.com/mailgate/gateway/core/hostsvc"
 )
 
-// durableStore is the store behind the hooks' durable key-value kind
-// (gw.durable, gw.kv, a plugin's Host.Durable): the spool's, or with a
-// cluster block the JetStream bucket every node shares, over a
-// connection the gateway owns (release closes it). A NATS that cannot be
-// reached, or has no JetStream, fails the start: a node that went on with
-// its own store would let a sender rotate nodes past every limit.
-func (g *Gateway) durableStore(ctx context.Context) (hostsvc.Store, error) {
+// stores are the stores behind the hooks' two key-value kinds.
+type stores struct{ durable, ephemeral hostsvc.Store }
+
+// kvStores are the stores behind the hooks' key-value kinds (gw.durable
+// and gw.kv, gw.ephemeral, a plugin's Host.Durable and Host.Ephemeral):
+// the spool's and the gateway's memory, or with a cluster block two
+// JetStream buckets every node shares, one on the servers' disks and one
+// in their memory, over a connection the gateway owns (release closes
+// it). Both kinds are shared so that a script's limits (relay.lua's rate
+// counter is ephemeral) hold across the nodes with no change. A NATS that
+// cannot be reached, or has no JetStream, fails the start: a node that
+// went on with stores of its own would let a sender rotate nodes past
+// every limit.
+func (g *Gateway) kvStores(ctx context.Context) (stores, error) {
 	cfg := g.cfg.Cluster
 	if cfg == nil {
-		return g.spool, nil
+		return stores{durable: g.spool}, nil // ephemeral: hostsvc's Memory
 	}
 	var err error
 	g.cluster, err = cluster.Connect(ctx, cluster.Options{Config: *cfg, Log: g.log.With("part", "cluster")})
 	if err != nil {
-		return nil, err
+		return stores{}, err
 	}
-	st, err := g.cluster.OpenStore(ctx, cluster.StoreOptions{Replicas: cfg.Replicas})
-	if err != nil {
-		return nil, err
+	var st stores
+	if st.durable, err = g.cluster.OpenStore(ctx, cluster.StoreOptions{Bucket: cluster.DefaultBucket, Replicas: cfg.Replicas}); err != nil {
+		return stores{}, err
 	}
-	g.log.Info("shared key-value store on NATS JetStream", "node", cfg.Node, "bucket", cluster.DefaultBucket, "replicas", cfg.Replicas)
+	opt := cluster.StoreOptions{Bucket: cluster.EphemeralBucket, Replicas: cfg.Replicas, Memory: true}
+	if st.ephemeral, err = g.cluster.OpenStore(ctx, opt); err != nil {
+		return stores{}, err
+	}
+	g.log.Info("hooks' key-value stores on NATS JetStream", "node", cfg.Node, "replicas", cfg.Replicas,
+		"durable", cluster.DefaultBucket, "ephemeral", cluster.EphemeralBucket)
 	return st, nil
 }

@@ -30,47 +30,82 @@ function on_mail(ctx)
 end
 `
 
-// clusterConfig is a gateway.hcl of node on the NATS servers urls, with
-// rate.lua and a next hop that does not answer (mail stays queued).
-func clusterConfig(node string, urls []string) string {
-	return fmt.Sprintf(`
-hostname = "mx.test"
-shutdown_timeout = "5s"
-listener "mx" { address = "127.0.0.1:0" }
-domains = ["example.test"]
-pipeline = ["lua.rate"]
+// rateHook is the lua block of rateScript, which must be beside the
+// config as rate.lua.
+const rateHook = `
 lua "rate" {
   path    = "rate.lua"
   timeout = "5s"
   match { stage = ["mail"] }
 }
+`
+
+// clusterConfig is a gateway.hcl of node on the NATS servers urls, with
+// the lua block hook and a next hop that does not answer (mail stays
+// queued).
+func clusterConfig(node string, urls []string, hook string) string {
+	return fmt.Sprintf(`
+hostname = "mx.test"
+shutdown_timeout = "5s"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+%s
 cluster {
   node      = %q
   nats_urls = ["%s"]
   replicas  = 3
 }
-%s`, node, strings.Join(urls, `", "`), gatewaytest.DeadRoute)
+%s`, hook, node, strings.Join(urls, `", "`), gatewaytest.DeadRoute)
 }
 
-// startClusterNode runs a gateway of clusterConfig with rateScript.
-func startClusterNode(t *testing.T, node string, urls []string) *gatewaytest.Gateway {
+// startClusterNode runs a gateway of clusterConfig, with rateScript
+// beside it.
+func startClusterNode(t *testing.T, node string, urls []string, hook string) *gatewaytest.Gateway {
 	t.Helper()
-	path := gatewaytest.WriteConfig(t, clusterConfig(node, urls))
+	path := gatewaytest.WriteConfig(t, clusterConfig(node, urls, hook))
 	writeFile(t, filepath.Dir(path), "rate.lua", rateScript)
 	return gatewaytest.StartFile(t, path)
 }
 
 // TestClusterRateLimit: two gateways on one NATS cluster share the rate
 // counter, so a client that alternates between them gets exactly the 10
-// messages a minute the script allows, and the 11th its 450 4.7.1.
+// messages a minute the script allows, and the 11th its 450 4.7.1: with
+// a counter in the durable store (gw.kv), and with scripts/relay.lua as
+// shipped, whose counter is in the ephemeral store.
 func TestClusterRateLimit(t *testing.T) {
-	nc := clustertest.Start(t, 3)
-	nodes := []*gatewaytest.Gateway{
-		startClusterNode(t, "gw1", []string{nc.URL(0)}),
-		startClusterNode(t, "gw2", []string{nc.URL(1)}),
+	relay, err := filepath.Abs("../../scripts/relay.lua")
+	if err != nil {
+		t.Fatal(err)
 	}
+	hooks := map[string]string{
+		"durable": rateHook,
+		"relay.lua": fmt.Sprintf(`
+lua "relay" {
+  path    = %q
+  timeout = "5s"
+  params  = { rate = { limit = 10, per = 60 } }
+  match { stage = ["mail", "rcpt"] }
+}
+`, relay),
+	}
+	for name, hook := range hooks {
+		t.Run(name, func(t *testing.T) {
+			nc := clustertest.Start(t, 3)
+			nodes := []*gatewaytest.Gateway{
+				startClusterNode(t, "gw1", []string{nc.URL(0)}, hook),
+				startClusterNode(t, "gw2", []string{nc.URL(1)}, hook),
+			}
+			checkRateLimit(t, nodes)
+		})
+	}
+}
+
+// checkRateLimit sends 11 messages, one to each of nodes in turn: the
+// first 10 are queued, the 11th is deferred with 450 4.7.1.
+func checkRateLimit(t *testing.T, nodes []*gatewaytest.Gateway) {
+	t.Helper()
 	for i := range 11 {
-		g := nodes[i%2]
+		g := nodes[i%len(nodes)]
 		err := sendOne(t, g.Addr(t, "mx"))
 		var r smtp.Reply
 		switch {
@@ -82,9 +117,9 @@ func TestClusterRateLimit(t *testing.T) {
 			t.Errorf("message 11 via %s: %v; want 450 4.7.1", g.Config.Cluster.Node, r)
 		}
 	}
-	for i, g := range nodes {
+	for _, g := range nodes {
 		if n := len(g.Queued(t)); n != 5 {
-			t.Errorf("%s queued %d messages; want 5", nodes[i].Config.Cluster.Node, n)
+			t.Errorf("%s queued %d messages; want 5", g.Config.Cluster.Node, n)
 		}
 	}
 }
@@ -118,7 +153,7 @@ func TestClusterUnreachable(t *testing.T) {
 	}
 	url := "nats://" + ln.Addr().String()
 	ln.Close() // nothing listens there now
-	path := gatewaytest.WriteConfig(t, clusterConfig("gw1", []string{url}))
+	path := gatewaytest.WriteConfig(t, clusterConfig("gw1", []string{url}, rateHook))
 	writeFile(t, filepath.Dir(path), "rate.lua", rateScript)
 	cfg, err := config.Load(path)
 	if err != nil {

@@ -3,11 +3,11 @@
 // and plugin blocks, and reloaded live), the SMTP listeners, the delivery
 // engine and its transports, the admin API, the HTTP injection endpoint,
 // the pickup of local mail (gateway sendmail), the key-value sweep, and,
-// with a cluster block, the connection to NATS that the hooks' durable
-// key-value store lives on (core/cluster); and it stops them in the order
-// that loses nothing. cmd/gateway parses flags, makes the logger and calls
-// New and Run; every test that needs a whole gateway builds it the same
-// way (gatewaytest).
+// with a cluster block, the connection to NATS that the hooks' key-value
+// stores live on (core/cluster); and it stops them in the order that loses
+// nothing. cmd/gateway parses flags, makes the logger and calls New and
+// Run; every test that needs a whole gateway builds it the same way
+// (gatewaytest).
 //
 // One message, top-down: an smtp.Server session runs the hook stages on
 // the pipeline's chain and writes the message into a draft of the spool
@@ -125,12 +125,13 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 	if err = g.newMailAuth(); err != nil {
 		return err
 	}
-	durable, err := g.durableStore(ctx)
+	kv, err := g.kvStores(ctx)
 	if err != nil {
 		return err
 	}
 	hookLog := g.log.With("part", "hook")
-	deps := hookDeps{Services: hostsvc.New(hostsvc.Options{Resolver: g.dns, Durable: durable, Log: hookLog}), Log: hookLog}
+	svc := hostsvc.New(hostsvc.Options{Resolver: g.dns, Durable: kv.durable, Ephemeral: kv.ephemeral, Log: hookLog})
+	deps := hookDeps{Services: svc, Log: hookLog}
 	if g.pipeline, err = newPipeline(ctx, cfg, deps); err != nil {
 		return err
 	}

@@ -30,12 +30,14 @@ func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	routes := make([]*url.URL, n)
 	ports := make([]int, n)
+	dirs := make([]string, n)
 	for i := range n {
 		ports[i] = freePort(t)
 		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+		dirs[i] = t.TempDir()
 	}
 	c := &Cluster{}
-	t.Cleanup(c.StopAll)
+	t.Cleanup(c.StopAll) // before the folders' removal, registered earlier
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -44,7 +46,7 @@ func Start(t testing.TB, n int) *Cluster {
 			NoLog:      true,
 			NoSigs:     true,
 			JetStream:  true,
-			StoreDir:   t.TempDir(),
+			StoreDir:   dirs[i],
 			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     routes,
 			// Small limits: JetStream otherwise reserves from the machine's.
