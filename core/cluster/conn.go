@@ -103,8 +103,10 @@ func (c *Conn) natsOptions(b config.Cluster) []nats.Option {
 		nats.ReconnectWait(reconnectWait),
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(pingInterval),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			c.log.Warn("disconnected from NATS; reconnecting", "err", err)
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				c.log.Warn("disconnected from NATS; reconnecting", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())

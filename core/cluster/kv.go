@@ -67,9 +67,87 @@ type Store struct {
 
 var _ hostsvc.Store = (*Store)(nil)
 
-// OpenStore creates the bucket, or opens it and updates its replicas, and
-// returns the store on it.
+// OpenStore opens the bucket, or creates it, and sets its replicas to
+// opt's, and returns the store on it. Nodes that start together may
+// create it together, and JetStream can leave all but one of
+// simultaneous creates of one stream unanswered, and requests about it
+// too while it forms (nats.go issue 949): so each attempt gets a short
+// while (a second more each time), and a lost race or an attempt out of
+// time is tried again until ctx (bounded by the connection's timeout)
+// ends.
 func (c *Conn) OpenStore(ctx context.Context, opt StoreOptions) (*Store, error) {
+	cfg := bucketConfig(opt)
+	ctx, cancel := c.opContext(ctx)
+	defer cancel()
+	var told error // the last error that says more than "out of time"
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, time.Duration(attempt)*time.Second)
+		kv, err := c.openOrCreate(actx, cfg)
+		acancel()
+		if err == nil {
+			return &Store{c: c, kv: kv, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + "."}, nil
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			told = err
+		}
+		if ctx.Err() != nil || !raced(err) {
+			if told != nil {
+				err = told
+			}
+			return nil, fmt.Errorf("cluster: bucket %s (replicas %d): %w", cfg.Bucket, cfg.Replicas, explain(err))
+		}
+		c.log.Debug("bucket not ready; trying again", "bucket", cfg.Bucket, "attempt", attempt, "err", err)
+	}
+}
+
+// openOrCreate opens the bucket of cfg, or creates it when there is none.
+func (c *Conn) openOrCreate(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := c.openBucket(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return c.js.CreateKeyValue(ctx, cfg)
+	}
+	return kv, err
+}
+
+// raced reports whether an attempt of OpenStore failed as nodes that
+// create one bucket together, or a cluster that is still forming, may:
+// out of time, the bucket created since it was found missing, or not yet
+// enough servers known to be online for its replicas.
+func raced(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrBucketExists) ||
+		errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrClusterNoPeers
+}
+
+// jsErrClusterNoPeers is JetStream's "no suitable peers for placement"
+// (nats-server's JSClusterNoPeersErrF), which nats.go does not name.
+const jsErrClusterNoPeers jetstream.ErrorCode = 10005
+
+// openBucket opens the bucket of cfg and updates it if its settings
+// differ (another number of replicas); jetstream.ErrBucketNotFound when
+// there is none.
+func (c *Conn) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := c.js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	if info.Config.Replicas == cfg.Replicas && info.Config.Storage == cfg.Storage &&
+		info.Config.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && info.Config.MaxMsgSize == cfg.MaxValueSize {
+		return kv, nil
+	}
+	c.log.Info("updating bucket", "bucket", cfg.Bucket, "replicas", cfg.Replicas)
+	return c.js.UpdateKeyValue(ctx, cfg)
+}
+
+// bucketConfig is the bucket opt describes: one value per key, values up
+// to sdk.KVMaxValue after their expiry, per-message TTLs on.
+func bucketConfig(opt StoreOptions) jetstream.KeyValueConfig {
 	if opt.Bucket == "" {
 		opt.Bucket = DefaultBucket
 	}
@@ -77,9 +155,7 @@ func (c *Conn) OpenStore(ctx context.Context, opt StoreOptions) (*Store, error) 
 	if opt.Memory {
 		storage, kind = jetstream.MemoryStorage, "ephemeral"
 	}
-	ctx, cancel := c.opContext(ctx)
-	defer cancel()
-	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return jetstream.KeyValueConfig{
 		Bucket:         opt.Bucket,
 		Description:    "gateway: the hooks' shared key-value store, " + kind,
 		History:        1,
@@ -87,11 +163,7 @@ func (c *Conn) OpenStore(ctx context.Context, opt StoreOptions) (*Store, error) 
 		Storage:        storage,
 		Replicas:       max(opt.Replicas, 1),
 		LimitMarkerTTL: markerTTL,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: bucket %s (replicas %d): %w", opt.Bucket, opt.Replicas, err)
 	}
-	return &Store{c: c, kv: kv, stream: "KV_" + opt.Bucket, prefix: "$KV." + opt.Bucket + "."}, nil
 }
 
 // subject is the subject of key: base64url, since a NATS key has only

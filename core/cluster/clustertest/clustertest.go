@@ -2,8 +2,9 @@
 // tests: n nats-server nodes (the server's own Go API, the same code an
 // operator runs as nats-server), each with its client and route ports on
 // 127.0.0.1 and its JetStream store in a temporary folder, routed to each
-// other. Start returns once JetStream has a meta leader and every node is
-// current, and the test's cleanup shuts every node down and waits for it.
+// other. Start returns once JetStream has a meta leader that sees every
+// node and every node is current, and the test's cleanup shuts every node
+// down and waits for it.
 package clustertest
 
 import (
@@ -67,7 +68,8 @@ func Start(t testing.TB, n int) *Cluster {
 }
 
 // waitReady waits until every node takes clients, JetStream has a meta
-// leader and every node is current with it.
+// leader that sees every node online (so a stream of n replicas can be
+// placed), and every node is current with it.
 func (c *Cluster) waitReady(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for _, s := range c.servers {
@@ -76,17 +78,19 @@ func (c *Cluster) waitReady(d time.Duration) error {
 		}
 	}
 	for time.Now().Before(deadline) {
-		leader, current := false, true
+		peers, current := 0, true
 		for _, s := range c.servers {
-			leader = leader || s.JetStreamIsLeader()
+			if s.JetStreamIsLeader() {
+				peers = len(s.JetStreamClusterPeers()) // online, with JetStream and stats
+			}
 			current = current && s.JetStreamIsCurrent()
 		}
-		if leader && current {
+		if peers == len(c.servers) && current {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("JetStream has no meta leader after %v", d)
+	return fmt.Errorf("JetStream has no meta leader that sees every node after %v", d)
 }
 
 // freePort returns a port on 127.0.0.1 that was free a moment ago (the

@@ -1,0 +1,57 @@
+package cluster_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
+	"github.com/mailgate/gateway/core/config"
+)
+
+// TestOpenStoreConcurrent: nodes that start together create the buckets
+// together, and each opens them.
+func TestOpenStoreConcurrent(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	conns := []*cluster.Conn{connect(t, nc, nil, 0), connect(t, nc, nil, 1), connect(t, nc, nil, 2)}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() {
+			for _, opt := range []cluster.StoreOptions{
+				{Bucket: cluster.DefaultBucket, Replicas: 3},
+				{Bucket: cluster.EphemeralBucket, Replicas: 3, Memory: true},
+			} {
+				if _, err := c.OpenStore(context.Background(), opt); err != nil {
+					t.Errorf("OpenStore(%s): %v", opt.Bucket, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestOpenStoreTooManyReplicas: more replicas than servers is an error
+// that says so, once the connection's timeout has passed.
+func TestOpenStoreTooManyReplicas(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config:  config.Cluster{Node: "n", NATSURLs: nc.URLs()},
+		Timeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_, err = c.OpenStore(context.Background(), cluster.StoreOptions{Replicas: 5})
+	if err == nil || !strings.Contains(err.Error(), "cluster: bucket gateway_kv (replicas 5): ") ||
+		!strings.Contains(err.Error(), "no suitable peers for placement") {
+		t.Errorf("OpenStore with 5 replicas on 3 servers: %v; want no suitable peers", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("OpenStore took %v; want the 1s timeout", d)
+	}
+}
