@@ -277,9 +277,7 @@ func (s *Store) put(ctx context.Context, key string, rev *uint64, exp uint64, va
 	if err := s.c.ready(); err != nil {
 		return err
 	}
-	data := make([]byte, 8+len(value))
-	binary.BigEndian.PutUint64(data, exp)
-	copy(data[8:], value)
+	data := encodeValue(exp, value)
 	var opts []jetstream.PublishOpt
 	if rev != nil {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*rev))
@@ -289,6 +287,14 @@ func (s *Store) put(ctx context.Context, key string, rev *uint64, exp uint64, va
 	}
 	_, err := s.c.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject(key), Data: data}, opts...)
 	return explain(err)
+}
+
+// encodeValue is a key's message: its expiry, then its value.
+func encodeValue(exp uint64, value []byte) []byte {
+	data := make([]byte, 8+len(value))
+	binary.BigEndian.PutUint64(data, exp)
+	copy(data[8:], value)
+	return data
 }
 
 // last reads key's last message from the stream's leader.
@@ -323,17 +329,23 @@ func (s *Store) last(ctx context.Context, key string, now time.Time) (entry, err
 	case resp.Message == nil:
 		return entry{}, errors.New("JetStream's answer has no message")
 	}
-	m := resp.Message
-	e := entry{rev: m.Seq}
-	if removed(m.Header) || len(m.Data) < 8 {
-		return e, nil
+	return decodeEntry(resp.Message.Seq, resp.Message.Header, resp.Message.Data, now), nil
+}
+
+// decodeEntry reads a key's last message, revision rev: a removal marker,
+// an expired value, or a message too short for its expiry (never written
+// by this code) is not live.
+func decodeEntry(rev uint64, hdr, data []byte, now time.Time) entry {
+	e := entry{rev: rev}
+	if removed(hdr) || len(data) < 8 {
+		return e
 	}
-	e.exp = binary.BigEndian.Uint64(m.Data)
+	e.exp = binary.BigEndian.Uint64(data)
 	if e.exp != 0 && int64(e.exp) <= now.UnixNano() {
-		return e, nil
+		return e
 	}
-	e.live, e.value = true, m.Data[8:]
-	return e, nil
+	e.live, e.value = true, data[8:]
+	return e
 }
 
 // removed reports whether a message's header marks a removal: a delete

@@ -46,6 +46,7 @@ func FuzzParse(f *testing.F) {
 		"delivery {\n route \"*\" { via = \"h:25\" }\n}\nadmin { address = \":0\" }\n",
 		"listener \"mx\" {\n",
 		"pipeline = [\"lua.a\"]\nlua \"a\" {\n path = \"x.lua\"\n params = { n = 1.5, l = [1, {a = null}] }\n match { stage = [\"rcpt\"] }\n}\n",
+		"cluster {\n node = \"gw1\"\n nats_urls = [\"nats://127.0.0.1:4222\", \"tls://h\"]\n replicas = 3\n takeover_after = \"30s\"\n tls { ca = \"c\" }\n}\n",
 	} {
 		f.Add([]byte(s))
 	}
