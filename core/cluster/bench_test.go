@@ -7,34 +7,45 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/cluster/clustertest"
 )
 
 // BenchmarkKVIncr is the cost of one KVIncr on a bucket with 3 replicas
 // on a 3-node cluster on loopback (which shares the machine's cores with
-// the benchmark): one caller on one key (a read from the leader, then a
+// the benchmark), in the durable bucket (file storage) and the ephemeral
+// one (memory): one caller on one key (a read from the leader, then a
 // compare-and-set publish acknowledged once a quorum has it), and
 // callers in parallel, each on a key of its own.
 func BenchmarkKVIncr(b *testing.B) {
-	s := openStore(b, connect(b, clustertest.Start(b, 3), nil, 0))
+	c := connect(b, clustertest.Start(b, 3), nil, 0)
 	ctx := context.Background()
-	b.Run("serial", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := s.KVIncr(ctx, "rate/192.0.2.1", 1, time.Minute); err != nil {
-				b.Fatal(err)
-			}
+	for _, opt := range []cluster.StoreOptions{
+		{Bucket: cluster.DefaultBucket, Replicas: 3},
+		{Bucket: cluster.EphemeralBucket, Replicas: 3, Memory: true},
+	} {
+		s, err := c.OpenStore(ctx, opt)
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		var next atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			key := fmt.Sprintf("rate/%d", next.Add(1))
-			for pb.Next() {
-				if _, err := s.KVIncr(ctx, key, 1, time.Minute); err != nil {
-					b.Error(err)
-					return
+		b.Run(opt.Bucket+"/serial", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.KVIncr(ctx, "rate/192.0.2.1", 1, time.Minute); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
-	})
+		b.Run(opt.Bucket+"/parallel", func(b *testing.B) {
+			var next atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				key := fmt.Sprintf("rate/%d", next.Add(1))
+				for pb.Next() {
+					if _, err := s.KVIncr(ctx, key, 1, time.Minute); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
