@@ -45,7 +45,6 @@ type Options struct {
 type Conn struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	node    string
 	timeout time.Duration
 	now     func() time.Time
 	log     *slog.Logger
@@ -56,7 +55,7 @@ type Conn struct {
 // has no JetStream is an error: the caller decides whether to start
 // without the cluster.
 func Connect(ctx context.Context, opt Options) (*Conn, error) {
-	c := &Conn{node: opt.Config.Node, timeout: opt.Timeout, now: opt.Now, log: opt.Log}
+	c := &Conn{timeout: opt.Timeout, now: opt.Now, log: opt.Log}
 	if c.timeout <= 0 {
 		c.timeout = defaultTimeout
 	}
@@ -129,9 +128,6 @@ func (c *Conn) natsOptions(b config.Cluster) []nats.Option {
 	}
 	return opts
 }
-
-// Node is this node's name (the cluster block's node).
-func (c *Conn) Node() string { return c.node }
 
 // Connected reports whether the connection is up now.
 func (c *Conn) Connected() bool { return c.nc.IsConnected() }
