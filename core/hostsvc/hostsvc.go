@@ -21,6 +21,11 @@
 //     soonest-expiring entries when full, and a write never touches the
 //     disk: rate counters, per-transaction marks.
 //
+// With a cluster block both are JetStream key-value buckets every node
+// shares (core/cluster: the durable one on the NATS servers' disks, the
+// ephemeral one in their memory), with the same semantics, so that a
+// limit holds across nodes.
+//
 // New services (authentication results, TLS policy) belong here too: a
 // field of Options, a method of Scope, and one conversion in each
 // adapter.
@@ -37,12 +42,13 @@ type Options struct {
 	// Resolver answers the look-ups; nil makes them fail with
 	// ErrNoResolver.
 	Resolver *resolver.Resolver
-	// Durable is the store of the Durable kind, the spool (*queue.Spool);
-	// nil makes its calls fail with ErrNoStore (gateway check has no
-	// spool).
+	// Durable is the store of the Durable kind: the spool
+	// (*queue.Spool), or the cluster's shared bucket; nil makes its calls
+	// fail with ErrNoStore (gateway check has no spool).
 	Durable Store
-	// Ephemeral is the store of the Ephemeral kind; nil = a Memory with
-	// the default bounds.
+	// Ephemeral is the store of the Ephemeral kind (the cluster's shared
+	// memory bucket, with a cluster block); nil = a Memory with the
+	// default bounds.
 	Ephemeral Store
 	// Log receives the handlers' log lines; nil = discard.
 	Log *slog.Logger
