@@ -233,19 +233,30 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 		body = make([]byte, 0, len(header)+len(d.buf))
 		body = append(append(body, header...), d.buf...)
 	}
+	replicated, err := d.putReplica(m, rec, body)
+	if err != nil {
+		return err
+	}
 	r := d.commitRequest(m, rec, body)
 	err = s.submit(ctx, r)
 	if r.uncertain {
 		d.keep = true
 	}
-	if err == nil {
-		d.dropBuffer()
-		d.stored = m
-		if !m.spilled {
-			d.storedBody = body
+	if err != nil {
+		if s.replica != nil {
+			s.replica.Remove(d.id)
 		}
+		return err
 	}
-	return err
+	if err := replicated(ctx); err != nil {
+		return d.unreplicated(ctx, err)
+	}
+	d.dropBuffer()
+	d.stored = m
+	if !m.spilled {
+		d.storedBody = body
+	}
+	return nil
 }
 
 // Committed returns the message as a successful Commit stored it, and its

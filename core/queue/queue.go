@@ -88,6 +88,9 @@ type Options struct {
 	// even though bodies/ holds message bodies (which it moves to
 	// orphans/): the operator's answer to ErrEmptySpool.
 	AcceptEmptySpool bool
+	// Replica, when set, keeps a copy of every message off this machine:
+	// Commit waits for it, Delete removes from it (see Replica).
+	Replica Replica
 
 	patience time.Duration // tests: a patient write's wait; 0 = patience
 }
@@ -116,6 +119,7 @@ type Spool struct {
 	spill     int
 	ids       idGen
 	patience  time.Duration // the loop's wait for patient writes (see loop)
+	replica   Replica       // nil = none
 
 	mu     sync.RWMutex // guards closed and sends on reqs
 	closed bool
@@ -149,6 +153,7 @@ func Open(dir string, opt Options) (*Spool, error) {
 		now:       opt.Now,
 		spill:     opt.SpillThreshold,
 		patience:  cmp.Or(opt.patience, patience),
+		replica:   opt.Replica,
 		reqs:      make(chan *request, maxBatch),
 		done:      make(chan struct{}),
 	}
@@ -757,8 +762,14 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 			return nil
 		},
 	})
-	if err != nil || !spilled {
+	if err != nil {
 		return err
+	}
+	if s.replica != nil {
+		s.replica.Remove(id)
+	}
+	if !spilled {
+		return nil
 	}
 	// A crash before this leaves an orphan file, which the next Open removes.
 	if err := os.Remove(filepath.Join(s.bodiesDir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -1,0 +1,64 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Replica is a copy of the spool's messages kept off this machine
+// (core/cluster keeps one on a replicated NATS JetStream stream), so that
+// another node can deliver what this one accepted if this one dies. With
+// one (Options.Replica), Draft.Commit returns nil only once the copy of the
+// message is acknowledged as well as fsync'd here, and a message that
+// leaves the spool (Delete) leaves the copy too.
+type Replica interface {
+	// Put starts writing the copy of message m: rec is its record as
+	// spool.db stores it, body its header and content, read before Put
+	// returns. wait waits for the copy to be acknowledged.
+	Put(m *Message, rec []byte, body io.Reader) (wait func(context.Context) error)
+	// Remove removes the copy of message id, which left the spool
+	// (delivered, bounced, removed by the operator), without waiting: a
+	// copy removed late costs a duplicate delivery after a takeover,
+	// never a loss.
+	Remove(id string)
+}
+
+// ErrNotReplicated: Commit stored nothing because the replica did not
+// acknowledge the copy (its servers are unreachable, or timed out).
+var ErrNotReplicated = errors.New("queue: message not replicated")
+
+// putReplica starts the copy of m on the spool's replica; the wait it
+// returns is a no-op without one. For a spilled message the content is
+// read from its body file, which finishFile has made final.
+func (d *Draft) putReplica(m *Message, rec, body []byte) (func(context.Context) error, error) {
+	s := d.s
+	if s.replica == nil {
+		return func(context.Context) error { return nil }, nil
+	}
+	if !m.spilled {
+		return s.replica.Put(m, rec, bytes.NewReader(body)), nil
+	}
+	f, err := os.Open(filepath.Join(s.bodiesDir, d.id))
+	if err != nil {
+		return nil, fmt.Errorf("queue: commit %s: %w", d.id, err)
+	}
+	defer f.Close()
+	return s.replica.Put(m, rec, io.MultiReader(bytes.NewReader(body), f)), nil
+}
+
+// unreplicated undoes a Commit whose copy was not acknowledged: the
+// message leaves the spool and its copy, and the client hears that it was
+// not taken.
+func (d *Draft) unreplicated(ctx context.Context, cause error) error {
+	s := d.s
+	if err := s.Delete(context.WithoutCancel(ctx), d.id); err != nil { // removes the copy too
+		s.log.Error("queue: cannot remove a message whose copy failed; it stays queued here", "id", d.id, "err", err)
+		s.replica.Remove(d.id)
+	}
+	return fmt.Errorf("queue: commit %s: %w: %w", d.id, ErrNotReplicated, cause)
+}

@@ -1,0 +1,103 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// copies is a Replica in memory: what a replica's servers would hold.
+// fail, when set, is what every wait returns.
+type copies struct {
+	mu      sync.Mutex
+	records map[string][]byte
+	bodies  map[string][]byte
+	removed []string
+	fail    error
+}
+
+func (c *copies) Put(m *Message, rec []byte, body io.Reader) func(context.Context) error {
+	b, err := io.ReadAll(body)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.records == nil {
+		c.records, c.bodies = map[string][]byte{}, map[string][]byte{}
+	}
+	c.records[m.ID], c.bodies[m.ID] = slices.Clone(rec), b
+	fail := c.fail
+	return func(context.Context) error { return errors.Join(err, fail) }
+}
+
+func (c *copies) Remove(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.records, id)
+	delete(c.bodies, id)
+	c.removed = append(c.removed, id)
+}
+
+// TestReplicaHoldsWhatIsQueued: the copy of a committed message is its
+// record as stored and its whole body, for a message kept in spool.db and
+// for one spilled to a file; a deleted message leaves the copy.
+func TestReplicaHoldsWhatIsQueued(t *testing.T) {
+	for _, size := range []int{100, 5000} {
+		rep := &copies{}
+		s := openSpool(t, t.TempDir(), Options{SpillThreshold: 1000, Replica: rep})
+		header := []byte("Received: from a\r\n")
+		data := content("replica", size)
+		id := commit(t, s, testEnvelope("bob@example.com"), header, data, 333)
+		m, err := s.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := encodeMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rep.records[id], rec) {
+			t.Errorf("size %d: the copy's record\n%s\nwant what spool.db holds\n%s", size, rep.records[id], rec)
+		}
+		if want := append(slices.Clone(header), data...); !bytes.Equal(rep.bodies[id], want) {
+			t.Errorf("size %d: the copy's body is %d bytes; want the %d of header and content", size, len(rep.bodies[id]), len(want))
+		}
+		if err := s.Delete(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(rep.removed, []string{id}) || rep.records[id] != nil {
+			t.Errorf("size %d: after Delete, removed %v; want the copy of %s removed", size, rep.removed, id)
+		}
+	}
+}
+
+// TestReplicaFailureQueuesNothing: when the copy is not acknowledged,
+// Commit fails with ErrNotReplicated, and neither the spool nor the
+// replica keeps the message.
+func TestReplicaFailureQueuesNothing(t *testing.T) {
+	for _, size := range []int{100, 5000} {
+		rep := &copies{fail: errors.New("nats: no responders")}
+		s := openSpool(t, t.TempDir(), Options{SpillThreshold: 1000, Replica: rep})
+		d, err := s.Create(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Write(content("x", size)); err != nil {
+			t.Fatal(err)
+		}
+		err = d.Commit(t.Context(), testEnvelope("bob@example.com"), nil)
+		if !errors.Is(err, ErrNotReplicated) {
+			t.Fatalf("size %d: Commit = %v; want ErrNotReplicated", size, err)
+		}
+		if _, err := s.Get(d.ID()); !errors.Is(err, ErrNotFound) || s.Len() != 0 {
+			t.Errorf("size %d: Get = %v, Len %d; want nothing queued", size, err, s.Len())
+		}
+		if rep.records[d.ID()] != nil {
+			t.Errorf("size %d: the replica keeps the copy", size)
+		}
+		d.Abort()
+		assertDirEntries(t, s.bodiesDir, nil)
+	}
+}
