@@ -77,7 +77,14 @@ func Connect(ctx context.Context, opt Options) (*Conn, error) {
 		return nil, fmt.Errorf("cluster: connect to %s: %w", urls, err)
 	}
 	c.nc = nc
-	if c.js, err = jetstream.New(nc); err == nil {
+	// An asynchronous publish (a queued message's copy) whose
+	// acknowledgement does not come in time fails, rather than waiting
+	// in the client for ever.
+	c.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(c.timeout),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			c.log.Warn("cluster: an asynchronous publish failed", "subject", m.Subject, "err", err)
+		}))
+	if err == nil {
 		actx, cancel := c.opContext(ctx)
 		_, err = c.js.AccountInfo(actx)
 		cancel()

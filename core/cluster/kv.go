@@ -77,15 +77,31 @@ var _ hostsvc.Store = (*Store)(nil)
 // ends.
 func (c *Conn) OpenStore(ctx context.Context, opt StoreOptions) (*Store, error) {
 	cfg := bucketConfig(opt)
+	var kv jetstream.KeyValue
+	err := c.whileForming(ctx, fmt.Sprintf("bucket %s (replicas %d)", cfg.Bucket, cfg.Replicas), func(ctx context.Context) (err error) {
+		kv, err = c.openOrCreate(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{c: c, kv: kv, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + "."}, nil
+}
+
+// whileForming runs open, which opens or creates a stream (what names it),
+// until it succeeds or fails other than as nodes that create one stream
+// together may (see raced): each attempt gets a second more than the last,
+// and all of them ctx bounded by the connection's timeout.
+func (c *Conn) whileForming(ctx context.Context, what string, open func(context.Context) error) error {
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
 	var told error // the last error that says more than "out of time"
 	for attempt := 1; ; attempt++ {
 		actx, acancel := context.WithTimeout(ctx, time.Duration(attempt)*time.Second)
-		kv, err := c.openOrCreate(actx, cfg)
+		err := open(actx)
 		acancel()
 		if err == nil {
-			return &Store{c: c, kv: kv, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + "."}, nil
+			return nil
 		}
 		if !errors.Is(err, context.DeadlineExceeded) {
 			told = err
@@ -94,9 +110,9 @@ func (c *Conn) OpenStore(ctx context.Context, opt StoreOptions) (*Store, error) 
 			if told != nil {
 				err = told
 			}
-			return nil, fmt.Errorf("cluster: bucket %s (replicas %d): %w", cfg.Bucket, cfg.Replicas, explain(err))
+			return fmt.Errorf("cluster: %s: %w", what, explain(err))
 		}
-		c.log.Debug("bucket not ready; trying again", "bucket", cfg.Bucket, "attempt", attempt, "err", err)
+		c.log.Debug("stream not ready; trying again", "stream", what, "attempt", attempt, "err", err)
 	}
 }
 
@@ -111,11 +127,13 @@ func (c *Conn) openOrCreate(ctx context.Context, cfg jetstream.KeyValueConfig) (
 
 // raced reports whether an attempt of OpenStore failed as nodes that
 // create one bucket together, or a cluster that is still forming, may:
-// out of time, the bucket created since it was found missing, or not yet
-// enough servers known to be online for its replicas.
+// out of time, the bucket created since it was found missing, no server
+// answering JetStream's API yet, or not yet enough servers known to be
+// online for its replicas.
 func raced(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrBucketExists) ||
+		errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) ||
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrClusterNoPeers
 }

@@ -1,0 +1,233 @@
+package cluster
+
+// The replicated queue: one JetStream stream, QueueStream, in which every
+// message a node's spool holds is one subject, gwq.<node>.<id> (the node
+// as base64url, like a key), holding its copy:
+//
+//	the body (header and content) in parts of at most chunkSize bytes,
+//	  each with Gw-Part: body
+//	then the record as spool.db stores it, with Gw-Part: record and
+//	  Gw-Size: the body's length
+//
+// A copy counts once its record is there and its parts add up to Gw-Size:
+// the record is published last, on the same connection, so that it is
+// never there without the body before it. When the message leaves the
+// spool, a marker (Gw-Part: removed) rolls the subject up (Nats-Rollup:
+// sub, which purges everything before it on the subject) and expires by
+// itself after removedTTL. The stream keeps everything else for ever
+// (no limits, DiscardNew): a copy is only ever removed on purpose.
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/gateway/core/queue"
+)
+
+// QueueStream is the stream of the replicated queue.
+const QueueStream = "GATEWAY_QUEUE"
+
+const (
+	queueSubjects = "gwq.>"
+	hdrPart       = "Gw-Part"
+	hdrSize       = "Gw-Size"
+	partBody      = "body"
+	partRecord    = "record"
+	partRemoved   = "removed"
+	// chunkSize bounds one part of a body: under NATS's default
+	// max_payload of 1 MiB, with room for the headers.
+	chunkSize = 512 << 10
+	// removedTTL is how long the marker of a removed copy stays.
+	removedTTL = time.Hour
+)
+
+// Replica is this node's copy of its spool on the QueueStream: a
+// queue.Replica. It does not own the Conn.
+type Replica struct {
+	c      *Conn
+	prefix string // gwq.<node>.
+}
+
+var _ queue.Replica = (*Replica)(nil)
+
+// OpenReplica opens the queue's stream, or creates it, with replicas
+// copies, and returns the copy of node's spool on it.
+func (c *Conn) OpenReplica(ctx context.Context, node string, replicas int) (*Replica, error) {
+	cfg := queueStreamConfig(replicas)
+	err := c.whileForming(ctx, fmt.Sprintf("stream %s (replicas %d)", cfg.Name, cfg.Replicas), func(ctx context.Context) error {
+		_, err := c.js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{c: c, prefix: nodePrefix(node)}, nil
+}
+
+func queueStreamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        QueueStream,
+		Description: "gateway: the replicated copy of every node's queue",
+		Subjects:    []string{queueSubjects},
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		AllowRollup: true,
+		AllowMsgTTL: true,
+	}
+}
+
+// nodePrefix is the subjects' prefix of node's copies.
+func nodePrefix(node string) string {
+	return "gwq." + base64.RawURLEncoding.EncodeToString([]byte(node)) + "."
+}
+
+// Put publishes the copy of m (body first, the record last) without
+// waiting; the wait it returns waits for every part's acknowledgement,
+// bounded by ctx and the connection's timeout.
+func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context.Context) error {
+	subject := r.prefix + m.ID
+	var acks []jetstream.PubAckFuture
+	fail := func(err error) func(context.Context) error {
+		return func(context.Context) error { return fmt.Errorf("cluster: copy of %s: %w", m.ID, explain(err)) }
+	}
+	if err := r.c.ready(); err != nil {
+		return fail(err)
+	}
+	size := 0
+	for {
+		part := make([]byte, chunkSize)
+		n, err := io.ReadFull(body, part)
+		if n > 0 {
+			ack, perr := r.publish(subject, partBody, part[:n], nil)
+			if perr != nil {
+				return fail(perr)
+			}
+			acks, size = append(acks, ack), size+n
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	ack, err := r.publish(subject, partRecord, rec, nats.Header{hdrSize: []string{strconv.Itoa(size)}})
+	if err != nil {
+		return fail(err)
+	}
+	acks = append(acks, ack)
+	return func(ctx context.Context) error {
+		ctx, cancel := r.c.opContext(ctx)
+		defer cancel()
+		for _, a := range acks {
+			select {
+			case <-a.Ok():
+			case err := <-a.Err():
+				return fmt.Errorf("cluster: copy of %s: %w", m.ID, explain(err))
+			case <-ctx.Done():
+				return fmt.Errorf("cluster: copy of %s: waiting for the servers: %w", m.ID, ctx.Err())
+			}
+		}
+		return nil
+	}
+}
+
+// publish publishes one part of a copy, asynchronously.
+func (r *Replica) publish(subject, part string, data []byte, h nats.Header) (jetstream.PubAckFuture, error) {
+	if h == nil {
+		h = nats.Header{}
+	}
+	h.Set(hdrPart, part)
+	return r.c.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data})
+}
+
+// Remove rolls up the copy of message id into a marker that expires by
+// itself, without waiting; a failure is logged (the copy stays, and a
+// takeover would deliver the message again).
+func (r *Replica) Remove(id string) {
+	h := nats.Header{"Nats-Rollup": []string{"sub"}, hdrPart: []string{partRemoved}}
+	_, err := r.c.js.PublishMsgAsync(&nats.Msg{Subject: r.prefix + id, Header: h},
+		jetstream.WithMsgTTL(removedTTL))
+	if err != nil {
+		r.c.log.Warn("cluster: cannot remove the copy of a message that left the queue", "id", id, "err", err)
+	}
+}
+
+// Copy is one message's copy as the stream holds it.
+type Copy struct {
+	ID     string
+	Record []byte // as spool.db stored it
+	Body   []byte // header and content
+}
+
+// Copies calls fn with every complete copy of node's queue on the stream,
+// in the order their records were published, until fn returns false:
+// what a takeover imports, and what `queue ls --cluster` lists.
+func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) error {
+	prefix := nodePrefix(node)
+	var cons jetstream.Consumer
+	var pending uint64
+	err := c.whileForming(ctx, "read the copies of "+node, func(ctx context.Context) error {
+		var err error
+		cons, err = c.js.OrderedConsumer(ctx, QueueStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{prefix + ">"}})
+		if err != nil {
+			return err
+		}
+		info, err := cons.Info(ctx)
+		if err == nil {
+			pending = info.NumPending
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	bodies := map[string][]byte{}
+	for pending > 0 {
+		nctx, cancel := c.opContext(ctx) // each message, not the whole read, within the timeout
+		msg, err := cons.Next(jetstream.FetchContext(nctx))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cluster: read the copies of %s: %w", node, explain(err))
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("cluster: read the copies of %s: %w", node, err)
+		}
+		pending = meta.NumPending
+		id := msg.Subject()[len(prefix):]
+		cp, done := assemble(bodies, id, msg)
+		if done && !fn(cp) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// assemble adds msg, a part of id's copy, to the bodies read so far, and
+// returns the copy when msg completes it.
+func assemble(bodies map[string][]byte, id string, msg jetstream.Msg) (Copy, bool) {
+	switch msg.Headers().Get(hdrPart) {
+	case partBody:
+		bodies[id] = append(bodies[id], msg.Data()...)
+	case partRecord:
+		body := bodies[id]
+		delete(bodies, id)
+		if strconv.Itoa(len(body)) != msg.Headers().Get(hdrSize) {
+			return Copy{}, false // parts lost: not a copy Commit waited for
+		}
+		return Copy{ID: id, Record: msg.Data(), Body: body}, true
+	default: // removed
+		delete(bodies, id)
+	}
+	return Copy{}, false
+}

@@ -1,0 +1,154 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/queue"
+)
+
+// spoolWithReplica opens a spool in a temporary folder whose replica is
+// node's copy on c (bodies over 1,000 bytes spill to files).
+func spoolWithReplica(t *testing.T, c *cluster.Conn, node string) *queue.Spool {
+	t.Helper()
+	rep, err := c.OpenReplica(context.Background(), node, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep, SpillThreshold: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// commitMessage queues a message of size bytes of content to rcpt.
+func commitMessage(t *testing.T, s *queue.Spool, rcpt string, size int) (string, error) {
+	t.Helper()
+	d, err := s.Create(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(d, io.LimitReader(strings.NewReader(strings.Repeat("0123456789abcde\n", size/16+1)), int64(size))); err != nil {
+		t.Fatal(err)
+	}
+	local, domain, _ := strings.Cut(rcpt, "@")
+	env := &envelope.Envelope{Sender: envelope.Address{Local: "a", Domain: "example.org"},
+		Recipients: []envelope.Recipient{{Address: envelope.Address{Local: local, Domain: domain}}}}
+	err = d.Commit(context.Background(), env, []byte("Received: by test\r\n"))
+	if err != nil {
+		d.Abort()
+	}
+	return d.ID(), err
+}
+
+// copies reads node's complete copies, by ID.
+func copies(t *testing.T, c *cluster.Conn, node string) map[string]cluster.Copy {
+	t.Helper()
+	out := map[string]cluster.Copy{}
+	err := c.Copies(context.Background(), node, func(cp cluster.Copy) bool {
+		out[cp.ID] = cp
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestReplicaCopiesTheQueue: every message a node queues has its copy on
+// the stream (a 2 MiB one in parts) with the record and body the spool
+// has, apart from other nodes' copies; one that leaves the spool leaves
+// the stream.
+func TestReplicaCopiesTheQueue(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c := connect(t, nc, nil, 0, 1, 2)
+	node := "gw1.example.org/ü"
+	s := spoolWithReplica(t, c, node)
+	other := spoolWithReplica(t, c, "gw2")
+
+	small, err := commitMessage(t, s, "bob@example.net", 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	large, err := commitMessage(t, s, "carol@example.net", 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commitMessage(t, other, "dave@example.net", 10); err != nil {
+		t.Fatal(err)
+	}
+	got := copies(t, c, node)
+	if len(got) != 2 {
+		t.Fatalf("%d copies of %s; want 2", len(got), node)
+	}
+	for _, id := range []string{small, large} {
+		rc, err := s.Body(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got[id].Body, body) {
+			t.Errorf("%s: the copy's body is %d bytes; want the spool's %d", id, len(got[id].Body), len(body))
+		}
+		if !bytes.Contains(got[id].Record, []byte(`"id":"`+id+`"`)) {
+			t.Errorf("%s: the copy's record is %s", id, got[id].Record)
+		}
+	}
+	if n := len(copies(t, c, "gw2")); n != 1 {
+		t.Errorf("%d copies of gw2; want 1", n)
+	}
+
+	if err := s.Delete(context.Background(), small); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(copies(t, c, node)) != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := copies(t, c, node); len(got) != 1 || got[large].ID != large {
+		t.Errorf("after the small one's removal: copies %v; want only %s", keys(got), large)
+	}
+}
+
+// TestReplicaUnreachableQueuesNothing: with no NATS server to take the
+// copy, Commit fails with queue.ErrNotReplicated, at once, and nothing is
+// queued.
+func TestReplicaUnreachableQueuesNothing(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c := connect(t, nc, nil, 0)
+	s := spoolWithReplica(t, c, "gw1")
+	nc.StopAll()
+	if !waitFor(5*time.Second, func() bool { return !c.Connected() }) {
+		t.Fatal("still connected after every server stopped")
+	}
+	start := time.Now()
+	_, err := commitMessage(t, s, "bob@example.net", 300)
+	if !errors.Is(err, queue.ErrNotReplicated) {
+		t.Fatalf("Commit = %v; want ErrNotReplicated", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Commit took %v to fail; want at once", d)
+	}
+	if s.Len() != 0 {
+		t.Errorf("%d messages queued; want none", s.Len())
+	}
+}
+
+func keys(m map[string]cluster.Copy) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
