@@ -5,7 +5,32 @@ import (
 
 	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/hostsvc"
+	"github.com/mailgate/gateway/core/queue"
 )
+
+// joinCluster connects to the NATS servers of the cluster block, if there
+// is one, and opens the copy of this node's queue on them (the spool's
+// Replica: no 250 before a message is on the stream too); nil without a
+// block. The connection is the gateway's (release closes it, after the
+// spool). A NATS that cannot be reached, or has no JetStream, fails the
+// start: a node would accept mail the operator believes replicated.
+func (g *Gateway) joinCluster(ctx context.Context) (queue.Replica, error) {
+	cfg := g.cfg.Cluster
+	if cfg == nil {
+		return nil, nil
+	}
+	var err error
+	g.cluster, err = cluster.Connect(ctx, cluster.Options{Config: *cfg, Log: g.log.With("part", "cluster")})
+	if err != nil {
+		return nil, err
+	}
+	rep, err := g.cluster.OpenReplica(ctx, cfg.Node, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	g.log.Info("queue replicated on NATS JetStream", "node", cfg.Node, "replicas", cfg.Replicas, "stream", cluster.QueueStream)
+	return rep, nil
+}
 
 // stores are the stores behind the hooks' two key-value kinds.
 type stores struct{ durable, ephemeral hostsvc.Store }
@@ -22,14 +47,10 @@ type stores struct{ durable, ephemeral hostsvc.Store }
 // every limit.
 func (g *Gateway) kvStores(ctx context.Context) (stores, error) {
 	cfg := g.cfg.Cluster
-	if cfg == nil {
+	if g.cluster == nil {
 		return stores{durable: g.spool}, nil // ephemeral: hostsvc's Memory
 	}
 	var err error
-	g.cluster, err = cluster.Connect(ctx, cluster.Options{Config: *cfg, Log: g.log.With("part", "cluster")})
-	if err != nil {
-		return stores{}, err
-	}
 	var st stores
 	if st.durable, err = g.cluster.OpenStore(ctx, cluster.StoreOptions{Bucket: cluster.DefaultBucket, Replicas: cfg.Replicas}); err != nil {
 		return stores{}, err

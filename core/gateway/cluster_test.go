@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/cluster/clustertest"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
@@ -166,5 +167,43 @@ func TestClusterUnreachable(t *testing.T) {
 	}
 	if want := "cluster: connect to " + url; !strings.Contains(err.Error(), want) {
 		t.Errorf("New: %v; want it to say %q", err, want)
+	}
+}
+
+// TestClusterReplicatesBefore250: a message a node answers 250 for has
+// its copy on the queue's stream, under that node; with every NATS server
+// gone the node answers 451 4.3.0 and queues nothing.
+func TestClusterReplicatesBefore250(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	g := startClusterNode(t, "gw1", nc.URLs(), "")
+	if err := sendOne(t, g.Addr(t, "mx")); err != nil {
+		t.Fatal(err)
+	}
+	queued := g.Queued(t)
+	if len(queued) != 1 {
+		t.Fatalf("%d messages queued; want 1", len(queued))
+	}
+	reader, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	var ids []string
+	err = reader.Copies(context.Background(), "gw1", func(cp cluster.Copy) bool {
+		ids = append(ids, cp.ID)
+		return true
+	})
+	if err != nil || len(ids) != 1 || ids[0] != queued[0].ID {
+		t.Errorf("copies of gw1: %v, %v; want [%s]", ids, err, queued[0].ID)
+	}
+
+	nc.StopAll()
+	err = sendOne(t, g.Addr(t, "mx"))
+	var r smtp.Reply
+	if !errors.As(err, &r) || r.Code != 451 || r.Enhanced != [3]uint16{4, 3, 0} {
+		t.Errorf("with NATS gone: %v; want 451 4.3.0", err)
+	}
+	if n := len(g.Queued(t)); n != 1 {
+		t.Errorf("%d messages queued; want still 1", n)
 	}
 }

@@ -110,8 +110,11 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Gateway, error)
 // open opens the parts in the order they depend on each other.
 func (g *Gateway) open(ctx context.Context, opt Options) error {
 	cfg := g.cfg
-	var err error
-	qopt := queue.Options{Log: g.log.With("part", "queue"), AcceptEmptySpool: opt.AcceptEmptySpool}
+	replica, err := g.joinCluster(ctx)
+	if err != nil {
+		return err
+	}
+	qopt := queue.Options{Log: g.log.With("part", "queue"), AcceptEmptySpool: opt.AcceptEmptySpool, Replica: replica}
 	if g.spool, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), qopt); err != nil {
 		return err
 	}
@@ -418,7 +421,7 @@ func (g *Gateway) Close() error {
 
 // release closes, in order, whatever New opened: sockets, the pipeline's
 // handlers (which stops the plugins), the outbound SMTP connections, the
-// connection to NATS, and the spool last.
+// spool, and the connection to NATS last.
 func (g *Gateway) release() error {
 	for _, l := range g.listeners {
 		l.ln.Close()
@@ -435,13 +438,14 @@ func (g *Gateway) release() error {
 	if g.smtpOut != nil {
 		g.smtpOut.Close()
 	}
-	if g.cluster != nil {
-		g.cluster.Close()
-	}
+	var err error
 	if g.spool != nil {
-		return g.spool.Close()
+		err = g.spool.Close()
 	}
-	return nil
+	if g.cluster != nil {
+		g.cluster.Close() // after the spool: its last removals go to the stream
+	}
+	return err
 }
 
 // errRunTwice is Run called a second time, or after Close.
