@@ -23,8 +23,11 @@
 // Options.Timeout; while the connection is down a call fails at once with
 // ErrUnavailable, and the hook that made it takes its on_error path.
 //
-// Not here yet (later steps of issue 13): the replicated copy of the
-// queue, the nodes' heartbeats and the takeover of a silent node's mail.
+// The replicated queue (replica.go): a Replica is the copy of this
+// node's spool on the stream GATEWAY_QUEUE (queue.Replica: Commit waits
+// for the copy's acknowledgement, Delete removes it), and Copies reads a
+// node's copies back. Not here yet (later steps of issue 13): the nodes'
+// heartbeats and the takeover of a silent node's copies.
 //
 // # Running NATS
 //
