@@ -241,7 +241,7 @@ func (d *jsonReader) time() time.Time {
 }
 
 // str reads a JSON string. It takes the escapes appendRecord writes (\"
-// \\ \n \r \t, and \u for the rest but surrogates); anything it does not
+// \\ \/ \b \f \n \r \t, and \u for the rest but surrogates); anything it does not
 // take, invalid UTF-8 included (which json.Unmarshal replaces), makes the
 // record one for json.Unmarshal.
 func (d *jsonReader) str() string {
@@ -320,6 +320,10 @@ func (d *jsonReader) escape(out []byte) []byte {
 		return append(out, '\r')
 	case 't':
 		return append(out, '\t')
+	case 'b':
+		return append(out, '\b')
+	case 'f':
+		return append(out, '\f')
 	case 'u':
 		if len(d.b)-d.i >= 4 {
 			if v, err := strconv.ParseUint(string(d.b[d.i:d.i+4]), 16, 16); err == nil && utf8.ValidRune(rune(v)) {

@@ -22,7 +22,7 @@ func unmarshalRecord(b []byte) (*record, error) {
 func TestReadRecordReadsAppendRecord(t *testing.T) {
 	at := time.Date(2026, 12, 6, 23, 59, 1, 123456789, time.FixedZone("", -5*3600))
 	for _, text := range []string{
-		"", "plain", `"quoted" \ back`, "<tag> & \u2028\u2029", "line\r\n\ttab\x00\x1f\x7f",
+		"", "plain", `"quoted" \ back`, "<tag> & \u2028\u2029", "line\r\n\ttab\x00\x1f\x7f\b\f",
 		"déjà vu 日本 🎉", "bad \xff utf-8", "a/b",
 	} {
 		for _, n := range []int64{0, 1, 6, 255, -7, 1 << 40} {
