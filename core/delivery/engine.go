@@ -128,6 +128,7 @@ type Engine struct {
 	waiting   []*engineRound          // rounds with jobs not yet started, in lease order
 	soonest   time.Time               // earliest NextAttempt set by a round since the scheduler last looked
 	down      map[string]*downDest    // destinations whose last job reached no server (engine_park.go)
+	releases  uint64                  // domains found up again since start (engine_park.go)
 
 	// Scheduler goroutine only.
 	candidates []dueCandidate // due messages that waited for capacity at the last scan
@@ -157,6 +158,9 @@ type engineRound struct {
 	successes  []dsn.RecipientReport // success DSN entries of the jobs recorded so far, sent by the last; guarded by mu
 	pending    []*destGroup          // jobs not started yet; guarded by Engine.mu
 	unfinished int                   // jobs not yet recorded; guarded by Engine.mu
+
+	parked  bool   // the last job parked the message (engine_park.go); guarded by mu
+	parkGen uint64 // Engine.releases when it did; guarded by mu
 
 	hopsOnce   sync.Once
 	storedHops int // the message's Hops as leased; read-only
@@ -427,6 +431,7 @@ func (e *Engine) startFresh(ctx context.Context, f enqueued) {
 // early).
 func (e *Engine) scan(ctx context.Context) time.Time {
 	now := e.now()
+	e.replaceProbes(ctx, now)
 	e.mu.Lock()
 	e.startWaitingLocked(ctx)
 	e.mu.Unlock()
@@ -673,14 +678,17 @@ func (e *Engine) freeSlot(g *destGroup) {
 // jobEnded is called once a job's outcome is recorded: it gives back the
 // message's lease when the job was its round's last, and notes next (zero
 // = none) for the scheduler.
-func (e *Engine) jobEnded(r *engineRound, last bool, next time.Time) {
+func (e *Engine) jobEnded(ctx context.Context, r *engineRound, last bool, next time.Time) {
 	e.mu.Lock()
 	e.noteNextLocked(next)
+	released := false
 	if last {
 		delete(e.leases, r.id)
 		e.rounds--
+		released = r.parked && e.releases != r.parkGen
 	}
 	e.mu.Unlock()
+	e.unparkReleased(ctx, r, released)
 	e.wakeScheduler()
 }
 

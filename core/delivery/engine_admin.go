@@ -105,7 +105,14 @@ func pendingDomains(m *queue.Message) []string {
 // and not yet due at now, due at now. It reschedules them in batches of
 // retryBatch, one spool transaction each, and kicks the scheduler after
 // each, so that the first are delivered while the rest are rescheduled.
+// A record that does not decode, or is of a newer version, is passed
+// over (Spool.Reschedule), and not counted.
 func (e *Engine) retryWhere(ctx context.Context, now time.Time, match func(*queue.Message) bool) (int, error) {
+	return e.retryUpTo(ctx, now, 0, match)
+}
+
+// retryUpTo is retryWhere for at most limit messages (0 = all).
+func (e *Engine) retryUpTo(ctx context.Context, now time.Time, limit int, match func(*queue.Message) bool) (int, error) {
 	n := 0
 	var ids []string
 	reschedule := func() error {
@@ -129,8 +136,9 @@ func (e *Engine) retryWhere(ctx context.Context, now time.Time, match func(*queu
 			return true
 		}
 		ids = append(ids, m.ID)
-		if len(ids) == retryBatch {
+		if full := limit > 0 && n+len(ids) >= limit; full || len(ids) == retryBatch {
 			opErr = reschedule()
+			return opErr == nil && !full
 		}
 		return opErr == nil
 	})

@@ -120,7 +120,7 @@ func (e *Engine) runJob(ctx context.Context, r *engineRound, g *destGroup) {
 	r.mu.Unlock()
 
 	e.notify(ctx, r, notes)
-	e.jobEnded(r, last, next)
+	e.jobEnded(ctx, r, last, next)
 }
 
 // rescue reschedules a message whose recording failed half-way, so that it

@@ -2,15 +2,23 @@ package delivery
 
 // This file parks the mail of a destination that cannot be reached:
 // Postfix's dead destination, taken one step further. When a job's every
-// recipient fails with 4.4.1 (no answer from host: the connection failed,
-// or every next hop is in the SMTP transport's dead-address cache), its
-// domain is down. Of the domain's messages that then wait, one, the
-// probe, keeps the retry schedule; the others are parked: their next
-// attempt is an hour away (parkMax; sooner for their delay warning or
-// expiry). The first job of the domain that reaches a server (the
-// probe's, or a new message's) makes its parked mail due at once. So an
-// outage costs one write per parked message an hour and one attempt per
-// destination per retry, not one attempt per message per retry.
+// recipient fails with 4.4.1 and no server answered (the connection
+// failed, or every next hop is in the SMTP transport's dead-address
+// cache), its domain is down. Of the domain's messages that then wait,
+// one, the probe, keeps the retry schedule; the others are parked: their
+// next attempt is an hour away (parkMax; sooner for their delay warning or
+// expiry), where it is parked again if the domain is still down. The
+// first job of the domain that reaches a server (a delivery, or any reply
+// of one: the probe's, or a new message's) makes its parked mail due at
+// once; a message parked while that happened is made due when its job
+// ends. A probe that is late by probeSlack (removed, held, bounced,
+// expired, or its attempt hangs) is replaced by a parked message made due
+// by the scheduler; a down domain with no mail left is forgotten. So an
+// outage costs an attempt per domain per retry, and one per parked
+// message an hour, not one per message per retry.
+//
+// "Down" is per recipient domain, as the engine's jobs are: with a
+// smarthost route, each domain behind it has its own probe.
 //
 // Only the engine's memory knows which domains are down: after a restart
 // parked mail waits out its hour (Postfix's longest backoff, 4,000 s by
@@ -37,7 +45,7 @@ const probeSlack = time.Minute
 type downDest struct {
 	since    time.Time
 	probe    string    // the message that keeps the retry schedule; "" = none yet
-	probeDue time.Time // the probe's next attempt
+	probeDue time.Time // the probe's next attempt (or when the probe was last sought)
 }
 
 // noAnswer is the status of a job that reached no server.
@@ -45,16 +53,21 @@ var noAnswer = sdk.EnhancedCode{4, 4, 1}
 
 // noteReach updates whether a's domain is down from a's outcomes, before
 // they are applied (an expired recipient's failure is still the
-// temporary one the transport gave). A domain reached again has its
-// parked mail made due, by a goroutine of the engine's.
+// temporary one the transport gave): down when every recipient failed
+// with 4.4.1 and no server answered, up when one was delivered or a
+// server answered. A domain up again has its parked mail made due, by a
+// goroutine of the engine's.
 func (e *Engine) noteReach(ctx context.Context, a *jobAttempt, now time.Time) {
-	tried, down := false, true
+	tried, down, reached := false, true, false
 	for _, o := range a.outs {
 		if o.shutdown {
 			continue
 		}
 		tried = true
-		if o.class != Temporary || o.status != noAnswer {
+		if o.class == Delivered || o.remoteMTA != "" {
+			reached = true
+		}
+		if o.class != Temporary || o.status != noAnswer || o.remoteMTA != "" {
 			down = false
 		}
 	}
@@ -67,48 +80,51 @@ func (e *Engine) noteReach(ctx context.Context, a *jobAttempt, now time.Time) {
 	d := e.down[domain]
 	switch {
 	case down && d == nil:
-		e.down[domain] = &downDest{since: now}
+		e.down[domain] = &downDest{since: now, probeDue: now}
 		e.log.Info("delivery: destination down; its mail waits for one message's retries", "domain", domain)
-	case !down && d != nil:
+	case reached && d != nil:
 		delete(e.down, domain)
+		e.releases++
 		e.log.Info("delivery: destination reached again; its parked mail is due", "domain", domain, "down_for", now.Sub(d.since))
 		e.jobs.Add(1)
 		go func() {
 			defer e.jobs.Done()
-			_, err := e.retryWhere(ctx, now, func(m *queue.Message) bool {
-				return slices.Contains(pendingDomains(m), domain)
-			})
-			if err != nil && ctx.Err() == nil {
+			if _, err := e.retryWhere(ctx, now, pendingIn(domain)); err != nil && ctx.Err() == nil {
 				e.log.Error("delivery: making parked mail due", "domain", domain, "err", err)
 			}
 		}()
 	}
 }
 
-// parkedNext returns m's next attempt given next, the retry schedule's:
-// later when every domain m still has recipients in is down and m is not
-// the probe of one (it becomes the probe of one that has none), in which
-// case m.NextAttempt is set to it. The delay warning and the expiry still
-// come on time.
-func (e *Engine) parkedNext(m *queue.Message, next, now time.Time) time.Time {
+// pendingIn matches the messages with recipients still to deliver at
+// domain.
+func pendingIn(domain string) func(*queue.Message) bool {
+	return func(m *queue.Message) bool { return slices.Contains(pendingDomains(m), domain) }
+}
+
+// parkedNext returns m's next attempt given next, the retry schedule's,
+// and whether it parked m: it does when every domain m still has
+// recipients in is down and m is not the probe of one (it becomes the
+// probe of one that has none, or whose probe is late), and then sets
+// m.NextAttempt. The delay warning and the expiry still come on time.
+// gen is the count of releases when it decided (see unparkReleased).
+func (e *Engine) parkedNext(m *queue.Message, next, now time.Time) (at time.Time, parked bool, gen uint64) {
 	domains := pendingDomains(m)
 	if len(domains) == 0 || !next.After(now) {
-		return next
+		return next, false, 0
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, domain := range domains {
 		d := e.down[domain]
 		if d == nil {
-			e.mu.Unlock()
-			return next
+			return next, false, 0
 		}
 		if d.probe == "" || d.probe == m.ID || now.After(d.probeDue.Add(probeSlack)) {
 			d.probe, d.probeDue = m.ID, next
-			e.mu.Unlock()
-			return next
+			return next, false, 0
 		}
 	}
-	e.mu.Unlock()
 	until := now.Add(parkMax)
 	if exp := m.Created.Add(e.cfg.MaxLifetime); exp.Before(until) {
 		until = exp
@@ -117,8 +133,52 @@ func (e *Engine) parkedNext(m *queue.Message, next, now time.Time) time.Time {
 		until = warn
 	}
 	if !until.After(next) {
-		return next
+		return next, false, 0
 	}
 	m.NextAttempt = until
-	return until
+	return until, true, e.releases
+}
+
+// unparkReleased makes the message of round r due now when released:
+// its last job parked it and a domain was found up again since (jobEnded
+// compares r.parkGen with e.releases as it gives the lease back), and the
+// release could not touch the message while its round held the lease.
+func (e *Engine) unparkReleased(ctx context.Context, r *engineRound, released bool) {
+	if !released {
+		return
+	}
+	if _, err := e.spool.Reschedule(context.WithoutCancel(ctx), []string{r.id}, e.now()); err != nil {
+		e.log.Error("delivery: making parked mail due", "id", r.id, "err", err)
+	}
+	e.Kick()
+}
+
+// replaceProbes runs on the scheduler: for each down domain whose probe is
+// late by probeSlack, one message of the domain that waits is made due
+// to take its place; a domain with none left is forgotten.
+func (e *Engine) replaceProbes(ctx context.Context, now time.Time) {
+	e.mu.Lock()
+	var late []string
+	for domain, d := range e.down {
+		if now.After(d.probeDue.Add(probeSlack)) {
+			late = append(late, domain)
+			d.probe, d.probeDue = "", now
+		}
+	}
+	e.mu.Unlock()
+	for _, domain := range late {
+		n, err := e.retryUpTo(ctx, now, 1, pendingIn(domain))
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				e.log.Error("delivery: finding a new probe", "domain", domain, "err", err)
+			}
+		case n == 0:
+			e.mu.Lock()
+			if d := e.down[domain]; d != nil && d.probe == "" {
+				delete(e.down, domain)
+			}
+			e.mu.Unlock()
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/delivery"
 	"github.com/mailgate/gateway/core/delivery/deliverytest"
 )
 
@@ -14,7 +15,8 @@ import (
 // recipient at a domain that answers keeps its schedule.
 func TestEngineParksUnreachableDestination(t *testing.T) {
 	h := newEngHarness(t)
-	refused := deliverytest.Temp(451, [3]uint16{4, 4, 1}, "connection failed: mx.example.net [192.0.2.1:25]: connection refused")
+	refused := delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: [3]uint16{4, 4, 1},
+		Text: "connection failed: mx.example.net [192.0.2.1:25]: connection refused", Local: true} // as the smtp transport says it
 	h.tr.Default = &refused
 	h.tr.Script("carol@up.example", deliverytest.Temp(452, [3]uint16{4, 2, 2}, "mailbox full"))
 	h.start()
@@ -44,7 +46,11 @@ func TestEngineParksUnreachableDestination(t *testing.T) {
 
 	// Only the probe (and the mixed message) are tried again.
 	calls := h.tr.NumCalls()
-	h.attemptAt(engT0.Add(2*time.Minute), 3)
+	at := h.get(probe).NextAttempt
+	if m := h.get(mixed).NextAttempt; m.After(at) {
+		at = m
+	}
+	h.attemptAt(at, 3)
 	if got := h.tr.NumCalls() - calls; got != 3 {
 		t.Errorf("%d calls at the first retry; want 3 (the probe; the mixed message's two domains)", got)
 	}

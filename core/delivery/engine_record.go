@@ -68,7 +68,7 @@ func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time
 		err = e.spool.Delete(bg, m.ID)
 	} else {
 		if last && !interrupted {
-			next = e.parkedNext(m, e.nextAttempt(m, now), now)
+			next, r.parked, r.parkGen = e.parkedNext(m, e.nextAttempt(m, now), now)
 		}
 		// The round holds the message's lease, and its jobs record one at
 		// a time (r.mu): r.msg is what is stored, and m replaces it whole,

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/delivery"
-	"github.com/mailgate/gateway/core/delivery/deliverytest"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/hook/hooktest"
 	"github.com/mailgate/gateway/sdk"
@@ -15,7 +14,8 @@ import (
 
 // review6Refused is what the SMTP transport answers for a next hop that
 // does not answer.
-var review6Refused = deliverytest.Temp(451, sdk.EnhancedCode{4, 4, 1}, "connection failed: mx.example.net [192.0.2.1:25]: connection refused")
+var review6Refused = delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 4, 1},
+	Text: "connection failed: mx.example.net [192.0.2.1:25]: connection refused", Local: true}
 
 // review6Gone polls for up to 3 s until none of ids is in the spool, and
 // fails the test naming the NextAttempt of those left.
