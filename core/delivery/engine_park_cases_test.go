@@ -12,14 +12,14 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
-// review6Refused is what the SMTP transport answers for a next hop that
+// parkRefused is what the SMTP transport answers for a next hop that
 // does not answer.
-var review6Refused = delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 4, 1},
+var parkRefused = delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: sdk.EnhancedCode{4, 4, 1},
 	Text: "connection failed: mx.example.net [192.0.2.1:25]: connection refused", Local: true}
 
-// review6Gone polls for up to 3 s until none of ids is in the spool, and
+// parkGone polls for up to 3 s until none of ids is in the spool, and
 // fails the test naming the NextAttempt of those left.
-func review6Gone(t *testing.T, h *engHarness, what string, ids ...string) {
+func parkGone(t *testing.T, h *engHarness, what string, ids ...string) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -39,14 +39,14 @@ func review6Gone(t *testing.T, h *engHarness, what string, ids ...string) {
 	}
 }
 
-// review6Outage queues n messages to distinct recipients at example.net,
+// parkOutage queues n messages to distinct recipients at example.net,
 // each refused (4.4.1) at its first attempt only, waits for those
 // attempts, and returns the probe and the parked messages.
-func review6Outage(t *testing.T, h *engHarness, n int) (probe string, parked []string) {
+func parkOutage(t *testing.T, h *engHarness, n int) (probe string, parked []string) {
 	t.Helper()
 	for i := range n {
 		rcpt := fmt.Sprintf("u%d@example.net", i)
-		h.tr.Script(rcpt, review6Refused) // later attempts: OK (the destination is back)
+		h.tr.Script(rcpt, parkRefused) // later attempts: OK (the destination is back)
 		h.enqueue(engSender, engRcpt(rcpt, 0))
 	}
 	h.waitOutcomes(int64(n))
@@ -66,7 +66,7 @@ func review6Outage(t *testing.T, h *engHarness, n int) (probe string, parked []s
 	return probe, parked
 }
 
-// TestReview6ParkedMailWaitsTheHourWhenTheProbeIsGone: once the probe
+// TestParkParkedMailWaitsTheHourWhenTheProbeIsGone: once the probe
 // leaves the queue or stops being tried (the operator removes, bounces or
 // holds it), no message of the down destination keeps the retry
 // schedule: probeSlack's "another message of its domain takes its place"
@@ -80,7 +80,7 @@ func review6Outage(t *testing.T, h *engHarness, n int) (probe string, parked []s
 // probe and is tried on the retry schedule; here, with the destination
 // back, that attempt reaches the server and releases the rest, well
 // within the ten minutes the test waits.
-func TestReview6ParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
+func TestParkParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		lose func(e *delivery.Engine, ctx context.Context, id string) error
@@ -92,7 +92,7 @@ func TestReview6ParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newEngHarness(t)
 			h.start()
-			probe, parked := review6Outage(t, h, 4)
+			probe, parked := parkOutage(t, h, 4)
 			if err := tc.lose(h.eng, t.Context(), probe); err != nil {
 				t.Fatalf("%s the probe: %v", tc.name, err)
 			}
@@ -100,12 +100,12 @@ func TestReview6ParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
 			// ten minutes pass: many times the probe's one-minute retry.
 			h.clock.Set(engT0.Add(10 * time.Minute))
 			h.eng.Kick()
-			review6Gone(t, h, "probe "+tc.name, parked...)
+			parkGone(t, h, "probe "+tc.name, parked...)
 		})
 	}
 }
 
-// TestReview6ParkedMailWaitsTheHourWhenTheProbeExpires: the probe is the
+// TestParkParkedMailWaitsTheHourWhenTheProbeExpires: the probe is the
 // oldest message of the destination and reaches max_lifetime first; it
 // bounces (5.4.7) and is deleted, and, as above, nothing takes its
 // place: the messages parked behind it wait out their parking (here
@@ -117,14 +117,14 @@ func TestReview6ParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
 // and keeps the retry schedule (5 minutes here), so the mail is
 // delivered within retry + probeSlack of the expiry; the test looks 7
 // minutes after it.
-func TestReview6ParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
+func TestParkParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
 	h := newEngHarness(t, func(o *delivery.Options) {
 		o.Config.Retry = []time.Duration{5 * time.Minute}
 		o.Config.MaxLifetime = 50 * time.Minute
 	})
 	var refusals []delivery.Result
 	for range 20 {
-		refusals = append(refusals, review6Refused)
+		refusals = append(refusals, parkRefused)
 	}
 	h.tr.Script("old@example.net", refusals...)
 	h.start()
@@ -154,7 +154,7 @@ func TestReview6ParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
 	// refused, and parked behind it until min(now+1h, their expiry).
 	var parked []string
 	for _, rcpt := range []string{"a@example.net", "b@example.net"} {
-		h.tr.Script(rcpt, review6Refused)
+		h.tr.Script(rcpt, parkRefused)
 		parked = append(parked, h.enqueue(engSender, engRcpt(rcpt, 0)))
 	}
 	h.waitFor("the new messages tried and parked", func() bool {
@@ -185,10 +185,10 @@ func TestReview6ParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
 	}
 	h.clock.Set(look)
 	h.eng.Kick()
-	review6Gone(t, h, "probe expired", parked...)
+	parkGone(t, h, "probe expired", parked...)
 }
 
-// TestReview6MessageInFlightAtReleaseStaysParked: a message whose job
+// TestParkMessageInFlightAtReleaseStaysParked: a message whose job
 // failed with 4.4.1 just before the destination was reached again is
 // parked by its record (parkedNext), but it still holds its lease until
 // its job ends (the notification hooks run in between, and the spool's
@@ -206,7 +206,7 @@ func TestReview6ParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
 // The deferred notification hook of x@example.net stands for a slow
 // webhook: it holds x's job between its record and its end, so that the
 // race is deterministic.
-func TestReview6MessageInFlightAtReleaseStaysParked(t *testing.T) {
+func TestParkMessageInFlightAtReleaseStaysParked(t *testing.T) {
 	entered := make(chan struct{})
 	proceed := make(chan struct{})
 	handler := hooktest.Func{HandlerName: "notify", F: func(ctx context.Context, req *hook.Request) (sdk.Decision, sdk.Effects, error) {
@@ -223,9 +223,9 @@ func TestReview6MessageInFlightAtReleaseStaysParked(t *testing.T) {
 	h := newEngHarness(t, func(o *delivery.Options) {
 		o.Hooks = hook.NewChain(nil, hook.Entry{Handler: handler})
 	})
-	h.tr.Script("p@example.net", review6Refused) // then OK: the probe's retry reaches the server
-	h.tr.Script("q@example.net", review6Refused)
-	h.tr.Script("x@example.net", review6Refused)
+	h.tr.Script("p@example.net", parkRefused) // then OK: the probe's retry reaches the server
+	h.tr.Script("q@example.net", parkRefused)
+	h.tr.Script("x@example.net", parkRefused)
 	h.start()
 	defer func() {
 		select {
@@ -254,13 +254,13 @@ func TestReview6MessageInFlightAtReleaseStaysParked(t *testing.T) {
 	// q (listed after x: a later ID) is delivered.
 	h.clock.Set(h.get(probe).NextAttempt)
 	h.eng.Kick()
-	review6Gone(t, h, "the release", probe, q)
+	parkGone(t, h, "the release", probe, q)
 
 	close(proceed) // x's job ends
-	review6Gone(t, h, "the message in flight at the release", x)
+	parkGone(t, h, "the message in flight at the release", x)
 }
 
-// TestReview6JobThatReachedNoServerReleasesParkedMail: the release rule
+// TestParkJobThatReachedNoServerReleasesParkedMail: the release rule
 // is "any outcome but 4.4.1", not "a server answered": a job of the down
 // domain that never reached the transport releases all its parked mail.
 // Here a looping message (too many Received fields: 5.4.6 before any
@@ -275,9 +275,9 @@ func TestReview6MessageInFlightAtReleaseStaysParked(t *testing.T) {
 // bounce. Right: only an outcome from a server that answered
 // (RemoteMTA set, or a delivery) counts as reaching the destination;
 // the parked message keeps its hour and the transport sees no call.
-func TestReview6JobThatReachedNoServerReleasesParkedMail(t *testing.T) {
+func TestParkJobThatReachedNoServerReleasesParkedMail(t *testing.T) {
 	h := newEngHarness(t, func(o *delivery.Options) { o.MaxHops = 1 })
-	down := review6Refused
+	down := parkRefused
 	h.tr.Default = &down // the destination stays down all along
 	h.start()
 	probe := h.enqueue(engSender, engRcpt("p@example.net", 0))
