@@ -66,7 +66,7 @@ func parkOutage(t *testing.T, h *engHarness, n int) (probe string, parked []stri
 	return probe, parked
 }
 
-// TestParkParkedMailWaitsTheHourWhenTheProbeIsGone: once the probe
+// TestParkReplacesAProbeThatIsGone: once the probe
 // leaves the queue or stops being tried (the operator removes, bounces or
 // holds it), no message of the down destination keeps the retry
 // schedule: probeSlack's "another message of its domain takes its place"
@@ -80,7 +80,7 @@ func parkOutage(t *testing.T, h *engHarness, n int) (probe string, parked []stri
 // probe and is tried on the retry schedule; here, with the destination
 // back, that attempt reaches the server and releases the rest, well
 // within the ten minutes the test waits.
-func TestParkParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
+func TestParkReplacesAProbeThatIsGone(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		lose func(e *delivery.Engine, ctx context.Context, id string) error
@@ -105,7 +105,7 @@ func TestParkParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
 	}
 }
 
-// TestParkParkedMailWaitsTheHourWhenTheProbeExpires: the probe is the
+// TestParkReplacesAProbeThatExpires: the probe is the
 // oldest message of the destination and reaches max_lifetime first; it
 // bounces (5.4.7) and is deleted, and, as above, nothing takes its
 // place: the messages parked behind it wait out their parking (here
@@ -117,7 +117,7 @@ func TestParkParkedMailWaitsTheHourWhenTheProbeIsGone(t *testing.T) {
 // and keeps the retry schedule (5 minutes here), so the mail is
 // delivered within retry + probeSlack of the expiry; the test looks 7
 // minutes after it.
-func TestParkParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
+func TestParkReplacesAProbeThatExpires(t *testing.T) {
 	h := newEngHarness(t, func(o *delivery.Options) {
 		o.Config.Retry = []time.Duration{5 * time.Minute}
 		o.Config.MaxLifetime = 50 * time.Minute
@@ -188,7 +188,7 @@ func TestParkParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
 	parkGone(t, h, "probe expired", parked...)
 }
 
-// TestParkMessageInFlightAtReleaseStaysParked: a message whose job
+// TestParkReleasesAMessageInFlight: a message whose job
 // failed with 4.4.1 just before the destination was reached again is
 // parked by its record (parkedNext), but it still holds its lease until
 // its job ends (the notification hooks run in between, and the spool's
@@ -206,7 +206,7 @@ func TestParkParkedMailWaitsTheHourWhenTheProbeExpires(t *testing.T) {
 // The deferred notification hook of x@example.net stands for a slow
 // webhook: it holds x's job between its record and its end, so that the
 // race is deterministic.
-func TestParkMessageInFlightAtReleaseStaysParked(t *testing.T) {
+func TestParkReleasesAMessageInFlight(t *testing.T) {
 	entered := make(chan struct{})
 	proceed := make(chan struct{})
 	handler := hooktest.Func{HandlerName: "notify", F: func(ctx context.Context, req *hook.Request) (sdk.Decision, sdk.Effects, error) {
@@ -260,7 +260,7 @@ func TestParkMessageInFlightAtReleaseStaysParked(t *testing.T) {
 	parkGone(t, h, "the message in flight at the release", x)
 }
 
-// TestParkJobThatReachedNoServerReleasesParkedMail: the release rule
+// TestParkOnlyAServerReleases: the release rule
 // is "any outcome but 4.4.1", not "a server answered": a job of the down
 // domain that never reached the transport releases all its parked mail.
 // Here a looping message (too many Received fields: 5.4.6 before any
@@ -275,7 +275,7 @@ func TestParkMessageInFlightAtReleaseStaysParked(t *testing.T) {
 // bounce. Right: only an outcome from a server that answered
 // (RemoteMTA set, or a delivery) counts as reaching the destination;
 // the parked message keeps its hour and the transport sees no call.
-func TestParkJobThatReachedNoServerReleasesParkedMail(t *testing.T) {
+func TestParkOnlyAServerReleases(t *testing.T) {
 	h := newEngHarness(t, func(o *delivery.Options) { o.MaxHops = 1 })
 	down := parkRefused
 	h.tr.Default = &down // the destination stays down all along
