@@ -20,6 +20,7 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -104,20 +105,23 @@ func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context
 	}
 	size := 0
 	for {
-		part := make([]byte, chunkSize)
-		n, err := io.ReadFull(body, part)
-		if n > 0 {
-			ack, perr := r.publish(subject, partBody, part[:n], nil)
-			if perr != nil {
-				return fail(perr)
-			}
-			acks, size = append(acks, ack), size+n
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
+		// Each part is its own buffer (the client keeps it until its
+		// acknowledgement), as large as what there is: most bodies are
+		// a few KB.
+		part, err := io.ReadAll(io.LimitReader(body, chunkSize))
 		if err != nil {
 			return fail(err)
+		}
+		if len(part) == 0 {
+			break
+		}
+		ack, err := r.publish(subject, partBody, part, nil)
+		if err != nil {
+			return fail(err)
+		}
+		acks, size = append(acks, ack), size+len(part)
+		if len(part) < chunkSize {
+			break
 		}
 	}
 	ack, err := r.publish(subject, partRecord, rec, nats.Header{hdrSize: []string{strconv.Itoa(size)}})
@@ -171,61 +175,53 @@ type Copy struct {
 
 // Copies calls fn with every complete copy of node's queue on the stream,
 // in the order their records were published, until fn returns false:
-// what a takeover imports, and what `queue ls --cluster` lists.
+// what a takeover imports, and what `queue ls --cluster` lists. It reads
+// the stream message by message from its leader (no consumer, whose
+// interest a cluster may not yet have spread), each read within the
+// connection's timeout.
 func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) error {
 	prefix := nodePrefix(node)
-	var cons jetstream.Consumer
-	var pending uint64
-	err := c.whileForming(ctx, "read the copies of "+node, func(ctx context.Context) error {
-		var err error
-		cons, err = c.js.OrderedConsumer(ctx, QueueStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{prefix + ">"}})
-		if err != nil {
-			return err
-		}
-		info, err := cons.Info(ctx)
-		if err == nil {
-			pending = info.NumPending
-		}
+	var st jetstream.Stream
+	err := c.whileForming(ctx, "read the copies of "+node, func(ctx context.Context) (err error) {
+		st, err = c.js.Stream(ctx, QueueStream)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	bodies := map[string][]byte{}
-	for pending > 0 {
-		nctx, cancel := c.opContext(ctx) // each message, not the whole read, within the timeout
-		msg, err := cons.Next(jetstream.FetchContext(nctx))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("cluster: read the copies of %s: %w", node, explain(err))
+	for seq := uint64(1); ; {
+		var msg *jetstream.RawStreamMsg
+		err := c.whileForming(ctx, "read the copies of "+node, func(ctx context.Context) (err error) {
+			msg, err = st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(prefix+">"))
+			return err
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
 		}
-		meta, err := msg.Metadata()
 		if err != nil {
-			return fmt.Errorf("cluster: read the copies of %s: %w", node, err)
+			return err
 		}
-		pending = meta.NumPending
-		id := msg.Subject()[len(prefix):]
-		cp, done := assemble(bodies, id, msg)
-		if done && !fn(cp) {
+		seq = msg.Sequence + 1
+		if cp, done := assemble(bodies, msg.Subject[len(prefix):], msg.Header, msg.Data); done && !fn(cp) {
 			return nil
 		}
 	}
-	return nil
 }
 
-// assemble adds msg, a part of id's copy, to the bodies read so far, and
-// returns the copy when msg completes it.
-func assemble(bodies map[string][]byte, id string, msg jetstream.Msg) (Copy, bool) {
-	switch msg.Headers().Get(hdrPart) {
+// assemble adds a message (h, data), a part of id's copy, to the bodies
+// read so far, and returns the copy when it completes it.
+func assemble(bodies map[string][]byte, id string, h nats.Header, data []byte) (Copy, bool) {
+	switch h.Get(hdrPart) {
 	case partBody:
-		bodies[id] = append(bodies[id], msg.Data()...)
+		bodies[id] = append(bodies[id], data...)
 	case partRecord:
 		body := bodies[id]
 		delete(bodies, id)
-		if strconv.Itoa(len(body)) != msg.Headers().Get(hdrSize) {
+		if strconv.Itoa(len(body)) != h.Get(hdrSize) {
 			return Copy{}, false // parts lost: not a copy Commit waited for
 		}
-		return Copy{ID: id, Record: msg.Data(), Body: body}, true
+		return Copy{ID: id, Record: data, Body: body}, true
 	default: // removed
 		delete(bodies, id)
 	}
