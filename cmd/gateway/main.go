@@ -43,6 +43,7 @@ func commands() []command {
 		{"send", "submit a message from a file or stdin", runSend},
 		{"sendmail", "sendmail(8) for local programs (-t -i -f -bs -bp -q …); also as sendmail or mailq", runSendmail},
 		{"queue", "list and manage the queue through the admin API", runQueue},
+		{"cluster", "the nodes of a cluster: status lists their heartbeats and queues", runCluster},
 		{"spool", "check or salvage the spool on disk of a stopped gateway", runSpool},
 		{"bench", "load generator: send many messages and report rates", runBench},
 		{"sink", "accept and count mail, keep nothing", runSink},

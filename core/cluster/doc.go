@@ -26,8 +26,9 @@
 // The replicated queue (replica.go): a Replica is the copy of this
 // node's spool on the stream GATEWAY_QUEUE (queue.Replica: Commit waits
 // for the copy's acknowledgement, Delete removes it), and Copies reads a
-// node's copies back. Not here yet (later steps of issue 13): the nodes'
-// heartbeats and the takeover of a silent node's copies.
+// node's copies back. The nodes' heartbeats (nodes.go) are a bucket of
+// their own, gateway_nodes. Not here yet (the next step of issue 13): the
+// takeover of a silent node's copies.
 //
 // # Running NATS
 //

@@ -22,8 +22,8 @@ type Cluster struct {
 	// tls://, ws:// or wss://); the client learns the rest of the cluster
 	// from them and reconnects to any.
 	NATSURLs []string
-	// Replicas is how many JetStream copies the shared state (and later
-	// the queue's copy) has: 1 to 5, default 3.
+	// Replicas is how many JetStream copies the shared state and the
+	// queue's copy have: 1 to 5, default 3.
 	Replicas int
 	// CredentialsFile is a NATS credentials file (a user JWT and its nkey
 	// seed); "" = none.

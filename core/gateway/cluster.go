@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/hostsvc"
@@ -26,6 +27,9 @@ func (g *Gateway) joinCluster(ctx context.Context) (queue.Replica, error) {
 	}
 	rep, err := g.cluster.OpenReplica(ctx, cfg.Node, cfg.Replicas)
 	if err != nil {
+		return nil, err
+	}
+	if g.nodes, err = g.cluster.OpenNodes(ctx, cfg.Replicas); err != nil {
 		return nil, err
 	}
 	g.log.Info("queue replicated on NATS JetStream", "node", cfg.Node, "replicas", cfg.Replicas, "stream", cluster.QueueStream)
@@ -62,4 +66,14 @@ func (g *Gateway) kvStores(ctx context.Context) (stores, error) {
 	g.log.Info("hooks' key-value stores on NATS JetStream", "node", cfg.Node, "replicas", cfg.Replicas,
 		"durable", cluster.DefaultBucket, "ephemeral", cluster.EphemeralBucket)
 	return st, nil
+}
+
+// heartbeats writes this node's heartbeat (its name, version, start and
+// queue size) until ctx ends; a part of Run with a cluster block.
+func (g *Gateway) heartbeats(ctx context.Context) {
+	cfg := g.cfg.Cluster
+	g.nodes.Heartbeats(ctx, cfg.TakeoverAfter, func() cluster.NodeStatus {
+		return cluster.NodeStatus{Node: cfg.Node, Version: g.version, Started: g.started,
+			Heartbeat: time.Now(), Queued: g.spool.Len()}
+	})
 }

@@ -77,6 +77,9 @@ type Gateway struct {
 	inject    *injectEndpoint // nil without an inject block
 	pickup    *pickupPart     // local mail that gateway sendmail left in data_dir/pickup
 	cluster   *cluster.Conn   // the connection to NATS; nil without a cluster block
+	nodes     *cluster.Nodes  // the nodes' heartbeats; nil without a cluster block
+	version   string          // Options.Version, for the heartbeats
+	started   time.Time
 	// tlsReports sends the TLS-RPT reports; nil without tls_reports.
 	tlsReports *tlsrpt.Reporter
 
@@ -99,7 +102,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (*Gateway, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log}
+	g := &Gateway{cfg: cfg, log: log, version: opt.Version, started: time.Now()}
 	if err := g.open(ctx, opt); err != nil {
 		g.release()
 		return nil, err

@@ -36,7 +36,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	}()
 	// A part that fails stops the whole gateway: a gateway without its
 	// engine or its admin API must not go on as if it had them.
-	failed := make(chan error, len(g.listeners)+4)
+	failed := make(chan error, len(g.listeners)+8) // room for every part
 	// The background parts stop only after the servers: they get a
 	// context of their own.
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -47,6 +47,9 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		g.goPart(&background, failed, "admin", func() error { return g.admin.Serve(bg, g.adminLn) })
 	}
 	g.goPart(&background, failed, "kv sweep", func() error { return sweepKV(bg, g.spool, kvSweepInterval, g.log) })
+	if g.nodes != nil {
+		g.goPart(&background, failed, "cluster heartbeats", func() error { g.heartbeats(bg); return nil })
+	}
 	if g.tlsReports != nil {
 		g.goPart(&background, failed, "tls reports", func() error { g.tlsReports.Run(bg); return nil })
 	}

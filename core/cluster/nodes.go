@@ -1,0 +1,136 @@
+package cluster
+
+// The nodes' heartbeats: one JetStream key-value bucket, NodesBucket, in
+// which each node keeps one key (its name, base64url) whose value is its
+// NodeStatus as JSON, written every few seconds (Heartbeats). `gateway
+// cluster status` lists them; the takeover of a silent node's queue (a
+// later step) will read them too.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NodesBucket is the bucket of the nodes' heartbeats.
+const NodesBucket = "gateway_nodes"
+
+// NodeStatus is what a node says of itself in its heartbeat.
+type NodeStatus struct {
+	Node      string    `json:"node"`
+	Version   string    `json:"version,omitempty"`
+	Started   time.Time `json:"started"`
+	Heartbeat time.Time `json:"heartbeat"` // on the node's clock
+	Queued    int       `json:"queued"`    // messages in its spool
+}
+
+// Nodes is the bucket of heartbeats. It does not own the Conn.
+type Nodes struct {
+	c  *Conn
+	kv jetstream.KeyValue
+}
+
+// OpenNodes opens the heartbeats' bucket, or creates it, with replicas
+// copies.
+func (c *Conn) OpenNodes(ctx context.Context, replicas int) (*Nodes, error) {
+	cfg := jetstream.KeyValueConfig{
+		Bucket:      NodesBucket,
+		Description: "gateway: the nodes' heartbeats",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	}
+	var kv jetstream.KeyValue
+	err := c.whileForming(ctx, fmt.Sprintf("bucket %s (replicas %d)", cfg.Bucket, cfg.Replicas), func(ctx context.Context) (err error) {
+		kv, err = c.openOrCreate(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Nodes{c: c, kv: kv}, nil
+}
+
+// Beat writes st as its node's heartbeat.
+func (n *Nodes) Beat(ctx context.Context, st NodeStatus) error {
+	if err := n.c.ready(); err != nil {
+		return fmt.Errorf("cluster: heartbeat: %w", err)
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("cluster: heartbeat: %w", err)
+	}
+	ctx, cancel := n.c.opContext(ctx)
+	defer cancel()
+	if _, err := n.kv.Put(ctx, base64.RawURLEncoding.EncodeToString([]byte(st.Node)), b); err != nil {
+		return fmt.Errorf("cluster: heartbeat: %w", explain(err))
+	}
+	return nil
+}
+
+// List returns every node's last heartbeat, by node name.
+func (n *Nodes) List(ctx context.Context) ([]NodeStatus, error) {
+	ctx, cancel := n.c.opContext(ctx)
+	defer cancel()
+	lister, err := n.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: list the nodes: %w", explain(err))
+	}
+	var out []NodeStatus
+	for key := range lister.Keys() {
+		e, err := n.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cluster: list the nodes: %w", explain(err))
+		}
+		var st NodeStatus
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			n.c.log.Warn("cluster: unreadable heartbeat", "key", key, "err", err)
+			continue
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b NodeStatus) int { return strings.Compare(a.Node, b.Node) })
+	return out, nil
+}
+
+// HeartbeatEvery is how often a node whose silence is noticed after
+// takeoverAfter writes its heartbeat: six times in that time, at least
+// every 10 s and at most every second.
+func HeartbeatEvery(takeoverAfter time.Duration) time.Duration {
+	return min(max(takeoverAfter/6, time.Second), 10*time.Second)
+}
+
+// Heartbeats writes a heartbeat every HeartbeatEvery(takeoverAfter), the
+// first at once, with status's answer, until ctx ends. A heartbeat that
+// fails is logged, and the next is tried on time.
+func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, status func() NodeStatus) {
+	t := time.NewTicker(HeartbeatEvery(takeoverAfter))
+	defer t.Stop()
+	failing := false
+	for {
+		err := n.Beat(ctx, status())
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			n.c.log.Warn("cluster: heartbeat failed", "err", err)
+			failing = true
+		case err == nil && failing:
+			n.c.log.Info("cluster: heartbeat written again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
