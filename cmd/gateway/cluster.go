@@ -81,4 +81,3 @@ func printNodes(c *cli, list []cluster.NodeStatus, takeoverAfter time.Duration, 
 		fmt.Fprintln(c.Stdout, "no node has written a heartbeat")
 	}
 }
-
