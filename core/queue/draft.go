@@ -218,7 +218,13 @@ func (d *Draft) commit(ctx context.Context, env *envelope.Envelope, header []byt
 		return fmt.Errorf("queue: commit %s: %w", d.id, ErrClosed)
 	}
 
-	m := d.newMessage(env, header)
+	return d.commitMessage(ctx, d.newMessage(env, header), header)
+}
+
+// commitMessage stores m, whose body is header and the draft's content,
+// and its copy on the replica, as Commit does.
+func (d *Draft) commitMessage(ctx context.Context, m *Message, header []byte) error {
+	s := d.s
 	rec, err := encodeMessage(m)
 	if err != nil {
 		return err

@@ -62,3 +62,38 @@ func (d *Draft) unreplicated(ctx context.Context, cause error) error {
 	}
 	return fmt.Errorf("queue: commit %s: %w: %w", d.id, ErrNotReplicated, cause)
 }
+
+// Import queues a message another node had queued, as a takeover reads
+// it from that node's copy: rec is its record as that node's spool stored
+// it, body its header and content. It gets an ID of this spool's and
+// keeps the rest: envelope, recipients' states, attempts, schedule and
+// arrival (its expiry counts from there). Like Commit, the message is
+// durable here, and on the replica, when Import returns its ID.
+func (s *Spool) Import(ctx context.Context, rec, body []byte) (string, error) {
+	src, err := decodeMessage(rec)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("queue: import: %w", err)
+	case src.Version > recordVersion:
+		return "", fmt.Errorf("queue: import %s: record version %d is newer than %d", src.ID, src.Version, recordVersion)
+	case len(src.Envelope.Recipients) == 0:
+		return "", fmt.Errorf("queue: import %s: no recipients", src.ID)
+	}
+	d, err := s.Create(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := d.Write(body); err != nil {
+		d.Abort()
+		return "", err
+	}
+	m := *src
+	m.ID, m.Version, m.Size, m.spilled = d.id, recordVersion, int64(len(body)), d.w != nil
+	if err := d.commitMessage(ctx, &m, nil); err != nil {
+		d.state = draftFailed
+		d.Abort()
+		return "", err
+	}
+	d.state = draftCommitted
+	return d.id, nil
+}

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // copies is a Replica in memory: what a replica's servers would hold.
@@ -99,5 +102,51 @@ func TestReplicaFailureQueuesNothing(t *testing.T) {
 		}
 		d.Abort()
 		assertDirEntries(t, s.bodiesDir, nil)
+	}
+}
+
+// TestImport: a message imported from another spool's copy keeps its
+// envelope, recipients' states, attempts, schedule and arrival under an ID
+// of its own, with its whole body, kept in spool.db or in a file as its
+// size says, and copied to the importing spool's replica.
+func TestImport(t *testing.T) {
+	for _, size := range []int{100, 5000} {
+		from := openSpool(t, t.TempDir(), Options{SpillThreshold: 1000})
+		header := []byte("Received: from a\r\n")
+		id := commit(t, from, testEnvelope("bob@example.com", "carol@example.net"), header, content("import", size), 333)
+		err := from.Update(t.Context(), id, func(m *Message) error {
+			m.Recipients[0] = RecipientState{Status: Delivered, LastReply: "250 ok", Attempts: 1, Updated: testNow()}
+			m.Recipients[1] = RecipientState{Status: Deferred, LastReply: "451 later", Attempts: 1, Updated: testNow()}
+			m.Attempts, m.NextAttempt = 1, testNow().Add(time.Minute)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, _ := from.Get(id)
+		rec, _ := encodeMessage(src)
+		body := readBody(t, from, id)
+
+		rep := &copies{}
+		to := openSpool(t, t.TempDir(), Options{SpillThreshold: 1000, Replica: rep})
+		nid, err := to.Import(t.Context(), rec, body)
+		if err != nil {
+			t.Fatalf("size %d: Import: %v", size, err)
+		}
+		got, err := to.Get(nid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := *src
+		want.ID = nid
+		if diff := cmp.Diff(&want, got, cmpMessage); diff != "" {
+			t.Errorf("size %d: imported message (-want +got):\n%s", size, diff)
+		}
+		if b := readBody(t, to, nid); !bytes.Equal(b, body) {
+			t.Errorf("size %d: imported body %d bytes; want %d", size, len(b), len(body))
+		}
+		if !bytes.Equal(rep.bodies[nid], body) || rep.records[nid] == nil {
+			t.Errorf("size %d: the importing spool's replica has no copy of %s", size, nid)
+		}
 	}
 }
