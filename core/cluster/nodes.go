@@ -85,6 +85,9 @@ func (n *Nodes) List(ctx context.Context) ([]NodeStatus, error) {
 	}
 	var out []NodeStatus
 	for key := range lister.Keys() {
+		if strings.HasPrefix(key, "claim.") {
+			continue
+		}
 		e, err := n.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // removed meanwhile
@@ -133,4 +136,83 @@ func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, sta
 		case <-t.C:
 		}
 	}
+}
+
+// Claim is a surviving node's claim on a silent node's queue: the key
+// claim.<node> of the heartbeats' bucket, created once (Create fails when
+// it is there), so exactly one node takes a queue over.
+type Claim struct {
+	Node    string    `json:"node"`    // whose queue
+	By      string    `json:"by"`      // the node that took it
+	At      time.Time `json:"at"`      // on the taker's clock
+	Silence time.Time `json:"silence"` // the silent node's last heartbeat
+	Done    bool      `json:"done"`    // every copy imported
+}
+
+func claimKey(node string) string {
+	return "claim." + base64.RawURLEncoding.EncodeToString([]byte(node))
+}
+
+// TryClaim claims node's queue for c.By and reports whether it got it:
+// false when another claim is there (another node's, or one the node has
+// not yet cleared after coming back).
+func (n *Nodes) TryClaim(ctx context.Context, c Claim) (bool, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := n.c.opContext(ctx)
+	defer cancel()
+	_, err = n.kv.Create(ctx, claimKey(c.Node), b)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("cluster: claim the queue of %s: %w", c.Node, explain(err))
+	}
+	return true, nil
+}
+
+// ClaimDone records that the claim c has imported every copy.
+func (n *Nodes) ClaimDone(ctx context.Context, c Claim) error {
+	c.Done = true
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := n.c.opContext(ctx)
+	defer cancel()
+	if _, err := n.kv.Put(ctx, claimKey(c.Node), b); err != nil {
+		return fmt.Errorf("cluster: claim of %s done: %w", c.Node, explain(err))
+	}
+	return nil
+}
+
+// ClaimOn returns the claim on node's queue, if there is one.
+func (n *Nodes) ClaimOn(ctx context.Context, node string) (Claim, bool, error) {
+	ctx, cancel := n.c.opContext(ctx)
+	defer cancel()
+	e, err := n.kv.Get(ctx, claimKey(node))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return Claim{}, false, nil
+	case err != nil:
+		return Claim{}, false, fmt.Errorf("cluster: read the claim on %s: %w", node, explain(err))
+	}
+	var c Claim
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return Claim{}, false, fmt.Errorf("cluster: read the claim on %s: %w", node, err)
+	}
+	return c, true, nil
+}
+
+// ClearClaim removes the claim on node's queue: the node is back and has
+// set its spool right.
+func (n *Nodes) ClearClaim(ctx context.Context, node string) error {
+	ctx, cancel := n.c.opContext(ctx)
+	defer cancel()
+	if err := n.kv.Delete(ctx, claimKey(node)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("cluster: clear the claim on %s: %w", node, explain(err))
+	}
+	return nil
 }

@@ -227,3 +227,32 @@ func assemble(bodies map[string][]byte, id string, h nats.Header, data []byte) (
 	}
 	return Copy{}, false
 }
+
+// ReplicaOf is the copy of another node's queue, for a takeover to remove
+// the copies it has imported.
+func (c *Conn) ReplicaOf(node string) *Replica {
+	return &Replica{c: c, prefix: nodePrefix(node)}
+}
+
+// Live reports whether the copy of node's message id is on the stream: its
+// subject's last message is a part, not a removal marker (nor gone).
+func (c *Conn) Live(ctx context.Context, node, id string) (bool, error) {
+	ctx, cancel := c.opContext(ctx)
+	defer cancel()
+	var st jetstream.Stream
+	var msg *jetstream.RawStreamMsg
+	err := c.whileForming(ctx, "read the copy of "+id, func(ctx context.Context) (err error) {
+		if st, err = c.js.Stream(ctx, QueueStream); err != nil {
+			return err
+		}
+		msg, err = st.GetLastMsgForSubject(ctx, nodePrefix(node)+id)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return msg.Header.Get(hdrPart) != partRemoved, nil
+}

@@ -71,9 +71,11 @@ func (g *Gateway) kvStores(ctx context.Context) (stores, error) {
 // heartbeats writes this node's heartbeat (its name, version, start and
 // queue size) until ctx ends; a part of Run with a cluster block.
 func (g *Gateway) heartbeats(ctx context.Context) {
-	cfg := g.cfg.Cluster
-	g.nodes.Heartbeats(ctx, cfg.TakeoverAfter, func() cluster.NodeStatus {
-		return cluster.NodeStatus{Node: cfg.Node, Version: g.version, Started: g.started,
-			Heartbeat: time.Now(), Queued: g.spool.Len()}
-	})
+	g.nodes.Heartbeats(ctx, g.cfg.Cluster.TakeoverAfter, g.status)
+}
+
+// status is this node's heartbeat now.
+func (g *Gateway) status() cluster.NodeStatus {
+	return cluster.NodeStatus{Node: g.cfg.Cluster.Node, Version: g.version, Started: g.started,
+		Heartbeat: time.Now(), Queued: g.spool.Len()}
 }

@@ -207,3 +207,76 @@ func TestClusterReplicatesBefore250(t *testing.T) {
 		t.Errorf("%d messages queued; want still 1", n)
 	}
 }
+
+// takeoverConfig is a node of nc with takeover_after 2s and the next hop
+// down.
+func takeoverConfig(node string, urls []string) string {
+	return fmt.Sprintf(`
+hostname = "mx.test"
+shutdown_timeout = "5s"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+cluster {
+  node           = %q
+  nats_urls      = ["%s"]
+  replicas       = 3
+  takeover_after = "2s"
+}
+%s`, node, strings.Join(urls, `", "`), gatewaytest.DeadRoute)
+}
+
+// TestClusterTakeover: when a node with queued mail goes silent, the
+// other takes its messages over (its copies move to the other's queue and
+// its stream copies go), and the silent node, back, has nothing left to
+// deliver.
+func TestClusterTakeover(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	path := gatewaytest.WriteConfig(t, takeoverConfig("gw1", nc.URLs()))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw1, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw1.Run(ctx) }()
+	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
+
+	addr := gw1.Addr("mx").String()
+	for range 3 {
+		if err := sendOne(t, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("gw1 stopped with %v", err)
+	}
+
+	if !gatewaytest.Eventually(15*time.Second, func() bool { return len(gw2.Queued(t)) == 3 }) {
+		t.Fatalf("gw2 queued %d messages 15 s after gw1 went silent; want gw1's 3", len(gw2.Queued(t)))
+	}
+	reader, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	count := func(node string) int {
+		n := 0
+		if err := reader.Copies(context.Background(), node, func(cluster.Copy) bool { n++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if !gatewaytest.Eventually(5*time.Second, func() bool { return count("gw1") == 0 }) || count("gw2") != 3 {
+		t.Errorf("copies: gw1 %d, gw2 %d; want 0 and 3", count("gw1"), count("gw2"))
+	}
+
+	back := gatewaytest.StartFile(t, path)
+	if q := back.Queued(t); len(q) != 0 {
+		t.Errorf("gw1 back with %d messages queued; want none (gw2 took them)", len(q))
+	}
+}

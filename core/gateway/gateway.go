@@ -121,6 +121,11 @@ func (g *Gateway) open(ctx context.Context, opt Options) error {
 	if g.spool, err = queue.Open(filepath.Join(cfg.DataDir, "queue"), qopt); err != nil {
 		return err
 	}
+	if g.nodes != nil {
+		if err := g.reconcile(ctx); err != nil {
+			return err
+		}
+	}
 	servers := cfg.Delivery.Resolver
 	if len(opt.Resolver) > 0 {
 		servers = opt.Resolver

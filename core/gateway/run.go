@@ -49,6 +49,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	g.goPart(&background, failed, "kv sweep", func() error { return sweepKV(bg, g.spool, kvSweepInterval, g.log) })
 	if g.nodes != nil {
 		g.goPart(&background, failed, "cluster heartbeats", func() error { g.heartbeats(bg); return nil })
+		g.goPart(&background, failed, "cluster takeovers", func() error { g.takeovers(bg); return nil })
 	}
 	if g.tlsReports != nil {
 		g.goPart(&background, failed, "tls reports", func() error { g.tlsReports.Run(bg); return nil })

@@ -1,0 +1,136 @@
+package gateway
+
+// The takeover of a silent node's queue (issue 13). Every node with a
+// cluster block looks, once per heartbeat period, for nodes whose last
+// heartbeat is older than takeover_after; the one that creates the claim
+// on such a node's queue (cluster.Nodes.TryClaim: exactly one can) imports
+// each of its copies into its own spool (queue.Spool.Import: durable and
+// copied under this node before the other's copy is removed) and then
+// removes the other's copy. A node that comes back first writes a
+// heartbeat, then, when its queue was claimed, deletes from its spool
+// every message whose copy is gone (taken over, or finished) before its
+// engine starts, and clears the claim: it delivers nothing that was taken
+// from it. A copy imported and not yet removed when the taker died, or a
+// message the silent node (cut off from NATS, not dead) went on
+// delivering, is delivered twice: a duplicate, never a loss.
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/queue"
+)
+
+// takeovers looks for silent nodes every heartbeat period until ctx ends;
+// a part of Run with a cluster block.
+func (g *Gateway) takeovers(ctx context.Context) {
+	t := time.NewTicker(cluster.HeartbeatEvery(g.cfg.Cluster.TakeoverAfter))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.takeOverSilent(ctx, time.Now())
+	}
+}
+
+// takeOverSilent claims, and takes over, the queue of every other node
+// silent at now for longer than takeover_after.
+func (g *Gateway) takeOverSilent(ctx context.Context, now time.Time) {
+	cfg := g.cfg.Cluster
+	list, err := g.nodes.List(ctx)
+	if err != nil {
+		g.log.Debug("cluster: cannot list the nodes", "err", err)
+		return
+	}
+	for _, n := range list {
+		if n.Node == cfg.Node || now.Sub(n.Heartbeat) <= cfg.TakeoverAfter {
+			continue
+		}
+		claim := cluster.Claim{Node: n.Node, By: cfg.Node, At: now, Silence: n.Heartbeat}
+		won, err := g.nodes.TryClaim(ctx, claim)
+		if err != nil {
+			g.log.Warn("cluster: cannot claim a silent node's queue", "node", n.Node, "err", err)
+		}
+		if !won {
+			continue
+		}
+		g.log.Warn("cluster: taking over the queue of a silent node", "node", n.Node, "silent_for", now.Sub(n.Heartbeat).Round(time.Second))
+		count, err := g.importQueue(ctx, n.Node)
+		if err != nil {
+			g.log.Error("cluster: takeover stopped; the copies left stay on the stream for the node", "node", n.Node, "taken", count, "err", err)
+			continue
+		}
+		if err := g.nodes.ClaimDone(ctx, claim); err != nil {
+			g.log.Warn("cluster: takeover done, but not recorded", "node", n.Node, "err", err)
+		}
+		g.log.Warn("cluster: took over the queue of a silent node", "node", n.Node, "messages", count)
+	}
+}
+
+// importQueue imports every copy of node's queue into this spool and
+// removes each copy once its message is durable here; it returns how many.
+func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
+	theirs := g.cluster.ReplicaOf(node)
+	n := 0
+	var importErr error
+	err := g.cluster.Copies(ctx, node, func(cp cluster.Copy) bool {
+		id, err := g.spool.Import(ctx, cp.Record, cp.Body)
+		if err != nil {
+			importErr = err
+			return false
+		}
+		theirs.Remove(cp.ID)
+		n++
+		g.log.Info("cluster: message taken over", "node", node, "from_id", cp.ID, "id", id)
+		return true
+	})
+	if n > 0 {
+		g.engine.Kick()
+	}
+	return n, errors.Join(err, importErr)
+}
+
+// reconcile runs at start, before the engine, with a cluster block: it
+// writes a first heartbeat (so that no node claims this one's queue while
+// it starts) and, when the queue was claimed while this node was away,
+// removes from the spool every message whose copy is gone, then clears
+// the claim.
+func (g *Gateway) reconcile(ctx context.Context) error {
+	me := g.cfg.Cluster.Node
+	if err := g.nodes.Beat(ctx, g.status()); err != nil {
+		return err
+	}
+	claim, claimed, err := g.nodes.ClaimOn(ctx, me)
+	if err != nil || !claimed {
+		return err
+	}
+	var gone []string
+	var liveErr error
+	err = g.spool.List(func(m *queue.Message) bool {
+		live, err := g.cluster.Live(ctx, me, m.ID)
+		if err != nil {
+			liveErr = err
+			return false
+		}
+		if !live {
+			gone = append(gone, m.ID)
+		}
+		return true
+	})
+	if err := errors.Join(err, liveErr); err != nil {
+		return err
+	}
+	for _, id := range gone {
+		if err := g.spool.Delete(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			return err
+		}
+	}
+	g.log.Warn("cluster: this node's queue was taken over while it was away; what was taken is not delivered here",
+		"by", claim.By, "at", claim.At, "removed", len(gone), "kept", g.spool.Len())
+	return g.nodes.ClearClaim(ctx, me)
+}
