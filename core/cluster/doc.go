@@ -26,9 +26,9 @@
 // The replicated queue (replica.go): a Replica is the copy of this
 // node's spool on the stream GATEWAY_QUEUE (queue.Replica: Commit waits
 // for the copy's acknowledgement, Delete removes it), and Copies reads a
-// node's copies back. The nodes' heartbeats (nodes.go) are a bucket of
-// their own, gateway_nodes. Not here yet (the next step of issue 13): the
-// takeover of a silent node's copies.
+// node's copies back. The nodes' heartbeats and the claims on silent
+// nodes' queues (nodes.go) are a bucket of their own, gateway_nodes; the
+// takeover itself, which uses them, is core/gateway's (takeover.go).
 //
 // # Running NATS
 //
@@ -52,7 +52,7 @@
 //	  replicas  = 3       # JetStream copies of the shared state; 1 to 5, default 3
 //	  # credentials_file = "gw.creds"              # NATS user JWT and nkey seed
 //	  # tls { ca = "ca.pem" cert = "gw.pem" key = "gw.key" }
-//	  # takeover_after = "30s"                     # (read, not yet used)
+//	  # takeover_after = "30s"                     # silent this long: its queue is taken over
 //	}
 //
 // The buckets are gateway_kv and gateway_ephemeral (streams
