@@ -59,6 +59,14 @@ const frameHeader = 4 + 1 + 8 + 8
 // callBuffer is the size of each end's read buffer.
 const callBuffer = 64 << 10
 
+// channel is the connection of a call channel as its ends use it: one
+// goroutine at a time reads it, and one writes it. A net.Conn is one;
+// channelOf makes a better one of a socket.
+type channel interface {
+	io.ReadWriteCloser
+	SetReadDeadline(t time.Time) error
+}
+
 // frame is one frame read from the channel.
 type frame struct {
 	kind     byte

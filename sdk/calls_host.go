@@ -17,7 +17,7 @@ import (
 // reply so reaches its caller without a hand-over between goroutines,
 // whose wake-up of another thread cost more than the call's own work.
 type CallConn struct {
-	conn net.Conn
+	conn channel
 	r    *bufio.Reader // read only by the reader
 	w    frameWriter
 
@@ -38,11 +38,11 @@ var turn = frame{}
 // NewCallConn serves the host's end of a call channel. The caller owns it
 // and must Close it.
 func NewCallConn(conn net.Conn) *CallConn {
-	rd, wr := channelIO(conn)
+	ch := channelOf(conn)
 	return &CallConn{
-		conn:    conn,
-		r:       bufio.NewReaderSize(rd, callBuffer),
-		w:       frameWriter{conn: wr},
+		conn:    ch,
+		r:       bufio.NewReaderSize(ch, callBuffer),
+		w:       frameWriter{conn: ch},
 		pending: make(map[uint64]chan frame),
 		failed:  make(chan struct{}),
 	}

@@ -1,12 +1,9 @@
-//go:build !unix
+//go:build !linux
 
 package sdk
 
-import (
-	"io"
-	"net"
-)
+import "net"
 
-// channelIO returns conn's reader and writer: a call channel is a Unix
-// socket pair, which this platform does not have, so conn itself.
-func channelIO(conn net.Conn) (io.Reader, io.Writer) { return conn, conn }
+// channelOf returns conn itself: the quieter channel (calls_raw_linux.go)
+// needs epoll.
+func channelOf(conn net.Conn) channel { return conn }

@@ -60,18 +60,18 @@ const maxIdleWorkers = 64
 // serveCalls's context and its work channel: they end when their hooks
 // have returned and serveCalls has.
 func serveCalls(conn net.Conn, impl Describer) error {
-	defer conn.Close()
-	rd, wr := channelIO(conn)
+	ch := channelOf(conn)
+	defer ch.Close()
 	s := &callServer{
 		srv:     &grpcServer{impl: impl},
-		w:       frameWriter{conn: wr},
+		w:       frameWriter{conn: ch},
 		work:    make(chan frame),
 		cancels: make(map[uint64]context.CancelFunc),
 	}
 	base, stop := context.WithCancel(context.Background())
 	defer stop()
 	defer close(s.work)
-	r := bufio.NewReaderSize(rd, callBuffer)
+	r := bufio.NewReaderSize(ch, callBuffer)
 	for {
 		f, err := readFrame(r)
 		if err != nil {

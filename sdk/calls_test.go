@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // callsPlugin answers by the recipient's local part: "fail" with an
 // ErrUnavailable of its own, "wait" when its ctx ends (reporting why on
-// ended), anything else a reject.
+// ended), "echo" with the request's notes as its own, anything else a
+// reject.
 type callsPlugin struct{ ended chan error }
 
 func (callsPlugin) Info() Info { return Info{Name: "calls"} }
@@ -30,19 +34,43 @@ func (p callsPlugin) Rcpt(ctx context.Context, r *Request) (Decision, Effects, e
 		default:
 		}
 		return Decision{}, Effects{}, ctx.Err()
+	case "echo":
+		return Decision{}, Effects{Notes: r.Notes}, nil
 	}
 	return RejectDecision(550, EnhancedCode{5, 7, 1}, "no "+r.Rcpt.Address.Local), Effects{}, nil
 }
 
 // transports are the connections the call channel tests run over: an
-// in-memory pipe, and a real socket, which the channel reads and writes
-// with raw system calls (calls_raw_unix.go).
+// in-memory pipe, and real sockets, which the channel reads and writes
+// with raw system calls outside the runtime's poller on Linux
+// (calls_raw_linux.go): a TCP pair, and a Unix socket pair as the host
+// makes.
 var transports = []struct {
 	name string
 	pair func(t *testing.T) (host, plug net.Conn)
 }{
 	{"pipe", func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() }},
 	{"socket", socketPair},
+	{"unix", unixPair},
+}
+
+// unixPair is a connected pair of Unix stream sockets.
+func unixPair(t *testing.T) (host, plug net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Skipf("socketpair: %v", err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "pair")
+		conns[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conns[0], conns[1]
 }
 
 // socketPair is a connected pair of loopback TCP sockets.
@@ -181,35 +209,56 @@ func TestCallChannelConcurrent(t *testing.T) { forEachTransport(t, testCallChann
 
 func testCallChannelConcurrent(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
 	c, _, _ := startCalls(t, pair)
+	inParallel(20, func(g int) {
+		for i := range 20 {
+			if (g+i)%7 == 0 {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+				_, _, err := c.Handle(ctx, rcptRequest("wait"))
+				cancel()
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("wait: got %v, want DeadlineExceeded", err)
+				}
+				continue
+			}
+			local := fmt.Sprintf("u%d-%d", g, i)
+			d, _, err := c.Handle(t.Context(), rcptRequest(local))
+			if err != nil || d.Message != "no "+local {
+				t.Errorf("%s: got %q, %v", local, d.Message, err)
+			}
+		}
+	})
+}
+
+// TestCallChannelLargeFrames: frames many times a socket's buffer go
+// both ways, several at once: the writes wait for the other end to read
+// and resume where they stopped.
+func TestCallChannelLargeFrames(t *testing.T) { forEachTransport(t, testCallChannelLargeFrames) }
+
+func testCallChannelLargeFrames(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	c, _, _ := startCalls(t, pair)
+	inParallel(4, func(g int) {
+		r := rcptRequest("echo")
+		want := strings.Repeat(string(rune('a'+g)), 3<<20)
+		r.Notes = map[string]string{"t/big": want}
+		_, eff, err := c.Handle(t.Context(), r)
+		if err != nil || eff.Notes["t/big"] != want {
+			t.Errorf("call %d: %d bytes back, %v; want %d", g, len(eff.Notes["t/big"]), err, len(want))
+		}
+	})
+}
+
+// inParallel runs f(0) to f(n-1) on goroutines of their own and waits for
+// them.
+func inParallel(n int, f func(g int)) {
 	var wg sync.WaitGroup
-	errc := make(chan error, 400)
-	for g := range 20 {
+	for g := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 20 {
-				if (g+i)%7 == 0 {
-					ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
-					_, _, err := c.Handle(ctx, rcptRequest("wait"))
-					cancel()
-					if !errors.Is(err, context.DeadlineExceeded) {
-						errc <- fmt.Errorf("wait: got %v, want DeadlineExceeded", err)
-					}
-					continue
-				}
-				local := fmt.Sprintf("u%d-%d", g, i)
-				d, _, err := c.Handle(t.Context(), rcptRequest(local))
-				if err != nil || d.Message != "no "+local {
-					errc <- fmt.Errorf("%s: got %q, %v", local, d.Message, err)
-				}
-			}
+			f(g)
 		}()
 	}
 	wg.Wait()
-	close(errc)
-	for err := range errc {
-		t.Error(err)
-	}
 }
 
 // TestCallChannelKeepsNothing: the plugin's end keeps nothing of a call
