@@ -48,7 +48,8 @@ type callServer struct {
 	idle atomic.Int32
 
 	mu      sync.Mutex
-	cancels map[uint64]context.CancelFunc
+	running map[uint64]*callCtx // the calls running
+	ended   bool                // serveCalls has returned: calls end as they start
 }
 
 // maxIdleWorkers is how many workers may wait for a call; more than that
@@ -57,8 +58,8 @@ const maxIdleWorkers = 64
 
 // serveCalls serves conn until it fails (the host closed it or exited),
 // then cancels the calls still running. The workers are owned by
-// serveCalls's context and its work channel: they end when their hooks
-// have returned and serveCalls has.
+// serveCalls's work channel: they end when their hooks have returned and
+// serveCalls has.
 func serveCalls(conn net.Conn, impl Describer) error {
 	ch := channelOf(conn)
 	defer ch.Close()
@@ -66,10 +67,9 @@ func serveCalls(conn net.Conn, impl Describer) error {
 		srv:     &grpcServer{impl: impl},
 		w:       frameWriter{conn: ch},
 		work:    make(chan frame),
-		cancels: make(map[uint64]context.CancelFunc),
+		running: make(map[uint64]*callCtx),
 	}
-	base, stop := context.WithCancel(context.Background())
-	defer stop()
+	defer s.end()
 	defer close(s.work)
 	r := bufio.NewReaderSize(ch, callBuffer)
 	for {
@@ -79,13 +79,13 @@ func serveCalls(conn net.Conn, impl Describer) error {
 		}
 		switch f.kind {
 		case frameCall:
-			s.start(base, f)
+			s.start(f)
 		case frameCancel:
 			s.mu.Lock()
-			cancel := s.cancels[f.id]
+			ctx := s.running[f.id]
 			s.mu.Unlock()
-			if cancel != nil {
-				cancel()
+			if ctx != nil {
+				ctx.cancel()
 			}
 		default:
 			return fmt.Errorf("sdk: call channel: frame kind %d from the host: %w", f.kind, ErrProtocol)
@@ -93,19 +93,29 @@ func serveCalls(conn net.Conn, impl Describer) error {
 	}
 }
 
+// end cancels the calls running, and those that start later.
+func (s *callServer) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	for _, ctx := range s.running {
+		ctx.cancel()
+	}
+}
+
 // start hands a call to a waiting worker, or to a new one.
-func (s *callServer) start(base context.Context, f frame) {
+func (s *callServer) start(f frame) {
 	select {
 	case s.work <- f:
 	default:
-		go s.worker(base, f)
+		go s.worker(f)
 	}
 }
 
 // worker runs call f, then the calls it is handed while it waits.
-func (s *callServer) worker(base context.Context, f frame) {
+func (s *callServer) worker(f frame) {
 	for {
-		s.run(base, f)
+		s.run(f)
 		if s.idle.Add(1) > maxIdleWorkers {
 			s.idle.Add(-1)
 			return
@@ -120,24 +130,20 @@ func (s *callServer) worker(base context.Context, f frame) {
 }
 
 // run runs one call under its deadline and writes its answer.
-func (s *callServer) run(base context.Context, f frame) {
-	var (
-		ctx    context.Context
-		cancel context.CancelFunc
-	)
-	if d, ok := frameDeadline(f.deadline); ok {
-		ctx, cancel = context.WithDeadline(base, d)
-	} else {
-		ctx, cancel = context.WithCancel(base)
-	}
+func (s *callServer) run(f frame) {
+	d, _ := frameDeadline(f.deadline)
+	ctx := newCallCtx(d)
 	s.mu.Lock()
-	s.cancels[f.id] = cancel
+	if s.ended {
+		ctx.cancel()
+	}
+	s.running[f.id] = ctx
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		delete(s.cancels, f.id)
+		delete(s.running, f.id)
 		s.mu.Unlock()
-		cancel()
+		ctx.cancel()
 	}()
 	resp, err := s.call(ctx, f.payload)
 	if err != nil {
