@@ -22,7 +22,8 @@ package sdk
 //	id       uint64  the call, chosen by the host
 //	deadline int64   frameCall: the call's deadline, Unix nanoseconds; 0 = none
 //
-// frameCall carries a pb.HandleRequest, frameReply a pb.HandleResponse,
+// frameCall carries a pb.HandleRequest (written by the lean codec of
+// calls_codec.go when it can, read by it when it can), frameReply a pb.HandleResponse,
 // frameFail a google.rpc.Status (errorToStatus's, read back by
 // errorFromStatus, so errors mean what they mean over gRPC), frameCancel
 // nothing: the host no longer waits for that call.
@@ -84,15 +85,34 @@ type frameWriter struct {
 
 // write sends a frame whose payload is m marshalled (nil = none).
 func (w *frameWriter) write(kind byte, id uint64, deadline int64, m proto.Message) error {
+	return w.writeWith(kind, id, deadline, func(b []byte) ([]byte, error) {
+		if m == nil {
+			return b, nil
+		}
+		return (proto.MarshalOptions{}).MarshalAppend(b, m)
+	})
+}
+
+// writeRequest sends call id's frame: r in the lean codec
+// (calls_codec.go), or marshalled by the generated code when it has a
+// message.
+func (w *frameWriter) writeRequest(id uint64, deadline int64, r *Request) error {
+	return w.writeWith(frameCall, id, deadline, func(b []byte) ([]byte, error) {
+		if out, ok := appendRequest(b, r); ok {
+			return out, nil
+		}
+		return (proto.MarshalOptions{}).MarshalAppend(b, toPBRequest(r))
+	})
+}
+
+// writeWith sends a frame whose payload appendPayload appends.
+func (w *frameWriter) writeWith(kind byte, id uint64, deadline int64, appendPayload func([]byte) ([]byte, error)) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var zero [frameHeader]byte
-	b := append(w.buf[:0], zero[:]...)
-	if m != nil {
-		var err error
-		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, m); err != nil {
-			return fmt.Errorf("sdk: call channel: %v: %w", err, ErrInternal)
-		}
+	b, err := appendPayload(append(w.buf[:0], zero[:]...))
+	if err != nil {
+		return fmt.Errorf("sdk: call channel: %v: %w", err, ErrInternal)
 	}
 	n := len(b) - frameHeader
 	if n > MaxWireMessage {
@@ -102,7 +122,7 @@ func (w *frameWriter) write(kind byte, id uint64, deadline int64, m proto.Messag
 	b[4] = kind
 	binary.BigEndian.PutUint64(b[5:], id)
 	binary.BigEndian.PutUint64(b[13:], uint64(deadline))
-	_, err := w.conn.Write(b)
+	_, err = w.conn.Write(b)
 	if cap(b) <= callBuffer {
 		w.buf = b // a large frame's buffer is not kept
 	}
@@ -132,7 +152,7 @@ func readFrame(r *bufio.Reader) (frame, error) {
 }
 
 // reply decodes the plugin's answer.
-func reply(ctx context.Context, op string, f frame) (Decision, Effects, error) {
+func reply(ctx context.Context, op callOp, f frame) (Decision, Effects, error) {
 	if f.kind == frameFail {
 		st := new(spb.Status)
 		if err := proto.Unmarshal(f.payload, st); err != nil {
@@ -141,7 +161,7 @@ func reply(ctx context.Context, op string, f frame) (Decision, Effects, error) {
 		if st.GetCode() == int32(codes.OK) {
 			st.Code = int32(codes.Unknown) // a failure is never OK
 		}
-		return Decision{}, Effects{}, errorFromStatus(ctx, op, status.FromProto(st).Err())
+		return Decision{}, Effects{}, errorFromStatus(ctx, op.String(), status.FromProto(st).Err())
 	}
 	resp := new(pb.HandleResponse)
 	if err := proto.Unmarshal(f.payload, resp); err != nil {

@@ -67,8 +67,7 @@ func (c *CallConn) failLocked(err error) {
 
 // Handle is Remote.Handle over the channel.
 func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, error) {
-	req := toPBRequest(r)
-	op := "plugin " + req.GetStage()
+	op := callOp(r.Stage)
 	if err := ctx.Err(); err != nil {
 		return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, err)
 	}
@@ -90,7 +89,7 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 		me <- turn
 	}
 	c.mu.Unlock()
-	if err := c.w.write(frameCall, id, deadline, req); err != nil {
+	if err := c.w.writeRequest(id, deadline, r); err != nil {
 		c.leave(id, me)
 		return Decision{}, Effects{}, c.lost(op, err)
 	}
@@ -238,8 +237,14 @@ func (c *CallConn) leave(id uint64, me chan frame) {
 	}
 }
 
+// callOp names a call of stage in errors; made only when one is, as
+// fmt formats it (the concatenation would be an allocation per call).
+type callOp Stage
+
+func (op callOp) String() string { return "plugin " + string(op) }
+
 // lost is the error of a call the channel could not carry.
-func (c *CallConn) lost(op string, err error) error {
+func (c *CallConn) lost(op callOp, err error) error {
 	c.mu.Lock()
 	if c.err != nil {
 		err = c.err

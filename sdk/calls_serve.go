@@ -153,8 +153,12 @@ func (s *callServer) run(f frame) {
 	_ = s.w.write(frameReply, f.id, 0, resp)
 }
 
-// call decodes a request and handles it as the gRPC Handle does.
+// call decodes a request, with the lean codec when it can, and handles
+// it as the gRPC Handle does.
 func (s *callServer) call(ctx context.Context, payload []byte) (*pb.HandleResponse, error) {
+	if r, ok := parseRequest(payload); ok {
+		return s.srv.handle(ctx, r)
+	}
 	req := new(pb.HandleRequest)
 	if err := proto.Unmarshal(payload, req); err != nil {
 		return nil, errorToStatus(fmt.Errorf("sdk: a request that does not decode: %v: %w", err, ErrProtocol))

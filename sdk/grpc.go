@@ -167,9 +167,23 @@ type grpcServer struct {
 // host's log. Use as `defer recoverPanic("rcpt hook", &err)`.
 func recoverPanic(op string, err *error) {
 	if r := recover(); r != nil {
-		fmt.Fprintf(os.Stderr, "sdk: panic in %s: %v\n%s", op, r, debug.Stack())
-		*err = errorToStatus(fmt.Errorf("sdk: panic in %s: %v: %w", op, r, ErrInternal))
+		*err = panicError(op, r)
 	}
+}
+
+// recoverHookPanic is recoverPanic for a hook of stage, naming it only
+// when there was a panic.
+func recoverHookPanic(stage Stage, err *error) {
+	if r := recover(); r != nil {
+		*err = panicError(string(stage)+" hook", r)
+	}
+}
+
+// panicError logs panic r of op with its stack and returns the INTERNAL
+// error the host gets.
+func panicError(op string, r any) error {
+	fmt.Fprintf(os.Stderr, "sdk: panic in %s: %v\n%s", op, r, debug.Stack())
+	return errorToStatus(fmt.Errorf("sdk: panic in %s: %v: %w", op, r, ErrInternal))
 }
 
 // info is the author's Info with the protocol versions and stages filled in.
@@ -246,9 +260,13 @@ func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (r
 	return &pb.ConfigureResponse{}, nil
 }
 
-func (s *grpcServer) Handle(ctx context.Context, req *pb.HandleRequest) (resp *pb.HandleResponse, err error) {
-	r := fromPBRequest(req)
-	defer recoverPanic(string(r.Stage)+" hook", &err)
+func (s *grpcServer) Handle(ctx context.Context, req *pb.HandleRequest) (*pb.HandleResponse, error) {
+	return s.handle(ctx, fromPBRequest(req))
+}
+
+// handle runs the hook for r and encodes its answer.
+func (s *grpcServer) handle(ctx context.Context, r *Request) (resp *pb.HandleResponse, err error) {
+	defer recoverHookPanic(r.Stage, &err)
 	d, e, err := s.dispatch(ctx, r)
 	if err != nil {
 		return nil, errorToStatus(err)
