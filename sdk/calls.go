@@ -163,6 +163,9 @@ func reply(ctx context.Context, op callOp, f frame) (Decision, Effects, error) {
 		}
 		return Decision{}, Effects{}, errorFromStatus(ctx, op.String(), status.FromProto(st).Err())
 	}
+	if string(f.payload) == continueReply {
+		return Decision{}, Effects{}, nil
+	}
 	resp := new(pb.HandleResponse)
 	if err := proto.Unmarshal(f.payload, resp); err != nil {
 		return Decision{}, Effects{}, fmt.Errorf("sdk: %s: a reply that does not decode: %v: %w", op, err, ErrProtocol)

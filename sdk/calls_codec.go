@@ -19,6 +19,15 @@ import (
 // field twice that protobuf would merge, invalid UTF-8), where
 // parseRequest answers false and the caller decodes with proto.Unmarshal.
 
+// continueReply is the encoding of the commonest reply, a continue with
+// no effects (toPBHandleResponse(Decision{}, Effects{}): an empty
+// decision), which the plugin writes as it is and the host reads by
+// comparison, without the generated code.
+const continueReply = "\x0a\x00"
+
+// appendContinueReply appends continueReply to b.
+func appendContinueReply(b []byte) ([]byte, error) { return append(b, continueReply...), nil }
+
 // The field numbers of plugin.proto's messages the codec writes.
 const (
 	fieldReqStage, fieldReqSession, fieldReqTxn, fieldReqRcpt         = 1, 2, 3, 4

@@ -131,8 +131,8 @@ func (s *callServer) worker(f frame) {
 
 // run runs one call under its deadline and writes its answer.
 func (s *callServer) run(f frame) {
-	d, _ := frameDeadline(f.deadline)
-	ctx := newCallCtx(d)
+	deadline, _ := frameDeadline(f.deadline)
+	ctx := newCallCtx(deadline)
 	s.mu.Lock()
 	if s.ended {
 		ctx.cancel()
@@ -145,23 +145,26 @@ func (s *callServer) run(f frame) {
 		s.mu.Unlock()
 		ctx.cancel()
 	}()
-	resp, err := s.call(ctx, f.payload)
-	if err != nil {
+	d, e, err := s.call(ctx, f.payload)
+	switch {
+	case err != nil:
 		_ = s.w.write(frameFail, f.id, 0, status.Convert(err).Proto())
-		return
+	case d == Decision{} && e.IsZero():
+		_ = s.w.writeWith(frameReply, f.id, 0, appendContinueReply)
+	default:
+		_ = s.w.write(frameReply, f.id, 0, toPBHandleResponse(d, e))
 	}
-	_ = s.w.write(frameReply, f.id, 0, resp)
 }
 
 // call decodes a request, with the lean codec when it can, and handles
 // it as the gRPC Handle does.
-func (s *callServer) call(ctx context.Context, payload []byte) (*pb.HandleResponse, error) {
+func (s *callServer) call(ctx context.Context, payload []byte) (Decision, Effects, error) {
 	if r, ok := parseRequest(payload); ok {
 		return s.srv.handle(ctx, r)
 	}
 	req := new(pb.HandleRequest)
 	if err := proto.Unmarshal(payload, req); err != nil {
-		return nil, errorToStatus(fmt.Errorf("sdk: a request that does not decode: %v: %w", err, ErrProtocol))
+		return Decision{}, Effects{}, errorToStatus(fmt.Errorf("sdk: a request that does not decode: %v: %w", err, ErrProtocol))
 	}
-	return s.srv.Handle(ctx, req)
+	return s.srv.handle(ctx, fromPBRequest(req))
 }

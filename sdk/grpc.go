@@ -261,17 +261,21 @@ func (s *grpcServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (r
 }
 
 func (s *grpcServer) Handle(ctx context.Context, req *pb.HandleRequest) (*pb.HandleResponse, error) {
-	return s.handle(ctx, fromPBRequest(req))
-}
-
-// handle runs the hook for r and encodes its answer.
-func (s *grpcServer) handle(ctx context.Context, r *Request) (resp *pb.HandleResponse, err error) {
-	defer recoverHookPanic(r.Stage, &err)
-	d, e, err := s.dispatch(ctx, r)
+	d, e, err := s.handle(ctx, fromPBRequest(req))
 	if err != nil {
-		return nil, errorToStatus(err)
+		return nil, err
 	}
 	return toPBHandleResponse(d, e), nil
+}
+
+// handle runs the hook for r; its error is a gRPC status.
+func (s *grpcServer) handle(ctx context.Context, r *Request) (d Decision, e Effects, err error) {
+	defer recoverHookPanic(r.Stage, &err)
+	d, e, err = s.dispatch(ctx, r)
+	if err != nil {
+		return Decision{}, Effects{}, errorToStatus(err)
+	}
+	return d, e, nil
 }
 
 // dispatch calls the hook method for r.Stage.
