@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"io"
 	"testing"
 	"time"
@@ -36,5 +37,25 @@ func BenchmarkCallServerRun(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.run(f)
+	}
+}
+
+// BenchmarkCallConnHandle is one rcpt call across a call channel in this
+// process under a caller's deadline, as the hook chain gives one: both
+// ends' work, the hand-overs and the waits included.
+func BenchmarkCallConnHandle(b *testing.B) {
+	host, plug := unixPair(b)
+	served := make(chan error, 1)
+	go func() { served <- serveCalls(plug, callsPlugin{}) }()
+	c := NewCallConn(host)
+	defer func() { c.Close(); <-served }()
+	ctx, cancel := context.WithTimeout(b.Context(), time.Hour)
+	defer cancel()
+	r := benchRcptRequest()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := c.Handle(ctx, r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -51,11 +51,11 @@ var transports = []struct {
 }{
 	{"pipe", func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() }},
 	{"socket", socketPair},
-	{"unix", unixPair},
+	{"unix", func(t *testing.T) (net.Conn, net.Conn) { return unixPair(t) }},
 }
 
 // unixPair is a connected pair of Unix stream sockets.
-func unixPair(t *testing.T) (host, plug net.Conn) {
+func unixPair(t testing.TB) (host, plug net.Conn) {
 	t.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
