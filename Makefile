@@ -44,6 +44,7 @@ FUZZ_TARGETS = \
 	./core/arc:FuzzVerify \
 	./core/lua/pattern:FuzzFind \
 	./sdk:FuzzFromPB \
+	./sdk:FuzzParseRequest \
 	./plugins/aliases:FuzzParse \
 	./plugins/webhook:FuzzDocument
 
