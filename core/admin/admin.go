@@ -9,7 +9,8 @@
 //
 // Routes (JSON in and out; an error is {"error": "..."} with the status):
 //
-//	GET    /healthz                      {"status":"ok"}
+//	GET    /healthz                      {"status":"ok"}; 503 {"status":"unavailable","reason":...} while a cluster node is cut off from NATS
+//	GET    /v1/cluster                   ClusterStats and the nodes' heartbeats (404 without a cluster block)
 //	GET    /v1/queue[?limit=N&domain=D]  [Message, ...] in arrival order; limit defaults to 1000
 //	GET    /v1/queue/{id}                Message with its envelope details
 //	DELETE /v1/queue/{id}                remove without a DSN          → Result
@@ -98,6 +99,7 @@ type Options struct {
 	Queue   Queue                           // required
 	Engine  Engine                          // nil: queue operations answer 503, no delivery metrics
 	Servers []ServerStats                   // SMTP servers, summed in the metrics
+	Cluster Cluster                         // nil: no cluster block (GET /v1/cluster answers 404)
 	Reload  func(ctx context.Context) error // nil: POST /v1/reload answers 501
 	Log     *slog.Logger                    // nil = discard
 	Version string                          // reported by gateway_build_info

@@ -92,6 +92,7 @@ func (a *Admin) routes() http.Handler {
 	mux.Handle("/", methods{}) // anything else: 404
 	mux.Handle("/healthz", methods{http.MethodGet: a.healthz})
 	mux.Handle("/metrics", methods{http.MethodGet: metrics.ServeHTTP})
+	mux.Handle("/v1/cluster", methods{http.MethodGet: a.cluster})
 	mux.Handle("/v1/queue", methods{http.MethodGet: a.list})
 	mux.Handle("/v1/queue/retry", methods{http.MethodPost: a.retryMany})
 	mux.Handle("/v1/queue/{id}", methods{http.MethodGet: a.show, http.MethodDelete: a.remove})
@@ -161,7 +162,15 @@ func loopbackName(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// healthz answers 200 {"status":"ok"}, or 503 with the reason while a
+// cluster node is cut off from NATS and refuses new mail, so that a load
+// balancer sends it elsewhere.
 func (a *Admin) healthz(w http.ResponseWriter, r *http.Request) {
+	if c := a.opt.Cluster; c != nil && !c.ClusterStats().Connected {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable",
+			"reason": "not connected to NATS: new mail is answered 451 4.3.0 until it is"})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 

@@ -111,6 +111,7 @@ type collector struct {
 	accepted, rejected, sessionsActive, sessionsTotal, refusals *prometheus.Desc
 	queueMessages, queueOldest, commits, fsyncs, spoolFile      *prometheus.Desc
 	deliveries, inFlight                                        *prometheus.Desc
+	cluster                                                     clusterMetrics
 }
 
 func newCollector(a *Admin) *collector {
@@ -133,6 +134,7 @@ func newCollector(a *Admin) *collector {
 			"that were read count in the process's RSS as file cache, not heap."),
 		deliveries: d(metricDeliveries, "Recipients by delivery result: delivered, deferred (attempts that ended temporary) and failed.", "result"),
 		inFlight:   d(metricInFlight, "Messages being delivered now."),
+		cluster:    newClusterMetrics(),
 	}
 }
 
@@ -146,6 +148,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.a.opt.Engine != nil {
 		ch <- c.deliveries
 		ch <- c.inFlight
+	}
+	if c.a.opt.Cluster != nil {
+		c.cluster.describe(ch)
 	}
 }
 
@@ -187,6 +192,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.deliveries, float64(es.Deferred), "deferred")
 		counter(c.deliveries, float64(es.Failed), "failed")
 		gauge(c.inFlight, float64(es.InFlight))
+	}
+	if cl := c.a.opt.Cluster; cl != nil {
+		c.cluster.collect(ch, cl.ClusterStats())
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -54,6 +55,16 @@ const (
 type Replica struct {
 	c      *Conn
 	prefix string // gwq.<node>.
+	stats  *ReplicaStats
+}
+
+// ReplicaStats count a node's copies since start, for the metrics.
+type ReplicaStats struct {
+	Copies   atomic.Int64 // copies acknowledged
+	Failures atomic.Int64 // copies not acknowledged (their message was refused)
+	// WaitNanos is the time the acknowledged copies' Commits waited for
+	// them past the local commit's end: the replication's added latency.
+	WaitNanos atomic.Int64
 }
 
 var _ queue.Replica = (*Replica)(nil)
@@ -69,8 +80,15 @@ func (c *Conn) OpenReplica(ctx context.Context, node string, replicas int) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	return &Replica{c: c, prefix: nodePrefix(node)}, nil
+	return &Replica{c: c, prefix: nodePrefix(node), stats: &ReplicaStats{}}, nil
 }
+
+// Stats are the replica's counters.
+func (r *Replica) Stats() *ReplicaStats { return r.stats }
+
+// Pending is how many parts of copies this connection has published and
+// the servers not yet acknowledged.
+func (c *Conn) Pending() int { return c.js.PublishAsyncPending() }
 
 func queueStreamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
@@ -98,7 +116,10 @@ func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context
 	subject := r.prefix + m.ID
 	var acks []jetstream.PubAckFuture
 	fail := func(err error) func(context.Context) error {
-		return func(context.Context) error { return fmt.Errorf("cluster: copy of %s: %w", m.ID, explain(err)) }
+		return func(context.Context) error {
+			r.stats.Failures.Add(1)
+			return fmt.Errorf("cluster: copy of %s: %w", m.ID, explain(err))
+		}
 	}
 	if err := r.c.ready(); err != nil {
 		return fail(err)
@@ -130,19 +151,33 @@ func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context
 	}
 	acks = append(acks, ack)
 	return func(ctx context.Context) error {
-		ctx, cancel := r.c.opContext(ctx)
-		defer cancel()
-		for _, a := range acks {
-			select {
-			case <-a.Ok():
-			case err := <-a.Err():
-				return fmt.Errorf("cluster: copy of %s: %w", m.ID, explain(err))
-			case <-ctx.Done():
-				return fmt.Errorf("cluster: copy of %s: waiting for the servers: %w", m.ID, ctx.Err())
-			}
+		start := time.Now()
+		err := r.wait(ctx, m.ID, acks)
+		if err != nil {
+			r.stats.Failures.Add(1)
+			return err
 		}
+		r.stats.Copies.Add(1)
+		r.stats.WaitNanos.Add(int64(time.Since(start)))
 		return nil
 	}
+}
+
+// wait waits for every part's acknowledgement, within ctx and the
+// connection's timeout.
+func (r *Replica) wait(ctx context.Context, id string, acks []jetstream.PubAckFuture) error {
+	ctx, cancel := r.c.opContext(ctx)
+	defer cancel()
+	for _, a := range acks {
+		select {
+		case <-a.Ok():
+		case err := <-a.Err():
+			return fmt.Errorf("cluster: copy of %s: %w", id, explain(err))
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: copy of %s: waiting for the servers: %w", id, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // publish publishes one part of a copy, asynchronously.
@@ -231,7 +266,7 @@ func assemble(bodies map[string][]byte, id string, h nats.Header, data []byte) (
 // ReplicaOf is the copy of another node's queue, for a takeover to remove
 // the copies it has imported.
 func (c *Conn) ReplicaOf(node string) *Replica {
-	return &Replica{c: c, prefix: nodePrefix(node)}
+	return &Replica{c: c, prefix: nodePrefix(node), stats: &ReplicaStats{}}
 }
 
 // Live reports whether the copy of node's message id is on the stream: its

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/mailgate/gateway/core/admin"
+
 	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/queue"
@@ -29,6 +31,7 @@ func (g *Gateway) joinCluster(ctx context.Context) (queue.Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.replica = rep
 	if g.nodes, err = g.cluster.OpenNodes(ctx, cfg.Replicas); err != nil {
 		return nil, err
 	}
@@ -78,4 +81,25 @@ func (g *Gateway) heartbeats(ctx context.Context) {
 func (g *Gateway) status() cluster.NodeStatus {
 	return cluster.NodeStatus{Node: g.cfg.Cluster.Node, Version: g.version, Started: g.started,
 		Heartbeat: time.Now(), Queued: g.spool.Len()}
+}
+
+// clusterView is the admin API's view of this node's cluster.
+type clusterView struct{ g *Gateway }
+
+var _ admin.Cluster = clusterView{}
+
+func (v clusterView) ClusterStats() admin.ClusterStats {
+	g := v.g
+	st := admin.ClusterStats{Node: g.cfg.Cluster.Node, Connected: g.cluster.Connected(), CopiesPending: g.cluster.Pending(),
+		Takeovers: g.takeoverCount.Load(), TakenOver: g.takenOver.Load()}
+	if r := g.replica; r != nil {
+		rs := r.Stats()
+		st.Copies, st.CopyFailures = rs.Copies.Load(), rs.Failures.Load()
+		st.CopyWaitSeconds = time.Duration(rs.WaitNanos.Load()).Seconds()
+	}
+	return st
+}
+
+func (v clusterView) ClusterNodes(ctx context.Context) ([]cluster.NodeStatus, error) {
+	return v.g.nodes.List(ctx)
 }

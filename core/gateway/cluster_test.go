@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net"
 	"path/filepath"
 	"strings"
@@ -175,10 +179,14 @@ func TestClusterUnreachable(t *testing.T) {
 // gone the node answers 451 4.3.0 and queues nothing.
 func TestClusterReplicatesBefore250(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	g := startClusterNode(t, "gw1", nc.URLs(), "")
+	g := startClusterNode(t, "gw1", nc.URLs(), `admin { address = "127.0.0.1:0" }`)
+	admin := "http://" + g.Addr(t, "admin")
+	checkHTTP(t, admin+"/healthz", 200, `{"status":"ok"}`)
 	if err := sendOne(t, g.Addr(t, "mx")); err != nil {
 		t.Fatal(err)
 	}
+	checkHTTP(t, admin+"/v1/cluster", 200, `"node":"gw1","connected":true,"copies_pending":0,"copies":1,"copy_failures":0`)
+	checkHTTP(t, admin+"/v1/cluster", 200, `"nodes":[{"node":"gw1"`)
 	queued := g.Queued(t)
 	if len(queued) != 1 {
 		t.Fatalf("%d messages queued; want 1", len(queued))
@@ -206,6 +214,29 @@ func TestClusterReplicatesBefore250(t *testing.T) {
 	if n := len(g.Queued(t)); n != 1 {
 		t.Errorf("%d messages queued; want still 1", n)
 	}
+	checkHTTP(t, admin+"/healthz", 503, `{"reason":"not connected to NATS: new mail is answered 451 4.3.0 until it is","status":"unavailable"}`)
+	checkHTTP(t, admin+"/metrics", 200, "gateway_cluster_connected 0\n")
+	checkHTTP(t, admin+"/metrics", 200, "gateway_cluster_copies_total 1\n")
+	checkHTTP(t, admin+"/metrics", 200, "gateway_cluster_copy_failures_total 1\n")
+}
+
+// checkHTTP GETs url and checks its status and that its body (compacted,
+// when it is JSON) has want.
+func checkHTTP(t *testing.T, url string, status int, want string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var compact bytes.Buffer
+	if json.Compact(&compact, body) == nil {
+		body = compact.Bytes()
+	}
+	if resp.StatusCode != status || !strings.Contains(string(body), want) {
+		t.Errorf("GET %s: %d %s\nwant %d and %s", url, resp.StatusCode, body, status, want)
+	}
 }
 
 // takeoverConfig is a node of nc with takeover_after 2s and the next hop
@@ -222,6 +253,7 @@ cluster {
   replicas       = 3
   takeover_after = "2s"
 }
+admin { address = "127.0.0.1:0" }
 %s`, node, strings.Join(urls, `", "`), gatewaytest.DeadRoute)
 }
 
@@ -274,6 +306,8 @@ func TestClusterTakeover(t *testing.T) {
 	if !gatewaytest.Eventually(5*time.Second, func() bool { return count("gw1") == 0 }) || count("gw2") != 3 {
 		t.Errorf("copies: gw1 %d, gw2 %d; want 0 and 3", count("gw1"), count("gw2"))
 	}
+
+	checkHTTP(t, "http://"+gw2.Addr(t, "admin")+"/v1/cluster", 200, `"takeovers":1,"taken_over":3`)
 
 	back := gatewaytest.StartFile(t, path)
 	if q := back.Queued(t); len(q) != 0 {

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/gateway/core/admin"
@@ -78,8 +79,12 @@ type Gateway struct {
 	pickup    *pickupPart     // local mail that gateway sendmail left in data_dir/pickup
 	cluster   *cluster.Conn   // the connection to NATS; nil without a cluster block
 	nodes     *cluster.Nodes  // the nodes' heartbeats; nil without a cluster block
-	version   string          // Options.Version, for the heartbeats
-	started   time.Time
+	replica   *cluster.Replica
+	// takeoverCount and takenOver count the silent nodes' queues taken
+	// over and their messages (takeover.go).
+	takeoverCount, takenOver atomic.Int64
+	version                  string // Options.Version, for the heartbeats
+	started                  time.Time
 	// tlsReports sends the TLS-RPT reports; nil without tls_reports.
 	tlsReports *tlsrpt.Reporter
 
@@ -251,10 +256,15 @@ func (g *Gateway) newEngine(opt Options) error {
 	// The admin API reads the engine and the servers only when a request
 	// comes, and the engine reports to the admin's metrics: the admin is
 	// built first, over the Gateway, which forwards to both.
+	var clusterAPI admin.Cluster // nil interface without a cluster block
+	if g.cluster != nil {
+		clusterAPI = clusterView{g}
+	}
 	g.admin = admin.New(admin.Options{
 		Queue:   g.spool,
 		Engine:  &g.engine,
 		Servers: []admin.ServerStats{admin.ServerStatsFunc(g.serverStats)},
+		Cluster: clusterAPI,
 		Reload:  g.Reload,
 		Log:     g.log.With("part", "admin"),
 		Version: version,

@@ -65,6 +65,7 @@ func (g *Gateway) takeOverSilent(ctx context.Context, now time.Time) {
 			g.log.Error("cluster: takeover stopped; the copies left stay on the stream for the node", "node", n.Node, "taken", count, "err", err)
 			continue
 		}
+		g.takeoverCount.Add(1)
 		if err := g.nodes.ClaimDone(ctx, claim); err != nil {
 			g.log.Warn("cluster: takeover done, but not recorded", "node", n.Node, "err", err)
 		}
@@ -85,6 +86,7 @@ func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
 			return false
 		}
 		theirs.Remove(cp.ID)
+		g.takenOver.Add(1)
 		n++
 		g.log.Info("cluster: message taken over", "node", node, "from_id", cp.ID, "id", id)
 		return true
