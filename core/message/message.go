@@ -34,29 +34,8 @@ var crlf = []byte("\r\n")
 // that offset. Lines that are not fields are left out. Only read errors are
 // returned.
 func ParseHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, err error) {
-	fields, headerLen, _, err = parseHeader(r)
+	fields, headerLen, _, err = parseHeader(r, 0)
 	return fields, headerLen, err
-}
-
-// parseHeader is ParseHeader, and whether the header section ended as
-// RFC 5322 has it: with an empty line or the end of the input. false
-// means a line that is not a field ended it (" x", "bogus line", a line
-// over MaxLine), where readers disagree: some take fields after it, which
-// the ones who stopped never saw. Rewrite puts an empty line before such a
-// line, so that all agree.
-func parseHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, clean bool, err error) {
-	hs := newScanner(r)
-	for {
-		f, err := hs.next()
-		if err != nil {
-			return fields, hs.n, false, err
-		}
-		if f == nil {
-			clean = len(hs.rest) == 0 || string(hs.rest) == "\r\n" || string(hs.rest) == "\n"
-			return fields, hs.n, clean, nil
-		}
-		fields = append(fields, sdk.HeaderField{Name: f.name, Value: unfold(f.raw[f.valueAt:])})
-	}
 }
 
 // Rewrite copies the message in src to dst with the fields of add first
@@ -300,7 +279,7 @@ func (s *scanner) line() ([]byte, error) {
 // the body here, the fields after it (a From: for DMARC, a forged
 // Authentication-Results) would reach them unseen by the checks. So it
 // is a field with an empty name, which no one asks for by name.
-func fieldStart(line []byte) (name string, at int, ok bool) {
+func fieldStart[T ~string | ~[]byte](line T) (name string, at int, ok bool) {
 	if len(line) > MaxLine || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
 		return "", 0, false
 	}
@@ -318,17 +297,20 @@ func fieldStart(line []byte) (name string, at int, ok bool) {
 	return string(line[:i]), j + 1, true
 }
 
-// unfold removes the line breaks of a field's value and trims blanks.
-func unfold(v []byte) string {
-	if bytes.ContainsAny(v, "\r\n") {
-		v = bytes.Map(func(r rune) rune {
+// unfold removes the line breaks of a field's value and trims blanks. A
+// string value that needs no line break removed comes back as a part of
+// it, not a copy.
+func unfold[T ~string | ~[]byte](v T) string {
+	s := string(v) // no copy for a string
+	if strings.ContainsAny(s, "\r\n") {
+		s = strings.Map(func(r rune) rune {
 			if r == '\r' || r == '\n' {
 				return -1
 			}
 			return r
-		}, v)
+		}, s)
 	}
-	return string(bytes.Trim(v, " \t"))
+	return strings.Trim(s, " \t")
 }
 
 // crlfReader reads r with every bare CR and bare LF turned into CRLF,

@@ -106,7 +106,7 @@ func (v *View) parse() error {
 		return v.err
 	}
 	defer rc.Close()
-	v.fields, v.hlen, v.clean, err = parseHeader(rc)
+	v.fields, v.hlen, v.clean, err = parseHeader(rc, v.size)
 	if err != nil {
 		v.fields, v.err = nil, fmt.Errorf("message: read header: %w", err)
 	}
