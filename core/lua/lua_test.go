@@ -479,6 +479,43 @@ function on_rcpt(ctx) return gw.reject(550, "5.7.1", tostring(`+tt.use+`)) end
 	}
 }
 
+// TestCtxValuesPerCall checks that what a call read (and state.call put
+// first) is the call's own: one state serves calls with other
+// recipients, sessions and stages, and each reads its own, twice alike.
+func TestCtxValuesPerCall(t *testing.T) {
+	s := load(t, `
+local function text(ctx)
+  local txn = ctx.txn
+  local rcpt = txn and txn.rcpt
+  return tostring(rcpt) .. "," .. tostring(txn and txn.rcpt) .. "," .. ctx.conn.helo .. "," ..
+    ctx.conn.helo .. "," .. ctx.stage .. "," .. tostring(txn and txn.sender) .. "," .. tostring(ctx.msg)
+end
+function on_rcpt(ctx) return gw.reject(550, "5.7.1", text(ctx)) end
+function on_connect(ctx) return gw.reject(550, "5.7.1", text(ctx)) end
+function on_data(ctx) return gw.reject(550, "5.7.1", text(ctx)) end
+`, lua.Options{Pool: 1})
+	rcpt := func(local, helo string) *hook.Request {
+		req := request(sdk.StageRcpt)
+		req.Rcpt.Address.Local, req.Session.HELO = local, helo
+		return req
+	}
+	for _, tc := range []struct {
+		req  *hook.Request
+		want string
+	}{
+		{rcpt("a", "one.example"), "a@dest.example,a@dest.example,one.example,one.example,rcpt,bob@sender.example,nil"},
+		{rcpt("b", "two.example"), "b@dest.example,b@dest.example,two.example,two.example,rcpt,bob@sender.example,nil"},
+		{request(sdk.StageConnect), "nil,nil,client.example,client.example,connect,nil,nil"},
+		{request(sdk.StageData), "nil,nil,client.example,client.example,data,bob@sender.example,gw.msg"},
+		{rcpt("c", "three.example"), "c@dest.example,c@dest.example,three.example,three.example,rcpt,bob@sender.example,nil"},
+	} {
+		d, _ := handle(t, s, tc.req)
+		if d.Message != tc.want {
+			t.Errorf("%s: %q; want %q", tc.req.Stage, d.Message, tc.want)
+		}
+	}
+}
+
 func TestEffects(t *testing.T) {
 	msg := testMessage()
 	tests := []struct {
