@@ -67,10 +67,23 @@ func (st *state) msgCall(L *glua.LState, method string) *call {
 	return nil
 }
 
+// sharedHeader is a message whose header fields can be read without a
+// copy (message.View); the reader must not change them, and msg's
+// methods only read them.
+type sharedHeader interface {
+	SharedHeader() ([]sdk.HeaderField, error)
+}
+
 // fields returns the message's header fields, read once per call.
 func (c *call) fields(L *glua.LState, method string) []sdk.HeaderField {
 	if c.header == nil {
-		h, err := c.msg.Header()
+		var h []sdk.HeaderField
+		var err error
+		if sh, ok := c.msg.(sharedHeader); ok {
+			h, err = sh.SharedHeader()
+		} else {
+			h, err = c.msg.Header()
+		}
 		if err != nil {
 			L.RaiseError("msg:%s: %v", method, err)
 		}

@@ -293,6 +293,12 @@ func TestView(t *testing.T) {
 	if h2, _ := v.Header(); h2[0].Value != "hi" {
 		t.Errorf("Header returned the view's own slice")
 	}
+	if sh, err := v.SharedHeader(); err != nil || !cmp.Equal(sh, want) {
+		t.Errorf("SharedHeader = %v, %v; want %v", sh, err, want)
+	}
+	if n := testing.AllocsPerRun(10, func() { _, _ = v.SharedHeader() }); n != 0 {
+		t.Errorf("SharedHeader made %v allocations; want 0 (no copy)", n)
+	}
 	for _, tc := range []struct {
 		limit int
 		want  string

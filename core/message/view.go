@@ -46,6 +46,18 @@ func (v *View) Header() ([]sdk.HeaderField, error) {
 	return slices.Clone(v.fields), nil
 }
 
+// SharedHeader is Header without the copy: the slice is the view's own,
+// which the caller must not change. It is for readers that only look
+// (a Lua script's msg:header), where a copy a call is most of the cost.
+func (v *View) SharedHeader() ([]sdk.HeaderField, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.parse(); err != nil {
+		return nil, err
+	}
+	return v.fields, nil
+}
+
 // HeaderEndsClean reports whether the header section ended with an empty
 // line or the end of the content, not with a line that is not a field
 // (see parseHeader); it is known from the one parse Header does.
