@@ -17,6 +17,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mailgate/gateway/sdk"
 )
@@ -280,8 +281,17 @@ func (s *scanner) line() ([]byte, error) {
 // Authentication-Results) would reach them unseen by the checks. So it
 // is a field with an empty name, which no one asks for by name.
 func fieldStart[T ~string | ~[]byte](line T) (name string, at int, ok bool) {
-	if len(line) > MaxLine || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+	n, at, ok := fieldSyntax(line)
+	if !ok {
 		return "", 0, false
+	}
+	return string(line[:n]), at, true
+}
+
+// fieldSyntax is fieldStart without making the name: its length.
+func fieldSyntax[T ~string | ~[]byte](line T) (nameLen, at int, ok bool) {
+	if len(line) > MaxLine || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+		return 0, 0, false
 	}
 	i := 0
 	for i < len(line) && line[i] > 32 && line[i] < 127 && line[i] != ':' {
@@ -292,23 +302,30 @@ func fieldStart[T ~string | ~[]byte](line T) (name string, at int, ok bool) {
 		j++
 	}
 	if j == len(line) || line[j] != ':' {
-		return "", 0, false
+		return 0, 0, false
 	}
-	return string(line[:i]), j + 1, true
+	return i, j + 1, true
 }
 
-// unfold removes the line breaks of a field's value and trims blanks. A
-// string value that needs no line break removed comes back as a part of
-// it, not a copy.
+// unfold removes the line breaks (every CR and LF) of a field's value and
+// trims blanks; a value that is not valid UTF-8 and has a line break gets
+// U+FFFD for each invalid byte (bytes.Map's doing, kept). A string
+// value whose only line break ends it, the common case, comes back as a
+// part of it, not a copy.
 func unfold[T ~string | ~[]byte](v T) string {
 	s := string(v) // no copy for a string
-	if strings.ContainsAny(s, "\r\n") {
-		s = strings.Map(func(r rune) rune {
-			if r == '\r' || r == '\n' {
-				return -1
-			}
-			return r
-		}, s)
+	last := strings.TrimSuffix(strings.TrimSuffix(s, "\n"), "\r")
+	if len(last) == len(s) || strings.ContainsAny(last, "\r\n") || !utf8.ValidString(last) {
+		if strings.ContainsAny(s, "\r\n") {
+			s = strings.Map(func(r rune) rune {
+				if r == '\r' || r == '\n' {
+					return -1
+				}
+				return r
+			}, s)
+		}
+	} else {
+		s = last
 	}
 	return strings.Trim(s, " \t")
 }

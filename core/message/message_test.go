@@ -3,6 +3,7 @@ package message_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -440,5 +441,32 @@ func TestHeaderEndsClean(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("HeaderEndsClean(%.40q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+// BenchmarkParseHeader is the header parse a hook's first look at the
+// message costs: a small header section (the accept benchmarks') and
+// one as received mail has it (trace fields, a folded DKIM signature).
+func BenchmarkParseHeader(b *testing.B) {
+	small := "From: sender@example.org\r\nTo: user1@example.test\r\nSubject: benchmark\r\nMessage-ID: <bench@example.org>\r\n\r\n"
+	var large strings.Builder
+	for i := range 6 {
+		fmt.Fprintf(&large, "Received: from relay%d.example.net (relay%d.example.net [192.0.2.%d])\r\n\tby mx.example.test with ESMTPS id 4Xyz%d\r\n\tfor <user1@example.test>; Mon, 7 Dec 2026 01:00:0%d +0000\r\n", i, i, i, i, i)
+	}
+	large.WriteString("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=sel;\r\n\th=from:to:subject:date:message-id; bh=" + strings.Repeat("A", 44) + ";\r\n\tb=" + strings.Repeat("B", 76) + "\r\n\t " + strings.Repeat("C", 76) + "\r\n\t " + strings.Repeat("D", 190) + "\r\n")
+	large.WriteString(small)
+	body := strings.Repeat(strings.Repeat("x", 76)+"\r\n", 24)
+	for _, bc := range []struct{ name, msg string }{{"small", small + body}, {"received", large.String() + body}} {
+		b.Run(bc.name, func(b *testing.B) {
+			msg := []byte(bc.msg)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				v := message.NewView(int64(len(msg)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(msg)), nil })
+				if h, err := v.HeaderEndsClean(); err != nil || !h {
+					b.Fatal(h, err)
+				}
+			}
+		})
 	}
 }

@@ -83,7 +83,7 @@ func headerEnd(b []byte, eof bool) (h headerSpan, ok bool) {
 			return h, false
 		}
 		continues := h.n > 0 && len(line) > 0 && len(line) <= MaxLine && (line[0] == ' ' || line[0] == '\t')
-		if _, _, field := fieldStart(line); continues || field {
+		if _, _, field := fieldSyntax(line); continues || field {
 			if !continues {
 				h.n++
 			}

@@ -1,6 +1,7 @@
 package message
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
@@ -13,8 +14,10 @@ import (
 )
 
 // scanHeader is parseHeader as Rewrite's scanner reads the header
-// section, line by line: FuzzParseHeader's reference, so that the fields
-// a hook reads are the fields Rewrite writes.
+// section, line by line, with values unfolded as they were before
+// parseHeader (unfoldBefore): FuzzParseHeader's reference, so that the
+// fields a hook reads are the fields Rewrite writes, and the values the
+// ones hooks read before.
 func scanHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, clean bool, err error) {
 	hs := newScanner(r)
 	for {
@@ -26,8 +29,21 @@ func scanHeader(r io.Reader) (fields []sdk.HeaderField, headerLen int64, clean b
 			clean = len(hs.rest) == 0 || string(hs.rest) == "\r\n" || string(hs.rest) == "\n"
 			return fields, hs.n, clean, nil
 		}
-		fields = append(fields, sdk.HeaderField{Name: f.name, Value: unfold(f.raw[f.valueAt:])})
+		fields = append(fields, sdk.HeaderField{Name: f.name, Value: unfoldBefore(f.raw[f.valueAt:])})
 	}
+}
+
+// unfoldBefore is unfold as it was before parseHeader.
+func unfoldBefore(v []byte) string {
+	if bytes.ContainsAny(v, "\r\n") {
+		v = bytes.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' {
+				return -1
+			}
+			return r
+		}, v)
+	}
+	return string(bytes.Trim(v, " \t"))
 }
 
 type parsed struct {
