@@ -36,9 +36,6 @@ function on_data(ctx)
 end
 `
 
-// Load of the accept benchmarks.
-const ()
-
 // BenchmarkAcceptNoHooks is the baseline of BenchmarkAcceptWithLua: the
 // same server and load without a hook chain.
 func BenchmarkAcceptNoHooks(b *testing.B) { smtptest.BenchAccept(b, nil) }
