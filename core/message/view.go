@@ -47,8 +47,8 @@ func (v *View) Header() ([]sdk.HeaderField, error) {
 }
 
 // SharedHeader is Header without the copy: the slice is the view's own,
-// which the caller must not change. It is for readers that only look
-// (a Lua script's msg:header), where a copy a call is most of the cost.
+// which the caller must not change. It is for readers that only look (a
+// Lua script's msg:header), which a copy a call would only cost.
 func (v *View) SharedHeader() ([]sdk.HeaderField, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
