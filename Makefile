@@ -32,6 +32,7 @@ FUZZ_TARGETS = \
 	./core/queue:FuzzBoltFile \
 	./core/queue:FuzzAppendRecord \
 	./core/queue:FuzzReadRecord \
+	./core/message:FuzzParseHeader \
 	./core/cluster:FuzzDecodeEntry \
 	./core/pickup:FuzzParseEnvelope \
 	./core/arc:FuzzParseTags \

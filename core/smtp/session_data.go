@@ -236,7 +236,7 @@ func (s *session) tlsOptional(env *envelope.Envelope, view *message.View, added 
 	if env.RequireTLS {
 		return false
 	}
-	fields, err := view.Header()
+	fields, err := view.SharedHeader() // only read: no copy
 	if err != nil {
 		s.log.Debug("smtp: header not read for TLS-Required", "err", err)
 	}
