@@ -1,0 +1,159 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/queue"
+)
+
+// startSmallPayload runs one JetStream server whose max_payload is 64 KiB
+// (an operator's nats-server.conf may lower it; 1 MiB is only the
+// default) until the test ends, and returns its client URL.
+func startSmallPayload(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(), MaxPayload: 64 << 10,
+		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 256 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the server does not take connections")
+	}
+	return s.ClientURL()
+}
+
+// TestReview7ReplicaSmallMaxPayloadRefusesLargeMail: Put cuts a body into
+// parts of a fixed 512 KiB, whatever the server's max_payload. On a NATS
+// server with max_payload 64 KiB every message over about 64 KiB fails
+// with ErrNotReplicated (nats: maximum payload exceeded), for ever: the
+// node answers 451 to all large mail while its log only says "not
+// replicated". Right: parts no larger than the connection's MaxPayload
+// (less room for the headers), and a record too large for one message
+// refused with a clear error at the least.
+func TestReview7ReplicaSmallMaxPayloadRefusesLargeMail(t *testing.T) {
+	url := startSmallPayload(t)
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config: config.Cluster{Node: "gw1", NATSURLs: []string{url}, Replicas: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	rep, err := c.OpenReplica(context.Background(), "gw1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep, SpillThreshold: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, size := range []int{10 << 10, 100 << 10, 1 << 20} {
+		id, err := commitMessage(t, s, "bob@example.net", size)
+		if err != nil {
+			t.Errorf("a %d-byte message on a server with max_payload 64 KiB: Commit = %v; want it queued and copied", size, err)
+			continue
+		}
+		if cp, ok := copies(t, c, "gw1")[id]; !ok || len(cp.Body) < size {
+			t.Errorf("a %d-byte message: no complete copy on the stream", size)
+		}
+	}
+}
+
+// TestReview7ReplicaRetriedPartsReorderTheCopy: Put relies on "the record
+// is published last, on the same connection, so that it is never there
+// without the body before it". But nats.go's PublishMsgAsync retries a
+// publish that met "no responders" (DefaultPubRetryAttempts, 250 ms
+// later, each retry from its own time.AfterFunc goroutine), so after a
+// moment without the stream's interest (a stream being re-created, a
+// server that has not yet learnt the stream's assignment) the parts and
+// the record reach the stream in any order. Commit still gets every
+// PubAck and returns nil (the client hears 250), yet Copies finds the
+// record before (some of) its body: the sizes differ and the copy is not
+// returned, or, with the sizes equal, a body of swapped parts is. A
+// takeover loses the message or delivers it corrupt. Right: parts that
+// say where they go (an offset or index, the record a count/digest) and
+// assemble checking them, or publishes that the client never retries
+// (jetstream.WithRetryAttempts(0)) with the ordering checked by
+// Nats-Expected-Last-Subject-Sequence.
+func TestReview7ReplicaRetriedPartsReorderTheCopy(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c := connect(t, nc, nil, 0, 1, 2)
+	s := spoolWithReplica(t, c, "gw1")
+
+	admin, err := nats.Connect(nc.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := 0
+	for round := 0; round < 5 && committed < 3; round++ {
+		if err := js.DeleteStream(context.Background(), cluster.QueueStream); err != nil {
+			t.Fatal(err)
+		}
+		// No responders on gwq.> from any node before the commits start.
+		if !waitFor(5*time.Second, func() bool {
+			_, err := admin.Request("gwq.probe", nil, time.Second)
+			return errors.Is(err, nats.ErrNoResponders)
+		}) {
+			t.Fatal("the stream's subjects still answer after its deletion")
+		}
+		var wg sync.WaitGroup
+		ids, errs := make([]string, 3), make([]error, 3)
+		for i := range ids {
+			wg.Go(func() { ids[i], errs[i] = commitMessage(t, s, "bob@example.net", 2<<20) })
+		}
+		time.Sleep(50 * time.Millisecond)
+		// Back before the client's first retry, 250 ms after the publishes.
+		if _, err := c.OpenReplica(context.Background(), "gw1", 3); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		got := copies(t, c, "gw1")
+		for i, id := range ids {
+			if errs[i] != nil {
+				t.Logf("round %d: %s not committed (%v): not the case looked for", round, id, errs[i])
+				continue
+			}
+			committed++
+			rc, err := s.Body(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(rc)
+			rc.Close()
+			cp, ok := got[id]
+			switch {
+			case !ok:
+				t.Errorf("round %d: Commit of %s returned nil (a 250), but Copies has no complete copy of it", round, id)
+			case !bytes.Equal(cp.Body, body):
+				t.Errorf("round %d: the copy of %s has a body of %d bytes unlike the spool's %d", round, id, len(cp.Body), len(body))
+			}
+		}
+	}
+	if committed == 0 {
+		t.Fatal("no commit succeeded: the case was not reached")
+	}
+}
