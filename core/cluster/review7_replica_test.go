@@ -157,3 +157,39 @@ func TestReview7ReplicaRetriedPartsReorderTheCopy(t *testing.T) {
 		t.Fatal("no commit succeeded: the case was not reached")
 	}
 }
+
+// TestReview7ReplicaOneNodeLowersEveryNodesReplicas: OpenReplica calls
+// CreateOrUpdateStream with its own node's replicas, and the stream is
+// every node's. So the last node to start decides how many copies all
+// the nodes' queues have: one node configured (or left by mistake) with
+// replicas = 1 silently turns the other nodes' R3 copies, which their
+// 250s were promised on, into R1, and a single NATS server's loss then
+// loses acknowledged mail of every node. Right: never lower the replicas
+// of an existing stream from a node's start (refuse to start, or keep the
+// larger and warn); raising is harmless.
+func TestReview7ReplicaOneNodeLowersEveryNodesReplicas(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c := connect(t, nc, nil, 0, 1, 2)
+	if _, err := c.OpenReplica(context.Background(), "gw1", 3); err != nil {
+		t.Fatal(err)
+	}
+	other := connect(t, nc, nil, 1)
+	_, err := other.OpenReplica(context.Background(), "gw2", 1)
+
+	admin, cerr := nats.Connect(nc.URL(0))
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	t.Cleanup(admin.Close)
+	js, cerr := jetstream.New(admin)
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	st, cerr := js.Stream(context.Background(), cluster.QueueStream)
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	if r := st.CachedInfo().Config.Replicas; r != 3 {
+		t.Errorf("after gw2 opened its replica with replicas 1 (err %v): the queue's stream has %d replicas; want gw1's 3 kept", err, r)
+	}
+}
