@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -192,4 +193,82 @@ func TestReview7ReplicaOneNodeLowersEveryNodesReplicas(t *testing.T) {
 	if r := st.CachedInfo().Config.Replicas; r != 3 {
 		t.Errorf("after gw2 opened its replica with replicas 1 (err %v): the queue's stream has %d replicas; want gw1's 3 kept", err, r)
 	}
+}
+
+// TestReview7ReplicaRemoveDuringReconnectIsNeverRetried: Remove publishes
+// its rollup marker once, without waiting, and a failure is only logged.
+// While the connection is reconnecting (the NATS server it was on
+// restarts: routine maintenance), every message delivered and deleted
+// keeps its complete copy on the stream for ever: the stream has no
+// limits, nothing retries the removal, and no step reconciles it. After a
+// takeover of this node all of those messages, possibly days old, are
+// delivered again. Right: removals that failed are kept and retried once
+// the connection is back (or swept by reconciling the spool with the
+// stream), so that a copy outlives its message only briefly.
+func TestReview7ReplicaRemoveDuringReconnectIsNeverRetried(t *testing.T) {
+	dir, port := t.TempDir(), freeTCPPort(t)
+	start := func() *server.Server {
+		s, err := server.NewServer(&server.Options{
+			Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+			JetStream: true, StoreDir: dir, JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 256 << 20,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("the server does not take connections")
+		}
+		return s
+	}
+	srv := start()
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config: config.Cluster{Node: "gw1", NATSURLs: []string{srv.ClientURL()}, Replicas: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	rep, err := c.OpenReplica(context.Background(), "gw1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	id, err := commitMessage(t, s, "bob@example.net", 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Shutdown() // a restart of the NATS server
+	srv.WaitForShutdown()
+	if !waitFor(5*time.Second, func() bool { return !c.Connected() }) {
+		t.Fatal("still connected after the server stopped")
+	}
+	if err := s.Delete(context.Background(), id); err != nil { // delivered meanwhile
+		t.Fatal(err)
+	}
+	srv = start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !waitFor(10*time.Second, c.Connected) {
+		t.Fatal("not reconnected to the restarted server")
+	}
+	waitFor(5*time.Second, func() bool { _, ok := copies(t, c, "gw1")[id]; return !ok })
+	if _, ok := copies(t, c, "gw1")[id]; ok {
+		t.Errorf("%s was deleted while NATS restarted; 5 s after the reconnection its complete copy is still on the stream (and stays: a takeover delivers it again)", id)
+	}
+}
+
+// freeTCPPort is a port on 127.0.0.1 that was free a moment ago.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
