@@ -6,10 +6,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/mailgate/gateway/core/cluster"
-	"github.com/mailgate/gateway/core/config"
-	"github.com/mailgate/gateway/core/queue"
 )
 
 // TestReview7ReplicaFullStreamNeverEmpties: the queue's stream has no
@@ -23,35 +19,7 @@ import (
 // API (a purge of its subject, or deleting its messages), which a full
 // stream still accepts, and keep the marker only as a hint.
 func TestReview7ReplicaFullStreamNeverEmpties(t *testing.T) {
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(),
-		JetStreamMaxMemory: 16 << 20, JetStreamMaxStore: 8 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the server does not take connections")
-	}
-	c, err := cluster.Connect(context.Background(), cluster.Options{
-		Config: config.Cluster{Node: "gw1", NATSURLs: []string{s.ClientURL()}, Replicas: 1},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	rep, err := c.OpenReplica(context.Background(), "gw1", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := queue.Open(t.TempDir(), queue.Options{Replica: rep, SpillThreshold: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
+	_, sp := singleReplica(t, startServer(t, server.Options{JetStreamMaxStore: 8 << 20}).ClientURL())
 
 	var ids []string
 	for range 20 {

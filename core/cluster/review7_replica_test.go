@@ -20,16 +20,23 @@ import (
 	"github.com/mailgate/gateway/core/queue"
 )
 
-// startSmallPayload runs one JetStream server whose max_payload is 64 KiB
-// (an operator's nats-server.conf may lower it; 1 MiB is only the
-// default) until the test ends, and returns its client URL.
-func startSmallPayload(t *testing.T) string {
+// startServer runs one JetStream server of opt (made a loopback one with
+// small limits; a random port and a temporary store unless set) until
+// the test ends, or until it is shut down before.
+func startServer(t *testing.T, opt server.Options) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(), MaxPayload: 64 << 10,
-		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 256 << 20,
-	})
+	opt.Host, opt.NoLog, opt.NoSigs, opt.JetStream = "127.0.0.1", true, true, true
+	if opt.Port == 0 {
+		opt.Port = server.RANDOM_PORT
+	}
+	if opt.StoreDir == "" {
+		opt.StoreDir = t.TempDir()
+	}
+	if opt.JetStreamMaxStore == 0 {
+		opt.JetStreamMaxStore = 256 << 20
+	}
+	opt.JetStreamMaxMemory = 64 << 20
+	s, err := server.NewServer(&opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,19 +45,14 @@ func startSmallPayload(t *testing.T) string {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("the server does not take connections")
 	}
-	return s.ClientURL()
+	return s
 }
 
-// TestReview7ReplicaSmallMaxPayloadRefusesLargeMail: Put cuts a body into
-// parts of a fixed 512 KiB, whatever the server's max_payload. On a NATS
-// server with max_payload 64 KiB every message over about 64 KiB fails
-// with ErrNotReplicated (nats: maximum payload exceeded), for ever: the
-// node answers 451 to all large mail while its log only says "not
-// replicated". Right: parts no larger than the connection's MaxPayload
-// (less room for the headers), and a record too large for one message
-// refused with a clear error at the least.
-func TestReview7ReplicaSmallMaxPayloadRefusesLargeMail(t *testing.T) {
-	url := startSmallPayload(t)
+// singleReplica connects node gw1 to the server at url and opens a spool
+// whose replica is its copy, of one replica (bodies over 1,000 bytes
+// spill to files).
+func singleReplica(t *testing.T, url string) (*cluster.Conn, *queue.Spool) {
+	t.Helper()
 	c, err := cluster.Connect(context.Background(), cluster.Options{
 		Config: config.Cluster{Node: "gw1", NATSURLs: []string{url}, Replicas: 1},
 	})
@@ -67,6 +69,18 @@ func TestReview7ReplicaSmallMaxPayloadRefusesLargeMail(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	return c, s
+}
+
+// TestReview7ReplicaSmallMaxPayloadRefusesLargeMail: Put cuts a body into
+// parts of a fixed 512 KiB, whatever the server's max_payload. On a NATS
+// server with max_payload 64 KiB every message over about 64 KiB fails
+// with ErrNotReplicated (nats: maximum payload exceeded), for ever: the
+// node answers 451 to all its larger mail. Right: parts no larger than the connection's MaxPayload
+// (less room for the headers), and a record too large for one message
+// refused with a clear error at the least.
+func TestReview7ReplicaSmallMaxPayloadRefusesLargeMail(t *testing.T) {
+	c, s := singleReplica(t, startServer(t, server.Options{MaxPayload: 64 << 10}).ClientURL())
 	for _, size := range []int{10 << 10, 100 << 10, 1 << 20} {
 		id, err := commitMessage(t, s, "bob@example.net", size)
 		if err != nil {
@@ -150,7 +164,7 @@ func TestReview7ReplicaRetriedPartsReorderTheCopy(t *testing.T) {
 			case !ok:
 				t.Errorf("round %d: Commit of %s returned nil (a 250), but Copies has no complete copy of it", round, id)
 			case !bytes.Equal(cp.Body, body):
-				t.Errorf("round %d: the copy of %s has a body of %d bytes unlike the spool's %d", round, id, len(cp.Body), len(body))
+				t.Errorf("round %d: the copy of %s is complete (%d bytes, the spool has %d) but its body differs from the spool's: parts out of order", round, id, len(cp.Body), len(body))
 			}
 		}
 	}
@@ -206,38 +220,9 @@ func TestReview7ReplicaOneNodeLowersEveryNodesReplicas(t *testing.T) {
 // the connection is back (or swept by reconciling the spool with the
 // stream), so that a copy outlives its message only briefly.
 func TestReview7ReplicaRemoveDuringReconnectIsNeverRetried(t *testing.T) {
-	dir, port := t.TempDir(), freeTCPPort(t)
-	start := func() *server.Server {
-		s, err := server.NewServer(&server.Options{
-			Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
-			JetStream: true, StoreDir: dir, JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 256 << 20,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("the server does not take connections")
-		}
-		return s
-	}
-	srv := start()
-	c, err := cluster.Connect(context.Background(), cluster.Options{
-		Config: config.Cluster{Node: "gw1", NATSURLs: []string{srv.ClientURL()}, Replicas: 1},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	rep, err := c.OpenReplica(context.Background(), "gw1", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	opt := server.Options{Port: freeTCPPort(t), StoreDir: t.TempDir()}
+	srv := startServer(t, opt)
+	c, s := singleReplica(t, srv.ClientURL())
 	id, err := commitMessage(t, s, "bob@example.net", 300)
 	if err != nil {
 		t.Fatal(err)
@@ -251,8 +236,7 @@ func TestReview7ReplicaRemoveDuringReconnectIsNeverRetried(t *testing.T) {
 	if err := s.Delete(context.Background(), id); err != nil { // delivered meanwhile
 		t.Fatal(err)
 	}
-	srv = start()
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	startServer(t, opt)
 	if !waitFor(10*time.Second, c.Connected) {
 		t.Fatal("not reconnected to the restarted server")
 	}
