@@ -4,18 +4,19 @@ package cluster
 // message a node's spool holds is one subject, gwq.<node>.<id> (the node
 // as base64url, like a key), holding its copy:
 //
-//	the body (header and content) in parts of at most chunkSize bytes,
-//	  each with Gw-Part: body
+//	the body (header and content) in parts that fit the servers'
+//	  max_payload (at most chunkSize bytes), each with Gw-Part: body and
+//	  Gw-Offset: where in the body it starts
 //	then the record as spool.db stores it, with Gw-Part: record and
 //	  Gw-Size: the body's length
 //
-// A copy counts once its record is there and its parts add up to Gw-Size:
-// the record is published last, on the same connection, so that it is
-// never there without the body before it. When the message leaves the
-// spool, a marker (Gw-Part: removed) rolls the subject up (Nats-Rollup:
-// sub, which purges everything before it on the subject) and expires by
-// itself after removedTTL. The stream keeps everything else for ever
-// (no limits, DiscardNew): a copy is only ever removed on purpose.
+// A copy counts once its record is there and its parts, each where its
+// offset says, add up to Gw-Size: the record is published last, on the
+// same connection and without the client's retries (which could send a
+// part again after later ones), so that it is never there without the
+// body before it. When the message leaves the spool, its subject is
+// purged (remove.go). The stream keeps everything else for ever (no
+// limits, DiscardNew): a copy is only ever removed on purpose.
 
 import (
 	"context"
@@ -40,14 +41,13 @@ const (
 	queueSubjects = "gwq.>"
 	hdrPart       = "Gw-Part"
 	hdrSize       = "Gw-Size"
+	hdrOffset     = "Gw-Offset"
 	partBody      = "body"
 	partRecord    = "record"
 	partRemoved   = "removed"
 	// chunkSize bounds one part of a body: under NATS's default
 	// max_payload of 1 MiB, with room for the headers.
 	chunkSize = 512 << 10
-	// removedTTL is how long the marker of a removed copy stays.
-	removedTTL = time.Hour
 )
 
 // Replica is this node's copy of its spool on the QueueStream: a
@@ -55,7 +55,9 @@ const (
 type Replica struct {
 	c      *Conn
 	prefix string // gwq.<node>.
+	chunk  int    // the largest body part
 	stats  *ReplicaStats
+	rm     *remover
 }
 
 // ReplicaStats count a node's copies since start, for the metrics.
@@ -74,13 +76,38 @@ var _ queue.Replica = (*Replica)(nil)
 func (c *Conn) OpenReplica(ctx context.Context, node string, replicas int) (*Replica, error) {
 	cfg := queueStreamConfig(replicas)
 	err := c.whileForming(ctx, fmt.Sprintf("stream %s (replicas %d)", cfg.Name, cfg.Replicas), func(ctx context.Context) error {
-		_, err := c.js.CreateOrUpdateStream(ctx, cfg)
+		info, err := c.js.Stream(ctx, cfg.Name)
+		if err == nil && info.CachedInfo().Config.Replicas > cfg.Replicas {
+			// Another node asked for more copies: one node's
+			// configuration must not take them from every node's mail.
+			c.log.Warn("cluster: the queue's stream keeps its replicas, more than this node's replicas",
+				"stream", cfg.Name, "stream_replicas", info.CachedInfo().Config.Replicas, "replicas", cfg.Replicas)
+			cfg.Replicas = info.CachedInfo().Config.Replicas
+		}
+		_, err = c.js.CreateOrUpdateStream(ctx, cfg)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Replica{c: c, prefix: nodePrefix(node), stats: &ReplicaStats{}}, nil
+	return c.replicaOf(node), nil
+}
+
+// replicaOf is node's Replica on the stream, with its removal goroutine.
+func (c *Conn) replicaOf(node string) *Replica {
+	prefix := nodePrefix(node)
+	// Room for the headers under max_payload; at least 1 KiB.
+	chunk := min(chunkSize, max(int(c.nc.MaxPayload())-4<<10, 1<<10))
+	return &Replica{c: c, prefix: prefix, chunk: chunk, stats: &ReplicaStats{}, rm: newRemover(c, prefix)}
+}
+
+// Close stops the replica's removals, after giving those pending a
+// moment; a copy whose removal did not go stays (a takeover would deliver
+// its message again).
+func (r *Replica) Close() {
+	if left := r.rm.close(); left > 0 {
+		r.c.log.Warn("cluster: copies of messages that left the queue were not removed", "count", left)
+	}
 }
 
 // Stats are the replica's counters.
@@ -129,21 +156,24 @@ func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context
 		// Each part is its own buffer (the client keeps it until its
 		// acknowledgement), as large as what there is: most bodies are
 		// a few KB.
-		part, err := io.ReadAll(io.LimitReader(body, chunkSize))
+		part, err := io.ReadAll(io.LimitReader(body, int64(r.chunk)))
 		if err != nil {
 			return fail(err)
 		}
 		if len(part) == 0 {
 			break
 		}
-		ack, err := r.publish(subject, partBody, part, nil)
+		ack, err := r.publish(subject, partBody, part, nats.Header{hdrOffset: []string{strconv.Itoa(size)}})
 		if err != nil {
 			return fail(err)
 		}
 		acks, size = append(acks, ack), size+len(part)
-		if len(part) < chunkSize {
+		if len(part) < r.chunk {
 			break
 		}
+	}
+	if len(rec) > r.chunk {
+		return fail(fmt.Errorf("its record of %d bytes is over the servers' max_payload", len(rec)))
 	}
 	ack, err := r.publish(subject, partRecord, rec, nats.Header{hdrSize: []string{strconv.Itoa(size)}})
 	if err != nil {
@@ -186,20 +216,13 @@ func (r *Replica) publish(subject, part string, data []byte, h nats.Header) (jet
 		h = nats.Header{}
 	}
 	h.Set(hdrPart, part)
-	return r.c.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data})
+	// No retry by the client: it would send the part again after the
+	// parts published since (see the file's comment).
+	return r.c.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}, jetstream.WithRetryAttempts(0))
 }
 
-// Remove rolls up the copy of message id into a marker that expires by
-// itself, without waiting; a failure is logged (the copy stays, and a
-// takeover would deliver the message again).
-func (r *Replica) Remove(id string) {
-	h := nats.Header{"Nats-Rollup": []string{"sub"}, hdrPart: []string{partRemoved}}
-	_, err := r.c.js.PublishMsgAsync(&nats.Msg{Subject: r.prefix + id, Header: h},
-		jetstream.WithMsgTTL(removedTTL))
-	if err != nil {
-		r.c.log.Warn("cluster: cannot remove the copy of a message that left the queue", "id", id, "err", err)
-	}
-}
+// Remove has the copy of message id purged, without waiting (remove.go).
+func (r *Replica) Remove(id string) { r.rm.add(id) }
 
 // Copy is one message's copy as the stream holds it.
 type Copy struct {
@@ -245,29 +268,34 @@ func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) erro
 }
 
 // assemble adds a message (h, data), a part of id's copy, to the bodies
-// read so far, and returns the copy when it completes it.
+// read so far, and returns the copy when it completes it. A part not
+// where its offset says, or a body not of the record's size, spoils the
+// copy: it is not one that a Commit waited for.
 func assemble(bodies map[string][]byte, id string, h nats.Header, data []byte) (Copy, bool) {
 	switch h.Get(hdrPart) {
 	case partBody:
-		bodies[id] = append(bodies[id], data...)
+		body, seen := bodies[id]
+		if h.Get(hdrOffset) != strconv.Itoa(len(body)) || seen && body == nil {
+			bodies[id] = nil // spoilt until its record or removal
+			return Copy{}, false
+		}
+		bodies[id] = append(body, data...)
 	case partRecord:
 		body := bodies[id]
 		delete(bodies, id)
 		if strconv.Itoa(len(body)) != h.Get(hdrSize) {
-			return Copy{}, false // parts lost: not a copy Commit waited for
+			return Copy{}, false
 		}
 		return Copy{ID: id, Record: data, Body: body}, true
-	default: // removed
+	default: // a removal marker (of an older version)
 		delete(bodies, id)
 	}
 	return Copy{}, false
 }
 
 // ReplicaOf is the copy of another node's queue, for a takeover to remove
-// the copies it has imported.
-func (c *Conn) ReplicaOf(node string) *Replica {
-	return &Replica{c: c, prefix: nodePrefix(node), stats: &ReplicaStats{}}
-}
+// the copies it has imported; the caller closes it.
+func (c *Conn) ReplicaOf(node string) *Replica { return c.replicaOf(node) }
 
 // Live reports whether the copy of node's message id is on the stream: its
 // subject's last message is a part, not a removal marker (nor gone).

@@ -23,6 +23,7 @@ func spoolWithReplica(t *testing.T, c *cluster.Conn, node string) *queue.Spool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(rep.Close)
 	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep, SpillThreshold: 1000})
 	if err != nil {
 		t.Fatal(err)

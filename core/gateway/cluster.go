@@ -27,16 +27,14 @@ func (g *Gateway) joinCluster(ctx context.Context) (queue.Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := g.cluster.OpenReplica(ctx, cfg.Node, cfg.Replicas)
-	if err != nil {
+	if g.replica, err = g.cluster.OpenReplica(ctx, cfg.Node, cfg.Replicas); err != nil {
 		return nil, err
 	}
-	g.replica = rep
 	if g.nodes, err = g.cluster.OpenNodes(ctx, cfg.Replicas); err != nil {
 		return nil, err
 	}
 	g.log.Info("queue replicated on NATS JetStream", "node", cfg.Node, "replicas", cfg.Replicas, "stream", cluster.QueueStream)
-	return rep, nil
+	return g.replica, nil
 }
 
 // stores are the stores behind the hooks' two key-value kinds.

@@ -460,8 +460,11 @@ func (g *Gateway) release() error {
 	if g.spool != nil {
 		err = g.spool.Close()
 	}
+	if g.replica != nil {
+		g.replica.Close() // after the spool: its last removals go to the stream
+	}
 	if g.cluster != nil {
-		g.cluster.Close() // after the spool: its last removals go to the stream
+		g.cluster.Close()
 	}
 	return err
 }

@@ -77,6 +77,7 @@ func (g *Gateway) takeOverSilent(ctx context.Context, now time.Time) {
 // removes each copy once its message is durable here; it returns how many.
 func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
 	theirs := g.cluster.ReplicaOf(node)
+	defer theirs.Close()
 	n := 0
 	var importErr error
 	err := g.cluster.Copies(ctx, node, func(cp cluster.Copy) bool {

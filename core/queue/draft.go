@@ -239,8 +239,10 @@ func (d *Draft) commitMessage(ctx context.Context, m *Message, header []byte) er
 		body = make([]byte, 0, len(header)+len(d.buf))
 		body = append(append(body, header...), d.buf...)
 	}
-	replicated, err := d.putReplica(m, rec, body)
-	if err != nil {
+	// The copy first: a message whose copy fails was never queued here,
+	// so nothing is to be undone (a spool closing meanwhile cannot keep
+	// it). A copy whose local commit then fails is removed again.
+	if err := d.replicate(ctx, m, rec, body); err != nil {
 		return err
 	}
 	r := d.commitRequest(m, rec, body)
@@ -249,13 +251,10 @@ func (d *Draft) commitMessage(ctx context.Context, m *Message, header []byte) er
 		d.keep = true
 	}
 	if err != nil {
-		if s.replica != nil {
+		if s.replica != nil && !r.uncertain {
 			s.replica.Remove(d.id)
 		}
 		return err
-	}
-	if err := replicated(ctx); err != nil {
-		return d.unreplicated(ctx, err)
 	}
 	d.dropBuffer()
 	d.stored = m

@@ -13,9 +13,10 @@ import (
 // Replica is a copy of the spool's messages kept off this machine
 // (core/cluster keeps one on a replicated NATS JetStream stream), so that
 // another node can deliver what this one accepted if this one dies. With
-// one (Options.Replica), Draft.Commit returns nil only once the copy of the
-// message is acknowledged as well as fsync'd here, and a message that
-// leaves the spool (Delete) leaves the copy too.
+// one (Options.Replica), Draft.Commit writes the copy and waits for its
+// acknowledgement before it commits here: it returns nil only once both
+// are done, and a message whose copy failed was never queued. A message
+// that leaves the spool (Delete) leaves the copy too.
 type Replica interface {
 	// Put starts writing the copy of message m: rec is its record as
 	// spool.db stores it, body its header and content, read before Put
@@ -32,35 +33,31 @@ type Replica interface {
 // acknowledge the copy (its servers are unreachable, or timed out).
 var ErrNotReplicated = errors.New("queue: message not replicated")
 
-// putReplica starts the copy of m on the spool's replica; the wait it
-// returns is a no-op without one. For a spilled message the content is
-// read from its body file, which finishFile has made final.
-func (d *Draft) putReplica(m *Message, rec, body []byte) (func(context.Context) error, error) {
+// replicate writes the copy of m on the spool's replica, if it has one,
+// and waits for it; a copy that fails is removed, and the error wraps
+// ErrNotReplicated. For a spilled message the content is read from its
+// body file, which finishFile has made final.
+func (d *Draft) replicate(ctx context.Context, m *Message, rec, body []byte) error {
 	s := d.s
 	if s.replica == nil {
-		return func(context.Context) error { return nil }, nil
+		return nil
 	}
+	var wait func(context.Context) error
 	if !m.spilled {
-		return s.replica.Put(m, rec, bytes.NewReader(body)), nil
+		wait = s.replica.Put(m, rec, bytes.NewReader(body))
+	} else {
+		f, err := os.Open(filepath.Join(s.bodiesDir, d.id))
+		if err != nil {
+			return fmt.Errorf("queue: commit %s: %w", d.id, err)
+		}
+		wait = s.replica.Put(m, rec, io.MultiReader(bytes.NewReader(body), f))
+		f.Close()
 	}
-	f, err := os.Open(filepath.Join(s.bodiesDir, d.id))
-	if err != nil {
-		return nil, fmt.Errorf("queue: commit %s: %w", d.id, err)
+	if err := wait(ctx); err != nil {
+		s.replica.Remove(d.id) // the parts that did arrive
+		return fmt.Errorf("queue: commit %s: %w: %w", d.id, ErrNotReplicated, err)
 	}
-	defer f.Close()
-	return s.replica.Put(m, rec, io.MultiReader(bytes.NewReader(body), f)), nil
-}
-
-// unreplicated undoes a Commit whose copy was not acknowledged: the
-// message leaves the spool and its copy, and the client hears that it was
-// not taken.
-func (d *Draft) unreplicated(ctx context.Context, cause error) error {
-	s := d.s
-	if err := s.Delete(context.WithoutCancel(ctx), d.id); err != nil { // removes the copy too
-		s.log.Error("queue: cannot remove a message whose copy failed; it stays queued here", "id", d.id, "err", err)
-		s.replica.Remove(d.id)
-	}
-	return fmt.Errorf("queue: commit %s: %w: %w", d.id, ErrNotReplicated, cause)
+	return nil
 }
 
 // Import queues a message another node had queued, as a takeover reads

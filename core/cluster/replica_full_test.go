@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// TestReview7ReplicaFullStreamNeverEmpties: the queue's stream has no
+// TestReplicaFullStreamEmpties: the queue's stream has no
 // limits and DiscardNew, so it fills up to the servers' (or the
 // account's) JetStream storage; then Commit rightly fails (451). But a
 // copy leaves the stream only by a new message, the rollup marker that
@@ -18,7 +18,7 @@ import (
 // operator purges the stream by hand. Right: remove a copy by the stream
 // API (a purge of its subject, or deleting its messages), which a full
 // stream still accepts, and keep the marker only as a hint.
-func TestReview7ReplicaFullStreamNeverEmpties(t *testing.T) {
+func TestReplicaFullStreamEmpties(t *testing.T) {
 	_, sp := singleReplica(t, startServer(t, server.Options{JetStreamMaxStore: 8 << 20}).ClientURL())
 
 	var ids []string

@@ -15,7 +15,7 @@ import (
 	"github.com/mailgate/gateway/core/queue"
 )
 
-// TestReview7CommitUnreplicatedAtCloseStaysQueued: Commit stores the
+// TestCommitUnreplicatedAtCloseQueuesNothing: Commit stores the
 // message locally, then waits for the copy's acknowledgement; when that
 // fails, unreplicated Deletes the message. If the spool is closed while
 // Commit waits (the gateway's release closes the spool once the sessions'
@@ -30,7 +30,7 @@ import (
 // an unreplicated message must not depend on the spool staying open (the
 // commit loop must let it finish, or Close wait for commits in flight),
 // and Abort must not remove a body a record still names.
-func TestReview7CommitUnreplicatedAtCloseStaysQueued(t *testing.T) {
+func TestCommitUnreplicatedAtCloseQueuesNothing(t *testing.T) {
 	nc := clustertest.Start(t, 3)
 	c, err := cluster.Connect(context.Background(), cluster.Options{
 		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{nc.URL(0)}, Replicas: 3},

@@ -1,0 +1,47 @@
+package cluster
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+// TestAssembleChecksOffsets: a copy is complete only with its parts in
+// order at their offsets and as long as its record says; a part out of
+// place spoils it until its record.
+func TestAssembleChecksOffsets(t *testing.T) {
+	part := func(off int) nats.Header {
+		return nats.Header{hdrPart: []string{partBody}, hdrOffset: []string{strconv.Itoa(off)}}
+	}
+	record := func(size int) nats.Header {
+		return nats.Header{hdrPart: []string{partRecord}, hdrSize: []string{strconv.Itoa(size)}}
+	}
+	type msg struct {
+		h    nats.Header
+		data string
+	}
+	for _, tc := range []struct {
+		name string
+		msgs []msg
+		want string // the body; "-" = no copy
+	}{
+		{"in order", []msg{{part(0), "abc"}, {part(3), "de"}, {record(5), "{}"}}, "abcde"},
+		{"empty body", []msg{{record(0), "{}"}}, ""},
+		{"swapped parts", []msg{{part(3), "de"}, {part(0), "abc"}, {record(5), "{}"}}, "-"},
+		{"a part twice", []msg{{part(0), "abc"}, {part(0), "abc"}, {part(3), "de"}, {record(5), "{}"}}, "-"},
+		{"record before a part", []msg{{part(0), "abc"}, {record(5), "{}"}, {part(3), "de"}}, "-"},
+		{"short", []msg{{part(0), "abc"}, {record(5), "{}"}}, "-"},
+	} {
+		bodies := map[string][]byte{}
+		got := "-"
+		for _, m := range tc.msgs {
+			if cp, done := assemble(bodies, "id", m.h, []byte(m.data)); done {
+				got = string(cp.Body)
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s: copy %q; want %q", tc.name, got, tc.want)
+		}
+	}
+}
