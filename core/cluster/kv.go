@@ -143,7 +143,7 @@ func raced(err error) bool {
 const jsErrClusterNoPeers jetstream.ErrorCode = 10005
 
 // openBucket opens the bucket of cfg and updates it if its settings
-// differ (another number of replicas); jetstream.ErrBucketNotFound when
+// differ (more replicas; never fewer); jetstream.ErrBucketNotFound when
 // there is none.
 func (c *Conn) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := c.js.KeyValue(ctx, cfg.Bucket)
@@ -155,6 +155,12 @@ func (c *Conn) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (je
 		return nil, err
 	}
 	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	if info.Config.Replicas > cfg.Replicas {
+		// Another node asked for more copies: keep them (see OpenReplica).
+		c.log.Warn("cluster: the bucket keeps its replicas, more than this node's replicas",
+			"bucket", cfg.Bucket, "bucket_replicas", info.Config.Replicas, "replicas", cfg.Replicas)
+		cfg.Replicas = info.Config.Replicas
+	}
 	if info.Config.Replicas == cfg.Replicas && info.Config.Storage == cfg.Storage &&
 		info.Config.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && info.Config.MaxMsgSize == cfg.MaxValueSize {
 		return kv, nil
