@@ -24,8 +24,8 @@ type ClusterStats struct {
 	CopiesPending int    `json:"copies_pending"` // parts of copies published, not yet acknowledged
 	Copies        int64  `json:"copies"`         // messages copied to the stream
 	CopyFailures  int64  `json:"copy_failures"`  // messages refused because their copy failed
-	// CopyWaitSeconds is the time Commits waited for their copies past
-	// the local commit, summed: over Copies, the replication's latency.
+	// CopyWaitSeconds is the time Commits waited for their copies'
+	// acknowledgements, summed: over Copies, the replication's latency.
 	CopyWaitSeconds float64 `json:"copy_wait_seconds"`
 	Takeovers       int64   `json:"takeovers"`  // silent nodes' queues taken over
 	TakenOver       int64   `json:"taken_over"` // messages imported by them
@@ -63,7 +63,7 @@ func newClusterMetrics() clusterMetrics {
 		pending:   d("gateway_cluster_copies_pending", "Parts of message copies published to the queue's stream and not yet acknowledged."),
 		copies:    d("gateway_cluster_copies_total", "Messages copied to the queue's stream before their 250."),
 		failures:  d("gateway_cluster_copy_failures_total", "Messages refused (451 4.3.0) because their copy was not acknowledged."),
-		wait: d("gateway_cluster_copy_wait_seconds_total", "Time Commits waited for their copies past the local commit; "+
+		wait: d("gateway_cluster_copy_wait_seconds_total", "Time Commits waited for their copies' acknowledgements (before the local commit); "+
 			"over gateway_cluster_copies_total, the replication's added latency."),
 		takeovers: d("gateway_cluster_takeovers_total", "Queues of silent nodes this node took over."),
 		takenOver: d("gateway_cluster_taken_over_messages_total", "Messages this node imported from silent nodes' queues."),

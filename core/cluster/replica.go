@@ -65,7 +65,8 @@ type ReplicaStats struct {
 	Copies   atomic.Int64 // copies acknowledged
 	Failures atomic.Int64 // copies not acknowledged (their message was refused)
 	// WaitNanos is the time the acknowledged copies' Commits waited for
-	// them past the local commit's end: the replication's added latency.
+	// their acknowledgements after publishing them, before the local
+	// commit: the replication's added latency.
 	WaitNanos atomic.Int64
 }
 
