@@ -661,6 +661,30 @@ func (e *Engine) acquire(id string) bool {
 	return true
 }
 
+// acquireSoon is acquire for an operation on one message: a lease that
+// is no round in flight (the scheduler reading the record to see whether
+// it is due, or another operation) is waited out, for up to a tenth of a
+// second, so that an operator's retry is not lost to a scan that happened
+// to be looking at the message.
+func (e *Engine) acquireSoon(ctx context.Context, id string) bool {
+	for range 100 {
+		e.mu.Lock()
+		r, busy := e.leases[id]
+		if !busy {
+			e.leases[id] = nil
+		}
+		e.mu.Unlock()
+		switch {
+		case !busy:
+			return true
+		case r != nil || ctx.Err() != nil:
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
 // freeSlot gives back the connection slot of a job whose attempt is over,
 // before its outcome is recorded: the spool may hold a deferral or a
 // deletion back for a while to share a transaction (queue.Spool.Replace),

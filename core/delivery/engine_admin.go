@@ -29,7 +29,7 @@ import (
 // lately (DeadHostCache) for the domains concerned, so that "the link is
 // up, ETRN now" dials at once instead of waiting out the dead-host TTL.
 func (e *Engine) Retry(ctx context.Context, id string) error {
-	if !e.acquire(id) {
+	if !e.acquireSoon(ctx, id) {
 		return nil
 	}
 	defer e.unlease(id)
@@ -162,7 +162,7 @@ const retryBatch = 256
 
 // Hold stops deliveries of a message until Release.
 func (e *Engine) Hold(ctx context.Context, id string) error {
-	if !e.acquire(id) {
+	if !e.acquireSoon(ctx, id) {
 		return wrapID("hold", id, ErrBusy)
 	}
 	defer e.unlease(id)
@@ -194,7 +194,7 @@ func (e *Engine) Release(ctx context.Context, id string) error {
 // administrator"), sends the DSN the recipients asked for and removes the
 // message.
 func (e *Engine) Bounce(ctx context.Context, id string) error {
-	if !e.acquire(id) {
+	if !e.acquireSoon(ctx, id) {
 		return wrapID("bounce", id, ErrBusy)
 	}
 	defer e.unlease(id)
@@ -234,7 +234,7 @@ func (e *Engine) Bounce(ctx context.Context, id string) error {
 
 // Remove deletes a message without any DSN.
 func (e *Engine) Remove(ctx context.Context, id string) error {
-	if !e.acquire(id) {
+	if !e.acquireSoon(ctx, id) {
 		return wrapID("remove", id, ErrBusy)
 	}
 	defer e.unlease(id)
