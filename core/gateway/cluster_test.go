@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -312,5 +313,74 @@ func TestClusterTakeover(t *testing.T) {
 	back := gatewaytest.StartFile(t, path)
 	if q := back.Queued(t); len(q) != 0 {
 		t.Errorf("gw1 back with %d messages queued; want none (gw2 took them)", len(q))
+	}
+}
+
+// TestClusterNATSNodeLostUnderLoad: one of three NATS servers stops while
+// a gateway accepts mail from 4 senders: every message that got a 250
+// has its copy on the stream, and the gateway goes on accepting (451s
+// while its connection moves to another server, or while a stream elects
+// a new leader, are allowed: never a 250 without a copy).
+func TestClusterNATSNodeLostUnderLoad(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	g := startClusterNode(t, "gw1", nc.URLs(), "")
+	addr := g.Addr(t, "mx")
+	var mu sync.Mutex
+	acked, refused := 0, 0
+	send := func(n int) {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range n {
+					err := sendOne(t, addr)
+					mu.Lock()
+					if err == nil {
+						acked++
+					} else {
+						refused++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); send(25) }()
+	time.Sleep(200 * time.Millisecond)
+	nc.Stop(0) // the server gw1 may be connected to, or one of the others
+	<-done
+	// A stream whose leader was on the lost server is without one until
+	// the others elect one (seconds): 451s meanwhile, then 250s again.
+	back := gatewaytest.Eventually(20*time.Second, func() bool {
+		err := sendOne(t, addr)
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			acked++
+		} else {
+			refused++
+		}
+		return err == nil
+	})
+	before := acked
+	send(5)
+	if !back || acked-before < 15 {
+		t.Errorf("after a NATS server stopped, %d of 20 messages accepted; want it to go on accepting", acked-before)
+	}
+
+	reader, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()[1:]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	copies := 0
+	if err := reader.Copies(context.Background(), "gw1", func(cluster.Copy) bool { copies++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	queued := len(g.Queued(t))
+	t.Logf("%d accepted, %d refused; %d queued, %d copies", acked, refused, queued, copies)
+	if queued != acked || copies != acked {
+		t.Errorf("%d messages got a 250, %d are queued and %d have copies; want all three equal", acked, queued, copies)
 	}
 }
