@@ -40,8 +40,8 @@ func sendSeq(t *testing.T, addr, seq string) bool {
 	defer c.Close()
 	env := &envelope.Envelope{Sender: envelope.Address{Local: "a", Domain: "load.test"},
 		Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "r", Domain: "remote.test"}}}}
-	_, err = c.Send(ctx, env, strings.NewReader("X-Seq: "+seq+"\r\nSubject: takeover\r\n\r\nbody\r\n"))
-	return err == nil
+	res, err := c.Send(ctx, env, strings.NewReader("X-Seq: "+seq+"\r\nSubject: takeover\r\n\r\nbody\r\n"))
+	return err == nil && res.Data.Code == 250
 }
 
 // TestClusterKillTakeover: two `gateway serve` processes on a 3-node NATS

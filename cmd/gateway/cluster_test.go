@@ -27,11 +27,13 @@ cluster {
   nats_urls = ["%s"]
   replicas  = 3
 }
+admin { address = "127.0.0.1:0" }
+relay { networks = ["127.0.0.0/8"] }
 %s`, node, strings.Join(nc.URLs(), `", "`), gatewaytest.DeadRoute)
 	}
 	path := gatewaytest.WriteConfig(t, conf("gw1"))
-	gatewaytest.StartFile(t, path)
-	gatewaytest.Start(t, conf("gw2"))
+	gw1 := gatewaytest.StartFile(t, path)
+	gw2 := gatewaytest.Start(t, conf("gw2"))
 
 	want := regexp.MustCompile(`(?m)^gw1 +alive +\ds ago +0 +\S* +\d{4}-\d\d-\d\dT[\d:]+Z\ngw2 +alive +\ds ago +0 `)
 	var out string
@@ -44,6 +46,20 @@ cluster {
 		if time.Now().After(deadline) {
 			t.Fatalf("cluster status:\n%s\nwant gw1 and gw2 alive with empty queues", out)
 		}
+	}
+
+	// gw1's admin API lists gw2's copy too.
+	if !sendSeq(t, gw2.Addr(t, "mx"), "ls-1") {
+		t.Fatal("gw2 refused the message")
+	}
+	q := gw2.Queued(t)
+	if len(q) != 1 {
+		t.Fatalf("gw2 queued %d messages; want 1\n%s", len(q), gw2.Log().String())
+	}
+	id := q[0].ID
+	code, out, errOut := runCLI(t, "queue", "ls", "-cluster", "-admin", gw1.Addr(t, "admin"))
+	if code != 0 || !strings.Contains(out, "gw2/"+id+" ") || !strings.Contains(out, "r@remote.test") {
+		t.Errorf("queue ls -cluster: exit %d\n%s%s\nwant gw2/%s to r@remote.test", code, out, errOut, id)
 	}
 
 	plain := gatewaytest.WriteConfig(t, "hostname = \"mx.test\"\nlistener \"mx\" { address = \"127.0.0.1:0\" }\n")

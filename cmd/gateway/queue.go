@@ -146,21 +146,26 @@ func (q *queueCmd) printJSON(raw []byte) bool {
 func (q *queueCmd) ls(args []string) (func(context.Context) error, error) {
 	var limit int
 	var domain string
-	pos, err := q.subFlags("ls", "[-json] [-limit N] [-domain D]", args, func(fs *flag.FlagSet) {
+	var all bool
+	pos, err := q.subFlags("ls", "[-json] [-limit N] [-domain D] [-cluster]", args, func(fs *flag.FlagSet) {
 		fs.IntVar(&limit, "limit", 1000, "list at most this many messages")
 		fs.StringVar(&domain, "domain", "", "only messages with a recipient in this domain")
+		fs.BoolVar(&all, "cluster", false, "every cluster node's copies on the queue's stream (IDs as node/ID)")
 	})
 	if err != nil {
 		return nil, err
 	}
 	if len(pos) != 0 || limit <= 0 {
-		fmt.Fprintln(q.c.Stderr, "usage: gateway queue ls [-json] [-limit N>0] [-domain D]")
+		fmt.Fprintln(q.c.Stderr, "usage: gateway queue ls [-json] [-limit N>0] [-domain D] [-cluster]")
 		return nil, errUsage
 	}
 	return func(ctx context.Context) error {
 		v := url.Values{"limit": {strconv.Itoa(limit)}}
 		if domain != "" {
 			v.Set("domain", domain)
+		}
+		if all {
+			v.Set("cluster", "1")
 		}
 		raw, err := q.api.do(ctx, http.MethodGet, "/v1/queue", v)
 		if err != nil || q.printJSON(raw) {
@@ -194,6 +199,9 @@ func writeQueue(w io.Writer, msgs []admin.Message, limit int) {
 	pad := strings.Repeat(" ", lsIndent)
 	for _, m := range msgs {
 		id := clean(m.ID)
+		if m.Node != "" {
+			id = clean(m.Node) + "/" + id
+		}
 		if m.Held {
 			id += "!"
 		}

@@ -312,7 +312,7 @@ func TestQueueErrors(t *testing.T) {
 		{"hold two IDs", []string{"hold", "{A}", "{B}"}, 2, "usage: gateway queue hold ID"},
 		{"retry nothing", []string{"retry"}, 2, "usage: gateway queue retry ID | -all | -domain D"},
 		{"retry ID and all", []string{"retry", "{A}", "-all"}, 2, "usage: gateway queue retry ID | -all | -domain D"},
-		{"ls bad limit", []string{"ls", "-limit", "0"}, 2, "usage: gateway queue ls [-json] [-limit N>0] [-domain D]"},
+		{"ls bad limit", []string{"ls", "-limit", "0"}, 2, "usage: gateway queue ls [-json] [-limit N>0] [-domain D] [-cluster]"},
 		{"ls unknown flag", []string{"ls", "-x"}, 2, "flag provided but not defined: -x"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@
 //	GET    /healthz                      {"status":"ok"}; 503 {"status":"unavailable","reason":...} while a cluster node is cut off from NATS
 //	GET    /v1/cluster                   ClusterStats and the nodes' heartbeats (404 without a cluster block)
 //	GET    /v1/queue[?limit=N&domain=D]  [Message, ...] in arrival order; limit defaults to 1000
+//	GET    /v1/queue?cluster=1[&…]       every cluster node's copies on the queue's stream, with their node
 //	GET    /v1/queue/{id}                Message with its envelope details
 //	DELETE /v1/queue/{id}                remove without a DSN          → Result
 //	POST   /v1/queue/{id}/retry          make it due now               → Result

@@ -25,6 +25,9 @@ const defaultLimit = 1000
 // them without Envelope; GET /v1/queue/{id} adds it, and the recipients'
 // Updated, Notify and ORCPT.
 type Message struct {
+	// Node is the cluster node whose copy this is, in a listing of every
+	// node's copies (GET /v1/queue?cluster=1); "" otherwise.
+	Node       string      `json:"node,omitempty"`
 	ID         string      `json:"id"`
 	Sender     string      `json:"sender"` // "" for the null sender <>
 	Recipients []Recipient `json:"recipients"`
@@ -191,13 +194,25 @@ func (a *Admin) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []Message{}
-	err := a.opt.Queue.List(func(m *queue.Message) bool {
+	add := func(node string, m *queue.Message) bool {
 		if domain != "" && !hasDomain(m, domain) {
 			return true
 		}
-		out = append(out, a.markHeld(listed(m), m))
+		lm := a.markHeld(listed(m), m)
+		lm.Node = node
+		out = append(out, lm)
 		return len(out) < limit
-	})
+	}
+	var err error
+	if q.Has("cluster") {
+		if a.opt.Cluster == nil {
+			writeError(w, http.StatusNotFound, "this gateway has no cluster block")
+			return
+		}
+		err = a.opt.Cluster.ClusterQueue(r.Context(), add)
+	} else {
+		err = a.opt.Queue.List(func(m *queue.Message) bool { return add("", m) })
+	}
 	if err != nil {
 		a.fail(w, r, "", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/queue"
 )
 
 // Cluster is what the admin API reports of a gateway's place in a
@@ -15,6 +16,9 @@ type Cluster interface {
 	ClusterStats() ClusterStats
 	// ClusterNodes reads every node's last heartbeat from the NATS servers.
 	ClusterNodes(ctx context.Context) ([]cluster.NodeStatus, error)
+	// ClusterQueue calls fn with every node's copies on the queue's
+	// stream, node by node, until fn returns false.
+	ClusterQueue(ctx context.Context, fn func(node string, m *queue.Message) bool) error
 }
 
 // ClusterStats are a node's cluster counters since start.

@@ -101,3 +101,26 @@ func (v clusterView) ClusterStats() admin.ClusterStats {
 func (v clusterView) ClusterNodes(ctx context.Context) ([]cluster.NodeStatus, error) {
 	return v.g.nodes.List(ctx)
 }
+
+func (v clusterView) ClusterQueue(ctx context.Context, fn func(node string, m *queue.Message) bool) error {
+	nodes, err := v.g.nodes.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		more := true
+		err := v.g.cluster.Copies(ctx, n.Node, func(cp cluster.Copy) bool {
+			m, err := queue.DecodeRecord(cp.Record)
+			if err != nil {
+				v.g.log.Warn("cluster: unreadable copy", "node", n.Node, "id", cp.ID, "err", err)
+				return true
+			}
+			more = fn(n.Node, m)
+			return more
+		})
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}

@@ -94,3 +94,7 @@ func (s *Spool) Import(ctx context.Context, rec, body []byte) (string, error) {
 	d.state = draftCommitted
 	return d.id, nil
 }
+
+// DecodeRecord decodes a record as spool.db stores it, and as a replica's
+// copy carries it (the cluster's listing of every node's copies).
+func DecodeRecord(rec []byte) (*Message, error) { return decodeMessage(rec) }
