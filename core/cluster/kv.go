@@ -77,15 +77,22 @@ var _ hostsvc.Store = (*Store)(nil)
 // ends.
 func (c *Conn) OpenStore(ctx context.Context, opt StoreOptions) (*Store, error) {
 	cfg := bucketConfig(opt)
+	kv, err := c.openKV(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{c: c, kv: kv, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + "."}, nil
+}
+
+// openKV opens the bucket of cfg, or creates it, while the cluster forms
+// (whileForming).
+func (c *Conn) openKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := c.whileForming(ctx, fmt.Sprintf("bucket %s (replicas %d)", cfg.Bucket, cfg.Replicas), func(ctx context.Context) (err error) {
 		kv, err = c.openOrCreate(ctx, cfg)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &Store{c: c, kv: kv, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + "."}, nil
+	return kv, err
 }
 
 // whileForming runs open, which opens or creates a stream (what names it),
@@ -161,8 +168,12 @@ func (c *Conn) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (je
 			"bucket", cfg.Bucket, "bucket_replicas", info.Config.Replicas, "replicas", cfg.Replicas)
 		cfg.Replicas = info.Config.Replicas
 	}
+	maxMsgSize := cfg.MaxValueSize // as the stream keeps it: 0 (no limit) is -1 there
+	if maxMsgSize == 0 {
+		maxMsgSize = -1
+	}
 	if info.Config.Replicas == cfg.Replicas && info.Config.Storage == cfg.Storage &&
-		info.Config.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && info.Config.MaxMsgSize == cfg.MaxValueSize {
+		info.Config.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && info.Config.MaxMsgSize == maxMsgSize {
 		return kv, nil
 	}
 	c.log.Info("updating bucket", "bucket", cfg.Bucket, "replicas", cfg.Replicas)

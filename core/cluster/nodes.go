@@ -47,11 +47,7 @@ func (c *Conn) OpenNodes(ctx context.Context, replicas int) (*Nodes, error) {
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
 	}
-	var kv jetstream.KeyValue
-	err := c.whileForming(ctx, fmt.Sprintf("bucket %s (replicas %d)", cfg.Bucket, cfg.Replicas), func(ctx context.Context) (err error) {
-		kv, err = c.openOrCreate(ctx, cfg)
-		return err
-	})
+	kv, err := c.openKV(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

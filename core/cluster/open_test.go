@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -54,4 +56,45 @@ func TestOpenStoreTooManyReplicas(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("OpenStore took %v; want the 1s timeout", d)
 	}
+}
+
+// TestOpenNodesTwiceUpdatesNothing: opening a bucket that is as asked
+// changes nothing; the heartbeats' bucket, with no value limit (-1 on
+// the stream, 0 in its config), was updated at every gateway's start.
+func TestOpenNodesTwiceUpdatesNothing(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	var logs strings.Builder
+	var mu sync.Mutex
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config: config.Cluster{Node: "n", NATSURLs: nc.URLs()},
+		Log:    slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 2 {
+		if _, err := c.OpenNodes(context.Background(), 3); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.OpenStore(context.Background(), cluster.StoreOptions{Replicas: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "updating bucket") {
+		t.Errorf("opening buckets as they are updated them:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
