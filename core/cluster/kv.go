@@ -19,7 +19,6 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailgate/gateway/core/hostsvc"
+	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -235,7 +235,7 @@ func (s *Store) KVSet(ctx context.Context, key, value string, ttl time.Duration)
 	ctx, cancel := s.c.opContext(ctx)
 	defer cancel()
 	now := s.c.now()
-	if err := s.put(ctx, key, nil, expiry(now, ttl), []byte(value), now); err != nil {
+	if err := s.put(ctx, key, nil, queue.KVExpiry(now, ttl), []byte(value), now); err != nil {
 		return fmt.Errorf("cluster: kv set %q: %w", key, err)
 	}
 	return nil
@@ -273,7 +273,7 @@ func (s *Store) incrOnce(ctx context.Context, key string, delta int64, ttl time.
 		return 0, fmt.Errorf("cluster: kv incr %q: %w", key, err)
 	}
 	var cur int64
-	exp := expiry(now, ttl)
+	exp := queue.KVExpiry(now, ttl)
 	if e.live {
 		if cur, err = strconv.ParseInt(string(e.value), 10, 64); err != nil {
 			return 0, fmt.Errorf("cluster: kv incr %q: %w", key, hostsvc.ErrNotInteger)
@@ -312,7 +312,7 @@ func (s *Store) put(ctx context.Context, key string, rev *uint64, exp uint64, va
 	if err := s.c.ready(); err != nil {
 		return err
 	}
-	data := encodeValue(exp, value)
+	data := queue.EncodeKV(exp, string(value))
 	var opts []jetstream.PublishOpt
 	if rev != nil {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*rev))
@@ -322,14 +322,6 @@ func (s *Store) put(ctx context.Context, key string, rev *uint64, exp uint64, va
 	}
 	_, err := s.c.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject(key), Data: data}, opts...)
 	return explain(err)
-}
-
-// encodeValue is a key's message: its expiry, then its value.
-func encodeValue(exp uint64, value []byte) []byte {
-	data := make([]byte, 8+len(value))
-	binary.BigEndian.PutUint64(data, exp)
-	copy(data[8:], value)
-	return data
 }
 
 // last reads key's last message from the stream's leader.
@@ -372,14 +364,11 @@ func (s *Store) last(ctx context.Context, key string, now time.Time) (entry, err
 // by this code) is not live.
 func decodeEntry(rev uint64, hdr, data []byte, now time.Time) entry {
 	e := entry{rev: rev}
-	if removed(hdr) || len(data) < 8 {
+	exp, value, ok := queue.DecodeKV(data)
+	if removed(hdr) || !ok || queue.KVExpired(exp, now) {
 		return e
 	}
-	e.exp = binary.BigEndian.Uint64(data)
-	if e.exp != 0 && int64(e.exp) <= now.UnixNano() {
-		return e
-	}
-	e.live, e.value = true, data[8:]
+	e.exp, e.live, e.value = exp, true, value
 	return e
 }
 
@@ -427,18 +416,6 @@ func backoff(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// expiry is the stored expiry for a ttl from now: 0 (never) for ttl 0.
-func expiry(now time.Time, ttl time.Duration) uint64 {
-	if ttl == 0 {
-		return 0
-	}
-	ns := now.Add(ttl).UnixNano()
-	if ns <= 0 {
-		return 1 // before 1970: already expired, but not "never"
-	}
-	return uint64(ns)
 }
 
 // serverTTL is the per-message TTL for an expiry at exp: whole seconds,

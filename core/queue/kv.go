@@ -53,8 +53,8 @@ func (s *Spool) KVGet(key string, now time.Time) (value string, ok bool, err err
 		if b == nil {
 			return nil
 		}
-		exp, v, found := decodeKV(b.Get([]byte(key)))
-		if found && !kvExpired(exp, now) {
+		exp, v, found := DecodeKV(b.Get([]byte(key)))
+		if found && !KVExpired(exp, now) {
 			value, ok = string(v), true
 		}
 		return nil
@@ -82,7 +82,7 @@ func (s *Spool) KVKeys(prefix string, now time.Time) ([]string, error) {
 		c := b.Cursor()
 		p := []byte(prefix)
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			if exp, _, found := decodeKV(v); found && !kvExpired(exp, now) {
+			if exp, _, found := DecodeKV(v); found && !KVExpired(exp, now) {
 				keys = append(keys, string(k))
 			}
 		}
@@ -110,7 +110,7 @@ func (s *Spool) KVSet(ctx context.Context, key, value string, ttl time.Duration)
 	return s.submit(ctx, &request{
 		name: "kv set " + key,
 		apply: func(tx *bolt.Tx) error {
-			return kvPut(tx, key, encodeKV(kvExpiry(s.now(), ttl), value))
+			return kvPut(tx, key, EncodeKV(KVExpiry(s.now(), ttl), value))
 		},
 	})
 }
@@ -134,9 +134,9 @@ func (s *Spool) KVIncr(ctx context.Context, key string, delta int64, ttl time.Du
 		apply: func(tx *bolt.Tx) error {
 			now := s.now()
 			var cur int64
-			exp := kvExpiry(now, ttl)
+			exp := KVExpiry(now, ttl)
 			if b := tx.Bucket(bucketKV); b != nil {
-				if e, v, found := decodeKV(b.Get([]byte(key))); found && !kvExpired(e, now) {
+				if e, v, found := DecodeKV(b.Get([]byte(key))); found && !KVExpired(e, now) {
 					var err error
 					if cur, err = strconv.ParseInt(string(v), 10, 64); err != nil {
 						return fmt.Errorf("queue: kv incr %q: %w", key, ErrKVNotInteger)
@@ -148,7 +148,7 @@ func (s *Spool) KVIncr(ctx context.Context, key string, delta int64, ttl time.Du
 				return fmt.Errorf("queue: kv incr %q: %d%+d: %w", key, cur, delta, ErrKVOverflow)
 			}
 			n = cur + delta
-			return kvPut(tx, key, encodeKV(exp, strconv.FormatInt(n, 10)))
+			return kvPut(tx, key, EncodeKV(exp, strconv.FormatInt(n, 10)))
 		},
 	})
 	if err != nil {
@@ -206,7 +206,7 @@ func (s *Spool) kvSweepOnce(ctx context.Context, now time.Time) (n int, more boo
 			var keys [][]byte
 			c := b.Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if exp, _, found := decodeKV(v); found && !kvExpired(exp, now) {
+				if exp, _, found := DecodeKV(v); found && !KVExpired(exp, now) {
 					continue
 				}
 				if len(keys) == kvSweepMax {
@@ -248,8 +248,10 @@ func checkKVKey(key string) error {
 	return nil
 }
 
-// kvExpiry is the stored expiry for a ttl from now: 0 (never) for ttl 0.
-func kvExpiry(now time.Time, ttl time.Duration) uint64 {
+// KVExpiry is the stored expiry for a ttl from now: 0 (never) for ttl 0.
+// The key-value record format (an 8-byte big-endian expiry, Unix ns, then
+// the value) is shared with the cluster's buckets (core/cluster).
+func KVExpiry(now time.Time, ttl time.Duration) uint64 {
 	if ttl == 0 {
 		return 0
 	}
@@ -260,20 +262,22 @@ func kvExpiry(now time.Time, ttl time.Duration) uint64 {
 	return uint64(ns)
 }
 
-func kvExpired(exp uint64, now time.Time) bool {
+// KVExpired reports whether a stored expiry has passed at now.
+func KVExpired(exp uint64, now time.Time) bool {
 	return exp != 0 && int64(exp) <= now.UnixNano()
 }
 
-func encodeKV(exp uint64, value string) []byte {
+// EncodeKV is the stored record of value expiring at exp.
+func EncodeKV(exp uint64, value string) []byte {
 	rec := make([]byte, 8+len(value))
 	binary.BigEndian.PutUint64(rec, exp)
 	copy(rec[8:], value)
 	return rec
 }
 
-// decodeKV splits a stored record. A record shorter than its expiry field
+// DecodeKV splits a stored record. A record shorter than its expiry field
 // (never written by this code) reads as absent. The value aliases rec.
-func decodeKV(rec []byte) (exp uint64, value []byte, ok bool) {
+func DecodeKV(rec []byte) (exp uint64, value []byte, ok bool) {
 	if len(rec) < 8 {
 		return 0, nil, false
 	}
