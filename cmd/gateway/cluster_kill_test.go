@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -90,21 +89,9 @@ cluster {
 
 	sinkDir := t.TempDir()
 	startGateway(t, "sink", "--listen", next, "--save", sinkDir)
-	got := map[string]int{}
-	count := func() {
-		clear(got)
-		for _, f := range savedFiles(t, sinkDir) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m := seqRE.FindSubmatch(b); m != nil {
-				got[string(m[1])]++
-			}
-		}
-	}
+	var got map[string]int
 	delivered := func() bool {
-		count()
+		got = seqCounts(t, sinkDir)
 		for seq := range acked {
 			if got[seq] == 0 {
 				return false

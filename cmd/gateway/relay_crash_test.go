@@ -16,6 +16,22 @@ import (
 
 var seqRE = regexp.MustCompile(`(?m)^X-Seq: (\S+)\r?$`)
 
+// seqCounts counts the messages a sink saved in dir by their X-Seq.
+func seqCounts(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for _, f := range savedFiles(t, dir) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := seqRE.FindSubmatch(b); m != nil {
+			got[string(m[1])]++
+		}
+	}
+	return got
+}
+
 // TestCrashRelayDeliversEveryAcceptedMessage kills `gateway serve` with
 // SIGKILL while it accepts a load and relays it to a sink, restarts it on
 // the same spool and waits for the queue to drain: the sink must have every
@@ -68,16 +84,7 @@ admin { address = "127.0.0.1:0" }
 		t.Fatalf("queue did not drain after restart: %d left", len(queueList(t, adminAddr)))
 	}
 
-	got := map[string]int{}
-	for _, f := range savedFiles(t, sinkDir) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := seqRE.FindSubmatch(b); m != nil {
-			got[string(m[1])]++
-		}
-	}
+	got := seqCounts(t, sinkDir)
 	missing, dups := 0, 0
 	for seq := range acks {
 		if got[seq] == 0 {

@@ -152,7 +152,13 @@ func TestReplicaPartsStayInOrder(t *testing.T) {
 		got := copies(t, c, "gw1")
 		for i, id := range ids {
 			if errs[i] != nil {
-				t.Logf("round %d: %s not committed (%v): not the case looked for", round, id, errs[i])
+				// Refused: with ErrNotReplicated, and nothing queued.
+				if !errors.Is(errs[i], queue.ErrNotReplicated) {
+					t.Errorf("round %d: %s refused with %v; want ErrNotReplicated", round, id, errs[i])
+				}
+				if _, err := s.Get(id); !errors.Is(err, queue.ErrNotFound) {
+					t.Errorf("round %d: %s was refused, yet Get = %v; want ErrNotFound", round, id, err)
+				}
 				continue
 			}
 			committed++

@@ -47,9 +47,9 @@ lua "rate" {
 `
 
 // clusterConfig is a gateway.hcl of node on the NATS servers urls, with
-// the lua block hook and a next hop that does not answer (mail stays
-// queued).
-func clusterConfig(node string, urls []string, hook string) string {
+// top (a lua block, an admin block) at the top level, more lines in the
+// cluster block, and a next hop that does not answer (mail stays queued).
+func clusterConfig(node string, urls []string, top string, more ...string) string {
 	return fmt.Sprintf(`
 hostname = "mx.test"
 shutdown_timeout = "5s"
@@ -60,8 +60,9 @@ cluster {
   node      = %q
   nats_urls = ["%s"]
   replicas  = 3
+  %s
 }
-%s`, hook, node, strings.Join(urls, `", "`), gatewaytest.DeadRoute)
+%s`, top, node, strings.Join(urls, `", "`), strings.Join(more, "\n  "), gatewaytest.DeadRoute)
 }
 
 // startClusterNode runs a gateway of clusterConfig, with rateScript
@@ -240,22 +241,10 @@ func checkHTTP(t *testing.T, url string, status int, want string) {
 	}
 }
 
-// takeoverConfig is a node of nc with takeover_after 2s and the next hop
-// down.
+// takeoverConfig is a node of nc with takeover_after 2s, an admin API
+// and the next hop down.
 func takeoverConfig(node string, urls []string) string {
-	return fmt.Sprintf(`
-hostname = "mx.test"
-shutdown_timeout = "5s"
-listener "mx" { address = "127.0.0.1:0" }
-domains = ["example.test"]
-cluster {
-  node           = %q
-  nats_urls      = ["%s"]
-  replicas       = 3
-  takeover_after = "2s"
-}
-admin { address = "127.0.0.1:0" }
-%s`, node, strings.Join(urls, `", "`), gatewaytest.DeadRoute)
+	return clusterConfig(node, urls, `admin { address = "127.0.0.1:0" }`, `takeover_after = "2s"`)
 }
 
 // TestClusterTakeover: when a node with queued mail goes silent, the
