@@ -9,6 +9,7 @@ package clustertest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"testing"
@@ -17,8 +18,13 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// readyTimeout bounds how long Start waits for the cluster to form.
-const readyTimeout = 30 * time.Second
+// readyTimeout bounds how long Start waits for the cluster to form, and
+// listenTimeout how long it waits for a node to listen (a port taken by
+// another process keeps it from ever listening).
+const (
+	readyTimeout  = 30 * time.Second
+	listenTimeout = 10 * time.Second
+)
 
 // Cluster is a running JetStream cluster.
 type Cluster struct {
@@ -26,19 +32,37 @@ type Cluster struct {
 }
 
 // Start runs a JetStream cluster of n nodes (3 for replicas = 3) until the
-// test ends.
+// test ends. The route ports must be known before the first node starts,
+// so they are chosen free and may be taken by another process before the
+// node listens on them: a node that does not come up makes Start try again
+// with other ports, up to startAttempts times.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	routes := make([]*url.URL, n)
-	ports := make([]int, n)
-	dirs := make([]string, n)
-	for i := range n {
-		ports[i] = freePort(t)
-		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
-		dirs[i] = t.TempDir()
-	}
 	c := &Cluster{}
 	t.Cleanup(c.StopAll) // before the folders' removal, registered earlier
+	var err error
+	for range startAttempts {
+		if err = c.start(t, n); err == nil {
+			return c
+		}
+		c.StopAll()
+		c.servers = nil
+	}
+	t.Fatalf("clustertest: %d attempts: %v", startAttempts, err)
+	return nil
+}
+
+// startAttempts bounds how often Start tries new route ports.
+const startAttempts = 3
+
+// start starts n nodes routed to each other and waits for them.
+func (c *Cluster) start(t testing.TB, n int) error {
+	routes := make([]*url.URL, n)
+	ports := make([]int, n)
+	for i := range n {
+		ports[i] = routePort(t)
+		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -47,7 +71,7 @@ func Start(t testing.TB, n int) *Cluster {
 			NoLog:      true,
 			NoSigs:     true,
 			JetStream:  true,
-			StoreDir:   dirs[i],
+			StoreDir:   t.TempDir(),
 			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     routes,
 			// Small limits: JetStream otherwise reserves from the machine's.
@@ -56,15 +80,12 @@ func Start(t testing.TB, n int) *Cluster {
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {
-			t.Fatalf("clustertest: node %d: %v", i+1, err)
+			return fmt.Errorf("node %d: %w", i+1, err)
 		}
 		c.servers = append(c.servers, s)
 		s.Start()
 	}
-	if err := c.waitReady(readyTimeout); err != nil {
-		t.Fatalf("clustertest: %v", err)
-	}
-	return c
+	return c.waitReady(readyTimeout)
 }
 
 // waitReady waits until every node takes clients, JetStream has a meta
@@ -73,8 +94,8 @@ func Start(t testing.TB, n int) *Cluster {
 func (c *Cluster) waitReady(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for _, s := range c.servers {
-		if !s.ReadyForConnections(time.Until(deadline)) {
-			return fmt.Errorf("node %s does not take connections after %v", s.Name(), d)
+		if !s.ReadyForConnections(listenTimeout) {
+			return fmt.Errorf("node %s does not take connections after %v", s.Name(), listenTimeout)
 		}
 	}
 	for time.Now().Before(deadline) {
@@ -93,17 +114,27 @@ func (c *Cluster) waitReady(d time.Duration) error {
 	return fmt.Errorf("JetStream has no meta leader that sees every node after %v", d)
 }
 
-// freePort returns a port on 127.0.0.1 that was free a moment ago (the
-// route ports must be known before the first node starts).
-func freePort(t testing.TB) int {
+// routePort returns a port on 127.0.0.1 that was free a moment ago,
+// chosen at random below Linux's ephemeral range (32768 and up), where
+// the kernel puts the :0 listeners and outgoing connections of the tests
+// running in parallel.
+func routePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("clustertest: %v", err)
+	for {
+		port := routePortLow + rand.IntN(routePortHigh-routePortLow)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// The range routePort chooses from.
+const (
+	routePortLow  = 20000
+	routePortHigh = 32768
+)
 
 // URL returns the client URL of node i (from 0), nats://127.0.0.1:port.
 func (c *Cluster) URL(i int) string { return c.servers[i].ClientURL() }
