@@ -31,8 +31,11 @@ type ClusterStats struct {
 	// CopyWaitSeconds is the time Commits waited for their copies'
 	// acknowledgements, summed: over Copies, the replication's latency.
 	CopyWaitSeconds float64 `json:"copy_wait_seconds"`
-	Takeovers       int64   `json:"takeovers"`  // silent nodes' queues taken over
-	TakenOver       int64   `json:"taken_over"` // messages imported by them
+	// StateUpdates: newer records sent to copies because a recipient was
+	// delivered or failed (a takeover then does not deliver to it again).
+	StateUpdates int64 `json:"state_updates"`
+	Takeovers    int64 `json:"takeovers"`  // silent nodes' queues taken over
+	TakenOver    int64 `json:"taken_over"` // messages imported by them
 }
 
 // clusterReport is GET /v1/cluster.
@@ -57,7 +60,7 @@ func (a *Admin) cluster(w http.ResponseWriter, r *http.Request) {
 
 // clusterMetrics are the cluster's metric descriptions.
 type clusterMetrics struct {
-	connected, pending, copies, failures, wait, takeovers, takenOver *prometheus.Desc
+	connected, pending, copies, failures, wait, states, takeovers, takenOver *prometheus.Desc
 }
 
 func newClusterMetrics() clusterMetrics {
@@ -69,13 +72,15 @@ func newClusterMetrics() clusterMetrics {
 		failures:  d("gateway_cluster_copy_failures_total", "Messages refused (451 4.3.0) because their copy was not acknowledged."),
 		wait: d("gateway_cluster_copy_wait_seconds_total", "Time Commits waited for their copies' acknowledgements (before the local commit); "+
 			"over gateway_cluster_copies_total, the replication's added latency."),
+		states: d("gateway_cluster_state_updates_total", "Records sent to message copies because a recipient was delivered or failed, "+
+			"so that a takeover does not deliver to it again."),
 		takeovers: d("gateway_cluster_takeovers_total", "Queues of silent nodes this node took over."),
 		takenOver: d("gateway_cluster_taken_over_messages_total", "Messages this node imported from silent nodes' queues."),
 	}
 }
 
 func (m clusterMetrics) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.connected, m.pending, m.copies, m.failures, m.wait, m.takeovers, m.takenOver} {
+	for _, d := range []*prometheus.Desc{m.connected, m.pending, m.copies, m.failures, m.wait, m.states, m.takeovers, m.takenOver} {
 		ch <- d
 	}
 }
@@ -94,6 +99,7 @@ func (m clusterMetrics) collect(ch chan<- prometheus.Metric, s ClusterStats) {
 	counter(m.copies, float64(s.Copies))
 	counter(m.failures, float64(s.CopyFailures))
 	counter(m.wait, s.CopyWaitSeconds)
+	counter(m.states, float64(s.StateUpdates))
 	counter(m.takeovers, float64(s.Takeovers))
 	counter(m.takenOver, float64(s.TakenOver))
 }

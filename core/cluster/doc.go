@@ -25,8 +25,8 @@
 //
 // The replicated queue (replica.go): a Replica is the copy of this
 // node's spool on the stream GATEWAY_QUEUE (queue.Replica: Commit waits
-// for the copy's acknowledgement, Delete removes it), and Copies reads a
-// node's copies back. The nodes' heartbeats and the claims on silent
+// for the copy's acknowledgement, a recipient made final sends a newer
+// record, Delete removes both), and Copies reads a node's copies back. The nodes' heartbeats and the claims on silent
 // nodes' queues (nodes.go) are a bucket of their own, gateway_nodes; the
 // takeover itself, which uses them, is core/gateway's (takeover.go).
 //

@@ -21,3 +21,22 @@ func StoredKeys(t testing.TB, s *Store) int {
 	}
 	return len(keys)
 }
+
+// StoredUnder is how many messages the queue's stream holds on subjects
+// matching filter (gws.> for the newer records).
+func StoredUnder(t testing.TB, c *Conn, filter string) uint64 {
+	t.Helper()
+	st, err := c.js.Stream(context.Background(), QueueStream)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	var n uint64
+	for _, count := range info.State.Subjects {
+		n += count
+	}
+	return n
+}

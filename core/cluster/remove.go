@@ -8,8 +8,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Removal of copies: a message that leaves the spool has its subject
-// purged through the stream's API, which a full stream still accepts (a
+// Removal of copies: a message that leaves the spool has its subjects
+// (its copy's and its newer records', one filter: *.<node>.<id>) purged
+// through the stream's API, which a full stream still accepts (a
 // new message, such as a rollup marker, it would refuse), by a goroutine
 // the Replica owns, without holding up the caller. A purge that fails
 // (NATS away) is tried again every removeRetry until it succeeds or the
@@ -26,7 +27,7 @@ const (
 // it off.
 type remover struct {
 	c      *Conn
-	prefix string
+	prefix string // *.<node>.: a message's subjects are prefix+id
 
 	mu      sync.Mutex
 	pending []string         // message IDs whose copies are to be purged

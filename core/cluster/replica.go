@@ -14,7 +14,10 @@ package cluster
 // offset says, add up to Gw-Size: the record is published last, on the
 // same connection and without the client's retries (which could send a
 // part again after later ones), so that it is never there without the
-// body before it. When the message leaves the spool, its subject is
+// body before it. A newer record, sent when a recipient's state becomes
+// final (Update), goes to gws.<node>.<id>, as a rollup that replaces the
+// one before: Copies reads those first and hands out the newest record
+// with the body. When the message leaves the spool, both its subjects are
 // purged (remove.go). The stream keeps everything else for ever (no
 // limits, DiscardNew): a copy is only ever removed on purpose.
 
@@ -38,12 +41,14 @@ import (
 const QueueStream = "GATEWAY_QUEUE"
 
 const (
-	queueSubjects = "gwq.>"
+	copySubjects  = "gwq.>"
+	stateSubjects = "gws.>"
 	hdrPart       = "Gw-Part"
 	hdrSize       = "Gw-Size"
 	hdrOffset     = "Gw-Offset"
 	partBody      = "body"
 	partRecord    = "record"
+	partState     = "state"
 	partRemoved   = "removed"
 	// chunkSize bounds one part of a body: under NATS's default
 	// max_payload of 1 MiB, with room for the headers.
@@ -55,6 +60,7 @@ const (
 type Replica struct {
 	c      *Conn
 	prefix string // gwq.<node>.
+	states string // gws.<node>.
 	chunk  int    // the largest body part
 	stats  *ReplicaStats
 	rm     *remover
@@ -64,6 +70,7 @@ type Replica struct {
 type ReplicaStats struct {
 	Copies   atomic.Int64 // copies acknowledged
 	Failures atomic.Int64 // copies not acknowledged (their message was refused)
+	States   atomic.Int64 // newer records sent (Update)
 	// WaitNanos is the time the acknowledged copies' Commits waited for
 	// their acknowledgements after publishing them, before the local
 	// commit: the replication's added latency.
@@ -96,10 +103,10 @@ func (c *Conn) OpenReplica(ctx context.Context, node string, replicas int) (*Rep
 
 // replicaOf is node's Replica on the stream, with its removal goroutine.
 func (c *Conn) replicaOf(node string) *Replica {
-	prefix := nodePrefix(node)
 	// Room for the headers under max_payload; at least 1 KiB.
 	chunk := min(chunkSize, max(int(c.nc.MaxPayload())-4<<10, 1<<10))
-	return &Replica{c: c, prefix: prefix, chunk: chunk, stats: &ReplicaStats{}, rm: newRemover(c, prefix)}
+	return &Replica{c: c, prefix: nodePrefix(node), states: statePrefix(node), chunk: chunk,
+		stats: &ReplicaStats{}, rm: newRemover(c, "*."+nodeToken(node)+".")}
 }
 
 // Close stops the replica's removals, after giving those pending a
@@ -122,7 +129,7 @@ func queueStreamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        QueueStream,
 		Description: "gateway: the replicated copy of every node's queue",
-		Subjects:    []string{queueSubjects},
+		Subjects:    []string{copySubjects, stateSubjects},
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
 		Retention:   jetstream.LimitsPolicy,
@@ -132,10 +139,13 @@ func queueStreamConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// nodePrefix is the subjects' prefix of node's copies.
-func nodePrefix(node string) string {
-	return "gwq." + base64.RawURLEncoding.EncodeToString([]byte(node)) + "."
-}
+// nodePrefix is the subjects' prefix of node's copies, and statePrefix
+// of their newer records.
+func nodePrefix(node string) string  { return "gwq." + nodeToken(node) + "." }
+func statePrefix(node string) string { return "gws." + nodeToken(node) + "." }
+
+// nodeToken is node as one token of a subject.
+func nodeToken(node string) string { return base64.RawURLEncoding.EncodeToString([]byte(node)) }
 
 // Put publishes the copy of m (body first, the record last) without
 // waiting; the wait it returns waits for every part's acknowledgement,
@@ -222,6 +232,20 @@ func (r *Replica) publish(subject, part string, data []byte, h nats.Header) (jet
 	return r.c.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}, jetstream.WithRetryAttempts(0))
 }
 
+// Update sends rec, the newer record of m, whose copy Put wrote, without
+// waiting for its acknowledgement (see queue.Replica): it replaces the
+// record the copy had, or the last update's. With NATS away it is lost,
+// and a takeover may deliver to the recipients it made final again.
+func (r *Replica) Update(m *queue.Message, rec []byte) {
+	if r.c.ready() != nil || len(rec) > r.chunk {
+		return
+	}
+	h := nats.Header{jetstream.MsgRollup: []string{jetstream.MsgRollupSubject}}
+	if _, err := r.publish(r.states+m.ID, partState, rec, h); err == nil {
+		r.stats.States.Add(1)
+	}
+}
+
 // Remove has the copy of message id purged, without waiting (remove.go).
 func (r *Replica) Remove(id string) { r.rm.add(id) }
 
@@ -234,12 +258,12 @@ type Copy struct {
 
 // Copies calls fn with every complete copy of node's queue on the stream,
 // in the order their records were published, until fn returns false:
-// what a takeover imports, and what `queue ls --cluster` lists. It reads
-// the stream message by message from its leader (no consumer, whose
-// interest a cluster may not yet have spread), each read within the
-// connection's timeout.
+// what a takeover imports, and what `queue ls --cluster` lists. A copy's
+// Record is the newest one its message sent (Update). It reads the stream
+// message by message from its leader (no consumer, whose interest a
+// cluster may not yet have spread), each read within the connection's
+// timeout: first the newer records, then the copies.
 func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) error {
-	prefix := nodePrefix(node)
 	var st jetstream.Stream
 	err := c.whileForming(ctx, "read the copies of "+node, func(ctx context.Context) (err error) {
 		st, err = c.js.Stream(ctx, QueueStream)
@@ -248,10 +272,35 @@ func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) erro
 	if err != nil {
 		return err
 	}
+	states := map[string][]byte{}
+	prefix := statePrefix(node)
+	err = c.readSubjects(ctx, st, prefix, func(msg *jetstream.RawStreamMsg) bool {
+		states[msg.Subject[len(prefix):]] = msg.Data // the last is the newest
+		return true
+	})
+	if err != nil {
+		return err
+	}
 	bodies := map[string][]byte{}
+	prefix = nodePrefix(node)
+	return c.readSubjects(ctx, st, prefix, func(msg *jetstream.RawStreamMsg) bool {
+		cp, done := assemble(bodies, msg.Subject[len(prefix):], msg.Header, msg.Data)
+		if !done {
+			return true
+		}
+		if rec, ok := states[cp.ID]; ok {
+			cp.Record = rec
+		}
+		return fn(cp)
+	})
+}
+
+// readSubjects calls fn with every message of st under prefix, in order,
+// until fn returns false.
+func (c *Conn) readSubjects(ctx context.Context, st jetstream.Stream, prefix string, fn func(*jetstream.RawStreamMsg) bool) error {
 	for seq := uint64(1); ; {
 		var msg *jetstream.RawStreamMsg
-		err := c.whileForming(ctx, "read the copies of "+node, func(ctx context.Context) (err error) {
+		err := c.whileForming(ctx, "read the copies under "+prefix, func(ctx context.Context) (err error) {
 			msg, err = st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(prefix+">"))
 			return err
 		})
@@ -262,7 +311,7 @@ func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) erro
 			return err
 		}
 		seq = msg.Sequence + 1
-		if cp, done := assemble(bodies, msg.Subject[len(prefix):], msg.Header, msg.Data); done && !fn(cp) {
+		if !fn(msg) {
 			return nil
 		}
 	}

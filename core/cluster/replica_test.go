@@ -153,3 +153,58 @@ func keys(m map[string]cluster.Copy) []string {
 	}
 	return out
 }
+
+// TestReplicaLearnsFinalStates: when a recipient of a queued message is
+// delivered, the copy's record says so (the newest of its updates, one
+// kept on the stream), so a takeover would not deliver to it again; the
+// message's removal removes the update too.
+func TestReplicaLearnsFinalStates(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c := connect(t, nc, nil, 0)
+	s := spoolWithReplica(t, c, "gw1")
+	id, err := commitMessage(t, s, "bob@example.net", 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addCarol := func(m *queue.Message) error {
+		m.Envelope.Recipients = append(m.Envelope.Recipients, envelope.Recipient{Address: envelope.Address{Local: "carol", Domain: "example.net"}})
+		m.Recipients = append(m.Recipients, queue.RecipientState{})
+		return nil
+	}
+	bobDelivered := func(m *queue.Message) error {
+		m.Recipients[0] = queue.RecipientState{Status: queue.Delivered, LastReply: "250 2.0.0 taken", Attempts: 1}
+		return nil
+	}
+	for _, fn := range []func(*queue.Message) error{addCarol, bobDelivered} {
+		if err := s.Update(context.Background(), id, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *queue.Message
+	ok := waitFor(5*time.Second, func() bool {
+		cp, found := copies(t, c, "gw1")[id]
+		got, err = queue.DecodeRecord(cp.Record)
+		return found && err == nil && len(got.Recipients) == 2 && got.Recipients[0].Status == queue.Delivered
+	})
+	if !ok {
+		t.Fatalf("the copy's record says %+v; want bob delivered and carol pending (%+v)", got, want.Recipients)
+	}
+	if got.Recipients[1].Status != queue.Pending || got.Envelope.Recipients[1].Address.Local != "carol" {
+		t.Errorf("the copy's carol: %+v, %+v; want her pending", got.Envelope.Recipients[1], got.Recipients[1])
+	}
+	if n := cluster.StoredUnder(t, c, "gws.>"); n != 1 {
+		t.Errorf("%d updates kept on the stream; want 1 (the newest)", n)
+	}
+
+	if err := s.Delete(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(5*time.Second, func() bool { return cluster.StoredUnder(t, c, ">") == 0 }) {
+		t.Errorf("after the removal, the stream holds %d messages of gw1 (%d updates); want none",
+			cluster.StoredUnder(t, c, ">"), cluster.StoredUnder(t, c, "gws.>"))
+	}
+}

@@ -94,6 +94,7 @@ func (v clusterView) ClusterStats() admin.ClusterStats {
 		rs := r.Stats()
 		st.Copies, st.CopyFailures = rs.Copies.Load(), rs.Failures.Load()
 		st.CopyWaitSeconds = time.Duration(rs.WaitNanos.Load()).Seconds()
+		st.StateUpdates = rs.States.Load()
 	}
 	return st
 }

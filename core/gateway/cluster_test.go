@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,9 @@ import (
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/gateway"
 	"github.com/mailgate/gateway/core/gateway/gatewaytest"
+	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/smtp"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
 
 // rateScript is relay.lua's rate limit on the durable store: 10 messages
@@ -134,6 +137,12 @@ func checkRateLimit(t *testing.T, nodes []*gatewaytest.Gateway) {
 // sendOne sends one message from a@client.test to b@example.test.
 func sendOne(t *testing.T, addr string) error {
 	t.Helper()
+	return sendTo(t, addr, envelope.Address{Local: "b", Domain: "example.test"})
+}
+
+// sendTo sends one message to rcpts through addr.
+func sendTo(t *testing.T, addr string, rcpts ...envelope.Address) error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test"})
@@ -141,9 +150,9 @@ func sendOne(t *testing.T, addr string) error {
 		return err
 	}
 	defer c.Close()
-	env := &envelope.Envelope{
-		Sender:     envelope.Address{Local: "a", Domain: "client.test"},
-		Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "b", Domain: "example.test"}}},
+	env := &envelope.Envelope{Sender: envelope.Address{Local: "a", Domain: "client.test"}}
+	for _, a := range rcpts {
+		env.Recipients = append(env.Recipients, envelope.Recipient{Address: a})
 	}
 	if _, err := c.Send(ctx, env, strings.NewReader("Subject: rate\r\n\r\nHello.\r\n")); err != nil {
 		return err
@@ -258,13 +267,7 @@ func TestClusterTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw1, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:9"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw1.Run(ctx) }()
+	gw1, stop := runStoppable(t, cfg)
 	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
 
 	addr := gw1.Addr("mx").String()
@@ -274,9 +277,6 @@ func TestClusterTakeover(t *testing.T) {
 		}
 	}
 	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("gw1 stopped with %v", err)
-	}
 
 	if !gatewaytest.Eventually(15*time.Second, func() bool { return len(gw2.Queued(t)) == 3 }) {
 		t.Fatalf("gw2 queued %d messages 15 s after gw1 went silent; want gw1's 3", len(gw2.Queued(t)))
@@ -302,6 +302,92 @@ func TestClusterTakeover(t *testing.T) {
 	back := gatewaytest.StartFile(t, path)
 	if q := back.Queued(t); len(q) != 0 {
 		t.Errorf("gw1 back with %d messages queued; want none (gw2 took them)", len(q))
+	}
+}
+
+// runStoppable runs the gateway of cfg until stop, which waits for it to
+// stop: a node that goes silent in the middle of a test.
+func runStoppable(t *testing.T, cfg *config.Config) (g *gateway.Gateway, stop func()) {
+	t.Helper()
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s stopped with %v", cfg.Cluster.Node, err)
+		}
+	}
+	t.Cleanup(stop)
+	return g, stop
+}
+
+// TestClusterTakeoverKeepsDelivered: a node delivers one recipient of a
+// message and defers the other, then goes silent; the node that takes
+// the message over has the first recipient delivered already (the copy
+// learnt it), so it delivers only to the second.
+func TestClusterTakeoverKeepsDelivered(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	sink := &smtptest.MemorySpool{}
+	sinkAddr, _ := smtptest.StartServer(t, smtp.Options{LocalDomains: []string{"live.test"}, Spool: sink})
+	routes := fmt.Sprintf(`
+delivery {
+  route "live.test" { via = %q }
+  route "*" { via = "127.0.0.1:9" }
+  retry = ["1h"]
+}
+`, sinkAddr)
+	node := func(name string) string {
+		c := strings.Replace(takeoverConfig(name, nc.URLs()), gatewaytest.DeadRoute, routes, 1)
+		return strings.Replace(c, `domains = ["example.test"]`, `domains = ["example.test", "live.test"]`, 1)
+	}
+	cfg, err := config.Load(gatewaytest.WriteConfig(t, node("gw1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw1, stop := runStoppable(t, cfg)
+	err = sendTo(t, gw1.Addr("mx").String(), envelope.Address{Local: "bob", Domain: "live.test"},
+		envelope.Address{Local: "carol", Domain: "example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := func(g *gateway.Gateway) []queue.Status {
+		var out []queue.Status
+		g.Spool().List(func(m *queue.Message) bool {
+			for _, rs := range m.Recipients {
+				out = append(out, rs.Status)
+			}
+			return true
+		})
+		return out
+	}
+	want := []queue.Status{queue.Delivered, queue.Deferred} // bob's, carol's
+	if !gatewaytest.Eventually(10*time.Second, func() bool { return slices.Equal(states(gw1), want) }) || len(sink.Messages()) != 1 {
+		t.Fatalf("gw1: bob not delivered and carol not deferred after 10 s (the sink has %d)", len(sink.Messages()))
+	}
+	checkHTTP(t, "http://"+gw1.Addr("admin").String()+"/metrics", 200, "gateway_cluster_state_updates_total 1\n")
+	stop()
+
+	gw2 := gatewaytest.Start(t, node("gw2"))
+	if !gatewaytest.Eventually(15*time.Second, func() bool { return len(gw2.Queued(t)) == 1 }) {
+		t.Fatalf("gw2 queued %d messages 15 s after gw1 went silent; want gw1's 1", len(gw2.Queued(t)))
+	}
+	// Carol's deferral is not sent to the copy (only final states are):
+	// she may be pending there.
+	if got := states(gw2.Gateway); len(got) != 2 || got[0] != queue.Delivered || got[1] != queue.Pending && got[1] != queue.Deferred {
+		t.Errorf("gw2 took the message over with its recipients %v; want bob delivered, carol pending or deferred", got)
+	}
+	if n := len(sink.Messages()); n != 1 {
+		t.Errorf("the sink has %d messages; want gw1's 1", n)
 	}
 }
 

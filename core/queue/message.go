@@ -38,6 +38,10 @@ func (st Status) String() string {
 	return fmt.Sprintf("status(%d)", uint8(st))
 }
 
+// final reports whether st is the end of a recipient's delivery:
+// delivered or failed.
+func (st Status) final() bool { return st == Delivered || st == Failed }
+
 // MarshalText implements encoding.TextMarshaler.
 func (st Status) MarshalText() ([]byte, error) {
 	if st > Failed {

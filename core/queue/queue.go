@@ -570,13 +570,16 @@ func (s *Spool) write(batch []*request) {
 //
 // ID, Version, Size and Created cannot be changed; Recipients must stay
 // aligned with Envelope.Recipients. Changing NextAttempt or Held moves the
-// message in the schedule.
+// message in the schedule. A recipient made final goes to the replica, if
+// there is one (Replica.Update), once the change is durable.
 func (s *Spool) Update(ctx context.Context, id string, fn func(*Message) error) error {
 	if !validID(id) {
 		return fmt.Errorf("queue: update %s: %w", id, ErrNotFound)
 	}
 	key := []byte(id)
-	return s.submit(ctx, &request{
+	var stored, changed *Message // for the replica, from the pass that was committed
+	var rec []byte
+	err := s.submit(ctx, &request{
 		name: "update " + id,
 		apply: func(tx *bolt.Tx) (err error) {
 			msgs := tx.Bucket(bucketMessages)
@@ -607,9 +610,15 @@ func (s *Spool) Update(ctx context.Context, id string, fn func(*Message) error) 
 			if err != nil {
 				return err
 			}
+			stored, changed, rec = old, m, b
 			return putRecord(tx, key, scheduleKey(old), scheduleKey(m), b)
 		},
 	})
+	if err != nil {
+		return err
+	}
+	s.updateReplica(stored, changed, rec)
+	return nil
 }
 
 // Reschedule makes each message of ids that is not held and not due by
@@ -665,7 +674,8 @@ func (s *Spool) Reschedule(ctx context.Context, ids []string, at time.Time) (int
 //
 // Replace is patient: it is durable when it returns, but it may wait up
 // to 20 ms for a transaction that a commit starts (see loop), so that a
-// deferral costs no fsync of its own.
+// deferral costs no fsync of its own. Like Update, it sends a recipient
+// made final to the replica.
 func (s *Spool) Replace(ctx context.Context, old, m *Message) error {
 	id := old.ID
 	if !validID(id) {
@@ -682,7 +692,7 @@ func (s *Spool) Replace(ctx context.Context, old, m *Message) error {
 		return err
 	}
 	key, oldKey, newKey := []byte(id), scheduleKey(old), scheduleKey(&c)
-	return s.submit(ctx, &request{
+	err = s.submit(ctx, &request{
 		name:    "replace " + id,
 		patient: true,
 		apply: func(tx *bolt.Tx) error {
@@ -692,6 +702,11 @@ func (s *Spool) Replace(ctx context.Context, old, m *Message) error {
 			return putRecord(tx, key, oldKey, newKey, b)
 		},
 	})
+	if err != nil {
+		return err
+	}
+	s.updateReplica(old, &c, b)
+	return nil
 }
 
 // putRecord writes record b under key and moves its schedule entry from

@@ -15,13 +15,22 @@ import (
 // another node can deliver what this one accepted if this one dies. With
 // one (Options.Replica), Draft.Commit writes the copy and waits for its
 // acknowledgement before it commits here: it returns nil only once both
-// are done, and a message whose copy failed was never queued. A message
-// that leaves the spool (Delete) leaves the copy too.
+// are done, and a message whose copy failed was never queued. A
+// recipient's state that becomes final (Replace or Update) is sent on
+// without waiting (Update), and a message that leaves the spool (Delete)
+// leaves the copy too.
 type Replica interface {
 	// Put starts writing the copy of message m: rec is its record as
 	// spool.db stores it, body its header and content, read before Put
 	// returns. wait waits for the copy to be acknowledged.
 	Put(m *Message, rec []byte, body io.Reader) (wait func(context.Context) error)
+	// Update sends rec, the newer record of message m, whose copy Put
+	// wrote, without waiting: the spool stored it because one of its
+	// recipients was delivered or failed (or a hook added recipients), and
+	// a takeover that reads it does not deliver to that recipient again.
+	// An update lost costs a duplicate delivery after a takeover, never a
+	// loss.
+	Update(m *Message, rec []byte)
 	// Remove removes the copy of message id, which left the spool
 	// (delivered, bounced, removed by the operator), without waiting: a
 	// copy removed late costs a duplicate delivery after a takeover,
@@ -58,6 +67,29 @@ func (d *Draft) replicate(ctx context.Context, m *Message, rec, body []byte) err
 		return fmt.Errorf("queue: commit %s: %w: %w", d.id, ErrNotReplicated, err)
 	}
 	return nil
+}
+
+// newlyFinal reports whether m, the new state of old, has a recipient
+// that became final (delivered or failed) or one a hook added: a change
+// that a replica must learn (Replica.Update), unlike a deferral.
+func newlyFinal(old, m *Message) bool {
+	if len(m.Recipients) != len(old.Recipients) {
+		return true
+	}
+	for i, rs := range m.Recipients {
+		if rs.Status.final() && !old.Recipients[i].Status.final() {
+			return true
+		}
+	}
+	return false
+}
+
+// updateReplica sends m's record b to the replica when its change calls for
+// it (newlyFinal); the record is durable here already.
+func (s *Spool) updateReplica(old, m *Message, b []byte) {
+	if s.replica != nil && newlyFinal(old, m) {
+		s.replica.Update(m, b)
+	}
 }
 
 // Import queues a message another node had queued, as a takeover reads

@@ -20,6 +20,7 @@ type copies struct {
 	records map[string][]byte
 	bodies  map[string][]byte
 	removed []string
+	updates []string // IDs, one per Update
 	fail    error
 }
 
@@ -33,6 +34,13 @@ func (c *copies) Put(m *Message, rec []byte, body io.Reader) func(context.Contex
 	c.records[m.ID], c.bodies[m.ID] = slices.Clone(rec), b
 	fail := c.fail
 	return func(context.Context) error { return errors.Join(err, fail) }
+}
+
+func (c *copies) Update(m *Message, rec []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.records[m.ID] = slices.Clone(rec)
+	c.updates = append(c.updates, m.ID)
 }
 
 func (c *copies) Remove(id string) {
@@ -149,4 +157,53 @@ func TestImport(t *testing.T) {
 			t.Errorf("size %d: the importing spool's replica has no copy of %s", size, nid)
 		}
 	}
+}
+
+// TestReplicaLearnsFinalStates: a Replace or an Update that makes a
+// recipient delivered or failed, or adds one, sends the stored record to
+// the replica; one that only defers or reschedules sends nothing.
+func TestReplicaLearnsFinalStates(t *testing.T) {
+	rep := &copies{}
+	s := openSpool(t, t.TempDir(), Options{Replica: rep})
+	id := commit(t, s, testEnvelope("bob@example.com", "carol@example.net"), nil, content("states", 100), 333)
+	change := func(name string, fn func(m *Message), replace bool, want int) {
+		t.Helper()
+		old, err := s.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := len(rep.updates)
+		if replace {
+			m := *old
+			m.Recipients = slices.Clone(old.Recipients)
+			m.Envelope.Recipients = slices.Clone(old.Envelope.Recipients)
+			fn(&m)
+			err = s.Replace(t.Context(), old, &m)
+		} else {
+			err = s.Update(t.Context(), id, func(m *Message) error { fn(m); return nil })
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		stored, _ := s.Get(id)
+		rec, _ := encodeMessage(stored)
+		if len(rep.updates) != want {
+			t.Fatalf("%s: %d updates sent; want %d", name, len(rep.updates), want)
+		}
+		if want > sent && !bytes.Equal(rep.records[id], rec) {
+			t.Errorf("%s: the copy's record\n%s\nwant what spool.db holds\n%s", name, rep.records[id], rec)
+		}
+	}
+	change("deferral (Replace)", func(m *Message) {
+		m.Recipients[0].Status, m.Recipients[1].Status = Deferred, Deferred
+		m.NextAttempt = testNow().Add(time.Hour)
+	}, true, 0)
+	change("hold (Update)", func(m *Message) { m.Held = true }, false, 0)
+	change("bob delivered (Replace)", func(m *Message) { m.Recipients[0].Status = Delivered }, true, 1)
+	change("bob delivered again (Replace)", func(m *Message) { m.Attempts++ }, true, 1)
+	change("carol failed (Update)", func(m *Message) { m.Recipients[1].Status = Failed }, false, 2)
+	change("dave added (Replace)", func(m *Message) {
+		m.Envelope.Recipients = append(m.Envelope.Recipients, m.Envelope.Recipients[0])
+		m.Recipients = append(m.Recipients, RecipientState{})
+	}, true, 3)
 }
