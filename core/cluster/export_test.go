@@ -40,3 +40,15 @@ func StoredUnder(t testing.TB, c *Conn, filter string) uint64 {
 	}
 	return n
 }
+
+// BudgetFree reports whether r's copies hold none of the memory budget.
+func BudgetFree(r *Replica) bool {
+	if !r.budget.TryAcquire(copyBudget) {
+		return false
+	}
+	r.budget.Release(copyBudget)
+	return true
+}
+
+// MessageBudget is what one copy may hold in flight.
+const MessageBudget = messageBudget

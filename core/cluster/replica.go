@@ -33,6 +33,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -64,6 +65,7 @@ type Replica struct {
 	chunk  int    // the largest body part
 	stats  *ReplicaStats
 	rm     *remover
+	budget *semaphore.Weighted // copyBudget: bytes of parts in flight
 }
 
 // ReplicaStats count a node's copies since start, for the metrics.
@@ -106,7 +108,8 @@ func (c *Conn) replicaOf(node string) *Replica {
 	// Room for the headers under max_payload; at least 1 KiB.
 	chunk := min(chunkSize, max(int(c.nc.MaxPayload())-4<<10, 1<<10))
 	return &Replica{c: c, prefix: nodePrefix(node), states: statePrefix(node), chunk: chunk,
-		stats: &ReplicaStats{}, rm: newRemover(c, "*."+nodeToken(node)+".")}
+		stats: &ReplicaStats{}, rm: newRemover(c, "*."+nodeToken(node)+"."),
+		budget: semaphore.NewWeighted(copyBudget)}
 }
 
 // Close stops the replica's removals, after giving those pending a
@@ -147,23 +150,27 @@ func statePrefix(node string) string { return "gws." + nodeToken(node) + "." }
 // nodeToken is node as one token of a subject.
 func nodeToken(node string) string { return base64.RawURLEncoding.EncodeToString([]byte(node)) }
 
-// Put publishes the copy of m (body first, the record last) without
-// waiting; the wait it returns waits for every part's acknowledgement,
-// bounded by ctx and the connection's timeout.
-func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context.Context) error {
-	subject := r.prefix + m.ID
-	var acks []jetstream.PubAckFuture
+// Put publishes the copy of m (body first, the record last), waiting
+// only while its parts in flight are over the budget (replica_budget.go);
+// the wait it returns waits for every part's acknowledgement, bounded by
+// ctx and the connection's timeout.
+func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io.Reader) func(context.Context) error {
+	p := &copyParts{r: r}
 	fail := func(err error) func(context.Context) error {
-		return func(context.Context) error {
-			r.stats.Failures.Add(1)
-			return fmt.Errorf("cluster: copy of %s: %w", m.ID, explain(err))
-		}
+		p.releaseAll()
+		r.stats.Failures.Add(1)
+		return func(context.Context) error { return fmt.Errorf("cluster: copy of %s: %w", m.ID, explain(err)) }
 	}
 	if err := r.c.ready(); err != nil {
 		return fail(err)
 	}
-	size := 0
+	ctx, cancel := r.c.opContext(ctx)
+	defer cancel()
+	subject, size := r.prefix+m.ID, 0
 	for {
+		if err := p.reserve(ctx, int64(r.chunk)); err != nil {
+			return fail(err)
+		}
 		// Each part is its own buffer (the client keeps it until its
 		// acknowledgement), as large as what there is: most bodies are
 		// a few KB.
@@ -172,14 +179,15 @@ func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context
 			return fail(err)
 		}
 		if len(part) == 0 {
+			p.unreserve()
 			break
 		}
 		ack, err := r.publish(subject, partBody, part, nats.Header{hdrOffset: []string{strconv.Itoa(size)}})
 		if err != nil {
 			return fail(err)
 		}
-		acks, size = append(acks, ack), size+len(part)
-		if len(part) < r.chunk {
+		p.add(ack, int64(len(part)))
+		if size += len(part); len(part) < r.chunk {
 			break
 		}
 	}
@@ -190,35 +198,20 @@ func (r *Replica) Put(m *queue.Message, rec []byte, body io.Reader) func(context
 	if err != nil {
 		return fail(err)
 	}
-	acks = append(acks, ack)
+	p.add(ack, 0)
 	return func(ctx context.Context) error {
 		start := time.Now()
-		err := r.wait(ctx, m.ID, acks)
-		if err != nil {
+		ctx, cancel := r.c.opContext(ctx)
+		defer cancel()
+		if err := p.settleAll(ctx); err != nil {
+			p.releaseAll()
 			r.stats.Failures.Add(1)
-			return err
+			return fmt.Errorf("cluster: copy of %s: %w", m.ID, err)
 		}
 		r.stats.Copies.Add(1)
 		r.stats.WaitNanos.Add(int64(time.Since(start)))
 		return nil
 	}
-}
-
-// wait waits for every part's acknowledgement, within ctx and the
-// connection's timeout.
-func (r *Replica) wait(ctx context.Context, id string, acks []jetstream.PubAckFuture) error {
-	ctx, cancel := r.c.opContext(ctx)
-	defer cancel()
-	for _, a := range acks {
-		select {
-		case <-a.Ok():
-		case err := <-a.Err():
-			return fmt.Errorf("cluster: copy of %s: %w", id, explain(err))
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: copy of %s: waiting for the servers: %w", id, ctx.Err())
-		}
-	}
-	return nil
 }
 
 // publish publishes one part of a copy, asynchronously.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,13 @@ import (
 // node's copy on c (bodies over 1,000 bytes spill to files).
 func spoolWithReplica(t *testing.T, c *cluster.Conn, node string) *queue.Spool {
 	t.Helper()
+	s, _ := spoolAndReplica(t, c, node)
+	return s
+}
+
+// spoolAndReplica is spoolWithReplica that also returns the replica.
+func spoolAndReplica(t *testing.T, c *cluster.Conn, node string) (*queue.Spool, *cluster.Replica) {
+	t.Helper()
 	rep, err := c.OpenReplica(context.Background(), node, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +37,7 @@ func spoolWithReplica(t *testing.T, c *cluster.Conn, node string) *queue.Spool {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s, rep
 }
 
 // commitMessage queues a message of size bytes of content to rcpt.
@@ -206,5 +214,37 @@ func TestReplicaLearnsFinalStates(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return cluster.StoredUnder(t, c, ">") == 0 }) {
 		t.Errorf("after the removal, the stream holds %d messages of gw1 (%d updates); want none",
 			cluster.StoredUnder(t, c, ">"), cluster.StoredUnder(t, c, "gws.>"))
+	}
+}
+
+// TestReplicaBoundsMemory: copies over one copy's budget in flight (20
+// MiB, 8 MiB each at most) arrive whole, several at once, and give the
+// whole budget back.
+func TestReplicaBoundsMemory(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c := connect(t, nc, nil, 0)
+	s, rep := spoolAndReplica(t, c, "gw1")
+	const size = 20 << 20
+	if cluster.MessageBudget >= size {
+		t.Fatalf("the budget per copy is %d; this test wants it under %d", cluster.MessageBudget, size)
+	}
+	ids := make([]string, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Go(func() { ids[i], errs[i] = commitMessage(t, s, "bob@example.net", size) })
+	}
+	wg.Wait()
+	got := copies(t, c, "gw1")
+	for i, id := range ids {
+		if errs[i] != nil {
+			t.Fatalf("commit %d: %v", i, errs[i])
+		}
+		if n := len(got[id].Body); n != size+len("Received: by test\r\n") {
+			t.Errorf("%s: the copy's body is %d bytes; want %d", id, n, size+len("Received: by test\r\n"))
+		}
+	}
+	if !cluster.BudgetFree(rep) {
+		t.Error("the copies, all acknowledged, still hold memory of the budget")
 	}
 }

@@ -22,8 +22,9 @@ import (
 type Replica interface {
 	// Put starts writing the copy of message m: rec is its record as
 	// spool.db stores it, body its header and content, read before Put
-	// returns. wait waits for the copy to be acknowledged.
-	Put(m *Message, rec []byte, body io.Reader) (wait func(context.Context) error)
+	// returns (ctx bounds that). wait waits for the copy to be
+	// acknowledged.
+	Put(ctx context.Context, m *Message, rec []byte, body io.Reader) (wait func(context.Context) error)
 	// Update sends rec, the newer record of message m, whose copy Put
 	// wrote, without waiting: the spool stored it because one of its
 	// recipients was delivered or failed (or a hook added recipients), and
@@ -53,13 +54,13 @@ func (d *Draft) replicate(ctx context.Context, m *Message, rec, body []byte) err
 	}
 	var wait func(context.Context) error
 	if !m.spilled {
-		wait = s.replica.Put(m, rec, bytes.NewReader(body))
+		wait = s.replica.Put(ctx, m, rec, bytes.NewReader(body))
 	} else {
 		f, err := os.Open(filepath.Join(s.bodiesDir, d.id))
 		if err != nil {
 			return fmt.Errorf("queue: commit %s: %w", d.id, err)
 		}
-		wait = s.replica.Put(m, rec, io.MultiReader(bytes.NewReader(body), f))
+		wait = s.replica.Put(ctx, m, rec, io.MultiReader(bytes.NewReader(body), f))
 		f.Close()
 	}
 	if err := wait(ctx); err != nil {

@@ -24,7 +24,7 @@ type copies struct {
 	fail    error
 }
 
-func (c *copies) Put(m *Message, rec []byte, body io.Reader) func(context.Context) error {
+func (c *copies) Put(_ context.Context, m *Message, rec []byte, body io.Reader) func(context.Context) error {
 	b, err := io.ReadAll(body)
 	c.mu.Lock()
 	defer c.mu.Unlock()
