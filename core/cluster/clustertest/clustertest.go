@@ -39,7 +39,6 @@ type Cluster struct {
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{}
-	t.Cleanup(c.StopAll) // before the folders' removal, registered earlier
 	var err error
 	for range startAttempts {
 		if err = c.start(t, n); err == nil {
@@ -59,10 +58,20 @@ const startAttempts = 3
 func (c *Cluster) start(t testing.TB, n int) error {
 	routes := make([]*url.URL, n)
 	ports := make([]int, n)
+	dirs := make([]string, n)
 	for i := range n {
 		ports[i] = routePort(t)
 		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+		dirs[i] = t.TempDir()
 	}
+	var started []*server.Server
+	// Registered after the folders', so it runs before their removal.
+	t.Cleanup(func() {
+		for _, s := range started {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	})
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -71,7 +80,7 @@ func (c *Cluster) start(t testing.TB, n int) error {
 			NoLog:      true,
 			NoSigs:     true,
 			JetStream:  true,
-			StoreDir:   t.TempDir(),
+			StoreDir:   dirs[i],
 			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     routes,
 			// Small limits: JetStream otherwise reserves from the machine's.
@@ -82,7 +91,7 @@ func (c *Cluster) start(t testing.TB, n int) error {
 		if err != nil {
 			return fmt.Errorf("node %d: %w", i+1, err)
 		}
-		c.servers = append(c.servers, s)
+		c.servers, started = append(c.servers, s), append(started, s)
 		s.Start()
 	}
 	return c.waitReady(readyTimeout)
@@ -155,7 +164,7 @@ func (c *Cluster) Stop(i int) {
 }
 
 // StopAll shuts every node down and waits until each has stopped; the
-// test's cleanup calls it, and calling it again does nothing.
+// test's cleanup stops them too, and stopping again does nothing.
 func (c *Cluster) StopAll() {
 	for i := range c.servers {
 		c.Stop(i)
