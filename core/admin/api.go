@@ -166,13 +166,21 @@ func loopbackName(hostport string) bool {
 }
 
 // healthz answers 200 {"status":"ok"}, or 503 with the reason while a
-// cluster node is cut off from NATS and refuses new mail, so that a load
-// balancer sends it elsewhere.
+// cluster node refuses new mail, cut off from NATS or with JetStream not
+// taking its writes, so that a load balancer sends it elsewhere.
 func (a *Admin) healthz(w http.ResponseWriter, r *http.Request) {
-	if c := a.opt.Cluster; c != nil && !c.ClusterStats().Connected {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable",
-			"reason": "not connected to NATS: new mail is answered 451 4.3.0 until it is"})
-		return
+	if c := a.opt.Cluster; c != nil {
+		reason := ""
+		switch st := c.ClusterStats(); {
+		case !st.Connected:
+			reason = "not connected to NATS: new mail is answered 451 4.3.0 until it is"
+		case st.WriteError != "":
+			reason = "JetStream does not take writes (" + st.WriteError + "): new mail is answered 451 4.3.0 until it does"
+		}
+		if reason != "" {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }

@@ -23,8 +23,11 @@ type Cluster interface {
 
 // ClusterStats are a node's cluster counters since start.
 type ClusterStats struct {
-	Node          string `json:"node"`
-	Connected     bool   `json:"connected"`      // to NATS, now
+	Node      string `json:"node"`
+	Connected bool   `json:"connected"` // to NATS, now
+	// WriteError is why the last write to JetStream (a copy, a
+	// heartbeat) failed; "" when it succeeded.
+	WriteError    string `json:"write_error,omitempty"`
 	CopiesPending int    `json:"copies_pending"` // parts of copies published, not yet acknowledged
 	Copies        int64  `json:"copies"`         // messages copied to the stream
 	CopyFailures  int64  `json:"copy_failures"`  // messages refused because their copy failed

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +22,10 @@ const (
 	reconnectWait  = time.Second     // between rounds of reconnect attempts
 	pingInterval   = 5 * time.Second // a silent server is noticed within two of these
 	defaultTimeout = 5 * time.Second // an operation whose ctx has no sooner deadline
+	// defaultFormTimeout is how long Connect waits for JetStream's API to
+	// answer: servers started together elect their meta leader in a few
+	// seconds.
+	defaultFormTimeout = 30 * time.Second
 )
 
 // ErrUnavailable is an operation tried while the connection to NATS is
@@ -34,6 +40,10 @@ type Options struct {
 	// Timeout bounds every operation whose ctx has no sooner deadline
 	// (and KVGet, which has no ctx); 0 = 5s.
 	Timeout time.Duration
+	// FormTimeout bounds how long Connect waits for JetStream's API to
+	// answer (a cluster just started has no meta leader for some
+	// seconds); 0 = 30s.
+	FormTimeout time.Duration
 	// Now is the clock expiries are computed with; nil = time.Now.
 	Now func() time.Time
 	// Log receives the connection's changes of state; nil = discard.
@@ -48,6 +58,9 @@ type Conn struct {
 	timeout time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+
+	mu       sync.Mutex
+	writeErr error // the last write's (a copy's, a heartbeat's) failure; nil once one succeeds
 }
 
 // Connect connects to one of opt's NATS servers and checks that JetStream
@@ -85,9 +98,7 @@ func Connect(ctx context.Context, opt Options) (*Conn, error) {
 			c.log.Warn("cluster: an asynchronous publish failed", "subject", m.Subject, "err", err)
 		}))
 	if err == nil {
-		actx, cancel := c.opContext(ctx)
-		_, err = c.js.AccountInfo(actx)
-		cancel()
+		err = c.waitJetStream(ctx, cmp.Or(opt.FormTimeout, defaultFormTimeout))
 	}
 	if err != nil {
 		url := nc.ConnectedUrlRedacted()
@@ -96,6 +107,52 @@ func Connect(ctx context.Context, opt Options) (*Conn, error) {
 	}
 	c.log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 	return c, nil
+}
+
+// noteWrite records the outcome of a write to JetStream that ctx, the
+// caller's, asked for: one that failed while ctx was live means that
+// JetStream does not take writes (no quorum, no leader), though the
+// connection is up.
+func (c *Conn) noteWrite(ctx context.Context, err error) {
+	if err != nil && ctx.Err() != nil {
+		return // the caller gave up: not JetStream's doing
+	}
+	c.mu.Lock()
+	c.writeErr = err
+	c.mu.Unlock()
+}
+
+// WriteError is the failure of the last write to JetStream, nil when it
+// succeeded (or none was made yet): what /healthz reports beside the
+// connection, since a node that is connected may still refuse all mail.
+func (c *Conn) WriteError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writeErr
+}
+
+// waitJetStream asks JetStream's API for the account's information until
+// it answers, up to formTimeout: a cluster whose servers have just
+// started has no meta leader yet, and its API does not answer until it
+// has one.
+func (c *Conn) waitJetStream(ctx context.Context, formTimeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, formTimeout)
+	defer cancel()
+	for {
+		actx, acancel := c.opContext(ctx)
+		_, err := c.js.AccountInfo(actx)
+		acancel()
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, context.DeadlineExceeded):
+			return err
+		case ctx.Err() != nil:
+			return fmt.Errorf("its API did not answer in %v: its servers have no meta leader "+
+				"(too few of them up, or not routed to each other): %w", formTimeout, err)
+		}
+		c.log.Info("cluster: JetStream does not answer yet (no meta leader?); waiting", "url", c.nc.ConnectedUrlRedacted())
+	}
 }
 
 // natsOptions are the client's options for the cluster block b: reconnect

@@ -3,7 +3,10 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,4 +121,32 @@ func waitFor(d time.Duration, cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
+}
+
+// TestConnectWaitsForMetaLeader: a JetStream server whose cluster has no
+// meta leader takes the connection but not JetStream's requests: Connect
+// waits for it up to FormTimeout, logs that it waits, and then says why
+// it gives up.
+func TestConnectWaitsForMetaLeader(t *testing.T) {
+	url := clustertest.StartAlone(t)
+	var logs strings.Builder
+	var mu sync.Mutex
+	start := time.Now()
+	_, err := cluster.Connect(context.Background(), cluster.Options{
+		Config:  config.Cluster{Node: "n", NATSURLs: []string{url}},
+		Timeout: time.Second, FormTimeout: 3 * time.Second,
+		Log: slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil)),
+	})
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "its API did not answer in 3s: its servers have no meta leader") {
+		t.Fatalf("Connect = %v; want it to say that JetStream has no meta leader", err)
+	}
+	if took < 3*time.Second || took > 6*time.Second {
+		t.Errorf("Connect gave up after %v; want after FormTimeout, 3s", took)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "JetStream does not answer yet") {
+		t.Errorf("the log does not say that Connect waits:\n%s", logs.String())
+	}
 }

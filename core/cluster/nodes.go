@@ -63,9 +63,11 @@ func (n *Nodes) Beat(ctx context.Context, st NodeStatus) error {
 	if err != nil {
 		return fmt.Errorf("cluster: heartbeat: %w", err)
 	}
-	ctx, cancel := n.c.opContext(ctx)
+	octx, cancel := n.c.opContext(ctx)
 	defer cancel()
-	if _, err := n.kv.Put(ctx, base64.RawURLEncoding.EncodeToString([]byte(st.Node)), b); err != nil {
+	_, err = n.kv.Put(octx, base64.RawURLEncoding.EncodeToString([]byte(st.Node)), b)
+	n.c.noteWrite(ctx, err)
+	if err != nil {
 		return fmt.Errorf("cluster: heartbeat: %w", explain(err))
 	}
 	return nil

@@ -201,9 +201,11 @@ func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io
 	p.add(ack, 0)
 	return func(ctx context.Context) error {
 		start := time.Now()
-		ctx, cancel := r.c.opContext(ctx)
+		octx, cancel := r.c.opContext(ctx)
 		defer cancel()
-		if err := p.settleAll(ctx); err != nil {
+		err := p.settleAll(octx)
+		r.c.noteWrite(ctx, err)
+		if err != nil {
 			p.releaseAll()
 			r.stats.Failures.Add(1)
 			return fmt.Errorf("cluster: copy of %s: %w", m.ID, err)

@@ -90,6 +90,9 @@ func (v clusterView) ClusterStats() admin.ClusterStats {
 	g := v.g
 	st := admin.ClusterStats{Node: g.cfg.Cluster.Node, Connected: g.cluster.Connected(), CopiesPending: g.cluster.Pending(),
 		Takeovers: g.takeoverCount.Load(), TakenOver: g.takenOver.Load()}
+	if err := g.cluster.WriteError(); err != nil {
+		st.WriteError = err.Error()
+	}
 	if r := g.replica; r != nil {
 		rs := r.Stats()
 		st.Copies, st.CopyFailures = rs.Copies.Load(), rs.Failures.Load()

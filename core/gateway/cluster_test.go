@@ -231,6 +231,28 @@ func TestClusterReplicatesBefore250(t *testing.T) {
 	checkHTTP(t, admin+"/metrics", 200, "gateway_cluster_copy_failures_total 1\n")
 }
 
+// TestClusterNoQuorumUnhealthy: with two of three NATS servers gone the
+// node is still connected (to the third), but JetStream has no quorum
+// and takes no copy: new mail gets 451 4.3.0 and /healthz says 503 and
+// why, so that a load balancer sends mail elsewhere.
+func TestClusterNoQuorumUnhealthy(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	g := startClusterNode(t, "gw1", nc.URLs(), `admin { address = "127.0.0.1:0" }`)
+	admin := "http://" + g.Addr(t, "admin")
+	if err := sendOne(t, g.Addr(t, "mx")); err != nil {
+		t.Fatal(err)
+	}
+	checkHTTP(t, admin+"/healthz", 200, `{"status":"ok"}`)
+	nc.Stop(0)
+	nc.Stop(1)
+	err := sendOne(t, g.Addr(t, "mx"))
+	var r smtp.Reply
+	if !errors.As(err, &r) || r.Code != 451 || r.Enhanced != [3]uint16{4, 3, 0} {
+		t.Fatalf("with no JetStream quorum: %v; want 451 4.3.0", err)
+	}
+	checkHTTP(t, admin+"/healthz", 503, `{"reason":"JetStream does not take writes (nats: `)
+}
+
 // checkHTTP GETs url and checks its status and that its body (compacted,
 // when it is JSON) has want.
 func checkHTTP(t *testing.T, url string, status int, want string) {

@@ -186,3 +186,27 @@ func StartPlain(t testing.TB) string {
 	}
 	return s.ClientURL()
 }
+
+// StartAlone runs one JetStream node of a cluster of three whose two
+// others never start, until the test ends, and returns its client URL:
+// it takes connections, but its JetStream API never answers (no meta
+// leader), as a cluster's first seconds or a lost quorum.
+func StartAlone(t testing.TB) string {
+	t.Helper()
+	routes := []*url.URL{
+		{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", routePort(t))},
+		{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", routePort(t))},
+	}
+	s, err := server.NewServer(&server.Options{ServerName: "alone", Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
+		Cluster: server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: server.RANDOM_PORT}, Routes: routes})
+	if err != nil {
+		t.Fatalf("clustertest: %v", err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(listenTimeout) {
+		t.Fatalf("clustertest: the server does not take connections after %v", listenTimeout)
+	}
+	return s.ClientURL()
+}
