@@ -175,16 +175,7 @@ func (c *Cluster) StopAll() {
 // and returns its client URL: what a gateway must refuse to cluster on.
 func StartPlain(t testing.TB) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatalf("clustertest: %v", err)
-	}
-	s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(readyTimeout) {
-		t.Fatalf("clustertest: the server does not take connections after %v", readyTimeout)
-	}
-	return s.ClientURL()
+	return runOne(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
 }
 
 // StartAlone runs one JetStream node of a cluster of three whose two
@@ -197,9 +188,16 @@ func StartAlone(t testing.TB) string {
 		{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", routePort(t))},
 		{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", routePort(t))},
 	}
-	s, err := server.NewServer(&server.Options{ServerName: "alone", Host: "127.0.0.1", Port: server.RANDOM_PORT,
+	return runOne(t, &server.Options{ServerName: "alone", Host: "127.0.0.1", Port: server.RANDOM_PORT,
 		NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
 		Cluster: server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: server.RANDOM_PORT}, Routes: routes})
+}
+
+// runOne runs the server of opts until the test ends and returns its
+// client URL once it takes connections.
+func runOne(t testing.TB, opts *server.Options) string {
+	t.Helper()
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("clustertest: %v", err)
 	}
