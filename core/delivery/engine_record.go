@@ -49,6 +49,7 @@ func (e *Engine) record(ctx context.Context, a *jobAttempt, last bool, took time
 			// Without its DSN a failure must not be final: retry it, and
 			// bounce it again then.
 			e.log.Error("delivery: cannot queue a DSN; the failed recipients stay deferred", "id", m.ID, "err", err)
+			m.DelayWarned = r.msg.DelayWarned // a warning not queued is sent by a later round
 			for i := range a.outs {
 				if o := &a.outs[i]; !o.shutdown && o.class == Permanent {
 					o.class = Temporary

@@ -50,22 +50,43 @@ type engHarness struct {
 	opt   delivery.Options
 	eng   *delivery.Engine
 	stop  func() // cancels Run and waits for it
+	// replica is the spool's replica: it fails every new message while
+	// its down is set (a cluster node cut off from NATS).
+	replica *downReplica
 	// editEnv, when set, changes the envelope of each message enqueued.
 	editEnv func(*envelope.Envelope)
 }
+
+// downReplica is a queue.Replica that keeps nothing and fails every
+// copy while down is set.
+type downReplica struct{ down atomic.Bool }
+
+func (r *downReplica) Put(_ context.Context, _ *queue.Message, _ []byte, body io.Reader) func(context.Context) error {
+	io.Copy(io.Discard, body)
+	down := r.down.Load()
+	return func(context.Context) error {
+		if down {
+			return errors.New("replica down")
+		}
+		return nil
+	}
+}
+func (r *downReplica) Update(*queue.Message, []byte) {}
+func (r *downReplica) Remove(string)                 {}
 
 // newEngHarness builds the engHarness; edit adjusts the options before New. The
 // engine is not running until start.
 func newEngHarness(t *testing.T, edit ...func(*delivery.Options)) *engHarness {
 	t.Helper()
 	h := &engHarness{
-		t:     t,
-		clock: deliverytest.NewClock(engT0),
-		tr:    &deliverytest.Transport{},
-		sink:  &deliverytest.Transport{},
+		t:       t,
+		clock:   deliverytest.NewClock(engT0),
+		tr:      &deliverytest.Transport{},
+		sink:    &deliverytest.Transport{},
+		replica: &downReplica{},
 	}
 	var err error
-	h.spool, err = queue.Open(t.TempDir(), queue.Options{Now: h.clock.Now})
+	h.spool, err = queue.Open(t.TempDir(), queue.Options{Now: h.clock.Now, Replica: h.replica})
 	if err != nil {
 		t.Fatalf("queue.Open: %v", err)
 	}
@@ -531,6 +552,28 @@ func TestEngineLifetimeExpiry(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, engRcptFields(p.Rcpts[0])); diff != "" {
 		t.Errorf("per-recipient fields (-want +got):\n%s", diff)
+	}
+}
+
+// TestEngineDelayWarningWaitsForItsDSN: a delay warning whose DSN cannot
+// be queued (the spool refuses new mail: a cluster node cut off from
+// NATS) is not recorded as sent; the next attempt sends it.
+func TestEngineDelayWarningWaitsForItsDSN(t *testing.T) {
+	h := newEngHarness(t)
+	h.tr.Default = &delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: [3]uint16{4, 7, 1}, Text: "greylisted"}
+	h.start()
+	id := h.enqueue(engSender, engRcpt("bob@example.net", 0))
+	h.waitOutcomes(1)
+	h.replica.down.Store(true)
+	h.attemptAt(engT0.Add(4*time.Hour+30*time.Minute), 1)
+	if got := h.get(id).DelayWarned; got {
+		t.Fatal("the warning's DSN was not queued, yet the message is recorded as warned")
+	}
+	h.replica.down.Store(false)
+	h.attemptAt(engT0.Add(9*time.Hour), 1)
+	h.waitFor("the delay warning", func() bool { return len(engDSNCalls(h.sink)) > 0 })
+	if got := h.get(id).DelayWarned; !got {
+		t.Error("the warning was sent, but the message is not recorded as warned")
 	}
 }
 
