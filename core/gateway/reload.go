@@ -216,6 +216,7 @@ func restartSections(running, loaded *config.Config) []string {
 		{"admin", running.Admin, loaded.Admin},
 		{"inject", running.Inject, loaded.Inject},
 		{"authentication", running.Authentication, loaded.Authentication},
+		{"cluster", running.Cluster, loaded.Cluster},
 	}
 	var changed []string
 	for _, s := range sections {
