@@ -113,8 +113,10 @@ func HeartbeatEvery(takeoverAfter time.Duration) time.Duration {
 
 // Heartbeats writes a heartbeat every HeartbeatEvery(takeoverAfter), the
 // first at once, with status's answer, until ctx ends. A heartbeat that
-// fails is logged, and the next is tried on time.
-func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, status func() NodeStatus) {
+// fails is logged, and the next is tried on time; the first that succeeds
+// after failures calls back (nil: nothing), since another node may have
+// taken this one's queue over meanwhile.
+func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, status func() NodeStatus, back func(context.Context)) {
 	t := time.NewTicker(HeartbeatEvery(takeoverAfter))
 	defer t.Stop()
 	failing := false
@@ -127,6 +129,9 @@ func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, sta
 		case err == nil && failing:
 			n.c.log.Info("cluster: heartbeat written again")
 			failing = false
+			if back != nil {
+				back(ctx)
+			}
 		}
 		select {
 		case <-ctx.Done():

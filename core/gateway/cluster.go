@@ -70,9 +70,15 @@ func (g *Gateway) kvStores(ctx context.Context) (stores, error) {
 }
 
 // heartbeats writes this node's heartbeat (its name, version, start and
-// queue size) until ctx ends; a part of Run with a cluster block.
+// queue size) until ctx ends; a part of Run with a cluster block. When
+// heartbeats come back after failing (this node was cut off from NATS,
+// and may have been taken over meanwhile), it drops what was taken.
 func (g *Gateway) heartbeats(ctx context.Context) {
-	g.nodes.Heartbeats(ctx, g.cfg.Cluster.TakeoverAfter, g.status)
+	g.nodes.Heartbeats(ctx, g.cfg.Cluster.TakeoverAfter, g.status, func(ctx context.Context) {
+		if err := g.dropTaken(ctx, g.engine.Remove); err != nil {
+			g.log.Warn("cluster: cannot check whether this node's queue was taken over; trying at the next heartbeat that comes back", "err", err)
+		}
+	})
 }
 
 // status is this node's heartbeat now.

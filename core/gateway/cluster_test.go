@@ -413,6 +413,35 @@ delivery {
 	}
 }
 
+// TestClusterCutOffNodeDropsTaken: a node cut off from NATS (its only
+// server stops) while the others are not has its queue taken over; when
+// its server is back it drops, without a restart, every message that was
+// taken, so that it does not deliver them too.
+func TestClusterCutOffNodeDropsTaken(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	gw1 := gatewaytest.Start(t, takeoverConfig("gw1", nc.URLs()[:1]))
+	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()[1:]))
+	for range 3 {
+		if err := sendOne(t, gw1.Addr(t, "mx")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Stop(0)
+	if !gatewaytest.Eventually(20*time.Second, func() bool { return len(gw2.Queued(t)) == 3 }) {
+		t.Fatalf("gw2 queued %d messages 20 s after gw1 was cut off; want gw1's 3", len(gw2.Queued(t)))
+	}
+	if n := len(gw1.Queued(t)); n != 3 {
+		t.Fatalf("gw1, cut off, has %d messages; want its 3 still", n)
+	}
+	nc.Restart(0)
+	if !gatewaytest.Eventually(20*time.Second, func() bool { return len(gw1.Queued(t)) == 0 }) {
+		t.Errorf("gw1 back on NATS still has %d messages; want none (gw2 took them)", len(gw1.Queued(t)))
+	}
+	if !gw1.Log().Wait(0, "this node's queue was taken over while it was away") {
+		t.Error("gw1's log does not say that its queue was taken over")
+	}
+}
+
 // TestClusterNATSNodeLostUnderLoad: one of three NATS servers stops while
 // a gateway accepts mail from 4 senders: every message that got a 250
 // has its copy on the stream, and the gateway goes on accepting (451s

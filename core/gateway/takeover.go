@@ -10,9 +10,11 @@ package gateway
 // heartbeat, then, when its queue was claimed, deletes from its spool
 // every message whose copy is gone (taken over, or finished) before its
 // engine starts, and clears the claim: it delivers nothing that was taken
-// from it. A copy imported and not yet removed when the taker died, or a
-// message the silent node (cut off from NATS, not dead) went on
-// delivering, is delivered twice: a duplicate, never a loss.
+// from it. A node that was only cut off from NATS does the same when its
+// heartbeats come back, through its engine. A copy imported and not yet
+// removed when the taker died, or a message the silent node (cut off, not
+// dead) delivered meanwhile, is delivered twice: a duplicate, never a
+// loss.
 
 import (
 	"context"
@@ -100,22 +102,51 @@ func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
 
 // reconcile runs at start, before the engine, with a cluster block: it
 // writes a first heartbeat (so that no node claims this one's queue while
-// it starts) and, when the queue was claimed while this node was away,
-// removes from the spool every message whose copy is gone, then clears
-// the claim.
+// it starts) and drops what was taken from this node while it was away.
 func (g *Gateway) reconcile(ctx context.Context) error {
-	me := g.cfg.Cluster.Node
 	if err := g.nodes.Beat(ctx, g.status()); err != nil {
 		return err
 	}
+	return g.dropTaken(ctx, g.spool.Delete)
+}
+
+// dropTaken, when this node's queue was claimed (while it was away, or
+// cut off from NATS), removes from the spool, with remove, every message
+// whose copy is gone (taken over, or finished), then clears the claim
+// (a takeover still under way goes on with the copies left: those are
+// delivered by both nodes, duplicates). At start remove is the spool's
+// Delete; while running it is the engine's Remove, which waits for a
+// delivery in progress, and a message it cannot remove (busy) stays: a
+// duplicate, never a loss.
+func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, string) error) error {
+	me := g.cfg.Cluster.Node
 	claim, claimed, err := g.nodes.ClaimOn(ctx, me)
 	if err != nil || !claimed {
 		return err
 	}
+	gone, err := g.takenFrom(ctx, me)
+	if err != nil {
+		return err
+	}
+	kept := 0
+	for _, id := range gone {
+		if err := remove(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			g.log.Warn("cluster: a message taken over stays here", "id", id, "err", err)
+			kept++
+		}
+	}
+	g.log.Warn("cluster: this node's queue was taken over while it was away; what was taken is not delivered here",
+		"by", claim.By, "at", claim.At, "removed", len(gone)-kept, "kept", g.spool.Len())
+	return g.nodes.ClearClaim(ctx, me)
+}
+
+// takenFrom lists the messages of this spool whose copies under node are
+// gone from the stream.
+func (g *Gateway) takenFrom(ctx context.Context, node string) ([]string, error) {
 	var gone []string
 	var liveErr error
-	err = g.spool.List(func(m *queue.Message) bool {
-		live, err := g.cluster.Live(ctx, me, m.ID)
+	err := g.spool.List(func(m *queue.Message) bool {
+		live, err := g.cluster.Live(ctx, node, m.ID)
 		if err != nil {
 			liveErr = err
 			return false
@@ -125,15 +156,5 @@ func (g *Gateway) reconcile(ctx context.Context) error {
 		}
 		return true
 	})
-	if err := errors.Join(err, liveErr); err != nil {
-		return err
-	}
-	for _, id := range gone {
-		if err := g.spool.Delete(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
-			return err
-		}
-	}
-	g.log.Warn("cluster: this node's queue was taken over while it was away; what was taken is not delivered here",
-		"by", claim.By, "at", claim.At, "removed", len(gone), "kept", g.spool.Len())
-	return g.nodes.ClearClaim(ctx, me)
+	return gone, errors.Join(err, liveErr)
 }

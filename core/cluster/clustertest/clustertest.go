@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -28,7 +29,9 @@ const (
 
 // Cluster is a running JetStream cluster.
 type Cluster struct {
+	t       testing.TB
 	servers []*server.Server
+	opts    []*server.Options // each server's, for Restart
 }
 
 // Start runs a JetStream cluster of n nodes (3 for replicas = 3) until the
@@ -38,14 +41,14 @@ type Cluster struct {
 // with other ports, up to startAttempts times.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{}
+	c := &Cluster{t: t}
 	var err error
 	for range startAttempts {
 		if err = c.start(t, n); err == nil {
 			return c
 		}
 		c.StopAll()
-		c.servers = nil
+		c.servers, c.opts = nil, nil
 	}
 	t.Fatalf("clustertest: %d attempts: %v", startAttempts, err)
 	return nil
@@ -81,8 +84,10 @@ func (c *Cluster) start(t testing.TB, n int) error {
 			NoSigs:     true,
 			JetStream:  true,
 			StoreDir:   dirs[i],
-			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:     routes,
+			// NoAdvertise: a client knows the servers it was given, so
+			// that a test can cut it off by stopping them.
+			Cluster: server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i], NoAdvertise: true},
+			Routes:  routes,
 			// Small limits: JetStream otherwise reserves from the machine's.
 			JetStreamMaxMemory: 256 << 20,
 			JetStreamMaxStore:  1 << 30,
@@ -92,6 +97,7 @@ func (c *Cluster) start(t testing.TB, n int) error {
 			return fmt.Errorf("node %d: %w", i+1, err)
 		}
 		c.servers, started = append(c.servers, s), append(started, s)
+		c.opts = append(c.opts, opts)
 		s.Start()
 	}
 	return c.waitReady(readyTimeout)
@@ -161,6 +167,31 @@ func (c *Cluster) URLs() []string {
 func (c *Cluster) Stop(i int) {
 	c.servers[i].Shutdown()
 	c.servers[i].WaitForShutdown()
+}
+
+// Restart starts node i again, stopped by Stop, with its folder and its
+// client and route ports, and waits until it takes connections; the
+// test's cleanup stops it.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	opts := *c.opts[i]
+	u, err := url.Parse(c.servers[i].ClientURL())
+	if err != nil {
+		c.t.Fatalf("clustertest: %v", err)
+	}
+	if opts.Port, err = strconv.Atoi(u.Port()); err != nil {
+		c.t.Fatalf("clustertest: %v", err)
+	}
+	s, err := server.NewServer(&opts)
+	if err != nil {
+		c.t.Fatalf("clustertest: node %d: %v", i+1, err)
+	}
+	s.Start()
+	c.t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	c.servers[i] = s
+	if !s.ReadyForConnections(listenTimeout) {
+		c.t.Fatalf("clustertest: node %s does not take connections after %v", s.Name(), listenTimeout)
+	}
 }
 
 // StopAll shuts every node down and waits until each has stopped; the
