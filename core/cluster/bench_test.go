@@ -49,3 +49,37 @@ func BenchmarkKVIncr(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCopies is what a takeover pays to read a node's queue: Copies
+// over 2,000 copies of 2 KB messages (per copy), and the check a
+// returning node makes of its spool's messages (LiveIDs).
+func BenchmarkCopies(b *testing.B) {
+	c := connect(b, clustertest.Start(b, 3), nil, 0)
+	s := spoolWithReplica(b, c, "gw1")
+	const n = 2000
+	ids := make([]string, n)
+	for i := range ids {
+		var err error
+		if ids[i], err = commitMessage(b, s, "bob@example.net", 2000); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	b.Run("Copies", func(b *testing.B) {
+		for b.Loop() {
+			got := 0
+			if err := c.Copies(ctx, "gw1", func(cluster.Copy) bool { got++; return true }); err != nil || got != n {
+				b.Fatalf("Copies: %d, %v; want %d", got, err, n)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/copy")
+	})
+	b.Run("LiveIDs", func(b *testing.B) {
+		for b.Loop() {
+			if live, err := c.LiveIDs(ctx, "gw1"); err != nil || len(live) != n {
+				b.Fatalf("LiveIDs: %d, %v; want %d", len(live), err, n)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/copy")
+	})
+}

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -50,7 +51,6 @@ const (
 	partBody      = "body"
 	partRecord    = "record"
 	partState     = "state"
-	partRemoved   = "removed"
 	// chunkSize bounds one part of a body: under NATS's default
 	// max_payload of 1 MiB, with room for the headers.
 	chunkSize = 512 << 10
@@ -332,7 +332,7 @@ func assemble(bodies map[string][]byte, id string, h nats.Header, data []byte) (
 			return Copy{}, false
 		}
 		return Copy{ID: id, Record: data, Body: body}, true
-	default: // a removal marker (of an older version)
+	default: // a part this version does not know
 		delete(bodies, id)
 	}
 	return Copy{}, false
@@ -342,25 +342,27 @@ func assemble(bodies map[string][]byte, id string, h nats.Header, data []byte) (
 // the copies it has imported; the caller closes it.
 func (c *Conn) ReplicaOf(node string) *Replica { return c.replicaOf(node) }
 
-// Live reports whether the copy of node's message id is on the stream: its
-// subject's last message is a part, not a removal marker (nor gone).
-func (c *Conn) Live(ctx context.Context, node, id string) (bool, error) {
+// LiveIDs returns the IDs of node's messages that have a copy on the
+// stream, from one request (the stream's subjects under node, which the
+// client pages through): what a returning node keeps of its spool.
+func (c *Conn) LiveIDs(ctx context.Context, node string) (map[string]bool, error) {
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
-	var st jetstream.Stream
-	var msg *jetstream.RawStreamMsg
-	err := c.whileForming(ctx, "read the copy of "+id, func(ctx context.Context) (err error) {
-		if st, err = c.js.Stream(ctx, QueueStream); err != nil {
-			return err
+	prefix := nodePrefix(node)
+	var info *jetstream.StreamInfo
+	err := c.whileForming(ctx, "list the copies of "+node, func(ctx context.Context) error {
+		st, err := c.js.Stream(ctx, QueueStream)
+		if err == nil {
+			info, err = st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 		}
-		msg, err = st.GetLastMsgForSubject(ctx, nodePrefix(node)+id)
 		return err
 	})
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
-	}
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return msg.Header.Get(hdrPart) != partRemoved, nil
+	live := make(map[string]bool, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		live[strings.TrimPrefix(subject, prefix)] = true
+	}
+	return live, nil
 }

@@ -18,14 +18,14 @@ import (
 
 // spoolWithReplica opens a spool in a temporary folder whose replica is
 // node's copy on c (bodies over 1,000 bytes spill to files).
-func spoolWithReplica(t *testing.T, c *cluster.Conn, node string) *queue.Spool {
+func spoolWithReplica(t testing.TB, c *cluster.Conn, node string) *queue.Spool {
 	t.Helper()
 	s, _ := spoolAndReplica(t, c, node)
 	return s
 }
 
 // spoolAndReplica is spoolWithReplica that also returns the replica.
-func spoolAndReplica(t *testing.T, c *cluster.Conn, node string) (*queue.Spool, *cluster.Replica) {
+func spoolAndReplica(t testing.TB, c *cluster.Conn, node string) (*queue.Spool, *cluster.Replica) {
 	t.Helper()
 	rep, err := c.OpenReplica(context.Background(), node, 3)
 	if err != nil {
@@ -41,7 +41,7 @@ func spoolAndReplica(t *testing.T, c *cluster.Conn, node string) (*queue.Spool, 
 }
 
 // commitMessage queues a message of size bytes of content to rcpt.
-func commitMessage(t *testing.T, s *queue.Spool, rcpt string, size int) (string, error) {
+func commitMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string, error) {
 	t.Helper()
 	d, err := s.Create(context.Background())
 	if err != nil {
@@ -127,6 +127,9 @@ func TestReplicaCopiesTheQueue(t *testing.T) {
 	}
 	if got := copies(t, c, node); len(got) != 1 || got[large].ID != large {
 		t.Errorf("after the small one's removal: copies %v; want only %s", keys(got), large)
+	}
+	if live, err := c.LiveIDs(context.Background(), node); err != nil || len(live) != 1 || !live[large] {
+		t.Errorf("LiveIDs = %v, %v; want only %s", live, err, large)
 	}
 }
 

@@ -143,18 +143,16 @@ func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, st
 // takenFrom lists the messages of this spool whose copies under node are
 // gone from the stream.
 func (g *Gateway) takenFrom(ctx context.Context, node string) ([]string, error) {
+	live, err := g.cluster.LiveIDs(ctx, node)
+	if err != nil {
+		return nil, err
+	}
 	var gone []string
-	var liveErr error
-	err := g.spool.List(func(m *queue.Message) bool {
-		live, err := g.cluster.Live(ctx, node, m.ID)
-		if err != nil {
-			liveErr = err
-			return false
-		}
-		if !live {
+	err = g.spool.List(func(m *queue.Message) bool {
+		if !live[m.ID] {
 			gone = append(gone, m.ID)
 		}
 		return true
 	})
-	return gone, errors.Join(err, liveErr)
+	return gone, err
 }
