@@ -255,9 +255,8 @@ type Copy struct {
 // in the order their records were published, until fn returns false:
 // what a takeover imports, and what `queue ls --cluster` lists. A copy's
 // Record is the newest one its message sent (Update). It reads the stream
-// message by message from its leader (no consumer, whose interest a
-// cluster may not yet have spread), each read within the connection's
-// timeout: first the newer records, then the copies.
+// through a consumer of its own, in batches (readSubjects): first the
+// newer records, then the copies.
 func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) error {
 	var st jetstream.Stream
 	err := c.whileForming(ctx, "read the copies of "+node, func(ctx context.Context) (err error) {
@@ -291,25 +290,88 @@ func (c *Conn) Copies(ctx context.Context, node string, fn func(Copy) bool) erro
 }
 
 // readSubjects calls fn with every message of st under prefix, in order,
-// until fn returns false.
+// until fn returns false: through an ephemeral consumer (in memory, one
+// replica, no acknowledgements), whose messages are fetched in batches of
+// up to readBatch until none is pending, then deleted.
 func (c *Conn) readSubjects(ctx context.Context, st jetstream.Stream, prefix string, fn func(*jetstream.RawStreamMsg) bool) error {
-	for seq := uint64(1); ; {
-		var msg *jetstream.RawStreamMsg
-		err := c.whileForming(ctx, "read the copies under "+prefix, func(ctx context.Context) (err error) {
-			msg, err = st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(prefix+">"))
-			return err
+	var cons jetstream.Consumer
+	err := c.whileForming(ctx, "read the copies under "+prefix, func(ctx context.Context) (err error) {
+		cons, err = st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			FilterSubject: prefix + ">", DeliverPolicy: jetstream.DeliverAllPolicy, AckPolicy: jetstream.AckNonePolicy,
+			InactiveThreshold: time.Minute, MemoryStorage: true, Replicas: 1,
 		})
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
-		}
-		if err != nil {
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := c.opContext(context.WithoutCancel(ctx))
+		defer cancel()
+		st.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	for pending, tries := cons.CachedInfo().NumPending, 0; pending > 0; {
+		left, err := c.fetchSubjects(ctx, cons, int(min(pending, readBatch)), fn)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders) && tries < fetchTries && ctx.Err() == nil:
+			// A consumer just created may not take requests yet
+			// through every server.
+			tries++
+			time.Sleep(fetchRetry)
+		case err != nil:
 			return err
-		}
-		seq = msg.Sequence + 1
-		if !fn(msg) {
-			return nil
+		default:
+			pending = left
 		}
 	}
+	return nil
+}
+
+// How often, and how far apart, a fetch that finds no consumer yet is
+// tried again.
+const (
+	fetchTries = 40
+	fetchRetry = 50 * time.Millisecond
+)
+
+// readBatch is how many messages readSubjects asks for at a time.
+const readBatch = 256
+
+// fetchSubjects fetches n messages of cons (fewer if the connection's
+// timeout ends first) and calls fn with each; it returns how many are
+// pending after the last (0 when fn stopped, or none came), or
+// nats.ErrNoResponders when none came because the consumer did not answer.
+func (c *Conn) fetchSubjects(ctx context.Context, cons jetstream.Consumer, n int, fn func(*jetstream.RawStreamMsg) bool) (uint64, error) {
+	ctx, cancel := c.opContext(ctx)
+	defer cancel()
+	batch, err := cons.Fetch(n, jetstream.FetchContext(ctx))
+	if err != nil {
+		return 0, fmt.Errorf("cluster: read the copies: %w", explain(err))
+	}
+	var pending uint64
+	got := 0
+	for msg := range batch.Messages() {
+		got++
+		md, err := msg.Metadata()
+		if err != nil {
+			return 0, fmt.Errorf("cluster: read the copies: %w", err)
+		}
+		pending = md.NumPending
+		raw := &jetstream.RawStreamMsg{Subject: msg.Subject(), Sequence: md.Sequence.Stream, Header: msg.Headers(), Data: msg.Data()}
+		if !fn(raw) {
+			return 0, nil
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		if got == 0 && errors.Is(err, nats.ErrNoResponders) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("cluster: read the copies: %w", explain(err))
+	}
+	if got == 0 {
+		return 0, nil
+	}
+	return pending, nil
 }
 
 // assemble adds a message (h, data), a part of id's copy, to the bodies
