@@ -17,8 +17,10 @@ package gateway
 // loss.
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/mailgate/gateway/core/cluster"
@@ -77,28 +79,51 @@ func (g *Gateway) takeOverSilent(ctx context.Context, now time.Time) {
 
 // importQueue imports every copy of node's queue into this spool and
 // removes each copy once its message is durable here; it returns how many.
+// Up to importers imports run at once, so that their commits share the
+// spool's fsyncs and their copies' acknowledgements overlap.
 func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
 	theirs := g.cluster.ReplicaOf(node)
 	defer theirs.Close()
-	n := 0
-	var importErr error
+	var (
+		mu        sync.Mutex
+		n         int
+		importErr error
+		wg        sync.WaitGroup
+	)
+	slots := make(chan struct{}, importers)
 	err := g.cluster.Copies(ctx, node, func(cp cluster.Copy) bool {
-		id, err := g.spool.Import(ctx, cp.Record, cp.Body)
-		if err != nil {
-			importErr = err
+		mu.Lock()
+		failed := importErr != nil
+		mu.Unlock()
+		if failed {
 			return false
 		}
-		theirs.Remove(cp.ID)
-		g.takenOver.Add(1)
-		n++
-		g.log.Info("cluster: message taken over", "node", node, "from_id", cp.ID, "id", id)
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			id, err := g.spool.Import(ctx, cp.Record, cp.Body)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				importErr = cmp.Or(importErr, err)
+				return
+			}
+			theirs.Remove(cp.ID)
+			g.takenOver.Add(1)
+			n++
+			g.log.Info("cluster: message taken over", "node", node, "from_id", cp.ID, "id", id)
+		})
 		return true
 	})
+	wg.Wait()
 	if n > 0 {
 		g.engine.Kick()
 	}
 	return n, errors.Join(err, importErr)
 }
+
+// importers is how many imports a takeover runs at once.
+const importers = 32
 
 // reconcile runs at start, before the engine, with a cluster block: it
 // writes a first heartbeat (so that no node claims this one's queue while
