@@ -1,4 +1,4 @@
-# Sourced by run.sh, memory.sh, queue.sh and edge.sh (from the repository's root):
+# Sourced by run.sh, memory.sh, queue.sh, edge.sh and cluster.sh (from the repository's root):
 # a temporary folder, removed on exit together with every job the script
 # started (after its cleanup_more, if it defines one), and the helpers
 # they share. bin is where build_gateway puts the gateway.
