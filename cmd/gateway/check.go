@@ -40,5 +40,8 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	for _, p := range r.Plugins {
 		fmt.Fprintf(c.Stdout, "  %s\n", pluginSummary(p.Name, p.Info))
 	}
+	if r.NATS != "" {
+		fmt.Fprintf(c.Stdout, "  cluster: node %s, JetStream answers at %s\n", cfg.Cluster.Node, r.NATS)
+	}
 	return nil
 }

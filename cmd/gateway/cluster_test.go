@@ -62,6 +62,17 @@ relay { networks = ["127.0.0.0/8"] }
 		t.Errorf("queue ls -cluster: exit %d\n%s%s\nwant gw2/%s to r@remote.test", code, out, errOut, id)
 	}
 
+	// gateway check reaches NATS as serve would.
+	code, out, errOut = runCLI(t, "check", "-config", path)
+	if want := "  cluster: node gw1, JetStream answers at nats://127.0.0.1:"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("check: exit %d\n%s%s\nwant 0 and %q", code, out, errOut, want)
+	}
+	nc.StopAll()
+	code, _, errOut = runCLI(t, "check", "-config", path)
+	if code != 1 || !strings.Contains(errOut, path+": cluster: connect to") {
+		t.Errorf("check with NATS gone: exit %d, %q; want 1 and %q", code, errOut, path+": cluster: connect to")
+	}
+
 	plain := gatewaytest.WriteConfig(t, "hostname = \"mx.test\"\nlistener \"mx\" { address = \"127.0.0.1:0\" }\n")
 	if code, _, errOut := runCLI(t, "cluster", "status", "-config", plain); code != 1 || !strings.Contains(errOut, "has no cluster block") {
 		t.Errorf("without a cluster block: exit %d, %q; want 1 and 'has no cluster block'", code, errOut)

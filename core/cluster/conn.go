@@ -193,6 +193,10 @@ func (c *Conn) natsOptions(b config.Cluster) []nats.Option {
 	return opts
 }
 
+// ServerURL is the URL of the server the connection is on, without
+// credentials.
+func (c *Conn) ServerURL() string { return c.nc.ConnectedUrlRedacted() }
+
 // Connected reports whether the connection is up now.
 func (c *Conn) Connected() bool { return c.nc.IsConnected() }
 

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
+	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/hostsvc"
 	"github.com/mailgate/gateway/core/resolver"
@@ -17,6 +19,9 @@ import (
 type Report struct {
 	Hooks   int          // handlers in the pipeline
 	Plugins []PluginInfo // the pipeline's plugins, in order
+	// NATS is the NATS server a cluster block reached, with JetStream
+	// answering ("" without a block).
+	NATS string
 }
 
 // PluginInfo is one plugin's answer to the handshake.
@@ -73,7 +78,8 @@ func fileExists(path string) bool {
 // binding sockets, and reports every problem it finds, all joined: each
 // listener's certificate is loaded, every script of the pipeline compiled
 // and every plugin started, handshaken, checked against its schema and
-// stopped again, and every route's transport looked up. No hook is called;
+// stopped again, every route's transport looked up, and a cluster block's
+// NATS servers connected to (JetStream must answer). No hook is called;
 // the hooks' key-value store is not the spool (a running gateway may hold
 // it), so a script's or plugin's key-value calls while loading fail.
 func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Report, error) {
@@ -97,12 +103,33 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Report, 
 			errs = append(errs, err)
 		}
 	}
+	nats, err := checkCluster(ctx, cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	r := &Report{Hooks: set.chain.Len()}
+	r := &Report{Hooks: set.chain.Len(), NATS: nats}
 	for _, p := range set.plugins {
 		r.Plugins = append(r.Plugins, PluginInfo{Name: p.Name(), Info: p.Info()})
 	}
 	return r, nil
 }
+
+// checkCluster connects to the NATS servers of cfg's cluster block, as
+// serve would, and returns the server that answered; "" without a block.
+func checkCluster(ctx context.Context, cfg *config.Config) (string, error) {
+	if cfg.Cluster == nil {
+		return "", nil
+	}
+	c, err := cluster.Connect(ctx, cluster.Options{Config: *cfg.Cluster, FormTimeout: checkFormTimeout})
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", cfg.File, err) // err says "cluster: "
+	}
+	defer c.Close()
+	return c.ServerURL(), nil
+}
+
+// checkFormTimeout is how long check waits for JetStream to answer.
+const checkFormTimeout = 5 * time.Second
