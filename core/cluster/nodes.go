@@ -113,25 +113,26 @@ func HeartbeatEvery(takeoverAfter time.Duration) time.Duration {
 
 // Heartbeats writes a heartbeat every HeartbeatEvery(takeoverAfter), the
 // first at once, with status's answer, until ctx ends. A heartbeat that
-// fails is logged, and the next is tried on time; the first that succeeds
-// after failures calls back (nil: nothing), since another node may have
-// taken this one's queue over meanwhile.
-func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, status func() NodeStatus, back func(context.Context)) {
+// fails is logged, and the next is tried on time. After failures, since
+// another node may have taken this one's queue over meanwhile, each
+// heartbeat that succeeds calls back (nil: nothing) until back reports
+// that it is done.
+func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, status func() NodeStatus, back func(context.Context) bool) {
 	t := time.NewTicker(HeartbeatEvery(takeoverAfter))
 	defer t.Stop()
-	failing := false
+	failing, behind := false, false // behind: back has not reported done since failures
 	for {
 		err := n.Beat(ctx, status())
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			n.c.log.Warn("cluster: heartbeat failed", "err", err)
-			failing = true
+			failing, behind = true, back != nil
 		case err == nil && failing:
 			n.c.log.Info("cluster: heartbeat written again")
 			failing = false
-			if back != nil {
-				back(ctx)
-			}
+		}
+		if err == nil && behind {
+			behind = !back(ctx)
 		}
 		select {
 		case <-ctx.Done():

@@ -72,12 +72,22 @@ func (g *Gateway) kvStores(ctx context.Context) (stores, error) {
 // heartbeats writes this node's heartbeat (its name, version, start and
 // queue size) until ctx ends; a part of Run with a cluster block. When
 // heartbeats come back after failing (this node was cut off from NATS,
-// and may have been taken over meanwhile), it drops what was taken.
+// and may have been taken over meanwhile), it drops what was taken, once
+// the takeover is done, or after twice takeover_after.
 func (g *Gateway) heartbeats(ctx context.Context) {
-	g.nodes.Heartbeats(ctx, g.cfg.Cluster.TakeoverAfter, g.status, func(ctx context.Context) {
-		if err := g.dropTaken(ctx, g.engine.Remove); err != nil {
-			g.log.Warn("cluster: cannot check whether this node's queue was taken over; trying at the next heartbeat that comes back", "err", err)
+	var since time.Time // when heartbeats came back
+	g.nodes.Heartbeats(ctx, g.cfg.Cluster.TakeoverAfter, g.status, func(ctx context.Context) bool {
+		if since.IsZero() {
+			since = time.Now()
 		}
+		done, err := g.dropTaken(ctx, g.engine.Remove, time.Since(since) > 2*g.cfg.Cluster.TakeoverAfter)
+		if err != nil {
+			g.log.Warn("cluster: cannot check whether this node's queue was taken over; trying at the next heartbeat", "err", err)
+		}
+		if done {
+			since = time.Time{}
+		}
+		return done
 	})
 }
 

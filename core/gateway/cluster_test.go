@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -439,6 +440,91 @@ func TestClusterCutOffNodeDropsTaken(t *testing.T) {
 	}
 	if !gw1.Log().Wait(0, "this node's queue was taken over while it was away") {
 		t.Error("gw1's log does not say that its queue was taken over")
+	}
+}
+
+// TestClusterBackWaitsForTakeover: a node that comes back while another
+// is still taking its queue over (the claim is not done) waits for the
+// takeover to finish before it starts, then drops what was taken; it
+// does not deliver what the taker goes on importing.
+func TestClusterBackWaitsForTakeover(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	path := gatewaytest.WriteConfig(t, takeoverConfig("gw1", nc.URLs()))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw1, stop := runStoppable(t, cfg)
+	for range 2 {
+		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	gw1.Spool().List(func(m *queue.Message) bool { ids = append(ids, m.ID); return true })
+	stop()
+
+	// A taker claims gw1's queue and has imported the first message so far.
+	taker, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: nc.URLs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taker.Close()
+	nodes, err := taker.OpenNodes(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := cluster.Claim{Node: "gw1", By: "taker", At: time.Now()}
+	if won, err := nodes.TryClaim(context.Background(), claim); !won || err != nil {
+		t.Fatalf("TryClaim = %v, %v", won, err)
+	}
+	theirs := taker.ReplicaOf("gw1")
+	theirs.Remove(ids[0])
+	theirs.Close()
+
+	logs := &gatewaytest.Log{}
+	cfg, err = config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *gateway.Gateway, 1)
+	go func() {
+		g, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:9"},
+			Log: slog.New(slog.NewTextHandler(logs, nil))})
+		if err != nil {
+			t.Errorf("gw1 back: %v", err)
+		}
+		started <- g
+	}()
+	if !logs.Wait(10*time.Second, "waiting for it to finish before delivering") {
+		t.Fatalf("gw1 back does not wait for the takeover:\n%s", logs.String())
+	}
+	select {
+	case <-started:
+		t.Fatal("gw1 started while the takeover was under way")
+	case <-time.After(2 * time.Second):
+	}
+	// The taker imports the second message too, and is done.
+	theirs = taker.ReplicaOf("gw1")
+	theirs.Remove(ids[1])
+	theirs.Close()
+	if err := nodes.ClaimDone(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	var back *gateway.Gateway
+	select {
+	case back = <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("gw1 did not start 10 s after the takeover was done")
+	}
+	if back == nil {
+		return
+	}
+	defer back.Close()
+	n := 0
+	back.Spool().List(func(*queue.Message) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("gw1 back has %d messages; want none (both were taken)", n)
 	}
 }
 

@@ -10,11 +10,11 @@ package gateway
 // heartbeat, then, when its queue was claimed, deletes from its spool
 // every message whose copy is gone (taken over, or finished) before its
 // engine starts, and clears the claim: it delivers nothing that was taken
-// from it. A node that was only cut off from NATS does the same when its
-// heartbeats come back, through its engine. A copy imported and not yet
-// removed when the taker died, or a message the silent node (cut off, not
-// dead) delivered meanwhile, is delivered twice: a duplicate, never a
-// loss.
+// from it (a takeover under way is waited for). A node that was only cut
+// off from NATS does the same when its heartbeats come back, through its
+// engine. A copy imported and not yet removed when the taker died, or a
+// message the silent node (cut off, not dead) delivered meanwhile, is
+// delivered twice: a duplicate, never a loss.
 
 import (
 	"cmp"
@@ -128,30 +128,50 @@ const importers = 32
 // reconcile runs at start, before the engine, with a cluster block: it
 // writes a first heartbeat (so that no node claims this one's queue while
 // it starts) and drops what was taken from this node while it was away.
+// A takeover still under way is waited for (the taker goes on removing
+// copies it imports), with a heartbeat a second, up to twice
+// takeover_after: a taker that died half-way leaves its claim undone.
 func (g *Gateway) reconcile(ctx context.Context) error {
-	if err := g.nodes.Beat(ctx, g.status()); err != nil {
-		return err
+	deadline := time.Now().Add(2 * g.cfg.Cluster.TakeoverAfter)
+	for told := false; ; told = true {
+		if err := g.nodes.Beat(ctx, g.status()); err != nil {
+			return err
+		}
+		done, err := g.dropTaken(ctx, g.spool.Delete, time.Now().After(deadline))
+		if err != nil || done {
+			return err
+		}
+		if !told {
+			g.log.Warn("cluster: another node is taking this node's queue over; waiting for it to finish before delivering")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
-	return g.dropTaken(ctx, g.spool.Delete)
 }
 
 // dropTaken, when this node's queue was claimed (while it was away, or
 // cut off from NATS), removes from the spool, with remove, every message
-// whose copy is gone (taken over, or finished), then clears the claim
-// (a takeover still under way goes on with the copies left: those are
-// delivered by both nodes, duplicates). At start remove is the spool's
+// whose copy is gone (taken over, or finished), then clears the claim,
+// and reports true; it reports false, and does nothing, while the
+// takeover is under way (unless anyway). At start remove is the spool's
 // Delete; while running it is the engine's Remove, which waits for a
 // delivery in progress, and a message it cannot remove (busy) stays: a
 // duplicate, never a loss.
-func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, string) error) error {
+func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, string) error, anyway bool) (bool, error) {
 	me := g.cfg.Cluster.Node
 	claim, claimed, err := g.nodes.ClaimOn(ctx, me)
 	if err != nil || !claimed {
-		return err
+		return err == nil, err
+	}
+	if !claim.Done && !anyway {
+		return false, nil
 	}
 	gone, err := g.takenFrom(ctx, me)
 	if err != nil {
-		return err
+		return false, err
 	}
 	kept := 0
 	for _, id := range gone {
@@ -161,8 +181,8 @@ func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, st
 		}
 	}
 	g.log.Warn("cluster: this node's queue was taken over while it was away; what was taken is not delivered here",
-		"by", claim.By, "at", claim.At, "removed", len(gone)-kept, "kept", g.spool.Len())
-	return g.nodes.ClearClaim(ctx, me)
+		"by", claim.By, "at", claim.At, "done", claim.Done, "removed", len(gone)-kept, "kept", g.spool.Len())
+	return true, g.nodes.ClearClaim(ctx, me)
 }
 
 // takenFrom lists the messages of this spool whose copies under node are
