@@ -285,11 +285,7 @@ func takeoverConfig(node string, urls []string) string {
 // deliver.
 func TestClusterTakeover(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	path := gatewaytest.WriteConfig(t, takeoverConfig("gw1", nc.URLs()))
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, cfg := loadConfig(t, takeoverConfig("gw1", nc.URLs()))
 	gw1, stop := runStoppable(t, cfg)
 	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
 
@@ -326,6 +322,17 @@ func TestClusterTakeover(t *testing.T) {
 	if q := back.Queued(t); len(q) != 0 {
 		t.Errorf("gw1 back with %d messages queued; want none (gw2 took them)", len(q))
 	}
+}
+
+// loadConfig writes hcl to a gateway.hcl and loads it.
+func loadConfig(t *testing.T, hcl string) (string, *config.Config) {
+	t.Helper()
+	path := gatewaytest.WriteConfig(t, hcl)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, cfg
 }
 
 // runStoppable runs the gateway of cfg until stop, which waits for it to
@@ -373,12 +380,9 @@ delivery {
 		c := strings.Replace(takeoverConfig(name, nc.URLs()), gatewaytest.DeadRoute, routes, 1)
 		return strings.Replace(c, `domains = ["example.test"]`, `domains = ["example.test", "live.test"]`, 1)
 	}
-	cfg, err := config.Load(gatewaytest.WriteConfig(t, node("gw1")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := loadConfig(t, node("gw1"))
 	gw1, stop := runStoppable(t, cfg)
-	err = sendTo(t, gw1.Addr("mx").String(), envelope.Address{Local: "bob", Domain: "live.test"},
+	err := sendTo(t, gw1.Addr("mx").String(), envelope.Address{Local: "bob", Domain: "live.test"},
 		envelope.Address{Local: "carol", Domain: "example.test"})
 	if err != nil {
 		t.Fatal(err)
@@ -449,11 +453,7 @@ func TestClusterCutOffNodeDropsTaken(t *testing.T) {
 // does not deliver what the taker goes on importing.
 func TestClusterBackWaitsForTakeover(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	path := gatewaytest.WriteConfig(t, takeoverConfig("gw1", nc.URLs()))
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, cfg := loadConfig(t, takeoverConfig("gw1", nc.URLs()))
 	gw1, stop := runStoppable(t, cfg)
 	for range 2 {
 		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
