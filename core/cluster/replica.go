@@ -10,11 +10,13 @@ package cluster
 //	then the record as spool.db stores it, with Gw-Part: record and
 //	  Gw-Size: the body's length
 //
-// A copy counts once its record is there and its parts, each where its
-// offset says, add up to Gw-Size: the record is published last, on the
-// same connection and without the client's retries (which could send a
-// part again after later ones), so that it is never there without the
-// body before it. A newer record, sent when a recipient's state becomes
+// or, when the record and the body fit in one part (most mail), one
+// message with Gw-Part: whole and Gw-Record: the record's length, holding
+// the record and then the body. A copy in parts counts once its record
+// is there and its parts, each where its offset says, add up to Gw-Size:
+// the record is published last, on the same connection and without the
+// client's retries (which could send a part again after later ones), so
+// that it is never there without the body before it. A newer record, sent when a recipient's state becomes
 // final (Update), goes to gws.<node>.<id>, as a rollup that replaces the
 // one before: Copies reads those first and hands out the newest record
 // with the body. When the message leaves the spool, both its subjects are
@@ -48,9 +50,11 @@ const (
 	hdrPart       = "Gw-Part"
 	hdrSize       = "Gw-Size"
 	hdrOffset     = "Gw-Offset"
+	hdrRecord     = "Gw-Record"
 	partBody      = "body"
 	partRecord    = "record"
 	partState     = "state"
+	partWhole     = "whole"
 	// chunkSize bounds one part of a body: under NATS's default
 	// max_payload of 1 MiB, with room for the headers.
 	chunkSize = 512 << 10
@@ -166,39 +170,9 @@ func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io
 	}
 	ctx, cancel := r.c.opContext(ctx)
 	defer cancel()
-	subject, size := r.prefix+m.ID, 0
-	for {
-		if err := p.reserve(ctx, int64(r.chunk)); err != nil {
-			return fail(err)
-		}
-		// Each part is its own buffer (the client keeps it until its
-		// acknowledgement), as large as what there is: most bodies are
-		// a few KB.
-		part, err := io.ReadAll(io.LimitReader(body, int64(r.chunk)))
-		if err != nil {
-			return fail(err)
-		}
-		if len(part) == 0 {
-			p.unreserve()
-			break
-		}
-		ack, err := r.publish(subject, partBody, part, nats.Header{hdrOffset: []string{strconv.Itoa(size)}})
-		if err != nil {
-			return fail(err)
-		}
-		p.add(ack, int64(len(part)))
-		if size += len(part); len(part) < r.chunk {
-			break
-		}
-	}
-	if len(rec) > r.chunk {
-		return fail(fmt.Errorf("its record of %d bytes is over the servers' max_payload", len(rec)))
-	}
-	ack, err := r.publish(subject, partRecord, rec, nats.Header{hdrSize: []string{strconv.Itoa(size)}})
-	if err != nil {
+	if err := r.putParts(ctx, p, r.prefix+m.ID, rec, body); err != nil {
 		return fail(err)
 	}
-	p.add(ack, 0)
 	return func(ctx context.Context) error {
 		start := time.Now()
 		octx, cancel := r.c.opContext(ctx)
@@ -214,6 +188,55 @@ func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io
 		r.stats.WaitNanos.Add(int64(time.Since(start)))
 		return nil
 	}
+}
+
+// putParts publishes the copy's parts on subject: the whole copy in one
+// message when the record and the body fit in one part (most mail),
+// else the body's parts and then the record.
+func (r *Replica) putParts(ctx context.Context, p *copyParts, subject string, rec []byte, body io.Reader) error {
+	size := 0
+	for {
+		if err := p.reserve(ctx, int64(r.chunk)); err != nil {
+			return err
+		}
+		// Each part is its own buffer (the client keeps it until its
+		// acknowledgement), as large as what there is: most bodies are
+		// a few KB.
+		part, err := io.ReadAll(io.LimitReader(body, int64(r.chunk)))
+		if err != nil {
+			return err
+		}
+		if size == 0 && len(part) < r.chunk && len(rec)+len(part) <= r.chunk {
+			whole := append(append(make([]byte, 0, len(rec)+len(part)), rec...), part...)
+			ack, err := r.publish(subject, partWhole, whole, nats.Header{hdrRecord: []string{strconv.Itoa(len(rec))}})
+			if err != nil {
+				return err
+			}
+			p.add(ack, int64(len(whole)))
+			return nil
+		}
+		if len(part) == 0 {
+			p.unreserve()
+			break
+		}
+		ack, err := r.publish(subject, partBody, part, nats.Header{hdrOffset: []string{strconv.Itoa(size)}})
+		if err != nil {
+			return err
+		}
+		p.add(ack, int64(len(part)))
+		if size += len(part); len(part) < r.chunk {
+			break
+		}
+	}
+	if len(rec) > r.chunk {
+		return fmt.Errorf("its record of %d bytes is over the servers' max_payload", len(rec))
+	}
+	ack, err := r.publish(subject, partRecord, rec, nats.Header{hdrSize: []string{strconv.Itoa(size)}})
+	if err != nil {
+		return err
+	}
+	p.add(ack, 0)
+	return nil
 }
 
 // publish publishes one part of a copy, asynchronously.
@@ -394,6 +417,13 @@ func assemble(bodies map[string][]byte, id string, h nats.Header, data []byte) (
 			return Copy{}, false
 		}
 		return Copy{ID: id, Record: data, Body: body}, true
+	case partWhole:
+		delete(bodies, id)
+		n, err := strconv.Atoi(h.Get(hdrRecord))
+		if err != nil || n < 0 || n > len(data) {
+			return Copy{}, false
+		}
+		return Copy{ID: id, Record: data[:n:n], Body: data[n:]}, true
 	default: // a part this version does not know
 		delete(bodies, id)
 	}
