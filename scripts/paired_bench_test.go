@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,8 +34,8 @@ func BenchmarkAcceptLuaPaired(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	targets := [2]*pairTarget{
-		newPairTarget(ctx, b, nil),
-		newPairTarget(ctx, b, hook.NewChain(nil, hook.Entry{Handler: s, OnError: hook.OnErrorDefer, Timeout: time.Second})),
+		newPairTarget(ctx, b, "nohooks", nil),
+		newPairTarget(ctx, b, "lua", hook.NewChain(nil, hook.Entry{Handler: s, OnError: hook.OnErrorDefer, Timeout: time.Second})),
 	}
 	body := smtptest.BenchBody()
 	var cpu, wall [2]time.Duration
@@ -61,10 +62,17 @@ func BenchmarkAcceptLuaPaired(b *testing.B) {
 // pairTarget is a server and smtptest.BenchConns sessions to it.
 type pairTarget struct {
 	clients []*smtp.Client
-	next    int64 // messages sent, for the recipients' names
+	labels  context.Context // the target's pprof labels, for its clients
+	next    int64           // messages sent, for the recipients' names
 }
 
-func newPairTarget(ctx context.Context, b *testing.B, hooks hook.Dispatcher) *pairTarget {
+// newPairTarget starts the server with the pprof label target=name, which
+// its goroutines and the clients' inherit: go tool pprof -tagfocus
+// target=lua shows one server's share of a -cpuprofile.
+func newPairTarget(ctx context.Context, b *testing.B, name string, hooks hook.Dispatcher) *pairTarget {
+	labelled := pprof.WithLabels(ctx, pprof.Labels("target", name))
+	pprof.SetGoroutineLabels(labelled)
+	defer pprof.SetGoroutineLabels(ctx)
 	opt := smtp.Options{
 		Hostname:     "mx.example.test",
 		LocalDomains: []string{"example.test"},
@@ -75,7 +83,7 @@ func newPairTarget(ctx context.Context, b *testing.B, hooks hook.Dispatcher) *pa
 		opt.Hooks = hooks
 	}
 	addr, _ := smtptest.StartServer(b, opt)
-	t := &pairTarget{}
+	t := &pairTarget{labels: labelled}
 	for range smtptest.BenchConns {
 		c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test", Timeout: time.Minute})
 		if err != nil {
@@ -101,6 +109,7 @@ func (t *pairTarget) send(ctx context.Context, n int, body []byte) error {
 	)
 	for _, c := range t.clients {
 		wg.Go(func() {
+			pprof.SetGoroutineLabels(t.labels)
 			for sent.Add(1) <= int64(n) {
 				i := atomic.AddInt64(&t.next, 1)
 				env := &envelope.Envelope{
