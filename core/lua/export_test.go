@@ -5,4 +5,4 @@ package lua
 func (s *Script) StatesCreated() int64 { return s.created.Load() }
 
 // StatesAlive returns how many states exist now (idle or in use).
-func (s *Script) StatesAlive() int { return len(s.live) }
+func (s *Script) StatesAlive() int { return len(s.pool.live) }

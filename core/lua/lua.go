@@ -253,7 +253,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -336,10 +335,7 @@ type Script struct {
 	maxMemory int
 	bodyLimit int64
 
-	idle    chan *state   // states ready for use
-	live    chan struct{} // one token per state alive
-	mu      sync.Mutex    // guards closed against put
-	closed  bool
+	pool    pool
 	created atomic.Int64 // states made since Load (tests)
 }
 
@@ -384,8 +380,7 @@ func Load(opt Options) (*Script, error) {
 	if pool <= 0 {
 		pool = runtime.GOMAXPROCS(0) * 4
 	}
-	s.idle = make(chan *state, pool)
-	s.live = make(chan struct{}, pool)
+	s.pool.init(pool)
 
 	var src io.Reader
 	switch {
@@ -427,8 +422,8 @@ func Load(opt Options) (*Script, error) {
 		}
 	}
 	// The probe state is as good as any: keep it for the first call.
-	s.live <- struct{}{}
-	s.idle <- st
+	s.pool.live <- struct{}{}
+	s.pool.idle = append(s.pool.idle, st)
 	return s, nil
 }
 
@@ -494,63 +489,4 @@ func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision,
 		}
 	}
 	return d, eff, err
-}
-
-// Close drops the idle states; states in use are dropped when their call
-// ends. Later Handle calls fail with ErrClosed.
-func (s *Script) Close() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	for {
-		select {
-		case st := <-s.idle:
-			st.L.Close()
-			<-s.live
-		default:
-			return
-		}
-	}
-}
-
-// get returns an idle state, or makes one if fewer than Pool are alive, or
-// waits for one to come back.
-func (s *Script) get(ctx context.Context) (*state, error) {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return nil, fmt.Errorf("%s: %w", s.name, ErrClosed)
-	}
-	select {
-	case st := <-s.idle:
-		return st, nil
-	default:
-	}
-	select {
-	case st := <-s.idle:
-		return st, nil
-	case s.live <- struct{}{}:
-		st, err := s.newState(ctx)
-		if err != nil {
-			<-s.live
-			return nil, err
-		}
-		return st, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: waiting for a state: %w", s.name, ctx.Err())
-	}
-}
-
-// put returns st to the pool, or discards it if its call failed or the
-// script is closed.
-func (s *Script) put(st *state, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ok && !s.closed {
-		s.idle <- st // never blocks: at most cap(idle) states are alive
-		return
-	}
-	st.L.Close()
-	<-s.live
 }
