@@ -328,7 +328,7 @@ type Script struct {
 	chunk     string // chunk name used in messages
 	proto     *glua.FunctionProto
 	stages    []sdk.Stage
-	defines   map[sdk.Stage]bool
+	funcs     map[sdk.Stage]string // the on_* global of each stage the script defines
 	params    map[string]any
 	host      *hostsvc.Scope
 	log       *slog.Logger
@@ -359,7 +359,7 @@ func Load(opt Options) (*Script, error) {
 		log:       opt.Log,
 		maxMemory: opt.MaxMemory,
 		bodyLimit: opt.BodyLimit,
-		defines:   make(map[sdk.Stage]bool),
+		funcs:     make(map[sdk.Stage]string),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -416,8 +416,9 @@ func Load(opt Options) (*Script, error) {
 		return nil, fmt.Errorf("lua: load: %w", err)
 	}
 	for _, stage := range sdk.Stages {
-		if fn, ok := st.L.GetGlobal("on_" + string(stage)).(*glua.LFunction); ok && fn != nil {
-			s.defines[stage] = true
+		name := "on_" + string(stage)
+		if fn, ok := st.L.GetGlobal(name).(*glua.LFunction); ok && fn != nil {
+			s.funcs[stage] = name
 			s.stages = append(s.stages, stage)
 		}
 	}
@@ -463,29 +464,30 @@ func (s *Script) Stages() []sdk.Stage { return append([]sdk.Stage(nil), s.stages
 // It returns the verdict and the effects the script recorded, or an error
 // and no effects.
 func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision, eff sdk.Effects, err error) {
-	if !s.defines[req.Stage] {
+	name, ok := s.funcs[req.Stage]
+	if !ok {
 		return sdk.Decision{}, sdk.Effects{}, nil
 	}
 	st, err := s.get(ctx)
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, err
 	}
-	ok := false
+	ok = false
 	defer func() {
 		if r := recover(); r != nil {
 			d, eff = sdk.Decision{}, sdk.Effects{}
-			err = &ScriptError{Hook: s.name, Func: "on_" + string(req.Stage), Msg: fmt.Sprintf("host panic: %v", r)}
+			err = &ScriptError{Hook: s.name, Func: name, Msg: fmt.Sprintf("host panic: %v", r)}
 			ok = false
 		}
 		s.put(st, ok)
 	}()
-	d, eff, err = st.call(ctx, req, req.Message)
+	d, eff, err = st.call(ctx, name, req, req.Message)
 	ok = err == nil
 	if err == nil {
 		// The script finished (say, after a DNS look-up failed on the
 		// deadline) but too late: its answer does not count.
 		if cerr := hook.Expired(ctx); cerr != nil {
-			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %s: %w", s.name, funcNames[req.Stage], cerr)
+			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %s: %w", s.name, name, cerr)
 		}
 	}
 	return d, eff, err

@@ -13,15 +13,6 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
-// funcNames maps a stage to the global the script defines for it.
-var funcNames = func() map[sdk.Stage]string {
-	m := make(map[sdk.Stage]string, len(sdk.Stages))
-	for _, st := range sdk.Stages {
-		m[st] = "on_" + string(st)
-	}
-	return m
-}()
-
 // state is one Lua state of a Script's pool. It runs one call at a time.
 type state struct {
 	s       *Script
@@ -107,19 +98,17 @@ func (st *state) ctx() context.Context {
 	return context.Background()
 }
 
-// call runs on_<stage>(ctx) and converts its result.
-func (st *state) call(ctx context.Context, req *hook.Request, msg hook.Message) (sdk.Decision, sdk.Effects, error) {
-	name := funcNames[req.Stage]
-	if name == "" {
-		return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: unknown stage %q", st.s.name, req.Stage)
-	}
+// call runs the global function name (on_<stage>) with the ctx of req
+// and converts its result.
+func (st *state) call(ctx context.Context, name string, req *hook.Request, msg hook.Message) (sdk.Decision, sdk.Effects, error) {
 	L := st.L
 	fn, ok := L.GetGlobal(name).(*glua.LFunction)
 	if !ok {
 		return sdk.Decision{}, sdk.Effects{}, nil // the script removed it at run time
 	}
-	c := &st.calls
-	*c = call{st: st, ctx: ctx, req: req, msg: msg, m: meter{Context: ctx, st: st}}
+	c := &st.calls // zero: the last call's end cleared it
+	c.st, c.ctx, c.req, c.msg = st, ctx, req, msg
+	c.m.Context, c.m.st = ctx, st
 	c.ud = L.NewUserData()
 	c.ud.Value, c.ud.Metatable = c, st.ctxMeta
 	st.cur, st.m = c, &c.m
