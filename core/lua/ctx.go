@@ -36,38 +36,129 @@ type call struct {
 	auth                 *glua.LTable
 }
 
-// defineCtx builds the metatables of ctx and ctx.msg and the ctx methods.
+// defineCtx builds the metatables of ctx, ctx.conn, ctx.txn and ctx.msg
+// and the ctx methods.
+//
+// What ctx, ctx.conn and ctx.txn give is read from a table of the state
+// (their __index), without a call to Go: the methods, what state.call
+// puts there first (txn, msg, rcpt) and every field read once in the call
+// (kept by the Go __index of that table, ctxIndex, connIndex, txnIndex).
+// gopher-lua's call of a Go __index costs a call frame and a string
+// boxed for the key, a few hundred nanoseconds each time. When the call
+// ends, its fields are cleared and its userdata get the metatable of a
+// finished call, which fails every use: a ctx a script kept for a later
+// call never reads that call's fields.
 func (st *state) defineCtx() {
 	L := st.L
-	st.ctxMethods = map[string]glua.LValue{
-		"set_recipients": L.NewFunction(st.ctxSetRecipients),
-		"set_sender":     L.NewFunction(st.ctxSetSender),
-		"set_route":      L.NewFunction(st.ctxSetRoute),
-		"reply_lines":    L.NewFunction(st.ctxReplyLines),
-		"skip":           L.NewFunction(st.ctxSkip),
-		"note":           L.NewFunction(st.ctxNote),
+	st.ctxFields = L.NewTable()
+	for name, fn := range map[string]glua.LGFunction{
+		"set_recipients": st.ctxSetRecipients,
+		"set_sender":     st.ctxSetSender,
+		"set_route":      st.ctxSetRoute,
+		"reply_lines":    st.ctxReplyLines,
+		"skip":           st.ctxSkip,
+		"note":           st.ctxNote,
+	} {
+		st.ctxFields.RawSetString(name, L.NewFunction(fn))
 	}
-	st.ctxMeta = st.readOnlyMeta("ctx", st.ctxIndex)
-	st.connMeta = st.readOnlyMeta("ctx.conn", st.connIndex)
-	st.txnMeta = st.readOnlyMeta("ctx.txn", st.txnIndex)
+	st.connFields, st.txnFields = L.NewTable(), L.NewTable()
+	st.ctxMeta, st.ctxDead = st.readOnlyMeta("ctx", st.ctxFields, st.ctxIndex)
+	st.connMeta, st.connDead = st.readOnlyMeta("ctx.conn", st.connFields, st.connIndex)
+	st.txnMeta, st.txnDead = st.readOnlyMeta("ctx.txn", st.txnFields, st.txnIndex)
 	st.defineMsg()
+}
+
+// keep puts v in fields (ctx's, ctx.conn's or ctx.txn's) under key for
+// the rest of the call; nil is not kept (asked again, it is worked out
+// again).
+func (st *state) keep(fields *glua.LTable, key string, v glua.LValue) {
+	if v == glua.LNil {
+		return
+	}
+	fields.RawSetString(key, v)
+	st.kept = append(st.kept, keptField{fields, key})
+}
+
+// keptField is a field state.keep put in a table, cleared when the call ends.
+type keptField struct {
+	fields *glua.LTable
+	key    string
+}
+
+// newUD makes a userdata of the call with the metatable meta.
+func (c *call) newUD(L *glua.LState, meta *glua.LTable) *glua.LUserData {
+	ud := L.NewUserData()
+	ud.Value, ud.Metatable = c, meta
+	return ud
+}
+
+// begin makes the call's ctx and puts first what a call most often
+// reads: ctx.txn and ctx.txn.rcpt, ctx.msg.
+func (st *state) begin(L *glua.LState, c *call) {
+	c.ud = c.newUD(L, st.ctxMeta)
+	req := c.req
+	if req.Envelope != nil {
+		c.txnUD = c.newUD(L, st.txnMeta)
+		st.keep(st.ctxFields, "txn", c.txnUD)
+		if req.Rcpt != nil {
+			c.rcpt = glua.LString(req.Rcpt.Address.String())
+			st.keep(st.txnFields, "rcpt", c.rcpt)
+		}
+	}
+	if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
+		c.msgUD = c.newUD(L, st.msgMeta)
+		st.keep(st.ctxFields, "msg", c.msgUD)
+	}
+}
+
+// end clears what the call kept and gives its ctx, ctx.conn and ctx.txn
+// the metatables of a finished call.
+func (st *state) end(c *call) {
+	for i, f := range st.kept {
+		f.fields.RawSetString(f.key, glua.LNil)
+		st.kept[i] = keptField{}
+	}
+	st.kept = st.kept[:0]
+	for _, u := range []struct {
+		ud   *glua.LUserData
+		dead *glua.LTable
+	}{{c.ud, st.ctxDead}, {c.connUD, st.connDead}, {c.txnUD, st.txnDead}} {
+		if u.ud != nil {
+			u.ud.Metatable = u.dead
+		}
+	}
 }
 
 // ctxCall returns the live call of the ctx at argument 1.
 func (st *state) ctxCall(L *glua.LState, what string) *call {
-	if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == st.ctxMeta {
-		c := ud.Value.(*call)
-		if !c.owns(ud) {
+	if ud, ok := L.Get(1).(*glua.LUserData); ok {
+		switch ud.Metatable {
+		case st.ctxMeta:
+			if c := ud.Value.(*call); c.owns(ud) {
+				return c
+			}
+			fallthrough
+		case st.ctxDead:
 			L.RaiseError("%s: ctx of a finished call", what)
 		}
-		return c
 	}
 	L.RaiseError("%s: call it as a method, ctx:%s(…)", what, strings.TrimPrefix(what, "ctx:"))
 	return nil
 }
 
+// liveCall is the call in progress, for the __index of ctx's, ctx.conn's
+// and ctx.txn's fields (a finished call's userdata do not reach them).
+func (st *state) liveCall(L *glua.LState, what string) *call {
+	if st.cur == nil {
+		L.RaiseError("%s of a finished call", what)
+	}
+	return st.cur
+}
+
+// ctxIndex is the __index of ctx's fields: what the table does not have
+// yet.
 func (st *state) ctxIndex(L *glua.LState) int {
-	c := st.ctxCall(L, "ctx")
+	c := st.liveCall(L, "ctx: ctx")
 	key := L.CheckString(2)
 	req := c.req
 	var v glua.LValue = glua.LNil
@@ -76,15 +167,13 @@ func (st *state) ctxIndex(L *glua.LState) int {
 		v = glua.LString(req.Stage)
 	case "conn":
 		if c.connUD == nil {
-			c.connUD = L.NewUserData()
-			c.connUD.Value, c.connUD.Metatable = c, st.connMeta
+			c.connUD = c.newUD(L, st.connMeta)
 		}
 		v = c.connUD
 	case "txn":
 		if req.Envelope != nil {
 			if c.txnUD == nil {
-				c.txnUD = L.NewUserData()
-				c.txnUD.Value, c.txnUD.Metatable = c, st.txnMeta
+				c.txnUD = c.newUD(L, st.txnMeta)
 			}
 			v = c.txnUD
 		}
@@ -114,16 +203,15 @@ func (st *state) ctxIndex(L *glua.LState) int {
 	case "msg":
 		if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
 			if c.msgUD == nil {
-				c.msgUD = L.NewUserData()
-				c.msgUD.Value, c.msgUD.Metatable = c, st.msgMeta
+				c.msgUD = c.newUD(L, st.msgMeta)
 			}
 			v = c.msgUD
 		}
 	default:
-		if m, ok := st.ctxMethods[key]; ok {
-			v = m
-		}
+		L.Push(glua.LNil) // not a field: not kept
+		return 1
 	}
+	st.keep(st.ctxFields, key, v)
 	L.Push(v)
 	return 1
 }
@@ -172,12 +260,14 @@ func (c *call) session() *hook.Session {
 	return c.sess
 }
 
-// connIndex is __index of ctx.conn, a read-only userdata.
+// connIndex is the __index of ctx.conn's fields (ctx.conn is a read-only
+// userdata).
 func (st *state) connIndex(L *glua.LState) int {
-	c := st.subCall(L, st.connMeta, "ctx.conn")
+	c := st.liveCall(L, "ctx.conn")
 	s := c.session()
+	key := L.CheckString(2)
 	var v glua.LValue = glua.LNil
-	switch L.CheckString(2) {
+	switch key {
 	case "id":
 		v = glua.LString(s.ID)
 	case "listener":
@@ -201,17 +291,20 @@ func (st *state) connIndex(L *glua.LState) int {
 	case "auth_user":
 		v = glua.LString(s.AuthUser)
 	}
+	st.keep(st.connFields, key, v)
 	L.Push(v)
 	return 1
 }
 
-// txnIndex is __index of ctx.txn, a read-only userdata whose tables
-// (recipients, params, notify) are built on first use.
+// txnIndex is the __index of ctx.txn's fields (ctx.txn is a read-only
+// userdata): its tables (recipients, params, notify) are built on first
+// use, and notify anew at each (it is not kept).
 func (st *state) txnIndex(L *glua.LState) int {
-	c := st.subCall(L, st.txnMeta, "ctx.txn")
+	c := st.liveCall(L, "ctx.txn")
 	req, env := c.req, c.req.Envelope
+	key := L.CheckString(2)
 	var v glua.LValue = glua.LNil
-	switch L.CheckString(2) {
+	switch key {
 	case "sender":
 		v = glua.LString(env.Sender.String())
 	case "recipients":
@@ -248,13 +341,15 @@ func (st *state) txnIndex(L *glua.LState) int {
 			for _, name := range req.Rcpt.Notify.Names() {
 				t.Append(glua.LString(name))
 			}
-			v = t
+			L.Push(t)
+			return 1
 		}
 	case "orcpt":
 		if req.Rcpt != nil && req.Rcpt.ORCPT != "" {
 			v = glua.LString(req.Rcpt.ORCPT)
 		}
 	}
+	st.keep(st.txnFields, key, v)
 	L.Push(v)
 	return 1
 }
@@ -265,34 +360,36 @@ func (c *call) owns(ud *glua.LUserData) bool {
 	return ud != nil && (ud == c.ud || ud == c.connUD || ud == c.txnUD || ud == c.msgUD)
 }
 
-// subCall returns the live call of the ctx.conn or ctx.txn at argument 1.
-func (st *state) subCall(L *glua.LState, meta *glua.LTable, what string) *call {
-	if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == meta {
-		c := ud.Value.(*call)
-		if !c.owns(ud) {
-			L.RaiseError("%s of a finished call", what)
-		}
-		return c
-	}
-	L.RaiseError("%s: not a %s", what, what)
-	return nil
-}
-
-// readOnlyMeta makes the metatable of a read-only userdata named name.
-func (st *state) readOnlyMeta(name string, index glua.LGFunction) *glua.LTable {
+// readOnlyMeta makes the metatables of a read-only userdata named name:
+// the live one reads fields, which looks up what it lacks with index; the
+// finished one fails every read.
+func (st *state) readOnlyMeta(name string, fields *glua.LTable, index glua.LGFunction) (live, finished *glua.LTable) {
 	L := st.L
-	mt := L.NewTable()
-	mt.RawSetString("__index", L.NewFunction(index))
-	mt.RawSetString("__newindex", L.NewFunction(func(L *glua.LState) int {
-		L.RaiseError("%s is read-only", name)
+	lookup := L.NewTable()
+	lookup.RawSetString("__index", L.NewFunction(index))
+	L.SetMetatable(fields, lookup)
+	meta := func(index glua.LValue) *glua.LTable {
+		mt := L.NewTable()
+		mt.RawSetString("__index", index)
+		mt.RawSetString("__newindex", L.NewFunction(func(L *glua.LState) int {
+			L.RaiseError("%s is read-only", name)
+			return 0
+		}))
+		mt.RawSetString("__metatable", glua.LString("gw."+name))
+		mt.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
+			L.Push(glua.LString("gw." + name))
+			return 1
+		}))
+		return mt
+	}
+	finishedMsg := name + " of a finished call"
+	if name == "ctx" {
+		finishedMsg = "ctx: ctx of a finished call"
+	}
+	return meta(fields), meta(L.NewFunction(func(L *glua.LState) int {
+		L.RaiseError("%s", finishedMsg)
 		return 0
 	}))
-	mt.RawSetString("__metatable", glua.LString("gw."+name))
-	mt.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
-		L.Push(glua.LString("gw." + name))
-		return 1
-	}))
-	return mt
 }
 
 // checkAddress parses a mailbox given to a setter; "" is the null path

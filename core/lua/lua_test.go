@@ -462,6 +462,10 @@ end
 func TestCtxAfterCall(t *testing.T) {
 	tests := []struct{ keep, use, want string }{
 		{"saved = ctx", "saved.stage", "ctx of a finished call"},
+		{"saved = ctx", "saved.txn", "ctx of a finished call"},
+		{"saved = ctx", `saved:note("k", "v")`, "ctx of a finished call"},
+		{"saved, note = ctx, ctx.note", `note(saved, "k", "v")`, "ctx:note: ctx of a finished call"},
+		{"saved = ctx.txn", "saved.rcpt", "ctx.txn of a finished call"},
 		{"saved = ctx.conn", "saved.ip", "ctx.conn of a finished call"},
 		{"saved = ctx.txn", "saved.sender", "ctx.txn of a finished call"},
 		{"saved = ctx.msg", `saved:header("Subject")`, "the message of a finished call"},

@@ -23,15 +23,17 @@ type state struct {
 	m       *meter          // the meter of the call (or top level) in progress
 	acct    account         // the state's memory
 
-	ctxMeta     *glua.LTable
-	connMeta    *glua.LTable
-	txnMeta     *glua.LTable
-	msgMeta     *glua.LTable
-	verdictMeta *glua.LTable
-	ctxMethods  map[string]glua.LValue
-	onError     *glua.LFunction         // PCall message handler: records a short traceback
-	trace       string                  // the traceback of the last error
-	prefixes    map[string]netip.Prefix // gw.cidr parse cache
+	// ctx, ctx.conn and ctx.txn: their metatables while the call runs
+	// and once it has ended, and the fields they read (defineCtx)
+	ctxMeta, ctxDead, ctxFields    *glua.LTable
+	connMeta, connDead, connFields *glua.LTable
+	txnMeta, txnDead, txnFields    *glua.LTable
+	kept                           []keptField // what the call in progress put in the fields
+	msgMeta                        *glua.LTable
+	verdictMeta                    *glua.LTable
+	onError                        *glua.LFunction         // PCall message handler: records a short traceback
+	trace                          string                  // the traceback of the last error
+	prefixes                       map[string]netip.Prefix // gw.cidr parse cache
 }
 
 // newState makes a sandboxed state, defines the gw module and runs the
@@ -109,12 +111,12 @@ func (st *state) call(ctx context.Context, name string, req *hook.Request, msg h
 	c := &st.calls // zero: the last call's end cleared it
 	c.st, c.ctx, c.req, c.msg = st, ctx, req, msg
 	c.m.Context, c.m.st = ctx, st
-	c.ud = L.NewUserData()
-	c.ud.Value, c.ud.Metatable = c, st.ctxMeta
+	st.begin(L, c)
 	st.cur, st.m = c, &c.m
 	defer func() {
-		// The call is over: its userdata no longer pass owns, and it
-		// keeps nothing of the request.
+		// The call is over: its userdata no longer pass owns nor reach
+		// its fields, and it keeps nothing of the request.
+		st.end(c)
 		st.cur, st.m = nil, nil
 		*c = call{}
 	}()
