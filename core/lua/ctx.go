@@ -40,8 +40,8 @@ type call struct {
 // and the ctx methods.
 //
 // What ctx, ctx.conn and ctx.txn give is read from a table of the state
-// (their __index), without a call to Go: the methods, what state.call
-// puts there first (txn, msg, rcpt) and every field read once in the call
+// (their __index), without a call to Go: the methods, what state.begin
+// puts there first (txn, rcpt, msg) and every field read once in the call
 // (kept by the Go __index of that table, ctxIndex, connIndex, txnIndex).
 // gopher-lua's call of a Go __index costs a call frame and a string
 // boxed for the key, a few hundred nanoseconds each time. When the call
@@ -92,18 +92,18 @@ func (c *call) newUD(L *glua.LState, meta *glua.LTable) *glua.LUserData {
 	return ud
 }
 
-// begin makes the call's ctx and puts first what a call most often
-// reads: ctx.txn and ctx.txn.rcpt, ctx.msg.
+// begin makes the call's ctx and puts first what a call of its stage
+// most often reads: ctx.txn.rcpt with a recipient (rcpt, predelivery),
+// ctx.msg with a message (data, predelivery). The rest is kept at its
+// first read.
 func (st *state) begin(L *glua.LState, c *call) {
 	c.ud = c.newUD(L, st.ctxMeta)
 	req := c.req
-	if req.Envelope != nil {
+	if req.Envelope != nil && req.Rcpt != nil {
 		c.txnUD = c.newUD(L, st.txnMeta)
 		st.keep(st.ctxFields, "txn", c.txnUD)
-		if req.Rcpt != nil {
-			c.rcpt = glua.LString(req.Rcpt.Address.String())
-			st.keep(st.txnFields, "rcpt", c.rcpt)
-		}
+		c.rcpt = glua.LString(req.Rcpt.Address.String())
+		st.keep(st.txnFields, "rcpt", c.rcpt)
 	}
 	if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
 		c.msgUD = c.newUD(L, st.msgMeta)
