@@ -95,18 +95,33 @@ func (c *call) newUD(L *glua.LState, meta *glua.LTable) *glua.LUserData {
 // begin makes the call's ctx and puts first what a call of its stage
 // most often reads: ctx.txn.rcpt with a recipient (rcpt, predelivery),
 // ctx.msg with a message (data, predelivery). The rest is kept at its
-// first read.
+// first read. The userdata are made in one allocation.
 func (st *state) begin(L *glua.LState, c *call) {
-	c.ud = c.newUD(L, st.ctxMeta)
 	req := c.req
-	if req.Envelope != nil && req.Rcpt != nil {
-		c.txnUD = c.newUD(L, st.txnMeta)
+	withTxn := req.Envelope != nil && req.Rcpt != nil
+	withMsg := c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery)
+	n := 1
+	for _, with := range []bool{withTxn, withMsg} {
+		if with {
+			n++
+		}
+	}
+	uds := make([]glua.LUserData, n)
+	ud := func(meta *glua.LTable) *glua.LUserData {
+		u := &uds[len(uds)-n]
+		n--
+		*u = glua.LUserData{Value: c, Env: L.Env, Metatable: meta} // as L.NewUserData makes it
+		return u
+	}
+	c.ud = ud(st.ctxMeta)
+	if withTxn {
+		c.txnUD = ud(st.txnMeta)
 		st.keep(st.ctxFields, "txn", c.txnUD)
 		c.rcpt = glua.LString(req.Rcpt.Address.String())
 		st.keep(st.txnFields, "rcpt", c.rcpt)
 	}
-	if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
-		c.msgUD = c.newUD(L, st.msgMeta)
+	if withMsg {
+		c.msgUD = ud(st.msgMeta)
 		st.keep(st.ctxFields, "msg", c.msgUD)
 	}
 }
