@@ -101,17 +101,16 @@ func (st *state) begin(L *glua.LState, c *call) {
 	withTxn := req.Envelope != nil && req.Rcpt != nil
 	withMsg := c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery)
 	n := 1
-	for _, with := range []bool{withTxn, withMsg} {
-		if with {
-			n++
-		}
+	if withTxn {
+		n++
 	}
-	uds := make([]glua.LUserData, n)
+	if withMsg {
+		n++
+	}
+	uds := make([]glua.LUserData, 0, n)
 	ud := func(meta *glua.LTable) *glua.LUserData {
-		u := &uds[len(uds)-n]
-		n--
-		*u = glua.LUserData{Value: c, Env: L.Env, Metatable: meta} // as L.NewUserData makes it
-		return u
+		uds = append(uds, glua.LUserData{Value: c, Env: L.Env, Metatable: meta}) // as L.NewUserData makes it
+		return &uds[len(uds)-1]
 	}
 	c.ud = ud(st.ctxMeta)
 	if withTxn {
