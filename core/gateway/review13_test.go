@@ -1,0 +1,250 @@
+package gateway_test
+
+// Review 13's failing tests of the cluster's takeover (issue 13): each
+// names the line that loses mail.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/gateway/gatewaytest"
+	"github.com/mailgate/gateway/core/queue"
+)
+
+// TestClusterReconcileKeepsUnreplicatedMail: a node that queued mail
+// before its cluster block was added (single node, then scaled out) has
+// those messages in its spool but never on the stream. When it is taken
+// over once (it restarts after a takeover, or is cut off), dropTaken
+// deletes every spool message without a copy (takenFrom: "copy gone"
+// means "taken"), so the unreplicated ones, which no node took, are lost.
+func TestClusterReconcileKeepsUnreplicatedMail(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	single := fmt.Sprintf(`
+hostname = "mx.test"
+shutdown_timeout = "5s"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+%s`, gatewaytest.DeadRoute)
+	path := gatewaytest.WriteConfig(t, single)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw1, stop := runStoppable(t, cfg)
+	for range 2 {
+		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+
+	// The operator adds the cluster block; gw1 runs on it, queues one
+	// message more (replicated), and stops.
+	if err := os.WriteFile(path, []byte(takeoverConfig("gw1", nc.URLs())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = config.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	gw1, stop = runStoppable(t, cfg)
+	if n := gw1.Spool().Len(); n != 2 {
+		t.Fatalf("gw1 on the cluster has %d messages; want its 2 from before", n)
+	}
+	if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	// gw2 takes gw1's queue over: the one copy there is.
+	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
+	if !gatewaytest.Eventually(15*time.Second, func() bool { return gw2.Log().Wait(0, "took over the queue of a silent node") }) {
+		t.Fatalf("gw2 did not take gw1's queue over in 15 s")
+	}
+	if n := len(gw2.Queued(t)); n != 1 {
+		t.Fatalf("gw2 took %d messages over; want the 1 replicated", n)
+	}
+
+	back := gatewaytest.StartFile(t, path)
+	if n := len(back.Queued(t)); n != 2 {
+		t.Errorf("gw1 back has %d messages; want the 2 it queued before the cluster block, which no node took over (lost)", n)
+	}
+}
+
+// TestClusterTakeoverPassesABadCopy: one copy that the taker cannot
+// import (here a record of a newer version, as a node upgraded first
+// writes during a rolling upgrade) stops the takeover for good: importQueue
+// stops reading at the first error (takeover.go, "if failed { return
+// false }"), the claim is never marked done, and no node ever claims the
+// queue again (TryClaim's Create fails while the claim is there). Every
+// good copy after the bad one is never delivered if the node stays dead.
+func TestClusterTakeoverPassesABadCopy(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	dead, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "gw1", NATSURLs: nc.URLs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	rep, err := dead.OpenReplica(context.Background(), "gw1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Close()
+	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// 127 good copies (2 stream messages each: body, record), a message
+	// of a part this version does not know, then the bad copy: the last
+	// of the takeover's first batch of 256; then 5 good copies more.
+	const before, after = 127, 5
+	for range before {
+		commitOne(t, s)
+	}
+	js, raw := rawStream(t, nc)
+	defer raw.Close()
+	subject := "gwq." + base64.RawURLEncoding.EncodeToString([]byte("gw1")) + "."
+	publishRaw(t, js, subject+"future", nats.Header{"Gw-Part": {"future"}}, []byte("x"))
+	publishRaw(t, js, subject+"newer", nats.Header{"Gw-Part": {"record"}, "Gw-Size": {"0"}}, newerRecord(t))
+	for range after {
+		commitOne(t, s)
+	}
+	nodes, err := dead.OpenNodes(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.Beat(context.Background(), cluster.NodeStatus{Node: "gw1", Heartbeat: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+
+	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
+	ok := gatewaytest.Eventually(30*time.Second, func() bool { return len(gw2.Queued(t)) == before+after })
+	if !ok {
+		t.Errorf("gw2 queued %d of dead gw1's %d good messages in 30 s: the takeover stopped at the bad copy and was never tried again",
+			len(gw2.Queued(t)), before+after)
+	}
+}
+
+// TestClusterStalledNodeClearsClaim: a node whose heartbeat the others
+// see older than takeover_after although its own heartbeats never fail
+// (a process or VM paused for longer than takeover_after, its NATS
+// connection still up; or its clock behind) is taken over. Its
+// heartbeats then go on succeeding, so Nodes.Heartbeats never calls back
+// (nodes.go: back runs only after a failed Beat), dropTaken never runs and
+// the claim on it is never cleared. When that node dies later, no node can
+// claim its queue again: everything it accepted after the takeover is
+// lost.
+func TestClusterStalledNodeClearsClaim(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	cfg, err := config.Load(gatewaytest.WriteConfig(t, takeoverConfig("gw1", nc.URLs())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw1, stop := runStoppable(t, cfg)
+	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
+	for range 2 {
+		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// What gw2 sees of a paused gw1: its heartbeat an hour old, while gw1
+	// itself writes its heartbeats without a failure.
+	stale, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "stale", NATSURLs: nc.URLs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Close()
+	nodes, err := stale.OpenNodes(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := gatewaytest.Eventually(20*time.Second, func() bool {
+		nodes.Beat(context.Background(), cluster.NodeStatus{Node: "gw1", Heartbeat: time.Now().Add(-time.Hour)})
+		return len(gw2.Queued(t)) == 2
+	})
+	if !took {
+		t.Fatalf("gw2 did not take gw1's 2 messages over in 20 s")
+	}
+
+	// gw1 runs on (its next heartbeats succeed), queues one message more,
+	// and then dies for good.
+	time.Sleep(3 * time.Second)
+	if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if !gatewaytest.Eventually(20*time.Second, func() bool { return len(gw2.Queued(t)) == 3 }) {
+		_, claimed, _ := nodes.ClaimOn(context.Background(), "gw1")
+		t.Errorf("gw2 queued %d messages 20 s after gw1 died; want 3 (the message gw1 accepted after the takeover is lost; claim on gw1 still there: %v)",
+			len(gw2.Queued(t)), claimed)
+	}
+}
+
+// commitOne queues a small message to b@example.test in s.
+func commitOne(t *testing.T, s *queue.Spool) {
+	t.Helper()
+	d, err := s.Create(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Write([]byte("Subject: x\r\n\r\nHello.\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	env := &envelope.Envelope{Sender: envelope.Address{Local: "a", Domain: "client.test"},
+		Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "b", Domain: "example.test"}}}}
+	if err := d.Commit(context.Background(), env, []byte("Received: by test\r\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newerRecord is a record of a version this gateway does not know.
+func newerRecord(t *testing.T) []byte {
+	t.Helper()
+	m := queue.Message{Version: 99, ID: "newer", Created: time.Now(), Size: 0,
+		Envelope: envelope.Envelope{Sender: envelope.Address{Local: "a", Domain: "client.test"},
+			Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "b", Domain: "example.test"}}}},
+		Recipients: []queue.RecipientState{{}}}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rawStream is a plain JetStream client on nc, for messages the
+// gateway's code would not publish.
+func rawStream(t *testing.T, nc *clustertest.Cluster) (jetstream.JetStream, *nats.Conn) {
+	t.Helper()
+	conn, err := nats.Connect(strings.Join(nc.URLs(), ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, conn
+}
+
+func publishRaw(t *testing.T, js jetstream.JetStream, subject string, h nats.Header, data []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: h, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+}
