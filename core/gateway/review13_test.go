@@ -214,7 +214,7 @@ func commitOne(t *testing.T, s *queue.Spool) {
 // newerRecord is a record of a version this gateway does not know.
 func newerRecord(t *testing.T) []byte {
 	t.Helper()
-	m := queue.Message{Version: 99, ID: "newer", Created: time.Now(), Size: 0,
+	m := queue.Message{ID: "newer", Created: time.Now(), Size: 0,
 		Envelope: envelope.Envelope{Sender: envelope.Address{Local: "a", Domain: "client.test"},
 			Recipients: []envelope.Recipient{{Address: envelope.Address{Local: "b", Domain: "example.test"}}}},
 		Recipients: []queue.RecipientState{{}}}
@@ -222,7 +222,9 @@ func newerRecord(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	// The record's version is its "v" (queue's record); the rest reads
+	// as Message's fields.
+	return append([]byte(`{"v":99,`), b[1:]...)
 }
 
 // rawStream is a plain JetStream client on nc, for messages the
