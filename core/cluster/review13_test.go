@@ -82,3 +82,33 @@ func TestReplicaLargeCopyInTime(t *testing.T) {
 	}
 	t.Logf("the copy took %v", time.Since(start))
 }
+
+// TestReplicaLearnsHold: an operator holds a message (`gateway queue
+// hold`: Spool.Update with Held), so that it is not delivered. The copy
+// does not learn it (queue/replica.go, newlyFinal: only recipients made
+// final or added go to the replica), so a takeover imports the message
+// unheld and the taker delivers what the operator stopped.
+func TestReplicaLearnsHold(t *testing.T) {
+	url := startServer(t, server.Options{}).ClientURL()
+	c, s := singleReplica(t, url)
+	id, err := commitMessage(t, s, "bob@example.net", 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(context.Background(), id, func(m *queue.Message) error { m.Held = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var held bool
+	ok := waitFor(3*time.Second, func() bool {
+		cp, found := copies(t, c, "gw1")[id]
+		if !found {
+			return false
+		}
+		m, err := queue.DecodeRecord(cp.Record)
+		held = err == nil && m.Held
+		return held
+	})
+	if !ok {
+		t.Errorf("the copy of %s, held on its node, is not held (a takeover would deliver it)", id)
+	}
+}
