@@ -151,6 +151,9 @@ type Claim struct {
 	At      time.Time `json:"at"`      // on the taker's clock
 	Silence time.Time `json:"silence"` // the silent node's last heartbeat
 	Done    bool      `json:"done"`    // every copy imported
+	// Rev is the claim key's revision when it was read or written: what
+	// ClaimDone and Reclaim change only if it is still the key's.
+	Rev uint64 `json:"-"`
 }
 
 func claimKey(node string) string {
@@ -159,37 +162,66 @@ func claimKey(node string) string {
 
 // TryClaim claims node's queue for c.By and reports whether it got it:
 // false when another claim is there (another node's, or one the node has
-// not yet cleared after coming back).
-func (n *Nodes) TryClaim(ctx context.Context, c Claim) (bool, error) {
+// not yet cleared after coming back). The claim it got has its Rev.
+func (n *Nodes) TryClaim(ctx context.Context, c *Claim) (bool, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return false, err
 	}
 	ctx, cancel := n.c.opContext(ctx)
 	defer cancel()
-	_, err = n.kv.Create(ctx, claimKey(c.Node), b)
+	rev, err := n.kv.Create(ctx, claimKey(c.Node), b)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("cluster: claim the queue of %s: %w", c.Node, explain(err))
 	}
+	c.Rev = rev
 	return true, nil
 }
 
-// ClaimDone records that the claim c has imported every copy.
+// Reclaim replaces old, a claim that is not done (its taker stopped half
+// way), with c, and reports whether it did: false when the claim changed
+// since old was read (another node reclaimed it, its node cleared it).
+func (n *Nodes) Reclaim(ctx context.Context, old Claim, c *Claim) (bool, error) {
+	return n.update(ctx, "reclaim the queue of "+c.Node, old.Rev, c)
+}
+
+// ClaimDone records that the claim c has imported every copy, unless the
+// claim changed since (its node came back and cleared it): then it
+// writes nothing and returns ErrClaimChanged.
 func (n *Nodes) ClaimDone(ctx context.Context, c Claim) error {
 	c.Done = true
+	ok, err := n.update(ctx, "claim of "+c.Node+" done", c.Rev, &c)
+	if err == nil && !ok {
+		err = fmt.Errorf("cluster: claim of %s done: %w", c.Node, ErrClaimChanged)
+	}
+	return err
+}
+
+// ErrClaimChanged: a claim was changed (or cleared) by another node since
+// it was read.
+var ErrClaimChanged = errors.New("the claim changed since it was read")
+
+// update writes c as node's claim if the key's revision is still rev,
+// and reports whether it did; c gets the new revision.
+func (n *Nodes) update(ctx context.Context, what string, rev uint64, c *Claim) (bool, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := n.c.opContext(ctx)
 	defer cancel()
-	if _, err := n.kv.Put(ctx, claimKey(c.Node), b); err != nil {
-		return fmt.Errorf("cluster: claim of %s done: %w", c.Node, explain(err))
+	newRev, err := n.kv.Update(ctx, claimKey(c.Node), b, rev)
+	switch {
+	case conflict(err), errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("cluster: %s: %w", what, explain(err))
 	}
-	return nil
+	c.Rev = newRev
+	return true, nil
 }
 
 // ClaimOn returns the claim on node's queue, if there is one.
@@ -207,6 +239,7 @@ func (n *Nodes) ClaimOn(ctx context.Context, node string) (Claim, bool, error) {
 	if err := json.Unmarshal(e.Value(), &c); err != nil {
 		return Claim{}, false, fmt.Errorf("cluster: read the claim on %s: %w", node, err)
 	}
+	c.Rev = e.Revision()
 	return c, true, nil
 }
 

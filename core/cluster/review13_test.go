@@ -34,7 +34,7 @@ func TestClaimDoneAfterClearKeepsNoClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	claim := cluster.Claim{Node: "gw1", By: "gw2", At: time.Now()}
-	if won, err := nodes.TryClaim(context.Background(), claim); !won || err != nil {
+	if won, err := nodes.TryClaim(context.Background(), &claim); !won || err != nil {
 		t.Fatalf("TryClaim = %v, %v", won, err)
 	}
 	if err := nodes.ClearClaim(context.Background(), "gw1"); err != nil { // gw1, back, gave up waiting

@@ -475,7 +475,7 @@ func TestClusterBackWaitsForTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	claim := cluster.Claim{Node: "gw1", By: "taker", At: time.Now()}
-	if won, err := nodes.TryClaim(context.Background(), claim); !won || err != nil {
+	if won, err := nodes.TryClaim(context.Background(), &claim); !won || err != nil {
 		t.Fatalf("TryClaim = %v, %v", won, err)
 	}
 	theirs := taker.ReplicaOf("gw1")
@@ -525,6 +525,43 @@ func TestClusterBackWaitsForTakeover(t *testing.T) {
 	back.Spool().List(func(*queue.Message) bool { n++; return true })
 	if n != 0 {
 		t.Errorf("gw1 back has %d messages; want none (both were taken)", n)
+	}
+}
+
+// TestClusterReclaimsHalfDoneTakeover: a takeover whose taker died half
+// way (its claim not done, the taker silent) is taken up by another node,
+// which imports what is left.
+func TestClusterReclaimsHalfDoneTakeover(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	_, cfg := loadConfig(t, takeoverConfig("gw1", nc.URLs()))
+	gw1, stop := runStoppable(t, cfg)
+	for range 2 {
+		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	ghost, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "ghost", NATSURLs: nc.URLs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ghost.Close()
+	nodes, err := ghost.OpenNodes(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won, err := nodes.TryClaim(context.Background(), &cluster.Claim{Node: "gw1", By: "ghost", At: time.Now()}); !won || err != nil {
+		t.Fatalf("TryClaim = %v, %v", won, err)
+	}
+	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
+	if !gatewaytest.Eventually(15*time.Second, func() bool { return len(gw2.Queued(t)) == 2 }) {
+		t.Fatalf("gw2 queued %d messages; want gw1's 2, taken up from the ghost's claim", len(gw2.Queued(t)))
+	}
+	if !gw2.Log().Wait(0, "was left half way; taking it up") {
+		t.Error("gw2's log does not say that it took up a takeover left half way")
+	}
+	if c, claimed, err := nodes.ClaimOn(context.Background(), "gw1"); err != nil || !claimed || c.By != "gw2" || !c.Done {
+		t.Errorf("claim on gw1: %+v, %v, %v; want gw2's, done", c, claimed, err)
 	}
 }
 

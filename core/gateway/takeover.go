@@ -17,7 +17,6 @@ package gateway
 // delivered twice: a duplicate, never a loss.
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -51,53 +50,79 @@ func (g *Gateway) takeOverSilent(ctx context.Context, now time.Time) {
 		g.log.Debug("cluster: cannot list the nodes", "err", err)
 		return
 	}
+	silent := func(node string) bool {
+		for _, n := range list {
+			if n.Node == node {
+				return now.Sub(n.Heartbeat) > cfg.TakeoverAfter
+			}
+		}
+		return true // no heartbeat at all
+	}
 	for _, n := range list {
-		if n.Node == cfg.Node || now.Sub(n.Heartbeat) <= cfg.TakeoverAfter {
+		if n.Node == cfg.Node || !silent(n.Node) {
 			continue
 		}
-		claim := cluster.Claim{Node: n.Node, By: cfg.Node, At: now, Silence: n.Heartbeat}
-		won, err := g.nodes.TryClaim(ctx, claim)
+		claim := &cluster.Claim{Node: n.Node, By: cfg.Node, At: now, Silence: n.Heartbeat}
+		won, err := g.claim(ctx, claim, silent)
 		if err != nil {
 			g.log.Warn("cluster: cannot claim a silent node's queue", "node", n.Node, "err", err)
 		}
-		if !won {
-			continue
+		if won {
+			g.takeOver(ctx, claim, now.Sub(n.Heartbeat))
 		}
-		g.log.Warn("cluster: taking over the queue of a silent node", "node", n.Node, "silent_for", now.Sub(n.Heartbeat).Round(time.Second))
-		count, err := g.importQueue(ctx, n.Node)
-		if err != nil {
-			g.log.Error("cluster: takeover stopped; the copies left stay on the stream for the node", "node", n.Node, "taken", count, "err", err)
-			continue
-		}
-		g.takeoverCount.Add(1)
-		if err := g.nodes.ClaimDone(ctx, claim); err != nil {
-			g.log.Warn("cluster: takeover done, but not recorded", "node", n.Node, "err", err)
-		}
-		g.log.Warn("cluster: took over the queue of a silent node", "node", n.Node, "messages", count)
 	}
 }
 
+// claim claims c's node's queue for this node: a new claim, or one that
+// is not done while its taker is silent (it died half way) or is this
+// node (it stopped half way, or some copies failed).
+func (g *Gateway) claim(ctx context.Context, c *cluster.Claim, silent func(node string) bool) (bool, error) {
+	won, err := g.nodes.TryClaim(ctx, c)
+	if won || err != nil {
+		return won, err
+	}
+	old, claimed, err := g.nodes.ClaimOn(ctx, c.Node)
+	if err != nil || !claimed || old.Done || old.By != c.By && !silent(old.By) {
+		return false, err
+	}
+	g.log.Warn("cluster: the takeover of a silent node's queue was left half way; taking it up", "node", c.Node, "by", old.By)
+	return g.nodes.Reclaim(ctx, old, c)
+}
+
+// takeOver imports the queue of the claim's node and records the claim
+// done once every copy was read (copies that could not be imported stay
+// on the stream for that node, and are logged).
+func (g *Gateway) takeOver(ctx context.Context, c *cluster.Claim, silence time.Duration) {
+	g.log.Warn("cluster: taking over the queue of a silent node", "node", c.Node, "silent_for", silence.Round(time.Second))
+	count, failed, err := g.importQueue(ctx, c.Node)
+	if err != nil {
+		g.log.Error("cluster: takeover stopped; it goes on at the next look for silent nodes", "node", c.Node, "taken", count, "err", err)
+		return
+	}
+	g.takeoverCount.Add(1)
+	if err := g.nodes.ClaimDone(ctx, *c); err != nil {
+		g.log.Warn("cluster: takeover done, but not recorded", "node", c.Node, "err", err)
+	}
+	if failed > 0 {
+		g.log.Error("cluster: copies of a silent node's queue could not be imported; they stay on the stream for that node",
+			"node", c.Node, "count", failed)
+	}
+	g.log.Warn("cluster: took over the queue of a silent node", "node", c.Node, "messages", count)
+}
+
 // importQueue imports every copy of node's queue into this spool and
-// removes each copy once its message is durable here; it returns how many.
-// Up to importers imports run at once, so that their commits share the
-// spool's fsyncs and their copies' acknowledgements overlap.
-func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
+// removes each copy once its message is durable here; it returns how many
+// it imported, and how many it could not import (those are logged and
+// stay on the stream). Up to importers imports run at once, so that their
+// commits share the spool's fsyncs and their copies' acknowledgements
+// overlap. Its error is reading the copies'.
+func (g *Gateway) importQueue(ctx context.Context, node string) (n, failed int, err error) {
 	theirs := g.cluster.ReplicaOf(node)
 	defer theirs.Close()
-	var (
-		mu        sync.Mutex
-		n         int
-		importErr error
-		wg        sync.WaitGroup
-	)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	slots := make(chan struct{}, importers)
-	err := g.cluster.Copies(ctx, node, func(cp cluster.Copy) bool {
-		mu.Lock()
-		failed := importErr != nil
-		mu.Unlock()
-		if failed {
-			return false
-		}
+	err = g.cluster.Copies(ctx, node, func(cp cluster.Copy) bool {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
@@ -105,7 +130,8 @@ func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				importErr = cmp.Or(importErr, err)
+				failed++
+				g.log.Error("cluster: a copy could not be imported; it stays on the stream", "node", node, "from_id", cp.ID, "err", err)
 				return
 			}
 			theirs.Remove(cp.ID)
@@ -113,13 +139,13 @@ func (g *Gateway) importQueue(ctx context.Context, node string) (int, error) {
 			n++
 			g.log.Info("cluster: message taken over", "node", node, "from_id", cp.ID, "id", id)
 		})
-		return true
+		return ctx.Err() == nil
 	})
 	wg.Wait()
 	if n > 0 {
 		g.engine.Kick()
 	}
-	return n, errors.Join(err, importErr)
+	return n, failed, err
 }
 
 // importers is how many imports a takeover runs at once.
