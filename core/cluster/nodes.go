@@ -113,26 +113,25 @@ func HeartbeatEvery(takeoverAfter time.Duration) time.Duration {
 
 // Heartbeats writes a heartbeat every HeartbeatEvery(takeoverAfter), the
 // first at once, with status's answer, until ctx ends. A heartbeat that
-// fails is logged, and the next is tried on time. After failures, since
-// another node may have taken this one's queue over meanwhile, each
-// heartbeat that succeeds calls back (nil: nothing) until back reports
-// that it is done.
-func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, status func() NodeStatus, back func(context.Context) bool) {
+// fails is logged, and the next is tried on time. Each heartbeat that
+// succeeds calls after (nil: nothing): another node may have taken this
+// one's queue over, while it was cut off or paused.
+func (n *Nodes) Heartbeats(ctx context.Context, takeoverAfter time.Duration, status func() NodeStatus, after func(context.Context)) {
 	t := time.NewTicker(HeartbeatEvery(takeoverAfter))
 	defer t.Stop()
-	failing, behind := false, false // behind: back has not reported done since failures
+	failing := false
 	for {
 		err := n.Beat(ctx, status())
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			n.c.log.Warn("cluster: heartbeat failed", "err", err)
-			failing, behind = true, back != nil
+			failing = true
 		case err == nil && failing:
 			n.c.log.Info("cluster: heartbeat written again")
 			failing = false
 		}
-		if err == nil && behind {
-			behind = !back(ctx)
+		if err == nil && after != nil {
+			after(ctx)
 		}
 		select {
 		case <-ctx.Done():

@@ -70,24 +70,24 @@ func (g *Gateway) kvStores(ctx context.Context) (stores, error) {
 }
 
 // heartbeats writes this node's heartbeat (its name, version, start and
-// queue size) until ctx ends; a part of Run with a cluster block. When
-// heartbeats come back after failing (this node was cut off from NATS,
-// and may have been taken over meanwhile), it drops what was taken, once
-// the takeover is done, or after twice takeover_after.
+// queue size) until ctx ends; a part of Run with a cluster block. After
+// each heartbeat it looks for a claim on this node's queue: one that
+// another node made while this one was cut off from NATS, or paused past
+// takeover_after (its heartbeat then looked old), and drops what was
+// taken once the takeover is done, or after twice takeover_after.
 func (g *Gateway) heartbeats(ctx context.Context) {
-	var since time.Time // when heartbeats came back
-	g.nodes.Heartbeats(ctx, g.cfg.Cluster.TakeoverAfter, g.status, func(ctx context.Context) bool {
-		if since.IsZero() {
+	var since time.Time // when a claim not done was first seen
+	g.nodes.Heartbeats(ctx, g.cfg.Cluster.TakeoverAfter, g.status, func(ctx context.Context) {
+		anyway := !since.IsZero() && time.Since(since) > 2*g.cfg.Cluster.TakeoverAfter
+		done, err := g.dropTaken(ctx, g.engine.Remove, anyway)
+		switch {
+		case err != nil:
+			g.log.Warn("cluster: cannot check whether this node's queue was taken over; trying at the next heartbeat", "err", err)
+		case done:
+			since = time.Time{}
+		case since.IsZero():
 			since = time.Now()
 		}
-		done, err := g.dropTaken(ctx, g.engine.Remove, time.Since(since) > 2*g.cfg.Cluster.TakeoverAfter)
-		if err != nil {
-			g.log.Warn("cluster: cannot check whether this node's queue was taken over; trying at the next heartbeat", "err", err)
-		}
-		if done {
-			since = time.Time{}
-		}
-		return done
 	})
 }
 

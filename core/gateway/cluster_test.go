@@ -442,7 +442,7 @@ func TestClusterCutOffNodeDropsTaken(t *testing.T) {
 	if !gatewaytest.Eventually(20*time.Second, func() bool { return len(gw1.Queued(t)) == 0 }) {
 		t.Errorf("gw1 back on NATS still has %d messages; want none (gw2 took them)", len(gw1.Queued(t)))
 	}
-	if !gw1.Log().Wait(0, "this node's queue was taken over while it was away") {
+	if !gw1.Log().Wait(5*time.Second, "this node's queue was taken over while it was away") {
 		t.Error("gw1's log does not say that its queue was taken over")
 	}
 }

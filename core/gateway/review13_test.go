@@ -24,13 +24,12 @@ import (
 	"github.com/mailgate/gateway/core/queue"
 )
 
-// TestClusterReconcileKeepsUnreplicatedMail: a node that queued mail
-// before its cluster block was added (single node, then scaled out) has
-// those messages in its spool but never on the stream. When it is taken
-// over once (it restarts after a takeover, or is cut off), dropTaken
-// deletes every spool message without a copy (takenFrom: "copy gone"
-// means "taken"), so the unreplicated ones, which no node took, are lost.
-func TestClusterReconcileKeepsUnreplicatedMail(t *testing.T) {
+// TestClusterReplicatesMailQueuedBeforeTheBlock: a node that queued mail
+// before its cluster block was added (single node, then scaled out) copies
+// those messages to the stream when it starts with the block, so that a
+// takeover takes them too; before, they had no copy, and a node back after
+// a takeover deleted them as taken (review13: they were lost).
+func TestClusterReplicatesMailQueuedBeforeTheBlock(t *testing.T) {
 	nc := clustertest.Start(t, 3)
 	single := fmt.Sprintf(`
 hostname = "mx.test"
@@ -68,18 +67,18 @@ domains = ["example.test"]
 	}
 	stop()
 
-	// gw2 takes gw1's queue over: the one copy there is.
+	// gw2 takes gw1's queue over: all of it.
 	gw2 := gatewaytest.Start(t, takeoverConfig("gw2", nc.URLs()))
 	if !gatewaytest.Eventually(15*time.Second, func() bool { return gw2.Log().Wait(0, "took over the queue of a silent node") }) {
 		t.Fatalf("gw2 did not take gw1's queue over in 15 s")
 	}
-	if n := len(gw2.Queued(t)); n != 1 {
-		t.Fatalf("gw2 took %d messages over; want the 1 replicated", n)
+	if n := len(gw2.Queued(t)); n != 3 {
+		t.Fatalf("gw2 took %d messages over; want gw1's 3 (2 of them queued before the cluster block)", n)
 	}
 
 	back := gatewaytest.StartFile(t, path)
-	if n := len(back.Queued(t)); n != 2 {
-		t.Errorf("gw1 back has %d messages; want the 2 it queued before the cluster block, which no node took over (lost)", n)
+	if n := len(back.Queued(t)); n != 0 {
+		t.Errorf("gw1 back has %d messages; want none (gw2 took all 3)", n)
 	}
 }
 

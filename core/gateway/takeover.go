@@ -153,7 +153,8 @@ const importers = 32
 
 // reconcile runs at start, before the engine, with a cluster block: it
 // writes a first heartbeat (so that no node claims this one's queue while
-// it starts) and drops what was taken from this node while it was away.
+// it starts), drops what was taken from this node while it was away, and
+// copies what has no copy yet (replicateMissing).
 // A takeover still under way is waited for (the taker goes on removing
 // copies it imports), with a heartbeat a second, up to twice
 // takeover_after: a taker that died half-way leaves its claim undone.
@@ -164,8 +165,11 @@ func (g *Gateway) reconcile(ctx context.Context) error {
 			return err
 		}
 		done, err := g.dropTaken(ctx, g.spool.Delete, time.Now().After(deadline))
-		if err != nil || done {
+		if err != nil {
 			return err
+		}
+		if done {
+			return g.replicateMissing(ctx)
 		}
 		if !told {
 			g.log.Warn("cluster: another node is taking this node's queue over; waiting for it to finish before delivering")
@@ -212,18 +216,42 @@ func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, st
 }
 
 // takenFrom lists the messages of this spool whose copies under node are
-// gone from the stream.
+// gone from the stream. The spool is listed first: a message committed
+// since has its copy (Commit writes it first), so it is never taken for
+// gone.
 func (g *Gateway) takenFrom(ctx context.Context, node string) ([]string, error) {
+	var ids []string
+	if err := g.spool.List(func(m *queue.Message) bool { ids = append(ids, m.ID); return true }); err != nil {
+		return nil, err
+	}
 	live, err := g.cluster.LiveIDs(ctx, node)
 	if err != nil {
 		return nil, err
 	}
-	var gone []string
-	err = g.spool.List(func(m *queue.Message) bool {
-		if !live[m.ID] {
-			gone = append(gone, m.ID)
+	gone := ids[:0]
+	for _, id := range ids {
+		if !live[id] {
+			gone = append(gone, id)
 		}
-		return true
-	})
-	return gone, err
+	}
+	return gone, nil
+}
+
+// replicateMissing copies every message of the spool that has no copy on
+// the stream (queued before this node had a cluster block), at start,
+// once what was taken from this node is dropped: every message of a
+// node's spool then has its copy, and a takeover misses none.
+func (g *Gateway) replicateMissing(ctx context.Context) error {
+	missing, err := g.takenFrom(ctx, g.cfg.Cluster.Node)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	for _, id := range missing {
+		if err := g.spool.Replicate(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			return err
+		}
+	}
+	g.log.Warn("cluster: copied to the stream the queued messages that had no copy (queued before the cluster block)",
+		"count", len(missing))
+	return nil
 }

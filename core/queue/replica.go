@@ -93,6 +93,31 @@ func (s *Spool) updateReplica(old, m *Message, b []byte) {
 	}
 }
 
+// Replicate writes the copy of message id, queued while the spool had no
+// replica (before a node joined a cluster), and waits for it.
+func (s *Spool) Replicate(ctx context.Context, id string) error {
+	if s.replica == nil {
+		return nil
+	}
+	m, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	rec, err := encodeMessage(m)
+	if err != nil {
+		return err
+	}
+	body, err := s.Body(id)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if err := s.replica.Put(ctx, m, rec, body)(ctx); err != nil {
+		return fmt.Errorf("queue: replicate %s: %w: %w", id, ErrNotReplicated, err)
+	}
+	return nil
+}
+
 // Import queues a message another node had queued, as a takeover reads
 // it from that node's copy: rec is its record as that node's spool stored
 // it, body its header and content. It gets an ID of this spool's and
