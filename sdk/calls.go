@@ -34,6 +34,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -76,11 +77,28 @@ type frame struct {
 	payload  []byte
 }
 
-// frameWriter writes whole frames, one Write each, from any goroutine.
+// frameWriter writes whole frames from any goroutine, and writes the
+// frames of several together when it can: a frame is appended to a
+// pending buffer, and one writer at a time (the flusher) writes what is
+// pending, again and again until nothing is. A frame appended while the
+// flusher writes goes out with its next write, so its caller does not
+// wait: each write to the other process is a system call and, when that
+// process sleeps, a wake-up of it, which cost more than a call's own work.
 type frameWriter struct {
-	mu   sync.Mutex
 	conn io.Writer
-	buf  []byte // reused under mu
+	// yield: the flusher lets the other goroutines that can run do so
+	// before it writes, so that replies of calls read together go
+	// together (the plugin's end, which runs on one thread).
+	yield bool
+	// fail, if set, is told of a write that failed: it carried frames of
+	// callers who were told nothing (nil = the caller who flushed is
+	// told, and the channel's reader finds it closed).
+	fail func(error)
+
+	mu       sync.Mutex
+	pending  []byte // frames appended, not yet written
+	spare    []byte // the buffer last written, for reuse
+	flushing bool   // a goroutine writes pending
 }
 
 // write sends a frame whose payload is m marshalled (nil = none).
@@ -105,28 +123,69 @@ func (w *frameWriter) writeRequest(id uint64, deadline int64, r *Request) error 
 	})
 }
 
-// writeWith sends a frame whose payload appendPayload appends.
+// writeWith sends a frame whose payload appendPayload appends. It
+// returns once the frame is written, or is pending while another
+// goroutine writes (which writes it next).
 func (w *frameWriter) writeWith(kind byte, id uint64, deadline int64, appendPayload func([]byte) ([]byte, error)) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	start := len(w.pending)
 	var zero [frameHeader]byte
-	b, err := appendPayload(append(w.buf[:0], zero[:]...))
+	b, err := appendPayload(append(w.pending, zero[:]...))
 	if err != nil {
+		w.mu.Unlock()
 		return fmt.Errorf("sdk: call channel: %v: %w", err, ErrInternal)
 	}
-	n := len(b) - frameHeader
+	n := len(b) - start - frameHeader
 	if n > MaxWireMessage {
+		w.pending = b[:start]
+		w.mu.Unlock()
 		return fmt.Errorf("sdk: call channel: a frame of %d bytes, over %d: %w", n, MaxWireMessage, ErrProtocol)
 	}
-	binary.BigEndian.PutUint32(b[0:], uint32(n))
-	b[4] = kind
-	binary.BigEndian.PutUint64(b[5:], id)
-	binary.BigEndian.PutUint64(b[13:], uint64(deadline))
-	_, err = w.conn.Write(b)
-	if cap(b) <= callBuffer {
-		w.buf = b // a large frame's buffer is not kept
+	h := b[start:]
+	binary.BigEndian.PutUint32(h[0:], uint32(n))
+	h[4] = kind
+	binary.BigEndian.PutUint64(h[5:], id)
+	binary.BigEndian.PutUint64(h[13:], uint64(deadline))
+	w.pending = b
+	if w.flushing {
+		w.mu.Unlock()
+		return nil
 	}
-	return err
+	w.flushing = true
+	if w.yield {
+		w.mu.Unlock()
+		runtime.Gosched()
+		w.mu.Lock()
+	}
+	return w.flushLocked()
+}
+
+// flushLocked writes what is pending until nothing is, then unlocks.
+func (w *frameWriter) flushLocked() error {
+	for len(w.pending) > 0 {
+		b := w.pending
+		w.pending = w.spare[:0]
+		w.mu.Unlock()
+		_, err := w.conn.Write(b)
+		w.mu.Lock()
+		if cap(b) <= callBuffer {
+			w.spare = b // a large frame's buffer is not kept
+		} else {
+			w.spare = nil
+		}
+		if err != nil {
+			w.pending = w.pending[:0]
+			w.flushing = false
+			w.mu.Unlock()
+			if w.fail != nil {
+				w.fail(err)
+			}
+			return err
+		}
+	}
+	w.flushing = false
+	w.mu.Unlock()
+	return nil
 }
 
 // readFrame reads the next frame.

@@ -39,13 +39,23 @@ var turn = frame{}
 // and must Close it.
 func NewCallConn(conn net.Conn) *CallConn {
 	ch := channelOf(conn)
-	return &CallConn{
+	c := &CallConn{
 		conn:    ch,
 		r:       bufio.NewReaderSize(ch, callBuffer),
-		w:       frameWriter{conn: ch},
 		pending: make(map[uint64]chan frame),
 		failed:  make(chan struct{}),
 	}
+	c.w = frameWriter{conn: ch, fail: c.writeFailed}
+	return c
+}
+
+// writeFailed marks the connection unusable after a write that failed:
+// the frames of other calls may have been in it, and the stream has a
+// frame cut short.
+func (c *CallConn) writeFailed(err error) {
+	c.mu.Lock()
+	c.failLocked(err)
+	c.mu.Unlock()
 }
 
 // Close closes the connection; calls waiting fail with ErrUnavailable.

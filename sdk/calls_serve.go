@@ -65,7 +65,7 @@ func serveCalls(conn net.Conn, impl Describer) error {
 	defer ch.Close()
 	s := &callServer{
 		srv:     &grpcServer{impl: impl},
-		w:       frameWriter{conn: ch},
+		w:       frameWriter{conn: ch, yield: true}, // replies to the calls read together go together
 		work:    make(chan frame),
 		running: make(map[uint64]*callCtx),
 	}
