@@ -49,13 +49,14 @@ func NewCallConn(conn net.Conn) *CallConn {
 	return c
 }
 
-// writeFailed marks the connection unusable after a write that failed:
-// the frames of other calls may have been in it, and the stream has a
-// frame cut short.
+// writeFailed ends the connection after a write that failed: the frames
+// of other calls may have been in it, and the stream may have a frame cut
+// short. Closing it ends the reader's wait too.
 func (c *CallConn) writeFailed(err error) {
 	c.mu.Lock()
 	c.failLocked(err)
 	c.mu.Unlock()
+	_ = c.conn.Close()
 }
 
 // Close closes the connection; calls waiting fail with ErrUnavailable.
