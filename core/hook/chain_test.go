@@ -211,3 +211,31 @@ func TestRuns(t *testing.T) {
 		t.Errorf("Live does not follow its chain")
 	}
 }
+
+// BenchmarkDispatchTimeoutWaits is BenchmarkDispatchTimeout with a
+// handler that waits on its ctx's Done as a plugin call does (the call
+// channel selects on it while the reply comes, and registers a
+// context.AfterFunc to interrupt its read): the timer and the parent's
+// child that the deadline then makes.
+func BenchmarkDispatchTimeoutWaits(b *testing.B) {
+	h := hooktest.Func{HandlerName: "accept", F: func(ctx context.Context, r *hook.Request) (sdk.Decision, sdk.Effects, error) {
+		stop := context.AfterFunc(ctx, func() {})
+		defer stop()
+		select {
+		case <-ctx.Done():
+			return sdk.Decision{}, sdk.Effects{}, ctx.Err()
+		default:
+		}
+		return sdk.AcceptDecision(), sdk.Effects{}, nil
+	}}
+	chain := hook.NewChain(nil, hook.Entry{Handler: h, Timeout: time.Second})
+	req := &hook.Request{Stage: sdk.StageRcpt}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := chain.Dispatch(ctx, req); res.Decision.Verdict != sdk.Accept {
+			b.Fatalf("Dispatch = %+v", res)
+		}
+	}
+}
