@@ -207,3 +207,80 @@ func TestCallConnWriteFails(t *testing.T) {
 		t.Fatal("the waiting call still waits after the channel failed")
 	}
 }
+
+// doneCounter is a context that counts the calls of its Done.
+type doneCounter struct {
+	context.Context
+	dones atomic.Int32
+}
+
+func (c *doneCounter) Done() <-chan struct{} {
+	c.dones.Add(1)
+	return c.Context.Done()
+}
+
+// TestCallChannelPatient: a call whose reply comes within its patience
+// never asks its ctx for Done (which makes a hook's timeout start a timer
+// and join its parent), and calls that ended so leave their waiter for
+// the next: sequential calls use one.
+func TestCallChannelPatient(t *testing.T) { forEachTransport(t, testCallChannelPatient) }
+
+func testCallChannelPatient(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	c, _, _ := startCalls(t, pair)
+	c.patience = time.Minute
+	base, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	ctx := &doneCounter{Context: base}
+	for i := range 3 {
+		d, _, err := c.Handle(ctx, rcptRequest("bob"))
+		if err != nil || d.Verdict != Reject {
+			t.Fatalf("call %d: %+v, %v; want the plugin's reject", i, d, err)
+		}
+	}
+	if n := ctx.dones.Load(); n != 0 {
+		t.Errorf("Done called %d times, want 0", n)
+	}
+	c.mu.Lock()
+	free := len(c.free)
+	c.mu.Unlock()
+	if free != 1 {
+		t.Errorf("%d waiters kept, want 1", free)
+	}
+}
+
+// TestCallChannelCancelSoon: a cancel that comes before the call's
+// patience ends is still seen, by the reader and by a call waiting
+// behind it, and the plugin's calls are cancelled.
+func TestCallChannelCancelSoon(t *testing.T) { forEachTransport(t, testCallChannelCancelSoon) }
+
+func testCallChannelCancelSoon(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	c, _, _ := startCalls(t, pair)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, _, err := c.Handle(ctx, rcptRequest("wait"))
+			errc <- err
+		}()
+	}
+	time.Sleep(time.Millisecond)
+	start := time.Now()
+	cancel()
+	for i := range 2 {
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("call %d: %v, want context.Canceled", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("call %d still waits after its cancel", i)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the calls took %v to see the cancel", took)
+	}
+	// The channel still works.
+	if d, _, err := c.Handle(t.Context(), rcptRequest("bob")); err != nil || d.Verdict != Reject {
+		t.Errorf("after the cancel: %+v, %v", d, err)
+	}
+}
