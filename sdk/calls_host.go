@@ -158,49 +158,64 @@ func (c *CallConn) waiterLocked() *waiter {
 }
 
 // wait returns the reply to call id, reading the connection whenever it
-// is given the turn; until watch it is patient (see patience). On an
-// error it has left the pending calls; on none, w's timer is stopped.
+// is given the turn; until watch it is patient (see patience), with w's
+// timer once it waits without reading. On an error it has left the
+// pending calls.
 func (c *CallConn) wait(ctx context.Context, id uint64, w *waiter, watch time.Time) (frame, error) {
-	w.timer.Reset(time.Until(watch))
-	defer w.timer.Stop()
-	tick := w.timer.C
-	var done <-chan struct{} // ctx.Done() once watch has passed
+	var (
+		tick  <-chan time.Time // w's timer, once armed
+		done  <-chan struct{}  // ctx.Done(), once watch has passed
+		armed bool
+	)
+	defer func() {
+		if armed {
+			w.timer.Stop()
+		}
+	}()
 	for {
+		var f frame
 		select {
-		case f := <-w.reply:
-			if f.kind != turn.kind {
-				return f, nil
+		case f = <-w.reply: // the turn, given as the call began
+		default:
+			if !armed {
+				armed = true
+				w.timer.Reset(time.Until(watch))
+				tick = w.timer.C
 			}
-			if tick == nil {
-				watch = time.Time{}
-			}
-			f, mine, err := c.read(ctx, id, watch)
-			if mine {
-				return f, nil
-			}
-			if err != nil {
-				c.leave(id, w.reply)
-				return frame{}, err
-			}
-		case <-tick:
-			if err := ctx.Err(); err != nil {
-				c.leave(id, w.reply)
-				return frame{}, err
-			}
-			tick, done = nil, ctx.Done()
-		case <-done:
-			c.leave(id, w.reply)
-			return frame{}, ctx.Err()
-		case <-c.failed:
 			select {
-			case f := <-w.reply: // answered just before the end
-				if f.kind != turn.kind {
-					return f, nil
+			case f = <-w.reply:
+			case <-tick:
+				if err := ctx.Err(); err != nil {
+					c.leave(id, w.reply)
+					return frame{}, err
 				}
-			default:
+				tick, done, watch = nil, ctx.Done(), time.Time{}
+				continue
+			case <-done:
+				c.leave(id, w.reply)
+				return frame{}, ctx.Err()
+			case <-c.failed:
+				select {
+				case f := <-w.reply: // answered just before the end
+					if f.kind != turn.kind {
+						return f, nil
+					}
+				default:
+				}
+				c.leave(id, w.reply)
+				return frame{}, net.ErrClosed
 			}
+		}
+		if f.kind != turn.kind {
+			return f, nil
+		}
+		f, mine, err := c.read(ctx, id, watch)
+		if mine {
+			return f, nil
+		}
+		if err != nil {
 			c.leave(id, w.reply)
-			return frame{}, net.ErrClosed
+			return frame{}, err
 		}
 	}
 }
