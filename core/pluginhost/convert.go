@@ -8,18 +8,29 @@ import (
 	"github.com/mailgate/gateway/sdk"
 )
 
+// requestParts holds a request and the parts it points to, so that a
+// call allocates them at once.
+type requestParts struct {
+	r  sdk.Request
+	s  sdk.Session
+	t  sdk.Txn
+	rc sdk.Recipient
+}
+
 // request converts a hook request into the plugin's view. The message is
 // read only at data and predelivery (the stages that have one): its
 // header, and its body up to BodyLimit bytes.
 func (p *Plugin) request(req *hook.Request) (*sdk.Request, error) {
-	r := &sdk.Request{
+	parts := new(requestParts)
+	r := &parts.r
+	*r = sdk.Request{
 		Stage:   req.Stage,
 		Command: req.Command,
 		Arg:     req.Arg,
 		Notes:   req.Notes, // read-only on both sides; the wire copies it
 	}
 	if s := req.Session; s != nil {
-		r.Session = &sdk.Session{
+		parts.s = sdk.Session{
 			ID:       s.ID,
 			Listener: s.Listener,
 			Port:     s.Port,
@@ -29,16 +40,17 @@ func (p *Plugin) request(req *hook.Request) (*sdk.Request, error) {
 			AuthUser: s.AuthUser,
 		}
 		if s.ClientIP.IsValid() {
-			r.Session.ClientIP = s.ClientIP.Unmap().String()
+			parts.s.ClientIP = s.ClientIP.Unmap().String()
 		}
+		r.Session = &parts.s
 	}
 	if env := req.Envelope; env != nil {
-		t := txn(env)
-		r.Txn = &t
+		parts.t = txn(env)
+		r.Txn = &parts.t
 	}
 	if req.Rcpt != nil {
-		rc := recipient(*req.Rcpt)
-		r.Rcpt = &rc
+		parts.rc = recipient(*req.Rcpt)
+		r.Rcpt = &parts.rc
 	}
 	if req.Message != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
 		m, err := p.message(req.Message)
