@@ -163,7 +163,8 @@ func appendBool(b []byte, num protowire.Number, v bool) []byte {
 // says what is wrong with it.
 func parseRequest(payload []byte) (r *Request, ok bool) {
 	p := wireParser{s: string(payload)} // one copy: every string is a piece of it
-	r = &Request{}
+	parts := new(requestParts)          // one allocation for the request and its parts
+	r = &parts.r
 	for p.more() {
 		num, typ := p.tag()
 		if typ != protowire.BytesType {
@@ -180,18 +181,20 @@ func parseRequest(payload []byte) (r *Request, ok bool) {
 			if r.Session != nil {
 				return nil, false // twice: protobuf merges them
 			}
-			r.Session = p.session()
+			r.Session = &parts.s
+			p.session(r.Session)
 		case fieldReqTxn:
 			if r.Txn != nil {
 				return nil, false
 			}
-			r.Txn = p.txn()
+			r.Txn = &parts.t
+			p.txn(r.Txn)
 		case fieldReqRcpt:
 			if r.Rcpt != nil {
 				return nil, false
 			}
-			rc := p.recipient()
-			r.Rcpt = &rc
+			parts.rc = p.recipient()
+			r.Rcpt = &parts.rc
 		case fieldReqNotes:
 			k, v := p.mapEntry()
 			if r.Notes == nil {
@@ -209,6 +212,14 @@ func parseRequest(payload []byte) (r *Request, ok bool) {
 		r.Notes = nil
 	}
 	return r, true
+}
+
+// requestParts holds a parsed request and the parts it points to.
+type requestParts struct {
+	r  Request
+	s  Session
+	t  Txn
+	rc Recipient
 }
 
 // wireParser reads protobuf fields from s; bad, once set, stays set and
@@ -303,8 +314,7 @@ func (p *wireParser) strField(typ protowire.Type, dst *string) {
 	*dst = p.str()
 }
 
-func (p *wireParser) session() *Session {
-	s := &Session{}
+func (p *wireParser) session(s *Session) {
 	q := p.sub()
 	for q.more() {
 		switch num, typ := q.tag(); num {
@@ -329,11 +339,9 @@ func (p *wireParser) session() *Session {
 		}
 	}
 	p.join(&q)
-	return s
 }
 
-func (p *wireParser) txn() *Txn {
-	t := &Txn{}
+func (p *wireParser) txn(t *Txn) {
 	var sender, received bool
 	q := p.sub()
 	for q.more() {
@@ -360,7 +368,6 @@ func (p *wireParser) txn() *Txn {
 		}
 	}
 	p.join(&q)
-	return t
 }
 
 func (p *wireParser) recipient() Recipient {
