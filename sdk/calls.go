@@ -34,7 +34,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"time"
 
@@ -86,10 +85,11 @@ type frame struct {
 // process sleeps, a wake-up of it, which cost more than a call's own work.
 type frameWriter struct {
 	conn io.Writer
-	// yield: the flusher lets the other goroutines that can run do so
-	// before it writes, so that replies of calls read together go
-	// together (the plugin's end, which runs on one thread).
-	yield bool
+	// yield, if set, is called by the flusher before it writes, without
+	// the lock: the plugin's end, which runs on one thread, lets the
+	// other calls under way run there, so that the replies of calls
+	// read together go together.
+	yield func()
 	// fail, if set, is told of a write that failed: it carried frames of
 	// callers who were told nothing (nil = the caller who flushed is
 	// told, and the channel's reader finds it closed).
@@ -152,9 +152,9 @@ func (w *frameWriter) writeWith(kind byte, id uint64, deadline int64, appendPayl
 		return nil
 	}
 	w.flushing = true
-	if w.yield {
+	if w.yield != nil {
 		w.mu.Unlock()
-		runtime.Gosched()
+		w.yield()
 		w.mu.Lock()
 	}
 	return w.flushLocked()

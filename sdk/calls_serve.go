@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,9 @@ type callServer struct {
 	w    frameWriter
 	work chan frame // to a waiting worker; closed when serveCalls ends
 	idle atomic.Int32
+	// underWay counts the calls read and not yet answered: a reply
+	// written while others are waits for theirs (othersUnderWay).
+	underWay atomic.Int32
 
 	mu      sync.Mutex
 	running map[uint64]*callCtx // the calls running
@@ -65,10 +69,10 @@ func serveCalls(conn net.Conn, impl Describer) error {
 	defer ch.Close()
 	s := &callServer{
 		srv:     &grpcServer{impl: impl},
-		w:       frameWriter{conn: ch, yield: true}, // replies to the calls read together go together
 		work:    make(chan frame),
 		running: make(map[uint64]*callCtx),
 	}
+	s.w = frameWriter{conn: ch, yield: s.othersUnderWay}
 	defer s.end()
 	defer close(s.work)
 	r := bufio.NewReaderSize(ch, callBuffer)
@@ -103,8 +107,18 @@ func (s *callServer) end() {
 	}
 }
 
+// othersUnderWay is the call channel writer's yield: while calls other
+// than the one answering are under way, it lets them run first, and
+// their replies go in the same write (one wake-up of the host for all).
+func (s *callServer) othersUnderWay() {
+	if s.underWay.Load() > 1 {
+		runtime.Gosched()
+	}
+}
+
 // start hands a call to a waiting worker, or to a new one.
 func (s *callServer) start(f frame) {
+	s.underWay.Add(1)
 	select {
 	case s.work <- f:
 	default:
@@ -145,6 +159,7 @@ func (s *callServer) run(f frame) {
 		s.mu.Unlock()
 		ctx.cancel()
 	}()
+	defer s.underWay.Add(-1) // after the reply's write
 	d, e, err := s.call(ctx, f.payload)
 	switch {
 	case err != nil:

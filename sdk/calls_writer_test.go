@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // gateWriter records each Write; the first waits until open is closed,
@@ -283,4 +285,72 @@ func testCallChannelCancelSoon(t *testing.T, pair func(*testing.T) (net.Conn, ne
 	if d, _, err := c.Handle(t.Context(), rcptRequest("bob")); err != nil || d.Verdict != Reject {
 		t.Errorf("after the cancel: %+v, %v", d, err)
 	}
+}
+
+// TestFrameWriterYields: the frames that other calls write while the
+// flusher yields go in its write.
+func TestFrameWriterYields(t *testing.T) {
+	g := newGateWriter()
+	close(g.open)
+	w := &frameWriter{conn: g}
+	yields := 0
+	w.yield = func() {
+		yields++
+		if yields == 1 { // another call answers meanwhile
+			if err := w.write(frameReply, 2, 0, nil); err != nil {
+				t.Errorf("frame 2: %v", err)
+			}
+		}
+	}
+	if err := w.write(frameReply, 1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.writes) != 1 || !equalIDs(frameIDs(t, g.writes[0]), []uint64{1, 2}) {
+		t.Fatalf("writes %d; want 1 with frames 1 and 2", len(g.writes))
+	}
+	if yields != 1 {
+		t.Errorf("yield called %d times, want 1 (frame 2 found a flusher)", yields)
+	}
+}
+
+// TestCallServerUnderWay: the plugin's end counts a call as under way
+// from its reading to its reply's write, which is what its writer's yield
+// looks at.
+func TestCallServerUnderWay(t *testing.T) {
+	g := newGateWriter()
+	close(g.open)
+	s := &callServer{
+		srv:     &grpcServer{impl: callsPlugin{ended: make(chan error, 2)}},
+		work:    make(chan frame),
+		running: make(map[uint64]*callCtx),
+	}
+	s.w = frameWriter{conn: g, yield: s.othersUnderWay}
+	payload, err := proto.Marshal(toPBRequest(rcptRequest("wait")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := uint64(1); id <= 2; id++ {
+		s.start(frame{kind: frameCall, id: id, payload: payload})
+	}
+	if n := s.underWay.Load(); n != 2 {
+		t.Errorf("%d calls under way, want 2", n)
+	}
+	s.end() // cancels both: they answer
+	deadline := time.Now().Add(5 * time.Second)
+	for s.underWay.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := s.underWay.Load(); n != 0 {
+		t.Errorf("%d calls under way after both answered, want 0", n)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var ids []uint64
+	for _, b := range g.writes {
+		ids = append(ids, frameIDs(t, b)...)
+	}
+	if len(ids) != 2 {
+		t.Errorf("replies to %v, want 2", ids)
+	}
+	close(s.work) // the workers end
 }
