@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"time"
 )
@@ -28,9 +27,6 @@ type CallConn struct {
 	reading bool                  // a call is the reader, or has been given the turn
 	err     error                 // why the connection is no longer usable; nil = usable
 	failed  chan struct{}
-	free    []*waiter // kept for the next calls
-
-	patience time.Duration // see patience; a test may change it before the first call
 }
 
 // turn is what a waiting call receives instead of its reply when it is to
@@ -44,11 +40,10 @@ var turn = frame{}
 func NewCallConn(conn net.Conn) *CallConn {
 	ch := channelOf(conn)
 	c := &CallConn{
-		conn:     ch,
-		r:        bufio.NewReaderSize(ch, callBuffer),
-		pending:  make(map[uint64]chan frame),
-		failed:   make(chan struct{}),
-		patience: patience,
+		conn:    ch,
+		r:       bufio.NewReaderSize(ch, callBuffer),
+		pending: make(map[uint64]chan frame),
+		failed:  make(chan struct{}),
 	}
 	c.w = frameWriter{conn: ch, fail: c.writeFailed}
 	return c
@@ -81,24 +76,6 @@ func (c *CallConn) failLocked(err error) {
 	}
 }
 
-// patience is how long a call waits for its reply before it watches its
-// ctx's Done. Until then it wakes only at its deadline or at the end of
-// its patience, with a timer of its own that it reuses, and looks at
-// ctx.Err: most replies come in tens of microseconds, and watching Done
-// costs more than the call's own work (a hook's timeout context starts
-// its timer and joins its parent's children on the first Done, and the
-// reader's context.AfterFunc joins it too: 9 allocations and about 2 µs
-// a call, BenchmarkDispatchTimeoutWaits in core/hook). A cancel that is
-// not a deadline is so seen up to patience late.
-const patience = 2 * time.Millisecond
-
-// waiter is what a call waits on; one whose call ended normally is kept
-// for the next call (nothing can send it anything then).
-type waiter struct {
-	reply chan frame // buffered 1: the call's reply, or its turn to read
-	timer *time.Timer
-}
-
 // Handle is Remote.Handle over the channel.
 func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, error) {
 	op := callOp(r.Stage)
@@ -106,32 +83,28 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 		return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, err)
 	}
 	var deadline int64
-	watch := time.Now().Add(c.patience)
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
-		if d.Before(watch) {
-			watch = d
-		}
 	}
+	me := make(chan frame, 1)
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		return Decision{}, Effects{}, c.lost(op, nil)
 	}
-	w := c.waiterLocked()
 	c.next++
 	id := c.next
-	c.pending[id] = w.reply
+	c.pending[id] = me
 	if !c.reading {
 		c.reading = true
-		w.reply <- turn
+		me <- turn
 	}
 	c.mu.Unlock()
 	if err := c.w.writeRequest(id, deadline, r); err != nil {
-		c.leave(id, w.reply)
+		c.leave(id, me)
 		return Decision{}, Effects{}, c.lost(op, err)
 	}
-	f, err := c.wait(ctx, id, w, watch)
+	f, err := c.wait(ctx, id, me)
 	if err != nil {
 		if ctx.Err() != nil {
 			_ = c.w.write(frameCancel, id, 0, nil) // best effort: the plugin's ctx has the deadline too
@@ -139,83 +112,39 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 		}
 		return Decision{}, Effects{}, c.lost(op, err)
 	}
-	c.mu.Lock()
-	c.free = append(c.free, w)
-	c.mu.Unlock()
 	return reply(ctx, op, f)
 }
 
-// waiterLocked returns a kept waiter, or a new one.
-func (c *CallConn) waiterLocked() *waiter {
-	if n := len(c.free); n > 0 {
-		w := c.free[n-1]
-		c.free = c.free[:n-1]
-		return w
-	}
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{reply: make(chan frame, 1), timer: t}
-}
-
 // wait returns the reply to call id, reading the connection whenever it
-// is given the turn; until watch it is patient (see patience), with w's
-// timer once it waits without reading. On an error it has left the
-// pending calls.
-func (c *CallConn) wait(ctx context.Context, id uint64, w *waiter, watch time.Time) (frame, error) {
-	var (
-		tick  <-chan time.Time // w's timer, once armed
-		done  <-chan struct{}  // ctx.Done(), once watch has passed
-		armed bool
-	)
-	defer func() {
-		if armed {
-			w.timer.Stop()
-		}
-	}()
+// is given the turn. On an error it has left the pending calls.
+func (c *CallConn) wait(ctx context.Context, id uint64, me chan frame) (frame, error) {
 	for {
-		var f frame
 		select {
-		case f = <-w.reply: // the turn, given as the call began
-		default:
-			if !armed {
-				armed = true
-				w.timer.Reset(time.Until(watch))
-				tick = w.timer.C
+		case f := <-me:
+			if f.kind != turn.kind {
+				return f, nil
 			}
+			f, mine, err := c.read(ctx, id)
+			if mine {
+				return f, nil
+			}
+			if err != nil {
+				c.leave(id, me)
+				return frame{}, err
+			}
+		case <-ctx.Done():
+			c.leave(id, me)
+			return frame{}, ctx.Err()
+		case <-c.failed:
 			select {
-			case f = <-w.reply:
-			case <-tick:
-				if err := ctx.Err(); err != nil {
-					c.leave(id, w.reply)
-					return frame{}, err
+			case f := <-me: // answered just before the end
+				if f.kind != turn.kind {
+					return f, nil
 				}
-				tick, done, watch = nil, ctx.Done(), time.Time{}
-				continue
-			case <-done:
-				c.leave(id, w.reply)
-				return frame{}, ctx.Err()
-			case <-c.failed:
-				select {
-				case f := <-w.reply: // answered just before the end
-					if f.kind != turn.kind {
-						return f, nil
-					}
-				default:
-				}
-				c.leave(id, w.reply)
-				return frame{}, net.ErrClosed
+			default:
 			}
-		}
-		if f.kind != turn.kind {
-			return f, nil
-		}
-		f, mine, err := c.read(ctx, id, watch)
-		if mine {
-			return f, nil
-		}
-		if err != nil {
-			c.leave(id, w.reply)
-			return frame{}, err
+			c.leave(id, me)
+			return frame{}, net.ErrClosed
 		}
 	}
 }
@@ -223,9 +152,9 @@ func (c *CallConn) wait(ctx context.Context, id uint64, w *waiter, watch time.Ti
 // read is wait's turn as the reader: it reads replies, handing each to
 // its call, until call id's own comes (mine), ctx ends, or the connection
 // fails. It passes the turn on before it returns.
-func (c *CallConn) read(ctx context.Context, id uint64, watch time.Time) (f frame, mine bool, err error) {
+func (c *CallConn) read(ctx context.Context, id uint64) (f frame, mine bool, err error) {
 	for {
-		if err := c.awaitFrame(ctx, watch); err != nil {
+		if err := c.awaitFrame(ctx); err != nil {
 			c.mu.Lock()
 			delete(c.pending, id)
 			if ctx.Err() != nil {
@@ -262,25 +191,9 @@ func (c *CallConn) read(ctx context.Context, id uint64, watch time.Time) (f fram
 }
 
 // awaitFrame waits until a frame's header is there to read, or ctx ends:
-// only the wait is interrupted, never a frame half read. Until watch
-// (zero = past) it waits patiently, under a read deadline at watch.
-func (c *CallConn) awaitFrame(ctx context.Context, watch time.Time) error {
-	if c.r.Buffered() >= frameHeader {
-		_, err := c.r.Peek(frameHeader)
-		return err
-	}
-	if !watch.IsZero() && time.Until(watch) > 0 {
-		_ = c.conn.SetReadDeadline(watch)
-		_, err := c.r.Peek(frameHeader)
-		_ = c.conn.SetReadDeadline(time.Time{})
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	if ctx.Done() == nil {
+// only the wait is interrupted, never a frame half read.
+func (c *CallConn) awaitFrame(ctx context.Context) error {
+	if c.r.Buffered() >= frameHeader || ctx.Done() == nil {
 		_, err := c.r.Peek(frameHeader)
 		return err
 	}
