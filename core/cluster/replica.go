@@ -156,8 +156,8 @@ func nodeToken(node string) string { return base64.RawURLEncoding.EncodeToString
 
 // Put publishes the copy of m (body first, the record last), waiting
 // only while its parts in flight are over the budget (replica_budget.go);
-// the wait it returns waits for every part's acknowledgement, bounded by
-// ctx and the connection's timeout.
+// the wait it returns waits for every part's acknowledgement, each
+// bounded by the connection's timeout, all by ctx.
 func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io.Reader) func(context.Context) error {
 	p := &copyParts{r: r}
 	fail := func(err error) func(context.Context) error {
@@ -168,16 +168,16 @@ func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io
 	if err := r.c.ready(); err != nil {
 		return fail(err)
 	}
-	ctx, cancel := r.c.opContext(ctx)
-	defer cancel()
+	// No timeout of its own: each part's acknowledgement fails after the
+	// connection's timeout from its publish (WithPublishAsyncTimeout), so
+	// a large copy gets that for each part, not for all of them.
 	if err := r.putParts(ctx, p, r.prefix+m.ID, rec, body); err != nil {
+		r.c.noteWrite(ctx, err)
 		return fail(err)
 	}
 	return func(ctx context.Context) error {
 		start := time.Now()
-		octx, cancel := r.c.opContext(ctx)
-		defer cancel()
-		err := p.settleAll(octx)
+		err := p.settleAll(ctx)
 		r.c.noteWrite(ctx, err)
 		if err != nil {
 			p.releaseAll()
@@ -357,8 +357,9 @@ const (
 	fetchRetry = 50 * time.Millisecond
 )
 
-// readBatch is how many messages readSubjects asks for at a time.
-const readBatch = 256
+// readBatch is how many messages readSubjects asks for at a time: at most
+// 16 MiB of parts in flight.
+const readBatch = 32
 
 // fetchSubjects fetches n messages of cons (fewer if the connection's
 // timeout ends first) and calls fn with each; it returns how many are
