@@ -27,8 +27,9 @@ type Replica interface {
 	Put(ctx context.Context, m *Message, rec []byte, body io.Reader) (wait func(context.Context) error)
 	// Update sends rec, the newer record of message m, whose copy Put
 	// wrote, without waiting: the spool stored it because one of its
-	// recipients was delivered or failed (or a hook added recipients), and
-	// a takeover that reads it does not deliver to that recipient again.
+	// recipients was delivered or failed (or a hook added recipients, or
+	// the operator held or released it, or its delay warning went), and a
+	// takeover that reads it does not deliver to that recipient again.
 	// An update lost costs a duplicate delivery after a takeover, never a
 	// loss.
 	Update(m *Message, rec []byte)
@@ -70,11 +71,12 @@ func (d *Draft) replicate(ctx context.Context, m *Message, rec, body []byte) err
 	return nil
 }
 
-// newlyFinal reports whether m, the new state of old, has a recipient
-// that became final (delivered or failed) or one a hook added: a change
-// that a replica must learn (Replica.Update), unlike a deferral.
-func newlyFinal(old, m *Message) bool {
-	if len(m.Recipients) != len(old.Recipients) {
+// copyNeeds reports whether m, the new state of old, changed what a copy
+// must know for a takeover to do what this node would: a recipient made
+// final (delivered or failed) or added by a hook, a hold or release by the
+// operator, a delay warning sent; not a deferral.
+func copyNeeds(old, m *Message) bool {
+	if len(m.Recipients) != len(old.Recipients) || m.Held != old.Held || m.DelayWarned != old.DelayWarned {
 		return true
 	}
 	for i, rs := range m.Recipients {
@@ -86,9 +88,9 @@ func newlyFinal(old, m *Message) bool {
 }
 
 // updateReplica sends m's record b to the replica when its change calls for
-// it (newlyFinal); the record is durable here already.
+// it (copyNeeds); the record is durable here already.
 func (s *Spool) updateReplica(old, m *Message, b []byte) {
-	if s.replica != nil && newlyFinal(old, m) {
+	if s.replica != nil && copyNeeds(old, m) {
 		s.replica.Update(m, b)
 	}
 }

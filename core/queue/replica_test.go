@@ -160,8 +160,9 @@ func TestImport(t *testing.T) {
 }
 
 // TestReplicaLearnsFinalStates: a Replace or an Update that makes a
-// recipient delivered or failed, or adds one, sends the stored record to
-// the replica; one that only defers or reschedules sends nothing.
+// recipient delivered or failed, adds one, holds or releases the message
+// or records its delay warning sends the stored record to the replica;
+// one that only defers or reschedules sends nothing.
 func TestReplicaLearnsFinalStates(t *testing.T) {
 	rep := &copies{}
 	s := openSpool(t, t.TempDir(), Options{Replica: rep})
@@ -198,7 +199,7 @@ func TestReplicaLearnsFinalStates(t *testing.T) {
 		m.Recipients[0].Status, m.Recipients[1].Status = Deferred, Deferred
 		m.NextAttempt = testNow().Add(time.Hour)
 	}, true, 0)
-	change("hold (Update)", func(m *Message) { m.Held = true }, false, 0)
+	change("attempt counted (Update)", func(m *Message) { m.Attempts++ }, false, 0)
 	change("bob delivered (Replace)", func(m *Message) { m.Recipients[0].Status = Delivered }, true, 1)
 	change("bob delivered again (Replace)", func(m *Message) { m.Attempts++ }, true, 1)
 	change("carol failed (Update)", func(m *Message) { m.Recipients[1].Status = Failed }, false, 2)
@@ -206,4 +207,7 @@ func TestReplicaLearnsFinalStates(t *testing.T) {
 		m.Envelope.Recipients = append(m.Envelope.Recipients, m.Envelope.Recipients[0])
 		m.Recipients = append(m.Recipients, RecipientState{})
 	}, true, 3)
+	change("held (Update)", func(m *Message) { m.Held = true }, false, 4)
+	change("released (Update)", func(m *Message) { m.Held = false }, false, 5)
+	change("delay warned (Replace)", func(m *Message) { m.DelayWarned = true }, true, 6)
 }
