@@ -30,7 +30,11 @@ type remover struct {
 	prefix string // *.<node>.: a message's subjects are prefix+id
 
 	mu      sync.Mutex
-	pending []string         // message IDs whose copies are to be purged
+	pending []string // message IDs whose copies are to be purged
+	// states are the newer records sent (Replica.Update) by message ID,
+	// the last of each: a purge waits for its acknowledgement first, so
+	// that the record does not land after the purge and stay for ever.
+	states  map[string]jetstream.PubAckFuture
 	stream  jetstream.Stream // the queue's stream, once looked up
 	wake    chan struct{}
 	closing chan struct{} // closed by close: drain, then return
@@ -38,7 +42,7 @@ type remover struct {
 }
 
 func newRemover(c *Conn, prefix string) *remover {
-	rm := &remover{c: c, prefix: prefix, wake: make(chan struct{}, 1),
+	rm := &remover{c: c, prefix: prefix, states: map[string]jetstream.PubAckFuture{}, wake: make(chan struct{}, 1),
 		closing: make(chan struct{}), done: make(chan struct{})}
 	go rm.run()
 	return rm
@@ -122,7 +126,15 @@ func (rm *remover) purgePending(ctx context.Context) {
 	}
 }
 
-// purge removes every message of id's subject from the stream.
+// stateSent records the future of a newer record of id, published.
+func (rm *remover) stateSent(id string, f jetstream.PubAckFuture) {
+	rm.mu.Lock()
+	rm.states[id] = f
+	rm.mu.Unlock()
+}
+
+// purge removes every message of id's subjects from the stream, once the
+// last newer record sent for id is acknowledged (or failed).
 func (rm *remover) purge(ctx context.Context, id string) error {
 	if err := rm.c.ready(); err != nil {
 		return err
@@ -130,8 +142,21 @@ func (rm *remover) purge(ctx context.Context, id string) error {
 	ctx, cancel := rm.c.opContext(ctx)
 	defer cancel()
 	rm.mu.Lock()
-	st := rm.stream
+	st, state := rm.stream, rm.states[id]
 	rm.mu.Unlock()
+	if state != nil {
+		select {
+		case <-state.Ok():
+		case <-state.Err():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		rm.mu.Lock()
+		if rm.states[id] == state {
+			delete(rm.states, id)
+		}
+		rm.mu.Unlock()
+	}
 	if st == nil {
 		var err error
 		if st, err = rm.c.js.Stream(ctx, QueueStream); err != nil {

@@ -259,7 +259,8 @@ func (r *Replica) Update(m *queue.Message, rec []byte) {
 		return
 	}
 	h := nats.Header{jetstream.MsgRollup: []string{jetstream.MsgRollupSubject}}
-	if _, err := r.publish(r.states+m.ID, partState, rec, h); err == nil {
+	if f, err := r.publish(r.states+m.ID, partState, rec, h); err == nil {
+		r.rm.stateSent(m.ID, f)
 		r.stats.States.Add(1)
 	}
 }
