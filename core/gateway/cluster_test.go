@@ -560,7 +560,13 @@ func TestClusterReclaimsHalfDoneTakeover(t *testing.T) {
 	if !gw2.Log().Wait(0, "was left half way; taking it up") {
 		t.Error("gw2's log does not say that it took up a takeover left half way")
 	}
-	if c, claimed, err := nodes.ClaimOn(context.Background(), "gw1"); err != nil || !claimed || c.By != "gw2" || !c.Done {
+	var c cluster.Claim
+	var claimed bool
+	done := gatewaytest.Eventually(5*time.Second, func() bool {
+		c, claimed, err = nodes.ClaimOn(context.Background(), "gw1")
+		return err == nil && claimed && c.By == "gw2" && c.Done
+	})
+	if !done {
 		t.Errorf("claim on gw1: %+v, %v, %v; want gw2's, done", c, claimed, err)
 	}
 }
