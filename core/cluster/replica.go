@@ -364,12 +364,13 @@ const readBatch = 32
 
 // fetchSubjects fetches n messages of cons (fewer if the connection's
 // timeout ends first) and calls fn with each; it returns how many are
-// pending after the last (0 when fn stopped, or none came), or
-// nats.ErrNoResponders when none came because the consumer did not answer.
+// pending after the last (0 when fn stopped, or none came and none is
+// pending), or nats.ErrNoResponders when none came because the consumer
+// did not answer.
 func (c *Conn) fetchSubjects(ctx context.Context, cons jetstream.Consumer, n int, fn func(*jetstream.RawStreamMsg) bool) (uint64, error) {
-	ctx, cancel := c.opContext(ctx)
+	fctx, cancel := c.opContext(ctx)
 	defer cancel()
-	batch, err := cons.Fetch(n, jetstream.FetchContext(ctx))
+	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
 	if err != nil {
 		return 0, fmt.Errorf("cluster: read the copies: %w", explain(err))
 	}
@@ -394,6 +395,18 @@ func (c *Conn) fetchSubjects(ctx context.Context, cons jetstream.Consumer, n int
 		return 0, fmt.Errorf("cluster: read the copies: %w", explain(err))
 	}
 	if got == 0 {
+		// None came in the connection's timeout: the messages counted
+		// pending may have been purged since; if the consumer still counts
+		// some, it lost them (its server restarted): not the end.
+		ictx, cancel := c.opContext(ctx)
+		defer cancel()
+		info, err := cons.Info(ictx)
+		if err != nil {
+			return 0, fmt.Errorf("cluster: read the copies: %w", explain(err))
+		}
+		if info.NumPending > 0 {
+			return 0, fmt.Errorf("cluster: read the copies: none came in %v though %d are pending", c.timeout, info.NumPending)
+		}
 		return 0, nil
 	}
 	return pending, nil
