@@ -17,6 +17,7 @@ package gateway
 // delivered twice: a duplicate, never a loss.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -246,10 +247,24 @@ func (g *Gateway) replicateMissing(ctx context.Context) error {
 	if err != nil || len(missing) == 0 {
 		return err
 	}
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, importers) // copies at once, as a takeover imports
 	for _, id := range missing {
-		if err := g.spool.Replicate(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
-			return err
-		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := g.spool.Replicate(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	g.log.Warn("cluster: copied to the stream the queued messages that had no copy (queued before the cluster block)",
 		"count", len(missing))
