@@ -205,16 +205,22 @@ func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, st
 		return false, err
 	}
 	kept := 0
-	for _, id := range gone {
+	for i, id := range gone {
 		if err := remove(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			g.log.Warn("cluster: a message taken over stays here", "id", id, "err", err)
 			kept++
+		}
+		if i%dropBeat == dropBeat-1 {
+			g.nodes.Beat(ctx, g.status()) // a long drop must not look like silence
 		}
 	}
 	g.log.Warn("cluster: this node's queue was taken over while it was away; what was taken is not delivered here",
 		"by", claim.By, "at", claim.At, "done", claim.Done, "removed", len(gone)-kept, "kept", g.spool.Len())
 	return true, g.nodes.ClearClaim(ctx, me)
 }
+
+// dropBeat is how many messages dropTaken removes between heartbeats.
+const dropBeat = 256
 
 // takenFrom lists the messages of this spool whose copies under node are
 // gone from the stream. The spool is listed first: a message committed
