@@ -1,7 +1,7 @@
 package gateway_test
 
-// Review 13's failing tests of the cluster's takeover (issue 13): each
-// names the line that loses mail.
+// Edge cases of the cluster's takeover that a review found (issue 13),
+// each of which lost mail.
 
 import (
 	"context"
@@ -28,7 +28,7 @@ import (
 // before its cluster block was added (single node, then scaled out) copies
 // those messages to the stream when it starts with the block, so that a
 // takeover takes them too; before, they had no copy, and a node back after
-// a takeover deleted them as taken (review13: they were lost).
+// a takeover deleted them as taken: they were lost.
 func TestClusterReplicatesMailQueuedBeforeTheBlock(t *testing.T) {
 	nc := clustertest.Start(t, 3)
 	single := fmt.Sprintf(`
@@ -82,13 +82,11 @@ domains = ["example.test"]
 	}
 }
 
-// TestClusterTakeoverPassesABadCopy: one copy that the taker cannot
-// import (here a record of a newer version, as a node upgraded first
-// writes during a rolling upgrade) stops the takeover for good: importQueue
-// stops reading at the first error (takeover.go, "if failed { return
-// false }"), the claim is never marked done, and no node ever claims the
-// queue again (TryClaim's Create fails while the claim is there). Every
-// good copy after the bad one is never delivered if the node stays dead.
+// TestClusterTakeoverPassesABadCopy: a copy that the taker cannot import
+// (here a record of a newer version, as a node upgraded first writes
+// during a rolling upgrade) is logged and left on the stream, and the
+// takeover goes on with the others. It used to stop there for good, its
+// claim never done, so that no node took the rest.
 func TestClusterTakeoverPassesABadCopy(t *testing.T) {
 	nc := clustertest.Start(t, 3)
 	dead, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "gw1", NATSURLs: nc.URLs()}})
@@ -137,15 +135,13 @@ func TestClusterTakeoverPassesABadCopy(t *testing.T) {
 	}
 }
 
-// TestClusterStalledNodeClearsClaim: a node whose heartbeat the others
-// see older than takeover_after although its own heartbeats never fail
-// (a process or VM paused for longer than takeover_after, its NATS
-// connection still up; or its clock behind) is taken over. Its
-// heartbeats then go on succeeding, so Nodes.Heartbeats never calls back
-// (nodes.go: back runs only after a failed Beat), dropTaken never runs and
-// the claim on it is never cleared. When that node dies later, no node can
-// claim its queue again: everything it accepted after the takeover is
-// lost.
+// TestClusterStalledNodeClearsClaim: a node whose heartbeat the others see
+// older than takeover_after although its own heartbeats never fail (a
+// process or VM paused past takeover_after, its NATS connection up; or
+// its clock behind) is taken over; it reads the claim on itself after a
+// heartbeat, drops what was taken and clears the claim, so that when it
+// dies later its queue is taken over again and the mail it accepted
+// after the first takeover is not lost.
 func TestClusterStalledNodeClearsClaim(t *testing.T) {
 	nc := clustertest.Start(t, 3)
 	cfg, err := config.Load(gatewaytest.WriteConfig(t, takeoverConfig("gw1", nc.URLs())))

@@ -1,6 +1,6 @@
 package cluster_test
 
-// Review 13's failing tests of the cluster (issue 13).
+// Edge cases of claims and copies that a review found (issue 13).
 
 import (
 	"context"
@@ -15,13 +15,10 @@ import (
 )
 
 // TestClaimDoneAfterClearKeepsNoClaim: a node that comes back while its
-// taker is still importing waits at most twice takeover_after
-// (reconcile's anyway), then clears the claim and runs. The taker, still
-// going, then marks the claim done: ClaimDone is a plain Put (nodes.go),
-// which writes the claim again. The node runs on with a claim on it that
-// nothing clears (its heartbeats do not fail, so dropTaken does not run),
-// and when it dies later no node can claim its queue (TryClaim's Create
-// fails): its mail is lost. ClaimDone must only update the claim it made.
+// taker is still importing may give up waiting and clear the claim; the
+// taker's late ClaimDone must then write nothing (it changes only the
+// claim it made), or the claim would stay on a node that runs on, and
+// when that node died no node could claim its queue.
 func TestClaimDoneAfterClearKeepsNoClaim(t *testing.T) {
 	url := startServer(t, server.Options{}).ClientURL()
 	c, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "gw2", NATSURLs: []string{url}}})
@@ -46,17 +43,11 @@ func TestClaimDoneAfterClearKeepsNoClaim(t *testing.T) {
 	}
 }
 
-// TestReplicaLargeCopyInTime: the connection's timeout bounds the whole
-// of Put (replica.go: ctx, cancel := r.c.opContext(ctx) before the loop
-// that publishes every part, waiting for acknowledgements whenever the
-// copy is over its 8 MiB budget), not each acknowledgement, so a message
-// whose parts are each acknowledged in milliseconds is refused when all
-// of them take longer than the timeout to go: with the default 5 s, a
-// message of the default max_message_size (25 MB) on a loaded cluster
-// (the race detector here failed TestReplicaBoundsMemory so), for ever
-// (451 at each retry), and /healthz flips to 503 (noteWrite). Here the
-// timeout is 250 ms and the message 25 MiB on one server: each of its
-// 50 parts is acknowledged in about 20 ms, the whole takes ~0.9 s.
+// TestReplicaLargeCopyInTime: the connection's timeout bounds each part's
+// acknowledgement, not the whole copy: a 25 MiB message (50 parts, each
+// acknowledged in about 20 ms) is copied with a 250 ms timeout. When the
+// timeout bounded the whole copy, such a message was refused at every
+// try on a loaded cluster.
 func TestReplicaLargeCopyInTime(t *testing.T) {
 	url := startServer(t, server.Options{JetStreamMaxStore: 512 << 20}).ClientURL()
 	c, err := cluster.Connect(context.Background(), cluster.Options{
@@ -83,11 +74,8 @@ func TestReplicaLargeCopyInTime(t *testing.T) {
 	t.Logf("the copy took %v", time.Since(start))
 }
 
-// TestReplicaLearnsHold: an operator holds a message (`gateway queue
-// hold`: Spool.Update with Held), so that it is not delivered. The copy
-// does not learn it (queue/replica.go, newlyFinal: only recipients made
-// final or added go to the replica), so a takeover imports the message
-// unheld and the taker delivers what the operator stopped.
+// TestReplicaLearnsHold: a message the operator holds (Spool.Update with
+// Held) is held in its copy too, so that a takeover does not deliver it.
 func TestReplicaLearnsHold(t *testing.T) {
 	url := startServer(t, server.Options{}).ClientURL()
 	c, s := singleReplica(t, url)
