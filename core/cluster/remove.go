@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 )
 
 // Removal of copies: a message that leaves the spool has its subjects
@@ -104,20 +105,19 @@ func (rm *remover) purgePending(ctx context.Context) {
 	}
 	var failedMu sync.Mutex
 	var failed []string
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, removesInFlight)
+	var purges errgroup.Group
+	purges.SetLimit(removesInFlight)
 	for _, id := range ids {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
+		purges.Go(func() error {
 			if err := rm.purge(ctx, id); err != nil {
 				failedMu.Lock()
 				failed = append(failed, id)
 				failedMu.Unlock()
 			}
+			return nil // kept pending, tried again
 		})
 	}
-	wg.Wait()
+	purges.Wait()
 	if len(failed) > 0 {
 		rm.c.log.Debug("cluster: copies not removed yet; trying again", "count", len(failed))
 		rm.mu.Lock()
@@ -141,22 +141,12 @@ func (rm *remover) purge(ctx context.Context, id string) error {
 	}
 	ctx, cancel := rm.c.opContext(ctx)
 	defer cancel()
-	rm.mu.Lock()
-	st, state := rm.stream, rm.states[id]
-	rm.mu.Unlock()
-	if state != nil {
-		select {
-		case <-state.Ok():
-		case <-state.Err():
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		rm.mu.Lock()
-		if rm.states[id] == state {
-			delete(rm.states, id)
-		}
-		rm.mu.Unlock()
+	if err := rm.stateSettled(ctx, id); err != nil {
+		return err
 	}
+	rm.mu.Lock()
+	st := rm.stream
+	rm.mu.Unlock()
 	if st == nil {
 		var err error
 		if st, err = rm.c.js.Stream(ctx, QueueStream); err != nil {
@@ -167,6 +157,29 @@ func (rm *remover) purge(ctx context.Context, id string) error {
 		rm.mu.Unlock()
 	}
 	return st.Purge(ctx, jetstream.WithPurgeSubject(rm.prefix+id))
+}
+
+// stateSettled waits until the last newer record sent for id, if any, is
+// acknowledged or failed, and forgets it.
+func (rm *remover) stateSettled(ctx context.Context, id string) error {
+	rm.mu.Lock()
+	state := rm.states[id]
+	rm.mu.Unlock()
+	if state == nil {
+		return nil
+	}
+	select {
+	case <-state.Ok():
+	case <-state.Err():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	rm.mu.Lock()
+	if rm.states[id] == state {
+		delete(rm.states, id)
+	}
+	rm.mu.Unlock()
+	return nil
 }
 
 // close lets the goroutine finish what it is purging and drain the rest

@@ -17,11 +17,12 @@ package gateway
 // delivered twice: a duplicate, never a loss.
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/queue"
@@ -121,28 +122,27 @@ func (g *Gateway) importQueue(ctx context.Context, node string) (n, failed int, 
 	theirs := g.cluster.ReplicaOf(node)
 	defer theirs.Close()
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, importers)
+	var imports errgroup.Group
+	imports.SetLimit(importers)
 	err = g.cluster.Copies(ctx, node, func(cp cluster.Copy) bool {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
+		imports.Go(func() error {
 			id, err := g.spool.Import(ctx, cp.Record, cp.Body)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				failed++
 				g.log.Error("cluster: a copy could not be imported; it stays on the stream", "node", node, "from_id", cp.ID, "err", err)
-				return
+				return nil // the others go on
 			}
 			theirs.Remove(cp.ID)
 			g.takenOver.Add(1)
 			n++
 			g.log.Info("cluster: message taken over", "node", node, "from_id", cp.ID, "id", id)
+			return nil
 		})
 		return ctx.Err() == nil
 	})
-	wg.Wait()
+	imports.Wait()
 	if n > 0 {
 		g.engine.Kick()
 	}
@@ -253,24 +253,18 @@ func (g *Gateway) replicateMissing(ctx context.Context) error {
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, importers) // copies at once, as a takeover imports
+	var copies errgroup.Group
+	copies.SetLimit(importers) // copies at once, as a takeover imports
 	for _, id := range missing {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			if err := g.spool.Replicate(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
-				mu.Lock()
-				firstErr = cmp.Or(firstErr, err)
-				mu.Unlock()
+		copies.Go(func() error {
+			if err := g.spool.Replicate(ctx, id); !errors.Is(err, queue.ErrNotFound) {
+				return err
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := copies.Wait(); err != nil {
+		return err
 	}
 	g.log.Warn("cluster: copied to the stream the queued messages that had no copy (queued before the cluster block)",
 		"count", len(missing))
