@@ -60,16 +60,7 @@ func singleReplica(t *testing.T, url string) (*cluster.Conn, *queue.Spool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	rep, err := c.OpenReplica(context.Background(), "gw1", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rep.Close)
-	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep, SpillThreshold: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, _ := spoolOnReplicas(t, c, "gw1", 1)
 	return c, s
 }
 

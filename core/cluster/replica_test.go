@@ -27,7 +27,14 @@ func spoolWithReplica(t testing.TB, c *cluster.Conn, node string) *queue.Spool {
 // spoolAndReplica is spoolWithReplica that also returns the replica.
 func spoolAndReplica(t testing.TB, c *cluster.Conn, node string) (*queue.Spool, *cluster.Replica) {
 	t.Helper()
-	rep, err := c.OpenReplica(context.Background(), node, 3)
+	return spoolOnReplicas(t, c, node, 3)
+}
+
+// spoolOnReplicas opens a spool whose replica is node's copy on c, with
+// replicas copies on the servers.
+func spoolOnReplicas(t testing.TB, c *cluster.Conn, node string, replicas int) (*queue.Spool, *cluster.Replica) {
+	t.Helper()
+	rep, err := c.OpenReplica(context.Background(), node, replicas)
 	if err != nil {
 		t.Fatal(err)
 	}
