@@ -336,10 +336,18 @@ func loadConfig(t *testing.T, hcl string) (string, *config.Config) {
 }
 
 // runStoppable runs the gateway of cfg until stop, which waits for it to
-// stop: a node that goes silent in the middle of a test.
+// stop: a node that goes silent in the middle of a test. Its log is
+// printed when the test fails.
 func runStoppable(t *testing.T, cfg *config.Config) (g *gateway.Gateway, stop func()) {
 	t.Helper()
-	g, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:9"}})
+	logs := &gatewaytest.Log{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of the gateway started by runStoppable:\n%s", logs.String())
+		}
+	})
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{Resolver: []string{"127.0.0.1:9"},
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
