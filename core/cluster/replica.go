@@ -98,13 +98,40 @@ func (c *Conn) OpenReplica(ctx context.Context, node string, replicas int) (*Rep
 				"stream", cfg.Name, "stream_replicas", info.CachedInfo().Config.Replicas, "replicas", cfg.Replicas)
 			cfg.Replicas = info.CachedInfo().Config.Replicas
 		}
-		_, err = c.js.CreateOrUpdateStream(ctx, cfg)
+		st, err := c.js.CreateOrUpdateStream(ctx, cfg)
+		if err == nil {
+			err = streamLed(ctx, st)
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return c.replicaOf(node), nil
+}
+
+// errNoLeader: a stream just created has no leader yet, and a copy
+// published to it would fail (a node's first mail answered 451).
+var errNoLeader = fmt.Errorf("the stream has no leader yet: %w", context.DeadlineExceeded)
+
+// streamLed returns once st has a leader (a stream of one replica has no
+// cluster to report), asking every 50 ms, or errNoLeader when ctx ends,
+// which whileForming takes for a stream still forming.
+func streamLed(ctx context.Context, st jetstream.Stream) error {
+	for {
+		info, err := st.Info(ctx)
+		switch {
+		case err != nil:
+			return err
+		case info.Cluster == nil || info.Cluster.Leader != "":
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errNoLeader
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // replicaOf is node's Replica on the stream, with its removal goroutine.
