@@ -162,6 +162,8 @@ type engineRound struct {
 	parked  bool   // the last job parked the message (engine_park.go); guarded by mu
 	parkGen uint64 // Engine.releases when it did; guarded by mu
 
+	retryAsked bool // an operator's Retry came while the round was in flight; guarded by Engine.mu
+
 	hopsOnce   sync.Once
 	storedHops int // the message's Hops as leased; read-only
 	hops       int
@@ -700,19 +702,26 @@ func (e *Engine) freeSlot(g *destGroup) {
 }
 
 // jobEnded is called once a job's outcome is recorded: it gives back the
-// message's lease when the job was its round's last, and notes next (zero
-// = none) for the scheduler.
+// message's lease when the job was its round's last (and retries the
+// message now if an operator asked to during the round), and notes next
+// (zero = none) for the scheduler.
 func (e *Engine) jobEnded(ctx context.Context, r *engineRound, last bool, next time.Time) {
 	e.mu.Lock()
 	e.noteNextLocked(next)
-	released := false
+	released, retry := false, false
 	if last {
 		delete(e.leases, r.id)
 		e.rounds--
 		released = r.parked && e.releases != r.parkGen
+		retry = r.retryAsked
 	}
 	e.mu.Unlock()
 	e.unparkReleased(ctx, r, released)
+	if retry {
+		if err := e.Retry(context.WithoutCancel(ctx), r.id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			e.log.Warn("delivery: an operator's retry asked during an attempt", "id", r.id, "err", err)
+		}
+	}
 	e.wakeScheduler()
 }
 

@@ -20,8 +20,9 @@ import (
 // undelivered recipient in domain due now (ETRN, `queue retry --domain`);
 // RetryAll makes everything due now. They return how many messages changed.
 //
-// A message being delivered right now is left alone (Retry returns nil):
-// it is being tried. A held message keeps being held; Retry still sets its
+// A message being delivered right now is left alone: Retry returns nil at
+// once, and its round makes it due again when it ends (the attempt may
+// defer it); RetryDomain and RetryAll skip it. A held message keeps being held; Retry still sets its
 // next attempt, RetryDomain and RetryAll skip it. Retry and RetryAll leave
 // held domains held (hold.go).
 //
@@ -29,8 +30,10 @@ import (
 // lately (DeadHostCache) for the domains concerned, so that "the link is
 // up, ETRN now" dials at once instead of waiting out the dead-host TTL.
 func (e *Engine) Retry(ctx context.Context, id string) error {
-	if !e.acquireSoon(ctx, id) {
-		return nil
+	for !e.acquireSoon(ctx, id) {
+		if asked, free := e.retryAfterRound(id); asked || !free {
+			return nil // the round in flight retries it when it ends; or another operation holds it
+		}
 	}
 	defer e.unlease(id)
 	now := e.now()
@@ -48,6 +51,20 @@ func (e *Engine) Retry(ctx context.Context, id string) error {
 	}
 	e.Kick()
 	return nil
+}
+
+// retryAfterRound asks the round in flight on id, if there is one, to
+// retry the message when it ends (jobEnded): an operator's retry that
+// came during an attempt would otherwise be lost to the attempt's
+// deferral. free reports that id is not leased at all.
+func (e *Engine) retryAfterRound(id string) (asked, free bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, leased := e.leases[id]
+	if r != nil {
+		r.retryAsked = true
+	}
+	return r != nil, !leased
 }
 
 // RetryDomain also lifts the operator's hold of exactly domain, and

@@ -349,3 +349,30 @@ func TestEngineRetryForgetsDeadHost(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineRetryDuringAttempt: an operator's Retry that comes while the
+// message is being tried (the round holds its lease) is not lost: when the
+// attempt defers the message, it is tried again at once, not after its
+// retry delay. Before, Retry returned nil having done nothing (a CI run of
+// TestEngineAdmin/retry met it: the first attempt's record was not done).
+func TestEngineRetryDuringAttempt(t *testing.T) {
+	h := newEngHarness(t)
+	temp := delivery.Result{Class: delivery.Temporary, Code: 451, Enhanced: [3]uint16{4, 3, 0}, Text: "later"}
+	h.tr.Script("bob@example.net", temp)
+	h.tr.Block()
+	h.start()
+	id := h.enqueue(engSender, engRcpt("bob@example.net", 0))
+	for deadline := time.Now().Add(10 * time.Second); h.tr.InFlight() != 1; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first attempt did not start in 10 s")
+		}
+	}
+	if err := h.eng.Retry(context.Background(), id); err != nil {
+		t.Fatalf("Retry: %v", err)
+	}
+	h.tr.Unblock()
+	h.waitOutcomes(2) // the deferral, then the retry's attempt (delivered: the script's one result is used)
+	if n := h.tr.NumCalls(); n != 2 {
+		t.Errorf("%d attempts; want 2 (the retry asked during the first)", n)
+	}
+}
