@@ -2,7 +2,8 @@ package main
 
 // gateway sink: an SMTP server that accepts (or refuses, as told) and counts
 // mail, like Postfix's smtp-sink. With --save it keeps each message for
-// tests of the delivery engine.
+// tests of the delivery engine; with --journal it appends each one to a
+// file synced before the 250, the floor of a durable server (benchmarks).
 
 import (
 	"bytes"
@@ -45,6 +46,12 @@ func runSink(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	spool := newSinkSpool(o.save)
+	if o.journal != "" {
+		if spool.journal, err = openSinkJournal(o.journal); err != nil {
+			return err
+		}
+		defer spool.journal.Close()
+	}
 	srv, err := newSinkServer(o, spool, log)
 	if err != nil {
 		return err
@@ -66,6 +73,7 @@ type sinkOptions struct {
 	hostname    string
 	hooks       sinkHooks
 	save        string        // "" keeps nothing
+	journal     string        // "" syncs nothing
 	report      time.Duration // 0: only the totals at the end
 	maxSize     int64
 	bare        string // "reject" or "fix"
@@ -83,6 +91,7 @@ func parseSinkFlags(c *cli, args []string) (sinkOptions, error) {
 	rcptReply := fs.String("rcpt-reply", "", `answer every RCPT TO with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
 	dataReply := fs.String("data-reply", "", `answer every message (after the final ".") with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
 	fs.StringVar(&o.save, "save", "", "keep each message as DIR/<id>.eml (with the Received header) and its envelope as DIR/<id>.json")
+	fs.StringVar(&o.journal, "journal", "", "append each message (Received header and content) to this file and sync it before the 250, messages committed meanwhile sharing one sync: the floor of a durable server, for benchmarks")
 	fs.DurationVar(&o.report, "report", 0, "print a running count at this interval (0: only the totals at the end)")
 	fs.Int64Var(&o.maxSize, "max-size", 1<<30, "largest message accepted, in bytes")
 	fs.StringVar(&o.bare, "bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
@@ -97,6 +106,9 @@ func parseSinkFlags(c *cli, args []string) (sinkOptions, error) {
 	}
 	if o.bare != "reject" && o.bare != "fix" {
 		return o, fmt.Errorf("--bare-line-endings %q: want reject or fix", o.bare)
+	}
+	if o.save != "" && o.journal != "" {
+		return o, errors.New("--save and --journal: choose one")
 	}
 	if o.maxSize <= 0 {
 		return o, fmt.Errorf("--max-size %d: must be positive", o.maxSize)
@@ -266,7 +278,8 @@ func (h sinkHooks) Dispatch(ctx context.Context, req *hook.Request) hook.Result 
 // file renamed into place), so a reader that sees the .eml finds the .json.
 type sinkSpool struct {
 	dir      string
-	prefix   string // makes IDs unique across runs
+	journal  *sinkJournal // nil: none
+	prefix   string       // makes IDs unique across runs
 	seq      atomic.Uint64
 	messages atomic.Int64 // committed messages
 	bytes    atomic.Int64 // their content bytes (without the header the server adds)
@@ -285,14 +298,14 @@ type sinkDraft struct {
 	spool *sinkSpool
 	id    string
 	n     int64
-	buf   []byte // the content, only with --save
+	buf   []byte // the content, only with --save or --journal
 }
 
 func (d *sinkDraft) ID() string { return d.id }
 
 func (d *sinkDraft) Write(p []byte) (int, error) {
 	d.n += int64(len(p))
-	if d.spool.dir != "" {
+	if d.spool.dir != "" || d.spool.journal != nil {
 		d.buf = append(d.buf, p...)
 	}
 	return len(p), nil
@@ -312,13 +325,19 @@ func (d *sinkDraft) Commit(ctx context.Context, env *envelope.Envelope, header [
 		}
 		d.buf = nil
 	}
+	if j := d.spool.journal; j != nil {
+		if err := j.append(header, d.buf); err != nil {
+			return err
+		}
+		d.buf = nil
+	}
 	d.spool.messages.Add(1)
 	d.spool.bytes.Add(d.n)
 	return nil
 }
 
 // Open implements smtp.Draft. The sink keeps no content to read back
-// (--save writes it only at Commit), so hooks that read the message at the
+// (--save and --journal write it only at Commit), so hooks that read the message at the
 // data stage get an error from the view.
 func (d *sinkDraft) Open() (io.ReadCloser, error) {
 	return nil, errSinkNoContent

@@ -18,8 +18,13 @@
 # (its own config, queue and data directories in the temporary folder):
 #   postfix accept: smtp-source -> Postfix (next hop down, mail queues up)
 #   postfix relay : smtp-source -> Postfix -> `gateway sink`, end to end
+#   journal: smtp-source -> `gateway sink --journal` (appends each message
+#            to one file synced before the 250: the floor of a durable
+#            server with this session layer, without spool or engine)
 # Prints every run, the medians, shares of the ceiling from the same run,
-# and the servers' CPU time per message read from /proc.
+# and the servers' CPU time and context switches per message read from
+# /proc (a switch costs tens of µs on a paravirtualised VM: they are much
+# of the gap between a Go server and smtp-sink's single-threaded loop).
 #
 #   examples/benchmark/run.sh            # 3 runs of 5000 messages, 2 KB, 1 rcpt, 20 sessions: about 4 minutes
 #   RUNS=5 MESSAGES=20000 examples/benchmark/run.sh
@@ -51,6 +56,9 @@ build_gateway
 # cpu_ticks PID: user+system clock ticks of a process so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
+
+# switches PID: context switches of a process's threads so far.
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 
 # tree_ticks PID: clock ticks of a process, of its children it has reaped,
 # and of its live descendants: for Postfix, whose daemons come and go.
@@ -243,16 +251,19 @@ bench_phases() {
 	echo "run $i relay: $rate msg/s end to end (accept p50 ${p50} ms), failures $fails, gateway CPU ${cpu_us} µs/msg"
 }
 
-src_ceiling=(); src_ceiling_cpu=(); src_source_cpu=(); src_sink=(); src_sink_share=(); src_sink_cpu=()
+src_ceiling_rates=(); src_ceiling_cpu=(); src_ceiling_sw=(); src_source_cpu=()
+src_sink_rates=(); src_sink_shares=(); src_sink_cpu=(); src_sink_sw=(); src_journal_rates=(); src_journal_shares=(); src_journal_cpu=(); src_journal_sw=()
+src_serve_sw=(); src_lua_sw=(); src_relay_sw=(); pf_serve_sw=(); pf_relay_sw=()
 src_serve_rates=(); src_serve_shares=(); src_serve_cpu=(); src_relay_rates=(); src_relay_shares=(); src_relay_cpu=()
 src_lua_rates=(); src_lua_shares=(); src_lua_cpu=(); src_lua_of_serve=()
 pf_serve_rates=(); pf_serve_shares=(); pf_serve_cpu=(); pf_relay_rates=(); pf_relay_shares=(); pf_relay_cpu=()
 
-# source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`, each
-# with its CPU per message (what SMTP over loopback costs a server that
-# keeps nothing); sets ceiling.
+# source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`, then
+# -> `gateway sink --journal`, each with its CPU and context switches per
+# message (what SMTP over loopback costs a server that keeps nothing, and
+# one that only syncs each message to a file); sets ceiling.
 source_ceiling() {
-	local i=$1 rate cpu sinkuser=()
+	local i=$1 rate cpu sw sinkuser=()
 	[ "$(id -u)" != 0 ] || sinkuser=(-u nobody) # smtp-sink will not run as root
 	smtp-sink "${sinkuser[@]}" "127.0.0.1:$SMTP_SINK_PORT" 1024 &
 	sink=$!
@@ -260,31 +271,47 @@ source_ceiling() {
 	measure_accept "$SMTP_SINK_PORT" cpu_ticks "$sink"
 	ceiling=$rate
 	stop "$sink"
-	src_ceiling+=("$ceiling"); src_ceiling_cpu+=("$cpu"); src_source_cpu+=("$source_cpu")
-	echo "run $i smtp-source ceiling (smtp-sink): $ceiling msg/s, smtp-sink CPU $cpu ms/msg, smtp-source CPU $source_cpu ms/msg"
+	src_ceiling_rates+=("$ceiling"); src_ceiling_cpu+=("$cpu"); src_ceiling_sw+=("$sw"); src_source_cpu+=("$source_cpu")
+	echo "run $i smtp-source ceiling (smtp-sink): $ceiling msg/s, smtp-sink CPU $cpu ms/msg, $sw switches/msg, smtp-source CPU $source_cpu ms/msg"
 
 	start_sink "$SINK_PORT"
 	measure_accept "$SINK_PORT" cpu_ticks "$sink"
 	stop "$sink"
-	src_sink+=("$rate"); src_sink_share+=("$(share "$rate" "$ceiling")"); src_sink_cpu+=("$cpu")
-	echo "run $i smtp-source gateway sink: $rate msg/s = $(share "$rate" "$ceiling") of the ceiling, CPU $cpu ms/msg"
+	record src_sink "$i" "gateway sink"
+
+	start_sink "$SINK_PORT" --journal "$work/journal"
+	measure_accept "$SINK_PORT" cpu_ticks "$sink"
+	stop "$sink"
+	rm -f "$work/journal"
+	record src_journal "$i" "gateway sink --journal"
 }
 
 # measure_accept PORT TICKS PID: smtp-source -> the server on PORT; sets
-# rate, and cpu from `TICKS PID` (the server's clock ticks).
+# rate, cpu from `TICKS PID` (the server's clock ticks) and sw, the
+# server's context switches per message ("–" for a tree of processes).
 measure_accept() {
-	local before after
-	before=$($2 "$3")
+	local before after sw0
+	before=$($2 "$3"); sw0=$(switches "$3")
 	run_source "$1"
 	after=$($2 "$3")
 	cpu=$(cpu_ms "$before" "$after")
+	per_switches "$2" "$3" "$sw0"
+}
+
+# per_switches TICKS PID BEFORE: sets sw from PID's switches since BEFORE.
+per_switches() {
+	if [ "$1" = cpu_ticks ]; then
+		sw=$(python3 -c "print(round(($(switches "$2") - $3) / $MESSAGES, 2))")
+	else
+		sw="–"
+	fi
 }
 
 # measure_relay PORT TICKS PID: as measure_accept, but the rate is end to
 # end: until the sink on DOWN_PORT has every message.
 measure_relay() {
-	local before after start end
-	before=$($2 "$3")
+	local before after start end sw0
+	before=$($2 "$3"); sw0=$(switches "$3")
 	start=$(date +%s.%N)
 	run_source "$1"
 	wait_count "$work/sink-$DOWN_PORT.out" "$MESSAGES"
@@ -292,14 +319,16 @@ measure_relay() {
 	after=$($2 "$3")
 	rate=$(rate "$start" "$end")
 	cpu=$(cpu_ms "$before" "$after")
+	per_switches "$2" "$3" "$sw0"
 }
 
-# record NAME I WHAT: adds rate, its share of the ceiling and cpu to the
-# arrays NAME_rates, NAME_shares and NAME_cpu, and prints run I's line.
+# record NAME I WHAT: adds rate, its share of the ceiling, cpu and sw to
+# the arrays NAME_rates, NAME_shares, NAME_cpu and NAME_sw, and prints run
+# I's line.
 record() {
-	local -n rates=$1_rates shares=$1_shares cpus=$1_cpu
-	rates+=("$rate"); shares+=("$(share "$rate" "$ceiling")"); cpus+=("$cpu")
-	echo "run $2 smtp-source $3: $rate msg/s = ${shares[-1]} of the ceiling, CPU $cpu ms/msg"
+	local -n rates=$1_rates shares=$1_shares cpus=$1_cpu sws=$1_sw
+	rates+=("$rate"); shares+=("$(share "$rate" "$ceiling")"); cpus+=("$cpu"); sws+=("$sw")
+	echo "run $2 smtp-source $3: $rate msg/s = ${shares[-1]} of the ceiling, CPU $cpu ms/msg, $sw switches/msg"
 }
 
 # source_gateway I: smtp-source -> `gateway serve` (accept), then relay end to end.
@@ -378,15 +407,16 @@ echo "median relay:          $mr msg/s = $(python3 -c "print(round(100*$mr/$ms))
 echo
 echo "smtp-source -s $CONCURRENCY -l $SIZE -r $RCPTS, $MESSAGES messages, medians of $RUNS (shares: of the ceiling in the same run; CPU: the server's, from /proc):"
 echo
-echo "| | accept msg/s | relay end to end msg/s | CPU ms/msg accept, relay |"
-echo "|---|---|---|---|"
-echo "| ceiling: smtp-source → smtp-sink (keeps nothing) | $(median "${src_ceiling[@]}") | – | $(median "${src_ceiling_cpu[@]}") (smtp-source itself: $(median "${src_source_cpu[@]}")) |"
-echo "| smtp-source → gateway sink (keeps nothing) | $(median "${src_sink[@]}") ($(median "${src_sink_share[@]}")) | – | $(median "${src_sink_cpu[@]}") |"
+echo "| | accept msg/s | relay end to end msg/s | CPU ms/msg accept, relay | context switches/msg accept, relay |"
+echo "|---|---|---|---|---|"
+echo "| ceiling: smtp-source → smtp-sink (keeps nothing) | $(median "${src_ceiling_rates[@]}") | – | $(median "${src_ceiling_cpu[@]}") (smtp-source itself: $(median "${src_source_cpu[@]}")) | $(median "${src_ceiling_sw[@]}") |"
+echo "| smtp-source → gateway sink (keeps nothing) | $(median "${src_sink_rates[@]}") ($(median "${src_sink_shares[@]}")) | – | $(median "${src_sink_cpu[@]}") | $(median "${src_sink_sw[@]}") |"
+echo "| smtp-source → gateway sink --journal (syncs each message to a file, nothing else) | $(median "${src_journal_rates[@]}") ($(median "${src_journal_shares[@]}")) | – | $(median "${src_journal_cpu[@]}") | $(median "${src_journal_sw[@]}") |"
 if [ -n "$have_postfix" ]; then
-	echo "| Postfix $(postconf -h mail_version) (fsync before 250) | $(median "${pf_serve_rates[@]}") ($(median "${pf_serve_shares[@]}")) | $(median "${pf_relay_rates[@]}") ($(median "${pf_relay_shares[@]}")) | $(median "${pf_serve_cpu[@]}"), $(median "${pf_relay_cpu[@]}") |"
+	echo "| Postfix $(postconf -h mail_version) (fsync before 250) | $(median "${pf_serve_rates[@]}") ($(median "${pf_serve_shares[@]}")) | $(median "${pf_relay_rates[@]}") ($(median "${pf_relay_shares[@]}")) | $(median "${pf_serve_cpu[@]}"), $(median "${pf_relay_cpu[@]}") | – |"
 fi
-echo "| this gateway | $(median "${src_serve_rates[@]}") ($(median "${src_serve_shares[@]}")) | $(median "${src_relay_rates[@]}") ($(median "${src_relay_shares[@]}")) | $(median "${src_serve_cpu[@]}"), $(median "${src_relay_cpu[@]}") |"
-echo "| this gateway + Lua rcpt and data hooks | $(median "${src_lua_rates[@]}") ($(median "${src_lua_shares[@]}"); $(median "${src_lua_of_serve[@]}") of accept without) | – | $(median "${src_lua_cpu[@]}") |"
+echo "| this gateway | $(median "${src_serve_rates[@]}") ($(median "${src_serve_shares[@]}")) | $(median "${src_relay_rates[@]}") ($(median "${src_relay_shares[@]}")) | $(median "${src_serve_cpu[@]}"), $(median "${src_relay_cpu[@]}") | $(median "${src_serve_sw[@]}"), $(median "${src_relay_sw[@]}") |"
+echo "| this gateway + Lua rcpt and data hooks | $(median "${src_lua_rates[@]}") ($(median "${src_lua_shares[@]}"); $(median "${src_lua_of_serve[@]}") of accept without) | – | $(median "${src_lua_cpu[@]}") | $(median "${src_lua_sw[@]}") |"
 if [ -n "$have_postfix" ]; then
-	echo "| this gateway / Postfix | $(share "$(median "${src_serve_rates[@]}")" "$(median "${pf_serve_rates[@]}")") | $(share "$(median "${src_relay_rates[@]}")" "$(median "${pf_relay_rates[@]}")") | |"
+	echo "| this gateway / Postfix | $(share "$(median "${src_serve_rates[@]}")" "$(median "${pf_serve_rates[@]}")") | $(share "$(median "${src_relay_rates[@]}")" "$(median "${pf_relay_rates[@]}")") | | |"
 fi
