@@ -1,0 +1,155 @@
+package smtptest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/smtp"
+)
+
+// PairTurn is how many messages each server of BenchPaired takes in a
+// turn (about a tenth of a second).
+const PairTurn = 500
+
+// BenchPaired measures what hooks cost a server accepting mail, in one
+// process: two servers with a ContentSpool, base without hooks and name
+// with hooks, take turns of PairTurn messages of BenchLoad's load (b.N
+// each in all; which one goes first alternates), so that both meet the
+// same load of a shared machine, where two benchmarks run seconds apart
+// do not. It reports each one's cpu-µs/msg (the process's, clients
+// included: a hook's CPU in another process is not counted),
+// <name>-extra-cpu-µs/msg, their difference, and <name>/<base>-msgs/s,
+// the ratio of their throughputs; and the last two as the medians of the
+// turns' (…-turn-median), which a burst of another process's work on the
+// machine moves less than the sums. Each server's goroutines and its
+// clients' carry the pprof label target=<its name>, so that
+// go tool pprof -tagfocus splits a -cpuprofile by server.
+func BenchPaired(b *testing.B, base, name string, hooks hook.Dispatcher) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	targets := [2]*pairTarget{newPairTarget(ctx, b, base, nil), newPairTarget(ctx, b, name, hooks)}
+	body := BenchBody()
+	var cpu, wall [2]time.Duration
+	var extra, ratio []float64 // per turn
+	b.ResetTimer()
+	for done := 0; done < b.N; done += PairTurn {
+		n := min(PairTurn, b.N-done)
+		var turnCPU, turnWall [2]time.Duration
+		for k := range targets {
+			i := (k + done/PairTurn) % 2
+			cpu0, start := cpuTime(), time.Now()
+			if err := targets[i].send(ctx, n, body); err != nil {
+				b.Fatal(err)
+			}
+			turnCPU[i], turnWall[i] = cpuTime()-cpu0, time.Since(start)
+			cpu[i] += turnCPU[i]
+			wall[i] += turnWall[i]
+		}
+		extra = append(extra, float64((turnCPU[1]-turnCPU[0]).Microseconds())/float64(n))
+		ratio = append(ratio, turnWall[0].Seconds()/turnWall[1].Seconds())
+	}
+	b.StopTimer()
+	perMsg := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+	b.ReportMetric(perMsg(cpu[0]), base+"-cpu-µs/msg")
+	b.ReportMetric(perMsg(cpu[1]), name+"-cpu-µs/msg")
+	b.ReportMetric(perMsg(cpu[1]-cpu[0]), name+"-extra-cpu-µs/msg")
+	b.ReportMetric(wall[0].Seconds()/wall[1].Seconds(), name+"/"+base+"-msgs/s")
+	b.ReportMetric(median(extra), name+"-extra-cpu-µs/msg-turn-median")
+	b.ReportMetric(median(ratio), name+"/"+base+"-msgs/s-turn-median")
+}
+
+// median returns the median of v (which it sorts), 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// pairTarget is a server of BenchPaired and BenchConns sessions to it.
+type pairTarget struct {
+	clients []*smtp.Client
+	labels  context.Context // the target's pprof labels, for its clients
+	next    int64           // messages sent, for the recipients' names
+}
+
+// newPairTarget starts the server with the pprof label target=name, which
+// its goroutines and the clients' inherit.
+func newPairTarget(ctx context.Context, b *testing.B, name string, hooks hook.Dispatcher) *pairTarget {
+	labelled := pprof.WithLabels(ctx, pprof.Labels("target", name))
+	pprof.SetGoroutineLabels(labelled)
+	defer pprof.SetGoroutineLabels(ctx)
+	opt := smtp.Options{
+		Hostname:     "mx.example.test",
+		LocalDomains: []string{"example.test"},
+		Spool:        &ContentSpool{},
+		Log:          slog.New(slog.DiscardHandler),
+	}
+	if hooks != nil {
+		opt.Hooks = hooks
+	}
+	addr, _ := StartServer(b, opt)
+	t := &pairTarget{labels: labelled}
+	for range BenchConns {
+		c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test", Timeout: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		if err := c.Hello(ctx); err != nil {
+			b.Fatal(err)
+		}
+		t.clients = append(t.clients, c)
+	}
+	return t
+}
+
+// send sends n messages over the sessions at once, as BenchLoad does,
+// and returns the first refusal or failure.
+func (t *pairTarget) send(ctx context.Context, n int, body []byte) error {
+	var (
+		sent   atomic.Int64
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed error
+	)
+	for _, c := range t.clients {
+		wg.Go(func() {
+			pprof.SetGoroutineLabels(t.labels)
+			for sent.Add(1) <= int64(n) {
+				i := atomic.AddInt64(&t.next, 1)
+				env := &envelope.Envelope{
+					Sender:     envelope.Address{Local: "sender", Domain: "example.org"},
+					Recipients: []envelope.Recipient{{Address: envelope.Address{Local: fmt.Sprintf("user%d", i%100+1), Domain: "example.test"}}},
+				}
+				res, err := c.Send(ctx, env, bytes.NewReader(body))
+				if err == nil && (len(res.Rcpts) != 1 || res.Rcpts[0].Code != 250) {
+					err = fmt.Errorf("rcpt: %v", res.Rcpts)
+				}
+				if err != nil {
+					mu.Lock()
+					failed = cmp.Or(failed, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}
