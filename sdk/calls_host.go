@@ -23,11 +23,47 @@ type CallConn struct {
 
 	mu      sync.Mutex
 	next    uint64
-	pending map[uint64]chan frame // each waiting call's: buffered 1, its reply or its turn
-	reading bool                  // a call is the reader, or has been given the turn
-	err     error                 // why the connection is no longer usable; nil = usable
+	pending map[uint64]waiter // each waiting call
+	reading bool              // a call is the reader, or has been given the turn
+	err     error             // why the connection is no longer usable; nil = usable
 	failed  chan struct{}
+
+	// The deadlines of the calls whose context has a CancelParent
+	// (core/hook's handler timeouts): one timer for all of them, armed
+	// for the earliest (see expire).
+	timer *time.Timer
+	armed time.Time // when timer fires; zero = stopped
+	// The reader's wait for a frame (awaitFrame), which the timer or
+	// the reader's cancellation interrupts by a read deadline in the
+	// past.
+	peeking     bool      // the reader waits for a frame
+	peekID      uint64    // whose wait it is
+	peekEnd     time.Time // its deadline when the timer watches it; zero = none
+	interrupted bool      // the wait was interrupted
 }
+
+// waiter is a waiting call.
+type waiter struct {
+	ch chan frame // buffered 1: its reply, its turn, or expired
+	// deadline is the call's deadline when the channel's timer watches
+	// it (its context has a CancelParent); zero otherwise.
+	deadline time.Time
+}
+
+// CancelParent is implemented by a context that ends at its deadline or
+// when the context it returns ends, whichever comes first: core/hook's
+// per-call timeouts. A hook call on the call channel then waits on the
+// parent's Done, made once for a session, and on one timer of the
+// channel's for the deadlines of all its calls, instead of its context's
+// Done, which such a context makes (a timer, a place among the parent's
+// children) on every call; it watches its context's Done otherwise.
+type CancelParent interface {
+	CancelParent() context.Context
+}
+
+// expired is what the channel's timer sends a waiting call whose
+// deadline has passed (a kind no frame has).
+var expired = frame{kind: 0xff}
 
 // turn is what a waiting call receives instead of its reply when it is to
 // become the reader. A call never has both waiting: only the reader
@@ -42,10 +78,12 @@ func NewCallConn(conn net.Conn) *CallConn {
 	c := &CallConn{
 		conn:    ch,
 		r:       bufio.NewReaderSize(ch, callBuffer),
-		pending: make(map[uint64]chan frame),
+		pending: make(map[uint64]waiter),
 		failed:  make(chan struct{}),
 	}
 	c.w = frameWriter{conn: ch, fail: c.writeFailed}
+	c.timer = time.AfterFunc(time.Hour, c.expire)
+	c.timer.Stop()
 	return c
 }
 
@@ -64,6 +102,7 @@ func (c *CallConn) Close() error {
 	err := c.conn.Close()
 	c.mu.Lock()
 	c.failLocked(net.ErrClosed)
+	c.timer.Stop()
 	c.mu.Unlock()
 	return err
 }
@@ -83,10 +122,14 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 		return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, err)
 	}
 	var deadline int64
+	w := waiter{ch: make(chan frame, 1)}
+	watch := ctx // what the wait watches: its Done, and its Err once done
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
+		if cp, ok := ctx.(CancelParent); ok {
+			watch, w.deadline = cp.CancelParent(), d
+		}
 	}
-	me := make(chan frame, 1)
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -94,70 +137,120 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 	}
 	c.next++
 	id := c.next
-	c.pending[id] = me
+	c.pending[id] = w
+	if !w.deadline.IsZero() && (c.armed.IsZero() || w.deadline.Before(c.armed)) {
+		c.armed = w.deadline
+		c.timer.Reset(time.Until(w.deadline))
+	}
 	if !c.reading {
 		c.reading = true
-		me <- turn
+		w.ch <- turn
 	}
 	c.mu.Unlock()
 	if err := c.w.writeRequest(id, deadline, r); err != nil {
-		c.leave(id, me)
+		c.leave(id, w.ch)
 		return Decision{}, Effects{}, c.lost(op, err)
 	}
-	f, err := c.wait(ctx, id, me)
+	f, err := c.wait(watch, id, w)
 	if err != nil {
-		if ctx.Err() != nil {
+		if cerr := ctx.Err(); cerr != nil {
 			_ = c.w.write(frameCancel, id, 0, nil) // best effort: the plugin's ctx has the deadline too
-			return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, ctx.Err())
+			return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, cerr)
 		}
 		return Decision{}, Effects{}, c.lost(op, err)
 	}
 	return reply(ctx, op, f)
 }
 
+// expire is the channel's timer: it ends the waits of the calls whose
+// deadline has passed (the reader's by interrupting its read, the others'
+// by sending them expired, which also takes them out of the pending
+// calls), and arms the timer for the earliest deadline left.
+func (c *CallConn) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed = time.Time{}
+	var next time.Time
+	for id, w := range c.pending {
+		switch {
+		case w.deadline.IsZero():
+		case time.Until(w.deadline) > 0:
+			if next.IsZero() || w.deadline.Before(next) {
+				next = w.deadline
+			}
+		case c.peeking && c.peekID == id:
+			c.interruptLocked()
+		case len(w.ch) == 0:
+			delete(c.pending, id)
+			w.ch <- expired
+		}
+		// A call with its turn in its channel is about to read, and
+		// looks at its deadline before it waits (awaitFrame).
+	}
+	if !next.IsZero() && c.err == nil {
+		c.armed = next
+		c.timer.Reset(time.Until(next))
+	}
+}
+
+// interruptLocked ends the reader's wait for a frame.
+func (c *CallConn) interruptLocked() {
+	if c.peeking && !c.interrupted {
+		c.interrupted = true
+		_ = c.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
 // wait returns the reply to call id, reading the connection whenever it
-// is given the turn. On an error it has left the pending calls.
-func (c *CallConn) wait(ctx context.Context, id uint64, me chan frame) (frame, error) {
+// is given the turn; it watches ctx's Done, and the channel's timer
+// w.deadline. On an error it has left the pending calls.
+func (c *CallConn) wait(ctx context.Context, id uint64, w waiter) (frame, error) {
 	for {
 		select {
-		case f := <-me:
-			if f.kind != turn.kind {
+		case f := <-w.ch:
+			switch f.kind {
+			case expired.kind:
+				c.leave(id, w.ch)
+				return frame{}, context.DeadlineExceeded
+			case turn.kind:
+			default:
 				return f, nil
 			}
-			f, mine, err := c.read(ctx, id)
+			f, mine, err := c.read(ctx, id, w.deadline)
 			if mine {
 				return f, nil
 			}
 			if err != nil {
-				c.leave(id, me)
+				c.leave(id, w.ch)
 				return frame{}, err
 			}
 		case <-ctx.Done():
-			c.leave(id, me)
+			c.leave(id, w.ch)
 			return frame{}, ctx.Err()
 		case <-c.failed:
 			select {
-			case f := <-me: // answered just before the end
-				if f.kind != turn.kind {
+			case f := <-w.ch: // answered just before the end
+				if f.kind != turn.kind && f.kind != expired.kind {
 					return f, nil
 				}
 			default:
 			}
-			c.leave(id, me)
+			c.leave(id, w.ch)
 			return frame{}, net.ErrClosed
 		}
 	}
 }
 
 // read is wait's turn as the reader: it reads replies, handing each to
-// its call, until call id's own comes (mine), ctx ends, or the connection
-// fails. It passes the turn on before it returns.
-func (c *CallConn) read(ctx context.Context, id uint64) (f frame, mine bool, err error) {
+// its call, until call id's own comes (mine), ctx ends or its deadline
+// passes, or the connection fails. It passes the turn on before it
+// returns.
+func (c *CallConn) read(ctx context.Context, id uint64, deadline time.Time) (f frame, mine bool, err error) {
 	for {
-		if err := c.awaitFrame(ctx); err != nil {
+		if err := c.awaitFrame(ctx, id, deadline); err != nil {
 			c.mu.Lock()
 			delete(c.pending, id)
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 				c.passTurnLocked()
 			} else {
 				c.failLocked(err)
@@ -176,7 +269,7 @@ func (c *CallConn) read(ctx context.Context, id uint64) (f frame, mine bool, err
 			c.mu.Unlock()
 			return frame{}, false, err
 		}
-		to := c.pending[f.id]
+		to, ok := c.pending[f.id]
 		delete(c.pending, f.id)
 		if f.id == id {
 			c.passTurnLocked()
@@ -184,50 +277,58 @@ func (c *CallConn) read(ctx context.Context, id uint64) (f frame, mine bool, err
 			return f, true, nil
 		}
 		c.mu.Unlock()
-		if to != nil {
-			to <- f // buffered, and it waits for nothing else: never blocks
+		if ok {
+			to.ch <- f // buffered, and it waits for nothing else: never blocks
 		}
 	}
 }
 
-// awaitFrame waits until a frame's header is there to read, or ctx ends:
-// only the wait is interrupted, never a frame half read.
-func (c *CallConn) awaitFrame(ctx context.Context) error {
-	if c.r.Buffered() >= frameHeader || ctx.Done() == nil {
+// awaitFrame waits until a frame's header is there to read, ctx ends, or
+// deadline (the channel's timer's; zero = none) passes: only the wait is
+// interrupted, never a frame half read.
+func (c *CallConn) awaitFrame(ctx context.Context, id uint64, deadline time.Time) error {
+	if c.r.Buffered() >= frameHeader || (ctx.Done() == nil && deadline.IsZero()) {
 		_, err := c.r.Peek(frameHeader)
 		return err
 	}
-	var (
-		mu      sync.Mutex
-		armed   = true
-		expired bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if armed {
-			expired = true
-			_ = c.conn.SetReadDeadline(time.Unix(1, 0))
-		}
-	})
+	if !deadline.IsZero() && time.Until(deadline) <= 0 {
+		return context.DeadlineExceeded
+	}
+	c.mu.Lock()
+	c.peeking, c.peekID, c.peekEnd, c.interrupted = true, id, deadline, false
+	c.mu.Unlock()
+	stop := func() bool { return false }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() {
+			c.mu.Lock()
+			if c.peekID == id {
+				c.interruptLocked()
+			}
+			c.mu.Unlock()
+		})
+	}
 	_, err := c.r.Peek(frameHeader)
 	stop()
-	mu.Lock()
-	armed = false
-	if expired {
+	c.mu.Lock()
+	c.peeking = false
+	interrupted := c.interrupted
+	if interrupted {
 		_ = c.conn.SetReadDeadline(time.Time{})
 	}
-	mu.Unlock()
-	if err != nil && expired {
-		return ctx.Err() // the deadline was ours
+	c.mu.Unlock()
+	switch {
+	case err == nil || !interrupted:
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err() // the interruption was ours
 	}
-	return err
+	return context.DeadlineExceeded
 }
 
 // passTurnLocked gives the reading to a waiting call, if any.
 func (c *CallConn) passTurnLocked() {
 	for _, w := range c.pending {
-		w <- turn // buffered, and it waits for nothing else: never blocks
+		w.ch <- turn // buffered, and it waits for nothing else: never blocks
 		return
 	}
 	c.reading = false

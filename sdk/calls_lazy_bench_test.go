@@ -9,7 +9,8 @@ import (
 
 // lazyDeadline is a context like core/hook's timeout context: its
 // deadline is known at once, but its timer, channel and place among its
-// parent's children are made by the first Done.
+// parent's children are made by the first Done; and it is a
+// CancelParent, so that a call on the call channel need not ask for it.
 type lazyDeadline struct {
 	context.Context // the parent
 	at              time.Time
@@ -28,6 +29,15 @@ func (d *lazyDeadline) Done() <-chan struct{} {
 		d.timed, d.cancel = context.WithDeadline(d.Context, d.at)
 	}
 	return d.timed.Done()
+}
+
+func (d *lazyDeadline) CancelParent() context.Context { return d.Context }
+
+// madeDone reports whether Done was called.
+func (d *lazyDeadline) madeDone() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.timed != nil
 }
 
 func (d *lazyDeadline) Err() error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/mailgate/gateway/sdk"
 )
 
 // deadline is the context a handler with a timeout runs under: the
@@ -88,6 +90,12 @@ func (d *deadline) Value(key any) any {
 	return d.parent.Value(key)
 }
 
+// CancelParent implements sdk.CancelParent: d ends at its deadline or
+// when its parent ends (or when stopped, which is after the call). A
+// plugin call waits on the parent's Done and its call channel's timer,
+// so that d makes no timer of its own.
+func (d *deadline) CancelParent() context.Context { return d.parent }
+
 // stop cancels d and releases its timer, if it has one.
 func (d *deadline) stop() {
 	d.mu.Lock()
@@ -97,3 +105,5 @@ func (d *deadline) stop() {
 		d.cancel()
 	}
 }
+
+var _ sdk.CancelParent = (*deadline)(nil)

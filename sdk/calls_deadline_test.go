@@ -1,0 +1,64 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestCallChannelDeadlineTimer: calls under a CancelParent context (as
+// core/hook's timeouts are) to a plugin that reads them and never
+// answers end at their deadlines through the channel's timer, the call
+// that reads the channel and the others alike, without asking their
+// context for its Done; when their parent ends, they end at once.
+func TestCallChannelDeadlineTimer(t *testing.T) { forEachTransport(t, testCallChannelDeadlineTimer) }
+
+func testCallChannelDeadlineTimer(t *testing.T, pair func(*testing.T) (net.Conn, net.Conn)) {
+	host, plug := pair(t)
+	go io.Copy(io.Discard, plug) // ends when the host's end closes
+	c := NewCallConn(host)
+	t.Cleanup(func() { c.Close(); plug.Close() })
+	parent, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	start := time.Now()
+	const calls = 3
+	inParallel(calls, func(g int) {
+		ctx := &lazyDeadline{Context: parent, at: start.Add(time.Duration(g+1) * 50 * time.Millisecond)}
+		_, _, err := c.Handle(ctx, rcptRequest("hang"))
+		took := time.Since(start)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("call %d: got %v, want DeadlineExceeded", g, err)
+		}
+		if wait := ctx.at.Sub(start); took < wait || took > wait+5*time.Second {
+			t.Errorf("call %d ended after %v, want %v and a little", g, took, wait)
+		}
+		if ctx.madeDone() {
+			t.Errorf("call %d asked its context for Done", g)
+		}
+	})
+
+	ended := make(chan error, calls)
+	for range calls {
+		go func() {
+			ctx := &lazyDeadline{Context: parent, at: time.Now().Add(time.Hour)}
+			_, _, err := c.Handle(ctx, rcptRequest("hang"))
+			ended <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // the calls wait, one of them reading
+	cancel()
+	for i := range calls {
+		select {
+		case err := <-ended:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("after the parent's cancel: got %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d calls did not end with their parent", calls-i, calls)
+		}
+	}
+}
