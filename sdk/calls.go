@@ -202,13 +202,24 @@ func readFrame(r *bufio.Reader) (frame, error) {
 		kind:     h[4],
 		id:       binary.BigEndian.Uint64(h[5:]),
 		deadline: int64(binary.BigEndian.Uint64(h[13:])),
-		payload:  make([]byte, n),
 	}
+	if f.kind == frameReply && n == uint32(len(continueReply)) {
+		if b, err := r.Peek(int(n)); err == nil && string(b) == continueReply {
+			_, _ = r.Discard(int(n))
+			f.payload = continuePayload // the commonest reply, without a copy
+			return f, nil
+		}
+	}
+	f.payload = make([]byte, n)
 	if _, err := io.ReadFull(r, f.payload); err != nil {
 		return frame{}, fmt.Errorf("sdk: call channel: %w", io.ErrUnexpectedEOF)
 	}
 	return f, nil
 }
+
+// continuePayload is the payload of every continueReply frame read:
+// read-only, as every frame's payload is once read.
+var continuePayload = []byte(continueReply)
 
 // reply decodes the plugin's answer.
 func reply(ctx context.Context, op callOp, f frame) (Decision, Effects, error) {

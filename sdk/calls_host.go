@@ -27,6 +27,7 @@ type CallConn struct {
 	reading bool              // a call is the reader, or has been given the turn
 	err     error             // why the connection is no longer usable; nil = usable
 	failed  chan struct{}
+	chans   sync.Pool // chan frame, buffered 1: a waiter's, for reuse once answered
 
 	// The deadlines of the calls whose context has a CancelParent
 	// (core/hook's handler timeouts): one timer for all of them, armed
@@ -122,7 +123,7 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 		return Decision{}, Effects{}, fmt.Errorf("sdk: %s: %w", op, err)
 	}
 	var deadline int64
-	w := waiter{ch: make(chan frame, 1)}
+	w := waiter{ch: c.waitChan()}
 	watch := ctx // what the wait watches: its Done, and its Err once done
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d.UnixNano()
@@ -152,6 +153,12 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 		return Decision{}, Effects{}, c.lost(op, err)
 	}
 	f, err := c.wait(watch, id, w)
+	if err == nil && len(w.ch) == 0 {
+		// Answered: out of the pending calls, so nothing sends to it
+		// now (and it is empty: the timer may have expired it while it
+		// took its own reply as the reader).
+		c.chans.Put(w.ch)
+	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			_ = c.w.write(frameCancel, id, 0, nil) // best effort: the plugin's ctx has the deadline too
@@ -160,6 +167,14 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 		return Decision{}, Effects{}, c.lost(op, err)
 	}
 	return reply(ctx, op, f)
+}
+
+// waitChan returns an empty channel for a waiter.
+func (c *CallConn) waitChan() chan frame {
+	if ch, ok := c.chans.Get().(chan frame); ok {
+		return ch
+	}
+	return make(chan frame, 1)
 }
 
 // expire is the channel's timer: it ends the waits of the calls whose

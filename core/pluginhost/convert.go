@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
@@ -9,7 +10,9 @@ import (
 )
 
 // requestParts holds a request and the parts it points to, so that a
-// call allocates them at once.
+// call takes them at once, from Plugin.parts: they are the call's only
+// until it returns (the call channel and gRPC both encode the request
+// before they wait), and go back then.
 type requestParts struct {
 	r  sdk.Request
 	s  sdk.Session
@@ -20,8 +23,11 @@ type requestParts struct {
 // request converts a hook request into the plugin's view. The message is
 // read only at data and predelivery (the stages that have one): its
 // header, and its body up to BodyLimit bytes.
-func (p *Plugin) request(req *hook.Request) (*sdk.Request, error) {
-	parts := new(requestParts)
+func (p *Plugin) request(req *hook.Request) (*requestParts, error) {
+	parts, _ := p.parts.Get().(*requestParts)
+	if parts == nil {
+		parts = new(requestParts)
+	}
 	r := &parts.r
 	*r = sdk.Request{
 		Stage:   req.Stage,
@@ -39,9 +45,7 @@ func (p *Plugin) request(req *hook.Request) (*sdk.Request, error) {
 			TLS:      s.TLS,
 			AuthUser: s.AuthUser,
 		}
-		if s.ClientIP.IsValid() {
-			parts.s.ClientIP = s.ClientIP.Unmap().String()
-		}
+		parts.s.ClientIP = clientIP(s.ClientIP, req.Envelope)
 		r.Session = &parts.s
 	}
 	if env := req.Envelope; env != nil {
@@ -55,12 +59,34 @@ func (p *Plugin) request(req *hook.Request) (*sdk.Request, error) {
 	if req.Message != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
 		m, err := p.message(req.Message)
 		if err != nil {
+			p.release(parts)
 			return nil, err
 		}
 		m.Auth = req.Auth
 		r.Message = m
 	}
-	return r, nil
+	return parts, nil
+}
+
+// release gives a call's request back for another call.
+func (p *Plugin) release(parts *requestParts) {
+	*parts = requestParts{} // nothing of this call kept
+	p.parts.Put(parts)
+}
+
+// clientIP is ip as the plugin sees it: unmapped, as text, "" for none.
+// The envelope, once there is one, has the text already.
+func clientIP(ip netip.Addr, env *envelope.Envelope) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	ip = ip.Unmap()
+	if env != nil && env.ClientIP != "" {
+		if got, err := netip.ParseAddr(env.ClientIP); err == nil && got == ip {
+			return env.ClientIP
+		}
+	}
+	return ip.String()
 }
 
 // message reads the header and up to BodyLimit bytes of the body.

@@ -114,6 +114,7 @@ type Plugin struct {
 	cur      *instance // nil while down
 	timeouts int       // calls of cur in a row that timed out
 	closed   bool
+	parts    sync.Pool     // *requestParts, for the calls' requests
 	downCh   chan string   // a call marked cur down: why (buffered 1)
 	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
@@ -248,15 +249,16 @@ func (p *Plugin) Handle(ctx context.Context, req *hook.Request) (sdk.Decision, s
 	if !slices.Contains(p.info.Stages, req.Stage) {
 		return sdk.Decision{}, sdk.Effects{}, nil
 	}
-	r, err := p.request(req)
+	parts, err := p.request(req)
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %w", p.name, err)
 	}
+	defer p.release(parts)
 	inst, err := p.acquire()
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, err
 	}
-	d, eff, err := inst.handle(ctx, r)
+	d, eff, err := inst.handle(ctx, &parts.r)
 	if err != nil {
 		if errors.Is(err, sdk.ErrNotHandled) && ctx.Err() == nil {
 			p.succeeded(inst)

@@ -1,6 +1,8 @@
 package sdk
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -60,5 +62,42 @@ func testCallChannelDeadlineTimer(t *testing.T, pair func(*testing.T) (net.Conn,
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%d of %d calls did not end with their parent", calls-i, calls)
 		}
+	}
+}
+
+// TestReadFrameContinue: a continue reply is read as the shared payload,
+// and the frames around it as they were written.
+func TestReadFrameContinue(t *testing.T) {
+	var buf bytes.Buffer
+	w := frameWriter{conn: &buf}
+	raw := func(b []byte) func([]byte) ([]byte, error) {
+		return func(dst []byte) ([]byte, error) { return append(dst, b...), nil }
+	}
+	frames := []frame{
+		{kind: frameReply, id: 1, payload: []byte(continueReply)},
+		{kind: frameReply, id: 2, payload: []byte("\x0a\x01")}, // two bytes, not a continue
+		{kind: frameCall, id: 3, deadline: 7, payload: []byte(continueReply)},
+		{kind: frameReply, id: 4, payload: []byte(continueReply)},
+	}
+	for _, f := range frames {
+		if err := w.writeWith(f.kind, f.id, f.deadline, raw(f.payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := bufio.NewReader(&buf)
+	for i, want := range frames {
+		got, err := readFrame(r)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if got.kind != want.kind || got.id != want.id || got.deadline != want.deadline || !bytes.Equal(got.payload, want.payload) {
+			t.Errorf("frame %d = %+v, want %+v", i, got, want)
+		}
+		if shared := len(got.payload) > 0 && &got.payload[0] == &continuePayload[0]; shared != (want.kind == frameReply && string(want.payload) == continueReply) {
+			t.Errorf("frame %d: shared payload %v", i, shared)
+		}
+	}
+	if _, err := readFrame(r); err != io.EOF {
+		t.Errorf("after the frames: %v, want EOF", err)
 	}
 }
