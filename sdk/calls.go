@@ -190,10 +190,17 @@ func (w *frameWriter) flushLocked() error {
 
 // readFrame reads the next frame.
 func readFrame(r *bufio.Reader) (frame, error) {
-	var h [frameHeader]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
+	// Peeked, not read into an array: io.ReadFull would move the array
+	// to the heap (an allocation per frame).
+	h, err := r.Peek(frameHeader)
+	switch {
+	case err == nil:
+	case len(h) > 0 && err == io.EOF:
+		return frame{}, io.ErrUnexpectedEOF // as io.ReadFull says it
+	default:
 		return frame{}, err
 	}
+	_, _ = r.Discard(frameHeader)
 	n := binary.BigEndian.Uint32(h[0:])
 	if n > MaxWireMessage {
 		return frame{}, fmt.Errorf("sdk: call channel: a frame of %d bytes, over %d: %w", n, MaxWireMessage, ErrProtocol)
