@@ -88,7 +88,8 @@ type frameWriter struct {
 	// yield, if set, is called by the flusher before it writes, without
 	// the lock: the plugin's end, which runs on one thread, lets the
 	// other calls under way run there, so that the replies of calls
-	// read together go together.
+	// read together go together; the host's lets its other sessions
+	// run, so that the calls they make meanwhile go with its own.
 	yield func()
 	// fail, if set, is told of a write that failed: it carried frames of
 	// callers who were told nothing (nil = the caller who flushed is

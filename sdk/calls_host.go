@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -21,13 +22,14 @@ type CallConn struct {
 	r    *bufio.Reader // read only by the reader
 	w    frameWriter
 
-	mu      sync.Mutex
-	next    uint64
-	pending map[uint64]waiter // each waiting call
-	reading bool              // a call is the reader, or has been given the turn
-	err     error             // why the connection is no longer usable; nil = usable
-	failed  chan struct{}
-	chans   sync.Pool // chan frame, buffered 1: a waiter's, for reuse once answered
+	mu        sync.Mutex
+	next      uint64
+	pending   map[uint64]waiter // each waiting call
+	reading   bool              // a call is the reader, or has been given the turn
+	overlapAt uint64            // the last call that found another waiting (busyYield)
+	err       error             // why the connection is no longer usable; nil = usable
+	failed    chan struct{}
+	chans     sync.Pool // chan frame, buffered 1: a waiter's, for reuse once answered
 
 	// The deadlines of the calls whose context has a CancelParent
 	// (core/hook's handler timeouts): one timer for all of them, armed
@@ -82,11 +84,36 @@ func NewCallConn(conn net.Conn) *CallConn {
 		pending: make(map[uint64]waiter),
 		failed:  make(chan struct{}),
 	}
-	c.w = frameWriter{conn: ch, fail: c.writeFailed}
+	c.w = frameWriter{conn: ch, fail: c.writeFailed, yield: c.busyYield}
 	c.timer = time.AfterFunc(time.Hour, c.expire)
 	c.timer.Stop()
 	return c
 }
+
+// busyYield is the writer's yield: while the channel is busy (one of its
+// last busyCalls calls found another waiting for its reply), it lets the
+// other sessions run before it writes a call, so that the calls they
+// make meanwhile go in the same write, one wake-up of the plugin for
+// all. On a quiet channel it writes at once: with nothing else to run, a
+// yield would only wake an idle thread (about 9 µs of CPU a call in
+// BenchmarkPluginRcptCall).
+func (c *CallConn) busyYield() {
+	if c.busy() {
+		runtime.Gosched()
+	}
+}
+
+// busy reports whether one of the last busyCalls calls found another
+// waiting for its reply.
+func (c *CallConn) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.overlapAt != 0 && c.next-c.overlapAt < busyCalls
+}
+
+// busyCalls is how many calls the channel stays busy after one found
+// another waiting.
+const busyCalls = 64
 
 // writeFailed ends the connection after a write that failed: the frames
 // of other calls may have been in it, and the stream may have a frame cut
@@ -139,6 +166,9 @@ func (c *CallConn) Handle(ctx context.Context, r *Request) (Decision, Effects, e
 	c.next++
 	id := c.next
 	c.pending[id] = w
+	if len(c.pending) > 1 {
+		c.overlapAt = id
+	}
 	if !w.deadline.IsZero() && (c.armed.IsZero() || w.deadline.Before(c.armed)) {
 		c.armed = w.deadline
 		c.timer.Reset(time.Until(w.deadline))

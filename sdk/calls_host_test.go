@@ -101,3 +101,53 @@ func TestReadFrameContinue(t *testing.T) {
 		t.Errorf("after the frames: %v, want EOF", err)
 	}
 }
+
+// TestCallConnBusy: a channel is busy (its writer yields before a call,
+// so that other sessions' calls go in the same write) from a call that
+// finds another waiting until busyCalls calls later (not counting the
+// "wait" call itself); calls one at a time leave it quiet.
+func TestCallConnBusy(t *testing.T) {
+	c, _, _ := startCalls(t, func(t *testing.T) (net.Conn, net.Conn) { return unixPair(t) })
+	for range busyCalls + 1 {
+		if _, _, err := c.Handle(t.Context(), rcptRequest("bob")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.busy() {
+		t.Fatal("busy after calls one at a time")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	waiting := make(chan error, 1)
+	go func() {
+		_, _, err := c.Handle(ctx, rcptRequest("wait"))
+		waiting <- err
+	}()
+	for !c.waiting() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, _, err := c.Handle(t.Context(), rcptRequest("bob")); err != nil { // finds "wait" waiting
+		t.Fatal(err)
+	}
+	cancel()
+	<-waiting
+	if !c.busy() {
+		t.Fatal("not busy after a call found another waiting")
+	}
+	for range busyCalls - 1 {
+		c.Handle(t.Context(), rcptRequest("bob"))
+	}
+	if !c.busy() {
+		t.Errorf("not busy %d calls later", busyCalls-1)
+	}
+	c.Handle(t.Context(), rcptRequest("bob"))
+	if c.busy() {
+		t.Errorf("still busy %d calls later", busyCalls)
+	}
+}
+
+// waiting reports whether a call waits for its reply.
+func (c *CallConn) waiting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) > 0
+}
