@@ -3,6 +3,7 @@ package hook
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/gateway/sdk"
@@ -18,62 +19,72 @@ import (
 // as a WithTimeout context is after its cancel.
 type deadline struct {
 	parent context.Context
-	at     time.Time
+	at     time.Time // the earlier of the parent's deadline and the timeout's
 
-	mu      sync.Mutex
-	timed   context.Context // WithDeadline(parent, at): made by the first Done
-	cancel  context.CancelFunc
-	stopped bool
+	// Read without the lock (Err runs several times a call: the Lua
+	// meter's first look, the handler's own expiry check, the chain's).
+	timed   atomic.Pointer[timer] // made by the first Done
+	stopped atomic.Bool
+
+	mu sync.Mutex // makes timed once, and orders it with stop
+}
+
+// timer is a deadline's context once something waits on its Done.
+type timer struct {
+	ctx    context.Context // WithDeadline(parent, at)
+	cancel context.CancelFunc
 }
 
 // withTimeout returns parent ending after timeout; call stop when the
 // handler has returned.
 func withTimeout(parent context.Context, timeout time.Duration) *deadline {
-	return &deadline{parent: parent, at: time.Now().Add(timeout)}
+	at := time.Now().Add(timeout)
+	if pd, ok := parent.Deadline(); ok && pd.Before(at) {
+		at = pd
+	}
+	return &deadline{parent: parent, at: at}
 }
 
 // Deadline implements context.Context: the earlier of the parent's
 // deadline and the timeout's.
-func (d *deadline) Deadline() (time.Time, bool) {
-	if pd, ok := d.parent.Deadline(); ok && pd.Before(d.at) {
-		return pd, true
-	}
-	return d.at, true
-}
+func (d *deadline) Deadline() (time.Time, bool) { return d.at, true }
 
 // Done implements context.Context. The first call starts the timer.
 func (d *deadline) Done() <-chan struct{} {
+	if t := d.timed.Load(); t != nil {
+		return t.ctx.Done()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.timed == nil {
-		d.timed, d.cancel = context.WithDeadline(d.parent, d.at)
-		if d.stopped {
-			d.cancel()
+	t := d.timed.Load()
+	if t == nil {
+		t = &timer{}
+		t.ctx, t.cancel = context.WithDeadline(d.parent, d.at)
+		d.timed.Store(t)
+		if d.stopped.Load() {
+			t.cancel()
 		}
 	}
-	return d.timed.Done()
+	return t.ctx.Done()
 }
 
 // Err implements context.Context: the parent's error, or
 // context.Canceled once stopped, or context.DeadlineExceeded once the
 // deadline has passed, timer or not (so it is also what Expired asks).
 func (d *deadline) Err() error {
-	d.mu.Lock()
-	timed, stopped := d.timed, d.stopped
-	d.mu.Unlock()
-	switch {
-	case timed != nil:
-		if err := timed.Err(); err != nil {
+	switch t := d.timed.Load(); {
+	case t != nil:
+		if err := t.ctx.Err(); err != nil {
 			return err
 		}
-	case stopped:
+	case d.stopped.Load():
 		return context.Canceled
 	default:
 		if err := d.parent.Err(); err != nil {
 			return err
 		}
 	}
-	if at, _ := d.Deadline(); time.Until(at) <= 0 { // one read of the monotonic clock, half of time.Now
+	if time.Until(d.at) <= 0 { // one read of the monotonic clock, half of time.Now
 		return context.DeadlineExceeded
 	}
 	return nil
@@ -81,11 +92,8 @@ func (d *deadline) Err() error {
 
 // Value implements context.Context.
 func (d *deadline) Value(key any) any {
-	d.mu.Lock()
-	timed := d.timed
-	d.mu.Unlock()
-	if timed != nil {
-		return timed.Value(key)
+	if t := d.timed.Load(); t != nil {
+		return t.ctx.Value(key)
 	}
 	return d.parent.Value(key)
 }
@@ -100,9 +108,9 @@ func (d *deadline) CancelParent() context.Context { return d.parent }
 func (d *deadline) stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.stopped = true
-	if d.cancel != nil {
-		d.cancel()
+	d.stopped.Store(true)
+	if t := d.timed.Load(); t != nil {
+		t.cancel()
 	}
 }
 

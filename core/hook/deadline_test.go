@@ -35,7 +35,7 @@ func TestDeadlineWithoutTimer(t *testing.T) {
 	if err := d.Err(); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Err after the deadline = %v, want DeadlineExceeded", err)
 	}
-	if d.timed != nil {
+	if d.timed.Load() != nil {
 		t.Fatal("Err started a timer")
 	}
 	waitClosed(t, d.Done(), "Done asked after the deadline")
