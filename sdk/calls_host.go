@@ -39,10 +39,9 @@ type CallConn struct {
 	// The reader's wait for a frame (awaitFrame), which the timer or
 	// the reader's cancellation interrupts by a read deadline in the
 	// past.
-	peeking     bool      // the reader waits for a frame
-	peekID      uint64    // whose wait it is
-	peekEnd     time.Time // its deadline when the timer watches it; zero = none
-	interrupted bool      // the wait was interrupted
+	peeking     bool   // the reader waits for a frame
+	peekID      uint64 // whose wait it is
+	interrupted bool   // the wait was interrupted
 }
 
 // waiter is a waiting call.
@@ -340,7 +339,7 @@ func (c *CallConn) awaitFrame(ctx context.Context, id uint64, deadline time.Time
 		return context.DeadlineExceeded
 	}
 	c.mu.Lock()
-	c.peeking, c.peekID, c.peekEnd, c.interrupted = true, id, deadline, false
+	c.peeking, c.peekID, c.interrupted = true, id, false
 	c.mu.Unlock()
 	stop := func() bool { return false }
 	if ctx.Done() != nil {
