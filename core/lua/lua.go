@@ -328,7 +328,7 @@ type Script struct {
 	chunk     string // chunk name used in messages
 	proto     *glua.FunctionProto
 	stages    []sdk.Stage
-	funcs     map[sdk.Stage]string // the on_* global of each stage the script defines
+	funcs     []string // funcs[i] is the on_* global of stages[i]
 	params    map[string]any
 	host      *hostsvc.Scope
 	log       *slog.Logger
@@ -359,7 +359,6 @@ func Load(opt Options) (*Script, error) {
 		log:       opt.Log,
 		maxMemory: opt.MaxMemory,
 		bodyLimit: opt.BodyLimit,
-		funcs:     make(map[sdk.Stage]string),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -418,7 +417,7 @@ func Load(opt Options) (*Script, error) {
 	for _, stage := range sdk.Stages {
 		name := "on_" + string(stage)
 		if fn, ok := st.L.GetGlobal(name).(*glua.LFunction); ok && fn != nil {
-			s.funcs[stage] = name
+			s.funcs = append(s.funcs, name)
 			s.stages = append(s.stages, stage)
 		}
 	}
@@ -464,15 +463,15 @@ func (s *Script) Stages() []sdk.Stage { return append([]sdk.Stage(nil), s.stages
 // It returns the verdict and the effects the script recorded, or an error
 // and no effects.
 func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision, eff sdk.Effects, err error) {
-	name, ok := s.funcs[req.Stage]
-	if !ok {
+	name := s.funcName(req.Stage)
+	if name == "" {
 		return sdk.Decision{}, sdk.Effects{}, nil
 	}
 	st, err := s.get(ctx)
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, err
 	}
-	ok = false
+	ok := false
 	defer func() {
 		if r := recover(); r != nil {
 			d, eff = sdk.Decision{}, sdk.Effects{}
@@ -483,12 +482,26 @@ func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision,
 	}()
 	d, eff, err = st.call(ctx, name, req, req.Message)
 	ok = err == nil
-	if err == nil {
+	if ok && st.waited {
 		// The script finished (say, after a DNS look-up failed on the
-		// deadline) but too late: its answer does not count.
+		// deadline) but too late: its answer does not count. A call that
+		// used no host service ran only instructions, which the meter
+		// holds to the deadline, and the chain looks again.
 		if cerr := hook.Expired(ctx); cerr != nil {
 			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %s: %w", s.name, name, cerr)
 		}
 	}
 	return d, eff, err
+}
+
+// funcName returns the on_* global of stage, "" if the script has none: a
+// scan of the few stages a script defines, which reads less memory than a
+// map would.
+func (s *Script) funcName(stage sdk.Stage) string {
+	for i, st := range s.stages {
+		if st == stage {
+			return s.funcs[i]
+		}
+	}
+	return ""
 }

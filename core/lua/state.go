@@ -21,6 +21,7 @@ type state struct {
 	calls   call            // what each call uses (cur), reset between calls
 	initCtx context.Context // while the top level runs in newState
 	m       *meter          // the meter of the call (or top level) in progress
+	waited  bool            // the call in progress asked for its context (a host service)
 	acct    account         // the state's memory
 
 	// ctx, ctx.conn and ctx.txn: their metatables while the call runs
@@ -89,9 +90,12 @@ func (st *state) runTop() error {
 	return st.pcall(body, 0)
 }
 
-// ctx returns the context of the call in progress (or of the top-level run).
+// ctx returns the context of the call in progress (or of the top-level
+// run), for a host service, which may wait on it: Handle then looks
+// whether the call ended after its deadline.
 func (st *state) ctx() context.Context {
 	if st.cur != nil {
+		st.waited = true
 		return st.cur.ctx
 	}
 	if st.initCtx != nil {
@@ -111,6 +115,7 @@ func (st *state) call(ctx context.Context, name string, req *hook.Request, msg h
 	c := &st.calls // zero: the last call's end cleared it
 	c.st, c.ctx, c.req, c.msg = st, ctx, req, msg
 	c.m.Context, c.m.st = ctx, st
+	st.waited = false
 	st.begin(L, c)
 	st.cur, st.m = c, &c.m
 	defer func() {
