@@ -485,8 +485,9 @@ func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision,
 	if ok && st.waited {
 		// The script finished (say, after a DNS look-up failed on the
 		// deadline) but too late: its answer does not count. A call that
-		// used no host service ran only instructions, which the meter
-		// holds to the deadline, and the chain looks again.
+		// used no host service and read no body ran only instructions,
+		// which the meter holds to the deadline, and the chain looks
+		// again.
 		if cerr := hook.Expired(ctx); cerr != nil {
 			return sdk.Decision{}, sdk.Effects{}, fmt.Errorf("%s: %s: %w", s.name, name, cerr)
 		}

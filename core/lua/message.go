@@ -142,6 +142,7 @@ func (st *state) msgSize(L *glua.LState) int {
 func (st *state) msgBody(L *glua.LState) int {
 	c := st.msgCall(L, "body")
 	if c.body == nil {
+		st.waited = true // it may read the spool's file
 		limit := int(st.s.bodyLimit)
 		st.charge(L, "msg:body", 2*(stringBytes+int(min(st.s.bodyLimit, c.msg.Size()))))
 		b, err := c.msg.Body(limit + 1)

@@ -21,7 +21,7 @@ type state struct {
 	calls   call            // what each call uses (cur), reset between calls
 	initCtx context.Context // while the top level runs in newState
 	m       *meter          // the meter of the call (or top level) in progress
-	waited  bool            // the call in progress asked for its context (a host service)
+	waited  bool            // the call in progress used a host service or read the body: it may have waited
 	acct    account         // the state's memory
 	slab    slab            // the userdata and verdicts calls make
 
