@@ -898,3 +898,32 @@ end
 		}
 	}
 }
+
+// TestVerdictsKeptAcrossCalls checks that a verdict made at the top level
+// and returned by every call, and one made and changed in each call, stay
+// what they were over more calls than a block of the state's slab holds
+// (a guard for any reuse of what earlier calls made).
+func TestVerdictsKeptAcrossCalls(t *testing.T) {
+	s := load(t, `
+local ACCEPT = gw.accept(250, "2.1.5", "kept")
+local made = {}
+function on_rcpt(ctx)
+  return ACCEPT
+end
+function on_mail(ctx)
+  local v = gw.reject(550, "5.7.1", "call " .. (#made + 1)):reason("r" .. (#made + 1))
+  made[#made + 1] = v
+  return made[1]
+end
+`, lua.Options{Pool: 1})
+	for i := range 100 {
+		d, _ := handle(t, s, request(sdk.StageRcpt))
+		if d.Verdict != sdk.Accept || d.Code != 250 || d.Message != "kept" {
+			t.Fatalf("rcpt call %d: %+v; want the top level's accept", i+1, d)
+		}
+		d, _ = handle(t, s, request(sdk.StageMail))
+		if d.Verdict != sdk.Reject || d.Message != "call 1" || d.Reason != "r1" {
+			t.Fatalf("mail call %d: %+v; want the first call's reject", i+1, d)
+		}
+	}
+}
