@@ -13,6 +13,7 @@
 #   sink   : smtp-source -> `gateway sink`
 #   serve  : smtp-source -> `gateway serve`, as above
 #   lua    : as serve, with the Lua rcpt and data hooks (lua.hcl)
+#   plugin : as serve, with the aliases plugin answering rcpt (plugin.hcl)
 #   relay  : smtp-source -> `gateway serve` -> `gateway sink`, end to end
 # and, when Postfix is installed and this runs as root, a throwaway Postfix
 # (its own config, queue and data directories in the temporary folder):
@@ -46,12 +47,15 @@ LUA_PORT=2529        # gateway serve with lua.hcl
 DOWN_PORT=2627       # gateway sink, the relays' next hop (gateway's and Postfix's)
 SMTP_SINK_PORT=2630  # Postfix's smtp-sink, the ceiling of the smtp-source phases
 POSTFIX_PORT=2531    # the throwaway Postfix's smtpd
+PLUGIN_PORT=2532     # gateway serve with plugin.hcl
 
 . examples/benchmark/lib.sh # work, bin, cleanup on exit, wait_port, stop
 chmod 755 "$work" # the throwaway Postfix's daemons run as postfix and chdir to its queue in here
 postfix_live=""   # the running throwaway Postfix's folder, if any
 cleanup_more() { postfix_stop; }
 build_gateway
+go build -o "$work/gateway-plugin-aliases" ./plugins/aliases
+echo "postmaster: root" >"$work/aliases"
 
 # cpu_ticks PID: user+system clock ticks of a process so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -136,6 +140,8 @@ start_gateway() {
 		-e "s|address *= \"127.0.0.1:[0-9]*\"|address = \"127.0.0.1:$2\"|" \
 		-e "s|via = \"127.0.0.1:2627\"|via = \"127.0.0.1:$DOWN_PORT\"|" \
 		-e "s|path    = \"hooks.lua\"|path    = \"$(pwd)/examples/benchmark/hooks.lua\"|" \
+		-e "s|path     = \"gateway-plugin-aliases\"|path     = \"$work/gateway-plugin-aliases\"|" \
+		-e "s|aliases_file = \"aliases\"|aliases_file = \"$work/aliases\"|" \
 		"examples/benchmark/$1.hcl" >"$work/$1.hcl"
 	"$bin" serve -config "$work/$1.hcl" 2>"$work/$1.err" &
 	srv=$!
@@ -256,6 +262,7 @@ src_sink_rates=(); src_sink_shares=(); src_sink_cpu=(); src_sink_sw=(); src_jour
 src_serve_sw=(); src_lua_sw=(); src_relay_sw=(); pf_serve_sw=(); pf_relay_sw=()
 src_serve_rates=(); src_serve_shares=(); src_serve_cpu=(); src_relay_rates=(); src_relay_shares=(); src_relay_cpu=()
 src_lua_rates=(); src_lua_shares=(); src_lua_cpu=(); src_lua_of_serve=()
+src_plugin_rates=(); src_plugin_shares=(); src_plugin_cpu=(); src_plugin_sw=(); src_plugin_of_serve=()
 pf_serve_rates=(); pf_serve_shares=(); pf_serve_cpu=(); pf_relay_rates=(); pf_relay_shares=(); pf_relay_cpu=()
 
 # source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`, then
@@ -346,6 +353,12 @@ source_gateway() {
 	record src_lua "$i" "gateway accept + Lua hooks"
 	src_lua_of_serve+=("$(share "$rate" "$plain")")
 
+	start_gateway plugin "$PLUGIN_PORT"
+	measure_accept "$PLUGIN_PORT" tree_ticks "$srv" # the plugin's process too
+	stop_gateway
+	record src_plugin "$i" "gateway accept + plugin rcpt hook"
+	src_plugin_of_serve+=("$(share "$rate" "$plain")")
+
 	start_sink "$DOWN_PORT" --report 10ms
 	start_gateway relay "$RELAY_PORT"
 	measure_relay "$RELAY_PORT" cpu_ticks "$srv"
@@ -417,6 +430,7 @@ if [ -n "$have_postfix" ]; then
 fi
 echo "| this gateway | $(median "${src_serve_rates[@]}") ($(median "${src_serve_shares[@]}")) | $(median "${src_relay_rates[@]}") ($(median "${src_relay_shares[@]}")) | $(median "${src_serve_cpu[@]}"), $(median "${src_relay_cpu[@]}") | $(median "${src_serve_sw[@]}"), $(median "${src_relay_sw[@]}") |"
 echo "| this gateway + Lua rcpt and data hooks | $(median "${src_lua_rates[@]}") ($(median "${src_lua_shares[@]}"); $(median "${src_lua_of_serve[@]}") of accept without) | – | $(median "${src_lua_cpu[@]}") | $(median "${src_lua_sw[@]}") |"
+echo "| this gateway + a plugin's rcpt hook | $(median "${src_plugin_rates[@]}") ($(median "${src_plugin_shares[@]}"); $(median "${src_plugin_of_serve[@]}") of accept without) | – | $(median "${src_plugin_cpu[@]}") (the gateway's and the plugin's) | – |"
 if [ -n "$have_postfix" ]; then
 	echo "| this gateway / Postfix | $(share "$(median "${src_serve_rates[@]}")" "$(median "${pf_serve_rates[@]}")") | $(share "$(median "${src_relay_rates[@]}")" "$(median "${pf_relay_rates[@]}")") | | |"
 fi
