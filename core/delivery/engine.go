@@ -121,7 +121,7 @@ type Engine struct {
 	mu        sync.Mutex
 	rng       *rand.Rand              // retry jitter
 	leases    map[string]*engineRound // in-flight messages; nil = held by an admin operation, expected or being started
-	expected  map[string]expectation  // leased by Expect, not yet handed over by Enqueue
+	expected  map[string]struct{}     // leased by Expect, not yet handed over by Enqueue
 	rounds    int                     // leases with a round (Stats.InFlight)
 	active    int                     // jobs in flight
 	perDomain map[string]int          // jobs in flight per destination domain
@@ -222,7 +222,7 @@ func New(opt Options) (*Engine, error) {
 		wake:       make(chan struct{}, 1),
 		rng:        rand.New(rand.NewChaCha8(seed)),
 		leases:     make(map[string]*engineRound),
-		expected:   make(map[string]expectation),
+		expected:   make(map[string]struct{}),
 		perDomain:  make(map[string]int),
 		down:       make(map[string]*downDest),
 	}
@@ -268,31 +268,13 @@ func (e *Engine) Kick() {
 // before Enqueue hands it over: the engine then needs neither to read it
 // back nor to wonder whether the copy it is handed is still what is
 // stored. Forget gives the lease back when the commit fails.
-//
-// It returns when the message is first due: zero for at once, or later
-// when it is parked from the start because every domain of env's
-// recipients is down (parkNewLocked); the caller stores that as the
-// message's next attempt (queue.Draft.Park), and Enqueue then only gives
-// the lease back. env nil: at once.
-func (e *Engine) Expect(id string, env *envelope.Envelope) (parkUntil time.Time) {
+func (e *Engine) Expect(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, busy := e.leases[id]; busy {
-		return time.Time{}
+	if _, busy := e.leases[id]; !busy {
+		e.leases[id] = nil
+		e.expected[id] = struct{}{}
 	}
-	e.leases[id] = nil
-	x := expectation{gen: e.releases}
-	if env != nil {
-		x.parkUntil = e.parkNewLocked(env, e.now())
-	}
-	e.expected[id] = x
-	return x.parkUntil
-}
-
-// expectation is a message Expect leased.
-type expectation struct {
-	parkUntil time.Time // parked from the start until then; zero = due at once
-	gen       uint64    // e.releases when Expect decided
 }
 
 // Forget gives back the lease Expect took for id, whose commit failed (or
@@ -314,27 +296,11 @@ func (e *Engine) Forget(id string) {
 // not change afterwards. A message that was not expected (or whose lease
 // a stop of Run dropped) is left to a scan: Enqueue kicks. It never
 // blocks; when too many are waiting it falls back to Kick too.
-//
-// A message Expect parked is not started: its lease is given back and the
-// scheduler finds it when it is due, unless one of the down domains was
-// found up again since Expect decided (then the release's scan may have
-// passed it over, leased): it is started now, as any other.
 func (e *Engine) Enqueue(m *queue.Message, body []byte) {
 	e.mu.Lock()
-	x, expected := e.expected[m.ID]
+	_, expected := e.expected[m.ID]
 	delete(e.expected, m.ID)
-	parked := expected && !x.parkUntil.IsZero() && x.gen == e.releases
-	if parked {
-		delete(e.leases, m.ID)
-		e.noteNextLocked(x.parkUntil)
-	}
 	e.mu.Unlock()
-	if parked {
-		if x.parkUntil.Before(e.now().Add(maxSleep)) {
-			e.wakeScheduler() // it may sleep past it otherwise
-		}
-		return
-	}
 	if !expected {
 		e.Kick()
 		return

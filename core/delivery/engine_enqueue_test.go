@@ -26,7 +26,7 @@ func TestEngineEnqueueHandsOver(t *testing.T) {
 	}
 	io.WriteString(d, engBody)
 	env := &envelope.Envelope{Sender: engAddr(engSender), Recipients: engRcpts("bob@example.net")}
-	h.eng.Expect(d.ID(), env) // as the SMTP intake does
+	h.eng.Expect(d.ID()) // as the SMTP intake does
 	if err := d.Commit(ctx, env, []byte(engTrace)); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestEngineStoredHopCount(t *testing.T) {
 func TestEngineForget(t *testing.T) {
 	h := newEngHarness(t)
 	ctx := context.Background()
-	h.eng.Expect("0123456789abcdef", nil)
+	h.eng.Expect("0123456789abcdef")
 	h.eng.Forget("0123456789abcdef")
 	if err := h.eng.Hold(ctx, "0123456789abcdef"); errors.Is(err, delivery.ErrBusy) {
 		t.Errorf("Hold after Forget = %v, want the lease given back", err)

@@ -13,9 +13,7 @@ package delivery
 // once; a message parked while that happened is made due when its job
 // ends. A probe that is late by probeSlack (removed, held, bounced,
 // expired, or its attempt hangs) is replaced by a parked message made due
-// by the scheduler; a down domain with no mail left is forgotten. Mail
-// queued for a domain already down is parked from the start (Expect,
-// parkNewLocked): no attempt, and no write beyond its commit. So an
+// by the scheduler; a down domain with no mail left is forgotten. So an
 // outage costs an attempt per domain per retry, and one per parked
 // message an hour, not one per message per retry.
 //
@@ -32,8 +30,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mailgate/gateway/core/envelope"
-	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -129,57 +125,18 @@ func (e *Engine) parkedNext(m *queue.Message, next, now time.Time) (at time.Time
 			return next, false, 0
 		}
 	}
-	until := e.parkEnd(m.Created, m.DelayWarned, now)
+	until := now.Add(parkMax)
+	if exp := m.Created.Add(e.cfg.MaxLifetime); exp.Before(until) {
+		until = exp
+	}
+	if warn := m.Created.Add(e.cfg.DelayWarning); e.cfg.DelayWarning > 0 && !m.DelayWarned && warn.After(now) && warn.Before(until) {
+		until = warn
+	}
 	if !until.After(next) {
 		return next, false, 0
 	}
 	m.NextAttempt = until
 	return until, true, e.releases
-}
-
-// parkEnd is when a message created at created, parked at now, is due
-// again: after parkMax, or sooner for its delay warning (not sent yet
-// unless warned) or its expiry.
-func (e *Engine) parkEnd(created time.Time, warned bool, now time.Time) time.Time {
-	until := now.Add(parkMax)
-	if exp := created.Add(e.cfg.MaxLifetime); exp.Before(until) {
-		until = exp
-	}
-	if warn := created.Add(e.cfg.DelayWarning); e.cfg.DelayWarning > 0 && !warned && warn.After(now) && warn.Before(until) {
-		until = warn
-	}
-	return until
-}
-
-// parkNewLocked returns when a message for env's recipients, about to be
-// queued, is first due if it is parked from the start, as parkedNext
-// would park it after its first attempt: every domain of its recipients
-// is down and has a probe that is not late. Its attempt would reach no
-// server (the SMTP transport's dead-address cache already knows), so it
-// costs no attempt and no second write. Zero (tried at once, as usual)
-// when a predelivery hook runs: it could send the mail elsewhere, and it
-// runs at the attempt. Called with e.mu held.
-func (e *Engine) parkNewLocked(env *envelope.Envelope, now time.Time) time.Time {
-	if len(e.down) == 0 || len(env.Recipients) == 0 || e.predeliveryRuns() {
-		return time.Time{}
-	}
-	for _, rc := range env.Recipients {
-		d := e.down[rc.Address.DomainFold()]
-		if d == nil || d.probe == "" || now.After(d.probeDue.Add(probeSlack)) {
-			return time.Time{}
-		}
-	}
-	return e.parkEnd(now, false, now)
-}
-
-// predeliveryRuns reports whether the engine's hooks may run a predelivery
-// handler (a dispatcher that cannot tell is taken to).
-func (e *Engine) predeliveryRuns() bool {
-	if e.opt.Hooks == nil {
-		return false
-	}
-	r, ok := e.opt.Hooks.(hook.Runner)
-	return !ok || r.Runs(sdk.StagePredelivery)
 }
 
 // unparkReleased makes the message of round r due now when released:

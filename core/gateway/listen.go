@@ -138,9 +138,7 @@ type intakeDraft struct {
 }
 
 func (d intakeDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
-	if until := d.engine.Expect(d.ID(), env); !until.IsZero() {
-		d.Draft.Park(until)
-	}
+	d.engine.Expect(d.ID())
 	if err := d.Draft.Commit(ctx, env, header); err != nil {
 		d.engine.Forget(d.ID())
 		return err

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -52,14 +51,8 @@ type Draft struct {
 	// (Committed); storedBody is nil when the body is in a file.
 	stored     *Message
 	storedBody []byte
-	keep       bool      // the body file may be referred to by a committed record: never remove it
-	parkUntil  time.Time // the stored message's first NextAttempt; zero = due at once (Park)
+	keep       bool // the body file may be referred to by a committed record: never remove it
 }
-
-// Park makes the message Commit stores first due at until instead of at
-// once: the delivery engine's choice for mail whose every destination is
-// down (delivery.Engine.Expect).
-func (d *Draft) Park(until time.Time) { d.parkUntil = until }
 
 // Create starts a new message with a fresh ID. Nothing touches the disk until
 // the content passes the spill threshold.
@@ -288,14 +281,13 @@ func (d *Draft) Committed() (*Message, []byte) {
 // that is not UTF-8 as the record stores it (see storedText).
 func (d *Draft) newMessage(env *envelope.Envelope, header []byte) *Message {
 	m := &Message{
-		Version:     recordVersion,
-		ID:          d.id,
-		Envelope:    *env,
-		Recipients:  make([]RecipientState, len(env.Recipients)),
-		Created:     d.s.now().Round(0), // as stored: no monotonic reading
-		Size:        int64(len(header)) + d.size,
-		NextAttempt: d.parkUntil,
-		spilled:     d.w != nil,
+		Version:    recordVersion,
+		ID:         d.id,
+		Envelope:   *env,
+		Recipients: make([]RecipientState, len(env.Recipients)),
+		Created:    d.s.now().Round(0), // as stored: no monotonic reading
+		Size:       int64(len(header)) + d.size,
+		spilled:    d.w != nil,
 	}
 	e := &m.Envelope
 	e.Recipients = slices.Clone(env.Recipients)

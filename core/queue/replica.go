@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // Replica is a copy of the spool's messages kept off this machine
@@ -53,19 +52,6 @@ func (d *Draft) replicate(ctx context.Context, m *Message, rec, body []byte) err
 	s := d.s
 	if s.replica == nil {
 		return nil
-	}
-	if !d.parkUntil.IsZero() {
-		// Parked from the start on what this node's engine knows (its
-		// destinations are down): a node that takes the copy over knows
-		// none of it, and tries the message at once, as the copy of any
-		// other commit says.
-		due := *m
-		due.NextAttempt = time.Time{}
-		var err error
-		if rec, err = encodeMessage(&due); err != nil {
-			return err
-		}
-		m = &due
 	}
 	var wait func(context.Context) error
 	if !m.spilled {

@@ -211,39 +211,3 @@ func TestReplicaLearnsFinalStates(t *testing.T) {
 	change("released (Update)", func(m *Message) { m.Held = false }, false, 5)
 	change("delay warned (Replace)", func(m *Message) { m.DelayWarned = true }, true, 6)
 }
-
-// TestParkedCommitCopyIsDue: a message committed parked (Draft.Park) is
-// first due at its park's end here, and due at once in its copy: a node
-// that takes it over knows nothing of the destinations this node's engine
-// found down.
-func TestParkedCommitCopyIsDue(t *testing.T) {
-	rep := &copies{}
-	s := openSpool(t, t.TempDir(), Options{Replica: rep})
-	d, err := s.Create(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Write(content("parked", 100))
-	until := testNow().Add(time.Hour)
-	d.Park(until)
-	if err := d.Commit(t.Context(), testEnvelope("bob@example.net"), []byte("Received: x\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	if m, _ := s.Get(d.ID()); !m.NextAttempt.Equal(until) {
-		t.Errorf("stored next attempt %v, want %v", m.NextAttempt, until)
-	}
-	copied, err := DecodeRecord(rep.records[d.ID()])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !copied.NextAttempt.IsZero() {
-		t.Errorf("the copy's next attempt %v, want none (due at once)", copied.NextAttempt)
-	}
-	var due []string
-	if err := s.DueIDs(testNow(), func(id string, _ time.Time) bool { due = append(due, id); return true }); err != nil {
-		t.Fatal(err)
-	}
-	if len(due) != 0 {
-		t.Errorf("due now: %v, want nothing (parked)", due)
-	}
-}
