@@ -3,6 +3,7 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Stage names a hook point (DESIGN.md, Hook points).
@@ -72,7 +73,17 @@ func (v Verdict) String() string {
 // {5, 7, 1}. The zero value means "the stage default".
 type EnhancedCode [3]uint16
 
-func (e EnhancedCode) String() string { return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2]) }
+func (e EnhancedCode) String() string { return string(e.Append(make([]byte, 0, 11))) }
+
+// Append appends e as String renders it ("5.7.1") to b: the SMTP server
+// writes it into every reply that has one, without fmt or a string.
+func (e EnhancedCode) Append(b []byte) []byte {
+	b = strconv.AppendUint(b, uint64(e[0]), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(e[1]), 10)
+	b = append(b, '.')
+	return strconv.AppendUint(b, uint64(e[2]), 10)
+}
 
 // IsZero reports whether e is unset.
 func (e EnhancedCode) IsZero() bool { return e == EnhancedCode{} }

@@ -78,3 +78,23 @@ func TestVerdictString(t *testing.T) {
 		}
 	}
 }
+
+func TestEnhancedCodeString(t *testing.T) {
+	for _, tc := range []struct {
+		e    EnhancedCode
+		want string
+	}{
+		{EnhancedCode{5, 7, 1}, "5.7.1"},
+		{EnhancedCode{2, 0, 0}, "2.0.0"},
+		{EnhancedCode{}, "0.0.0"},
+		{EnhancedCode{4, 999, 999}, "4.999.999"},
+		{EnhancedCode{65535, 10, 65535}, "65535.10.65535"},
+	} {
+		if got := tc.e.String(); got != tc.want {
+			t.Errorf("%v.String() = %q, want %q", [3]uint16(tc.e), got, tc.want)
+		}
+		if got := string(tc.e.Append([]byte("x "))); got != "x "+tc.want {
+			t.Errorf("%v.Append(\"x \") = %q, want %q", [3]uint16(tc.e), got, "x "+tc.want)
+		}
+	}
+}

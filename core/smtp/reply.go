@@ -37,18 +37,19 @@ func (r Reply) writeTo(w *bufio.Writer) {
 	if len(lines) == 0 {
 		lines = []string{""}
 	}
-	code := strconv.Itoa(r.Code)
 	for i, l := range lines {
-		w.WriteString(code)
+		// The code, separator and enhanced code go straight into the
+		// writer's buffer: no string is made for them.
+		b := strconv.AppendInt(w.AvailableBuffer(), int64(r.Code), 10)
 		if i == len(lines)-1 {
-			w.WriteByte(' ')
+			b = append(b, ' ')
 		} else {
-			w.WriteByte('-')
+			b = append(b, '-')
 		}
 		if !r.Enhanced.IsZero() {
-			w.WriteString(r.Enhanced.String())
-			w.WriteByte(' ')
+			b = append(r.Enhanced.Append(b), ' ')
 		}
+		w.Write(b)
 		if strings.ContainsAny(l, "\r\n") {
 			l = strings.NewReplacer("\r", " ", "\n", " ").Replace(l)
 		}
