@@ -490,11 +490,39 @@ func (s *session) hookSession() hook.Session {
 // Effects.Skip are skipped for the rest of the transaction (Haraka's
 // skip_plugins).
 func (s *session) dispatch(ctx context.Context, r hook.Request) hook.Result {
-	if s.srv.hooks == nil || (s.srv.runner != nil && !s.srv.runner.Runs(r.Stage)) {
+	if !s.runs(r.Stage) {
 		return hook.Result{} // and no request made for nobody
 	}
 	req := new(hook.Request) // made here, not for the stages passed over
 	*req = r
+	return s.run(ctx, req)
+}
+
+// dispatchRcpt is dispatch at the rcpt stage for rcpt, given by value:
+// the request and its copy of rcpt are one allocation, made only when
+// the stage runs (a pointer to the caller's rcpt in a request would put
+// it on the heap at every RCPT, hooks or not).
+func (s *session) dispatchRcpt(ctx context.Context, env *envelope.Envelope, rcpt envelope.Recipient) hook.Result {
+	if !s.runs(sdk.StageRcpt) {
+		return hook.Result{}
+	}
+	r := &struct {
+		req  hook.Request
+		rcpt envelope.Recipient
+	}{rcpt: rcpt}
+	r.req = hook.Request{Stage: sdk.StageRcpt, Envelope: env, Rcpt: &r.rcpt}
+	return s.run(ctx, &r.req)
+}
+
+// runs reports whether a dispatch of stage may call a handler.
+func (s *session) runs(stage sdk.Stage) bool {
+	return s.srv.hooks != nil && (s.srv.runner == nil || s.srv.runner.Runs(stage))
+}
+
+// run completes req with the session's view, skips and notes, runs it,
+// and keeps the notes and skips the handlers gave. req is not changed
+// once handed to the chain.
+func (s *session) run(ctx context.Context, req *hook.Request) hook.Result {
 	if req.Session == nil {
 		if s.hs == nil || *s.hs != s.hookSession() {
 			hs := s.hookSession()

@@ -305,7 +305,7 @@ func (s *session) cmdRcpt(ctx context.Context, arg string) {
 		s.reply(R(250, enh215, "Ok"))
 		return
 	}
-	res := s.dispatch(ctx, hook.Request{Stage: sdk.StageRcpt, Envelope: &tx.env, Rcpt: &rcpt})
+	res := s.dispatchRcpt(ctx, &tx.env, rcpt)
 	switch res.Decision.Verdict {
 	case sdk.Reject, sdk.Defer:
 		s.replyDecision(sdk.StageRcpt, res.Decision)
