@@ -262,7 +262,9 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 	if c == nil {
 		return res
 	}
-	for _, e := range c.forStage(req.Stage) {
+	entries := c.forStage(req.Stage)
+	for i := range entries {
+		e := &entries[i] // not copied: an Entry is 72 bytes
 		name := e.Handler.Name()
 		if skipped(name, req.Skip, res.Effects.Skip) {
 			c.log.Debug("hook skipped", "stage", req.Stage, "hook", name)
@@ -271,11 +273,10 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 		if e.Match != nil && !e.Match(req) {
 			continue
 		}
-		d, eff := c.run(ctx, e, req)
-		res.Effects.merge(eff)
-		if len(eff.Notes) > 0 {
+		d, notes := c.run(ctx, e, name, req, &res.Effects)
+		if len(notes) > 0 {
 			r := *req // the caller's request stays as it was
-			r.Notes = MergeNotes(req.Notes, eff.Notes)
+			r.Notes = MergeNotes(req.Notes, notes)
 			req = &r
 		}
 		if req.Stage.IsNotification() || d.Verdict == sdk.Continue {
@@ -294,13 +295,15 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 	return res
 }
 
-// run calls one handler and checks its answer: a failure (an error, a
-// panic, the deadline, a malformed effect) becomes the entry's on_error
-// decision without effects; an invalid decision falls back to the stage
-// default; effects the stage does not take are removed with a warning.
-func (c *Chain) run(ctx context.Context, e Entry, req *Request) (sdk.Decision, Effects) {
-	name := e.Handler.Name()
-	d, given, err := c.call(ctx, e, req)
+// run calls one handler (name is its Name) and checks its answer: a
+// failure (an error, a panic, the deadline, a malformed effect) becomes
+// the entry's on_error decision without effects; an invalid decision
+// falls back to the stage default; effects the stage does not take are
+// removed with a warning. The effects that count are merged into into
+// (not copied out: a handler that gives none costs no merge), and the
+// notes among them returned.
+func (c *Chain) run(ctx context.Context, e *Entry, name string, req *Request, into *Effects) (sdk.Decision, map[string]string) {
+	d, given, err := c.call(ctx, e, name, req)
 	var eff Effects
 	if err == nil && !given.IsZero() {
 		var off []Effect
@@ -314,7 +317,7 @@ func (c *Chain) run(ctx context.Context, e Entry, req *Request) (sdk.Decision, E
 		d = failure(e.OnError)
 		d.Reason = err.Error()
 		c.log.Warn("hook failed", "stage", req.Stage, "hook", name, "on_error", policy(e.OnError), "err", err)
-		return d, Effects{}
+		return d, nil
 	}
 	if verr := d.Validate(req.Stage); verr != nil {
 		c.log.Error("hook returned an invalid decision; using the stage default", "stage", req.Stage, "hook", name, "err", verr)
@@ -323,7 +326,10 @@ func (c *Chain) run(ctx context.Context, e Entry, req *Request) (sdk.Decision, E
 			d = sdk.Decision{Verdict: sdk.Defer, Reason: "invalid verdict"}
 		}
 	}
-	return d, eff
+	if !given.IsZero() {
+		into.merge(eff)
+	}
+	return d, eff.Notes
 }
 
 // skipped reports whether name is in either list.
@@ -332,7 +338,7 @@ func skipped(name string, byCaller, byHooks []string) bool {
 		(len(byHooks) > 0 && slices.Contains(byHooks, name))
 }
 
-func (c *Chain) call(ctx context.Context, e Entry, req *Request) (d sdk.Decision, eff sdk.Effects, err error) {
+func (c *Chain) call(ctx context.Context, e *Entry, name string, req *Request) (d sdk.Decision, eff sdk.Effects, err error) {
 	if e.Timeout > 0 {
 		dl := withTimeout(ctx, e.Timeout)
 		defer dl.stop()
@@ -346,7 +352,7 @@ func (c *Chain) call(ctx context.Context, e Entry, req *Request) (d sdk.Decision
 	d, eff, err = e.Handler.Handle(ctx, req)
 	if err == nil {
 		if cerr := Expired(ctx); cerr != nil {
-			err = fmt.Errorf("hook %s: %w", e.Handler.Name(), cerr)
+			err = fmt.Errorf("hook %s: %w", name, cerr)
 		}
 	}
 	return d, eff, err

@@ -1771,9 +1771,27 @@ func TestPasswordTable(t *testing.T) {
 	}
 }
 
-func BenchmarkSession(b *testing.B) {
+func BenchmarkSession(b *testing.B) { benchSession(b, nil) }
+
+// BenchmarkSessionHooked is BenchmarkSession with a Go handler that
+// accepts at rcpt and continues at data, under a timeout as configured
+// hooks run: what the hook call path (the session's dispatch, the chain,
+// the decision's reply) adds to a message, without any handler's work.
+func BenchmarkSessionHooked(b *testing.B) {
+	h := hooktest.Func{HandlerName: "go.accept", F: func(ctx context.Context, r *hook.Request) (sdk.Decision, sdk.Effects, error) {
+		if r.Stage == sdk.StageRcpt {
+			return sdk.AcceptDecision(), sdk.Effects{}, nil
+		}
+		return sdk.Decision{}, sdk.Effects{}, nil
+	}}
+	benchSession(b, hook.NewChain(nil, hook.Entry{Handler: h, Timeout: time.Second,
+		Stages: []sdk.Stage{sdk.StageRcpt, sdk.StageData}}))
+}
+
+func benchSession(b *testing.B, hooks hook.Dispatcher) {
 	spool := &smtptest.DiscardSpool{}
 	opt := baseOptions()
+	opt.Hooks = hooks
 	opt.Spool = spool
 	opt.Listener.MaxMessageSize = 1 << 20
 	opt.Log = slog.New(slog.DiscardHandler)
