@@ -557,3 +557,53 @@ func hooktestFunc(name string, f func(req *hook.Request) sdk.Effects) hook.Handl
 		return sdk.Decision{}, f(req), nil
 	}}
 }
+
+// TestRcptRequestsStayAsHanded checks that the request a rcpt hook is
+// handed is its own and never changed afterwards: a hook that keeps the
+// requests of two RCPT commands finds each with its own recipient, and
+// the first with its notify parameter, after the transaction has gone on.
+func TestRcptRequestsStayAsHanded(t *testing.T) {
+	var mu sync.Mutex
+	var kept []*hook.Request
+	keeper := hooktestFunc("keeper", func(req *hook.Request) sdk.Effects {
+		if req.Stage == sdk.StageRcpt {
+			mu.Lock()
+			kept = append(kept, req)
+			mu.Unlock()
+		}
+		return sdk.Effects{}
+	})
+	addr, spool, _ := start(t, func(o *smtp.Options) {
+		o.Hooks = hook.NewChain(nil, hook.Entry{Handler: keeper, Stages: []sdk.Stage{sdk.StageRcpt}})
+	})
+	smtptest.Run(t, addr, hello+`
+		C: MAIL FROM:<a@example.net>
+		S: 250 2.1.0 Ok
+		C: RCPT TO:<first@example.org> NOTIFY=NEVER
+		S: 250 2.1.5 Ok
+		C: RCPT TO:<second@example.org>
+		S: 250 2.1.5 Ok
+		C: DATA
+		S: 354 End data with <CR><LF>.<CR><LF>
+		C: x
+		C: .
+		S: 250 2.0.0 Ok: queued as M0001
+		C: QUIT
+		S: 221 2.0.0 Bye
+		EOF
+	`)
+	wantMessages(t, spool, 1)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(kept) != 2 {
+		t.Fatalf("%d rcpt requests kept, want 2", len(kept))
+	}
+	for i, want := range []envelope.Recipient{
+		{Address: envelope.Address{Local: "first", Domain: "example.org"}, Notify: envelope.NotifyNever},
+		{Address: envelope.Address{Local: "second", Domain: "example.org"}},
+	} {
+		if r := kept[i]; r.Stage != sdk.StageRcpt || r.Rcpt == nil || !cmp.Equal(*r.Rcpt, want) {
+			t.Errorf("request %d: stage %s, rcpt %+v; want rcpt %+v", i, r.Stage, r.Rcpt, want)
+		}
+	}
+}
