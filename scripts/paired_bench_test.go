@@ -55,11 +55,14 @@ func (h *goBenchHook) Handle(ctx context.Context, req *hook.Request) (sdk.Decisi
 			return sdk.Decision{Verdict: sdk.Accept}, sdk.Effects{}, nil
 		}
 	case sdk.StageData:
-		fields, err := req.Message.Header()
+		var fields []sdk.HeaderField
+		var err error
 		if v, ok := req.Message.(interface {
 			SharedHeader() ([]sdk.HeaderField, error)
 		}); ok {
-			fields, err = v.SharedHeader()
+			fields, err = v.SharedHeader() // the server's view: no copy
+		} else {
+			fields, err = req.Message.Header()
 		}
 		if err != nil {
 			return sdk.Decision{}, sdk.Effects{}, err
