@@ -32,17 +32,7 @@ const (
 // reports msgs/s, and fails on any refusal or when the spool did not
 // commit exactly b.N messages.
 func BenchAccept(b *testing.B, hooks hook.Dispatcher) {
-	spool := &ContentSpool{}
-	opt := smtp.Options{
-		Hostname:     "mx.example.test",
-		LocalDomains: []string{"example.test"},
-		Spool:        spool,
-		Log:          slog.New(slog.DiscardHandler),
-	}
-	if hooks != nil {
-		opt.Hooks = hooks
-	}
-	addr, _ := StartServer(b, opt)
+	addr, spool := startBenchServer(b, hooks)
 	BenchLoad(b, addr, BenchBody())
 	if got := spool.committed.Load(); got != int64(b.N) {
 		b.Fatalf("%d messages committed, want %d", got, b.N)
@@ -56,18 +46,7 @@ func BenchAccept(b *testing.B, hooks hook.Dispatcher) {
 func BenchLoad(b *testing.B, addr string, body []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	clients := make([]*smtp.Client, BenchConns)
-	for i := range clients {
-		c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test", Timeout: time.Minute})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Hello(ctx); err != nil {
-			b.Fatal(err)
-		}
-		clients[i] = c
-	}
+	clients := dialBenchClients(ctx, b, addr)
 
 	var next atomic.Int64
 	var (
@@ -87,15 +66,7 @@ func BenchLoad(b *testing.B, addr string, body []byte) {
 				if n > int64(b.N) {
 					return
 				}
-				env := &envelope.Envelope{
-					Sender:     envelope.Address{Local: "sender", Domain: "example.org"},
-					Recipients: []envelope.Recipient{{Address: envelope.Address{Local: fmt.Sprintf("user%d", n%100+1), Domain: "example.test"}}},
-				}
-				res, err := c.Send(ctx, env, bytes.NewReader(body))
-				if err == nil && (len(res.Rcpts) != 1 || res.Rcpts[0].Code != 250) {
-					err = fmt.Errorf("rcpt: %v", res.Rcpts)
-				}
-				if err != nil {
+				if err := sendBenchMessage(ctx, c, n, body); err != nil {
 					mu.Lock()
 					if failed == nil {
 						failed = fmt.Errorf("session %d, message %d: %w", w, n, err)
@@ -114,6 +85,53 @@ func BenchLoad(b *testing.B, addr string, body []byte) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
+}
+
+// startBenchServer starts the benchmarks' server: a real Server on
+// 127.0.0.1:0 with hooks (nil = none) and a ContentSpool.
+func startBenchServer(b *testing.B, hooks hook.Dispatcher) (addr string, spool *ContentSpool) {
+	spool = &ContentSpool{}
+	addr, _ = StartServer(b, smtp.Options{
+		Hostname:     "mx.example.test",
+		LocalDomains: []string{"example.test"},
+		Spool:        spool,
+		Hooks:        hooks,
+		Log:          slog.New(slog.DiscardHandler),
+	})
+	return addr, spool
+}
+
+// dialBenchClients opens BenchConns sessions to addr, greeted, closed
+// when the benchmark ends.
+func dialBenchClients(ctx context.Context, b *testing.B, addr string) []*smtp.Client {
+	clients := make([]*smtp.Client, BenchConns)
+	for i := range clients {
+		c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test", Timeout: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		if err := c.Hello(ctx); err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = c
+	}
+	return clients
+}
+
+// sendBenchMessage sends the benchmarks' message number n over c, from
+// sender@example.org to one of user1..user100@example.test, and fails
+// unless its recipient is taken.
+func sendBenchMessage(ctx context.Context, c *smtp.Client, n int64, body []byte) error {
+	env := &envelope.Envelope{
+		Sender:     envelope.Address{Local: "sender", Domain: "example.org"},
+		Recipients: []envelope.Recipient{{Address: envelope.Address{Local: fmt.Sprintf("user%d", n%100+1), Domain: "example.test"}}},
+	}
+	res, err := c.Send(ctx, env, bytes.NewReader(body))
+	if err == nil && (len(res.Rcpts) != 1 || res.Rcpts[0].Code != 250) {
+		err = fmt.Errorf("rcpt: %v", res.Rcpts)
+	}
+	return err
 }
 
 // cpuTime is the user and system time of this process so far: server and

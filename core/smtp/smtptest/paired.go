@@ -1,11 +1,8 @@
 package smtptest
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"fmt"
-	"log/slog"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -13,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/smtp"
 )
@@ -94,29 +90,8 @@ func newPairTarget(ctx context.Context, b *testing.B, name string, hooks hook.Di
 	labelled := pprof.WithLabels(ctx, pprof.Labels("target", name))
 	pprof.SetGoroutineLabels(labelled)
 	defer pprof.SetGoroutineLabels(ctx)
-	opt := smtp.Options{
-		Hostname:     "mx.example.test",
-		LocalDomains: []string{"example.test"},
-		Spool:        &ContentSpool{},
-		Log:          slog.New(slog.DiscardHandler),
-	}
-	if hooks != nil {
-		opt.Hooks = hooks
-	}
-	addr, _ := StartServer(b, opt)
-	t := &pairTarget{labels: labelled}
-	for range BenchConns {
-		c, err := smtp.Dial(ctx, addr, smtp.ClientOptions{LocalName: "client.test", Timeout: time.Minute})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { c.Close() })
-		if err := c.Hello(ctx); err != nil {
-			b.Fatal(err)
-		}
-		t.clients = append(t.clients, c)
-	}
-	return t
+	addr, _ := startBenchServer(b, hooks)
+	return &pairTarget{clients: dialBenchClients(ctx, b, addr), labels: labelled}
 }
 
 // send sends n messages over the sessions at once, as BenchLoad does,
@@ -132,16 +107,7 @@ func (t *pairTarget) send(ctx context.Context, n int, body []byte) error {
 		wg.Go(func() {
 			pprof.SetGoroutineLabels(t.labels)
 			for sent.Add(1) <= int64(n) {
-				i := atomic.AddInt64(&t.next, 1)
-				env := &envelope.Envelope{
-					Sender:     envelope.Address{Local: "sender", Domain: "example.org"},
-					Recipients: []envelope.Recipient{{Address: envelope.Address{Local: fmt.Sprintf("user%d", i%100+1), Domain: "example.test"}}},
-				}
-				res, err := c.Send(ctx, env, bytes.NewReader(body))
-				if err == nil && (len(res.Rcpts) != 1 || res.Rcpts[0].Code != 250) {
-					err = fmt.Errorf("rcpt: %v", res.Rcpts)
-				}
-				if err != nil {
+				if err := sendBenchMessage(ctx, c, atomic.AddInt64(&t.next, 1), body); err != nil {
 					mu.Lock()
 					failed = cmp.Or(failed, err)
 					mu.Unlock()
