@@ -25,7 +25,7 @@ func TestSinkJournal(t *testing.T) {
 		if code != 0 || !strings.HasPrefix(out, "250 ") {
 			t.Fatalf("send %d: code %d, stdout %q, stderr %q", i, code, out, errOut)
 		}
-		got, err := os.ReadFile(path) // before the sink stops: the 250 came after the sync
+		got, err := os.ReadFile(path) // before the sink stops: the 250 came after the write (that it was synced, only strace can show)
 		if err != nil {
 			t.Fatal(err)
 		}

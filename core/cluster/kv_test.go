@@ -334,7 +334,7 @@ func TestKVExpiresOnServers(t *testing.T) {
 		t.Fatalf("KVGet(short) at once = %q, %v; want v, true", v, ok)
 	}
 	// The key listing may come from a server that has not stored the
-	// keys yet (a CI run's found none at once): look once they are due.
+	// keys yet (a run under load found none at once): look once they are due.
 	time.Sleep(time.Until(expires))
 	deadline := time.Now().Add(10 * time.Second)
 	for cluster.StoredKeys(t, s) > 0 {

@@ -299,7 +299,7 @@ func (c *Chain) Dispatch(ctx context.Context, req *Request) Result {
 // failure (an error, a panic, the deadline, a malformed effect) becomes
 // the entry's on_error decision without effects; an invalid decision
 // falls back to the stage default; effects the stage does not take are
-// removed with a warning. The effects that count are merged into into
+// removed with a warning. The effects that count are merged into *into
 // (not copied out: a handler that gives none costs no merge), and the
 // notes among them returned.
 func (c *Chain) run(ctx context.Context, e *Entry, name string, req *Request, into *Effects) (sdk.Decision, map[string]string) {
