@@ -85,29 +85,42 @@ type keptField struct {
 	key    string
 }
 
-// newUD makes a userdata of the call with the metatable meta (from the
-// state's slab, as L.NewUserData would make it).
+// newUD makes a userdata of the call with the metatable meta.
 func (c *call) newUD(L *glua.LState, meta *glua.LTable) *glua.LUserData {
-	ud := c.st.slab.ud()
-	ud.Value, ud.Env, ud.Metatable = c, L.Env, meta
+	ud := L.NewUserData()
+	ud.Value, ud.Metatable = c, meta
 	return ud
 }
 
 // begin makes the call's ctx and puts first what a call of its stage
 // most often reads: ctx.txn.rcpt with a recipient (rcpt, predelivery),
 // ctx.msg with a message (data, predelivery). The rest is kept at its
-// first read.
+// first read. The userdata are made in one allocation.
 func (st *state) begin(L *glua.LState, c *call) {
 	req := c.req
-	c.ud = c.newUD(L, st.ctxMeta)
-	if req.Envelope != nil && req.Rcpt != nil {
-		c.txnUD = c.newUD(L, st.txnMeta)
+	withTxn := req.Envelope != nil && req.Rcpt != nil
+	withMsg := c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery)
+	n := 1
+	if withTxn {
+		n++
+	}
+	if withMsg {
+		n++
+	}
+	uds := make([]glua.LUserData, 0, n)
+	ud := func(meta *glua.LTable) *glua.LUserData {
+		uds = append(uds, glua.LUserData{Value: c, Env: L.Env, Metatable: meta}) // as L.NewUserData makes it
+		return &uds[len(uds)-1]
+	}
+	c.ud = ud(st.ctxMeta)
+	if withTxn {
+		c.txnUD = ud(st.txnMeta)
 		st.keep(st.ctxFields, "txn", c.txnUD)
 		c.rcpt = glua.LString(req.Rcpt.Address.String())
 		st.keep(st.txnFields, "rcpt", c.rcpt)
 	}
-	if c.msg != nil && (req.Stage == sdk.StageData || req.Stage == sdk.StagePredelivery) {
-		c.msgUD = c.newUD(L, st.msgMeta)
+	if withMsg {
+		c.msgUD = ud(st.msgMeta)
 		st.keep(st.ctxFields, "msg", c.msgUD)
 	}
 }

@@ -106,8 +106,7 @@ func (st *state) module(fns map[string]glua.LGFunction) *glua.LTable {
 // ---- verdicts ----
 
 // verdict is what a verdict constructor makes: the userdata the script
-// holds and the decision it carries (its Value), together in the state's
-// slab.
+// holds and the decision it carries (its Value), in one allocation.
 type verdict struct {
 	ud glua.LUserData
 	d  sdk.Decision
@@ -116,9 +115,8 @@ type verdict struct {
 func (st *state) verdictFn(v sdk.Verdict) glua.LGFunction {
 	name := "gw." + v.String()
 	return func(L *glua.LState) int {
-		vd := st.slab.verdict()
+		vd := &verdict{d: sdk.Decision{Verdict: v}}
 		d := &vd.d
-		d.Verdict = v
 		switch v {
 		case sdk.Continue:
 		case sdk.Drop:

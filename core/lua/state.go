@@ -23,7 +23,6 @@ type state struct {
 	m       *meter          // the meter of the call (or top level) in progress
 	waited  bool            // the call in progress used a host service or read the body: it may have waited
 	acct    account         // the state's memory
-	slab    slab            // the userdata and verdicts calls make
 
 	// ctx, ctx.conn and ctx.txn: their metatables while the call runs
 	// and once it has ended, and the fields they read (defineCtx)
