@@ -54,8 +54,13 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	args := sendmailArgs(filepath.Base(os.Args[0]), os.Args[1:])
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "sink") {
+		if err := keepTimerSlack(); err != nil { // on success it execs again
+			fmt.Fprintf(os.Stderr, "gateway %s: warning: %v; running with the kernel's\n", args[0], err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, &cli{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, args)
 	stop()
 	os.Exit(code)
