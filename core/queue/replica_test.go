@@ -114,9 +114,10 @@ func TestReplicaFailureQueuesNothing(t *testing.T) {
 }
 
 // TestImport: a message imported from another spool's copy keeps its
-// envelope, recipients' states, attempts, schedule and arrival under an ID
-// of its own, with its whole body, kept in spool.db or in a file as its
-// size says, and copied to the importing spool's replica.
+// envelope, recipients' states, attempts and arrival under an ID of its
+// own, with its whole body, kept in spool.db or in a file as its size
+// says, and copied to the importing spool's replica. It is due at once,
+// whatever the other spool's schedule (TestImportIsDueAtOnce).
 func TestImport(t *testing.T) {
 	for _, size := range []int{100, 5000} {
 		from := openSpool(t, t.TempDir(), Options{SpillThreshold: 1000})
@@ -146,7 +147,7 @@ func TestImport(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := *src
-		want.ID = nid
+		want.ID, want.NextAttempt = nid, time.Time{}
 		if diff := cmp.Diff(&want, got, cmpMessage); diff != "" {
 			t.Errorf("size %d: imported message (-want +got):\n%s", size, diff)
 		}
@@ -210,4 +211,103 @@ func TestReplicaLearnsFinalStates(t *testing.T) {
 	change("held (Update)", func(m *Message) { m.Held = true }, false, 4)
 	change("released (Update)", func(m *Message) { m.Held = false }, false, 5)
 	change("delay warned (Replace)", func(m *Message) { m.DelayWarned = true }, true, 6)
+}
+
+// TestImportIsDueAtOnce: whatever schedule the copy carries, its import is
+// due at once: the schedule was the other node's, set on what it knew of
+// its destinations (one it found down parks mail for an hour behind a
+// probe), which the importing node does not know. Each case's copy is
+// sent the way the spool sends it (a recipient made final while the
+// message waits parked, a hold, a delay warning, the copy made at a
+// node's start of mail it queued before it had a cluster); the import
+// keeps the attempts and the arrival (so that expiry and the retry
+// backoff go on), and a hold, which the operator lifts: then it is due
+// at once too.
+func TestImportIsDueAtOnce(t *testing.T) {
+	parked := testNow().Add(time.Hour)
+	defer1 := func(m *Message) {
+		m.Attempts, m.NextAttempt = 3, parked
+		m.Recipients[1] = RecipientState{Status: Deferred, LastReply: "451 4.4.1 no answer", Attempts: 3, Updated: testNow()}
+	}
+	cases := []struct {
+		name string
+		send func(t *testing.T, s *Spool, id string) // makes the copy what the case says
+		held bool
+	}{
+		{"recipient delivered while parked (Update)", func(t *testing.T, s *Spool, id string) {
+			update(t, s, id, func(m *Message) {
+				defer1(m)
+				m.Recipients[0] = RecipientState{Status: Delivered, LastReply: "250 ok", Attempts: 1, Updated: testNow()}
+			})
+		}, false},
+		{"recipient delivered while parked (Replace)", func(t *testing.T, s *Spool, id string) {
+			old, _ := s.Get(id)
+			m := *old
+			m.Recipients = slices.Clone(old.Recipients)
+			defer1(&m)
+			m.Recipients[0] = RecipientState{Status: Delivered, LastReply: "250 ok", Attempts: 1, Updated: testNow()}
+			if err := s.Replace(t.Context(), old, &m); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"delay warned while parked", func(t *testing.T, s *Spool, id string) {
+			update(t, s, id, func(m *Message) { defer1(m); m.DelayWarned = true })
+		}, false},
+		{"held while parked", func(t *testing.T, s *Spool, id string) {
+			update(t, s, id, defer1)
+			update(t, s, id, func(m *Message) { m.Held = true })
+		}, true},
+		{"copied at start while parked (Replicate)", func(t *testing.T, s *Spool, id string) {
+			update(t, s, id, defer1)
+			if err := s.Replicate(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := &copies{}
+			from := openSpool(t, t.TempDir(), Options{Replica: rep})
+			id := commit(t, from, testEnvelope("bob@example.com", "carol@example.net"), nil, content("parked", 100), 333)
+			tc.send(t, from, id)
+			src, err := DecodeRecord(rep.records[id])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if src.Attempts != 3 || src.Held != tc.held {
+				t.Fatalf("the copy says %d attempts, held %v; the case did not reach the copy", src.Attempts, src.Held)
+			}
+			to := openSpool(t, t.TempDir(), Options{})
+			nid, err := to.Import(t.Context(), rep.records[id], rep.bodies[id])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := to.Get(nid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := *src
+			want.ID, want.NextAttempt = nid, time.Time{}
+			if diff := cmp.Diff(&want, got, cmpMessage); diff != "" {
+				t.Errorf("imported message (-want +got):\n%s", diff)
+			}
+			if tc.held {
+				if due := dueIDs(t, to, testNow()); len(due) != 0 {
+					t.Errorf("due after the import: %v; want nothing (held)", due)
+				}
+				update(t, to, nid, func(m *Message) { m.Held = false })
+			}
+			if due := dueIDs(t, to, testNow()); !slices.Equal(due, []string{nid}) {
+				t.Errorf("due now after the import: %v; want %s (the other node's parking is not this one's)", due, nid)
+			}
+		})
+	}
+}
+
+// update changes message id with fn through Spool.Update.
+func update(t *testing.T, s *Spool, id string, fn func(*Message)) {
+	t.Helper()
+	if err := s.Update(t.Context(), id, func(m *Message) error { fn(m); return nil }); err != nil {
+		t.Fatal(err)
+	}
 }
