@@ -322,8 +322,10 @@ func (d *Draft) commitRequest(m *Message, rec, body []byte) *request {
 			if err := bodies.Put(key, body); err != nil {
 				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
 			}
-			if err := tx.Bucket(bucketSchedule).Put(sched, nil); err != nil {
-				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+			if sched != nil { // nil: held (an import), not scheduled
+				if err := tx.Bucket(bucketSchedule).Put(sched, nil); err != nil {
+					return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
+				}
 			}
 			if err := msgs.Put(key, rec); err != nil {
 				return &writeError{fmt.Errorf("queue: commit %s: %w", d.id, err)}
