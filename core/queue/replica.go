@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Replica is a copy of the spool's messages kept off this machine
@@ -18,7 +19,8 @@ import (
 // are done, and a message whose copy failed was never queued. A
 // recipient's state that becomes final (Replace or Update) is sent on
 // without waiting (Update), and a message that leaves the spool (Delete)
-// leaves the copy too.
+// leaves the copy too. A copy's record is the record as stored here, next
+// attempt included; a takeover imports it due at once (Spool.Import).
 type Replica interface {
 	// Put starts writing the copy of message m: rec is its record as
 	// spool.db stores it, body its header and content, read before Put
@@ -123,8 +125,13 @@ func (s *Spool) Replicate(ctx context.Context, id string) error {
 // Import queues a message another node had queued, as a takeover reads
 // it from that node's copy: rec is its record as that node's spool stored
 // it, body its header and content. It gets an ID of this spool's and
-// keeps the rest: envelope, recipients' states, attempts, schedule and
-// arrival (its expiry counts from there). Like Commit, the message is
+// keeps the rest: envelope, recipients' states, attempts and arrival (its
+// expiry and retry backoff count from there), delay warning and hold.
+// It is due at once, not at the copy's next attempt: that was the other
+// node's, set on what it knew of its destinations (one it found down
+// parks mail for up to an hour behind a probe, and the copy of a message
+// parked carries it), which this node does not know. A held message is
+// due at once when the operator releases it. Like Commit, the message is
 // durable here, and on the replica, when Import returns its ID.
 func (s *Spool) Import(ctx context.Context, rec, body []byte) (string, error) {
 	src, err := decodeMessage(rec)
@@ -146,6 +153,7 @@ func (s *Spool) Import(ctx context.Context, rec, body []byte) (string, error) {
 	}
 	m := *src
 	m.ID, m.Version, m.Size, m.spilled = d.id, recordVersion, int64(len(body)), d.w != nil
+	m.NextAttempt = time.Time{}
 	if err := d.commitMessage(ctx, &m, nil); err != nil {
 		d.state = draftFailed
 		d.Abort()
