@@ -33,14 +33,18 @@ func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // closes the connection at the test's end.
 func connect(t testing.TB, nc *clustertest.Cluster, now func() time.Time, nodes ...int) *cluster.Conn {
 	t.Helper()
+	return connectWith(t, nc, cluster.Options{Now: now}, nodes...)
+}
+
+// connectWith is connect with opt's clock and timeout.
+func connectWith(t testing.TB, nc *clustertest.Cluster, opt cluster.Options, nodes ...int) *cluster.Conn {
+	t.Helper()
 	var urls []string
 	for _, i := range nodes {
 		urls = append(urls, nc.URL(i))
 	}
-	c, err := cluster.Connect(context.Background(), cluster.Options{
-		Config: config.Cluster{Node: "test", NATSURLs: urls, Replicas: 3},
-		Now:    now,
-	})
+	opt.Config = config.Cluster{Node: "test", NATSURLs: urls, Replicas: 3}
+	c, err := cluster.Connect(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
