@@ -4,6 +4,9 @@ package cluster_test
 
 import (
 	"context"
+	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,14 +47,28 @@ func TestClaimDoneAfterClearKeepsNoClaim(t *testing.T) {
 }
 
 // TestReplicaLargeCopyInTime: the connection's timeout bounds each part's
-// acknowledgement, not the whole copy: a 25 MiB message (50 parts, each
-// acknowledged in about 20 ms) is copied with a 250 ms timeout. When the
-// timeout bounded the whole copy, such a message was refused at every
-// try on a loaded cluster.
+// acknowledgement, not the whole copy: a 64 MiB message (128 parts) is
+// copied over a link that passes 10 MiB a second, so that the copy takes
+// 6.4 s at least, longer than the 5 s timeout (the default), whatever the
+// machine's load, while each part waits for 8 MiB at most ahead of it
+// (the copy's budget in flight: 0.8 s), which leaves over 4 s for the
+// server's own delays. When the timeout bounded the whole copy, such a
+// message was refused at every try on a loaded cluster. (With a 250 ms
+// timeout and no link, a part's acknowledgement alone took longer under
+// -race on a loaded machine.)
 func TestReplicaLargeCopyInTime(t *testing.T) {
-	url := startServer(t, server.Options{JetStreamMaxStore: 512 << 20}).ClientURL()
+	const (
+		size    = 64 << 20
+		rate    = 10 << 20 // bytes a second
+		timeout = 5 * time.Second
+	)
+	if cluster.MessageBudget*time.Second/rate > timeout/4 {
+		t.Fatalf("a part may wait for %v behind its copy's budget; this test wants it well within the %v timeout", cluster.MessageBudget*time.Second/rate, timeout)
+	}
+	srv := startServer(t, server.Options{JetStreamMaxStore: 512 << 20})
 	c, err := cluster.Connect(context.Background(), cluster.Options{
-		Config: config.Cluster{Node: "gw1", NATSURLs: []string{url}, Replicas: 1}, Timeout: 250 * time.Millisecond,
+		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{slowLink(t, srv.Addr().String(), rate)}, Replicas: 1},
+		Timeout: timeout,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,10 +85,94 @@ func TestReplicaLargeCopyInTime(t *testing.T) {
 	}
 	defer s.Close()
 	start := time.Now()
-	if _, err := commitMessage(t, s, "bob@example.net", 25<<20); err != nil {
-		t.Errorf("a 25 MiB message, each part acknowledged well within the 250 ms timeout (50 parts of 512 KiB), was refused after %v: %v", time.Since(start), err)
+	if _, err := commitMessage(t, s, "bob@example.net", size); err != nil {
+		t.Fatalf("a 64 MiB message, each part acknowledged within the %v timeout, was refused after %v: %v", timeout, time.Since(start), err)
 	}
-	t.Logf("the copy took %v", time.Since(start))
+	took := time.Since(start)
+	t.Logf("the copy took %v", took)
+	if took <= timeout {
+		t.Errorf("the copy took %v, within the %v timeout: the link did not hold it to 10 MiB a second, and the test shows nothing", took, timeout)
+	}
+}
+
+// slowLink relays connections to the server at addr (host:port) through
+// a loopback listener that passes what clients send at rate bytes a
+// second at most (what the server sends goes at once): a link that no
+// load on the machine makes faster. It returns the URL to connect to; its
+// goroutines end with the test.
+func slowLink(t *testing.T, addr string, rate int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", addr)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, client, server)
+			if closed {
+				client.Close()
+				server.Close()
+			}
+			mu.Unlock()
+			wg.Go(func() { paced(server, client, rate); server.Close(); client.Close() })
+			wg.Go(func() { io.Copy(client, server); client.Close(); server.Close() })
+		}
+	})
+	return "nats://" + ln.Addr().String()
+}
+
+// paced copies src to dst at rate bytes a second at most: each read is
+// written once its share of time since the last write has passed (an
+// idle link earns no burst).
+func paced(dst io.Writer, src io.Reader, rate int) {
+	buf := make([]byte, 256<<10)
+	var due time.Time
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			due = later(due, time.Now()).Add(time.Duration(n) * time.Second / time.Duration(rate))
+			time.Sleep(time.Until(due))
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // TestReplicaLearnsHold: a message the operator holds (Spool.Update with
