@@ -23,7 +23,8 @@ package delivery
 // Only the engine's memory knows which domains are down: after a restart
 // parked mail waits out its hour (Postfix's longest backoff, 4,000 s by
 // default, is as long) unless the operator retries it (`gateway queue
-// retry -domain`, ETRN).
+// retry -domain`, ETRN). A node that takes the queue over tries it at
+// once: the copy's parking is not its own (queue.Spool.Import).
 
 import (
 	"context"
