@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mailgate/gateway/core/cluster/clustertest"
-	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 )
 
@@ -36,11 +35,7 @@ func TestTakeoverOfParkedMailIsDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addCarol := func(m *queue.Message) error {
-		m.Envelope.Recipients = append(m.Envelope.Recipients, envelope.Recipient{Address: envelope.Address{Local: "carol", Domain: "down.example"}})
-		m.Recipients = append(m.Recipients, queue.RecipientState{})
-		return nil
-	}
+	addCarol := addRecipient("carol", "down.example")
 	bobDeliveredCarolParked := func(m *queue.Message) error {
 		m.Recipients[0] = queue.RecipientState{Status: queue.Delivered, LastReply: "250 2.0.0 taken", Attempts: 1}
 		m.Recipients[1] = queue.RecipientState{Status: queue.Deferred, LastReply: "451 4.4.1 no answer", Attempts: 1}

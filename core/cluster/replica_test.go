@@ -67,6 +67,15 @@ func commitMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string,
 	return d.ID(), err
 }
 
+// addRecipient is an update that adds recipient local@domain, pending.
+func addRecipient(local, domain string) func(*queue.Message) error {
+	return func(m *queue.Message) error {
+		m.Envelope.Recipients = append(m.Envelope.Recipients, envelope.Recipient{Address: envelope.Address{Local: local, Domain: domain}})
+		m.Recipients = append(m.Recipients, queue.RecipientState{})
+		return nil
+	}
+}
+
 // copies reads node's complete copies, by ID.
 func copies(t *testing.T, c *cluster.Conn, node string) map[string]cluster.Copy {
 	t.Helper()
@@ -184,11 +193,7 @@ func TestReplicaLearnsFinalStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addCarol := func(m *queue.Message) error {
-		m.Envelope.Recipients = append(m.Envelope.Recipients, envelope.Recipient{Address: envelope.Address{Local: "carol", Domain: "example.net"}})
-		m.Recipients = append(m.Recipients, queue.RecipientState{})
-		return nil
-	}
+	addCarol := addRecipient("carol", "example.net")
 	bobDelivered := func(m *queue.Message) error {
 		m.Recipients[0] = queue.RecipientState{Status: queue.Delivered, LastReply: "250 2.0.0 taken", Attempts: 1}
 		return nil

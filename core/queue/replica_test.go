@@ -138,19 +138,7 @@ func TestImport(t *testing.T) {
 
 		rep := &copies{}
 		to := openSpool(t, t.TempDir(), Options{SpillThreshold: 1000, Replica: rep})
-		nid, err := to.Import(t.Context(), rec, body)
-		if err != nil {
-			t.Fatalf("size %d: Import: %v", size, err)
-		}
-		got, err := to.Get(nid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := *src
-		want.ID, want.NextAttempt = nid, time.Time{}
-		if diff := cmp.Diff(&want, got, cmpMessage); diff != "" {
-			t.Errorf("size %d: imported message (-want +got):\n%s", size, diff)
-		}
+		nid := importAsIs(t, to, src, rec, body)
 		if b := readBody(t, to, nid); !bytes.Equal(b, body) {
 			t.Errorf("size %d: imported body %d bytes; want %d", size, len(b), len(body))
 		}
@@ -278,19 +266,7 @@ func TestImportIsDueAtOnce(t *testing.T) {
 				t.Fatalf("the copy says %d attempts, held %v; the case did not reach the copy", src.Attempts, src.Held)
 			}
 			to := openSpool(t, t.TempDir(), Options{})
-			nid, err := to.Import(t.Context(), rep.records[id], rep.bodies[id])
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := to.Get(nid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := *src
-			want.ID, want.NextAttempt = nid, time.Time{}
-			if diff := cmp.Diff(&want, got, cmpMessage); diff != "" {
-				t.Errorf("imported message (-want +got):\n%s", diff)
-			}
+			nid := importAsIs(t, to, src, rep.records[id], rep.bodies[id])
 			if tc.held {
 				if due := dueIDs(t, to, testNow()); len(due) != 0 {
 					t.Errorf("due after the import: %v; want nothing (held)", due)
@@ -302,6 +278,27 @@ func TestImportIsDueAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// importAsIs imports rec and body, the copy of src, into to, checks that
+// the message stored is src but for its ID and its next attempt (none: due
+// at once), and returns its ID.
+func importAsIs(t *testing.T, to *Spool, src *Message, rec, body []byte) string {
+	t.Helper()
+	nid, err := to.Import(t.Context(), rec, body)
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	got, err := to.Get(nid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *src
+	want.ID, want.NextAttempt = nid, time.Time{}
+	if diff := cmp.Diff(&want, got, cmpMessage); diff != "" {
+		t.Errorf("%d bytes: imported message (-want +got):\n%s", len(body), diff)
+	}
+	return nid
 }
 
 // update changes message id with fn through Spool.Update.
