@@ -3,12 +3,15 @@ package delivery_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/mailgate/gateway/core/delivery"
+	"github.com/mailgate/gateway/core/delivery/deliverytest"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/hook/hooktest"
+	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -301,5 +304,51 @@ func TestParkOnlyAServerReleases(t *testing.T) {
 	}
 	if next := h.get(parked).NextAttempt.Sub(h.clock.Now()); next < 50*time.Minute {
 		t.Errorf("q: next attempt in %v after the loop's bounce; want it still parked (no server answered)", next)
+	}
+}
+
+// TestParkedCopyIsDueOnTakeover: a message delivered to bob at a domain
+// that answers and parked for carol at one found down (another message is
+// its probe) has its copy told of bob's delivery, in the record that also
+// carries the parking, an hour away. A node that takes the copy over
+// (queue.Spool.Import) knows nothing of the domain being down: there the
+// message is due at once, with bob delivered.
+func TestParkedCopyIsDueOnTakeover(t *testing.T) {
+	h := newEngHarness(t)
+	h.tr.Default = &parkRefused // example.net is down; up.example answers
+	h.tr.Script("bob@up.example", deliverytest.OK())
+	h.start()
+	h.enqueue(engSender, engRcpt("probe@example.net", 0))
+	h.waitOutcomes(1)
+	id := h.enqueue(engSender, engRcpt("bob@up.example", 0), engRcpt("carol@example.net", 0))
+	h.waitOutcomes(3)
+	if next := h.get(id).NextAttempt.Sub(h.clock.Now()); next < 50*time.Minute {
+		t.Fatalf("next attempt in %v; want the message parked (about an hour)", next)
+	}
+	rec := h.replica.record(id)
+	copied, err := queue.DecodeRecord(rec)
+	if err != nil || copied.Recipients[0].Status != queue.Delivered {
+		t.Fatalf("the copy's record (%v) does not have bob delivered: %s", err, rec)
+	}
+
+	taker, err := queue.Open(t.TempDir(), queue.Options{Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taker.Close()
+	nid, err := taker.Import(t.Context(), rec, h.body(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var due []string
+	if err := taker.DueIDs(h.clock.Now(), func(id string, _ time.Time) bool { due = append(due, id); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(due, []string{nid}) {
+		t.Errorf("due on the taker: %v; want %s at once, not at the parking's end (copy: next attempt %v)",
+			due, nid, copied.NextAttempt.Sub(h.clock.Now()))
+	}
+	if m, err := taker.Get(nid); err != nil || m.Recipients[0].Status != queue.Delivered {
+		t.Errorf("the taker's message (%v): bob not delivered", err)
 	}
 }

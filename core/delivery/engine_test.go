@@ -57,13 +57,21 @@ type engHarness struct {
 	editEnv func(*envelope.Envelope)
 }
 
-// downReplica is a queue.Replica that keeps nothing and fails every
+// downReplica is a queue.Replica that keeps each message's newest
+// record (its copy's, or its last update's) and no body, and fails every
 // copy while down is set.
-type downReplica struct{ down atomic.Bool }
+type downReplica struct {
+	down    atomic.Bool
+	mu      sync.Mutex
+	records map[string][]byte
+}
 
-func (r *downReplica) Put(_ context.Context, _ *queue.Message, _ []byte, body io.Reader) func(context.Context) error {
+func (r *downReplica) Put(_ context.Context, m *queue.Message, rec []byte, body io.Reader) func(context.Context) error {
 	io.Copy(io.Discard, body)
 	down := r.down.Load()
+	if !down {
+		r.keep(m.ID, rec)
+	}
 	return func(context.Context) error {
 		if down {
 			return errors.New("replica down")
@@ -71,8 +79,24 @@ func (r *downReplica) Put(_ context.Context, _ *queue.Message, _ []byte, body io
 		return nil
 	}
 }
-func (r *downReplica) Update(*queue.Message, []byte) {}
-func (r *downReplica) Remove(string)                 {}
+func (r *downReplica) Update(m *queue.Message, rec []byte) { r.keep(m.ID, rec) }
+func (r *downReplica) Remove(string)                       {}
+
+func (r *downReplica) keep(id string, rec []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.records == nil {
+		r.records = map[string][]byte{}
+	}
+	r.records[id] = slices.Clone(rec)
+}
+
+// record is the newest record the replica has of message id.
+func (r *downReplica) record(id string) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.records[id]
+}
 
 // newEngHarness builds the engHarness; edit adjusts the options before New. The
 // engine is not running until start.
