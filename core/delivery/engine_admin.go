@@ -35,7 +35,6 @@ func (e *Engine) Retry(ctx context.Context, id string) error {
 			return nil // the round in flight retries it when it ends; or another operation holds it
 		}
 	}
-	defer e.unlease(id)
 	now := e.now()
 	var domains []string
 	err := e.spool.Update(ctx, id, func(m *queue.Message) error {
@@ -43,6 +42,9 @@ func (e *Engine) Retry(ctx context.Context, id string) error {
 		domains = pendingDomains(m)
 		return nil
 	})
+	// Before the Kick: a scan it starts skips a message still leased,
+	// and nothing would start it until the scheduler's next timer.
+	e.unlease(id)
 	if err != nil {
 		return wrapID("retry", id, err)
 	}
