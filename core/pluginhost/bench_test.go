@@ -157,13 +157,23 @@ func benchPlugin(b *testing.B, name string) string {
 }
 
 // cpuMeter measures the CPU time the benchmark's process and its plugin's
-// use, from the run times the kernel keeps per thread (schedstat): on a
-// shared machine they vary less than the wall-clock figures, and they
-// count the plugin's side, which b's own figures do not see. Where there
-// is no /proc it reports nothing.
+// use, from the run times the kernel keeps per thread (schedstat), and
+// how often their threads were switched out (status: voluntary and
+// nonvoluntary context switches): on a shared machine they vary less
+// than the wall-clock figures, they count the plugin's side, which b's
+// own figures do not see, and on a virtual machine a switch (a thread
+// that sleeps and is woken) costs more than a call's own work. Where
+// there is no /proc it reports nothing. Threads that end during the
+// benchmark take their figures with them.
 type cpuMeter struct {
 	plugin     string // /proc/<pid> of the plugin process; "" = not found
-	host0, pl0 time.Duration
+	host0, pl0 threadStats
+}
+
+// threadStats is what cpuMeter reads of a process's live threads.
+type threadStats struct {
+	cpu      time.Duration
+	switches int64
 }
 
 // meterCPU starts measuring the CPU time of this process and of the plugin
@@ -178,51 +188,68 @@ func meterCPU(b *testing.B, name string) *cpuMeter {
 			m.plugin = filepath.Join("/proc", strconv.Itoa(p.PID))
 		}
 	}
-	m.host0, _ = threadsCPU("/proc/self")
+	m.host0, _ = threadsStats("/proc/self")
 	if m.plugin != "" {
-		m.pl0, _ = threadsCPU(m.plugin)
+		m.pl0, _ = threadsStats(m.plugin)
 	}
 	return m
 }
 
-// report reports both processes' CPU time per b.N units.
+// report reports both processes' CPU time and switches per b.N units.
 func (m *cpuMeter) report(b *testing.B, unit string) {
-	if host, ok := threadsCPU("/proc/self"); ok {
-		b.ReportMetric(float64((host-m.host0).Nanoseconds())/1e3/float64(b.N), "host-cpu-µs/"+unit)
+	if host, ok := threadsStats("/proc/self"); ok {
+		b.ReportMetric(float64((host.cpu-m.host0.cpu).Nanoseconds())/1e3/float64(b.N), "host-cpu-µs/"+unit)
+		b.ReportMetric(float64(host.switches-m.host0.switches)/float64(b.N), "host-switches/"+unit)
 	}
 	m.reportPlugin(b, unit)
 }
 
-// reportPlugin reports the plugin's CPU time per b.N units.
+// reportPlugin reports the plugin's CPU time and switches per b.N units.
 func (m *cpuMeter) reportPlugin(b *testing.B, unit string) {
 	if m.plugin == "" {
 		return
 	}
-	if pl, ok := threadsCPU(m.plugin); ok {
-		b.ReportMetric(float64((pl-m.pl0).Nanoseconds())/1e3/float64(b.N), "plugin-cpu-µs/"+unit)
+	if pl, ok := threadsStats(m.plugin); ok {
+		b.ReportMetric(float64((pl.cpu-m.pl0.cpu).Nanoseconds())/1e3/float64(b.N), "plugin-cpu-µs/"+unit)
+		b.ReportMetric(float64(pl.switches-m.pl0.switches)/float64(b.N), "plugin-switches/"+unit)
 	}
 }
 
-// threadsCPU is the sum of the run times of process dir's live threads.
-func threadsCPU(dir string) (time.Duration, bool) {
+// threadsStats sums the run times and context switches of process dir's
+// live threads.
+func threadsStats(dir string) (threadStats, bool) {
 	tasks, err := os.ReadDir(filepath.Join(dir, "task"))
 	if err != nil {
-		return 0, false
+		return threadStats{}, false
 	}
-	var sum time.Duration
+	var sum threadStats
 	for _, t := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "schedstat"))
-		if err != nil {
-			continue // the thread ended
+		task := filepath.Join(dir, "task", t.Name())
+		if data, err := os.ReadFile(filepath.Join(task, "schedstat")); err == nil {
+			if f := strings.Fields(string(data)); len(f) > 0 {
+				ns, _ := strconv.ParseInt(f[0], 10, 64)
+				sum.cpu += time.Duration(ns)
+			}
 		}
-		f := strings.Fields(string(data))
-		if len(f) == 0 {
-			continue
-		}
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err == nil {
-			sum += time.Duration(ns)
-		}
+		sum.switches += taskSwitches(filepath.Join(task, "status"))
 	}
 	return sum, true
+}
+
+// taskSwitches is the voluntary and nonvoluntary context switches of the
+// thread whose status file is path; 0 when it has ended.
+func taskSwitches(path string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for line := range strings.Lines(string(data)) {
+		name, value, ok := strings.Cut(line, ":")
+		if ok && (name == "voluntary_ctxt_switches" || name == "nonvoluntary_ctxt_switches") {
+			v, _ := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+			n += v
+		}
+	}
+	return n
 }
