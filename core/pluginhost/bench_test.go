@@ -30,6 +30,13 @@ import (
 // accepting mail, measured in one run (BenchmarkAcceptWithPlugin against
 // BenchmarkAcceptNoPlugin is the same, from two runs that the machine's
 // other work moves apart).
+//
+// The test binary builds the plugin (testdata/testplugin) when it runs,
+// from the sources of the folder it runs in, sdk included: two binaries
+// made with go test -c and run in turn from one folder run the same
+// plugin, so a change to the plugin's end of the call channel is compared
+// only by running each binary in a tree of its own version (git worktree
+// add, or git archive into a temporary folder).
 
 // BenchmarkPluginRcptCall is the cost of one rcpt call of the test plugin
 // (a recipient it has no opinion on): Plugin.Handle directly, no chain,
