@@ -93,7 +93,10 @@
 //
 // Globals a script sets persist in the state that ran it, and there are
 // several states: keep nothing in globals across calls (use gw.ephemeral
-// or gw.durable).
+// or gw.durable). The on_* functions called are those the top level
+// defined: a state looks them up once, when its top level has run, so a
+// function assigned to on_rcpt (or nil) later, in a call, changes
+// nothing.
 // Coroutines work within one call.
 //
 // # The gw module
@@ -421,6 +424,7 @@ func Load(opt Options) (*Script, error) {
 			s.stages = append(s.stages, stage)
 		}
 	}
+	st.lookupFuncs()
 	// The probe state is as good as any: keep it for the first call.
 	s.pool.live <- struct{}{}
 	s.pool.idle = append(s.pool.idle, st)
@@ -463,10 +467,11 @@ func (s *Script) Stages() []sdk.Stage { return append([]sdk.Stage(nil), s.stages
 // It returns the verdict and the effects the script recorded, or an error
 // and no effects.
 func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision, eff sdk.Effects, err error) {
-	name := s.funcName(req.Stage)
-	if name == "" {
+	i := s.stageIndex(req.Stage)
+	if i < 0 {
 		return sdk.Decision{}, sdk.Effects{}, nil
 	}
+	name := s.funcs[i]
 	st, err := s.get(ctx)
 	if err != nil {
 		return sdk.Decision{}, sdk.Effects{}, err
@@ -480,7 +485,7 @@ func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision,
 		}
 		s.put(st, ok)
 	}()
-	d, eff, err = st.call(ctx, name, req, req.Message)
+	d, eff, err = st.call(ctx, i, req, req.Message)
 	ok = err == nil
 	if ok && st.waited {
 		// The script finished (say, after a DNS look-up failed on the
@@ -495,14 +500,14 @@ func (s *Script) Handle(ctx context.Context, req *hook.Request) (d sdk.Decision,
 	return d, eff, err
 }
 
-// funcName returns the on_* global of stage, "" if the script has none: a
-// scan of the few stages a script defines, which reads less memory than a
-// map would.
-func (s *Script) funcName(stage sdk.Stage) string {
+// stageIndex returns the index in s.stages of stage, -1 if the script
+// has no function for it: a scan of the few stages a script defines,
+// which reads less memory than a map would.
+func (s *Script) stageIndex(stage sdk.Stage) int {
 	for i, st := range s.stages {
 		if st == stage {
-			return s.funcs[i]
+			return i
 		}
 	}
-	return ""
+	return -1
 }

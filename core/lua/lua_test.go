@@ -927,3 +927,28 @@ end
 		}
 	}
 }
+
+// TestHookFunctionsFromTopLevel checks that a state calls the on_*
+// functions its top level defined: assigning others (or nil) in a call
+// changes nothing, in that state or another.
+func TestHookFunctionsFromTopLevel(t *testing.T) {
+	s := load(t, `
+calls = 0
+function on_rcpt(ctx)
+  calls = calls + 1
+  on_rcpt = function() return gw.reject(550, "5.7.1", "replaced") end
+  on_data = nil
+  return gw.reject(550, "5.7.1", "top level " .. calls)
+end
+function on_data(ctx) return gw.reject(554, "5.7.1", "data") end
+`, lua.Options{Pool: 1})
+	for i, want := range []string{"top level 1", "data", "top level 2", "data"} {
+		stage := sdk.StageRcpt
+		if i%2 == 1 {
+			stage = sdk.StageData
+		}
+		if d, _ := handle(t, s, request(stage)); d.Message != want {
+			t.Errorf("call %d (%s): %q, want %q", i, stage, d.Message, want)
+		}
+	}
+}

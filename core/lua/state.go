@@ -17,12 +17,13 @@ import (
 type state struct {
 	s       *Script
 	L       *glua.LState
-	cur     *call           // the call in progress; nil between calls
-	calls   call            // what each call uses (cur), reset between calls
-	initCtx context.Context // while the top level runs in newState
-	m       *meter          // the meter of the call (or top level) in progress
-	waited  bool            // the call in progress used a host service or read the body: it may have waited
-	acct    account         // the state's memory
+	cur     *call             // the call in progress; nil between calls
+	funcs   []*glua.LFunction // funcs[i] is s.funcs[i] as the top level defined it, or nil
+	calls   call              // what each call uses (cur), reset between calls
+	initCtx context.Context   // while the top level runs in newState
+	m       *meter            // the meter of the call (or top level) in progress
+	waited  bool              // the call in progress used a host service or read the body: it may have waited
+	acct    account           // the state's memory
 
 	// ctx, ctx.conn and ctx.txn: their metatables while the call runs
 	// and once it has ended, and the fields they read (defineCtx)
@@ -71,8 +72,19 @@ func (s *Script) newState(ctx context.Context) (*state, error) {
 		return nil, st.callError(st.m, "", err)
 	}
 	st.m = nil
+	st.lookupFuncs()
 	s.created.Add(1)
 	return st, nil
+}
+
+// lookupFuncs finds the script's on_* functions (Script.funcs) among the
+// globals the top level left, once: a call reads none of the globals
+// table, the state's largest.
+func (st *state) lookupFuncs() {
+	st.funcs = make([]*glua.LFunction, len(st.s.funcs))
+	for i, name := range st.s.funcs {
+		st.funcs[i], _ = st.L.GetGlobal(name).(*glua.LFunction)
+	}
 }
 
 // runTop runs the chunk's top level: the compiled chunk returns the
@@ -104,13 +116,13 @@ func (st *state) ctx() context.Context {
 	return context.Background()
 }
 
-// call runs the global function name (on_<stage>) with the ctx of req
+// call runs the script's function i (on_<stage>) with the ctx of req
 // and converts its result.
-func (st *state) call(ctx context.Context, name string, req *hook.Request, msg hook.Message) (sdk.Decision, sdk.Effects, error) {
+func (st *state) call(ctx context.Context, i int, req *hook.Request, msg hook.Message) (sdk.Decision, sdk.Effects, error) {
 	L := st.L
-	fn, ok := L.GetGlobal(name).(*glua.LFunction)
-	if !ok {
-		return sdk.Decision{}, sdk.Effects{}, nil // the script removed it at run time
+	fn, name := st.funcs[i], st.s.funcs[i]
+	if fn == nil {
+		return sdk.Decision{}, sdk.Effects{}, nil // this state's top level did not define it
 	}
 	c := &st.calls // zero: the last call's end cleared it
 	c.st, c.ctx, c.req, c.msg = st, ctx, req, msg
