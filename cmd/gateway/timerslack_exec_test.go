@@ -1,0 +1,76 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// envDenyExec makes the gateway child started by a test run under a
+// seccomp filter that fails execve and execveat with EPERM, as a
+// hardened service (a container profile, a systemd SystemCallFilter
+// with SystemCallErrorNumber=EPERM) may: the re-execution for the timer
+// slack is refused.
+const envDenyExec = "GATEWAY_TEST_DENY_EXEC"
+
+// init runs in the child before TestMain calls main.
+func init() {
+	if os.Getenv(envRunMain) != "1" || os.Getenv(envDenyExec) != "1" {
+		return
+	}
+	if err := denyExec(); err != nil {
+		panic("deny exec: " + err.Error())
+	}
+}
+
+// denyExec installs, on every thread (TSYNC), a seccomp filter that
+// fails execve and execveat with EPERM and allows everything else.
+func denyExec() error {
+	const retErrnoEPERM = unix.SECCOMP_RET_ERRNO | uint32(syscall.EPERM)
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 2, K: unix.SYS_EXECVE},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, K: unix.SYS_EXECVEAT},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retErrnoEPERM},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
+		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// Where execve is refused, the gateway warns that it runs "with the
+// kernel's" timer slack, and it must: every thread with the slack it was
+// started with, none with the 1 ms it asked for. It fails on main: the
+// prctl was made on the thread that tried the exec and is not undone, so
+// that thread (and every thread the runtime later starts from it) runs
+// with 1 ms and the others with 50 µs, while the warning says otherwise.
+func TestTimerSlackWhenExecIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	kernels := ownSlack(t)
+	t.Setenv(timerSlackEnv, "")
+	t.Setenv(envDenyExec, "1")
+	c := startGateway(t, "sink", "--listen", "127.0.0.1:0")
+	if got := c.stderr.String(); !strings.Contains(got, "operation not permitted; running with the kernel's") {
+		t.Fatalf("stderr %q, want the warning that the exec was refused", got)
+	}
+	for i, s := range slacks(t, c.cmd.Process.Pid) {
+		if s != kernels {
+			t.Errorf("thread %d of %d: slack %d ns, want %d (the kernel's, as the warning says)", i, c.cmd.Process.Pid, s, kernels)
+		}
+	}
+}
