@@ -3,10 +3,15 @@
 package main
 
 import (
+	"bufio"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -72,5 +77,58 @@ func TestTimerSlackWhenExecIsRefused(t *testing.T) {
 		if s != kernels {
 			t.Errorf("thread %d of %d: slack %d ns, want %d (the kernel's, as the warning says)", i, c.cmd.Process.Pid, s, kernels)
 		}
+	}
+}
+
+// An operator who runs the gateway under another name (a symlink, as
+// sendmail and mailq are; here "mailgate") finds it under that name in
+// ps, pgrep -x, killall, a monitor's process check and the journal's
+// _COMM: the re-execution for the timer slack must not rename the
+// process. It fails on main: the exec goes through os.Executable, the
+// symlink's target, and the kernel names the process after the path
+// executed, so "mailgate" becomes the binary's own name.
+func TestTimerSlackExecKeepsProcessName(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ownSlack(t)
+	link := filepath.Join(t.TempDir(), "mailgate")
+	if err := os.Symlink(os.Args[0], link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, "sink", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), envRunMain+"=1", timerSlackEnv+"=")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	listening := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sinkListeningLn.MatchString(sc.Text()) {
+				listening <- true
+			}
+		}
+	}()
+	select {
+	case <-listening:
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway sink did not start listening")
+	}
+	pid := cmd.Process.Pid
+	if s := slacks(t, pid); s[0] != 1_000_000 {
+		t.Fatalf("slack %d ns: the exec for the timer slack did not happen; the test shows nothing", s[0])
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "mailgate" {
+		t.Errorf("process %d is named %q after the exec, want %q (the name it was started as)", pid, got, "mailgate")
 	}
 }
