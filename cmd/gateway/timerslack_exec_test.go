@@ -27,13 +27,30 @@ import (
 // slack is refused.
 const envDenyExec = "GATEWAY_TEST_DENY_EXEC"
 
+// envReplaceSelf names a file that the gateway child started by a test
+// renames over its own executable before main runs (the first image
+// only): a package upgrade that replaces the binary while the gateway
+// starts.
+const envReplaceSelf = "GATEWAY_TEST_REPLACE_SELF"
+
 // init runs in the child before TestMain calls main.
 func init() {
-	if os.Getenv(envRunMain) != "1" || os.Getenv(envDenyExec) != "1" {
+	if os.Getenv(envRunMain) != "1" {
 		return
 	}
-	if err := denyExec(); err != nil {
-		panic("deny exec: " + err.Error())
+	if os.Getenv(envDenyExec) == "1" {
+		if err := denyExec(); err != nil {
+			panic("deny exec: " + err.Error())
+		}
+	}
+	if with := os.Getenv(envReplaceSelf); with != "" && os.Getenv(timerSlackMarker) == "" {
+		exe, err := os.Executable()
+		if err == nil {
+			err = os.Rename(with, exe)
+		}
+		if err != nil {
+			panic("replace self: " + err.Error())
+		}
 	}
 }
 
@@ -170,5 +187,65 @@ func TestPluginInheritsTimerSlack(t *testing.T) {
 				t.Errorf("plugin %d's environment has %s", p.PID, v)
 			}
 		}
+	}
+}
+
+// The re-execution for the timer slack runs the program the process is,
+// not whatever the path it was started from holds a moment later: a
+// binary replaced on disk while the gateway starts (a package upgrade
+// renaming the new version over it; its /proc/self/exe then reads
+// "(deleted)") must not turn the started gateway into another program
+// under the same PID. It fails on main: the exec takes os.Executable's
+// path, which names the new file, and here the process becomes the
+// script put there.
+func TestTimerSlackExecOfReplacedBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ownSlack(t)
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "gateway")
+	copyExecutable(t, os.Args[0], exe)
+	script := filepath.Join(dir, "new")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho replaced\nexec sleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "sink", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), envRunMain+"=1", timerSlackEnv+"=", envReplaceSelf+"="+script)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	first := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			first <- sc.Text()
+		}
+		close(first)
+	}()
+	select {
+	case line := <-first:
+		if !sinkListeningLn.MatchString(line) {
+			t.Errorf("the gateway's first line %q, want it listening: the exec ran the file that replaced the binary", line)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no output from the gateway in 20 s")
+	}
+}
+
+// copyExecutable copies the file from to the new executable file to.
+func copyExecutable(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
