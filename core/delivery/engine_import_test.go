@@ -208,3 +208,41 @@ func TestImportAfterFlushOfHeldDomainWaits(t *testing.T) {
 		})
 	}
 }
+
+// A copy whose recipients are all final (its node delivered or failed
+// them and died before the message's deletion reached the stream) is
+// imported (the takeover does not look inside) and must leave the
+// taker's spool without an attempt and without a second DSN.
+func TestImportOfFinishedCopy(t *testing.T) {
+	rec, body := copyOf(t, func(h *engHarness, id string) {
+		if err := h.spool.Update(t.Context(), id, func(m *queue.Message) error {
+			m.Attempts = 1
+			m.Recipients[0] = queue.RecipientState{Status: queue.Delivered, LastReply: "250 ok", Attempts: 1, Updated: engT0}
+			m.Recipients[1] = queue.RecipientState{Status: queue.Failed, LastReply: "550 5.1.1 no such user", Attempts: 1, Updated: engT0}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}, "bob@example.net", "carol@example.net")
+	taker := newEngHarness(t)
+	taker.start()
+	nid := importInto(t, taker, rec, body)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if _, err := taker.spool.Get(nid); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the finished copy %s is still queued on the taker 3 s after its import: %+v", nid, taker.get(nid).Recipients)
+		}
+		taker.eng.Kick()
+		time.Sleep(10 * time.Millisecond)
+	}
+	engSettle()
+	if n := taker.tr.NumCalls(); n != 0 {
+		t.Errorf("%d attempts of a finished copy; want 0", n)
+	}
+	if n := len(engDSNCalls(taker.sink)); n != 0 {
+		t.Errorf("%d DSNs for a finished copy; want 0 (its node sent the failure's)", n)
+	}
+}
