@@ -18,18 +18,23 @@ import (
 // slack lets the kernel fire such short sleeps up to the slack late,
 // together with other wake-ups; with 1 ms the gateway made 40% fewer
 // switches a message and spent 10-25% less CPU on it. Sleeps of the
-// runtime and of every timer may end up to the slack late, which nothing
-// in a mail gateway notices (its shortest timer waits 20 ms).
+// runtime and of every timer may end up to the slack late: a mail
+// gateway's timers, from the engine's 1 ms waits for a message's lease
+// (bounded by the clock, not by their count) to its SMTP timeouts of
+// minutes, need no finer time than that. Plugins, started from the
+// gateway's threads, have the slack too.
 //
 // A thread sets only its own slack, and sysmon is started before main
 // runs; new threads inherit their creator's slack, and exec keeps it. So
 // main sets it on its own thread and execs the gateway again (same PID,
-// same arguments), once: the new process's first thread, and every thread
-// the runtime starts from it, has the slack.
+// same arguments, same name), once: the new process's first thread, and
+// every thread the runtime starts from it, has the slack. Where the exec
+// is refused, the thread's slack is set back and the gateway runs as
+// started.
 const (
 	defaultTimerSlack = time.Millisecond
 	timerSlackEnv     = "GATEWAY_TIMER_SLACK"
-	timerSlackMarker  = "GATEWAY_TIMER_SLACK_EXEC" // set across the exec: never twice
+	timerSlackMarker  = "GATEWAY_TIMER_SLACK_EXEC" // the process's name, across the exec: never twice
 )
 
 // timerSlackWanted parses GATEWAY_TIMER_SLACK's value v ("" = the default);

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -15,35 +17,72 @@ const (
 
 // keepTimerSlack gives the process the timer slack GATEWAY_TIMER_SLACK
 // asks for (see timerslack.go): if its thread has another, it sets it and
-// execs the gateway again, and does not return. It returns an error, for
-// a warning, when it cannot; the gateway then runs with the kernel's.
+// execs the running program again (/proc/self/exe: the binary it was
+// started from, even if an upgrade has replaced it on disk since), and
+// does not return. The exec names the process after that path, so the
+// marker carries the name it was started as, and the new process takes
+// it back. It returns an error, for a warning, when it cannot; the
+// gateway then runs with the slack it was started with, on every thread.
 func keepTimerSlack() error {
 	want, err := timerSlackWanted(os.Getenv(timerSlackEnv))
 	if err != nil || want == 0 {
 		return err
 	}
-	runtime.LockOSThread() // the prctl and the exec on one thread
+	runtime.LockOSThread() // the prctls and the exec on one thread
 	defer runtime.UnlockOSThread()
 	have, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prGetTimerSlack, 0, 0)
-	switch {
-	case errno != 0:
+	if errno != 0 {
 		return fmt.Errorf("timer slack: %w", errno)
-	case time.Duration(have) == want:
+	}
+	if name, ok := os.LookupEnv(timerSlackMarker); ok {
 		os.Unsetenv(timerSlackMarker)
+		renameThreads(name)
+		if time.Duration(have) != want {
+			return fmt.Errorf("timer slack: %v after the exec, not %v", time.Duration(have), want)
+		}
 		return nil
-	case os.Getenv(timerSlackMarker) != "":
-		os.Unsetenv(timerSlackMarker)
-		return fmt.Errorf("timer slack: %v after the exec, not %v", time.Duration(have), want)
 	}
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, uintptr(want), 0); errno != 0 {
+	if time.Duration(have) == want {
+		return nil
+	}
+	if err := setTimerSlack(want); err != nil {
+		return err
+	}
+	os.Setenv(timerSlackMarker, processName())
+	err = syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+	os.Unsetenv(timerSlackMarker)
+	// Still here: the slack goes back to what every other thread has.
+	if rerr := setTimerSlack(time.Duration(have)); rerr != nil {
+		return fmt.Errorf("timer slack: exec: %w; and setting it back: %w", err, rerr)
+	}
+	return fmt.Errorf("timer slack: exec: %w", err)
+}
+
+func setTimerSlack(d time.Duration) error {
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, uintptr(d), 0); errno != 0 {
 		return fmt.Errorf("timer slack: %w", errno)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("timer slack: %w", err)
+	return nil
+}
+
+// processName is the process's name (comm), or the base of the path it
+// was started as when it cannot be read.
+func processName() string {
+	if b, err := os.ReadFile("/proc/self/comm"); err == nil {
+		return strings.TrimSuffix(string(b), "\n")
 	}
-	os.Setenv(timerSlackMarker, "1")
-	err = syscall.Exec(exe, os.Args, os.Environ())
-	os.Unsetenv(timerSlackMarker)
-	return fmt.Errorf("timer slack: exec %s: %w", exe, err)
+	return filepath.Base(os.Args[0])
+}
+
+// renameThreads names every thread of the process name (the exec of
+// /proc/self/exe named them "exe"); threads started later take the name
+// of the thread that starts them. Best effort: a name is cosmetic.
+func renameThreads(name string) {
+	if name == "" {
+		return
+	}
+	tasks, _ := filepath.Glob("/proc/self/task/*/comm")
+	for _, comm := range tasks {
+		os.WriteFile(comm, []byte(name), 0)
+	}
 }
