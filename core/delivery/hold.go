@@ -138,7 +138,9 @@ func (h *holds) ofLocked(domain string) (DomainHold, bool) {
 
 // holding returns the hold that keeps m's recipients in domain from an
 // attempt now: none if domain is not held, or if a flush covers m (it was
-// queued and due when domain was last flushed).
+// queued here and due when domain was last flushed). A copy imported from
+// another node arrived earlier but was queued here at its import, which
+// its ID tells (queue.IDTime).
 func (h *holds) holding(domain string, m *queue.Message) (DomainHold, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -146,7 +148,11 @@ func (h *holds) holding(domain string, m *queue.Message) (DomainHold, bool) {
 	if !ok {
 		return hd, false
 	}
-	if at, ok := h.flushed[domain]; ok && !m.Created.After(at) && !m.NextAttempt.After(at) {
+	queued := m.Created
+	if t := queue.IDTime(m.ID); t.After(queued) {
+		queued = t
+	}
+	if at, ok := h.flushed[domain]; ok && !queued.After(at) && !m.NextAttempt.After(at) {
 		return DomainHold{}, false
 	}
 	return hd, true

@@ -70,6 +70,17 @@ func formatID(ms uint64, seq uint32) string {
 	return string(b[:])
 }
 
+// IDTime is the time in id, to the millisecond: when this spool made it,
+// for a message when it came into this spool (an imported copy gets an
+// ID here, at its import). Zero when id is not a spool ID.
+func IDTime(id string) time.Time {
+	ms, _, ok := parseID(id)
+	if !ok {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(ms))
+}
+
 func parseID(id string) (ms uint64, seq uint32, ok bool) {
 	if len(id) != idLen {
 		return 0, 0, false

@@ -93,3 +93,19 @@ func TestIDsAcrossReopen(t *testing.T) {
 		t.Errorf("ID after reopen %s, want > %s", d.ID(), first)
 	}
 }
+
+// IDTime reads back the millisecond an ID was made at, and is zero for
+// what is not an ID.
+func TestIDTimeReadsTheMillisecond(t *testing.T) {
+	var g idGen
+	now := time.Date(2026, 12, 7, 8, 30, 0, 123_456_789, time.UTC)
+	id := g.next(now)
+	if got, want := IDTime(id), now.Truncate(time.Millisecond); !got.Equal(want) {
+		t.Errorf("IDTime(%q) = %v, want %v", id, got, want)
+	}
+	for _, bad := range []string{"", "short", "0123456789abcdeW", "0123456789abcdef0"} {
+		if got := IDTime(bad); !got.IsZero() {
+			t.Errorf("IDTime(%q) = %v, want zero", bad, got)
+		}
+	}
+}
