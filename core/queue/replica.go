@@ -126,7 +126,10 @@ func (s *Spool) Replicate(ctx context.Context, id string) error {
 // it from that node's copy: rec is its record as that node's spool stored
 // it, body its header and content. It gets an ID of this spool's and
 // keeps the rest: envelope, recipients' states, attempts and arrival (its
-// expiry and retry backoff count from there), delay warning and hold.
+// expiry counts from there), delay warning and hold. The attempts are
+// those of the copy's last update, which a plain deferral does not send
+// (only final states, holds and delay warnings do): the retry backoff
+// here may start over from fewer attempts than the other node made.
 // It is due at once, not at the copy's next attempt: that was the other
 // node's, set on what it knew of its destinations (one it found down
 // parks mail for up to an hour behind a probe, and the copy of a message
