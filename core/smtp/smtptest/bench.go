@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,36 +49,11 @@ func BenchLoad(b *testing.B, addr string, body []byte) {
 	defer cancel()
 	clients := dialBenchClients(ctx, b, addr)
 
-	var next atomic.Int64
-	var (
-		mu     sync.Mutex
-		failed error // the first failure
-	)
-	var wg sync.WaitGroup
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime()
-	for w, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				n := next.Add(1)
-				if n > int64(b.N) {
-					return
-				}
-				if err := sendBenchMessage(ctx, c, n, body); err != nil {
-					mu.Lock()
-					if failed == nil {
-						failed = fmt.Errorf("session %d, message %d: %w", w, n, err)
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	var next atomic.Int64
+	failed := sendOver(ctx, clients, int64(b.N), &next, body)
 	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
 	if failed != nil {
@@ -85,6 +61,37 @@ func BenchLoad(b *testing.B, addr string, body []byte) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
+}
+
+// sendOver sends n messages over clients at once, each session taking
+// the next one as it is done with its last, numbered on from *next, and
+// returns the first refusal or failure. The sessions' goroutines carry
+// ctx's pprof labels.
+func sendOver(ctx context.Context, clients []*smtp.Client, n int64, next *atomic.Int64, body []byte) error {
+	var (
+		sent   atomic.Int64
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed error // the first failure
+	)
+	for w, c := range clients {
+		wg.Go(func() {
+			pprof.SetGoroutineLabels(ctx)
+			for sent.Add(1) <= n {
+				m := next.Add(1)
+				if err := sendBenchMessage(ctx, c, m, body); err != nil {
+					mu.Lock()
+					if failed == nil {
+						failed = fmt.Errorf("session %d, message %d: %w", w, m, err)
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return failed
 }
 
 // startBenchServer starts the benchmarks' server: a real Server on

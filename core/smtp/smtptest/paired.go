@@ -1,11 +1,9 @@
 package smtptest
 
 import (
-	"cmp"
 	"context"
 	"runtime/pprof"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,7 +43,7 @@ func BenchPaired(b *testing.B, base, name string, hooks hook.Dispatcher) {
 		for k := range targets {
 			i := (k + done/PairTurn) % 2
 			cpu0, start := cpuTime(), time.Now()
-			if err := targets[i].send(ctx, n, body); err != nil {
+			if err := targets[i].send(n, body); err != nil {
 				b.Fatal(err)
 			}
 			turnCPU[i], turnWall[i] = cpuTime()-cpu0, time.Since(start)
@@ -81,7 +79,7 @@ func median(v []float64) float64 {
 type pairTarget struct {
 	clients []*smtp.Client
 	labels  context.Context // the target's pprof labels, for its clients
-	next    int64           // messages sent, for the recipients' names
+	next    atomic.Int64    // messages sent, for the recipients' names
 }
 
 // newPairTarget starts the server with the pprof label target=name, which
@@ -96,26 +94,6 @@ func newPairTarget(ctx context.Context, b *testing.B, name string, hooks hook.Di
 
 // send sends n messages over the sessions at once, as BenchLoad does,
 // and returns the first refusal or failure.
-func (t *pairTarget) send(ctx context.Context, n int, body []byte) error {
-	var (
-		sent   atomic.Int64
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed error
-	)
-	for _, c := range t.clients {
-		wg.Go(func() {
-			pprof.SetGoroutineLabels(t.labels)
-			for sent.Add(1) <= int64(n) {
-				if err := sendBenchMessage(ctx, c, atomic.AddInt64(&t.next, 1), body); err != nil {
-					mu.Lock()
-					failed = cmp.Or(failed, err)
-					mu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return failed
+func (t *pairTarget) send(n int, body []byte) error {
+	return sendOver(t.labels, t.clients, int64(n), &t.next, body)
 }
