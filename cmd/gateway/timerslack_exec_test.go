@@ -116,31 +116,15 @@ func TestTimerSlackExecKeepsProcessName(t *testing.T) {
 	if err := os.Symlink(os.Args[0], link); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(link, "sink", "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), envRunMain+"=1", timerSlackEnv+"=")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	listening := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sinkListeningLn.MatchString(sc.Text()) {
-				listening <- true
-			}
-		}
-	}()
+	pid, first := startSinkAt(t, link)
 	select {
-	case <-listening:
+	case line := <-first:
+		if !sinkListeningLn.MatchString(line) {
+			t.Fatal("gateway sink did not start listening")
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("gateway sink did not start listening")
 	}
-	pid := cmd.Process.Pid
 	if s := slacks(t, pid); s[0] != 1_000_000 {
 		t.Fatalf("slack %d ns: the exec for the timer slack did not happen; the test shows nothing", s[0])
 	}
@@ -210,24 +194,7 @@ func TestTimerSlackExecOfReplacedBinary(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho replaced\nexec sleep 30\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "sink", "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), envRunMain+"=1", timerSlackEnv+"=", envReplaceSelf+"="+script)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	first := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		if sc.Scan() {
-			first <- sc.Text()
-		}
-		close(first)
-	}()
+	_, first := startSinkAt(t, exe, envReplaceSelf+"="+script)
 	select {
 	case line := <-first:
 		if !sinkListeningLn.MatchString(line) {
@@ -236,6 +203,32 @@ func TestTimerSlackExecOfReplacedBinary(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no output from the gateway in 20 s")
 	}
+}
+
+// startSinkAt runs `gateway sink --listen 127.0.0.1:0` from the test
+// binary at exe (a link to it or a copy), with the default timer slack and
+// env added, and returns its PID and its first line of output.
+func startSinkAt(t *testing.T, exe string, env ...string) (pid int, first <-chan string) {
+	t.Helper()
+	cmd := exec.Command(exe, "sink", "--listen", "127.0.0.1:0")
+	cmd.Env = append(append(os.Environ(), envRunMain+"=1", timerSlackEnv+"="), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+	}()
+	return cmd.Process.Pid, line
 }
 
 // copyExecutable copies the file from to the new executable file to.
