@@ -5,11 +5,15 @@ package main
 // default) each worker holds one connection, says EHLO and pipelines when
 // the server offers PIPELINING; in the smtp-source mode each message goes
 // over a new connection, as Postfix's smtp-source sends it: HELO, one
-// command at a time, QUIT after the message.
+// command at a time, QUIT after the message. With --starttls each
+// connection says EHLO, STARTTLS and EHLO again before its mail, resuming
+// an earlier connection's TLS session when the server allows (as Postfix's
+// client does with its session cache) unless --tls-resume=false.
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -89,6 +93,7 @@ type benchOptions struct {
 	toDomain    string
 	jsonOut     bool // print the report as one JSON object
 	client      smtp.ClientOptions
+	tls         *tls.Config // STARTTLS with this config; nil = none
 }
 
 // parseBenchFlags reads bench's flags and checks them.
@@ -107,8 +112,13 @@ func parseBenchFlags(c *cli, args []string) (benchOptions, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as one JSON object")
 	fs.StringVar(&o.client.LocalName, "helo", "bench.test", "EHLO (HELO in the smtp-source mode) name")
 	fs.DurationVar(&o.client.Timeout, "timeout", 30*time.Second, "timeout of each SMTP command")
+	starttls := fs.Bool("starttls", false, "STARTTLS on every connection before its mail (the smtp-source mode then says EHLO, not HELO); the server's certificate is not checked")
+	resume := fs.Bool("tls-resume", true, "with --starttls, resume the TLS session of an earlier connection when the server allows it (false: a full handshake on every connection)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return o, err
+	}
+	if *starttls {
+		o.tls = benchTLSConfig(o.server, *resume, o.concurrency)
 	}
 	if o.messages < 1 || o.concurrency < 1 || o.rcpts < 1 {
 		fs.Usage()
@@ -138,6 +148,21 @@ func checkBenchMode(fs *flag.FlagSet, mode string) error {
 	return fmt.Errorf("--mode %q: want %s or %s", mode, benchModeReuse, benchModeSource)
 }
 
+// benchTLSConfig is the STARTTLS config of a bench against server:
+// bench talks to servers its user runs, so any certificate is taken.
+// With resume the workers share a session cache of a session each.
+func benchTLSConfig(server string, resume bool, workers int) *tls.Config {
+	host, _, err := net.SplitHostPort(server)
+	if err != nil {
+		host = server
+	}
+	cfg := &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	if resume {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(workers)
+	}
+	return cfg
+}
+
 // newBench builds the envelope and the message every worker sends.
 func newBench(o benchOptions) (*bench, error) {
 	sender, err := envelope.ParseAddress(o.from)
@@ -159,7 +184,7 @@ func newBench(o benchOptions) (*bench, error) {
 	return &bench{
 		server: o.server, mode: o.mode, n: int64(o.messages), workers: min(o.concurrency, o.messages),
 		env:  &envelope.Envelope{Sender: sender, Size: int64(o.size), Recipients: rcpts},
-		body: body, opt: o.client,
+		body: body, opt: o.client, tls: o.tls,
 	}, nil
 }
 
@@ -235,6 +260,7 @@ type bench struct {
 	env     *envelope.Envelope
 	body    []byte
 	opt     smtp.ClientOptions
+	tls     *tls.Config // STARTTLS with this config; nil = none
 
 	next     atomic.Int64 // messages claimed so far
 	failures atomic.Int64
@@ -324,7 +350,7 @@ func (b *bench) sourceSession(ctx context.Context) (time.Duration, error) {
 	if err := s.expect(ctx, 220, "greeting"); err != nil {
 		return 0, err
 	}
-	if err := s.cmd(ctx, 250, "HELO %s", b.opt.LocalName); err != nil {
+	if err := s.hello(ctx, b.opt.LocalName, b.tls); err != nil {
 		return 0, err
 	}
 	if err := s.cmd(ctx, 250, "MAIL FROM:<%s>", b.env.Sender); err != nil {
@@ -343,6 +369,29 @@ func (b *bench) sourceSession(ctx context.Context) (time.Duration, error) {
 	}
 	d := time.Since(start)
 	return d, s.cmd(ctx, 221, "QUIT")
+}
+
+// hello says HELO name, or with cfg (not nil) EHLO, STARTTLS, the TLS
+// handshake and EHLO again.
+func (s *sourceConn) hello(ctx context.Context, name string, cfg *tls.Config) error {
+	if cfg == nil {
+		return s.cmd(ctx, 250, "HELO %s", name)
+	}
+	if err := s.cmd(ctx, 250, "EHLO %s", name); err != nil {
+		return err
+	}
+	if err := s.cmd(ctx, 220, "STARTTLS"); err != nil {
+		return err
+	}
+	if err := s.arm(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	tc := tls.Client(s.conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	s.conn, s.text = tc, textproto.NewConn(tc)
+	return s.cmd(ctx, 250, "EHLO %s", name)
 }
 
 // sourceConn is one smtp-source session's connection. Replies are read
@@ -434,6 +483,12 @@ func (b *bench) connect(ctx context.Context) (*smtp.Client, error) {
 	if err := cl.Hello(ctx); err != nil {
 		cl.Close()
 		return nil, err
+	}
+	if b.tls != nil {
+		if err := cl.StartTLS(ctx, b.tls); err != nil {
+			cl.Close()
+			return nil, err
+		}
 	}
 	return cl, nil
 }

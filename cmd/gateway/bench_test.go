@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +145,64 @@ func (l *commandLog) sessions() map[string][]string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return maps.Clone(l.verbs)
+}
+
+// TestBenchSTARTTLS: with --starttls every session says EHLO, STARTTLS
+// and EHLO again and sends its mail under TLS, in both modes; the
+// sessions after each worker's first resume a TLS session unless
+// --tls-resume=false, and then none does.
+func TestBenchSTARTTLS(t *testing.T) {
+	for _, tc := range []struct {
+		mode, resume string
+		verbs        string
+		resumed      func(sessions int64) bool
+	}{
+		{benchModeSource, "true", "EHLO STARTTLS EHLO MAIL RCPT DATA QUIT", func(n int64) bool { return n >= 20-2 }},
+		{benchModeSource, "false", "EHLO STARTTLS EHLO MAIL RCPT DATA QUIT", func(n int64) bool { return n == 0 }},
+		// Each of the two connections sends one or more messages.
+		{benchModeReuse, "true", "EHLO STARTTLS EHLO MAIL RCPT DATA (MAIL RCPT DATA )*QUIT", func(n int64) bool { return n <= 1 }},
+	} {
+		t.Run(tc.mode+"/resume="+tc.resume, func(t *testing.T) {
+			spool := &smtptest.MemorySpool{}
+			verbs := &commandLog{}
+			serverTLS, _ := smtptest.TLSConfigs(t)
+			var handshakes, resumed atomic.Int64
+			serverTLS.VerifyConnection = func(cs tls.ConnectionState) error {
+				handshakes.Add(1)
+				if cs.DidResume {
+					resumed.Add(1)
+				}
+				return nil
+			}
+			addr, _ := smtptest.StartServer(t, smtp.Options{
+				RelayNetworks: []netip.Prefix{smtptest.Loopback()}, Hooks: verbs, Spool: spool, TLS: serverTLS,
+			})
+			args := []string{"bench", "--server", addr, "--json", "--mode", tc.mode, "--starttls", "--tls-resume=" + tc.resume,
+				"--messages", "20", "--concurrency", "2"}
+			if tc.mode == benchModeReuse {
+				args = append(args, "--messages", "6", "--pipelining=false") // the command stage sees each command
+			}
+			code, out, errOut := runWithInput(t, "", args...)
+			if code != 0 {
+				t.Fatalf("bench: code %d, stderr %q, stdout %q", code, errOut, out)
+			}
+			sessions := verbs.sessions()
+			want := regexp.MustCompile("^" + tc.verbs + "$")
+			for id, v := range sessions {
+				if got := strings.Join(v, " "); !want.MatchString(got) {
+					t.Errorf("session %s: verbs %q, want %q", id, got, tc.verbs)
+				}
+			}
+			for _, m := range spool.Messages() {
+				if !m.Envelope.TLS {
+					t.Errorf("message %s was not received under TLS", m.ID)
+				}
+			}
+			if n := int64(len(sessions)); handshakes.Load() != n || !tc.resumed(resumed.Load()) {
+				t.Errorf("%d sessions, %d handshakes, %d resumed", n, handshakes.Load(), resumed.Load())
+			}
+		})
+	}
 }
 
 func TestBenchModeFlags(t *testing.T) {

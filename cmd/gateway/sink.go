@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/gateway"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/smtp"
 	"github.com/mailgate/gateway/sdk"
@@ -79,6 +81,7 @@ type sinkOptions struct {
 	bare        string // "reject" or "fix"
 	logLevel    string
 	dropMidData bool
+	tls         *tls.Config // STARTTLS offered with this config; nil = not offered
 }
 
 // parseSinkFlags reads the sink's flags and checks them.
@@ -96,6 +99,8 @@ func parseSinkFlags(c *cli, args []string) (sinkOptions, error) {
 	fs.Int64Var(&o.maxSize, "max-size", 1<<30, "largest message accepted, in bytes")
 	fs.StringVar(&o.bare, "bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
 	fs.StringVar(&o.logLevel, "log-level", "warn", "server log level on stderr: debug, info, warn or error")
+	certFile := fs.String("tls-cert", "", "offer STARTTLS with this certificate (PEM; with --tls-key)")
+	keyFile := fs.String("tls-key", "", "the private key of --tls-cert (PEM)")
 	fs.BoolVar(&o.dropMidData, "drop-mid-data", false, "close the connection once message content starts arriving, without a reply (tests a client's handling of a dropped DATA)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return o, err
@@ -112,6 +117,14 @@ func parseSinkFlags(c *cli, args []string) (sinkOptions, error) {
 	}
 	if o.maxSize <= 0 {
 		return o, fmt.Errorf("--max-size %d: must be positive", o.maxSize)
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		return o, errors.New("--tls-cert and --tls-key: give both or neither")
+	}
+	if *certFile != "" {
+		if o.tls, err = gateway.LoadTLS(&config.TLS{Cert: *certFile, Key: *keyFile}); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }
@@ -142,6 +155,7 @@ func newSinkServer(o sinkOptions, spool *sinkSpool, log *slog.Logger) (*smtp.Ser
 		RelayNetworks: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
 		Hooks:         o.hooks,
 		Spool:         spool,
+		TLS:           o.tls,
 		Log:           log.With("listener", "sink"),
 	})
 }

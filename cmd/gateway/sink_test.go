@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/gateway/core/smtp/smtptest"
 	"github.com/mailgate/gateway/sdk"
 )
 
@@ -223,5 +224,27 @@ func TestSinkDropMidData(t *testing.T) {
 	}
 	if got := sinkTotals(t, stop()); got != "messages=0 bytes=0" {
 		t.Errorf("sink totals %q, want none", got)
+	}
+}
+
+// TestSinkSTARTTLS: with --tls-cert and --tls-key the sink offers
+// STARTTLS and takes mail under it; one without the other is refused.
+func TestSinkSTARTTLS(t *testing.T) {
+	cert, key := smtptest.WriteCertificate(t, t.TempDir())
+	addr, stop := startSink(t, "--tls-cert", cert, "--tls-key", key)
+	code, out, errOut := runWithInput(t, "", "bench", "--server", addr, "--mode", "smtp-source", "--starttls",
+		"--messages", "3", "--concurrency", "1", "--size", "1000")
+	if code != 0 {
+		t.Fatalf("bench --starttls: code %d, stderr %q, stdout %q", code, errOut, out)
+	}
+	if got, want := sinkTotals(t, stop()), "messages=3 bytes=3000"; got != want {
+		t.Errorf("sink totals %q, want %q", got, want)
+	}
+
+	for _, args := range [][]string{{"--tls-cert", cert}, {"--tls-key", key}} {
+		code, _, errOut := runWithInput(t, "", append([]string{"sink", "--listen", "127.0.0.1:0"}, args...)...)
+		if want := "--tls-cert and --tls-key: give both or neither"; code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("sink %q: code %d, stderr %q; want 1 and %q", args, code, errOut, want)
+		}
 	}
 }
