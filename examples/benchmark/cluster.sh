@@ -42,7 +42,6 @@ done
 build_gateway
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 per_msg_ms() { python3 -c "print(round($1 * 1000 / $hz / $MESSAGES, 3))"; }
 rate() { python3 -c "print(round($MESSAGES / ($2 - $1), 1))"; }
 

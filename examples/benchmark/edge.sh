@@ -89,7 +89,6 @@ one() {
 	rm -rf "$data"
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 with=(); without=(); ratios=()
 for i in $(seq "$RUNS"); do

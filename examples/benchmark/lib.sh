@@ -1,4 +1,4 @@
-# Sourced by run.sh, memory.sh, queue.sh, edge.sh and cluster.sh (from the repository's root):
+# Sourced by run.sh, tls.sh, memory.sh, queue.sh, edge.sh and cluster.sh (from the repository's root):
 # a temporary folder, removed on exit together with every job the script
 # started (after its cleanup_more, if it defines one), and the helpers
 # they share. bin is where build_gateway puts the gateway.
@@ -27,3 +27,6 @@ wait_port() {
 
 # stop PID: SIGTERM, and wait for it to end.
 stop() { kill -TERM "$1"; wait "$1" || true; }
+
+# median VALUES...: the median of numbers.
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
