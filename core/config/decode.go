@@ -238,6 +238,14 @@ func (d *decoder) listener(r *rawListener) Listener {
 			d.file("key", r.TLS.Key, &l.TLS.Key)
 		}
 		d.boolean("implicit", r.TLS.Implicit, &l.TLS.Implicit)
+		if present(r.TLS.ECDSACert) || present(r.TLS.ECDSAKey) {
+			if d.required("ecdsa_cert", r.TLS.ECDSACert, r.TLS.DefRange) {
+				d.file("ecdsa_cert", r.TLS.ECDSACert, &l.TLS.ECDSACert)
+			}
+			if d.required("ecdsa_key", r.TLS.ECDSAKey, r.TLS.DefRange) {
+				d.file("ecdsa_key", r.TLS.ECDSAKey, &l.TLS.ECDSAKey)
+			}
+		}
 	}
 	if t := r.Timeouts; t != nil {
 		d.duration("command", t.Command, &l.Timeouts.Command, false)

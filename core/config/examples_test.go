@@ -151,6 +151,8 @@ func exampleDir(t *testing.T, root string) (dir, sum string) {
 		"smarthost.pass": []byte("s3cret\n"),
 		"cert.pem":       mustRead(t, filepath.Join("testdata", "tls", "cert.pem")),
 		"key.pem":        mustRead(t, filepath.Join("testdata", "tls", "key.pem")),
+		"ecdsa-cert.pem": mustRead(t, filepath.Join("testdata", "tls", "cert.pem")),
+		"ecdsa-key.pem":  mustRead(t, filepath.Join("testdata", "tls", "key.pem")),
 		"ca.pem":         mustRead(t, filepath.Join("testdata", "tls", "cert.pem")),
 		filepath.Join("dkim", "example.test.s1.pem"): mustRead(t, filepath.Join("testdata", "dkim", "rsa1024_pkcs1.pem")),
 	}

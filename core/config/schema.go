@@ -73,6 +73,9 @@ type rawTLS struct {
 	Cert     hcl.Expression `hcl:"cert,optional"` // required
 	Key      hcl.Expression `hcl:"key,optional"`  // required
 	Implicit hcl.Expression `hcl:"implicit,optional"`
+	// An ECDSA certificate beside cert: both or neither.
+	ECDSACert hcl.Expression `hcl:"ecdsa_cert,optional"`
+	ECDSAKey  hcl.Expression `hcl:"ecdsa_key,optional"`
 }
 
 // rawTimeouts is timeouts { … } in a listener.

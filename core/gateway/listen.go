@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -101,16 +102,29 @@ func tlsMode(t *config.TLS) string {
 	return "starttls"
 }
 
-// LoadTLS loads a listener's certificate; nil for none.
+// LoadTLS loads a listener's certificates; nil for none. An ECDSA
+// certificate comes first: crypto/tls offers a client the first one it
+// takes, and the RSA one stays for clients that take only RSA.
 func LoadTLS(t *config.TLS) (*tls.Config, error) {
 	if t == nil {
 		return nil, nil
+	}
+	var certs []tls.Certificate
+	if t.ECDSACert != "" {
+		ec, err := tls.LoadX509KeyPair(t.ECDSACert, t.ECDSAKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls: ecdsa_cert: %w", err)
+		}
+		if _, ok := ec.PrivateKey.(*ecdsa.PrivateKey); !ok {
+			return nil, fmt.Errorf("tls: ecdsa_cert %s: its key is %T, not an ECDSA key", t.ECDSACert, ec.PrivateKey)
+		}
+		certs = append(certs, ec)
 	}
 	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{Certificates: append(certs, cert), MinVersion: tls.VersionTLS12}, nil
 }
 
 // intake is the spool as the SMTP servers see it: a queue draft that, once
