@@ -79,8 +79,15 @@ type SMTPOptions struct {
 	// or route host name, or the IP for a literal). nil = a default config
 	// with ServerName host, which verifies the certificate under "require"
 	// and does not under "opportunistic" (RFC 7435: unauthenticated
-	// encryption beats clear text).
+	// encryption beats clear text). A config it returns is used as it
+	// comes: its connections resume TLS sessions only if it sets its own
+	// ClientSessionCache (see TLSSessions).
 	TLSConfig func(host string) *tls.Config
+	// TLSSessions is how many TLS sessions are kept per TLS level, for
+	// new connections to a next hop to resume (one per host name, the
+	// least recently used going first); 0 = DefaultTLSSessions, a
+	// negative value = none (a full handshake every time).
+	TLSSessions int
 	// MaxIdle is how long an idle connection is kept for reuse; 0 = 5s, a
 	// negative value = no reuse (QUIT after every job).
 	MaxIdle time.Duration
@@ -202,6 +209,8 @@ type SMTP struct {
 	stop chan struct{} // closed by Close: the reaper returns
 	done chan struct{} // closed when the reaper has returned; nil without one
 
+	sessions tlsSessions // TLS sessions to resume, per level; nil = none
+
 	// localAddrs are the machine's interface addresses (what a listener on
 	// 0.0.0.0 or [::] receives on), looked up once, when first needed:
 	// Postfix too learns its own addresses at start.
@@ -263,7 +272,7 @@ func NewSMTP(opt SMTPOptions) *SMTP {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &SMTP{opt: opt, log: opt.Log, idle: map[connKey][]*smtpConn{}, stop: make(chan struct{}),
-		localAddrs: sync.OnceValue(interfaceAddrs)}
+		sessions: newTLSSessions(opt.TLSSessions), localAddrs: sync.OnceValue(interfaceAddrs)}
 	if opt.MaxIdle > 0 {
 		s.done = make(chan struct{})
 		go s.reap()
@@ -767,9 +776,12 @@ func (s *SMTP) hangUp(ctx context.Context, c *smtp.Client) {
 	}
 }
 
-// tlsConfig is the STARTTLS config for a connection.
+// tlsConfig is the STARTTLS config for a connection: ours resume the
+// sessions of key's level (see tlsSessions), the operator's
+// (SMTPOptions.TLSConfig) are left as they come.
 func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 	if cfg := s.policyTLSConfig(key, plan); cfg != nil {
+		cfg.ClientSessionCache = s.sessions.cache(key.tls)
 		return cfg
 	}
 	if s.opt.TLSConfig != nil {
@@ -777,7 +789,8 @@ func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 			return cfg
 		}
 	}
-	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12}
+	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12,
+		ClientSessionCache: s.sessions.cache(key.tls)}
 }
 
 // run sends the job on sc and hands the connection back to the pool or
