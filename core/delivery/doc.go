@@ -15,8 +15,10 @@
 //     mail arrives by Enqueue; retries are found by walking the spool's
 //     schedule.
 //   - Transports (transport.go): SMTP (smtp_transport.go: MX look-up with
-//     fail-over, STARTTLS policy, connection reuse), LMTP (lmtp.go) and
-//     Maildir (maildir_transport.go over core/maildir).
+//     fail-over, STARTTLS policy (smtp_policy.go), connection reuse, and
+//     TLS session resumption for new connections, a bounded cache per TLS
+//     level (smtp_sessions.go)), LMTP (lmtp.go, no TLS) and Maildir
+//     (maildir_transport.go over core/maildir).
 //   - Held domains (hold.go): hold_domains and the operator's holds
 //     (stored in the spool's key-value store), whose mail waits without an
 //     attempt until released, flushed once by ETRN, or expired.
@@ -28,7 +30,8 @@
 //     a Maildir or to an LMTP server without DSN, "relayed" to a next hop
 //     without DSN, none when the next hop took NOTIFY on.
 //
-// Nothing but in-flight leases lives only in memory: after a crash every
-// unfinished message is due again (at-least-once). The package holds no
-// global state.
+// Nothing but in-flight leases lives only in memory (besides the SMTP
+// transport's idle connections and TLS sessions, whose loss only makes
+// the next connections slower): after a crash every unfinished message is
+// due again (at-least-once). The package holds no global state.
 package delivery

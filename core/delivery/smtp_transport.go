@@ -1,9 +1,10 @@
 package delivery
 
 // This file is the SMTP transport: MX look-up (or a static route), fail-over
-// across exchangers and their addresses, STARTTLS by policy, one pipelined
-// transaction per job, and a pool of idle connections reused by later jobs
-// to the same destination.
+// across exchangers and their addresses, STARTTLS by policy (resuming
+// earlier TLS sessions, smtp_sessions.go), one pipelined transaction per
+// job, and a pool of idle connections reused by later jobs to the same
+// destination.
 
 import (
 	"context"
@@ -197,6 +198,12 @@ type SMTPOptions struct {
 // it comes to that host in preference order: an idle connection to MX 20
 // is not used while MX 10 takes the mail. If a pooled connection turns out
 // dead before MAIL is answered, it is dropped and the job dials afresh.
+//
+// TLS sessions: a new connection's STARTTLS resumes the session of an
+// earlier one to the same host name made under the same TLS level (see
+// tlsSessions and SMTPOptions.TLSSessions), skipping the certificate
+// exchange and, under TLS 1.2, the key exchange; the certificate is still
+// checked as the level says.
 type SMTP struct {
 	opt SMTPOptions
 	log *slog.Logger
