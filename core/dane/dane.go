@@ -314,7 +314,12 @@ func verifyChain(anchor *x509.Certificate, chain []*x509.Certificate, names []st
 // Config is the client tls.Config for a DANE host: ServerName (SNI) host
 // (RFC 7672 §8.1), and the chain checked by Verify against recs and names
 // (with InsecureSkipVerify, as Go's own verification knows nothing of
-// TLSA) at the time of each handshake. recs and names are copied.
+// TLSA) at the time of each handshake. recs and names are copied. A
+// ClientSessionCache the caller sets makes handshakes resume sessions;
+// a resumed one is checked too, its session's chain against this
+// Config's recs and names (crypto/tls runs VerifyConnection on
+// resumptions), so a session made under records that no longer match
+// fails.
 func Config(host string, recs []resolver.TLSA, names []string) *tls.Config {
 	recs = slices.Clone(recs)
 	names = slices.Clone(names)

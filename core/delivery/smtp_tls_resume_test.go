@@ -26,19 +26,29 @@ var resumeVersions = []struct {
 	version uint16
 }{{"TLS 1.2", tls.VersionTLS12}, {"TLS 1.3", tls.VersionTLS13}}
 
-// handshakes records, for each TLS handshake a test server makes, whether
-// it resumed a session: the server's VerifyConnection runs on full and
-// resumed handshakes alike, before the client's last flight, so a
-// handshake the client then refuses is recorded too.
+// handshakes records, for each TLS handshake a test server begins,
+// whether it resumed a session. A handshake starts as a full one (hello);
+// the server's VerifyConnection, which runs on full and resumed
+// handshakes alike before the client's last flight (a resumed one's
+// right after the server's hello), records what it became, so that a
+// resumption the client then refuses shows too. (A full TLS 1.2
+// handshake the client refuses ends before it.)
 type handshakes struct {
 	mu      sync.Mutex
 	resumed []bool
 }
 
+func (h *handshakes) hello(*tls.ClientHelloInfo) (*tls.Config, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resumed = append(h.resumed, false)
+	return nil, nil
+}
+
 func (h *handshakes) verify(cs tls.ConnectionState) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.resumed = append(h.resumed, cs.DidResume)
+	h.resumed[len(h.resumed)-1] = cs.DidResume
 	return nil
 }
 
@@ -55,7 +65,7 @@ func resumeSink(t *testing.T, listen string, version uint16, cert tls.Certificat
 	h := &handshakes{}
 	m := startTestMTA(t, testMTAConfig{listen: listen, mod: func(o *smtp.Options) {
 		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: version, MaxVersion: version,
-			VerifyConnection: h.verify}
+			GetConfigForClient: h.hello, VerifyConnection: h.verify}
 	}})
 	return m, h
 }
@@ -206,51 +216,71 @@ func TestSMTPTLSResumptionOperatorConfig(t *testing.T) {
 	}
 }
 
-// resumeDANEZone is mx1.dane.test with a DANE-EE record of SPKI, and the
-// same host as a static route may name it (route.test has no TLSA).
+// resumeDANEZone is mx1.dane.test with the TLSA records RECORDS.
 const resumeDANEZone = `
 test.                        IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300
 dane.test.                   IN MX 10 mx1.dane.test.
 mx1.dane.test.               IN A 127.0.0.31
-_25._tcp.mx1.dane.test.      IN TLSA 3 1 1 SPKI
 `
+
+// daneZoneWith is resumeDANEZone with a DANE-EE record (3 1 1) for each
+// of spkis.
+func daneZoneWith(spkis ...string) string {
+	zone := resumeDANEZone
+	for _, spki := range spkis {
+		zone += "_25._tcp.mx1.dane.test. IN TLSA 3 1 1 " + spki + "\n"
+	}
+	return zone
+}
 
 // TestDANEResumption: a DANE connection resumes only a DANE session (not
 // one a static route made to the same host without verifying anything),
-// and a resumed one is checked against the TLSA records of its own
-// attempt: once they no longer match the certificate the session was
-// made with, the resumed handshake fails and the mail waits (4.7.5).
+// and only one made under the same TLSA records: a key rollover (a record
+// for the next key added, then the old one's removed) brings a full
+// handshake each time the records change, so the next hop's certificate
+// is checked anew, and one that no longer matches fails (4.7.5).
 func TestDANEResumption(t *testing.T) {
+	next := strings.Repeat("ab", 32) // the next key's record
 	for _, v := range resumeVersions {
 		t.Run(v.name, func(t *testing.T) {
 			cert := smtptest.NewCA(t).Issue(t, "unrelated.example")
 			m, hs := resumeSink(t, "127.0.0.31:0", v.version, cert)
-			r, dnsSrv := resumeResolver(t, strings.ReplaceAll(resumeDANEZone, "SPKI", spkiSHA256(cert)))
+			r, dnsSrv := resumeResolver(t, daneZoneWith(spkiSHA256(cert)))
 			for _, name := range []string{"mx1.dane.test", "_25._tcp.mx1.dane.test"} {
 				dnsSrv.SetAD(name, true)
 			}
 			tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, Port: m.port, DANE: true, MaxIdle: -1})
 			deliverVia(t, tr, "mx1.dane.test", m.port, delivery.TLSOpportunistic)
-			deliverDANE := func() delivery.Result {
+			deliverDANE := func(step string) delivery.Result {
+				t.Helper()
 				job, _ := newTestJob(delivery.Route{}, smtpTestBody, "bob@dane.test")
-				return tr.Deliver(context.Background(), job)[0]
+				got := tr.Deliver(context.Background(), job)[0]
+				if got.TLSPolicy != delivery.TLSDANE {
+					t.Fatalf("%s: Deliver = %+v, want it under dane", step, got)
+				}
+				return got
 			}
-			for i := range 2 {
-				if got := deliverDANE(); got.Class != delivery.Delivered || got.TLSPolicy != delivery.TLSDANE {
-					t.Fatalf("DANE delivery %d = %+v, want delivered under dane", i+1, got)
+			delivered := func(step string) {
+				t.Helper()
+				if got := deliverDANE(step); got.Class != delivery.Delivered {
+					t.Fatalf("%s: Deliver = %+v, want delivered", step, got)
 				}
 			}
-			dnsSrv.Replace(t, strings.ReplaceAll(resumeDANEZone, "SPKI", strings.Repeat("00", 32)))
-			got := deliverDANE()
-			if got.Class != delivery.Temporary || got.Enhanced != (sdk.EnhancedCode{4, 7, 5}) || got.TLSPolicy != delivery.TLSDANE ||
-				!strings.Contains(got.Text, "no TLSA record matches") {
-				t.Errorf("DANE delivery after the records changed = %+v, want 4.7.5 (no TLSA record matches)", got)
+			delivered("first")
+			delivered("second")
+			dnsSrv.Replace(t, daneZoneWith(spkiSHA256(cert), next))
+			delivered("rollover begun")
+			delivered("rollover begun, again")
+			dnsSrv.Replace(t, daneZoneWith(next))
+			got := deliverDANE("rollover done")
+			if got.Class != delivery.Temporary || got.Enhanced != (sdk.EnhancedCode{4, 7, 5}) || !strings.Contains(got.Text, "no TLSA record matches") {
+				t.Errorf("DANE delivery after the old record went = %+v, want 4.7.5 (no TLSA record matches)", got)
 			}
-			if got, want := fmt.Sprint(hs.list()), "[false false true true]"; got != want {
+			if got, want := fmt.Sprint(hs.list()), "[false false true false true false]"; got != want {
 				t.Errorf("handshakes resumed = %s, want %s", got, want)
 			}
-			if n := len(m.spool.Messages()); n != 3 {
-				t.Errorf("sink got %d messages, want 3", n)
+			if n := len(m.spool.Messages()); n != 5 {
+				t.Errorf("sink got %d messages, want 5", n)
 			}
 		})
 	}

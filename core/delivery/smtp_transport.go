@@ -200,10 +200,11 @@ type SMTPOptions struct {
 // dead before MAIL is answered, it is dropped and the job dials afresh.
 //
 // TLS sessions: a new connection's STARTTLS resumes the session of an
-// earlier one to the same host name made under the same TLS level (see
-// tlsSessions and SMTPOptions.TLSSessions), skipping the certificate
-// exchange and, under TLS 1.2, the key exchange; the certificate is still
-// checked as the level says.
+// earlier one to the same host name made under the same TLS level (and
+// under DANE the same TLSA records; see tlsSessions and
+// SMTPOptions.TLSSessions), skipping the certificate exchange and, under
+// TLS 1.2, the key exchange; the session's certificate is still checked
+// as the level says.
 type SMTP struct {
 	opt SMTPOptions
 	log *slog.Logger
@@ -788,7 +789,7 @@ func (s *SMTP) hangUp(ctx context.Context, c *smtp.Client) {
 // (SMTPOptions.TLSConfig) are left as they come.
 func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 	if cfg := s.policyTLSConfig(key, plan); cfg != nil {
-		cfg.ClientSessionCache = s.sessions.cache(key.tls)
+		cfg.ClientSessionCache = s.sessions.cache(key.tls, plan.tlsa)
 		return cfg
 	}
 	if s.opt.TLSConfig != nil {
@@ -797,7 +798,7 @@ func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 		}
 	}
 	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12,
-		ClientSessionCache: s.sessions.cache(key.tls)}
+		ClientSessionCache: s.sessions.cache(key.tls, nil)}
 }
 
 // run sends the job on sc and hands the connection back to the pool or
