@@ -153,6 +153,31 @@ func TestSMTPTLSResumptionKeepsLevels(t *testing.T) {
 	}
 }
 
+// TestSMTPTLSResumptionVerifiedOnly pins what the levels' own caches
+// stand in front of: even from one cache shared by every level,
+// crypto/tls resumes under a level that verifies the certificate only a
+// session whose chain was verified, never one made without verifying
+// ("opportunistic"). (Under DANE it would resume any, and check the
+// session's certificate against the records: dane's TestConfigResumed.)
+func TestSMTPTLSResumptionVerifiedOnly(t *testing.T) {
+	for _, v := range resumeVersions {
+		t.Run(v.name, func(t *testing.T) {
+			ca := smtptest.NewCA(t)
+			m, hs := resumeSink(t, "", v.version, ca.Issue(t, "mx.test"))
+			r, _ := resumeResolver(t, routeZone)
+			tr := newSMTPTransport(t, delivery.SMTPOptions{Resolver: r, RootCAs: ca.Pool, MaxIdle: -1})
+			delivery.ShareTLSSessions(tr)
+			for _, level := range []string{delivery.TLSOpportunistic, delivery.TLSVerify, delivery.TLSRequire} {
+				deliverVia(t, tr, "mx.test", m.port, level)
+			}
+			// The third resumes the second's verified session.
+			if got, want := fmt.Sprint(hs.list()), "[false false true]"; got != want {
+				t.Errorf("handshakes resumed = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
 // TestSMTPTLSSessionsBounded: the transport keeps at most TLSSessions
 // sessions a level, the least recently used going first.
 func TestSMTPTLSSessionsBounded(t *testing.T) {
