@@ -85,9 +85,10 @@ type SMTPOptions struct {
 	// ClientSessionCache (see TLSSessions).
 	TLSConfig func(host string) *tls.Config
 	// TLSSessions is how many TLS sessions are kept per TLS level, for
-	// new connections to a next hop to resume (one per host name, the
-	// least recently used going first); 0 = DefaultTLSSessions, a
-	// negative value = none (a full handshake every time).
+	// new connections to a next hop to resume (one per host name, under
+	// DANE per host name and TLSA records; the least recently used goes
+	// first); 0 = DefaultTLSSessions, a negative value = none (a full
+	// handshake every time).
 	TLSSessions int
 	// MaxIdle is how long an idle connection is kept for reuse; 0 = 5s, a
 	// negative value = no reuse (QUIT after every job).
