@@ -74,6 +74,7 @@ type Gateway struct {
 	admin     *admin.Admin
 	adminLn   net.Listener // nil without an admin address
 	listeners []*listener
+	certs     []namedCertificates // the listeners' with a tls block, read again by a reload
 	authGuard *authguard.Guard
 	inject    *injectEndpoint // nil without an inject block
 	pickup    *pickupPart     // local mail that gateway sendmail left in data_dir/pickup
@@ -89,6 +90,13 @@ type Gateway struct {
 	tlsReports *tlsrpt.Reporter
 
 	runOnce sync.Once
+}
+
+// namedCertificates are a listener's certificates and its name, for the
+// logs of a reload.
+type namedCertificates struct {
+	listener string
+	certs    *certificates
 }
 
 // listener is one SMTP listener: its server and its bound socket.
@@ -292,10 +300,16 @@ func (g *Gateway) newEngine(opt Options) error {
 }
 
 // applyReload applies what a reload changes outside the pipeline:
-// delivery's hold_domains and the dkim keys. It runs only once the
+// delivery's hold_domains, the listeners' certificates (read again from
+// the files they were read from) and the dkim keys. It runs only once the
 // reloaded configuration loaded, so its keys parsed.
 func (g *Gateway) applyReload(ctx context.Context, cfg *config.Config) {
 	g.engine.SetHoldDomains(ctx, cfg.Delivery.HoldDomains)
+	for _, n := range g.certs {
+		if err := n.certs.reload(); err != nil {
+			g.log.Error("reload: the listener's certificates stay as they were", "listener", n.listener, "err", err)
+		}
+	}
 	keys, err := dkimKeys(cfg.DKIM)
 	if err != nil {
 		g.log.Error("reload: the dkim keys stay as they were", "err", err)

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,9 +30,15 @@ import (
 // smtpOptions are the options of the SMTP server for listener l: the only
 // place they are made from the config.
 func (g *Gateway) smtpOptions(l config.Listener) (smtp.Options, error) {
-	tlsConfig, err := LoadTLS(l.TLS)
-	if err != nil {
-		return smtp.Options{}, err
+	var tlsConfig *tls.Config
+	var err error
+	if l.TLS != nil {
+		certs, err := loadCertificates(l.TLS)
+		if err != nil {
+			return smtp.Options{}, err
+		}
+		g.certs = append(g.certs, namedCertificates{l.Name, certs})
+		tlsConfig = certs.config()
 	}
 	var auth smtp.Authenticator
 	if len(g.cfg.Auth.Users) > 0 {
@@ -103,28 +110,78 @@ func tlsMode(t *config.TLS) string {
 }
 
 // LoadTLS loads a listener's certificates; nil for none. An ECDSA
-// certificate comes first: crypto/tls offers a client the first one it
-// takes, and the RSA one stays for clients that take only RSA.
+// certificate comes first (see certificates.get), and the RSA one stays
+// for clients that take only RSA.
 func LoadTLS(t *config.TLS) (*tls.Config, error) {
 	if t == nil {
 		return nil, nil
 	}
+	c, err := loadCertificates(t)
+	if err != nil {
+		return nil, err
+	}
+	return c.config(), nil
+}
+
+// certificates are a listener's certificates as its TLS handshakes take
+// them: read when the listener starts and again by each reload, so that
+// a renewed certificate is served without a restart (as Postfix's
+// `postfix reload` does). A reload that cannot read them keeps the ones
+// it had.
+type certificates struct {
+	files  config.TLS
+	loaded atomic.Pointer[[]tls.Certificate] // ECDSA first, if any
+}
+
+// loadCertificates reads the certificates of t.
+func loadCertificates(t *config.TLS) (*certificates, error) {
+	c := &certificates{files: *t}
+	if err := c.reload(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// reload reads the certificate files again and serves them from the next
+// handshake on; on an error the ones served so far stay.
+func (c *certificates) reload() error {
 	var certs []tls.Certificate
+	t := &c.files
 	if t.ECDSACert != "" {
 		ec, err := tls.LoadX509KeyPair(t.ECDSACert, t.ECDSAKey)
 		if err != nil {
-			return nil, fmt.Errorf("tls: ecdsa_cert: %w", err)
+			return fmt.Errorf("tls: ecdsa_cert: %w", err)
 		}
 		if _, ok := ec.PrivateKey.(*ecdsa.PrivateKey); !ok {
-			return nil, fmt.Errorf("tls: ecdsa_cert %s: its key is %T, not an ECDSA key", t.ECDSACert, ec.PrivateKey)
+			return fmt.Errorf("tls: ecdsa_cert %s: its key is %T, not an ECDSA key", t.ECDSACert, ec.PrivateKey)
 		}
 		certs = append(certs, ec)
 	}
 	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		return fmt.Errorf("tls: %w", err)
 	}
-	return &tls.Config{Certificates: append(certs, cert), MinVersion: tls.VersionTLS12}, nil
+	certs = append(certs, cert)
+	c.loaded.Store(&certs)
+	return nil
+}
+
+// config is the listener's tls.Config, whose handshakes take the
+// certificates loaded last.
+func (c *certificates) config() *tls.Config {
+	return &tls.Config{GetCertificate: c.get, MinVersion: tls.VersionTLS12}
+}
+
+// get picks a handshake's certificate as crypto/tls does from a
+// Config's Certificates: the first the client takes, else the first.
+func (c *certificates) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	certs := *c.loaded.Load()
+	for i := range certs {
+		if hello.SupportsCertificate(&certs[i]) == nil {
+			return &certs[i], nil
+		}
+	}
+	return &certs[0], nil
 }
 
 // intake is the spool as the SMTP servers see it: a queue draft that, once

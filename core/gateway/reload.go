@@ -37,10 +37,11 @@ const minRetireGrace = 30 * time.Second
 // any failure (a config diagnostic, a script that does not compile) the
 // running chain stays and the error, naming file:line, is logged and
 // returned. Only the hook pipeline (pipeline, the lua and the plugin
-// blocks), delivery's hold_domains and the dkim blocks (their keys read
-// again) are reloaded: listeners, domains, relay, auth, delivery, admin and
-// the rest need a restart, and a reload that finds them changed says so in
-// the log. Every plugin is started again: its new process serves the new
+// blocks), delivery's hold_domains, the dkim blocks (their keys read
+// again) and the listeners' certificate files (read again at the paths
+// the gateway started with) are reloaded: listeners, domains, relay, auth,
+// delivery, admin and the rest need a restart, and a reload that finds
+// them changed says so in the log. Every plugin is started again: its new process serves the new
 // chain (and the engine's plugin transports), the old one stops with the
 // old chain's handlers.
 //
@@ -118,7 +119,7 @@ func (p *pipeline) reload(ctx context.Context) error {
 				p.applied(ctx, cfg)
 			}
 			if changed := restartSections(p.running, cfg); len(changed) > 0 {
-				p.log.Warn("reload applies only pipeline, the hook blocks, delivery's hold_domains and dkim; restart to apply the rest",
+				p.log.Warn("reload applies only pipeline, the hook blocks, delivery's hold_domains, dkim and the certificate files; restart to apply the rest",
 					"changed", strings.Join(changed, " "))
 			}
 			return nil
