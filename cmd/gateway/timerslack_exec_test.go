@@ -242,3 +242,50 @@ func copyExecutable(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// Under a real-time scheduling policy (chrt -f) the kernel applies no
+// timer slack and ignores PR_SET_TIMERSLACK, so the gateway must not
+// exec itself for one nor warn that it did not get it: it failed on
+// main with "timer slack: 0s after the exec, not 1ms" on every start.
+func TestTimerSlackUnderRealTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ownSlack(t)
+	chrt, err := exec.LookPath("chrt")
+	if err != nil {
+		t.Skipf("needs chrt (util-linux): %v", err)
+	}
+	if out, err := exec.Command(chrt, "-f", "1", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot run under SCHED_FIFO here: %v %s", err, out)
+	}
+	cmd := exec.Command(chrt, "-f", "1", os.Args[0], "sink", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), envRunMain+"=1", timerSlackEnv+"=")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Scan()
+		line <- sc.Text()
+	}()
+	select {
+	case l := <-line:
+		if !sinkListeningLn.MatchString(l) {
+			t.Fatalf("gateway sink under chrt printed %q first; stderr %q", l, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("gateway sink under chrt did not start; stderr %q", stderr.String())
+	}
+	if got := stderr.String(); strings.Contains(got, "timer slack") {
+		t.Errorf("stderr %q: a warning about the timer slack under a real-time policy", got)
+	}
+}

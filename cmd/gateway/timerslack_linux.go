@@ -30,6 +30,9 @@ func keepTimerSlack() error {
 	}
 	runtime.LockOSThread() // the prctls and the exec on one thread
 	defer runtime.UnlockOSThread()
+	if realTime() {
+		return nil // the kernel gives real-time threads no slack: nothing to set
+	}
 	have, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prGetTimerSlack, 0, 0)
 	if errno != 0 {
 		return fmt.Errorf("timer slack: %w", errno)
@@ -56,6 +59,22 @@ func keepTimerSlack() error {
 		return fmt.Errorf("timer slack: exec: %w; and setting it back: %w", err, rerr)
 	}
 	return fmt.Errorf("timer slack: exec: %w", err)
+}
+
+// realTime reports whether this thread runs under a real-time scheduling
+// policy (chrt -f or -r, SCHED_DEADLINE), for which the kernel applies
+// no timer slack and ignores PR_SET_TIMERSLACK.
+func realTime() bool {
+	const schedFIFO, schedRR, schedDeadline = 1, 2, 6
+	policy, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_GETSCHEDULER, 0, 0, 0)
+	if errno != 0 {
+		return false
+	}
+	switch policy &^ 0x40000000 { // SCHED_RESET_ON_FORK
+	case schedFIFO, schedRR, schedDeadline:
+		return true
+	}
+	return false
 }
 
 func setTimerSlack(d time.Duration) error {
