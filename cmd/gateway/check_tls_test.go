@@ -1,0 +1,79 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/smtp/smtptest"
+)
+
+// TestCheckECDSACertNamesItsLine: check prints "every problem ... each as
+// file:line:column" (runCheck's doc), and a listener's ecdsa_cert that is
+// not an ECDSA pair (an Ed25519 one here) is a problem of the file that
+// only check finds: the decoder has only made sure the files can be read.
+// Its diagnostic names the config file but not where ecdsa_cert is in it
+// ("gateway.hcl: listener "mx": tls: ecdsa_cert ...: its key is
+// ed25519.PrivateKey, not an ECDSA key"), unlike every other problem of
+// the file. (cert and key, which came before, are checked the same way.)
+func TestCheckECDSACertNamesItsLine(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := smtptest.WriteCertificate(t, dir)
+	edCert, edKey := writeEd25519Certificate(t, dir)
+	config := filepath.Join(dir, "gateway.hcl")
+	src := fmt.Sprintf(`hostname = "mx.test"
+data_dir = %q
+listener "mx" {
+  address = "127.0.0.1:0"
+  tls {
+    cert       = %q
+    key        = %q
+    ecdsa_cert = %q
+    ecdsa_key  = %q
+  }
+}
+domains = ["example.test"]
+`, filepath.Join(dir, "data"), cert, key, edCert, edKey)
+	writeFile(t, config, src)
+	code, _, errOut := runCLI(t, "check", "-config", config)
+	line := 1 + strings.Count(src[:strings.Index(src, "ecdsa_cert")], "\n")
+	if want := fmt.Sprintf("%s:%d:", config, line); code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "not an ECDSA key") {
+		t.Errorf("check: code %d, stderr %q; want 1, the key's type, at %s", code, errOut, want)
+	}
+}
+
+// writeEd25519Certificate writes a self-signed Ed25519 certificate and its
+// key as ed-cert.pem and ed-key.pem in dir.
+func writeEd25519Certificate(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.test"},
+		DNSNames: []string{"mx.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "ed-cert.pem"), filepath.Join(dir, "ed-key.pem")
+	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
+}
