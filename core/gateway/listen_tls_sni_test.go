@@ -1,9 +1,19 @@
 package gateway
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,4 +90,43 @@ func tryHandshake(t *testing.T, server, client *tls.Config) (string, error) {
 	}
 	defer c.Close()
 	return fmt.Sprintf("%T", c.ConnectionState().PeerCertificates[0].PublicKey), nil
+}
+
+// TestLoadTLSRefusesUnusableECDSACurve: an ecdsa_cert whose key is on a
+// curve TLS clients do not offer (P-224; TLS 1.3 has no signature scheme
+// for it at all) is refused with its file, as an RSA or Ed25519 one is.
+// LoadTLS takes it, and it does harm: crypto/tls never picks it for a
+// client it matches by curve, so the RSA certificate serves the clients
+// that send no SNI, and a client whose SNI neither certificate covers is
+// given the P-224 one (the first, the fall-back), so its TLS 1.3
+// handshake fails where it went through with cert alone.
+func TestLoadTLSRefusesUnusableECDSACurve(t *testing.T) {
+	dir := t.TempDir()
+	rsaCert, rsaKey := writeRSACertificate(t, dir)
+	key, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecCert, ecKey := filepath.Join(dir, "p224-cert.pem"), filepath.Join(dir, "p224-key.pem")
+	for file, block := range map[string]*pem.Block{ecCert: {Type: "CERTIFICATE", Bytes: der}, ecKey: {Type: "PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = LoadTLS(&config.TLS{Cert: rsaCert, Key: rsaKey, ECDSACert: ecCert, ECDSAKey: ecKey})
+	if err == nil || !strings.Contains(err.Error(), ecCert) {
+		t.Errorf("LoadTLS(a P-224 ecdsa_cert) = %v, want an error naming %s", err, ecCert)
+	}
 }
