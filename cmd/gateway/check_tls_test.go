@@ -77,3 +77,36 @@ func writeEd25519Certificate(t *testing.T, dir string) (certFile, keyFile string
 	}
 	return certFile, keyFile
 }
+
+// TestCheckMissingECDSAKeyOnce: an ecdsa_key that cannot be read is one
+// problem, reported once, at its line. check reports it and then, as it
+// loads the certificates of a listener whose cert and key exist (not
+// minding the ECDSA pair's), a second one with no file name in it:
+// "listener "mx": tls: ecdsa_cert: open : no such file or directory".
+func TestCheckMissingECDSAKeyOnce(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := smtptest.WriteCertificate(t, dir)
+	config := filepath.Join(dir, "gateway.hcl")
+	src := fmt.Sprintf(`hostname = "mx.test"
+data_dir = %q
+listener "mx" {
+  address = "127.0.0.1:0"
+  tls {
+    cert       = %q
+    key        = %q
+    ecdsa_cert = %q
+    ecdsa_key  = "missing-key.pem"
+  }
+}
+domains = ["example.test"]
+`, filepath.Join(dir, "data"), cert, key, cert)
+	writeFile(t, config, src)
+	code, _, errOut := runCLI(t, "check", "-config", config)
+	line := 1 + strings.Count(src[:strings.Index(src, "missing-key.pem")], "\n")
+	if want := fmt.Sprintf("%s:%d:", config, line); code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("check: code %d, stderr %q; want 1 and the problem at %s", code, errOut, want)
+	}
+	if n := strings.Count(strings.TrimSpace(errOut), "\n") + 1; n != 1 {
+		t.Errorf("check printed %d problems, want 1:\n%s", n, errOut)
+	}
+}
