@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -246,6 +247,7 @@ func (d *decoder) listener(r *rawListener) Listener {
 				d.file("ecdsa_key", r.TLS.ECDSAKey, &l.TLS.ECDSAKey)
 			}
 		}
+		d.keyPairs(r.TLS, l.TLS)
 	}
 	if t := r.Timeouts; t != nil {
 		d.duration("command", t.Command, &l.Timeouts.Command, false)
@@ -899,6 +901,26 @@ func (d *decoder) address(name string, expr hcl.Expression, dst *string, listen 
 	}
 	*dst = s
 	return true
+}
+
+// keyPairs reports a listener's certificate pair that its files, all
+// readable, do not make (a key that is not the certificate's, not PEM, an
+// ecdsa_cert that is not ECDSA on a usable curve) at the pair's first
+// argument. With skipFiles, or once a file was found unreadable, it
+// checks nothing.
+func (d *decoder) keyPairs(r *rawTLS, t *TLS) {
+	if d.skipFiles || t.Cert == "" || t.Key == "" {
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+		d.errorf(r.Cert.Range(), "Unusable certificate", "cert and key: %v.", err)
+	}
+	if t.ECDSACert == "" || t.ECDSAKey == "" {
+		return
+	}
+	if _, err := loadECDSAPair(t.ECDSACert, t.ECDSAKey); err != nil {
+		d.errorf(r.ECDSACert.Range(), "Unusable certificate", "%v.", err)
+	}
 }
 
 // file decodes the path of a file that must be readable now, resolved

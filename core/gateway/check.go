@@ -54,29 +54,15 @@ func loadableHooks(cfg *config.Config) (*config.Config, bool) {
 	return &c, len(c.Pipeline) < len(cfg.Pipeline)
 }
 
-// checkTLS loads each listener's certificate whose files exist (the
-// config has named those that do not).
-func checkTLS(cfg *config.Config) []error {
-	var errs []error
-	for _, l := range cfg.Listeners {
-		if l.TLS == nil || !fileExists(l.TLS.Cert) || !fileExists(l.TLS.Key) {
-			continue
-		}
-		if _, err := LoadTLS(l.TLS); err != nil {
-			errs = append(errs, fmt.Errorf("%s: listener %q: %w", cfg.File, l.Name, err))
-		}
-	}
-	return errs
-}
-
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
 
 // Check does what New would do with cfg short of opening the spool and
-// binding sockets, and reports every problem it finds, all joined: each
-// listener's certificate is loaded, every script of the pipeline compiled
+// binding sockets, and reports every problem it finds, all joined (the
+// listeners' certificates config.Load has read already, to report a bad
+// pair at its line): every script of the pipeline compiled
 // and every plugin started, handshaken, checked against its schema and
 // stopped again, every route's transport looked up, and a cluster block's
 // NATS servers connected to (JetStream must answer). No hook is called;
@@ -86,7 +72,7 @@ func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Report, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	errs := checkTLS(cfg)
+	var errs []error
 	dns, err := resolver.New(resolver.Options{Servers: cfg.Delivery.Resolver})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: delivery: resolver: %w", cfg.File, err))

@@ -6,7 +6,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -145,23 +144,10 @@ func loadCertificates(t *config.TLS) (*certificates, error) {
 // reload reads the certificate files again and serves them from the next
 // handshake on; on an error the ones served so far stay.
 func (c *certificates) reload() error {
-	var certs []tls.Certificate
-	t := &c.files
-	if t.ECDSACert != "" {
-		ec, err := tls.LoadX509KeyPair(t.ECDSACert, t.ECDSAKey)
-		if err != nil {
-			return fmt.Errorf("tls: ecdsa_cert: %w", err)
-		}
-		if _, ok := ec.PrivateKey.(*ecdsa.PrivateKey); !ok {
-			return fmt.Errorf("tls: ecdsa_cert %s: its key is %T, not an ECDSA key", t.ECDSACert, ec.PrivateKey)
-		}
-		certs = append(certs, ec)
-	}
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	certs, err := c.files.Certificates()
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return err
 	}
-	certs = append(certs, cert)
 	c.loaded.Store(&certs)
 	return nil
 }
@@ -172,8 +158,12 @@ func (c *certificates) config() *tls.Config {
 	return &tls.Config{GetCertificate: c.get, MinVersion: tls.VersionTLS12}
 }
 
-// get picks a handshake's certificate as crypto/tls does from a
-// Config's Certificates: the first the client takes, else the first.
+// get picks a handshake's certificate: the first the client takes for
+// the name it asks for (SNI), else the first whose key it takes whatever
+// the name (a mail client asks for the MX name, which the certificate
+// may not cover, and opportunistic TLS goes on regardless), else cert's.
+// crypto/tls, given Certificates, would fall back to the first, and fail
+// an RSA-only client that asks for another name with the ECDSA one.
 func (c *certificates) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	certs := *c.loaded.Load()
 	for i := range certs {
@@ -181,7 +171,14 @@ func (c *certificates) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
 			return &certs[i], nil
 		}
 	}
-	return &certs[0], nil
+	anyName := *hello
+	anyName.ServerName = ""
+	for i := range certs {
+		if anyName.SupportsCertificate(&certs[i]) == nil {
+			return &certs[i], nil
+		}
+	}
+	return &certs[len(certs)-1], nil
 }
 
 // intake is the spool as the SMTP servers see it: a queue draft that, once

@@ -60,7 +60,7 @@ func TestLoadTLSOffersECDSAFirst(t *testing.T) {
 		t.Errorf("LoadTLS(RSA as ecdsa_cert) = %v, want %q", err, want)
 	}
 	_, err = LoadTLS(&config.TLS{Cert: rsaCert, Key: rsaKey, ECDSACert: ecCert, ECDSAKey: rsaKey})
-	if err == nil || !strings.HasPrefix(err.Error(), "tls: ecdsa_cert: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "tls: ecdsa_cert "+ecCert+": ") {
 		t.Errorf("LoadTLS(mismatched ECDSA pair) = %v, want an ecdsa_cert error", err)
 	}
 }
