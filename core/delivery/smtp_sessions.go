@@ -7,50 +7,49 @@ package delivery
 // check, and under TLS 1.2 the key exchange too.
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
-	"slices"
-	"strings"
-
-	"github.com/mailgate/gateway/core/resolver"
 )
 
 // DefaultTLSSessions is how many TLS sessions the SMTP transport keeps per
 // TLS level when SMTPOptions.TLSSessions is 0. A session costs about 3 KB
-// (mostly the next hop's certificate, which sessions of one host share).
+// (mostly the next hop's certificates), at most maxSessionBytes.
 const DefaultTLSSessions = 1000
+
+// maxSessionBytes is the largest session kept (crypto/tls's encoding: the
+// next hop's certificates, the secrets, the ticket): a next hop decides
+// what it sends, up to 256 KiB of certificates, and a thousand of those
+// would be hundreds of megabytes. Real chains make 2–6 KB.
+const maxSessionBytes = 16 << 10
 
 // tlsSessions are the SMTP transport's TLS session caches, one per TLS
 // level, each a bounded LRU keyed by the config's ServerName (the MX or
-// route host name, or the IP of a literal): the client resumes a session
-// only under the level it was made under, and under DANE only while the
-// host's usable TLSA records are the ones it was made under (the key
-// carries their digest, as Postfix's does).
+// route host name, or the IP of a literal) and the address dialled (as
+// Postfix's serverid: two next hops on one name hold their own sessions):
+// the client resumes a session only under the level it was made under.
 //
 // Why that is safe, from crypto/tls's client (handshake_client.go,
 // loadSession): a config that verifies (InsecureSkipVerify false) never
 // resumes a session made without verification (one with no verified
-// chains), and checks a resumed one's chain against its RootCAs and
-// ServerName again; a config with VerifyConnection (DANE, MTA-STS in
-// testing mode) has it called on a resumed handshake too, with the
-// session's certificates in PeerCertificates, so DANE checks them against
-// the TLSA records of this attempt. Keeping the levels apart adds that a
+// chains), and checks a resumed one's chain against its RootCAs, its
+// ServerName and the time again. Keeping the levels apart adds that a
 // session is only ever offered where the same check made it, and that the
-// busy unverified levels do not push the others' sessions out. Keying
-// DANE's by the records keeps a key rollover working: once the records
-// change, the next hop's new certificate comes in a full handshake
-// instead of the old one's session failing the new records until the
-// session's ticket expires.
+// busy unverified levels do not push the others' sessions out.
 //
-// The operator's configs (SMTPOptions.TLSConfig) are theirs: they resume
-// only with a ClientSessionCache of their own.
+// Not resumed: DANE and an MTA-STS policy in testing mode (sessionsFor).
+// Their checks run in VerifyConnection, with the session's certificates
+// on a resumption, which are the ones the next hop showed when the
+// session began: DANE would fail a session whose CA certificate was
+// re-issued under the same pinned key and has since expired, and testing
+// mode, whose job is to report what the next hop shows now, would report
+// for days the certificate it showed then. The operator's configs
+// (SMTPOptions.TLSConfig) are theirs: they resume only with a
+// ClientSessionCache of their own.
 //
 // A nil tlsSessions (resumption off) gives no cache for any level.
 type tlsSessions map[string]tls.ClientSessionCache
 
 // newTLSSessions makes an empty cache of size sessions for every level
-// that uses TLS; size < 0 makes none.
+// whose sessions are resumed; size < 0 makes none.
 func newTLSSessions(size int) tlsSessions {
 	if size < 0 {
 		return nil
@@ -59,44 +58,50 @@ func newTLSSessions(size int) tlsSessions {
 		size = DefaultTLSSessions
 	}
 	t := tlsSessions{}
-	for _, level := range []string{TLSOpportunistic, TLSEncrypt, TLSVerify, TLSRequire, TLSDANE, TLSMTASTS} {
+	for _, level := range []string{TLSOpportunistic, TLSEncrypt, TLSVerify, TLSRequire, TLSMTASTS} {
 		t[level] = tls.NewLRUClientSessionCache(size)
 	}
 	return t
 }
 
-// cache is the cache for a connection at level (whose usable TLSA
-// records are tlsa under TLSDANE), nil for none.
-func (t tlsSessions) cache(level string, tlsa []resolver.TLSA) tls.ClientSessionCache {
-	c := t[level]
-	if c == nil || level != TLSDANE {
-		return c
+// cache is the session cache of a connection with key, nil for none.
+func (t tlsSessions) cache(key connKey) tls.ClientSessionCache {
+	c := t[key.tls]
+	if c == nil {
+		return nil
 	}
-	return keyedSessions{c, " tlsa=" + tlsaDigest(tlsa)}
+	return sessionView{c, " " + key.addr}
 }
 
-// tlsaDigest is the SHA-256 of recs in presentation form, in any order.
-func tlsaDigest(recs []resolver.TLSA) string {
-	strs := make([]string, len(recs))
-	for i, r := range recs {
-		strs[i] = r.String()
-	}
-	slices.Sort(strs)
-	sum := sha256.Sum256([]byte(strings.Join(strs, "\n")))
-	return hex.EncodeToString(sum[:])
-}
-
-// keyedSessions is a view of a session cache whose keys (crypto/tls's:
-// the ServerName) carry a suffix.
-type keyedSessions struct {
+// sessionView is a level's cache as a connection to one address sees it:
+// its keys (crypto/tls's: the ServerName) carry the address, and a
+// session over maxSessionBytes is not kept (nor the one it replaces).
+type sessionView struct {
 	tls.ClientSessionCache
 	suffix string
 }
 
-func (k keyedSessions) Get(key string) (*tls.ClientSessionState, bool) {
-	return k.ClientSessionCache.Get(key + k.suffix)
+func (v sessionView) Get(key string) (*tls.ClientSessionState, bool) {
+	return v.ClientSessionCache.Get(key + v.suffix)
 }
 
-func (k keyedSessions) Put(key string, cs *tls.ClientSessionState) {
-	k.ClientSessionCache.Put(key+k.suffix, cs)
+func (v sessionView) Put(key string, cs *tls.ClientSessionState) {
+	if cs != nil && sessionBytes(cs) > maxSessionBytes {
+		cs = nil // crypto/tls's "forget it"
+	}
+	v.ClientSessionCache.Put(key+v.suffix, cs)
+}
+
+// sessionBytes is the size of cs in crypto/tls's encoding, or a size over
+// maxSessionBytes when it cannot be encoded.
+func sessionBytes(cs *tls.ClientSessionState) int {
+	ticket, st, err := cs.ResumptionState()
+	if err != nil || st == nil {
+		return maxSessionBytes + 1
+	}
+	b, err := st.Bytes()
+	if err != nil {
+		return maxSessionBytes + 1
+	}
+	return len(b) + len(ticket)
 }

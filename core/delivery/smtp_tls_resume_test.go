@@ -258,12 +258,13 @@ func daneZoneWith(spkis ...string) string {
 	return zone
 }
 
-// TestDANEResumption: a DANE connection resumes only a DANE session (not
-// one a static route made to the same host without verifying anything),
-// and only one made under the same TLSA records: a key rollover (a record
-// for the next key added, then the old one's removed) brings a full
-// handshake each time the records change, so the next hop's certificate
-// is checked anew, and one that no longer matches fails (4.7.5).
+// TestDANEResumption: a DANE connection resumes no session (not one a
+// static route made to the same host without verifying anything, nor one
+// of its own): each checks the certificate the next hop shows now against
+// the records of now, through a key rollover (a record for the next key
+// added, then the old one's removed), and one that no longer matches
+// fails (4.7.5). A resumed session would carry the certificates of its
+// first handshake (review10's TestDANEResumptionReissuedAnchor).
 func TestDANEResumption(t *testing.T) {
 	next := strings.Repeat("ab", 32) // the next key's record
 	for _, v := range resumeVersions {
@@ -301,7 +302,7 @@ func TestDANEResumption(t *testing.T) {
 			if got.Class != delivery.Temporary || got.Enhanced != (sdk.EnhancedCode{4, 7, 5}) || !strings.Contains(got.Text, "no TLSA record matches") {
 				t.Errorf("DANE delivery after the old record went = %+v, want 4.7.5 (no TLSA record matches)", got)
 			}
-			if got, want := fmt.Sprint(hs.list()), "[false false true false true false]"; got != want {
+			if got, want := fmt.Sprint(hs.list()), "[false false false false false false]"; got != want {
 				t.Errorf("handshakes resumed = %s, want %s", got, want)
 			}
 			if n := len(m.spool.Messages()); n != 5 {
@@ -311,10 +312,12 @@ func TestDANEResumption(t *testing.T) {
 	}
 }
 
-// TestMTASTSTestingResumption: under an MTA-STS policy in testing mode a
-// resumed session's certificate is checked as a new one is, and its
+// TestMTASTSTestingResumption: under an MTA-STS policy in testing mode no
+// session is resumed, so each connection's certificate is checked and its
 // outcome reported: a certificate for the wrong name is a failure each
-// time, a right one a success each time.
+// time, a right one a success each time (a resumed session would report
+// the certificate of its first handshake: review10's
+// TestMTASTSTestingResumptionStaleCertificate).
 func TestMTASTSTestingResumption(t *testing.T) {
 	testingPolicy := strings.ReplaceAll(enforcePolicy, "enforce", "testing")
 	for _, v := range resumeVersions {
@@ -337,7 +340,7 @@ func TestMTASTSTestingResumption(t *testing.T) {
 						t.Fatalf("delivery %d = %+v, want delivered", i+1, got)
 					}
 				}
-				if got, want := fmt.Sprint(hs.list()), "[false true true]"; got != want {
+				if got, want := fmt.Sprint(hs.list()), "[false false false]"; got != want {
 					t.Errorf("handshakes resumed = %s, want %s", got, want)
 				}
 				want := []string{tc.report, tc.report, tc.report}

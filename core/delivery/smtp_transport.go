@@ -85,10 +85,10 @@ type SMTPOptions struct {
 	// ClientSessionCache (see TLSSessions).
 	TLSConfig func(host string) *tls.Config
 	// TLSSessions is how many TLS sessions are kept per TLS level, for
-	// new connections to a next hop to resume (one per host name, under
-	// DANE per host name and TLSA records; the least recently used goes
-	// first); 0 = DefaultTLSSessions, a negative value = none (a full
-	// handshake every time).
+	// new connections to a next hop to resume (one per host name and
+	// address; the least recently used goes first; none under DANE or an
+	// MTA-STS policy in testing mode); 0 = DefaultTLSSessions, a negative
+	// value = none (a full handshake every time).
 	TLSSessions int
 	// MaxIdle is how long an idle connection is kept for reuse; 0 = 5s, a
 	// negative value = no reuse (QUIT after every job).
@@ -201,11 +201,11 @@ type SMTPOptions struct {
 // dead before MAIL is answered, it is dropped and the job dials afresh.
 //
 // TLS sessions: a new connection's STARTTLS resumes the session of an
-// earlier one to the same host name made under the same TLS level (and
-// under DANE the same TLSA records; see tlsSessions and
-// SMTPOptions.TLSSessions), skipping the certificate exchange and, under
-// TLS 1.2, the key exchange; the session's certificate is still checked
-// as the level says.
+// earlier one to the same host name and address made under the same TLS
+// level (not under DANE or an MTA-STS policy in testing mode; see
+// tlsSessions and SMTPOptions.TLSSessions), skipping the certificate
+// exchange and, under TLS 1.2, the key exchange; a verifying level checks
+// the session's certificate again.
 type SMTP struct {
 	opt SMTPOptions
 	log *slog.Logger
@@ -786,11 +786,14 @@ func (s *SMTP) hangUp(ctx context.Context, c *smtp.Client) {
 }
 
 // tlsConfig is the STARTTLS config for a connection: ours resume the
-// sessions of key's level (see tlsSessions), the operator's
+// sessions of key's level and address, except DANE's and those of an
+// MTA-STS policy in testing mode (see tlsSessions); the operator's
 // (SMTPOptions.TLSConfig) are left as they come.
 func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 	if cfg := s.policyTLSConfig(key, plan); cfg != nil {
-		cfg.ClientSessionCache = s.sessions.cache(key.tls, plan.tlsa)
+		if key.tls == TLSMTASTS { // enforce: crypto/tls verifies a resumed chain again
+			cfg.ClientSessionCache = s.sessions.cache(key)
+		}
 		return cfg
 	}
 	if s.opt.TLSConfig != nil {
@@ -799,7 +802,7 @@ func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 		}
 	}
 	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12,
-		ClientSessionCache: s.sessions.cache(key.tls, nil)}
+		ClientSessionCache: s.sessions.cache(key)}
 }
 
 // run sends the job on sc and hands the connection back to the pool or
