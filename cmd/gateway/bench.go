@@ -150,7 +150,9 @@ func checkBenchMode(fs *flag.FlagSet, mode string) error {
 
 // benchTLSConfig is the STARTTLS config of a bench against server:
 // bench talks to servers its user runs, so any certificate is taken.
-// With resume the workers share a session cache of a session each.
+// With resume the workers share a session cache: one server name, so
+// one session, the last one a handshake gave (TLS 1.3 servers give a
+// new ticket on every connection, and accept a ticket more than once).
 func benchTLSConfig(server string, resume bool, workers int) *tls.Config {
 	host, _, err := net.SplitHostPort(server)
 	if err != nil {
