@@ -198,6 +198,11 @@ type Delivery struct {
 	// ETRN and `gateway queue retry` forget it sooner.
 	DeadHostTTL time.Duration
 
+	// TLSSessions is how many TLS sessions the SMTP client keeps per TLS
+	// level, for new connections to resume (Postfix's
+	// smtp_tls_session_cache_database); default 1000, 0 = none.
+	TLSSessions int
+
 	// ProxyAddresses are addresses a NAT or load balancer forwards to this
 	// gateway (Postfix's proxy_interfaces): an MX host at one of them is
 	// this gateway, as one at a listener's address is.

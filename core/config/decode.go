@@ -278,6 +278,7 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	d.duration("connect_timeout", r.ConnectTimeout, &dl.ConnectTimeout, false)
 	d.duration("command_timeout", r.CommandTimeout, &dl.CommandTimeout, false)
 	d.duration("dead_host_ttl", r.DeadHostTTL, &dl.DeadHostTTL, true)
+	d.integer("tls_sessions", r.TLSSessions, &dl.TLSSessions, 0)
 	dl.ProxyAddresses = d.ipList("proxy_addresses", r.ProxyAddresses)
 	dl.HoldDomains = d.domainPatterns("hold_domains", r.HoldDomains)
 	holdExpires := true

@@ -49,6 +49,7 @@ const (
 	defaultConnectTimeout                  = 30 * time.Second
 	defaultDeliveryCommandTimeout          = 5 * time.Minute
 	defaultDeadHostTTL                     = 30 * time.Second
+	defaultTLSSessions                     = 1000
 	defaultResolverPort                    = "53" // for a resolver given as a bare IP address
 
 	defaultHookTimeout   = time.Second     // each call of a lua hook
@@ -122,6 +123,7 @@ func DefaultDelivery() Delivery {
 		ConnectTimeout:          defaultConnectTimeout,
 		CommandTimeout:          defaultDeliveryCommandTimeout,
 		DeadHostTTL:             defaultDeadHostTTL,
+		TLSSessions:             defaultTLSSessions,
 		MTASTS:                  true,
 		DANE:                    true,
 	}

@@ -114,6 +114,7 @@ func TestLoadExample(t *testing.T) {
 			ConnectTimeout:          30 * time.Second,
 			CommandTimeout:          5 * time.Minute,
 			DeadHostTTL:             30 * time.Second,
+			TLSSessions:             1000,
 			MTASTS:                  true,
 			DANE:                    true,
 		},

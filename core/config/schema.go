@@ -114,6 +114,7 @@ type rawDelivery struct {
 	ConnectTimeout          hcl.Expression `hcl:"connect_timeout,optional"`
 	CommandTimeout          hcl.Expression `hcl:"command_timeout,optional"`
 	DeadHostTTL             hcl.Expression `hcl:"dead_host_ttl,optional"`
+	TLSSessions             hcl.Expression `hcl:"tls_sessions,optional"`
 	ProxyAddresses          hcl.Expression `hcl:"proxy_addresses,optional"`
 	HoldDomains             hcl.Expression `hcl:"hold_domains,optional"`
 	HoldExpires             hcl.Expression `hcl:"hold_expires,optional"`

@@ -243,6 +243,7 @@ func (g *Gateway) newEngine(opt Options) error {
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		AlwaysBDAT:     cfg.Delivery.Chunking == "always",
 		DeadAddressTTL: deadAddressTTL(cfg.Delivery.DeadHostTTL),
+		TLSSessions:    tlsSessions(cfg.Delivery.TLSSessions),
 		Self:           g.selfAddrs(cfg.Delivery.ProxyAddresses),
 		MTASTS:         ts.sts,
 		DANE:           cfg.Delivery.DANE,
@@ -362,6 +363,15 @@ func deadAddressTTL(ttl time.Duration) time.Duration {
 		return -1
 	}
 	return ttl
+}
+
+// tlsSessions maps tls_sessions to SMTPOptions.TLSSessions, where 0
+// means the default and none is negative.
+func tlsSessions(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // listen builds an SMTP server per listener block and binds its address,

@@ -38,3 +38,14 @@ func TestFreeSpaceAnswersFromItsLastFigure(t *testing.T) {
 		t.Errorf("freeSpace of an absent folder = %d, nil; want an error", n)
 	}
 }
+
+// TestTLSSessionsOption: delivery's tls_sessions = 0 turns resumption
+// off (SMTPOptions.TLSSessions < 0), where the transport's own 0 would
+// mean its default.
+func TestTLSSessionsOption(t *testing.T) {
+	for in, want := range map[int]int{0: -1, 1: 1, 1000: 1000} {
+		if got := tlsSessions(in); got != want {
+			t.Errorf("tlsSessions(%d) = %d, want %d", in, got, want)
+		}
+	}
+}

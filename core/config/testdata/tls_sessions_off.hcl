@@ -1,0 +1,10 @@
+# Resumption of outbound TLS sessions off: tls_sessions = 0.
+hostname = "mx.example.test"
+
+listener "mx" {
+  address = "127.0.0.1:2525"
+}
+
+delivery {
+  tls_sessions = 0
+}
