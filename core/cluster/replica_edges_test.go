@@ -4,15 +4,13 @@ package cluster_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -67,7 +65,7 @@ func TestReplicaLargeCopyInTime(t *testing.T) {
 	}
 	srv := startServer(t, server.Options{JetStreamMaxStore: 512 << 20})
 	c, err := cluster.Connect(context.Background(), cluster.Options{
-		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{slowLink(t, srv.Addr().String(), rate)}, Replicas: 1},
+		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{clustertest.NewLink(t, srv.Addr().String(), rate).URL()}, Replicas: 1},
 		Timeout: timeout,
 	})
 	if err != nil {
@@ -93,86 +91,6 @@ func TestReplicaLargeCopyInTime(t *testing.T) {
 	if took <= timeout {
 		t.Errorf("the copy took %v, within the %v timeout: the link did not hold it to 10 MiB a second, and the test shows nothing", took, timeout)
 	}
-}
-
-// slowLink relays connections to the server at addr (host:port) through
-// a loopback listener that passes what clients send at rate bytes a
-// second at most (what the server sends goes at once): a link that no
-// load on the machine makes faster. It returns the URL to connect to; its
-// goroutines end with the test.
-func slowLink(t *testing.T, addr string, rate int) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		conns  []net.Conn
-		closed bool
-	)
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", addr)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			if closed {
-				client.Close()
-				server.Close()
-			}
-			mu.Unlock()
-			wg.Go(func() { paced(server, client, rate); server.Close(); client.Close() })
-			wg.Go(func() { io.Copy(client, server); client.Close(); server.Close() })
-		}
-	})
-	return "nats://" + ln.Addr().String()
-}
-
-// paced copies src to dst at rate bytes a second at most: each read is
-// written once its share of time since the last write has passed (an
-// idle link earns no burst).
-func paced(dst io.Writer, src io.Reader, rate int) {
-	buf := make([]byte, 256<<10)
-	var due time.Time
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			due = later(due, time.Now()).Add(time.Duration(n) * time.Second / time.Duration(rate))
-			time.Sleep(time.Until(due))
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // TestReplicaLearnsHold: a message the operator holds (Spool.Update with

@@ -50,6 +50,14 @@ func spoolOnReplicas(t testing.TB, c *cluster.Conn, node string, replicas int) (
 // commitMessage queues a message of size bytes of content to rcpt.
 func commitMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string, error) {
 	t.Helper()
+	d, commit := draftMessage(t, s, rcpt, size)
+	return d.ID(), commit()
+}
+
+// draftMessage writes a message of size bytes of content to rcpt, and
+// returns its draft and what commits it (aborting it when that fails).
+func draftMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (*queue.Draft, func() error) {
+	t.Helper()
 	d, err := s.Create(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -60,11 +68,13 @@ func commitMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string,
 	local, domain, _ := strings.Cut(rcpt, "@")
 	env := &envelope.Envelope{Sender: envelope.Address{Local: "a", Domain: "example.org"},
 		Recipients: []envelope.Recipient{{Address: envelope.Address{Local: local, Domain: domain}}}}
-	err = d.Commit(context.Background(), env, []byte("Received: by test\r\n"))
-	if err != nil {
-		d.Abort()
+	return d, func() error {
+		err := d.Commit(context.Background(), env, []byte("Received: by test\r\n"))
+		if err != nil {
+			d.Abort()
+		}
+		return err
 	}
-	return d.ID(), err
 }
 
 // addRecipient is an update that adds recipient local@domain, pending.

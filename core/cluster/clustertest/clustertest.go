@@ -32,6 +32,7 @@ type Cluster struct {
 	t       testing.TB
 	servers []*server.Server
 	opts    []*server.Options // each server's, for Restart
+	links   []*Link           // to each node's route port (StartLinked)
 }
 
 // Start runs a JetStream cluster of n nodes (3 for replicas = 3) until the
@@ -41,30 +42,59 @@ type Cluster struct {
 // with other ports, up to startAttempts times.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return startCluster(t, n, false, 0)
+}
+
+// StartLinked is Start with the nodes routed to each other through Links
+// that pass rate bytes a second each way (0: unpaced): servers whose
+// replication a slow network holds back, and that StallRoutes cuts off
+// from each other while their clients stay connected.
+func StartLinked(t testing.TB, n, rate int) *Cluster {
+	t.Helper()
+	return startCluster(t, n, true, rate)
+}
+
+func startCluster(t testing.TB, n int, linked bool, rate int) *Cluster {
+	t.Helper()
 	c := &Cluster{t: t}
 	var err error
 	for range startAttempts {
-		if err = c.start(t, n); err == nil {
+		if err = c.start(t, n, linked, rate); err == nil {
 			return c
 		}
 		c.StopAll()
-		c.servers, c.opts = nil, nil
+		c.servers, c.opts, c.links = nil, nil, nil
 	}
 	t.Fatalf("clustertest: %d attempts: %v", startAttempts, err)
 	return nil
 }
 
+// StallRoutes stalls the Links between the nodes of a cluster that
+// StartLinked started: no node hears another any more (no quorum, no
+// acknowledgement of a replicated write), while each still answers its
+// clients' pings.
+func (c *Cluster) StallRoutes() {
+	for _, l := range c.links {
+		l.Stall()
+	}
+}
+
 // startAttempts bounds how often Start tries new route ports.
 const startAttempts = 3
 
-// start starts n nodes routed to each other and waits for them.
-func (c *Cluster) start(t testing.TB, n int) error {
+// start starts n nodes routed to each other (through Links when linked)
+// and waits for them.
+func (c *Cluster) start(t testing.TB, n int, linked bool, rate int) error {
 	routes := make([]*url.URL, n)
 	ports := make([]int, n)
 	dirs := make([]string, n)
 	for i := range n {
 		ports[i] = routePort(t)
 		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+		if linked {
+			c.links = append(c.links, NewLink(t, routes[i].Host, rate))
+			routes[i].Host = c.links[i].Addr()
+		}
 		dirs[i] = t.TempDir()
 	}
 	var started []*server.Server
@@ -91,6 +121,10 @@ func (c *Cluster) start(t testing.TB, n int) error {
 			// Small limits: JetStream otherwise reserves from the machine's.
 			JetStreamMaxMemory: 256 << 20,
 			JetStreamMaxStore:  1 << 30,
+		}
+		if linked {
+			// The others learn of this node from each other as its link.
+			opts.Cluster.Advertise = routes[i].Host
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {

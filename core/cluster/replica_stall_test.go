@@ -1,0 +1,110 @@
+package cluster_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
+	"github.com/mailgate/gateway/core/config"
+)
+
+// TestReplicaConcurrentLargeCopiesInTime: several large copies at once
+// (6 of 16 MiB) over a link to the servers that passes 10 MiB a second,
+// with the default timeout, all succeed. The node's parts in flight (up
+// to its budget of 64 MiB) share the link, so a part's acknowledgement
+// comes after those of the parts published before it, which took longer
+// than the 5 s timeout while the servers answered steadily: when the
+// timeout counted from each part's publish, the copies failed (a 451 for
+// mail refused under nothing but load).
+func TestReplicaConcurrentLargeCopiesInTime(t *testing.T) {
+	const (
+		copies = 8
+		size   = 12 << 20
+		rate   = 10 << 20 // bytes a second
+	)
+	nc := clustertest.StartLinked(t, 3, rate)
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config: config.Cluster{Node: "gw1", NATSURLs: []string{nc.URL(0)}, Replicas: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := spoolWithReplica(t, c, "gw1")
+	start := time.Now()
+	errs := make([]error, copies)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = commitMessage(t, s, "bob@example.net", size) })
+	}
+	wg.Wait()
+	took := time.Since(start)
+	t.Logf("%d copies of %d MiB took %v", copies, size>>20, took)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("copy %d of %d, the servers answering steadily, was refused: %v", i+1, copies, err)
+		}
+	}
+	if min := time.Duration(copies*size) * time.Second / rate; took < min*9/10 {
+		t.Errorf("the copies took %v; the link should have held them to %v at least", took, min)
+	}
+}
+
+// TestReplicaStalledClusterFailsInTime: a copy waiting for servers that
+// stop answering (cut off from each other, so that none acknowledges a
+// replicated write, while the node's connection stays up) fails within
+// about the timeout of their last answer, so that its client hears a 451
+// at once and tries again later, whatever the copy waits for: its parts'
+// acknowledgements, or memory that other copies hold.
+func TestReplicaStalledClusterFailsInTime(t *testing.T) {
+	const (
+		timeout = 2 * time.Second
+		slack   = 2 * time.Second // the machine's load, -race
+	)
+	nc := clustertest.StartLinked(t, 3, 0)
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{nc.URL(0)}, Replicas: 3},
+		Timeout: timeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := spoolWithReplica(t, c, "gw1")
+	if _, err := commitMessage(t, s, "bob@example.net", 300); err != nil {
+		t.Fatal(err)
+	}
+	// More than the node's budget, so that some wait for memory.
+	const copies, size = 12, 8 << 20
+	commits := make([]func() error, copies)
+	for i := range commits {
+		_, commits[i] = draftMessage(t, s, "bob@example.net", size)
+	}
+	nc.StallRoutes()
+	stalled := time.Now()
+	took := make([]time.Duration, copies)
+	errs := make([]error, copies)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = commits[i]()
+			took[i] = time.Since(stalled)
+		})
+	}
+	wg.Wait()
+	t.Logf("failed after %v", took)
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			t.Errorf("copy %d was acknowledged by servers cut off from each other", i+1)
+		case took[i] > timeout+slack:
+			t.Errorf("copy %d failed %v after the servers stopped answering; want within about the %v timeout: %v", i+1, took[i], timeout, err)
+		}
+	}
+	if !c.Connected() {
+		t.Error("the connection dropped: the copies failed on that, not on the servers' silence")
+	}
+}
