@@ -38,7 +38,8 @@ type Options struct {
 	// TLS files.
 	Config config.Cluster
 	// Timeout bounds every operation whose ctx has no sooner deadline
-	// (and KVGet, which has no ctx); 0 = 5s.
+	// (and KVGet, which has no ctx), and how long a copy waits while the
+	// servers acknowledge none of the node's copies (progress.go); 0 = 5s.
 	Timeout time.Duration
 	// FormTimeout bounds how long Connect waits for JetStream's API to
 	// answer (a cluster just started has no meta leader for some
@@ -59,6 +60,8 @@ type Conn struct {
 	now     func() time.Time
 	log     *slog.Logger
 
+	progress *progress // on the asynchronous publishes (progress.go)
+
 	mu       sync.Mutex
 	writeErr error // the last write's (a copy's, a heartbeat's) failure; nil once one succeeds
 }
@@ -68,7 +71,7 @@ type Conn struct {
 // has no JetStream is an error: the caller decides whether to start
 // without the cluster.
 func Connect(ctx context.Context, opt Options) (*Conn, error) {
-	c := &Conn{timeout: opt.Timeout, now: opt.Now, log: opt.Log}
+	c := &Conn{timeout: opt.Timeout, now: opt.Now, log: opt.Log, progress: &progress{}}
 	if c.timeout <= 0 {
 		c.timeout = defaultTimeout
 	}
@@ -90,10 +93,11 @@ func Connect(ctx context.Context, opt Options) (*Conn, error) {
 		return nil, fmt.Errorf("cluster: connect to %s: %w", urls, err)
 	}
 	c.nc = nc
-	// An asynchronous publish (a queued message's copy) whose
-	// acknowledgement does not come in time fails, rather than waiting
-	// in the client for ever.
-	c.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(c.timeout),
+	// The acknowledgements of asynchronous publishes (the parts of
+	// queued messages' copies) are the servers' progress (progress.go);
+	// the client fails one whose answer is lost after publishCeiling.
+	c.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishCeiling),
+		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { c.progress.acked() }),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
 			c.log.Warn("cluster: an asynchronous publish failed", "subject", m.Subject, "err", err)
 		}))

@@ -183,10 +183,11 @@ func nodeToken(node string) string { return base64.RawURLEncoding.EncodeToString
 
 // Put publishes the copy of m (body first, the record last), waiting
 // only while its parts in flight are over the budget (replica_budget.go);
-// the wait it returns waits for every part's acknowledgement, each
-// bounded by the connection's timeout, all by ctx.
+// the wait it returns waits for every part's acknowledgement, all bounded
+// by ctx, and fails once the servers acknowledged none of the node's
+// publishes for the connection's timeout (progress.go).
 func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io.Reader) func(context.Context) error {
-	p := &copyParts{r: r}
+	p := &copyParts{r: r, start: time.Now()}
 	fail := func(err error) func(context.Context) error {
 		p.releaseAll()
 		r.stats.Failures.Add(1)
@@ -195,9 +196,8 @@ func (r *Replica) Put(ctx context.Context, m *queue.Message, rec []byte, body io
 	if err := r.c.ready(); err != nil {
 		return fail(err)
 	}
-	// No timeout of its own: each part's acknowledgement fails after the
-	// connection's timeout from its publish (WithPublishAsyncTimeout), so
-	// a large copy gets that for each part, not for all of them.
+	// No timeout of its own: a large copy waits as long as the servers
+	// make progress, and a copy behind the others' parts too.
 	if err := r.putParts(ctx, p, r.prefix+m.ID, rec, body); err != nil {
 		r.c.noteWrite(ctx, err)
 		return fail(err)
@@ -272,9 +272,17 @@ func (r *Replica) publish(subject, part string, data []byte, h nats.Header) (jet
 		h = nats.Header{}
 	}
 	h.Set(hdrPart, part)
+	m := &nats.Msg{Subject: subject, Header: h, Data: data}
 	// No retry by the client: it would send the part again after the
 	// parts published since (see the file's comment).
-	return r.c.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}, jetstream.WithRetryAttempts(0))
+	ack, err := r.c.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
+	if err == nil {
+		// Written to the connection: the client keeps m until its
+		// answer (up to publishCeiling) for retries, which there are
+		// none of, so it need not keep the data.
+		m.Data = nil
+	}
+	return ack, err
 }
 
 // Update sends rec, the newer record of m, whose copy Put wrote, without

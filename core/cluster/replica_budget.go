@@ -3,17 +3,21 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The memory of copies in flight: the client keeps each part of a copy
-// until the servers acknowledge it, so a node's Commits could otherwise
-// hold every body they copy at once (a thousand 20 MB messages: 20 GB).
-// A copy holds at most messageBudget of parts not yet acknowledged, and
-// all of a node's copies copyBudget; a copy over either waits for its own
-// oldest part's acknowledgement, so each makes progress as the servers
-// answer. The record, the last part, is small and not counted.
+// The bytes of copies in flight: published, not yet acknowledged. The
+// servers (and the sockets on the way) hold them meanwhile, and a part
+// waits for those published before it, so a node's Commits could
+// otherwise hand the servers every body they copy at once (a thousand
+// 20 MB messages: 20 GB) and wait behind all of them. A copy has at most
+// messageBudget of parts not yet acknowledged, and all of a node's copies
+// copyBudget; a copy over either waits for its own oldest part's
+// acknowledgement, so each makes progress as the servers answer. The
+// record, the last part, is small and not counted. (The client keeps no
+// part's data once written: publish drops it.)
 const (
 	copyBudget    = 64 << 20
 	messageBudget = 8 << 20
@@ -29,6 +33,7 @@ type heldPart struct {
 // copyParts are one copy's parts in flight and its share of the budget.
 type copyParts struct {
 	r        *Replica
+	start    time.Time  // when the copy began: its waits count from there at the earliest
 	held     []heldPart // oldest first
 	bytes    int64      // held by parts
 	reserved int64      // taken for the part being read
@@ -36,8 +41,12 @@ type copyParts struct {
 
 // reserve takes n bytes of the budget for the next part, first waiting
 // for the copy's own oldest parts while it is over messageBudget or the
-// node's budget is spent.
+// node's budget is spent; once the servers have been silent for the
+// timeout, it fails.
 func (p *copyParts) reserve(ctx context.Context, n int64) error {
+	if err := p.r.c.stalled(p.start); err != nil {
+		return err
+	}
 	for p.bytes+n > messageBudget && len(p.held) > 0 {
 		if err := p.settleOldest(ctx); err != nil {
 			return err
@@ -45,8 +54,12 @@ func (p *copyParts) reserve(ctx context.Context, n int64) error {
 	}
 	for !p.r.budget.TryAcquire(n) {
 		if len(p.held) == 0 {
-			if err := p.r.budget.Acquire(ctx, n); err != nil {
-				return fmt.Errorf("waiting for memory for the copy: %w", err)
+			// Other copies' parts hold it.
+			err := p.r.c.whileProgress(ctx, p.start, func(ctx context.Context) error {
+				return p.r.budget.Acquire(ctx, n)
+			})
+			if err != nil {
+				return fmt.Errorf("waiting for the other copies in flight: %w", err)
 			}
 			break
 		}
@@ -73,16 +86,12 @@ func (p *copyParts) unreserve() {
 	p.reserved = 0
 }
 
-// settleOldest waits for the oldest part's acknowledgement and gives its
-// bytes back.
+// settleOldest waits for the oldest part's acknowledgement, while the
+// servers make progress (progress.go), and gives its bytes back.
 func (p *copyParts) settleOldest(ctx context.Context) error {
 	h := p.held[0]
-	select {
-	case <-h.ack.Ok():
-	case err := <-h.ack.Err():
-		return explain(err)
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the servers: %w", ctx.Err())
+	if err := p.r.c.awaitAck(ctx, h.ack, p.start); err != nil {
+		return err
 	}
 	p.held = p.held[1:]
 	p.bytes -= h.n
@@ -100,9 +109,8 @@ func (p *copyParts) settleAll(ctx context.Context) error {
 	return nil
 }
 
-// releaseAll gives back what a failed copy holds: the client drops its
-// parts when their acknowledgements fail or time out (the connection's
-// timeout), so the budget may run ahead of memory that long.
+// releaseAll gives back what a failed copy holds: its parts the servers
+// may still store, but the copy is not waiting for them any more.
 func (p *copyParts) releaseAll() {
 	p.r.budget.Release(p.reserved + p.bytes)
 	p.held, p.bytes, p.reserved = nil, 0, 0

@@ -43,9 +43,9 @@ func reserveIn(t *testing.T, p *copyParts, n int64, d time.Duration) (returned b
 // copyBudget (a copy that holds nothing waits for another's to settle).
 func TestCopyPartsBounds(t *testing.T) {
 	const part = 1 << 20
-	r := &Replica{budget: semaphore.NewWeighted(copyBudget)}
+	r := &Replica{c: &Conn{timeout: time.Minute, progress: &progress{}}, budget: semaphore.NewWeighted(copyBudget)}
 	fill := func() (*copyParts, []heldAck) {
-		p := &copyParts{r: r}
+		p := &copyParts{r: r, start: time.Now()}
 		var acks []heldAck
 		for range messageBudget / part {
 			if ok, _ := reserveIn(t, p, part, time.Second); !ok {
@@ -77,7 +77,7 @@ func TestCopyPartsBounds(t *testing.T) {
 		others[i], a = fill()
 		othersAcks = append(othersAcks, a)
 	}
-	late := &copyParts{r: r}
+	late := &copyParts{r: r, start: time.Now()}
 	ok, done := reserveIn(t, late, part, 100*time.Millisecond)
 	if ok {
 		t.Fatalf("a copy got memory with the node's %d all held", copyBudget)

@@ -44,8 +44,8 @@ func TestClaimDoneAfterClearKeepsNoClaim(t *testing.T) {
 	}
 }
 
-// TestReplicaLargeCopyInTime: the connection's timeout bounds each part's
-// acknowledgement, not the whole copy: a 64 MiB message (128 parts) is
+// TestReplicaLargeCopyInTime: the connection's timeout bounds the
+// servers' silence, not the whole copy: a 64 MiB message (128 parts) is
 // copied over a link that passes 10 MiB a second, so that the copy takes
 // 6.4 s at least, longer than the 5 s timeout (the default), whatever the
 // machine's load, while each part waits for 8 MiB at most ahead of it

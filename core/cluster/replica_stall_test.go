@@ -9,6 +9,7 @@ import (
 	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/cluster/clustertest"
 	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/queue"
 )
 
 // TestReplicaConcurrentLargeCopiesInTime: several large copies at once
@@ -73,12 +74,21 @@ func TestReplicaStalledClusterFailsInTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	s := spoolWithReplica(t, c, "gw1")
+	rep, err := c.OpenReplica(context.Background(), "gw1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rep.Close)
+	// Bodies kept in memory, so that no Commit waits for a file's fsync.
+	s, err := queue.Open(t.TempDir(), queue.Options{Replica: rep, SpillThreshold: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	if _, err := commitMessage(t, s, "bob@example.net", 300); err != nil {
 		t.Fatal(err)
 	}
-	// More than the node's budget, so that some wait for memory.
-	const copies, size = 12, 8 << 20
+	const copies, size = 4, 8 << 20
 	commits := make([]func() error, copies)
 	for i := range commits {
 		_, commits[i] = draftMessage(t, s, "bob@example.net", size)

@@ -100,6 +100,10 @@ func (c *Cluster) start(t testing.TB, n int, linked bool, rate int) error {
 	var started []*server.Server
 	// Registered after the folders', so it runs before their removal.
 	t.Cleanup(func() {
+		// The links first: a node shuts down slowly while its routes stall.
+		for _, l := range c.links {
+			l.close()
+		}
 		for _, s := range started {
 			s.Shutdown()
 			s.WaitForShutdown()

@@ -21,6 +21,7 @@ type Link struct {
 	closed  chan struct{} // closed when the test ends
 
 	stallOnce sync.Once
+	closeOnce sync.Once
 	mu        sync.Mutex
 	conns     []net.Conn
 	wg        sync.WaitGroup
@@ -134,16 +135,18 @@ func (l *Link) waitUntil(t time.Time) bool {
 }
 
 // close closes the listener and every connection, and waits for the
-// link's goroutines.
+// link's goroutines; again, it does nothing.
 func (l *Link) close() {
-	l.mu.Lock()
-	close(l.closed)
-	l.ln.Close()
-	for _, c := range l.conns {
-		c.Close()
-	}
-	l.mu.Unlock()
-	l.wg.Wait()
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		close(l.closed)
+		l.ln.Close()
+		for _, c := range l.conns {
+			c.Close()
+		}
+		l.mu.Unlock()
+		l.wg.Wait()
+	})
 }
 
 func later(a, b time.Time) time.Time {
