@@ -83,3 +83,24 @@ func BenchmarkCopies(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/copy")
 	})
 }
+
+// BenchmarkCommitReplicated is a node's accept path with a replica: 16
+// Commits at once of 2 KB messages, each waiting for its copy's
+// acknowledgement from three servers and its local fsync.
+func BenchmarkCommitReplicated(b *testing.B) {
+	c := connect(b, clustertest.Start(b, 3), nil, 0)
+	s := spoolWithReplica(b, c, "gw1")
+	if _, err := commitMessage(b, s, "bob@example.net", 2000); err != nil { // the stream led, the connection warm
+		b.Fatal(err)
+	}
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := commitMessage(b, s, "bob@example.net", 2000); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+}
