@@ -58,8 +58,10 @@ func TestReplicaConcurrentLargeCopiesInTime(t *testing.T) {
 // stop answering (cut off from each other, so that none acknowledges a
 // replicated write, while the node's connection stays up) fails within
 // about the timeout of their last answer, so that its client hears a 451
-// at once and tries again later, whatever the copy waits for: its parts'
-// acknowledgements, or memory that other copies hold.
+// at once and tries again later. (The copies are few: while the servers
+// do not read, each publish waits in its write, and the timeout is
+// looked at only between publishes; a copy waiting for the budget that
+// other copies hold is TestWhileProgress's.)
 func TestReplicaStalledClusterFailsInTime(t *testing.T) {
 	const (
 		timeout = 2 * time.Second
