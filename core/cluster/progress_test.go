@@ -12,7 +12,7 @@ import (
 // errStalled about the timeout after their last acknowledgement; the
 // caller's ctx still ends it at once.
 func TestWhileProgress(t *testing.T) {
-	const timeout = 200 * time.Millisecond
+	const timeout = 500 * time.Millisecond // an acknowledgement every tenth of it, late under load
 	c := &Conn{timeout: timeout, progress: &progress{}}
 	waitFor := func(done <-chan struct{}) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -31,14 +31,14 @@ func TestWhileProgress(t *testing.T) {
 	}
 
 	done := make(chan struct{})
-	go func() { ackEvery(timeout/4, 5*timeout); close(done) }()
+	go func() { ackEvery(timeout/10, 3*timeout); close(done) }()
 	start := time.Now()
 	if err := c.whileProgress(context.Background(), start, waitFor(done)); err != nil {
-		t.Errorf("a wait of %v with an acknowledgement every %v failed after %v: %v", 5*timeout, timeout/4, time.Since(start), err)
+		t.Errorf("a wait of %v with an acknowledgement every %v failed after %v: %v", 3*timeout, timeout/10, time.Since(start), err)
 	}
 
 	start = time.Now()
-	go ackEvery(timeout/4, 2*timeout)
+	go ackEvery(timeout/10, 2*timeout)
 	err := c.whileProgress(context.Background(), start, waitFor(nil))
 	took := time.Since(start)
 	if !errors.Is(err, errStalled) {
