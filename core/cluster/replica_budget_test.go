@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -92,5 +93,26 @@ func TestCopyPartsBounds(t *testing.T) {
 	case <-done:
 	case <-time.After(time.Second):
 		t.Fatal("a copy waiting for memory did not get it when another copy settled")
+	}
+}
+
+// TestCopyWaitingForBudgetStalls: a copy that waits for the budget that
+// other copies' parts hold fails with errStalled once the servers have
+// acknowledged nothing for the timeout, rather than waiting for those
+// copies to fail first (a timeout each, one after the other).
+func TestCopyWaitingForBudgetStalls(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	r := &Replica{c: &Conn{timeout: timeout, progress: &progress{}}, budget: semaphore.NewWeighted(copyBudget)}
+	if !r.budget.TryAcquire(copyBudget) { // the other copies' parts, never acknowledged
+		t.Fatal("the budget is not free")
+	}
+	start := time.Now()
+	err := (&copyParts{r: r, start: start}).reserve(context.Background(), 1<<20)
+	took := time.Since(start)
+	if !errors.Is(err, errStalled) {
+		t.Fatalf("reserve = %v; want errStalled", err)
+	}
+	if took < timeout || took > 3*timeout {
+		t.Errorf("reserve failed after %v; want about the %v timeout", took, timeout)
 	}
 }
