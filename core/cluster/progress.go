@@ -26,7 +26,7 @@ import (
 const publishCeiling = 2 * time.Minute
 
 // errStalled is a copy's wait ended by the servers' silence.
-var errStalled = fmt.Errorf("the servers acknowledged nothing in time (are most of them down, or cut off from each other?): %w",
+var errStalled = fmt.Errorf("%w: the servers acknowledged none of the node's copies for the timeout (are most of them down, or cut off from each other?)",
 	jetstream.ErrAsyncPublishTimeout)
 
 // progress is when the servers last acknowledged a publish of the node's.
