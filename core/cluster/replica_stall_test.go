@@ -49,8 +49,11 @@ func TestReplicaConcurrentLargeCopiesInTime(t *testing.T) {
 			t.Errorf("copy %d of %d, the servers answering steadily, was refused: %v", i+1, copies, err)
 		}
 	}
-	if min := time.Duration(copies*size) * time.Second / rate; took < min*9/10 {
-		t.Errorf("the copies took %v; the link should have held them to %v at least", took, min)
+	// The test shows something only if the copies outlasted the 5 s
+	// timeout (the link should hold them to 9.6 s; under -race with other
+	// packages' tests they once took 7 s).
+	if took < 6*time.Second {
+		t.Errorf("the copies took %v, too little past the 5 s timeout to show anything: the link did not hold them", took)
 	}
 }
 
