@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -904,23 +903,24 @@ func (d *decoder) address(name string, expr hcl.Expression, dst *string, listen 
 	return true
 }
 
-// keyPairs reports a listener's certificate pair that its files, all
-// readable, do not make (a key that is not the certificate's, not PEM, an
-// ecdsa_cert that is not ECDSA on a usable curve) at the pair's first
-// argument. With skipFiles, or once a file was found unreadable, it
-// checks nothing.
+// keyPairs reports each of a listener's certificate pairs that its
+// files, both readable, do not make (a key that is not the certificate's,
+// not PEM, an ECDSA key on a curve clients do not offer, an ecdsa_cert
+// that is not ECDSA) at the pair's first argument. A pair with a file
+// found unreadable, and every pair with skipFiles, is not checked.
 func (d *decoder) keyPairs(r *rawTLS, t *TLS) {
-	if d.skipFiles || t.Cert == "" || t.Key == "" {
+	if d.skipFiles {
 		return
 	}
-	if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
-		d.errorf(r.Cert.Range(), "Unusable certificate", "cert and key: %v.", err)
+	if t.Cert != "" && t.Key != "" {
+		if _, err := loadPair(t.Cert, t.Key); err != nil {
+			d.errorf(r.Cert.Range(), "Unusable certificate", "%v.", err)
+		}
 	}
-	if t.ECDSACert == "" || t.ECDSAKey == "" {
-		return
-	}
-	if _, err := loadECDSAPair(t.ECDSACert, t.ECDSAKey); err != nil {
-		d.errorf(r.ECDSACert.Range(), "Unusable certificate", "%v.", err)
+	if t.ECDSACert != "" && t.ECDSAKey != "" {
+		if _, err := loadECDSAPair(t.ECDSACert, t.ECDSAKey); err != nil {
+			d.errorf(r.ECDSACert.Range(), "Unusable certificate", "%v.", err)
+		}
 	}
 }
 

@@ -21,17 +21,30 @@ func (t *TLS) Certificates() ([]tls.Certificate, error) {
 		}
 		certs = append(certs, ec)
 	}
-	c, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	c, err := loadPair(t.Cert, t.Key)
 	if err != nil {
-		return nil, fmt.Errorf("tls: cert %s: %w", t.Cert, err)
+		return nil, err
 	}
 	return append(certs, c), nil
 }
 
+// loadPair reads cert and its key, which may be RSA, Ed25519, or ECDSA
+// on a curve TLS clients offer (usableCurve).
+func loadPair(cert, key string) (tls.Certificate, error) {
+	c, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return c, fmt.Errorf("tls: cert %s: %w", cert, err)
+	}
+	if k, ok := c.PrivateKey.(*ecdsa.PrivateKey); ok {
+		if err := usableCurve(k); err != nil {
+			return c, fmt.Errorf("tls: cert %s: %w", cert, err)
+		}
+	}
+	return c, nil
+}
+
 // loadECDSAPair reads an ecdsa_cert and its key, which must be ECDSA on
-// a curve TLS clients offer (TLS 1.3 signs only with P-256, P-384 and
-// P-521; a certificate on another is never chosen, and fails the clients
-// it is offered to for want of a better).
+// a curve TLS clients offer (usableCurve).
 func loadECDSAPair(cert, key string) (tls.Certificate, error) {
 	ec, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
@@ -41,10 +54,19 @@ func loadECDSAPair(cert, key string) (tls.Certificate, error) {
 	if !ok {
 		return ec, fmt.Errorf("tls: ecdsa_cert %s: its key is %T, not an ECDSA key", cert, ec.PrivateKey)
 	}
+	if err := usableCurve(k); err != nil {
+		return ec, fmt.Errorf("tls: ecdsa_cert %s: %w", cert, err)
+	}
+	return ec, nil
+}
+
+// usableCurve refuses an ECDSA key on a curve TLS clients do not offer:
+// TLS 1.3 signs only with P-256, P-384 and P-521, and a certificate on
+// another fails every client it is offered to.
+func usableCurve(k *ecdsa.PrivateKey) error {
 	switch k.Curve {
 	case elliptic.P256(), elliptic.P384(), elliptic.P521():
-		return ec, nil
+		return nil
 	}
-	return ec, fmt.Errorf("tls: ecdsa_cert %s: its key is on %s, which TLS clients do not offer (want P-256, P-384 or P-521)",
-		cert, k.Curve.Params().Name)
+	return fmt.Errorf("its key is on %s, which TLS clients do not offer (want P-256, P-384 or P-521)", k.Curve.Params().Name)
 }

@@ -801,8 +801,11 @@ func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
 			return cfg
 		}
 	}
-	return &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12,
-		ClientSessionCache: s.sessions.cache(key)}
+	cfg := &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12}
+	if plan.sts == nil { // a policy in testing mode on a verifying route: not resumed either
+		cfg.ClientSessionCache = s.sessions.cache(key)
+	}
+	return cfg
 }
 
 // run sends the job on sc and hands the connection back to the pool or

@@ -302,23 +302,26 @@ func (g *Gateway) newEngine(opt Options) error {
 
 // applyReload applies what a reload changes outside the pipeline:
 // delivery's hold_domains, the listeners' certificates (read again from
-// the files they were read from) and the dkim keys. It runs only once the
-// reloaded configuration loaded, so its keys parsed.
-func (g *Gateway) applyReload(ctx context.Context, cfg *config.Config) {
+// the files they were read from, which a changed listener block does not
+// move: that needs a restart) and the dkim keys. It runs only once the
+// reloaded configuration loaded, so its keys parsed. What it could not
+// apply stays as it was, and its error says what.
+func (g *Gateway) applyReload(ctx context.Context, cfg *config.Config) error {
 	g.engine.SetHoldDomains(ctx, cfg.Delivery.HoldDomains)
+	var errs []error
 	for _, n := range g.certs {
 		if err := n.certs.reload(); err != nil {
-			g.log.Error("reload: the listener's certificates stay as they were", "listener", n.listener, "err", err)
+			errs = append(errs, fmt.Errorf("listener %q keeps its certificates: %w", n.listener, err))
 		}
 	}
 	keys, err := dkimKeys(cfg.DKIM)
 	if err != nil {
-		g.log.Error("reload: the dkim keys stay as they were", "err", err)
-		return
+		return errors.Join(append(errs, fmt.Errorf("the dkim keys stay as they were: %w", err))...)
 	}
 	g.engine.SetDKIM(keys)
 	g.engine.SetARC(arcSealing(g.cfg.Authentication, keys)) // the running block: see arcSealing
 	g.log.Info("dkim signing keys", "domains", strings.Join(keys.Names(), " "))
+	return errors.Join(errs...)
 }
 
 // dkimKeys is the signing key set of the dkim blocks, whose keys the

@@ -60,7 +60,7 @@ type pipeline struct {
 	// applied, when set, takes what a reload changes outside the
 	// pipeline (delivery's hold_domains, the dkim keys) from the
 	// reloaded configuration.
-	applied func(ctx context.Context, cfg *config.Config)
+	applied func(ctx context.Context, cfg *config.Config) error
 
 	mu      sync.Mutex // serializes reloads; guards current and closed
 	current []io.Closer
@@ -115,12 +115,15 @@ func (p *pipeline) reload(ctx context.Context) error {
 			p.retire(old, oldTransports, p.current)
 			p.current = set.closers
 			p.log.Info("reloaded the hook pipeline", "file", p.running.File, "pipeline", strings.Join(cfg.Pipeline, " "))
-			if p.applied != nil {
-				p.applied(ctx, cfg)
-			}
 			if changed := restartSections(p.running, cfg); len(changed) > 0 {
 				p.log.Warn("reload applies only pipeline, the hook blocks, delivery's hold_domains, dkim and the certificate files; restart to apply the rest",
 					"changed", strings.Join(changed, " "))
+			}
+			if p.applied != nil {
+				if err := p.applied(ctx, cfg); err != nil {
+					p.log.Error("reload: the pipeline is reloaded, but not all the rest", "err", err)
+					return fmt.Errorf("reload: the pipeline is reloaded, but %w", err)
+				}
 			}
 			return nil
 		}
