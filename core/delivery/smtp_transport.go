@@ -790,22 +790,28 @@ func (s *SMTP) hangUp(ctx context.Context, c *smtp.Client) {
 // MTA-STS policy in testing mode (see tlsSessions); the operator's
 // (SMTPOptions.TLSConfig) are left as they come.
 func (s *SMTP) tlsConfig(key connKey, plan *tlsPlan) *tls.Config {
-	if cfg := s.policyTLSConfig(key, plan); cfg != nil {
-		if key.tls == TLSMTASTS { // enforce: crypto/tls verifies a resumed chain again
-			cfg.ClientSessionCache = s.sessions.cache(key)
-		}
-		return cfg
-	}
-	if s.opt.TLSConfig != nil {
+	cfg := s.policyTLSConfig(key, plan)
+	if cfg == nil && s.opt.TLSConfig != nil {
 		if cfg := s.opt.TLSConfig(key.host); cfg != nil {
 			return cfg
 		}
 	}
-	cfg := &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12}
-	if plan.sts == nil { // a policy in testing mode on a verifying route: not resumed either
+	if cfg == nil {
+		cfg = &tls.Config{ServerName: key.host, InsecureSkipVerify: !tlsVerified(key.tls), RootCAs: s.opt.RootCAs, MinVersion: tls.VersionTLS12}
+	}
+	if resumable(key, plan) {
 		cfg.ClientSessionCache = s.sessions.cache(key)
 	}
 	return cfg
+}
+
+// resumable says whether a connection's STARTTLS may resume a session:
+// not under DANE, nor under an MTA-STS policy in testing mode (whatever
+// the route's level), whose checks must see the certificate the next hop
+// shows now (see tlsSessions). An enforced policy's level is TLSMTASTS,
+// which crypto/tls verifies again on a resumption.
+func resumable(key connKey, plan *tlsPlan) bool {
+	return key.tls != TLSDANE && (plan.sts == nil || key.tls == TLSMTASTS)
 }
 
 // run sends the job on sc and hands the connection back to the pool or
