@@ -1,51 +1,29 @@
-package config
+package config_test
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
 
-// writePair writes a self-signed certificate for mx.example.test with a
-// new key on curve to dir/name-cert.pem and dir/name-key.pem.
-func writePair(t *testing.T, dir, name string, curve elliptic.Curve) (certFile, keyFile string) {
+// ecdsaKey makes a key on curve.
+func ecdsaKey(t *testing.T, curve elliptic.Curve) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(curve, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"mx.example.test"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), crypto.Signer(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+"-cert.pem"), filepath.Join(dir, name+"-key.pem")
-	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
+	return key
 }
 
 // handshakeWith runs a TLS handshake between a server with certs and a
@@ -75,7 +53,7 @@ func handshakeWith(t *testing.T, certs []tls.Certificate) error {
 // STARTTLS handshake: the listener has no other certificate.
 func TestLoadRefusesUnusableCurveInCert(t *testing.T) {
 	dir := t.TempDir()
-	writePair(t, dir, "p224", elliptic.P224())
+	smtptest.WriteKeyPair(t, dir, "p224", ecdsaKey(t, elliptic.P224()))
 	path := filepath.Join(dir, "gateway.hcl")
 	src := `hostname = "mx.example.test"
 listener "mx" {
@@ -89,7 +67,7 @@ listener "mx" {
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load(path)
+	cfg, err := config.Load(path)
 	if err == nil {
 		certs, cerr := cfg.Listeners[0].TLS.Certificates()
 		if cerr != nil {
@@ -109,8 +87,8 @@ listener "mx" {
 // one diagnostic, and the second only once the first is fixed.
 func TestLoadReportsEveryUnusablePair(t *testing.T) {
 	dir := t.TempDir()
-	writePair(t, dir, "ec", elliptic.P256())
-	writePair(t, dir, "other", elliptic.P256())
+	smtptest.WriteKeyPair(t, dir, "ec", ecdsaKey(t, elliptic.P256()))
+	smtptest.WriteKeyPair(t, dir, "other", ecdsaKey(t, elliptic.P256()))
 	path := filepath.Join(dir, "gateway.hcl")
 	src := `hostname = "mx.example.test"
 listener "mx" {
@@ -126,8 +104,8 @@ listener "mx" {
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(path)
-	var cerr *Error
+	_, err := config.Load(path)
+	var cerr *config.Error
 	if !errors.As(err, &cerr) {
 		t.Fatalf("Load = %v, want a *config.Error", err)
 	}

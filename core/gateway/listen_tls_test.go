@@ -4,17 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
@@ -69,26 +60,11 @@ func TestLoadTLSOffersECDSAFirst(t *testing.T) {
 // client and returns the type of the public key in the server's leaf.
 func handshakeKeyType(t *testing.T, server, client *tls.Config) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		tls.Server(c, server).Handshake()
-	}()
-	c, err := tls.Dial("tcp", ln.Addr().String(), client)
+	got, err := tryHandshake(t, server, client)
 	if err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
-	defer c.Close()
-	return fmt.Sprintf("%T", c.ConnectionState().PeerCertificates[0].PublicKey)
+	return got
 }
 
 // writeRSACertificate writes a self-signed RSA 2048 certificate for
@@ -99,27 +75,5 @@ func writeRSACertificate(t *testing.T, dir string) (certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "rsa-cert.pem"), filepath.Join(dir, "rsa-key.pem")
-	for file, block := range map[string]*pem.Block{
-		certFile: {Type: "CERTIFICATE", Bytes: der},
-		keyFile:  {Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)},
-	} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
+	return smtptest.WriteKeyPair(t, dir, "rsa", key)
 }

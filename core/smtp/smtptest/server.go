@@ -2,6 +2,7 @@ package smtptest
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -80,7 +81,8 @@ var _ io.Writer = testWriter{}
 // for 127.0.0.1 and Hostname, and a client config that trusts it.
 func TLSConfigs(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
-	der, key := newCertificate(t)
+	key := newKey(t)
+	der := newCertificate(t, key)
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatalf("smtptest: certificate: %v", err)
@@ -101,12 +103,25 @@ func TLSConfigs(t testing.TB) (server, client *tls.Config) {
 // trust) and returns their paths.
 func WriteCertificate(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
-	der, key := newCertificate(t)
+	return writePair(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), newKey(t))
+}
+
+// WriteKeyPair is WriteCertificate with key (RSA, Ed25519, ECDSA on any
+// curve: tests of what a listener takes), as name-cert.pem and
+// name-key.pem.
+func WriteKeyPair(t testing.TB, dir, name string, key crypto.Signer) (certFile, keyFile string) {
+	t.Helper()
+	return writePair(t, filepath.Join(dir, name+"-cert.pem"), filepath.Join(dir, name+"-key.pem"), key)
+}
+
+// writePair writes a new self-signed certificate for key and the key.
+func writePair(t testing.TB, certFile, keyFile string, key crypto.Signer) (string, string) {
+	t.Helper()
+	der := newCertificate(t, key)
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatalf("smtptest: key: %v", err)
 	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	for _, f := range []struct {
 		path string
 		pem  *pem.Block
@@ -121,14 +136,20 @@ func WriteCertificate(t testing.TB, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-// newCertificate makes a self-signed certificate for 127.0.0.1 and
-// Hostname, valid from an hour ago for a day.
-func newCertificate(t testing.TB) (der []byte, key *ecdsa.PrivateKey) {
+// newKey makes a P-256 key.
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatalf("smtptest: key: %v", err)
 	}
+	return key
+}
+
+// newCertificate makes a self-signed certificate of key for 127.0.0.1
+// and Hostname, valid from an hour ago for a day.
+func newCertificate(t testing.TB, key crypto.Signer) []byte {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: Hostname},
@@ -141,11 +162,11 @@ func newCertificate(t testing.TB) (der []byte, key *ecdsa.PrivateKey) {
 		DNSNames:              []string{Hostname},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
-	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatalf("smtptest: certificate: %v", err)
 	}
-	return der, key
+	return der
 }
 
 // Loopback returns 127.0.0.1/32, for Options.RelayNetworks.
