@@ -210,7 +210,13 @@ func TestTimerSlackExecOfReplacedBinary(t *testing.T) {
 // env added, and returns its PID and its first line of output.
 func startSinkAt(t *testing.T, exe string, env ...string) (pid int, first <-chan string) {
 	t.Helper()
-	cmd := exec.Command(exe, "sink", "--listen", "127.0.0.1:0")
+	return startSinkCmd(t, exec.Command(exe, "sink", "--listen", "127.0.0.1:0"), env...)
+}
+
+// startSinkCmd starts cmd, which runs the test binary as `gateway sink`
+// (directly or through a wrapper such as chrt), as startSinkAt does.
+func startSinkCmd(t *testing.T, cmd *exec.Cmd, env ...string) (pid int, first <-chan string) {
+	t.Helper()
 	cmd.Env = append(append(os.Environ(), envRunMain+"=1", timerSlackEnv+"="), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -260,23 +266,9 @@ func TestTimerSlackUnderRealTime(t *testing.T) {
 		t.Skipf("cannot run under SCHED_FIFO here: %v %s", err, out)
 	}
 	cmd := exec.Command(chrt, "-f", "1", os.Args[0], "sink", "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), envRunMain+"=1", timerSlackEnv+"=")
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Scan()
-		line <- sc.Text()
-	}()
+	_, line := startSinkCmd(t, cmd)
 	select {
 	case l := <-line:
 		if !sinkListeningLn.MatchString(l) {
