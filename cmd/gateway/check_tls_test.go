@@ -23,21 +23,7 @@ func TestCheckECDSACertNamesItsLine(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := smtptest.WriteCertificate(t, dir)
 	edCert, edKey := writeEd25519Certificate(t, dir)
-	config := filepath.Join(dir, "gateway.hcl")
-	src := fmt.Sprintf(`hostname = "mx.test"
-data_dir = %q
-listener "mx" {
-  address = "127.0.0.1:0"
-  tls {
-    cert       = %q
-    key        = %q
-    ecdsa_cert = %q
-    ecdsa_key  = %q
-  }
-}
-domains = ["example.test"]
-`, filepath.Join(dir, "data"), cert, key, edCert, edKey)
-	writeFile(t, config, src)
+	config, src := writeECDSAListenerConfig(t, dir, cert, key, edCert, edKey)
 	code, _, errOut := runCLI(t, "check", "-config", config)
 	line := 1 + strings.Count(src[:strings.Index(src, "ecdsa_cert")], "\n")
 	if want := fmt.Sprintf("%s:%d:", config, line); code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "not an ECDSA key") {
@@ -64,21 +50,7 @@ func writeEd25519Certificate(t *testing.T, dir string) (certFile, keyFile string
 func TestCheckMissingECDSAKeyOnce(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := smtptest.WriteCertificate(t, dir)
-	config := filepath.Join(dir, "gateway.hcl")
-	src := fmt.Sprintf(`hostname = "mx.test"
-data_dir = %q
-listener "mx" {
-  address = "127.0.0.1:0"
-  tls {
-    cert       = %q
-    key        = %q
-    ecdsa_cert = %q
-    ecdsa_key  = "missing-key.pem"
-  }
-}
-domains = ["example.test"]
-`, filepath.Join(dir, "data"), cert, key, cert)
-	writeFile(t, config, src)
+	config, src := writeECDSAListenerConfig(t, dir, cert, key, cert, "missing-key.pem")
 	code, _, errOut := runCLI(t, "check", "-config", config)
 	line := 1 + strings.Count(src[:strings.Index(src, "missing-key.pem")], "\n")
 	if want := fmt.Sprintf("%s:%d:", config, line); code != 1 || !strings.Contains(errOut, want) {
@@ -87,4 +59,26 @@ domains = ["example.test"]
 	if n := strings.Count(strings.TrimSpace(errOut), "\n") + 1; n != 1 {
 		t.Errorf("check printed %d problems, want 1:\n%s", n, errOut)
 	}
+}
+
+// writeECDSAListenerConfig writes dir/gateway.hcl with one listener whose
+// tls block names the four files, and returns its path and text.
+func writeECDSAListenerConfig(t *testing.T, dir, cert, key, ecdsaCert, ecdsaKey string) (path, src string) {
+	t.Helper()
+	path = filepath.Join(dir, "gateway.hcl")
+	src = fmt.Sprintf(`hostname = "mx.test"
+data_dir = %q
+listener "mx" {
+  address = "127.0.0.1:0"
+  tls {
+    cert       = %q
+    key        = %q
+    ecdsa_cert = %q
+    ecdsa_key  = %q
+  }
+}
+domains = ["example.test"]
+`, filepath.Join(dir, "data"), cert, key, ecdsaCert, ecdsaKey)
+	writeFile(t, path, src)
+	return path, src
 }
