@@ -102,6 +102,14 @@ func serveTLS(t testing.TB, key crypto.Signer, chain ...*x509.Certificate) (addr
 			return nil, nil
 		},
 	}
+	return acceptTLS(t, l, cfg), names
+}
+
+// acceptTLS serves l with cfg until the test ends and returns its
+// address: after each handshake it writes one byte (so that a TLS 1.3
+// client that reads it has its session ticket) and reads until the
+// client closes, or 5s.
+func acceptTLS(t testing.TB, l net.Listener, cfg *tls.Config) string {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -114,6 +122,7 @@ func serveTLS(t testing.TB, key crypto.Signer, chain ...*x509.Certificate) (addr
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 				tc := tls.Server(c, cfg)
 				if tc.Handshake() == nil {
+					_, _ = tc.Write([]byte{1})
 					_, _ = io.Copy(io.Discard, tc)
 				}
 			})
@@ -123,7 +132,7 @@ func serveTLS(t testing.TB, key crypto.Signer, chain ...*x509.Certificate) (addr
 		l.Close()
 		wg.Wait()
 	})
-	return l.Addr().String(), names
+	return l.Addr().String()
 }
 
 // handshake connects to addr with cfg and returns the handshake's error.

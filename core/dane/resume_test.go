@@ -4,9 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,29 +31,7 @@ func serveResumable(t *testing.T, version uint16, leaf *ident) (addr string, res
 			return nil
 		},
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				tc := tls.Server(c, cfg)
-				if tc.Handshake() == nil {
-					_, _ = tc.Write([]byte{1})
-					_, _ = io.Copy(io.Discard, tc)
-				}
-			})
-		}
-	})
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	return l.Addr().String(), seen
+	return acceptTLS(t, l, cfg), seen
 }
 
 // dialResumable handshakes with addr under cfg and reads the server's
