@@ -89,6 +89,12 @@ type ServerStats interface {
 	Stats() smtp.ServerStats
 }
 
+// OutboundTLS counts the TLS handshakes of outbound connections
+// (*delivery.SMTP implements it).
+type OutboundTLS interface {
+	TLSHandshakes() map[smtp.TLSHandshake]int64
+}
+
 // ServerStatsFunc adapts a function to ServerStats.
 type ServerStatsFunc func() smtp.ServerStats
 
@@ -100,6 +106,7 @@ type Options struct {
 	Queue   Queue                           // required
 	Engine  Engine                          // nil: queue operations answer 503, no delivery metrics
 	Servers []ServerStats                   // SMTP servers, summed in the metrics
+	Out     OutboundTLS                     // nil: no outbound handshake metrics
 	Cluster Cluster                         // nil: no cluster block (GET /v1/cluster answers 404)
 	Reload  func(ctx context.Context) error // nil: POST /v1/reload answers 501
 	Log     *slog.Logger                    // nil = discard
@@ -216,4 +223,5 @@ var (
 	_ Engine      = (*delivery.Engine)(nil)
 	_ ServerStats = (*smtp.Server)(nil)
 	_ ServerStats = ServerStatsFunc(nil)
+	_ OutboundTLS = (*delivery.SMTP)(nil)
 )

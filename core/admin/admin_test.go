@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -667,14 +668,17 @@ func TestMetrics(t *testing.T) {
 	servers := []admin.ServerStats{
 		admin.ServerStatsFunc(func() smtp.ServerStats {
 			return smtp.ServerStats{SessionsActive: 2, SessionsTotal: 40, MessagesAccepted: 30, MessagesRejected: 3,
-				Refusals: map[smtp.Refusal]int64{{Command: "rcpt", Code: 550, Enhanced: "5.7.1"}: 7}}
+				Refusals:      map[smtp.Refusal]int64{{Command: "rcpt", Code: 550, Enhanced: "5.7.1"}: 7},
+				TLSHandshakes: map[smtp.TLSHandshake]int64{{Result: "resumed", Version: "TLSv1.3"}: 5, {Result: "failed"}: 1}}
 		}),
 		admin.ServerStatsFunc(func() smtp.ServerStats {
 			return smtp.ServerStats{SessionsActive: 1, SessionsTotal: 2, MessagesAccepted: 1, MessagesRejected: 0,
-				Refusals: map[smtp.Refusal]int64{{Command: "rcpt", Code: 550, Enhanced: "5.7.1"}: 2, {Command: "connect", Code: 421}: 1}}
+				Refusals:      map[smtp.Refusal]int64{{Command: "rcpt", Code: 550, Enhanced: "5.7.1"}: 2, {Command: "connect", Code: 421}: 1},
+				TLSHandshakes: map[smtp.TLSHandshake]int64{{Result: "resumed", Version: "TLSv1.3"}: 2, {Result: "full", Version: "TLSv1.0"}: 1}}
 		}),
 	}
-	f := newFixture(t, func(o *admin.Options) { o.Servers = servers })
+	out := outboundTLS{{Result: "full", Version: "TLSv1.2"}: 3, {Result: "resumed", Version: "TLSv1.2"}: 4}
+	f := newFixture(t, func(o *admin.Options) { o.Servers, o.Out = servers, out })
 	f.engine.Stat = delivery.Stats{InFlight: 4, Delivered: 17, Deferred: 5, Failed: 2, DSNs: 2}
 	obs := f.admin.Observer()
 	obs.Attempted("example.net", delivery.Delivered, "dane", 30*time.Millisecond)
@@ -694,6 +698,13 @@ func TestMetrics(t *testing.T) {
 		"gateway_smtp_sessions_total 42",
 		`gateway_smtp_refusals_total{code="550",command="rcpt",enhanced="5.7.1"} 9`,
 		`gateway_smtp_refusals_total{code="421",command="connect",enhanced=""} 1`,
+		`gateway_smtp_tls_handshakes_total{result="resumed",version="TLSv1.3"} 7`,
+		`gateway_smtp_tls_handshakes_total{result="full",version="TLSv1.0"} 1`,
+		`gateway_smtp_tls_handshakes_total{result="failed",version=""} 1`,
+		`gateway_smtp_tls_handshakes_total{result="full",version="TLSv1.3"} 0`,
+		`gateway_delivery_tls_handshakes_total{result="full",version="TLSv1.2"} 3`,
+		`gateway_delivery_tls_handshakes_total{result="resumed",version="TLSv1.2"} 4`,
+		`gateway_delivery_tls_handshakes_total{result="failed",version=""} 0`,
 		"gateway_queue_messages 2",
 		"gateway_queue_oldest_seconds 90",
 		"gateway_spool_commits_total 2",
@@ -729,6 +740,11 @@ func TestMetrics(t *testing.T) {
 		t.Logf("/metrics:\n%s", body)
 	}
 }
+
+// outboundTLS is an admin.OutboundTLS with fixed counts.
+type outboundTLS map[smtp.TLSHandshake]int64
+
+func (o outboundTLS) TLSHandshakes() map[smtp.TLSHandshake]int64 { return maps.Clone(o) }
 
 func TestMetricsEmptyQueue(t *testing.T) {
 	spool, err := queue.Open(t.TempDir(), queue.Options{})

@@ -23,6 +23,8 @@ const (
 	metricSessionsActive = "gateway_smtp_sessions_active"
 	metricSessionsTotal  = "gateway_smtp_sessions_total"
 	metricRefusals       = "gateway_smtp_refusals_total"
+	metricTLSIn          = "gateway_smtp_tls_handshakes_total"
+	metricTLSOut         = "gateway_delivery_tls_handshakes_total"
 	metricQueueMessages  = "gateway_queue_messages"
 	metricQueueOldest    = "gateway_queue_oldest_seconds"
 	metricSpoolCommits   = "gateway_spool_commits_total"
@@ -109,6 +111,7 @@ type collector struct {
 	a *Admin
 
 	accepted, rejected, sessionsActive, sessionsTotal, refusals *prometheus.Desc
+	tlsIn, tlsOut                                               *prometheus.Desc
 	queueMessages, queueOldest, commits, fsyncs, spoolFile      *prometheus.Desc
 	deliveries, inFlight                                        *prometheus.Desc
 	cluster                                                     clusterMetrics
@@ -126,6 +129,10 @@ func newCollector(a *Admin) *collector {
 		sessionsTotal:  d(metricSessionsTotal, "SMTP sessions started."),
 		refusals: d(metricRefusals, "SMTP error replies by the command they answered, the reply code and the enhanced code (relay denied, rate limits, AUTH failures).",
 			"command", "code", "enhanced"),
+		tlsIn: d(metricTLSIn, "TLS handshakes of the SMTP sessions (STARTTLS and implicit TLS) by result (full, resumed: "+
+			"a session resumed, which costs the server a fraction of a full handshake; failed) and protocol version.", "result", "version"),
+		tlsOut: d(metricTLSOut, "STARTTLS handshakes of outbound SMTP connections by result (full, resumed, failed) and protocol version.",
+			"result", "version"),
 		queueMessages: d(metricQueueMessages, "Messages in the queue."),
 		queueOldest:   d(metricQueueOldest, "Age of the oldest message in the queue; 0 when it is empty."),
 		commits:       d(metricSpoolCommits, "Messages committed to the spool."),
@@ -140,7 +147,7 @@ func newCollector(a *Admin) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.accepted, c.rejected, c.sessionsActive, c.sessionsTotal, c.refusals,
+		c.accepted, c.rejected, c.sessionsActive, c.sessionsTotal, c.refusals, c.tlsIn,
 		c.queueMessages, c.queueOldest, c.commits, c.fsyncs, c.spoolFile,
 	} {
 		ch <- d
@@ -148,6 +155,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.a.opt.Engine != nil {
 		ch <- c.deliveries
 		ch <- c.inFlight
+	}
+	if c.a.opt.Out != nil {
+		ch <- c.tlsOut
 	}
 	if c.a.opt.Cluster != nil {
 		c.cluster.describe(ch)
@@ -173,6 +183,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range sum.Refusals {
 		counter(c.refusals, float64(v), k.Command, strconv.Itoa(k.Code), k.Enhanced)
 	}
+	for k, v := range withCommonHandshakes(sum.TLSHandshakes) {
+		counter(c.tlsIn, float64(v), k.Result, k.Version)
+	}
+	if out := c.a.opt.Out; out != nil {
+		for k, v := range withCommonHandshakes(out.TLSHandshakes()) {
+			counter(c.tlsOut, float64(v), k.Result, k.Version)
+		}
+	}
 
 	q := c.a.opt.Queue
 	gauge(c.queueMessages, float64(q.Len()))
@@ -196,6 +214,28 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if cl := c.a.opt.Cluster; cl != nil {
 		c.cluster.collect(ch, cl.ClusterStats())
 	}
+}
+
+// commonHandshakes are the handshake series that exist from the start, so
+// that rates work from the first scrape.
+var commonHandshakes = []smtp.TLSHandshake{
+	{Result: smtp.HandshakeFull, Version: "TLSv1.3"},
+	{Result: smtp.HandshakeResumed, Version: "TLSv1.3"},
+	{Result: smtp.HandshakeFull, Version: "TLSv1.2"},
+	{Result: smtp.HandshakeResumed, Version: "TLSv1.2"},
+	{Result: smtp.HandshakeFailed},
+}
+
+// withCommonHandshakes is counts with a 0 for each of commonHandshakes it
+// lacks. It may change counts (a copy of the counter's).
+func withCommonHandshakes(counts map[smtp.TLSHandshake]int64) map[smtp.TLSHandshake]int64 {
+	if counts == nil {
+		counts = make(map[smtp.TLSHandshake]int64, len(commonHandshakes))
+	}
+	for _, k := range commonHandshakes {
+		counts[k] += 0
+	}
+	return counts
 }
 
 // oldest is the age of the first message in arrival order; List stops

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,6 +119,11 @@ func TestSMTPTLSResumption(t *testing.T) {
 				}
 				if got, want := fmt.Sprint(hs.list()), "[false true true]"; got != want {
 					t.Errorf("handshakes resumed = %s, want %s", got, want)
+				}
+				version := strings.Replace(v.name, "TLS ", "TLSv", 1)
+				want := map[smtp.TLSHandshake]int64{{Result: "full", Version: version}: 1, {Result: "resumed", Version: version}: 2}
+				if got := tr.TLSHandshakes(); !maps.Equal(got, want) {
+					t.Errorf("TLSHandshakes = %v, want %v", got, want)
 				}
 			})
 		}

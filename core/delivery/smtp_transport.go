@@ -218,7 +218,8 @@ type SMTP struct {
 	stop chan struct{} // closed by Close: the reaper returns
 	done chan struct{} // closed when the reaper has returned; nil without one
 
-	sessions tlsSessions // TLS sessions to resume, per level; nil = none
+	sessions   tlsSessions     // TLS sessions to resume, per level; nil = none
+	handshakes smtp.TLSCounter // the STARTTLS handshakes of every connection
 
 	// localAddrs are the machine's interface addresses (what a listener on
 	// 0.0.0.0 or [::] receives on), looked up once, when first needed:
@@ -636,10 +637,11 @@ func (s *SMTP) open(ctx context.Context, key connKey, plan *tlsPlan, clear bool)
 		return nil, &r
 	}
 	c, err := smtp.NewClient(ctx, conn, smtp.ClientOptions{
-		LocalName:  s.opt.Hostname,
-		Timeout:    s.opt.CommandTimeout,
-		Log:        s.log,
-		AlwaysBDAT: s.opt.AlwaysBDAT,
+		LocalName:     s.opt.Hostname,
+		Timeout:       s.opt.CommandTimeout,
+		Log:           s.log,
+		AlwaysBDAT:    s.opt.AlwaysBDAT,
+		TLSHandshakes: &s.handshakes,
 	})
 	if err == nil {
 		err = c.Hello(ctx)
@@ -1093,6 +1095,11 @@ func (s *SMTP) Idle() int {
 	}
 	return n
 }
+
+// TLSHandshakes counts the STARTTLS handshakes of the transport's
+// connections since NewSMTP: full, resumed (SMTPOptions.TLSSessions) and
+// failed.
+func (s *SMTP) TLSHandshakes() map[smtp.TLSHandshake]int64 { return s.handshakes.Counts() }
 
 // Close stops the reaper and sends QUIT on every idle connection; its
 // creator calls it once the engine has stopped (the engine never closes a

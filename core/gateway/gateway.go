@@ -273,6 +273,7 @@ func (g *Gateway) newEngine(opt Options) error {
 		Queue:   g.spool,
 		Engine:  &g.engine,
 		Servers: []admin.ServerStats{admin.ServerStatsFunc(g.serverStats)},
+		Out:     g.smtpOut,
 		Cluster: clusterAPI,
 		Reload:  g.Reload,
 		Log:     g.log.With("part", "admin"),

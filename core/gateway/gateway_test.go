@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -424,5 +425,49 @@ S: 221 *
 	body, _ := io.ReadAll(resp.Body)
 	if want := `gateway_smtp_refusals_total{code="550",command="rcpt",enhanced="5.7.1"} 1`; !strings.Contains(string(body), want) {
 		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
+// TestTLSHandshakesMetric: the admin API's metrics count the listeners'
+// TLS handshakes by result and version, and carry the SMTP transport's
+// outbound series from the start.
+func TestTLSHandshakesMetric(t *testing.T) {
+	dir := t.TempDir()
+	smtptest.WriteCertificate(t, dir)
+	g := gatewaytest.StartFile(t, writeFile(t, dir, "gateway.hcl", `
+hostname = "mx.test"
+listener "mx" {
+  address = "127.0.0.1:0"
+  tls {
+    cert = "cert.pem"
+    key  = "key.pem"
+  }
+}
+domains = ["example.test"]
+admin { address = "127.0.0.1:0" }
+`))
+	ctx := context.Background()
+	c, err := smtp.Dial(ctx, g.Addr(t, "mx"), smtp.ClientOptions{LocalName: "client.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartTLS(ctx, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}); err != nil {
+		t.Fatalf("STARTTLS: %v", err)
+	}
+	c.Quit(ctx)
+	resp, err := http.Get("http://" + g.Addr(t, "admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`gateway_smtp_tls_handshakes_total{result="full",version="TLSv1.3"} 1`,
+		`gateway_smtp_tls_handshakes_total{result="resumed",version="TLSv1.3"} 0`,
+		`gateway_delivery_tls_handshakes_total{result="full",version="TLSv1.3"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

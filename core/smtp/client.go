@@ -90,6 +90,8 @@ type ClientOptions struct {
 	AlwaysBDAT bool
 	// ChunkSize is the most bytes one BDAT chunk carries; default 256 KiB.
 	ChunkSize int
+	// TLSHandshakes counts StartTLS's handshakes; nil: not counted.
+	TLSHandshakes *TLSCounter
 }
 
 // Client is one outbound SMTP connection. It is not safe for concurrent use.
@@ -333,7 +335,9 @@ func (c *Client) StartTLS(ctx context.Context, cfg *tls.Config) error {
 	if err := c.arm(); err != nil {
 		return c.fail(ctx, err)
 	}
-	if err := tc.HandshakeContext(ctx); err != nil {
+	err = tc.HandshakeContext(ctx)
+	c.opt.TLSHandshakes.count(tc, err)
+	if err != nil {
 		return c.fail(ctx, fmt.Errorf("smtp: TLS handshake: %w", err))
 	}
 	c.conn = tc // br and bw read and write through c.conn

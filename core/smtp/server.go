@@ -158,8 +158,9 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	// Counters for Stats, counted by the sessions.
-	accepted atomic.Int64 // messages queued
-	rejected atomic.Int64 // messages refused after their content was received
+	accepted   atomic.Int64 // messages queued
+	rejected   atomic.Int64 // messages refused after their content was received
+	handshakes TLSCounter   // STARTTLS and implicit TLS
 }
 
 // limits are Options.Listener with defaults filled in.
@@ -536,6 +537,9 @@ type ServerStats struct {
 	// Refusals counts every 4xx/5xx reply by the command it answered and
 	// its code: relay denied at RCPT, a rate limit at MAIL, a bad AUTH.
 	Refusals map[Refusal]int64
+	// TLSHandshakes counts the sessions' TLS handshakes, STARTTLS and
+	// implicit TLS (not those of connections turned away at a limit).
+	TLSHandshakes map[TLSHandshake]int64
 }
 
 // Refusal is what ServerStats.Refusals counts by.
@@ -556,6 +560,12 @@ func (st *ServerStats) Add(o ServerStats) {
 			st.Refusals = make(map[Refusal]int64)
 		}
 		st.Refusals[k] += v
+	}
+	for k, v := range o.TLSHandshakes {
+		if st.TLSHandshakes == nil {
+			st.TLSHandshakes = make(map[TLSHandshake]int64)
+		}
+		st.TLSHandshakes[k] += v
 	}
 }
 
@@ -588,5 +598,6 @@ func (s *Server) Stats() ServerStats {
 		MessagesAccepted: s.accepted.Load(),
 		MessagesRejected: s.rejected.Load(),
 		Refusals:         refused,
+		TLSHandshakes:    s.handshakes.Counts(),
 	}
 }

@@ -431,6 +431,7 @@ func (s *session) handshake(ctx context.Context) bool {
 	s.idle, s.idleTx = true, false
 	s.mu.Unlock()
 	err := tc.HandshakeContext(ctx)
+	s.srv.handshakes.count(tc, err)
 	s.mu.Lock()
 	s.idle = false
 	if err == nil {
