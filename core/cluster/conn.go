@@ -161,11 +161,22 @@ func (c *Conn) waitJetStream(ctx context.Context, formTimeout time.Duration) err
 
 // natsOptions are the client's options for the cluster block b: reconnect
 // for ever, buffer nothing while disconnected (a write fails at once
-// rather than later), and log every change of state.
+// rather than later), give up a socket write after twice the timeout,
+// and log every change of state.
+//
+// A write that the server does not read (a link that drops every packet,
+// the connection still open) waits holding the client's lock: the
+// client's pings cannot notice the silence, nor can a copy's wait
+// (progress.go), nor any other publish start, so that every session in
+// DATA hangs. The client's own write timeout, a minute by default, was
+// the only bound. Twice the timeout leaves a write of one part (at most
+// chunkSize and the client's buffer) a link of 60 KiB a second at the
+// default timeout.
 func (c *Conn) natsOptions(b config.Cluster) []nats.Option {
 	opts := []nats.Option{
 		nats.Name("gateway " + b.Node),
 		nats.Timeout(dialTimeout),
+		nats.FlusherTimeout(2 * c.timeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
 		nats.ReconnectBufSize(-1),

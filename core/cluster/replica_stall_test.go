@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,5 +122,58 @@ func TestReplicaStalledClusterFailsInTime(t *testing.T) {
 	}
 	if !c.Connected() {
 		t.Error("the connection dropped: the copies failed on that, not on the servers' silence")
+	}
+}
+
+// TestReplicaStalledLinkFailsInTime: when the link to the node's server
+// stops passing bytes (a network that drops every packet while the
+// connection stays open), a copy's publish waits in its socket write,
+// holding the client's lock, so that neither the copy's wait nor the
+// client's pings can end it: it must fail within about the timeout, not
+// after the NATS client's default write timeout of a minute.
+func TestReplicaStalledLinkFailsInTime(t *testing.T) {
+	const (
+		timeout = 2 * time.Second
+		slack   = 3 * time.Second // the machine's load, -race
+	)
+	nc := clustertest.Start(t, 3)
+	link := clustertest.NewLink(t, strings.TrimPrefix(nc.URL(0), "nats://"), 0)
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{link.URL()}, Replicas: 3},
+		Timeout: timeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := spoolWithReplica(t, c, "gw1")
+	if _, err := commitMessage(t, s, "bob@example.net", 300); err != nil {
+		t.Fatal(err)
+	}
+	const copies, size = 2, 16 << 20 // more than the sockets' buffers hold
+	commits := make([]func() error, copies)
+	for i := range commits {
+		_, commits[i] = draftMessage(t, s, "bob@example.net", size)
+	}
+	link.Stall()
+	stalled := time.Now()
+	took := make([]time.Duration, copies)
+	errs := make([]error, copies)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = commits[i]()
+			took[i] = time.Since(stalled)
+		})
+	}
+	wg.Wait()
+	t.Logf("failed after %v", took)
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			t.Errorf("copy %d was acknowledged over a stalled link", i+1)
+		case took[i] > 2*timeout+slack:
+			t.Errorf("copy %d failed %v after the link stalled; want within about twice the %v timeout: %v", i+1, took[i], timeout, err)
+		}
 	}
 }
