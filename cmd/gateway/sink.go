@@ -95,7 +95,7 @@ func parseSinkFlags(c *cli, args []string) (sinkOptions, error) {
 	dataReply := fs.String("data-reply", "", `answer every message (after the final ".") with this reply, "CODE [X.Y.Z] text" (4xx or 5xx)`)
 	fs.StringVar(&o.save, "save", "", "keep each message as DIR/<id>.eml (with the Received header) and its envelope as DIR/<id>.json")
 	fs.StringVar(&o.journal, "journal", "", "append each message (Received header and content) to this file and sync it before the 250, messages committed meanwhile sharing one sync: the floor of a durable server, for benchmarks")
-	fs.DurationVar(&o.report, "report", 0, "print a running count at this interval (0: only the totals at the end)")
+	fs.DurationVar(&o.report, "report", 0, "print a running count, and when the latest message came (last=, Unix seconds), at this interval (0: only the totals at the end)")
 	fs.Int64Var(&o.maxSize, "max-size", 1<<30, "largest message accepted, in bytes")
 	fs.StringVar(&o.bare, "bare-line-endings", "reject", `a message with a bare CR or LF: "reject" or "fix"`)
 	fs.StringVar(&o.logLevel, "log-level", "warn", "server log level on stderr: debug, info, warn or error")
@@ -184,7 +184,9 @@ func serveSink(ctx context.Context, c *cli, srv *smtp.Server, ln net.Listener, s
 	return nil
 }
 
-// reportUntil prints the count and rate to w every interval (if not 0)
+// reportUntil prints the count, the rate and when the latest message came
+// (last=, Unix seconds: what a benchmark times end to end by) to w every
+// interval (if not 0)
 // until ctx is done or serveErr gives the server's result. stopped says
 // whether it did: then result is that result.
 func (s *sinkSpool) reportUntil(ctx context.Context, w io.Writer, every time.Duration, serveErr <-chan error) (result error, stopped bool) {
@@ -202,9 +204,9 @@ func (s *sinkSpool) reportUntil(ctx context.Context, w io.Writer, every time.Dur
 		case err := <-serveErr:
 			return err, true
 		case now := <-tick:
-			m, b := s.messages.Load(), s.bytes.Load()
+			m, b, at := s.messages.Load(), s.bytes.Load(), s.last.Load()
 			rate := float64(m-last) / now.Sub(lastAt).Seconds()
-			fmt.Fprintf(w, "messages=%d bytes=%d rate=%.1f/s\n", m, b, rate)
+			fmt.Fprintf(w, "messages=%d bytes=%d rate=%.1f/s last=%d.%09d\n", m, b, rate, at/1e9, at%1e9)
 			last, lastAt = m, now
 		}
 	}
@@ -297,6 +299,7 @@ type sinkSpool struct {
 	seq      atomic.Uint64
 	messages atomic.Int64 // committed messages
 	bytes    atomic.Int64 // their content bytes (without the header the server adds)
+	last     atomic.Int64 // when the latest was committed, Unix ns
 }
 
 func newSinkSpool(dir string) *sinkSpool {
@@ -347,6 +350,7 @@ func (d *sinkDraft) Commit(ctx context.Context, env *envelope.Envelope, header [
 	}
 	d.spool.messages.Add(1)
 	d.spool.bytes.Add(d.n)
+	d.spool.last.Store(time.Now().UnixNano())
 	return nil
 }
 

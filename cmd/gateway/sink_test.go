@@ -248,3 +248,30 @@ func TestSinkSTARTTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkReportLast: --report's lines say when the latest message came
+// (last=, Unix seconds), which a benchmark times its end to end runs by:
+// the time it notices the count is later by however long it took to look.
+func TestSinkReportLast(t *testing.T) {
+	addr, stop := startSink(t, "--report", "5ms")
+	file := filepath.Join(t.TempDir(), "msg.eml")
+	if err := os.WriteFile(file, []byte("Subject: x\n\nx\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if code, _, errOut := runWithInput(t, "", "send", "--server", addr, "--from", "a@x.test", "--to", "b@y.test", file); code != 0 {
+		t.Fatalf("send: code %d, stderr %q", code, errOut)
+	}
+	after := time.Now()
+	time.Sleep(50 * time.Millisecond) // a few reports
+	out := stop()
+	m := regexp.MustCompile(`(?m)^messages=1 bytes=\d+ rate=[\d.]+/s last=(\d+)\.(\d{9})$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no report of the message with its time in:\n%s", out)
+	}
+	sec, _ := strconv.ParseInt(m[1], 10, 64)
+	ns, _ := strconv.ParseInt(m[2], 10, 64)
+	if last := time.Unix(sec, ns); last.Before(before) || last.After(after) {
+		t.Errorf("last=%v, want between %v and %v", last, before, after)
+	}
+}

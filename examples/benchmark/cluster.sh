@@ -35,15 +35,15 @@ NATS_PORT=4322   # nats-server n1; n2 and n3 take the next two
 ROUTE_PORT=6322  # their cluster ports, likewise
 MON_PORT=8322    # their monitoring ports, likewise
 
-for cmd in smtp-source nats-server curl python3; do
+for cmd in smtp-source nats-server curl; do
 	command -v "$cmd" >/dev/null || { echo "cluster.sh needs $cmd" >&2; exit 1; }
 done
 . examples/benchmark/lib.sh # work, bin, cleanup on exit, wait_port, stop
 build_gateway
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-per_msg_ms() { python3 -c "print(round($1 * 1000 / $hz / $MESSAGES, 3))"; }
-rate() { python3 -c "print(round($MESSAGES / ($2 - $1), 1))"; }
+per_msg_ms() { calc "$1 * 1000 / $hz / $MESSAGES"; }
+rate() { calc "$MESSAGES / ($2 - $1)" 1; }
 
 # start_nats: three nats-server nodes routed to each other, JetStream on,
 # until each says its JetStream has a meta leader; sets nats_pids.
@@ -121,16 +121,14 @@ run_phase() {
 	smtp-source -s "$CONCURRENCY" -m "$MESSAGES" -l "$SIZE" -f bench@bench.test -t rcpt@example.test \
 		-M bench.test "127.0.0.1:$port" &
 	wait $!
-	if [ "$mode" = relay ]; then
-		for _ in $(seq 6000); do
-			tail -n 1 "$work/sink.out" 2>/dev/null | grep -q "^messages=$MESSAGES " && break
-			sleep 0.01
-		done
-	fi
 	end=$(date +%s.%N)
+	if [ "$mode" = relay ]; then
+		wait_count "$work/sink.out" "$MESSAGES" || true
+		end=$(sink_last "$work/sink.out")
+	fi
 	g1=$(cpu_ticks "$srv") n1=$(nats_ticks)
 	if [ "$on" = on ]; then
-		wait=$(python3 -c "print(round(1000 * $(metric gateway_cluster_copy_wait_seconds_total) / $(metric gateway_cluster_copies_total), 2))")
+		wait=$(calc "1000 * $(metric gateway_cluster_copy_wait_seconds_total) / $(metric gateway_cluster_copies_total)" 2)
 	fi
 	stop "$srv"
 	rm -rf "$work/data"
@@ -155,5 +153,5 @@ for mode in accept relay; do
 		w="-"; [ "$on" = on ] && eval "w=\$(median \"\${${mode}_on_wait[@]}\")"
 		echo "median $mode cluster $on: $r msg/s, gateway CPU $c ms/msg, NATS CPU $n ms/msg, copy wait $w ms/msg"
 	done
-	eval "echo \"$mode: cluster on / off = \$(python3 -c \"print(round(\$${mode}_on / \$${mode}_off, 2))\")\""
+	eval "echo \"$mode: cluster on / off = \$(calc \"\$${mode}_on / \$${mode}_off\" 2)\""
 done

@@ -30,3 +30,24 @@ stop() { kill -TERM "$1"; wait "$1" || true; }
 
 # median VALUES...: the median of numbers.
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# calc EXPR [DECIMALS]: EXPR worked out by awk, to DECIMALS places (3 if
+# not given). Not python3, which takes a third of a second to start on
+# the machine these figures were made on: inside a timed section that
+# was a quarter of a relay run.
+calc() { awk "BEGIN { printf \"%.${2:-3}f\\n\", $1 }"; }
+
+# wait_count FILE N: until a sink's --report output says messages=N.
+wait_count() {
+	for _ in $(seq 6000); do
+		tail -n 1 "$1" 2>/dev/null | grep -q "^messages=$2 " && return 0
+		sleep 0.01
+	done
+	echo "sink never reached $2 messages" >&2; return 1
+}
+
+# sink_last FILE: when the latest message reached the sink whose --report
+# output is FILE (its last line's last=, Unix seconds): the end of an end
+# to end run, however late the script looked.
+sink_last() { tail -n 1 "$1" | sed -n 's/.* last=\([0-9.]*\)$/\1/p'; }
+

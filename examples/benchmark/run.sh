@@ -59,13 +59,13 @@ go build -o "$work/gateway-plugin-aliases" ./plugins/aliases
 echo "postmaster: root" >"$work/aliases"
 
 # cpu_ms BEFORE AFTER: CPU milliseconds per message between two tick counts.
-cpu_ms() { python3 -c "print(round(($2 - $1) * 1000 / $hz / $MESSAGES, 3))"; }
+cpu_ms() { calc "($2 - $1) * 1000 / $hz / $MESSAGES"; }
 
 # rate START END: messages per second between two `date +%s.%N`.
-rate() { python3 -c "print(round($MESSAGES / ($2 - $1), 1))"; }
+rate() { calc "$MESSAGES / ($2 - $1)" 1; }
 
 # share A B: A / B with two decimals.
-share() { python3 -c "print(round($1 / $2, 2))"; }
+share() { calc "$1 / $2" 2; }
 
 # The load generators run as jobs the script waits for, so that a signal
 # stops the script at once (bash runs a trap only after a foreground
@@ -94,15 +94,6 @@ run_source() {
 	end=$(date +%s.%N)
 	rate=$(rate "$start" "$end")
 	source_cpu=$(cpu_ms "$before" "$(awk '{print $16 + $17}' "/proc/$$/stat")")
-}
-
-# wait_count FILE N: until a sink's --report output says messages=N.
-wait_count() {
-	for _ in $(seq 6000); do
-		tail -n 1 "$1" 2>/dev/null | grep -q "^messages=$2 " && return 0
-		sleep 0.01
-	done
-	echo "sink never reached $2 messages" >&2; return 1
 }
 
 # start_sink PORT [ARGS]: `gateway sink` on 127.0.0.1:PORT, its output in
@@ -164,7 +155,7 @@ bench_phases() {
 	start=$(date +%s.%N)
 	run_bench "127.0.0.1:$RELAY_PORT"
 	wait_count "$work/sink-$DOWN_PORT.out" "$MESSAGES"
-	end=$(date +%s.%N)
+	end=$(sink_last "$work/sink-$DOWN_PORT.out")
 	after=$(cpu_ticks "$srv")
 	stop_gateway
 	stop "$sink"
@@ -225,7 +216,7 @@ measure_accept() {
 # per_switches TICKS PID BEFORE: sets sw from PID's switches since BEFORE.
 per_switches() {
 	if [ "$1" = cpu_ticks ]; then
-		sw=$(python3 -c "print(round(($(switches "$2") - $3) / $MESSAGES, 2))")
+		sw=$(calc "($(switches "$2") - $3) / $MESSAGES" 2)
 	else
 		sw="–"
 	fi
@@ -239,7 +230,7 @@ measure_relay() {
 	start=$(date +%s.%N)
 	run_source "$1"
 	wait_count "$work/sink-$DOWN_PORT.out" "$MESSAGES"
-	end=$(date +%s.%N)
+	end=$(sink_last "$work/sink-$DOWN_PORT.out")
 	after=$($2 "$3")
 	rate=$(rate "$start" "$end")
 	cpu=$(cpu_ms "$before" "$after")
@@ -326,11 +317,11 @@ ms=$(median "${sink_rates[@]}"); mv=$(median "${serve_rates[@]}"); mc=$(median "
 echo
 echo "gateway bench (pipelined, connections reused), medians of $RUNS:"
 echo "median sink (ceiling): $ms msg/s"
-echo "median serve (fsync):  $mv msg/s = $(python3 -c "print(round(100*$mv/$ms))")% of the ceiling, server CPU $mc µs/msg"
+echo "median serve (fsync):  $mv msg/s = $(calc "100*$mv/$ms" 0)% of the ceiling, server CPU $mc µs/msg"
 ml=$(median "${lua_rates[@]}"); mlc=$(median "${lua_cpu[@]}")
-echo "median serve + Lua:    $ml msg/s = $(python3 -c "print(round(100*$ml/$mv))")% of serve without hooks, server CPU $mlc µs/msg"
+echo "median serve + Lua:    $ml msg/s = $(calc "100*$ml/$mv" 0)% of serve without hooks, server CPU $mlc µs/msg"
 mr=$(median "${relay_rates[@]}"); mrc=$(median "${relay_cpu[@]}")
-echo "median relay:          $mr msg/s = $(python3 -c "print(round(100*$mr/$ms))")% of the ceiling, gateway CPU $mrc µs/msg"
+echo "median relay:          $mr msg/s = $(calc "100*$mr/$ms" 0)% of the ceiling, gateway CPU $mrc µs/msg"
 
 [ -n "$have_source" ] || exit 0
 echo
