@@ -18,6 +18,7 @@ import (
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/queue"
+	"github.com/mailgate/gateway/core/workers"
 )
 
 // Options configure an Engine.
@@ -125,6 +126,7 @@ type Engine struct {
 	rounds    int                     // leases with a round (Stats.InFlight)
 	active    int                     // jobs in flight
 	perDomain map[string]int          // jobs in flight per destination domain
+	runners   *workers.Pool           // the jobs' goroutines, kept for reuse during a Run
 	waiting   []*engineRound          // rounds with jobs not yet started, in lease order
 	soonest   time.Time               // earliest NextAttempt set by a round since the scheduler last looked
 	down      map[string]*downDest    // destinations whose last job reached no server (engine_park.go)
@@ -237,8 +239,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("delivery: engine already running")
 	}
 	defer e.running.Store(false)
+	runners := workers.New(e.cfg.MaxConnections)
+	e.mu.Lock()
+	e.runners = runners
+	e.mu.Unlock()
 	e.schedule(ctx)
 	e.jobs.Wait()
+	runners.Close()
 	e.sendCutShortSuccesses(context.WithoutCancel(ctx))
 
 	e.mu.Lock()
@@ -625,7 +632,7 @@ func (e *Engine) startGroupsLocked(ctx context.Context, r *engineRound) {
 		e.active++
 		e.perDomain[g.domain]++
 		e.jobs.Add(1)
-		go e.runJob(ctx, r, g)
+		e.runners.Go(func() { e.runJob(ctx, r, g) })
 	}
 	clear(r.pending[len(kept):])
 	r.pending = kept

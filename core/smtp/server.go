@@ -23,6 +23,7 @@ import (
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
 	"github.com/mailgate/gateway/core/mailauth"
+	"github.com/mailgate/gateway/core/workers"
 )
 
 // Spool is where the server puts accepted messages (core/queue implements
@@ -156,6 +157,7 @@ type Server struct {
 	refusals  refusalLog
 	refused   map[Refusal]int64 // error replies, by command and code
 	wg        sync.WaitGroup
+	runners   *workers.Pool // the sessions' goroutines, kept for reuse until Shutdown
 
 	// Counters for Stats, counted by the sessions.
 	accepted   atomic.Int64 // messages queued
@@ -247,6 +249,7 @@ func NewServer(opt Options) (*Server, error) {
 	// The one root context of the server: every session's ctx derives from
 	// it, and a shutdown whose deadline passes cancels it.
 	s.root, s.cancel = context.WithCancel(context.Background())
+	s.runners = workers.New(maxIdleRunners)
 	return s, nil
 }
 
@@ -328,14 +331,14 @@ func (s *Server) accept(conn net.Conn) {
 	switch {
 	case s.proxyTrusted(ip):
 		if s.addPending(conn) {
-			go s.acceptProxied(conn, ip)
+			s.runners.Go(func() { s.acceptProxied(conn, ip) })
 		}
 		return
 	case len(s.opt.Listener.ProxyProtocol) > 0:
 		conn = &refuseProxyConn{Conn: conn}
 	}
 	if sess := s.start(conn, ip, port, ""); sess != nil {
-		go sess.serve(s.root)
+		s.runners.Go(func() { sess.serve(s.root) })
 	}
 }
 
@@ -381,6 +384,12 @@ func (s *Server) ServeConn(conn net.Conn, client netip.AddrPort, authUser string
 	sess.serve(s.root)
 	return nil
 }
+
+// maxIdleRunners is how many goroutines that served a session a server
+// keeps for the next sessions (a session's stack grows to a few tens of
+// KiB, which a new goroutine would copy as it grows): more than a busy
+// MX's sessions that end between two GCs, which shrink idle stacks.
+const maxIdleRunners = 256
 
 // Turning connections away on an implicit-TLS listener costs a handshake
 // each: at most maxTurningAway run at once, each within turnAwayTimeout;
@@ -509,6 +518,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.runners.Close()
 		close(done)
 	}()
 	select {
