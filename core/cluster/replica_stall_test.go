@@ -94,24 +94,7 @@ func TestReplicaStalledClusterFailsInTime(t *testing.T) {
 	if _, err := commitMessage(t, s, "bob@example.net", 300); err != nil {
 		t.Fatal(err)
 	}
-	const copies, size = 4, 8 << 20
-	commits := make([]func() error, copies)
-	for i := range commits {
-		_, commits[i] = draftMessage(t, s, "bob@example.net", size)
-	}
-	nc.StallRoutes()
-	stalled := time.Now()
-	took := make([]time.Duration, copies)
-	errs := make([]error, copies)
-	var wg sync.WaitGroup
-	for i := range errs {
-		wg.Go(func() {
-			errs[i] = commits[i]()
-			took[i] = time.Since(stalled)
-		})
-	}
-	wg.Wait()
-	t.Logf("failed after %v", took)
+	took, errs := commitStalled(t, s, 4, 8<<20, nc.StallRoutes)
 	for i, err := range errs {
 		switch {
 		case err == nil:
@@ -150,12 +133,27 @@ func TestReplicaStalledLinkFailsInTime(t *testing.T) {
 	if _, err := commitMessage(t, s, "bob@example.net", 300); err != nil {
 		t.Fatal(err)
 	}
-	const copies, size = 2, 16 << 20 // more than the sockets' buffers hold
+	took, errs := commitStalled(t, s, 2, 16<<20, link.Stall) // more than the sockets' buffers hold
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			t.Errorf("copy %d was acknowledged over a stalled link", i+1)
+		case took[i] > 2*timeout+slack:
+			t.Errorf("copy %d failed %v after the link stalled; want within about twice the %v timeout: %v", i+1, took[i], timeout, err)
+		}
+	}
+}
+
+// commitStalled drafts copies messages of size bytes in s, calls stall,
+// and then commits them all at once: how long after stall each commit
+// returned, and its error.
+func commitStalled(t *testing.T, s *queue.Spool, copies, size int, stall func()) ([]time.Duration, []error) {
+	t.Helper()
 	commits := make([]func() error, copies)
 	for i := range commits {
 		_, commits[i] = draftMessage(t, s, "bob@example.net", size)
 	}
-	link.Stall()
+	stall()
 	stalled := time.Now()
 	took := make([]time.Duration, copies)
 	errs := make([]error, copies)
@@ -168,12 +166,6 @@ func TestReplicaStalledLinkFailsInTime(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("failed after %v", took)
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			t.Errorf("copy %d was acknowledged over a stalled link", i+1)
-		case took[i] > 2*timeout+slack:
-			t.Errorf("copy %d failed %v after the link stalled; want within about twice the %v timeout: %v", i+1, took[i], timeout, err)
-		}
-	}
+	return took, errs
 }
+

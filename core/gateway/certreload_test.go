@@ -20,17 +20,7 @@ import (
 func TestReloadRereadsCertificates(t *testing.T) {
 	dir := t.TempDir()
 	certFile, _ := smtptest.WriteCertificate(t, dir)
-	g := gatewaytest.StartFile(t, writeFile(t, dir, "gateway.hcl", `
-hostname = "mx.test"
-listener "mx" {
-  address = "127.0.0.1:0"
-  tls {
-    cert = "cert.pem"
-    key  = "key.pem"
-  }
-}
-domains = ["example.test"]
-`+gatewaytest.DeadRoute))
+	g := startTLSGateway(t, dir, gatewaytest.DeadRoute)
 	addr := g.Addr(t, "mx")
 	first := starttlsLeaf(t, addr)
 
@@ -53,6 +43,23 @@ domains = ["example.test"]
 	if got := starttlsLeaf(t, addr); !got.Equal(renewed) {
 		t.Error("a reload that could not read the certificate stopped serving the one it had")
 	}
+}
+
+// startTLSGateway runs a gateway from dir/gateway.hcl: listener "mx"
+// offering STARTTLS with dir's cert.pem and key.pem, and extra.
+func startTLSGateway(t *testing.T, dir, extra string) *gatewaytest.Gateway {
+	t.Helper()
+	return gatewaytest.StartFile(t, writeFile(t, dir, "gateway.hcl", `
+hostname = "mx.test"
+listener "mx" {
+  address = "127.0.0.1:0"
+  tls {
+    cert = "cert.pem"
+    key  = "key.pem"
+  }
+}
+domains = ["example.test"]
+`+extra))
 }
 
 // starttlsLeaf says EHLO and STARTTLS to addr and returns the certificate

@@ -434,18 +434,7 @@ S: 221 *
 func TestTLSHandshakesMetric(t *testing.T) {
 	dir := t.TempDir()
 	smtptest.WriteCertificate(t, dir)
-	g := gatewaytest.StartFile(t, writeFile(t, dir, "gateway.hcl", `
-hostname = "mx.test"
-listener "mx" {
-  address = "127.0.0.1:0"
-  tls {
-    cert = "cert.pem"
-    key  = "key.pem"
-  }
-}
-domains = ["example.test"]
-admin { address = "127.0.0.1:0" }
-`))
+	g := startTLSGateway(t, dir, `admin { address = "127.0.0.1:0" }`)
 	ctx := context.Background()
 	c, err := smtp.Dial(ctx, g.Addr(t, "mx"), smtp.ClientOptions{LocalName: "client.test"})
 	if err != nil {
