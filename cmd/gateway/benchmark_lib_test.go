@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchmarkSinkLastWithoutMessages: examples/benchmark/lib.sh's
+// sink_last is where run.sh and cluster.sh end a relay run (its start is
+// taken before the load). A sink that has committed no message prints
+// last=0.000000000, and sink_last hands that on as the run's end, 1970,
+// before any start: the run's rate comes out negative ("-0.0") instead of
+// the run failing. cluster.sh reaches it whenever no message got through,
+// since it goes on when wait_count gives up (`wait_count ... || true`).
+func TestBenchmarkSinkLastWithoutMessages(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	lib, err := filepath.Abs("../../examples/benchmark/lib.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, stop := startSink(t, "--report", "5ms")
+	time.Sleep(50 * time.Millisecond) // a few reports
+	out := stop()
+	// The file as a benchmark reads it while the sink runs: its reports,
+	// not the totals it prints when it stops.
+	reports := regexp.MustCompile(`(?m)^messages=\d+ bytes=\d+ rate=.*$`).FindAllString(out, -1)
+	if len(reports) == 0 {
+		t.Fatalf("no report in:\n%s", out)
+	}
+	file := filepath.Join(t.TempDir(), "sink.out")
+	if err := os.WriteFile(file, []byte(strings.Join(reports, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startArg := fmt.Sprintf("%d.%09d", start.Unix(), start.Nanosecond())
+	// As cluster.sh's run_phase does after wait_count, with its rate().
+	script := `. "$1"; MESSAGES=5000; end=$(sink_last "$2"); echo "end=$end"; echo "rate=$(calc "$MESSAGES / ($end - $3)" 1)"`
+	got, err := exec.Command(bash, "-c", script, "bash", lib, file, startArg).CombinedOutput()
+	if err != nil {
+		return // sink_last (or calc) failed: the run fails, as it should
+	}
+	m := regexp.MustCompile(`(?m)^end=(.*)$`).FindStringSubmatch(string(got))
+	if m == nil || m[1] == "" {
+		return // no end: the run cannot be timed, and calc fails on it
+	}
+	end, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("sink_last gave %q: %v", m[1], err)
+	}
+	if end < float64(start.UnixNano())/1e9 {
+		t.Errorf("with no message at the sink, sink_last gave an end of %s, before the run's start %s; the script went on with:\n%s\n(last line of the sink: %q)",
+			m[1], startArg, got, reports[len(reports)-1])
+	}
+}
