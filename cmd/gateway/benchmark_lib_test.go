@@ -62,3 +62,26 @@ func TestBenchmarkSinkLastWithoutMessages(t *testing.T) {
 			m[1], startArg, got, reports[len(reports)-1])
 	}
 }
+
+// TestBenchmarkCalcFailsOnDivisionByZero: lib.sh's calc replaced python3
+// (whose ZeroDivisionError stopped the script, run under set -e), but
+// mawk, the awk Debian installs, divides by zero without an error: 1/0
+// prints "inf" and 0/0 "-nan", exit status 0, so that cluster.sh prints
+// "copy wait -nan ms/msg" for an "on" run that made no copy (and run.sh a
+// share of "inf") rather than stopping.
+func TestBenchmarkCalcFailsOnDivisionByZero(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	lib, err := filepath.Abs("../../examples/benchmark/lib.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, expr := range []string{"1000 * 0 / 0", "5000 / (1.5 - 1.5)"} {
+		out, err := exec.Command(bash, "-c", `. "$1"; calc "$2" 2`, "bash", lib, expr).CombinedOutput()
+		if err == nil {
+			t.Errorf("calc %q = %q, exit status 0; want a failure, as python3's ZeroDivisionError was", expr, strings.TrimSpace(string(out)))
+		}
+	}
+}
