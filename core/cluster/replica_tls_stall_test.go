@@ -1,0 +1,202 @@
+package cluster_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/config"
+	"github.com/mailgate/gateway/core/smtp/smtptest"
+)
+
+// TestReplicaTLSLinkBackAfterStall: a link to a NATS server over TLS
+// stops passing bytes for a few seconds and comes back, as a network
+// does after a blip. A write caught by the stall gives up after twice
+// the timeout (nats.FlusherTimeout); when it had not finished the TLS
+// record it was writing (one small copy is one record), crypto/tls makes
+// the error permanent, but the NATS client closes the socket only after
+// a write that returned some bytes: the connection stays "connected"
+// with every later write failing at once, until its pings find it stale
+// (5 s apart, two missed), and every copy the node makes meanwhile
+// fails, with the link long back. Over plain TCP, or with the client's
+// minute-long default, the copies go through again as soon as the link
+// does.
+func TestReplicaTLSLinkBackAfterStall(t *testing.T) {
+	const (
+		timeout = time.Second
+		within  = 3 * time.Second // after the link is back, for a copy to go through
+	)
+	dir := t.TempDir()
+	certFile, keyFile := smtptest.WriteCertificate(t, dir)
+	addr := startTLSJetStream(t, certFile, keyFile)
+	link := newPausableLink(t, addr)
+	c, err := cluster.Connect(context.Background(), cluster.Options{
+		Config: config.Cluster{Node: "gw1", NATSURLs: []string{"tls://" + link.addr()}, Replicas: 1,
+			TLS: &config.ClusterTLS{CA: certFile}},
+		Timeout: timeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s, _ := spoolOnReplicas(t, c, "gw1", 1)
+	t.Cleanup(c.Close) // before the spool's: its removals then fail at once
+	// Past the TLS client's small first records (128 KB).
+	if _, err := commitMessage(t, s, "bob@example.net", 256<<10); err != nil {
+		t.Fatal(err)
+	}
+
+	link.pause()
+	paused := time.Now()
+	// Fill the sockets' buffers (a few MB here) with copies that fit
+	// them, then copies of one TLS record each, until a write waits.
+	var wg sync.WaitGroup
+	wg.Go(func() { commitMessage(t, s, "bob@example.net", 1<<20) })
+	for i := 0; time.Since(paused) < 2*timeout; i++ {
+		wg.Go(func() { commitMessage(t, s, "bob@example.net", 12<<10) })
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The write that waited gives up 2 × timeout after it began.
+	time.Sleep(2*timeout + 500*time.Millisecond)
+	link.resume()
+	back := time.Now()
+	wg.Wait()
+
+	var last error
+	for time.Since(back) < within {
+		if _, last = commitMessage(t, s, "bob@example.net", 300); last == nil {
+			t.Logf("a copy went through %v after the link came back", time.Since(back).Round(time.Millisecond))
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Errorf("the link has been back for %v, the client connected = %v, and copies still fail: %v",
+		within, c.Connected(), last)
+}
+
+// startTLSJetStream runs a JetStream server that speaks TLS with the
+// certificate in certFile until the test ends, and returns its address.
+func startTLSJetStream(t *testing.T, certFile, keyFile string) string {
+	t.Helper()
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: certFile, KeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(), TLSConfig: tc, TLSTimeout: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the NATS server does not take connections")
+	}
+	return s.Addr().String()
+}
+
+// pausableLink relays TCP connections to a server, each way, and can
+// stop passing bytes (its sockets' buffers fill, as a network that drops
+// every packet) and start again.
+type pausableLink struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	cond   *sync.Cond
+	paused bool
+	closed bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newPausableLink(t *testing.T, to string) *pausableLink {
+	t.Helper()
+	// A small receive buffer, so that the client's send buffer holds
+	// most of what waits.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &pausableLink{ln: ln}
+	l.cond = sync.NewCond(&l.mu)
+	t.Cleanup(l.close)
+	l.wg.Go(func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			srv, err := net.Dial("tcp", to)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			l.mu.Lock()
+			l.conns = append(l.conns, client, srv)
+			l.mu.Unlock()
+			l.wg.Go(func() { l.pass(srv, client); srv.Close(); client.Close() })
+			l.wg.Go(func() { l.pass(client, srv); client.Close(); srv.Close() })
+		}
+	})
+	return l
+}
+
+func (l *pausableLink) addr() string { return l.ln.Addr().String() }
+
+func (l *pausableLink) pause() { l.set(true) }
+
+func (l *pausableLink) resume() { l.set(false) }
+
+func (l *pausableLink) set(paused bool) {
+	l.mu.Lock()
+	l.paused = paused
+	l.cond.Broadcast()
+	l.mu.Unlock()
+}
+
+// pass copies src to dst, holding each read while the link is paused.
+func (l *pausableLink) pass(dst, src net.Conn) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			l.mu.Lock()
+			for l.paused && !l.closed {
+				l.cond.Wait()
+			}
+			closed := l.closed
+			l.mu.Unlock()
+			if closed {
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (l *pausableLink) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.cond.Broadcast()
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.ln.Close()
+	l.wg.Wait()
+}
