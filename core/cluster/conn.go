@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -171,12 +172,18 @@ func (c *Conn) waitJetStream(ctx context.Context, formTimeout time.Duration) err
 // DATA hangs. The client's own write timeout, a minute by default, was
 // the only bound. Twice the timeout leaves a write of one part (at most
 // chunkSize and the client's buffer) a link of 60 KiB a second at the
-// default timeout.
+// default timeout. A write that times out ends the connection, which the
+// client then makes again (ReconnectOnFlusherError, and writeTimedOut for
+// a publish that writes itself): over TLS the timeout leaves it unable to
+// write at all (crypto/tls makes a write error final), which the client
+// would otherwise notice only when its pings went unanswered, seconds
+// after the link is back.
 func (c *Conn) natsOptions(b config.Cluster) []nats.Option {
 	opts := []nats.Option{
 		nats.Name("gateway " + b.Node),
 		nats.Timeout(dialTimeout),
 		nats.FlusherTimeout(2 * c.timeout),
+		nats.ReconnectOnFlusherError(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
 		nats.ReconnectBufSize(-1),
@@ -229,4 +236,14 @@ func (c *Conn) ready() error {
 		return fmt.Errorf("%w (%s)", ErrUnavailable, strings.ToLower(s.String()))
 	}
 	return nil
+}
+
+// writeTimedOut makes the client connect again when err, a publish's, is
+// its write giving up (natsOptions): a large part is written by the
+// publish itself, not the client's flusher.
+func (c *Conn) writeTimedOut(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.log.Warn("cluster: a write to NATS timed out; reconnecting", "err", err)
+		c.nc.ForceReconnect()
+	}
 }

@@ -276,6 +276,9 @@ func (r *Replica) publish(subject, part string, data []byte, h nats.Header) (jet
 	// No retry by the client: it would send the part again after the
 	// parts published since (see the file's comment).
 	ack, err := r.c.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
+	if err != nil {
+		r.c.writeTimedOut(err)
+	}
 	if err == nil {
 		// Written to the connection: the client keeps m until its
 		// answer (up to publishCeiling) for retries, which there are

@@ -168,4 +168,3 @@ func commitStalled(t *testing.T, s *queue.Spool, copies, size int, stall func())
 	t.Logf("failed after %v", took)
 	return took, errs
 }
-
