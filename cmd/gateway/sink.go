@@ -302,6 +302,18 @@ type sinkSpool struct {
 	last     atomic.Int64 // when the latest was committed, Unix ns
 }
 
+// committed counts a message of n content bytes committed at t. The time
+// goes first, and only forward (commits run concurrently): a report that
+// reads the count and then the time has the time of the message it counts
+// last, or a later one.
+func (s *sinkSpool) committed(t time.Time, n int64) {
+	at := t.UnixNano()
+	for old := s.last.Load(); at > old && !s.last.CompareAndSwap(old, at); old = s.last.Load() {
+	}
+	s.messages.Add(1)
+	s.bytes.Add(n)
+}
+
 func newSinkSpool(dir string) *sinkSpool {
 	return &sinkSpool{dir: dir, prefix: strings.ToUpper(strconv.FormatInt(time.Now().UnixNano()/int64(time.Millisecond), 36))}
 }
@@ -348,9 +360,7 @@ func (d *sinkDraft) Commit(ctx context.Context, env *envelope.Envelope, header [
 		}
 		d.buf = nil
 	}
-	d.spool.messages.Add(1)
-	d.spool.bytes.Add(d.n)
-	d.spool.last.Store(time.Now().UnixNano())
+	d.spool.committed(time.Now(), d.n)
 	return nil
 }
 

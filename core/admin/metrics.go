@@ -129,7 +129,7 @@ func newCollector(a *Admin) *collector {
 		sessionsTotal:  d(metricSessionsTotal, "SMTP sessions started."),
 		refusals: d(metricRefusals, "SMTP error replies by the command they answered, the reply code and the enhanced code (relay denied, rate limits, AUTH failures).",
 			"command", "code", "enhanced"),
-		tlsIn: d(metricTLSIn, "TLS handshakes of the SMTP sessions (STARTTLS and implicit TLS) by result (full, resumed: "+
+		tlsIn: d(metricTLSIn, "TLS handshakes of the SMTP listeners (STARTTLS, implicit TLS, and implicit-TLS connections turned away at a limit) by result (full, resumed: "+
 			"a session resumed, which costs the server a fraction of a full handshake; failed) and protocol version.", "result", "version"),
 		tlsOut: d(metricTLSOut, "STARTTLS handshakes of outbound SMTP connections by result (full, resumed, failed) and protocol version.",
 			"result", "version"),

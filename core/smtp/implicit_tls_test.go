@@ -180,7 +180,7 @@ func TestImplicitTLSShutdownDuringHandshake(t *testing.T) {
 // seen. On such a listener the refusal comes after a handshake.
 func TestImplicitTLSTurnedAwayOverTLS(t *testing.T) {
 	tlsOpts := implicitTLS(t)
-	addr, _, _ := start(t, func(o *smtp.Options) {
+	addr, _, srv := start(t, func(o *smtp.Options) {
 		tlsOpts(o)
 		o.Listener.MaxConnectionsPerIP = 1
 	})
@@ -201,6 +201,11 @@ func TestImplicitTLSTurnedAwayOverTLS(t *testing.T) {
 	second.SetDeadline(time.Now().Add(5 * time.Second))
 	if line, err := bufio.NewReader(second).ReadString('\n'); !strings.HasPrefix(line, "421 ") {
 		t.Errorf("second connection read %q, %v; want 421", line, err)
+	}
+	// Both handshakes cost the server one: both are counted.
+	full := smtp.TLSHandshake{Result: smtp.HandshakeFull, Version: "TLSv1.3"}
+	if got := srv.Stats().TLSHandshakes[full]; got != 2 {
+		t.Errorf("full TLS 1.3 handshakes counted = %d, want 2 (the session's and the one turned away)", got)
 	}
 }
 

@@ -449,7 +449,9 @@ func (s *Server) turnAway(conn net.Conn, r Reply) {
 	defer s.removePending(conn)
 	defer conn.Close()
 	tc := tls.Server(conn, s.opt.TLS)
-	if err := tc.Handshake(); err != nil {
+	err := tc.Handshake()
+	s.handshakes.count(tc, err)
+	if err != nil {
 		s.log.Debug("smtp: TLS handshake of a connection turned away failed", "err", err)
 		return
 	}
@@ -547,8 +549,9 @@ type ServerStats struct {
 	// Refusals counts every 4xx/5xx reply by the command it answered and
 	// its code: relay denied at RCPT, a rate limit at MAIL, a bad AUTH.
 	Refusals map[Refusal]int64
-	// TLSHandshakes counts the sessions' TLS handshakes, STARTTLS and
-	// implicit TLS (not those of connections turned away at a limit).
+	// TLSHandshakes counts the server's TLS handshakes: the sessions'
+	// (STARTTLS and implicit TLS) and those of implicit-TLS connections
+	// turned away at a connection limit, which cost as much.
 	TLSHandshakes map[TLSHandshake]int64
 }
 

@@ -123,7 +123,7 @@ run_phase() {
 	wait $!
 	end=$(date +%s.%N)
 	if [ "$mode" = relay ]; then
-		wait_count "$work/sink.out" "$MESSAGES" || true
+		wait_count "$work/sink.out" "$MESSAGES"
 		end=$(sink_last "$work/sink.out")
 	fi
 	g1=$(cpu_ticks "$srv") n1=$(nats_ticks)

@@ -35,7 +35,15 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 # not given). Not python3, which takes a third of a second to start on
 # the machine these figures were made on: inside a timed section that
 # was a quarter of a relay run.
-calc() { awk "BEGIN { printf \"%.${2:-3}f\\n\", $1 }"; }
+# A division by zero fails (mawk, Debian's awk, prints inf or nan).
+calc() {
+	local r
+	r=$(awk "BEGIN { printf \"%.${2:-3}f\\n\", $1 }") || return 1
+	case $r in
+	*inf* | *nan*) echo "calc: $1 is not a number" >&2; return 1 ;;
+	esac
+	echo "$r"
+}
 
 # wait_count FILE N: until a sink's --report output says messages=N.
 wait_count() {
@@ -49,5 +57,13 @@ wait_count() {
 # sink_last FILE: when the latest message reached the sink whose --report
 # output is FILE (its last line's last=, Unix seconds): the end of an end
 # to end run, however late the script looked.
-sink_last() { tail -n 1 "$1" | sed -n 's/.* last=\([0-9.]*\)$/\1/p'; }
+# Fails when no message came.
+sink_last() {
+	local t
+	t=$(tail -n 1 "$1" | sed -n 's/.* last=\([0-9.]*\)$/\1/p')
+	case $t in
+	"" | 0 | 0.000000000) echo "sink_last: no message reached the sink ($1)" >&2; return 1 ;;
+	esac
+	echo "$t"
+}
 
