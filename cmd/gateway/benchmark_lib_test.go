@@ -20,14 +20,7 @@ import (
 // the run failing. cluster.sh reaches it whenever no message got through,
 // since it goes on when wait_count gives up (`wait_count ... || true`).
 func TestBenchmarkSinkLastWithoutMessages(t *testing.T) {
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
-	lib, err := filepath.Abs("../../examples/benchmark/lib.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bash, lib := benchmarkLib(t)
 	start := time.Now()
 	_, stop := startSink(t, "--report", "5ms")
 	time.Sleep(50 * time.Millisecond) // a few reports
@@ -70,14 +63,7 @@ func TestBenchmarkSinkLastWithoutMessages(t *testing.T) {
 // "copy wait -nan ms/msg" for an "on" run that made no copy (and run.sh a
 // share of "inf") rather than stopping.
 func TestBenchmarkCalcFailsOnDivisionByZero(t *testing.T) {
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
-	lib, err := filepath.Abs("../../examples/benchmark/lib.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bash, lib := benchmarkLib(t)
 	for _, expr := range []string{"1000 * 0 / 0", "5000 / (1.5 - 1.5)"} {
 		out, err := exec.Command(bash, "-c", `. "$1"; calc "$2" 2`, "bash", lib, expr).CombinedOutput()
 		if err == nil {
@@ -85,3 +71,19 @@ func TestBenchmarkCalcFailsOnDivisionByZero(t *testing.T) {
 		}
 	}
 }
+
+// benchmarkLib is bash and the absolute path of examples/benchmark/lib.sh;
+// the test is skipped without bash.
+func benchmarkLib(t *testing.T) (bash, lib string) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	lib, err = filepath.Abs("../../examples/benchmark/lib.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bash, lib
+}
+
