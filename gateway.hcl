@@ -142,7 +142,7 @@ delivery {
   # command_timeout            = "5m"             # each reply from a next hop
   # dead_host_ttl              = "30s"            # a host whose connect failed is not dialled again for this long
   #                                               # ("0" = always dial); ETRN and `gateway queue retry` clear it
-  # tls_sessions               = 1000             # TLS sessions kept per TLS level for new connections to resume
+  # tls_sessions               = 1000             # TLS sessions kept per TLS level for new connections to resume (at most 100000)
   #                                               # (not under DANE or MTA-STS testing); 0 = a full handshake every time
   # proxy_addresses            = ["203.0.113.25"] # addresses a NAT or load balancer forwards to us: an MX there is us
   # hold_domains               = ["bk.example.test", "*.branch.example.test"] # queue mail for these recipient domains

@@ -200,7 +200,8 @@ type Delivery struct {
 
 	// TLSSessions is how many TLS sessions the SMTP client keeps per TLS
 	// level, for new connections to resume (Postfix's
-	// smtp_tls_session_cache_database); default 1000, 0 = none.
+	// smtp_tls_session_cache_database); default 1000, 0 = none, at most
+	// 100,000 (each takes up to 16 KiB).
 	TLSSessions int
 
 	// ProxyAddresses are addresses a NAT or load balancer forwards to this

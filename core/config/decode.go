@@ -277,7 +277,7 @@ func (d *decoder) delivery(r *rawDelivery) Delivery {
 	d.duration("connect_timeout", r.ConnectTimeout, &dl.ConnectTimeout, false)
 	d.duration("command_timeout", r.CommandTimeout, &dl.CommandTimeout, false)
 	d.duration("dead_host_ttl", r.DeadHostTTL, &dl.DeadHostTTL, true)
-	d.integer("tls_sessions", r.TLSSessions, &dl.TLSSessions, 0)
+	d.integerIn("tls_sessions", r.TLSSessions, &dl.TLSSessions, 0, maxTLSSessions)
 	dl.ProxyAddresses = d.ipList("proxy_addresses", r.ProxyAddresses)
 	dl.HoldDomains = d.domainPatterns("hold_domains", r.HoldDomains)
 	holdExpires := true
@@ -756,19 +756,28 @@ func (d *decoder) integer(name string, expr hcl.Expression, dst *int, minimum in
 	return true
 }
 
-// port decodes a port number, 1 to 65535.
-func (d *decoder) port(name string, expr hcl.Expression, dst *int) bool {
+// integerIn decodes an integer from minimum to maximum.
+func (d *decoder) integerIn(name string, expr hcl.Expression, dst *int, minimum, maximum int) bool {
 	v := *dst
-	if !d.integer(name, expr, &v, 1) {
+	if !d.integer(name, expr, &v, minimum) {
 		return false
 	}
-	if v > 65535 {
-		d.errorf(expr.Range(), "Invalid value", "%s must be at most 65535; got %d.", name, v)
+	if v > maximum {
+		d.errorf(expr.Range(), "Invalid value", "%s must be at most %d; got %d.", name, maximum, v)
 		return false
 	}
 	*dst = v
 	return true
 }
+
+// port decodes a port number, 1 to 65535.
+func (d *decoder) port(name string, expr hcl.Expression, dst *int) bool {
+	return d.integerIn(name, expr, dst, 1, 65535)
+}
+
+// maxTLSSessions bounds delivery's tls_sessions: each session kept takes
+// up to 16 KiB, per TLS level.
+const maxTLSSessions = 100000
 
 // size decodes a size in bytes (see ParseSize), which must not be 0.
 func (d *decoder) size(name string, expr hcl.Expression, dst *int64) bool {

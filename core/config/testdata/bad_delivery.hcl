@@ -17,4 +17,5 @@ delivery {
   dead_host_ttl              = "-5s"
   proxy_addresses            = ["203.0.113.25", "203.0.113.0/24", "mx.example.test"]
   hold_domains               = ["bk.test", ".bk.test", "*.ok.test", "bad_domain.test", "*.*.test"]
+  tls_sessions               = 2000000
 }
