@@ -62,6 +62,17 @@ type Conn struct {
 	log     *slog.Logger
 
 	progress *progress // on the asynchronous publishes (progress.go)
+	// publishing lets one asynchronous publish at a time into the client.
+	// A publish writes under the client's lock, and one whose write waits
+	// for a slow link holds it: the client's read loop needs the lock to
+	// answer the server's PING, and stops reading, acknowledgements
+	// included, until it has it. Go's mutex hands a lock waited for over
+	// a millisecond to the goroutine that waited longest: with the
+	// publishes queued here instead, the read loop waits for one write,
+	// not for every part the node has in flight (up to copyBudget), which
+	// at a steady 2 MiB/s made copies fail for the servers' silence while
+	// they stored a part every quarter of a second.
+	publishing sync.Mutex
 
 	mu       sync.Mutex
 	writeErr error // the last write's (a copy's, a heartbeat's) failure; nil once one succeeds

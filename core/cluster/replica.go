@@ -275,7 +275,9 @@ func (r *Replica) publish(subject, part string, data []byte, h nats.Header) (jet
 	m := &nats.Msg{Subject: subject, Header: h, Data: data}
 	// No retry by the client: it would send the part again after the
 	// parts published since (see the file's comment).
+	r.c.publishing.Lock()
 	ack, err := r.c.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
+	r.c.publishing.Unlock()
 	if err != nil {
 		r.c.writeTimedOut(err)
 	}

@@ -17,9 +17,11 @@ import (
 
 // TestReplicaAcksReadWhileWritesQueue: progress.go fails a copy only
 // once the servers have acknowledged none of the node's publishes for
-// the timeout, "a stall, not a queue". Here the link is steady at four
+// the timeout, "a stall, not a queue". Here the link is steady at eight
 // times what natsOptions says a part's write needs ((512 + 32) KiB per
-// 2 x timeout), and 16 copies of 1 MiB are made at once (16 MiB, a
+// 2 x timeout: a part's write takes a quarter of the timeout, which
+// leaves the race detector's slowness room), and 16 copies of 1 MiB are
+// made at once (16 MiB, a
 // quarter of the node's budget in flight); the server stores a part
 // every quarter of a second throughout. But the server PINGs its client
 // (2 s after it connects, then every ping_interval), and the client's
@@ -31,12 +33,19 @@ import (
 // (No reconnect takes place: the writes end in time.)
 func TestReplicaAcksReadWhileWritesQueue(t *testing.T) {
 	const (
-		timeout = 500 * time.Millisecond
-		copies  = 16
-		size    = 1 << 20
+		copies = 16
+		size   = 1 << 20
 	)
+	timeout := 500 * time.Millisecond
+	if raceEnabled {
+		// The in-process server alone then stores a part every 300-500
+		// ms. With a 2 s timeout the link is a quarter as fast and the
+		// run four times as long (16 s); 11 of 16 copies failed so
+		// before the fix.
+		timeout = 2 * time.Second
+	}
 	bound := (512 + 32) << 10 * int(time.Second) / int(2*timeout) // bytes a second a part's write needs
-	rate := 4 * bound
+	rate := 8 * bound
 	srv := startServer(t, server.Options{})
 	link := clustertest.NewLink(t, srv.Addr().String(), rate)
 	c, err := cluster.Connect(context.Background(), cluster.Options{
