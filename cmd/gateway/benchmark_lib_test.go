@@ -86,4 +86,3 @@ func benchmarkLib(t *testing.T) (bash, lib string) {
 	}
 	return bash, lib
 }
-
