@@ -280,8 +280,7 @@ func (r *Replica) publish(subject, part string, data []byte, h nats.Header) (jet
 	r.c.publishing.Unlock()
 	if err != nil {
 		r.c.writeTimedOut(err)
-	}
-	if err == nil {
+	} else {
 		// Written to the connection: the client keeps m until its
 		// answer (up to publishCeiling) for retries, which there are
 		// none of, so it need not keep the data.

@@ -162,7 +162,7 @@ type Server struct {
 	// Counters for Stats, counted by the sessions.
 	accepted   atomic.Int64 // messages queued
 	rejected   atomic.Int64 // messages refused after their content was received
-	handshakes TLSCounter   // STARTTLS and implicit TLS
+	handshakes TLSCounter   // TLS handshakes: ServerStats.TLSHandshakes
 }
 
 // limits are Options.Listener with defaults filled in.
@@ -568,17 +568,17 @@ func (st *ServerStats) Add(o ServerStats) {
 	st.SessionsTotal += o.SessionsTotal
 	st.MessagesAccepted += o.MessagesAccepted
 	st.MessagesRejected += o.MessagesRejected
-	for k, v := range o.Refusals {
-		if st.Refusals == nil {
-			st.Refusals = make(map[Refusal]int64)
+	addCounts(&st.Refusals, o.Refusals)
+	addCounts(&st.TLSHandshakes, o.TLSHandshakes)
+}
+
+// addCounts adds the counts of src to *dst, making it if needed.
+func addCounts[K comparable](dst *map[K]int64, src map[K]int64) {
+	for k, v := range src {
+		if *dst == nil {
+			*dst = make(map[K]int64, len(src))
 		}
-		st.Refusals[k] += v
-	}
-	for k, v := range o.TLSHandshakes {
-		if st.TLSHandshakes == nil {
-			st.TLSHandshakes = make(map[TLSHandshake]int64)
-		}
-		st.TLSHandshakes[k] += v
+		(*dst)[k] += v
 	}
 }
 
