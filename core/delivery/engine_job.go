@@ -239,7 +239,7 @@ func (r *engineRound) hopCount(e *Engine) (int, error) {
 			return
 		}
 		if r.body != nil { // handed over by Enqueue
-			r.hops, r.hopsErr = message.CountHops(bytes.NewReader(r.body), e.hopLimit)
+			r.hops = message.CountHopsIn(r.body)
 			return
 		}
 		body, err := e.spool.Body(r.id)
@@ -258,7 +258,7 @@ func (r *engineRound) hopCount(e *Engine) (int, error) {
 			return
 		}
 		r.body = b
-		r.hops, r.hopsErr = message.CountHops(bytes.NewReader(b), e.hopLimit)
+		r.hops = message.CountHopsIn(b)
 	})
 	return r.hops, r.hopsErr
 }

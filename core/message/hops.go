@@ -101,6 +101,14 @@ func (h *HopCounter) step(c byte) {
 	}
 }
 
+// CountHopsIn is CountHops over a message held in memory, read to the
+// end of its header section (or MaxHopScan bytes) without a copy.
+func CountHopsIn(msg []byte) int {
+	var h HopCounter
+	h.Write(msg[:min(len(msg), MaxHopScan)])
+	return h.n
+}
+
 // CountHops reads the message at the start of r and returns the number of
 // Received fields in its header section, as HopCounter counts them. It
 // stops reading at the end of the header section, once the count passes

@@ -75,6 +75,11 @@ func TestCountHops(t *testing.T) {
 			}
 		})
 	}
+	for _, tt := range hopTests {
+		if got := CountHopsIn([]byte(tt.msg)); got != tt.want {
+			t.Errorf("%s: CountHopsIn = %d; want %d", tt.name, got, tt.want)
+		}
+	}
 	t.Run("stops past limit", func(t *testing.T) {
 		r := strings.NewReader(strings.Repeat("Received: x\r\n", 200) + "\r\n")
 		got, err := CountHops(iotest.OneByteReader(r), 3)

@@ -148,16 +148,17 @@ type Server struct {
 	implicitTLS  bool          // TLS from the first byte
 	proxyTimeout time.Duration // for a PROXY header
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	pending   map[net.Conn]struct{} // no session: waiting for their PROXY header, or being turned away
-	turning   int                   // implicit-TLS connections being turned away over TLS (maxTurningAway)
-	perIP     map[netip.Addr]int    // sessions per clientKey
-	refusals  refusalLog
-	refused   map[Refusal]int64 // error replies, by command and code
-	wg        sync.WaitGroup
-	runners   *workers.Pool // the sessions' goroutines, kept for reuse until Shutdown
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{}
+	sessions    map[*session]struct{}
+	pending     map[net.Conn]struct{} // no session: waiting for their PROXY header, or being turned away
+	turning     int                   // implicit-TLS connections being turned away over TLS (maxTurningAway)
+	perIP       map[netip.Addr]int    // sessions per clientKey
+	refusals    refusalLog
+	refused     map[Refusal]int64 // error replies, by command and code
+	wg          sync.WaitGroup
+	runners     *workers.Pool // the sessions' goroutines, kept for reuse until Shutdown
+	sessionBufs sync.Pool     // *sessionBuffers of ended sessions, for the next ones
 
 	// Counters for Stats, counted by the sessions.
 	accepted   atomic.Int64 // messages queued

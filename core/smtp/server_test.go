@@ -287,6 +287,28 @@ func TestPipelining(t *testing.T) {
 	}
 }
 
+// TestBuffersNotShared: a session's read and write buffers go to the next
+// session once it ends, emptied: what a client pipelined after QUIT is
+// not read as the next client's commands.
+func TestBuffersNotShared(t *testing.T) {
+	addr, _, _ := start(t, nil)
+	for range 20 {
+		smtptest.Run(t, addr, greeting+`
+			C: QUIT
+			C: HELP
+			S: 221 2.0.0 Bye
+			EOF
+		`)
+		smtptest.Run(t, addr, greeting+`
+			C: NOOP
+			S: 250 2.0.0 Ok
+			C: QUIT
+			S: 221 2.0.0 Bye
+			EOF
+		`)
+	}
+}
+
 func TestSize(t *testing.T) {
 	addr, spool, _ := start(t, nil)
 	big := strings.Repeat("x", 998)
