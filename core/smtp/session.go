@@ -134,7 +134,7 @@ func newSession(srv *Server, conn net.Conn, id string, ip netip.Addr, port int) 
 		port: port,
 		conn: conn,
 	}
-	s.log = srv.log.With("session", id, "ip", ip.String())
+	s.log = newSessionLogger(srv.log, id, ip)
 	s.rd.s = s
 	s.buf = srv.takeBuffers()
 	s.br, s.bw = s.buf.br, s.buf.bw
