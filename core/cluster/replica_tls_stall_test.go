@@ -2,15 +2,14 @@ package cluster_test
 
 import (
 	"context"
-	"net"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/mailgate/gateway/core/cluster"
+	"github.com/mailgate/gateway/core/cluster/clustertest"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/smtp/smtptest"
 )
@@ -35,9 +34,11 @@ func TestReplicaTLSLinkBackAfterStall(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := smtptest.WriteCertificate(t, dir)
 	addr := startTLSJetStream(t, certFile, keyFile)
-	link := newPausableLink(t, addr)
+	// A small receive buffer, so that the client's send buffer holds
+	// most of what waits while the link is paused.
+	link := clustertest.NewLink(t, addr, 0, clustertest.ReceiveBuffer(4096))
 	c, err := cluster.Connect(context.Background(), cluster.Options{
-		Config: config.Cluster{Node: "gw1", NATSURLs: []string{"tls://" + link.addr()}, Replicas: 1,
+		Config: config.Cluster{Node: "gw1", NATSURLs: []string{"tls://" + link.Addr()}, Replicas: 1,
 			TLS: &config.ClusterTLS{CA: certFile}},
 		Timeout: timeout,
 	})
@@ -52,7 +53,7 @@ func TestReplicaTLSLinkBackAfterStall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	link.pause()
+	link.Pause()
 	paused := time.Now()
 	// Fill the sockets' buffers (a few MB here) with copies that fit
 	// them, then copies of one TLS record each, until a write waits.
@@ -64,7 +65,7 @@ func TestReplicaTLSLinkBackAfterStall(t *testing.T) {
 	}
 	// The write that waited gives up 2 × timeout after it began.
 	time.Sleep(2*timeout + 500*time.Millisecond)
-	link.resume()
+	link.Resume()
 	back := time.Now()
 	wg.Wait()
 
@@ -99,104 +100,4 @@ func startTLSJetStream(t *testing.T, certFile, keyFile string) string {
 		t.Fatal("the NATS server does not take connections")
 	}
 	return s.Addr().String()
-}
-
-// pausableLink relays TCP connections to a server, each way, and can
-// stop passing bytes (its sockets' buffers fill, as a network that drops
-// every packet) and start again.
-type pausableLink struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	cond   *sync.Cond
-	paused bool
-	closed bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newPausableLink(t *testing.T, to string) *pausableLink {
-	t.Helper()
-	// A small receive buffer, so that the client's send buffer holds
-	// most of what waits.
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return serr
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &pausableLink{ln: ln}
-	l.cond = sync.NewCond(&l.mu)
-	t.Cleanup(l.close)
-	l.wg.Go(func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			srv, err := net.Dial("tcp", to)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			l.mu.Lock()
-			l.conns = append(l.conns, client, srv)
-			l.mu.Unlock()
-			l.wg.Go(func() { l.pass(srv, client); srv.Close(); client.Close() })
-			l.wg.Go(func() { l.pass(client, srv); client.Close(); srv.Close() })
-		}
-	})
-	return l
-}
-
-func (l *pausableLink) addr() string { return l.ln.Addr().String() }
-
-func (l *pausableLink) pause() { l.set(true) }
-
-func (l *pausableLink) resume() { l.set(false) }
-
-func (l *pausableLink) set(paused bool) {
-	l.mu.Lock()
-	l.paused = paused
-	l.cond.Broadcast()
-	l.mu.Unlock()
-}
-
-// pass copies src to dst, holding each read while the link is paused.
-func (l *pausableLink) pass(dst, src net.Conn) {
-	buf := make([]byte, 4096)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			l.mu.Lock()
-			for l.paused && !l.closed {
-				l.cond.Wait()
-			}
-			closed := l.closed
-			l.mu.Unlock()
-			if closed {
-				return
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (l *pausableLink) close() {
-	l.mu.Lock()
-	l.closed = true
-	l.cond.Broadcast()
-	for _, c := range l.conns {
-		c.Close()
-	}
-	l.mu.Unlock()
-	l.ln.Close()
-	l.wg.Wait()
 }

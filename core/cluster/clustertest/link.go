@@ -1,9 +1,12 @@
 package clustertest
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -11,31 +14,60 @@ import (
 // Link relays TCP connections to a server through a loopback listener,
 // passing each connection's bytes, each way, at a rate of bytes a second
 // at most (0: as fast as they come): a slow link that no load on the
-// machine makes faster. Stall stops it passing anything, as a network
-// that drops every packet while the connections stay open. Its
-// goroutines end with the test.
+// machine makes faster. Pause stops it passing anything, as a network
+// that drops every packet while the connections stay open, and Resume
+// starts it again; Stall is a Pause for good. Its goroutines end with
+// the test.
 type Link struct {
-	ln      net.Listener
-	rate    int
-	stalled chan struct{} // closed by Stall
-	closed  chan struct{} // closed when the test ends
+	ln     net.Listener
+	rate   int
+	closed chan struct{} // closed when the test ends
 
-	stallOnce sync.Once
 	closeOnce sync.Once
 	mu        sync.Mutex
+	paused    chan struct{} // while paused, closed by Resume; nil while passing
 	conns     []net.Conn
 	wg        sync.WaitGroup
 }
 
+// LinkOption changes how NewLink sets a Link up.
+type LinkOption func(*net.ListenConfig)
+
+// ReceiveBuffer sets the receive buffer (SO_RCVBUF) of the link's
+// sockets to the clients to bytes: with a small one, what a client
+// writes while the link is paused waits mostly in the client's own send
+// buffer, so that its writes block sooner. (The kernel may round it up.)
+func ReceiveBuffer(bytes int) LinkOption {
+	return func(lc *net.ListenConfig) {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, bytes)
+			})
+			if err != nil {
+				return fmt.Errorf("clustertest: receive buffer: %w", err)
+			}
+			if serr != nil {
+				return fmt.Errorf("clustertest: receive buffer: %w", serr)
+			}
+			return nil
+		}
+	}
+}
+
 // NewLink relays connections to addr (host:port) at rate bytes a second
 // each way (0: unpaced) until the test ends.
-func NewLink(t testing.TB, addr string, rate int) *Link {
+func NewLink(t testing.TB, addr string, rate int, opts ...LinkOption) *Link {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	for _, o := range opts {
+		o(&lc)
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("clustertest: %v", err)
 	}
-	l := &Link{ln: ln, rate: rate, stalled: make(chan struct{}), closed: make(chan struct{})}
+	l := &Link{ln: ln, rate: rate, closed: make(chan struct{})}
 	t.Cleanup(l.close)
 	l.wg.Go(func() { l.accept(addr) })
 	return l
@@ -46,9 +78,32 @@ func NewLink(t testing.TB, addr string, rate int) *Link {
 func (l *Link) Addr() string { return l.ln.Addr().String() }
 func (l *Link) URL() string  { return "nats://" + l.Addr() }
 
-// Stall stops the link passing bytes, for good: what it has read stays
-// with it, and its connections stay open until the test ends.
-func (l *Link) Stall() { l.stallOnce.Do(func() { close(l.stalled) }) }
+// Pause stops the link passing bytes until Resume: what it has read
+// stays with it (one read per connection and direction), the rest waits
+// in the sockets' buffers, and its connections stay open. Pausing a
+// paused link does nothing.
+func (l *Link) Pause() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.paused == nil {
+		l.paused = make(chan struct{})
+	}
+}
+
+// Resume lets a paused link pass bytes again, starting with what it
+// held; resuming a link that passes does nothing.
+func (l *Link) Resume() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.paused != nil {
+		close(l.paused)
+		l.paused = nil
+	}
+}
+
+// Stall stops the link passing bytes for good: a Pause that the test
+// never resumes, its connections open until the test ends.
+func (l *Link) Stall() { l.Pause() }
 
 // accept relays each connection to addr until the listener closes.
 func (l *Link) accept(addr string) {
@@ -89,7 +144,7 @@ func (l *Link) track(conns ...net.Conn) bool {
 
 // pass copies src to dst at the link's rate: each read is written once
 // its share of time since the last write has passed (an idle link earns
-// no burst), unless the link stalls first.
+// no burst) and the link is not paused.
 func (l *Link) pass(dst io.Writer, src io.Reader) {
 	buf := make([]byte, 256<<10)
 	var due time.Time
@@ -99,7 +154,7 @@ func (l *Link) pass(dst io.Writer, src io.Reader) {
 			if l.rate > 0 {
 				due = later(due, time.Now()).Add(time.Duration(n) * time.Second / time.Duration(l.rate))
 			}
-			if !l.waitUntil(due) {
+			if !l.waitUntil(due) || !l.waitPassing() {
 				return
 			}
 			if _, err := dst.Write(buf[:n]); err != nil {
@@ -112,25 +167,33 @@ func (l *Link) pass(dst io.Writer, src io.Reader) {
 	}
 }
 
-// waitUntil waits until t; false when the link stalls (it then holds on
-// until the test ends) or closes.
+// waitUntil waits until t; false when the link closes first.
 func (l *Link) waitUntil(t time.Time) bool {
 	timer := time.NewTimer(time.Until(t))
 	defer timer.Stop()
 	select {
-	case <-l.stalled:
-		<-l.closed
-		return false
 	case <-l.closed:
 		return false
 	case <-timer.C:
-	}
-	select {
-	case <-l.stalled:
-		<-l.closed
-		return false
-	default:
 		return true
+	}
+}
+
+// waitPassing waits while the link is paused; false when it closes
+// first.
+func (l *Link) waitPassing() bool {
+	for {
+		l.mu.Lock()
+		paused := l.paused
+		l.mu.Unlock()
+		if paused == nil {
+			return true
+		}
+		select {
+		case <-paused:
+		case <-l.closed:
+			return false
+		}
 	}
 }
 
