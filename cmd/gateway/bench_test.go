@@ -148,23 +148,30 @@ func (l *commandLog) sessions() map[string][]string {
 }
 
 // TestBenchSTARTTLS: with --starttls every session says EHLO, STARTTLS
-// and EHLO again and sends its mail under TLS, in both modes; the
-// sessions after each worker's first resume a TLS session unless
-// --tls-resume=false, and then none does.
+// and EHLO again and sends its mail under TLS, in both modes, with a
+// full handshake in the first session and a resumed one in every later
+// session (the workers share one session cache), unless
+// --tls-resume=false, and then none resumes. The server holds every
+// session after the first until the first has sent MAIL (ticketGate), so
+// that the counts are exact: in the reuse mode the two workers' two
+// connections are one full handshake and one resumed.
 func TestBenchSTARTTLS(t *testing.T) {
 	for _, tc := range []struct {
 		mode, resume string
 		verbs        string
-		resumed      func(sessions int64) bool
+		sessions     int64 // each with one handshake
+		resumed      int64
 	}{
-		{benchModeSource, "true", "EHLO STARTTLS EHLO MAIL RCPT DATA QUIT", func(n int64) bool { return n >= 20-2 }},
-		{benchModeSource, "false", "EHLO STARTTLS EHLO MAIL RCPT DATA QUIT", func(n int64) bool { return n == 0 }},
-		// Each of the two connections sends one or more messages.
-		{benchModeReuse, "true", "EHLO STARTTLS EHLO MAIL RCPT DATA (MAIL RCPT DATA )*QUIT", func(n int64) bool { return n <= 1 }},
+		{benchModeSource, "true", "EHLO STARTTLS EHLO MAIL RCPT DATA QUIT", 20, 20 - 1},
+		{benchModeSource, "false", "EHLO STARTTLS EHLO MAIL RCPT DATA QUIT", 20, 0},
+		// A connection per worker, each sending one or more messages.
+		{benchModeReuse, "true", "EHLO STARTTLS EHLO MAIL RCPT DATA (MAIL RCPT DATA )*QUIT", 2, 1},
+		{benchModeReuse, "false", "EHLO STARTTLS EHLO MAIL RCPT DATA (MAIL RCPT DATA )*QUIT", 2, 0},
 	} {
 		t.Run(tc.mode+"/resume="+tc.resume, func(t *testing.T) {
 			spool := &smtptest.MemorySpool{}
 			verbs := &commandLog{}
+			gate := newTicketGate(verbs, 10*time.Second)
 			serverTLS, _ := smtptest.TLSConfigs(t)
 			var handshakes, resumed atomic.Int64
 			serverTLS.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -175,7 +182,7 @@ func TestBenchSTARTTLS(t *testing.T) {
 				return nil
 			}
 			addr, _ := smtptest.StartServer(t, smtp.Options{
-				RelayNetworks: []netip.Prefix{smtptest.Loopback()}, Hooks: verbs, Spool: spool, TLS: serverTLS,
+				RelayNetworks: []netip.Prefix{smtptest.Loopback()}, Hooks: gate, Spool: spool, TLS: serverTLS,
 			})
 			args := []string{"bench", "--server", addr, "--json", "--mode", tc.mode, "--starttls", "--tls-resume=" + tc.resume,
 				"--messages", "20", "--concurrency", "2"}
@@ -185,6 +192,9 @@ func TestBenchSTARTTLS(t *testing.T) {
 			code, out, errOut := runWithInput(t, "", args...)
 			if code != 0 {
 				t.Fatalf("bench: code %d, stderr %q, stdout %q", code, errOut, out)
+			}
+			if gate.timedOut.Load() {
+				t.Error("the sessions did not come in the order the counts need: the gate gave up waiting")
 			}
 			sessions := verbs.sessions()
 			want := regexp.MustCompile("^" + tc.verbs + "$")
@@ -198,10 +208,68 @@ func TestBenchSTARTTLS(t *testing.T) {
 					t.Errorf("message %s was not received under TLS", m.ID)
 				}
 			}
-			if n := int64(len(sessions)); handshakes.Load() != n || !tc.resumed(resumed.Load()) {
-				t.Errorf("%d sessions, %d handshakes, %d resumed", n, handshakes.Load(), resumed.Load())
+			n := int64(len(sessions))
+			if n != tc.sessions || handshakes.Load() != tc.sessions || resumed.Load() != tc.resumed {
+				t.Errorf("%d sessions, %d handshakes, %d resumed; want %d, %d and %d",
+					n, handshakes.Load(), resumed.Load(), tc.sessions, tc.sessions, tc.resumed)
 			}
 		})
+	}
+}
+
+// ticketGate orders a bench's sessions so that its TLS resumptions can
+// be counted exactly: it holds the greeting of every session after the
+// first until the first has sent MAIL, and that MAIL until a second
+// session has connected. A client sends MAIL only after reading the
+// reply to its EHLO under TLS, which comes after the server's session
+// ticket, so that every later session starts its handshake with a ticket
+// in the client's cache; and in the reuse mode the first worker cannot
+// send every message before the second connects. Each wait gives up
+// after a bound (timedOut), so that a bench that never connects twice
+// fails the test instead of hanging it. Every request then goes on to
+// next.
+type ticketGate struct {
+	next     hook.Dispatcher
+	bound    time.Duration
+	timedOut atomic.Bool
+
+	connects   atomic.Int64
+	firstMail  chan struct{} // closed at the first MAIL
+	second     chan struct{} // closed when a second session connects
+	mailOnce   sync.Once
+	secondOnce sync.Once
+}
+
+func newTicketGate(next hook.Dispatcher, bound time.Duration) *ticketGate {
+	return &ticketGate{next: next, bound: bound, firstMail: make(chan struct{}), second: make(chan struct{})}
+}
+
+func (g *ticketGate) Dispatch(ctx context.Context, req *hook.Request) hook.Result {
+	switch req.Stage {
+	case sdk.StageConnect:
+		if g.connects.Add(1) > 1 {
+			g.secondOnce.Do(func() { close(g.second) })
+			g.wait(ctx, g.firstMail)
+		}
+	case sdk.StageMail:
+		// The first MAIL is the first session's: the others' greetings
+		// wait for it.
+		g.mailOnce.Do(func() { close(g.firstMail) })
+		g.wait(ctx, g.second)
+	}
+	return g.next.Dispatch(ctx, req)
+}
+
+// wait waits until ch is closed, ctx is done or the gate's bound passes
+// (then noting it in timedOut).
+func (g *ticketGate) wait(ctx context.Context, ch <-chan struct{}) {
+	timer := time.NewTimer(g.bound)
+	defer timer.Stop()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-timer.C:
+		g.timedOut.Store(true)
 	}
 }
 
