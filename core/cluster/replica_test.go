@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -54,15 +55,35 @@ func commitMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string,
 	return d.ID(), commit()
 }
 
+// commitRandomMessage is commitMessage with random content. The servers
+// compress what they replicate to each other: a repeated line crosses
+// their routes as almost nothing, random bytes (each message's own) at
+// their size.
+func commitRandomMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string, error) {
+	t.Helper()
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(rand.Uint32())
+	}
+	d, commit := draftContent(t, s, rcpt, io.LimitReader(rand.NewChaCha8(seed), int64(size)))
+	return d.ID(), commit()
+}
+
 // draftMessage writes a message of size bytes of content to rcpt, and
 // returns its draft and what commits it (aborting it when that fails).
 func draftMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (*queue.Draft, func() error) {
+	t.Helper()
+	return draftContent(t, s, rcpt, io.LimitReader(strings.NewReader(strings.Repeat("0123456789abcde\n", size/16+1)), int64(size)))
+}
+
+// draftContent is draftMessage with content read from r.
+func draftContent(t testing.TB, s *queue.Spool, rcpt string, r io.Reader) (*queue.Draft, func() error) {
 	t.Helper()
 	d, err := s.Create(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.Copy(d, io.LimitReader(strings.NewReader(strings.Repeat("0123456789abcde\n", size/16+1)), int64(size))); err != nil {
+	if _, err := io.Copy(d, r); err != nil {
 		t.Fatal(err)
 	}
 	local, domain, _ := strings.Cut(rcpt, "@")
