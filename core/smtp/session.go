@@ -184,8 +184,10 @@ func (s *session) serve(ctx context.Context) {
 	defer func() {
 		s.closeConn()
 		s.releaseBuffers()
-		s.log.Info("smtp: session ended", "duration", time.Since(start).Round(time.Millisecond),
-			"messages", s.messages, "errors", s.errors)
+		if s.log.Enabled(ctx, slog.LevelInfo) { // spares making the arguments at level warn
+			s.log.Info("smtp: session ended", "duration", time.Since(start).Round(time.Millisecond),
+				"messages", s.messages, "errors", s.errors)
+		}
 	}()
 	defer func() {
 		if r := recover(); r != nil {
@@ -194,7 +196,9 @@ func (s *session) serve(ctx context.Context) {
 	}()
 	defer s.resetTx()
 
-	s.log.Debug("smtp: session started", "port", s.port) // the server's logger names the listener
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("smtp: session started", "port", s.port) // the server's logger names the listener
+	}
 	if s.srv.implicitTLS && !s.handshake(ctx) {
 		return // before the connect hook: no hook has seen this connection
 	}

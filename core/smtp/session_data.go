@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -200,8 +201,10 @@ func (s *session) finish(ctx context.Context, size int64, blackhole bool) {
 	tx.draft = nil // committed: nothing to abort
 	s.srv.accepted.Add(1)
 	s.tookMessage()
-	s.log.Info("smtp: message queued", "id", id, "from", tx.env.Sender.String(),
-		"rcpts", len(tx.env.Recipients), "size", size)
+	if s.log.Enabled(ctx, slog.LevelInfo) { // spares making the arguments at level warn
+		s.log.Info("smtp: message queued", "id", id, "from", tx.env.Sender.String(),
+			"rcpts", len(tx.env.Recipients), "size", size)
+	}
 	s.reply(R(250, enh200, "Ok: queued as "+id))
 }
 
