@@ -42,8 +42,8 @@ type Draft struct {
 	err   error // sticky write error
 	size  int64 // content bytes written
 
-	buf  []byte // content while not spilled
-	held int    // bytes of buf counted in Spool.inMemory
+	buf  []byte // headroom, then the content while not spilled (content)
+	held int    // bytes of content counted in Spool.inMemory
 	file *os.File
 	w    *bufio.Writer
 	path string // the body file, once one exists (the .tmp name, then the final one)
@@ -80,13 +80,16 @@ func (d *Draft) Write(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
-	if d.w == nil && (len(d.buf)+len(p) > d.s.spill || !d.hold(len(p))) {
+	if d.w == nil && (len(d.content())+len(p) > d.s.spill || !d.hold(len(p))) {
 		if err := d.spillToFile(); err != nil {
 			d.err = err
 			return 0, err
 		}
 	}
 	if d.w == nil {
+		if d.buf == nil {
+			d.buf = make([]byte, headroom, headroom+len(p))
+		}
 		d.buf = append(d.buf, p...)
 		d.size += int64(len(p))
 		return len(p), nil
@@ -113,7 +116,7 @@ func (d *Draft) Open() (io.ReadCloser, error) {
 		return nil, d.err
 	}
 	if d.w == nil {
-		return memReader{bytes.NewReader(d.buf)}, nil
+		return memReader{bytes.NewReader(d.content())}, nil
 	}
 	if err := d.w.Flush(); err != nil {
 		d.err = fmt.Errorf("queue: write %s: %w", d.id, err)
@@ -148,11 +151,37 @@ func (d *Draft) spillToFile() error {
 	d.file, d.path = f, path
 	d.w = bufio.NewWriterSize(f, spillBufferSize)
 	d.s.spilled.Add(1)
-	if _, err := d.w.Write(d.buf); err != nil {
+	if _, err := d.w.Write(d.content()); err != nil {
 		return fmt.Errorf("queue: spill %s: %w", d.id, err)
 	}
 	d.dropBuffer()
 	return nil
+}
+
+// headroom is the space a draft keeps in memory before its content for
+// the header Commit puts in front of it (trace and authentication
+// fields): the body stored is then the draft's buffer, not a copy. It is
+// not counted in maxInMemory (a thousand drafts hold 1 MiB of it).
+const headroom = 1 << 10
+
+// content is what was written to d in memory (nil once spilled).
+func (d *Draft) content() []byte {
+	if d.buf == nil {
+		return nil
+	}
+	return d.buf[headroom:]
+}
+
+// withHeader returns header followed by the content in memory: in the
+// buffer's headroom when the header fits, else in a new slice.
+func (d *Draft) withHeader(header []byte) []byte {
+	if d.buf != nil && len(header) <= headroom {
+		body := d.buf[headroom-len(header):]
+		copy(body, header)
+		return body
+	}
+	c := d.content()
+	return append(append(make([]byte, 0, len(header)+len(c)), header...), c...)
 }
 
 // hold counts n more bytes of content in memory against the spool's
@@ -236,8 +265,7 @@ func (d *Draft) commitMessage(ctx context.Context, m *Message, header []byte) er
 		}
 		body = header
 	} else {
-		body = make([]byte, 0, len(header)+len(d.buf))
-		body = append(append(body, header...), d.buf...)
+		body = d.withHeader(header)
 	}
 	// The copy first: a message whose copy fails was never queued here,
 	// so nothing is to be undone (a spool closing meanwhile cannot keep

@@ -83,3 +83,36 @@ func TestDraftOpenAfterAbort(t *testing.T) {
 		t.Errorf("Open after Abort succeeded")
 	}
 }
+
+// TestDraftCommitHeader: the body stored and handed on by Committed is
+// the header, then the content, whether the header fits the room the
+// draft keeps before its content or not, and for no content at all.
+func TestDraftCommitHeader(t *testing.T) {
+	s := openSpool(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	for _, hsize := range []int{0, 30, headroom, headroom + 1, 5000} {
+		for _, csize := range []int{0, 10, 3000} {
+			header := bytes.Repeat([]byte("h"), hsize)
+			data := content("header", csize)
+			d, err := s.Create(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if csize > 0 {
+				if _, err := d.Write(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := d.Commit(ctx, testEnvelope("bob@example.net"), header); err != nil {
+				t.Fatal(err)
+			}
+			want := append(append([]byte{}, header...), data...)
+			if got := readBody(t, s, d.ID()); !bytes.Equal(got, want) {
+				t.Errorf("header %d, content %d: stored %d bytes, not the %d of header and content", hsize, csize, len(got), len(want))
+			}
+			if _, body := d.Committed(); !bytes.Equal(body, want) {
+				t.Errorf("header %d, content %d: Committed body of %d bytes, not the %d of header and content", hsize, csize, len(body), len(want))
+			}
+		}
+	}
+}
