@@ -14,7 +14,7 @@ import (
 )
 
 // TestReplicaConcurrentLargeCopiesInTime: several large copies at once
-// (6 of 16 MiB) over a link to the servers that passes 10 MiB a second,
+// (8 of 12 MiB) over links between the servers that passes 10 MiB a second,
 // with the default timeout, all succeed. The node's parts in flight (up
 // to its budget of 64 MiB) share the link, so a part's acknowledgement
 // comes after those of the parts published before it, which took longer
@@ -42,7 +42,9 @@ func TestReplicaConcurrentLargeCopiesInTime(t *testing.T) {
 	for i := range errs {
 		// Random content: the servers would pass a repeated line from
 		// one to another compressed to almost nothing, past the links.
-		wg.Go(func() { _, errs[i] = commitRandomMessage(t, s, "bob@example.net", size) })
+		// Written here, committed at once by goroutines of their own.
+		_, commit := randomDraft(t, s, "bob@example.net", size)
+		wg.Go(func() { errs[i] = commit() })
 	}
 	wg.Wait()
 	took := time.Since(start)

@@ -55,18 +55,17 @@ func commitMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string,
 	return d.ID(), commit()
 }
 
-// commitRandomMessage is commitMessage with random content. The servers
-// compress what they replicate to each other: a repeated line crosses
-// their routes as almost nothing, random bytes (each message's own) at
-// their size.
-func commitRandomMessage(t testing.TB, s *queue.Spool, rcpt string, size int) (string, error) {
+// randomDraft is draftMessage with random content. The servers compress
+// what they replicate to each other: a repeated line crosses their
+// routes as almost nothing, random bytes (each message's own) at their
+// size.
+func randomDraft(t testing.TB, s *queue.Spool, rcpt string, size int) (*queue.Draft, func() error) {
 	t.Helper()
 	var seed [32]byte
 	for i := range seed {
 		seed[i] = byte(rand.Uint32())
 	}
-	d, commit := draftContent(t, s, rcpt, io.LimitReader(rand.NewChaCha8(seed), int64(size)))
-	return d.ID(), commit()
+	return draftContent(t, s, rcpt, io.LimitReader(rand.NewChaCha8(seed), int64(size)))
 }
 
 // draftMessage writes a message of size bytes of content to rcpt, and

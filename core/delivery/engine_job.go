@@ -227,8 +227,9 @@ func (e *Engine) deliver(ctx context.Context, a *jobAttempt) {
 // reading it once for the hop count, so its jobs need not read it again.
 const roundBodyCache = 256 << 10
 
-// hopCount is the number of Received fields of the message (up to one past
-// e.hopLimit), counted once per round: taken from the record when an
+// hopCount is the number of Received fields of the message (of a large
+// one read from its file, up to one past e.hopLimit), counted once per
+// round: taken from the record when an
 // earlier round stored it (queue.Message.Hops), else counted in the body
 // Enqueue handed over or read from the spool, and then a small message is
 // kept for open.
