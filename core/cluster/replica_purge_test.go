@@ -9,6 +9,7 @@ import (
 	"github.com/mailgate/gateway/core/cluster"
 	"github.com/mailgate/gateway/core/cluster/clustertest"
 	"github.com/mailgate/gateway/core/queue"
+	"golang.org/x/sync/errgroup"
 )
 
 // TestReplicaFinalThenDeleteLeavesNothing: a message whose last recipient
@@ -37,14 +38,7 @@ func TestReplicaFinalThenDeleteLeavesNothing(t *testing.T) {
 // finalThenDelete queues n messages, then, for each at once, stores its
 // recipient delivered and deletes it, as the engine does.
 func finalThenDelete(t *testing.T, s *queue.Spool, n int) {
-	ids := make([]string, n)
-	for i := range ids {
-		id, err := commitMessage(t, s, "bob@example.net", 300)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = id
-	}
+	ids := queueAtOnce(t, s, n)
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
@@ -62,4 +56,23 @@ func finalThenDelete(t *testing.T, s *queue.Spool, n int) {
 		})
 	}
 	wg.Wait()
+}
+
+// queueAtOnce queues n messages of 300 bytes to bob@example.net, 20 at a
+// time (as 20 sessions would: their commits share the spool's fsyncs and
+// the copies' round trips), and returns their IDs.
+func queueAtOnce(t *testing.T, s *queue.Spool, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	var g errgroup.Group
+	g.SetLimit(20)
+	for i := range ids {
+		d, commit := draftMessage(t, s, "bob@example.net", 300)
+		ids[i] = d.ID()
+		g.Go(commit)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
