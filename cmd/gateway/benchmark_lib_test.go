@@ -15,10 +15,9 @@ import (
 // TestBenchmarkSinkLastWithoutMessages: examples/benchmark/lib.sh's
 // sink_last is where run.sh and cluster.sh end a relay run (its start is
 // taken before the load). A sink that has committed no message prints
-// last=0.000000000, and sink_last hands that on as the run's end, 1970,
-// before any start: the run's rate comes out negative ("-0.0") instead of
-// the run failing. cluster.sh reaches it whenever no message got through,
-// since it goes on when wait_count gives up (`wait_count ... || true`).
+// last=0.000000000; sink_last must fail on it, not hand it on as the
+// run's end (1970, before any start), which made the run's rate come out
+// negative ("-0.0") instead of the run failing.
 func TestBenchmarkSinkLastWithoutMessages(t *testing.T) {
 	bash, lib := benchmarkLib(t)
 	start := time.Now()

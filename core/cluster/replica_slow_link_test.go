@@ -66,7 +66,8 @@ func TestReplicaAcksReadWhileWritesQueue(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, copies)
 	for i := range copies {
-		wg.Go(func() { _, errs[i] = commitMessage(t, s, "bob@example.net", size) })
+		_, commit := draftMessage(t, s, "bob@example.net", size) // here: t.Fatal on this goroutine only
+		wg.Go(func() { errs[i] = commit() })
 	}
 	wg.Wait()
 	took := time.Since(start)

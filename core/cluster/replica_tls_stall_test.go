@@ -57,10 +57,13 @@ func TestReplicaTLSLinkBackAfterStall(t *testing.T) {
 	paused := time.Now()
 	// Fill the sockets' buffers (a few MB here) with copies that fit
 	// them, then copies of one TLS record each, until a write waits.
+	// (Each written here, committed by a goroutine of its own.)
 	var wg sync.WaitGroup
-	wg.Go(func() { commitMessage(t, s, "bob@example.net", 1<<20) })
-	for i := 0; time.Since(paused) < 2*timeout; i++ {
-		wg.Go(func() { commitMessage(t, s, "bob@example.net", 12<<10) })
+	_, commit := draftMessage(t, s, "bob@example.net", 1<<20)
+	wg.Go(func() { commit() })
+	for time.Since(paused) < 2*timeout {
+		_, commit := draftMessage(t, s, "bob@example.net", 12<<10)
+		wg.Go(func() { commit() })
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The write that waited gives up 2 × timeout after it began.
@@ -89,15 +92,5 @@ func startTLSJetStream(t *testing.T, certFile, keyFile string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(), TLSConfig: tc, TLSTimeout: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server does not take connections")
-	}
-	return s.Addr().String()
+	return startServer(t, server.Options{TLSConfig: tc, TLSTimeout: 5}).Addr().String()
 }

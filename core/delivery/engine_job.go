@@ -229,10 +229,9 @@ const roundBodyCache = 256 << 10
 
 // hopCount is the number of Received fields of the message (of a large
 // one read from its file, up to one past e.hopLimit), counted once per
-// round: taken from the record when an
-// earlier round stored it (queue.Message.Hops), else counted in the body
-// Enqueue handed over or read from the spool, and then a small message is
-// kept for open.
+// round: taken from the record when an earlier round stored it
+// (queue.Message.Hops), else counted in the body Enqueue handed over or
+// read from the spool, and then a small message is kept for open.
 func (r *engineRound) hopCount(e *Engine) (int, error) {
 	r.hopsOnce.Do(func() {
 		if r.storedHops > 0 {
