@@ -26,10 +26,24 @@ func BenchmarkAcceptLuaPaired(b *testing.B) { benchPaired(b, "lua", loadBenchScr
 // under the Lua pair's figures whatever the Lua host does.
 func BenchmarkAcceptGoPaired(b *testing.B) { benchPaired(b, "go", newGoBenchHook()) }
 
+// BenchmarkAcceptLuaPairedDurable is BenchmarkAcceptLuaPaired with each
+// server on a durable spool (smtptest.BenchPairedDurable): its
+// lua/nohooks-msgs/s is the measure, the pair's cost to durable
+// accept throughput, in one run.
+func BenchmarkAcceptLuaPairedDurable(b *testing.B) {
+	smtptest.BenchPairedDurable(b, "nohooks", "lua", benchChain(loadBenchScript(b)))
+}
+
 // benchPaired runs the paired benchmark of a server with h (whose
 // metrics are named name) against one without hooks.
 func benchPaired(b *testing.B, name string, h hook.Handler) {
-	smtptest.BenchPaired(b, "nohooks", name, hook.NewChain(nil, hook.Entry{Handler: h, OnError: hook.OnErrorDefer, Timeout: time.Second}))
+	smtptest.BenchPaired(b, "nohooks", name, benchChain(h))
+}
+
+// benchChain is the paired benchmarks' chain: h at every stage it
+// answers, under a timeout, as a configured hook runs.
+func benchChain(h hook.Handler) *hook.Chain {
+	return hook.NewChain(nil, hook.Entry{Handler: h, OnError: hook.OnErrorDefer, Timeout: time.Second})
 }
 
 // goBenchHook is benchScript in Go: at rcpt, Accept for the 100 known

@@ -110,6 +110,17 @@ func BenchmarkAcceptPluginPaired(b *testing.B) {
 	cpu.reportPlugin(b, "msg")
 }
 
+// BenchmarkAcceptPluginPairedDurable is BenchmarkAcceptPluginPaired
+// with each server on a durable spool (smtptest.BenchPairedDurable): its
+// withplugin/noplugin-msgs/s is the measure, the hook's cost to
+// durable accept throughput, in one run.
+func BenchmarkAcceptPluginPairedDurable(b *testing.B) {
+	p := startBench(b)
+	cpu := meterCPU(b, "testplugin")
+	smtptest.BenchPairedDurable(b, "noplugin", "withplugin", benchChain(p))
+	cpu.reportPlugin(b, "msg")
+}
+
 // benchChain is the accept benchmarks' chain: p at rcpt only, under a
 // timeout, as a configured plugin hook runs.
 func benchChain(p *pluginhost.Plugin) *hook.Chain {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/hook"
+	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/core/smtp"
 )
 
@@ -33,7 +34,8 @@ const (
 // reports msgs/s, and fails on any refusal or when the spool did not
 // commit exactly b.N messages.
 func BenchAccept(b *testing.B, hooks hook.Dispatcher) {
-	addr, spool := startBenchServer(b, hooks)
+	spool := &ContentSpool{}
+	addr := startBenchServer(b, hooks, spool)
 	BenchLoad(b, addr, BenchBody())
 	if got := spool.committed.Load(); got != int64(b.N) {
 		b.Fatalf("%d messages committed, want %d", got, b.N)
@@ -95,9 +97,8 @@ func sendOver(ctx context.Context, clients []*smtp.Client, n int64, next *atomic
 }
 
 // startBenchServer starts the benchmarks' server: a real Server on
-// 127.0.0.1:0 with hooks (nil = none) and a ContentSpool.
-func startBenchServer(b *testing.B, hooks hook.Dispatcher) (addr string, spool *ContentSpool) {
-	spool = &ContentSpool{}
+// 127.0.0.1:0 with hooks (nil = none) and spool.
+func startBenchServer(b *testing.B, hooks hook.Dispatcher, spool smtp.Spool) (addr string) {
 	addr, _ = StartServer(b, smtp.Options{
 		Hostname:     "mx.example.test",
 		LocalDomains: []string{"example.test"},
@@ -105,8 +106,25 @@ func startBenchServer(b *testing.B, hooks hook.Dispatcher) (addr string, spool *
 		Hooks:        hooks,
 		Log:          slog.New(slog.DiscardHandler),
 	})
-	return addr, spool
+	return addr
 }
+
+// DurableSpool opens a queue.Spool in a temporary folder of b's, closed
+// when b ends, as a server's spool: a commit returns once its batch is
+// fsync'd, as the gateway's does. Nothing delivers what it keeps.
+func DurableSpool(b *testing.B) smtp.Spool {
+	s, err := queue.Open(b.TempDir(), queue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return queueSpool{s}
+}
+
+// queueSpool is a queue.Spool as the SMTP server sees it.
+type queueSpool struct{ s *queue.Spool }
+
+func (q queueSpool) Create(ctx context.Context) (smtp.Draft, error) { return q.s.Create(ctx) }
 
 // dialBenchClients opens BenchConns sessions to addr, greeted, closed
 // when the benchmark ends.

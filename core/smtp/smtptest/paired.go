@@ -30,9 +30,22 @@ const PairTurn = 500
 // clients' carry the pprof label target=<its name>, so that
 // go tool pprof -tagfocus splits a -cpuprofile by server.
 func BenchPaired(b *testing.B, base, name string, hooks hook.Dispatcher) {
+	benchPaired(b, base, name, hooks, func(b *testing.B) smtp.Spool { return &ContentSpool{} })
+}
+
+// BenchPairedDurable is BenchPaired with each server on a spool of its
+// own (queue.Spool in a temporary folder, see DurableSpool): its
+// <name>/<base>-msgs/s is what the hooks cost durable accept, where each
+// 250 waits for a group-committed fsync, as the gateway accepts mail.
+func BenchPairedDurable(b *testing.B, base, name string, hooks hook.Dispatcher) {
+	benchPaired(b, base, name, hooks, DurableSpool)
+}
+
+// benchPaired is BenchPaired with each server's spool made by spool.
+func benchPaired(b *testing.B, base, name string, hooks hook.Dispatcher, spool func(*testing.B) smtp.Spool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	targets := [2]*pairTarget{newPairTarget(ctx, b, base, nil), newPairTarget(ctx, b, name, hooks)}
+	targets := [2]*pairTarget{newPairTarget(ctx, b, base, nil, spool(b)), newPairTarget(ctx, b, name, hooks, spool(b))}
 	body := BenchBody()
 	var cpu, wall [2]time.Duration
 	var extra, ratio []float64 // per turn
@@ -84,11 +97,11 @@ type pairTarget struct {
 
 // newPairTarget starts the server with the pprof label target=name, which
 // its goroutines and the clients' inherit.
-func newPairTarget(ctx context.Context, b *testing.B, name string, hooks hook.Dispatcher) *pairTarget {
+func newPairTarget(ctx context.Context, b *testing.B, name string, hooks hook.Dispatcher, spool smtp.Spool) *pairTarget {
 	labelled := pprof.WithLabels(ctx, pprof.Labels("target", name))
 	pprof.SetGoroutineLabels(labelled)
 	defer pprof.SetGoroutineLabels(ctx)
-	addr, _ := startBenchServer(b, hooks)
+	addr := startBenchServer(b, hooks, spool)
 	return &pairTarget{clients: dialBenchClients(ctx, b, addr), labels: labelled}
 }
 
