@@ -51,14 +51,10 @@ func TestConnectNoJetStream(t *testing.T) {
 // its ctx's deadline or the timeout. Never a hang.
 func TestStoreUnavailable(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config:  config.Cluster{Node: "n", NATSURLs: []string{nc.URL(0)}},
 		Timeout: 2 * time.Second,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	s := openStore(t, c)
 	if _, err := s.KVIncr(context.Background(), "k", 1, 0); err != nil {
 		t.Fatal(err)
@@ -70,7 +66,7 @@ func TestStoreUnavailable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = s.KVIncr(ctx, "k", 1, 0)
+	_, err := s.KVIncr(ctx, "k", 1, 0)
 	if err == nil {
 		t.Fatal("KVIncr without a JetStream quorum: no error")
 	}

@@ -44,11 +44,7 @@ func connectWith(t testing.TB, nc *clustertest.Cluster, opt cluster.Options, nod
 		urls = append(urls, nc.URL(i))
 	}
 	opt.Config = config.Cluster{Node: "test", NATSURLs: urls, Replicas: 3}
-	c, err := cluster.Connect(context.Background(), opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := clustertest.Connect(t, opt)
 	return c
 }
 

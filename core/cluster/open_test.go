@@ -39,16 +39,12 @@ func TestOpenStoreConcurrent(t *testing.T) {
 // that says so, once the connection's timeout has passed.
 func TestOpenStoreTooManyReplicas(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config:  config.Cluster{Node: "n", NATSURLs: nc.URLs()},
 		Timeout: time.Second,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	start := time.Now()
-	_, err = c.OpenStore(context.Background(), cluster.StoreOptions{Replicas: 5})
+	_, err := c.OpenStore(context.Background(), cluster.StoreOptions{Replicas: 5})
 	if err == nil || !strings.Contains(err.Error(), "cluster: bucket gateway_kv (replicas 5): ") ||
 		!strings.Contains(err.Error(), "no suitable peers for placement") {
 		t.Errorf("OpenStore with 5 replicas on 3 servers: %v; want no suitable peers", err)
@@ -65,14 +61,10 @@ func TestOpenNodesTwiceUpdatesNothing(t *testing.T) {
 	nc := clustertest.Start(t, 3)
 	var logs strings.Builder
 	var mu sync.Mutex
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config: config.Cluster{Node: "n", NATSURLs: nc.URLs()},
 		Log:    slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	for range 2 {
 		if _, err := c.OpenNodes(context.Background(), 3); err != nil {
 			t.Fatal(err)

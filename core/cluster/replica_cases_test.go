@@ -53,13 +53,9 @@ func startServer(t *testing.T, opt server.Options) *server.Server {
 // spill to files).
 func singleReplica(t *testing.T, url string) (*cluster.Conn, *queue.Spool) {
 	t.Helper()
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config: config.Cluster{Node: "gw1", NATSURLs: []string{url}, Replicas: 1},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	s, _ := spoolOnReplicas(t, c, "gw1", 1)
 	return c, s
 }

@@ -22,11 +22,7 @@ import (
 // when that node died no node could claim its queue.
 func TestClaimDoneAfterClearKeepsNoClaim(t *testing.T) {
 	url := startServer(t, server.Options{}).ClientURL()
-	c, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "gw2", NATSURLs: []string{url}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "gw2", NATSURLs: []string{url}}})
 	nodes, err := c.OpenNodes(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -64,14 +60,10 @@ func TestReplicaLargeCopyInTime(t *testing.T) {
 		t.Fatalf("a part may wait for %v behind its copy's budget; this test wants it well within the %v timeout", cluster.MessageBudget*time.Second/rate, timeout)
 	}
 	srv := startServer(t, server.Options{JetStreamMaxStore: 512 << 20})
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{clustertest.NewLink(t, srv.Addr().String(), rate).URL()}, Replicas: 1},
 		Timeout: timeout,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	rep, err := c.OpenReplica(context.Background(), "gw1", 1)
 	if err != nil {
 		t.Fatal(err)

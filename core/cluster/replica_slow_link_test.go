@@ -48,14 +48,10 @@ func TestReplicaAcksReadWhileWritesQueue(t *testing.T) {
 	rate := 8 * bound
 	srv := startServer(t, server.Options{})
 	link := clustertest.NewLink(t, srv.Addr().String(), rate)
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{link.URL()}, Replicas: 1},
 		Timeout: timeout,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	s, _ := spoolOnReplicas(t, c, "gw1", 1)
 	t.Cleanup(c.Close)
 

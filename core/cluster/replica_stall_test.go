@@ -28,13 +28,9 @@ func TestReplicaConcurrentLargeCopiesInTime(t *testing.T) {
 		rate   = 10 << 20 // bytes a second
 	)
 	nc := clustertest.StartLinked(t, 3, rate)
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config: config.Cluster{Node: "gw1", NATSURLs: []string{nc.URL(0)}, Replicas: 3},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	s := spoolWithReplica(t, c, "gw1")
 	start := time.Now()
 	errs := make([]error, copies)
@@ -76,14 +72,10 @@ func TestReplicaStalledClusterFailsInTime(t *testing.T) {
 		slack   = 2 * time.Second // the machine's load, -race
 	)
 	nc := clustertest.StartLinked(t, 3, 0)
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{nc.URL(0)}, Replicas: 3},
 		Timeout: timeout,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	rep, err := c.OpenReplica(context.Background(), "gw1", 3)
 	if err != nil {
 		t.Fatal(err)
@@ -125,14 +117,10 @@ func TestReplicaStalledLinkFailsInTime(t *testing.T) {
 	)
 	nc := clustertest.Start(t, 3)
 	link := clustertest.NewLink(t, strings.TrimPrefix(nc.URL(0), "nats://"), 0)
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{link.URL()}, Replicas: 3},
 		Timeout: timeout,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	s := spoolWithReplica(t, c, "gw1")
 	if _, err := commitMessage(t, s, "bob@example.net", 300); err != nil {
 		t.Fatal(err)

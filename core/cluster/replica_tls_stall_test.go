@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -37,15 +36,11 @@ func TestReplicaTLSLinkBackAfterStall(t *testing.T) {
 	// A small receive buffer, so that the client's send buffer holds
 	// most of what waits while the link is paused.
 	link := clustertest.NewLink(t, addr, 0, clustertest.ReceiveBuffer(4096))
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config: config.Cluster{Node: "gw1", NATSURLs: []string{"tls://" + link.Addr()}, Replicas: 1,
 			TLS: &config.ClusterTLS{CA: certFile}},
 		Timeout: timeout,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	s, _ := spoolOnReplicas(t, c, "gw1", 1)
 	t.Cleanup(c.Close) // before the spool's: its removals then fail at once
 	// Past the TLS client's small first records (128 KB).

@@ -89,11 +89,7 @@ domains = ["example.test"]
 // claim never done, so that no node took the rest.
 func TestClusterTakeoverPassesABadCopy(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	dead, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "gw1", NATSURLs: nc.URLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dead.Close()
+	dead := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "gw1", NATSURLs: nc.URLs()}})
 	rep, err := dead.OpenReplica(context.Background(), "gw1", 3)
 	if err != nil {
 		t.Fatal(err)
@@ -158,11 +154,7 @@ func TestClusterStalledNodeClearsClaim(t *testing.T) {
 
 	// What gw2 sees of a paused gw1: its heartbeat an hour old, while gw1
 	// itself writes its heartbeats without a failure.
-	stale, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "stale", NATSURLs: nc.URLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stale.Close()
+	stale := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "stale", NATSURLs: nc.URLs()}})
 	nodes, err := stale.OpenNodes(context.Background(), 3)
 	if err != nil {
 		t.Fatal(err)

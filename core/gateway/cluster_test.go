@@ -203,13 +203,9 @@ func TestClusterReplicatesBefore250(t *testing.T) {
 	if len(queued) != 1 {
 		t.Fatalf("%d messages queued; want 1", len(queued))
 	}
-	reader, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
+	reader := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()}})
 	var ids []string
-	err = reader.Copies(context.Background(), "gw1", func(cp cluster.Copy) bool {
+	err := reader.Copies(context.Background(), "gw1", func(cp cluster.Copy) bool {
 		ids = append(ids, cp.ID)
 		return true
 	})
@@ -300,11 +296,7 @@ func TestClusterTakeover(t *testing.T) {
 	if !gatewaytest.Eventually(15*time.Second, func() bool { return len(gw2.Queued(t)) == 3 }) {
 		t.Fatalf("gw2 queued %d messages 15 s after gw1 went silent; want gw1's 3", len(gw2.Queued(t)))
 	}
-	reader, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
+	reader := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()}})
 	count := func(node string) int {
 		n := 0
 		if err := reader.Copies(context.Background(), node, func(cluster.Copy) bool { n++; return true }); err != nil {
@@ -473,11 +465,7 @@ func TestClusterBackWaitsForTakeover(t *testing.T) {
 	stop()
 
 	// A taker claims gw1's queue and has imported the first message so far.
-	taker, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: nc.URLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taker.Close()
+	taker := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: nc.URLs()}})
 	nodes, err := taker.OpenNodes(context.Background(), 3)
 	if err != nil {
 		t.Fatal(err)
@@ -549,11 +537,7 @@ func TestClusterReclaimsHalfDoneTakeover(t *testing.T) {
 		}
 	}
 	stop()
-	ghost, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "ghost", NATSURLs: nc.URLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ghost.Close()
+	ghost := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "ghost", NATSURLs: nc.URLs()}})
 	nodes, err := ghost.OpenNodes(context.Background(), 3)
 	if err != nil {
 		t.Fatal(err)
@@ -632,11 +616,7 @@ func TestClusterNATSNodeLostUnderLoad(t *testing.T) {
 		t.Errorf("after a NATS server stopped, %d of 20 messages accepted; want it to go on accepting", acked-before)
 	}
 
-	reader, err := cluster.Connect(context.Background(), cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()[1:]}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
+	reader := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "reader", NATSURLs: nc.URLs()[1:]}})
 	// A refused message's copy (its parts acknowledged after the wait
 	// gave up) goes once its removal, retried every second, gets through.
 	copies := 0

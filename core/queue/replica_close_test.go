@@ -32,14 +32,10 @@ import (
 // and Abort must not remove a body a record still names.
 func TestCommitUnreplicatedAtCloseQueuesNothing(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	c, err := cluster.Connect(context.Background(), cluster.Options{
+	c := clustertest.Connect(t, cluster.Options{
 		Config:  config.Cluster{Node: "gw1", NATSURLs: []string{nc.URL(0)}, Replicas: 3},
 		Timeout: 3 * time.Second,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	rep, err := c.OpenReplica(context.Background(), "gw1", 3)
 	if err != nil {
 		t.Fatal(err)

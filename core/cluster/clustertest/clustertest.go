@@ -8,6 +8,7 @@
 package clustertest
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/mailgate/gateway/core/cluster"
 )
 
 // readyTimeout bounds how long Start waits for the cluster to form, and
@@ -276,4 +279,16 @@ func runOne(t testing.TB, opts *server.Options) string {
 		t.Fatalf("clustertest: the server does not take connections after %v", listenTimeout)
 	}
 	return s.ClientURL()
+}
+
+// Connect connects to a cluster as cluster.Connect does with opt, failing
+// t if it cannot, and closes the connection when t ends.
+func Connect(t testing.TB, opt cluster.Options) *cluster.Conn {
+	t.Helper()
+	c, err := cluster.Connect(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
