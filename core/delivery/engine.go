@@ -726,7 +726,7 @@ func (e *Engine) jobEnded(ctx context.Context, r *engineRound, last bool, next t
 		retry = r.retryAsked
 	}
 	e.mu.Unlock()
-	e.unparkReleased(ctx, r, released)
+	e.unparkReleased(ctx, r.id, released)
 	if retry {
 		if err := e.Retry(context.WithoutCancel(ctx), r.id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			e.log.Warn("delivery: an operator's retry asked during an attempt", "id", r.id, "err", err)

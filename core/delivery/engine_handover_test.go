@@ -2,7 +2,6 @@ package delivery_test
 
 import (
 	"context"
-	"io"
 	"testing"
 	"time"
 
@@ -16,14 +15,9 @@ import (
 // what Draft.Committed hands to Enqueue, without enqueueing or kicking.
 func (h *engHarness) commitDraft(rcpt string) (*queue.Message, []byte) {
 	h.t.Helper()
-	ctx := context.Background()
-	d, err := h.spool.Create(ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	io.WriteString(d, engBody)
+	d := h.draft(engBody)
 	env := &envelope.Envelope{Sender: engAddr(engSender), Recipients: engRcpts(rcpt)}
-	if err := d.Commit(ctx, env, []byte(engTrace)); err != nil {
+	if err := d.Commit(context.Background(), env, []byte(engTrace)); err != nil {
 		h.t.Fatal(err)
 	}
 	return d.Committed()

@@ -11,7 +11,8 @@ package delivery
 // first job of the domain that reaches a server (a delivery, or any reply
 // of one: the probe's, or a new message's) makes its parked mail due at
 // once; a message parked while that happened is made due when its job
-// ends. A probe that is late by probeSlack (removed, held, bounced,
+// ends. New mail for a domain that is down is parked as it is committed
+// (Engine.Commit), without a job: it costs its commit alone. A probe that is late by probeSlack (removed, held, bounced,
 // expired, or its attempt hangs) is replaced by a parked message made due
 // by the scheduler; a down domain with no mail left is forgotten. So an
 // outage costs an attempt per domain per retry, and one per parked
@@ -28,9 +29,11 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/mailgate/gateway/core/envelope"
 	"github.com/mailgate/gateway/core/queue"
 	"github.com/mailgate/gateway/sdk"
 )
@@ -45,6 +48,7 @@ const probeSlack = time.Minute
 // downDest is a destination whose last job reached no server.
 type downDest struct {
 	since    time.Time
+	reply    string    // the last such job's reply, for the mail parked as it comes
 	probe    string    // the message that keeps the retry schedule; "" = none yet
 	probeDue time.Time // the probe's next attempt (or when the probe was last sought)
 }
@@ -81,8 +85,10 @@ func (e *Engine) noteReach(ctx context.Context, a *jobAttempt, now time.Time) {
 	d := e.down[domain]
 	switch {
 	case down && d == nil:
-		e.down[domain] = &downDest{since: now, probeDue: now}
+		e.down[domain] = &downDest{since: now, probeDue: now, reply: firstReply(a.outs)}
 		e.log.Info("delivery: destination down; its mail waits for one message's retries", "domain", domain)
+	case down:
+		d.reply = firstReply(a.outs)
 	case reached && d != nil:
 		delete(e.down, domain)
 		e.releases++
@@ -110,8 +116,16 @@ func pendingIn(domain string) func(*queue.Message) bool {
 // m.NextAttempt. The delay warning and the expiry still come on time.
 // gen is the count of releases when it decided (see unparkReleased).
 func (e *Engine) parkedNext(m *queue.Message, next, now time.Time) (at time.Time, parked bool, gen uint64) {
+	if !next.After(now) {
+		return next, false, 0
+	}
+	return e.parkAt(m, next, now)
+}
+
+// parkAt is parkedNext for any next, now included: a new message's.
+func (e *Engine) parkAt(m *queue.Message, next, now time.Time) (at time.Time, parked bool, gen uint64) {
 	domains := pendingDomains(m)
-	if len(domains) == 0 || !next.After(now) {
+	if len(domains) == 0 {
 		return next, false, 0
 	}
 	e.mu.Lock()
@@ -140,18 +154,80 @@ func (e *Engine) parkedNext(m *queue.Message, next, now time.Time) (at time.Time
 	return until, true, e.releases
 }
 
-// unparkReleased makes the message of round r due now when released:
-// its last job parked it and a domain was found up again since (jobEnded
-// compares r.parkGen with e.releases as it gives the lease back), and the
-// release could not touch the message while its round held the lease.
-func (e *Engine) unparkReleased(ctx context.Context, r *engineRound, released bool) {
+// unparkReleased makes message id due now when released: it was parked
+// (by its round's last job, or as it was committed) and a domain was found
+// up again since (compared as the lease is given back: r.parkGen, or
+// Commit's gen, with e.releases), and the release could not touch the
+// message while it was leased.
+func (e *Engine) unparkReleased(ctx context.Context, id string, released bool) {
 	if !released {
 		return
 	}
-	if _, err := e.spool.Reschedule(context.WithoutCancel(ctx), []string{r.id}, e.now()); err != nil {
-		e.log.Error("delivery: making parked mail due", "id", r.id, "err", err)
+	if _, err := e.spool.Reschedule(context.WithoutCancel(ctx), []string{id}, e.now()); err != nil {
+		e.log.Error("delivery: making parked mail due", "id", id, "err", err)
 	}
 	e.Kick()
+}
+
+// Commit commits d, a message just received (env, header: as for
+// queue.Draft.Commit), and hands it to the engine, as the SMTP intake
+// does: Expect before the commit, Enqueue after it. When every domain it
+// has recipients in is down and it would not be a probe, it is committed
+// parked instead (queue.Draft.Park), until where parkedNext would put it
+// after a failed attempt, and no job starts for it.
+func (e *Engine) Commit(ctx context.Context, d *queue.Draft, env *envelope.Envelope, header []byte) error {
+	id := d.ID()
+	e.Expect(id)
+	until, reply, parked, gen := e.parkNew(id, env)
+	if parked {
+		d.Park(until, reply)
+	}
+	if err := d.Commit(ctx, env, header); err != nil {
+		e.Forget(id)
+		return err
+	}
+	if !parked {
+		e.Enqueue(d.Committed())
+		return nil
+	}
+	e.mu.Lock()
+	if _, ok := e.expected[id]; ok { // a stop of Run may have dropped it
+		delete(e.expected, id)
+		delete(e.leases, id)
+	}
+	e.noteNextLocked(until)
+	released := e.releases != gen
+	e.mu.Unlock()
+	e.unparkReleased(ctx, id, released)
+	return nil
+}
+
+// parkNew is park for a message about to be committed: whether it is to
+// be parked, until when, and the reply its recipients then show.
+func (e *Engine) parkNew(id string, env *envelope.Envelope) (until time.Time, reply string, parked bool, gen uint64) {
+	now := e.now()
+	m := &queue.Message{ID: id, Envelope: *env, Recipients: make([]queue.RecipientState, len(env.Recipients)), Created: now}
+	if until, parked, gen = e.parkAt(m, now, now); !parked {
+		return until, "", false, 0
+	}
+	domain := pendingDomains(m)[0]
+	e.mu.Lock()
+	if d := e.down[domain]; d != nil {
+		reply = fmt.Sprintf("not tried: %s reached no server since %s (%s)", domain, d.since.UTC().Format(time.RFC3339), d.reply)
+	}
+	e.mu.Unlock()
+	return until, reply, true, gen
+}
+
+// firstReply is the reply of the first outcome of a job not cut short by
+// a shutdown.
+func firstReply(outs []rcptOutcome) string {
+	for _, o := range outs {
+		if !o.shutdown {
+			return o.reply
+		}
+	}
+	return ""
 }
 
 // replaceProbes runs on the scheduler: for each down domain whose probe is

@@ -3,7 +3,6 @@ package delivery_test
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 
@@ -40,14 +39,9 @@ func sealing(t *testing.T) (*delivery.ARCSealing, arc.LookupTXT) {
 // submitted), from alice to bob@example.net.
 func (h *engHarness) enqueueReceived(body string) {
 	h.t.Helper()
-	ctx := context.Background()
-	d, err := h.spool.Create(ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	io.WriteString(d, body)
+	d := h.draft(body)
 	env := &envelope.Envelope{Sender: engAddr(engSender), Recipients: engRcpts("bob@example.net"), Received: h.clock.Now()}
-	if err := d.Commit(ctx, env, []byte(engTrace)); err != nil {
+	if err := d.Commit(context.Background(), env, []byte(engTrace)); err != nil {
 		h.t.Fatal(err)
 	}
 	h.eng.Kick()

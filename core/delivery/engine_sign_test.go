@@ -41,14 +41,9 @@ func signKeys(t *testing.T) (*dkim.Keys, func(string) ([]string, error)) {
 // one of ours or not.
 func (h *engHarness) enqueueFrom(submitted bool) {
 	h.t.Helper()
-	ctx := context.Background()
-	d, err := h.spool.Create(ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	io.WriteString(d, engBody)
+	d := h.draft(engBody)
 	env := &envelope.Envelope{Sender: engAddr(engSender), Recipients: engRcpts("bob@example.net"), Received: h.clock.Now(), Submitted: submitted}
-	if err := d.Commit(ctx, env, []byte(engTrace)); err != nil {
+	if err := d.Commit(context.Background(), env, []byte(engTrace)); err != nil {
 		h.t.Fatal(err)
 	}
 	h.eng.Kick()

@@ -251,6 +251,17 @@ func (h *engHarness) get(id string) *queue.Message {
 	return m
 }
 
+// draft starts a message in the spool with content body.
+func (h *engHarness) draft(body string) *queue.Draft {
+	h.t.Helper()
+	d, err := h.spool.Create(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	io.WriteString(d, body)
+	return d
+}
+
 // messages lists the spool.
 func (h *engHarness) messages() []*queue.Message {
 	h.t.Helper()

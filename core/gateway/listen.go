@@ -199,20 +199,15 @@ func (in intake) Create(ctx context.Context) (smtp.Draft, error) {
 }
 
 // intakeDraft is a queue draft that hands itself to the engine once
-// committed.
+// committed, or is committed parked when its destination is down
+// (delivery.Engine.Commit).
 type intakeDraft struct {
 	*queue.Draft
 	engine *delivery.Engine
 }
 
 func (d intakeDraft) Commit(ctx context.Context, env *envelope.Envelope, header []byte) error {
-	d.engine.Expect(d.ID())
-	if err := d.Draft.Commit(ctx, env, header); err != nil {
-		d.engine.Forget(d.ID())
-		return err
-	}
-	d.engine.Enqueue(d.Committed())
-	return nil
+	return d.engine.Commit(ctx, d.Draft, env, header)
 }
 
 // injectEndpoint is the HTTP injection endpoint: an smtp.Server that never

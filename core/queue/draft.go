@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -52,6 +53,10 @@ type Draft struct {
 	stored     *Message
 	storedBody []byte
 	keep       bool // the body file may be referred to by a committed record: never remove it
+	// parkUntil and parkReply, set by Park, are the first attempt and
+	// the recipients' last reply that Commit stores; zero: due at once.
+	parkUntil time.Time
+	parkReply string
 }
 
 // Create starts a new message with a fresh ID. Nothing touches the disk until
@@ -304,6 +309,14 @@ func (d *Draft) Committed() (*Message, []byte) {
 	return d.stored, d.storedBody
 }
 
+// Park makes the message that Commit stores wait until at for its first
+// attempt, each recipient's last reply being reply: the delivery engine
+// parks new mail for a destination it knows is down this way, for the
+// cost of the commit alone (delivery/engine_park.go).
+func (d *Draft) Park(at time.Time, reply string) {
+	d.parkUntil, d.parkReply = at.Round(0), reply
+}
+
 // newMessage is the message Commit stores, as it will read back: its own
 // copy of env (Committed hands it on; the session reuses env) with text
 // that is not UTF-8 as the record stores it (see storedText).
@@ -316,6 +329,12 @@ func (d *Draft) newMessage(env *envelope.Envelope, header []byte) *Message {
 		Created:    d.s.now().Round(0), // as stored: no monotonic reading
 		Size:       int64(len(header)) + d.size,
 		spilled:    d.w != nil,
+	}
+	if !d.parkUntil.IsZero() {
+		m.NextAttempt = d.parkUntil
+		for i := range m.Recipients {
+			m.Recipients[i] = RecipientState{LastReply: storedText(d.parkReply), Updated: m.Created}
+		}
 	}
 	e := &m.Envelope
 	e.Recipients = slices.Clone(env.Recipients)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 )
 
 func TestDraftOpen(t *testing.T) {
@@ -113,6 +114,52 @@ func TestDraftCommitHeader(t *testing.T) {
 			if _, body := d.Committed(); !bytes.Equal(body, want) {
 				t.Errorf("header %d, content %d: Committed body of %d bytes, not the %d of header and content", hsize, csize, len(body), len(want))
 			}
+		}
+	}
+}
+
+// TestDraftPark: a parked draft is stored with its first attempt at the
+// time Park gave and each recipient's last reply, not yet attempted; it
+// is not due before then, and due from then on.
+func TestDraftPark(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := openSpool(t, t.TempDir(), Options{Now: func() time.Time { return t0 }})
+	ctx := context.Background()
+	d, err := s.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(d, "Subject: x\r\n\r\nhi\r\n")
+	at := t0.Add(time.Hour)
+	d.Park(at, "not tried: example.net is down")
+	if err := d.Commit(ctx, testEnvelope("bob@example.net", "carol@example.net"), nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Get(d.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.NextAttempt.Equal(at) || m.Attempts != 0 {
+		t.Errorf("stored next attempt %v after %d attempts; want %v after none", m.NextAttempt, m.Attempts, at)
+	}
+	for i, rs := range m.Recipients {
+		if rs.Status != Pending || rs.Attempts != 0 || rs.LastReply != "not tried: example.net is down" || !rs.Updated.Equal(t0) {
+			t.Errorf("recipient %d: %+v; want pending, not attempted, the reply Park gave, updated at %v", i, rs, t0)
+		}
+	}
+	if c, _ := d.Committed(); !c.NextAttempt.Equal(at) {
+		t.Errorf("Committed's next attempt %v; want %v", c.NextAttempt, at)
+	}
+	for _, tc := range []struct {
+		now time.Time
+		due bool
+	}{{t0, false}, {at.Add(-time.Second), false}, {at, true}} {
+		due := false
+		if err := s.DueIDs(tc.now, func(id string, _ time.Time) bool { due = due || id == d.ID(); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if due != tc.due {
+			t.Errorf("due at %v: %v; want %v", tc.now, due, tc.due)
 		}
 	}
 }
