@@ -202,7 +202,7 @@ func (e *Engine) Commit(ctx context.Context, d *queue.Draft, env *envelope.Envel
 	return nil
 }
 
-// parkNew is park for a message about to be committed: whether it is to
+// parkNew is parkAt for a message about to be committed: whether it is to
 // be parked, until when, and the reply its recipients then show.
 func (e *Engine) parkNew(id string, env *envelope.Envelope) (until time.Time, reply string, parked bool, gen uint64) {
 	now := e.now()
