@@ -126,7 +126,10 @@ func TestReplicaPartsStayInOrder(t *testing.T) {
 		var wg sync.WaitGroup
 		ids, errs := make([]string, 3), make([]error, 3)
 		for i := range ids {
-			wg.Go(func() { ids[i], errs[i] = commitMessage(t, s, "bob@example.net", 2<<20) })
+			// Written here (draftMessage may fail the test), committed at once.
+			d, commit := draftMessage(t, s, "bob@example.net", 2<<20)
+			ids[i] = d.ID()
+			wg.Go(func() { errs[i] = commit() })
 		}
 		time.Sleep(50 * time.Millisecond)
 		// Back before the client's first retry, 250 ms after the publishes.

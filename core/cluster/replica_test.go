@@ -281,7 +281,10 @@ func TestReplicaBoundsMemory(t *testing.T) {
 	errs := make([]error, 3)
 	var wg sync.WaitGroup
 	for i := range ids {
-		wg.Go(func() { ids[i], errs[i] = commitMessage(t, s, "bob@example.net", size) })
+		// Written here (draftMessage may fail the test), committed at once.
+		d, commit := draftMessage(t, s, "bob@example.net", size)
+		ids[i] = d.ID()
+		wg.Go(func() { errs[i] = commit() })
 	}
 	wg.Wait()
 	got := copies(t, c, "gw1")
