@@ -44,7 +44,7 @@ type Message struct {
 type Recipient struct {
 	Address   string    `json:"address"`
 	Status    string    `json:"status"`               // pending, delivered, deferred or failed
-	LastReply string    `json:"last_reply"`           // last SMTP reply or error
+	LastReply string    `json:"last_reply"`           // last SMTP reply or error; "not tried: …" for mail parked as it came (its domain down)
 	TLSPolicy string    `json:"tls_policy,omitempty"` // TLS level of the last SMTP attempt: dane, mta-sts, verify, encrypt, opportunistic, none
 	Attempts  int       `json:"attempts"`
 	Updated   time.Time `json:"updated,omitzero"`

@@ -178,12 +178,13 @@ func (e *Engine) unparkReleased(ctx context.Context, id string, released bool) {
 func (e *Engine) Commit(ctx context.Context, d *queue.Draft, env *envelope.Envelope, header []byte) error {
 	id := d.ID()
 	e.Expect(id)
-	until, reply, parked, gen := e.parkNew(id, env)
+	until, replies, parked, gen := e.parkNew(id, env)
 	if parked {
-		d.Park(until, reply)
+		d.Park(until, replies)
 	}
 	if err := d.Commit(ctx, env, header); err != nil {
 		e.Forget(id)
+		e.unprobe(id, env)
 		return err
 	}
 	if !parked {
@@ -203,20 +204,37 @@ func (e *Engine) Commit(ctx context.Context, d *queue.Draft, env *envelope.Envel
 }
 
 // parkNew is parkAt for a message about to be committed: whether it is to
-// be parked, until when, and the reply its recipients then show.
-func (e *Engine) parkNew(id string, env *envelope.Envelope) (until time.Time, reply string, parked bool, gen uint64) {
+// be parked, until when, and the replies its recipients then show, each
+// its own domain's.
+func (e *Engine) parkNew(id string, env *envelope.Envelope) (until time.Time, replies []string, parked bool, gen uint64) {
 	now := e.now()
 	m := &queue.Message{ID: id, Envelope: *env, Recipients: make([]queue.RecipientState, len(env.Recipients)), Created: now}
 	if until, parked, gen = e.parkAt(m, now, now); !parked {
-		return until, "", false, 0
+		return until, nil, false, 0
 	}
-	domain := pendingDomains(m)[0]
+	replies = make([]string, len(env.Recipients))
 	e.mu.Lock()
-	if d := e.down[domain]; d != nil {
-		reply = fmt.Sprintf("not tried: %s reached no server since %s (%s)", domain, d.since.UTC().Format(time.RFC3339), d.reply)
+	defer e.mu.Unlock()
+	for i, rc := range env.Recipients {
+		domain := rc.Address.DomainFold()
+		if d := e.down[domain]; d != nil {
+			replies[i] = fmt.Sprintf("not tried: %s reached no server since %s (%s)", domain, d.since.UTC().Format(time.RFC3339), d.reply)
+		}
 	}
-	e.mu.Unlock()
-	return until, reply, true, gen
+	return until, replies, true, gen
+}
+
+// unprobe gives up the probe role parkNew may have given message id,
+// whose commit failed: the scheduler then finds another probe (see
+// replaceProbes) instead of waiting for one that was never queued.
+func (e *Engine) unprobe(id string, env *envelope.Envelope) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, rc := range env.Recipients {
+		if d := e.down[rc.Address.DomainFold()]; d != nil && d.probe == id {
+			d.probe, d.probeDue = "", time.Time{}
+		}
+	}
 }
 
 // firstReply is the reply of the first outcome of a job not cut short by

@@ -235,9 +235,17 @@ func (e *Engine) delayWarnings(m *queue.Message, r *engineRound, now time.Time) 
 // when a predelivery hook added recipients that have had no attempt yet,
 // else after the retry schedule's wait, with jitter.
 func (e *Engine) nextAttempt(m *queue.Message, now time.Time) time.Time {
-	fresh := slices.ContainsFunc(m.Recipients, func(rs queue.RecipientState) bool {
-		return rs.Status == queue.Pending && rs.Attempts == 0
-	})
+	fresh := false
+	for i, rs := range m.Recipients {
+		if rs.Status != queue.Pending || rs.Attempts != 0 {
+			continue
+		}
+		// Not tried, and not because its domain is held: added by a hook.
+		if _, held := e.holds.holding(m.Envelope.Recipients[i].Address.DomainFold(), m); !held {
+			fresh = true
+			break
+		}
+	}
 	m.NextAttempt = now
 	if !fresh {
 		m.NextAttempt = now.Add(e.jitter(RetryDelay(e.cfg.Retry, m.Attempts)))

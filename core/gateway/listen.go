@@ -182,9 +182,10 @@ func (c *certificates) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // intake is the spool as the SMTP servers see it: a queue draft that, once
-// committed (durable), is handed to the delivery engine as stored. The
-// engine expects it from before the commit (Engine.Expect), so that no
-// scan or operator touches it before the hand-over.
+// committed (durable), is handed to the delivery engine as stored, or
+// stored parked when its destination is down (delivery.Engine.Commit).
+// The engine expects it from before the commit (Engine.Expect), so that
+// no scan or operator touches it before the hand-over.
 type intake struct {
 	spool  *queue.Spool
 	engine *delivery.Engine

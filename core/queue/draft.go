@@ -53,10 +53,10 @@ type Draft struct {
 	stored     *Message
 	storedBody []byte
 	keep       bool // the body file may be referred to by a committed record: never remove it
-	// parkUntil and parkReply, set by Park, are the first attempt and
-	// the recipients' last reply that Commit stores; zero: due at once.
-	parkUntil time.Time
-	parkReply string
+	// parkUntil and parkReplies, set by Park, are the first attempt and
+	// the recipients' last replies that Commit stores; zero: due at once.
+	parkUntil   time.Time
+	parkReplies []string
 }
 
 // Create starts a new message with a fresh ID. Nothing touches the disk until
@@ -310,11 +310,13 @@ func (d *Draft) Committed() (*Message, []byte) {
 }
 
 // Park makes the message that Commit stores wait until at for its first
-// attempt, each recipient's last reply being reply: the delivery engine
-// parks new mail for a destination it knows is down this way, for the
-// cost of the commit alone (delivery/engine_park.go).
-func (d *Draft) Park(at time.Time, reply string) {
-	d.parkUntil, d.parkReply = at.Round(0), reply
+// attempt, the last reply of recipient i being replies[i] (none past the
+// end): the delivery engine parks new mail for a destination it knows is
+// down this way, for the cost of the commit alone
+// (delivery/engine_park.go). The recipients stay pending and not
+// attempted.
+func (d *Draft) Park(at time.Time, replies []string) {
+	d.parkUntil, d.parkReplies = at.Round(0), replies
 }
 
 // newMessage is the message Commit stores, as it will read back: its own
@@ -332,8 +334,8 @@ func (d *Draft) newMessage(env *envelope.Envelope, header []byte) *Message {
 	}
 	if !d.parkUntil.IsZero() {
 		m.NextAttempt = d.parkUntil
-		for i := range m.Recipients {
-			m.Recipients[i] = RecipientState{LastReply: storedText(d.parkReply), Updated: m.Created}
+		for i := range min(len(m.Recipients), len(d.parkReplies)) {
+			m.Recipients[i].LastReply = storedText(d.parkReplies[i])
 		}
 	}
 	e := &m.Envelope

@@ -86,7 +86,7 @@ type Message struct {
 // RecipientState is the delivery state of one recipient.
 type RecipientState struct {
 	Status    Status
-	LastReply string // last SMTP reply or error text
+	LastReply string // last SMTP reply or error text, or why it was not tried (Draft.Park)
 	// TLSPolicy is the TLS level the last SMTP attempt ran under (dane,
 	// mta-sts, verify, encrypt, opportunistic, none); "" for other
 	// transports or none yet.
