@@ -121,10 +121,11 @@ func DurableSpool(b *testing.B) smtp.Spool {
 	return queueSpool{s}
 }
 
-// queueSpool is a queue.Spool as the SMTP server sees it.
+// queueSpool is a queue.Spool as the SMTP server sees it, and its Stats.
 type queueSpool struct{ s *queue.Spool }
 
 func (q queueSpool) Create(ctx context.Context) (smtp.Draft, error) { return q.s.Create(ctx) }
+func (q queueSpool) Stats() queue.Stats                             { return q.s.Stats() }
 
 // dialBenchClients opens BenchConns sessions to addr, greeted, closed
 // when the benchmark ends.
