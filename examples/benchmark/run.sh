@@ -169,14 +169,14 @@ src_ceiling_rates=(); src_ceiling_cpu=(); src_ceiling_sw=(); src_source_cpu=()
 src_sink_rates=(); src_sink_shares=(); src_sink_cpu=(); src_sink_sw=(); src_journal_rates=(); src_journal_shares=(); src_journal_cpu=(); src_journal_sw=()
 src_serve_sw=(); src_lua_sw=(); src_relay_sw=(); pf_serve_sw=(); pf_relay_sw=()
 src_serve_rates=(); src_serve_shares=(); src_serve_cpu=(); src_relay_rates=(); src_relay_shares=(); src_relay_cpu=()
-src_lua_rates=(); src_lua_shares=(); src_lua_cpu=(); src_lua_of_serve=()
+src_lua_rates=(); src_lua_shares=(); src_lua_cpu=(); src_lua_of_serve=(); src_serve_of_journal=(); src_relay_of_journal=()
 src_plugin_rates=(); src_plugin_shares=(); src_plugin_cpu=(); src_plugin_sw=(); src_plugin_of_serve=()
 pf_serve_rates=(); pf_serve_shares=(); pf_serve_cpu=(); pf_relay_rates=(); pf_relay_shares=(); pf_relay_cpu=()
 
 # source_ceiling I: smtp-source -> smtp-sink, then -> `gateway sink`, then
 # -> `gateway sink --journal`, each with its CPU and context switches per
 # message (what SMTP over loopback costs a server that keeps nothing, and
-# one that only syncs each message to a file); sets ceiling.
+# one that only syncs each message to a file); sets ceiling and journal.
 source_ceiling() {
 	local i=$1 rate cpu sw sinkuser=()
 	[ "$(id -u)" != 0 ] || sinkuser=(-u nobody) # smtp-sink will not run as root
@@ -199,6 +199,7 @@ source_ceiling() {
 	stop "$sink"
 	rm -f "$work/journal"
 	record src_journal "$i" "gateway sink --journal"
+	journal=$rate
 }
 
 # measure_accept PORT TICKS PID: smtp-source -> the server on PORT; sets
@@ -253,6 +254,7 @@ source_gateway() {
 	measure_accept "$SERVE_PORT" cpu_ticks "$srv"
 	stop_gateway
 	record src_serve "$i" "gateway accept"
+	src_serve_of_journal+=("$(share "$rate" "$journal")")
 	local plain=$rate
 
 	start_gateway lua "$LUA_PORT"
@@ -273,6 +275,7 @@ source_gateway() {
 	stop_gateway
 	stop "$sink"
 	record src_relay "$i" "gateway relay (end to end)"
+	src_relay_of_journal+=("$(share "$rate" "$journal")")
 }
 
 # source_postfix I: smtp-source -> a throwaway Postfix whose next hop is
@@ -325,7 +328,7 @@ echo "median relay:          $mr msg/s = $(calc "100*$mr/$ms" 0)% of the ceiling
 
 [ -n "$have_source" ] || exit 0
 echo
-echo "smtp-source -s $CONCURRENCY -l $SIZE -r $RCPTS, $MESSAGES messages, medians of $RUNS (shares: of the ceiling in the same run; CPU: the server's, from /proc):"
+echo "smtp-source -s $CONCURRENCY -l $SIZE -r $RCPTS, $MESSAGES messages, medians of $RUNS (shares: of the ceiling in the same run; of the journal: of gateway sink --journal's rate in the same run, the floor of a durable server; CPU: the server's, from /proc):"
 echo
 echo "| | accept msg/s | relay end to end msg/s | CPU ms/msg accept, relay | context switches/msg accept, relay |"
 echo "|---|---|---|---|---|"
@@ -335,7 +338,7 @@ echo "| smtp-source → gateway sink --journal (syncs each message to a file, no
 if [ -n "$have_postfix" ]; then
 	echo "| Postfix $(postconf -h mail_version) (fsync before 250) | $(median "${pf_serve_rates[@]}") ($(median "${pf_serve_shares[@]}")) | $(median "${pf_relay_rates[@]}") ($(median "${pf_relay_shares[@]}")) | $(median "${pf_serve_cpu[@]}"), $(median "${pf_relay_cpu[@]}") | – |"
 fi
-echo "| this gateway | $(median "${src_serve_rates[@]}") ($(median "${src_serve_shares[@]}")) | $(median "${src_relay_rates[@]}") ($(median "${src_relay_shares[@]}")) | $(median "${src_serve_cpu[@]}"), $(median "${src_relay_cpu[@]}") | $(median "${src_serve_sw[@]}"), $(median "${src_relay_sw[@]}") |"
+echo "| this gateway | $(median "${src_serve_rates[@]}") ($(median "${src_serve_shares[@]}"); $(median "${src_serve_of_journal[@]}") of the journal) | $(median "${src_relay_rates[@]}") ($(median "${src_relay_shares[@]}"); $(median "${src_relay_of_journal[@]}") of the journal) | $(median "${src_serve_cpu[@]}"), $(median "${src_relay_cpu[@]}") | $(median "${src_serve_sw[@]}"), $(median "${src_relay_sw[@]}") |"
 echo "| this gateway + Lua rcpt and data hooks | $(median "${src_lua_rates[@]}") ($(median "${src_lua_shares[@]}"); $(median "${src_lua_of_serve[@]}") of accept without) | – | $(median "${src_lua_cpu[@]}") | $(median "${src_lua_sw[@]}") |"
 echo "| this gateway + a plugin's rcpt hook | $(median "${src_plugin_rates[@]}") ($(median "${src_plugin_shares[@]}"); $(median "${src_plugin_of_serve[@]}") of accept without) | – | $(median "${src_plugin_cpu[@]}") (the gateway's and the plugin's) | – |"
 if [ -n "$have_postfix" ]; then
