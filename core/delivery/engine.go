@@ -285,7 +285,8 @@ func (e *Engine) Expect(id string) {
 }
 
 // Forget gives back the lease Expect took for id, whose commit failed (or
-// may have failed: the next scan finds it if it is stored after all).
+// may have failed: the next scan finds it if it is stored after all), or
+// that was committed parked (Commit): no round takes it now.
 func (e *Engine) Forget(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

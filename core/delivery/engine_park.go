@@ -12,9 +12,10 @@ package delivery
 // of one: the probe's, or a new message's) makes its parked mail due at
 // once; a message parked while that happened is made due when its job
 // ends. New mail for a domain that is down is parked as it is committed
-// (Engine.Commit), without a job: it costs its commit alone. A probe that is late by probeSlack (removed, held, bounced,
-// expired, or its attempt hangs) is replaced by a parked message made due
-// by the scheduler; a down domain with no mail left is forgotten. So an
+// (Engine.Commit), without a job: it costs its commit alone. A probe that
+// is late by probeSlack (removed, held, bounced, expired, or its attempt
+// hangs) is replaced by a parked message made due by the scheduler; a
+// down domain with no mail left is forgotten. So an
 // outage costs an attempt per domain per retry, and one per parked
 // message an hour, not one per message per retry.
 //
@@ -191,11 +192,8 @@ func (e *Engine) Commit(ctx context.Context, d *queue.Draft, env *envelope.Envel
 		e.Enqueue(d.Committed())
 		return nil
 	}
+	e.Forget(id) // no round: the lease goes back as for a failed commit
 	e.mu.Lock()
-	if _, ok := e.expected[id]; ok { // a stop of Run may have dropped it
-		delete(e.expected, id)
-		delete(e.leases, id)
-	}
 	e.noteNextLocked(until)
 	released := e.releases != gen
 	e.mu.Unlock()
@@ -205,23 +203,38 @@ func (e *Engine) Commit(ctx context.Context, d *queue.Draft, env *envelope.Envel
 
 // parkNew is parkAt for a message about to be committed: whether it is to
 // be parked, until when, and the replies its recipients then show, each
-// its own domain's.
+// its own domain's. It runs for every message the SMTP intake takes in:
+// one for a domain that is up costs a look-up, nothing is made for it.
 func (e *Engine) parkNew(id string, env *envelope.Envelope) (until time.Time, replies []string, parked bool, gen uint64) {
+	if replies = e.downReplies(env); replies == nil {
+		return time.Time{}, nil, false, 0
+	}
 	now := e.now()
 	m := &queue.Message{ID: id, Envelope: *env, Recipients: make([]queue.RecipientState, len(env.Recipients)), Created: now}
 	if until, parked, gen = e.parkAt(m, now, now); !parked {
 		return until, nil, false, 0
 	}
-	replies = make([]string, len(env.Recipients))
+	return until, replies, true, gen
+}
+
+// downReplies returns, when every domain env has recipients in is down,
+// the reply each recipient shows if its message is parked; else nil.
+func (e *Engine) downReplies(env *envelope.Envelope) []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var replies []string
 	for i, rc := range env.Recipients {
 		domain := rc.Address.DomainFold()
-		if d := e.down[domain]; d != nil {
-			replies[i] = fmt.Sprintf("not tried: %s reached no server since %s (%s)", domain, d.since.UTC().Format(time.RFC3339), d.reply)
+		d := e.down[domain]
+		if d == nil {
+			return nil
 		}
+		if replies == nil {
+			replies = make([]string, len(env.Recipients))
+		}
+		replies[i] = fmt.Sprintf("not tried: %s reached no server since %s (%s)", domain, d.since.UTC().Format(time.RFC3339), d.reply)
 	}
-	return until, replies, true, gen
+	return replies
 }
 
 // unprobe gives up the probe role parkNew may have given message id,
