@@ -146,7 +146,7 @@ func (p *grpcPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 // for calls (each call takes its caller's ctx).
 func (p *grpcPlugin) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
 	cl := &grpcClient{client: pb.NewPluginClient(c), broker: b, version: p.version}
-	context.AfterFunc(ctx, cl.stopHost)
+	context.AfterFunc(ctx, func() { _ = cl.Close() })
 	return cl, nil
 }
 
@@ -411,7 +411,10 @@ func (c *grpcClient) Configure(ctx context.Context, config map[string]any, host 
 	return nil
 }
 
-func (c *grpcClient) stopHost() {
+// Close stops the Host service served for the plugin (Configure), which
+// also removes its socket. The host's Remote is closed when the plugin
+// process exits; sdktest closes its in-process one when the test ends.
+func (c *grpcClient) Close() error {
 	c.mu.Lock()
 	srv := c.host
 	c.host = nil
@@ -419,6 +422,7 @@ func (c *grpcClient) stopHost() {
 	if srv != nil {
 		srv.Stop()
 	}
+	return nil
 }
 
 func (c *grpcClient) Handle(ctx context.Context, r *Request) (Decision, Effects, error) {

@@ -415,7 +415,9 @@ func TestDeliver(t *testing.T) {
 func startProcess(t *testing.T, versions map[int]plugin.PluginSet) *plugin.Client {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), servePluginEnv+"=1")
+	// Its sockets in a folder the test removes: a process killed after a
+	// failed negotiation cannot remove them itself.
+	cmd.Env = append(os.Environ(), servePluginEnv+"=1", plugin.EnvUnixSocketDir+"="+t.TempDir())
 	c := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: versions,

@@ -5,6 +5,7 @@
 package sdktest
 
 import (
+	"io"
 	"testing"
 
 	"github.com/hashicorp/go-plugin"
@@ -28,6 +29,12 @@ func Start(t testing.TB, p sdk.Describer) sdk.Remote {
 	r, ok := raw.(sdk.Remote)
 	if !ok {
 		t.Fatalf("sdktest: dispensed %T, not an sdk.Remote", raw)
+	}
+	// The Host service Configure serves to the plugin stops when the
+	// plugin's process exits, which an in-process plugin never does: stop
+	// it (and remove its socket) first, before the connection closes.
+	if c, ok := r.(io.Closer); ok {
+		t.Cleanup(func() { _ = c.Close() })
 	}
 	return r
 }

@@ -174,3 +174,27 @@ func TestConformanceFlagsBadPlugin(t *testing.T) {
 		t.Logf("child output:\n%s", out)
 	}
 }
+
+// TestStartLeavesNoSocket: the sockets of an in-process plugin and of the
+// Host service configured for it are gone when its test ends. Before,
+// the Host service's stayed in the temporary folder, one a Start.
+func TestStartLeavesNoSocket(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	t.Run("plugin", func(t *testing.T) {
+		r := sdktest.Start(t, minimal{})
+		if err := r.Configure(t.Context(), nil, sdktest.NewHost()); err != nil {
+			t.Fatal(err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+			t.Errorf("while running: %d entries in the temporary folder, want 2 (the plugin's socket and the Host service's)", len(entries))
+		}
+	})
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("left behind: %s", e.Name())
+	}
+}
