@@ -512,8 +512,13 @@ func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Lo
 		return nil, fmt.Errorf("%s is not an executable file", path)
 	}
 	cmd := pluginCmd(abs, dir)
+	sockets, err := socketDir(cmd)
+	if err != nil {
+		return nil, err
+	}
 	calls, child, err := callChannel(cmd)
 	if err != nil {
+		os.RemoveAll(sockets)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg := &plugin.ClientConfig{
@@ -534,7 +539,7 @@ func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Lo
 	if sum != nil {
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	client, err := startProcess(plugin.NewClient(cfg))
+	client, err := startProcess(plugin.NewClient(cfg), sockets)
 	if child != nil {
 		child.Close() // the process has its copy
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -434,6 +435,46 @@ S: 221 *
 	if err != nil || d.Verdict != sdk.Reject {
 		t.Errorf("after the restart: %v, %v; want reject", d, err)
 	}
+}
+
+// TestCrashedPluginLeavesNoSocket: a plugin process that dies without
+// closing its listener, and the one that replaces it, leave no unix socket
+// in the temporary folder once the plugin is closed. Before, go-plugin's
+// socket of the crashed process stayed there, one a crash.
+func TestCrashedPluginLeavesNoSocket(t *testing.T) {
+	before := pluginSockets(t)
+	p, logs := start(t, pluginhost.Options{})
+	if _, _, err := handle(p, 5*time.Second, rcptRequest("crash")); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("Handle(crash@): %v; want an error wrapping sdk.ErrUnavailable", err)
+	}
+	if !eventually(5*time.Second, func() bool { return strings.Contains(logs.String(), "plugin restarted") }) {
+		t.Fatalf("the plugin was not restarted; log:\n%s", logs)
+	}
+	p.Close()
+	var left []string
+	if !eventually(2*time.Second, func() bool {
+		left = pluginSockets(t)
+		return slices.Equal(left, before)
+	}) {
+		t.Errorf("in the temporary folder: %q before the plugin, %q after it closed", before, left)
+	}
+}
+
+// pluginSockets lists what go-plugin's processes and pluginhost make in
+// the temporary folder: sockets (plugin…) and socket folders.
+func pluginSockets(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type()&fs.ModeSocket != 0 || strings.HasPrefix(e.Name(), "gateway-plugin-") && e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }
 
 func TestCrashRestarts(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 
@@ -22,15 +24,33 @@ import (
 // locked to its thread for as long as the process lives: no other
 // goroutine runs on that thread, and nothing can end it early. Kill ends
 // the process, then releases the thread.
+//
+// The process makes its unix sockets in a folder of its own (sockets,
+// given by go-plugin's PLUGIN_UNIX_SOCKET_DIR), which Kill removes: a
+// process that is killed, rather than asked to stop, cannot remove its
+// sockets itself, and they would stay in the system's temporary folder.
 type process struct {
-	client *plugin.Client
-	exited chan struct{} // closed by Kill
-	once   sync.Once
+	client  *plugin.Client
+	sockets string        // the process's socket folder
+	exited  chan struct{} // closed by Kill
+	once    sync.Once
 }
 
-// startProcess starts client's process as described above.
-func startProcess(client *plugin.Client) (*process, error) {
-	p := &process{client: client, exited: make(chan struct{})}
+// socketDir makes the socket folder of a process about to start with
+// cmd, and names it in cmd's environment.
+func socketDir(cmd *exec.Cmd) (string, error) {
+	dir, err := os.MkdirTemp("", "gateway-plugin-")
+	if err != nil {
+		return "", fmt.Errorf("pluginhost: socket folder: %w", err)
+	}
+	cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+dir)
+	return dir, nil
+}
+
+// startProcess starts client's process as described above; sockets is
+// its socket folder (socketDir), removed if the start fails.
+func startProcess(client *plugin.Client, sockets string) (*process, error) {
+	p := &process{client: client, sockets: sockets, exited: make(chan struct{})}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -47,6 +67,7 @@ func startProcess(client *plugin.Client) (*process, error) {
 		}
 	}()
 	if err := <-errc; err != nil {
+		os.RemoveAll(sockets)
 		return nil, err
 	}
 	return p, nil
@@ -75,7 +96,10 @@ func checkAddr(addr net.Addr) error {
 // and waits for it, then lets its starting thread go.
 func (p *process) Kill() {
 	p.client.Kill()
-	p.once.Do(func() { close(p.exited) })
+	p.once.Do(func() {
+		close(p.exited)
+		os.RemoveAll(p.sockets)
+	})
 }
 
 // Client returns the connection to the process (go-plugin's
