@@ -518,7 +518,7 @@ func dial(path, dir string, sum []byte, startTimeout time.Duration, log *slog.Lo
 	}
 	calls, child, err := callChannel(cmd)
 	if err != nil {
-		os.RemoveAll(sockets)
+		removeSockets(sockets)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg := &plugin.ClientConfig{

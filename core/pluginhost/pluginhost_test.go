@@ -616,3 +616,35 @@ func TestHandshakeAddressNotLoopback(t *testing.T) {
 		t.Errorf("Start took %v; the refusal should not wait for a dial", d)
 	}
 }
+
+// TestLongTMPDIRStarts: a plugin starts under a TMPDIR that leaves room
+// for its socket (TMPDIR/pluginNNNNNNNNNN, under the 108 bytes of
+// sun_path) but not for a socket folder of its own
+// (TMPDIR/gateway-plugin-NNNNNNNNNN, 26 bytes more): pluginhost then
+// makes none. With one, the plugin could not bind its socket ("bind:
+// invalid argument", in the log only) and exited, and Start's error
+// suggested a wrong architecture or handshake.
+func TestLongTMPDIRStarts(t *testing.T) {
+	path := plugin(t, "testplugin") // built under the usual TMPDIR
+	const n = 88                    // + len("/plugin4294967295") = 105 < 108
+	dir := t.TempDir()
+	long := dir + "/" + strings.Repeat("d", n-len(dir)-1)
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", long)
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := pluginhost.Start(ctx, pluginhost.Options{
+		Name: "t", Path: path, Config: map[string]any{"greeting": "hello"},
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatalf("Start with a %d-byte TMPDIR: %v\nlog:\n%s", len(long), err, logs)
+	}
+	defer p.Close()
+	if d, _, err := handle(p, 5*time.Second, rcptRequest("blocked")); err != nil || d.Code != 550 {
+		t.Errorf("Handle(blocked@) = %+v, %v; want a 550", d, err)
+	}
+}

@@ -31,20 +31,42 @@ import (
 // sockets itself, and they would stay in the system's temporary folder.
 type process struct {
 	client  *plugin.Client
-	sockets string        // the process's socket folder
+	sockets string        // the process's socket folder; "" for none (socketDir)
 	exited  chan struct{} // closed by Kill
 	once    sync.Once
 }
 
 // socketDir makes the socket folder of a process about to start with
-// cmd, and names it in cmd's environment.
+// cmd, and names it in cmd's environment. Under a temporary folder whose
+// name leaves no room for it (a unix socket's path has at most
+// maxSocketPath bytes) it makes none, and returns "": the process's
+// sockets go to the temporary folder itself, as go-plugin puts them.
 func socketDir(cmd *exec.Cmd) (string, error) {
-	dir, err := os.MkdirTemp("", "gateway-plugin-")
+	const (
+		prefix = "gateway-plugin-"
+		random = 10 // the digits os.MkdirTemp and os.CreateTemp add at most
+		socket = "/plugin"
+	)
+	if len(os.TempDir())+1+len(prefix)+random+len(socket)+random > maxSocketPath {
+		return "", nil
+	}
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return "", fmt.Errorf("pluginhost: socket folder: %w", err)
 	}
 	cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+dir)
 	return dir, nil
+}
+
+// maxSocketPath is the longest path of a unix socket Go binds on Linux
+// (sun_path's 108 bytes, less the terminating NUL).
+const maxSocketPath = 107
+
+// removeSockets removes a socket folder made by socketDir.
+func removeSockets(dir string) {
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
 }
 
 // startProcess starts client's process as described above; sockets is
@@ -67,7 +89,7 @@ func startProcess(client *plugin.Client, sockets string) (*process, error) {
 		}
 	}()
 	if err := <-errc; err != nil {
-		os.RemoveAll(sockets)
+		removeSockets(sockets)
 		return nil, err
 	}
 	return p, nil
@@ -98,7 +120,7 @@ func (p *process) Kill() {
 	p.client.Kill()
 	p.once.Do(func() {
 		close(p.exited)
-		os.RemoveAll(p.sockets)
+		removeSockets(p.sockets)
 	})
 }
 

@@ -3,6 +3,7 @@ package sdktest_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -196,5 +197,51 @@ func TestStartLeavesNoSocket(t *testing.T) {
 	}
 	for _, e := range entries {
 		t.Errorf("left behind: %s", e.Name())
+	}
+}
+
+// slowConfigure keeps Configure waiting until release is closed, and
+// keeps the Host it was given.
+type slowConfigure struct {
+	minimal
+	entered, release chan struct{}
+	host             sdk.Host
+}
+
+func (p *slowConfigure) Configure(ctx context.Context, _ map[string]any, host sdk.Host) error {
+	p.host = host
+	close(p.entered)
+	<-p.release
+	return nil
+}
+
+// TestCloseDuringConfigureStopsHost: the Remote's Close (io.Closer, 17ca95a)
+// stops the Host service even when a Configure is under way. It does not:
+// Close stops the Host server installed before, and the Configure that
+// then succeeds installs its new server in c.host, which keeps serving
+// the plugin (a goroutine and a unix socket) after Close. In the gateway
+// Close runs when the plugin process exits (context.AfterFunc), which
+// can fall between the plugin's answer and that swap.
+func TestCloseDuringConfigureStopsHost(t *testing.T) {
+	p := &slowConfigure{entered: make(chan struct{}), release: make(chan struct{})}
+	r := sdktest.Start(t, p)
+	c, ok := r.(io.Closer)
+	if !ok {
+		t.Fatalf("the Remote %T is not an io.Closer", r)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- r.Configure(t.Context(), nil, sdktest.NewHost()) }()
+	<-p.entered
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(p.release)
+	if err := <-errc; err != nil {
+		return // refusing a Configure that races with Close is fine too
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if err := p.host.Ephemeral().Set(ctx, "k", "v", 0); err == nil {
+		t.Error("after Close, the plugin's Host calls still reach the Host service configured during Close")
 	}
 }
