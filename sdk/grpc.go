@@ -345,8 +345,9 @@ type grpcClient struct {
 	broker  *plugin.GRPCBroker
 	version int // the protocol version go-plugin negotiated
 
-	mu   sync.Mutex
-	host *grpc.Server // serving the Host given to the last successful Configure
+	mu     sync.Mutex
+	host   *grpc.Server // serving the Host given to the last successful Configure
+	closed bool         // by Close: a Configure ending after it keeps no Host server
 }
 
 var _ Remote = (*grpcClient)(nil)
@@ -402,6 +403,13 @@ func (c *grpcClient) Configure(ctx context.Context, config map[string]any, host 
 		return err
 	}
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		if srv != nil {
+			srv.Stop()
+		}
+		return fmt.Errorf("sdk: configure: the plugin's connection was closed meanwhile: %w", ErrUnavailable)
+	}
 	old := c.host
 	c.host = srv
 	c.mu.Unlock()
@@ -412,12 +420,12 @@ func (c *grpcClient) Configure(ctx context.Context, config map[string]any, host 
 }
 
 // Close stops the Host service served for the plugin (Configure), which
-// also removes its socket. The host's Remote is closed when the plugin
+// also removes its socket, and that of a Configure still under way. The host's Remote is closed when the plugin
 // process exits; sdktest closes its in-process one when the test ends.
 func (c *grpcClient) Close() error {
 	c.mu.Lock()
 	srv := c.host
-	c.host = nil
+	c.host, c.closed = nil, true
 	c.mu.Unlock()
 	if srv != nil {
 		srv.Stop()
