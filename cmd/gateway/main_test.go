@@ -180,6 +180,21 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// TestREADMEListsEveryCommand: the README's table of the command line has
+// a row for every command `gateway -h` lists (it had none for spool and
+// dkim).
+func TestREADMEListsEveryCommand(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(string(readme), "\n| `gateway "+c.name) {
+			t.Errorf("README.md's command table has no row for %q", c.name)
+		}
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	code, _, errOut := runCLI(t, "frobnicate")
 	if code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
