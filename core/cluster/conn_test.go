@@ -146,3 +146,44 @@ func TestConnectWaitsForMetaLeader(t *testing.T) {
 		t.Errorf("the log does not say that Connect waits:\n%s", logs.String())
 	}
 }
+
+// TestHeartbeatFailuresAreTransient: a heartbeat JetStream cannot take
+// for the moment (no quorum for its stream; every server gone) is
+// Transient, which a node starting (gateway's reconcile) tries again
+// instead of giving up; a cancelled one is not.
+func TestHeartbeatFailuresAreTransient(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	c := clustertest.Connect(t, cluster.Options{
+		Config:  config.Cluster{Node: "n", NATSURLs: []string{nc.URL(0)}},
+		Timeout: time.Second,
+	})
+	nodes, err := c.OpenNodes(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := cluster.NodeStatus{Node: "n"}
+	if err := nodes.Beat(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := nodes.Beat(cancelled, st); err == nil || cluster.Transient(err) {
+		t.Errorf("Beat with its ctx cancelled = %v; want an error that is not Transient", err)
+	}
+
+	nc.Stop(1)
+	nc.Stop(2)
+	if err := nodes.Beat(context.Background(), st); err == nil || !cluster.Transient(err) {
+		t.Errorf("Beat without a quorum = %v; want a Transient error", err)
+	}
+	nc.Stop(0)
+	if !waitFor(5*time.Second, func() bool { return !c.Connected() }) {
+		t.Fatal("still connected 5s after the last server stopped")
+	}
+	if err := nodes.Beat(context.Background(), st); err == nil || !cluster.Transient(err) {
+		t.Errorf("Beat while disconnected = %v; want a Transient error", err)
+	}
+	if cluster.Transient(errors.New("nats: invalid subject")) {
+		t.Error("Transient(an error of the request itself) = true")
+	}
+}

@@ -145,6 +145,15 @@ func raced(err error) bool {
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrClusterNoPeers
 }
 
+// Transient reports whether err, an operation's, is JetStream not
+// answering for the moment: the connection down (ErrUnavailable), no
+// server or stream leader answering (as while a stream elects a leader),
+// or no answer in time. Trying again later may succeed.
+func Transient(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // jsErrClusterNoPeers is JetStream's "no suitable peers for placement"
 // (nats-server's JSClusterNoPeersErrF), which nats.go does not name.
 const jsErrClusterNoPeers jetstream.ErrorCode = 10005

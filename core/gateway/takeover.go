@@ -159,21 +159,32 @@ const importers = 32
 // A takeover still under way is waited for (the taker goes on removing
 // copies it imports), with a heartbeat a second, up to twice
 // takeover_after: a taker that died half-way leaves its claim undone.
+// A heartbeat that JetStream does not take for the moment (a stream
+// electing its leader: cluster.Transient) is tried again every second
+// until then too.
 func (g *Gateway) reconcile(ctx context.Context) error {
 	deadline := time.Now().Add(2 * g.cfg.Cluster.TakeoverAfter)
-	for told := false; ; told = true {
+	for told, warned := false, false; ; {
 		if err := g.nodes.Beat(ctx, g.status()); err != nil {
-			return err
-		}
-		done, err := g.dropTaken(ctx, g.spool.Delete, time.Now().After(deadline))
-		if err != nil {
-			return err
-		}
-		if done {
-			return g.replicateMissing(ctx)
-		}
-		if !told {
-			g.log.Warn("cluster: another node is taking this node's queue over; waiting for it to finish before delivering")
+			if !cluster.Transient(err) || time.Now().After(deadline) {
+				return err
+			}
+			if !warned {
+				g.log.Warn("cluster: the first heartbeat failed; trying again every second", "err", err)
+				warned = true
+			}
+		} else {
+			done, err := g.dropTaken(ctx, g.spool.Delete, time.Now().After(deadline))
+			if err != nil {
+				return err
+			}
+			if done {
+				return g.replicateMissing(ctx)
+			}
+			if !told {
+				g.log.Warn("cluster: another node is taking this node's queue over; waiting for it to finish before delivering")
+				told = true
+			}
 		}
 		select {
 		case <-ctx.Done():
