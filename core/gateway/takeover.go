@@ -159,32 +159,24 @@ const importers = 32
 // A takeover still under way is waited for (the taker goes on removing
 // copies it imports), with a heartbeat a second, up to twice
 // takeover_after: a taker that died half-way leaves its claim undone.
-// A heartbeat that JetStream does not take for the moment (a stream
-// electing its leader: cluster.Transient) is tried again every second
-// until then too.
+// A step that JetStream cannot take for the moment (a stream electing its
+// leader: cluster.Transient) is tried again every second until then too;
+// each step may be run again.
 func (g *Gateway) reconcile(ctx context.Context) error {
 	deadline := time.Now().Add(2 * g.cfg.Cluster.TakeoverAfter)
 	for told, warned := false, false; ; {
-		if err := g.nodes.Beat(ctx, g.status()); err != nil {
-			if !cluster.Transient(err) || time.Now().After(deadline) {
-				return err
-			}
-			if !warned {
-				g.log.Warn("cluster: the first heartbeat failed; trying again every second", "err", err)
-				warned = true
-			}
-		} else {
-			done, err := g.dropTaken(ctx, g.spool.Delete, time.Now().After(deadline))
-			if err != nil {
-				return err
-			}
-			if done {
-				return g.replicateMissing(ctx)
-			}
-			if !told {
-				g.log.Warn("cluster: another node is taking this node's queue over; waiting for it to finish before delivering")
-				told = true
-			}
+		done, err := g.reconcileOnce(ctx, time.Now().After(deadline))
+		switch {
+		case err != nil && (!cluster.Transient(err) || time.Now().After(deadline)):
+			return err
+		case err != nil && !warned:
+			g.log.Warn("cluster: JetStream did not answer at start; trying again every second", "err", err)
+			warned = true
+		case done:
+			return nil
+		case err == nil && !told:
+			g.log.Warn("cluster: another node is taking this node's queue over; waiting for it to finish before delivering")
+			told = true
 		}
 		select {
 		case <-ctx.Done():
@@ -192,6 +184,21 @@ func (g *Gateway) reconcile(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// reconcileOnce is one round of reconcile: a heartbeat, then, unless a
+// takeover is under way (and not anyway), what was taken dropped and
+// what has no copy copied, which it reports as done.
+func (g *Gateway) reconcileOnce(ctx context.Context, anyway bool) (bool, error) {
+	if err := g.nodes.Beat(ctx, g.status()); err != nil {
+		return false, err
+	}
+	done, err := g.dropTaken(ctx, g.spool.Delete, anyway)
+	if err != nil || !done {
+		return false, err
+	}
+	err = g.replicateMissing(ctx)
+	return err == nil, err
 }
 
 // dropTaken, when this node's queue was claimed (while it was away, or
