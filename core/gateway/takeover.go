@@ -158,25 +158,34 @@ const importers = 32
 // copies what has no copy yet (replicateMissing).
 // A takeover still under way is waited for (the taker goes on removing
 // copies it imports), with a heartbeat a second, up to twice
-// takeover_after: a taker that died half-way leaves its claim undone.
-// A step that JetStream cannot take for the moment (a stream electing its
-// leader: cluster.Transient) is tried again every second until then too;
-// each step may be run again.
+// takeover_after from when it is first seen: a taker that died half-way
+// leaves its claim undone. A round that JetStream cannot take for the
+// moment (a stream electing its leader: cluster.Transient) is tried again
+// every second, for up to twice takeover_after since the last round it
+// took; meanwhile this node writes no heartbeat, and another may claim
+// its queue, which is then waited for as above.
 func (g *Gateway) reconcile(ctx context.Context) error {
-	deadline := time.Now().Add(2 * g.cfg.Cluster.TakeoverAfter)
-	for told, warned := false, false; ; {
-		done, err := g.reconcileOnce(ctx, time.Now().After(deadline))
+	wait := 2 * g.cfg.Cluster.TakeoverAfter
+	answered := time.Now() // the last round JetStream took (or the start)
+	var takeover time.Time // when a takeover under way was first seen
+	for warned := false; ; {
+		anyway := !takeover.IsZero() && time.Since(takeover) > wait
+		done, err := g.reconcileOnce(ctx, anyway)
 		switch {
-		case err != nil && (!cluster.Transient(err) || time.Now().After(deadline)):
+		case err != nil && (!cluster.Transient(err) || time.Since(answered) > wait):
 			return err
 		case err != nil && !warned:
 			g.log.Warn("cluster: JetStream did not answer at start; trying again every second", "err", err)
 			warned = true
+		case err != nil:
 		case done:
 			return nil
-		case err == nil && !told:
+		case takeover.IsZero():
 			g.log.Warn("cluster: another node is taking this node's queue over; waiting for it to finish before delivering")
-			told = true
+			takeover = time.Now()
+		}
+		if err == nil {
+			answered = time.Now()
 		}
 		select {
 		case <-ctx.Done():
