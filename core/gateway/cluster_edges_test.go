@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/mailgate/gateway/core/cluster/clustertest"
 	"github.com/mailgate/gateway/core/config"
 	"github.com/mailgate/gateway/core/envelope"
+	"github.com/mailgate/gateway/core/gateway"
 	"github.com/mailgate/gateway/core/gateway/gatewaytest"
 	"github.com/mailgate/gateway/core/queue"
 )
@@ -235,5 +238,83 @@ func publishRaw(t *testing.T, js jetstream.JetStream, subject string, h nats.Hea
 	defer cancel()
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: h, Data: data}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClusterKeepsUncopiedMail: a node's first start with a cluster block
+// marks the messages queued before it, then copies them. If that start
+// stops part-way and a takeover of the node's queue ends before the next
+// start, the next start keeps and copies the messages still marked (they
+// had no copy for anyone to take) and drops the others, which were taken.
+// Before, it dropped both, as if taken: the uncopied one was lost.
+func TestClusterKeepsUncopiedMail(t *testing.T) {
+	nc := clustertest.Start(t, 3)
+	path := gatewaytest.WriteConfig(t, fmt.Sprintf(`
+hostname = "mx.test"
+shutdown_timeout = "5s"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+%s`, gatewaytest.DeadRoute))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw1, stop := runStoppable(t, cfg)
+	for range 2 {
+		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	gw1.Spool().List(func(m *queue.Message) bool { ids = append(ids, m.ID); return true })
+	stop()
+
+	// What a first start on the cluster leaves when it stops after marking
+	// both and copying the second, which a taker then took (its copy is
+	// gone): the first marked, the second not.
+	s, err := queue.Open(filepath.Join(cfg.DataDir, "queue"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.KVSet(context.Background(), gateway.UncopiedPrefix+ids[0], "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	taker := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: nc.URLs()}})
+	nodes, err := taker.OpenNodes(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := cluster.Claim{Node: "gw1", By: "taker", At: time.Now()}
+	if won, err := nodes.TryClaim(context.Background(), &claim); !won || err != nil {
+		t.Fatalf("TryClaim = %v, %v", won, err)
+	}
+	if err := nodes.ClaimDone(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(path, []byte(takeoverConfig("gw1", nc.URLs())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = config.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	gw1, _ = runStoppable(t, cfg)
+	var left []string
+	gw1.Spool().List(func(m *queue.Message) bool { left = append(left, m.ID); return true })
+	if !slices.Equal(left, ids[:1]) {
+		t.Fatalf("gw1 back has %q; want only the uncopied %q (the other was taken)", left, ids[0])
+	}
+	live, err := taker.LiveIDs(context.Background(), "gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !live[ids[0]] {
+		t.Errorf("the uncopied message %s has no copy on the stream after the start", ids[0])
+	}
+	if marks, err := gw1.Spool().KVKeys(gateway.UncopiedPrefix, time.Now()); err != nil || len(marks) != 0 {
+		t.Errorf("marks left after the copies: %q, %v", marks, err)
 	}
 }

@@ -19,3 +19,7 @@ func (g *Gateway) CloseAdminListenerForTest() { g.adminLn.Close() }
 func (g *Gateway) SendTLSReportsForTest(ctx context.Context, day time.Time) error {
 	return g.tlsReports.SendDay(ctx, day)
 }
+
+// UncopiedPrefix begins the spool's marks of messages whose first copy is
+// under way (replicateMissing).
+const UncopiedPrefix = uncopiedPrefix

@@ -233,6 +233,10 @@ func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, st
 	}
 	kept := 0
 	for i, id := range gone {
+		if g.uncopied(id) {
+			kept++ // never copied, so never taken
+			continue
+		}
 		if err := remove(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			g.log.Warn("cluster: a message taken over stays here", "id", id, "err", err)
 			kept++
@@ -274,20 +278,27 @@ func (g *Gateway) takenFrom(ctx context.Context, node string) ([]string, error) 
 // replicateMissing copies every message of the spool that has no copy on
 // the stream (queued before this node had a cluster block), at start,
 // once what was taken from this node is dropped: every message of a
-// node's spool then has its copy, and a takeover misses none.
+// node's spool then has its copy, and a takeover misses none. Each is
+// marked uncopied until its copy is made (markUncopied).
 func (g *Gateway) replicateMissing(ctx context.Context) error {
 	missing, err := g.takenFrom(ctx, g.cfg.Cluster.Node)
-	if err != nil || len(missing) == 0 {
+	if err != nil {
 		return err
+	}
+	if err := g.markUncopied(ctx, missing); err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		return nil
 	}
 	var copies errgroup.Group
 	copies.SetLimit(importers) // copies at once, as a takeover imports
 	for _, id := range missing {
 		copies.Go(func() error {
-			if err := g.spool.Replicate(ctx, id); !errors.Is(err, queue.ErrNotFound) {
+			if err := g.spool.Replicate(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 				return err
 			}
-			return nil
+			return g.spool.KVDelete(ctx, uncopiedPrefix+id)
 		})
 	}
 	if err := copies.Wait(); err != nil {
@@ -296,4 +307,48 @@ func (g *Gateway) replicateMissing(ctx context.Context) error {
 	g.log.Warn("cluster: copied to the stream the queued messages that had no copy (queued before the cluster block)",
 		"count", len(missing))
 	return nil
+}
+
+// uncopiedPrefix begins the spool's key-value entries, one a message,
+// that mark the messages replicateMissing is copying. Such a message has
+// no copy because none was made yet, not because a node took it over, so
+// dropTaken keeps it: a start that stopped part-way through the copies,
+// then a takeover done before the next start, would otherwise delete
+// messages nobody took. No hook's key begins with "/" (hostsvc's scopes
+// are "<name>/" and "plugin.<name>/").
+const uncopiedPrefix = "/gateway/uncopied/"
+
+// markUncopied marks ids uncopied, every one before any copy starts, and
+// unmarks the others marked (by an earlier start whose copies were made
+// but not unmarked, or messages gone since).
+func (g *Gateway) markUncopied(ctx context.Context, ids []string) error {
+	marked, err := g.spool.KVKeys(uncopiedPrefix, time.Now())
+	if err != nil {
+		return err
+	}
+	todo := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		todo[uncopiedPrefix+id] = true
+	}
+	var writes errgroup.Group
+	writes.SetLimit(importers) // writes at once share the spool's fsyncs
+	for _, key := range marked {
+		if todo[key] {
+			delete(todo, key) // marked already
+			continue
+		}
+		writes.Go(func() error { return g.spool.KVDelete(ctx, key) })
+	}
+	for key := range todo {
+		writes.Go(func() error { return g.spool.KVSet(ctx, key, "", 0) })
+	}
+	return writes.Wait()
+}
+
+// uncopied reports whether id is marked uncopied (markUncopied), or
+// whether the mark cannot be read: a message kept in doubt may be
+// delivered twice, one dropped is lost.
+func (g *Gateway) uncopied(id string) bool {
+	_, marked, err := g.spool.KVGet(uncopiedPrefix+id, time.Now())
+	return marked || err != nil
 }
