@@ -148,8 +148,8 @@ func TestConnectWaitsForMetaLeader(t *testing.T) {
 }
 
 // TestHeartbeatFailuresAreTransient: a heartbeat JetStream cannot take
-// for the moment (no quorum for its stream; every server gone) is
-// Transient, which a node starting (gateway's reconcile) tries again
+// for the moment (no quorum for its stream; every server gone), or a read
+// of the claim while disconnected, is Transient, which a node starting (gateway's reconcile) tries again
 // instead of giving up; a cancelled one is not.
 func TestHeartbeatFailuresAreTransient(t *testing.T) {
 	nc := clustertest.Start(t, 3)
@@ -182,6 +182,9 @@ func TestHeartbeatFailuresAreTransient(t *testing.T) {
 	}
 	if err := nodes.Beat(context.Background(), st); err == nil || !cluster.Transient(err) {
 		t.Errorf("Beat while disconnected = %v; want a Transient error", err)
+	}
+	if _, _, err := nodes.ClaimOn(context.Background(), "n"); err == nil || !cluster.Transient(err) {
+		t.Errorf("ClaimOn while disconnected = %v; want a Transient error", err)
 	}
 	if cluster.Transient(errors.New("nats: invalid subject")) {
 		t.Error("Transient(an error of the request itself) = true")

@@ -146,12 +146,14 @@ func raced(err error) bool {
 }
 
 // Transient reports whether err, an operation's, is JetStream not
-// answering for the moment: the connection down (ErrUnavailable), no
-// server or stream leader answering (as while a stream elects a leader),
-// or no answer in time. Trying again later may succeed.
+// answering for the moment: the connection down (ErrUnavailable, or the
+// client's buffer for a reconnection full), no server or stream leader
+// answering (as while a stream elects a leader), or no answer in time.
+// Trying again later may succeed.
 func Transient(err error) bool {
-	return errors.Is(err, ErrUnavailable) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, nats.ErrReconnectBufExceeded) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // jsErrClusterNoPeers is JetStream's "no suitable peers for placement"

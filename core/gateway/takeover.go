@@ -199,6 +199,9 @@ func (g *Gateway) reconcile(ctx context.Context) error {
 // takeover is under way (and not anyway), what was taken dropped and
 // what has no copy copied, which it reports as done.
 func (g *Gateway) reconcileOnce(ctx context.Context, anyway bool) (bool, error) {
+	if err := g.markUnclaimed(ctx); err != nil {
+		return false, err
+	}
 	if err := g.nodes.Beat(ctx, g.status()); err != nil {
 		return false, err
 	}
@@ -343,6 +346,24 @@ func (g *Gateway) markUncopied(ctx context.Context, ids []string) error {
 		writes.Go(func() error { return g.spool.KVSet(ctx, key, "", 0) })
 	}
 	return writes.Wait()
+}
+
+// markUnclaimed marks uncopied every message without a copy, when no
+// claim on this node is there: nothing was taken from it then, so a
+// message without a copy was never copied. reconcileOnce calls it before
+// its heartbeat, since a node's first start with a cluster block has
+// written none, and a node cannot be claimed before its first: a first
+// start that stops after its heartbeat has its marks already.
+func (g *Gateway) markUnclaimed(ctx context.Context) error {
+	me := g.cfg.Cluster.Node
+	if _, claimed, err := g.nodes.ClaimOn(ctx, me); err != nil || claimed {
+		return err
+	}
+	missing, err := g.takenFrom(ctx, me)
+	if err != nil {
+		return err
+	}
+	return g.markUncopied(ctx, missing)
 }
 
 // uncopied reports whether id is marked uncopied (markUncopied), or
