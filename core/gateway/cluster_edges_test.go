@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,34 +33,19 @@ import (
 // a takeover deleted them as taken: they were lost.
 func TestClusterReplicatesMailQueuedBeforeTheBlock(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	single := fmt.Sprintf(`
-hostname = "mx.test"
-shutdown_timeout = "5s"
-listener "mx" { address = "127.0.0.1:0" }
-domains = ["example.test"]
-%s`, gatewaytest.DeadRoute)
-	path := gatewaytest.WriteConfig(t, single)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw1, stop := runStoppable(t, cfg)
-	for range 2 {
-		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stop()
+	path, cfg := loadConfig(t, singleConfig())
+	queueTwoAndStop(t, cfg)
 
 	// The operator adds the cluster block; gw1 runs on it, queues one
 	// message more (replicated), and stops.
 	if err := os.WriteFile(path, []byte(takeoverConfig("gw1", nc.URLs())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err = config.Load(path); err != nil {
+	cfg, err := config.Load(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	gw1, stop = runStoppable(t, cfg)
+	gw1, stop := runStoppable(t, cfg)
 	if n := gw1.Spool().Len(); n != 2 {
 		t.Fatalf("gw1 on the cluster has %d messages; want its 2 from before", n)
 	}
@@ -249,25 +233,8 @@ func publishRaw(t *testing.T, js jetstream.JetStream, subject string, h nats.Hea
 // Before, it dropped both, as if taken: the uncopied one was lost.
 func TestClusterKeepsUncopiedMail(t *testing.T) {
 	nc := clustertest.Start(t, 3)
-	path := gatewaytest.WriteConfig(t, fmt.Sprintf(`
-hostname = "mx.test"
-shutdown_timeout = "5s"
-listener "mx" { address = "127.0.0.1:0" }
-domains = ["example.test"]
-%s`, gatewaytest.DeadRoute))
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw1, stop := runStoppable(t, cfg)
-	for range 2 {
-		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var ids []string
-	gw1.Spool().List(func(m *queue.Message) bool { ids = append(ids, m.ID); return true })
-	stop()
+	path, cfg := loadConfig(t, singleConfig())
+	ids := queueTwoAndStop(t, cfg)
 
 	// What a first start on the cluster leaves when it stops after marking
 	// both and copying the second, which a taker then took (its copy is
@@ -282,15 +249,7 @@ domains = ["example.test"]
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	taker := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: nc.URLs()}})
-	nodes, err := taker.OpenNodes(context.Background(), 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	claim := cluster.Claim{Node: "gw1", By: "taker", At: time.Now()}
-	if won, err := nodes.TryClaim(context.Background(), &claim); !won || err != nil {
-		t.Fatalf("TryClaim = %v, %v", won, err)
-	}
+	taker, nodes, claim := claimGW1(t, nc.URLs())
 	if err := nodes.ClaimDone(context.Background(), claim); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +260,7 @@ domains = ["example.test"]
 	if cfg, err = config.Load(path); err != nil {
 		t.Fatal(err)
 	}
-	gw1, _ = runStoppable(t, cfg)
+	gw1, _ := runStoppable(t, cfg)
 	var left []string
 	gw1.Spool().List(func(m *queue.Message) bool { left = append(left, m.ID); return true })
 	if !slices.Equal(left, ids[:1]) {

@@ -40,28 +40,20 @@ func (h onLog) WithGroup(name string) slog.Handler {
 }
 
 // TestClusterLateClaimIsWaitedFor: a node whose start cannot reach
-// JetStream for a while (its only NATS server is down; reconcile now tries
-// again every second, where before the start failed) is silent meanwhile,
-// and another node claims its queue and starts taking it over. When the
-// node reaches JetStream again it sees the takeover under way, but it
-// waits for it only until twice takeover_after from its start, which the
-// retries have mostly used up: it starts (and would deliver what the
-// taker goes on importing) a few seconds after it first saw the claim,
-// instead of the twice takeover_after that a claim seen at start gets
-// (and that the running node's heartbeats give a claim, from when they
-// first see it).
+// JetStream for a while (its only NATS server is down; reconcile tries
+// again every second) is silent meanwhile, and another node claims its
+// queue and starts taking it over. When the node reaches JetStream again
+// and sees the takeover under way, it waits for it up to twice
+// takeover_after from then, as for a claim seen at once and as a running
+// node's heartbeats do; it waited only until twice takeover_after from
+// its start, which the retries had mostly used up, and started a few
+// seconds later keeping what the taker went on importing (review14b).
 func TestClusterLateClaimIsWaitedFor(t *testing.T) {
 	const takeoverAfter = 10 * time.Second
 	nc := clustertest.Start(t, 3)
 	hcl := clusterConfig("gw1", nc.URLs()[:1], `admin { address = "127.0.0.1:0" }`, `takeover_after = "10s"`)
 	path, cfg := loadConfig(t, hcl)
-	gw1, stop := runStoppable(t, cfg)
-	for range 2 {
-		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stop() // a restart: gw1 comes back at once
+	queueTwoAndStop(t, cfg) // a restart: gw1 comes back at once
 
 	taker := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: nc.URLs()[1:]}})
 	nodes, err := taker.OpenNodes(context.Background(), 3)

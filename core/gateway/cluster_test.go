@@ -372,6 +372,48 @@ func runStoppable(t *testing.T, cfg *config.Config) (g *gateway.Gateway, stop fu
 	return g, stop
 }
 
+// queueTwoAndStop runs the gateway of cfg, queues two messages on it
+// (the next hop is down: they stay), stops it and returns their IDs.
+func queueTwoAndStop(t *testing.T, cfg *config.Config) []string {
+	t.Helper()
+	gw, stop := runStoppable(t, cfg)
+	for range 2 {
+		if err := sendOne(t, gw.Addr("mx").String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	gw.Spool().List(func(m *queue.Message) bool { ids = append(ids, m.ID); return true })
+	stop()
+	return ids
+}
+
+// claimGW1 connects a node "taker" to urls and claims gw1's queue for it.
+func claimGW1(t *testing.T, urls []string) (*cluster.Conn, *cluster.Nodes, cluster.Claim) {
+	t.Helper()
+	taker := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: urls}})
+	nodes, err := taker.OpenNodes(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := cluster.Claim{Node: "gw1", By: "taker", At: time.Now()}
+	if won, err := nodes.TryClaim(context.Background(), &claim); !won || err != nil {
+		t.Fatalf("TryClaim = %v, %v", won, err)
+	}
+	return taker, nodes, claim
+}
+
+// singleConfig is a gateway without a cluster block whose next hop is
+// down: a node before the operator adds its cluster block.
+func singleConfig() string {
+	return fmt.Sprintf(`
+hostname = "mx.test"
+shutdown_timeout = "5s"
+listener "mx" { address = "127.0.0.1:0" }
+domains = ["example.test"]
+%s`, gatewaytest.DeadRoute)
+}
+
 // TestClusterTakeoverKeepsDelivered: a node delivers one recipient of a
 // message and defers the other, then goes silent; the node that takes
 // the message over has the first recipient delivered already (the copy
@@ -470,32 +512,16 @@ func TestClusterCutOffNodeDropsTaken(t *testing.T) {
 func TestClusterBackWaitsForTakeover(t *testing.T) {
 	nc := clustertest.Start(t, 3)
 	path, cfg := loadConfig(t, takeoverConfig("gw1", nc.URLs()))
-	gw1, stop := runStoppable(t, cfg)
-	for range 2 {
-		if err := sendOne(t, gw1.Addr("mx").String()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var ids []string
-	gw1.Spool().List(func(m *queue.Message) bool { ids = append(ids, m.ID); return true })
-	stop()
+	ids := queueTwoAndStop(t, cfg)
 
 	// A taker claims gw1's queue and has imported the first message so far.
-	taker := clustertest.Connect(t, cluster.Options{Config: config.Cluster{Node: "taker", NATSURLs: nc.URLs()}})
-	nodes, err := taker.OpenNodes(context.Background(), 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	claim := cluster.Claim{Node: "gw1", By: "taker", At: time.Now()}
-	if won, err := nodes.TryClaim(context.Background(), &claim); !won || err != nil {
-		t.Fatalf("TryClaim = %v, %v", won, err)
-	}
+	taker, nodes, claim := claimGW1(t, nc.URLs())
 	theirs := taker.ReplicaOf("gw1")
 	theirs.Remove(ids[0])
 	theirs.Close()
 
 	logs := &gatewaytest.Log{}
-	cfg, err = config.Load(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
