@@ -420,8 +420,9 @@ func (c *grpcClient) Configure(ctx context.Context, config map[string]any, host 
 }
 
 // Close stops the Host service served for the plugin (Configure), which
-// also removes its socket, and that of a Configure still under way. The host's Remote is closed when the plugin
-// process exits; sdktest closes its in-process one when the test ends.
+// also removes its socket, and that of a Configure still under way. The
+// host's Remote is closed when the plugin process exits; sdktest closes
+// its in-process one when the test ends.
 func (c *grpcClient) Close() error {
 	c.mu.Lock()
 	srv := c.host

@@ -189,7 +189,8 @@ func TestREADMEListsEveryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range commands() {
-		if !strings.Contains(string(readme), "\n| `gateway "+c.name) {
+		row := "\n| `gateway " + c.name // then a space or the backtick: send is not sendmail
+		if !strings.Contains(string(readme), row+" ") && !strings.Contains(string(readme), row+"`") {
 			t.Errorf("README.md's command table has no row for %q", c.name)
 		}
 	}

@@ -15,9 +15,9 @@ package delivery
 // (Engine.Commit), without a job: it costs its commit alone. A probe that
 // is late by probeSlack (removed, held, bounced, expired, or its attempt
 // hangs) is replaced by a parked message made due by the scheduler; a
-// down domain with no mail left is forgotten. So an
-// outage costs an attempt per domain per retry, and one per parked
-// message an hour, not one per message per retry.
+// down domain with no mail left is forgotten. So an outage costs an
+// attempt per domain per retry, and one per parked message an hour, not
+// one per message per retry.
 //
 // "Down" is per recipient domain, as the engine's jobs are: with a
 // smarthost route, each domain behind it has its own probe.

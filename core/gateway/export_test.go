@@ -21,5 +21,5 @@ func (g *Gateway) SendTLSReportsForTest(ctx context.Context, day time.Time) erro
 }
 
 // UncopiedPrefix begins the spool's marks of messages whose first copy is
-// under way (replicateMissing).
+// under way (copyMissing).
 const UncopiedPrefix = uncopiedPrefix

@@ -155,7 +155,7 @@ const importers = 32
 // reconcile runs at start, before the engine, with a cluster block: it
 // writes a first heartbeat (so that no node claims this one's queue while
 // it starts), drops what was taken from this node while it was away, and
-// copies what has no copy yet (replicateMissing).
+// copies what has no copy yet (copyMissing).
 // A takeover still under way is waited for (the taker goes on removing
 // copies it imports), with a heartbeat a second, up to twice
 // takeover_after from when it is first seen: a taker that died half-way
@@ -177,7 +177,7 @@ func (g *Gateway) reconcile(ctx context.Context) error {
 		case err != nil && !warned:
 			g.log.Warn("cluster: JetStream did not answer at start; trying again every second", "err", err)
 			warned = true
-		case err != nil:
+		case err != nil: // warned already: try again
 		case done:
 			return nil
 		case takeover.IsZero():
@@ -195,11 +195,13 @@ func (g *Gateway) reconcile(ctx context.Context) error {
 	}
 }
 
-// reconcileOnce is one round of reconcile: a heartbeat, then, unless a
-// takeover is under way (and not anyway), what was taken dropped and
+// reconcileOnce is one round of reconcile: the messages without a copy
+// marked if no claim is there (markUnclaimed), a heartbeat, then, unless
+// a takeover is under way (and not anyway), what was taken dropped and
 // what has no copy copied, which it reports as done.
 func (g *Gateway) reconcileOnce(ctx context.Context, anyway bool) (bool, error) {
-	if err := g.markUnclaimed(ctx); err != nil {
+	missing, unclaimed, err := g.markUnclaimed(ctx)
+	if err != nil {
 		return false, err
 	}
 	if err := g.nodes.Beat(ctx, g.status()); err != nil {
@@ -209,7 +211,12 @@ func (g *Gateway) reconcileOnce(ctx context.Context, anyway bool) (bool, error) 
 	if err != nil || !done {
 		return false, err
 	}
-	err = g.replicateMissing(ctx)
+	if !unclaimed { // what was taken is dropped: what is left without a copy is marked
+		if missing, err = g.takenFrom(ctx, g.cfg.Cluster.Node); err != nil {
+			return false, err
+		}
+	}
+	err = g.copyMissing(ctx, missing)
 	return err == nil, err
 }
 
@@ -234,10 +241,18 @@ func (g *Gateway) dropTaken(ctx context.Context, remove func(context.Context, st
 	if err != nil {
 		return false, err
 	}
+	marks, err := g.spool.KVKeys(uncopiedPrefix, time.Now())
+	if err != nil {
+		return false, err
+	}
+	uncopied := make(map[string]bool, len(marks))
+	for _, key := range marks {
+		uncopied[key] = true
+	}
 	kept := 0
 	for i, id := range gone {
-		if g.uncopied(id) {
-			kept++ // never copied, so never taken
+		if uncopied[uncopiedPrefix+id] {
+			kept++ // never copied (markUncopied), so never taken
 			continue
 		}
 		if err := remove(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
@@ -278,25 +293,18 @@ func (g *Gateway) takenFrom(ctx context.Context, node string) ([]string, error) 
 	return gone, nil
 }
 
-// replicateMissing copies every message of the spool that has no copy on
-// the stream (queued before this node had a cluster block), at start,
-// once what was taken from this node is dropped: every message of a
-// node's spool then has its copy, and a takeover misses none. Each is
-// marked uncopied until its copy is made (markUncopied).
-func (g *Gateway) replicateMissing(ctx context.Context) error {
-	missing, err := g.takenFrom(ctx, g.cfg.Cluster.Node)
-	if err != nil {
-		return err
-	}
-	if err := g.markUncopied(ctx, missing); err != nil {
-		return err
-	}
-	if len(missing) == 0 {
+// copyMissing copies ids, messages of the spool that have no copy on the
+// stream (queued before this node had a cluster block), at start, once
+// what was taken from this node is dropped: every message of a node's
+// spool then has its copy, and a takeover misses none. Each is marked
+// uncopied (markUnclaimed) until its copy is made.
+func (g *Gateway) copyMissing(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
 		return nil
 	}
 	var copies errgroup.Group
 	copies.SetLimit(importers) // copies at once, as a takeover imports
-	for _, id := range missing {
+	for _, id := range ids {
 		copies.Go(func() error {
 			if err := g.spool.Replicate(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
 				return err
@@ -308,12 +316,12 @@ func (g *Gateway) replicateMissing(ctx context.Context) error {
 		return err
 	}
 	g.log.Warn("cluster: copied to the stream the queued messages that had no copy (queued before the cluster block)",
-		"count", len(missing))
+		"count", len(ids))
 	return nil
 }
 
 // uncopiedPrefix begins the spool's key-value entries, one a message,
-// that mark the messages replicateMissing is copying. Such a message has
+// that mark the messages copyMissing is copying. Such a message has
 // no copy because none was made yet, not because a node took it over, so
 // dropTaken keeps it: a start that stopped part-way through the copies,
 // then a takeover done before the next start, would otherwise delete
@@ -348,28 +356,20 @@ func (g *Gateway) markUncopied(ctx context.Context, ids []string) error {
 	return writes.Wait()
 }
 
-// markUnclaimed marks uncopied every message without a copy, when no
-// claim on this node is there: nothing was taken from it then, so a
-// message without a copy was never copied. reconcileOnce calls it before
-// its heartbeat, since a node's first start with a cluster block has
-// written none, and a node cannot be claimed before its first: a first
-// start that stops after its heartbeat has its marks already.
-func (g *Gateway) markUnclaimed(ctx context.Context) error {
+// markUnclaimed marks uncopied every message without a copy, and returns
+// them, when no claim on this node is there (unclaimed): nothing was
+// taken from it then, so a message without a copy was never copied.
+// reconcileOnce calls it before its heartbeat, since a node's first start
+// with a cluster block has written none, and a node cannot be claimed
+// before its first: a first start that stops after its heartbeat has its
+// marks already. A dropTaken keeps marked messages.
+func (g *Gateway) markUnclaimed(ctx context.Context) (missing []string, unclaimed bool, err error) {
 	me := g.cfg.Cluster.Node
 	if _, claimed, err := g.nodes.ClaimOn(ctx, me); err != nil || claimed {
-		return err
+		return nil, false, err
 	}
-	missing, err := g.takenFrom(ctx, me)
-	if err != nil {
-		return err
+	if missing, err = g.takenFrom(ctx, me); err != nil {
+		return nil, false, err
 	}
-	return g.markUncopied(ctx, missing)
-}
-
-// uncopied reports whether id is marked uncopied (markUncopied), or
-// whether the mark cannot be read: a message kept in doubt may be
-// delivered twice, one dropped is lost.
-func (g *Gateway) uncopied(id string) bool {
-	_, marked, err := g.spool.KVGet(uncopiedPrefix+id, time.Now())
-	return marked || err != nil
+	return missing, true, g.markUncopied(ctx, missing)
 }
